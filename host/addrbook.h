@@ -1,0 +1,192 @@
+/* addrbook — the new/tried address book (Bitcoin Core's addrman, in C).
+ *
+ * Owns: the entries, the new table (1,024 buckets x 64 slots) and the tried
+ * table (256 x 64) with Bitcoin Core's keyed placement reproduced exactly
+ * (double-SHA-256 "cheap hash" over key, address key, group and source group),
+ * up to 8 new-table references per address, test-before-evict for tried
+ * collisions, "terrible" entries, attempt/good/connected bookkeeping, the ban
+ * list (a pd_banlist_t it holds), and the sampling primitives the selection
+ * code uses: a random entry from a table (Select_), a GetAddr sample, and the
+ * built-in default selection (85% tried / 15% new).
+ * Does not own: deciding whom to dial beyond that default (policies), files
+ * (bookstore + driver), the clock or entropy: every call takes `now` (Unix
+ * seconds) and the book draws randomness only from the pd_rng_t handed to
+ * pd_book_create. Same key, seed and calls => same book, byte for byte.
+ *
+ * Entries are named by a uint32_t id, stable while the entry lives (ids of
+ * deleted entries are reused). Addresses are keyed by IP and port together
+ * (as Bitcoin Core since 2022: one IP with two ports is two entries).
+ */
+#ifndef PD_ADDRBOOK_H
+#define PD_ADDRBOOK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "banlist.h"
+#include "netaddr.h"
+#include "rng.h"
+
+#define PD_BOOK_KEY_LEN 32
+#define PD_BOOK_NEW_BUCKETS 1024
+#define PD_BOOK_TRIED_BUCKETS 256
+#define PD_BOOK_BUCKET_SIZE 64
+#define PD_BOOK_NEW_BUCKETS_PER_SOURCE_GROUP 64
+#define PD_BOOK_TRIED_BUCKETS_PER_GROUP 8
+#define PD_BOOK_NEW_BUCKETS_PER_ADDRESS 8
+#define PD_BOOK_CAPACITY (PD_BOOK_NEW_BUCKETS * PD_BOOK_BUCKET_SIZE + PD_BOOK_TRIED_BUCKETS * PD_BOOK_BUCKET_SIZE)
+/* Bitcoin Core's constants (addrman_impl.h), seconds. */
+#define PD_BOOK_HORIZON (30 * 86400)     /* ADDRMAN_HORIZON */
+#define PD_BOOK_RETRIES 3                /* ADDRMAN_RETRIES */
+#define PD_BOOK_MAX_FAILURES 10          /* ADDRMAN_MAX_FAILURES */
+#define PD_BOOK_MIN_FAIL (7 * 86400)     /* ADDRMAN_MIN_FAIL */
+#define PD_BOOK_REPLACEMENT (4 * 3600)   /* ADDRMAN_REPLACEMENT */
+#define PD_BOOK_TEST_WINDOW (40 * 60)    /* ADDRMAN_TEST_WINDOW */
+#define PD_BOOK_TRIED_COLLISION_SIZE 10  /* ADDRMAN_SET_TRIED_COLLISION_SIZE */
+#define PD_BOOK_GETADDR_MAX 1000         /* MAX_ADDR_TO_SEND */
+#define PD_BOOK_GETADDR_PCT 23           /* MAX_PCT_ADDR_TO_SEND */
+#define PD_BOOK_NO_ID UINT32_MAX
+
+enum pd_table { PD_TABLE_NEW = 0, PD_TABLE_TRIED = 1, PD_TABLE_ANY = 2 };
+
+enum { PD_BOOK_ALLOW_PRIVATE = 1 << 0 };
+
+typedef struct pd_book pd_book_t;
+
+/* A copy of one entry, for callers (API, policies, store). */
+typedef struct pd_book_info {
+  uint32_t id;
+  pd_netaddr_t addr;
+  pd_netaddr_t source; /* who told us (port 0) */
+  bool has_node_id;
+  uint8_t node_id[PD_NODE_ID_LEN];
+  int64_t time;               /* nTime: last heard of / connected (Unix s) */
+  int64_t last_try;           /* 0 = never */
+  int64_t last_success;       /* 0 = never */
+  int64_t last_count_attempt; /* 0 = never */
+  int attempts;               /* failed attempts since last success */
+  int refcount;               /* new-table references (0 when tried) */
+  bool in_tried;
+  int bucket;   /* tried: its bucket; new: bucket of one reference */
+  int position; /* slot within that bucket */
+} pd_book_info_t;
+
+/* Create an empty book with the given 32-byte key. The rng is borrowed and
+ * must outlive the book. flags: PD_BOOK_ALLOW_PRIVATE. */
+int pd_book_create(pd_book_t **out, const uint8_t key[PD_BOOK_KEY_LEN], pd_rng_t *rng,
+                   unsigned flags);
+void pd_book_destroy(pd_book_t *b);
+
+const uint8_t *pd_book_key(const pd_book_t *b);
+bool pd_book_allow_private(const pd_book_t *b);
+size_t pd_book_size(const pd_book_t *b);        /* new + tried */
+size_t pd_book_count_new(const pd_book_t *b);
+size_t pd_book_count_tried(const pd_book_t *b);
+pd_banlist_t *pd_book_bans(pd_book_t *b);
+const pd_banlist_t *pd_book_bans_const(const pd_book_t *b);
+
+/* AddSingle. `addr_time` is the nTime the address was announced with
+ * (now, when the node itself reports it); `source` is who told us (its port
+ * is ignored); `time_penalty` seconds are subtracted from nTime unless the
+ * source announces itself. node_id may be NULL.
+ * Returns 1 when a new-table reference was made (new entry or extra
+ * reference), 0 when nothing changed (known, no news, lost a slot contest),
+ * PD_EUNROUTABLE/PD_EINVAL (with *why when why != NULL) when the address may
+ * not enter the book, PD_EBANNED when it is banned. */
+int pd_book_add(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_id, int64_t addr_time,
+                const pd_netaddr_t *source, int64_t time_penalty, int64_t now, const char **why);
+
+/* Good_: a connection to addr succeeded and was useful. Moves it to tried
+ * (returns 1), or, when test_before_evict and its tried slot is taken,
+ * records a tried collision and returns 0. 0 too when already tried.
+ * PD_ENOENT when unknown. */
+int pd_book_good(pd_book_t *b, const pd_netaddr_t *addr, bool test_before_evict, int64_t now);
+/* Attempt_: we tried to connect. count_failure counts it against the entry
+ * (once per Good() epoch, as Bitcoin Core). 0 or PD_ENOENT. */
+int pd_book_attempt(pd_book_t *b, const pd_netaddr_t *addr, bool count_failure, int64_t now);
+/* Connected_: we were connected recently; refreshes nTime at most every
+ * 20 minutes. 0 or PD_ENOENT. */
+int pd_book_connected(pd_book_t *b, const pd_netaddr_t *addr, int64_t now);
+/* Remove an entry entirely (operator action). 0 or PD_ENOENT. */
+int pd_book_remove(pd_book_t *b, const pd_netaddr_t *addr);
+
+/* Look up by address: its id, or PD_BOOK_NO_ID. */
+uint32_t pd_book_find(const pd_book_t *b, const pd_netaddr_t *addr);
+/* Copy an entry out. 0 or PD_ENOENT. */
+int pd_book_info(const pd_book_t *b, uint32_t id, pd_book_info_t *out);
+/* IsTerrible at now. false for unknown ids. */
+bool pd_book_is_terrible(const pd_book_t *b, uint32_t id, int64_t now);
+/* GetChance at now (0..1]. */
+double pd_book_chance(const pd_book_t *b, uint32_t id, int64_t now);
+
+/* Select_ for one table: a random entry drawn by Bitcoin Core's bucket walk,
+ * accepted with probability GetChance * 1.2^tries. PD_TABLE_ANY picks the
+ * table 50/50 as Bitcoin Core. Returns the id or PD_BOOK_NO_ID when that
+ * table is empty. */
+uint32_t pd_book_random(pd_book_t *b, enum pd_table table, int64_t now);
+
+/* The default selection until policies decide: up to n distinct entries,
+ * each drawn from tried with probability 0.85 (new otherwise; the other
+ * table when one is empty), skipping banned entries, terrible entries and
+ * entries already picked in this call. Bounded work: gives up after
+ * 32 * n + 64 draws. Returns how many ids were written to out. */
+size_t pd_book_select(pd_book_t *b, size_t n, int64_t now, uint32_t *out);
+
+/* GetAddr_: up to min(max_pct% of the book, max_addrs) random entries
+ * (0 = no limit for either), skipping terrible ones when filtered. Returns
+ * the count written to out (out must hold min(cap, ...) ids). */
+size_t pd_book_getaddr(pd_book_t *b, size_t max_addrs, size_t max_pct, bool filtered,
+                       int64_t now, uint32_t *out, size_t cap);
+
+/* Tried collisions (test-before-evict). */
+size_t pd_book_collision_count(const pd_book_t *b);
+/* ResolveCollisions_ at now. */
+void pd_book_resolve_collisions(pd_book_t *b, int64_t now);
+/* SelectTriedCollision_: id of the tried entry that a random pending
+ * collision would evict (the one to test with a feeler), or PD_BOOK_NO_ID. */
+uint32_t pd_book_select_tried_collision(pd_book_t *b);
+
+/* Ids in a table (PD_TABLE_NEW / PD_TABLE_TRIED / PD_TABLE_ANY) in ascending
+ * id order, for paging: skips `offset`, writes up to `limit`, returns the
+ * number written; *total gets the table's size. */
+size_t pd_book_list(const pd_book_t *b, enum pd_table table, size_t offset, size_t limit,
+                    uint32_t *out, size_t *total);
+
+/* New-table slots (bucket * 64 + position) that refer to id; returns count
+ * (0..8). For the store and for explaining an entry. */
+int pd_book_new_refs(const pd_book_t *b, uint32_t id, uint16_t slots[PD_BOOK_NEW_BUCKETS_PER_ADDRESS]);
+
+/* Placement, exactly as Bitcoin Core (usable without a book, e.g. by
+ * `peerd book-slot`). `group` functions use pd_netaddr_group(allow_private). */
+int pd_book_new_bucket(const uint8_t key[PD_BOOK_KEY_LEN], const pd_netaddr_t *addr,
+                       const pd_netaddr_t *source, bool allow_private);
+int pd_book_tried_bucket(const uint8_t key[PD_BOOK_KEY_LEN], const pd_netaddr_t *addr,
+                         bool allow_private);
+int pd_book_bucket_position(const uint8_t key[PD_BOOK_KEY_LEN], bool is_new, int bucket,
+                            const pd_netaddr_t *addr);
+
+/* Restoring a saved book (bookstore): put an entry back as it was. For a
+ * tried entry, `slots` is ignored and it goes to its tried slot; for a new
+ * entry, each slot (bucket*64+pos) is kept when pos matches the address's
+ * position in that bucket and the slot is free; when none is kept, the entry
+ * is placed in its source's bucket (as Bitcoin Core's load does). Returns the
+ * new id via *id_out, or PD_EINVAL (why set) / PD_EEXIST (duplicate) /
+ * PD_EFULL (no free slot) / PD_EUNROUTABLE. */
+int pd_book_restore(pd_book_t *b, const pd_book_info_t *e, const uint16_t *slots, size_t nslots,
+                    uint32_t *id_out, const char **why);
+/* Re-insert a pending tried collision by address (store). */
+int pd_book_restore_collision(pd_book_t *b, uint32_t id);
+/* Ids of pending tried collisions (up to cap); returns count. */
+size_t pd_book_collisions(const pd_book_t *b, uint32_t *out, size_t cap);
+/* Bitcoin's m_last_good (Unix s), used by Attempt's failure counting. */
+int64_t pd_book_last_good(const pd_book_t *b);
+void pd_book_set_last_good(pd_book_t *b, int64_t t);
+
+/* Internal consistency check (tables vs entries vs index), for tests and
+ * fuzzing: 0 or PD_ECORRUPT. O(size of tables). */
+int pd_book_check(const pd_book_t *b);
+/* Bytes of heap the book holds (tables, entries, index), for benchmarks. */
+size_t pd_book_memory(const pd_book_t *b);
+
+#endif

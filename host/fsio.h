@@ -1,0 +1,33 @@
+/* fsio — the file operations of the data directory (driver side).
+ *
+ * Owns: atomic replacement of a file (write temp, fsync, rename, fsync the
+ * directory), reading a whole file with a size cap, moving a damaged file
+ * aside as NAME.corrupt-<unix time>, and creating the data directory.
+ * Does not own: what is in the files (bookstore) or when to write (daemon).
+ * Blocking calls: the daemon runs them on libuv's thread pool or at start-up.
+ * Errors are returned as -errno (or PD_ETOOBIG), never printed.
+ */
+#ifndef PD_FSIO_H
+#define PD_FSIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* mkdir -p for one level (parent must exist); 0 if it exists already. */
+int pd_fs_ensure_dir(const char *dir, unsigned mode);
+
+/* Atomically replace dir/name with buf[0..len): writes dir/.name.tmp-XXXXXX,
+ * fsyncs it, renames it over dir/name, fsyncs dir. On failure the old file
+ * is untouched and the temp file removed. */
+int pd_fs_write_atomic(const char *dir, const char *name, const void *buf, size_t len,
+                       unsigned mode);
+
+/* Read all of path into a malloc'd, NUL-terminated buffer. -ENOENT when
+ * missing, PD_ETOOBIG when over max bytes. */
+int pd_fs_read_all(const char *path, size_t max, char **out, size_t *len);
+
+/* Rename dir/name to dir/name.corrupt-<now> (adding -1, -2, ... when that
+ * exists); the new path is written to newpath (cap bytes). */
+int pd_fs_move_aside(const char *dir, const char *name, int64_t now, char *newpath, size_t cap);
+
+#endif
