@@ -1,0 +1,228 @@
+/* fsio — see fsio.h.
+ *
+ * Atomic replace: dir/.NAME.tmp-XXXXXX is created with mkstemp, chmod'ed to
+ * the requested mode, written in full (EINTR and short writes handled),
+ * fsync'ed and closed, then renamed over dir/NAME; finally dir itself is
+ * opened O_DIRECTORY and fsync'ed so the rename is durable. Any failure
+ * before the rename unlinks the temp file and leaves dir/NAME untouched.
+ *
+ * Move aside never overwrites: renameat2(RENAME_NOREPLACE), falling back to
+ * link()+unlink() on file systems without it; a taken name gets -1, -2, ...
+ */
+#include "fsio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "err.h"
+
+#ifndef PATH_MAX
+#define PATH_MAX 4096
+#endif
+
+/* The highest -N suffix move_aside tries before giving up with -EEXIST. */
+#define MOVE_ASIDE_MAX_SUFFIX 9999
+
+static int valid_name(const char *name) {
+  if (name == NULL || name[0] == '\0') return 0;
+  if (strchr(name, '/') != NULL) return 0;
+  if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) return 0;
+  return 1;
+}
+
+static int join(char *buf, size_t cap, const char *dir, const char *name) {
+  int n = snprintf(buf, cap, "%s/%s", dir, name);
+  if (n < 0 || (size_t)n >= cap) return -ENAMETOOLONG;
+  return 0;
+}
+
+int pd_fs_ensure_dir(const char *dir, unsigned mode) {
+  if (dir == NULL || dir[0] == '\0') return -EINVAL;
+  if (mkdir(dir, (mode_t)mode) == 0) return 0;
+  int e = errno;
+  if (e == EEXIST) {
+    struct stat st;
+    if (stat(dir, &st) != 0) return -errno;
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+  }
+  return -e;
+}
+
+static int write_full(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (n == 0) return -EIO;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static int fsync_retry(int fd) {
+  for (;;) {
+    if (fsync(fd) == 0) return 0;
+    if (errno != EINTR) return -errno;
+  }
+}
+
+static int fsync_dir(const char *dir) {
+  int fd;
+  do {
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return -errno;
+  int rc = fsync_retry(fd);
+  close(fd);
+  /* Some file systems cannot fsync a directory; the rename stands. */
+  if (rc == -EINVAL || rc == -EROFS) rc = 0;
+  return rc;
+}
+
+int pd_fs_write_atomic(const char *dir, const char *name, const void *buf, size_t len,
+                       unsigned mode) {
+  if (dir == NULL || dir[0] == '\0' || !valid_name(name) || (buf == NULL && len > 0))
+    return -EINVAL;
+  char final[PATH_MAX];
+  char tmp[PATH_MAX];
+  int rc = join(final, sizeof final, dir, name);
+  if (rc < 0) return rc;
+  int n = snprintf(tmp, sizeof tmp, "%s/.%s.tmp-XXXXXX", dir, name);
+  if (n < 0 || (size_t)n >= sizeof tmp) return -ENAMETOOLONG;
+
+  int fd = mkostemp(tmp, O_CLOEXEC);
+  if (fd < 0) return -errno;
+  rc = 0;
+  if (fchmod(fd, (mode_t)(mode & 07777)) != 0) rc = -errno;
+  if (rc == 0) rc = write_full(fd, buf, len);
+  if (rc == 0) rc = fsync_retry(fd);
+  if (close(fd) != 0 && rc == 0 && errno != EINTR) rc = -errno;
+  if (rc == 0 && rename(tmp, final) != 0) rc = -errno;
+  if (rc < 0) {
+    unlink(tmp);
+    return rc;
+  }
+  /* The new file is in place; a failure here means it may not be durable. */
+  return fsync_dir(dir);
+}
+
+int pd_fs_read_all(const char *path, size_t max, char **out, size_t *len) {
+  if (path == NULL || out == NULL) return -EINVAL;
+  int fd;
+  do {
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return -errno;
+
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    close(fd);
+    return -EISDIR;
+  }
+  if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > (uint64_t)max) {
+    close(fd);
+    return PD_ETOOBIG;
+  }
+  /* The size is only a hint (the file may change): read until EOF. */
+  if (max > SIZE_MAX / 2) max = SIZE_MAX / 2;
+  size_t cap = (S_ISREG(st.st_mode) && st.st_size > 0) ? (size_t)st.st_size + 1 : 4096;
+  if (cap < 64) cap = 64;
+  if (cap > max + 1) cap = max + 1;
+  char *data = malloc(cap + 1);
+  if (data == NULL) {
+    close(fd);
+    return PD_ENOMEM;
+  }
+  size_t used = 0;
+  int rc = 0;
+  for (;;) {
+    if (used == cap) {
+      if (cap > max) { /* read max + 1 bytes: over the cap */
+        rc = PD_ETOOBIG;
+        break;
+      }
+      size_t ncap = cap * 2;
+      if (ncap > max + 1 || ncap < cap) ncap = max + 1;
+      char *nd = realloc(data, ncap + 1);
+      if (nd == NULL) {
+        rc = PD_ENOMEM;
+        break;
+      }
+      data = nd;
+      cap = ncap;
+    }
+    ssize_t r = read(fd, data + used, cap - used);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      rc = -errno;
+      break;
+    }
+    if (r == 0) break;
+    used += (size_t)r;
+  }
+  close(fd);
+  if (rc == 0 && used > max) rc = PD_ETOOBIG;
+  if (rc < 0) {
+    free(data);
+    return rc;
+  }
+  data[used] = '\0';
+  *out = data;
+  if (len != NULL) *len = used;
+  return 0;
+}
+
+/* Rename without replacing: 0, -EEXIST when `to` exists, other -errno. */
+static int rename_noreplace(const char *from, const char *to) {
+  if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return 0;
+  int e = errno;
+  if (e != EINVAL && e != ENOSYS && e != ENOTSUP) return -e;
+  /* No RENAME_NOREPLACE here: link() never replaces either. */
+  if (link(from, to) != 0) return -errno;
+  if (unlink(from) != 0) {
+    e = errno;
+    unlink(to);
+    return -e;
+  }
+  return 0;
+}
+
+int pd_fs_move_aside(const char *dir, const char *name, int64_t now, char *newpath, size_t cap) {
+  if (dir == NULL || dir[0] == '\0' || !valid_name(name)) return -EINVAL;
+  char from[PATH_MAX];
+  char to[PATH_MAX];
+  int rc = join(from, sizeof from, dir, name);
+  if (rc < 0) return rc;
+  struct stat st;
+  if (lstat(from, &st) != 0) return -errno;
+
+  for (int i = 0; i <= MOVE_ASIDE_MAX_SUFFIX; i++) {
+    int n = i == 0 ? snprintf(to, sizeof to, "%s.corrupt-%" PRId64, from, now)
+                   : snprintf(to, sizeof to, "%s.corrupt-%" PRId64 "-%d", from, now, i);
+    if (n < 0 || (size_t)n >= sizeof to) return -ENAMETOOLONG;
+    if (newpath != NULL && cap > 0 && (size_t)n >= cap) return -ENAMETOOLONG;
+    rc = rename_noreplace(from, to);
+    if (rc == -EEXIST) continue;
+    if (rc < 0) return rc;
+    if (newpath != NULL && cap > 0) memcpy(newpath, to, (size_t)n + 1);
+    return fsync_dir(dir);
+  }
+  return -EEXIST;
+}
