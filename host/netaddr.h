@@ -40,8 +40,10 @@ typedef struct pd_netaddr {
   uint16_t port;  /* host order; 0 = none */
 } pd_netaddr_t;
 
-/* Bitcoin Core's `enum Network` values that can occur for IP addresses, plus
- * the 255 class its GetGroup uses for local addresses. */
+/* Bitcoin Core's `enum Network` values that can occur for IP addresses.
+ * (Old Bitcoin Core set class 255 for local addresses and then overwrote it:
+ * local addresses group as {0}, like every unroutable one. PD_NET_LOCAL is
+ * kept only to name that historical value; no group uses it.) */
 enum pd_net {
   PD_NET_UNROUTABLE = 0,
   PD_NET_IPV4 = 1,
