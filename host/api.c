@@ -1,0 +1,1125 @@
+/* api — the control API as a pure function. See api.h and docs/api.md. */
+#include "api.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+
+#ifndef PEERD_VERSION
+#define PEERD_VERSION "unknown"
+#endif
+
+#define CT_JSON "application/json"
+#define MAX_QUERY_PARAMS 16
+#define LIST_LIMIT_DEFAULT 100
+#define LIST_LIMIT_MAX 1000
+#define DIAL_DEFAULT 8
+
+/* ---- small helpers ------------------------------------------------------ */
+
+/* A JSON string from s; bytes that are not valid UTF-8 become '?'. */
+static json_t *jstr(const char *s) {
+  json_t *j = json_string(s);
+  if (j) return j;
+  size_t n = strlen(s);
+  char *tmp = malloc(n + 1);
+  if (!tmp) return NULL;
+  for (size_t i = 0; i < n; i++) tmp[i] = ((unsigned char)s[i] < 0x80) ? s[i] : '?';
+  tmp[n] = '\0';
+  j = json_string(tmp);
+  free(tmp);
+  return j;
+}
+
+static json_t *jstr_or_null(const char *s) { return (s && *s) ? jstr(s) : json_null(); }
+
+static json_t *jint(int64_t v) { return json_integer((json_int_t)v); }
+
+/* Unix seconds, or null for 0 ("never"/"permanent"). */
+static json_t *jtime_or_null(int64_t t) { return t ? jint(t) : json_null(); }
+
+static void set(json_t *obj, const char *key, json_t *val) { json_object_set_new(obj, key, val); }
+
+/* Copy s into dst (cap bytes), truncating on a UTF-8 boundary. */
+static void copy_text(char *dst, size_t cap, const char *s) {
+  size_t n = strlen(s);
+  if (n >= cap) {
+    n = cap - 1;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+  }
+  memcpy(dst, s, n);
+  dst[n] = '\0';
+}
+
+static void set_body(pd_api_response_t *resp, int status, const char *ct, char *body, size_t len) {
+  free(resp->body);
+  resp->status = status;
+  resp->content_type = ct;
+  resp->body = body;
+  resp->body_len = len;
+}
+
+/* Serialize obj (stolen) as the response body. */
+static void reply_json(pd_api_response_t *resp, int status, json_t *obj) {
+  if (!obj) {
+    pd_api_error(resp, 500, "out of memory");
+    return;
+  }
+  char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+  json_decref(obj);
+  if (!s) {
+    pd_api_error(resp, 500, "out of memory");
+    return;
+  }
+  size_t n = strlen(s);
+  char *body = realloc(s, n + 2);
+  if (!body) {
+    free(s);
+    pd_api_error(resp, 500, "out of memory");
+    return;
+  }
+  body[n] = '\n';
+  body[n + 1] = '\0';
+  set_body(resp, status, CT_JSON, body, n + 1);
+}
+
+void pd_api_error(pd_api_response_t *resp, int status, const char *msg) {
+  json_t *o = json_object();
+  char *s = NULL;
+  if (o) {
+    set(o, "error", jstr(msg ? msg : "error"));
+    s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+  }
+  char *body = NULL;
+  size_t n = 0;
+  if (s) {
+    n = strlen(s);
+    body = realloc(s, n + 2);
+    if (body) {
+      body[n++] = '\n';
+      body[n] = '\0';
+    } else {
+      free(s);
+      n = 0;
+    }
+  }
+  set_body(resp, status, CT_JSON, body, n);
+}
+
+static void errorf(pd_api_response_t *resp, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void errorf(pd_api_response_t *resp, int status, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  pd_api_error(resp, status, msg);
+}
+
+/* Reply with a JSON error object (stolen) that carries extra fields. */
+static void reply_error_obj(pd_api_response_t *resp, int status, json_t *obj) {
+  reply_json(resp, status, obj);
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* Percent-decode s[0..len) into out (len + 1 bytes). '+' becomes a space
+ * when plus_space. Returns the decoded length, or -1 on a bad escape or a
+ * decoded NUL. */
+static long pct_decode(const char *s, size_t len, int plus_space, char *out) {
+  size_t o = 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = s[i];
+    if (c == '%') {
+      if (i + 2 >= len) return -1;
+      int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+      if (hi < 0 || lo < 0) return -1;
+      c = (char)(hi * 16 + lo);
+      if (c == '\0') return -1;
+      i += 2;
+    } else if (c == '+' && plus_space) {
+      c = ' ';
+    } else if (c == '\0') {
+      return -1;
+    }
+    out[o++] = c;
+  }
+  out[o] = '\0';
+  return (long)o;
+}
+
+static void hex_encode(const uint8_t *p, size_t n, char *out) {
+  static const char digits[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = digits[p[i] >> 4];
+    out[2 * i + 1] = digits[p[i] & 15];
+  }
+  out[2 * n] = '\0';
+}
+
+/* ---- request context ---------------------------------------------------- */
+
+typedef struct query_param {
+  char *key;
+  char *val;
+} query_param_t;
+
+typedef struct ctx {
+  pd_node_t *node;
+  pd_book_t *book;
+  const pd_api_request_t *req;
+  int64_t now;
+  pd_api_response_t *resp;
+  const char *path; /* decoded */
+  const char *rest; /* decoded remainder after a prefix route ("" if none) */
+  query_param_t q[MAX_QUERY_PARAMS];
+  size_t nq;
+} ctx_t;
+
+static const char *query_get(const ctx_t *c, const char *key) {
+  for (size_t i = 0; i < c->nq; i++) {
+    if (strcmp(c->q[i].key, key) == 0) return c->q[i].val;
+  }
+  return NULL;
+}
+
+/* 400 unless every query parameter is one of names (NULL-terminated). */
+static bool query_allow(ctx_t *c, const char *const *names) {
+  for (size_t i = 0; i < c->nq; i++) {
+    bool ok = false;
+    for (const char *const *n = names; n && *n; n++) {
+      if (strcmp(c->q[i].key, *n) == 0) ok = true;
+    }
+    if (!ok) {
+      errorf(c->resp, 400, "unknown query parameter: %.100s", c->q[i].key);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* Parse a decimal query parameter in [min, max]; absent gives def. */
+static bool query_uint(ctx_t *c, const char *key, uint64_t def, uint64_t min, uint64_t max,
+                       uint64_t *out) {
+  const char *v = query_get(c, key);
+  if (!v) {
+    *out = def;
+    return true;
+  }
+  uint64_t x = 0;
+  bool ok = *v != '\0';
+  for (const char *p = v; *p && ok; p++) {
+    if (*p < '0' || *p > '9' || x > (UINT64_MAX - 9) / 10) {
+      ok = false;
+    } else {
+      x = x * 10 + (uint64_t)(*p - '0');
+    }
+  }
+  if (!ok || x < min || x > max) {
+    errorf(c->resp, 400, "%s must be an integer from %" PRIu64 " to %" PRIu64, key, min, max);
+    return false;
+  }
+  *out = x;
+  return true;
+}
+
+/* Parse the query string raw[0..len) into c->q. */
+static bool parse_query(ctx_t *c, const char *raw, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    size_t j = i;
+    while (j < len && raw[j] != '&') j++;
+    if (j > i) {
+      if (c->nq == MAX_QUERY_PARAMS) {
+        errorf(c->resp, 400, "too many query parameters (at most %d)", MAX_QUERY_PARAMS);
+        return false;
+      }
+      size_t eq = i;
+      while (eq < j && raw[eq] != '=') eq++;
+      size_t klen = eq - i;
+      size_t vlen = eq < j ? j - eq - 1 : 0;
+      char *k = malloc(klen + 1);
+      char *v = malloc(vlen + 1);
+      if (!k || !v) {
+        free(k);
+        free(v);
+        pd_api_error(c->resp, 500, "out of memory");
+        return false;
+      }
+      c->q[c->nq].key = k;
+      c->q[c->nq].val = v;
+      c->nq++;
+      if (pct_decode(raw + i, klen, 1, k) < 0 ||
+          pct_decode(eq < j ? raw + eq + 1 : "", vlen, 1, v) < 0) {
+        pd_api_error(c->resp, 400, "bad percent-encoding in query string");
+        return false;
+      }
+      for (size_t p = 0; p + 1 < c->nq; p++) {
+        if (strcmp(c->q[p].key, k) == 0) {
+          errorf(c->resp, 400, "duplicate query parameter: %.100s", k);
+          return false;
+        }
+      }
+    }
+    i = j + 1;
+  }
+  return true;
+}
+
+/* The request body as a JSON object whose keys are all in `fields`
+ * (NULL-terminated); NULL with a 400 already set otherwise. */
+static json_t *body_object(ctx_t *c, const char *const *fields) {
+  const pd_api_request_t *req = c->req;
+  json_error_t err;
+  json_t *root = json_loadb(req->body ? req->body : "", req->body ? req->body_len : 0,
+                            JSON_REJECT_DUPLICATES, &err);
+  if (!root) {
+    errorf(c->resp, 400, "malformed JSON: %s (line %d, column %d)", err.text, err.line,
+           err.column);
+    return NULL;
+  }
+  if (!json_is_object(root)) {
+    json_decref(root);
+    pd_api_error(c->resp, 400, "request body must be a JSON object");
+    return NULL;
+  }
+  const char *key;
+  json_t *val;
+  json_object_foreach(root, key, val) {
+    bool ok = false;
+    for (const char *const *f = fields; *f; f++) {
+      if (strcmp(key, *f) == 0) ok = true;
+    }
+    if (!ok) {
+      errorf(c->resp, 400, "unknown field: %.100s", key);
+      json_decref(root);
+      return NULL;
+    }
+  }
+  return root;
+}
+
+/* An optional string field: true with *out NULL when absent; false (400
+ * set) when present and not a string. */
+static bool field_string(ctx_t *c, json_t *obj, const char *key, bool required, const char **out) {
+  json_t *v = json_object_get(obj, key);
+  *out = NULL;
+  if (!v) {
+    if (required) {
+      errorf(c->resp, 400, "missing field: %s", key);
+      return false;
+    }
+    return true;
+  }
+  if (!json_is_string(v)) {
+    errorf(c->resp, 400, "field \"%s\" must be a string", key);
+    return false;
+  }
+  *out = json_string_value(v);
+  return true;
+}
+
+/* An IP-literal address "[ID@]host:port"; host names are refused with
+ * "host names must be resolved first". flags: PD_PARSE_*. */
+static int parse_addr(const char *s, unsigned flags, pd_netaddr_t *out, bool *has_id,
+                      uint8_t id[PD_NODE_ID_LEN], const char **why) {
+  pd_endpoint_t ep;
+  const char *w = NULL;
+  int rc = pd_endpoint_parse(s, flags | PD_PARSE_ALLOW_HOSTNAME, &ep, &w);
+  if (rc < 0) {
+    *why = w ? w : pd_strerror(rc);
+    return rc;
+  }
+  if (!ep.is_ip) {
+    *why = "host names must be resolved first";
+    return PD_EHOSTNAME;
+  }
+  *out = ep.addr;
+  out->port = ep.port;
+  if (has_id) *has_id = ep.has_id;
+  if (id && ep.has_id) memcpy(id, ep.id, PD_NODE_ID_LEN);
+  return 0;
+}
+
+static const char *table_name(bool in_tried) { return in_tried ? "tried" : "new"; }
+
+static json_t *ban_json(const pd_ban_t *b) {
+  char sub[PD_ADDR_STRLEN];
+  if (pd_subnet_format(&b->subnet, sub, sizeof(sub)) < 0) snprintf(sub, sizeof(sub), "?");
+  json_t *o = json_object();
+  if (!o) return NULL;
+  set(o, "subnet", jstr(sub));
+  set(o, "created", jint(b->created));
+  set(o, "until", jtime_or_null(b->until));
+  char reason[PD_BAN_REASON_MAX];
+  memcpy(reason, b->reason, sizeof(reason));
+  reason[sizeof(reason) - 1] = '\0';
+  set(o, "reason", jstr(reason));
+  return o;
+}
+
+static bool ban_active(const pd_ban_t *b, int64_t now) { return b->until == 0 || b->until > now; }
+
+static size_t active_bans(const pd_book_t *book, int64_t now) {
+  const pd_banlist_t *bl = pd_book_bans_const(book);
+  size_t n = 0;
+  const pd_ban_t *b;
+  for (size_t i = 0; (b = pd_banlist_get(bl, i)) != NULL; i++) n += ban_active(b, now);
+  return n;
+}
+
+/* The common fields of an entry. */
+static json_t *entry_json(const pd_book_info_t *e) {
+  char buf[PD_ADDR_STRLEN];
+  json_t *o = json_object();
+  if (!o) return NULL;
+  if (pd_netaddr_format(&e->addr, buf, sizeof(buf)) < 0) snprintf(buf, sizeof(buf), "?");
+  set(o, "addr", jstr(buf));
+  if (e->has_node_id) {
+    char hex[PD_NODE_ID_HEXLEN + 1];
+    hex_encode(e->node_id, PD_NODE_ID_LEN, hex);
+    set(o, "id", jstr(hex));
+  }
+  if (pd_netaddr_format_ip(&e->source, buf, sizeof(buf)) < 0) snprintf(buf, sizeof(buf), "?");
+  set(o, "source", jstr(buf));
+  set(o, "table", jstr(table_name(e->in_tried)));
+  return o;
+}
+
+/* ---- handlers ----------------------------------------------------------- */
+
+static const char *const no_params[] = {NULL};
+
+static void h_health(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  json_t *o = json_object();
+  if (o) set(o, "status", jstr("ok"));
+  reply_json(c->resp, 200, o);
+}
+
+static void h_status(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  const pd_node_status_t *st = pd_node_status(c->node);
+  const pd_node_config_t *cfg = pd_node_config(c->node);
+  json_t *o = json_object();
+  json_t *book = json_object();
+  json_t *conf = json_object();
+  json_t *save = json_object();
+  json_t *load = json_object();
+  if (!o || !book || !conf || !save || !load) {
+    json_decref(o);
+    json_decref(book);
+    json_decref(conf);
+    json_decref(save);
+    json_decref(load);
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  set(o, "version", jstr(PEERD_VERSION));
+  set(o, "uptime", jint(c->now - st->started_at));
+  set(o, "started_at", jint(st->started_at));
+  set(o, "now", jint(c->now));
+  set(book, "new", jint((int64_t)pd_book_count_new(c->book)));
+  set(book, "tried", jint((int64_t)pd_book_count_tried(c->book)));
+  set(book, "banned", jint((int64_t)active_bans(c->book, c->now)));
+  set(book, "collisions", jint((int64_t)pd_book_collision_count(c->book)));
+  set(o, "book", book);
+  set(conf, "allow_private", json_boolean(cfg->allow_private));
+  set(conf, "save_interval", jint(cfg->save_interval));
+  set(o, "config", conf);
+  set(save, "at", jtime_or_null(st->last_save_at));
+  set(save, "ok", json_boolean(st->last_save_rc == 0));
+  set(save, "error", st->last_save_rc < 0 ? jstr(st->last_save_error[0] ? st->last_save_error
+                                                                       : pd_strerror(st->last_save_rc))
+                                          : json_null());
+  set(save, "bytes", jint((int64_t)st->last_save_bytes));
+  set(save, "entries", jint((int64_t)st->last_save_entries));
+  set(o, "last_save", save);
+  set(load, "ok", json_boolean(!st->load_failed));
+  set(load, "error", st->load_failed ? jstr(st->load_error) : json_null());
+  set(load, "moved_to", jstr_or_null(st->load_moved_to));
+  set(load, "entries_loaded", jint((int64_t)st->load_report.entries_loaded));
+  set(load, "entries_skipped", jint((int64_t)st->load_report.entries_skipped));
+  set(load, "first_skip", jstr_or_null(st->load_report.first_skip));
+  set(o, "load", load);
+  reply_json(c->resp, 200, o);
+}
+
+static void h_book_post(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  static const char *const fields[] = {"addrs", "source", NULL};
+  json_t *root = body_object(c, fields);
+  if (!root) return;
+  json_t *addrs = json_object_get(root, "addrs");
+  const char *source_s = NULL;
+  if (!addrs) {
+    pd_api_error(c->resp, 400, "missing field: addrs");
+    goto out;
+  }
+  if (!json_is_array(addrs)) {
+    pd_api_error(c->resp, 400, "field \"addrs\" must be an array of strings");
+    goto out;
+  }
+  size_t n = json_array_size(addrs);
+  if (n > PD_API_MAX_ADDRS) {
+    errorf(c->resp, 413, "too many addresses: %zu > %d", n, PD_API_MAX_ADDRS);
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!json_is_string(json_array_get(addrs, i))) {
+      errorf(c->resp, 400, "field \"addrs\" must be an array of strings (addrs[%zu] is not)", i);
+      goto out;
+    }
+  }
+  if (!field_string(c, root, "source", false, &source_s)) goto out;
+  pd_netaddr_t source;
+  if (source_s) {
+    const char *why = NULL;
+    if (pd_netaddr_parse_ip(source_s, &source, &why) < 0 &&
+        parse_addr(source_s, PD_PARSE_PORT_OPTIONAL, &source, NULL, NULL, &why) < 0) {
+      errorf(c->resp, 400, "field \"source\": %s", why ? why : "bad address");
+      goto out;
+    }
+    source.port = 0;
+  }
+
+  json_t *res = json_object();
+  json_t *rejected = json_array();
+  if (!res || !rejected) {
+    json_decref(res);
+    json_decref(rejected);
+    pd_api_error(c->resp, 500, "out of memory");
+    goto out;
+  }
+  size_t added = 0, known = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *s = json_string_value(json_array_get(addrs, i));
+    pd_netaddr_t a;
+    bool has_id = false;
+    uint8_t id[PD_NODE_ID_LEN];
+    const char *why = NULL;
+    int rc = parse_addr(s, PD_PARSE_ALLOW_ID, &a, &has_id, id, &why);
+    if (rc == 0) {
+      pd_netaddr_t src = a;
+      if (source_s) src = source;
+      src.port = 0;
+      bool was_known = pd_book_find(c->book, &a) != PD_BOOK_NO_ID;
+      why = NULL;
+      rc = pd_book_add(c->book, &a, has_id ? id : NULL, c->now, &src, 0, c->now, &why);
+      if (rc == PD_EBANNED) {
+        why = "banned";
+      } else if (rc >= 0 && was_known) {
+        known++;
+        continue;
+      } else if (rc == 1) {
+        added++;
+        continue;
+      } else if (rc == 0) {
+        rc = PD_EFULL;
+        why = "new-table slot taken by another address";
+      }
+    }
+    json_t *r = json_object();
+    if (r) {
+      set(r, "addr", jstr(s));
+      set(r, "error", jstr(why ? why : pd_strerror(rc)));
+      json_array_append_new(rejected, r);
+    }
+  }
+  set(res, "added", jint((int64_t)added));
+  set(res, "known", jint((int64_t)known));
+  set(res, "rejected", rejected);
+  reply_json(c->resp, 200, res);
+out:
+  json_decref(root);
+}
+
+static bool parse_table(ctx_t *c, enum pd_table *t) {
+  const char *v = query_get(c, "table");
+  if (!v || strcmp(v, "all") == 0) {
+    *t = PD_TABLE_ANY;
+  } else if (strcmp(v, "new") == 0) {
+    *t = PD_TABLE_NEW;
+  } else if (strcmp(v, "tried") == 0) {
+    *t = PD_TABLE_TRIED;
+  } else {
+    pd_api_error(c->resp, 400, "table must be new, tried or all");
+    return false;
+  }
+  return true;
+}
+
+static void h_book_list(ctx_t *c) {
+  static const char *const params[] = {"table", "limit", "offset", NULL};
+  if (!query_allow(c, params)) return;
+  enum pd_table t;
+  uint64_t limit, offset;
+  if (!parse_table(c, &t)) return;
+  if (!query_uint(c, "limit", LIST_LIMIT_DEFAULT, 0, LIST_LIMIT_MAX, &limit)) return;
+  if (!query_uint(c, "offset", 0, 0, UINT32_MAX, &offset)) return;
+  uint32_t ids[LIST_LIMIT_MAX];
+  size_t total = 0;
+  size_t got = pd_book_list(c->book, t, (size_t)offset, (size_t)limit, ids, &total);
+  json_t *o = json_object();
+  json_t *entries = json_array();
+  if (!o || !entries) {
+    json_decref(o);
+    json_decref(entries);
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  set(o, "table", jstr(t == PD_TABLE_NEW ? "new" : t == PD_TABLE_TRIED ? "tried" : "all"));
+  set(o, "total", jint((int64_t)total));
+  set(o, "offset", jint((int64_t)offset));
+  set(o, "limit", jint((int64_t)limit));
+  for (size_t i = 0; i < got; i++) {
+    pd_book_info_t e;
+    if (pd_book_info(c->book, ids[i], &e) < 0) continue;
+    json_t *j = entry_json(&e);
+    if (!j) continue;
+    set(j, "time", jint(e.time));
+    set(j, "last_try", jint(e.last_try));
+    set(j, "last_success", jint(e.last_success));
+    set(j, "attempts", jint(e.attempts));
+    set(j, "refs", jint(e.refcount));
+    json_array_append_new(entries, j);
+  }
+  set(o, "entries", entries);
+  reply_json(c->resp, 200, o);
+}
+
+static json_t *ban_state(ctx_t *c, const pd_netaddr_t *a, json_t *o) {
+  pd_ban_t ban;
+  bool banned = pd_banlist_is_banned(pd_book_bans_const(c->book), a, c->now, &ban);
+  set(o, "banned", json_boolean(banned));
+  set(o, "ban", banned ? ban_json(&ban) : json_null());
+  return o;
+}
+
+static void h_book_get(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  pd_netaddr_t a;
+  const char *why = NULL;
+  if (parse_addr(c->rest, PD_PARSE_ALLOW_ID, &a, NULL, NULL, &why) < 0) {
+    errorf(c->resp, 400, "bad address: %s", why);
+    return;
+  }
+  char buf[PD_ADDR_STRLEN];
+  uint8_t group[PD_GROUP_MAX];
+  size_t glen = pd_netaddr_group(&a, pd_book_allow_private(c->book), group);
+  char ghex[2 * PD_GROUP_MAX + 1];
+  hex_encode(group, glen, ghex);
+  uint32_t id = pd_book_find(c->book, &a);
+  pd_book_info_t e;
+  if (id == PD_BOOK_NO_ID || pd_book_info(c->book, id, &e) < 0) {
+    json_t *o = json_object();
+    if (o) {
+      if (pd_netaddr_format(&a, buf, sizeof(buf)) < 0) snprintf(buf, sizeof(buf), "?");
+      set(o, "error", jstr("not in book"));
+      set(o, "addr", jstr(buf));
+      set(o, "group", jstr(ghex));
+      ban_state(c, &a, o);
+    }
+    reply_error_obj(c->resp, 404, o);
+    return;
+  }
+  json_t *o = entry_json(&e);
+  json_t *refs = json_array();
+  if (!o || !refs) {
+    json_decref(o);
+    json_decref(refs);
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  set(o, "bucket", jint(e.bucket));
+  set(o, "position", jint(e.position));
+  if (!e.in_tried) {
+    uint16_t slots[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
+    int nr = pd_book_new_refs(c->book, id, slots);
+    for (int i = 0; i < nr; i++) {
+      json_t *r = json_object();
+      if (!r) continue;
+      set(r, "bucket", jint(slots[i] / PD_BOOK_BUCKET_SIZE));
+      set(r, "position", jint(slots[i] % PD_BOOK_BUCKET_SIZE));
+      json_array_append_new(refs, r);
+    }
+  }
+  set(o, "refs", refs);
+  set(o, "attempts", jint(e.attempts));
+  set(o, "last_try", jint(e.last_try));
+  set(o, "last_success", jint(e.last_success));
+  set(o, "last_count_attempt", jint(e.last_count_attempt));
+  set(o, "time", jint(e.time));
+  set(o, "terrible", json_boolean(pd_book_is_terrible(c->book, id, c->now)));
+  set(o, "chance", json_real(pd_book_chance(c->book, id, c->now)));
+  set(o, "group", jstr(ghex));
+  ban_state(c, &a, o);
+  reply_json(c->resp, 200, o);
+}
+
+static void h_dial(ctx_t *c) {
+  static const char *const params[] = {"n", NULL};
+  if (!query_allow(c, params)) return;
+  uint64_t n;
+  if (!query_uint(c, "n", DIAL_DEFAULT, 1, PD_API_MAX_DIAL, &n)) return;
+  uint32_t ids[PD_API_MAX_DIAL];
+  size_t got = pd_book_select(c->book, (size_t)n, c->now, ids);
+  json_t *o = json_object();
+  json_t *peers = json_array();
+  if (!o || !peers) {
+    json_decref(o);
+    json_decref(peers);
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  for (size_t i = 0; i < got; i++) {
+    pd_book_info_t e;
+    if (pd_book_info(c->book, ids[i], &e) < 0) continue;
+    json_t *j = entry_json(&e);
+    if (!j) continue;
+    json_object_del(j, "source");
+    set(j, "attempts", jint(e.attempts));
+    set(j, "last_try", jint(e.last_try));
+    set(j, "last_success", jint(e.last_success));
+    json_array_append_new(peers, j);
+  }
+  set(o, "peers", peers);
+  reply_json(c->resp, 200, o);
+}
+
+static bool event_from_name(const char *s, enum pd_metrics_event *ev) {
+  for (int i = 0; i < PD_METRICS_EV_COUNT; i++) {
+    if (strcmp(s, pd_metrics_event_name((enum pd_metrics_event)i)) == 0) {
+      *ev = (enum pd_metrics_event)i;
+      return true;
+    }
+  }
+  return false;
+}
+
+static void h_events(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  static const char *const fields[] = {"addr", "event", "reason", NULL};
+  json_t *root = body_object(c, fields);
+  if (!root) return;
+  const char *addr_s, *event_s, *reason_s;
+  if (!field_string(c, root, "addr", true, &addr_s) ||
+      !field_string(c, root, "event", true, &event_s) ||
+      !field_string(c, root, "reason", false, &reason_s)) {
+    goto out;
+  }
+  enum pd_metrics_event ev;
+  if (!event_from_name(event_s, &ev)) {
+    errorf(c->resp, 400,
+           "unknown event: %.64s (expected attempt, connected, good, failed, misbehaved or "
+           "disconnected)",
+           event_s);
+    goto out;
+  }
+  pd_netaddr_t a;
+  const char *why = NULL;
+  if (parse_addr(addr_s, PD_PARSE_ALLOW_ID, &a, NULL, NULL, &why) < 0) {
+    errorf(c->resp, 400, "field \"addr\": %s", why);
+    goto out;
+  }
+  char abuf[PD_ADDR_STRLEN];
+  if (pd_netaddr_format(&a, abuf, sizeof(abuf)) < 0) snprintf(abuf, sizeof(abuf), "?");
+  json_t *o = json_object();
+  if (!o) {
+    pd_api_error(c->resp, 500, "out of memory");
+    goto out;
+  }
+  set(o, "ok", json_true());
+  set(o, "addr", jstr(abuf));
+  set(o, "event", jstr(event_s));
+
+  uint32_t id = pd_book_find(c->book, &a);
+  pd_book_info_t before;
+  bool known = id != PD_BOOK_NO_ID && pd_book_info(c->book, id, &before) == 0;
+  if (ev == PD_METRICS_EV_MISBEHAVED) {
+    /* Built-in default until reputation policies arrive: ban the IP. */
+    pd_subnet_t sn;
+    pd_subnet_from_addr(&a, &sn);
+    int64_t secs = pd_node_config(c->node)->default_ban_secs;
+    int64_t until = secs > 0 ? c->now + secs : 0;
+    char reason[PD_BAN_REASON_MAX];
+    copy_text(reason, sizeof(reason), reason_s ? reason_s : "misbehaved");
+    int rc = pd_banlist_add(pd_book_bans(c->book), &sn, c->now, until, reason);
+    if (rc < 0) {
+      json_decref(o);
+      errorf(c->resp, 500, "could not ban: %s", pd_strerror(rc));
+      goto out;
+    }
+    char sbuf[PD_ADDR_STRLEN];
+    if (pd_subnet_format(&sn, sbuf, sizeof(sbuf)) < 0) snprintf(sbuf, sizeof(sbuf), "?");
+    set(o, "table", known ? jstr(table_name(before.in_tried)) : json_null());
+    set(o, "banned", jstr(sbuf));
+    set(o, "until", jtime_or_null(until));
+  } else {
+    if (!known) {
+      json_decref(o);
+      json_t *e = json_object();
+      if (e) {
+        set(e, "error", jstr("not in book"));
+        set(e, "addr", jstr(abuf));
+        set(e, "event", jstr(event_s));
+      }
+      reply_error_obj(c->resp, 404, e);
+      goto out;
+    }
+    int rc = 0;
+    const char *result = NULL;
+    switch (ev) {
+    case PD_METRICS_EV_ATTEMPT:
+      rc = pd_book_attempt(c->book, &a, false, c->now);
+      break;
+    case PD_METRICS_EV_FAILED:
+      rc = pd_book_attempt(c->book, &a, true, c->now);
+      break;
+    case PD_METRICS_EV_CONNECTED:
+    case PD_METRICS_EV_DISCONNECTED:
+      rc = pd_book_connected(c->book, &a, c->now);
+      break;
+    case PD_METRICS_EV_GOOD:
+      rc = pd_book_good(c->book, &a, true, c->now);
+      if (rc == 1) {
+        result = "moved_to_tried";
+      } else if (rc == 0) {
+        result = before.in_tried ? "already_tried" : "tried_collision";
+      }
+      break;
+    default:
+      break;
+    }
+    if (rc < 0) {
+      json_decref(o);
+      errorf(c->resp, rc == PD_ENOENT ? 404 : 500, "%s failed: %s", event_s, pd_strerror(rc));
+      goto out;
+    }
+    pd_book_info_t after;
+    uint32_t id2 = pd_book_find(c->book, &a);
+    bool still = id2 != PD_BOOK_NO_ID && pd_book_info(c->book, id2, &after) == 0;
+    set(o, "table", still ? jstr(table_name(after.in_tried)) : json_null());
+    if (result) set(o, "result", jstr(result));
+  }
+  pd_metrics_count_event(pd_node_metrics(c->node), ev);
+  reply_json(c->resp, 200, o);
+out:
+  json_decref(root);
+}
+
+static void h_bans_list(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  const pd_banlist_t *bl = pd_book_bans_const(c->book);
+  json_t *o = json_object();
+  json_t *arr = json_array();
+  if (!o || !arr) {
+    json_decref(o);
+    json_decref(arr);
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  const pd_ban_t *b;
+  for (size_t i = 0; (b = pd_banlist_get(bl, i)) != NULL; i++) {
+    if (ban_active(b, c->now)) json_array_append_new(arr, ban_json(b));
+  }
+  set(o, "bans", arr);
+  reply_json(c->resp, 200, o);
+}
+
+static void h_bans_post(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  static const char *const fields[] = {"target", "duration", "reason", NULL};
+  json_t *root = body_object(c, fields);
+  if (!root) return;
+  const char *target_s, *reason_s;
+  if (!field_string(c, root, "target", true, &target_s) ||
+      !field_string(c, root, "reason", false, &reason_s)) {
+    goto out;
+  }
+  int64_t secs = pd_node_config(c->node)->default_ban_secs;
+  if (secs < 0) secs = 0;
+  json_t *d = json_object_get(root, "duration");
+  if (d) {
+    if (!json_is_integer(d) || json_integer_value(d) < 0) {
+      pd_api_error(c->resp, 400, "field \"duration\" must be a non-negative integer (seconds)");
+      goto out;
+    }
+    secs = (int64_t)json_integer_value(d);
+    if (c->now > 0 && secs > INT64_MAX - c->now) {
+      pd_api_error(c->resp, 400, "field \"duration\" is too large");
+      goto out;
+    }
+  }
+  pd_subnet_t sn;
+  const char *why = NULL;
+  if (pd_subnet_parse(target_s, &sn, &why) < 0) {
+    errorf(c->resp, 400, "field \"target\": %s", why ? why : "bad address or subnet");
+    goto out;
+  }
+  int64_t until = secs > 0 ? c->now + secs : 0;
+  char reason[PD_BAN_REASON_MAX];
+  copy_text(reason, sizeof(reason), reason_s ? reason_s : "");
+  int rc = pd_banlist_add(pd_book_bans(c->book), &sn, c->now, until, reason);
+  if (rc < 0) {
+    errorf(c->resp, 500, "could not ban: %s", pd_strerror(rc));
+    goto out;
+  }
+  char sbuf[PD_ADDR_STRLEN];
+  if (pd_subnet_format(&sn, sbuf, sizeof(sbuf)) < 0) snprintf(sbuf, sizeof(sbuf), "?");
+  json_t *o = json_object();
+  if (o) {
+    set(o, "banned", jstr(sbuf));
+    set(o, "until", jtime_or_null(until));
+    set(o, "replaced", json_boolean(rc == 1));
+    set(o, "reason", jstr(reason));
+  }
+  reply_json(c->resp, 200, o);
+out:
+  json_decref(root);
+}
+
+static void unban(ctx_t *c, const char *target) {
+  pd_subnet_t sn;
+  const char *why = NULL;
+  if (pd_subnet_parse(target, &sn, &why) < 0) {
+    errorf(c->resp, 400, "bad target: %s", why ? why : "bad address or subnet");
+    return;
+  }
+  char sbuf[PD_ADDR_STRLEN];
+  if (pd_subnet_format(&sn, sbuf, sizeof(sbuf)) < 0) snprintf(sbuf, sizeof(sbuf), "?");
+  int rc = pd_banlist_remove(pd_book_bans(c->book), &sn);
+  json_t *o = json_object();
+  if (rc == PD_ENOENT) {
+    if (o) {
+      set(o, "error", jstr("not banned"));
+      set(o, "target", jstr(sbuf));
+    }
+    reply_error_obj(c->resp, 404, o);
+    return;
+  }
+  if (rc < 0) {
+    json_decref(o);
+    errorf(c->resp, 500, "could not unban: %s", pd_strerror(rc));
+    return;
+  }
+  if (o) set(o, "unbanned", jstr(sbuf));
+  reply_json(c->resp, 200, o);
+}
+
+static void h_bans_delete_query(ctx_t *c) {
+  static const char *const params[] = {"target", NULL};
+  if (!query_allow(c, params)) return;
+  const char *t = query_get(c, "target");
+  if (!t) {
+    pd_api_error(c->resp, 400, "missing query parameter: target");
+    return;
+  }
+  unban(c, t);
+}
+
+static void h_bans_delete_path(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  unban(c, c->rest);
+}
+
+static void h_save(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  json_t *o = json_object();
+  if (o) set(o, "saving", json_true());
+  reply_json(c->resp, 200, o);
+  if (c->resp->status == 200) c->resp->action = PD_API_ACTION_SAVE;
+}
+
+static void h_metrics(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  const pd_node_status_t *st = pd_node_status(c->node);
+  pd_metrics_gauges_t g = {
+      .uptime = c->now - st->started_at,
+      .book_new = pd_book_count_new(c->book),
+      .book_tried = pd_book_count_tried(c->book),
+      .bans = active_bans(c->book, c->now),
+      .collisions = pd_book_collision_count(c->book),
+      .book_memory = pd_book_memory(c->book),
+  };
+  char *text = NULL;
+  size_t len = 0;
+  if (pd_metrics_render(pd_node_metrics(c->node), &g, PEERD_VERSION, &text, &len) < 0) {
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  set_body(c->resp, 200, PD_METRICS_CONTENT_TYPE, text, len);
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+typedef struct route {
+  const char *path;
+  bool prefix; /* path is a prefix followed by a non-empty remainder */
+  const char *method;
+  void (*fn)(ctx_t *c);
+} route_t;
+
+static const route_t routes[] = {
+    {"/health", false, "GET", h_health},
+    {"/v1/status", false, "GET", h_status},
+    {"/v1/book", false, "GET", h_book_list},
+    {"/v1/book", false, "POST", h_book_post},
+    {"/v1/book/", true, "GET", h_book_get},
+    {"/v1/dial", false, "GET", h_dial},
+    {"/v1/events", false, "POST", h_events},
+    {"/v1/bans", false, "GET", h_bans_list},
+    {"/v1/bans", false, "POST", h_bans_post},
+    {"/v1/bans", false, "DELETE", h_bans_delete_query},
+    {"/v1/bans/", true, "DELETE", h_bans_delete_path},
+    {"/v1/save", false, "POST", h_save},
+    {"/metrics", false, "GET", h_metrics},
+};
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+static bool route_matches(const route_t *r, const char *path, const char **rest) {
+  if (r->prefix) {
+    size_t n = strlen(r->path);
+    if (strncmp(path, r->path, n) != 0 || path[n] == '\0') return false;
+    *rest = path + n;
+    return true;
+  }
+  if (strcmp(path, r->path) != 0) return false;
+  *rest = "";
+  return true;
+}
+
+static void dispatch(ctx_t *c) {
+  const pd_api_request_t *req = c->req;
+  const char *target = req->target;
+  if (target[0] != '/') {
+    pd_api_error(c->resp, 400, "request target must start with /");
+    return;
+  }
+  const char *qmark = strchr(target, '?');
+  size_t plen = qmark ? (size_t)(qmark - target) : strlen(target);
+  char *path = malloc(plen + 1);
+  if (!path) {
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  if (pct_decode(target, plen, 0, path) < 0) {
+    pd_api_error(c->resp, 400, "bad percent-encoding in path");
+    free(path);
+    return;
+  }
+  c->path = path;
+
+  const route_t *hit = NULL;
+  json_t *allow = NULL;
+  bool path_known = false;
+  for (size_t i = 0; i < NROUTES; i++) {
+    const char *rest;
+    if (!route_matches(&routes[i], path, &rest)) continue;
+    path_known = true;
+    if (strcmp(routes[i].method, req->method) == 0) {
+      hit = &routes[i];
+      c->rest = rest;
+      break;
+    }
+    if (!allow) allow = json_array();
+    if (allow) json_array_append_new(allow, jstr(routes[i].method));
+  }
+  if (hit) {
+    json_decref(allow);
+    if (qmark && !parse_query(c, qmark + 1, strlen(qmark + 1))) goto out;
+    hit->fn(c);
+  } else if (path_known) {
+    json_t *o = json_object();
+    char msg[300];
+    snprintf(msg, sizeof(msg), "method %.32s not allowed for %.200s", req->method, path);
+    if (o) {
+      set(o, "error", jstr(msg));
+      set(o, "allow", allow ? allow : json_array());
+    } else {
+      json_decref(allow);
+    }
+    reply_error_obj(c->resp, 405, o);
+  } else {
+    errorf(c->resp, 404, "no such endpoint: %.200s", path);
+  }
+out:
+  free(path);
+  c->path = NULL;
+}
+
+void pd_api_handle(pd_node_t *n, const pd_api_request_t *req, int64_t now,
+                   pd_api_response_t *resp) {
+  memset(resp, 0, sizeof(*resp));
+  resp->content_type = CT_JSON;
+  resp->action = PD_API_ACTION_NONE;
+  if (!req || !req->method || !req->target) {
+    pd_api_error(resp, 400, "bad request");
+  } else if (req->body_len > PD_API_MAX_BODY) {
+    errorf(resp, 413, "request body too large: %zu > %d bytes", req->body_len, PD_API_MAX_BODY);
+  } else if (req->body_len > 0 && !req->body) {
+    pd_api_error(resp, 400, "bad request");
+  } else {
+    ctx_t c;
+    memset(&c, 0, sizeof(c));
+    c.node = n;
+    c.book = pd_node_book(n);
+    c.req = req;
+    c.now = now;
+    c.resp = resp;
+    c.rest = "";
+    dispatch(&c);
+    for (size_t i = 0; i < c.nq; i++) {
+      free(c.q[i].key);
+      free(c.q[i].val);
+    }
+  }
+  if (resp->status < 200) pd_api_error(resp, 500, "internal error");
+  /* A response with an action is counted when the driver completes it. */
+  if (resp->action == PD_API_ACTION_NONE) pd_metrics_count_request(pd_node_metrics(n), resp->status);
+}
+
+void pd_api_complete(pd_node_t *n, int64_t now, pd_api_response_t *resp) {
+  if (resp->action == PD_API_ACTION_NONE) return;
+  if (resp->action == PD_API_ACTION_SAVE) {
+    const pd_node_status_t *st = pd_node_status(n);
+    bool ok = st->last_save_at != 0 && st->last_save_rc == 0;
+    json_t *o = json_object();
+    if (o) {
+      set(o, "saved", json_boolean(ok));
+      set(o, "at", jtime_or_null(st->last_save_at));
+      set(o, "bytes", jint((int64_t)st->last_save_bytes));
+      set(o, "entries", jint((int64_t)st->last_save_entries));
+      set(o, "error", st->last_save_rc < 0
+                          ? jstr(st->last_save_error[0] ? st->last_save_error
+                                                        : pd_strerror(st->last_save_rc))
+                          : (ok ? json_null() : jstr("no save was recorded")));
+    }
+    reply_json(resp, ok ? 200 : 500, o);
+  } else {
+    pd_api_error(resp, 500, "unknown action");
+  }
+  (void)now;
+  resp->action = PD_API_ACTION_NONE;
+  pd_metrics_count_request(pd_node_metrics(n), resp->status);
+}
+
+void pd_api_response_free(pd_api_response_t *resp) {
+  if (!resp) return;
+  free(resp->body);
+  resp->body = NULL;
+  resp->body_len = 0;
+}

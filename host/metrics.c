@@ -1,0 +1,175 @@
+/* metrics — fixed registry and Prometheus text rendering. See metrics.h. */
+#include "metrics.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+
+#ifndef PEERD_VERSION
+#define PEERD_VERSION "unknown"
+#endif
+
+static const char *const event_names[PD_METRICS_EV_COUNT] = {
+    "attempt", "connected", "good", "failed", "misbehaved", "disconnected",
+};
+
+void pd_metrics_init(pd_metrics_t *m) { memset(m, 0, sizeof(*m)); }
+
+void pd_metrics_count_request(pd_metrics_t *m, int status) {
+  if (status >= PD_METRICS_CODE_MIN && status <= PD_METRICS_CODE_MAX) {
+    m->api_requests[status - PD_METRICS_CODE_MIN]++;
+  } else {
+    m->api_requests_other++;
+  }
+}
+
+uint64_t pd_metrics_requests(const pd_metrics_t *m, int status) {
+  if (status >= PD_METRICS_CODE_MIN && status <= PD_METRICS_CODE_MAX) {
+    return m->api_requests[status - PD_METRICS_CODE_MIN];
+  }
+  return m->api_requests_other;
+}
+
+void pd_metrics_count_save(pd_metrics_t *m, int ok, int64_t now) {
+  if (ok) {
+    m->saves_ok++;
+    m->last_save_ok_at = now;
+  } else {
+    m->saves_error++;
+  }
+}
+
+void pd_metrics_count_load_error(pd_metrics_t *m) { m->load_errors++; }
+
+void pd_metrics_count_load_skipped(pd_metrics_t *m, size_t n) { m->load_skipped_entries += n; }
+
+void pd_metrics_count_event(pd_metrics_t *m, enum pd_metrics_event ev) {
+  if ((int)ev >= 0 && ev < PD_METRICS_EV_COUNT) m->events[ev]++;
+}
+
+const char *pd_metrics_event_name(enum pd_metrics_event ev) {
+  if ((int)ev < 0 || ev >= PD_METRICS_EV_COUNT) return NULL;
+  return event_names[ev];
+}
+
+/* A growable text buffer; `failed` sticks after the first allocation error. */
+typedef struct buf {
+  char *p;
+  size_t len, cap;
+  int failed;
+} buf_t;
+
+static void put(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(buf_t *b, const char *fmt, ...) {
+  if (b->failed) return;
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      b->failed = 1;
+      return;
+    }
+    if ((size_t)n < b->cap - b->len) {
+      b->len += (size_t)n;
+      return;
+    }
+    size_t ncap = b->cap * 2;
+    while (ncap - b->len <= (size_t)n) ncap *= 2;
+    char *np = realloc(b->p, ncap);
+    if (!np) {
+      b->failed = 1;
+      return;
+    }
+    b->p = np;
+    b->cap = ncap;
+  }
+}
+
+static void family(buf_t *b, const char *name, const char *type, const char *help) {
+  put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Label values escape backslash, double quote and newline. */
+static void put_label_value(buf_t *b, const char *s) {
+  for (; *s; s++) {
+    if (*s == '\\') put(b, "\\\\");
+    else if (*s == '"') put(b, "\\\"");
+    else if (*s == '\n') put(b, "\\n");
+    else put(b, "%c", *s);
+  }
+}
+
+int pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, const char *version,
+                      char **out, size_t *len) {
+  buf_t b = {.p = malloc(4096), .len = 0, .cap = 4096, .failed = 0};
+  if (!b.p) return PD_ENOMEM;
+  b.p[0] = '\0';
+
+  family(&b, "peerd_build_info", "gauge", "peerd build information; always 1.");
+  put(&b, "peerd_build_info{version=\"");
+  put_label_value(&b, version ? version : PEERD_VERSION);
+  put(&b, "\"} 1\n");
+
+  family(&b, "peerd_uptime_seconds", "gauge", "Seconds since peerd started.");
+  put(&b, "peerd_uptime_seconds %" PRId64 "\n", g->uptime);
+
+  family(&b, "peerd_api_requests_total", "counter",
+         "Control API responses sent, by HTTP status code.");
+  for (int c = PD_METRICS_CODE_MIN; c <= PD_METRICS_CODE_MAX; c++) {
+    uint64_t v = m->api_requests[c - PD_METRICS_CODE_MIN];
+    if (v) put(&b, "peerd_api_requests_total{code=\"%d\"} %" PRIu64 "\n", c, v);
+  }
+  if (m->api_requests_other) {
+    put(&b, "peerd_api_requests_total{code=\"other\"} %" PRIu64 "\n", m->api_requests_other);
+  }
+
+  family(&b, "peerd_events_total", "counter", "Peer events reported through the API, by type.");
+  for (int e = 0; e < PD_METRICS_EV_COUNT; e++) {
+    put(&b, "peerd_events_total{event=\"%s\"} %" PRIu64 "\n", event_names[e], m->events[e]);
+  }
+
+  family(&b, "peerd_book_saves_total", "counter", "Address book saves, by result.");
+  put(&b, "peerd_book_saves_total{result=\"ok\"} %" PRIu64 "\n", m->saves_ok);
+  put(&b, "peerd_book_saves_total{result=\"error\"} %" PRIu64 "\n", m->saves_error);
+
+  family(&b, "peerd_book_last_save_timestamp_seconds", "gauge",
+         "Unix time of the last successful address book save (0 = never).");
+  put(&b, "peerd_book_last_save_timestamp_seconds %" PRId64 "\n", m->last_save_ok_at);
+
+  family(&b, "peerd_book_load_errors_total", "counter",
+         "Saved address books that could not be loaded (moved aside).");
+  put(&b, "peerd_book_load_errors_total %" PRIu64 "\n", m->load_errors);
+
+  family(&b, "peerd_book_load_skipped_entries_total", "counter",
+         "Entries skipped one by one while loading the address book.");
+  put(&b, "peerd_book_load_skipped_entries_total %" PRIu64 "\n", m->load_skipped_entries);
+
+  family(&b, "peerd_book_entries", "gauge", "Entries in the address book, by table.");
+  put(&b, "peerd_book_entries{table=\"new\"} %zu\n", g->book_new);
+  put(&b, "peerd_book_entries{table=\"tried\"} %zu\n", g->book_tried);
+
+  family(&b, "peerd_book_tried_collisions", "gauge",
+         "Pending tried-table collisions (test-before-evict).");
+  put(&b, "peerd_book_tried_collisions %zu\n", g->collisions);
+
+  family(&b, "peerd_book_memory_bytes", "gauge", "Heap bytes held by the address book.");
+  put(&b, "peerd_book_memory_bytes %zu\n", g->book_memory);
+
+  family(&b, "peerd_bans", "gauge", "Active bans (addresses and subnets).");
+  put(&b, "peerd_bans %zu\n", g->bans);
+
+  if (b.failed) {
+    free(b.p);
+    return PD_ENOMEM;
+  }
+  *out = b.p;
+  *len = b.len;
+  return 0;
+}

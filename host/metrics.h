@@ -1,0 +1,83 @@
+/* metrics — peerd's fixed registry of Prometheus counters and gauges.
+ *
+ * Owns: the counters the node keeps (API responses by status code, book
+ * saves by result, load errors, entries skipped at load, events by type,
+ * last successful save time) and the rendering of every family, counters and
+ * point-in-time gauges alike, as Prometheus text exposition format 0.0.4
+ * (# HELP and # TYPE for each family; counters end in _total).
+ * Does not own: where the gauge values come from (the caller reads the book
+ * and the clock and passes a pd_metrics_gauges_t) nor HTTP (api.c serves
+ * the text at GET /metrics). No globals: a pd_metrics_t lives inside
+ * pd_node_t; it is a plain struct, zeroed by pd_metrics_init.
+ */
+#ifndef PD_METRICS_H
+#define PD_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* HTTP status codes 100..599 are counted one by one. */
+#define PD_METRICS_CODE_MIN 100
+#define PD_METRICS_CODE_MAX 599
+
+/* Content-Type of the rendered text. */
+#define PD_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* Events a node reports through POST /v1/events (label event="..."). */
+enum pd_metrics_event {
+  PD_METRICS_EV_ATTEMPT = 0,
+  PD_METRICS_EV_CONNECTED,
+  PD_METRICS_EV_GOOD,
+  PD_METRICS_EV_FAILED,
+  PD_METRICS_EV_MISBEHAVED,
+  PD_METRICS_EV_DISCONNECTED,
+  PD_METRICS_EV_COUNT
+};
+
+typedef struct pd_metrics {
+  uint64_t api_requests[PD_METRICS_CODE_MAX - PD_METRICS_CODE_MIN + 1];
+  uint64_t api_requests_other; /* codes outside 100..599 (code="other") */
+  uint64_t saves_ok;
+  uint64_t saves_error;
+  uint64_t load_errors;
+  uint64_t load_skipped_entries;
+  int64_t last_save_ok_at; /* Unix s of the last successful save; 0 = never */
+  uint64_t events[PD_METRICS_EV_COUNT];
+} pd_metrics_t;
+
+/* Values read at render time. */
+typedef struct pd_metrics_gauges {
+  int64_t uptime;         /* seconds */
+  size_t book_new;        /* entries in the new table */
+  size_t book_tried;      /* entries in the tried table */
+  size_t bans;            /* active (unexpired) bans */
+  size_t collisions;      /* pending tried collisions */
+  size_t book_memory;     /* heap bytes held by the book */
+} pd_metrics_gauges_t;
+
+void pd_metrics_init(pd_metrics_t *m);
+
+/* Count one API response with this HTTP status code. */
+void pd_metrics_count_request(pd_metrics_t *m, int status);
+/* Count one book save; ok != 0 on success (then `now` becomes the last
+ * successful save time). */
+void pd_metrics_count_save(pd_metrics_t *m, int ok, int64_t now);
+/* Count a book that could not be loaded. */
+void pd_metrics_count_load_error(pd_metrics_t *m);
+/* Add entries skipped one by one while loading. */
+void pd_metrics_count_load_skipped(pd_metrics_t *m, size_t n);
+/* Count one event; out-of-range values are ignored. */
+void pd_metrics_count_event(pd_metrics_t *m, enum pd_metrics_event ev);
+/* The label value of an event ("attempt", ...), or NULL when out of range. */
+const char *pd_metrics_event_name(enum pd_metrics_event ev);
+
+/* Requests counted so far with this status (tests, status pages). */
+uint64_t pd_metrics_requests(const pd_metrics_t *m, int status);
+
+/* Render the exposition text: *out is malloc'd and NUL-terminated (caller
+ * frees), *len excludes the NUL. version is the peerd_build_info label
+ * (NULL: PEERD_VERSION). Returns 0 or PD_ENOMEM. */
+int pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, const char *version,
+                      char **out, size_t *len);
+
+#endif

@@ -1,0 +1,907 @@
+/* Unit tests for the control API (api.c), node.c and metrics.c: every route
+ * and error path driven through pd_api_handle with a fake clock, no sockets.
+ * The rendered /metrics text is also piped through `promtool check metrics`. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "api.h"
+#include "err.h"
+
+#define T0 1700000000
+#define NODE_ID "0123456789abcdef0123456789abcdef01234567"
+
+typedef struct fx {
+  pd_rng_t rng;
+  pd_node_t *node;
+  int64_t now;
+} fx_t;
+
+static int setup(void **state) {
+  fx_t *f = calloc(1, sizeof(*f));
+  assert_non_null(f);
+  pd_rng_seed(&f->rng, 1234);
+  uint8_t key[PD_BOOK_KEY_LEN] = {0};
+  pd_book_t *book = NULL;
+  assert_int_equal(pd_book_create(&book, key, &f->rng, 0), 0);
+  pd_node_config_t cfg = {.allow_private = false, .save_interval = 300, .default_ban_secs = 3600};
+  f->now = T0;
+  assert_int_equal(pd_node_create(&f->node, &cfg, book, &f->rng, f->now), 0);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fx_t *f = *state;
+  pd_node_destroy(f->node);
+  free(f);
+  return 0;
+}
+
+/* Issue a request, check the response's shape, return its JSON (caller
+ * decrefs). Error responses must carry a string "error". */
+static json_t *call(fx_t *f, const char *method, const char *target, const char *body,
+                    int *status) {
+  pd_api_request_t rq = {method, target, body, body ? strlen(body) : 0};
+  pd_api_response_t rs;
+  pd_api_handle(f->node, &rq, f->now, &rs);
+  assert_int_equal(rs.action, PD_API_ACTION_NONE);
+  assert_string_equal(rs.content_type, "application/json");
+  assert_non_null(rs.body);
+  assert_true(rs.body_len > 0);
+  assert_int_equal(rs.body[rs.body_len - 1], '\n');
+  json_error_t err;
+  json_t *j = json_loadb(rs.body, rs.body_len, 0, &err);
+  if (!j) fail_msg("response is not JSON: %s (%s)", rs.body, err.text);
+  assert_true(json_is_object(j));
+  if (rs.status >= 400) {
+    assert_true(json_is_string(json_object_get(j, "error")));
+  }
+  *status = rs.status;
+  pd_api_response_free(&rs);
+  return j;
+}
+
+/* Call and expect this status; returns the JSON. */
+static json_t *expect(fx_t *f, const char *method, const char *target, const char *body,
+                      int want) {
+  int st = 0;
+  json_t *j = call(f, method, target, body, &st);
+  if (st != want) {
+    char *s = json_dumps(j, JSON_COMPACT);
+    fail_msg("%s %s -> %d, want %d: %s", method, target, st, want, s ? s : "?");
+  }
+  return j;
+}
+
+/* Expect an error whose message contains `needle`. */
+static void expect_error(fx_t *f, const char *method, const char *target, const char *body,
+                         int want, const char *needle) {
+  json_t *j = expect(f, method, target, body, want);
+  const char *msg = json_string_value(json_object_get(j, "error"));
+  if (!strstr(msg, needle)) fail_msg("error \"%s\" lacks \"%s\"", msg, needle);
+  json_decref(j);
+}
+
+static json_int_t jget_int(json_t *o, const char *key) {
+  json_t *v = json_object_get(o, key);
+  if (!json_is_integer(v)) fail_msg("field %s is not an integer", key);
+  return json_integer_value(v);
+}
+
+static const char *jget_str(json_t *o, const char *key) {
+  json_t *v = json_object_get(o, key);
+  if (!json_is_string(v)) fail_msg("field %s is not a string", key);
+  return json_string_value(v);
+}
+
+static char *metrics_text(fx_t *f) {
+  pd_api_request_t rq = {"GET", "/metrics", NULL, 0};
+  pd_api_response_t rs;
+  pd_api_handle(f->node, &rq, f->now, &rs);
+  assert_int_equal(rs.status, 200);
+  assert_string_equal(rs.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  assert_int_equal(strlen(rs.body), rs.body_len);
+  return rs.body; /* caller frees */
+}
+
+/* The value of one sample line "name{labels} value" (-1 if absent). */
+static double sample(const char *text, const char *series) {
+  size_t n = strlen(series);
+  for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+    if (strncmp(p, series, n) == 0 && p[n] == ' ') return strtod(p + n + 1, NULL);
+  }
+  return -1;
+}
+
+static void add_addrs(fx_t *f, const char *body, int added) {
+  json_t *j = expect(f, "POST", "/v1/book", body, 200);
+  assert_int_equal(jget_int(j, "added"), added);
+  json_decref(j);
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void health_and_routing(void **state) {
+  fx_t *f = *state;
+  json_t *j = expect(f, "GET", "/health", NULL, 200);
+  assert_string_equal(jget_str(j, "status"), "ok");
+  json_decref(j);
+
+  expect_error(f, "GET", "/nope", NULL, 404, "no such endpoint");
+  expect_error(f, "GET", "/v1/status/", NULL, 404, "no such endpoint");
+  expect_error(f, "GET", "/v1/book/", NULL, 404, "no such endpoint");
+  expect_error(f, "GET", "/health?verbose=1", NULL, 400, "unknown query parameter: verbose");
+  expect_error(f, "GET", "*", NULL, 400, "must start with /");
+  expect_error(f, "GET", "/he%zzlth", NULL, 400, "bad percent-encoding in path");
+  expect_error(f, "GET", "/health%00", NULL, 400, "bad percent-encoding in path");
+  expect_error(f, "GET", "/health%4", NULL, 400, "bad percent-encoding in path");
+  /* Percent-encoded fixed paths route like plain ones. */
+  json_decref(expect(f, "GET", "/h%65alth", NULL, 200));
+
+  /* Wrong method: 405 with the allowed methods in the body. */
+  j = expect(f, "PUT", "/v1/book", NULL, 405);
+  json_t *allow = json_object_get(j, "allow");
+  assert_true(json_is_array(allow));
+  assert_int_equal(json_array_size(allow), 2);
+  assert_string_equal(json_string_value(json_array_get(allow, 0)), "GET");
+  assert_string_equal(json_string_value(json_array_get(allow, 1)), "POST");
+  assert_non_null(strstr(jget_str(j, "error"), "PUT"));
+  json_decref(j);
+  expect_error(f, "POST", "/health", "{}", 405, "not allowed");
+  expect_error(f, "GET", "/v1/save", NULL, 405, "not allowed");
+  expect_error(f, "DELETE", "/v1/book/1.2.3.4:1", NULL, 405, "not allowed");
+  expect_error(f, "GET", "/v1/events", NULL, 405, "not allowed");
+
+  /* Body over the limit: 413 whatever the route. */
+  size_t big = PD_API_MAX_BODY + 1;
+  char *body = malloc(big + 1);
+  assert_non_null(body);
+  memset(body, ' ', big);
+  body[big] = '\0';
+  expect_error(f, "POST", "/v1/book", body, 413, "too large");
+  free(body);
+
+  /* A NULL body with a length is refused, not dereferenced. */
+  pd_api_request_t rq = {"POST", "/v1/book", NULL, 5};
+  pd_api_response_t rs;
+  pd_api_handle(f->node, &rq, f->now, &rs);
+  assert_int_equal(rs.status, 400);
+  pd_api_response_free(&rs);
+}
+
+static void status_reports_node_state(void **state) {
+  fx_t *f = *state;
+  f->now = T0 + 42;
+  json_t *j = expect(f, "GET", "/v1/status", NULL, 200);
+  assert_string_equal(jget_str(j, "version"), PEERD_VERSION);
+  assert_int_equal(jget_int(j, "uptime"), 42);
+  assert_int_equal(jget_int(j, "started_at"), T0);
+  assert_int_equal(jget_int(j, "now"), T0 + 42);
+  json_t *book = json_object_get(j, "book");
+  assert_int_equal(jget_int(book, "new"), 0);
+  assert_int_equal(jget_int(book, "tried"), 0);
+  assert_int_equal(jget_int(book, "banned"), 0);
+  assert_int_equal(jget_int(book, "collisions"), 0);
+  json_t *cfg = json_object_get(j, "config");
+  assert_true(json_is_false(json_object_get(cfg, "allow_private")));
+  assert_int_equal(jget_int(cfg, "save_interval"), 300);
+  json_t *save = json_object_get(j, "last_save");
+  assert_true(json_is_null(json_object_get(save, "at")));
+  assert_true(json_is_true(json_object_get(save, "ok")));
+  assert_true(json_is_null(json_object_get(save, "error")));
+  json_t *load = json_object_get(j, "load");
+  assert_true(json_is_true(json_object_get(load, "ok")));
+  assert_true(json_is_null(json_object_get(load, "error")));
+  assert_true(json_is_null(json_object_get(load, "moved_to")));
+  assert_true(json_is_null(json_object_get(load, "first_skip")));
+  json_decref(j);
+
+  /* A failed load and a failed save show up. */
+  pd_bookstore_report_t rep = {.entries_loaded = 0, .entries_skipped = 3};
+  snprintf(rep.first_skip, sizeof(rep.first_skip), "entry 7: bad port");
+  pd_node_note_load(f->node, PD_ECORRUPT, "truncated JSON", "/d/addrbook.json.corrupt-1", &rep);
+  pd_node_note_save(f->node, -28, "No space left on device", 0, 0, T0 + 40);
+  j = expect(f, "GET", "/v1/status", NULL, 200);
+  load = json_object_get(j, "load");
+  assert_true(json_is_false(json_object_get(load, "ok")));
+  assert_string_equal(jget_str(load, "error"), "truncated JSON");
+  assert_string_equal(jget_str(load, "moved_to"), "/d/addrbook.json.corrupt-1");
+  assert_int_equal(jget_int(load, "entries_skipped"), 3);
+  assert_string_equal(jget_str(load, "first_skip"), "entry 7: bad port");
+  save = json_object_get(j, "last_save");
+  assert_int_equal(jget_int(save, "at"), T0 + 40);
+  assert_true(json_is_false(json_object_get(save, "ok")));
+  assert_string_equal(jget_str(save, "error"), "No space left on device");
+  json_decref(j);
+
+  char *m = metrics_text(f);
+  assert_true(sample(m, "peerd_book_load_errors_total") == 1);
+  assert_true(sample(m, "peerd_book_load_skipped_entries_total") == 3);
+  assert_true(sample(m, "peerd_book_saves_total{result=\"error\"}") == 1);
+  assert_true(sample(m, "peerd_book_last_save_timestamp_seconds") == 0);
+  free(m);
+}
+
+static void book_post_adds_and_rejects(void **state) {
+  fx_t *f = *state;
+  json_t *j = expect(f, "POST", "/v1/book",
+                     "{\"addrs\":[\"1.2.3.4:26656\",\"" NODE_ID "@[2a01:4f8::1]:26656\","
+                     "\"10.0.0.1:26656\",\"example.com:26656\",\"1.2.3.4:0\",\"junk\","
+                     "\"1.2.3.4:26656\",\"[2001:db8::1]:26656\"],\"source\":\"5.6.7.8\"}",
+                     200);
+  assert_int_equal(jget_int(j, "added"), 2);
+  assert_int_equal(jget_int(j, "known"), 1);
+  json_t *rej = json_object_get(j, "rejected");
+  assert_int_equal(json_array_size(rej), 5);
+  const char *want[5][2] = {
+      {"10.0.0.1:26656", "private"},
+      {"example.com:26656", "host names must be resolved first"},
+      {"1.2.3.4:0", "port 0"},
+      {"junk", ""},
+      {"[2001:db8::1]:26656", "documentation"},
+  };
+  for (size_t i = 0; i < 5; i++) {
+    json_t *r = json_array_get(rej, i);
+    assert_string_equal(jget_str(r, "addr"), want[i][0]);
+    const char *e = jget_str(r, "error");
+    assert_true(strlen(e) > 0);
+    if (!strstr(e, want[i][1])) fail_msg("%s: error \"%s\" lacks \"%s\"", want[i][0], e, want[i][1]);
+  }
+  json_decref(j);
+
+  /* The entries: source and node id as given. */
+  j = expect(f, "GET", "/v1/book/%5B2a01%3A4f8%3A%3A1%5D%3A26656", NULL, 200);
+  assert_string_equal(jget_str(j, "addr"), "[2a01:4f8::1]:26656");
+  assert_string_equal(jget_str(j, "source"), "5.6.7.8");
+  assert_string_equal(jget_str(j, "id"), NODE_ID);
+  assert_string_equal(jget_str(j, "table"), "new");
+  json_decref(j);
+
+  /* Default source: the address itself. */
+  add_addrs(f, "{\"addrs\":[\"9.9.9.9:26656\"]}", 1);
+  j = expect(f, "GET", "/v1/book/9.9.9.9:26656", NULL, 200);
+  assert_string_equal(jget_str(j, "source"), "9.9.9.9");
+  assert_null(json_object_get(j, "id"));
+  assert_int_equal(jget_int(j, "time"), f->now);
+  json_decref(j);
+  /* Source as host:port and as [v6]:port. */
+  add_addrs(f, "{\"addrs\":[\"9.8.9.9:26656\"],\"source\":\"5.6.7.8:26656\"}", 1);
+  add_addrs(f, "{\"addrs\":[\"9.7.9.9:26656\"],\"source\":\"[2a01:4f8::2]:1\"}", 1);
+  add_addrs(f, "{\"addrs\":[],\"source\":\"2a01:4f8::2\"}", 0);
+
+  /* Banned addresses are rejected as such. */
+  json_decref(expect(f, "POST", "/v1/bans", "{\"target\":\"11.0.0.0/8\"}", 200));
+  j = expect(f, "POST", "/v1/book", "{\"addrs\":[\"11.1.2.3:26656\"]}", 200);
+  assert_int_equal(jget_int(j, "added"), 0);
+  assert_string_equal(jget_str(json_array_get(json_object_get(j, "rejected"), 0), "error"),
+                      "banned");
+  json_decref(j);
+
+  /* Request-level errors. */
+  expect_error(f, "POST", "/v1/book", "{\"addrs\":[\"1.2.3.4:1\"", 400, "malformed JSON");
+  expect_error(f, "POST", "/v1/book", "", 400, "malformed JSON");
+  expect_error(f, "POST", "/v1/book", NULL, 400, "malformed JSON");
+  expect_error(f, "POST", "/v1/book", "{\"addrs\":[]} x", 400, "malformed JSON");
+  expect_error(f, "POST", "/v1/book", "{\"addrs\":[],\"addrs\":[]}", 400, "malformed JSON");
+  expect_error(f, "POST", "/v1/book", "[\"1.2.3.4:1\"]", 400, "must be a JSON object");
+  expect_error(f, "POST", "/v1/book", "{}", 400, "missing field: addrs");
+  expect_error(f, "POST", "/v1/book", "{\"addrs\":\"1.2.3.4:1\"}", 400, "\"addrs\" must be an array");
+  expect_error(f, "POST", "/v1/book", "{\"addrs\":[\"1.2.3.4:1\",7]}", 400, "addrs[1]");
+  expect_error(f, "POST", "/v1/book", "{\"addrs\":[],\"source\":5}", 400,
+               "\"source\" must be a string");
+  expect_error(f, "POST", "/v1/book", "{\"addrs\":[],\"source\":\"seed.example.com\"}", 400,
+               "host names must be resolved first");
+  expect_error(f, "POST", "/v1/book", "{\"addrs\":[],\"source\":\"1.2.3\"}", 400, "source");
+  expect_error(f, "POST", "/v1/book", "{\"addrs\":[],\"sauce\":\"1.2.3.4\"}", 400,
+               "unknown field: sauce");
+  expect_error(f, "POST", "/v1/book?x=1", "{\"addrs\":[]}", 400, "unknown query parameter");
+
+  /* Too many addresses: 413 with the count. */
+  size_t cap = 16 + 24 * (PD_API_MAX_ADDRS + 1);
+  char *body = malloc(cap);
+  assert_non_null(body);
+  size_t o = (size_t)snprintf(body, cap, "{\"addrs\":[");
+  for (int i = 0; i <= PD_API_MAX_ADDRS; i++) {
+    o += (size_t)snprintf(body + o, cap - o, "%s\"8.8.%d.%d:1\"", i ? "," : "", i / 250, i % 250 + 1);
+  }
+  snprintf(body + o, cap - o, "]}");
+  expect_error(f, "POST", "/v1/book", body, 413, "too many addresses: 1001 > 1000");
+  free(body);
+
+  j = expect(f, "GET", "/v1/status", NULL, 200);
+  assert_int_equal(jget_int(json_object_get(j, "book"), "new"), 5);
+  assert_int_equal(jget_int(json_object_get(j, "book"), "banned"), 1);
+  json_decref(j);
+}
+
+static void book_list_pages(void **state) {
+  fx_t *f = *state;
+  add_addrs(f,
+            "{\"addrs\":[\"1.1.1.1:1\",\"2.2.2.2:2\",\"3.3.3.3:3\",\"4.4.4.4:4\",\"5.5.5.5:5\"]}",
+            5);
+  json_t *j = expect(f, "GET", "/v1/book", NULL, 200);
+  assert_string_equal(jget_str(j, "table"), "all");
+  assert_int_equal(jget_int(j, "total"), 5);
+  assert_int_equal(jget_int(j, "offset"), 0);
+  assert_int_equal(jget_int(j, "limit"), 100);
+  json_t *entries = json_object_get(j, "entries");
+  assert_int_equal(json_array_size(entries), 5);
+  json_t *e = json_array_get(entries, 0);
+  assert_string_equal(jget_str(e, "table"), "new");
+  assert_int_equal(jget_int(e, "time"), f->now);
+  assert_int_equal(jget_int(e, "last_try"), 0);
+  assert_int_equal(jget_int(e, "last_success"), 0);
+  assert_int_equal(jget_int(e, "attempts"), 0);
+  assert_int_equal(jget_int(e, "refs"), 1);
+  assert_non_null(json_object_get(e, "addr"));
+  assert_non_null(json_object_get(e, "source"));
+  json_decref(j);
+
+  /* Paging covers every entry exactly once. */
+  int seen = 0;
+  for (int off = 0; off < 6; off += 2) {
+    char t[80];
+    snprintf(t, sizeof(t), "/v1/book?table=new&limit=2&offset=%d", off);
+    j = expect(f, "GET", t, NULL, 200);
+    assert_string_equal(jget_str(j, "table"), "new");
+    assert_int_equal(jget_int(j, "limit"), 2);
+    assert_int_equal(jget_int(j, "total"), 5);
+    seen += (int)json_array_size(json_object_get(j, "entries"));
+    json_decref(j);
+  }
+  assert_int_equal(seen, 5);
+
+  j = expect(f, "GET", "/v1/book?table=tried", NULL, 200);
+  assert_int_equal(jget_int(j, "total"), 0);
+  assert_int_equal(json_array_size(json_object_get(j, "entries")), 0);
+  json_decref(j);
+  j = expect(f, "GET", "/v1/book?limit=0&table=%61ll", NULL, 200);
+  assert_int_equal(json_array_size(json_object_get(j, "entries")), 0);
+  assert_int_equal(jget_int(j, "total"), 5);
+  json_decref(j);
+
+  expect_error(f, "GET", "/v1/book?table=old", NULL, 400, "table must be");
+  expect_error(f, "GET", "/v1/book?limit=abc", NULL, 400, "limit must be an integer");
+  expect_error(f, "GET", "/v1/book?limit=1001", NULL, 400, "limit must be an integer from 0 to 1000");
+  expect_error(f, "GET", "/v1/book?limit=-1", NULL, 400, "limit");
+  expect_error(f, "GET", "/v1/book?limit=", NULL, 400, "limit");
+  expect_error(f, "GET", "/v1/book?limit=99999999999999999999999", NULL, 400, "limit");
+  expect_error(f, "GET", "/v1/book?offset=1x", NULL, 400, "offset");
+  expect_error(f, "GET", "/v1/book?limit=1&limit=2", NULL, 400, "duplicate query parameter");
+  expect_error(f, "GET", "/v1/book?lmit=1", NULL, 400, "unknown query parameter: lmit");
+  expect_error(f, "GET", "/v1/book?table=%zz", NULL, 400, "bad percent-encoding in query");
+  expect_error(f, "GET", "/v1/book?table=new%00", NULL, 400, "bad percent-encoding in query");
+  expect_error(f, "GET", "/v1/book?a&b&c&d&e&f&g&h&i&j&k&l&m&n&o&p&q", NULL, 400,
+               "too many query parameters");
+}
+
+static void book_get_explains(void **state) {
+  fx_t *f = *state;
+  add_addrs(f, "{\"addrs\":[\"1.2.3.4:26656\"],\"source\":\"5.6.7.8\"}", 1);
+  json_t *j = expect(f, "GET", "/v1/book/1.2.3.4:26656", NULL, 200);
+  assert_string_equal(jget_str(j, "addr"), "1.2.3.4:26656");
+  assert_string_equal(jget_str(j, "table"), "new");
+  json_int_t bucket = jget_int(j, "bucket"), pos = jget_int(j, "position");
+  assert_true(bucket >= 0 && bucket < PD_BOOK_NEW_BUCKETS);
+  assert_true(pos >= 0 && pos < PD_BOOK_BUCKET_SIZE);
+  /* Placement as the book computes it from the key (all zero here). */
+  pd_netaddr_t a, s;
+  assert_int_equal(pd_netaddr_parse("1.2.3.4:26656", 0, &a, NULL, NULL, NULL), 0);
+  assert_int_equal(pd_netaddr_parse_ip("5.6.7.8", &s, NULL), 0);
+  uint8_t key[PD_BOOK_KEY_LEN] = {0};
+  int b = pd_book_new_bucket(key, &a, &s, false);
+  assert_int_equal(bucket, b);
+  assert_int_equal(pos, pd_book_bucket_position(key, true, b, &a));
+  json_t *refs = json_object_get(j, "refs");
+  assert_int_equal(json_array_size(refs), 1);
+  assert_int_equal(jget_int(json_array_get(refs, 0), "bucket"), bucket);
+  assert_int_equal(jget_int(json_array_get(refs, 0), "position"), pos);
+  assert_string_equal(jget_str(j, "group"), "010102"); /* IPv4 /16: class 1, 1.2 */
+  assert_string_equal(jget_str(j, "source"), "5.6.7.8");
+  assert_true(json_is_false(json_object_get(j, "terrible")));
+  assert_true(json_is_real(json_object_get(j, "chance")));
+  assert_true(json_real_value(json_object_get(j, "chance")) > 0.9);
+  assert_true(json_is_false(json_object_get(j, "banned")));
+  assert_true(json_is_null(json_object_get(j, "ban")));
+  assert_int_equal(jget_int(j, "attempts"), 0);
+  assert_int_equal(jget_int(j, "last_count_attempt"), 0);
+  json_decref(j);
+
+  /* Unknown: 404 with the ban state and group. */
+  j = expect(f, "GET", "/v1/book/1.2.3.5:26656", NULL, 404);
+  assert_string_equal(jget_str(j, "error"), "not in book");
+  assert_string_equal(jget_str(j, "addr"), "1.2.3.5:26656");
+  assert_true(json_is_false(json_object_get(j, "banned")));
+  json_decref(j);
+  expect_error(f, "GET", "/v1/book/1.2.3.4", NULL, 400, "bad address");
+  expect_error(f, "GET", "/v1/book/1.2.3.4:99999", NULL, 400, "port above 65535");
+  expect_error(f, "GET", "/v1/book/node.example:1", NULL, 400, "host names must be resolved first");
+  expect_error(f, "GET", "/v1/book/%5B2a01:4f8::1", NULL, 400, "bad address");
+  expect_error(f, "GET", "/v1/book/1.2.3.4%3", NULL, 400, "bad percent-encoding");
+  /* ID@ prefixes are accepted in the path. */
+  json_decref(expect(f, "GET", "/v1/book/" NODE_ID "%401.2.3.4:26656", NULL, 200));
+}
+
+static json_t *event(fx_t *f, const char *addr, const char *ev, int want) {
+  char body[256];
+  snprintf(body, sizeof(body), "{\"addr\":\"%s\",\"event\":\"%s\"}", addr, ev);
+  json_t *j = expect(f, "POST", "/v1/events", body, want);
+  if (want == 200) {
+    assert_true(json_is_true(json_object_get(j, "ok")));
+    assert_string_equal(jget_str(j, "event"), ev);
+  }
+  return j;
+}
+
+static void events_update_the_book(void **state) {
+  fx_t *f = *state;
+  add_addrs(f, "{\"addrs\":[\"1.2.3.4:26656\",\"7.7.7.7:26656\"]}", 2);
+  f->now += 100;
+  json_t *j = event(f, "1.2.3.4:26656", "attempt", 200);
+  assert_string_equal(jget_str(j, "table"), "new");
+  json_decref(j);
+  j = expect(f, "GET", "/v1/book/1.2.3.4:26656", NULL, 200);
+  assert_int_equal(jget_int(j, "last_try"), f->now);
+  assert_int_equal(jget_int(j, "attempts"), 0);
+  json_decref(j);
+
+  f->now += 100;
+  json_decref(event(f, "1.2.3.4:26656", "failed", 200));
+  j = expect(f, "GET", "/v1/book/1.2.3.4:26656", NULL, 200);
+  assert_int_equal(jget_int(j, "attempts"), 1);
+  assert_int_equal(jget_int(j, "last_count_attempt"), f->now);
+  json_decref(j);
+
+  /* good: new -> tried, as addrman's Good. */
+  f->now += 100;
+  j = event(f, "1.2.3.4:26656", "good", 200);
+  assert_string_equal(jget_str(j, "table"), "tried");
+  assert_string_equal(jget_str(j, "result"), "moved_to_tried");
+  json_decref(j);
+  j = expect(f, "GET", "/v1/book/1.2.3.4:26656", NULL, 200);
+  assert_string_equal(jget_str(j, "table"), "tried");
+  assert_int_equal(jget_int(j, "last_success"), f->now);
+  assert_int_equal(jget_int(j, "attempts"), 0);
+  assert_int_equal(json_array_size(json_object_get(j, "refs")), 0);
+  assert_true(jget_int(j, "bucket") < PD_BOOK_TRIED_BUCKETS);
+  json_decref(j);
+  j = event(f, "1.2.3.4:26656", "good", 200);
+  assert_string_equal(jget_str(j, "result"), "already_tried");
+  json_decref(j);
+  j = expect(f, "GET", "/v1/book?table=tried", NULL, 200);
+  assert_int_equal(jget_int(j, "total"), 1);
+  json_decref(j);
+
+  /* connected refreshes time (at most every 20 minutes). */
+  f->now += 3600;
+  j = event(f, "1.2.3.4:26656", "connected", 200);
+  assert_string_equal(jget_str(j, "table"), "tried");
+  json_decref(j);
+  j = expect(f, "GET", "/v1/book/1.2.3.4:26656", NULL, 200);
+  assert_int_equal(jget_int(j, "time"), f->now);
+  json_decref(j);
+  json_decref(event(f, "1.2.3.4:26656", "disconnected", 200));
+
+  /* Unknown address: 404 for every event but misbehaved. */
+  const char *evs[] = {"attempt", "failed", "connected", "disconnected", "good"};
+  for (size_t i = 0; i < 5; i++) {
+    j = event(f, "8.8.8.8:26656", evs[i], 404);
+    assert_string_equal(jget_str(j, "error"), "not in book");
+    json_decref(j);
+  }
+  j = event(f, "8.8.8.8:26656", "misbehaved", 200);
+  assert_true(json_is_null(json_object_get(j, "table")));
+  assert_string_equal(jget_str(j, "banned"), "8.8.8.8");
+  assert_int_equal(jget_int(j, "until"), f->now + 3600);
+  json_decref(j);
+
+  /* Bad requests. */
+  expect_error(f, "POST", "/v1/events", "{\"addr\":\"1.2.3.4:26656\",\"event\":\"hello\"}", 400,
+               "unknown event: hello");
+  expect_error(f, "POST", "/v1/events", "{\"addr\":\"1.2.3.4:26656\"}", 400, "missing field: event");
+  expect_error(f, "POST", "/v1/events", "{\"event\":\"good\"}", 400, "missing field: addr");
+  expect_error(f, "POST", "/v1/events", "{\"addr\":7,\"event\":\"good\"}", 400,
+               "\"addr\" must be a string");
+  expect_error(f, "POST", "/v1/events", "{\"addr\":\"1.2.3.4:26656\",\"event\":true}", 400,
+               "\"event\" must be a string");
+  expect_error(f, "POST", "/v1/events",
+               "{\"addr\":\"1.2.3.4:26656\",\"event\":\"misbehaved\",\"reason\":[]}", 400,
+               "\"reason\" must be a string");
+  expect_error(f, "POST", "/v1/events", "{\"addr\":\"1.2.3.4\",\"event\":\"good\"}", 400, "addr");
+  expect_error(f, "POST", "/v1/events", "{\"addr\":\"peer.example:1\",\"event\":\"good\"}", 400,
+               "host names must be resolved first");
+  expect_error(f, "POST", "/v1/events", "{\"addr\":", 400, "malformed JSON");
+  expect_error(f, "POST", "/v1/events", "{\"addr\":\"1.2.3.4:26656\",\"event\":\"good\",\"x\":1}",
+               400, "unknown field: x");
+
+  char *m = metrics_text(f);
+  assert_true(sample(m, "peerd_events_total{event=\"attempt\"}") == 1);
+  assert_true(sample(m, "peerd_events_total{event=\"failed\"}") == 1);
+  assert_true(sample(m, "peerd_events_total{event=\"good\"}") == 2);
+  assert_true(sample(m, "peerd_events_total{event=\"connected\"}") == 1);
+  assert_true(sample(m, "peerd_events_total{event=\"disconnected\"}") == 1);
+  assert_true(sample(m, "peerd_events_total{event=\"misbehaved\"}") == 1);
+  assert_true(sample(m, "peerd_book_entries{table=\"tried\"}") == 1);
+  assert_true(sample(m, "peerd_book_entries{table=\"new\"}") == 1);
+  assert_true(sample(m, "peerd_bans") == 1);
+  free(m);
+}
+
+/* Two addresses sharing a tried slot under the all-zero key: good on the
+ * second is a tried collision, which the tick then resolves. */
+static void good_collision_resolved_by_tick(void **state) {
+  fx_t *f = *state;
+  uint8_t key[PD_BOOK_KEY_LEN] = {0};
+  static int16_t slot_a[PD_BOOK_TRIED_BUCKETS * PD_BOOK_BUCKET_SIZE][2];
+  memset(slot_a, 0xff, sizeof(slot_a));
+  char a1[32] = "", a2[32] = "";
+  for (int x = 20; x < 200 && !a2[0]; x++) {
+    for (int y = 0; y < 256 && !a2[0]; y++) {
+      char s[32];
+      snprintf(s, sizeof(s), "%d.%d.1.1:26656", x, y);
+      pd_netaddr_t a;
+      assert_int_equal(pd_netaddr_parse(s, 0, &a, NULL, NULL, NULL), 0);
+      if (pd_netaddr_check_acceptable(&a, false, NULL) != 0) continue;
+      int b = pd_book_tried_bucket(key, &a, false);
+      int slot = b * PD_BOOK_BUCKET_SIZE + pd_book_bucket_position(key, false, b, &a);
+      if (slot_a[slot][0] >= 0) {
+        snprintf(a1, sizeof(a1), "%d.%d.1.1:26656", slot_a[slot][0], slot_a[slot][1]);
+        snprintf(a2, sizeof(a2), "%s", s);
+      } else {
+        slot_a[slot][0] = (int16_t)x;
+        slot_a[slot][1] = (int16_t)y;
+      }
+    }
+  }
+  assert_true(a2[0] != '\0');
+  char body[128];
+  snprintf(body, sizeof(body), "{\"addrs\":[\"%s\",\"%s\"]}", a1, a2);
+  add_addrs(f, body, 2);
+  json_t *j = event(f, a1, "good", 200);
+  assert_string_equal(jget_str(j, "result"), "moved_to_tried");
+  json_decref(j);
+  j = event(f, a2, "good", 200);
+  assert_string_equal(jget_str(j, "result"), "tried_collision");
+  assert_string_equal(jget_str(j, "table"), "new");
+  json_decref(j);
+  j = expect(f, "GET", "/v1/status", NULL, 200);
+  assert_int_equal(jget_int(json_object_get(j, "book"), "collisions"), 1);
+  json_decref(j);
+  char *m = metrics_text(f);
+  assert_true(sample(m, "peerd_book_tried_collisions") == 1);
+  free(m);
+  /* The tried entry succeeded just now, so the tick keeps it and drops the
+   * collision (ResolveCollisions). */
+  f->now += 1;
+  pd_node_tick(f->node, f->now);
+  j = expect(f, "GET", "/v1/status", NULL, 200);
+  assert_int_equal(jget_int(json_object_get(j, "book"), "collisions"), 0);
+  assert_int_equal(jget_int(json_object_get(j, "book"), "tried"), 1);
+  json_decref(j);
+}
+
+static void misbehaved_bans_and_dial_skips(void **state) {
+  fx_t *f = *state;
+  add_addrs(f,
+            "{\"addrs\":[\"1.1.1.1:1\",\"2.2.2.2:2\",\"3.3.3.3:3\",\"4.4.4.4:4\",\"5.5.5.5:5\"]}",
+            5);
+  json_t *j = expect(f, "GET", "/v1/dial?n=10", NULL, 200);
+  json_t *peers = json_object_get(j, "peers");
+  assert_true(json_array_size(peers) >= 1 && json_array_size(peers) <= 5);
+  json_t *p = json_array_get(peers, 0);
+  assert_string_equal(jget_str(p, "table"), "new");
+  assert_int_equal(jget_int(p, "attempts"), 0);
+  assert_int_equal(jget_int(p, "last_try"), 0);
+  assert_int_equal(jget_int(p, "last_success"), 0);
+  assert_null(json_object_get(p, "source"));
+  json_decref(j);
+
+  j = expect(f, "POST", "/v1/events",
+             "{\"addr\":\"3.3.3.3:3\",\"event\":\"misbehaved\",\"reason\":\"bad handshake\"}", 200);
+  assert_string_equal(jget_str(j, "table"), "new");
+  assert_string_equal(jget_str(j, "banned"), "3.3.3.3");
+  json_decref(j);
+  j = expect(f, "GET", "/v1/book/3.3.3.3:3", NULL, 200);
+  assert_true(json_is_true(json_object_get(j, "banned")));
+  json_t *ban = json_object_get(j, "ban");
+  assert_string_equal(jget_str(ban, "reason"), "bad handshake");
+  assert_int_equal(jget_int(ban, "until"), f->now + 3600);
+  json_decref(j);
+
+  int seen_other = 0;
+  for (int round = 0; round < 50; round++) {
+    j = expect(f, "GET", "/v1/dial?n=5", NULL, 200);
+    peers = json_object_get(j, "peers");
+    for (size_t i = 0; i < json_array_size(peers); i++) {
+      const char *a = jget_str(json_array_get(peers, i), "addr");
+      assert_string_not_equal(a, "3.3.3.3:3");
+      seen_other++;
+    }
+    json_decref(j);
+  }
+  assert_true(seen_other > 50);
+
+  j = expect(f, "GET", "/v1/dial", NULL, 200);
+  assert_true(json_array_size(json_object_get(j, "peers")) <= 4);
+  json_decref(j);
+  expect_error(f, "GET", "/v1/dial?n=0", NULL, 400, "n must be an integer from 1 to 1000");
+  expect_error(f, "GET", "/v1/dial?n=1001", NULL, 400, "n must be");
+  expect_error(f, "GET", "/v1/dial?n=abc", NULL, 400, "n must be");
+  expect_error(f, "GET", "/v1/dial?n=%2B1", NULL, 400, "n must be");
+  expect_error(f, "GET", "/v1/dial?count=3", NULL, 400, "unknown query parameter");
+
+  /* After the ban ends (tick expires it), the address is dialled again. */
+  f->now += 3601;
+  pd_node_tick(f->node, f->now);
+  assert_int_equal(pd_banlist_count(pd_book_bans(pd_node_book(f->node))), 0);
+  int seen_unbanned = 0;
+  for (int round = 0; round < 50 && !seen_unbanned; round++) {
+    j = expect(f, "GET", "/v1/dial?n=5", NULL, 200);
+    peers = json_object_get(j, "peers");
+    for (size_t i = 0; i < json_array_size(peers); i++) {
+      seen_unbanned |= strcmp(jget_str(json_array_get(peers, i), "addr"), "3.3.3.3:3") == 0;
+    }
+    json_decref(j);
+  }
+  assert_true(seen_unbanned);
+}
+
+static void bans_crud_and_expiry(void **state) {
+  fx_t *f = *state;
+  json_t *j = expect(f, "POST", "/v1/bans",
+                     "{\"target\":\"10.0.0.0/8\",\"duration\":60,\"reason\":\"test net\"}", 200);
+  assert_string_equal(jget_str(j, "banned"), "10.0.0.0/8");
+  assert_int_equal(jget_int(j, "until"), f->now + 60);
+  assert_true(json_is_false(json_object_get(j, "replaced")));
+  json_decref(j);
+  j = expect(f, "POST", "/v1/bans", "{\"target\":\"1.2.3.4\",\"duration\":0}", 200);
+  assert_true(json_is_null(json_object_get(j, "until")));
+  json_decref(j);
+  j = expect(f, "POST", "/v1/bans", "{\"target\":\"2a01:4f8::/32\"}", 200);
+  assert_int_equal(jget_int(j, "until"), f->now + 3600); /* default_ban_secs */
+  json_decref(j);
+  j = expect(f, "POST", "/v1/bans", "{\"target\":\"2a01:4f8::/32\",\"duration\":7200}", 200);
+  assert_true(json_is_true(json_object_get(j, "replaced")));
+  json_decref(j);
+
+  j = expect(f, "GET", "/v1/bans", NULL, 200);
+  json_t *bans = json_object_get(j, "bans");
+  assert_int_equal(json_array_size(bans), 3);
+  json_t *b0 = json_array_get(bans, 0);
+  assert_string_equal(jget_str(b0, "subnet"), "10.0.0.0/8");
+  assert_int_equal(jget_int(b0, "created"), f->now);
+  assert_int_equal(jget_int(b0, "until"), f->now + 60);
+  assert_string_equal(jget_str(b0, "reason"), "test net");
+  assert_true(json_is_null(json_object_get(json_array_get(bans, 1), "until")));
+  json_decref(j);
+
+  /* Expired bans are hidden at once and dropped by tick. */
+  f->now += 61;
+  j = expect(f, "GET", "/v1/bans", NULL, 200);
+  assert_int_equal(json_array_size(json_object_get(j, "bans")), 2);
+  json_decref(j);
+  j = expect(f, "GET", "/v1/status", NULL, 200);
+  assert_int_equal(jget_int(json_object_get(j, "book"), "banned"), 2);
+  json_decref(j);
+  assert_int_equal(pd_banlist_count(pd_book_bans(pd_node_book(f->node))), 3);
+  pd_node_tick(f->node, f->now);
+  assert_int_equal(pd_banlist_count(pd_book_bans(pd_node_book(f->node))), 2);
+
+  /* Unban by path (literal slash and percent-encoded) and by query. */
+  json_decref(expect(f, "POST", "/v1/bans", "{\"target\":\"10.0.0.0/8\"}", 200));
+  j = expect(f, "DELETE", "/v1/bans/10.0.0.0/8", NULL, 200);
+  assert_string_equal(jget_str(j, "unbanned"), "10.0.0.0/8");
+  json_decref(j);
+  j = expect(f, "DELETE", "/v1/bans/10.0.0.0/8", NULL, 404);
+  assert_string_equal(jget_str(j, "error"), "not banned");
+  json_decref(j);
+  json_decref(expect(f, "DELETE", "/v1/bans/2a01%3A4f8%3A%3A%2F32", NULL, 200));
+  json_decref(expect(f, "DELETE", "/v1/bans?target=1.2.3.4", NULL, 200));
+  expect_error(f, "DELETE", "/v1/bans?target=1.2.3.4", NULL, 404, "not banned");
+  j = expect(f, "GET", "/v1/bans", NULL, 200);
+  assert_int_equal(json_array_size(json_object_get(j, "bans")), 0);
+  json_decref(j);
+
+  /* Errors. */
+  expect_error(f, "DELETE", "/v1/bans", NULL, 400, "missing query parameter: target");
+  expect_error(f, "DELETE", "/v1/bans/10.0.0.1/8", NULL, 400, "host bits set");
+  expect_error(f, "DELETE", "/v1/bans/banana", NULL, 400, "bad target");
+  expect_error(f, "POST", "/v1/bans", "{}", 400, "missing field: target");
+  expect_error(f, "POST", "/v1/bans", "{\"target\":5}", 400, "\"target\" must be a string");
+  expect_error(f, "POST", "/v1/bans", "{\"target\":\"1.2.3.4\",\"duration\":-1}", 400, "duration");
+  expect_error(f, "POST", "/v1/bans", "{\"target\":\"1.2.3.4\",\"duration\":\"1h\"}", 400,
+               "duration");
+  expect_error(f, "POST", "/v1/bans", "{\"target\":\"1.2.3.4\",\"duration\":1.5}", 400, "duration");
+  expect_error(f, "POST", "/v1/bans", "{\"target\":\"1.2.3.4\",\"duration\":9223372036854775807}",
+               400, "too large");
+  expect_error(f, "POST", "/v1/bans", "{\"target\":\"1.2.3.4\",\"reason\":false}", 400, "reason");
+  expect_error(f, "POST", "/v1/bans", "{\"target\":\"1.2.3.300\"}", 400, "target");
+  expect_error(f, "POST", "/v1/bans", "{\"target\":\"10.0.0.0/33\"}", 400, "target");
+  expect_error(f, "POST", "/v1/bans", "nope", 400, "malformed JSON");
+
+  /* A long multi-byte reason is cut on a character boundary. */
+  char body[1024];
+  size_t o = (size_t)snprintf(body, sizeof(body), "{\"target\":\"9.9.9.9\",\"reason\":\"");
+  for (int i = 0; i < 100; i++) o += (size_t)snprintf(body + o, sizeof(body) - o, "\xc3\xa9");
+  snprintf(body + o, sizeof(body) - o, "\"}");
+  j = expect(f, "POST", "/v1/bans", body, 200);
+  const char *r = jget_str(j, "reason");
+  assert_true(strlen(r) < PD_BAN_REASON_MAX && strlen(r) % 2 == 0 && strlen(r) > 80);
+  json_decref(j);
+}
+
+static void save_action_and_complete(void **state) {
+  fx_t *f = *state;
+  pd_metrics_t *m = pd_node_metrics(f->node);
+  uint64_t before = pd_metrics_requests(m, 200);
+  pd_api_request_t rq = {"POST", "/v1/save", NULL, 0};
+  pd_api_response_t rs;
+  pd_api_handle(f->node, &rq, f->now, &rs);
+  assert_int_equal(rs.status, 200);
+  assert_int_equal(rs.action, PD_API_ACTION_SAVE);
+  assert_int_equal(pd_metrics_requests(m, 200), before); /* counted on completion */
+  pd_node_note_save(f->node, 0, NULL, 1234, 5, f->now);
+  pd_api_complete(f->node, f->now, &rs);
+  assert_int_equal(rs.status, 200);
+  assert_int_equal(rs.action, PD_API_ACTION_NONE);
+  assert_int_equal(pd_metrics_requests(m, 200), before + 1);
+  json_t *j = json_loadb(rs.body, rs.body_len, 0, NULL);
+  assert_non_null(j);
+  assert_true(json_is_true(json_object_get(j, "saved")));
+  assert_int_equal(jget_int(j, "at"), f->now);
+  assert_int_equal(jget_int(j, "bytes"), 1234);
+  assert_int_equal(jget_int(j, "entries"), 5);
+  assert_true(json_is_null(json_object_get(j, "error")));
+  json_decref(j);
+  pd_api_response_free(&rs);
+
+  /* A failed save: 500 with the reason. A body is ignored. */
+  rq.body = "{}";
+  rq.body_len = 2;
+  pd_api_handle(f->node, &rq, f->now, &rs);
+  assert_int_equal(rs.action, PD_API_ACTION_SAVE);
+  pd_node_note_save(f->node, -13, "Permission denied", 0, 0, f->now + 1);
+  pd_api_complete(f->node, f->now + 1, &rs);
+  assert_int_equal(rs.status, 500);
+  j = json_loadb(rs.body, rs.body_len, 0, NULL);
+  assert_non_null(j);
+  assert_true(json_is_false(json_object_get(j, "saved")));
+  assert_string_equal(jget_str(j, "error"), "Permission denied");
+  json_decref(j);
+  pd_api_response_free(&rs);
+  assert_int_equal(pd_metrics_requests(m, 500), 1);
+  /* Completing twice is a no-op. */
+  pd_api_complete(f->node, f->now, &rs);
+  assert_int_equal(pd_metrics_requests(m, 500), 1);
+
+  expect_error(f, "POST", "/v1/save?now=1", NULL, 400, "unknown query parameter");
+  char *text = metrics_text(f);
+  assert_true(sample(text, "peerd_book_saves_total{result=\"ok\"}") == 1);
+  assert_true(sample(text, "peerd_book_saves_total{result=\"error\"}") == 1);
+  assert_true(sample(text, "peerd_book_last_save_timestamp_seconds") == (double)f->now);
+  free(text);
+}
+
+static void tick_schedules_saves(void **state) {
+  fx_t *f = *state;
+  assert_false(pd_node_tick(f->node, T0));
+  assert_false(pd_node_tick(f->node, T0 + 299));
+  assert_true(pd_node_tick(f->node, T0 + 300));
+  pd_node_note_save(f->node, 0, NULL, 10, 0, T0 + 300);
+  assert_false(pd_node_tick(f->node, T0 + 301));
+  assert_true(pd_node_tick(f->node, T0 + 600));
+  /* A failed save also restarts the interval (no save storm). */
+  pd_node_note_save(f->node, PD_EIO, NULL, 0, 0, T0 + 600);
+  assert_false(pd_node_tick(f->node, T0 + 601));
+  assert_string_equal(pd_node_status(f->node)->last_save_error, pd_strerror(PD_EIO));
+  assert_true(pd_node_tick(f->node, T0 + 900));
+
+  /* set_book swaps the book (the old one is freed; ASan checks). */
+  pd_book_t *nb = NULL;
+  uint8_t key[PD_BOOK_KEY_LEN] = {1};
+  assert_int_equal(pd_book_create(&nb, key, &f->rng, 0), 0);
+  pd_node_set_book(f->node, nb);
+  assert_ptr_equal(pd_node_book(f->node), nb);
+  assert_ptr_equal(pd_node_rng(f->node), &f->rng);
+  assert_int_equal(pd_node_config(f->node)->default_ban_secs, 3600);
+}
+
+/* Run promtool over the text; returns its exit status, or -1 if absent. */
+static int promtool_check(const char *text) {
+  if (system("command -v promtool >/dev/null 2>&1") != 0) return -1;
+  FILE *p = popen("promtool check metrics >/dev/null 2>&1", "w");
+  if (!p) return -1;
+  fputs(text, p);
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 255;
+}
+
+static void metrics_render_and_promtool(void **state) {
+  fx_t *f = *state;
+  char *m = metrics_text(f);
+  const char *families[] = {
+      "peerd_api_requests_total",        "peerd_book_saves_total",
+      "peerd_book_load_errors_total",    "peerd_book_load_skipped_entries_total",
+      "peerd_book_last_save_timestamp_seconds", "peerd_book_entries",
+      "peerd_bans",                      "peerd_book_tried_collisions",
+      "peerd_uptime_seconds",            "peerd_build_info",
+      "peerd_events_total",              "peerd_book_memory_bytes",
+  };
+  for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+    char line[160];
+    snprintf(line, sizeof(line), "# HELP %s ", families[i]);
+    assert_non_null(strstr(m, line));
+    snprintf(line, sizeof(line), "# TYPE %s ", families[i]);
+    assert_non_null(strstr(m, line));
+  }
+  assert_non_null(strstr(m, "peerd_build_info{version=\"" PEERD_VERSION "\"} 1\n"));
+  assert_true(sample(m, "peerd_book_memory_bytes") > 0);
+  /* The first /metrics was not yet counted when it rendered. */
+  assert_true(sample(m, "peerd_api_requests_total{code=\"200\"}") == -1);
+  free(m);
+
+  json_decref(expect(f, "GET", "/health", NULL, 200));
+  json_decref(expect(f, "GET", "/nope", NULL, 404));
+  json_decref(expect(f, "GET", "/nope", NULL, 404));
+  json_decref(expect(f, "PATCH", "/health", NULL, 405));
+  add_addrs(f, "{\"addrs\":[\"1.2.3.4:26656\"]}", 1);
+  f->now += 77;
+  m = metrics_text(f);
+  assert_true(sample(m, "peerd_api_requests_total{code=\"200\"}") == 3); /* metrics, health, book */
+  assert_true(sample(m, "peerd_api_requests_total{code=\"404\"}") == 2);
+  assert_true(sample(m, "peerd_api_requests_total{code=\"405\"}") == 1);
+  assert_true(sample(m, "peerd_book_entries{table=\"new\"}") == 1);
+  assert_true(sample(m, "peerd_uptime_seconds") == 77);
+  int rc = promtool_check(m);
+  if (rc < 0) {
+    free(m);
+    skip();
+  }
+  assert_int_equal(rc, 0);
+  /* promtool does catch a broken exposition (the check can fail). */
+  assert_int_not_equal(promtool_check("# TYPE x counter\nx{ 1\n"), 0);
+  free(m);
+
+  /* Label values are escaped. */
+  pd_metrics_t mm;
+  pd_metrics_init(&mm);
+  pd_metrics_count_request(&mm, 42);
+  pd_metrics_count_event(&mm, PD_METRICS_EV_COUNT); /* ignored */
+  assert_null(pd_metrics_event_name(PD_METRICS_EV_COUNT));
+  pd_metrics_gauges_t g = {0};
+  char *t = NULL;
+  size_t len = 0;
+  assert_int_equal(pd_metrics_render(&mm, &g, "1.0 \"x\"\\\n", &t, &len), 0);
+  assert_int_equal(strlen(t), len);
+  assert_non_null(strstr(t, "peerd_build_info{version=\"1.0 \\\"x\\\"\\\\\\n\"} 1\n"));
+  assert_true(sample(t, "peerd_api_requests_total{code=\"other\"}") == 1);
+  assert_int_equal(promtool_check(t), 0);
+  free(t);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(health_and_routing, setup, teardown),
+      cmocka_unit_test_setup_teardown(status_reports_node_state, setup, teardown),
+      cmocka_unit_test_setup_teardown(book_post_adds_and_rejects, setup, teardown),
+      cmocka_unit_test_setup_teardown(book_list_pages, setup, teardown),
+      cmocka_unit_test_setup_teardown(book_get_explains, setup, teardown),
+      cmocka_unit_test_setup_teardown(events_update_the_book, setup, teardown),
+      cmocka_unit_test_setup_teardown(good_collision_resolved_by_tick, setup, teardown),
+      cmocka_unit_test_setup_teardown(misbehaved_bans_and_dial_skips, setup, teardown),
+      cmocka_unit_test_setup_teardown(bans_crud_and_expiry, setup, teardown),
+      cmocka_unit_test_setup_teardown(save_action_and_complete, setup, teardown),
+      cmocka_unit_test_setup_teardown(tick_schedules_saves, setup, teardown),
+      cmocka_unit_test_setup_teardown(metrics_render_and_promtool, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
