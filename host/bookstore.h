@@ -24,6 +24,8 @@ typedef struct pd_bookstore_report {
   size_t entries_skipped; /* entries that failed validation */
   size_t bans_loaded;
   size_t bans_skipped;
+  size_t collisions_loaded;  /* pending tried collisions restored */
+  size_t collisions_skipped; /* collisions naming no restored entry, or bad */
   char first_skip[160]; /* why the first skipped item was skipped ("" if none) */
 } pd_bookstore_report_t;
 

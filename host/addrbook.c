@@ -1,0 +1,1175 @@
+/* addrbook — see addrbook.h.
+ *
+ * Layout (all sized for a full book of PD_BOOK_CAPACITY entries):
+ *  - entries: one array of 64-byte records indexed by id. Deleted ids go on
+ *    a LIFO free list threaded through the record's `rpos` field, so id
+ *    allocation is deterministic. Times are kept as uint32 Unix seconds
+ *    (clamped to [0, 2^32-1]; good until 2106) to fit the record in one
+ *    cache line. Node ids (20 bytes) live in a side pool indexed by a uint32
+ *    (0 = none), so entries without one cost nothing extra.
+ *  - address index: open addressing (linear probing, backward-shift delete)
+ *    of uint32 ids, keyed by SipHash-2-4 (libsodium crypto_shorthash) of
+ *    ip || port, with a SipHash key derived from the book key.
+ *  - tables: new[1024*64] and tried[256*64] of ids, PD_BOOK_NO_ID = empty.
+ *  - vrandom: ids in random-access order with each entry's position in it
+ *    (Bitcoin Core's vRandom / SwapRandom) for GetAddr.
+ *  - tried collisions: a sorted array of at most 10 ids (Bitcoin's
+ *    std::set<int> ordering). Ids are reused here, so a deleted entry is
+ *    dropped from the set at once instead of lazily as Bitcoin does.
+ *
+ * Placement hashes are Bitcoin Core's HashWriter double SHA-256 "cheap hash"
+ * (first 8 bytes, little endian) over exactly the bytes it serialises;
+ * SHA-256 comes from OpenSSL libcrypto (SHA-NI where the CPU has it).
+ */
+#define OPENSSL_SUPPRESS_DEPRECATED 1
+#include "addrbook.h"
+
+#include <openssl/sha.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+
+#define NEW_SLOTS (PD_BOOK_NEW_BUCKETS * PD_BOOK_BUCKET_SIZE)
+#define TRIED_SLOTS (PD_BOOK_TRIED_BUCKETS * PD_BOOK_BUCKET_SIZE)
+/* AddSingle creates an entry before it knows whether it wins a slot, so a
+ * full book can hold one extra entry for a moment. */
+#define MAX_ENTRIES (PD_BOOK_CAPACITY + 1)
+#define NO_ID PD_BOOK_NO_ID
+#define T_LIMIT ((int64_t)1 << 40) /* time inputs are clamped to +-2^40 s */
+
+enum { F_LIVE = 1, F_TRIED = 2 };
+
+typedef struct entry {
+  uint8_t ip[16];
+  uint8_t src[16];
+  uint32_t time;
+  uint32_t last_try;
+  uint32_t last_success;
+  uint32_t last_count;
+  uint32_t rpos; /* position in vrandom; next free id when on the free list */
+  uint32_t node; /* index into the node id pool, 0 = none */
+  uint16_t port;
+  uint16_t slot; /* tried: its tried slot; new: one slot that refers to it */
+  uint8_t attempts; /* saturating */
+  uint8_t refcount;
+  uint8_t flags;
+  uint8_t pad;
+} entry_t;
+
+_Static_assert(sizeof(entry_t) == 64, "entry must be one cache line");
+
+struct pd_book {
+  uint8_t key[PD_BOOK_KEY_LEN];
+  uint8_t sip_key[crypto_shorthash_KEYBYTES];
+  pd_rng_t *rng;
+  bool allow_private;
+  pd_banlist_t *bans;
+
+  entry_t *e;
+  uint32_t e_cap, e_hi; /* ids below e_hi have been handed out */
+  uint32_t free_head;
+  uint32_t n_new, n_tried;
+
+  uint32_t *vrandom;
+  uint32_t nrandom, vrandom_cap;
+
+  uint32_t *index;
+  uint32_t index_cap, index_count; /* cap: power of two */
+
+  uint8_t (*nodes)[PD_NODE_ID_LEN];
+  uint32_t nodes_cap, nodes_hi, nodes_free; /* index 0 unused */
+
+  uint32_t coll[PD_BOOK_TRIED_COLLISION_SIZE];
+  uint32_t ncoll;
+  int64_t last_good;
+
+  uint32_t new_tab[NEW_SLOTS];
+  uint32_t tried_tab[TRIED_SLOTS];
+};
+
+/* ---- small helpers --------------------------------------------------------- */
+
+static int64_t clampt(int64_t t) { return t < -T_LIMIT ? -T_LIMIT : t > T_LIMIT ? T_LIMIT : t; }
+static uint32_t t32(int64_t t) {
+  return t < 0 ? 0 : t > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)t;
+}
+static uint64_t le64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+static void put_le64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_le32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void entry_addr(const entry_t *e, pd_netaddr_t *a) {
+  memcpy(a->ip, e->ip, 16);
+  a->port = e->port;
+}
+static void entry_src(const entry_t *e, pd_netaddr_t *a) {
+  memcpy(a->ip, e->src, 16);
+  a->port = 0;
+}
+
+/* ---- placement (Bitcoin Core's AddrInfo::Get*Bucket / GetBucketPosition) ---- */
+
+/* GetCheapHash of a HashWriter: first 8 bytes (LE) of SHA256d. The low-level
+ * SHA256_* calls measured faster than EVP with a reused context (see
+ * bench_addrbook: no provider dispatch per call). */
+static uint64_t cheap_hash(const uint8_t *msg, size_t len) {
+  uint8_t h[SHA256_DIGEST_LENGTH];
+  SHA256_CTX c;
+  SHA256_Init(&c);
+  SHA256_Update(&c, msg, len);
+  SHA256_Final(h, &c);
+  SHA256_Init(&c);
+  SHA256_Update(&c, h, sizeof(h));
+  SHA256_Final(h, &c);
+  return le64(h);
+}
+
+/* CService::GetKey() serialised as a vector: CompactSize 18, 16-byte V1
+ * address, port big endian. */
+static size_t put_addr_key(uint8_t *p, const pd_netaddr_t *a) {
+  p[0] = 18;
+  memcpy(p + 1, a->ip, 16);
+  p[17] = (uint8_t)(a->port >> 8);
+  p[18] = (uint8_t)(a->port & 0xff);
+  return 19;
+}
+
+/* A group vector: CompactSize length (always < 253) then the bytes. */
+static size_t put_group(uint8_t *p, const pd_netaddr_t *a, bool allow_private) {
+  uint8_t g[PD_GROUP_MAX];
+  size_t n = pd_netaddr_group(a, allow_private, g);
+  p[0] = (uint8_t)n;
+  memcpy(p + 1, g, n);
+  return n + 1;
+}
+
+static int tried_bucket(const uint8_t *key, const pd_netaddr_t *a, bool ap) {
+  uint8_t m[PD_BOOK_KEY_LEN + 1 + PD_GROUP_MAX + 8];
+  memcpy(m, key, PD_BOOK_KEY_LEN);
+  size_t n = PD_BOOK_KEY_LEN + put_addr_key(m + PD_BOOK_KEY_LEN, a);
+  uint64_t h1 = cheap_hash(m, n);
+  n = PD_BOOK_KEY_LEN + put_group(m + PD_BOOK_KEY_LEN, a, ap);
+  put_le64(m + n, h1 % PD_BOOK_TRIED_BUCKETS_PER_GROUP);
+  uint64_t h2 = cheap_hash(m, n + 8);
+  return (int)(h2 % PD_BOOK_TRIED_BUCKETS);
+}
+
+static int new_bucket(const uint8_t *key, const pd_netaddr_t *a, const pd_netaddr_t *src, bool ap) {
+  uint8_t m[PD_BOOK_KEY_LEN + 2 * (1 + PD_GROUP_MAX) + 8];
+  uint8_t sg[1 + PD_GROUP_MAX];
+  size_t sgn = put_group(sg, src, ap);
+  memcpy(m, key, PD_BOOK_KEY_LEN);
+  size_t n = PD_BOOK_KEY_LEN + put_group(m + PD_BOOK_KEY_LEN, a, ap);
+  memcpy(m + n, sg, sgn);
+  uint64_t h1 = cheap_hash(m, n + sgn);
+  memcpy(m + PD_BOOK_KEY_LEN, sg, sgn);
+  n = PD_BOOK_KEY_LEN + sgn;
+  put_le64(m + n, h1 % PD_BOOK_NEW_BUCKETS_PER_SOURCE_GROUP);
+  uint64_t h2 = cheap_hash(m, n + 8);
+  return (int)(h2 % PD_BOOK_NEW_BUCKETS);
+}
+
+static int bucket_position(const uint8_t *key, bool is_new, int bucket, const pd_netaddr_t *a) {
+  uint8_t m[PD_BOOK_KEY_LEN + 1 + 4 + 19];
+  memcpy(m, key, PD_BOOK_KEY_LEN);
+  m[PD_BOOK_KEY_LEN] = is_new ? 'N' : 'K';
+  put_le32(m + PD_BOOK_KEY_LEN + 1, (uint32_t)bucket);
+  size_t n = PD_BOOK_KEY_LEN + 5 + put_addr_key(m + PD_BOOK_KEY_LEN + 5, a);
+  return (int)(cheap_hash(m, n) % PD_BOOK_BUCKET_SIZE);
+}
+
+int pd_book_new_bucket(const uint8_t key[PD_BOOK_KEY_LEN], const pd_netaddr_t *addr,
+                       const pd_netaddr_t *source, bool allow_private) {
+  if (!key || !addr || !source) return PD_EINVAL;
+  return new_bucket(key, addr, source, allow_private);
+}
+
+int pd_book_tried_bucket(const uint8_t key[PD_BOOK_KEY_LEN], const pd_netaddr_t *addr,
+                         bool allow_private) {
+  if (!key || !addr) return PD_EINVAL;
+  return tried_bucket(key, addr, allow_private);
+}
+
+int pd_book_bucket_position(const uint8_t key[PD_BOOK_KEY_LEN], bool is_new, int bucket,
+                            const pd_netaddr_t *addr) {
+  if (!key || !addr) return PD_EINVAL;
+  return bucket_position(key, is_new, bucket, addr);
+}
+
+/* Slot (bucket * 64 + position) of an address in the tried table. */
+static uint32_t tried_slot_of(const pd_book_t *b, const pd_netaddr_t *a) {
+  int bk = tried_bucket(b->key, a, b->allow_private);
+  return (uint32_t)(bk * PD_BOOK_BUCKET_SIZE + bucket_position(b->key, false, bk, a));
+}
+
+static uint32_t new_slot_of(const pd_book_t *b, const pd_netaddr_t *a, const pd_netaddr_t *src) {
+  int bk = new_bucket(b->key, a, src, b->allow_private);
+  return (uint32_t)(bk * PD_BOOK_BUCKET_SIZE + bucket_position(b->key, true, bk, a));
+}
+
+/* ---- IsTerrible / GetChance ----------------------------------------------- */
+
+static bool terrible(const entry_t *e, int64_t now) {
+  if (now - (int64_t)e->last_try <= 60) return false; /* tried in the last minute */
+  if ((int64_t)e->time > now + 10 * 60) return true;  /* from the future */
+  if (now - (int64_t)e->time > PD_BOOK_HORIZON) return true;
+  if (e->last_success == 0 && e->attempts >= PD_BOOK_RETRIES) return true;
+  if (now - (int64_t)e->last_success > PD_BOOK_MIN_FAIL && e->attempts >= PD_BOOK_MAX_FAILURES)
+    return true;
+  return false;
+}
+
+/* 0.66^k for k = 0..8 (GetChance caps the exponent at 8). */
+static const double POW066[9] = {
+    1.0,
+    0.66,
+    0.66 * 0.66,
+    0.66 * 0.66 * 0.66,
+    0.66 * 0.66 * 0.66 * 0.66,
+    0.66 * 0.66 * 0.66 * 0.66 * 0.66,
+    0.66 * 0.66 * 0.66 * 0.66 * 0.66 * 0.66,
+    0.66 * 0.66 * 0.66 * 0.66 * 0.66 * 0.66 * 0.66,
+    0.66 * 0.66 * 0.66 * 0.66 * 0.66 * 0.66 * 0.66 * 0.66,
+};
+
+static double chance(const entry_t *e, int64_t now) {
+  double c = 1.0;
+  if (now - (int64_t)e->last_try < 10 * 60) c *= 0.01;
+  return c * POW066[e->attempts < 8 ? e->attempts : 8];
+}
+
+/* ---- address index ---------------------------------------------------------- */
+
+static uint64_t addr_hash(const pd_book_t *b, const uint8_t ip[16], uint16_t port) {
+  uint8_t m[18], out[crypto_shorthash_BYTES];
+  memcpy(m, ip, 16);
+  m[16] = (uint8_t)(port >> 8);
+  m[17] = (uint8_t)(port & 0xff);
+  crypto_shorthash(out, m, sizeof(m), b->sip_key);
+  return le64(out);
+}
+
+/* Index slot holding addr, or the empty slot where it would go. */
+static uint32_t index_probe(const pd_book_t *b, const uint8_t ip[16], uint16_t port, bool *found) {
+  uint32_t mask = b->index_cap - 1;
+  uint32_t i = (uint32_t)addr_hash(b, ip, port) & mask;
+  for (;;) {
+    uint32_t id = b->index[i];
+    if (id == NO_ID) {
+      *found = false;
+      return i;
+    }
+    const entry_t *e = &b->e[id];
+    if (e->port == port && memcmp(e->ip, ip, 16) == 0) {
+      *found = true;
+      return i;
+    }
+    i = (i + 1) & mask;
+  }
+}
+
+static void index_put(pd_book_t *b, uint32_t id) {
+  bool found;
+  uint32_t i = index_probe(b, b->e[id].ip, b->e[id].port, &found);
+  b->index[i] = id;
+  b->index_count++;
+}
+
+static int index_reserve(pd_book_t *b, uint32_t count) {
+  if ((uint64_t)count * 4 <= (uint64_t)b->index_cap * 3) return 0;
+  uint32_t cap = b->index_cap ? b->index_cap : 1024;
+  while ((uint64_t)count * 4 > (uint64_t)cap * 3) cap *= 2;
+  uint32_t *ni = malloc((size_t)cap * sizeof(*ni));
+  if (!ni) return PD_ENOMEM;
+  memset(ni, 0xff, (size_t)cap * sizeof(*ni));
+  uint32_t *old = b->index;
+  uint32_t old_cap = b->index_cap;
+  b->index = ni;
+  b->index_cap = cap;
+  b->index_count = 0;
+  for (uint32_t i = 0; i < old_cap; i++) {
+    if (old[i] != NO_ID) index_put(b, old[i]);
+  }
+  free(old);
+  return 0;
+}
+
+static void index_del(pd_book_t *b, uint32_t id) {
+  bool found;
+  uint32_t i = index_probe(b, b->e[id].ip, b->e[id].port, &found);
+  if (!found) return;
+  uint32_t mask = b->index_cap - 1;
+  uint32_t j = i;
+  for (;;) {
+    j = (j + 1) & mask;
+    uint32_t other = b->index[j];
+    if (other == NO_ID) break;
+    uint32_t home = (uint32_t)addr_hash(b, b->e[other].ip, b->e[other].port) & mask;
+    /* Move back unless its home lies cyclically in (i, j]. */
+    if (((j - home) & mask) >= ((j - i) & mask)) {
+      b->index[i] = other;
+      i = j;
+    }
+  }
+  b->index[i] = NO_ID;
+  b->index_count--;
+}
+
+static uint32_t find_id(const pd_book_t *b, const pd_netaddr_t *a) {
+  if (b->index_count == 0) return NO_ID;
+  bool found;
+  uint32_t i = index_probe(b, a->ip, a->port, &found);
+  return found ? b->index[i] : NO_ID;
+}
+
+/* ---- node id pool --------------------------------------------------------- */
+
+static int nodes_reserve(pd_book_t *b) {
+  if (b->nodes_free != 0 || b->nodes_hi < b->nodes_cap) return 0;
+  uint32_t cap = b->nodes_cap ? b->nodes_cap * 2 : 64;
+  void *nn = realloc(b->nodes, (size_t)cap * PD_NODE_ID_LEN);
+  if (!nn) return PD_ENOMEM;
+  b->nodes = nn;
+  b->nodes_cap = cap;
+  if (b->nodes_hi == 0) b->nodes_hi = 1; /* index 0 means none */
+  return 0;
+}
+
+/* Caller has called nodes_reserve. */
+static uint32_t node_alloc(pd_book_t *b, const uint8_t id[PD_NODE_ID_LEN]) {
+  uint32_t k;
+  if (b->nodes_free != 0) {
+    k = b->nodes_free;
+    memcpy(&b->nodes_free, b->nodes[k], sizeof(uint32_t));
+  } else {
+    k = b->nodes_hi++;
+  }
+  memcpy(b->nodes[k], id, PD_NODE_ID_LEN);
+  return k;
+}
+
+static void node_free(pd_book_t *b, uint32_t k) {
+  if (k == 0) return;
+  memset(b->nodes[k], 0, PD_NODE_ID_LEN);
+  memcpy(b->nodes[k], &b->nodes_free, sizeof(uint32_t));
+  b->nodes_free = k;
+}
+
+static void set_node(pd_book_t *b, entry_t *e, const uint8_t *node_id) {
+  if (e->node) {
+    memcpy(b->nodes[e->node], node_id, PD_NODE_ID_LEN);
+  } else {
+    e->node = node_alloc(b, node_id);
+  }
+}
+
+/* ---- entries, vrandom, collisions ------------------------------------------ */
+
+/* Make room for one more entry (entries, vrandom, index). */
+static int reserve_one(pd_book_t *b) {
+  uint32_t live = b->nrandom;
+  if (live >= MAX_ENTRIES) return PD_ENOMEM;
+  if (b->free_head == NO_ID && b->e_hi == b->e_cap) {
+    uint32_t cap = b->e_cap ? b->e_cap * 2 : 1024;
+    if (cap > MAX_ENTRIES) cap = MAX_ENTRIES;
+    entry_t *ne = aligned_alloc(64, (size_t)cap * sizeof(entry_t));
+    if (!ne) return PD_ENOMEM;
+    if (b->e) memcpy(ne, b->e, (size_t)b->e_hi * sizeof(entry_t));
+    free(b->e);
+    b->e = ne;
+    b->e_cap = cap;
+  }
+  if (live == b->vrandom_cap) {
+    uint32_t cap = b->vrandom_cap ? b->vrandom_cap * 2 : 1024;
+    if (cap > MAX_ENTRIES) cap = MAX_ENTRIES;
+    uint32_t *nv = realloc(b->vrandom, (size_t)cap * sizeof(*nv));
+    if (!nv) return PD_ENOMEM;
+    b->vrandom = nv;
+    b->vrandom_cap = cap;
+  }
+  return index_reserve(b, b->index_count + 1);
+}
+
+/* Create a new-table entry with refcount 0 (caller ran reserve_one). */
+static uint32_t create(pd_book_t *b, const pd_netaddr_t *a, const uint8_t src_ip[16]) {
+  uint32_t id;
+  if (b->free_head != NO_ID) {
+    id = b->free_head;
+    b->free_head = b->e[id].rpos;
+  } else {
+    id = b->e_hi++;
+  }
+  entry_t *e = &b->e[id];
+  memset(e, 0, sizeof(*e));
+  memcpy(e->ip, a->ip, 16);
+  e->port = a->port;
+  memcpy(e->src, src_ip, 16);
+  e->flags = F_LIVE;
+  e->rpos = b->nrandom;
+  b->vrandom[b->nrandom++] = id;
+  index_put(b, id);
+  b->n_new++;
+  return id;
+}
+
+static void swap_random(pd_book_t *b, uint32_t p1, uint32_t p2) {
+  if (p1 == p2) return;
+  uint32_t id1 = b->vrandom[p1], id2 = b->vrandom[p2];
+  b->e[id1].rpos = p2;
+  b->e[id2].rpos = p1;
+  b->vrandom[p1] = id2;
+  b->vrandom[p2] = id1;
+}
+
+static void coll_erase(pd_book_t *b, uint32_t id) {
+  for (uint32_t i = 0; i < b->ncoll; i++) {
+    if (b->coll[i] == id) {
+      memmove(&b->coll[i], &b->coll[i + 1], (b->ncoll - i - 1) * sizeof(uint32_t));
+      b->ncoll--;
+      return;
+    }
+  }
+}
+
+static bool coll_has(const pd_book_t *b, uint32_t id) {
+  for (uint32_t i = 0; i < b->ncoll; i++) {
+    if (b->coll[i] == id) return true;
+  }
+  return false;
+}
+
+/* Insert keeping ascending id order; no-op when full or present. */
+static int coll_insert(pd_book_t *b, uint32_t id) {
+  if (coll_has(b, id)) return 0;
+  if (b->ncoll >= PD_BOOK_TRIED_COLLISION_SIZE) return PD_EFULL;
+  uint32_t i = b->ncoll;
+  while (i > 0 && b->coll[i - 1] > id) {
+    b->coll[i] = b->coll[i - 1];
+    i--;
+  }
+  b->coll[i] = id;
+  b->ncoll++;
+  return 0;
+}
+
+/* Bitcoin's Delete, generalised: the caller has taken the entry out of the
+ * tables (refcount 0, not in tried). */
+static void delete_entry(pd_book_t *b, uint32_t id) {
+  entry_t *e = &b->e[id];
+  if (e->flags & F_TRIED) {
+    b->n_tried--;
+  } else {
+    b->n_new--;
+  }
+  swap_random(b, e->rpos, b->nrandom - 1);
+  b->nrandom--;
+  index_del(b, id);
+  node_free(b, e->node);
+  coll_erase(b, id);
+  memset(e, 0, sizeof(*e));
+  e->rpos = b->free_head;
+  b->free_head = id;
+}
+
+/* First new-table slot referring to id (scan), or NO_ID. */
+static uint32_t scan_new_ref(const pd_book_t *b, uint32_t id) {
+  for (uint32_t s = 0; s < NEW_SLOTS; s++) {
+    if (b->new_tab[s] == id) return s;
+  }
+  return NO_ID;
+}
+
+/* ClearNew: drop whatever sits in a new-table slot, deleting the entry when
+ * that was its last reference. Keeps the cached slot of the occupant valid. */
+static void clear_new(pd_book_t *b, uint32_t slot) {
+  uint32_t id = b->new_tab[slot];
+  if (id == NO_ID) return;
+  entry_t *e = &b->e[id];
+  e->refcount--;
+  b->new_tab[slot] = NO_ID;
+  if (e->refcount == 0) {
+    delete_entry(b, id);
+  } else if (e->slot == slot) {
+    e->slot = (uint16_t)scan_new_ref(b, id);
+  }
+}
+
+static void add_ref(pd_book_t *b, uint32_t id, uint32_t slot) {
+  entry_t *e = &b->e[id];
+  b->new_tab[slot] = id;
+  if (e->refcount == 0) e->slot = (uint16_t)slot;
+  e->refcount++;
+}
+
+/* Remove every new-table reference to id.
+ * Fast path: with one reference, the cached slot is it. Otherwise we scan
+ * the 65,536-slot new table for the id. Bitcoin Core instead walks the 1,024
+ * buckets computing the address's position in each (one SHA256d per
+ * bucket, ~130 us); the plain scan (~256 KiB of sequential compares) finds
+ * exactly the same slots and is far cheaper. */
+static void clear_all_refs(pd_book_t *b, uint32_t id) {
+  entry_t *e = &b->e[id];
+  if (e->refcount == 1 && b->new_tab[e->slot] == id) {
+    b->new_tab[e->slot] = NO_ID;
+    e->refcount = 0;
+    return;
+  }
+  for (uint32_t s = 0; s < NEW_SLOTS && e->refcount > 0; s++) {
+    if (b->new_tab[s] == id) {
+      b->new_tab[s] = NO_ID;
+      e->refcount--;
+    }
+  }
+  e->refcount = 0;
+}
+
+/* MakeTried: move id (in new) to its tried slot ts, pushing any occupant
+ * back to its home new slot. */
+static void make_tried(pd_book_t *b, uint32_t id, uint32_t ts) {
+  entry_t *e = &b->e[id];
+  clear_all_refs(b, id);
+  b->n_new--;
+  if (b->tried_tab[ts] != NO_ID) {
+    uint32_t old = b->tried_tab[ts];
+    entry_t *eo = &b->e[old];
+    eo->flags &= (uint8_t)~F_TRIED;
+    b->tried_tab[ts] = NO_ID;
+    b->n_tried--;
+    pd_netaddr_t oa, os;
+    entry_addr(eo, &oa);
+    entry_src(eo, &os);
+    uint32_t us = new_slot_of(b, &oa, &os);
+    clear_new(b, us);
+    eo->refcount = 1;
+    eo->slot = (uint16_t)us;
+    b->new_tab[us] = old;
+    b->n_new++;
+  }
+  b->tried_tab[ts] = id;
+  b->n_tried++;
+  e->flags |= F_TRIED;
+  e->slot = (uint16_t)ts;
+}
+
+/* ---- life cycle ------------------------------------------------------------- */
+
+int pd_book_create(pd_book_t **out, const uint8_t key[PD_BOOK_KEY_LEN], pd_rng_t *rng,
+                   unsigned flags) {
+  if (!out || !key || !rng) return PD_EINVAL;
+  pd_book_t *b = calloc(1, sizeof(*b));
+  if (!b) return PD_ENOMEM;
+  memcpy(b->key, key, PD_BOOK_KEY_LEN);
+  uint8_t tmp[PD_BOOK_KEY_LEN + 5], dig[SHA256_DIGEST_LENGTH];
+  memcpy(tmp, key, PD_BOOK_KEY_LEN);
+  memcpy(tmp + PD_BOOK_KEY_LEN, "index", 5);
+  SHA256(tmp, sizeof(tmp), dig);
+  memcpy(b->sip_key, dig, sizeof(b->sip_key));
+  b->rng = rng;
+  b->allow_private = (flags & PD_BOOK_ALLOW_PRIVATE) != 0;
+  b->free_head = NO_ID;
+  b->last_good = 1; /* Bitcoin's m_last_good starts at 1 s */
+  memset(b->new_tab, 0xff, sizeof(b->new_tab));
+  memset(b->tried_tab, 0xff, sizeof(b->tried_tab));
+  if (pd_banlist_create(&b->bans) != 0 || index_reserve(b, 1) != 0) {
+    pd_book_destroy(b);
+    return PD_ENOMEM;
+  }
+  *out = b;
+  return 0;
+}
+
+void pd_book_destroy(pd_book_t *b) {
+  if (!b) return;
+  pd_banlist_destroy(b->bans);
+  free(b->e);
+  free(b->vrandom);
+  free(b->index);
+  free(b->nodes);
+  sodium_memzero(b->key, sizeof(b->key));
+  sodium_memzero(b->sip_key, sizeof(b->sip_key));
+  free(b);
+}
+
+const uint8_t *pd_book_key(const pd_book_t *b) { return b->key; }
+bool pd_book_allow_private(const pd_book_t *b) { return b->allow_private; }
+size_t pd_book_size(const pd_book_t *b) { return b->nrandom; }
+size_t pd_book_count_new(const pd_book_t *b) { return b->n_new; }
+size_t pd_book_count_tried(const pd_book_t *b) { return b->n_tried; }
+pd_banlist_t *pd_book_bans(pd_book_t *b) { return b->bans; }
+const pd_banlist_t *pd_book_bans_const(const pd_book_t *b) { return b->bans; }
+int64_t pd_book_last_good(const pd_book_t *b) { return b->last_good; }
+void pd_book_set_last_good(pd_book_t *b, int64_t t) { b->last_good = clampt(t); }
+
+static bool live(const pd_book_t *b, uint32_t id) {
+  return id < b->e_hi && (b->e[id].flags & F_LIVE);
+}
+
+/* ---- AddSingle ------------------------------------------------------------------ */
+
+int pd_book_add(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_id, int64_t addr_time,
+                const pd_netaddr_t *source, int64_t time_penalty, int64_t now, const char **why) {
+  if (!b || !addr) {
+    if (why) *why = "missing address";
+    return PD_EINVAL;
+  }
+  int rc = pd_netaddr_check_acceptable(addr, b->allow_private, why);
+  if (rc != 0) return rc;
+  now = clampt(now);
+  addr_time = clampt(addr_time);
+  time_penalty = clampt(time_penalty);
+  if (pd_banlist_is_banned(b->bans, addr, now, NULL)) {
+    if (why) *why = "address is banned";
+    return PD_EBANNED;
+  }
+  pd_netaddr_t src;
+  if (source) {
+    memcpy(src.ip, source->ip, 16);
+  } else {
+    memset(src.ip, 0, 16);
+  }
+  src.port = 0;
+  /* No penalty for a source's self-announcement (Bitcoin compares the IPs). */
+  if (memcmp(src.ip, addr->ip, 16) == 0) time_penalty = 0;
+  bool self = memcmp(src.ip, addr->ip, 16) == 0;
+
+  if (node_id && (rc = nodes_reserve(b)) != 0) return rc;
+
+  uint32_t id = find_id(b, addr);
+  entry_t *e;
+  if (id != NO_ID) {
+    e = &b->e[id];
+    /* Node id: attach when unknown; replace only on self-announcement. */
+    if (node_id && (e->node == 0 || self)) set_node(b, e, node_id);
+    /* Periodically update nTime. */
+    bool online = now - addr_time < 24 * 3600;
+    int64_t interval = online ? 3600 : 24 * 3600;
+    if ((int64_t)e->time < addr_time - interval - time_penalty) {
+      int64_t t = addr_time - time_penalty;
+      e->time = t32(t < 0 ? 0 : t);
+    }
+    if (addr_time <= (int64_t)e->time) return 0; /* no news */
+    if (e->flags & F_TRIED) return 0;
+    if (e->refcount >= PD_BOOK_NEW_BUCKETS_PER_ADDRESS) return 0;
+    /* Stochastic test: with N references, 2^N times harder to add one. */
+    if (e->refcount > 0 && pd_rng_range(b->rng, (uint64_t)1 << e->refcount) != 0) return 0;
+  } else {
+    if ((rc = reserve_one(b)) != 0) return rc;
+    id = create(b, addr, src.ip);
+    e = &b->e[id];
+    int64_t t = addr_time - time_penalty;
+    e->time = t32(t < 0 ? 0 : t);
+    if (node_id) set_node(b, e, node_id);
+  }
+
+  uint32_t us = new_slot_of(b, addr, &src);
+  uint32_t cur = b->new_tab[us];
+  bool insert = cur == NO_ID;
+  if (cur != id) {
+    if (!insert) {
+      const entry_t *ex = &b->e[cur];
+      if (terrible(ex, now) || (ex->refcount > 1 && e->refcount == 0)) insert = true;
+    }
+    if (insert) {
+      clear_new(b, us);
+      add_ref(b, id, us);
+    } else if (e->refcount == 0) {
+      delete_entry(b, id);
+    }
+  }
+  return insert ? 1 : 0;
+}
+
+/* ---- Good_ / Attempt_ / Connected_ / remove ------------------------------------ */
+
+static int good_id(pd_book_t *b, uint32_t id, bool test_before_evict, int64_t now) {
+  b->last_good = now;
+  entry_t *e = &b->e[id];
+  e->last_success = t32(now);
+  e->last_try = t32(now);
+  e->attempts = 0;
+  /* nTime is not updated, to avoid leaking currently-connected peers. */
+  if (e->flags & F_TRIED) return 0;
+  if (e->refcount == 0) return 0; /* cannot happen */
+  pd_netaddr_t a;
+  entry_addr(e, &a);
+  uint32_t ts = tried_slot_of(b, &a);
+  if (test_before_evict && b->tried_tab[ts] != NO_ID) {
+    (void)coll_insert(b, id);
+    return 0;
+  }
+  make_tried(b, id, ts);
+  return 1;
+}
+
+int pd_book_good(pd_book_t *b, const pd_netaddr_t *addr, bool test_before_evict, int64_t now) {
+  if (!b || !addr) return PD_EINVAL;
+  now = clampt(now);
+  b->last_good = now;
+  uint32_t id = find_id(b, addr);
+  if (id == NO_ID) return PD_ENOENT;
+  return good_id(b, id, test_before_evict, now);
+}
+
+int pd_book_attempt(pd_book_t *b, const pd_netaddr_t *addr, bool count_failure, int64_t now) {
+  if (!b || !addr) return PD_EINVAL;
+  now = clampt(now);
+  uint32_t id = find_id(b, addr);
+  if (id == NO_ID) return PD_ENOENT;
+  entry_t *e = &b->e[id];
+  e->last_try = t32(now);
+  if (count_failure && (int64_t)e->last_count < b->last_good) {
+    e->last_count = t32(now);
+    if (e->attempts < UINT8_MAX) e->attempts++;
+  }
+  return 0;
+}
+
+int pd_book_connected(pd_book_t *b, const pd_netaddr_t *addr, int64_t now) {
+  if (!b || !addr) return PD_EINVAL;
+  now = clampt(now);
+  uint32_t id = find_id(b, addr);
+  if (id == NO_ID) return PD_ENOENT;
+  entry_t *e = &b->e[id];
+  if (now - (int64_t)e->time > 20 * 60) e->time = t32(now);
+  return 0;
+}
+
+int pd_book_remove(pd_book_t *b, const pd_netaddr_t *addr) {
+  if (!b || !addr) return PD_EINVAL;
+  uint32_t id = find_id(b, addr);
+  if (id == NO_ID) return PD_ENOENT;
+  entry_t *e = &b->e[id];
+  if (e->flags & F_TRIED) {
+    b->tried_tab[e->slot] = NO_ID;
+  } else {
+    clear_all_refs(b, id);
+  }
+  delete_entry(b, id);
+  return 0;
+}
+
+/* ---- lookups ---------------------------------------------------------------------- */
+
+uint32_t pd_book_find(const pd_book_t *b, const pd_netaddr_t *addr) {
+  if (!b || !addr) return NO_ID;
+  return find_id(b, addr);
+}
+
+int pd_book_info(const pd_book_t *b, uint32_t id, pd_book_info_t *out) {
+  if (!b || !out || !live(b, id)) return PD_ENOENT;
+  const entry_t *e = &b->e[id];
+  memset(out, 0, sizeof(*out));
+  out->id = id;
+  entry_addr(e, &out->addr);
+  entry_src(e, &out->source);
+  if (e->node) {
+    out->has_node_id = true;
+    memcpy(out->node_id, b->nodes[e->node], PD_NODE_ID_LEN);
+  }
+  out->time = e->time;
+  out->last_try = e->last_try;
+  out->last_success = e->last_success;
+  out->last_count_attempt = e->last_count;
+  out->attempts = e->attempts;
+  out->refcount = e->refcount;
+  out->in_tried = (e->flags & F_TRIED) != 0;
+  out->bucket = e->slot / PD_BOOK_BUCKET_SIZE;
+  out->position = e->slot % PD_BOOK_BUCKET_SIZE;
+  return 0;
+}
+
+bool pd_book_is_terrible(const pd_book_t *b, uint32_t id, int64_t now) {
+  if (!b || !live(b, id)) return false;
+  return terrible(&b->e[id], clampt(now));
+}
+
+double pd_book_chance(const pd_book_t *b, uint32_t id, int64_t now) {
+  if (!b || !live(b, id)) return 0.0;
+  return chance(&b->e[id], clampt(now));
+}
+
+/* ---- Select_ --------------------------------------------------------------------- */
+
+static uint32_t select_table(pd_book_t *b, bool tried, int64_t now) {
+  const uint32_t *tab = tried ? b->tried_tab : b->new_tab;
+  uint64_t nbuckets = tried ? PD_BOOK_TRIED_BUCKETS : PD_BOOK_NEW_BUCKETS;
+  double factor = 1.0;
+  for (;;) {
+    uint32_t bucket = (uint32_t)pd_rng_range(b->rng, nbuckets);
+    uint32_t pos = (uint32_t)pd_rng_range(b->rng, PD_BOOK_BUCKET_SIZE);
+    const uint32_t *bk = tab + bucket * PD_BOOK_BUCKET_SIZE;
+    uint32_t id = NO_ID;
+    for (uint32_t i = 0; i < PD_BOOK_BUCKET_SIZE; i++) {
+      id = bk[(pos + i) % PD_BOOK_BUCKET_SIZE];
+      if (id != NO_ID) break;
+    }
+    if (id == NO_ID) continue; /* empty bucket: try another */
+    if ((double)pd_rng_bits(b->rng, 30) < factor * chance(&b->e[id], now) * (double)(1 << 30))
+      return id;
+    factor *= 1.2;
+  }
+}
+
+uint32_t pd_book_random(pd_book_t *b, enum pd_table table, int64_t now) {
+  if (!b || b->nrandom == 0) return NO_ID;
+  now = clampt(now);
+  bool tried;
+  switch (table) {
+  case PD_TABLE_NEW:
+    if (b->n_new == 0) return NO_ID;
+    tried = false;
+    break;
+  case PD_TABLE_TRIED:
+    if (b->n_tried == 0) return NO_ID;
+    tried = true;
+    break;
+  case PD_TABLE_ANY:
+    if (b->n_tried == 0) {
+      tried = false;
+    } else if (b->n_new == 0) {
+      tried = true;
+    } else {
+      tried = pd_rng_bits(b->rng, 1) != 0;
+    }
+    break;
+  default:
+    return NO_ID;
+  }
+  return select_table(b, tried, now);
+}
+
+size_t pd_book_select(pd_book_t *b, size_t n, int64_t now, uint32_t *out) {
+  if (!b || !out || n == 0 || b->nrandom == 0) return 0;
+  now = clampt(now);
+  if (n > b->nrandom) n = b->nrandom;
+  bool check_bans = pd_banlist_count(b->bans) != 0;
+  /* Duplicate check: a linear scan of the picks for small n, a bitmap over
+   * ids for large n (falling back to the scan if it cannot be allocated). */
+  uint8_t *seen = n > 64 ? calloc(((size_t)b->e_hi + 7) / 8, 1) : NULL;
+  size_t got = 0;
+  size_t budget = 32 * n + 64;
+  while (got < n && budget-- > 0) {
+    bool tried;
+    if (b->n_tried == 0) {
+      tried = false;
+    } else if (b->n_new == 0) {
+      tried = true;
+    } else {
+      tried = pd_rng_range(b->rng, 100) < 85;
+    }
+    uint32_t id = select_table(b, tried, now);
+    bool dup = false;
+    if (seen) {
+      dup = (seen[id >> 3] >> (id & 7)) & 1;
+    } else {
+      for (size_t i = 0; i < got && !dup; i++) dup = out[i] == id;
+    }
+    if (dup) continue;
+    const entry_t *e = &b->e[id];
+    if (terrible(e, now)) continue;
+    if (check_bans) {
+      pd_netaddr_t a;
+      entry_addr(e, &a);
+      if (pd_banlist_is_banned(b->bans, &a, now, NULL)) continue;
+    }
+    if (seen) seen[id >> 3] |= (uint8_t)(1u << (id & 7));
+    out[got++] = id;
+  }
+  free(seen);
+  return got;
+}
+
+/* ---- GetAddr_ ------------------------------------------------------------------- */
+
+size_t pd_book_getaddr(pd_book_t *b, size_t max_addrs, size_t max_pct, bool filtered,
+                       int64_t now, uint32_t *out, size_t cap) {
+  if (!b || !out || cap == 0) return 0;
+  now = clampt(now);
+  size_t nodes = b->nrandom;
+  if (max_pct != 0) nodes = (max_pct > 100 ? 100 : max_pct) * nodes / 100;
+  if (max_addrs != 0 && max_addrs < nodes) nodes = max_addrs;
+  if (cap < nodes) nodes = cap;
+  size_t got = 0;
+  for (uint32_t n = 0; n < b->nrandom && got < nodes; n++) {
+    uint32_t r = (uint32_t)pd_rng_range(b->rng, b->nrandom - n) + n;
+    swap_random(b, n, r);
+    uint32_t id = b->vrandom[n];
+    if (filtered && terrible(&b->e[id], now)) continue;
+    out[got++] = id;
+  }
+  return got;
+}
+
+/* ---- tried collisions ------------------------------------------------------------ */
+
+size_t pd_book_collision_count(const pd_book_t *b) { return b ? b->ncoll : 0; }
+
+size_t pd_book_collisions(const pd_book_t *b, uint32_t *out, size_t cap) {
+  if (!b || !out) return 0;
+  size_t n = b->ncoll < cap ? b->ncoll : cap;
+  memcpy(out, b->coll, n * sizeof(uint32_t));
+  return n;
+}
+
+int pd_book_restore_collision(pd_book_t *b, uint32_t id) {
+  if (!b || !live(b, id)) return PD_ENOENT;
+  return coll_insert(b, id);
+}
+
+void pd_book_resolve_collisions(pd_book_t *b, int64_t now) {
+  if (!b || b->ncoll == 0) return;
+  now = clampt(now);
+  /* Work on a snapshot: Good_ below can delete entries, which drops them
+   * from the set (Bitcoin would erase them when it reached them). */
+  uint32_t snap[PD_BOOK_TRIED_COLLISION_SIZE];
+  uint32_t ns = b->ncoll;
+  memcpy(snap, b->coll, ns * sizeof(uint32_t));
+  for (uint32_t k = 0; k < ns; k++) {
+    uint32_t id_new = snap[k];
+    if (!coll_has(b, id_new)) continue;
+    bool erase = false;
+    if (!live(b, id_new)) {
+      erase = true;
+    } else {
+      entry_t *en = &b->e[id_new];
+      pd_netaddr_t a;
+      entry_addr(en, &a);
+      uint32_t ts = tried_slot_of(b, &a);
+      uint32_t id_old = b->tried_tab[ts];
+      if (id_old != NO_ID) {
+        const entry_t *eo = &b->e[id_old];
+        if (now - (int64_t)eo->last_success < PD_BOOK_REPLACEMENT) {
+          erase = true; /* the old one connected recently: keep it */
+        } else if (now - (int64_t)eo->last_try < PD_BOOK_REPLACEMENT) {
+          /* tried and failed recently; give it 60 s to succeed */
+          if (now - (int64_t)eo->last_try > 60) {
+            good_id(b, id_new, false, now);
+            erase = true;
+          }
+        } else if (now - (int64_t)en->last_success > PD_BOOK_TEST_WINDOW) {
+          /* could not test it in time: evict anyway */
+          good_id(b, id_new, false, now);
+          erase = true;
+        }
+      } else {
+        good_id(b, id_new, false, now); /* no longer a collision */
+        erase = true;
+      }
+    }
+    if (erase) coll_erase(b, id_new);
+  }
+}
+
+uint32_t pd_book_select_tried_collision(pd_book_t *b) {
+  if (!b || b->ncoll == 0) return NO_ID;
+  uint32_t id_new = b->coll[pd_rng_range(b->rng, b->ncoll)];
+  if (!live(b, id_new)) {
+    coll_erase(b, id_new);
+    return NO_ID;
+  }
+  pd_netaddr_t a;
+  entry_addr(&b->e[id_new], &a);
+  return b->tried_tab[tried_slot_of(b, &a)];
+}
+
+/* ---- listing, refs -------------------------------------------------------------- */
+
+size_t pd_book_list(const pd_book_t *b, enum pd_table table, size_t offset, size_t limit,
+                    uint32_t *out, size_t *total) {
+  if (!b) return 0;
+  size_t tot = table == PD_TABLE_NEW ? b->n_new : table == PD_TABLE_TRIED ? b->n_tried : b->nrandom;
+  if (total) *total = tot;
+  if (!out || limit == 0 || offset >= tot) return 0;
+  size_t skipped = 0, got = 0;
+  for (uint32_t id = 0; id < b->e_hi && got < limit; id++) {
+    const entry_t *e = &b->e[id];
+    if (!(e->flags & F_LIVE)) continue;
+    bool tried = (e->flags & F_TRIED) != 0;
+    if ((table == PD_TABLE_NEW && tried) || (table == PD_TABLE_TRIED && !tried)) continue;
+    if (skipped < offset) {
+      skipped++;
+      continue;
+    }
+    out[got++] = id;
+  }
+  return got;
+}
+
+int pd_book_new_refs(const pd_book_t *b, uint32_t id,
+                     uint16_t slots[PD_BOOK_NEW_BUCKETS_PER_ADDRESS]) {
+  if (!b || !slots || !live(b, id)) return 0;
+  const entry_t *e = &b->e[id];
+  if (e->flags & F_TRIED || e->refcount == 0) return 0;
+  if (e->refcount == 1 && b->new_tab[e->slot] == id) {
+    slots[0] = e->slot;
+    return 1;
+  }
+  int n = 0;
+  for (uint32_t s = 0; s < NEW_SLOTS && n < PD_BOOK_NEW_BUCKETS_PER_ADDRESS; s++) {
+    if (b->new_tab[s] == id) slots[n++] = (uint16_t)s;
+  }
+  return n;
+}
+
+/* ---- restore ---------------------------------------------------------------------- */
+
+int pd_book_restore(pd_book_t *b, const pd_book_info_t *in, const uint16_t *slots, size_t nslots,
+                    uint32_t *id_out, const char **why) {
+  if (!b || !in) {
+    if (why) *why = "missing entry";
+    return PD_EINVAL;
+  }
+  int rc = pd_netaddr_check_acceptable(&in->addr, b->allow_private, why);
+  if (rc != 0) return rc;
+  if (in->time < 0 || in->last_try < 0 || in->last_success < 0 || in->last_count_attempt < 0 ||
+      in->attempts < 0) {
+    if (why) *why = "negative time or attempts";
+    return PD_EINVAL;
+  }
+  if (in->in_tried && in->last_success == 0) {
+    if (why) *why = "tried entry without a success";
+    return PD_EINVAL;
+  }
+  if (find_id(b, &in->addr) != NO_ID) {
+    if (why) *why = "duplicate address";
+    return PD_EEXIST;
+  }
+  pd_netaddr_t src;
+  memcpy(src.ip, in->source.ip, 16);
+  src.port = 0;
+
+  uint32_t keep[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
+  size_t nkeep = 0;
+  uint32_t ts = 0;
+  if (in->in_tried) {
+    ts = tried_slot_of(b, &in->addr);
+    if (b->tried_tab[ts] != NO_ID) {
+      if (why) *why = "tried slot taken";
+      return PD_EFULL;
+    }
+  } else {
+    for (size_t i = 0; i < nslots && slots && nkeep < PD_BOOK_NEW_BUCKETS_PER_ADDRESS; i++) {
+      uint32_t s = slots[i];
+      if (s >= NEW_SLOTS || b->new_tab[s] != NO_ID) continue;
+      int bk = (int)(s / PD_BOOK_BUCKET_SIZE);
+      if ((uint32_t)bucket_position(b->key, true, bk, &in->addr) != s % PD_BOOK_BUCKET_SIZE)
+        continue;
+      bool dup = false;
+      for (size_t k = 0; k < nkeep; k++) dup |= keep[k] == s;
+      if (!dup) keep[nkeep++] = s;
+    }
+    if (nkeep == 0) {
+      uint32_t s = new_slot_of(b, &in->addr, &src);
+      if (b->new_tab[s] != NO_ID) {
+        if (why) *why = "new slot taken";
+        return PD_EFULL;
+      }
+      keep[nkeep++] = s;
+    }
+  }
+  if ((rc = reserve_one(b)) != 0) return rc;
+  if (in->has_node_id && (rc = nodes_reserve(b)) != 0) return rc;
+
+  uint32_t id = create(b, &in->addr, src.ip);
+  entry_t *e = &b->e[id];
+  e->time = t32(in->time);
+  e->last_try = t32(in->last_try);
+  e->last_success = t32(in->last_success);
+  e->last_count = t32(in->last_count_attempt);
+  e->attempts = (uint8_t)(in->attempts > UINT8_MAX ? UINT8_MAX : in->attempts);
+  if (in->has_node_id) set_node(b, e, in->node_id);
+  if (in->in_tried) {
+    b->n_new--;
+    b->tried_tab[ts] = id;
+    b->n_tried++;
+    e->flags |= F_TRIED;
+    e->slot = (uint16_t)ts;
+  } else {
+    for (size_t k = 0; k < nkeep; k++) add_ref(b, id, keep[k]);
+  }
+  if (id_out) *id_out = id;
+  return 0;
+}
+
+/* ---- consistency check, memory ------------------------------------------------- */
+
+int pd_book_check(const pd_book_t *b) {
+  if (!b) return PD_EINVAL;
+  if (b->nrandom != b->n_new + b->n_tried) return PD_ECORRUPT;
+  if (b->index_count != b->nrandom) return PD_ECORRUPT;
+  uint8_t *refs = calloc(b->e_hi ? b->e_hi : 1, 1);
+  if (!refs) return PD_ENOMEM;
+  int rc = PD_ECORRUPT;
+  uint32_t n_live = 0, n_tried = 0;
+  for (uint32_t id = 0; id < b->e_hi; id++) {
+    const entry_t *e = &b->e[id];
+    if (!(e->flags & F_LIVE)) continue;
+    n_live++;
+    if (e->rpos >= b->nrandom || b->vrandom[e->rpos] != id) goto out;
+    pd_netaddr_t a;
+    entry_addr(e, &a);
+    if (find_id(b, &a) != id) goto out;
+    if (e->node != 0 && e->node >= b->nodes_hi) goto out;
+    if (e->flags & F_TRIED) {
+      n_tried++;
+      if (e->refcount != 0 || e->last_success == 0) goto out;
+      if (e->slot >= TRIED_SLOTS || b->tried_tab[e->slot] != id) goto out;
+    } else {
+      if (e->refcount < 1 || e->refcount > PD_BOOK_NEW_BUCKETS_PER_ADDRESS) goto out;
+      if (b->new_tab[e->slot] != id) goto out;
+    }
+  }
+  if (n_live != b->nrandom || n_tried != b->n_tried) goto out;
+  for (uint32_t s = 0; s < TRIED_SLOTS; s++) {
+    uint32_t id = b->tried_tab[s];
+    if (id == NO_ID) continue;
+    if (!live(b, id) || !(b->e[id].flags & F_TRIED) || b->e[id].slot != s) goto out;
+    pd_netaddr_t a;
+    entry_addr(&b->e[id], &a);
+    if (tried_slot_of(b, &a) != s) goto out;
+  }
+  for (uint32_t s = 0; s < NEW_SLOTS; s++) {
+    uint32_t id = b->new_tab[s];
+    if (id == NO_ID) continue;
+    if (!live(b, id) || (b->e[id].flags & F_TRIED)) goto out;
+    pd_netaddr_t a;
+    entry_addr(&b->e[id], &a);
+    if ((uint32_t)bucket_position(b->key, true, (int)(s / PD_BOOK_BUCKET_SIZE), &a) !=
+        s % PD_BOOK_BUCKET_SIZE)
+      goto out;
+    refs[id]++;
+  }
+  for (uint32_t id = 0; id < b->e_hi; id++) {
+    const entry_t *e = &b->e[id];
+    if ((e->flags & F_LIVE) && !(e->flags & F_TRIED) && refs[id] != e->refcount) goto out;
+  }
+  /* Free list: every id below e_hi is live or on it, once. */
+  uint32_t nfree = 0;
+  for (uint32_t id = b->free_head; id != NO_ID; id = b->e[id].rpos) {
+    if (id >= b->e_hi || (b->e[id].flags & F_LIVE) || ++nfree > b->e_hi) goto out;
+  }
+  if (nfree + n_live != b->e_hi) goto out;
+  for (uint32_t i = 0; i < b->ncoll; i++) {
+    if (!live(b, b->coll[i])) goto out;
+    if (i > 0 && b->coll[i - 1] >= b->coll[i]) goto out;
+  }
+  rc = 0;
+out:
+  free(refs);
+  return rc;
+}
+
+size_t pd_book_memory(const pd_book_t *b) {
+  if (!b) return 0;
+  return sizeof(*b) + (size_t)b->e_cap * sizeof(entry_t) + (size_t)b->vrandom_cap * 4 +
+         (size_t)b->index_cap * 4 + (size_t)b->nodes_cap * PD_NODE_ID_LEN;
+}

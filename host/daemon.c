@@ -1,0 +1,925 @@
+/* daemon — the libuv driver. See daemon.h. */
+#include "daemon.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <uv.h>
+
+#include "api.h"
+#include "bookstore.h"
+#include "err.h"
+#include "fsio.h"
+#include "http.h"
+#include "node.h"
+
+#define READ_BUF_SIZE (64 * 1024)
+#define LINGER_MS 5000                                 /* after an error reply */
+#define LINGER_MAX_DISCARD (2 * PD_API_MAX_BODY + 65536) /* bytes drained then */
+#define PATH_CAP 4096
+
+typedef struct pd_daemon pd_daemon_t;
+
+typedef struct conn {
+  uv_tcp_t tcp; /* first: handle->data is the conn too */
+  uv_timer_t timer;
+  uv_shutdown_t shutdown_req;
+  pd_daemon_t *d;
+  pd_http_t *http;
+  struct conn *prev, *next;
+  int open_handles;   /* handles not yet closed */
+  bool closing;       /* uv_close called */
+  bool busy;          /* a response is being produced or written */
+  bool close_after;   /* close (or linger) once the write completes */
+  bool linger;        /* drain input after an error reply, then close */
+  bool reading;
+  bool head_only;     /* HEAD request: no body */
+  size_t discarded;
+  uint64_t save_wait; /* id of the save this conn waits for, 0 = none */
+  bool have_resp;
+  bool resp_keep_alive;
+  pd_api_response_t resp; /* held while a save is performed */
+  char peer[64];
+} conn_t;
+
+typedef struct write_req {
+  uv_write_t req;
+  conn_t *c; /* NULL for fire-and-forget interim responses */
+  char *head;
+  char *body;
+  bool track; /* completion ends c->busy */
+} write_req_t;
+
+typedef struct save_job {
+  uv_work_t work;
+  pd_daemon_t *d;
+  char *buf;
+  size_t len;
+  size_t entries;
+  uint64_t id;
+  const char *why; /* static: "periodic", "api" */
+  int rc;
+} save_job_t;
+
+struct pd_daemon {
+  uv_loop_t loop;
+  uv_tcp_t server;
+  uv_timer_t tick;
+  uv_signal_t sigterm;
+  uv_signal_t sigint;
+  bool server_open;
+  pd_daemon_config_t cfg;
+  pd_rng_t rng;
+  pd_node_t *node;
+  conn_t *conns;
+  size_t nconns;
+  uint64_t refused;
+  /* saves */
+  bool saving;
+  uint64_t save_started; /* id of the last save started */
+  /* shutdown */
+  bool stopping;
+  bool stopped;
+  int exit_code;
+  char listen_addr[80];
+  char readbuf[READ_BUF_SIZE];
+};
+
+/* ------------------------------------------------------------------ log */
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+int pd_log_level_parse(const char *s) {
+  if (!s) return -1;
+  for (int i = 0; i < 4; i++) {
+    if (strcmp(s, level_names[i]) == 0) return i;
+  }
+  return -1;
+}
+
+/* Append s to the line, quoted and escaped when it needs to be. */
+static void log_value(char *line, size_t cap, size_t *off, const char *s) {
+  bool quote = (*s == '\0');
+  for (const char *p = s; *p; p++) {
+    unsigned char ch = (unsigned char)*p;
+    if (ch <= ' ' || ch == '"' || ch == '=' || ch == '\\' || ch == 0x7f) quote = true;
+  }
+  size_t o = *off;
+#define PUT(ch_)                        \
+  do {                                  \
+    if (o + 1 < cap) line[o++] = (ch_); \
+  } while (0)
+  if (quote) PUT('"');
+  for (const char *p = s; *p; p++) {
+    unsigned char ch = (unsigned char)*p;
+    if (ch == '"' || ch == '\\') {
+      PUT('\\');
+      PUT((char)ch);
+    } else if (ch == '\n') {
+      PUT('\\');
+      PUT('n');
+    } else if (ch < ' ' || ch == 0x7f) {
+      PUT('?');
+    } else {
+      PUT((char)ch);
+    }
+  }
+  if (quote) PUT('"');
+#undef PUT
+  line[o < cap ? o : cap - 1] = '\0';
+  *off = o;
+}
+
+void pd_log(int min_level, int level, const char *msg, ...) {
+  if (level < min_level) return;
+  if (level < 0 || level > 3) level = PD_LOG_ERROR;
+  char line[2048];
+  size_t off = 0;
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  off = strftime(line, sizeof line, "ts=%Y-%m-%dT%H:%M:%SZ", &tm);
+  off += (size_t)snprintf(line + off, sizeof line - off, " level=%s msg=", level_names[level]);
+  log_value(line, sizeof line, &off, msg ? msg : "");
+  va_list ap;
+  va_start(ap, msg);
+  for (;;) {
+    const char *k = va_arg(ap, const char *);
+    if (!k) break;
+    const char *v = va_arg(ap, const char *);
+    if (off + 2 < sizeof line) {
+      int n = snprintf(line + off, sizeof line - off, " %s=", k);
+      if (n > 0) off += (size_t)n;
+      if (off >= sizeof line) off = sizeof line - 1;
+    }
+    log_value(line, sizeof line, &off, v ? v : "");
+  }
+  va_end(ap);
+  if (off + 1 >= sizeof line) off = sizeof line - 2;
+  line[off++] = '\n';
+  line[off] = '\0';
+  fputs(line, stderr);
+  fflush(stderr);
+}
+
+#define LOG(d, lvl, ...) pd_log((d)->cfg.log_level, (lvl), __VA_ARGS__, (const char *)NULL)
+
+/* ------------------------------------------------------------- config */
+
+void pd_daemon_config_defaults(pd_daemon_config_t *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->data_dir = PD_DAEMON_DEFAULT_DATA_DIR;
+  cfg->api = PD_DAEMON_DEFAULT_API;
+  cfg->save_interval = (int64_t)PD_DAEMON_DEFAULT_SAVE_MINUTES * 60;
+  cfg->ban_time = PD_DAEMON_DEFAULT_BAN_SECS;
+  cfg->log_level = PD_LOG_INFO;
+}
+
+int pd_daemon_parse_listen(const char *s, void *ss, unsigned cap, const char **why) {
+  const char *dummy;
+  if (!why) why = &dummy;
+  if (!s || !*s) {
+    *why = "empty address";
+    return PD_EINVAL;
+  }
+  if (cap < sizeof(struct sockaddr_storage)) {
+    *why = "buffer too small";
+    return PD_EINVAL;
+  }
+  size_t n = strlen(s);
+  if (n > 100) {
+    *why = "address too long";
+    return PD_EINVAL;
+  }
+  char host[128];
+  const char *colon;
+  bool v6 = false;
+  if (s[0] == '[') {
+    const char *close = strchr(s, ']');
+    if (!close) {
+      *why = "unclosed [";
+      return PD_EINVAL;
+    }
+    size_t hl = (size_t)(close - s - 1);
+    memcpy(host, s + 1, hl);
+    host[hl] = '\0';
+    if (close[1] != ':') {
+      *why = "missing port";
+      return PD_EINVAL;
+    }
+    colon = close + 1;
+    v6 = true;
+  } else {
+    colon = strrchr(s, ':');
+    if (!colon) {
+      *why = "missing port";
+      return PD_EINVAL;
+    }
+    size_t hl = (size_t)(colon - s);
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    if (strchr(host, ':')) {
+      *why = "IPv6 addresses need brackets: [addr]:port";
+      return PD_EINVAL;
+    }
+  }
+  const char *ps = colon + 1;
+  if (!*ps || strlen(ps) > 5) {
+    *why = "bad port";
+    return PD_EINVAL;
+  }
+  unsigned long port = 0;
+  for (const char *p = ps; *p; p++) {
+    if (*p < '0' || *p > '9') {
+      *why = "bad port";
+      return PD_EINVAL;
+    }
+    port = port * 10 + (unsigned long)(*p - '0');
+  }
+  if (port > 65535) {
+    *why = "port above 65535";
+    return PD_EINVAL;
+  }
+  memset(ss, 0, cap);
+  if (!v6 && strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
+  if (v6) {
+    struct sockaddr_in6 *a6 = ss;
+    if (uv_ip6_addr(host, (int)port, a6) != 0) {
+      *why = "not an IPv6 address";
+      return PD_EINVAL;
+    }
+  } else {
+    struct sockaddr_in *a4 = ss;
+    struct in_addr ia;
+    if (inet_pton(AF_INET, host, &ia) != 1) {
+      *why = "not an IPv4 address (use [v6]:port for IPv6)";
+      return PD_EINVAL;
+    }
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons((uint16_t)port);
+    a4->sin_addr = ia;
+  }
+  return 0;
+}
+
+/* The wall clock, as the core's `now`. */
+static int64_t wall_now(void) { return (int64_t)time(NULL); }
+
+static void fmt_i64(char *buf, size_t cap, int64_t v) { snprintf(buf, cap, "%lld", (long long)v); }
+static void fmt_u64(char *buf, size_t cap, uint64_t v) {
+  snprintf(buf, cap, "%llu", (unsigned long long)v);
+}
+
+static void fmt_sockaddr(const struct sockaddr_storage *ss, char *buf, size_t cap) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    uv_ip4_name(a, ip, sizeof ip);
+    port = ntohs(a->sin_port);
+    snprintf(buf, cap, "%s:%d", ip, port);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    uv_ip6_name(a, ip, sizeof ip);
+    port = ntohs(a->sin6_port);
+    snprintf(buf, cap, "[%s]:%d", ip, port);
+  } else {
+    snprintf(buf, cap, "?");
+  }
+}
+
+/* -------------------------------------------------------------- saves */
+
+static void start_save(pd_daemon_t *d, const char *why);
+static void finish_stop(pd_daemon_t *d);
+static void send_response(conn_t *c, pd_api_response_t *resp, bool keep_alive);
+static void conn_process(conn_t *c);
+
+static void save_work(uv_work_t *w) {
+  save_job_t *job = w->data;
+  job->rc = pd_fs_write_atomic(job->d->cfg.data_dir, PD_DAEMON_BOOK_FILE, job->buf, job->len,
+                               0600);
+}
+
+/* Answer every API connection that waited for save `id` (or an earlier one). */
+static void complete_waiters(pd_daemon_t *d, uint64_t id) {
+  int64_t now = wall_now();
+  conn_t *c = d->conns;
+  while (c) {
+    conn_t *next = c->next; /* send_response never frees synchronously */
+    if (c->save_wait && c->save_wait <= id && c->have_resp && !c->closing) {
+      c->save_wait = 0;
+      c->have_resp = false;
+      pd_api_complete(d->node, now, &c->resp);
+      pd_api_response_t r = c->resp;
+      memset(&c->resp, 0, sizeof c->resp);
+      send_response(c, &r, c->resp_keep_alive);
+    }
+    c = next;
+  }
+}
+
+static bool anyone_waiting(pd_daemon_t *d, uint64_t after) {
+  for (conn_t *c = d->conns; c; c = c->next) {
+    if (c->save_wait > after && !c->closing) return true;
+  }
+  return false;
+}
+
+static void log_save(pd_daemon_t *d, int rc, size_t len, size_t entries, const char *why) {
+  char b[32], e[32];
+  fmt_u64(b, sizeof b, len);
+  fmt_u64(e, sizeof e, entries);
+  if (rc == 0) {
+    LOG(d, PD_LOG_INFO, "book saved", "reason", why, "bytes", b, "entries", e);
+  } else {
+    LOG(d, PD_LOG_ERROR, "book save failed", "reason", why, "error", pd_strerror(rc));
+  }
+}
+
+static void save_after(uv_work_t *w, int status) {
+  save_job_t *job = w->data;
+  pd_daemon_t *d = job->d;
+  int rc = status == UV_ECANCELED ? PD_EIO : job->rc;
+  pd_node_note_save(d->node, rc, rc < 0 ? pd_strerror(rc) : NULL, job->len, job->entries,
+                    wall_now());
+  log_save(d, rc, job->len, job->entries, job->why);
+  uint64_t id = job->id;
+  free(job->buf);
+  free(job);
+  d->saving = false;
+  if (d->stopping) {
+    finish_stop(d);
+    return;
+  }
+  complete_waiters(d, id);
+  if (anyone_waiting(d, id)) start_save(d, "api");
+}
+
+/* Encode on the loop thread, write on the thread pool. */
+static void start_save(pd_daemon_t *d, const char *why) {
+  if (d->saving || d->stopping) return;
+  int64_t now = wall_now();
+  save_job_t *job = calloc(1, sizeof *job);
+  int rc = job ? 0 : PD_ENOMEM;
+  if (job) {
+    pd_book_t *b = pd_node_book(d->node);
+    job->d = d;
+    job->why = why;
+    job->entries = pd_book_size(b);
+    rc = pd_bookstore_encode(b, now, &job->buf, &job->len);
+  }
+  d->save_started++;
+  if (rc == 0) {
+    job->id = d->save_started;
+    job->work.data = job;
+    rc = uv_queue_work(&d->loop, &job->work, save_work, save_after);
+    if (rc == 0) {
+      d->saving = true;
+      LOG(d, PD_LOG_DEBUG, "book save started", "reason", why);
+      return;
+    }
+  }
+  /* could not even start: record the failure and answer the waiters */
+  pd_node_note_save(d->node, rc, pd_strerror(rc), 0, 0, now);
+  log_save(d, rc, 0, 0, why);
+  if (job) free(job->buf);
+  free(job);
+  complete_waiters(d, d->save_started);
+}
+
+/* Synchronous save (shutdown). */
+static int save_now(pd_daemon_t *d, const char *why) {
+  int64_t now = wall_now();
+  pd_book_t *b = pd_node_book(d->node);
+  size_t entries = pd_book_size(b);
+  char *buf = NULL;
+  size_t len = 0;
+  int rc = pd_bookstore_encode(b, now, &buf, &len);
+  if (rc == 0) rc = pd_fs_write_atomic(d->cfg.data_dir, PD_DAEMON_BOOK_FILE, buf, len, 0600);
+  free(buf);
+  pd_node_note_save(d->node, rc, rc < 0 ? pd_strerror(rc) : NULL, len, entries, now);
+  log_save(d, rc, len, entries, why);
+  return rc;
+}
+
+/* -------------------------------------------------------- connections */
+
+static void conn_on_close(uv_handle_t *h) {
+  conn_t *c = h->data;
+  if (--c->open_handles > 0) return;
+  pd_http_destroy(c->http);
+  if (c->have_resp) pd_api_response_free(&c->resp);
+  free(c);
+}
+
+static void conn_close(conn_t *c) {
+  if (c->closing) return;
+  c->closing = true;
+  pd_daemon_t *d = c->d;
+  if (c->prev) {
+    c->prev->next = c->next;
+  } else {
+    d->conns = c->next;
+  }
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  d->nconns--;
+  uv_close((uv_handle_t *)&c->tcp, conn_on_close);
+  uv_close((uv_handle_t *)&c->timer, conn_on_close);
+}
+
+static void conn_arm_timer(conn_t *c, uint64_t ms);
+
+static void conn_on_timeout(uv_timer_t *t) {
+  conn_t *c = t->data;
+  LOG(c->d, PD_LOG_DEBUG, "api connection timed out", "peer", c->peer);
+  conn_close(c);
+}
+
+static void conn_arm_timer(conn_t *c, uint64_t ms) {
+  if (c->closing) return;
+  uv_timer_start(&c->timer, conn_on_timeout, ms, 0);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  conn_t *c = h->data;
+  buf->base = c->d->readbuf;
+  buf->len = sizeof c->d->readbuf;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_read_start(conn_t *c) {
+  if (c->closing || c->reading) return;
+  if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read) == 0) c->reading = true;
+}
+
+static void conn_read_stop(conn_t *c) {
+  if (c->closing || !c->reading) return;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->reading = false;
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)req;
+  (void)status; /* the conn closes on EOF, the linger timer, or a close */
+}
+
+static void on_write(uv_write_t *req, int status) {
+  write_req_t *w = (write_req_t *)req;
+  conn_t *c = w->c;
+  bool track = w->track;
+  free(w->head);
+  free(w->body);
+  free(w);
+  if (!track || !c || c->closing) return;
+  c->busy = false;
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  if (c->close_after) {
+    if (c->linger) {
+      /* drain what the client is still sending, so it reads our reply
+       * instead of a reset; bounded in bytes and time */
+      if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        conn_close(c);
+        return;
+      }
+      conn_arm_timer(c, LINGER_MS);
+      conn_read_start(c);
+    } else {
+      conn_close(c);
+    }
+    return;
+  }
+  conn_arm_timer(c, PD_DAEMON_IDLE_TIMEOUT_MS);
+  conn_read_start(c);
+  conn_process(c); /* pipelined requests already buffered */
+}
+
+/* Write head + body; takes ownership of resp's body. */
+static void send_response(conn_t *c, pd_api_response_t *resp, bool keep_alive) {
+  if (c->closing) {
+    pd_api_response_free(resp);
+    return;
+  }
+  write_req_t *w = calloc(1, sizeof *w);
+  char *head = malloc(512);
+  if (!w || !head) {
+    free(w);
+    free(head);
+    pd_api_response_free(resp);
+    conn_close(c);
+    return;
+  }
+  size_t blen = c->head_only ? 0 : resp->body_len;
+  int hl = pd_http_format_head(head, 512, resp->status, resp->content_type, resp->body_len,
+                               keep_alive);
+  if (hl < 0) hl = pd_http_format_head(head, 512, resp->status, NULL, resp->body_len, keep_alive);
+  w->c = c;
+  w->track = true;
+  w->head = head;
+  w->body = resp->body; /* ownership moves to the write */
+  resp->body = NULL;
+  resp->body_len = 0;
+  uv_buf_t bufs[2];
+  bufs[0] = uv_buf_init(head, (unsigned)(hl > 0 ? hl : 0));
+  bufs[1] = uv_buf_init(w->body ? w->body : head, (unsigned)(w->body ? blen : 0));
+  c->busy = true;
+  if (!keep_alive) c->close_after = true;
+  conn_read_stop(c);
+  uv_timer_stop(&c->timer);
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, 2, on_write) != 0) {
+    free(w->head);
+    free(w->body);
+    free(w);
+    c->busy = false;
+    conn_close(c);
+  }
+}
+
+static void send_continue(conn_t *c) {
+  static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  write_req_t *w = calloc(1, sizeof *w);
+  if (!w) return;
+  uv_buf_t b = uv_buf_init((char *)msg, sizeof msg - 1);
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) free(w);
+}
+
+static void send_error(conn_t *c, int status, const char *msg) {
+  pd_api_response_t r;
+  memset(&r, 0, sizeof r);
+  pd_api_error(&r, status, msg);
+  pd_metrics_count_request(pd_node_metrics(c->d->node), r.status);
+  c->linger = true;
+  c->head_only = false;
+  send_response(c, &r, false);
+}
+
+/* Serve buffered requests one at a time, in order. */
+static void conn_process(conn_t *c) {
+  pd_daemon_t *d = c->d;
+  while (!c->busy && !c->closing && !c->close_after) {
+    int rc = pd_http_next(c->http);
+    if (pd_http_take_continue(c->http)) send_continue(c);
+    if (rc == 0) {
+      /* waiting for more: a partial request is on the idle clock too */
+      return;
+    }
+    if (rc < 0) {
+      char st[24];
+      fmt_i64(st, sizeof st, pd_http_error_status(c->http));
+      LOG(d, PD_LOG_DEBUG, "bad api request", "peer", c->peer, "status", st, "error",
+          pd_http_error_message(c->http));
+      send_error(c, pd_http_error_status(c->http), pd_http_error_message(c->http));
+      return;
+    }
+    const pd_http_request_t *hr = pd_http_request(c->http);
+    pd_api_request_t req = {
+        .method = hr->method,
+        .target = hr->target,
+        .body = hr->body_len ? hr->body : NULL,
+        .body_len = hr->body_len,
+    };
+    bool head = strcmp(hr->method, "HEAD") == 0;
+    if (head) req.method = "GET";
+    c->head_only = head;
+    pd_api_response_t resp;
+    memset(&resp, 0, sizeof resp);
+    pd_api_handle(d->node, &req, wall_now(), &resp);
+    char st[24];
+    fmt_i64(st, sizeof st, resp.status);
+    LOG(d, PD_LOG_DEBUG, "api request", "peer", c->peer, "method", hr->method, "target",
+        hr->target, "status", st);
+    bool keep = hr->keep_alive && !d->stopping;
+    if (resp.action == PD_API_ACTION_SAVE) {
+      c->busy = true;
+      c->resp = resp;
+      c->have_resp = true;
+      c->resp_keep_alive = keep;
+      c->save_wait = d->save_started + 1; /* a save that starts from now on */
+      conn_read_stop(c);
+      uv_timer_stop(&c->timer);
+      start_save(d, "api");
+      return;
+    }
+    send_response(c, &resp, keep);
+  }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  conn_t *c = s->data;
+  if (c->closing) return;
+  if (nread < 0) {
+    conn_close(c); /* EOF or error; pending writes are cancelled */
+    return;
+  }
+  if (nread == 0) return;
+  if (c->linger) {
+    c->discarded += (size_t)nread;
+    if (c->discarded > LINGER_MAX_DISCARD) conn_close(c);
+    return;
+  }
+  int rc = pd_http_feed(c->http, buf->base, (size_t)nread);
+  if (rc < 0) {
+    if (!c->busy) {
+      send_error(c, pd_http_error_status(c->http) ? pd_http_error_status(c->http) : 413,
+                 "too much data");
+    } else {
+      conn_close(c);
+    }
+    return;
+  }
+  conn_arm_timer(c, PD_DAEMON_IDLE_TIMEOUT_MS);
+  conn_process(c);
+}
+
+static void refuse_on_close(uv_handle_t *h) { free(h); }
+
+static void on_connection(uv_stream_t *server, int status) {
+  pd_daemon_t *d = server->data;
+  if (status < 0) {
+    LOG(d, PD_LOG_WARN, "api accept failed", "error", uv_strerror(status));
+    return;
+  }
+  if (d->nconns >= PD_DAEMON_MAX_CONNS || d->stopping) {
+    uv_tcp_t *t = malloc(sizeof *t);
+    if (!t) return;
+    uv_tcp_init(&d->loop, t);
+    uv_accept(server, (uv_stream_t *)t);
+    uv_close((uv_handle_t *)t, refuse_on_close);
+    d->refused++;
+    char n[32];
+    fmt_u64(n, sizeof n, d->refused);
+    LOG(d, PD_LOG_WARN, "api connection refused: too many connections", "refused_total", n);
+    return;
+  }
+  conn_t *c = calloc(1, sizeof *c);
+  if (!c) return;
+  c->d = d;
+  if (pd_http_create(&c->http, PD_HTTP_MAX_HEADER, PD_API_MAX_BODY) != 0) {
+    free(c);
+    return;
+  }
+  uv_tcp_init(&d->loop, &c->tcp);
+  uv_timer_init(&d->loop, &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->open_handles = 2;
+  c->next = d->conns;
+  if (d->conns) d->conns->prev = c;
+  d->conns = c;
+  d->nconns++;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    conn_close(c);
+    return;
+  }
+  struct sockaddr_storage ss;
+  int sl = sizeof ss;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+    fmt_sockaddr(&ss, c->peer, sizeof c->peer);
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  conn_arm_timer(c, PD_DAEMON_IDLE_TIMEOUT_MS);
+  conn_read_start(c);
+}
+
+/* ------------------------------------------------------- tick/signals */
+
+static void on_tick(uv_timer_t *t) {
+  pd_daemon_t *d = t->data;
+  if (d->stopping) return;
+  if (pd_node_tick(d->node, wall_now()) && !d->saving) start_save(d, "periodic");
+}
+
+static void on_handle_closed(uv_handle_t *h) { (void)h; }
+
+static void begin_stop(pd_daemon_t *d, const char *signame) {
+  LOG(d, PD_LOG_INFO, "shutting down", "signal", signame);
+  d->stopping = true;
+  uv_timer_stop(&d->tick);
+  if (d->server_open) {
+    uv_close((uv_handle_t *)&d->server, on_handle_closed);
+    d->server_open = false;
+  }
+  while (d->conns) conn_close(d->conns);
+  if (!d->saving) finish_stop(d);
+  /* else save_after() calls finish_stop() */
+}
+
+static void finish_stop(pd_daemon_t *d) {
+  if (d->stopped) return;
+  d->stopped = true;
+  int rc = save_now(d, "shutdown");
+  if (rc < 0) d->exit_code = 1;
+  uv_close((uv_handle_t *)&d->tick, on_handle_closed);
+  uv_close((uv_handle_t *)&d->sigterm, on_handle_closed);
+  uv_close((uv_handle_t *)&d->sigint, on_handle_closed);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  pd_daemon_t *d = s->data;
+  const char *name = signum == SIGTERM ? "SIGTERM" : signum == SIGINT ? "SIGINT" : "signal";
+  if (d->stopping) {
+    LOG(d, PD_LOG_WARN, "second signal: exiting now", "signal", name);
+    _exit(1);
+  }
+  begin_stop(d, name);
+}
+
+/* -------------------------------------------------------------- start */
+
+static int new_book(pd_daemon_t *d, pd_book_t **out) {
+  uint8_t key[PD_BOOK_KEY_LEN];
+  randombytes_buf(key, sizeof key);
+  int rc = pd_book_create(out, key, &d->rng, d->cfg.allow_private ? PD_BOOK_ALLOW_PRIVATE : 0);
+  sodium_memzero(key, sizeof key);
+  return rc;
+}
+
+/* Load addrbook.json or start empty; a bad file is moved aside. */
+static int load_book(pd_daemon_t *d, int64_t now) {
+  char path[PATH_CAP];
+  int pl = snprintf(path, sizeof path, "%s/%s", d->cfg.data_dir, PD_DAEMON_BOOK_FILE);
+  if (pl < 0 || (size_t)pl >= sizeof path) {
+    LOG(d, PD_LOG_ERROR, "data directory path too long", "dir", d->cfg.data_dir);
+    return -1;
+  }
+  pd_node_config_t ncfg = {
+      .allow_private = d->cfg.allow_private,
+      .save_interval = d->cfg.save_interval,
+      .default_ban_secs = d->cfg.ban_time,
+  };
+  char *buf = NULL;
+  size_t len = 0;
+  pd_book_t *book = NULL;
+  pd_bookstore_report_t report;
+  memset(&report, 0, sizeof report);
+  char err[256] = "";
+  int load_rc = 0; /* < 0: the file was unusable */
+  bool loaded = false;
+  int rc = pd_fs_read_all(path, PD_DAEMON_MAX_BOOK_FILE, &buf, &len);
+  if (rc == -ENOENT) {
+    LOG(d, PD_LOG_INFO, "no saved book, starting empty", "path", path);
+  } else if (rc < 0) {
+    load_rc = rc;
+    snprintf(err, sizeof err, "cannot read %s: %s", PD_DAEMON_BOOK_FILE, pd_strerror(rc));
+  } else {
+    unsigned flags = d->cfg.allow_private ? PD_BOOK_ALLOW_PRIVATE : 0;
+    rc = pd_bookstore_decode(buf, len, &d->rng, flags, &book, &report, err, sizeof err);
+    if (rc == 0) {
+      loaded = true;
+    } else {
+      load_rc = rc;
+      if (!err[0]) snprintf(err, sizeof err, "%s", pd_strerror(rc));
+      book = NULL;
+    }
+  }
+  free(buf);
+
+  char moved[PATH_CAP] = "";
+  if (load_rc < 0) {
+    int mrc = pd_fs_move_aside(d->cfg.data_dir, PD_DAEMON_BOOK_FILE, now, moved, sizeof moved);
+    if (mrc < 0) {
+      /* never overwrite a file we could not use */
+      LOG(d, PD_LOG_ERROR, "book unusable and cannot be moved aside; refusing to start", "path",
+          path, "reason", err, "error", pd_strerror(mrc));
+      return -1;
+    }
+    LOG(d, PD_LOG_ERROR, "book load failed; starting with an empty book", "path", path, "reason",
+        err, "moved_to", moved);
+  }
+  if (!book) {
+    rc = new_book(d, &book);
+    if (rc < 0) {
+      LOG(d, PD_LOG_ERROR, "cannot create the book", "error", pd_strerror(rc));
+      return -1;
+    }
+  }
+  rc = pd_node_create(&d->node, &ncfg, book, &d->rng, now);
+  if (rc < 0) {
+    pd_book_destroy(book);
+    LOG(d, PD_LOG_ERROR, "cannot create the node", "error", pd_strerror(rc));
+    return -1;
+  }
+  if (load_rc < 0) {
+    pd_node_note_load(d->node, load_rc, err, moved, NULL);
+  } else if (loaded) {
+    pd_node_note_load(d->node, 0, NULL, NULL, &report);
+    char e[32], s[32], bl[32], bs[32];
+    fmt_u64(e, sizeof e, report.entries_loaded);
+    fmt_u64(s, sizeof s, report.entries_skipped);
+    fmt_u64(bl, sizeof bl, report.bans_loaded);
+    fmt_u64(bs, sizeof bs, report.bans_skipped);
+    LOG(d, PD_LOG_INFO, "book loaded", "path", path, "entries", e, "bans", bl);
+    if (report.entries_skipped || report.bans_skipped) {
+      LOG(d, PD_LOG_WARN, "book entries skipped at load", "entries_skipped", s, "bans_skipped", bs,
+          "first_reason", report.first_skip);
+    }
+  }
+  return 0;
+}
+
+static int start_api(pd_daemon_t *d) {
+  struct sockaddr_storage ss;
+  const char *why = NULL;
+  int rc = pd_daemon_parse_listen(d->cfg.api, &ss, sizeof ss, &why);
+  if (rc < 0) {
+    LOG(d, PD_LOG_ERROR, "bad --api address", "addr", d->cfg.api, "reason", why);
+    return -1;
+  }
+  uv_tcp_init(&d->loop, &d->server);
+  d->server.data = d;
+  d->server_open = true;
+  rc = uv_tcp_bind(&d->server, (const struct sockaddr *)&ss, 0);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&d->server, 128, on_connection);
+  if (rc < 0) {
+    LOG(d, PD_LOG_ERROR, "cannot listen", "addr", d->cfg.api, "error", uv_strerror(rc));
+    return -1;
+  }
+  struct sockaddr_storage bound;
+  int bl = sizeof bound;
+  uv_tcp_getsockname(&d->server, (struct sockaddr *)&bound, &bl);
+  fmt_sockaddr(&bound, d->listen_addr, sizeof d->listen_addr);
+  LOG(d, PD_LOG_INFO, "api listening", "addr", d->listen_addr);
+  return 0;
+}
+
+static void walk_close(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+int pd_daemon_run(const pd_daemon_config_t *cfg) {
+  if (sodium_init() < 0) {
+    pd_log(cfg->log_level, PD_LOG_ERROR, "libsodium init failed", (const char *)NULL);
+    return 1;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  pd_daemon_t *d = calloc(1, sizeof *d);
+  if (!d) return 1;
+  d->cfg = *cfg;
+  uint64_t seed = cfg->seed;
+  if (!cfg->has_seed) randombytes_buf(&seed, sizeof seed);
+  pd_rng_seed(&d->rng, seed);
+  int rc = uv_loop_init(&d->loop);
+  if (rc < 0) {
+    LOG(d, PD_LOG_ERROR, "uv_loop_init failed", "error", uv_strerror(rc));
+    free(d);
+    return 1;
+  }
+  int64_t now = wall_now();
+  char si[32];
+  fmt_i64(si, sizeof si, cfg->save_interval);
+  LOG(d, PD_LOG_INFO, "peerd starting", "version", PEERD_VERSION, "data_dir", cfg->data_dir,
+      "allow_private", cfg->allow_private ? "true" : "false", "save_interval_s", si);
+
+  int exit_code = 0;
+  rc = pd_fs_ensure_dir(cfg->data_dir, 0700);
+  if (rc < 0) {
+    LOG(d, PD_LOG_ERROR, "cannot create data directory", "dir", cfg->data_dir, "error",
+        pd_strerror(rc));
+    exit_code = 1;
+  }
+  if (exit_code == 0 && load_book(d, now) < 0) exit_code = 1;
+  if (exit_code == 0 && start_api(d) < 0) exit_code = 1;
+  if (exit_code == 0) {
+    uv_timer_init(&d->loop, &d->tick);
+    d->tick.data = d;
+    uv_timer_start(&d->tick, on_tick, 1000, 1000);
+    uv_signal_init(&d->loop, &d->sigterm);
+    uv_signal_init(&d->loop, &d->sigint);
+    d->sigterm.data = d;
+    d->sigint.data = d;
+    uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d->sigint, on_signal, SIGINT);
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    exit_code = d->exit_code;
+  } else {
+    /* start-up failed: close what was opened (the server, maybe) */
+    uv_walk(&d->loop, walk_close, NULL);
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+  }
+  rc = uv_loop_close(&d->loop);
+  if (rc != 0) {
+    LOG(d, PD_LOG_ERROR, "event loop did not close cleanly", "error", uv_strerror(rc));
+    if (exit_code == 0) exit_code = 1;
+  }
+  if (exit_code == 0) LOG(d, PD_LOG_INFO, "peerd stopped");
+  pd_node_destroy(d->node);
+  free(d);
+  return exit_code;
+}

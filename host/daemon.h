@@ -1,0 +1,65 @@
+/* daemon — the libuv driver: peerd as a running process.
+ *
+ * Owns: the event loop and everything that touches the outside world for the
+ * core: the control-API TCP server (per-connection HTTP parsing via http.h,
+ * connection limit, idle timeouts, responses written with uv_write), the
+ * 1-second housekeeping timer (the wall clock is read here and handed to the
+ * core as Unix seconds), SIGTERM/SIGINT, entropy (libsodium: the book key
+ * and the RNG seed), loading addrbook.json at start (moving a bad file
+ * aside), saving it (periodically on libuv's thread pool, on demand through
+ * POST /v1/save, and at shutdown), and the logfmt log on stderr.
+ * Does not own: what a request means (api.c), the book and its rules
+ * (node.c, addrbook.c), the JSON of the book (bookstore.c), how files are
+ * written atomically (fsio.c), command-line parsing (main.c).
+ */
+#ifndef PD_DAEMON_H
+#define PD_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define PD_DAEMON_DEFAULT_DATA_DIR "./peerd-data"
+#define PD_DAEMON_DEFAULT_API "127.0.0.1:7412"
+#define PD_DAEMON_DEFAULT_SAVE_MINUTES 5
+#define PD_DAEMON_DEFAULT_BAN_SECS 86400
+#define PD_DAEMON_MAX_CONNS 256          /* concurrent API connections */
+#define PD_DAEMON_IDLE_TIMEOUT_MS 30000  /* idle / slow-request timeout */
+#define PD_DAEMON_BOOK_FILE "addrbook.json"
+#define PD_DAEMON_MAX_BOOK_FILE (256u * 1024 * 1024) /* bytes read at most */
+
+enum pd_log_level { PD_LOG_DEBUG = 0, PD_LOG_INFO = 1, PD_LOG_WARN = 2, PD_LOG_ERROR = 3 };
+
+typedef struct pd_daemon_config {
+  const char *data_dir;   /* --data-dir */
+  const char *api;        /* --api HOST:PORT (port 0: any free port) */
+  bool allow_private;     /* --allow-private */
+  int64_t save_interval;  /* seconds (--save-interval minutes * 60); 0 = no periodic saves */
+  int64_t ban_time;       /* seconds (--ban-time) */
+  bool has_seed;          /* --seed given */
+  uint64_t seed;          /* --seed */
+  int log_level;          /* enum pd_log_level */
+} pd_daemon_config_t;
+
+/* Fill cfg with the embedded defaults. */
+void pd_daemon_config_defaults(pd_daemon_config_t *cfg);
+
+/* Parse "HOST:PORT" for the API listener: an IPv4 literal, "[IPv6]", or
+ * "localhost" (127.0.0.1); port 0..65535. Fills a struct sockaddr_storage
+ * (cap bytes). 0 or PD_EINVAL with *why. */
+int pd_daemon_parse_listen(const char *s, void *ss, unsigned cap, const char **why);
+
+/* "debug" | "info" | "warn" | "error" -> enum pd_log_level, or -1. */
+int pd_log_level_parse(const char *s);
+
+/* One logfmt line on stderr when level >= min_level:
+ *   ts=2026-11-25T10:00:00Z level=info msg="..." key=value ...
+ * followed by key/value string pairs, ended by a NULL key. Values are
+ * quoted and escaped when needed. */
+void pd_log(int min_level, int level, const char *msg, ...);
+
+/* Run the daemon until SIGTERM/SIGINT. Returns the process exit status:
+ * 0 after a clean shutdown (book saved), 1 when start-up failed or the
+ * final save failed. A second signal during shutdown exits at once (1). */
+int pd_daemon_run(const pd_daemon_config_t *cfg);
+
+#endif
