@@ -193,13 +193,46 @@ static int cmp_u16(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* Decimal digits of v (< 100000) into out; returns the count. */
+static size_t put_dec(char *out, unsigned v) {
+  char tmp[8];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+/* pd_netaddr_format / pd_netaddr_format_ip, with a fast path for IPv4
+ * (snprintf was a third of the save's time): same text. */
+static size_t format_addr(const pd_netaddr_t *a, bool with_port, char *buf, size_t cap) {
+  if (pd_netaddr_is_ipv4(a) && cap >= 22) {
+    size_t n = 0;
+    for (int i = 12; i < 16; i++) {
+      n += put_dec(buf + n, a->ip[i]);
+      buf[n++] = i < 15 ? '.' : '\0';
+    }
+    n--;
+    if (with_port && a->port != 0) {
+      buf[n++] = ':';
+      n += put_dec(buf + n, a->port);
+    }
+    buf[n] = '\0';
+    return n;
+  }
+  int n = with_port ? pd_netaddr_format(a, buf, cap) : pd_netaddr_format_ip(a, buf, cap);
+  return n > 0 ? (size_t)n : 0;
+}
+
 /* One entry as one row string; see the format comment at the top. */
 static void encode_entry(sbuf_t *s, const pd_book_t *b, const pd_book_info_t *e) {
   char buf[PD_ADDR_STRLEN];
   if (!sb_reserve(s, 3 * PD_ADDR_STRLEN + 160)) return;
   sb_putc(s, '"');
-  int n = pd_netaddr_format(&e->addr, buf, sizeof buf);
-  sb_put(s, buf, n > 0 ? (size_t)n : 0);
+  size_t n = format_addr(&e->addr, true, buf, sizeof buf);
+  sb_put(s, buf, n);
   sb_putc(s, ' ');
   if (e->has_node_id) {
     char hex[PD_NODE_ID_HEXLEN + 1];
@@ -209,8 +242,8 @@ static void encode_entry(sbuf_t *s, const pd_book_t *b, const pd_book_info_t *e)
     sb_putc(s, '-');
   }
   sb_putc(s, ' ');
-  n = pd_netaddr_format_ip(&e->source, buf, sizeof buf);
-  sb_put(s, buf, n > 0 ? (size_t)n : 0);
+  n = format_addr(&e->source, false, buf, sizeof buf);
+  sb_put(s, buf, n);
   sb_putc(s, ' ');
   sb_int(s, e->time);
   sb_putc(s, ' ');

@@ -45,6 +45,16 @@ static pd_netaddr_t random_routable(pd_rng_t *r, uint16_t port) {
   }
 }
 
+static pd_netaddr_t random_routable6(pd_rng_t *r, uint16_t port) {
+  for (;;) {
+    pd_netaddr_t a;
+    pd_rng_fill(r, a.ip, 16);
+    a.ip[0] = 0x2a; /* 2a00::/8, global unicast */
+    a.port = port;
+    if (pd_netaddr_is_routable(&a)) return a;
+  }
+}
+
 /* A book built from a seed: many sources, repeated announcements (the rng
  * decides extra new-table references), goods, attempts, a tried collision
  * and bans. Same seed => same book. */
@@ -59,11 +69,13 @@ static pd_book_t *build_book(uint64_t seed, pd_rng_t *rng, size_t n) {
   pd_rng_t gen;
   pd_rng_seed(&gen, 1234);
   pd_netaddr_t sources[16];
-  for (int i = 0; i < 16; i++) sources[i] = random_routable(&gen, 0);
+  for (int i = 0; i < 16; i++)
+    sources[i] = i % 5 == 4 ? random_routable6(&gen, 0) : random_routable(&gen, 0);
   pd_netaddr_t *addrs = malloc(n * sizeof *addrs);
   assert_non_null(addrs);
   for (size_t i = 0; i < n; i++) {
-    addrs[i] = random_routable(&gen, (uint16_t)(26656 + (i % 3)));
+    addrs[i] = i % 10 == 9 ? random_routable6(&gen, (uint16_t)(26656 + (i % 3)))
+                           : random_routable(&gen, (uint16_t)(26656 + (i % 3)));
     uint8_t id[PD_NODE_ID_LEN];
     for (int k = 0; k < PD_NODE_ID_LEN; k++) id[k] = (uint8_t)(i * 7 + k);
     int64_t t = NOW - (int64_t)(i % 50) * 3600;
@@ -189,6 +201,26 @@ static void round_trip_is_byte_exact(void **state) {
   assert_non_null(strstr(doc1, "\"198.51.0.0/16\""));
   assert_non_null(strstr(doc1, "\"2001:db8::/32\""));
   assert_non_null(strstr(doc1, "\"format\":\"peerd-addrbook\",\"version\":1"));
+
+  /* Every address is written exactly as pd_netaddr_format writes it. */
+  {
+    size_t n = pd_book_size(a), total = 0;
+    uint32_t *ids = malloc(n * sizeof *ids);
+    assert_non_null(ids);
+    assert_int_equal(pd_book_list(a, PD_TABLE_ANY, 0, n, ids, &total), n);
+    for (size_t i = 0; i < n; i++) {
+      pd_book_info_t e;
+      char want[2 * PD_ADDR_STRLEN + 4], ab[PD_ADDR_STRLEN], sb[PD_ADDR_STRLEN];
+      assert_int_equal(pd_book_info(a, ids[i], &e), 0);
+      assert_true(pd_netaddr_format(&e.addr, ab, sizeof ab) > 0);
+      assert_true(pd_netaddr_format_ip(&e.source, sb, sizeof sb) > 0);
+      snprintf(want, sizeof want, "\n\"%s ", ab);
+      assert_non_null(strstr(doc1, want));
+      snprintf(want, sizeof want, " %s ", sb);
+      assert_non_null(strstr(doc1, want));
+    }
+    free(ids);
+  }
 
   pd_rng_seed(&r2, 99);
   pd_book_t *b = NULL;
@@ -605,6 +637,56 @@ static void columns_by_name(void **state) {
   free(doc);
 }
 
+/* Two tried entries that want the same tried slot: the first in the file
+ * wins, the second is skipped with the reason. */
+static void tried_slot_conflict_is_skipped(void **state) {
+  (void)state;
+  uint8_t key[PD_BOOK_KEY_LEN];
+  test_key(key);
+  pd_rng_t gen;
+  pd_rng_seed(&gen, 77);
+  int *owner = malloc(sizeof(int) * PD_BOOK_TRIED_BUCKETS * PD_BOOK_BUCKET_SIZE);
+  assert_non_null(owner);
+  for (int i = 0; i < PD_BOOK_TRIED_BUCKETS * PD_BOOK_BUCKET_SIZE; i++) owner[i] = -1;
+  pd_netaddr_t cand[4096];
+  int x = -1, y = -1;
+  for (int i = 0; i < 4096 && x < 0; i++) {
+    cand[i] = random_routable(&gen, 26656);
+    int tb = pd_book_tried_bucket(key, &cand[i], false);
+    int slot = tb * PD_BOOK_BUCKET_SIZE + pd_book_bucket_position(key, false, tb, &cand[i]);
+    if (owner[slot] >= 0) {
+      x = owner[slot];
+      y = i;
+    }
+    owner[slot] = i;
+  }
+  free(owner);
+  assert_true(x >= 0);
+  char ax[PD_ADDR_STRLEN], ay[PD_ADDR_STRLEN], rows[512];
+  assert_true(pd_netaddr_format(&cand[x], ax, sizeof ax) > 0);
+  assert_true(pd_netaddr_format(&cand[y], ay, sizeof ay) > 0);
+  snprintf(rows, sizeof rows,
+           "[\"%s - 5.6.7.8 1700000000 1700000000 1700000000 0 0 1 -\","
+           "\"%s - 5.6.7.8 1700000000 1700000000 1700000000 0 0 1 -\"]",
+           ax, ay);
+  char *doc = doc_with("\"peerd-addrbook\"", "1", GOOD_KEY, GOOD_COLUMNS, rows, GOOD_TAIL);
+  pd_rng_t r;
+  pd_rng_seed(&r, 1);
+  pd_book_t *b = NULL;
+  pd_bookstore_report_t rep;
+  assert_int_equal(pd_bookstore_decode(doc, strlen(doc), &r, 0, &b, &rep, NULL, 0), 0);
+  assert_int_equal(rep.entries_loaded, 1);
+  assert_int_equal(rep.entries_skipped, 1);
+  assert_int_equal(pd_book_count_tried(b), 1);
+  assert_int_not_equal(pd_book_find(b, &cand[x]), PD_BOOK_NO_ID);
+  assert_int_equal(pd_book_find(b, &cand[y]), PD_BOOK_NO_ID);
+  char want[200];
+  snprintf(want, sizeof want, "entry 1 (%s): ", ay);
+  assert_true(strncmp(rep.first_skip, want, strlen(want)) == 0);
+  pd_book_destroy(b);
+  free(doc);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(round_trip_is_byte_exact),
@@ -615,6 +697,7 @@ int main(void) {
       cmocka_unit_test(random_damage),
       cmocka_unit_test(bad_entries_are_skipped),
       cmocka_unit_test(columns_by_name),
+      cmocka_unit_test(tried_slot_conflict_is_skipped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
