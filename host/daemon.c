@@ -633,6 +633,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (c->discarded > LINGER_MAX_DISCARD) conn_close(c);
     return;
   }
+  /* The clock runs per request, not per read: a request must arrive whole
+   * within the timeout (a slow trickle of bytes does not keep it alive). */
+  bool started = !pd_http_busy(c->http);
   int rc = pd_http_feed(c->http, buf->base, (size_t)nread);
   if (rc < 0) {
     if (!c->busy) {
@@ -643,7 +646,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     return;
   }
-  conn_arm_timer(c, PD_DAEMON_IDLE_TIMEOUT_MS);
+  if (started) conn_arm_timer(c, PD_DAEMON_IDLE_TIMEOUT_MS);
   conn_process(c);
 }
 

@@ -439,6 +439,36 @@ describe("peerd daemon", function()
     assert.are.equal(200, (get(node, "/health")))
   end)
 
+  it("refuses connections beyond 256 and serves again once they close", function()
+    local node = start()
+    finally(function() cleanup(node) end)
+    local clients, connected, closed = {}, 0, 0
+    for i = 1, 260 do
+      local c = uv.new_tcp()
+      clients[i] = c
+      c:connect("127.0.0.1", node.port, function(err)
+        if err then
+          closed = closed + 1
+          return
+        end
+        connected = connected + 1
+        c:read_start(function(e, data)
+          if e or not data then closed = closed + 1 end
+        end)
+      end)
+    end
+    assert.is_true(wait_until(function() return connected + closed >= 260 end, 10))
+    assert.is_true(wait_until(function() return closed >= 4 end, 10))
+    local code = get(node, "/health") -- the 257th connection is refused too
+    assert.is_true(code == nil or code == 0, tostring(code)) -- curl: empty reply
+    assert.matches("too many connections", log_of(node))
+    for _, c in ipairs(clients) do
+      if not c:is_closing() then c:close() end
+    end
+    uv.run("nowait")
+    assert.is_true(wait_until(function() return get(node, "/health") == 200 end, 10))
+  end)
+
   it("serves /metrics that promtool accepts", function()
     local node = start()
     finally(function() cleanup(node) end)
@@ -639,6 +669,22 @@ describe("peerd command line", function()
       assert.are.equal(2, rc, args)
       assert.matches("Usage", out)
     end
+  end)
+
+  it("exits 1 with an error log when it cannot start", function()
+    local dir = tmpdir()
+    finally(function() rmdir(dir) end)
+    -- data directory whose parent does not exist
+    local out, rc = run_cmd(sh_quote(BIN) .. " --api 127.0.0.1:0 --data-dir " .. sh_quote(dir .. "/no/such/dir"))
+    assert.are.equal(1, rc, out)
+    assert.matches('level=error msg="cannot create data directory"', out)
+    -- API port already taken by another peerd
+    local node = start(nil, dir)
+    finally(function() stop(node) end)
+    out, rc = run_cmd(sh_quote(BIN) .. " --api 127.0.0.1:" .. node.port .. " --data-dir " .. sh_quote(dir .. "/d2"))
+    assert.are.equal(1, rc, out)
+    assert.matches('level=error msg="cannot listen"', out)
+    assert.are.equal(200, (get(node, "/health")))
   end)
 
   it("prints its version", function()

@@ -1,0 +1,962 @@
+/* Unit tests for addrbook: Bitcoin Core's own addrman vectors and flows
+ * (src/test/addrman_tests.cpp), determinism, a randomized consistency
+ * stress test, the default selection, restore and bookkeeping. */
+#define OPENSSL_SUPPRESS_DEPRECATED 1
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <openssl/sha.h>
+
+#include "addrbook.h"
+#include "err.h"
+
+#define NOW ((int64_t)1700000000)
+#define TIME_INIT ((int64_t)100000000) /* Bitcoin's default CAddress nTime */
+#define NO_ID PD_BOOK_NO_ID
+
+static pd_netaddr_t A(const char *s, uint16_t port) {
+  pd_netaddr_t a;
+  const char *why = NULL;
+  if (pd_netaddr_parse_ip(s, &a, &why) != 0) fail_msg("parse %s: %s", s, why ? why : "?");
+  a.port = port;
+  return a;
+}
+
+/* (HashWriter{} << int{v}).GetHash(): SHA256d of the 4-byte LE int. */
+static void hash_key(int v, uint8_t key[32]) {
+  uint8_t m[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+  uint8_t h[32];
+  SHA256(m, 4, h);
+  SHA256(h, 32, key);
+}
+
+/* uint256{1}: byte 0x01 then 31 zero bytes (the deterministic addrman key). */
+static void key_one(uint8_t key[32]) {
+  memset(key, 0, 32);
+  key[0] = 1;
+}
+
+typedef struct fixture {
+  pd_rng_t rng;
+  pd_book_t *b;
+} fixture_t;
+
+static pd_book_t *det_book(fixture_t *f, uint64_t seed, unsigned flags) {
+  uint8_t key[32];
+  key_one(key);
+  pd_rng_seed(&f->rng, seed);
+  assert_int_equal(pd_book_create(&f->b, key, &f->rng, flags), 0);
+  return f->b;
+}
+
+static int add_t(pd_book_t *b, const char *ip, uint16_t port, const char *src, int64_t t,
+                 int64_t now) {
+  pd_netaddr_t a = A(ip, port), s = A(src, 0);
+  return pd_book_add(b, &a, NULL, t, &s, 0, now, NULL);
+}
+
+static int add(pd_book_t *b, const char *ip, uint16_t port, const char *src) {
+  return add_t(b, ip, port, src, TIME_INIT, NOW);
+}
+
+static int good(pd_book_t *b, const char *ip, uint16_t port, int64_t now) {
+  pd_netaddr_t a = A(ip, port);
+  return pd_book_good(b, &a, true, now);
+}
+
+static uint32_t find(pd_book_t *b, const char *ip, uint16_t port) {
+  pd_netaddr_t a = A(ip, port);
+  return pd_book_find(b, &a);
+}
+
+static void format_id(pd_book_t *b, uint32_t id, char *buf, size_t cap) {
+  pd_book_info_t in;
+  if (id == NO_ID || pd_book_info(b, id, &in) != 0) {
+    snprintf(buf, cap, "none");
+    return;
+  }
+  pd_netaddr_format(&in.addr, buf, cap);
+}
+
+static void assert_ok(pd_book_t *b) { assert_int_equal(pd_book_check(b), 0); }
+
+/* ---- placement vectors (caddrinfo_get_*_bucket_legacy) ------------------------ */
+
+static void tried_bucket_vectors(void **state) {
+  (void)state;
+  uint8_t k1[32], k2[32];
+  hash_key(1, k1);
+  hash_key(2, k2);
+  pd_netaddr_t a1 = A("250.1.1.1", 8333), a2 = A("250.1.1.1", 9999);
+  assert_int_equal(pd_book_tried_bucket(k1, &a1, false), 40);
+  assert_int_not_equal(pd_book_tried_bucket(k1, &a1, false), pd_book_tried_bucket(k2, &a1, false));
+  assert_int_not_equal(pd_book_tried_bucket(k1, &a1, false), pd_book_tried_bucket(k1, &a2, false));
+
+  bool seen[PD_BOOK_TRIED_BUCKETS];
+  memset(seen, 0, sizeof(seen));
+  int n = 0;
+  for (int i = 0; i < 255; i++) {
+    char s[32];
+    snprintf(s, sizeof(s), "250.1.1.%d", i);
+    pd_netaddr_t a = A(s, 0);
+    int bk = pd_book_tried_bucket(k1, &a, false);
+    assert_true(bk >= 0 && bk < PD_BOOK_TRIED_BUCKETS);
+    if (!seen[bk]) n++;
+    seen[bk] = true;
+  }
+  assert_int_equal(n, 8); /* one /16: exactly 8 tried buckets */
+
+  memset(seen, 0, sizeof(seen));
+  n = 0;
+  for (int j = 0; j < 255; j++) {
+    char s[32];
+    snprintf(s, sizeof(s), "250.%d.1.1", j);
+    pd_netaddr_t a = A(s, 0);
+    int bk = pd_book_tried_bucket(k1, &a, false);
+    if (!seen[bk]) n++;
+    seen[bk] = true;
+  }
+  assert_int_equal(n, 160);
+}
+
+static void new_bucket_vectors(void **state) {
+  (void)state;
+  uint8_t k1[32], k2[32];
+  hash_key(1, k1);
+  hash_key(2, k2);
+  pd_netaddr_t a1 = A("250.1.2.1", 8333), a2 = A("250.1.2.1", 9999), src = A("250.1.2.1", 0);
+  assert_int_equal(pd_book_new_bucket(k1, &a1, &src, false), 786);
+  assert_int_not_equal(pd_book_new_bucket(k1, &a1, &src, false),
+                       pd_book_new_bucket(k2, &a1, &src, false));
+  /* ports do not affect the new bucket */
+  assert_int_equal(pd_book_new_bucket(k1, &a2, &src, false), 786);
+
+  bool seen[PD_BOOK_NEW_BUCKETS];
+  memset(seen, 0, sizeof(seen));
+  int n = 0;
+  for (int i = 0; i < 255; i++) {
+    char s[32];
+    snprintf(s, sizeof(s), "250.1.1.%d", i);
+    pd_netaddr_t a = A(s, 0);
+    int bk = pd_book_new_bucket(k1, &a, &a, false);
+    if (!seen[bk]) n++;
+    seen[bk] = true;
+  }
+  assert_int_equal(n, 1); /* same group from itself: one bucket */
+
+  memset(seen, 0, sizeof(seen));
+  n = 0;
+  pd_netaddr_t s4 = A("251.4.1.1", 0);
+  for (int j = 0; j < 4 * 255; j++) {
+    char s[32];
+    snprintf(s, sizeof(s), "%d.%d.1.1", 250 + j / 255, j % 256);
+    pd_netaddr_t a = A(s, 0);
+    int bk = pd_book_new_bucket(k1, &a, &s4, false);
+    if (!seen[bk]) n++;
+    seen[bk] = true;
+  }
+  assert_true(n <= 64); /* one source group: at most 64 buckets */
+
+  memset(seen, 0, sizeof(seen));
+  n = 0;
+  pd_netaddr_t a = A("250.1.1.1", 0);
+  for (int p = 0; p < 255; p++) {
+    char s[32];
+    snprintf(s, sizeof(s), "250.%d.1.1", p);
+    pd_netaddr_t sp = A(s, 0);
+    int bk = pd_book_new_bucket(k1, &a, &sp, false);
+    if (!seen[bk]) n++;
+    seen[bk] = true;
+  }
+  assert_true(n > 64);
+
+  /* positions are in range and differ between tables */
+  int pn = pd_book_bucket_position(k1, true, 786, &a1);
+  int pk = pd_book_bucket_position(k1, false, 786, &a1);
+  assert_true(pn >= 0 && pn < 64 && pk >= 0 && pk < 64);
+}
+
+/* ---- addrman_simple / addrman_ports / addrman_select ------------------------------ */
+
+static void bitcoin_simple(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 1, 0);
+  assert_int_equal(pd_book_size(b), 0);
+  assert_int_equal(pd_book_random(b, PD_TABLE_ANY, NOW), NO_ID);
+  assert_int_equal(add(b, "250.1.1.1", 8333, "252.2.2.2"), 1);
+  assert_int_equal(pd_book_size(b), 1);
+  assert_int_equal(pd_book_random(b, PD_TABLE_ANY, NOW), find(b, "250.1.1.1", 8333));
+  assert_int_equal(add(b, "250.1.1.1", 8333, "252.2.2.2"), 0); /* duplicate */
+  assert_int_equal(pd_book_size(b), 1);
+  assert_int_equal(add(b, "250.1.1.2", 8333, "252.2.2.2"), 1);
+  assert_true(pd_book_size(b) >= 1);
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
+static void bitcoin_ports(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 2, 0);
+  assert_int_equal(add(b, "250.1.1.1", 8333, "252.2.2.2"), 1);
+  assert_int_equal(pd_book_size(b), 1);
+  assert_int_equal(add(b, "250.1.1.1", 8334, "252.2.2.2"), 1);
+  assert_int_equal(pd_book_size(b), 2);
+  uint32_t r = pd_book_random(b, PD_TABLE_ANY, NOW);
+  assert_true(r == find(b, "250.1.1.1", 8333) || r == find(b, "250.1.1.1", 8334));
+  assert_int_equal(good(b, "250.1.1.1", 8334, NOW), 1);
+  assert_int_equal(pd_book_size(b), 2);
+  assert_int_equal(pd_book_random(b, PD_TABLE_NEW, NOW), find(b, "250.1.1.1", 8333));
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
+static void bitcoin_select(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 3, 0);
+  assert_int_equal(pd_book_random(b, PD_TABLE_NEW, NOW), NO_ID);
+  assert_int_equal(pd_book_random(b, PD_TABLE_ANY, NOW), NO_ID);
+  assert_int_equal(add(b, "250.1.1.1", 8333, "252.2.2.2"), 1);
+  uint32_t id1 = find(b, "250.1.1.1", 8333);
+  assert_int_equal(pd_book_random(b, PD_TABLE_NEW, NOW), id1);
+  assert_int_equal(pd_book_random(b, PD_TABLE_ANY, NOW), id1);
+  assert_int_equal(good(b, "250.1.1.1", 8333, NOW), 1);
+  assert_int_equal(pd_book_size(b), 1);
+  assert_int_equal(pd_book_random(b, PD_TABLE_NEW, NOW), NO_ID);
+  assert_int_equal(pd_book_random(b, PD_TABLE_ANY, NOW), id1);
+  assert_int_equal(pd_book_random(b, PD_TABLE_TRIED, NOW), id1);
+
+  pd_netaddr_t a2 = A("250.3.1.1", 8333), a3 = A("250.3.2.2", 9999), a4 = A("250.3.3.3", 9999);
+  assert_int_equal(pd_book_add(b, &a2, NULL, TIME_INIT, &a2, 0, NOW, NULL), 1);
+  assert_int_equal(pd_book_random(b, PD_TABLE_NEW, NOW), pd_book_find(b, &a2));
+  pd_netaddr_t s4 = A("250.4.1.1", 8333);
+  assert_int_equal(pd_book_add(b, &a3, NULL, TIME_INIT, &a2, 0, NOW, NULL), 1);
+  assert_int_equal(pd_book_add(b, &a4, NULL, TIME_INIT, &s4, 0, NOW, NULL), 1);
+
+  pd_netaddr_t a5 = A("250.4.4.4", 8333), a6 = A("250.4.5.5", 7777), a7 = A("250.4.6.6", 8333);
+  pd_netaddr_t s7 = A("250.1.1.3", 8333);
+  assert_int_equal(pd_book_add(b, &a5, NULL, TIME_INIT, &a3, 0, NOW, NULL), 1);
+  assert_int_equal(pd_book_good(b, &a5, true, NOW), 1);
+  assert_int_equal(pd_book_add(b, &a6, NULL, TIME_INIT, &a3, 0, NOW, NULL), 1);
+  assert_int_equal(pd_book_good(b, &a6, true, NOW), 1);
+  assert_int_equal(pd_book_add(b, &a7, NULL, TIME_INIT, &s7, 0, NOW, NULL), 1);
+  assert_int_equal(pd_book_good(b, &a7, true, NOW), 1);
+  assert_int_equal(pd_book_size(b), 7);
+  assert_int_equal(pd_book_count_tried(b), 4);
+  assert_int_equal(pd_book_count_new(b), 3);
+
+  /* Select pulls from new and tried regardless of port number. */
+  /* Bitcoin draws 20 times with its own deterministic RNG; ours draws a
+   * different stream, so allow up to 100 draws to see all three ports. */
+  bool p8333 = false, p9999 = false, p7777 = false;
+  for (int i = 0; i < 100 && !(p8333 && p9999 && p7777); i++) {
+    pd_book_info_t in;
+    assert_int_equal(pd_book_info(b, pd_book_random(b, PD_TABLE_ANY, NOW), &in), 0);
+    p8333 |= in.addr.port == 8333;
+    p9999 |= in.addr.port == 9999;
+    p7777 |= in.addr.port == 7777;
+  }
+  assert_true(p8333 && p9999 && p7777);
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
+/* ---- addrman_new_collisions / new_multiplicity / tried_collisions -------------------- */
+
+static void bitcoin_new_collisions(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 4, 0);
+  char s[32];
+  int n = 0;
+  while (n < 22) {
+    snprintf(s, sizeof(s), "250.1.1.%d", ++n);
+    assert_int_equal(add(b, s, 0, "252.2.2.2"), 1);
+    assert_int_equal(pd_book_size(b), (size_t)n);
+  }
+  /* 250.1.1.23 lands on a (terrible) entry's slot and replaces it. */
+  snprintf(s, sizeof(s), "250.1.1.%d", ++n);
+  assert_int_equal(add(b, s, 0, "252.2.2.2"), 1);
+  assert_int_equal(pd_book_size(b), (size_t)n - 1);
+  snprintf(s, sizeof(s), "250.1.1.%d", ++n);
+  assert_int_equal(add(b, s, 0, "252.2.2.2"), 1);
+  assert_int_equal(pd_book_size(b), (size_t)n - 1);
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
+static void bitcoin_new_multiplicity(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 5, 0);
+  pd_netaddr_t a = A("253.3.3.3", 8333);
+  const int64_t start = NOW;
+  char s[32];
+  for (unsigned i = 1; i < 20; i++) {
+    snprintf(s, sizeof(s), "%u.%u.1.1", i % 256, i >> 8);
+    pd_netaddr_t src = A(s, 0);
+    (void)pd_book_add(b, &a, NULL, start, &src, 0, NOW, NULL);
+  }
+  pd_book_info_t in;
+  assert_int_equal(pd_book_info(b, pd_book_find(b, &a), &in), 0);
+  assert_int_equal(in.refcount, 1); /* nTime does not increase: no new references */
+  assert_int_equal(pd_book_size(b), 1);
+  /* With increasing nTime an address reaches up to 8 buckets. (Bitcoin's
+   * loop runs to 400, tuned to its own RNG stream; ours draws differently,
+   * so we run until 8 is reached or a generous bound.) */
+  for (unsigned i = 1; i < 4000 && in.refcount < 8; i++) {
+    snprintf(s, sizeof(s), "%u.%u.1.1", i % 256, (i >> 8) % 256);
+    pd_netaddr_t src = A(s, 0);
+    (void)pd_book_add(b, &a, NULL, start + i, &src, 0, NOW + i, NULL);
+    assert_int_equal(pd_book_info(b, pd_book_find(b, &a), &in), 0);
+  }
+  assert_int_equal(in.refcount, 8);
+  assert_int_equal(pd_book_size(b), 1);
+  uint16_t slots[8];
+  assert_int_equal(pd_book_new_refs(b, in.id, slots), 8);
+  assert_ok(b);
+  /* Good() on a multi-reference entry clears all 8 references. */
+  assert_int_equal(pd_book_good(b, &a, true, NOW), 1);
+  assert_int_equal(pd_book_count_new(b), 0);
+  assert_int_equal(pd_book_count_tried(b), 1);
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
+static void bitcoin_tried_collisions(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 6, 0);
+  char s[32];
+  int n = 0;
+  while (n < 35) {
+    snprintf(s, sizeof(s), "250.1.1.%d", ++n);
+    assert_int_equal(add(b, s, 0, "252.2.2.2"), 1);
+    assert_int_equal(good(b, s, 0, NOW), 1);
+  }
+  snprintf(s, sizeof(s), "250.1.1.%d", ++n);
+  assert_int_equal(add(b, s, 0, "252.2.2.2"), 1);
+  assert_int_equal(good(b, s, 0, NOW), 0);
+  snprintf(s, sizeof(s), "250.1.1.%d", ++n);
+  assert_int_equal(add(b, s, 0, "252.2.2.2"), 1);
+  assert_int_equal(good(b, s, 0, NOW), 1);
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
+/* ---- addrman_getaddr / getaddr_unfiltered ----------------------------------------- */
+
+static void bitcoin_getaddr(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 7, 0);
+  static uint32_t out[4096];
+  assert_int_equal(pd_book_getaddr(b, 0, 0, true, NOW, out, 4096), 0);
+
+  assert_int_equal(add_t(b, "250.250.2.1", 8333, "250.1.2.1", NOW, NOW), 1);
+  assert_int_equal(add_t(b, "251.252.2.3", 8333, "250.1.2.1", NOW, NOW), 1);
+  assert_int_equal(add_t(b, "252.254.4.5", 8333, "250.1.2.1", NOW, NOW), 1);
+  assert_int_equal(add_t(b, "250.251.2.2", 9999, "250.2.3.3", NOW, NOW), 1);
+  assert_int_equal(add_t(b, "252.253.3.4", 8333, "250.2.3.3", NOW, NOW), 1);
+  assert_int_equal(pd_book_getaddr(b, 0, 0, true, NOW, out, 4096), 5);
+  assert_int_equal(pd_book_getaddr(b, 2500, 23, true, NOW, out, 4096), 1);
+  assert_int_equal(good(b, "250.250.2.1", 8333, NOW), 1);
+  assert_int_equal(good(b, "250.251.2.2", 9999, NOW), 1);
+  assert_int_equal(pd_book_getaddr(b, 0, 0, true, NOW, out, 4096), 5);
+  assert_int_equal(pd_book_getaddr(b, 2500, 23, true, NOW, out, 4096), 1);
+
+  for (unsigned i = 1; i < 8 * 256; i++) {
+    char s[32];
+    snprintf(s, sizeof(s), "%u.%u.1.23", i % 256, i >> 8);
+    (void)add_t(b, s, 0, s, NOW, NOW); /* 0.x.x.x, 10.x and 127.x are refused */
+    if (i % 8 == 0) (void)good(b, s, 0, NOW);
+  }
+  size_t got = pd_book_getaddr(b, 2500, 23, true, NOW, out, 4096);
+  assert_int_equal(got, pd_book_size(b) * 23 / 100);
+  assert_int_equal(got, 461);
+  assert_int_equal(pd_book_size(b), 2006);
+  /* distinct ids */
+  for (size_t i = 0; i < got; i++)
+    for (size_t j = i + 1; j < got; j++) assert_int_not_equal(out[i], out[j]);
+  /* max_addrs and cap bound the answer */
+  assert_int_equal(pd_book_getaddr(b, 10, 23, true, NOW, out, 4096), 10);
+  assert_int_equal(pd_book_getaddr(b, 0, 0, true, NOW, out, 7), 7);
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
+static void bitcoin_getaddr_unfiltered(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 8, 0);
+  uint32_t out[16];
+  assert_int_equal(add_t(b, "250.250.2.1", 8333, "250.1.2.1", NOW, NOW), 1);
+  assert_int_equal(add_t(b, "250.251.2.2", 9999, "250.1.2.1", TIME_INIT, NOW), 1); /* terrible */
+  assert_int_equal(good(b, "250.251.2.3", 9998, NOW), PD_ENOENT);
+  assert_int_equal(add_t(b, "250.251.2.3", 9998, "250.1.2.1", NOW, NOW), 1);
+  pd_netaddr_t a3 = A("250.251.2.3", 9998);
+  for (int i = 0; i < 3; i++) assert_int_equal(pd_book_attempt(b, &a3, true, NOW - 61), 0);
+  assert_true(pd_book_is_terrible(b, pd_book_find(b, &a3), NOW));
+  assert_int_equal(pd_book_getaddr(b, 0, 0, true, NOW, out, 16), 1);
+  assert_int_equal(pd_book_getaddr(b, 0, 0, false, NOW, out, 16), 3);
+  pd_book_destroy(b);
+}
+
+/* ---- addrman_selecttriedcollision / noevict / evictionworks ------------------------- */
+
+static void bitcoin_select_tried_collision(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 9, 0);
+  assert_int_equal(pd_book_select_tried_collision(b), NO_ID);
+  char s[32];
+  for (int i = 1; i < 23; i++) {
+    snprintf(s, sizeof(s), "250.1.1.%d", i);
+    assert_int_equal(add(b, s, 0, "252.2.2.2"), 1);
+    assert_int_equal(good(b, s, 0, NOW), 1);
+    assert_int_equal(pd_book_select_tried_collision(b), NO_ID);
+  }
+  for (int i = 1; i < 23; i++) {
+    snprintf(s, sizeof(s), "250.1.1.%d", i);
+    assert_int_equal(good(b, s, 0, NOW), 0); /* duplicate, not a collision */
+    assert_int_equal(pd_book_select_tried_collision(b), NO_ID);
+  }
+  assert_int_equal(pd_book_collision_count(b), 0);
+  pd_book_destroy(b);
+}
+
+static void bitcoin_noevict(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 10, 0);
+  char s[32], got[PD_ADDR_STRLEN];
+  for (int i = 1; i < 36; i++) {
+    snprintf(s, sizeof(s), "250.1.1.%d", i);
+    assert_int_equal(add(b, s, 0, "252.2.2.2"), 1);
+    assert_int_equal(good(b, s, 0, NOW), 1);
+  }
+  assert_int_equal(add(b, "250.1.1.36", 0, "252.2.2.2"), 1);
+  assert_int_equal(good(b, "250.1.1.36", 0, NOW), 0);
+  format_id(b, pd_book_select_tried_collision(b), got, sizeof(got));
+  assert_string_equal(got, "250.1.1.19");
+  /* 19 connected recently: 36 is discarded, 19 stays. */
+  pd_book_resolve_collisions(b, NOW);
+  assert_int_equal(pd_book_select_tried_collision(b), NO_ID);
+  for (int i = 37; i < 59; i++) {
+    snprintf(s, sizeof(s), "250.1.1.%d", i);
+    assert_int_equal(add(b, s, 0, "252.2.2.2"), 1);
+    assert_int_equal(good(b, s, 0, NOW), 1);
+  }
+  assert_int_equal(add(b, "250.1.1.59", 0, "252.2.2.2"), 1);
+  assert_int_equal(good(b, "250.1.1.59", 0, NOW), 0);
+  format_id(b, pd_book_select_tried_collision(b), got, sizeof(got));
+  assert_string_equal(got, "250.1.1.10");
+  assert_int_equal(add(b, "250.1.1.36", 0, "252.2.2.2"), 0);
+  assert_int_equal(good(b, "250.1.1.36", 0, NOW), 0);
+  assert_int_equal(pd_book_collision_count(b), 2);
+  assert_int_not_equal(pd_book_select_tried_collision(b), NO_ID);
+  pd_book_resolve_collisions(b, NOW);
+  assert_int_equal(pd_book_select_tried_collision(b), NO_ID);
+  assert_int_equal(pd_book_collision_count(b), 0);
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
+static void bitcoin_evictionworks(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 11, 0);
+  char s[32], got[PD_ADDR_STRLEN];
+  assert_int_equal(pd_book_select_tried_collision(b), NO_ID);
+  for (int i = 1; i < 36; i++) {
+    snprintf(s, sizeof(s), "250.1.1.%d", i);
+    assert_int_equal(add(b, s, 0, "252.2.2.2"), 1);
+    assert_int_equal(good(b, s, 0, NOW), 1);
+  }
+  assert_int_equal(add(b, "250.1.1.36", 0, "252.2.2.2"), 1);
+  assert_int_equal(good(b, "250.1.1.36", 0, NOW), 0);
+  uint32_t old = pd_book_select_tried_collision(b);
+  format_id(b, old, got, sizeof(got));
+  assert_string_equal(got, "250.1.1.19");
+  /* Make the test of 19 fail: last success in the deep past, tried 61 s ago. */
+  assert_int_equal(good(b, "250.1.1.19", 0, 1), 0);
+  pd_netaddr_t a19 = A("250.1.1.19", 0), a36 = A("250.1.1.36", 0);
+  assert_int_equal(pd_book_attempt(b, &a19, false, NOW - 61), 0);
+  pd_book_resolve_collisions(b, NOW);
+  assert_int_equal(pd_book_select_tried_collision(b), NO_ID);
+  pd_book_info_t in;
+  assert_int_equal(pd_book_info(b, pd_book_find(b, &a36), &in), 0);
+  assert_true(in.in_tried);
+  assert_int_equal(pd_book_info(b, pd_book_find(b, &a19), &in), 0);
+  assert_false(in.in_tried);
+  assert_ok(b);
+  /* 36 is now a duplicate in tried, not a collision. */
+  assert_int_equal(good(b, "250.1.1.36", 0, NOW), 0);
+  assert_int_equal(pd_book_select_tried_collision(b), NO_ID);
+  /* 19 now collides with 36. */
+  assert_int_equal(good(b, "250.1.1.19", 0, NOW), 0);
+  format_id(b, pd_book_select_tried_collision(b), got, sizeof(got));
+  assert_string_equal(got, "250.1.1.36");
+  /* Eviction also succeeds once too much time has passed. */
+  pd_book_resolve_collisions(b, NOW + 4 * 3600);
+  assert_int_equal(pd_book_select_tried_collision(b), NO_ID);
+  assert_int_equal(pd_book_info(b, pd_book_find(b, &a19), &in), 0);
+  assert_true(in.in_tried);
+  assert_int_equal(pd_book_info(b, pd_book_find(b, &a36), &in), 0);
+  assert_false(in.in_tried);
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
+/* ---- peerd-specific behaviour ------------------------------------------------------ */
+
+static void add_rules(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 12, 0);
+  pd_netaddr_t priv = A("10.0.0.1", 26656), src = A("1.2.3.4", 0), pub = A("1.2.3.5", 26656);
+  const char *why = NULL;
+  assert_int_equal(pd_book_add(b, &priv, NULL, NOW, &src, 0, NOW, &why), PD_EUNROUTABLE);
+  assert_non_null(why);
+  pd_netaddr_t unspec = A("0.0.0.0", 1);
+  assert_true(pd_book_add(b, &unspec, NULL, NOW, &src, 0, NOW, NULL) < 0);
+  /* banned */
+  pd_subnet_t sn;
+  pd_subnet_from_addr(&pub, &sn);
+  assert_int_equal(pd_banlist_add(pd_book_bans(b), &sn, NOW, NOW + 100, "x"), 0);
+  assert_int_equal(pd_book_add(b, &pub, NULL, NOW, &src, 0, NOW, NULL), PD_EBANNED);
+  assert_int_equal(pd_book_add(b, &pub, NULL, NOW, &src, 0, NOW + 100, NULL), 1); /* expired */
+  assert_int_equal(pd_book_size(b), 1);
+  /* time penalty applies unless the source announces itself */
+  pd_book_info_t in;
+  assert_int_equal(pd_book_info(b, pd_book_find(b, &pub), &in), 0);
+  assert_int_equal(in.time, NOW);
+  assert_true(pd_netaddr_same_ip(&in.source, &src));
+  assert_int_equal(in.source.port, 0);
+  pd_netaddr_t p2 = A("1.2.4.5", 26656), p3 = A("1.2.4.6", 26656);
+  assert_int_equal(pd_book_add(b, &p2, NULL, NOW, &src, 7200, NOW, NULL), 1);
+  assert_int_equal(pd_book_info(b, pd_book_find(b, &p2), &in), 0);
+  assert_int_equal(in.time, NOW - 7200);
+  pd_netaddr_t p3src = A("1.2.4.6", 999);
+  assert_int_equal(pd_book_add(b, &p3, NULL, NOW, &p3src, 7200, NOW, NULL), 1);
+  assert_int_equal(pd_book_info(b, pd_book_find(b, &p3), &in), 0);
+  assert_int_equal(in.time, NOW);
+  /* node ids: kept aside, attached when unknown */
+  uint8_t nid[PD_NODE_ID_LEN];
+  for (int i = 0; i < PD_NODE_ID_LEN; i++) nid[i] = (uint8_t)(i + 1);
+  assert_false(in.has_node_id);
+  assert_int_equal(pd_book_add(b, &p3, nid, NOW, &p3src, 0, NOW, NULL), 0);
+  assert_int_equal(pd_book_info(b, pd_book_find(b, &p3), &in), 0);
+  assert_true(in.has_node_id);
+  assert_memory_equal(in.node_id, nid, PD_NODE_ID_LEN);
+  /* private addresses with the flag, grouped by /16 */
+  fixture_t g;
+  pd_book_t *bp = det_book(&g, 13, PD_BOOK_ALLOW_PRIVATE);
+  assert_true(pd_book_allow_private(bp));
+  pd_netaddr_t l1 = A("127.0.0.1", 26656), l2 = A("127.1.0.1", 26656);
+  assert_int_equal(pd_book_add(bp, &l1, NULL, NOW, &l1, 0, NOW, NULL), 1);
+  assert_int_equal(pd_book_add(bp, &l2, NULL, NOW, &l2, 0, NOW, NULL), 1);
+  assert_int_equal(pd_book_good(bp, &l1, true, NOW), 1);
+  assert_ok(bp);
+  pd_book_destroy(bp);
+  /* connected refreshes nTime at most every 20 minutes */
+  assert_int_equal(pd_book_connected(b, &p2, NOW), 0);
+  assert_int_equal(pd_book_info(b, pd_book_find(b, &p2), &in), 0);
+  assert_int_equal(in.time, NOW);
+  assert_int_equal(pd_book_connected(b, &p2, NOW + 1000), 0);
+  assert_int_equal(pd_book_info(b, pd_book_find(b, &p2), &in), 0);
+  assert_int_equal(in.time, NOW);
+  assert_int_equal(pd_book_connected(b, &p2, NOW + 1201), 0);
+  assert_int_equal(pd_book_info(b, pd_book_find(b, &p2), &in), 0);
+  assert_int_equal(in.time, NOW + 1201);
+  /* unknown addresses */
+  pd_netaddr_t unk = A("9.9.9.9", 1);
+  assert_int_equal(pd_book_good(b, &unk, true, NOW), PD_ENOENT);
+  assert_int_equal(pd_book_attempt(b, &unk, true, NOW), PD_ENOENT);
+  assert_int_equal(pd_book_connected(b, &unk, NOW), PD_ENOENT);
+  assert_int_equal(pd_book_remove(b, &unk), PD_ENOENT);
+  assert_int_equal(pd_book_info(b, 12345, &in), PD_ENOENT);
+  /* remove */
+  assert_int_equal(pd_book_good(b, &pub, true, NOW), 1);
+  assert_int_equal(pd_book_remove(b, &pub), 0);
+  assert_int_equal(pd_book_remove(b, &p3), 0);
+  assert_int_equal(pd_book_find(b, &pub), NO_ID);
+  assert_int_equal(pd_book_size(b), 1);
+  assert_int_equal(pd_book_count_tried(b), 0);
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
+static void attempts_and_chance(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 14, 0);
+  pd_netaddr_t a = A("1.2.3.4", 1);
+  assert_int_equal(pd_book_add(b, &a, NULL, NOW, &a, 0, NOW, NULL), 1);
+  uint32_t id = pd_book_find(b, &a);
+  assert_true(pd_book_chance(b, id, NOW) == 1.0);
+  /* failures count once per Good() epoch */
+  assert_int_equal(pd_book_attempt(b, &a, true, NOW), 0);
+  assert_int_equal(pd_book_attempt(b, &a, true, NOW + 1), 0);
+  pd_book_info_t in;
+  assert_int_equal(pd_book_info(b, id, &in), 0);
+  assert_int_equal(in.attempts, 1);
+  assert_int_equal(in.last_try, NOW + 1);
+  double c = pd_book_chance(b, id, NOW + 1);
+  assert_true(c > 0.0065 && c < 0.0067); /* 0.01 * 0.66 */
+  c = pd_book_chance(b, id, NOW + 601);
+  assert_true(c > 0.659 && c < 0.661);
+  pd_book_set_last_good(b, NOW + 2);
+  assert_int_equal(pd_book_last_good(b), NOW + 2);
+  for (int i = 0; i < 20; i++) assert_int_equal(pd_book_attempt(b, &a, true, NOW + 3 + i), 0);
+  assert_int_equal(pd_book_info(b, id, &in), 0);
+  assert_int_equal(in.attempts, 2);
+  /* 3 failures and never a success: terrible once the last try is > 60 s old */
+  pd_book_set_last_good(b, NOW + 1000);
+  assert_int_equal(pd_book_attempt(b, &a, true, NOW + 30), 0);
+  assert_false(pd_book_is_terrible(b, id, NOW + 90));
+  assert_true(pd_book_is_terrible(b, id, NOW + 91));
+  /* from the future / too old */
+  pd_netaddr_t f1 = A("1.2.3.5", 1), f2 = A("1.2.3.6", 1);
+  assert_int_equal(pd_book_add(b, &f1, NULL, NOW + 601, &f1, 0, NOW, NULL), 1);
+  assert_true(pd_book_is_terrible(b, pd_book_find(b, &f1), NOW));
+  assert_int_equal(pd_book_add(b, &f2, NULL, NOW - PD_BOOK_HORIZON - 1, &f2, 0, NOW, NULL), 1);
+  assert_true(pd_book_is_terrible(b, pd_book_find(b, &f2), NOW));
+  assert_false(pd_book_is_terrible(b, pd_book_find(b, &f2), NOW - 1));
+  pd_book_destroy(b);
+}
+
+/* Fill a book with n entries from several sources; good every k-th. */
+static void fill(pd_book_t *b, int n, int k, pd_rng_t *r) {
+  for (int i = 0; i < n; i++) {
+    pd_netaddr_t a, s;
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%d.%d.%d.%d", 20 + (int)pd_rng_range(r, 180),
+             (int)pd_rng_range(r, 256), (int)pd_rng_range(r, 256), 1 + (int)pd_rng_range(r, 250));
+    a = A(buf, (uint16_t)(1 + pd_rng_range(r, 65535)));
+    snprintf(buf, sizeof(buf), "%d.%d.7.7", 20 + (int)pd_rng_range(r, 100), (int)pd_rng_range(r, 64));
+    s = A(buf, 0);
+    if (pd_book_add(b, &a, NULL, NOW, &s, 0, NOW, NULL) == 1 && k > 0 && i % k == 0)
+      (void)pd_book_good(b, &a, false, NOW - 8 * 86400);
+  }
+}
+
+static void default_selection(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 15, 0);
+  pd_rng_t r;
+  pd_rng_seed(&r, 99);
+  fill(b, 3000, 3, &r);
+  assert_true(pd_book_count_tried(b) > 500);
+  assert_true(pd_book_count_new(b) > 1000);
+  uint32_t out[64];
+  size_t tried = 0, total = 0;
+  for (int i = 0; i < 20000; i++) {
+    size_t n = pd_book_select(b, 1, NOW, out);
+    assert_int_equal(n, 1);
+    pd_book_info_t in;
+    assert_int_equal(pd_book_info(b, out[0], &in), 0);
+    tried += in.in_tried;
+    total++;
+  }
+  double frac = (double)tried / (double)total;
+  assert_true(frac > 0.82 && frac < 0.88);
+
+  /* Ban a /8 holding many entries, make a few terrible: never returned,
+   * no duplicates within a call. */
+  pd_subnet_t sn;
+  assert_int_equal(pd_subnet_parse("20.0.0.0/6", &sn, NULL), 0);
+  assert_int_equal(pd_banlist_add(pd_book_bans(b), &sn, NOW, 0, NULL), 0);
+  uint32_t ids[200];
+  size_t total_ids = 0;
+  size_t nl = pd_book_list(b, PD_TABLE_ANY, 0, 200, ids, &total_ids);
+  assert_int_equal(nl, 200);
+  assert_int_equal(total_ids, pd_book_size(b));
+  for (size_t i = 0; i < nl; i += 2) {
+    pd_book_info_t in;
+    assert_int_equal(pd_book_info(b, ids[i], &in), 0);
+    for (int k = 0; k < 12; k++) {
+      pd_book_set_last_good(b, NOW + 10 + k);
+      (void)pd_book_attempt(b, &in.addr, true, NOW - 10000 - k);
+    }
+    assert_true(pd_book_is_terrible(b, ids[i], NOW));
+  }
+  for (int round = 0; round < 200; round++) {
+    size_t n = pd_book_select(b, 64, NOW, out);
+    assert_true(n > 0);
+    for (size_t i = 0; i < n; i++) {
+      pd_book_info_t in;
+      assert_int_equal(pd_book_info(b, out[i], &in), 0);
+      assert_false(pd_banlist_is_banned(pd_book_bans(b), &in.addr, NOW, NULL));
+      assert_false(pd_book_is_terrible(b, out[i], NOW));
+      for (size_t j = i + 1; j < n; j++) assert_int_not_equal(out[i], out[j]);
+    }
+  }
+  /* large n takes the bitmap path */
+  static uint32_t big[1000];
+  size_t nb = pd_book_select(b, 1000, NOW, big);
+  assert_true(nb > 100);
+  for (size_t i = 0; i < nb; i++) {
+    for (size_t j = i + 1; j < nb; j++) assert_int_not_equal(big[i], big[j]);
+  }
+  /* everything banned: bounded, returns nothing */
+  pd_subnet_t all;
+  memset(&all, 0, sizeof(all));
+  assert_int_equal(pd_banlist_add(pd_book_bans(b), &all, NOW, 0, NULL), 0);
+  assert_int_equal(pd_book_select(b, 8, NOW, out), 0);
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
+/* ---- determinism and stress ---------------------------------------------------------- */
+
+typedef struct opstats {
+  int adds, goods, removes, resolves;
+} opstats_t;
+
+/* Random operations over a small address space so that duplicates, multiple
+ * references, collisions and evictions all happen. */
+static void random_ops(pd_book_t *b, pd_rng_t *r, int nops, int64_t *now, opstats_t *st) {
+  uint32_t out[32];
+  for (int i = 0; i < nops; i++) {
+    pd_netaddr_t a, s;
+    char buf[40];
+    snprintf(buf, sizeof(buf), "250.%d.%d.%d", (int)pd_rng_range(r, 24), (int)pd_rng_range(r, 4),
+             (int)pd_rng_range(r, 40));
+    a = A(buf, (uint16_t)pd_rng_range(r, 3));
+    snprintf(buf, sizeof(buf), "251.%d.0.1", (int)pd_rng_range(r, 64));
+    s = A(buf, 0);
+    *now += (int64_t)pd_rng_range(r, 120);
+    unsigned op = (unsigned)pd_rng_range(r, 100);
+    if (op < 55) {
+      int64_t t = *now - (int64_t)pd_rng_range(r, 40 * 86400);
+      if (pd_book_add(b, &a, NULL, t, &s, (int64_t)pd_rng_range(r, 7200), *now, NULL) == 1)
+        st->adds++;
+    } else if (op < 70) {
+      if (pd_book_good(b, &a, pd_rng_range(r, 2) == 0, *now) == 1) st->goods++;
+    } else if (op < 82) {
+      (void)pd_book_attempt(b, &a, pd_rng_range(r, 2) == 0, *now);
+    } else if (op < 85) {
+      if (pd_book_remove(b, &a) == 0) st->removes++;
+    } else if (op < 88) {
+      pd_book_resolve_collisions(b, *now + (int64_t)pd_rng_range(r, 8 * 3600));
+      st->resolves++;
+    } else if (op < 91) {
+      (void)pd_book_connected(b, &a, *now);
+    } else if (op < 94) {
+      (void)pd_book_select(b, 1 + (size_t)pd_rng_range(r, 16), *now, out);
+    } else if (op < 97) {
+      (void)pd_book_getaddr(b, 32, 23, pd_rng_range(r, 2) == 0, *now, out, 32);
+    } else if (op < 99) {
+      (void)pd_book_random(b, (enum pd_table)pd_rng_range(r, 3), *now);
+    } else {
+      (void)pd_book_select_tried_collision(b);
+    }
+  }
+}
+
+static void stress_consistency(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 16, 0);
+  pd_rng_t r;
+  pd_rng_seed(&r, 2024);
+  int64_t now = NOW;
+  opstats_t st = {0};
+  for (int round = 0; round < 40; round++) {
+    random_ops(b, &r, 1000, &now, &st);
+    assert_ok(b);
+  }
+  /* the run exercised the interesting paths */
+  assert_true(st.adds > 1000);
+  assert_true(st.goods > 100);
+  assert_true(st.removes > 10);
+  assert_true(pd_book_count_tried(b) > 50);
+  int multi = 0;
+  uint32_t ids[4096];
+  size_t n = pd_book_list(b, PD_TABLE_NEW, 0, 4096, ids, NULL);
+  for (size_t i = 0; i < n; i++) {
+    pd_book_info_t in;
+    assert_int_equal(pd_book_info(b, ids[i], &in), 0);
+    multi += in.refcount > 1;
+  }
+  assert_true(multi > 0);
+  pd_book_destroy(b);
+}
+
+static void determinism(void **state) {
+  (void)state;
+  fixture_t f1, f2;
+  pd_book_t *b1 = det_book(&f1, 77, 0), *b2 = det_book(&f2, 77, 0);
+  pd_rng_t r1, r2;
+  pd_rng_seed(&r1, 5);
+  pd_rng_seed(&r2, 5);
+  int64_t n1 = NOW, n2 = NOW;
+  opstats_t s1 = {0}, s2 = {0};
+  random_ops(b1, &r1, 20000, &n1, &s1);
+  random_ops(b2, &r2, 20000, &n2, &s2);
+  assert_int_equal(pd_book_size(b1), pd_book_size(b2));
+  assert_int_equal(pd_book_count_tried(b1), pd_book_count_tried(b2));
+  for (uint32_t id = 0; id < 20000; id++) {
+    pd_book_info_t i1, i2;
+    memset(&i1, 0, sizeof(i1));
+    memset(&i2, 0, sizeof(i2));
+    int rc1 = pd_book_info(b1, id, &i1), rc2 = pd_book_info(b2, id, &i2);
+    assert_int_equal(rc1, rc2);
+    assert_memory_equal(&i1, &i2, sizeof(i1));
+    if (rc1 == 0) {
+      uint16_t sl1[8], sl2[8];
+      int k1 = pd_book_new_refs(b1, id, sl1), k2 = pd_book_new_refs(b2, id, sl2);
+      assert_int_equal(k1, k2);
+      assert_memory_equal(sl1, sl2, (size_t)k1 * sizeof(uint16_t));
+    }
+  }
+  uint32_t c1[10], c2[10];
+  size_t nc1 = pd_book_collisions(b1, c1, 10), nc2 = pd_book_collisions(b2, c2, 10);
+  assert_int_equal(nc1, nc2);
+  assert_memory_equal(c1, c2, nc1 * sizeof(uint32_t));
+  /* the same seeds keep drawing the same selections */
+  uint32_t o1[8], o2[8];
+  size_t k1 = pd_book_select(b1, 8, n1, o1), k2 = pd_book_select(b2, 8, n2, o2);
+  assert_int_equal(k1, k2);
+  assert_memory_equal(o1, o2, k1 * sizeof(uint32_t));
+  pd_book_destroy(b1);
+  pd_book_destroy(b2);
+}
+
+/* ---- restore, listing -------------------------------------------------------------- */
+
+static void restore_roundtrip(void **state) {
+  (void)state;
+  fixture_t f, g;
+  pd_book_t *b = det_book(&f, 17, 0);
+  pd_rng_t r;
+  pd_rng_seed(&r, 3);
+  int64_t now = NOW;
+  opstats_t st = {0};
+  random_ops(b, &r, 8000, &now, &st);
+  uint8_t nid[PD_NODE_ID_LEN];
+  memset(nid, 0xab, sizeof(nid));
+  pd_netaddr_t withid = A("8.8.4.4", 53);
+  /* its slot may hold a live entry: walk the /16 until one goes in */
+  while (pd_book_add(b, &withid, nid, now, &withid, 0, now, NULL) != 1) {
+    withid.ip[15]++;
+    assert_true(withid.ip[15] != 4);
+  }
+  assert_ok(b);
+
+  pd_book_t *c = det_book(&g, 18, 0);
+  /* tried first, then new (as a store would) */
+  static uint32_t ids[PD_BOOK_CAPACITY];
+  for (int pass = 0; pass < 2; pass++) {
+    size_t n = pd_book_list(b, pass == 0 ? PD_TABLE_TRIED : PD_TABLE_NEW, 0, PD_BOOK_CAPACITY, ids,
+                            NULL);
+    for (size_t i = 0; i < n; i++) {
+      pd_book_info_t in;
+      uint16_t slots[8];
+      assert_int_equal(pd_book_info(b, ids[i], &in), 0);
+      int ns = pd_book_new_refs(b, ids[i], slots);
+      uint32_t nid_out;
+      assert_int_equal(pd_book_restore(c, &in, slots, (size_t)ns, &nid_out, NULL), 0);
+      pd_book_info_t in2;
+      assert_int_equal(pd_book_info(c, nid_out, &in2), 0);
+      in2.id = in.id;
+      if (!in.in_tried && in.refcount > 1) {
+        /* the reported reference may be a different one of the same set */
+        bool member = false;
+        for (int k = 0; k < ns; k++)
+          member |= slots[k] == (uint16_t)(in2.bucket * PD_BOOK_BUCKET_SIZE + in2.position);
+        assert_true(member);
+        in2.bucket = in.bucket;
+        in2.position = in.position;
+      }
+      assert_memory_equal(&in, &in2, sizeof(in));
+      uint16_t slots2[8];
+      assert_int_equal(pd_book_new_refs(c, nid_out, slots2), ns);
+      assert_memory_equal(slots, slots2, (size_t)ns * sizeof(uint16_t));
+    }
+  }
+  assert_int_equal(pd_book_size(c), pd_book_size(b));
+  assert_int_equal(pd_book_count_tried(c), pd_book_count_tried(b));
+  assert_ok(c);
+  /* duplicates and taken slots are refused */
+  pd_book_info_t in;
+  assert_int_equal(pd_book_info(c, pd_book_find(c, &withid), &in), 0);
+  assert_true(in.has_node_id);
+  assert_int_equal(pd_book_restore(c, &in, NULL, 0, NULL, NULL), PD_EEXIST);
+  in.addr.port = 54; /* new address whose home slot may be free or not */
+  int rc = pd_book_restore(c, &in, NULL, 0, NULL, NULL);
+  assert_true(rc == 0 || rc == PD_EFULL);
+  in.addr = A("10.1.1.1", 5);
+  const char *why = NULL;
+  assert_int_equal(pd_book_restore(c, &in, NULL, 0, NULL, &why), PD_EUNROUTABLE);
+  assert_non_null(why);
+  /* a collision can be put back */
+  uint32_t any = pd_book_random(c, PD_TABLE_NEW, now);
+  assert_int_equal(pd_book_restore_collision(c, any), 0);
+  assert_int_equal(pd_book_collision_count(c), 1);
+  assert_int_equal(pd_book_restore_collision(c, 999999), PD_ENOENT);
+  assert_ok(c);
+  pd_book_destroy(c);
+  pd_book_destroy(b);
+}
+
+static void listing_paging(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 19, 0);
+  pd_rng_t r;
+  pd_rng_seed(&r, 4);
+  fill(b, 500, 4, &r);
+  size_t total = 0;
+  uint32_t all[1000], page[7];
+  size_t n = pd_book_list(b, PD_TABLE_NEW, 0, 1000, all, &total);
+  assert_int_equal(n, total);
+  assert_int_equal(total, pd_book_count_new(b));
+  for (size_t i = 1; i < n; i++) assert_true(all[i - 1] < all[i]);
+  size_t seen = 0;
+  for (size_t off = 0; off < total; off += 7) {
+    size_t k = pd_book_list(b, PD_TABLE_NEW, off, 7, page, NULL);
+    for (size_t i = 0; i < k; i++) assert_int_equal(page[i], all[off + i]);
+    seen += k;
+  }
+  assert_int_equal(seen, total);
+  assert_int_equal(pd_book_list(b, PD_TABLE_TRIED, 0, 1000, all, &total), pd_book_count_tried(b));
+  assert_true(pd_book_memory(b) > 0);
+  pd_book_destroy(b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(tried_bucket_vectors),
+      cmocka_unit_test(new_bucket_vectors),
+      cmocka_unit_test(bitcoin_simple),
+      cmocka_unit_test(bitcoin_ports),
+      cmocka_unit_test(bitcoin_select),
+      cmocka_unit_test(bitcoin_new_collisions),
+      cmocka_unit_test(bitcoin_new_multiplicity),
+      cmocka_unit_test(bitcoin_tried_collisions),
+      cmocka_unit_test(bitcoin_getaddr),
+      cmocka_unit_test(bitcoin_getaddr_unfiltered),
+      cmocka_unit_test(bitcoin_select_tried_collision),
+      cmocka_unit_test(bitcoin_noevict),
+      cmocka_unit_test(bitcoin_evictionworks),
+      cmocka_unit_test(add_rules),
+      cmocka_unit_test(attempts_and_chance),
+      cmocka_unit_test(default_selection),
+      cmocka_unit_test(stress_consistency),
+      cmocka_unit_test(determinism),
+      cmocka_unit_test(restore_roundtrip),
+      cmocka_unit_test(listing_paging),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
