@@ -13,6 +13,10 @@
  *  - tables: new[1024*64] and tried[256*64] of ids, PD_BOOK_NO_ID = empty.
  *  - vrandom: ids in random-access order with each entry's position in it
  *    (Bitcoin Core's vRandom / SwapRandom) for GetAddr.
+ *  - per entry, two cached slots: `slot` (tried: its tried slot; new: one
+ *    new-table slot that refers to it, lazily refreshed when that reference
+ *    goes, see F_STALE) and `home` (its new slot for its own source, set at
+ *    creation), so Good() and tried evictions skip most SHA256d work.
  *  - tried collisions: a sorted array of at most 10 ids (Bitcoin's
  *    std::set<int> ordering). Ids are reused here, so a deleted entry is
  *    dropped from the set at once instead of lazily as Bitcoin does.
@@ -39,7 +43,9 @@
 #define NO_ID PD_BOOK_NO_ID
 #define T_LIMIT ((int64_t)1 << 40) /* time inputs are clamped to +-2^40 s */
 
-enum { F_LIVE = 1, F_TRIED = 2, F_HOME = 4 };
+/* F_STALE: a new entry's cached `slot` was cleared while other references
+ * remain; it is refreshed lazily (next add_ref) or found by a scan. */
+enum { F_LIVE = 1, F_TRIED = 2, F_HOME = 4, F_STALE = 8 };
 
 typedef struct entry {
   uint8_t ip[16];
@@ -489,7 +495,7 @@ static uint32_t scan_new_ref(const pd_book_t *b, uint32_t id) {
 }
 
 /* ClearNew: drop whatever sits in a new-table slot, deleting the entry when
- * that was its last reference. Keeps the cached slot of the occupant valid. */
+ * that was its last reference. */
 static void clear_new(pd_book_t *b, uint32_t slot) {
   uint32_t id = b->new_tab[slot];
   if (id == NO_ID) return;
@@ -499,14 +505,17 @@ static void clear_new(pd_book_t *b, uint32_t slot) {
   if (e->refcount == 0) {
     delete_entry(b, id);
   } else if (e->slot == slot) {
-    e->slot = (uint16_t)scan_new_ref(b, id);
+    e->flags |= F_STALE;
   }
 }
 
 static void add_ref(pd_book_t *b, uint32_t id, uint32_t slot) {
   entry_t *e = &b->e[id];
   b->new_tab[slot] = id;
-  if (e->refcount == 0) e->slot = (uint16_t)slot;
+  if (e->refcount == 0 || (e->flags & F_STALE)) {
+    e->slot = (uint16_t)slot;
+    e->flags &= (uint8_t)~F_STALE;
+  }
   e->refcount++;
 }
 
@@ -518,6 +527,7 @@ static void add_ref(pd_book_t *b, uint32_t id, uint32_t slot) {
  * exactly the same slots and is far cheaper. */
 static void clear_all_refs(pd_book_t *b, uint32_t id) {
   entry_t *e = &b->e[id];
+  e->flags &= (uint8_t)~F_STALE;
   if (e->refcount == 1 && b->new_tab[e->slot] == id) {
     b->new_tab[e->slot] = NO_ID;
     e->refcount = 0;
@@ -669,7 +679,15 @@ int pd_book_add(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_id, 
     if (e->refcount >= PD_BOOK_NEW_BUCKETS_PER_ADDRESS) return 0;
     /* Stochastic test: with N references, 2^N times harder to add one. */
     if (e->refcount > 0 && pd_rng_range(b->rng, (uint64_t)1 << e->refcount) != 0) return 0;
-  } else {
+  }
+
+  uint32_t us = new_slot_of(b, addr, &src);
+  if (id == NO_ID) {
+    /* A new address that would lose its slot contest: Bitcoin creates the
+     * entry and deletes it again, which leaves everything observable as it
+     * was (same free id, same tables); skip the round trip. */
+    uint32_t occ = b->new_tab[us];
+    if (occ != NO_ID && !terrible(&b->e[occ], now) && b->e[occ].refcount <= 1) return 0;
     if ((rc = reserve_one(b)) != 0) return rc;
     id = create(b, addr, src.ip);
     created = true;
@@ -678,8 +696,6 @@ int pd_book_add(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_id, 
     e->time = t32(t < 0 ? 0 : t);
     if (node_id) set_node(b, e, node_id);
   }
-
-  uint32_t us = new_slot_of(b, addr, &src);
   if (created) {
     e->home = (uint16_t)us; /* the slot for its own source */
     e->flags |= F_HOME;
@@ -795,8 +811,10 @@ int pd_book_info(const pd_book_t *b, uint32_t id, pd_book_info_t *out) {
   out->attempts = e->attempts;
   out->refcount = e->refcount;
   out->in_tried = (e->flags & F_TRIED) != 0;
-  out->bucket = e->slot / PD_BOOK_BUCKET_SIZE;
-  out->position = e->slot % PD_BOOK_BUCKET_SIZE;
+  uint32_t slot = e->slot;
+  if (e->flags & F_STALE) slot = scan_new_ref(b, id);
+  out->bucket = (int)(slot / PD_BOOK_BUCKET_SIZE);
+  out->position = (int)(slot % PD_BOOK_BUCKET_SIZE);
   return 0;
 }
 
@@ -1171,11 +1189,11 @@ int pd_book_check(const pd_book_t *b) {
     }
     if (e->flags & F_TRIED) {
       n_tried++;
-      if (e->refcount != 0 || e->last_success == 0) goto out;
+      if (e->refcount != 0 || e->last_success == 0 || (e->flags & F_STALE)) goto out;
       if (e->slot >= TRIED_SLOTS || b->tried_tab[e->slot] != id) goto out;
     } else {
       if (e->refcount < 1 || e->refcount > PD_BOOK_NEW_BUCKETS_PER_ADDRESS) goto out;
-      if (b->new_tab[e->slot] != id) goto out;
+      if (!(e->flags & F_STALE) && b->new_tab[e->slot] != id) goto out;
     }
   }
   if (n_live != b->nrandom || n_tried != b->n_tried) goto out;

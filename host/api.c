@@ -458,6 +458,87 @@ static void h_status(ctx_t *c) {
   reply_json(c->resp, 200, o);
 }
 
+/* A host name in POST /v1/book, waiting for the driver's DNS answer. */
+typedef struct pending_name {
+  char *orig; /* the string as the caller wrote it */
+  char host[PD_HOST_MAX + 1];
+  uint16_t port;
+  bool has_id;
+  uint8_t id[PD_NODE_ID_LEN];
+  bool done;
+  char *error;         /* resolver message, when it failed */
+  pd_netaddr_t *addrs; /* resolved addresses, ports set */
+  size_t naddrs;
+} pending_name_t;
+
+struct pd_api_pending {
+  json_t *rejected;
+  size_t added, known;
+  bool has_source;
+  pd_netaddr_t source;
+  pending_name_t names[PD_API_MAX_NAMES];
+  size_t nnames;
+};
+
+static void pending_free(pd_api_pending_t *p) {
+  if (!p) return;
+  json_decref(p->rejected);
+  for (size_t i = 0; i < p->nnames; i++) {
+    free(p->names[i].orig);
+    free(p->names[i].error);
+    free(p->names[i].addrs);
+  }
+  free(p);
+}
+
+static void reject(json_t *rejected, const char *addr, const char *why) {
+  json_t *r = json_object();
+  if (!r) return;
+  set(r, "addr", jstr(addr));
+  set(r, "error", jstr(why));
+  json_array_append_new(rejected, r);
+}
+
+/* Add one address heard from source (NULL: the address announces itself).
+ * Counts it as added or known, or appends {addr: label, error} to rejected. */
+static void add_one(pd_book_t *book, const pd_netaddr_t *a, const uint8_t *id,
+                    const pd_netaddr_t *source, int64_t now, const char *label, size_t *added,
+                    size_t *known, json_t *rejected) {
+  pd_netaddr_t src = source ? *source : *a;
+  src.port = 0;
+  bool was_known = pd_book_find(book, a) != PD_BOOK_NO_ID;
+  const char *why = NULL;
+  int rc = pd_book_add(book, a, id, now, &src, 0, now, &why);
+  if (rc == PD_EBANNED) {
+    why = "banned";
+  } else if (rc >= 0 && was_known) {
+    (*known)++;
+    return;
+  } else if (rc == 1) {
+    (*added)++;
+    return;
+  } else if (rc == 0) {
+    why = "new-table slot taken by another address";
+  }
+  reject(rejected, label, why ? why : pd_strerror(rc));
+}
+
+static void book_post_reply(pd_api_response_t *resp, size_t added, size_t known,
+                            json_t *rejected, json_t *resolved) {
+  json_t *res = json_object();
+  if (!res) {
+    json_decref(rejected);
+    json_decref(resolved);
+    pd_api_error(resp, 500, "out of memory");
+    return;
+  }
+  set(res, "added", jint((int64_t)added));
+  set(res, "known", jint((int64_t)known));
+  set(res, "rejected", rejected);
+  if (resolved) set(res, "resolved", resolved);
+  reply_json(resp, 200, res);
+}
+
 static void h_book_post(ctx_t *c) {
   if (!query_allow(c, no_params)) return;
   static const char *const fields[] = {"addrs", "source", NULL};
@@ -465,6 +546,7 @@ static void h_book_post(ctx_t *c) {
   if (!root) return;
   json_t *addrs = json_object_get(root, "addrs");
   const char *source_s = NULL;
+  pd_api_pending_t *p = NULL;
   if (!addrs) {
     pd_api_error(c->resp, 400, "missing field: addrs");
     goto out;
@@ -485,66 +567,132 @@ static void h_book_post(ctx_t *c) {
     }
   }
   if (!field_string(c, root, "source", false, &source_s)) goto out;
-  pd_netaddr_t source;
-  if (source_s) {
-    const char *why = NULL;
-    if (pd_netaddr_parse_ip(source_s, &source, &why) < 0 &&
-        parse_addr(source_s, PD_PARSE_PORT_OPTIONAL, &source, NULL, NULL, &why) < 0) {
-      errorf(c->resp, 400, "field \"source\": %s", why ? why : "bad address");
-      goto out;
-    }
-    source.port = 0;
-  }
-
-  json_t *res = json_object();
-  json_t *rejected = json_array();
-  if (!res || !rejected) {
-    json_decref(res);
-    json_decref(rejected);
+  p = calloc(1, sizeof *p);
+  if (!p || !(p->rejected = json_array())) {
     pd_api_error(c->resp, 500, "out of memory");
     goto out;
   }
-  size_t added = 0, known = 0;
+  if (source_s) {
+    const char *why = NULL;
+    if (pd_netaddr_parse_ip(source_s, &p->source, &why) < 0 &&
+        parse_addr(source_s, PD_PARSE_PORT_OPTIONAL, &p->source, NULL, NULL, &why) < 0) {
+      errorf(c->resp, 400, "field \"source\": %s", why ? why : "bad address");
+      goto out;
+    }
+    p->source.port = 0;
+    p->has_source = true;
+  }
   for (size_t i = 0; i < n; i++) {
     const char *s = json_string_value(json_array_get(addrs, i));
-    pd_netaddr_t a;
-    bool has_id = false;
-    uint8_t id[PD_NODE_ID_LEN];
+    pd_endpoint_t ep;
     const char *why = NULL;
-    int rc = parse_addr(s, PD_PARSE_ALLOW_ID, &a, &has_id, id, &why);
-    if (rc == 0) {
-      pd_netaddr_t src = a;
-      if (source_s) src = source;
-      src.port = 0;
-      bool was_known = pd_book_find(c->book, &a) != PD_BOOK_NO_ID;
-      why = NULL;
-      rc = pd_book_add(c->book, &a, has_id ? id : NULL, c->now, &src, 0, c->now, &why);
-      if (rc == PD_EBANNED) {
-        why = "banned";
-      } else if (rc >= 0 && was_known) {
-        known++;
-        continue;
-      } else if (rc == 1) {
-        added++;
-        continue;
-      } else if (rc == 0) {
-        rc = PD_EFULL;
-        why = "new-table slot taken by another address";
+    int rc = pd_endpoint_parse(s, PD_PARSE_ALLOW_ID | PD_PARSE_ALLOW_HOSTNAME, &ep, &why);
+    if (rc < 0) {
+      reject(p->rejected, s, why ? why : pd_strerror(rc));
+    } else if (ep.is_ip) {
+      pd_netaddr_t a = ep.addr;
+      a.port = ep.port;
+      add_one(c->book, &a, ep.has_id ? ep.id : NULL, p->has_source ? &p->source : NULL, c->now,
+              s, &p->added, &p->known, p->rejected);
+    } else if (p->nnames == PD_API_MAX_NAMES) {
+      char msg[96];
+      snprintf(msg, sizeof msg, "too many host names in one call (max %d)", PD_API_MAX_NAMES);
+      reject(p->rejected, s, msg);
+    } else {
+      pending_name_t *pn = &p->names[p->nnames];
+      if (!(pn->orig = strdup(s))) {
+        pd_api_error(c->resp, 500, "out of memory");
+        goto out;
       }
-    }
-    json_t *r = json_object();
-    if (r) {
-      set(r, "addr", jstr(s));
-      set(r, "error", jstr(why ? why : pd_strerror(rc)));
-      json_array_append_new(rejected, r);
+      p->nnames++;
+      memcpy(pn->host, ep.host, sizeof pn->host);
+      pn->port = ep.port;
+      pn->has_id = ep.has_id;
+      memcpy(pn->id, ep.id, sizeof pn->id);
     }
   }
-  set(res, "added", jint((int64_t)added));
-  set(res, "known", jint((int64_t)known));
-  set(res, "rejected", rejected);
-  reply_json(c->resp, 200, res);
+  if (p->nnames > 0) {
+    /* The driver resolves the names, then pd_api_complete finishes. */
+    c->resp->status = 200;
+    c->resp->action = PD_API_ACTION_RESOLVE;
+    c->resp->pending = p;
+    p = NULL;
+  } else {
+    book_post_reply(c->resp, p->added, p->known, p->rejected, NULL);
+    p->rejected = NULL;
+  }
 out:
+  pending_free(p);
   json_decref(root);
+}
+
+size_t pd_api_pending_names(const pd_api_response_t *resp) {
+  return (resp && resp->pending) ? resp->pending->nnames : 0;
+}
+
+const char *pd_api_pending_name(const pd_api_response_t *resp, size_t i, uint16_t *port) {
+  if (i >= pd_api_pending_names(resp)) return NULL;
+  if (port) *port = resp->pending->names[i].port;
+  return resp->pending->names[i].host;
+}
+
+void pd_api_resolved(pd_api_response_t *resp, size_t i, const pd_netaddr_t *addrs, size_t n,
+                     const char *error) {
+  if (i >= pd_api_pending_names(resp)) return;
+  pending_name_t *pn = &resp->pending->names[i];
+  if (pn->done) return;
+  pn->done = true;
+  if (error || n == 0) {
+    pn->error = strdup(error ? error : "no addresses");
+    return;
+  }
+  pn->addrs = malloc(n * sizeof *addrs);
+  if (!pn->addrs) {
+    pn->error = strdup("out of memory");
+    return;
+  }
+  memcpy(pn->addrs, addrs, n * sizeof *addrs);
+  pn->naddrs = n;
+}
+
+/* Add what the driver resolved and render the POST /v1/book answer. */
+static void complete_resolve(pd_node_t *n, int64_t now, pd_api_response_t *resp) {
+  pd_api_pending_t *p = resp->pending;
+  pd_book_t *book = pd_node_book(n);
+  json_t *resolved = json_array();
+  for (size_t i = 0; p && i < p->nnames; i++) {
+    pending_name_t *pn = &p->names[i];
+    if (!pn->done || pn->error) {
+      char msg[256];
+      snprintf(msg, sizeof msg, "could not resolve host name: %s",
+               pn->error ? pn->error : "not resolved");
+      reject(p->rejected, pn->orig, msg);
+      continue;
+    }
+    json_t *r = json_object();
+    json_t *list = json_array();
+    for (size_t k = 0; k < pn->naddrs; k++) {
+      char txt[PD_ADDR_STRLEN];
+      if (pd_netaddr_format(&pn->addrs[k], txt, sizeof txt) < 0) continue;
+      json_array_append_new(list, jstr(txt));
+      add_one(book, &pn->addrs[k], pn->has_id ? pn->id : NULL,
+              p->has_source ? &p->source : NULL, now, txt, &p->added, &p->known, p->rejected);
+    }
+    if (r) {
+      set(r, "name", jstr(pn->orig));
+      set(r, "addrs", list);
+      json_array_append_new(resolved, r);
+    } else {
+      json_decref(list);
+    }
+  }
+  if (!p) {
+    json_decref(resolved);
+    pd_api_error(resp, 500, "internal error");
+    return;
+  }
+  book_post_reply(resp, p->added, p->known, p->rejected, resolved);
+  p->rejected = NULL;
 }
 
 static bool parse_table(ctx_t *c, enum pd_table *t) {
@@ -1109,10 +1257,13 @@ void pd_api_complete(pd_node_t *n, int64_t now, pd_api_response_t *resp) {
                           : (ok ? json_null() : jstr("no save was recorded")));
     }
     reply_json(resp, ok ? 200 : 500, o);
+  } else if (resp->action == PD_API_ACTION_RESOLVE) {
+    complete_resolve(n, now, resp);
   } else {
     pd_api_error(resp, 500, "unknown action");
   }
-  (void)now;
+  pending_free(resp->pending);
+  resp->pending = NULL;
   resp->action = PD_API_ACTION_NONE;
   pd_metrics_count_request(pd_node_metrics(n), resp->status);
 }
@@ -1122,4 +1273,6 @@ void pd_api_response_free(pd_api_response_t *resp) {
   free(resp->body);
   resp->body = NULL;
   resp->body_len = 0;
+  pending_free(resp->pending);
+  resp->pending = NULL;
 }

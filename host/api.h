@@ -20,6 +20,7 @@
 #define PD_API_MAX_BODY (1024 * 1024) /* bytes; larger bodies get 413 */
 #define PD_API_MAX_ADDRS 1000         /* addresses per POST /v1/book */
 #define PD_API_MAX_DIAL 1000          /* n per GET /v1/dial */
+#define PD_API_MAX_NAMES 16           /* host names to resolve per POST /v1/book */
 
 typedef struct pd_api_request {
   const char *method; /* "GET", "POST", ... */
@@ -30,8 +31,14 @@ typedef struct pd_api_request {
 
 enum pd_api_action {
   PD_API_ACTION_NONE = 0,
-  PD_API_ACTION_SAVE = 1, /* save the book, then call pd_api_complete */
+  PD_API_ACTION_SAVE = 1,    /* save the book, then call pd_api_complete */
+  PD_API_ACTION_RESOLVE = 2, /* resolve each pending host name (DNS), hand the
+                                results to pd_api_resolved, then call
+                                pd_api_complete */
 };
+
+/* State a response keeps while the driver performs its action (opaque). */
+typedef struct pd_api_pending pd_api_pending_t;
 
 typedef struct pd_api_response {
   int status;
@@ -39,6 +46,7 @@ typedef struct pd_api_response {
   char *body;               /* malloc'd; pd_api_response_free frees it */
   size_t body_len;
   enum pd_api_action action;
+  pd_api_pending_t *pending; /* owned; freed by pd_api_response_free */
 } pd_api_response_t;
 
 /* Handle one request at now. Always fills resp (status >= 200). */
@@ -47,6 +55,15 @@ void pd_api_handle(pd_node_t *n, const pd_api_request_t *req, int64_t now, pd_ap
  * already records the outcome). Replaces resp's body and status. */
 void pd_api_complete(pd_node_t *n, int64_t now, pd_api_response_t *resp);
 void pd_api_response_free(pd_api_response_t *resp);
+
+/* PD_API_ACTION_RESOLVE: how many host names wait for resolution, and the
+ * i-th one (host name without port; *port gets the port to use). */
+size_t pd_api_pending_names(const pd_api_response_t *resp);
+const char *pd_api_pending_name(const pd_api_response_t *resp, size_t i, uint16_t *port);
+/* Report the i-th name's outcome: n addresses (ports already set), or
+ * error != NULL (the resolver's message). Call once per name. */
+void pd_api_resolved(pd_api_response_t *resp, size_t i, const pd_netaddr_t *addrs, size_t n,
+                     const char *error);
 
 /* Build an error response {"error": msg} with the given status. */
 void pd_api_error(pd_api_response_t *resp, int status, const char *msg);

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -49,8 +50,28 @@ typedef struct conn {
   bool have_resp;
   bool resp_keep_alive;
   pd_api_response_t resp; /* held while a save is performed */
+  struct resolve_job *rjob; /* host names being resolved for this conn */
   char peer[64];
 } conn_t;
+
+/* DNS for one POST /v1/book: one uv_getaddrinfo per host name, all in
+ * flight at once on libuv's thread pool; the loop never blocks. The job
+ * outlives its connection if the client goes away (c becomes NULL). */
+typedef struct resolve_req {
+  uv_getaddrinfo_t req;
+  struct resolve_job *job;
+  size_t index;
+  uint16_t port;
+} resolve_req_t;
+
+typedef struct resolve_job {
+  conn_t *c;
+  pd_daemon_t *d;
+  pd_api_response_t resp;
+  bool keep_alive;
+  size_t outstanding;
+  resolve_req_t reqs[PD_API_MAX_NAMES];
+} resolve_job_t;
 
 typedef struct write_req {
   uv_write_t req;
@@ -420,6 +441,7 @@ static void conn_on_close(uv_handle_t *h) {
   if (--c->open_handles > 0) return;
   pd_http_destroy(c->http);
   if (c->have_resp) pd_api_response_free(&c->resp);
+  if (c->rjob) c->rjob->c = NULL; /* the job finishes on its own */
   free(c);
 }
 
@@ -569,6 +591,78 @@ static void send_error(conn_t *c, int status, const char *msg) {
   send_response(c, &r, false);
 }
 
+static void resolve_finish(resolve_job_t *job) {
+  pd_daemon_t *d = job->d;
+  pd_api_complete(d->node, wall_now(), &job->resp);
+  conn_t *c = job->c;
+  if (c && !c->closing) {
+    c->rjob = NULL;
+    send_response(c, &job->resp, job->keep_alive);
+  } else {
+    if (c) c->rjob = NULL;
+    pd_api_response_free(&job->resp);
+  }
+  free(job);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  resolve_req_t *rr = req->data;
+  resolve_job_t *job = rr->job;
+  pd_netaddr_t addrs[32];
+  memset(addrs, 0, sizeof addrs);
+  size_t n = 0;
+  if (status == 0) {
+    for (struct addrinfo *ai = res; ai && n < sizeof addrs / sizeof addrs[0]; ai = ai->ai_next) {
+      pd_netaddr_t a;
+      if (pd_netaddr_from_sockaddr(ai->ai_addr, &a) != 0) continue;
+      a.port = rr->port;
+      bool dup = false;
+      for (size_t k = 0; k < n && !dup; k++) dup = pd_netaddr_equal(&addrs[k], &a);
+      if (!dup) addrs[n++] = a;
+    }
+  }
+  pd_api_resolved(&job->resp, rr->index, addrs, n, status < 0 ? uv_strerror(status) : NULL);
+  if (res) uv_freeaddrinfo(res);
+  if (--job->outstanding == 0) resolve_finish(job);
+}
+
+/* Start resolving every host name of resp; the connection's response is
+ * sent by resolve_finish once all of them have answered. */
+static void start_resolve(conn_t *c, pd_api_response_t *resp, bool keep_alive) {
+  pd_daemon_t *d = c->d;
+  resolve_job_t *job = calloc(1, sizeof *job);
+  if (!job) {
+    pd_api_complete(d->node, wall_now(), resp); /* every name: not resolved */
+    send_response(c, resp, keep_alive);
+    return;
+  }
+  job->c = c;
+  job->d = d;
+  job->resp = *resp;
+  job->keep_alive = keep_alive;
+  c->rjob = job;
+  size_t names = pd_api_pending_names(&job->resp);
+  job->outstanding = names + 1; /* +1 until every request is started */
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  for (size_t i = 0; i < names; i++) {
+    resolve_req_t *rr = &job->reqs[i];
+    rr->job = job;
+    rr->index = i;
+    rr->req.data = rr;
+    const char *host = pd_api_pending_name(&job->resp, i, &rr->port);
+    LOG(d, PD_LOG_DEBUG, "resolving host name", "host", host);
+    int rc = uv_getaddrinfo(&d->loop, &rr->req, on_resolved, host, NULL, &hints);
+    if (rc < 0) {
+      pd_api_resolved(&job->resp, i, NULL, 0, uv_strerror(rc));
+      job->outstanding--;
+    }
+  }
+  if (--job->outstanding == 0) resolve_finish(job);
+}
+
 /* Serve buffered requests one at a time, in order. */
 static void conn_process(conn_t *c) {
   pd_daemon_t *d = c->d;
@@ -605,6 +699,13 @@ static void conn_process(conn_t *c) {
     LOG(d, PD_LOG_DEBUG, "api request", "peer", c->peer, "method", hr->method, "target",
         hr->target, "status", st);
     bool keep = hr->keep_alive && !d->stopping;
+    if (resp.action == PD_API_ACTION_RESOLVE) {
+      c->busy = true;
+      conn_read_stop(c);
+      uv_timer_stop(&c->timer);
+      start_resolve(c, &resp, keep);
+      return;
+    }
     if (resp.action == PD_API_ACTION_SAVE) {
       c->busy = true;
       c->resp = resp;

@@ -612,6 +612,29 @@ describe("peerd daemon", function()
     assert.are.equal(4, d.added, t)
     assert.are.equal(4, status_of(node).book.new)
   end)
+
+  it("resolves host names in POST /v1/book through the system resolver", function()
+    -- localhost comes from /etc/hosts: real getaddrinfo, no traffic off the machine.
+    local node = start({ "--allow-private" })
+    finally(function() cleanup(node) end)
+    local c, t, d = post(node, "/v1/book", { addrs = { "localhost:26656", "1.2.3.4:26656" } })
+    assert.are.equal(200, c, t)
+    assert.are.equal(1, #d.resolved, t)
+    assert.are.equal("localhost:26656", d.resolved[1].name)
+    local got = {}
+    for _, a in ipairs(d.resolved[1].addrs) do got[a] = true end
+    assert.is_true(got["127.0.0.1:26656"] == true, t)
+    assert.is_true(d.added >= 2, t)
+    local c2, t2 = http(node, "GET", "/v1/book/127.0.0.1:26656")
+    assert.are.equal(200, c2, t2)
+    -- without --allow-private the resolved loopback address is refused, with the reason
+    local strict = start()
+    finally(function() cleanup(strict) end)
+    local c3, t3, d3 = post(strict, "/v1/book", { addrs = { "localhost:26656" } })
+    assert.are.equal(200, c3, t3)
+    assert.are.equal(0, d3.added, t3)
+    assert.is_truthy(d3.rejected[1].error:find("loopback", 1, true), t3)
+  end)
 end)
 
 describe("peerd command line", function()

@@ -516,6 +516,43 @@ static void bitcoin_evictionworks(void **state) {
   pd_book_destroy(b);
 }
 
+/* A pending collision whose tried occupant went away resolves by moving in. */
+static void collision_vanishes(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 20, 0);
+  char s[32];
+  for (int i = 1; i < 36; i++) {
+    snprintf(s, sizeof(s), "250.1.1.%d", i);
+    assert_int_equal(add(b, s, 0, "252.2.2.2"), 1);
+    assert_int_equal(good(b, s, 0, NOW), 1);
+  }
+  assert_int_equal(add(b, "250.1.1.36", 0, "252.2.2.2"), 1);
+  assert_int_equal(good(b, "250.1.1.36", 0, NOW), 0);
+  assert_int_equal(pd_book_collision_count(b), 1);
+  pd_netaddr_t a19 = A("250.1.1.19", 0), a36 = A("250.1.1.36", 0);
+  assert_int_equal(pd_book_remove(b, &a19), 0);
+  pd_book_resolve_collisions(b, NOW);
+  assert_int_equal(pd_book_collision_count(b), 0);
+  pd_book_info_t in;
+  assert_int_equal(pd_book_info(b, pd_book_find(b, &a36), &in), 0);
+  assert_true(in.in_tried);
+  /* removing a pending collision drops it from the set */
+  for (int i = 37; i < 59; i++) {
+    snprintf(s, sizeof(s), "250.1.1.%d", i);
+    (void)add(b, s, 0, "252.2.2.2");
+    (void)good(b, s, 0, NOW);
+  }
+  assert_int_equal(add(b, "250.1.1.59", 0, "252.2.2.2"), 1);
+  assert_int_equal(good(b, "250.1.1.59", 0, NOW), 0);
+  assert_int_equal(pd_book_collision_count(b), 1);
+  pd_netaddr_t a59 = A("250.1.1.59", 0);
+  assert_int_equal(pd_book_remove(b, &a59), 0);
+  assert_int_equal(pd_book_collision_count(b), 0);
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
 /* ---- peerd-specific behaviour ------------------------------------------------------ */
 
 static void add_rules(void **state) {
@@ -906,6 +943,34 @@ static void restore_roundtrip(void **state) {
   assert_int_equal(pd_book_collision_count(c), 1);
   assert_int_equal(pd_book_restore_collision(c, 999999), PD_ENOENT);
   assert_ok(c);
+  /* moving restored entries to tried evicts restored tried entries, whose
+   * home new slot is then computed on demand */
+  uint32_t nids[128];
+  size_t nn = pd_book_list(c, PD_TABLE_NEW, 0, 128, nids, NULL);
+  size_t tried_before = pd_book_count_tried(c);
+  for (size_t i = 0; i < nn; i++) {
+    pd_book_info_t ni;
+    if (pd_book_info(c, nids[i], &ni) == 0) (void)pd_book_good(c, &ni.addr, false, now);
+  }
+  assert_true(pd_book_count_tried(c) >= tried_before);
+  assert_ok(c);
+  /* no usable slot given: placed in its own source's bucket */
+  pd_book_info_t fresh;
+  memset(&fresh, 0, sizeof(fresh));
+  for (int i = 1; i < 200; i++) {
+    fresh.addr = A("8.8.8.8", (uint16_t)i);
+    fresh.source = A("9.9.9.9", 0);
+    fresh.time = now;
+    uint16_t bogus = 5;
+    uint32_t fid;
+    if (pd_book_restore(c, &fresh, &bogus, 1, &fid, NULL) != 0) continue;
+    pd_book_info_t fi;
+    assert_int_equal(pd_book_info(c, fid, &fi), 0);
+    assert_int_equal(fi.bucket, pd_book_new_bucket(pd_book_key(c), &fresh.addr, &fresh.source, false));
+    assert_int_equal(fi.refcount, 1);
+    break;
+  }
+  assert_ok(c);
   pd_book_destroy(c);
   pd_book_destroy(b);
 }
@@ -950,6 +1015,7 @@ int main(void) {
       cmocka_unit_test(bitcoin_select_tried_collision),
       cmocka_unit_test(bitcoin_noevict),
       cmocka_unit_test(bitcoin_evictionworks),
+      cmocka_unit_test(collision_vanishes),
       cmocka_unit_test(add_rules),
       cmocka_unit_test(attempts_and_chance),
       cmocka_unit_test(default_selection),

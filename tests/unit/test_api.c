@@ -235,21 +235,20 @@ static void book_post_adds_and_rejects(void **state) {
   fx_t *f = *state;
   json_t *j = expect(f, "POST", "/v1/book",
                      "{\"addrs\":[\"1.2.3.4:26656\",\"" NODE_ID "@[2a01:4f8::1]:26656\","
-                     "\"10.0.0.1:26656\",\"example.com:26656\",\"1.2.3.4:0\",\"junk\","
+                     "\"10.0.0.1:26656\",\"1.2.3.4:0\",\"junk\","
                      "\"1.2.3.4:26656\",\"[2001:db8::1]:26656\"],\"source\":\"5.6.7.8\"}",
                      200);
   assert_int_equal(jget_int(j, "added"), 2);
   assert_int_equal(jget_int(j, "known"), 1);
   json_t *rej = json_object_get(j, "rejected");
-  assert_int_equal(json_array_size(rej), 5);
-  const char *want[5][2] = {
+  assert_int_equal(json_array_size(rej), 4);
+  const char *want[4][2] = {
       {"10.0.0.1:26656", "private"},
-      {"example.com:26656", "host names must be resolved first"},
       {"1.2.3.4:0", "port 0"},
       {"junk", ""},
       {"[2001:db8::1]:26656", "documentation"},
   };
-  for (size_t i = 0; i < 5; i++) {
+  for (size_t i = 0; i < 4; i++) {
     json_t *r = json_array_get(rej, i);
     assert_string_equal(jget_str(r, "addr"), want[i][0]);
     const char *e = jget_str(r, "error");
@@ -888,11 +887,93 @@ static void metrics_render_and_promtool(void **state) {
   free(t);
 }
 
+/* Host names in POST /v1/book come back as a RESOLVE action; the driver's
+ * answers (addresses or a resolver error) are added when it completes. */
+static void book_post_resolves_host_names(void **state) {
+  fx_t *f = *state;
+  const char *body =
+      "{\"addrs\":[\"seed.example.org:26656\",\"1.2.3.4:26656\",\"" NODE_ID
+      "@peer.example.org:7\",\"nx.invalid:1\",\"bad_name!:1\"],\"source\":\"5.6.7.8\"}";
+  pd_api_request_t rq = {"POST", "/v1/book", body, strlen(body)};
+  pd_api_response_t rs;
+  pd_api_handle(f->node, &rq, f->now, &rs);
+  assert_int_equal(rs.action, PD_API_ACTION_RESOLVE);
+  assert_int_equal(pd_api_pending_names(&rs), 3);
+  uint16_t port = 0;
+  assert_string_equal(pd_api_pending_name(&rs, 0, &port), "seed.example.org");
+  assert_int_equal(port, 26656);
+  assert_string_equal(pd_api_pending_name(&rs, 1, &port), "peer.example.org");
+  assert_int_equal(port, 7);
+  assert_string_equal(pd_api_pending_name(&rs, 2, &port), "nx.invalid");
+  assert_null(pd_api_pending_name(&rs, 3, &port));
+  /* The IP literal is in the book already. */
+  pd_netaddr_t a;
+  assert_int_equal(pd_netaddr_parse("1.2.3.4:26656", 0, &a, NULL, NULL, NULL), 0);
+  assert_true(pd_book_find(pd_node_book(f->node), &a) != PD_BOOK_NO_ID);
+
+  pd_netaddr_t r0[2];
+  assert_int_equal(pd_netaddr_parse("9.9.8.8:26656", 0, &r0[0], NULL, NULL, NULL), 0);
+  assert_int_equal(pd_netaddr_parse("127.0.0.1:26656", 0, &r0[1], NULL, NULL, NULL), 0);
+  pd_api_resolved(&rs, 0, r0, 2, NULL);
+  pd_netaddr_t r1;
+  assert_int_equal(pd_netaddr_parse("9.9.7.7:7", 0, &r1, NULL, NULL, NULL), 0);
+  pd_api_resolved(&rs, 1, &r1, 1, NULL);
+  pd_api_resolved(&rs, 2, NULL, 0, "Name or service not known");
+  pd_api_complete(f->node, f->now, &rs);
+  assert_int_equal(rs.action, PD_API_ACTION_NONE);
+  assert_int_equal(rs.status, 200);
+  assert_null(rs.pending);
+  json_t *j = json_loadb(rs.body, rs.body_len, 0, NULL);
+  assert_non_null(j);
+  assert_int_equal(jget_int(j, "added"), 3); /* 1.2.3.4, 9.9.8.8, 9.9.7.7 */
+  json_t *rej = json_object_get(j, "rejected");
+  assert_int_equal(json_array_size(rej), 3);
+  assert_string_equal(jget_str(json_array_get(rej, 0), "addr"), "bad_name!:1");
+  assert_string_equal(jget_str(json_array_get(rej, 1), "addr"), "127.0.0.1:26656");
+  assert_string_equal(jget_str(json_array_get(rej, 2), "addr"), "nx.invalid:1");
+  assert_non_null(strstr(jget_str(json_array_get(rej, 2), "error"), "Name or service not known"));
+  json_t *res = json_object_get(j, "resolved");
+  assert_int_equal(json_array_size(res), 2);
+  assert_string_equal(jget_str(json_array_get(res, 0), "name"), "seed.example.org:26656");
+  assert_int_equal(json_array_size(json_object_get(json_array_get(res, 0), "addrs")), 2);
+  json_decref(j);
+  pd_api_response_free(&rs);
+
+  /* The node id and source carry over to resolved addresses. */
+  j = expect(f, "GET", "/v1/book/9.9.7.7:7", NULL, 200);
+  assert_string_equal(jget_str(j, "id"), NODE_ID);
+  assert_string_equal(jget_str(j, "source"), "5.6.7.8");
+  json_decref(j);
+
+  /* More than PD_API_MAX_NAMES names: the rest are rejected, not resolved;
+   * freeing a response with pending names releases them. */
+  char big[2048];
+  size_t o = (size_t)snprintf(big, sizeof big, "{\"addrs\":[");
+  for (int i = 0; i < PD_API_MAX_NAMES + 2; i++) {
+    o += (size_t)snprintf(big + o, sizeof big - o, "%s\"h%d.example:1\"", i ? "," : "", i);
+  }
+  snprintf(big + o, sizeof big - o, "]}");
+  pd_api_request_t rq2 = {"POST", "/v1/book", big, strlen(big)};
+  pd_api_handle(f->node, &rq2, f->now, &rs);
+  assert_int_equal(rs.action, PD_API_ACTION_RESOLVE);
+  assert_int_equal(pd_api_pending_names(&rs), PD_API_MAX_NAMES);
+  pd_api_complete(f->node, f->now, &rs); /* nothing resolved: all rejected */
+  j = json_loadb(rs.body, rs.body_len, 0, NULL);
+  assert_int_equal(json_array_size(json_object_get(j, "rejected")), PD_API_MAX_NAMES + 2);
+  assert_non_null(strstr(jget_str(json_array_get(json_object_get(j, "rejected"), 0), "error"),
+                         "too many host names"));
+  json_decref(j);
+  pd_api_response_free(&rs);
+  pd_api_handle(f->node, &rq2, f->now, &rs);
+  pd_api_response_free(&rs);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(health_and_routing, setup, teardown),
       cmocka_unit_test_setup_teardown(status_reports_node_state, setup, teardown),
       cmocka_unit_test_setup_teardown(book_post_adds_and_rejects, setup, teardown),
+      cmocka_unit_test_setup_teardown(book_post_resolves_host_names, setup, teardown),
       cmocka_unit_test_setup_teardown(book_list_pages, setup, teardown),
       cmocka_unit_test_setup_teardown(book_get_explains, setup, teardown),
       cmocka_unit_test_setup_teardown(events_update_the_book, setup, teardown),
