@@ -45,17 +45,6 @@ static json_t *jtime_or_null(int64_t t) { return t ? jint(t) : json_null(); }
 
 static void set(json_t *obj, const char *key, json_t *val) { json_object_set_new(obj, key, val); }
 
-/* Copy s into dst (cap bytes), truncating on a UTF-8 boundary. */
-static void copy_text(char *dst, size_t cap, const char *s) {
-  size_t n = strlen(s);
-  if (n >= cap) {
-    n = cap - 1;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
-  }
-  memcpy(dst, s, n);
-  dst[n] = '\0';
-}
-
 static void set_body(pd_api_response_t *resp, int status, const char *ct, char *body, size_t len) {
   free(resp->body);
   resp->status = status;
@@ -904,7 +893,7 @@ static void h_events(ctx_t *c) {
     int64_t secs = pd_node_config(c->node)->default_ban_secs;
     int64_t until = secs > 0 ? c->now + secs : 0;
     char reason[PD_BAN_REASON_MAX];
-    copy_text(reason, sizeof(reason), reason_s ? reason_s : "misbehaved");
+    pd_node_copy_text(reason, sizeof(reason), reason_s ? reason_s : "misbehaved");
     int rc = pd_banlist_add(pd_book_bans(c->book), &sn, c->now, until, reason);
     if (rc < 0) {
       json_decref(o);
@@ -1020,7 +1009,7 @@ static void h_bans_post(ctx_t *c) {
   }
   int64_t until = secs > 0 ? c->now + secs : 0;
   char reason[PD_BAN_REASON_MAX];
-  copy_text(reason, sizeof(reason), reason_s ? reason_s : "");
+  pd_node_copy_text(reason, sizeof(reason), reason_s ? reason_s : "");
   int rc = pd_banlist_add(pd_book_bans(c->book), &sn, c->now, until, reason);
   if (rc < 0) {
     errorf(c->resp, 500, "could not ban: %s", pd_strerror(rc));

@@ -16,7 +16,7 @@ struct pd_node {
 };
 
 /* Copy s (may be NULL) into a fixed buffer, truncating on a UTF-8 boundary. */
-static void copy_text(char *dst, size_t cap, const char *s) {
+void pd_node_copy_text(char *dst, size_t cap, const char *s) {
   if (!s) {
     dst[0] = '\0';
     return;
@@ -69,7 +69,7 @@ void pd_node_note_save(pd_node_t *n, int rc, const char *error, size_t bytes, si
   st->last_save_at = now;
   st->last_save_rc = rc < 0 ? rc : 0;
   if (rc < 0) {
-    copy_text(st->last_save_error, sizeof(st->last_save_error), error ? error : pd_strerror(rc));
+    pd_node_copy_text(st->last_save_error, sizeof(st->last_save_error), error ? error : pd_strerror(rc));
   } else {
     st->last_save_error[0] = '\0';
   }
@@ -83,12 +83,12 @@ void pd_node_note_load(pd_node_t *n, int rc, const char *error, const char *move
   pd_node_status_t *st = &n->status;
   st->load_failed = rc < 0;
   if (rc < 0) {
-    copy_text(st->load_error, sizeof(st->load_error), error ? error : pd_strerror(rc));
+    pd_node_copy_text(st->load_error, sizeof(st->load_error), error ? error : pd_strerror(rc));
     pd_metrics_count_load_error(&n->metrics);
   } else {
     st->load_error[0] = '\0';
   }
-  copy_text(st->load_moved_to, sizeof(st->load_moved_to), moved_to);
+  pd_node_copy_text(st->load_moved_to, sizeof(st->load_moved_to), moved_to);
   if (report) {
     st->load_report = *report;
     st->load_report.first_skip[sizeof(st->load_report.first_skip) - 1] = '\0';

@@ -64,6 +64,10 @@ void pd_node_note_save(pd_node_t *n, int rc, const char *error, size_t bytes, si
 void pd_node_note_load(pd_node_t *n, int rc, const char *error, const char *moved_to,
                        const pd_bookstore_report_t *report);
 
+/* Copy s (NULL = "") into dst of cap bytes, cutting an over-long text on a
+ * UTF-8 character boundary; dst is always NUL-terminated. */
+void pd_node_copy_text(char *dst, size_t cap, const char *s);
+
 /* Periodic housekeeping at now: expire bans, resolve tried collisions.
  * Returns true when a periodic save is due (the driver then saves). */
 bool pd_node_tick(pd_node_t *n, int64_t now);
