@@ -87,6 +87,7 @@ struct pd_book {
   uint8_t (*nodes)[PD_NODE_ID_LEN];
   uint32_t nodes_cap, nodes_hi, nodes_free; /* index 0 unused */
 
+  pd_book_hooks_t hooks; /* decision hooks; zeroed = built-in rules */
   uint32_t coll[PD_BOOK_TRIED_COLLISION_SIZE];
   uint32_t ncoll;
   int64_t last_good;
@@ -666,6 +667,45 @@ static bool live(const pd_book_t *b, uint32_t id) {
 
 /* ---- AddSingle ------------------------------------------------------------------ */
 
+/* Does the candidate (entry `id` with `refs` references, or NO_ID for an
+ * address not in the book yet) take new-table slot held by `incumbent`?
+ * evict.lua decides when a hook is installed; otherwise, or when it defers,
+ * Bitcoin Core's rule: the incumbent loses when it is terrible, or when it
+ * has more than one reference and the candidate none. */
+static bool slot_contest(pd_book_t *b, uint32_t incumbent, uint32_t id, unsigned refs,
+                         const pd_netaddr_t *addr, const pd_netaddr_t *src,
+                         const uint8_t *node_id, int64_t time, int64_t now) {
+  const entry_t *ex = &b->e[incumbent];
+  if (b->hooks.evict_new) {
+    pd_book_info_t cand;
+    if (id != NO_ID) {
+      pd_book_info(b, id, &cand);
+    } else {
+      memset(&cand, 0, sizeof cand);
+      cand.id = NO_ID;
+      cand.addr = *addr;
+      cand.source = *src;
+      cand.has_node_id = node_id != NULL;
+      if (node_id) memcpy(cand.node_id, node_id, PD_NODE_ID_LEN);
+      cand.time = time < 0 ? 0 : time;
+      cand.bucket = cand.position = -1;
+    }
+    int v = b->hooks.evict_new(b->hooks.ud, b, incumbent, &cand, now);
+    if (v == PD_BOOK_REPLACE) return true;
+    if (v == PD_BOOK_KEEP) return false;
+  }
+  return terrible(ex, now) || (ex->refcount > 1 && refs == 0);
+}
+
+void pd_book_set_hooks(pd_book_t *b, const pd_book_hooks_t *hooks) {
+  if (!b) return;
+  if (hooks) {
+    b->hooks = *hooks;
+  } else {
+    memset(&b->hooks, 0, sizeof b->hooks);
+  }
+}
+
 int pd_book_add(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_id, int64_t addr_time,
                 const pd_netaddr_t *source, int64_t time_penalty, int64_t now, const char **why) {
   if (!b || !addr) {
@@ -697,6 +737,7 @@ int pd_book_add(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_id, 
   uint32_t id = find_id(b, addr);
   entry_t *e;
   bool created = false;
+  bool won = false; /* a new address already won its slot contest */
   if (id != NO_ID) {
     e = &b->e[id];
     /* Node id: attach when unknown; replace only on self-announcement. */
@@ -721,7 +762,11 @@ int pd_book_add(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_id, 
      * entry and deletes it again, which leaves everything observable as it
      * was (same free id, same tables); skip the round trip. */
     uint32_t occ = b->new_tab[us];
-    if (occ != NO_ID && !terrible(&b->e[occ], now) && b->e[occ].refcount <= 1) return 0;
+    if (occ != NO_ID) {
+      if (!slot_contest(b, occ, NO_ID, 0, addr, &src, node_id, addr_time - time_penalty, now))
+        return 0;
+      won = true; /* decided once: the hook is not asked again below */
+    }
     if ((rc = reserve_one(b)) != 0) return rc;
     id = create(b, addr, src.ip);
     created = true;
@@ -737,10 +782,8 @@ int pd_book_add(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_id, 
   uint32_t cur = b->new_tab[us];
   bool insert = cur == NO_ID;
   if (cur != id) {
-    if (!insert) {
-      const entry_t *ex = &b->e[cur];
-      if (terrible(ex, now) || (ex->refcount > 1 && e->refcount == 0)) insert = true;
-    }
+    if (!insert)
+      insert = won || slot_contest(b, cur, id, e->refcount, addr, &src, node_id, addr_time, now);
     if (insert) {
       clear_new(b, us);
       add_ref(b, id, us);
@@ -1053,7 +1096,17 @@ void pd_book_resolve_collisions(pd_book_t *b, int64_t now) {
       entry_addr(en, &a);
       uint32_t ts = tried_slot_of(b, &a);
       uint32_t id_old = b->tried_tab[ts];
-      if (id_old != NO_ID) {
+      int verdict = PD_BOOK_HOOK_DEFAULT;
+      if (id_old != NO_ID && b->hooks.evict_tried)
+        verdict = b->hooks.evict_tried(b->hooks.ud, b, id_old, id_new, now);
+      if (id_old != NO_ID && verdict == PD_BOOK_REPLACE) {
+        good_id(b, id_new, false, now);
+        erase = true;
+      } else if (id_old != NO_ID && verdict == PD_BOOK_KEEP) {
+        erase = true;
+      } else if (id_old != NO_ID && verdict == PD_BOOK_WAIT) {
+        /* evict.lua keeps testing */
+      } else if (id_old != NO_ID) {
         const entry_t *eo = &b->e[id_old];
         if (now - (int64_t)eo->last_success < PD_BOOK_REPLACEMENT) {
           erase = true; /* the old one connected recently: keep it */

@@ -183,6 +183,34 @@ size_t pd_book_collisions(const pd_book_t *b, uint32_t *out, size_t cap);
 int64_t pd_book_last_good(const pd_book_t *b);
 void pd_book_set_last_good(pd_book_t *b, int64_t t);
 
+/* Decision hooks (the Lua policy host installs them; absent or returning
+ * PD_BOOK_HOOK_DEFAULT, the book applies Bitcoin Core's built-in rule).
+ * Hooks must not modify the book. */
+enum {
+  PD_BOOK_HOOK_DEFAULT = -1, /* no decision: use the built-in rule */
+  PD_BOOK_KEEP = 0,          /* keep the incumbent */
+  PD_BOOK_REPLACE = 1,       /* the candidate takes the slot / the tried place */
+  PD_BOOK_WAIT = 2,          /* evict_tried only: decide later (keep testing) */
+};
+typedef struct pd_book_hooks {
+  /* A new-table slot is taken by `incumbent` and `candidate` (not yet in
+   * the book when candidate->id == PD_BOOK_NO_ID) wants it. Built-in:
+   * replace when the incumbent is terrible, or has more than one reference
+   * while the candidate has none. */
+  int (*evict_new)(void *ud, const pd_book_t *b, uint32_t incumbent,
+                   const pd_book_info_t *candidate, int64_t now);
+  /* ResolveCollisions: candidate (in new) collides with incumbent (in
+   * tried). Built-in: Bitcoin Core's rules (keep an incumbent that connected
+   * in the last 4 h; replace one that failed a test more than 60 s ago or
+   * after the 40 min test window; otherwise wait). */
+  int (*evict_tried)(void *ud, const pd_book_t *b, uint32_t incumbent, uint32_t candidate,
+                     int64_t now);
+  void *ud;
+} pd_book_hooks_t;
+
+/* Install (or, with NULL, remove) the decision hooks. */
+void pd_book_set_hooks(pd_book_t *b, const pd_book_hooks_t *hooks);
+
 /* Internal consistency check (tables vs entries vs index), for tests and
  * fuzzing: 0 or PD_ECORRUPT. O(size of tables). */
 int pd_book_check(const pd_book_t *b);

@@ -1000,6 +1000,134 @@ static void listing_paging(void **state) {
   pd_book_destroy(b);
 }
 
+/* Decision hooks (evict.lua's way in): a hook's verdict overrides the
+ * built-in rule; PD_BOOK_HOOK_DEFAULT defers to it. */
+typedef struct hook_log {
+  int verdict;
+  int calls;
+  uint32_t last_incumbent;
+  uint32_t last_candidate_id;
+  char last_candidate[PD_ADDR_STRLEN];
+} hook_log_t;
+
+static int hook_new(void *ud, const pd_book_t *b, uint32_t incumbent, const pd_book_info_t *cand,
+                    int64_t now) {
+  (void)b;
+  (void)now;
+  hook_log_t *h = ud;
+  h->calls++;
+  h->last_incumbent = incumbent;
+  h->last_candidate_id = cand->id;
+  pd_netaddr_format(&cand->addr, h->last_candidate, sizeof h->last_candidate);
+  return h->verdict;
+}
+
+static int hook_tried(void *ud, const pd_book_t *b, uint32_t incumbent, uint32_t candidate,
+                      int64_t now) {
+  (void)b;
+  (void)now;
+  hook_log_t *h = ud;
+  h->calls++;
+  h->last_incumbent = incumbent;
+  h->last_candidate_id = candidate;
+  return h->verdict;
+}
+
+static void eviction_hooks(void **state) {
+  (void)state;
+  char s[32], got[PD_ADDR_STRLEN];
+  /* New table: 250.1.1.23 collides with a terrible entry (Bitcoin replaces it). */
+  for (int mode = 0; mode < 3; mode++) {
+    fixture_t f;
+    pd_book_t *b = det_book(&f, 4, 0);
+    hook_log_t h = {.verdict = mode == 0 ? PD_BOOK_KEEP
+                               : mode == 1 ? PD_BOOK_REPLACE
+                                           : PD_BOOK_HOOK_DEFAULT};
+    pd_book_hooks_t hooks = {.evict_new = hook_new, .ud = &h};
+    pd_book_set_hooks(b, &hooks);
+    for (int i = 1; i <= 22; i++) {
+      snprintf(s, sizeof(s), "250.1.1.%d", i);
+      assert_int_equal(add(b, s, 0, "252.2.2.2"), 1);
+    }
+    assert_int_equal(h.calls, 0); /* no contest yet */
+    int rc = add(b, "250.1.1.23", 0, "252.2.2.2");
+    assert_int_equal(h.calls, 1);
+    assert_int_equal(h.last_candidate_id, NO_ID); /* not in the book yet */
+    assert_string_equal(h.last_candidate, "250.1.1.23");
+    assert_true(h.last_incumbent != NO_ID);
+    if (mode == 0) {
+      assert_int_equal(rc, 0); /* the hook keeps even a terrible incumbent */
+      assert_int_equal(find(b, "250.1.1.23", 0), NO_ID);
+      assert_int_equal(pd_book_size(b), 22);
+    } else {
+      assert_int_equal(rc, 1); /* replaced: by verdict, or by the terrible rule */
+      assert_true(find(b, "250.1.1.23", 0) != NO_ID);
+      assert_int_equal(pd_book_size(b), 22);
+    }
+    assert_ok(b);
+    pd_book_set_hooks(b, NULL);
+    pd_book_destroy(b);
+  }
+  /* With fresh (not terrible) entries the built-in rule keeps the incumbent,
+   * and a REPLACE verdict overrides it. */
+  for (int mode = 0; mode < 2; mode++) {
+    fixture_t f;
+    pd_book_t *b = det_book(&f, 4, 0);
+    hook_log_t h = {.verdict = mode == 0 ? PD_BOOK_HOOK_DEFAULT : PD_BOOK_REPLACE};
+    pd_book_hooks_t hooks = {.evict_new = hook_new, .ud = &h};
+    pd_book_set_hooks(b, &hooks);
+    for (int i = 1; i <= 22; i++) {
+      snprintf(s, sizeof(s), "250.1.1.%d", i);
+      assert_int_equal(add_t(b, s, 0, "252.2.2.2", NOW, NOW), 1);
+    }
+    int rc = add_t(b, "250.1.1.23", 0, "252.2.2.2", NOW, NOW);
+    assert_int_equal(rc, mode == 0 ? 0 : 1);
+    assert_int_equal(find(b, "250.1.1.23", 0) != NO_ID, mode == 1);
+    assert_ok(b);
+    pd_book_destroy(b);
+  }
+  /* Tried collision 36 vs 19 (19 connected recently: Bitcoin keeps 19). */
+  for (int mode = 0; mode < 3; mode++) {
+    fixture_t f;
+    pd_book_t *b = det_book(&f, 10, 0);
+    hook_log_t h = {.verdict = mode == 0 ? PD_BOOK_REPLACE
+                               : mode == 1 ? PD_BOOK_WAIT
+                                           : PD_BOOK_HOOK_DEFAULT};
+    pd_book_hooks_t hooks = {.evict_tried = hook_tried, .ud = &h};
+    pd_book_set_hooks(b, &hooks);
+    for (int i = 1; i < 36; i++) {
+      snprintf(s, sizeof(s), "250.1.1.%d", i);
+      assert_int_equal(add(b, s, 0, "252.2.2.2"), 1);
+      assert_int_equal(good(b, s, 0, NOW), 1);
+    }
+    assert_int_equal(add(b, "250.1.1.36", 0, "252.2.2.2"), 1);
+    assert_int_equal(good(b, "250.1.1.36", 0, NOW), 0);
+    pd_book_resolve_collisions(b, NOW);
+    assert_int_equal(h.calls, 1);
+    assert_int_equal(h.last_incumbent, find(b, "250.1.1.19", 0));
+    assert_int_equal(h.last_candidate_id, find(b, "250.1.1.36", 0));
+    pd_book_info_t in36, in19;
+    assert_int_equal(pd_book_info(b, find(b, "250.1.1.36", 0), &in36), 0);
+    assert_int_equal(pd_book_info(b, find(b, "250.1.1.19", 0), &in19), 0);
+    if (mode == 0) { /* replaced: 36 in tried, 19 back in new */
+      assert_true(in36.in_tried);
+      assert_false(in19.in_tried);
+      assert_int_equal(pd_book_collision_count(b), 0);
+    } else if (mode == 1) { /* still waiting */
+      assert_false(in36.in_tried);
+      assert_int_equal(pd_book_collision_count(b), 1);
+      format_id(b, pd_book_select_tried_collision(b), got, sizeof(got));
+      assert_string_equal(got, "250.1.1.19");
+    } else { /* built-in: 19 connected in the last 4 h, keep it */
+      assert_false(in36.in_tried);
+      assert_true(in19.in_tried);
+      assert_int_equal(pd_book_collision_count(b), 0);
+    }
+    assert_ok(b);
+    pd_book_destroy(b);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(tried_bucket_vectors),
@@ -1023,6 +1151,7 @@ int main(void) {
       cmocka_unit_test(determinism),
       cmocka_unit_test(restore_roundtrip),
       cmocka_unit_test(listing_paging),
+      cmocka_unit_test(eviction_hooks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,186 @@
+/* policy — the Lua 5.4 policy host: every decision in hot-reloadable,
+ * sandboxed policies; every mechanism stays in C.
+ *
+ * Owns: one lua_State per policy generation (a "set" of policy files) with a
+ * capped allocator; the sandbox (allow-listed, read-only globals, no io/os/
+ * debug/load/dofile, text chunks only, `require` limited to the other
+ * modules of the same set); loading a new set into a fresh state, checking it
+ * and swapping it in only on success; calling hooks under an instruction
+ * budget and a wall-clock deadline, with a traceback handler; validating
+ * every returned value; counting failures by hook and reason and reporting
+ * each kind once (with file:line) for the driver to log; the `peerd` global
+ * and the `book` object that policies see (docs/policies.md).
+ * Does not own: files (the driver reads the policy directory and hands the
+ * texts in), the clock (the deadline clock is a function the driver passes;
+ * NULL in the scenario lab, where only the instruction budget applies, so
+ * runs stay deterministic), the built-in C defaults (the caller applies them
+ * whenever a call returns non-zero), logging (driver).
+ *
+ * Modules and the hooks they provide (a module is a file NAME.lua returning
+ * a table; the hook is a function field of that table):
+ *   select.lua      select(book, n)                      -> array of entry ids
+ *   score.lua       score(peer)                          -> number
+ *   evict.lua       evict_new(book, incumbent, candidate) -> "keep"|"replace"|nil
+ *                   evict_tried(book, incumbent, candidate) -> "keep"|"replace"|"wait"|nil
+ *   reputation.lua  on_event(peer, event, reason)        -> {reputation=, ban=, reason=} | nil
+ *   pex.lua         accept(addr, from)                   -> boolean
+ *                   share(addr, to)                      -> boolean
+ * A hook that is absent (file missing or field not a function) is "not
+ * provided": the call returns PD_ENOENT and the caller uses its C default
+ * without counting a failure. `nil` from evict_*/on_event means "use the
+ * default" too.
+ */
+#ifndef PD_POLICY_H
+#define PD_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addrbook.h"
+#include "netaddr.h"
+#include "rng.h"
+
+enum pd_policy_hook {
+  PD_HOOK_SELECT = 0,
+  PD_HOOK_SCORE,
+  PD_HOOK_EVICT_NEW,
+  PD_HOOK_EVICT_TRIED,
+  PD_HOOK_REPUTATION,
+  PD_HOOK_PEX_ACCEPT,
+  PD_HOOK_PEX_SHARE,
+  PD_HOOK_COUNT
+};
+
+enum pd_policy_reason {
+  PD_POLICY_ERROR = 0,    /* the hook raised an error */
+  PD_POLICY_INSTRUCTIONS, /* ran out of its instruction budget */
+  PD_POLICY_TIMEOUT,      /* passed its wall-clock deadline */
+  PD_POLICY_MEMORY,       /* the state hit its memory cap */
+  PD_POLICY_BAD_RETURN,   /* returned a value of the wrong type/shape */
+  PD_POLICY_REASON_COUNT
+};
+
+/* "select", "score", "evict_new", "evict_tried", "reputation", "pex_accept",
+ * "pex_share"; and "error", "instructions", "timeout", "memory", "bad_return"
+ * (the label values of peerd_policy_failures_total). */
+const char *pd_policy_hook_name(int hook);
+const char *pd_policy_reason_name(int reason);
+
+/* Monotonic nanoseconds (the daemon passes a uv_hrtime wrapper). */
+typedef uint64_t (*pd_policy_clock_fn)(void *ud);
+
+typedef struct pd_policy_limits {
+  uint64_t call_instructions; /* per hook call; default 1,000,000 */
+  uint64_t call_deadline_ms;  /* per hook call; default 50 */
+  size_t memory_bytes;        /* per state (generation); default 64 MiB */
+  uint64_t load_instructions; /* running the files of a set; default 10,000,000 */
+  uint64_t load_deadline_ms;  /* loading a set; default 500 */
+} pd_policy_limits_t;
+
+void pd_policy_limits_default(pd_policy_limits_t *l);
+
+typedef struct pd_policy_file {
+  const char *name; /* "select.lua": one of the five module names + ".lua" */
+  const char *text;
+  size_t len;
+} pd_policy_file_t;
+
+/* What score, reputation and pex hooks see about a peer or address
+ * (docs/policies.md, "peer"). Fields not known are 0/false; latency_ms < 0
+ * means unknown. */
+typedef struct pd_peer_view {
+  pd_netaddr_t addr;
+  bool has_node_id;
+  uint8_t node_id[PD_NODE_ID_LEN];
+  bool known; /* in the book */
+  bool tried;
+  int attempts;
+  int64_t last_try, last_success, time; /* Unix s, 0 = never */
+  int64_t first_seen;                   /* 0 = unknown */
+  double latency_ms;                    /* < 0: unknown */
+  double reputation;                    /* current reputation value */
+  int misbehaviours;                    /* count so far */
+  bool banned;
+  bool private_peer; /* never shared through PEX, whatever the policy says */
+  bool routable;
+  uint8_t group[PD_GROUP_MAX];
+  size_t group_len;
+} pd_peer_view_t;
+
+/* What on_event decided. */
+typedef struct pd_rep_verdict {
+  double reputation; /* the peer's new reputation value */
+  int64_t ban_secs;  /* 0 = no ban; > 0 ban for that long; -1 = permanent */
+  char reason[96];   /* ban reason ("" = none given) */
+} pd_rep_verdict_t;
+
+typedef struct pd_policy_status {
+  uint64_t generation; /* increments on every successful load; 0 = none yet */
+  int64_t loaded_at;   /* `now` of the successful load */
+  char hash[65];       /* SHA-256 hex of the set (see pd_policy_load) */
+  size_t nfiles;
+  char files[8][64]; /* names of the files in force */
+  bool has_hook[PD_HOOK_COUNT];
+  int64_t last_error_at;   /* `now` of the last failed load, 0 = none */
+  char last_error[512];    /* "select.lua:3: message" */
+  size_t memory_bytes;     /* bytes the current state holds */
+} pd_policy_status_t;
+
+typedef struct pd_policy pd_policy_t;
+
+/* clock may be NULL: no wall-clock deadline (instruction budget only). */
+int pd_policy_create(pd_policy_t **out, const pd_policy_limits_t *limits,
+                     pd_policy_clock_fn clock, void *clock_ud);
+void pd_policy_destroy(pd_policy_t *p);
+
+/* Load a set into a fresh state: each file is compiled as text (chunk name
+ * "@NAME.lua"), run in its own sandboxed environment under the load budget,
+ * and must return a table; unknown file names are an error. On success the
+ * new generation replaces the old (which is closed) and 0 is returned. On
+ * any failure the generation in force is kept, err gets "NAME.lua:LINE:
+ * message" (or "NAME.lua: message"), status.last_error records it, and
+ * PD_EINVAL is returned. n == 0 loads an empty set (all C defaults).
+ * The hash is SHA-256 over, for each file in name order: name, a 0 byte,
+ * the length as 8 bytes little endian, the text. */
+int pd_policy_load(pd_policy_t *p, const pd_policy_file_t *files, size_t n, int64_t now,
+                   char *err, size_t cap);
+
+void pd_policy_status(const pd_policy_t *p, pd_policy_status_t *out);
+bool pd_policy_has_hook(const pd_policy_t *p, int hook);
+
+/* Failures of (hook, reason) since creation. */
+uint64_t pd_policy_failures(const pd_policy_t *p, int hook, int reason);
+/* The driver logs each kind once: returns true with the first message of a
+ * (hook, reason) kind that has not been reported yet, marking it reported.
+ * Call until it returns false. Kinds are reported again after a reload. */
+bool pd_policy_next_unreported(pd_policy_t *p, int *hook, int *reason, char *msg, size_t cap);
+
+/* Hook calls. Return 0 when the policy decided (outputs filled and
+ * validated), PD_ENOENT when the hook is not provided or chose the default
+ * (not a failure), or another negative code after a counted failure. In
+ * every non-zero case the caller applies its C default. `rng` feeds
+ * peerd.random during the call; `now` is what peerd.now() returns. */
+int pd_policy_select(pd_policy_t *p, pd_book_t *b, pd_rng_t *rng, size_t n, int64_t now,
+                     uint32_t *out, size_t *nout);
+int pd_policy_score(pd_policy_t *p, const pd_peer_view_t *peer, pd_rng_t *rng, int64_t now,
+                    double *score);
+int pd_policy_evict_new(pd_policy_t *p, const pd_book_t *b, uint32_t incumbent,
+                        const pd_book_info_t *candidate, pd_rng_t *rng, int64_t now,
+                        int *verdict /* PD_BOOK_KEEP / PD_BOOK_REPLACE */);
+int pd_policy_evict_tried(pd_policy_t *p, const pd_book_t *b, uint32_t incumbent,
+                          uint32_t candidate, pd_rng_t *rng, int64_t now,
+                          int *verdict /* PD_BOOK_KEEP / PD_BOOK_REPLACE / PD_BOOK_WAIT */);
+int pd_policy_reputation(pd_policy_t *p, const pd_peer_view_t *peer, const char *event,
+                         const char *reason, pd_rng_t *rng, int64_t now, pd_rep_verdict_t *out);
+int pd_policy_pex_accept(pd_policy_t *p, const pd_peer_view_t *addr, const pd_peer_view_t *from,
+                         pd_rng_t *rng, int64_t now, bool *accept);
+int pd_policy_pex_share(pd_policy_t *p, const pd_peer_view_t *addr, const pd_peer_view_t *to,
+                        pd_rng_t *rng, int64_t now, bool *share);
+
+/* Hooks for pd_book_set_hooks that route the book's eviction decisions to
+ * evict.lua (falling back to the built-in rule). rng and now_ptr are read at
+ * call time (the book passes `now` itself; rng feeds peerd.random). */
+void pd_policy_book_hooks(pd_policy_t *p, pd_rng_t *rng, pd_book_hooks_t *out);
+
+#endif
