@@ -1,0 +1,642 @@
+/* peer — one connection's protocol state machine. See peer.h and
+ * docs/protocol.md §5 and §9. */
+#include "peer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+
+#ifdef PEERD_VERSION
+#define DEFAULT_AGENT "peerd/" PEERD_VERSION
+#else
+#define DEFAULT_AGENT "peerd"
+#endif
+
+/* Buffers above these sizes are released when the action queue is drained,
+ * so an idle connection does not keep a 47 KB ADDR frame around. */
+#define OUT_KEEP 4096
+#define ADDR_KEEP 16
+#define SMALL_FRAME (PD_WIRE_HEADER_LEN + PD_WIRE_HELLO_MAX) /* any frame but ADDR */
+
+typedef struct {
+  pd_peer_action_t a;
+  size_t off; /* SEND: offset in out; ADDRS: offset in ab */
+} queued_t;
+
+struct pd_peer {
+  pd_peer_config_t cfg;
+  const pd_identity_t *self;
+  uint8_t magic[PD_WIRE_MAGIC_LEN];
+  pd_wire_hello_t hello; /* ours, as sent */
+  pd_peer_dir_t dir;
+  bool has_expect;
+  uint8_t expect[PD_NODE_ID_LEN];
+  pd_rng_t rng; /* ping nonces, which addresses survive the rate limit */
+  pd_peer_state_t state;
+
+  /* handshake */
+  bool got_hello, got_ack;
+  uint8_t their_challenge[PD_WIRE_CHALLENGE_LEN];
+  pd_peer_remote_t remote;
+  pd_wire_decoder_t dec;
+
+  /* liveness */
+  int64_t last_recv_ms;
+  bool ping_outstanding;
+  uint64_t ping_nonce;
+  int64_t ping_sent_ms;
+  int64_t next_ping_ms;
+
+  /* PEX, asking */
+  bool auto_getaddr;
+  int64_t next_getaddr_ms;
+  bool getaddr_pending;
+  /* PEX, answering */
+  int64_t ga_period_start;
+  unsigned ga_answered, ga_ignored;
+  /* addr token bucket */
+  double tokens;
+  int64_t tokens_ms;
+  uint64_t drops_unreported;
+
+  pd_peer_stats_t st;
+  char bye_text[PD_WIRE_TEXT_MAX + 1];
+
+  /* output of the current call */
+  uint8_t *out;
+  size_t out_len, out_cap;
+  pd_wire_addr_entry_t *ab;
+  size_t ab_len, ab_cap;
+  queued_t *q;
+  size_t q_head, q_len, q_cap;
+};
+
+void pd_peer_config_default(pd_peer_config_t *c) {
+  memset(c, 0, sizeof *c);
+  c->handshake_timeout_ms = 10 * 1000;
+  c->ping_interval_ms = 60 * 1000;
+  c->dead_timeout_ms = 180 * 1000;
+  c->getaddr_interval_ms = 30 * 60 * 1000;
+  c->getaddr_on_connect_outbound = true;
+  c->getaddr_on_connect_inbound = false;
+  c->getaddr_period_ms = 10 * 60 * 1000;
+  c->getaddr_max = 1;
+  c->getaddr_flood = 5;
+  c->addr_rate = 0.1;
+  c->addr_burst = 1000.0;
+  c->addr_initial = 1.0;
+  c->addr_flood_drops = 5000;
+  c->relay_max = 10;
+  c->min_version = PD_WIRE_MIN_VERSION;
+  c->max_version = PD_WIRE_VERSION;
+}
+
+/* --- output queue -------------------------------------------------------- */
+/* At the start of every feeding call: if everything was drained, reuse the
+ * buffers from the start (and drop oversized ones). */
+static void begin_call(pd_peer_t *p) {
+  if (p->q_head < p->q_len) return;
+  p->q_head = p->q_len = 0;
+  p->out_len = 0;
+  p->ab_len = 0;
+  if (p->out_cap > OUT_KEEP) {
+    free(p->out);
+    p->out = NULL;
+    p->out_cap = 0;
+  }
+  if (p->ab_cap > ADDR_KEEP) {
+    free(p->ab);
+    p->ab = NULL;
+    p->ab_cap = 0;
+  }
+}
+
+static int push(pd_peer_t *p, const pd_peer_action_t *a, size_t off) {
+  if (p->q_len == p->q_cap) {
+    size_t ncap = p->q_cap ? 2 * p->q_cap : 8;
+    queued_t *nq = realloc(p->q, ncap * sizeof *nq);
+    if (!nq) return PD_ENOMEM;
+    p->q = nq;
+    p->q_cap = ncap;
+  }
+  p->q[p->q_len].a = *a;
+  p->q[p->q_len].off = off;
+  p->q_len++;
+  return 0;
+}
+
+static int reserve_out(pd_peer_t *p, size_t n) {
+  if (p->out_cap - p->out_len >= n) return 0;
+  size_t ncap = p->out_cap ? p->out_cap : 1024;
+  while (ncap - p->out_len < n) ncap *= 2;
+  uint8_t *nb = realloc(p->out, ncap);
+  if (!nb) return PD_ENOMEM;
+  p->out = nb;
+  p->out_cap = ncap;
+  return 0;
+}
+
+/* A frame of len bytes was written at out + out_len: account and queue it,
+ * extending the previous SEND when it is still queued and adjacent. */
+static int commit(pd_peer_t *p, size_t len, uint8_t type) {
+  size_t off = p->out_len;
+  p->out_len += len;
+  p->st.bytes_out += len;
+  p->st.frames_out[type]++;
+  if (p->q_len > p->q_head) {
+    queued_t *last = &p->q[p->q_len - 1];
+    if (last->a.type == PD_PEER_A_SEND && last->off + last->a.send.len == off) {
+      last->a.send.len += len;
+      return 0;
+    }
+  }
+  pd_peer_action_t a = {.type = PD_PEER_A_SEND};
+  a.send.len = len;
+  return push(p, &a, off);
+}
+
+static int send_hello(pd_peer_t *p) {
+  int rc = reserve_out(p, SMALL_FRAME);
+  if (rc) return rc;
+  size_t n = 0;
+  rc = pd_wire_encode_hello(p->magic, &p->hello, p->out + p->out_len, p->out_cap - p->out_len, &n);
+  if (rc) return rc;
+  return commit(p, n, PD_WIRE_HELLO);
+}
+
+static int send_ack(pd_peer_t *p, const uint8_t sig[PD_WIRE_SIG_LEN]) {
+  int rc = reserve_out(p, SMALL_FRAME);
+  if (rc) return rc;
+  size_t n = 0;
+  rc = pd_wire_encode_ack(p->magic, sig, p->out + p->out_len, p->out_cap - p->out_len, &n);
+  if (rc) return rc;
+  return commit(p, n, PD_WIRE_HELLO_ACK);
+}
+
+static int send_goodbye(pd_peer_t *p, uint16_t code, const char *text) {
+  int rc = reserve_out(p, SMALL_FRAME);
+  if (rc) return rc;
+  size_t n = 0;
+  rc = pd_wire_encode_goodbye(p->magic, code, text, p->out + p->out_len, p->out_cap - p->out_len,
+                              &n);
+  if (rc) return rc;
+  return commit(p, n, PD_WIRE_GOODBYE);
+}
+
+static int send_nonce(pd_peer_t *p, uint8_t type, uint64_t nonce) {
+  int rc = reserve_out(p, SMALL_FRAME);
+  if (rc) return rc;
+  size_t n = 0;
+  uint8_t *b = p->out + p->out_len;
+  size_t cap = p->out_cap - p->out_len;
+  rc = type == PD_WIRE_PING ? pd_wire_encode_ping(p->magic, nonce, b, cap, &n)
+                            : pd_wire_encode_pong(p->magic, nonce, b, cap, &n);
+  if (rc) return rc;
+  return commit(p, n, type);
+}
+
+/* Queue CLOSE (after an optional GOODBYE) and stop. bye_code < 0: none. */
+static int close_with(pd_peer_t *p, int bye_code, const char *reason, bool misbehaved) {
+  int rc = 0;
+  if (bye_code >= 0) rc = send_goodbye(p, (uint16_t)bye_code, reason);
+  pd_peer_action_t a = {.type = PD_PEER_A_CLOSE};
+  a.close.reason = reason;
+  a.close.misbehaved = misbehaved;
+  p->state = PD_PEER_CLOSED;
+  int rc2 = push(p, &a, 0);
+  return rc ? rc : rc2;
+}
+
+/* Allocation failed: the peer is dead; tell the driver if we still can. */
+static int no_memory(pd_peer_t *p) {
+  if (p->state != PD_PEER_CLOSED) {
+    pd_peer_action_t a = {.type = PD_PEER_A_CLOSE};
+    a.close.reason = "no_memory";
+    p->state = PD_PEER_CLOSED;
+    (void)push(p, &a, 0);
+  }
+  return PD_ENOMEM;
+}
+
+static int misbehaved(pd_peer_t *p, const char *reason) {
+  pd_peer_action_t a = {.type = PD_PEER_A_MISBEHAVED};
+  a.misbehaved.reason = reason;
+  p->st.misbehaved++;
+  return push(p, &a, 0);
+}
+
+/* --- token bucket ---------------------------------------------------------- */
+/* Bitcoin Core's rule: refill only while below the burst, never above it;
+ * the timestamp always moves (so a clock going back adds nothing). */
+static double refilled(const pd_peer_t *p, int64_t now_ms) {
+  double t = p->tokens;
+  if (t < p->cfg.addr_burst) {
+    int64_t dt = now_ms - p->tokens_ms;
+    if (dt < 0) dt = 0;
+    t += (double)dt / 1000.0 * p->cfg.addr_rate;
+    if (t > p->cfg.addr_burst) t = p->cfg.addr_burst;
+  }
+  return t;
+}
+
+static void refill(pd_peer_t *p, int64_t now_ms) {
+  p->tokens = refilled(p, now_ms);
+  p->tokens_ms = now_ms;
+}
+
+double pd_peer_addr_tokens(const pd_peer_t *p, int64_t now_ms) { return refilled(p, now_ms); }
+
+size_t pd_peer_footprint(const pd_peer_t *p) {
+  return sizeof *p + p->out_cap + p->ab_cap * sizeof *p->ab + p->q_cap * sizeof *p->q + p->dec.cap;
+}
+
+/* --- lifecycle ------------------------------------------------------------- */
+int pd_peer_new(pd_peer_t **out, const pd_peer_params_t *prm, pd_rng_t *rng, int64_t now_ms) {
+  if (!out || !prm || !prm->self || !prm->magic || !prm->network || !rng) return PD_EINVAL;
+  *out = NULL;
+  pd_peer_t *p = calloc(1, sizeof *p);
+  if (!p) return PD_ENOMEM;
+  if (prm->cfg)
+    p->cfg = *prm->cfg;
+  else
+    pd_peer_config_default(&p->cfg);
+  p->self = prm->self;
+  memcpy(p->magic, prm->magic, PD_WIRE_MAGIC_LEN);
+  p->dir = prm->dir;
+  if (prm->expect_id) {
+    p->has_expect = true;
+    memcpy(p->expect, prm->expect_id, PD_NODE_ID_LEN);
+  }
+  pd_rng_seed(&p->rng, pd_rng_u64(rng));
+
+  pd_wire_hello_t *h = &p->hello;
+  h->max_version = p->cfg.max_version;
+  h->min_version = p->cfg.min_version;
+  memcpy(h->node_id, prm->self->id, PD_NODE_ID_LEN);
+  memcpy(h->pubkey, prm->self->pk, PD_WIRE_PUBKEY_LEN);
+  if (prm->challenge)
+    memcpy(h->challenge, prm->challenge, PD_WIRE_CHALLENGE_LEN);
+  else
+    pd_rng_fill(rng, h->challenge, PD_WIRE_CHALLENGE_LEN);
+  h->timestamp = now_ms < 0 ? 0 : now_ms / 1000;
+  if (prm->listen) {
+    h->has_listen = true;
+    h->listen = *prm->listen;
+  }
+  size_t nlen = strnlen(prm->network, PD_WIRE_NETWORK_MAX + 1);
+  const char *agent = prm->agent ? prm->agent : DEFAULT_AGENT;
+  size_t alen = strnlen(agent, PD_WIRE_AGENT_MAX + 1);
+  if (nlen > PD_WIRE_NETWORK_MAX || alen > PD_WIRE_AGENT_MAX) {
+    free(p);
+    return PD_EINVAL;
+  }
+  memcpy(h->network, prm->network, nlen);
+  memcpy(h->agent, agent, alen);
+
+  pd_wire_decoder_init(&p->dec, p->magic);
+  p->state = PD_PEER_HANDSHAKE;
+  p->st.dir = p->dir;
+  p->st.created_ms = now_ms;
+  p->st.latency_ms = -1;
+  p->st.min_latency_ms = -1;
+  p->last_recv_ms = now_ms;
+  p->tokens = p->cfg.addr_initial;
+  p->tokens_ms = now_ms;
+
+  int rc = send_hello(p);
+  if (rc) {
+    pd_peer_free(p);
+    return rc == PD_ENOMEM ? PD_ENOMEM : PD_EINVAL;
+  }
+  *out = p;
+  return 0;
+}
+
+void pd_peer_free(pd_peer_t *p) {
+  if (!p) return;
+  pd_wire_decoder_free(&p->dec);
+  free(p->out);
+  free(p->ab);
+  free(p->q);
+  free(p);
+}
+
+bool pd_peer_poll(pd_peer_t *p, pd_peer_action_t *out) {
+  if (p->q_head >= p->q_len) return false;
+  queued_t *e = &p->q[p->q_head++];
+  *out = e->a;
+  if (out->type == PD_PEER_A_SEND) out->send.data = p->out + e->off;
+  if (out->type == PD_PEER_A_ADDRS_RECEIVED) out->addrs.entries = p->ab + e->off;
+  return true;
+}
+
+pd_peer_state_t pd_peer_state(const pd_peer_t *p) { return p->state; }
+pd_peer_dir_t pd_peer_dir(const pd_peer_t *p) { return p->dir; }
+const pd_peer_stats_t *pd_peer_stats(const pd_peer_t *p) { return &p->st; }
+const pd_peer_remote_t *pd_peer_remote(const pd_peer_t *p) {
+  return p->got_hello && p->got_ack ? &p->remote : NULL;
+}
+
+/* --- handshake ------------------------------------------------------------- */
+static int send_ping(pd_peer_t *p, int64_t now_ms) {
+  uint64_t nonce = pd_rng_u64(&p->rng);
+  int rc = send_nonce(p, PD_WIRE_PING, nonce);
+  if (rc) return rc;
+  p->ping_outstanding = true;
+  p->ping_nonce = nonce;
+  p->ping_sent_ms = now_ms;
+  p->next_ping_ms = now_ms + p->cfg.ping_interval_ms;
+  return 0;
+}
+
+static int send_getaddr(pd_peer_t *p, int64_t now_ms) {
+  int rc = reserve_out(p, SMALL_FRAME);
+  if (rc) return rc;
+  size_t n = 0;
+  rc = pd_wire_encode_getaddr(p->magic, p->out + p->out_len, p->out_cap - p->out_len, &n);
+  if (rc) return rc;
+  rc = commit(p, n, PD_WIRE_GETADDR);
+  if (rc) return rc;
+  /* The answer is wanted: it may carry up to PD_WIRE_MAX_ADDRS addresses
+   * outside the bucket (Bitcoin: m_addr_token_bucket += MAX_ADDR_TO_SEND).
+   * Asking again before an answer does not add more. */
+  p->getaddr_pending = true;
+  if (p->cfg.getaddr_interval_ms > 0) p->next_getaddr_ms = now_ms + p->cfg.getaddr_interval_ms;
+  return 0;
+}
+
+static int become_ready(pd_peer_t *p, int64_t now_ms) {
+  p->state = PD_PEER_READY;
+  p->st.ready_ms = now_ms;
+  p->ga_period_start = now_ms;
+  pd_peer_action_t a = {.type = PD_PEER_A_HANDSHAKE_DONE};
+  a.hs.remote = &p->remote;
+  int rc = push(p, &a, 0);
+  if (!rc) rc = send_ping(p, now_ms); /* first latency sample at once */
+  p->auto_getaddr = p->dir == PD_PEER_OUTBOUND ? p->cfg.getaddr_on_connect_outbound
+                                               : p->cfg.getaddr_on_connect_inbound;
+  if (!rc && p->auto_getaddr) rc = send_getaddr(p, now_ms);
+  return rc;
+}
+
+static int on_hello(pd_peer_t *p, const pd_wire_hello_t *h) {
+  p->got_hello = true;
+  memcpy(p->their_challenge, h->challenge, PD_WIRE_CHALLENGE_LEN);
+  pd_peer_remote_t *r = &p->remote;
+  memcpy(r->id, h->node_id, PD_NODE_ID_LEN);
+  memcpy(r->pubkey, h->pubkey, PD_WIRE_PUBKEY_LEN);
+  r->has_listen = h->has_listen;
+  r->listen = h->listen;
+  r->timestamp = h->timestamp;
+  memcpy(r->agent, h->agent, sizeof r->agent);
+
+  /* The checks, in the order of docs/protocol.md §5. */
+  if (strcmp(h->network, p->hello.network) != 0)
+    return close_with(p, PD_WIRE_BYE_NETWORK, "wrong_network", false);
+  if (pd_wire_negotiate_version(p->cfg.min_version, p->cfg.max_version, h->min_version,
+                                h->max_version, &r->version) != 0)
+    return close_with(p, PD_WIRE_BYE_VERSION, "incompatible_version", false);
+  if (!pd_identity_id_matches(h->pubkey, h->node_id))
+    return close_with(p, PD_WIRE_BYE_AUTH, "auth_failed", true);
+  if (memcmp(h->node_id, p->self->id, PD_NODE_ID_LEN) == 0 ||
+      memcmp(h->challenge, p->hello.challenge, PD_WIRE_CHALLENGE_LEN) == 0)
+    return close_with(p, PD_WIRE_BYE_SELF, "self_connection", false);
+  if (p->has_expect && memcmp(h->node_id, p->expect, PD_NODE_ID_LEN) != 0)
+    return close_with(p, PD_WIRE_BYE_ID_MISMATCH, "id_mismatch", false);
+
+  /* We sign; they verify with their own challenge first. */
+  uint8_t msg[PD_WIRE_AUTH_MSG_LEN], sig[PD_WIRE_SIG_LEN];
+  pd_wire_auth_message(msg, p->magic, h->challenge, p->hello.challenge, p->self->id, h->node_id);
+  if (pd_identity_sign(p->self, msg, sizeof msg, sig) != 0)
+    return close_with(p, -1, "auth_failed", false); /* our key is unusable */
+  return send_ack(p, sig);
+}
+
+static int on_ack(pd_peer_t *p, const uint8_t sig[PD_WIRE_SIG_LEN], int64_t now_ms) {
+  uint8_t msg[PD_WIRE_AUTH_MSG_LEN];
+  pd_wire_auth_message(msg, p->magic, p->hello.challenge, p->their_challenge, p->remote.id,
+                       p->self->id);
+  if (pd_identity_verify(p->remote.pubkey, msg, sizeof msg, sig) != 0)
+    return close_with(p, PD_WIRE_BYE_AUTH, "auth_failed", true);
+  p->got_ack = true;
+  return become_ready(p, now_ms);
+}
+
+/* --- PEX ------------------------------------------------------------------- */
+static int on_getaddr(pd_peer_t *p, int64_t now_ms) {
+  if (now_ms - p->ga_period_start >= p->cfg.getaddr_period_ms || now_ms < p->ga_period_start) {
+    p->ga_period_start = now_ms;
+    p->ga_answered = 0;
+    p->ga_ignored = 0;
+  }
+  if (p->ga_answered < p->cfg.getaddr_max) {
+    p->ga_answered++;
+    p->st.getaddr_answered++;
+    pd_peer_action_t a = {.type = PD_PEER_A_GETADDR_RECEIVED};
+    return push(p, &a, 0);
+  }
+  p->ga_ignored++;
+  p->st.getaddr_ignored++;
+  if (p->cfg.getaddr_flood && p->ga_ignored == p->cfg.getaddr_flood)
+    return misbehaved(p, "getaddr_flood");
+  return 0;
+}
+
+static int on_addr(pd_peer_t *p, pd_wire_msg_t *m, int64_t now_ms) {
+  size_t n = m->addr.count;
+  bool solicited = p->getaddr_pending;
+  p->getaddr_pending = false;
+  refill(p, now_ms);
+  /* An answer to our GETADDR is free up to PD_WIRE_MAX_ADDRS (the codec's
+   * cap, so all of it); unused credit does not linger. Anything else pays
+   * one token per address. */
+  size_t free_n = solicited ? (n < PD_WIRE_MAX_ADDRS ? n : PD_WIRE_MAX_ADDRS) : 0;
+  size_t paid = n - free_n, accept_paid = paid;
+  if (p->tokens < (double)paid) accept_paid = p->tokens < 1.0 ? 0 : (size_t)p->tokens;
+  p->tokens -= (double)accept_paid;
+  size_t accept = free_n + accept_paid;
+  size_t dropped = n - accept;
+  /* Which ones survive is random (Bitcoin shuffles), not the sender's
+   * choice of order: a partial Fisher-Yates in the scratch message. */
+  if (dropped) {
+    for (size_t i = 0; i < accept; i++) {
+      size_t j = i + (size_t)pd_rng_range(&p->rng, n - i);
+      pd_wire_addr_entry_t t = m->addr.entries[i];
+      m->addr.entries[i] = m->addr.entries[j];
+      m->addr.entries[j] = t;
+    }
+  }
+  if (p->ab_cap - p->ab_len < accept) {
+    size_t ncap = p->ab_len + accept;
+    pd_wire_addr_entry_t *nb = realloc(p->ab, ncap * sizeof *nb);
+    if (!nb) return PD_ENOMEM;
+    p->ab = nb;
+    p->ab_cap = ncap;
+  }
+  size_t off = p->ab_len;
+  if (accept) memcpy(p->ab + off, m->addr.entries, accept * sizeof *p->ab);
+  p->ab_len += accept;
+
+  p->st.addrs_received += n;
+  p->st.addrs_accepted += accept;
+  p->st.addrs_rate_limited += dropped;
+  pd_peer_action_t a = {.type = PD_PEER_A_ADDRS_RECEIVED};
+  a.addrs.count = accept;
+  a.addrs.received = n;
+  a.addrs.dropped = dropped;
+  a.addrs.solicited = solicited;
+  a.addrs.relayable = !solicited && n <= p->cfg.relay_max;
+  int rc = push(p, &a, off);
+  if (rc) return rc;
+  p->drops_unreported += dropped;
+  if (p->cfg.addr_flood_drops && p->drops_unreported >= p->cfg.addr_flood_drops) {
+    p->drops_unreported = 0;
+    return misbehaved(p, "addr_flood");
+  }
+  return 0;
+}
+
+/* --- input ----------------------------------------------------------------- */
+static int handle(pd_peer_t *p, pd_wire_msg_t *m, int64_t now_ms) {
+  p->st.frames_in[m->type]++;
+  p->last_recv_ms = now_ms;
+  switch (m->type) {
+  case PD_WIRE_GOODBYE: {
+    memcpy(p->bye_text, m->bye.text, (size_t)m->bye.text_len + 1);
+    pd_peer_action_t a = {.type = PD_PEER_A_CLOSE};
+    a.close.reason = "goodbye";
+    a.close.remote = true;
+    a.close.remote_code = m->bye.code;
+    a.close.remote_text = p->bye_text;
+    p->state = PD_PEER_CLOSED;
+    return push(p, &a, 0);
+  }
+  case PD_WIRE_HELLO:
+    if (p->got_hello) break;
+    return on_hello(p, &m->hello);
+  case PD_WIRE_HELLO_ACK:
+    if (!p->got_hello || p->got_ack) break;
+    return on_ack(p, m->ack.sig, now_ms);
+  default:
+    if (p->state != PD_PEER_READY) break;
+    switch (m->type) {
+    case PD_WIRE_PING: return send_nonce(p, PD_WIRE_PONG, m->nonce);
+    case PD_WIRE_PONG:
+      if (!p->ping_outstanding || m->nonce != p->ping_nonce) {
+        p->st.pongs_unexpected++;
+        return 0;
+      } else {
+        int64_t ms = now_ms - p->ping_sent_ms;
+        if (ms < 0) ms = 0;
+        p->ping_outstanding = false;
+        p->st.latency_ms = ms;
+        if (p->st.min_latency_ms < 0 || ms < p->st.min_latency_ms) p->st.min_latency_ms = ms;
+        pd_peer_action_t a = {.type = PD_PEER_A_LATENCY};
+        a.latency.ms = ms;
+        return push(p, &a, 0);
+      }
+    case PD_WIRE_GETADDR: return on_getaddr(p, now_ms);
+    case PD_WIRE_ADDR: return on_addr(p, m, now_ms);
+    default: break;
+    }
+  }
+  return close_with(p, PD_WIRE_BYE_PROTOCOL, "unexpected_message", true);
+}
+
+int pd_peer_on_bytes(pd_peer_t *p, const uint8_t *buf, size_t len, int64_t now_ms) {
+  begin_call(p);
+  if (p->state == PD_PEER_CLOSED || len == 0) return 0;
+  pd_wire_msg_t *m = malloc(sizeof *m); /* 56 KB scratch, not kept per peer */
+  if (!m) return no_memory(p);
+  size_t off = 0;
+  int rc = 0;
+  while (off < len && p->state != PD_PEER_CLOSED) {
+    size_t used = 0;
+    int r = pd_wire_decoder_feed(&p->dec, buf + off, len - off, &used, m);
+    off += used;
+    if (r == PD_WIRE_NEED_MORE) break;
+    if (r == PD_WIRE_MESSAGE) {
+      rc = handle(p, m, now_ms);
+      if (rc) break;
+      continue;
+    }
+    pd_wire_reason_t why = pd_wire_decoder_reason(&p->dec);
+    if (why == PD_WIRE_R_NO_MEMORY) {
+      rc = PD_ENOMEM;
+      break;
+    }
+    rc = close_with(p, PD_WIRE_BYE_PROTOCOL, pd_wire_reason_name(why), true);
+    break;
+  }
+  p->st.bytes_in += off;
+  free(m);
+  if (rc == PD_ENOMEM) return no_memory(p);
+  return rc;
+}
+
+int pd_peer_on_tick(pd_peer_t *p, int64_t now_ms) {
+  begin_call(p);
+  int rc = 0;
+  if (p->state == PD_PEER_HANDSHAKE) {
+    if (now_ms - p->st.created_ms >= p->cfg.handshake_timeout_ms)
+      rc = close_with(p, PD_WIRE_BYE_TIMEOUT, "handshake_timeout", false);
+  } else if (p->state == PD_PEER_READY) {
+    if (now_ms - p->last_recv_ms >= p->cfg.dead_timeout_ms ||
+        (p->ping_outstanding && now_ms - p->ping_sent_ms >= p->cfg.dead_timeout_ms))
+      rc = close_with(p, PD_WIRE_BYE_TIMEOUT, "ping_timeout", false);
+    else {
+      if (!p->ping_outstanding && now_ms >= p->next_ping_ms) rc = send_ping(p, now_ms);
+      if (!rc && p->auto_getaddr && p->cfg.getaddr_interval_ms > 0 &&
+          now_ms >= p->next_getaddr_ms)
+        rc = send_getaddr(p, now_ms);
+    }
+  }
+  if (rc == PD_ENOMEM) return no_memory(p);
+  return rc;
+}
+
+int64_t pd_peer_next_deadline(const pd_peer_t *p) {
+  if (p->state == PD_PEER_HANDSHAKE) return p->st.created_ms + p->cfg.handshake_timeout_ms;
+  if (p->state != PD_PEER_READY) return INT64_MAX;
+  int64_t d = p->last_recv_ms + p->cfg.dead_timeout_ms;
+  int64_t t = p->ping_outstanding ? p->ping_sent_ms + p->cfg.dead_timeout_ms : p->next_ping_ms;
+  if (t < d) d = t;
+  if (p->auto_getaddr && p->cfg.getaddr_interval_ms > 0 && p->next_getaddr_ms < d)
+    d = p->next_getaddr_ms;
+  return d;
+}
+
+/* --- calls from the node --------------------------------------------------- */
+int pd_peer_send_addrs(pd_peer_t *p, const pd_wire_addr_entry_t *entries, size_t count,
+                       int64_t now_ms) {
+  (void)now_ms;
+  begin_call(p);
+  if (p->state != PD_PEER_READY) return PD_EINVAL;
+  if (count > PD_WIRE_MAX_ADDRS) return PD_ETOOBIG;
+  int rc = reserve_out(p, PD_WIRE_HEADER_LEN + 2 + count * PD_WIRE_ADDR_ENTRY_MAX);
+  if (rc) return rc;
+  size_t n = 0;
+  rc = pd_wire_encode_addr(p->magic, entries, count, p->out + p->out_len,
+                           p->out_cap - p->out_len, &n);
+  if (rc) return rc;
+  return commit(p, n, PD_WIRE_ADDR);
+}
+
+int pd_peer_request_addrs(pd_peer_t *p, int64_t now_ms) {
+  begin_call(p);
+  if (p->state != PD_PEER_READY) return PD_EINVAL;
+  return send_getaddr(p, now_ms);
+}
+
+int pd_peer_close(pd_peer_t *p, uint16_t code, const char *text) {
+  begin_call(p);
+  if (p->state == PD_PEER_CLOSED) return 0;
+  int rc = send_goodbye(p, code, text);
+  pd_peer_action_t a = {.type = PD_PEER_A_CLOSE};
+  a.close.reason = pd_wire_bye_name(code);
+  p->state = PD_PEER_CLOSED;
+  int rc2 = push(p, &a, 0);
+  if (rc == PD_ENOMEM || rc2 == PD_ENOMEM) return no_memory(p);
+  return rc;
+}
