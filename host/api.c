@@ -399,6 +399,61 @@ static void h_health(ctx_t *c) {
   reply_json(c->resp, 200, o);
 }
 
+static json_t *policy_status_json(ctx_t *c) {
+  pd_policy_status_t ps;
+  pd_policy_status(pd_node_policy(c->node), &ps);
+  const pd_node_status_t *st = pd_node_status(c->node);
+  const pd_node_config_t *cfg = pd_node_config(c->node);
+  json_t *o = json_object();
+  json_t *files = json_array();
+  json_t *hooks = json_object();
+  json_t *limits = json_object();
+  if (!o || !files || !hooks || !limits) {
+    json_decref(o);
+    json_decref(files);
+    json_decref(hooks);
+    json_decref(limits);
+    return NULL;
+  }
+  set(o, "dir", jstr_or_null(cfg->policy_dir));
+  set(o, "generation", jint((int64_t)ps.generation));
+  set(o, "hash", ps.generation ? jstr(ps.hash) : json_null());
+  set(o, "loaded_at", jtime_or_null(ps.loaded_at));
+  for (size_t i = 0; i < ps.nfiles && i < sizeof(ps.files) / sizeof(ps.files[0]); i++) {
+    ps.files[i][sizeof(ps.files[i]) - 1] = '\0';
+    json_array_append_new(files, jstr(ps.files[i]));
+  }
+  set(o, "files", files);
+  for (int h = 0; h < PD_HOOK_COUNT; h++) {
+    const char *name = pd_policy_hook_name(h);
+    set(hooks, name ? name : "?", json_boolean(ps.has_hook[h]));
+  }
+  set(o, "hooks", hooks);
+  if (st->policy_error_at) {
+    json_t *le = json_object();
+    if (le) {
+      set(le, "at", jint(st->policy_error_at));
+      set(le, "error", jstr(st->policy_error));
+    }
+    set(o, "last_error", le);
+  } else {
+    set(o, "last_error", json_null());
+  }
+  set(o, "memory_bytes", jint((int64_t)ps.memory_bytes));
+  set(limits, "instructions", jint((int64_t)cfg->policy_limits.call_instructions));
+  set(limits, "timeout_ms", jint((int64_t)cfg->policy_limits.call_deadline_ms));
+  set(limits, "memory_bytes", jint((int64_t)cfg->policy_limits.memory_bytes));
+  set(o, "limits", limits);
+  uint64_t total = 0;
+  for (int h = 0; h < PD_HOOK_COUNT; h++) {
+    for (int r = 0; r < PD_POLICY_REASON_COUNT; r++) {
+      total += pd_policy_failures(pd_node_policy(c->node), h, r);
+    }
+  }
+  set(o, "failures", jint((int64_t)total));
+  return o;
+}
+
 static void h_status(ctx_t *c) {
   if (!query_allow(c, no_params)) return;
   const pd_node_status_t *st = pd_node_status(c->node);
@@ -444,6 +499,13 @@ static void h_status(ctx_t *c) {
   set(load, "entries_skipped", jint((int64_t)st->load_report.entries_skipped));
   set(load, "first_skip", jstr_or_null(st->load_report.first_skip));
   set(o, "load", load);
+  set(o, "policy", policy_status_json(c));
+  json_t *rep = json_object();
+  if (rep) {
+    set(rep, "records", jint((int64_t)pd_reputation_count(pd_node_reputation(c->node))));
+    set(rep, "max", jint((int64_t)pd_reputation_max(pd_node_reputation(c->node))));
+  }
+  set(o, "reputation", rep);
   reply_json(c->resp, 200, o);
 }
 
@@ -490,11 +552,27 @@ static void reject(json_t *rejected, const char *addr, const char *why) {
 
 /* Add one address heard from source (NULL: the address announces itself).
  * Counts it as added or known, or appends {addr: label, error} to rejected. */
-static void add_one(pd_book_t *book, const pd_netaddr_t *a, const uint8_t *id,
+static void add_one(pd_node_t *node, const pd_netaddr_t *a, const uint8_t *id,
                     const pd_netaddr_t *source, int64_t now, const char *label, size_t *added,
                     size_t *known, json_t *rejected) {
+  pd_book_t *book = pd_node_book(node);
   pd_netaddr_t src = source ? *source : *a;
   src.port = 0;
+  /* Gossip from a peer passes pex.lua's accept, after the book's own
+   * checks (so their reasons win). */
+  const char *why0 = NULL;
+  if (source && pd_netaddr_check_acceptable(a, pd_book_allow_private(book), &why0) < 0) {
+    reject(rejected, label, why0 ? why0 : "not acceptable");
+    return;
+  }
+  if (source && pd_banlist_is_banned(pd_book_bans_const(book), a, now, NULL)) {
+    reject(rejected, label, "banned");
+    return;
+  }
+  if (source && !pd_node_pex_accept(node, a, id, &src, now)) {
+    reject(rejected, label, "refused by pex policy");
+    return;
+  }
   bool was_known = pd_book_find(book, a) != PD_BOOK_NO_ID;
   const char *why = NULL;
   int rc = pd_book_add(book, a, id, now, &src, 0, now, &why);
@@ -581,7 +659,7 @@ static void h_book_post(ctx_t *c) {
     } else if (ep.is_ip) {
       pd_netaddr_t a = ep.addr;
       a.port = ep.port;
-      add_one(c->book, &a, ep.has_id ? ep.id : NULL, p->has_source ? &p->source : NULL, c->now,
+      add_one(c->node, &a, ep.has_id ? ep.id : NULL, p->has_source ? &p->source : NULL, c->now,
               s, &p->added, &p->known, p->rejected);
     } else if (p->nnames == PD_API_MAX_NAMES) {
       char msg[96];
@@ -647,7 +725,6 @@ void pd_api_resolved(pd_api_response_t *resp, size_t i, const pd_netaddr_t *addr
 /* Add what the driver resolved and render the POST /v1/book answer. */
 static void complete_resolve(pd_node_t *n, int64_t now, pd_api_response_t *resp) {
   pd_api_pending_t *p = resp->pending;
-  pd_book_t *book = pd_node_book(n);
   json_t *resolved = json_array();
   for (size_t i = 0; p && i < p->nnames; i++) {
     pending_name_t *pn = &p->names[i];
@@ -664,7 +741,7 @@ static void complete_resolve(pd_node_t *n, int64_t now, pd_api_response_t *resp)
       char txt[PD_ADDR_STRLEN];
       if (pd_netaddr_format(&pn->addrs[k], txt, sizeof txt) < 0) continue;
       json_array_append_new(list, jstr(txt));
-      add_one(book, &pn->addrs[k], pn->has_id ? pn->id : NULL,
+      add_one(n, &pn->addrs[k], pn->has_id ? pn->id : NULL,
               p->has_source ? &p->source : NULL, now, txt, &p->added, &p->known, p->rejected);
     }
     if (r) {
@@ -746,6 +823,16 @@ static json_t *ban_state(ctx_t *c, const pd_netaddr_t *a, json_t *o) {
   return o;
 }
 
+static json_t *reputation_json(const pd_peer_view_t *v) {
+  json_t *r = json_object();
+  if (!r) return NULL;
+  set(r, "value", json_real(v->reputation));
+  set(r, "misbehaviours", jint(v->misbehaviours));
+  set(r, "latency_ms", v->latency_ms >= 0 ? json_real(v->latency_ms) : json_null());
+  set(r, "first_seen", jtime_or_null(v->first_seen));
+  return r;
+}
+
 static void h_book_get(ctx_t *c) {
   if (!query_allow(c, no_params)) return;
   pd_netaddr_t a;
@@ -804,6 +891,11 @@ static void h_book_get(ctx_t *c) {
   set(o, "chance", json_real(pd_book_chance(c->book, id, c->now)));
   set(o, "group", jstr(ghex));
   ban_state(c, &a, o);
+  pd_peer_view_t v;
+  pd_node_peer_view(c->node, &e.addr, c->now, &v);
+  set(o, "score", json_real(pd_node_score(c->node, &v, c->now)));
+  set(o, "reputation", reputation_json(&v));
+  set(o, "private", json_boolean(v.private_peer));
   reply_json(c->resp, 200, o);
 }
 
@@ -813,7 +905,8 @@ static void h_dial(ctx_t *c) {
   uint64_t n;
   if (!query_uint(c, "n", DIAL_DEFAULT, 1, PD_API_MAX_DIAL, &n)) return;
   uint32_t ids[PD_API_MAX_DIAL];
-  size_t got = pd_book_select(c->book, (size_t)n, c->now, ids);
+  bool by_policy = false;
+  size_t got = pd_node_dial(c->node, (size_t)n, c->now, ids, &by_policy);
   json_t *o = json_object();
   json_t *peers = json_array();
   if (!o || !peers) {
@@ -831,9 +924,13 @@ static void h_dial(ctx_t *c) {
     set(j, "attempts", jint(e.attempts));
     set(j, "last_try", jint(e.last_try));
     set(j, "last_success", jint(e.last_success));
+    pd_peer_view_t v;
+    pd_node_peer_view(c->node, &e.addr, c->now, &v);
+    set(j, "score", json_real(pd_node_score(c->node, &v, c->now)));
     json_array_append_new(peers, j);
   }
   set(o, "peers", peers);
+  set(o, "selected_by", jstr(by_policy ? "policy" : "default"));
   reply_json(c->resp, 200, o);
 }
 
@@ -849,10 +946,20 @@ static bool event_from_name(const char *s, enum pd_metrics_event *ev) {
 
 static void h_events(ctx_t *c) {
   if (!query_allow(c, no_params)) return;
-  static const char *const fields[] = {"addr", "event", "reason", NULL};
+  static const char *const fields[] = {"addr", "event", "reason", "latency_ms", NULL};
   json_t *root = body_object(c, fields);
   if (!root) return;
   const char *addr_s, *event_s, *reason_s;
+  json_t *latency = json_object_get(root, "latency_ms");
+  double lat_ms = -1;
+  if (latency) {
+    if (!json_is_number(latency) || json_number_value(latency) < 0 ||
+        json_number_value(latency) > 1e9) {
+      pd_api_error(c->resp, 400, "field \"latency_ms\" must be a number from 0 to 1e9");
+      goto out;
+    }
+    lat_ms = json_number_value(latency);
+  }
   if (!field_string(c, root, "addr", true, &addr_s) ||
       !field_string(c, root, "event", true, &event_s) ||
       !field_string(c, root, "reason", false, &reason_s)) {
@@ -883,74 +990,47 @@ static void h_events(ctx_t *c) {
   set(o, "addr", jstr(abuf));
   set(o, "event", jstr(event_s));
 
-  uint32_t id = pd_book_find(c->book, &a);
-  pd_book_info_t before;
-  bool known = id != PD_BOOK_NO_ID && pd_book_info(c->book, id, &before) == 0;
-  if (ev == PD_METRICS_EV_MISBEHAVED) {
-    /* Built-in default until reputation policies arrive: ban the IP. */
-    pd_subnet_t sn;
-    pd_subnet_from_addr(&a, &sn);
-    int64_t secs = pd_node_config(c->node)->default_ban_secs;
-    int64_t until = secs > 0 ? c->now + secs : 0;
-    char reason[PD_BAN_REASON_MAX];
-    pd_node_copy_text(reason, sizeof(reason), reason_s ? reason_s : "misbehaved");
-    int rc = pd_banlist_add(pd_book_bans(c->book), &sn, c->now, until, reason);
-    if (rc < 0) {
-      json_decref(o);
-      errorf(c->resp, 500, "could not ban: %s", pd_strerror(rc));
-      goto out;
+  pd_node_event_result_t r;
+  int rc = pd_node_event(c->node, &a, ev, reason_s, c->now, &r);
+  if (rc == PD_ENOENT) {
+    json_decref(o);
+    json_t *e = json_object();
+    if (e) {
+      set(e, "error", jstr("not in book"));
+      set(e, "addr", jstr(abuf));
+      set(e, "event", jstr(event_s));
     }
+    reply_error_obj(c->resp, 404, e);
+    goto out;
+  }
+  if (rc < 0) {
+    json_decref(o);
+    errorf(c->resp, 500, "%s failed: %s", event_s, pd_strerror(rc));
+    goto out;
+  }
+  if (latency) pd_reputation_set_latency(pd_node_reputation(c->node), &a, lat_ms, c->now);
+  pd_book_info_t after;
+  uint32_t id2 = pd_book_find(c->book, &a);
+  bool still = id2 != PD_BOOK_NO_ID && pd_book_info(c->book, id2, &after) == 0;
+  set(o, "table", still ? jstr(table_name(after.in_tried)) : json_null());
+  if (r.book_result) set(o, "result", jstr(r.book_result));
+  set(o, "reputation", json_real(r.reputation));
+  set(o, "misbehaviours", jint(r.misbehaviours));
+  set(o, "decided_by", jstr(r.by_policy ? "policy" : "default"));
+  if (r.banned) {
     char sbuf[PD_ADDR_STRLEN];
-    if (pd_subnet_format(&sn, sbuf, sizeof(sbuf)) < 0) snprintf(sbuf, sizeof(sbuf), "?");
-    set(o, "table", known ? jstr(table_name(before.in_tried)) : json_null());
+    if (pd_subnet_format(&r.ban_subnet, sbuf, sizeof(sbuf)) < 0) snprintf(sbuf, sizeof(sbuf), "?");
     set(o, "banned", jstr(sbuf));
-    set(o, "until", jtime_or_null(until));
+    set(o, "until", jtime_or_null(r.ban_until));
+    json_t *ban = json_object();
+    if (ban) {
+      set(ban, "subnet", jstr(sbuf));
+      set(ban, "until", jtime_or_null(r.ban_until));
+      set(ban, "reason", jstr(r.ban_reason));
+    }
+    set(o, "ban", ban);
   } else {
-    if (!known) {
-      json_decref(o);
-      json_t *e = json_object();
-      if (e) {
-        set(e, "error", jstr("not in book"));
-        set(e, "addr", jstr(abuf));
-        set(e, "event", jstr(event_s));
-      }
-      reply_error_obj(c->resp, 404, e);
-      goto out;
-    }
-    int rc = 0;
-    const char *result = NULL;
-    switch (ev) {
-    case PD_METRICS_EV_ATTEMPT:
-      rc = pd_book_attempt(c->book, &a, false, c->now);
-      break;
-    case PD_METRICS_EV_FAILED:
-      rc = pd_book_attempt(c->book, &a, true, c->now);
-      break;
-    case PD_METRICS_EV_CONNECTED:
-    case PD_METRICS_EV_DISCONNECTED:
-      rc = pd_book_connected(c->book, &a, c->now);
-      break;
-    case PD_METRICS_EV_GOOD:
-      rc = pd_book_good(c->book, &a, true, c->now);
-      if (rc == 1) {
-        result = "moved_to_tried";
-      } else if (rc == 0) {
-        result = before.in_tried ? "already_tried" : "tried_collision";
-      }
-      break;
-    default:
-      break;
-    }
-    if (rc < 0) {
-      json_decref(o);
-      errorf(c->resp, rc == PD_ENOENT ? 404 : 500, "%s failed: %s", event_s, pd_strerror(rc));
-      goto out;
-    }
-    pd_book_info_t after;
-    uint32_t id2 = pd_book_find(c->book, &a);
-    bool still = id2 != PD_BOOK_NO_ID && pd_book_info(c->book, id2, &after) == 0;
-    set(o, "table", still ? jstr(table_name(after.in_tried)) : json_null());
-    if (result) set(o, "result", jstr(result));
+    set(o, "ban", json_null());
   }
   pd_metrics_count_event(pd_node_metrics(c->node), ev);
   reply_json(c->resp, 200, o);
@@ -1081,6 +1161,63 @@ static void h_save(ctx_t *c) {
   if (c->resp->status == 200) c->resp->action = PD_API_ACTION_SAVE;
 }
 
+/* GET /v1/pex?peer=ADDR&n=K: what to send `peer` when it asks for addresses. */
+static void h_pex(ctx_t *c) {
+  static const char *const params[] = {"peer", "n", NULL};
+  if (!query_allow(c, params)) return;
+  const char *peer_s = query_get(c, "peer");
+  if (!peer_s) {
+    pd_api_error(c->resp, 400, "missing query parameter: peer");
+    return;
+  }
+  pd_netaddr_t to;
+  const char *why = NULL;
+  if (pd_netaddr_parse_ip(peer_s, &to, &why) < 0 &&
+      parse_addr(peer_s, PD_PARSE_ALLOW_ID | PD_PARSE_PORT_OPTIONAL, &to, NULL, NULL, &why) < 0) {
+    errorf(c->resp, 400, "query parameter peer: %s", why ? why : "bad address");
+    return;
+  }
+  uint64_t n;
+  if (!query_uint(c, "n", 0, 1, PD_API_MAX_PEX, &n)) return;
+  bool explicit_n = query_get(c, "n") != NULL;
+  size_t max = explicit_n ? (size_t)n : PD_BOOK_GETADDR_MAX;
+  uint32_t *ids = malloc(PD_API_MAX_PEX * sizeof *ids);
+  json_t *o = json_object();
+  json_t *arr = json_array();
+  if (!ids || !o || !arr) {
+    free(ids);
+    json_decref(o);
+    json_decref(arr);
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  size_t got = pd_node_pex_sample(c->node, &to, max, !explicit_n, c->now, ids, PD_API_MAX_PEX);
+  for (size_t i = 0; i < got; i++) {
+    pd_book_info_t e;
+    if (pd_book_info(c->book, ids[i], &e) < 0) continue;
+    char buf[PD_ADDR_STRLEN + PD_NODE_ID_HEXLEN + 1];
+    size_t off = 0;
+    if (e.has_node_id) {
+      hex_encode(e.node_id, PD_NODE_ID_LEN, buf);
+      buf[PD_NODE_ID_HEXLEN] = '@';
+      off = PD_NODE_ID_HEXLEN + 1;
+    }
+    if (pd_netaddr_format(&e.addr, buf + off, sizeof(buf) - off) < 0) continue;
+    json_array_append_new(arr, jstr(buf));
+  }
+  free(ids);
+  set(o, "addrs", arr);
+  reply_json(c->resp, 200, o);
+}
+
+static void h_policy_reload(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  json_t *o = json_object();
+  if (o) set(o, "reloading", json_true());
+  reply_json(c->resp, 200, o);
+  if (c->resp->status == 200) c->resp->action = PD_API_ACTION_RELOAD;
+}
+
 static void h_metrics(ctx_t *c) {
   if (!query_allow(c, no_params)) return;
   const pd_node_status_t *st = pd_node_status(c->node);
@@ -1092,6 +1229,27 @@ static void h_metrics(ctx_t *c) {
       .collisions = pd_book_collision_count(c->book),
       .book_memory = pd_book_memory(c->book),
   };
+  pd_policy_t *pol = pd_node_policy(c->node);
+  uint64_t failures[PD_HOOK_COUNT * PD_POLICY_REASON_COUNT];
+  const char *hn[PD_HOOK_COUNT], *rn[PD_POLICY_REASON_COUNT];
+  for (int h = 0; h < PD_HOOK_COUNT; h++) {
+    hn[h] = pd_policy_hook_name(h);
+    for (int r = 0; r < PD_POLICY_REASON_COUNT; r++) {
+      failures[h * PD_POLICY_REASON_COUNT + r] = pd_policy_failures(pol, h, r);
+    }
+  }
+  for (int r = 0; r < PD_POLICY_REASON_COUNT; r++) {
+    rn[r] = pd_policy_reason_name(r);
+  }
+  pd_policy_status_t ps;
+  pd_policy_status(pol, &ps);
+  g.policy_hooks = PD_HOOK_COUNT;
+  g.policy_reasons = PD_POLICY_REASON_COUNT;
+  g.policy_hook_names = hn;
+  g.policy_reason_names = rn;
+  g.policy_failures = failures;
+  g.policy_memory = ps.memory_bytes;
+  g.policy_generation = ps.generation;
   char *text = NULL;
   size_t len = 0;
   if (pd_metrics_render(pd_node_metrics(c->node), &g, PEERD_VERSION, &text, &len) < 0) {
@@ -1123,6 +1281,8 @@ static const route_t routes[] = {
     {"/v1/bans", false, "DELETE", h_bans_delete_query},
     {"/v1/bans/", true, "DELETE", h_bans_delete_path},
     {"/v1/save", false, "POST", h_save},
+    {"/v1/pex", false, "GET", h_pex},
+    {"/v1/policy/reload", false, "POST", h_policy_reload},
     {"/metrics", false, "GET", h_metrics},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -1248,6 +1408,19 @@ void pd_api_complete(pd_node_t *n, int64_t now, pd_api_response_t *resp) {
     reply_json(resp, ok ? 200 : 500, o);
   } else if (resp->action == PD_API_ACTION_RESOLVE) {
     complete_resolve(n, now, resp);
+  } else if (resp->action == PD_API_ACTION_RELOAD) {
+    const pd_node_status_t *st = pd_node_status(n);
+    pd_policy_status_t ps;
+    pd_policy_status(pd_node_policy(n), &ps);
+    bool ok = st->last_policy_load_rc == 0;
+    json_t *o = json_object();
+    if (o) {
+      set(o, "reloaded", json_boolean(ok));
+      set(o, "generation", jint((int64_t)ps.generation));
+      set(o, "hash", ps.generation ? jstr(ps.hash) : json_null());
+      set(o, "error", ok ? json_null() : jstr(st->policy_error));
+    }
+    reply_json(resp, ok ? 200 : 422, o);
   } else {
     pd_api_error(resp, 500, "unknown action");
   }

@@ -7,7 +7,8 @@
  * Does not own: sockets or HTTP framing (http.c, daemon.c) and never touches
  * a clock or a file: `now` comes in; a request that needs the driver (save
  * the book now) comes back with an action, and the driver calls
- * pd_api_complete() with the outcome.
+ * pd_api_complete() with the outcome (save the book, resolve host names,
+ * reload the policy directory).
  */
 #ifndef PD_API_H
 #define PD_API_H
@@ -21,6 +22,7 @@
 #define PD_API_MAX_ADDRS 1000         /* addresses per POST /v1/book */
 #define PD_API_MAX_DIAL 1000          /* n per GET /v1/dial */
 #define PD_API_MAX_NAMES 16           /* host names to resolve per POST /v1/book */
+#define PD_API_MAX_PEX PD_BOOK_GETADDR_MAX /* n per GET /v1/pex */
 
 typedef struct pd_api_request {
   const char *method; /* "GET", "POST", ... */
@@ -34,6 +36,11 @@ enum pd_api_action {
   PD_API_ACTION_SAVE = 1,    /* save the book, then call pd_api_complete */
   PD_API_ACTION_RESOLVE = 2, /* resolve each pending host name (DNS), hand the
                                 results to pd_api_resolved, then call
+                                pd_api_complete */
+  PD_API_ACTION_RELOAD = 3,  /* POST /v1/policy/reload: read the policy
+                                directory afresh, load it with
+                                pd_node_policy_load (or record a read failure
+                                with pd_node_policy_load_failed), then call
                                 pd_api_complete */
 };
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -98,6 +99,10 @@ struct pd_daemon {
   uv_timer_t tick;
   uv_signal_t sigterm;
   uv_signal_t sigint;
+  uv_signal_t sighup;
+  uv_fs_event_t policy_watch;
+  uv_timer_t policy_debounce;
+  bool policy_watching;
   bool server_open;
   pd_daemon_config_t cfg;
   pd_rng_t rng;
@@ -204,6 +209,10 @@ void pd_daemon_config_defaults(pd_daemon_config_t *cfg) {
   cfg->save_interval = (int64_t)PD_DAEMON_DEFAULT_SAVE_MINUTES * 60;
   cfg->ban_time = PD_DAEMON_DEFAULT_BAN_SECS;
   cfg->log_level = PD_LOG_INFO;
+  cfg->policy_dir = PEERD_POLICY_DIR;
+  cfg->policy_instructions = PD_DAEMON_DEFAULT_POLICY_INSTRUCTIONS;
+  cfg->policy_timeout_ms = PD_DAEMON_DEFAULT_POLICY_TIMEOUT_MS;
+  cfg->policy_memory_mb = PD_DAEMON_DEFAULT_POLICY_MEMORY_MB;
 }
 
 int pd_daemon_parse_listen(const char *s, void *ss, unsigned cap, const char **why) {
@@ -317,6 +326,120 @@ static void fmt_sockaddr(const struct sockaddr_storage *ss, char *buf, size_t ca
   } else {
     snprintf(buf, cap, "?");
   }
+}
+
+/* ----------------------------------------------------------- policies */
+
+const char *const pd_daemon_policy_files[5] = {
+    "select.lua", "score.lua", "evict.lua", "reputation.lua", "pex.lua",
+};
+
+int pd_daemon_read_policies(const char *dir, pd_policy_file_t files[5], char *err, size_t cap) {
+  struct stat st;
+  if (stat(dir, &st) != 0) {
+    snprintf(err, cap, "policy directory %s: %s", dir, strerror(errno));
+    return PD_ENOENT;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    snprintf(err, cap, "policy directory %s: not a directory", dir);
+    return PD_EINVAL;
+  }
+  int n = 0;
+  for (size_t i = 0; i < 5; i++) {
+    char path[PATH_CAP];
+    int pl = snprintf(path, sizeof path, "%s/%s", dir, pd_daemon_policy_files[i]);
+    if (pl < 0 || (size_t)pl >= sizeof path) {
+      snprintf(err, cap, "policy directory path too long");
+      goto fail;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = pd_fs_read_all(path, PD_DAEMON_MAX_POLICY_FILE, &buf, &len);
+    if (rc == -ENOENT) continue;
+    if (rc < 0) {
+      snprintf(err, cap, "%s: cannot read: %s", pd_daemon_policy_files[i], pd_strerror(rc));
+      goto fail;
+    }
+    files[n].name = pd_daemon_policy_files[i];
+    files[n].text = buf;
+    files[n].len = len;
+    n++;
+  }
+  return n;
+fail:
+  for (int k = 0; k < n; k++) free((char *)files[k].text);
+  return PD_EINVAL;
+}
+
+static uint64_t hr_clock(void *ud) {
+  (void)ud;
+  return uv_hrtime();
+}
+
+/* Log each policy failure kind not reported yet (once per kind and load). */
+static void drain_policy_failures(pd_daemon_t *d) {
+  int hook = 0, reason = 0;
+  char msg[512];
+  while (pd_policy_next_unreported(pd_node_policy(d->node), &hook, &reason, msg, sizeof msg)) {
+    const char *h = pd_policy_hook_name(hook), *r = pd_policy_reason_name(reason);
+    LOG(d, PD_LOG_WARN, "policy failure", "hook", h ? h : "?", "reason", r ? r : "?", "error",
+        msg);
+  }
+}
+
+/* Read the directory afresh and load the set; the old set stays on failure.
+ * Returns 0 when the new set is in force. */
+static int reload_policies(pd_daemon_t *d, const char *why) {
+  pd_policy_file_t files[5];
+  char err[600] = "";
+  int64_t now = wall_now();
+  int n = pd_daemon_read_policies(d->cfg.policy_dir, files, err, sizeof err);
+  if (n < 0) {
+    pd_node_policy_load_failed(d->node, err, now);
+    LOG(d, PD_LOG_WARN, "policy load failed", "dir", d->cfg.policy_dir, "reason", why, "error",
+        err);
+    return n;
+  }
+  int rc = pd_node_policy_load(d->node, files, (size_t)n, now, err, sizeof err);
+  for (int i = 0; i < n; i++) free((char *)files[i].text);
+  if (rc < 0) {
+    LOG(d, PD_LOG_WARN, "policy load failed", "dir", d->cfg.policy_dir, "reason", why, "error",
+        err);
+    return rc;
+  }
+  pd_policy_status_t ps;
+  pd_policy_status(pd_node_policy(d->node), &ps);
+  char gen[32], nf[32], fl[600] = "";
+  fmt_u64(gen, sizeof gen, ps.generation);
+  fmt_u64(nf, sizeof nf, ps.nfiles);
+  size_t off = 0;
+  for (size_t i = 0; i < ps.nfiles && i < 8; i++) {
+    int w = snprintf(fl + off, sizeof fl - off, "%s%.63s", i ? "," : "", ps.files[i]);
+    if (w > 0 && (size_t)w < sizeof fl - off) off += (size_t)w;
+  }
+  LOG(d, PD_LOG_INFO, "policy loaded", "dir", d->cfg.policy_dir, "reason", why, "generation", gen,
+      "hash", ps.hash, "files", fl);
+  return 0;
+}
+
+static void on_policy_debounce(uv_timer_t *t) {
+  pd_daemon_t *d = t->data;
+  if (d->stopping) return;
+  reload_policies(d, "file change");
+}
+
+static void on_policy_change(uv_fs_event_t *h, const char *filename, int events, int status) {
+  (void)filename;
+  (void)events;
+  pd_daemon_t *d = h->data;
+  if (d->stopping) return;
+  if (status < 0) {
+    LOG(d, PD_LOG_WARN, "policy directory watch error", "dir", d->cfg.policy_dir, "error",
+        uv_strerror(status));
+    return;
+  }
+  /* editors write in bursts: reload once things are quiet */
+  uv_timer_start(&d->policy_debounce, on_policy_debounce, PD_DAEMON_POLICY_DEBOUNCE_MS, 0);
 }
 
 /* -------------------------------------------------------------- saves */
@@ -594,6 +717,7 @@ static void send_error(conn_t *c, int status, const char *msg) {
 static void resolve_finish(resolve_job_t *job) {
   pd_daemon_t *d = job->d;
   pd_api_complete(d->node, wall_now(), &job->resp);
+  drain_policy_failures(d);
   conn_t *c = job->c;
   if (c && !c->closing) {
     c->rjob = NULL;
@@ -694,6 +818,11 @@ static void conn_process(conn_t *c) {
     pd_api_response_t resp;
     memset(&resp, 0, sizeof resp);
     pd_api_handle(d->node, &req, wall_now(), &resp);
+    if (resp.action == PD_API_ACTION_RELOAD) {
+      reload_policies(d, "api");
+      pd_api_complete(d->node, wall_now(), &resp);
+    }
+    drain_policy_failures(d);
     char st[24];
     fmt_i64(st, sizeof st, resp.status);
     LOG(d, PD_LOG_DEBUG, "api request", "peer", c->peer, "method", hr->method, "target",
@@ -807,6 +936,7 @@ static void on_tick(uv_timer_t *t) {
   pd_daemon_t *d = t->data;
   if (d->stopping) return;
   if (pd_node_tick(d->node, wall_now()) && !d->saving) start_save(d, "periodic");
+  drain_policy_failures(d);
 }
 
 static void on_handle_closed(uv_handle_t *h) { (void)h; }
@@ -815,6 +945,7 @@ static void begin_stop(pd_daemon_t *d, const char *signame) {
   LOG(d, PD_LOG_INFO, "shutting down", "signal", signame);
   d->stopping = true;
   uv_timer_stop(&d->tick);
+  uv_timer_stop(&d->policy_debounce);
   if (d->server_open) {
     uv_close((uv_handle_t *)&d->server, on_handle_closed);
     d->server_open = false;
@@ -832,10 +963,18 @@ static void finish_stop(pd_daemon_t *d) {
   uv_close((uv_handle_t *)&d->tick, on_handle_closed);
   uv_close((uv_handle_t *)&d->sigterm, on_handle_closed);
   uv_close((uv_handle_t *)&d->sigint, on_handle_closed);
+  uv_close((uv_handle_t *)&d->sighup, on_handle_closed);
+  uv_close((uv_handle_t *)&d->policy_debounce, on_handle_closed);
+  if (d->policy_watching) uv_close((uv_handle_t *)&d->policy_watch, on_handle_closed);
+  d->policy_watching = false;
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
   pd_daemon_t *d = s->data;
+  if (signum == SIGHUP) {
+    if (!d->stopping) reload_policies(d, "SIGHUP");
+    return;
+  }
   const char *name = signum == SIGTERM ? "SIGTERM" : signum == SIGINT ? "SIGINT" : "signal";
   if (d->stopping) {
     LOG(d, PD_LOG_WARN, "second signal: exiting now", "signal", name);
@@ -866,6 +1005,15 @@ static int load_book(pd_daemon_t *d, int64_t now) {
       .allow_private = d->cfg.allow_private,
       .save_interval = d->cfg.save_interval,
       .default_ban_secs = d->cfg.ban_time,
+      .policy_limits = {.call_instructions = d->cfg.policy_instructions,
+                        .call_deadline_ms = d->cfg.policy_timeout_ms,
+                        .memory_bytes = (size_t)d->cfg.policy_memory_mb * 1024 * 1024},
+      .policy_clock = hr_clock,
+      .policy_dir = d->cfg.policy_dir,
+      .private_subnets = d->cfg.private_subnets,
+      .nprivate_subnets = d->cfg.nprivate_subnets,
+      .private_ids = d->cfg.private_ids,
+      .nprivate_ids = d->cfg.nprivate_ids,
   };
   char *buf = NULL;
   size_t len = 0;
@@ -962,6 +1110,23 @@ static int start_api(pd_daemon_t *d) {
   return 0;
 }
 
+/* The policy directory must exist; a set that does not load is logged and
+ * the C defaults serve until a reload succeeds. */
+static int start_policies(pd_daemon_t *d) {
+  struct stat st;
+  errno = 0;
+  if (stat(d->cfg.policy_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    LOG(d, PD_LOG_ERROR, "policy directory missing", "dir", d->cfg.policy_dir, "error",
+        errno ? strerror(errno) : "not a directory");
+    return -1;
+  }
+  if (reload_policies(d, "start") < 0) {
+    LOG(d, PD_LOG_WARN, "running with the built-in C defaults until a policy set loads", "dir",
+        d->cfg.policy_dir);
+  }
+  return 0;
+}
+
 static void walk_close(uv_handle_t *h, void *arg) {
   (void)arg;
   if (!uv_is_closing(h)) uv_close(h, NULL);
@@ -989,7 +1154,8 @@ int pd_daemon_run(const pd_daemon_config_t *cfg) {
   char si[32];
   fmt_i64(si, sizeof si, cfg->save_interval);
   LOG(d, PD_LOG_INFO, "peerd starting", "version", PEERD_VERSION, "data_dir", cfg->data_dir,
-      "allow_private", cfg->allow_private ? "true" : "false", "save_interval_s", si);
+      "allow_private", cfg->allow_private ? "true" : "false", "save_interval_s", si, "policies",
+      cfg->policy_dir);
 
   int exit_code = 0;
   rc = pd_fs_ensure_dir(cfg->data_dir, 0700);
@@ -999,8 +1165,25 @@ int pd_daemon_run(const pd_daemon_config_t *cfg) {
     exit_code = 1;
   }
   if (exit_code == 0 && load_book(d, now) < 0) exit_code = 1;
+  if (exit_code == 0 && start_policies(d) < 0) exit_code = 1;
   if (exit_code == 0 && start_api(d) < 0) exit_code = 1;
   if (exit_code == 0) {
+    uv_timer_init(&d->loop, &d->policy_debounce);
+    d->policy_debounce.data = d;
+    if (uv_fs_event_init(&d->loop, &d->policy_watch) == 0) {
+      d->policy_watch.data = d;
+      int wrc = uv_fs_event_start(&d->policy_watch, on_policy_change, d->cfg.policy_dir, 0);
+      if (wrc == 0) {
+        d->policy_watching = true;
+      } else {
+        uv_close((uv_handle_t *)&d->policy_watch, on_handle_closed);
+        LOG(d, PD_LOG_WARN, "cannot watch the policy directory; reload with SIGHUP or the API",
+            "dir", d->cfg.policy_dir, "error", uv_strerror(wrc));
+      }
+    }
+    uv_signal_init(&d->loop, &d->sighup);
+    d->sighup.data = d;
+    uv_signal_start(&d->sighup, on_signal, SIGHUP);
     uv_timer_init(&d->loop, &d->tick);
     d->tick.data = d;
     uv_timer_start(&d->tick, on_tick, 1000, 1000);

@@ -4,7 +4,10 @@
  * core: the control-API TCP server (per-connection HTTP parsing via http.h,
  * connection limit, idle timeouts, responses written with uv_write), the
  * 1-second housekeeping timer (the wall clock is read here and handed to the
- * core as Unix seconds), SIGTERM/SIGINT, entropy (libsodium: the book key
+ * core as Unix seconds), SIGTERM/SIGINT, the policy directory (read at start
+ * and on every reload: a change seen by a libuv fs watcher, debounced
+ * 150 ms; SIGHUP; POST /v1/policy/reload) and the log lines about policy
+ * loads and failures, the monotonic clock of policy deadlines (uv_hrtime), entropy (libsodium: the book key
  * and the RNG seed), loading addrbook.json at start (moving a bad file
  * aside), saving it (periodically on libuv's thread pool, on demand through
  * POST /v1/save, and at shutdown), and the logfmt log on stderr.
@@ -16,7 +19,11 @@
 #define PD_DAEMON_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "netaddr.h"
+#include "policy.h"
 
 #define PD_DAEMON_DEFAULT_DATA_DIR "./peerd-data"
 #define PD_DAEMON_DEFAULT_API "127.0.0.1:7412"
@@ -26,6 +33,18 @@
 #define PD_DAEMON_IDLE_TIMEOUT_MS 30000  /* idle / slow-request timeout */
 #define PD_DAEMON_BOOK_FILE "addrbook.json"
 #define PD_DAEMON_MAX_BOOK_FILE (256u * 1024 * 1024) /* bytes read at most */
+#define PD_DAEMON_MAX_POLICY_FILE (1024u * 1024)     /* bytes per policy file */
+#define PD_DAEMON_POLICY_DEBOUNCE_MS 150 /* quiet time after a change before reloading */
+#define PD_DAEMON_DEFAULT_POLICY_INSTRUCTIONS 1000000
+#define PD_DAEMON_DEFAULT_POLICY_TIMEOUT_MS 50
+#define PD_DAEMON_DEFAULT_POLICY_MEMORY_MB 64
+#ifndef PEERD_POLICY_DIR
+#define PEERD_POLICY_DIR "policies"
+#endif
+
+/* The policy files read from the directory, in this order; a missing one
+ * means the built-in C default for its hooks. */
+extern const char *const pd_daemon_policy_files[5];
 
 enum pd_log_level { PD_LOG_DEBUG = 0, PD_LOG_INFO = 1, PD_LOG_WARN = 2, PD_LOG_ERROR = 3 };
 
@@ -38,6 +57,15 @@ typedef struct pd_daemon_config {
   bool has_seed;          /* --seed given */
   uint64_t seed;          /* --seed */
   int log_level;          /* enum pd_log_level */
+  const char *policy_dir; /* --policies (default PEERD_POLICY_DIR) */
+  uint64_t policy_instructions; /* --policy-instructions, per hook call */
+  uint64_t policy_timeout_ms;   /* --policy-timeout-ms, per hook call */
+  uint64_t policy_memory_mb;    /* --policy-memory-mb, per policy state */
+  /* --private-peer: never shared through PEX (borrowed arrays). */
+  const pd_subnet_t *private_subnets;
+  size_t nprivate_subnets;
+  const uint8_t (*private_ids)[PD_NODE_ID_LEN];
+  size_t nprivate_ids;
 } pd_daemon_config_t;
 
 /* Fill cfg with the embedded defaults. */
@@ -56,6 +84,11 @@ int pd_log_level_parse(const char *s);
  * followed by key/value string pairs, ended by a NULL key. Values are
  * quoted and escaped when needed. */
 void pd_log(int min_level, int level, const char *msg, ...);
+
+/* Read the policy files of dir (those that exist) into files[] (texts
+ * malloc'd: free each files[i].text) and return how many, or < 0 with a
+ * message in err: the directory is missing or a file cannot be read. */
+int pd_daemon_read_policies(const char *dir, pd_policy_file_t files[5], char *err, size_t cap);
 
 /* Run the daemon until SIGTERM/SIGINT. Returns the process exit status:
  * 0 after a clean shutdown (book saved), 1 when start-up failed or the

@@ -1,6 +1,8 @@
 /* main — the peerd command line: `peerd [run] [flags]`, `peerd book-slot`,
- * `peerd --version`, `peerd --help`. Parses flags (getopt_long), then hands
- * over to the daemon (daemon.c) or computes a book slot (addrbook.c).
+ * `peerd policy-check DIR`, `peerd --version`, `peerd --help`. Parses flags
+ * (getopt_long), then hands over to the daemon (daemon.c), computes a book
+ * slot (addrbook.c), or loads and exercises a policy directory against a
+ * synthetic book (policy.c).
  * Exit status: 0 ok, 1 runtime failure, 2 usage error. Documented in
  * docs/cli.md.
  */
@@ -11,17 +13,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "addrbook.h"
 #include "daemon.h"
+#include "err.h"
 #include "netaddr.h"
+#include "policy.h"
+
+#define MAX_PRIVATE 64
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static const char usage_text[] =
     "Usage:\n"
     "  peerd [run] [options]                 run the daemon\n"
     "  peerd book-slot --key HEX [--source ADDR] [--allow-private] ADDR\n"
     "                                        print where ADDR goes in a book with key HEX\n"
+    "  peerd policy-check DIR                load DIR's policies and exercise every hook\n"
+    "                                        against a synthetic book; exit 1 on any problem\n"
     "  peerd --version                       print the version\n"
     "  peerd --help                          print this help\n"
     "\n"
@@ -35,6 +47,16 @@ static const char usage_text[] =
     "  --ban-time SECONDS      default ban length (default: 86400)\n"
     "  --seed N                seed of the core's RNG (default: random, from libsodium)\n"
     "  --log-level LEVEL       debug|info|warn|error (default: info)\n"
+    "  --policies DIR          policy directory, watched and hot-reloaded\n"
+    "                          (default: " PEERD_POLICY_DIR ")\n"
+    "  --policy-instructions N instruction budget per policy call (default: " STR(
+        PD_DAEMON_DEFAULT_POLICY_INSTRUCTIONS) ")\n"
+    "  --policy-timeout-ms N   wall-clock deadline per policy call (default: " STR(
+        PD_DAEMON_DEFAULT_POLICY_TIMEOUT_MS) ")\n"
+    "  --policy-memory-mb N    memory cap of a policy set's Lua state (default: " STR(
+        PD_DAEMON_DEFAULT_POLICY_MEMORY_MB) ")\n"
+    "  --private-peer X        never share X through PEX: an IP, a subnet (1.2.3.0/24)\n"
+    "                          or a 40-hex node id; repeatable, up to " STR(MAX_PRIVATE) " (default: none)\n"
     "\n"
     "Options for book-slot:\n"
     "  --key HEX               64 hex characters: the 32 key bytes in hashing order (required)\n"
@@ -85,6 +107,11 @@ enum {
   OPT_SOURCE,
   OPT_HELP,
   OPT_VERSION,
+  OPT_POLICIES,
+  OPT_POLICY_INSTRUCTIONS,
+  OPT_POLICY_TIMEOUT,
+  OPT_POLICY_MEMORY,
+  OPT_PRIVATE_PEER,
 };
 
 static int cmd_book_slot(int argc, char **argv) {
@@ -174,12 +201,20 @@ static int cmd_run(int argc, char **argv) {
       {"ban-time", required_argument, NULL, OPT_BAN_TIME},
       {"seed", required_argument, NULL, OPT_SEED},
       {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+      {"policies", required_argument, NULL, OPT_POLICIES},
+      {"policy-instructions", required_argument, NULL, OPT_POLICY_INSTRUCTIONS},
+      {"policy-timeout-ms", required_argument, NULL, OPT_POLICY_TIMEOUT},
+      {"policy-memory-mb", required_argument, NULL, OPT_POLICY_MEMORY},
+      {"private-peer", required_argument, NULL, OPT_PRIVATE_PEER},
       {"help", no_argument, NULL, OPT_HELP},
       {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0},
   };
   pd_daemon_config_t cfg;
   pd_daemon_config_defaults(&cfg);
+  static pd_subnet_t priv_subnets[MAX_PRIVATE];
+  static uint8_t priv_ids[MAX_PRIVATE][PD_NODE_ID_LEN];
+  size_t nsub = 0, nids = 0;
   opterr = 0;
   optind = 1;
   int ch;
@@ -226,6 +261,44 @@ static int cmd_run(int argc, char **argv) {
       cfg.log_level = lvl;
       break;
     }
+    case OPT_POLICIES:
+      if (!*optarg) return usage_error("--policies needs a directory%s", NULL);
+      cfg.policy_dir = optarg;
+      break;
+    case OPT_POLICY_INSTRUCTIONS:
+      if (!parse_u64(optarg, UINT64_MAX / 2, &v) || v < 1000) {
+        return usage_error("--policy-instructions needs a number >= 1000, got '%s'", optarg);
+      }
+      cfg.policy_instructions = v;
+      break;
+    case OPT_POLICY_TIMEOUT:
+      if (!parse_u64(optarg, 60000, &v) || v == 0) {
+        return usage_error("--policy-timeout-ms needs milliseconds (1..60000), got '%s'", optarg);
+      }
+      cfg.policy_timeout_ms = v;
+      break;
+    case OPT_POLICY_MEMORY:
+      if (!parse_u64(optarg, 65536, &v) || v == 0) {
+        return usage_error("--policy-memory-mb needs MiB (1..65536), got '%s'", optarg);
+      }
+      cfg.policy_memory_mb = v;
+      break;
+    case OPT_PRIVATE_PEER: {
+      if (nsub + nids >= MAX_PRIVATE) return usage_error("too many --private-peer (max %s)", STR(MAX_PRIVATE));
+      size_t len = strlen(optarg);
+      if (len == PD_NODE_ID_HEXLEN && pd_node_id_parse(optarg, len, priv_ids[nids]) == 0) {
+        nids++;
+        break;
+      }
+      const char *why = NULL;
+      if (pd_subnet_parse(optarg, &priv_subnets[nsub], &why) < 0) {
+        fprintf(stderr, "peerd: bad --private-peer '%s': %s\n", optarg,
+                why ? why : "expected an IP, a subnet or a 40-hex node id");
+        return usage_error(NULL, NULL);
+      }
+      nsub++;
+      break;
+    }
     case OPT_HELP: fputs(usage_text, stdout); return 0;
     case OPT_VERSION: printf("peerd %s\n", PEERD_VERSION); return 0;
     case ':': return usage_error("option %s needs a value", argv[optind - 1]);
@@ -233,11 +306,230 @@ static int cmd_run(int argc, char **argv) {
     }
   }
   if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+  cfg.private_subnets = priv_subnets;
+  cfg.nprivate_subnets = nsub;
+  cfg.private_ids = (const uint8_t(*)[PD_NODE_ID_LEN])priv_ids;
+  cfg.nprivate_ids = nids;
   return pd_daemon_run(&cfg);
+}
+
+/* ---- policy-check ------------------------------------------------------ */
+
+static uint64_t mono_ns(void *ud) {
+  (void)ud;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A peer view from a book entry (what the node would build, minus the
+ * reputation table). */
+static void view_of(pd_book_t *b, uint32_t id, int64_t now, double rep, int misb,
+                    pd_peer_view_t *v) {
+  memset(v, 0, sizeof *v);
+  v->latency_ms = -1;
+  pd_book_info_t e;
+  if (pd_book_info(b, id, &e) == 0) {
+    v->addr = e.addr;
+    v->known = true;
+    v->tried = e.in_tried;
+    v->attempts = e.attempts;
+    v->last_try = e.last_try;
+    v->last_success = e.last_success;
+    v->time = e.time;
+    v->has_node_id = e.has_node_id;
+    if (e.has_node_id) memcpy(v->node_id, e.node_id, PD_NODE_ID_LEN);
+    v->first_seen = e.time;
+  }
+  v->latency_ms = (id % 3 == 0) ? -1 : (double)(id % 400);
+  v->reputation = rep;
+  v->misbehaviours = misb;
+  v->banned = pd_banlist_is_banned(pd_book_bans_const(b), &v->addr, now, NULL);
+  v->routable = pd_netaddr_is_routable(&v->addr);
+  v->group_len = pd_netaddr_group(&v->addr, false, v->group);
+}
+
+typedef struct check_stats {
+  size_t calls[PD_HOOK_COUNT];
+  size_t decided[PD_HOOK_COUNT]; /* returned 0 */
+} check_stats_t;
+
+static void count_call(check_stats_t *cs, int hook, int rc) {
+  cs->calls[hook]++;
+  if (rc == 0) cs->decided[hook]++;
+}
+
+/* Build a synthetic book: `n` addresses from several sources, a third of
+ * them moved to tried, a few banned. */
+static int synthetic_book(pd_rng_t *rng, pd_policy_t *p, int64_t now, pd_book_t **out) {
+  uint8_t key[PD_BOOK_KEY_LEN];
+  for (int i = 0; i < PD_BOOK_KEY_LEN; i++) key[i] = (uint8_t)(i * 7 + 1);
+  pd_book_t *b = NULL;
+  int rc = pd_book_create(&b, key, rng, 0);
+  if (rc < 0) return rc;
+  pd_book_hooks_t h;
+  pd_policy_book_hooks(p, rng, &h);
+  pd_book_set_hooks(b, &h);
+  for (int i = 0; i < 600; i++) {
+    pd_netaddr_t a, src;
+    char s[48];
+    snprintf(s, sizeof s, "%d.%d.%d.%d:26656", 11 + i % 80, 1 + (i * 37) % 250, i % 7, 1 + i % 200);
+    if (pd_netaddr_parse(s, 0, &a, NULL, NULL, NULL) < 0) continue;
+    snprintf(s, sizeof s, "%d.%d.0.1", 100 + i % 5, 1 + i % 3);
+    if (pd_netaddr_parse_ip(s, &src, NULL) < 0) continue;
+    pd_book_add(b, &a, NULL, now - (i % 50) * 3600, &src, 0, now - 100, NULL);
+    if (i % 3 == 0) pd_book_good(b, &a, true, now - 50);
+    if (i % 11 == 0) pd_book_attempt(b, &a, true, now - 20);
+  }
+  pd_subnet_t sn;
+  if (pd_subnet_parse("11.0.0.0/8", &sn, NULL) == 0) {
+    pd_banlist_add(pd_book_bans(b), &sn, now, now + 3600, "policy-check");
+  }
+  *out = b;
+  return 0;
+}
+
+static int cmd_policy_check(int argc, char **argv) {
+  if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    fputs(usage_text, stdout);
+    return 0;
+  }
+  if (argc != 2) return usage_error("policy-check needs exactly one DIR%s", NULL);
+  const char *dir = argv[1];
+  pd_policy_file_t files[5];
+  char err[600] = "";
+  int nf = pd_daemon_read_policies(dir, files, err, sizeof err);
+  if (nf < 0) {
+    fprintf(stderr, "peerd policy-check: %s\n", err);
+    return 1;
+  }
+  int problems = 0;
+  /* Lua files the daemon would not read are most likely typos. */
+  DIR *dh = opendir(dir);
+  if (dh) {
+    struct dirent *de;
+    while ((de = readdir(dh)) != NULL) {
+      size_t l = strlen(de->d_name);
+      if (l < 4 || strcmp(de->d_name + l - 4, ".lua") != 0) continue;
+      bool known = false;
+      for (int i = 0; i < 5; i++) known |= strcmp(de->d_name, pd_daemon_policy_files[i]) == 0;
+      if (!known) {
+        printf("warning: %s/%s: not a policy file peerd reads (select, score, evict, reputation, "
+               "pex)\n", dir, de->d_name);
+      }
+    }
+    closedir(dh);
+  }
+  pd_policy_limits_t lim;
+  pd_policy_limits_default(&lim);
+  pd_policy_t *p = NULL;
+  int rc = pd_policy_create(&p, &lim, mono_ns, NULL);
+  if (rc < 0) {
+    fprintf(stderr, "peerd policy-check: cannot create the policy host: %s\n", pd_strerror(rc));
+    for (int i = 0; i < nf; i++) free((char *)files[i].text);
+    return 1;
+  }
+  int64_t now = (int64_t)time(NULL);
+  rc = pd_policy_load(p, files, (size_t)nf, now, err, sizeof err);
+  for (int i = 0; i < nf; i++) free((char *)files[i].text);
+  if (rc < 0) {
+    printf("problem: %s/%s\n", dir, err);
+    pd_policy_destroy(p);
+    return 1;
+  }
+  pd_rng_t rng;
+  pd_rng_seed(&rng, 20240601);
+  pd_book_t *b = NULL;
+  check_stats_t cs;
+  memset(&cs, 0, sizeof cs);
+  rc = synthetic_book(&rng, p, now, &b);
+  if (rc < 0) {
+    fprintf(stderr, "peerd policy-check: cannot build a book: %s\n", pd_strerror(rc));
+    pd_policy_destroy(p);
+    return 1;
+  }
+  pd_book_resolve_collisions(b, now + 3 * 3600); /* evict_tried on pending collisions */
+  size_t picked = 0;
+  for (int round = 0; round < 5; round++) {
+    uint32_t ids[8];
+    size_t got = 0;
+    rc = pd_policy_select(p, b, &rng, 8, now, ids, &got);
+    count_call(&cs, PD_HOOK_SELECT, rc);
+    if (rc == 0) picked += got;
+  }
+  uint32_t ids[64];
+  size_t tot = 0;
+  size_t nids = pd_book_list(b, PD_TABLE_ANY, 0, 64, ids, &tot);
+  static const char *const events[] = {"attempt", "connected", "good", "failed", "misbehaved",
+                                       "disconnected"};
+  for (size_t i = 0; i < nids; i++) {
+    pd_peer_view_t v, w;
+    view_of(b, ids[i], now, (double)((int)(i % 21) - 10), (int)(i % 4), &v);
+    view_of(b, ids[(i + 1) % nids], now, 0, 0, &w);
+    double score = 0;
+    count_call(&cs, PD_HOOK_SCORE, pd_policy_score(p, &v, &rng, now, &score));
+    pd_rep_verdict_t verdict;
+    count_call(&cs, PD_HOOK_REPUTATION,
+               pd_policy_reputation(p, &v, events[i % 6], i % 2 ? "policy-check" : NULL, &rng,
+                                    now, &verdict));
+    bool yes = false;
+    count_call(&cs, PD_HOOK_PEX_ACCEPT, pd_policy_pex_accept(p, &v, &w, &rng, now, &yes));
+    count_call(&cs, PD_HOOK_PEX_SHARE, pd_policy_pex_share(p, &v, &w, &rng, now, &yes));
+    int verdict_i = 0;
+    pd_book_info_t cand;
+    if (pd_book_info(b, ids[(i + 7) % nids], &cand) == 0) {
+      if (i % 2) cand.id = PD_BOOK_NO_ID; /* not in the book yet */
+      count_call(&cs, PD_HOOK_EVICT_NEW,
+                 pd_policy_evict_new(p, b, ids[i], &cand, &rng, now, &verdict_i));
+    }
+    count_call(&cs, PD_HOOK_EVICT_TRIED,
+               pd_policy_evict_tried(p, b, ids[i], ids[(i + 3) % nids], &rng, now, &verdict_i));
+  }
+  /* every event type at least once with the same peer */
+  for (int e = 0; e < 6; e++) {
+    pd_peer_view_t v;
+    view_of(b, ids[0], now, 0, e, &v);
+    pd_rep_verdict_t verdict;
+    count_call(&cs, PD_HOOK_REPUTATION,
+               pd_policy_reputation(p, &v, events[e], "check", &rng, now, &verdict));
+  }
+  int hook, reason;
+  char msg[512];
+  while (pd_policy_next_unreported(p, &hook, &reason, msg, sizeof msg)) {
+    printf("problem: %s: %s (%s): %s\n", dir, pd_policy_hook_name(hook),
+           pd_policy_reason_name(reason), msg);
+    problems++;
+  }
+  uint64_t failures = 0;
+  for (int h = 0; h < PD_HOOK_COUNT; h++) {
+    for (int r = 0; r < PD_POLICY_REASON_COUNT; r++) failures += pd_policy_failures(p, h, r);
+  }
+  pd_policy_status_t ps;
+  pd_policy_status(p, &ps);
+  if (problems == 0 && failures == 0) {
+    printf("policy-check: OK: %s: %zu file%s, hash %s, %zu KiB of Lua state\n", dir, ps.nfiles,
+           ps.nfiles == 1 ? "" : "s", ps.hash, ps.memory_bytes / 1024);
+    printf("  book: %zu new, %zu tried, 1 ban\n", pd_book_count_new(b), pd_book_count_tried(b));
+    for (int h = 0; h < PD_HOOK_COUNT; h++) {
+      printf("  %-12s %s", pd_policy_hook_name(h), ps.has_hook[h] ? "policy" : "C default");
+      if (ps.has_hook[h]) printf(": %zu calls, %zu decided", cs.calls[h], cs.decided[h]);
+      if (h == PD_HOOK_SELECT && ps.has_hook[h]) printf(", %zu peers picked", picked);
+      printf("\n");
+    }
+  } else {
+    printf("policy-check: FAILED: %s: %llu failed call%s\n", dir, (unsigned long long)failures,
+           failures == 1 ? "" : "s");
+  }
+  pd_book_destroy(b);
+  pd_policy_destroy(p);
+  return (problems || failures) ? 1 : 0;
 }
 
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "book-slot") == 0) return cmd_book_slot(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "policy-check") == 0) {
+    return cmd_policy_check(argc - 1, argv + 1);
+  }
   return cmd_run(argc, argv);
 }

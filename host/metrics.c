@@ -51,6 +51,14 @@ void pd_metrics_count_event(pd_metrics_t *m, enum pd_metrics_event ev) {
   if ((int)ev >= 0 && ev < PD_METRICS_EV_COUNT) m->events[ev]++;
 }
 
+void pd_metrics_count_policy_reload(pd_metrics_t *m, int ok) {
+  if (ok) {
+    m->policy_reloads_ok++;
+  } else {
+    m->policy_reloads_error++;
+  }
+}
+
 const char *pd_metrics_event_name(enum pd_metrics_event ev) {
   if ((int)ev < 0 || ev >= PD_METRICS_EV_COUNT) return NULL;
   return event_names[ev];
@@ -164,6 +172,32 @@ int pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, const
 
   family(&b, "peerd_bans", "gauge", "Active bans (addresses and subnets).");
   put(&b, "peerd_bans %zu\n", g->bans);
+
+  family(&b, "peerd_policy_failures_total", "counter",
+         "Policy hook calls that failed and fell back to the built-in default, by hook and "
+         "reason.");
+  if (g->policy_failures && g->policy_hook_names && g->policy_reason_names) {
+    for (size_t h = 0; h < g->policy_hooks; h++) {
+      for (size_t r = 0; r < g->policy_reasons; r++) {
+        put(&b, "peerd_policy_failures_total{hook=\"");
+        put_label_value(&b, g->policy_hook_names[h] ? g->policy_hook_names[h] : "?");
+        put(&b, "\",reason=\"");
+        put_label_value(&b, g->policy_reason_names[r] ? g->policy_reason_names[r] : "?");
+        put(&b, "\"} %" PRIu64 "\n", g->policy_failures[h * g->policy_reasons + r]);
+      }
+    }
+  }
+
+  family(&b, "peerd_policy_reloads_total", "counter", "Policy set loads, by result.");
+  put(&b, "peerd_policy_reloads_total{result=\"ok\"} %" PRIu64 "\n", m->policy_reloads_ok);
+  put(&b, "peerd_policy_reloads_total{result=\"error\"} %" PRIu64 "\n", m->policy_reloads_error);
+
+  family(&b, "peerd_policy_memory_bytes", "gauge", "Bytes held by the policy set's Lua state.");
+  put(&b, "peerd_policy_memory_bytes %zu\n", g->policy_memory);
+
+  family(&b, "peerd_policy_generation", "gauge",
+         "Generation of the policy set in force (increments on every successful load).");
+  put(&b, "peerd_policy_generation %" PRIu64 "\n", g->policy_generation);
 
   if (b.failed) {
     free(b.p);

@@ -2,7 +2,7 @@
  *
  * Owns: the counters the node keeps (API responses by status code, book
  * saves by result, load errors, entries skipped at load, events by type,
- * last successful save time) and the rendering of every family, counters and
+ * last successful save time, policy reloads by result) and the rendering of every family, counters and
  * point-in-time gauges alike, as Prometheus text exposition format 0.0.4
  * (# HELP and # TYPE for each family; counters end in _total).
  * Does not own: where the gauge values come from (the caller reads the book
@@ -43,6 +43,8 @@ typedef struct pd_metrics {
   uint64_t load_skipped_entries;
   int64_t last_save_ok_at; /* Unix s of the last successful save; 0 = never */
   uint64_t events[PD_METRICS_EV_COUNT];
+  uint64_t policy_reloads_ok;
+  uint64_t policy_reloads_error;
 } pd_metrics_t;
 
 /* Values read at render time. */
@@ -53,6 +55,16 @@ typedef struct pd_metrics_gauges {
   size_t bans;            /* active (unexpired) bans */
   size_t collisions;      /* pending tried collisions */
   size_t book_memory;     /* heap bytes held by the book */
+  /* Policy host (the policy module keeps the failure counters; the caller
+   * copies them here). policy_failures is row-major [hook][reason] with
+   * policy_hooks x policy_reasons values, named by the two name arrays;
+   * NULL omits the failure samples. */
+  size_t policy_hooks, policy_reasons;
+  const char *const *policy_hook_names;
+  const char *const *policy_reason_names;
+  const uint64_t *policy_failures;
+  size_t policy_memory;       /* bytes the policy state holds */
+  uint64_t policy_generation; /* policy set in force (0 = none loaded) */
 } pd_metrics_gauges_t;
 
 void pd_metrics_init(pd_metrics_t *m);
@@ -68,6 +80,8 @@ void pd_metrics_count_load_error(pd_metrics_t *m);
 void pd_metrics_count_load_skipped(pd_metrics_t *m, size_t n);
 /* Count one event; out-of-range values are ignored. */
 void pd_metrics_count_event(pd_metrics_t *m, enum pd_metrics_event ev);
+/* Count one policy load (ok != 0: it succeeded). */
+void pd_metrics_count_policy_reload(pd_metrics_t *m, int ok);
 /* The label value of an event ("attempt", ...), or NULL when out of range. */
 const char *pd_metrics_event_name(enum pd_metrics_event ev);
 

@@ -1,6 +1,7 @@
 /* node — one peerd's core state. See node.h. */
 #include "node.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,17 @@ struct pd_node {
   pd_rng_t *rng;
   pd_node_status_t status;
   pd_metrics_t metrics;
+  pd_policy_t *policy;
+  pd_reputation_t *rep;
+  pd_subnet_t *private_subnets; /* owned copies of cfg's lists */
+  uint8_t (*private_ids)[PD_NODE_ID_LEN];
 };
+
+static void install_hooks(pd_node_t *n) {
+  pd_book_hooks_t h;
+  pd_policy_book_hooks(n->policy, n->rng, &h);
+  pd_book_set_hooks(n->book, &h);
+}
 
 /* Copy s (may be NULL) into a fixed buffer, truncating on a UTF-8 boundary. */
 void pd_node_copy_text(char *dst, size_t cap, const char *s) {
@@ -37,10 +48,41 @@ int pd_node_create(pd_node_t **out, const pd_node_config_t *cfg, pd_book_t *book
   pd_node_t *n = calloc(1, sizeof(*n));
   if (!n) return PD_ENOMEM;
   n->cfg = *cfg;
+  n->cfg.private_subnets = NULL;
+  n->cfg.private_ids = NULL;
+  pd_policy_limits_t def, lim = cfg->policy_limits;
+  pd_policy_limits_default(&def);
+  if (!lim.call_instructions) lim.call_instructions = def.call_instructions;
+  if (!lim.call_deadline_ms) lim.call_deadline_ms = def.call_deadline_ms;
+  if (!lim.memory_bytes) lim.memory_bytes = def.memory_bytes;
+  if (!lim.load_instructions) lim.load_instructions = def.load_instructions;
+  if (!lim.load_deadline_ms) lim.load_deadline_ms = def.load_deadline_ms;
+  n->cfg.policy_limits = lim;
+  int rc = 0;
+  if (cfg->nprivate_subnets) {
+    n->private_subnets = malloc(cfg->nprivate_subnets * sizeof *n->private_subnets);
+    if (!n->private_subnets) rc = PD_ENOMEM;
+    else memcpy(n->private_subnets, cfg->private_subnets, cfg->nprivate_subnets * sizeof *n->private_subnets);
+  }
+  if (rc == 0 && cfg->nprivate_ids) {
+    n->private_ids = malloc(cfg->nprivate_ids * sizeof *n->private_ids);
+    if (!n->private_ids) rc = PD_ENOMEM;
+    else memcpy(n->private_ids, cfg->private_ids, cfg->nprivate_ids * sizeof *n->private_ids);
+  }
+  if (rc == 0) rc = pd_policy_create(&n->policy, &lim, cfg->policy_clock, cfg->policy_clock_ud);
+  if (rc == 0) rc = pd_reputation_create(&n->rep, cfg->reputation_max, pd_rng_u64(rng));
+  if (rc < 0) {
+    pd_policy_destroy(n->policy);
+    free(n->private_subnets);
+    free(n->private_ids);
+    free(n);
+    return rc;
+  }
   n->book = book;
   n->rng = rng;
   n->status.started_at = now;
   pd_metrics_init(&n->metrics);
+  install_hooks(n);
   *out = n;
   return 0;
 }
@@ -48,6 +90,10 @@ int pd_node_create(pd_node_t **out, const pd_node_config_t *cfg, pd_book_t *book
 void pd_node_destroy(pd_node_t *n) {
   if (!n) return;
   pd_book_destroy(n->book);
+  pd_policy_destroy(n->policy);
+  pd_reputation_destroy(n->rep);
+  free(n->private_subnets);
+  free(n->private_ids);
   free(n);
 }
 
@@ -61,6 +107,7 @@ void pd_node_set_book(pd_node_t *n, pd_book_t *book) {
   if (!book || book == n->book) return;
   pd_book_destroy(n->book);
   n->book = book;
+  install_hooks(n);
 }
 
 void pd_node_note_save(pd_node_t *n, int rc, const char *error, size_t bytes, size_t entries,
@@ -104,4 +151,218 @@ bool pd_node_tick(pd_node_t *n, int64_t now) {
   if (n->cfg.save_interval <= 0) return false; /* periodic saves disabled */
   int64_t since = n->status.last_save_at ? n->status.last_save_at : n->status.started_at;
   return now - since >= n->cfg.save_interval;
+}
+
+/* ---- policies, reputation, decisions ---------------------------------- */
+
+pd_policy_t *pd_node_policy(pd_node_t *n) { return n->policy; }
+pd_reputation_t *pd_node_reputation(pd_node_t *n) { return n->rep; }
+
+int pd_node_policy_load(pd_node_t *n, const pd_policy_file_t *files, size_t nfiles, int64_t now,
+                        char *err, size_t cap) {
+  char buf[512] = "";
+  int rc = pd_policy_load(n->policy, files, nfiles, now, buf, sizeof buf);
+  if (err && cap) pd_node_copy_text(err, cap, buf);
+  if (rc == 0) {
+    n->status.last_policy_load_rc = 0;
+    pd_metrics_count_policy_reload(&n->metrics, 1);
+    return 0;
+  }
+  pd_node_policy_load_failed(n, buf[0] ? buf : pd_strerror(rc), now);
+  n->status.last_policy_load_rc = rc < 0 ? rc : PD_EINVAL;
+  return n->status.last_policy_load_rc;
+}
+
+void pd_node_policy_load_failed(pd_node_t *n, const char *error, int64_t now) {
+  n->status.last_policy_load_rc = PD_EINVAL;
+  n->status.policy_error_at = now;
+  pd_node_copy_text(n->status.policy_error, sizeof n->status.policy_error,
+                    error ? error : "policy load failed");
+  pd_metrics_count_policy_reload(&n->metrics, 0);
+}
+
+bool pd_node_is_private(const pd_node_t *n, const pd_netaddr_t *a, const uint8_t *id) {
+  for (size_t i = 0; i < n->cfg.nprivate_subnets; i++) {
+    if (pd_subnet_contains(&n->private_subnets[i], a)) return true;
+  }
+  if (id) {
+    for (size_t i = 0; i < n->cfg.nprivate_ids; i++) {
+      if (memcmp(n->private_ids[i], id, PD_NODE_ID_LEN) == 0) return true;
+    }
+  }
+  return false;
+}
+
+void pd_node_peer_view(pd_node_t *n, const pd_netaddr_t *a, int64_t now, pd_peer_view_t *v) {
+  memset(v, 0, sizeof *v);
+  v->addr = *a;
+  v->latency_ms = -1;
+  uint32_t id = pd_book_find(n->book, a);
+  pd_book_info_t e;
+  if (id != PD_BOOK_NO_ID && pd_book_info(n->book, id, &e) == 0) {
+    v->known = true;
+    v->tried = e.in_tried;
+    v->attempts = e.attempts;
+    v->last_try = e.last_try;
+    v->last_success = e.last_success;
+    v->time = e.time;
+    v->has_node_id = e.has_node_id;
+    if (e.has_node_id) memcpy(v->node_id, e.node_id, PD_NODE_ID_LEN);
+  }
+  const pd_rep_record_t *r = pd_reputation_get(n->rep, a);
+  if (r) {
+    v->first_seen = r->first_seen;
+    v->latency_ms = r->latency_ms;
+    v->reputation = r->reputation;
+    v->misbehaviours = r->misbehaviours;
+  }
+  v->banned = pd_banlist_is_banned(pd_book_bans_const(n->book), a, now, NULL);
+  v->private_peer = pd_node_is_private(n, a, v->has_node_id ? v->node_id : NULL);
+  v->routable = pd_netaddr_is_routable(a);
+  v->group_len = pd_netaddr_group(a, pd_book_allow_private(n->book), v->group);
+}
+
+double pd_node_default_score(const pd_peer_view_t *v, int64_t now) {
+  double s = v->reputation;
+  if (v->tried) s += 10;
+  if (v->last_success > 0) {
+    double days = (double)(now - v->last_success) / 86400.0;
+    if (days < 0) days = 0;
+    s += 5 * pow(0.5, days / 7);
+  }
+  s -= 2.0 * v->attempts;
+  if (v->latency_ms >= 0) s -= v->latency_ms / 100 > 5 ? 5 : v->latency_ms / 100;
+  if (v->banned) s -= 1000;
+  return s;
+}
+
+double pd_node_score(pd_node_t *n, const pd_peer_view_t *v, int64_t now) {
+  double s;
+  if (pd_policy_score(n->policy, v, n->rng, now, &s) == 0 && isfinite(s)) return s;
+  return pd_node_default_score(v, now);
+}
+
+size_t pd_node_dial(pd_node_t *n, size_t k, int64_t now, uint32_t *out, bool *by_policy) {
+  size_t got = 0;
+  if (by_policy) *by_policy = false;
+  if (k == 0) return 0;
+  if (pd_policy_select(n->policy, n->book, n->rng, k, now, out, &got) == 0) {
+    size_t w = 0;
+    pd_book_info_t e;
+    for (size_t i = 0; i < got && i < k; i++) {
+      if (pd_book_info(n->book, out[i], &e) == 0) out[w++] = out[i];
+    }
+    if (by_policy) *by_policy = true;
+    return w;
+  }
+  return pd_book_select(n->book, k, now, out);
+}
+
+int pd_node_event(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
+                  const char *reason, int64_t now, pd_node_event_result_t *out) {
+  memset(out, 0, sizeof *out);
+  const char *ev_name = pd_metrics_event_name(ev);
+  if (!ev_name) return PD_EINVAL;
+  uint32_t id = pd_book_find(n->book, a);
+  pd_book_info_t before;
+  out->known = id != PD_BOOK_NO_ID && pd_book_info(n->book, id, &before) == 0;
+  out->was_tried = out->known && before.in_tried;
+  if (!out->known && ev != PD_METRICS_EV_MISBEHAVED) return PD_ENOENT;
+
+  int rc = 0;
+  switch (ev) {
+  case PD_METRICS_EV_ATTEMPT: rc = pd_book_attempt(n->book, a, false, now); break;
+  case PD_METRICS_EV_FAILED: rc = pd_book_attempt(n->book, a, true, now); break;
+  case PD_METRICS_EV_CONNECTED:
+  case PD_METRICS_EV_DISCONNECTED: rc = pd_book_connected(n->book, a, now); break;
+  case PD_METRICS_EV_GOOD:
+    rc = pd_book_good(n->book, a, true, now);
+    if (rc == 1) out->book_result = "moved_to_tried";
+    else if (rc == 0) out->book_result = out->was_tried ? "already_tried" : "tried_collision";
+    break;
+  default: break;
+  }
+  if (rc < 0) return rc;
+
+  /* Reputation: the policy sees the peer after the book update. */
+  pd_peer_view_t v;
+  pd_node_peer_view(n, a, now, &v);
+  pd_rep_verdict_t verdict;
+  memset(&verdict, 0, sizeof verdict);
+  int prc = pd_policy_reputation(n->policy, &v, ev_name, reason, n->rng, now, &verdict);
+  double newrep;
+  int64_t ban_secs;
+  const char *ban_reason;
+  if (prc == 0 && isfinite(verdict.reputation)) {
+    out->by_policy = true;
+    newrep = verdict.reputation;
+    ban_secs = verdict.ban_secs;
+    verdict.reason[sizeof verdict.reason - 1] = '\0';
+    ban_reason = verdict.reason[0] ? verdict.reason : (reason && *reason) ? reason : ev_name;
+  } else {
+    pd_rep_default_t d;
+    pd_reputation_default(v.reputation, ev_name, n->cfg.default_ban_secs, &d);
+    newrep = d.reputation;
+    ban_secs = d.ban_secs;
+    ban_reason = (reason && *reason) ? reason : ev_name;
+  }
+  rc = pd_reputation_update(n->rep, a, newrep, ev == PD_METRICS_EV_MISBEHAVED, now);
+  if (rc < 0) return rc;
+  const pd_rep_record_t *r = pd_reputation_get(n->rep, a);
+  out->reputation = r ? r->reputation : newrep;
+  out->misbehaviours = r ? r->misbehaviours : 0;
+
+  if (ban_secs != 0) {
+    pd_subnet_from_addr(a, &out->ban_subnet);
+    int64_t until = 0; /* permanent */
+    if (ban_secs > 0) until = ban_secs > INT64_MAX - now ? 0 : now + ban_secs;
+    pd_node_copy_text(out->ban_reason, sizeof out->ban_reason, ban_reason);
+    rc = pd_banlist_add(pd_book_bans(n->book), &out->ban_subnet, now, until, out->ban_reason);
+    if (rc < 0) return rc;
+    out->banned = true;
+    out->ban_until = until;
+  }
+  return 0;
+}
+
+bool pd_node_pex_accept(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *addr_id,
+                        const pd_netaddr_t *from, int64_t now) {
+  pd_peer_view_t va, vf;
+  pd_node_peer_view(n, addr, now, &va);
+  if (addr_id && !va.has_node_id) {
+    va.has_node_id = true;
+    memcpy(va.node_id, addr_id, PD_NODE_ID_LEN);
+    va.private_peer = va.private_peer || pd_node_is_private(n, addr, addr_id);
+  }
+  pd_node_peer_view(n, from, now, &vf);
+  bool ok = true;
+  if (pd_policy_pex_accept(n->policy, &va, &vf, n->rng, now, &ok) != 0) ok = true;
+  return ok;
+}
+
+size_t pd_node_pex_sample(pd_node_t *n, const pd_netaddr_t *to, size_t max, bool pct_cap,
+                          int64_t now, uint32_t *out, size_t cap) {
+  if (max > cap) max = cap;
+  if (max == 0) return 0;
+  size_t got = pd_book_getaddr(n->book, max, pct_cap ? PD_BOOK_GETADDR_PCT : 0, true, now, out,
+                               cap);
+  pd_peer_view_t vt;
+  pd_node_peer_view(n, to, now, &vt);
+  size_t w = 0;
+  for (size_t i = 0; i < got; i++) {
+    pd_book_info_t e;
+    if (pd_book_info(n->book, out[i], &e) < 0) continue;
+    if (pd_netaddr_same_ip(&e.addr, to)) continue;
+    if (vt.has_node_id && e.has_node_id && memcmp(vt.node_id, e.node_id, PD_NODE_ID_LEN) == 0) {
+      continue;
+    }
+    if (pd_banlist_is_banned(pd_book_bans_const(n->book), &e.addr, now, NULL)) continue;
+    if (pd_node_is_private(n, &e.addr, e.has_node_id ? e.node_id : NULL)) continue;
+    pd_peer_view_t va;
+    pd_node_peer_view(n, &e.addr, now, &va);
+    bool share = true;
+    if (pd_policy_pex_share(n->policy, &va, &vt, n->rng, now, &share) != 0) share = true;
+    if (share) out[w++] = out[i];
+  }
+  return w;
 }

@@ -2,12 +2,21 @@
  *
  * Owns: the address book (and through it the ban list), the seeded RNG the
  * book draws from, the configuration the core needs, the status an operator
- * sees (start time, last save and its result, load error and report), and
- * the metrics counters. The control API (api.c) and, later, the peer
- * protocol call into it with `now`; it never reads a clock, draws entropy or
- * touches a file or socket: the driver hands it time, seeds and bytes, and
- * performs the actions it asks for (e.g. "save the book now").
- * Does not own: HTTP (api.c), files and sockets (daemon.c, fsio.c).
+ * sees (start time, last save and its result, load error and report, the
+ * last policy load error), the metrics counters, the policy host (a
+ * pd_policy_t whose evict hooks it installs on the book) and the reputation
+ * table. It routes every decision to the policy and applies the built-in C
+ * default whenever the policy has no hook for it or the call fails: whom to
+ * dial (pd_node_dial), a peer's score, what an event does to a peer's
+ * reputation and whether it becomes a ban (pd_node_event), which addresses
+ * to accept from and share with a peer (PEX). The control API (api.c) and,
+ * later, the peer protocol call into it with `now`; it never reads a clock,
+ * draws entropy or touches a file or socket: the driver hands it time,
+ * seeds, policy texts and bytes, and performs the actions it asks for
+ * (e.g. "save the book now", "reload the policies").
+ * Does not own: HTTP (api.c), files and sockets (daemon.c, fsio.c), the
+ * Lua states and their limits (policy.c), the records' storage
+ * (reputation.c).
  */
 #ifndef PD_NODE_H
 #define PD_NODE_H
@@ -19,6 +28,8 @@
 #include "addrbook.h"
 #include "bookstore.h"
 #include "metrics.h"
+#include "policy.h"
+#include "reputation.h"
 
 #define PD_NODE_ERR_MAX 256
 
@@ -26,6 +37,20 @@ typedef struct pd_node_config {
   bool allow_private;       /* --allow-private */
   int64_t save_interval;    /* seconds between periodic saves (--save-interval, minutes) */
   int64_t default_ban_secs; /* ban length for "misbehaved" and POST /v1/bans without duration */
+  /* Policy host. Zero fields of policy_limits take pd_policy_limits_default.
+   * policy_clock (NULL: no wall-clock deadline, instruction budget only) is
+   * the driver's monotonic clock; the node never calls it itself. */
+  pd_policy_limits_t policy_limits;
+  pd_policy_clock_fn policy_clock;
+  void *policy_clock_ud;
+  const char *policy_dir;   /* shown in status only; borrowed; may be NULL */
+  size_t reputation_max;    /* records kept; 0 = PD_REP_DEFAULT_MAX */
+  /* Private peers (--private-peer): never shared through PEX, whatever
+   * pex.lua says. Copied at create. */
+  const pd_subnet_t *private_subnets;
+  size_t nprivate_subnets;
+  const uint8_t (*private_ids)[PD_NODE_ID_LEN];
+  size_t nprivate_ids;
 } pd_node_config_t;
 
 typedef struct pd_node_status {
@@ -39,6 +64,10 @@ typedef struct pd_node_status {
   char load_error[PD_NODE_ERR_MAX];
   char load_moved_to[PD_NODE_ERR_MAX]; /* where the bad file was moved */
   pd_bookstore_report_t load_report;   /* skipped entries etc. */
+  /* Policy loads (pd_node_policy_load / pd_node_policy_load_failed). */
+  int last_policy_load_rc;             /* 0 ok, < 0 the last load failed */
+  int64_t policy_error_at;             /* `now` of the last failed load; 0 = none */
+  char policy_error[512];              /* "select.lua:3: message" */
 } pd_node_status_t;
 
 typedef struct pd_node pd_node_t;
@@ -67,6 +96,84 @@ void pd_node_note_load(pd_node_t *n, int rc, const char *error, const char *move
 /* Copy s (NULL = "") into dst of cap bytes, cutting an over-long text on a
  * UTF-8 character boundary; dst is always NUL-terminated. */
 void pd_node_copy_text(char *dst, size_t cap, const char *s);
+
+/* ---- policies, reputation, decisions ---------------------------------- */
+
+pd_policy_t *pd_node_policy(pd_node_t *n);
+pd_reputation_t *pd_node_reputation(pd_node_t *n);
+
+/* Load a policy set (see pd_policy_load): counts the reload in metrics
+ * (ok/error) and records the outcome in the status. 0 or PD_EINVAL (err
+ * filled, the set in force stays). */
+int pd_node_policy_load(pd_node_t *n, const pd_policy_file_t *files, size_t nfiles, int64_t now,
+                        char *err, size_t cap);
+/* A reload that failed before reaching the policy host (the driver could
+ * not read the directory): counted and recorded like a failed load. */
+void pd_node_policy_load_failed(pd_node_t *n, const char *error, int64_t now);
+
+/* What policies see about an address: its book entry (if any), its
+ * reputation record (if any; reputation 0, latency unknown otherwise), ban
+ * state, routability, group and whether it is a private peer. */
+void pd_node_peer_view(pd_node_t *n, const pd_netaddr_t *a, int64_t now, pd_peer_view_t *out);
+
+/* The built-in score:
+ *   reputation
+ *   + 10 when in tried
+ *   + 5 * 0.5^(days since last success / 7)   (0 when never)
+ *   - 2 * failed attempts since the last success
+ *   - min(latency_ms / 100, 5)                 (when known)
+ *   - 1000 when banned. */
+double pd_node_default_score(const pd_peer_view_t *v, int64_t now);
+/* score.lua's score of v, or the built-in one. */
+double pd_node_score(pd_node_t *n, const pd_peer_view_t *v, int64_t now);
+
+/* Whom to dial: select.lua's picks (ids that are not in the book are
+ * dropped), or pd_book_select when the hook is absent or fails. out holds
+ * k ids. Returns the count; *by_policy (may be NULL) tells which decided. */
+size_t pd_node_dial(pd_node_t *n, size_t k, int64_t now, uint32_t *out, bool *by_policy);
+
+/* What POST /v1/events did. */
+typedef struct pd_node_event_result {
+  bool known;             /* the address was in the book before */
+  bool was_tried;         /* ... in the tried table */
+  const char *book_result; /* good: "moved_to_tried" | "already_tried" |
+                              "tried_collision"; else NULL */
+  double reputation;      /* the IP's reputation after the event */
+  int misbehaviours;      /* its misbehaviour count after the event */
+  bool by_policy;         /* reputation.lua decided (else the C default) */
+  bool banned;            /* a ban was applied */
+  pd_subnet_t ban_subnet; /* the IP, /32 or /128 */
+  int64_t ban_until;      /* 0 = permanent */
+  char ban_reason[PD_BAN_REASON_MAX];
+} pd_node_event_result_t;
+
+/* Apply an event: the book's bookkeeping (attempt: Attempt without
+ * counting a failure; failed: Attempt counting one; connected and
+ * disconnected: Connected; good: Good with test-before-evict), then the
+ * reputation: reputation.lua's on_event (which sees the peer as it is
+ * after the book update, with the misbehaviour count *before* this event),
+ * or pd_reputation_default with cfg.default_ban_secs. A verdict with a ban
+ * bans the IP (reason: the verdict's, else `reason`, else the event name).
+ * An address that is not in the book gets PD_ENOENT and nothing changes,
+ * except for "misbehaved", which always applies. Other failures: < 0. */
+int pd_node_event(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
+                  const char *reason, int64_t now, pd_node_event_result_t *out);
+
+/* Is a a private peer (--private-peer: by IP/subnet, or by node id when
+ * id != NULL)? */
+bool pd_node_is_private(const pd_node_t *n, const pd_netaddr_t *a, const uint8_t *id);
+
+/* PEX: should `addr`, received from `from` (an IP, port 0), enter the book?
+ * pex.lua's accept, or the built-in answer: yes. */
+bool pd_node_pex_accept(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *addr_id,
+                        const pd_netaddr_t *from, int64_t now);
+/* PEX: the addresses to send `to` when it asks (GETADDR): a GetAddr sample
+ * of the book (at most max, and at most 23% of the book when pct_cap; not
+ * terrible), minus banned entries, private peers and `to` itself, filtered
+ * by pex.lua's share (built-in: share). Writes ids to out (cap >= max);
+ * returns the count. */
+size_t pd_node_pex_sample(pd_node_t *n, const pd_netaddr_t *to, size_t max, bool pct_cap,
+                          int64_t now, uint32_t *out, size_t cap);
 
 /* Periodic housekeeping at now: expire bans, resolve tried collisions.
  * Returns true when a periodic save is due (the driver then saves). */

@@ -27,7 +27,7 @@
  *                   share(addr, to)                      -> boolean
  * A hook that is absent (file missing or field not a function) is "not
  * provided": the call returns PD_ENOENT and the caller uses its C default
- * without counting a failure. `nil` from evict_*/on_event means "use the
+ * without counting a failure. `nil` from evict_new, evict_tried and on_event means "use the
  * default" too.
  */
 #ifndef PD_POLICY_H

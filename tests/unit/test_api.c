@@ -1,6 +1,9 @@
 /* Unit tests for the control API (api.c), node.c and metrics.c: every route
  * and error path driven through pd_api_handle with a fake clock, no sockets.
- * The rendered /metrics text is also piped through `promtool check metrics`. */
+ * The rendered /metrics text is also piped through `promtool check metrics`.
+ * Policies are loaded in-process from strings (pd_node_policy_load) to check
+ * the wiring: dial through select.lua, scores, reputation and bans, PEX
+ * accept/share, the reload action, the policy metrics. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -968,6 +971,365 @@ static void book_post_resolves_host_names(void **state) {
   pd_api_response_free(&rs);
 }
 
+
+/* ---- policies ----------------------------------------------------------- */
+
+/* Load one policy file from a string through the node. */
+static int load_policy(fx_t *f, const char *name, const char *text, char *err, size_t cap) {
+  pd_policy_file_t file = {name, text, strlen(text)};
+  return pd_node_policy_load(f->node, &file, 1, f->now, err, cap);
+}
+
+static void must_load(fx_t *f, const char *name, const char *text) {
+  char err[512] = "";
+  int rc = load_policy(f, name, text, err, sizeof err);
+  if (rc != 0) fail_msg("%s did not load: %s", name, err);
+}
+
+static void dial_through_select_policy(void **state) {
+  fx_t *f = *state;
+  add_addrs(f, "{\"addrs\":[\"1.1.1.1:1\",\"2.2.2.2:2\",\"3.3.3.3:3\",\"4.4.4.4:4\",\"5.5.5.5:5\"]}",
+            5);
+  json_decref(event(f, "4.4.4.4:4", "good", 200));
+  /* Only the one tried entry, whatever n is. */
+  must_load(f, "select.lua",
+            "return { select = function(book, n)\n"
+            "  local id = book:random('tried')\n"
+            "  return { id }\n"
+            "end }\n");
+  for (int round = 0; round < 5; round++) {
+    json_t *j = expect(f, "GET", "/v1/dial?n=5", NULL, 200);
+    json_t *peers = json_object_get(j, "peers");
+    assert_int_equal(json_array_size(peers), 1);
+    assert_string_equal(jget_str(json_array_get(peers, 0), "addr"), "4.4.4.4:4");
+    assert_string_equal(jget_str(j, "selected_by"), "policy");
+    assert_true(json_is_number(json_object_get(json_array_get(peers, 0), "score")));
+    json_decref(j);
+  }
+  /* Without a score.lua the C default scores: tried (+10), success just now
+   * (+5), reputation +1 from the good event. */
+  json_t *j = expect(f, "GET", "/v1/book/4.4.4.4:4", NULL, 200);
+  assert_true(json_real_value(json_object_get(j, "score")) == 16.0);
+  json_decref(j);
+
+  /* score.lua decides the score shown by /v1/dial and /v1/book/ADDR. */
+  pd_policy_file_t two[2] = {
+      {"select.lua", "return { select = function(book, n) return { book:random('tried') } end }",
+       0},
+      {"score.lua", "return { score = function(peer) return peer.tried and 42.5 or -1 end }", 0},
+  };
+  two[0].len = strlen(two[0].text);
+  two[1].len = strlen(two[1].text);
+  char err[512];
+  assert_int_equal(pd_node_policy_load(f->node, two, 2, f->now, err, sizeof err), 0);
+  j = expect(f, "GET", "/v1/dial?n=3", NULL, 200);
+  assert_true(json_real_value(json_object_get(json_array_get(json_object_get(j, "peers"), 0),
+                                              "score")) == 42.5);
+  json_decref(j);
+  j = expect(f, "GET", "/v1/book/1.1.1.1:1", NULL, 200);
+  assert_true(json_real_value(json_object_get(j, "score")) == -1);
+  json_decref(j);
+
+  /* Hostile selects fall back to the C default; each kind is counted. */
+  const char *hostile[][2] = {
+      {"return { select = function() error('boom') end }", "error"},
+      {"return { select = function() return 'x' end }", "bad_return"},
+      {"return { select = function() return { 99999 } end }", "bad_return"},
+      {"return { select = function() while true do end end }", "instructions"},
+      {"return { select = function() local t = {} for i = 1, 1e9 do t[i] = "
+       "string.rep('x', 1024) .. i end end }",
+       "memory"},
+  };
+  for (size_t h = 0; h < sizeof hostile / sizeof hostile[0]; h++) {
+    must_load(f, "select.lua", hostile[h][0]);
+    char series[128];
+    snprintf(series, sizeof series, "peerd_policy_failures_total{hook=\"select\",reason=\"%s\"}",
+             hostile[h][1]);
+    char *m = metrics_text(f);
+    double before = sample(m, series);
+    free(m);
+    j = expect(f, "GET", "/v1/dial?n=3", NULL, 200);
+    assert_string_equal(jget_str(j, "selected_by"), "default");
+    assert_true(json_array_size(json_object_get(j, "peers")) >= 1);
+    json_decref(j);
+    m = metrics_text(f);
+    if (sample(m, series) != before + 1) fail_msg("%s did not move", series);
+    free(m);
+  }
+  /* The node reports each new failure kind once, with file:line. */
+  int hook, reason, seen = 0;
+  char msg[512];
+  while (pd_policy_next_unreported(pd_node_policy(f->node), &hook, &reason, msg, sizeof msg)) {
+    assert_int_equal(hook, PD_HOOK_SELECT);
+    seen++;
+  }
+  assert_true(seen >= 1);
+}
+
+static void reputation_bans_after_three_misbehaviours(void **state) {
+  fx_t *f = *state;
+  add_addrs(f, "{\"addrs\":[\"6.6.6.6:6\",\"7.7.7.7:7\"]}", 2);
+  /* The C default first: good +1, failed -1, misbehaved -10 and a ban. */
+  json_t *j = event(f, "7.7.7.7:7", "good", 200);
+  assert_true(json_real_value(json_object_get(j, "reputation")) == 1);
+  assert_string_equal(jget_str(j, "decided_by"), "default");
+  assert_true(json_is_null(json_object_get(j, "ban")));
+  json_decref(j);
+  j = event(f, "7.7.7.7:7", "failed", 200);
+  assert_true(json_real_value(json_object_get(j, "reputation")) == 0);
+  json_decref(j);
+
+  must_load(f, "reputation.lua",
+            "return { on_event = function(peer, event, reason)\n"
+            "  local rep = peer.reputation + (event == 'good' and 2 or 0)\n"
+            "  if event == 'misbehaved' then\n"
+            "    rep = rep - 1\n"
+            "    if peer.misbehaviours >= 2 then\n"
+            "      return { reputation = rep, ban = 600, reason = 'three strikes' }\n"
+            "    end\n"
+            "  end\n"
+            "  return { reputation = rep }\n"
+            "end }\n");
+  for (int i = 1; i <= 2; i++) {
+    j = expect(f, "POST", "/v1/events",
+               "{\"addr\":\"6.6.6.6:6\",\"event\":\"misbehaved\",\"reason\":\"spam\"}", 200);
+    assert_string_equal(jget_str(j, "decided_by"), "policy");
+    assert_int_equal(jget_int(j, "misbehaviours"), i);
+    assert_true(json_real_value(json_object_get(j, "reputation")) == -i);
+    assert_true(json_is_null(json_object_get(j, "ban")));
+    json_decref(j);
+  }
+  j = expect(f, "GET", "/v1/book/6.6.6.6:6", NULL, 200);
+  assert_true(json_is_false(json_object_get(j, "banned")));
+  json_decref(j);
+  j = expect(f, "POST", "/v1/events",
+             "{\"addr\":\"6.6.6.6:6\",\"event\":\"misbehaved\",\"reason\":\"spam\"}", 200);
+  assert_int_equal(jget_int(j, "misbehaviours"), 3);
+  assert_string_equal(jget_str(j, "banned"), "6.6.6.6");
+  json_t *ban = json_object_get(j, "ban");
+  assert_string_equal(jget_str(ban, "reason"), "three strikes");
+  assert_int_equal(jget_int(ban, "until"), f->now + 600);
+  json_decref(j);
+  j = expect(f, "GET", "/v1/book/6.6.6.6:6", NULL, 200);
+  assert_true(json_is_true(json_object_get(j, "banned")));
+  json_t *rep = json_object_get(j, "reputation");
+  assert_int_equal(jget_int(rep, "misbehaviours"), 3);
+  assert_true(json_real_value(json_object_get(rep, "value")) == -3);
+  assert_true(json_is_null(json_object_get(rep, "latency_ms")));
+  json_decref(j);
+  /* good goes through the policy too (+2); latency is recorded. */
+  j = expect(f, "POST", "/v1/events",
+             "{\"addr\":\"7.7.7.7:7\",\"event\":\"good\",\"latency_ms\":120}", 200);
+  assert_true(json_real_value(json_object_get(j, "reputation")) == 2);
+  json_decref(j);
+  j = expect(f, "GET", "/v1/book/7.7.7.7:7", NULL, 200);
+  assert_true(json_real_value(json_object_get(json_object_get(j, "reputation"), "latency_ms")) ==
+              120);
+  json_decref(j);
+  expect_error(f, "POST", "/v1/events",
+               "{\"addr\":\"7.7.7.7:7\",\"event\":\"good\",\"latency_ms\":-1}", 400, "latency_ms");
+  /* A policy that errors: the C default decides, the ban uses --ban-time. */
+  must_load(f, "reputation.lua", "return { on_event = function() error('nope') end }");
+  j = event(f, "7.7.7.7:7", "misbehaved", 200);
+  assert_string_equal(jget_str(j, "decided_by"), "default");
+  assert_true(json_real_value(json_object_get(j, "reputation")) == -8);
+  assert_int_equal(jget_int(j, "until"), f->now + 3600);
+  json_decref(j);
+  char *m = metrics_text(f);
+  assert_true(sample(m, "peerd_policy_failures_total{hook=\"reputation\",reason=\"error\"}") == 1);
+  free(m);
+}
+
+static void pex_accept_and_share(void **state) {
+  fx_t *f = *state;
+  must_load(f, "pex.lua",
+            "return {\n"
+            "  accept = function(addr, from)\n"
+            "    return not addr.addr:find('^9%.') and from.addr ~= '66.0.0.66'\n"
+            "  end,\n"
+            "  share = function(addr, to) return addr.addr ~= '2.2.2.2:2' end,\n"
+            "}\n");
+  /* Gossip (with a source) passes accept; the node's own reports do not. */
+  json_t *j = expect(f, "POST", "/v1/book",
+                     "{\"addrs\":[\"1.1.1.1:1\",\"9.9.9.9:9\",\"2.2.2.2:2\",\"3.3.3.3:3\"],"
+                     "\"source\":\"5.6.7.8\"}",
+                     200);
+  assert_int_equal(jget_int(j, "added"), 3);
+  json_t *rej = json_object_get(j, "rejected");
+  assert_int_equal(json_array_size(rej), 1);
+  assert_string_equal(jget_str(json_array_get(rej, 0), "addr"), "9.9.9.9:9");
+  assert_string_equal(jget_str(json_array_get(rej, 0), "error"), "refused by pex policy");
+  json_decref(j);
+  j = expect(f, "POST", "/v1/book", "{\"addrs\":[\"4.4.4.4:4\"],\"source\":\"66.0.0.66\"}", 200);
+  assert_int_equal(jget_int(j, "added"), 0);
+  json_decref(j);
+  add_addrs(f, "{\"addrs\":[\"9.9.9.9:9\",\"8.8.4.4:53\",\"12.0.0.1:1\"]}", 3);
+  json_decref(expect(f, "POST", "/v1/bans", "{\"target\":\"3.3.3.3\"}", 200));
+
+  /* Shared: everything but 2.2.2.2 (policy), 3.3.3.3 (banned), 8.8.4.4 (the
+   * asking peer itself). */
+  j = expect(f, "GET", "/v1/pex?peer=8.8.4.4:53&n=100", NULL, 200);
+  json_t *addrs = json_object_get(j, "addrs");
+  assert_int_equal(json_array_size(addrs), 3);
+  for (size_t i = 0; i < json_array_size(addrs); i++) {
+    const char *a = json_string_value(json_array_get(addrs, i));
+    assert_true(strcmp(a, "1.1.1.1:1") == 0 || strcmp(a, "9.9.9.9:9") == 0 ||
+                strcmp(a, "12.0.0.1:1") == 0);
+  }
+  json_decref(j);
+  /* Default size: GetAddr's 23% of the book (6 entries -> 1). */
+  j = expect(f, "GET", "/v1/pex?peer=8.8.4.4", NULL, 200);
+  assert_true(json_array_size(json_object_get(j, "addrs")) <= 1);
+  json_decref(j);
+  expect_error(f, "GET", "/v1/pex", NULL, 400, "missing query parameter: peer");
+  expect_error(f, "GET", "/v1/pex?peer=nope", NULL, 400, "peer");
+  expect_error(f, "GET", "/v1/pex?peer=1.2.3.4&n=0", NULL, 400, "n must be");
+  expect_error(f, "GET", "/v1/pex?peer=1.2.3.4&x=1", NULL, 400, "unknown query parameter");
+}
+
+/* Private peers (--private-peer) are never shared, whatever pex.lua says. */
+static void pex_never_shares_private_peers(void **state) {
+  (void)state;
+  pd_rng_t rng;
+  pd_rng_seed(&rng, 99);
+  uint8_t key[PD_BOOK_KEY_LEN] = {0};
+  pd_book_t *book = NULL;
+  assert_int_equal(pd_book_create(&book, key, &rng, 0), 0);
+  pd_subnet_t sn;
+  assert_int_equal(pd_subnet_parse("1.1.0.0/16", &sn, NULL), 0);
+  uint8_t ids[1][PD_NODE_ID_LEN];
+  assert_int_equal(pd_node_id_parse(NODE_ID, PD_NODE_ID_HEXLEN, ids[0]), 0);
+  pd_node_config_t cfg = {.default_ban_secs = 60,
+                          .private_subnets = &sn,
+                          .nprivate_subnets = 1,
+                          .private_ids = (const uint8_t(*)[PD_NODE_ID_LEN])ids,
+                          .nprivate_ids = 1};
+  fx_t fx = {.rng = rng, .now = T0};
+  assert_int_equal(pd_node_create(&fx.node, &cfg, book, &rng, fx.now), 0);
+  add_addrs(&fx,
+            "{\"addrs\":[\"1.1.1.1:1\",\"1.1.2.2:2\",\"" NODE_ID "@3.3.3.3:3\",\"4.4.4.4:4\"]}",
+            4);
+  must_load(&fx, "pex.lua", "return { share = function() return true end }");
+  json_t *j = expect(&fx, "GET", "/v1/pex?peer=7.7.7.7&n=50", NULL, 200);
+  json_t *addrs = json_object_get(j, "addrs");
+  assert_int_equal(json_array_size(addrs), 1);
+  assert_string_equal(json_string_value(json_array_get(addrs, 0)), "4.4.4.4:4");
+  json_decref(j);
+  j = expect(&fx, "GET", "/v1/book/1.1.1.1:1", NULL, 200);
+  assert_true(json_is_true(json_object_get(j, "private")));
+  json_decref(j);
+  pd_node_destroy(fx.node);
+}
+
+/* POST /v1/policy/reload: an action the driver performs, then completes. */
+static void policy_reload_action_and_status(void **state) {
+  fx_t *f = *state;
+  json_t *j = expect(f, "GET", "/v1/status", NULL, 200);
+  json_t *pol = json_object_get(j, "policy");
+  assert_int_equal(jget_int(pol, "generation"), 0);
+  assert_true(json_is_null(json_object_get(pol, "hash")));
+  assert_true(json_is_null(json_object_get(pol, "last_error")));
+  assert_true(json_is_false(json_object_get(json_object_get(pol, "hooks"), "select")));
+  json_decref(j);
+
+  const char *body = "";
+  pd_api_request_t rq = {"POST", "/v1/policy/reload", body, 0};
+  pd_api_response_t rs;
+  pd_api_handle(f->node, &rq, f->now, &rs);
+  assert_int_equal(rs.action, PD_API_ACTION_RELOAD);
+  /* the driver reads the directory and loads it */
+  must_load(f, "select.lua", "return { select = function(book, n) return {} end }");
+  pd_api_complete(f->node, f->now, &rs);
+  assert_int_equal(rs.action, PD_API_ACTION_NONE);
+  assert_int_equal(rs.status, 200);
+  j = json_loadb(rs.body, rs.body_len, 0, NULL);
+  assert_non_null(j);
+  assert_true(json_is_true(json_object_get(j, "reloaded")));
+  assert_int_equal(jget_int(j, "generation"), 1);
+  assert_int_equal(strlen(jget_str(j, "hash")), 64);
+  assert_true(json_is_null(json_object_get(j, "error")));
+  char hash1[65];
+  snprintf(hash1, sizeof hash1, "%s", jget_str(j, "hash"));
+  json_decref(j);
+  pd_api_response_free(&rs);
+
+  /* A broken set: 422, the old generation stays. */
+  pd_api_handle(f->node, &rq, f->now, &rs);
+  assert_int_equal(rs.action, PD_API_ACTION_RELOAD);
+  char err[512];
+  f->now += 5;
+  assert_true(load_policy(f, "select.lua", "return {\n select = function(\n", err, sizeof err) < 0);
+  assert_non_null(strstr(err, "select.lua:"));
+  pd_api_complete(f->node, f->now, &rs);
+  assert_int_equal(rs.status, 422);
+  j = json_loadb(rs.body, rs.body_len, 0, NULL);
+  assert_true(json_is_false(json_object_get(j, "reloaded")));
+  assert_int_equal(jget_int(j, "generation"), 1);
+  assert_string_equal(jget_str(j, "hash"), hash1);
+  assert_non_null(strstr(jget_str(j, "error"), "select.lua:"));
+  json_decref(j);
+  pd_api_response_free(&rs);
+
+  j = expect(f, "GET", "/v1/status", NULL, 200);
+  pol = json_object_get(j, "policy");
+  assert_int_equal(jget_int(pol, "generation"), 1);
+  assert_string_equal(jget_str(pol, "hash"), hash1);
+  assert_int_equal(jget_int(pol, "loaded_at"), f->now - 5);
+  assert_int_equal(json_array_size(json_object_get(pol, "files")), 1);
+  assert_string_equal(json_string_value(json_array_get(json_object_get(pol, "files"), 0)),
+                      "select.lua");
+  assert_true(json_is_true(json_object_get(json_object_get(pol, "hooks"), "select")));
+  assert_true(json_is_false(json_object_get(json_object_get(pol, "hooks"), "score")));
+  json_t *le = json_object_get(pol, "last_error");
+  assert_int_equal(jget_int(le, "at"), f->now);
+  assert_non_null(strstr(jget_str(le, "error"), "select.lua:"));
+  assert_true(jget_int(pol, "memory_bytes") > 0);
+  json_decref(j);
+  /* The set in force is still used: an empty pick list from the policy. */
+  add_addrs(f, "{\"addrs\":[\"1.2.3.4:5\"]}", 1);
+  j = expect(f, "GET", "/v1/dial", NULL, 200);
+  assert_int_equal(json_array_size(json_object_get(j, "peers")), 0);
+  assert_string_equal(jget_str(j, "selected_by"), "policy");
+  json_decref(j);
+
+  /* A failure before the policy host (unreadable directory) is recorded. */
+  pd_node_policy_load_failed(f->node, "policy directory /x: No such file or directory", f->now);
+  char *m = metrics_text(f);
+  assert_true(sample(m, "peerd_policy_reloads_total{result=\"ok\"}") == 1);
+  assert_true(sample(m, "peerd_policy_reloads_total{result=\"error\"}") == 2);
+  assert_true(sample(m, "peerd_policy_generation") == 1);
+  assert_true(sample(m, "peerd_policy_memory_bytes") > 0);
+  free(m);
+}
+
+static void policy_metrics_families(void **state) {
+  fx_t *f = *state;
+  char *m = metrics_text(f);
+  const char *families[] = {"peerd_policy_failures_total", "peerd_policy_reloads_total",
+                            "peerd_policy_memory_bytes", "peerd_policy_generation"};
+  for (size_t i = 0; i < 4; i++) {
+    char line[160];
+    snprintf(line, sizeof(line), "# TYPE %s ", families[i]);
+    assert_non_null(strstr(m, line));
+  }
+  /* every hook x reason, zeros included */
+  int series = 0;
+  for (int h = 0; h < PD_HOOK_COUNT; h++) {
+    for (int r = 0; r < PD_POLICY_REASON_COUNT; r++) {
+      char s[160];
+      snprintf(s, sizeof s, "peerd_policy_failures_total{hook=\"%s\",reason=\"%s\"}",
+               pd_policy_hook_name(h), pd_policy_reason_name(r));
+      assert_true(sample(m, s) == 0);
+      series++;
+    }
+  }
+  assert_int_equal(series, 35);
+  int rc = promtool_check(m);
+  free(m);
+  if (rc < 0) skip();
+  assert_int_equal(rc, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(health_and_routing, setup, teardown),
@@ -983,6 +1345,12 @@ int main(void) {
       cmocka_unit_test_setup_teardown(save_action_and_complete, setup, teardown),
       cmocka_unit_test_setup_teardown(tick_schedules_saves, setup, teardown),
       cmocka_unit_test_setup_teardown(metrics_render_and_promtool, setup, teardown),
+      cmocka_unit_test_setup_teardown(dial_through_select_policy, setup, teardown),
+      cmocka_unit_test_setup_teardown(reputation_bans_after_three_misbehaviours, setup, teardown),
+      cmocka_unit_test_setup_teardown(pex_accept_and_share, setup, teardown),
+      cmocka_unit_test(pex_never_shares_private_peers),
+      cmocka_unit_test_setup_teardown(policy_reload_action_and_status, setup, teardown),
+      cmocka_unit_test_setup_teardown(policy_metrics_families, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

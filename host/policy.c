@@ -1,0 +1,1472 @@
+/* policy — the Lua 5.4 policy host (see policy.h for what it owns).
+ *
+ * Shape of one generation: a lua_State created with a counting, capped
+ * allocator (the pstate_t below is its `ud`, so every C function reaches
+ * its context with lua_getallocf). Everything that may allocate runs inside
+ * a lua_pcall'd C function (setup, loading, building arguments, validating
+ * results), so a memory error can never reach the panic handler.
+ *
+ * Sandbox: base/string/table/math/utf8/coroutine only. Each module's chunk
+ * gets its own empty _ENV whose __index is a per-module table of allowed
+ * globals (that table's own __index raises "undefined global") and whose
+ * __newindex raises. Library tables are per-module empty proxies onto the
+ * real (sanitised) library tables, so neither assignment nor rawset in one
+ * module changes what another module sees.
+ *
+ * A call: message handler + body pushed, count hook armed, lua_pcall, hook
+ * cleared, failure classified (memory / instructions / timeout / error) or,
+ * on success, the value already validated inside the body.
+ */
+#include "policy.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdarg.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+
+#define MODULE_COUNT 5
+#define STEP_MAX 1000             /* hook granularity, instructions */
+#define MOVE_MAX ((lua_Unsigned)1 << 20) /* table.move element limit */
+#define MSG_MAX 256
+
+static const char *const module_names[MODULE_COUNT] = {"evict", "pex", "reputation", "score",
+                                                       "select"};
+
+static const struct {
+  int module;        /* index into module_names */
+  const char *field; /* function field in the module table */
+} hook_defs[PD_HOOK_COUNT] = {
+    [PD_HOOK_SELECT] = {4, "select"},       [PD_HOOK_SCORE] = {3, "score"},
+    [PD_HOOK_EVICT_NEW] = {0, "evict_new"}, [PD_HOOK_EVICT_TRIED] = {0, "evict_tried"},
+    [PD_HOOK_REPUTATION] = {2, "on_event"}, [PD_HOOK_PEX_ACCEPT] = {1, "accept"},
+    [PD_HOOK_PEX_SHARE] = {1, "share"},
+};
+
+static const char *const hook_names[PD_HOOK_COUNT] = {
+    "select", "score", "evict_new", "evict_tried", "reputation", "pex_accept", "pex_share"};
+static const char *const reason_names[PD_POLICY_REASON_COUNT] = {
+    "error", "instructions", "timeout", "memory", "bad_return"};
+
+const char *pd_policy_hook_name(int hook) {
+  return hook >= 0 && hook < PD_HOOK_COUNT ? hook_names[hook] : "unknown";
+}
+const char *pd_policy_reason_name(int reason) {
+  return reason >= 0 && reason < PD_POLICY_REASON_COUNT ? reason_names[reason] : "unknown";
+}
+
+void pd_policy_limits_default(pd_policy_limits_t *l) {
+  l->call_instructions = 1000000;
+  l->call_deadline_ms = 50;
+  l->memory_bytes = (size_t)64 << 20;
+  l->load_instructions = 10000000;
+  l->load_deadline_ms = 500;
+}
+
+/* ---- per-generation state --------------------------------------------------------- */
+
+typedef struct pstate {
+  lua_State *L;
+  size_t used, cap; /* allocator counter and cap */
+  bool mem_refused; /* the allocator said no during this call/load */
+  /* the call (or load) in progress */
+  bool busy, loading;
+  uint64_t call_id; /* books carry the id of their call */
+  pd_rng_t *rng;
+  pd_rng_t load_rng;
+  int64_t now;
+  pd_book_t *book;        /* select: may draw (book:random) */
+  const pd_book_t *cbook; /* every book hook */
+  /* budget */
+  uint64_t used_instr, budget, deadline_ms;
+  int step;
+  pd_policy_clock_fn clock;
+  void *clock_ud;
+  uint64_t deadline; /* clock value */
+  int tripped;       /* 0 or PD_POLICY_INSTRUCTIONS / PD_POLICY_TIMEOUT */
+  /* hooks */
+  int ref[PD_HOOK_COUNT];
+  char where[PD_HOOK_COUNT][64]; /* "select.lua:12" where the hook is defined */
+} pstate_t;
+
+struct kind {
+  bool pending, reported;
+  char msg[MSG_MAX];
+};
+
+struct pd_policy {
+  pd_policy_limits_t lim;
+  pd_policy_clock_fn clock;
+  void *clock_ud;
+  pstate_t *cur;
+  uint64_t generation;
+  int64_t loaded_at;
+  char hash[65];
+  size_t nfiles;
+  char files[8][64];
+  int64_t last_error_at;
+  char last_error[512];
+  uint64_t fail[PD_HOOK_COUNT][PD_POLICY_REASON_COUNT];
+  struct kind kind[PD_HOOK_COUNT][PD_POLICY_REASON_COUNT];
+  pd_rng_t fallback_rng;
+  pd_rng_t *book_rng; /* for pd_policy_book_hooks */
+};
+
+static pstate_t *getps(lua_State *L) {
+  void *ud = NULL;
+  (void)lua_getallocf(L, &ud);
+  return ud;
+}
+
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  pstate_t *ps = ud;
+  if (ptr == NULL) osize = 0; /* osize is then a type tag */
+  if (nsize == 0) {
+    free(ptr);
+    ps->used -= osize;
+    return NULL;
+  }
+  if (nsize > osize && (nsize - osize > ps->cap || ps->used > ps->cap - (nsize - osize))) {
+    ps->mem_refused = true;
+    return NULL;
+  }
+  void *q = realloc(ptr, nsize);
+  if (q == NULL) {
+    ps->mem_refused = true;
+    return NULL;
+  }
+  ps->used = ps->used - osize + nsize;
+  return q;
+}
+
+static int on_panic(lua_State *L) {
+  (void)L;
+  return 0; /* unreachable: everything that can raise runs under lua_pcall */
+}
+
+static void on_warning(void *ud, const char *msg, int tocont) {
+  (void)ud;
+  (void)msg;
+  (void)tocont;
+}
+
+/* ---- messages ------------------------------------------------------------------------ */
+
+static void copy_str(char *dst, size_t cap, const char *src) {
+  if (cap == 0) return;
+  size_t n = strlen(src);
+  if (n >= cap) n = cap - 1;
+  memcpy(dst, src, n);
+  dst[n] = 0;
+}
+
+/* "NAME.lua:" at the start (NAME of letters, digits, '_')? */
+static bool has_position(const char *m) {
+  size_t i = 0;
+  while ((m[i] >= 'a' && m[i] <= 'z') || (m[i] >= 'A' && m[i] <= 'Z') ||
+         (m[i] >= '0' && m[i] <= '9') || m[i] == '_')
+    i++;
+  return i > 0 && strncmp(m + i, ".lua:", 5) == 0;
+}
+
+/* Message handler: make the message a string with file:line, append a
+ * traceback (stripped again when stored). Not called for LUA_ERRMEM. */
+static int msgh(lua_State *L) {
+  const char *msg;
+  int t = lua_type(L, 1);
+  if (t == LUA_TSTRING || t == LUA_TNUMBER)
+    msg = lua_tostring(L, 1);
+  else
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  if (!has_position(msg)) {
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+      if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+        msg = lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, msg);
+        break;
+      }
+    }
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* The error value at the top after a failed pcall, without traceback. */
+static void take_message(lua_State *L, char *dst, size_t cap) {
+  const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "unknown error";
+  const char *tb = strstr(m, "\nstack traceback:");
+  size_t n = tb ? (size_t)(tb - m) : strlen(m);
+  if (n >= cap) n = cap - 1;
+  memcpy(dst, m, n);
+  dst[n] = 0;
+}
+
+/* ---- budget hook ------------------------------------------------------------------------ */
+
+static void count_hook(lua_State *L, lua_Debug *ar) {
+  pstate_t *ps = getps(L);
+  if (!ps->tripped) {
+    int count = lua_gethookcount(L);
+    ps->used_instr += (uint64_t)(count > 0 ? count : 1);
+    if (count != ps->step) lua_sethook(L, count_hook, LUA_MASKCOUNT, ps->step);
+    if (ps->used_instr >= ps->budget)
+      ps->tripped = PD_POLICY_INSTRUCTIONS;
+    else if (ps->clock && ps->clock(ps->clock_ud) >= ps->deadline)
+      ps->tripped = PD_POLICY_TIMEOUT;
+    else
+      return;
+  }
+  /* tripped: raise now and on every instruction from here on, so that a
+   * policy's own pcall cannot swallow it */
+  lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+  const char *what = ps->tripped == PD_POLICY_INSTRUCTIONS ? "instruction budget" : "deadline";
+  const char *when = ps->loading ? " while loading" : "";
+  char lim[48];
+  if (ps->tripped == PD_POLICY_INSTRUCTIONS)
+    snprintf(lim, sizeof(lim), "%llu instructions", (unsigned long long)ps->budget);
+  else
+    snprintf(lim, sizeof(lim), "%llu ms", (unsigned long long)ps->deadline_ms);
+  if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+    lua_pushfstring(L, "%s:%d: %s exceeded%s (%s)", ar->short_src, ar->currentline, what, when,
+                    lim);
+  else
+    lua_pushfstring(L, "%s exceeded%s (%s)", what, when, lim);
+  lua_error(L);
+}
+
+static void arm(pstate_t *ps, uint64_t budget, uint64_t deadline_ms) {
+  ps->used_instr = 0;
+  ps->budget = budget ? budget : 1;
+  ps->step = ps->budget < STEP_MAX ? (int)ps->budget : STEP_MAX;
+  ps->deadline_ms = deadline_ms;
+  ps->tripped = 0;
+  ps->mem_refused = false;
+  if (ps->clock) ps->deadline = ps->clock(ps->clock_ud) + deadline_ms * 1000000ull;
+  lua_sethook(ps->L, count_hook, LUA_MASKCOUNT, ps->step);
+}
+
+/* ---- the peerd global ------------------------------------------------------------------- */
+
+static int l_now(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getps(L)->now);
+  return 1;
+}
+
+static int l_random(lua_State *L) {
+  pstate_t *ps = getps(L);
+  int n = lua_gettop(L);
+  if (n == 0) {
+    lua_pushnumber(L, pd_rng_unit(ps->rng));
+    return 1;
+  }
+  lua_Integer lo = 1, hi;
+  if (n == 1) {
+    hi = luaL_checkinteger(L, 1);
+  } else if (n == 2) {
+    lo = luaL_checkinteger(L, 1);
+    hi = luaL_checkinteger(L, 2);
+  } else {
+    return luaL_error(L, "wrong number of arguments to 'peerd.random'");
+  }
+  luaL_argcheck(L, lo <= hi, n, "interval is empty");
+  uint64_t span = (uint64_t)hi - (uint64_t)lo; /* wraps correctly */
+  uint64_t r = span == UINT64_MAX ? pd_rng_u64(ps->rng) : pd_rng_range(ps->rng, span + 1);
+  lua_pushinteger(L, (lua_Integer)((uint64_t)lo + r));
+  return 1;
+}
+
+/* ---- sanitised library functions -------------------------------------------------- */
+
+/* string.rep("", huge) would spin in C without allocating. */
+static int safe_rep(lua_State *L) {
+  size_t l, lsep;
+  luaL_checklstring(L, 1, &l);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_optlstring(L, 3, "", &lsep);
+  if (n <= 0 || (l == 0 && lsep == 0)) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  int top = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, top, 1);
+  return 1;
+}
+
+/* table.move over a huge empty range would spin in C without allocating. */
+static int safe_move(lua_State *L) {
+  lua_Integer f = luaL_checkinteger(L, 2), e = luaL_checkinteger(L, 3);
+  if (e >= f && (lua_Unsigned)e - (lua_Unsigned)f >= MOVE_MAX)
+    return luaL_error(L, "too many elements to move (limit %d)", (int)MOVE_MAX);
+  int top = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, top, 1);
+  return 1;
+}
+
+/* xpcall whose handler runs after the unwinding, not during it: Lua calls a
+ * message handler with hooks disabled when the error comes from our count
+ * hook, so a handler `function() while true do end end` would never stop.
+ * (Policies have no debug library, so they cannot tell the difference.) */
+static int safe_xpcall(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_checkany(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushvalue(L, 1);
+  for (int i = 3; i <= n; i++) lua_pushvalue(L, i);
+  if (lua_pcall(L, n - 2, LUA_MULTRET, 0) == LUA_OK) {
+    lua_pushboolean(L, 1);
+    lua_replace(L, 1); /* true, results... */
+    lua_remove(L, 2);
+    for (int i = 3; i <= n; i++) lua_remove(L, 2);
+    return lua_gettop(L);
+  }
+  lua_pushvalue(L, 2);
+  lua_insert(L, -2);
+  lua_pcall(L, 1, 1, 0); /* the handler's result, or its own error */
+  lua_pushboolean(L, 0);
+  lua_insert(L, -2);
+  return 2;
+}
+
+/* ---- sandbox ------------------------------------------------------------------------- */
+
+#define REG_LIBS "peerd.libs"       /* name -> real library table */
+#define REG_BASE "peerd.base"       /* allowed base functions */
+#define REG_PROXYMT "peerd.proxymt" /* name -> proxy metatable */
+#define REG_CHUNKS "peerd.chunks"   /* module name -> compiled chunk */
+#define REG_LOADED "peerd.loaded"   /* module name -> table, or false while loading */
+#define BOOK_MT "peerd.book"
+
+static const char *const base_allowed[] = {
+    "assert", "error",    "ipairs", "next",     "pairs",  "pcall",    "xpcall", "rawequal",
+    "rawget", "rawlen",   "rawset", "select",   "tonumber", "tostring", "type",   NULL};
+static const char *const libs_allowed[] = {"string", "table", "math", "utf8", "coroutine", "peerd",
+                                           NULL};
+
+static int ro_newindex(lua_State *L) {
+  return luaL_error(L, "attempt to modify read-only table '%s'",
+                    lua_tostring(L, lua_upvalueindex(1)));
+}
+
+static int undefined_global(lua_State *L) {
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?";
+  return luaL_error(L, "undefined global '%s'", k);
+}
+
+static int assign_global(lua_State *L) {
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?";
+  return luaL_error(L, "assignment to global '%s' (policies keep state in locals)", k);
+}
+
+static int l_require(lua_State *L);
+
+/* Open and sanitise the libraries; build the registry tables. */
+static void setup_sandbox(lua_State *L) {
+  static const struct {
+    const char *name;
+    lua_CFunction open;
+  } libs[] = {{LUA_GNAME, luaopen_base},      {LUA_STRLIBNAME, luaopen_string},
+              {LUA_TABLIBNAME, luaopen_table}, {LUA_MATHLIBNAME, luaopen_math},
+              {LUA_UTF8LIBNAME, luaopen_utf8}, {LUA_COLIBNAME, luaopen_coroutine}};
+  for (size_t i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
+    luaL_requiref(L, libs[i].name, libs[i].open, 1);
+    lua_pop(L, 1);
+  }
+  /* sanitise the real tables (the string metatable's __index is `string`) */
+  lua_getglobal(L, "string");
+  lua_pushnil(L);
+  lua_setfield(L, -2, "dump");
+  lua_getfield(L, -1, "rep");
+  lua_pushcclosure(L, safe_rep, 1);
+  lua_setfield(L, -2, "rep");
+  lua_pop(L, 1);
+  lua_getglobal(L, "math");
+  lua_pushnil(L);
+  lua_setfield(L, -2, "random");
+  lua_pushnil(L);
+  lua_setfield(L, -2, "randomseed");
+  lua_pop(L, 1);
+  lua_getglobal(L, "table");
+  lua_getfield(L, -1, "move");
+  lua_pushcclosure(L, safe_move, 1);
+  lua_setfield(L, -2, "move");
+  lua_pop(L, 1);
+
+  /* peerd */
+  lua_createtable(L, 0, 3);
+  lua_pushcfunction(L, l_now);
+  lua_setfield(L, -2, "now");
+  lua_pushcfunction(L, l_random);
+  lua_setfield(L, -2, "random");
+  lua_pushstring(L, PEERD_VERSION);
+  lua_setfield(L, -2, "version");
+  lua_setglobal(L, "peerd");
+
+  /* libs + proxy metatables */
+  lua_newtable(L); /* libs */
+  lua_newtable(L); /* proxy metatables */
+  for (size_t i = 0; libs_allowed[i]; i++) {
+    lua_getglobal(L, libs_allowed[i]);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -4, libs_allowed[i]);
+    lua_createtable(L, 0, 3); /* mt */
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "__index");
+    lua_pushstring(L, libs_allowed[i]);
+    lua_pushcclosure(L, ro_newindex, 1);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setfield(L, -2, libs_allowed[i]);
+  }
+  lua_setfield(L, LUA_REGISTRYINDEX, REG_PROXYMT);
+  lua_setfield(L, LUA_REGISTRYINDEX, REG_LIBS);
+
+  /* allowed base functions (+ unpack, require) */
+  lua_newtable(L);
+  for (size_t i = 0; base_allowed[i]; i++) {
+    lua_getglobal(L, base_allowed[i]);
+    lua_setfield(L, -2, base_allowed[i]);
+  }
+  lua_getglobal(L, "table");
+  lua_getfield(L, -1, "unpack");
+  lua_setfield(L, -3, "unpack");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_require);
+  lua_setfield(L, -2, "require");
+  lua_pushcfunction(L, safe_xpcall);
+  lua_setfield(L, -2, "xpcall");
+  lua_setfield(L, LUA_REGISTRYINDEX, REG_BASE);
+
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, REG_CHUNKS);
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, REG_LOADED);
+}
+
+/* Push a fresh _ENV for one module. */
+static void push_env(lua_State *L) {
+  lua_newtable(L); /* globals of this module */
+  lua_getfield(L, LUA_REGISTRYINDEX, REG_BASE);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -5);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, REG_PROXYMT);
+  for (size_t i = 0; libs_allowed[i]; i++) {
+    lua_newtable(L); /* proxy */
+    lua_getfield(L, -2, libs_allowed[i]);
+    lua_setmetatable(L, -2);
+    lua_setfield(L, -3, libs_allowed[i]);
+  }
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, undefined_global);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  /* the env itself: empty, reads go to the globals, writes raise */
+  lua_newtable(L);
+  lua_createtable(L, 0, 3);
+  lua_insert(L, -3); /* mt env globals */
+  lua_setfield(L, -3, "__index");
+  lua_insert(L, -2); /* env mt */
+  lua_pushcfunction(L, assign_global);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+}
+
+static int module_index(const char *name) {
+  for (int i = 0; i < MODULE_COUNT; i++)
+    if (strcmp(name, module_names[i]) == 0) return i;
+  return -1;
+}
+
+/* Run (once) module `name`, leaving its table on the stack. */
+static void require_module(lua_State *L, const char *name) {
+  lua_getfield(L, LUA_REGISTRYINDEX, REG_LOADED);
+  int loaded = lua_gettop(L);
+  int t = lua_getfield(L, loaded, name);
+  if (t == LUA_TTABLE) {
+    lua_remove(L, loaded);
+    return;
+  }
+  if (t == LUA_TBOOLEAN) luaL_error(L, "require cycle: module '%s' is still loading", name);
+  lua_pop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, REG_CHUNKS);
+  if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
+    luaL_error(L,
+               "module '%s' not found (require gives only the other policies of the set: "
+               "select, score, evict, reputation, pex)",
+               name);
+  }
+  lua_remove(L, -2);
+  lua_pushboolean(L, 0);
+  lua_setfield(L, loaded, name);
+  lua_call(L, 0, 1);
+  if (lua_type(L, -1) != LUA_TTABLE)
+    luaL_error(L, "%s.lua: module must return a table (got %s)", name, luaL_typename(L, -1));
+  lua_pushvalue(L, -1);
+  lua_setfield(L, loaded, name);
+  lua_remove(L, loaded);
+}
+
+static int l_require(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  require_module(L, name);
+  return 1;
+}
+
+/* ---- loading ----------------------------------------------------------------------------- */
+
+typedef struct load_ctx {
+  const pd_policy_file_t *files[MODULE_COUNT];
+  int mod[MODULE_COUNT];
+  size_t n;
+} load_ctx_t;
+
+static int load_body(lua_State *L) {
+  load_ctx_t *c = lua_touserdata(L, 1);
+  pstate_t *ps = getps(L);
+  setup_sandbox(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, REG_CHUNKS);
+  int chunks = lua_gettop(L);
+  for (size_t i = 0; i < c->n; i++) {
+    const pd_policy_file_t *f = c->files[i];
+    char chunkname[80];
+    snprintf(chunkname, sizeof(chunkname), "@%s", f->name);
+    if (luaL_loadbufferx(L, f->text ? f->text : "", f->len, chunkname, "t") != LUA_OK) {
+      const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "cannot load";
+      if (!has_position(m)) lua_pushfstring(L, "%s: %s", f->name, m);
+      lua_error(L);
+    }
+    push_env(L);
+    if (lua_setupvalue(L, -2, 1) == NULL) lua_pop(L, 1);
+    lua_setfield(L, chunks, module_names[c->mod[i]]);
+  }
+  for (size_t i = 0; i < c->n; i++) {
+    require_module(L, module_names[c->mod[i]]);
+    lua_pop(L, 1);
+  }
+  /* hooks */
+  lua_getfield(L, LUA_REGISTRYINDEX, REG_LOADED);
+  int loaded = lua_gettop(L);
+  for (int h = 0; h < PD_HOOK_COUNT; h++) {
+    const char *mname = module_names[hook_defs[h].module];
+    if (lua_getfield(L, loaded, mname) != LUA_TTABLE) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushstring(L, hook_defs[h].field);
+    int t = lua_rawget(L, -2);
+    if (t == LUA_TNIL) {
+      lua_pop(L, 2);
+      continue;
+    }
+    if (t != LUA_TFUNCTION)
+      luaL_error(L, "%s.lua: field '%s' must be a function (got %s)", mname, hook_defs[h].field,
+                 lua_typename(L, t));
+    lua_Debug ar;
+    lua_pushvalue(L, -1);
+    if (lua_getinfo(L, ">S", &ar) && ar.linedefined > 0)
+      snprintf(ps->where[h], sizeof(ps->where[h]), "%.40s:%d", ar.short_src, ar.linedefined);
+    else
+      snprintf(ps->where[h], sizeof(ps->where[h]), "%s.lua", mname);
+    ps->ref[h] = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static void pstate_close(pstate_t *ps) {
+  if (!ps) return;
+  if (ps->L) lua_close(ps->L);
+  free(ps);
+}
+
+static int cmp_files(const void *a, const void *b) {
+  const pd_policy_file_t *const *x = a, *const *y = b;
+  return strcmp((*x)->name, (*y)->name);
+}
+
+static int hash_set(const pd_policy_file_t *const *files, size_t n, char out[65]) {
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  unsigned char md[32];
+  unsigned len = 0;
+  int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+  for (size_t i = 0; ok && i < n; i++) {
+    uint8_t le[8];
+    uint64_t l = files[i]->len;
+    for (int k = 0; k < 8; k++) le[k] = (uint8_t)(l >> (8 * k));
+    ok = EVP_DigestUpdate(ctx, files[i]->name, strlen(files[i]->name) + 1) == 1 &&
+         EVP_DigestUpdate(ctx, le, 8) == 1 &&
+         (files[i]->len == 0 || EVP_DigestUpdate(ctx, files[i]->text, files[i]->len) == 1);
+  }
+  ok = ok && EVP_DigestFinal_ex(ctx, md, &len) == 1 && len == 32;
+  EVP_MD_CTX_free(ctx);
+  if (!ok) return PD_ENOMEM;
+  for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+  return 0;
+}
+
+static int load_fail(pd_policy_t *p, int64_t now, char *err, size_t cap, const char *msg) {
+  copy_str(p->last_error, sizeof(p->last_error), msg);
+  p->last_error_at = now ? now : 1;
+  if (err && cap) copy_str(err, cap, msg);
+  return PD_EINVAL;
+}
+
+int pd_policy_load(pd_policy_t *p, const pd_policy_file_t *files, size_t n, int64_t now,
+                   char *err, size_t cap) {
+  if (!p || (n && !files)) return PD_EINVAL;
+  char msg[512];
+  load_ctx_t c;
+  memset(&c, 0, sizeof(c));
+  if (n > MODULE_COUNT) return load_fail(p, now, err, cap, "too many policy files (at most 5)");
+  for (size_t i = 0; i < n; i++) {
+    const char *name = files[i].name ? files[i].name : "";
+    size_t l = strlen(name);
+    char base[32];
+    int m = -1;
+    if (l > 4 && l < sizeof(base) && strcmp(name + l - 4, ".lua") == 0) {
+      memcpy(base, name, l - 4);
+      base[l - 4] = 0;
+      m = module_index(base);
+    }
+    if (m < 0) {
+      snprintf(msg, sizeof(msg),
+               "%.64s: unknown policy file (expected select.lua, score.lua, evict.lua, "
+               "reputation.lua or pex.lua)",
+               name);
+      return load_fail(p, now, err, cap, msg);
+    }
+    if (files[i].len && !files[i].text) {
+      snprintf(msg, sizeof(msg), "%s: no text", name);
+      return load_fail(p, now, err, cap, msg);
+    }
+    c.files[i] = &files[i];
+  }
+  c.n = n;
+  qsort(c.files, n, sizeof(c.files[0]), cmp_files);
+  for (size_t i = 0; i < n; i++) {
+    if (i && strcmp(c.files[i]->name, c.files[i - 1]->name) == 0) {
+      snprintf(msg, sizeof(msg), "%s: duplicate policy file", c.files[i]->name);
+      return load_fail(p, now, err, cap, msg);
+    }
+    char base[32];
+    size_t l = strlen(c.files[i]->name);
+    memcpy(base, c.files[i]->name, l - 4);
+    base[l - 4] = 0;
+    c.mod[i] = module_index(base);
+  }
+  char hash[65];
+  if (hash_set(c.files, n, hash) != 0) return load_fail(p, now, err, cap, "cannot hash the set");
+
+  pstate_t *ps = calloc(1, sizeof(*ps));
+  if (!ps) return load_fail(p, now, err, cap, "out of memory");
+  ps->cap = p->lim.memory_bytes;
+  ps->clock = p->clock;
+  ps->clock_ud = p->clock_ud;
+  for (int h = 0; h < PD_HOOK_COUNT; h++) ps->ref[h] = LUA_NOREF;
+  ps->L = lua_newstate(capped_alloc, ps);
+  if (!ps->L) {
+    pstate_close(ps);
+    return load_fail(p, now, err, cap, "cannot create a Lua state (memory cap too small?)");
+  }
+  lua_atpanic(ps->L, on_panic);
+  lua_setwarnf(ps->L, on_warning, NULL);
+  pd_rng_seed(&ps->load_rng, 0);
+  ps->rng = &ps->load_rng;
+  ps->now = now;
+  ps->busy = ps->loading = true;
+  lua_State *L = ps->L;
+  lua_pushcfunction(L, msgh);
+  lua_pushcfunction(L, load_body);
+  lua_pushlightuserdata(L, &c);
+  arm(ps, p->lim.load_instructions, p->lim.load_deadline_ms);
+  int st = lua_pcall(L, 1, 0, 1);
+  lua_sethook(L, NULL, 0, 0);
+  ps->busy = ps->loading = false;
+  if (st != LUA_OK || ps->tripped) {
+    if (st == LUA_ERRMEM || (st == LUA_ERRERR && ps->mem_refused && !ps->tripped))
+      snprintf(msg, sizeof(msg), "memory cap reached while loading (%zu bytes)", ps->cap);
+    else if (st == LUA_OK)
+      snprintf(msg, sizeof(msg), "%s exceeded while loading",
+               ps->tripped == PD_POLICY_INSTRUCTIONS ? "instruction budget" : "deadline");
+    else
+      take_message(L, msg, sizeof(msg));
+    pstate_close(ps);
+    return load_fail(p, now, err, cap, msg);
+  }
+  lua_settop(L, 0);
+  lua_gc(L, LUA_GCCOLLECT);
+
+  pstate_close(p->cur);
+  p->cur = ps;
+  p->generation++;
+  p->loaded_at = now;
+  memcpy(p->hash, hash, sizeof(hash));
+  p->nfiles = n;
+  memset(p->files, 0, sizeof(p->files));
+  for (size_t i = 0; i < n; i++) copy_str(p->files[i], sizeof(p->files[i]), c.files[i]->name);
+  for (int h = 0; h < PD_HOOK_COUNT; h++)
+    for (int r = 0; r < PD_POLICY_REASON_COUNT; r++) p->kind[h][r].reported = false;
+  if (err && cap) err[0] = 0;
+  return 0;
+}
+
+/* ---- lifecycle / status -------------------------------------------------------------- */
+
+int pd_policy_create(pd_policy_t **out, const pd_policy_limits_t *limits,
+                     pd_policy_clock_fn clock, void *clock_ud) {
+  if (!out) return PD_EINVAL;
+  *out = NULL;
+  pd_policy_t *p = calloc(1, sizeof(*p));
+  if (!p) return PD_ENOMEM;
+  pd_policy_limits_t d;
+  pd_policy_limits_default(&d);
+  if (limits) {
+    p->lim = *limits;
+    /* 0 means "the default" */
+    if (!p->lim.call_instructions) p->lim.call_instructions = d.call_instructions;
+    if (!p->lim.call_deadline_ms) p->lim.call_deadline_ms = d.call_deadline_ms;
+    if (!p->lim.memory_bytes) p->lim.memory_bytes = d.memory_bytes;
+    if (!p->lim.load_instructions) p->lim.load_instructions = d.load_instructions;
+    if (!p->lim.load_deadline_ms) p->lim.load_deadline_ms = d.load_deadline_ms;
+  } else {
+    p->lim = d;
+  }
+  p->clock = clock;
+  p->clock_ud = clock_ud;
+  pd_rng_seed(&p->fallback_rng, 0);
+  *out = p;
+  return 0;
+}
+
+void pd_policy_destroy(pd_policy_t *p) {
+  if (!p) return;
+  pstate_close(p->cur);
+  free(p);
+}
+
+void pd_policy_status(const pd_policy_t *p, pd_policy_status_t *out) {
+  memset(out, 0, sizeof(*out));
+  if (!p) return;
+  out->generation = p->generation;
+  out->loaded_at = p->loaded_at;
+  memcpy(out->hash, p->hash, sizeof(out->hash));
+  out->nfiles = p->nfiles;
+  memcpy(out->files, p->files, sizeof(out->files));
+  for (int h = 0; h < PD_HOOK_COUNT; h++) out->has_hook[h] = pd_policy_has_hook(p, h);
+  out->last_error_at = p->last_error_at;
+  memcpy(out->last_error, p->last_error, sizeof(out->last_error));
+  out->memory_bytes = p->cur ? p->cur->used : 0;
+}
+
+bool pd_policy_has_hook(const pd_policy_t *p, int hook) {
+  return p && p->cur && hook >= 0 && hook < PD_HOOK_COUNT && p->cur->ref[hook] != LUA_NOREF;
+}
+
+uint64_t pd_policy_failures(const pd_policy_t *p, int hook, int reason) {
+  if (!p || hook < 0 || hook >= PD_HOOK_COUNT || reason < 0 || reason >= PD_POLICY_REASON_COUNT)
+    return 0;
+  return p->fail[hook][reason];
+}
+
+bool pd_policy_next_unreported(pd_policy_t *p, int *hook, int *reason, char *msg, size_t cap) {
+  if (!p) return false;
+  for (int h = 0; h < PD_HOOK_COUNT; h++) {
+    for (int r = 0; r < PD_POLICY_REASON_COUNT; r++) {
+      struct kind *k = &p->kind[h][r];
+      if (!k->pending) continue;
+      k->pending = false;
+      k->reported = true;
+      if (hook) *hook = h;
+      if (reason) *reason = r;
+      if (msg && cap) copy_str(msg, cap, k->msg);
+      return true;
+    }
+  }
+  return false;
+}
+
+static void record_failure(pd_policy_t *p, int hook, int reason, const char *msg) {
+  p->fail[hook][reason]++;
+  struct kind *k = &p->kind[hook][reason];
+  if (!k->reported && !k->pending) {
+    copy_str(k->msg, sizeof(k->msg), msg);
+    k->pending = true;
+  }
+}
+
+/* ---- values policies receive ----------------------------------------------------------- */
+
+static void push_hex(lua_State *L, const uint8_t *b, size_t n) {
+  char buf[2 * 64 + 1];
+  static const char hx[] = "0123456789abcdef";
+  if (n > 64) n = 64;
+  for (size_t i = 0; i < n; i++) {
+    buf[2 * i] = hx[b[i] >> 4];
+    buf[2 * i + 1] = hx[b[i] & 15];
+  }
+  lua_pushlstring(L, buf, 2 * n);
+}
+
+static void push_addr(lua_State *L, const pd_netaddr_t *a) {
+  char buf[PD_ADDR_STRLEN];
+  if (pd_netaddr_format(a, buf, sizeof(buf)) < 0) buf[0] = 0;
+  lua_pushstring(L, buf);
+}
+
+static void set_int(lua_State *L, const char *k, int64_t v) {
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, k);
+}
+static void set_bool(lua_State *L, const char *k, bool v) {
+  lua_pushboolean(L, v);
+  lua_setfield(L, -2, k);
+}
+static void set_num(lua_State *L, const char *k, double v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, k);
+}
+
+/* IsTerrible / GetChance for an address not in the book (evict_new's
+ * candidate), as Bitcoin Core computes them. */
+static bool info_terrible(const pd_book_info_t *e, int64_t now) {
+  if (e->last_try && e->last_try >= now - 60) return false;
+  if (e->time > now + 10 * 60) return true;
+  if (now - e->time > PD_BOOK_HORIZON) return true;
+  if (e->last_success == 0 && e->attempts >= PD_BOOK_RETRIES) return true;
+  if (now - e->last_success > PD_BOOK_MIN_FAIL && e->attempts >= PD_BOOK_MAX_FAILURES) return true;
+  return false;
+}
+static double info_chance(const pd_book_info_t *e, int64_t now) {
+  double c = 1.0;
+  if (now - e->last_try < 60 * 10) c *= 0.01;
+  for (int i = 0; i < e->attempts && i < 8; i++) c *= 0.66; /* pow(0.66, min(n, 8)) */
+  return c;
+}
+
+static void push_entry(lua_State *L, pstate_t *ps, const pd_book_t *b, const pd_book_info_t *e,
+                       bool in_book) {
+  lua_createtable(L, 0, 16);
+  if (in_book) set_int(L, "id", e->id);
+  push_addr(L, &e->addr);
+  lua_setfield(L, -2, "addr");
+  if (e->has_node_id) {
+    push_hex(L, e->node_id, PD_NODE_ID_LEN);
+    lua_setfield(L, -2, "node_id");
+  }
+  push_addr(L, &e->source);
+  lua_setfield(L, -2, "source");
+  uint8_t g[PD_GROUP_MAX];
+  size_t gl = pd_netaddr_group(&e->addr, pd_book_allow_private(b), g);
+  push_hex(L, g, gl);
+  lua_setfield(L, -2, "group");
+  set_bool(L, "tried", e->in_tried);
+  set_int(L, "attempts", e->attempts);
+  set_int(L, "last_try", e->last_try);
+  set_int(L, "last_success", e->last_success);
+  set_int(L, "time", e->time);
+  set_int(L, "refs", e->refcount);
+  set_bool(L, "terrible",
+           in_book ? pd_book_is_terrible(b, e->id, ps->now) : info_terrible(e, ps->now));
+  set_bool(L, "banned", pd_banlist_is_banned(pd_book_bans_const(b), &e->addr, ps->now, NULL));
+  set_num(L, "chance", in_book ? pd_book_chance(b, e->id, ps->now) : info_chance(e, ps->now));
+}
+
+static void push_peer(lua_State *L, const pd_peer_view_t *v) {
+  lua_createtable(L, 0, 16);
+  push_addr(L, &v->addr);
+  lua_setfield(L, -2, "addr");
+  if (v->has_node_id) {
+    push_hex(L, v->node_id, PD_NODE_ID_LEN);
+    lua_setfield(L, -2, "node_id");
+  }
+  set_bool(L, "known", v->known);
+  set_bool(L, "tried", v->tried);
+  set_int(L, "attempts", v->attempts);
+  set_int(L, "last_try", v->last_try);
+  set_int(L, "last_success", v->last_success);
+  set_int(L, "time", v->time);
+  set_int(L, "first_seen", v->first_seen);
+  if (v->latency_ms >= 0 && isfinite(v->latency_ms)) set_num(L, "latency_ms", v->latency_ms);
+  set_num(L, "reputation", isfinite(v->reputation) ? v->reputation : 0.0);
+  set_int(L, "misbehaviours", v->misbehaviours);
+  set_bool(L, "banned", v->banned);
+  set_bool(L, "private", v->private_peer);
+  set_bool(L, "routable", v->routable);
+  push_hex(L, v->group, v->group_len <= PD_GROUP_MAX ? v->group_len : PD_GROUP_MAX);
+  lua_setfield(L, -2, "group");
+}
+
+/* ---- the book object ------------------------------------------------------------------- */
+
+typedef struct {
+  uint64_t call_id;
+} book_ud_t;
+
+static const pd_book_t *check_book(lua_State *L, pstate_t **pps) {
+  book_ud_t *u = luaL_checkudata(L, 1, BOOK_MT);
+  pstate_t *ps = getps(L);
+  if (!ps->busy || u->call_id != ps->call_id || !ps->cbook)
+    luaL_error(L, "book used outside the call it was given to");
+  *pps = ps;
+  return ps->cbook;
+}
+
+static enum pd_table check_table(lua_State *L, int arg) {
+  const char *t = luaL_checkstring(L, arg);
+  if (strcmp(t, "new") == 0) return PD_TABLE_NEW;
+  if (strcmp(t, "tried") == 0) return PD_TABLE_TRIED;
+  luaL_argerror(L, arg, "expected \"new\" or \"tried\"");
+  return PD_TABLE_NEW;
+}
+
+/* Entry id argument: true and the entry when it exists. */
+static bool check_entry(lua_State *L, const pd_book_t *b, pd_book_info_t *e) {
+  lua_Integer id = luaL_checkinteger(L, 2);
+  return id >= 0 && id < (lua_Integer)PD_BOOK_NO_ID && pd_book_info(b, (uint32_t)id, e) == 0;
+}
+
+static int b_count(lua_State *L) {
+  pstate_t *ps;
+  const pd_book_t *b = check_book(L, &ps);
+  enum pd_table t = check_table(L, 2);
+  lua_pushinteger(L, (lua_Integer)(t == PD_TABLE_NEW ? pd_book_count_new(b)
+                                                      : pd_book_count_tried(b)));
+  return 1;
+}
+
+static int b_size(lua_State *L) {
+  pstate_t *ps;
+  lua_pushinteger(L, (lua_Integer)pd_book_size(check_book(L, &ps)));
+  return 1;
+}
+
+static int b_random(lua_State *L) {
+  pstate_t *ps;
+  (void)check_book(L, &ps);
+  enum pd_table t = check_table(L, 2);
+  if (!ps->book) return luaL_error(L, "book:random() is not available in this hook (read-only book)");
+  uint32_t id = pd_book_random(ps->book, t, ps->now);
+  if (id == PD_BOOK_NO_ID)
+    lua_pushnil(L);
+  else
+    lua_pushinteger(L, (lua_Integer)id);
+  return 1;
+}
+
+static int b_entry(lua_State *L) {
+  pstate_t *ps;
+  const pd_book_t *b = check_book(L, &ps);
+  pd_book_info_t e;
+  if (!check_entry(L, b, &e)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  push_entry(L, ps, b, &e, true);
+  return 1;
+}
+
+static int b_group(lua_State *L) {
+  pstate_t *ps;
+  const pd_book_t *b = check_book(L, &ps);
+  pd_book_info_t e;
+  if (!check_entry(L, b, &e)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  uint8_t g[PD_GROUP_MAX];
+  size_t gl = pd_netaddr_group(&e.addr, pd_book_allow_private(b), g);
+  push_hex(L, g, gl);
+  return 1;
+}
+
+static int b_tried(lua_State *L) {
+  pstate_t *ps;
+  const pd_book_t *b = check_book(L, &ps);
+  pd_book_info_t e;
+  lua_pushboolean(L, check_entry(L, b, &e) && e.in_tried);
+  return 1;
+}
+
+static int b_terrible(lua_State *L) {
+  pstate_t *ps;
+  const pd_book_t *b = check_book(L, &ps);
+  lua_Integer id = luaL_checkinteger(L, 2);
+  lua_pushboolean(L, id >= 0 && id < (lua_Integer)PD_BOOK_NO_ID &&
+                         pd_book_is_terrible(b, (uint32_t)id, ps->now));
+  return 1;
+}
+
+static int b_banned(lua_State *L) {
+  pstate_t *ps;
+  const pd_book_t *b = check_book(L, &ps);
+  pd_book_info_t e;
+  lua_pushboolean(L, check_entry(L, b, &e) &&
+                         pd_banlist_is_banned(pd_book_bans_const(b), &e.addr, ps->now, NULL));
+  return 1;
+}
+
+static int b_chance(lua_State *L) {
+  pstate_t *ps;
+  const pd_book_t *b = check_book(L, &ps);
+  pd_book_info_t e;
+  if (!check_entry(L, b, &e)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushnumber(L, pd_book_chance(b, e.id, ps->now));
+  return 1;
+}
+
+static void push_book(lua_State *L, pstate_t *ps) {
+  book_ud_t *u = lua_newuserdatauv(L, sizeof(*u), 0);
+  u->call_id = ps->call_id;
+  if (luaL_newmetatable(L, BOOK_MT)) {
+    static const luaL_Reg methods[] = {
+        {"count", b_count},       {"size", b_size},     {"random", b_random},
+        {"entry", b_entry},       {"group", b_group},   {"tried", b_tried},
+        {"terrible", b_terrible}, {"banned", b_banned}, {"chance", b_chance},
+        {NULL, NULL}};
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_setmetatable(L, -2);
+}
+
+/* ---- calls -------------------------------------------------------------------------------- */
+
+typedef struct call {
+  int hook;
+  /* inputs */
+  size_t n;
+  uint32_t incumbent, candidate;
+  const pd_book_info_t *cand_info;
+  const pd_peer_view_t *v1, *v2;
+  const char *event, *reason;
+  /* outputs */
+  uint32_t *out;
+  size_t nout;
+  double score;
+  int verdict;
+  pd_rep_verdict_t *rep;
+  bool flag;
+  int result; /* 0: decided; PD_ENOENT: default */
+  bool bad;
+  char badmsg[200];
+} call_t;
+
+static void bad(call_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bad(call_t *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  c->bad = true;
+  vsnprintf(c->badmsg, sizeof(c->badmsg), fmt, ap);
+  va_end(ap);
+}
+
+static bool is_int(lua_State *L, int idx, lua_Integer *v) {
+  if (lua_type(L, idx) != LUA_TNUMBER) return false;
+  int ok = 0;
+  *v = lua_tointegerx(L, idx, &ok);
+  return ok != 0;
+}
+
+static void validate_select(lua_State *L, pstate_t *ps, call_t *c) {
+  if (lua_type(L, -1) != LUA_TTABLE) {
+    bad(c, "returned %s, expected an array of entry ids", luaL_typename(L, -1));
+    return;
+  }
+  lua_Unsigned len = lua_rawlen(L, -1); /* O(log n), never a walk */
+  if (len > c->n) {
+    bad(c, "returned %llu ids, more than n = %zu", (unsigned long long)len, c->n);
+    return;
+  }
+  const pd_banlist_t *bans = pd_book_bans_const(ps->cbook);
+  for (lua_Unsigned i = 1; i <= len; i++) {
+    lua_rawgeti(L, -1, (lua_Integer)i);
+    lua_Integer v;
+    bool ok = is_int(L, -1, &v);
+    const char *tn = luaL_typename(L, -1);
+    lua_pop(L, 1);
+    if (!ok) {
+      bad(c, "returned element %llu = %s, expected an entry id", (unsigned long long)i, tn);
+      return;
+    }
+    pd_book_info_t e;
+    if (v < 0 || v >= (lua_Integer)PD_BOOK_NO_ID || pd_book_info(ps->cbook, (uint32_t)v, &e) != 0) {
+      bad(c, "returned unknown entry id %lld", (long long)v);
+      return;
+    }
+    for (size_t k = 0; k < i - 1; k++) {
+      if (c->out[k] == (uint32_t)v) {
+        bad(c, "returned duplicate entry id %lld", (long long)v);
+        return;
+      }
+    }
+    if (pd_banlist_is_banned(bans, &e.addr, ps->now, NULL)) {
+      bad(c, "returned banned entry id %lld", (long long)v);
+      return;
+    }
+    c->out[i - 1] = (uint32_t)v;
+  }
+  c->nout = (size_t)len;
+}
+
+static void validate(lua_State *L, pstate_t *ps, call_t *c) {
+  int t = lua_type(L, -1);
+  switch (c->hook) {
+  case PD_HOOK_SELECT:
+    validate_select(L, ps, c);
+    return;
+  case PD_HOOK_SCORE:
+    if (t != LUA_TNUMBER || !isfinite(lua_tonumber(L, -1))) {
+      bad(c, "returned %s, expected a finite number",
+          t == LUA_TNUMBER ? "a non-finite number" : luaL_typename(L, -1));
+      return;
+    }
+    c->score = lua_tonumber(L, -1);
+    return;
+  case PD_HOOK_EVICT_NEW:
+  case PD_HOOK_EVICT_TRIED: {
+    if (t == LUA_TNIL) {
+      c->result = PD_ENOENT;
+      return;
+    }
+    const char *s = t == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (s && strcmp(s, "keep") == 0)
+      c->verdict = PD_BOOK_KEEP;
+    else if (s && strcmp(s, "replace") == 0)
+      c->verdict = PD_BOOK_REPLACE;
+    else if (s && c->hook == PD_HOOK_EVICT_TRIED && strcmp(s, "wait") == 0)
+      c->verdict = PD_BOOK_WAIT;
+    else
+      bad(c, "returned %s, expected \"keep\", \"replace\"%s or nil",
+          s ? "another string" : luaL_typename(L, -1),
+          c->hook == PD_HOOK_EVICT_TRIED ? ", \"wait\"" : "");
+    return;
+  }
+  case PD_HOOK_REPUTATION: {
+    if (t == LUA_TNIL) {
+      c->result = PD_ENOENT;
+      return;
+    }
+    if (t != LUA_TTABLE) {
+      bad(c, "returned %s, expected a table {reputation=, ban=, reason=} or nil",
+          luaL_typename(L, -1));
+      return;
+    }
+    pd_rep_verdict_t v;
+    memset(&v, 0, sizeof(v));
+    lua_pushliteral(L, "reputation");
+    lua_rawget(L, -2);
+    if (lua_type(L, -1) != LUA_TNUMBER || !isfinite(lua_tonumber(L, -1))) {
+      bad(c, "returned field 'reputation' = %s, expected a finite number",
+          lua_type(L, -1) == LUA_TNUMBER ? "a non-finite number" : luaL_typename(L, -1));
+      return;
+    }
+    v.reputation = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    lua_pushliteral(L, "ban");
+    lua_rawget(L, -2);
+    if (!lua_isnil(L, -1)) {
+      lua_Integer secs;
+      if (!is_int(L, -1, &secs) || secs < -1) {
+        bad(c, "returned field 'ban' = %s, expected seconds > 0, -1 (permanent) or nil",
+            lua_type(L, -1) == LUA_TNUMBER ? "a bad number" : luaL_typename(L, -1));
+        return;
+      }
+      v.ban_secs = secs;
+    }
+    lua_pop(L, 1);
+    lua_pushliteral(L, "reason");
+    lua_rawget(L, -2);
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TSTRING) {
+        bad(c, "returned field 'reason' = %s, expected a string or nil", luaL_typename(L, -1));
+        return;
+      }
+      copy_str(v.reason, sizeof(v.reason), lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    *c->rep = v;
+    return;
+  }
+  case PD_HOOK_PEX_ACCEPT:
+  case PD_HOOK_PEX_SHARE:
+    if (t != LUA_TBOOLEAN) {
+      bad(c, "returned %s, expected a boolean", luaL_typename(L, -1));
+      return;
+    }
+    c->flag = lua_toboolean(L, -1);
+    return;
+  default:
+    return;
+  }
+}
+
+static int call_body(lua_State *L) {
+  call_t *c = lua_touserdata(L, 1);
+  pstate_t *ps = getps(L);
+  lua_settop(L, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ps->ref[c->hook]);
+  int nargs = 0;
+  switch (c->hook) {
+  case PD_HOOK_SELECT:
+    push_book(L, ps);
+    lua_pushinteger(L, (lua_Integer)c->n);
+    nargs = 2;
+    break;
+  case PD_HOOK_SCORE:
+    push_peer(L, c->v1);
+    nargs = 1;
+    break;
+  case PD_HOOK_EVICT_NEW:
+  case PD_HOOK_EVICT_TRIED: {
+    pd_book_info_t e;
+    push_book(L, ps);
+    if (pd_book_info(ps->cbook, c->incumbent, &e) != 0)
+      return luaL_error(L, "incumbent %d is not in the book", (int)c->incumbent);
+    push_entry(L, ps, ps->cbook, &e, true);
+    if (c->hook == PD_HOOK_EVICT_NEW) {
+      bool in = c->cand_info->id != PD_BOOK_NO_ID;
+      push_entry(L, ps, ps->cbook, c->cand_info, in);
+    } else {
+      if (pd_book_info(ps->cbook, c->candidate, &e) != 0)
+        return luaL_error(L, "candidate %d is not in the book", (int)c->candidate);
+      push_entry(L, ps, ps->cbook, &e, true);
+    }
+    nargs = 3;
+    break;
+  }
+  case PD_HOOK_REPUTATION:
+    push_peer(L, c->v1);
+    lua_pushstring(L, c->event ? c->event : "");
+    if (c->reason)
+      lua_pushstring(L, c->reason);
+    else
+      lua_pushnil(L);
+    nargs = 3;
+    break;
+  case PD_HOOK_PEX_ACCEPT:
+  case PD_HOOK_PEX_SHARE:
+    push_peer(L, c->v1);
+    push_peer(L, c->v2);
+    nargs = 2;
+    break;
+  default:
+    return 0;
+  }
+  lua_call(L, nargs, 1);
+  validate(L, ps, c);
+  return 0;
+}
+
+static int run_call(pd_policy_t *p, call_t *c, pd_rng_t *rng, int64_t now, pd_book_t *book,
+                    const pd_book_t *cbook) {
+  pstate_t *ps = p ? p->cur : NULL;
+  if (!ps || ps->ref[c->hook] == LUA_NOREF || ps->busy) return PD_ENOENT;
+  lua_State *L = ps->L;
+  ps->busy = true;
+  ps->call_id++;
+  ps->rng = rng ? rng : &p->fallback_rng;
+  ps->now = now;
+  ps->book = book;
+  ps->cbook = cbook;
+  c->result = 0;
+  c->bad = false;
+  lua_settop(L, 0);
+  lua_pushcfunction(L, msgh);
+  lua_pushcfunction(L, call_body);
+  lua_pushlightuserdata(L, c);
+  arm(ps, p->lim.call_instructions, p->lim.call_deadline_ms);
+  int st = lua_pcall(L, 1, 0, 1);
+  lua_sethook(L, NULL, 0, 0);
+  ps->busy = false;
+  ps->call_id++; /* books handed out in this call are dead now */
+  ps->book = NULL;
+  ps->cbook = NULL;
+
+  int reason = -1;
+  char msg[MSG_MAX];
+  const char *where = ps->where[c->hook];
+  if (ps->tripped) {
+    reason = ps->tripped;
+    if (st != LUA_OK && lua_type(L, -1) == LUA_TSTRING && st != LUA_ERRMEM)
+      take_message(L, msg, sizeof(msg));
+    else
+      snprintf(msg, sizeof(msg), "%s: %s exceeded", where,
+               reason == PD_POLICY_INSTRUCTIONS ? "instruction budget" : "deadline");
+    /* the hook's message names the budget; make sure it is the trip's */
+    if (!strstr(msg, "exceeded"))
+      snprintf(msg, sizeof(msg), "%s: %s exceeded", where,
+               reason == PD_POLICY_INSTRUCTIONS ? "instruction budget" : "deadline");
+  } else if (st == LUA_ERRMEM || (st == LUA_ERRERR && ps->mem_refused)) {
+    reason = PD_POLICY_MEMORY;
+    snprintf(msg, sizeof(msg), "%s: not enough memory (cap %zu bytes)", where, ps->cap);
+  } else if (st != LUA_OK) {
+    reason = PD_POLICY_ERROR;
+    take_message(L, msg, sizeof(msg));
+  } else if (c->bad) {
+    reason = PD_POLICY_BAD_RETURN;
+    snprintf(msg, sizeof(msg), "%s: %s %s", where, hook_defs[c->hook].field, c->badmsg);
+  }
+  lua_settop(L, 0);
+  if (ps->used > ps->cap / 2) lua_gc(L, LUA_GCCOLLECT);
+  if (reason >= 0) {
+    record_failure(p, c->hook, reason, msg);
+    switch (reason) {
+    case PD_POLICY_MEMORY:
+      return PD_ENOMEM;
+    case PD_POLICY_INSTRUCTIONS:
+    case PD_POLICY_TIMEOUT:
+      return PD_ERANGE;
+    default:
+      return PD_EINVAL;
+    }
+  }
+  return c->result;
+}
+
+int pd_policy_select(pd_policy_t *p, pd_book_t *b, pd_rng_t *rng, size_t n, int64_t now,
+                     uint32_t *out, size_t *nout) {
+  if (nout) *nout = 0;
+  if (!p || !b || !out || !nout) return PD_EINVAL;
+  call_t c;
+  memset(&c, 0, sizeof(c));
+  c.hook = PD_HOOK_SELECT;
+  c.n = n;
+  c.out = out;
+  int rc = run_call(p, &c, rng, now, b, b);
+  if (rc == 0) *nout = c.nout;
+  return rc;
+}
+
+int pd_policy_score(pd_policy_t *p, const pd_peer_view_t *peer, pd_rng_t *rng, int64_t now,
+                    double *score) {
+  if (!p || !peer || !score) return PD_EINVAL;
+  call_t c;
+  memset(&c, 0, sizeof(c));
+  c.hook = PD_HOOK_SCORE;
+  c.v1 = peer;
+  int rc = run_call(p, &c, rng, now, NULL, NULL);
+  if (rc == 0) *score = c.score;
+  return rc;
+}
+
+int pd_policy_evict_new(pd_policy_t *p, const pd_book_t *b, uint32_t incumbent,
+                        const pd_book_info_t *candidate, pd_rng_t *rng, int64_t now,
+                        int *verdict) {
+  if (!p || !b || !candidate || !verdict) return PD_EINVAL;
+  call_t c;
+  memset(&c, 0, sizeof(c));
+  c.hook = PD_HOOK_EVICT_NEW;
+  c.incumbent = incumbent;
+  c.cand_info = candidate;
+  int rc = run_call(p, &c, rng, now, NULL, b);
+  if (rc == 0) *verdict = c.verdict;
+  return rc;
+}
+
+int pd_policy_evict_tried(pd_policy_t *p, const pd_book_t *b, uint32_t incumbent,
+                          uint32_t candidate, pd_rng_t *rng, int64_t now, int *verdict) {
+  if (!p || !b || !verdict) return PD_EINVAL;
+  call_t c;
+  memset(&c, 0, sizeof(c));
+  c.hook = PD_HOOK_EVICT_TRIED;
+  c.incumbent = incumbent;
+  c.candidate = candidate;
+  int rc = run_call(p, &c, rng, now, NULL, b);
+  if (rc == 0) *verdict = c.verdict;
+  return rc;
+}
+
+int pd_policy_reputation(pd_policy_t *p, const pd_peer_view_t *peer, const char *event,
+                         const char *reason, pd_rng_t *rng, int64_t now, pd_rep_verdict_t *out) {
+  if (!p || !peer || !event || !out) return PD_EINVAL;
+  call_t c;
+  memset(&c, 0, sizeof(c));
+  pd_rep_verdict_t v;
+  c.hook = PD_HOOK_REPUTATION;
+  c.v1 = peer;
+  c.event = event;
+  c.reason = reason;
+  c.rep = &v;
+  int rc = run_call(p, &c, rng, now, NULL, NULL);
+  if (rc == 0) *out = v;
+  return rc;
+}
+
+int pd_policy_pex_accept(pd_policy_t *p, const pd_peer_view_t *addr, const pd_peer_view_t *from,
+                         pd_rng_t *rng, int64_t now, bool *accept) {
+  if (!p || !addr || !from || !accept) return PD_EINVAL;
+  call_t c;
+  memset(&c, 0, sizeof(c));
+  c.hook = PD_HOOK_PEX_ACCEPT;
+  c.v1 = addr;
+  c.v2 = from;
+  int rc = run_call(p, &c, rng, now, NULL, NULL);
+  if (rc == 0) *accept = c.flag;
+  return rc;
+}
+
+int pd_policy_pex_share(pd_policy_t *p, const pd_peer_view_t *addr, const pd_peer_view_t *to,
+                        pd_rng_t *rng, int64_t now, bool *share) {
+  if (!p || !addr || !to || !share) return PD_EINVAL;
+  call_t c;
+  memset(&c, 0, sizeof(c));
+  c.hook = PD_HOOK_PEX_SHARE;
+  c.v1 = addr;
+  c.v2 = to;
+  int rc = run_call(p, &c, rng, now, NULL, NULL);
+  if (rc == 0) *share = c.flag;
+  return rc;
+}
+
+/* ---- book hooks ------------------------------------------------------------------------ */
+
+static int hook_evict_new(void *ud, const pd_book_t *b, uint32_t incumbent,
+                          const pd_book_info_t *candidate, int64_t now) {
+  pd_policy_t *p = ud;
+  int v = PD_BOOK_HOOK_DEFAULT;
+  if (pd_policy_evict_new(p, b, incumbent, candidate, p->book_rng, now, &v) != 0)
+    return PD_BOOK_HOOK_DEFAULT;
+  return v;
+}
+
+static int hook_evict_tried(void *ud, const pd_book_t *b, uint32_t incumbent, uint32_t candidate,
+                            int64_t now) {
+  pd_policy_t *p = ud;
+  int v = PD_BOOK_HOOK_DEFAULT;
+  if (pd_policy_evict_tried(p, b, incumbent, candidate, p->book_rng, now, &v) != 0)
+    return PD_BOOK_HOOK_DEFAULT;
+  return v;
+}
+
+void pd_policy_book_hooks(pd_policy_t *p, pd_rng_t *rng, pd_book_hooks_t *out) {
+  if (!out) return;
+  memset(out, 0, sizeof(*out));
+  if (!p) return;
+  p->book_rng = rng;
+  out->evict_new = hook_evict_new;
+  out->evict_tried = hook_evict_tried;
+  out->ud = p;
+}

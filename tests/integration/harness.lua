@@ -1,0 +1,215 @@
+-- luacheck: std +busted
+-- Shared helpers for the integration specs: spawn real peerd processes on
+-- 127.0.0.1 with port 0, each with its own directory, talk to them over HTTP
+-- with curl, wait with bounded loops. Required by *_spec.lua through
+-- package.path (tests/integration/?.lua).
+local uv = require("luv")
+local cjson = require("cjson")
+local luassert = require("luassert")
+
+local BIN = os.getenv("PEERD_BIN") or "build/peerd"
+
+
+local function sh_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function write_file(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- A fresh directory under /tmp named after os.tmpname().
+local function tmpdir()
+  local p = os.tmpname()
+  os.remove(p)
+  assert(os.execute("mkdir -m 700 " .. sh_quote(p)))
+  return p
+end
+
+local function rmdir(p)
+  if p and p:match("^/tmp/lua_[%w_]+$") then os.execute("rm -rf " .. sh_quote(p)) end
+end
+
+-- Run the loop until pred() is true, at most `secs` seconds (and a matching
+-- number of iterations). Returns whether pred() became true.
+local function wait_until(pred, secs)
+  local step_ms = 10
+  local max_iter = math.floor(secs * 1000 / step_ms) + 1
+  local deadline = uv.hrtime() + secs * 1e9
+  for _ = 1, max_iter do
+    uv.run("nowait")
+    if pred() then return true end
+    if uv.hrtime() > deadline then break end
+    uv.sleep(step_ms)
+  end
+  uv.run("nowait")
+  return pred() and true or false
+end
+
+-- Run `peerd` with args (stderr to a file), without waiting for anything.
+local function spawn(args, logpath)
+  local proc = { log = logpath, exited = false }
+  local fd = assert(uv.fs_open(logpath, "a", tonumber("644", 8)))
+  local handle, pid = uv.spawn(BIN, { args = args, stdio = { nil, nil, fd } }, function(code, signal)
+    proc.exited = true
+    proc.code = code
+    proc.signal = signal
+  end)
+  uv.fs_close(fd)
+  assert(handle, "cannot spawn " .. BIN .. ": " .. tostring(pid))
+  proc.handle = handle
+  proc.pid = pid
+  return proc
+end
+
+local function log_of(node)
+  return read_file(node.log) or ""
+end
+
+-- Start a daemon on 127.0.0.1:0 in dir (fresh one when nil); waits for the
+-- "api listening" line and returns the node (node.port set).
+local function start(extra, dir)
+  local node = { dir = dir or tmpdir(), own_dir = dir == nil }
+  node.data = node.dir .. "/data"
+  local args = { "--api", "127.0.0.1:0", "--data-dir", node.data, "--log-level", "debug" }
+  for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+  node.log = node.dir .. "/peerd-" .. tostring(uv.hrtime()) .. ".log"
+  local p = spawn(args, node.log)
+  node.proc = p
+  local ok = wait_until(function()
+    if p.exited then return true end
+    node.port = log_of(node):match('msg="api listening" addr=127%.0%.0%.1:(%d+)')
+    return node.port ~= nil
+  end, 10)
+  assert(ok and node.port, "peerd did not start:\n" .. log_of(node))
+  node.port = tonumber(node.port)
+  return node
+end
+
+-- Send sig (default SIGTERM) and wait for exit; SIGKILL if it hangs.
+local function stop(node, sig)
+  if not node or not node.proc then return nil end
+  local p = node.proc
+  if not p.exited then
+    p.handle:kill(sig or "sigterm")
+    if not wait_until(function() return p.exited end, 10) then
+      p.handle:kill("sigkill")
+      wait_until(function() return p.exited end, 5)
+    end
+  end
+  if not p.handle:is_closing() then p.handle:close() end
+  uv.run("nowait")
+  return p.code, p.signal
+end
+
+-- Stop the daemon, remove its directory, and check it shut down cleanly
+-- (exit status 0, nothing from the sanitizers in its log).
+local function cleanup(node)
+  if not node then return end
+  local code = stop(node)
+  local log = log_of(node)
+  if node.own_dir then rmdir(node.dir) end
+  luassert.are.equal(0, code, log)
+  luassert.is_nil(log:find("Sanitizer", 1, true), log)
+end
+
+-- HTTP through curl. Returns status (number), body (string), json (table|nil).
+local body_seq = 0
+local function http(node, method, path, body, extra_args)
+  local cmd = { "curl", "-s", "-S", "--max-time", "15", "-X", method, "-w", "'\\n%{http_code}'" }
+  if body then
+    body_seq = body_seq + 1
+    local bf = node.dir .. "/body-" .. body_seq
+    write_file(bf, body)
+    cmd[#cmd + 1] = "-H 'Content-Type: application/json' --data-binary @" .. sh_quote(bf)
+  end
+  for _, a in ipairs(extra_args or {}) do cmd[#cmd + 1] = a end
+  cmd[#cmd + 1] = sh_quote("http://127.0.0.1:" .. node.port .. path)
+  local f = assert(io.popen(table.concat(cmd, " ") .. " 2>&1"))
+  local out = f:read("a")
+  f:close()
+  local text, code = out:match("^(.*)\n(%d%d%d)$")
+  if not code then return nil, out end
+  local ok, doc = pcall(cjson.decode, text)
+  return tonumber(code), text, ok and doc or nil
+end
+
+local function get(node, path) return http(node, "GET", path) end
+local function post(node, path, tbl)
+  return http(node, "POST", path, type(tbl) == "string" and tbl or cjson.encode(tbl))
+end
+
+local function status_of(node)
+  local code, text, doc = get(node, "/v1/status")
+  luassert.are.equal(200, code, text)
+  return doc
+end
+
+-- Raw TCP: connect, write data, read until EOF or until done(buf) is true.
+local function raw(node, data, done, secs)
+  local client = uv.new_tcp()
+  local chunks, finished = {}, false
+  client:connect("127.0.0.1", node.port, function(err)
+    if err then
+      finished = true
+      return
+    end
+    client:write(data)
+    client:read_start(function(err2, chunk)
+      if err2 or not chunk then
+        finished = true
+      else
+        chunks[#chunks + 1] = chunk
+      end
+    end)
+  end)
+  wait_until(function()
+    return finished or (done ~= nil and done(table.concat(chunks)))
+  end, secs or 10)
+  if not client:is_closing() then client:close() end
+  uv.run("nowait")
+  return table.concat(chunks), finished
+end
+
+local function count(s, pat)
+  local n = 0
+  for _ in s:gmatch(pat) do n = n + 1 end
+  return n
+end
+
+-- Run a shell command; its stderr is captured too unless cmd redirects it.
+-- One chunk of a chunked body.
+local function chunk(s)
+  return string.format("%x\r\n%s\r\n", #s, s)
+end
+
+local function run_cmd(cmd, keep_redirects)
+  local f = assert(io.popen(keep_redirects and cmd or (cmd .. " 2>&1")))
+  local out = f:read("a")
+  local ok, how, code = f:close()
+  return out, (ok and 0) or (how == "exit" and code) or 128
+end
+
+return {
+  uv = uv, cjson = cjson, BIN = BIN, sh_quote = sh_quote, read_file = read_file,
+  write_file = write_file, exists = exists, tmpdir = tmpdir, rmdir = rmdir,
+  wait_until = wait_until, spawn = spawn, log_of = log_of, start = start, stop = stop,
+  cleanup = cleanup, http = http, get = get, post = post, status_of = status_of, raw = raw,
+  count = count, chunk = chunk, run_cmd = run_cmd,
+}

@@ -1,0 +1,1052 @@
+/* Unit tests for policy: the Lua host against well-behaved and hostile
+ * policies. Every hostile call must fail (counted by hook and reason), fall
+ * back, and leave the state usable and under its memory cap. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "err.h"
+#include "policy.h"
+
+#define NOW ((int64_t)1700000000)
+
+typedef struct {
+  const char *name, *text;
+} src_t;
+
+#define CANARY                                                                                 \
+  {"pex.lua", "return { accept = function(addr, from) return addr.routable end,\n"             \
+              "  share = function(addr, to) return not addr.private end }\n"}
+
+static int load(pd_policy_t *p, const src_t *s, size_t n, char *err, size_t cap) {
+  pd_policy_file_t f[8];
+  for (size_t i = 0; i < n; i++) {
+    f[i].name = s[i].name;
+    f[i].text = s[i].text;
+    f[i].len = strlen(s[i].text);
+  }
+  return pd_policy_load(p, f, n, NOW, err, cap);
+}
+
+static pd_policy_t *mk(const pd_policy_limits_t *l, pd_policy_clock_fn clk, void *ud) {
+  pd_policy_t *p = NULL;
+  assert_int_equal(pd_policy_create(&p, l, clk, ud), 0);
+  assert_non_null(p);
+  return p;
+}
+
+static void view(pd_peer_view_t *v, const char *ip) {
+  memset(v, 0, sizeof(*v));
+  assert_int_equal(pd_netaddr_parse(ip, 0, &v->addr, NULL, NULL, NULL), 0);
+  v->routable = pd_netaddr_is_routable(&v->addr);
+  v->group_len = pd_netaddr_group(&v->addr, false, v->group);
+  v->latency_ms = -1;
+}
+
+/* The canary pex hook still answers, and the state is under its cap. */
+static void healthy(pd_policy_t *p, size_t cap) {
+  pd_peer_view_t a, f;
+  view(&a, "8.8.8.8:26656");
+  view(&f, "9.9.9.9:26656");
+  bool acc = false;
+  pd_rng_t r;
+  pd_rng_seed(&r, 1);
+  assert_int_equal(pd_policy_pex_accept(p, &a, &f, &r, NOW, &acc), 0);
+  assert_true(acc);
+  pd_policy_status_t st;
+  pd_policy_status(p, &st);
+  assert_true(st.memory_bytes > 0);
+  assert_true(st.memory_bytes <= cap);
+}
+
+static const size_t DEFAULT_CAP = (size_t)64 << 20;
+
+/* A score hook that fails; returns the error code and checks the counter. */
+static int score_fails(pd_policy_t *p, int reason) {
+  pd_peer_view_t v;
+  view(&v, "8.8.4.4:26656");
+  double s = -1;
+  pd_rng_t r;
+  pd_rng_seed(&r, 2);
+  uint64_t before = pd_policy_failures(p, PD_HOOK_SCORE, reason);
+  int rc = pd_policy_score(p, &v, &r, NOW, &s);
+  assert_true(rc != 0 && rc != PD_ENOENT);
+  assert_true(s == -1);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_SCORE, reason), before + 1);
+  return rc;
+}
+
+/* Load a score.lua (+ canary) and expect the score call to fail with reason;
+ * the message of the kind (first report) must contain `needle`. */
+static void score_case(const char *score_src, int reason, const char *needle) {
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  src_t s[] = {{"score.lua", score_src}, CANARY};
+  char err[512];
+  assert_int_equal(load(p, s, 2, err, sizeof(err)), 0);
+  score_fails(p, reason);
+  int h, r;
+  char msg[256];
+  assert_true(pd_policy_next_unreported(p, &h, &r, msg, sizeof(msg)));
+  assert_int_equal(h, PD_HOOK_SCORE);
+  assert_int_equal(r, reason);
+  if (!strstr(msg, needle)) fail_msg("message '%s' lacks '%s'", msg, needle);
+  healthy(p, DEFAULT_CAP);
+  pd_policy_destroy(p);
+}
+
+/* ---- a small book ------------------------------------------------------------------- */
+
+static pd_rng_t book_rng;
+
+static pd_book_t *small_book(size_t n_new, size_t n_tried) {
+  uint8_t key[PD_BOOK_KEY_LEN];
+  for (int i = 0; i < PD_BOOK_KEY_LEN; i++) key[i] = (uint8_t)(i + 1);
+  pd_rng_seed(&book_rng, 77);
+  pd_book_t *b = NULL;
+  assert_int_equal(pd_book_create(&b, key, &book_rng, 0), 0);
+  pd_netaddr_t src;
+  assert_int_equal(pd_netaddr_parse_ip("5.6.7.8", &src, NULL), 0);
+  for (size_t i = 0; i < n_new + n_tried; i++) {
+    char ip[64];
+    snprintf(ip, sizeof(ip), "%zu.%zu.1.%zu:26656", 20 + i % 100, 1 + i / 100, 1 + i % 200);
+    pd_netaddr_t a;
+    assert_int_equal(pd_netaddr_parse(ip, 0, &a, NULL, NULL, NULL), 0);
+    assert_int_equal(pd_book_add(b, &a, NULL, NOW - 100, &src, 0, NOW - 100, NULL), 1);
+    if (i < n_tried) assert_int_equal(pd_book_good(b, &a, false, NOW - 50), 1);
+  }
+  return b;
+}
+
+/* ---- tests -------------------------------------------------------------------------- */
+
+static void names_and_defaults(void **state) {
+  (void)state;
+  assert_string_equal(pd_policy_hook_name(PD_HOOK_REPUTATION), "reputation");
+  assert_string_equal(pd_policy_hook_name(PD_HOOK_PEX_SHARE), "pex_share");
+  assert_string_equal(pd_policy_reason_name(PD_POLICY_BAD_RETURN), "bad_return");
+  assert_string_equal(pd_policy_reason_name(PD_POLICY_INSTRUCTIONS), "instructions");
+  pd_policy_limits_t l;
+  pd_policy_limits_default(&l);
+  assert_int_equal(l.call_instructions, 1000000);
+  assert_int_equal(l.call_deadline_ms, 50);
+  assert_int_equal(l.memory_bytes, DEFAULT_CAP);
+  assert_int_equal(l.load_instructions, 10000000);
+  assert_int_equal(l.load_deadline_ms, 500);
+}
+
+static void empty_and_absent(void **state) {
+  (void)state;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  pd_peer_view_t v;
+  view(&v, "8.8.8.8:1");
+  double s = 0;
+  /* nothing loaded yet */
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &s), PD_ENOENT);
+  assert_int_equal(load(p, NULL, 0, NULL, 0), 0);
+  pd_policy_status_t st;
+  pd_policy_status(p, &st);
+  assert_int_equal(st.generation, 1);
+  assert_int_equal(st.nfiles, 0);
+  /* SHA-256 of the empty input */
+  assert_string_equal(st.hash, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  for (int h = 0; h < PD_HOOK_COUNT; h++) assert_false(st.has_hook[h]);
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &s), PD_ENOENT);
+  for (int h = 0; h < PD_HOOK_COUNT; h++)
+    for (int r = 0; r < PD_POLICY_REASON_COUNT; r++) assert_int_equal(pd_policy_failures(p, h, r), 0);
+  pd_policy_destroy(p);
+}
+
+static void load_status_and_hash(void **state) {
+  (void)state;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  src_t s[] = {CANARY, {"score.lua", "return { score = function(p) return 1.5 end }"}};
+  assert_int_equal(load(p, s, 2, NULL, 0), 0);
+  pd_policy_status_t st;
+  pd_policy_status(p, &st);
+  assert_int_equal(st.generation, 1);
+  assert_int_equal(st.loaded_at, NOW);
+  assert_int_equal(st.nfiles, 2);
+  assert_string_equal(st.files[0], "pex.lua"); /* name order */
+  assert_string_equal(st.files[1], "score.lua");
+  assert_true(st.has_hook[PD_HOOK_SCORE]);
+  assert_true(st.has_hook[PD_HOOK_PEX_ACCEPT]);
+  assert_true(st.has_hook[PD_HOOK_PEX_SHARE]);
+  assert_false(st.has_hook[PD_HOOK_SELECT]);
+  assert_true(pd_policy_has_hook(p, PD_HOOK_SCORE));
+  assert_int_equal(strlen(st.hash), 64);
+  char h1[65];
+  memcpy(h1, st.hash, 65);
+  /* same set in another order: same hash; one byte changed: another */
+  src_t s2[] = {s[1], s[0]};
+  assert_int_equal(load(p, s2, 2, NULL, 0), 0);
+  pd_policy_status(p, &st);
+  assert_int_equal(st.generation, 2);
+  assert_string_equal(st.hash, h1);
+  src_t s3[] = {CANARY, {"score.lua", "return { score = function(p) return 2.5 end }"}};
+  assert_int_equal(load(p, s3, 2, NULL, 0), 0);
+  pd_policy_status(p, &st);
+  assert_string_not_equal(st.hash, h1);
+  double v = 0;
+  pd_peer_view_t pv;
+  view(&pv, "8.8.8.8:1");
+  assert_int_equal(pd_policy_score(p, &pv, NULL, NOW, &v), 0);
+  assert_true(v == 2.5);
+  pd_policy_destroy(p);
+}
+
+static void hash_format_matches_contract(void **state) {
+  (void)state;
+  /* SHA-256 over "pex.lua\0" + le64(len) + text for a one-file set,
+   * computed independently from the documented layout: text "return {}" */
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  src_t s[] = {{"pex.lua", "return {}"}};
+  assert_int_equal(load(p, s, 1, NULL, 0), 0);
+  pd_policy_status_t st;
+  pd_policy_status(p, &st);
+  /* python3: hashlib.sha256(b"pex.lua\0" + (9).to_bytes(8,"little") + b"return {}") */
+  assert_string_equal(st.hash, "1e784092f5532d6efe364a2ead763908a81496c86fcd7511a7fcbadd74686532");
+  pd_policy_destroy(p);
+}
+
+static void endless_loop(void **state) {
+  (void)state;
+  score_case("return { score = function(p)\n  while true do end\nend }", PD_POLICY_INSTRUCTIONS,
+             "score.lua:2: instruction budget exceeded");
+}
+
+static uint64_t fake_clock(void *ud) {
+  uint64_t *t = ud;
+  *t += 1000000; /* every read: one millisecond later */
+  return *t;
+}
+
+static void deadline_with_fake_clock(void **state) {
+  (void)state;
+  uint64_t t = 0;
+  pd_policy_limits_t l;
+  pd_policy_limits_default(&l);
+  l.call_instructions = 4000000000ull; /* only the deadline can stop it */
+  pd_policy_t *p = mk(&l, fake_clock, &t);
+  src_t s[] = {{"score.lua", "return { score = function(p)\n  local i = 0\n  while true do i = i + 1 end\nend }"},
+               CANARY};
+  assert_int_equal(load(p, s, 2, NULL, 0), 0);
+  uint64_t t0 = t;
+  score_fails(p, PD_POLICY_TIMEOUT);
+  assert_true(t - t0 >= 50 * 1000000ull);     /* ran until the deadline ... */
+  assert_true(t - t0 <= 60 * 1000000ull);     /* ... and not much longer */
+  int h, r;
+  char msg[256];
+  assert_true(pd_policy_next_unreported(p, &h, &r, msg, sizeof(msg)));
+  assert_int_equal(r, PD_POLICY_TIMEOUT);
+  assert_non_null(strstr(msg, "score.lua:3: deadline exceeded"));
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_SCORE, PD_POLICY_INSTRUCTIONS), 0);
+  healthy(p, DEFAULT_CAP);
+  pd_policy_destroy(p);
+}
+
+static void pcall_cannot_swallow(void **state) {
+  (void)state;
+  score_case("return { score = function(p)\n"
+             "  while true do pcall(function() while true do end end) end\nend }",
+             PD_POLICY_INSTRUCTIONS, "exceeded");
+  score_case("return { score = function(p)\n"
+             "  while true do xpcall(function() while true do end end,\n"
+             "    function(e) while true do end end) end\nend }",
+             PD_POLICY_INSTRUCTIONS, "exceeded");
+  /* the trip happens inside a coroutine; the caller returns at once */
+  score_case("return { score = function(p)\n"
+             "  coroutine.resume(coroutine.create(function() while true do end end))\n"
+             "  return 1\nend }",
+             PD_POLICY_INSTRUCTIONS, "exceeded");
+  score_case("return { score = function(p)\n"
+             "  while true do pcall(coroutine.wrap(function() while true do end end)) end\nend }",
+             PD_POLICY_INSTRUCTIONS, "exceeded");
+}
+
+static void memory_bombs(void **state) {
+  (void)state;
+  const char *bombs[] = {
+      "return { score = function(p)\n  local s = 'x'\n  while true do s = s .. s end\nend }",
+      "return { score = function(p)\n  local t = {}\n"
+      "  while true do t[#t + 1] = string.rep('y', 65536) .. #t end\nend }",
+      "return { score = function(p)\n  local t = {}\n"
+      "  while true do t[#t + 1] = {1, 2, 3, 4, 5, 6, 7, 8} end\nend }",
+      /* catching the memory error does not help either */
+      "return { score = function(p)\n  local keep = {}\n"
+      "  while true do pcall(function() keep[#keep + 1] = string.rep('z', 1 << 20) .. #keep end) end\n"
+      "end }",
+  };
+  for (size_t i = 0; i < sizeof(bombs) / sizeof(bombs[0]); i++) {
+    pd_policy_limits_t l;
+    pd_policy_limits_default(&l);
+    l.memory_bytes = (size_t)4 << 20;
+    pd_policy_t *p = mk(&l, NULL, NULL);
+    src_t s[] = {{"score.lua", bombs[i]}, CANARY};
+    assert_int_equal(load(p, s, 2, NULL, 0), 0);
+    pd_peer_view_t v;
+    view(&v, "8.8.4.4:26656");
+    double sc = -1;
+    int rc = pd_policy_score(p, &v, NULL, NOW, &sc);
+    assert_true(rc != 0 && rc != PD_ENOENT);
+    uint64_t mem = pd_policy_failures(p, PD_HOOK_SCORE, PD_POLICY_MEMORY);
+    uint64_t ins = pd_policy_failures(p, PD_HOOK_SCORE, PD_POLICY_INSTRUCTIONS);
+    if (i < 3) {
+      assert_int_equal(rc, PD_ENOMEM);
+      assert_int_equal(mem, 1);
+    } else {
+      assert_int_equal(mem + ins, 1); /* the budget ends the swallowing loop */
+    }
+    healthy(p, l.memory_bytes);
+    /* again: the memory was given back */
+    rc = pd_policy_score(p, &v, NULL, NOW, &sc);
+    assert_true(rc != 0 && rc != PD_ENOENT);
+    healthy(p, l.memory_bytes);
+    pd_policy_destroy(p);
+  }
+}
+
+static void error_has_file_line(void **state) {
+  (void)state;
+  score_case("return { score = function(p)\n  local x = 1\n  error('boom ' .. x)\nend }",
+             PD_POLICY_ERROR, "score.lua:3: boom 1");
+  score_case("return { score = function(p)\n  return p.nope.deeper\nend }", PD_POLICY_ERROR,
+             "score.lua:2: attempt to index");
+  /* errors raised from C functions still get the Lua position */
+  score_case("return { score = function(p)\n  return string.rep('x', {})\nend }", PD_POLICY_ERROR,
+             "score.lua:2: bad argument #2 to 'rep'");
+  score_case("return { score = function(p)\n  error({})\nend }", PD_POLICY_ERROR,
+             "score.lua:2: (error object is a table value)");
+  score_case("return { score = function(p)\n  error('no position', 0)\nend }", PD_POLICY_ERROR,
+             "score.lua:2: no position");
+}
+
+static void coroutine_yield_across_boundary(void **state) {
+  (void)state;
+  score_case("return { score = function(p)\n  return coroutine.yield(1)\nend }", PD_POLICY_ERROR,
+             "yield");
+  score_case("return { score = function(p)\n  return coroutine.create(function() end)\nend }",
+             PD_POLICY_BAD_RETURN, "thread");
+}
+
+static void sandbox_escapes(void **state) {
+  (void)state;
+  static const struct {
+    const char *expr, *needle;
+  } cases[] = {
+      {"io.open('/etc/passwd')", "undefined global 'io'"},
+      {"os.time()", "undefined global 'os'"},
+      {"os.execute('true')", "undefined global 'os'"},
+      {"require('io')", "module 'io' not found"},
+      {"require('os')", "module 'os' not found"},
+      {"load('return 1')", "undefined global 'load'"},
+      {"loadfile('/etc/passwd')", "undefined global 'loadfile'"},
+      {"dofile('/etc/passwd')", "undefined global 'dofile'"},
+      {"loadstring('return 1')", "undefined global 'loadstring'"},
+      {"debug.getinfo(1)", "undefined global 'debug'"},
+      {"package.loaded.string", "undefined global 'package'"},
+      {"collectgarbage('count')", "undefined global 'collectgarbage'"},
+      {"print('hi')", "undefined global 'print'"},
+      {"getmetatable('')", "undefined global 'getmetatable'"},
+      {"setmetatable({}, {})", "undefined global 'setmetatable'"},
+      {"_G.x", "undefined global '_G'"},
+      {"string.dump(function() end)", "field 'dump'"},
+      {"(''):dump()", "method 'dump'"},
+      {"math.random()", "field 'random'"},
+      {"math.randomseed(1)", "field 'randomseed'"},
+      {"undefined_thing", "undefined global 'undefined_thing'"},
+      {"string.upper2 == nil or error('x')", "x"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char src[256];
+    snprintf(src, sizeof(src), "return { score = function(p)\n  local _ = %s\n  return 1\nend }",
+             cases[i].expr);
+    char needle[128];
+    snprintf(needle, sizeof(needle), "score.lua:2: ");
+    score_case(src, PD_POLICY_ERROR, needle);
+    score_case(src, PD_POLICY_ERROR, cases[i].needle);
+  }
+  score_case("return { score = function(p)\n  x = 1\n  return 1\nend }", PD_POLICY_ERROR,
+             "score.lua:2: assignment to global 'x' (policies keep state in locals)");
+  score_case("return { score = function(p)\n  string.upper = nil\n  return 1\nend }",
+             PD_POLICY_ERROR, "read-only table 'string'");
+  score_case("return { score = function(p)\n  peerd.now = function() return 0 end\n  return 1\nend }",
+             PD_POLICY_ERROR, "read-only table 'peerd'");
+}
+
+static void modules_cannot_touch_each_other(void **state) {
+  (void)state;
+  /* rawset on its own proxy of `string` / `_ENV` changes nothing for another
+   * module, nor for string methods */
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  src_t s[] = {{"select.lua", "rawset(string, 'upper', function() return 'evil' end)\n"
+                              "rawset(_ENV, 'shared', 1)\n"
+                              "rawset(math, 'floor', nil)\n"
+                              "return {}"},
+               {"score.lua", "return { score = function(p)\n"
+                             "  assert(string.upper('a') == 'A')\n"
+                             "  assert(('a'):upper() == 'A')\n"
+                             "  assert(math.floor(1.5) == 1)\n"
+                             "  assert(rawget(_ENV, 'shared') == nil)\n"
+                             "  return #peerd.version\nend }"},
+               CANARY};
+  char err[512];
+  if (load(p, s, 3, err, sizeof(err)) != 0) fail_msg("%s", err);
+  pd_peer_view_t v;
+  view(&v, "8.8.8.8:1");
+  double sc = 0;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &sc), 0);
+  assert_true(sc == (double)strlen(PEERD_VERSION));
+  healthy(p, DEFAULT_CAP);
+  pd_policy_destroy(p);
+}
+
+static void slow_c_functions_are_bounded(void **state) {
+  (void)state;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  src_t s[] = {{"score.lua", "return { score = function(p)\n"
+                             "  assert(string.rep('', 1e15) == '')\n"
+                             "  assert(('x'):rep(3, ',') == 'x,x,x')\n"
+                             "  local ok = pcall(table.move, {}, 1, 1e15, 1, {})\n"
+                             "  assert(not ok)\n"
+                             "  assert(table.move({1, 2, 3}, 1, 3, 2)[4] == 3)\n"
+                             "  local a, b = xpcall(error, function(e) return 'handled ' .. e end, 'x')\n"
+                             "  assert(a == false and b == 'handled x')\n"
+                             "  local c, d, e = xpcall(function(u, v) return u + v, u end, error, 2, 3)\n"
+                             "  assert(c == true and d == 5 and e == 2)\n"
+                             "  return 1\nend }"},
+               CANARY};
+  assert_int_equal(load(p, s, 2, NULL, 0), 0);
+  pd_peer_view_t v;
+  view(&v, "8.8.8.8:1");
+  double sc = 0;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &sc), 0);
+  assert_true(sc == 1);
+  pd_policy_destroy(p);
+}
+
+static void bad_returns_every_hook(void **state) {
+  (void)state;
+  pd_book_t *b = small_book(20, 5);
+  pd_book_info_t cand;
+  memset(&cand, 0, sizeof(cand));
+  cand.id = PD_BOOK_NO_ID;
+  assert_int_equal(pd_netaddr_parse("99.1.2.3:26656", 0, &cand.addr, NULL, NULL, NULL), 0);
+  cand.time = NOW;
+  uint32_t ids[32];
+  size_t total = 0;
+  assert_int_equal(pd_book_list(b, PD_TABLE_ANY, 0, 32, ids, &total), 25);
+  static const char *const bad_values[] = {"'x'", "{}", "true", "0/0", "math.huge", "nil",
+                                           "function() end", "coroutine.create(print or pairs)"};
+  for (size_t i = 0; i < sizeof(bad_values) / sizeof(bad_values[0]); i++) {
+    const char *bv = bad_values[i];
+    char sel[256], sco[256], ev[512], rep[256], pex[256];
+    snprintf(sel, sizeof(sel), "return { select = function(b, n) return %s end }", bv);
+    snprintf(sco, sizeof(sco), "return { score = function(p) return %s end }", bv);
+    snprintf(ev, sizeof(ev),
+             "return { evict_new = function(b, i, c) return %s end,\n"
+             "  evict_tried = function(b, i, c) return %s end }",
+             bv, bv);
+    snprintf(rep, sizeof(rep), "return { on_event = function(p, e, r) return %s end }", bv);
+    snprintf(pex, sizeof(pex),
+             "return { accept = function(a, f) return %s end, share = function(a, t) return %s end }",
+             bv, bv);
+    src_t s[] = {{"select.lua", sel}, {"score.lua", sco}, {"evict.lua", ev},
+                 {"reputation.lua", rep}, {"pex.lua", pex}};
+    pd_policy_t *p = mk(NULL, NULL, NULL);
+    char err[512];
+    if (load(p, s, 5, err, sizeof(err)) != 0) fail_msg("%s: %s", bv, err);
+    pd_rng_t r;
+    pd_rng_seed(&r, 3);
+    pd_peer_view_t v, w;
+    view(&v, "8.8.8.8:1");
+    view(&w, "8.8.4.4:1");
+    uint32_t out[8];
+    size_t nout = 99;
+    double sc;
+    int vd;
+    pd_rep_verdict_t rv;
+    bool flag;
+    bool is_nil = strcmp(bv, "nil") == 0;
+    bool is_empty_table = strcmp(bv, "{}") == 0;
+    bool is_string = strcmp(bv, "'x'") == 0;
+
+    int rc = pd_policy_select(p, b, &r, 8, NOW, out, &nout);
+    if (is_empty_table) {
+      assert_int_equal(rc, 0); /* a valid (empty) decision */
+      assert_int_equal(nout, 0);
+    } else {
+      assert_int_equal(rc, PD_EINVAL);
+      assert_int_equal(nout, 0);
+    }
+    rc = pd_policy_score(p, &v, &r, NOW, &sc);
+    assert_int_equal(rc, PD_EINVAL);
+    rc = pd_policy_evict_new(p, b, ids[0], &cand, &r, NOW, &vd);
+    assert_int_equal(rc, is_nil ? PD_ENOENT : PD_EINVAL);
+    rc = pd_policy_evict_tried(p, b, ids[0], ids[1], &r, NOW, &vd);
+    assert_int_equal(rc, is_nil ? PD_ENOENT : PD_EINVAL);
+    rc = pd_policy_reputation(p, &v, "failed", NULL, &r, NOW, &rv);
+    assert_int_equal(rc, is_nil ? PD_ENOENT : PD_EINVAL);
+    rc = pd_policy_pex_accept(p, &v, &w, &r, NOW, &flag);
+    assert_int_equal(rc, PD_EINVAL);
+    rc = pd_policy_pex_share(p, &v, &w, &r, NOW, &flag);
+    assert_int_equal(rc, PD_EINVAL);
+    for (int h = 0; h < PD_HOOK_COUNT; h++) {
+      uint64_t want = 1;
+      if (h == PD_HOOK_SELECT && is_empty_table) want = 0;
+      if ((h == PD_HOOK_EVICT_NEW || h == PD_HOOK_EVICT_TRIED || h == PD_HOOK_REPUTATION) && is_nil)
+        want = 0;
+      if (pd_policy_failures(p, h, PD_POLICY_BAD_RETURN) != want)
+        fail_msg("%s: hook %s: %llu bad returns", bv, pd_policy_hook_name(h),
+                 (unsigned long long)pd_policy_failures(p, h, PD_POLICY_BAD_RETURN));
+      assert_int_equal(pd_policy_failures(p, h, PD_POLICY_ERROR), 0);
+    }
+    (void)is_string;
+    pd_policy_destroy(p);
+  }
+  pd_book_destroy(b);
+}
+
+static void select_validation(void **state) {
+  (void)state;
+  pd_book_t *b = small_book(30, 10);
+  uint32_t ids[64];
+  size_t total = 0;
+  assert_int_equal(pd_book_list(b, PD_TABLE_ANY, 0, 64, ids, &total), 40);
+  /* ban the first listed entry */
+  pd_book_info_t e;
+  assert_int_equal(pd_book_info(b, ids[0], &e), 0);
+  pd_subnet_t sn;
+  memset(&sn, 0, sizeof(sn));
+  memcpy(sn.ip, e.addr.ip, 16);
+  sn.prefix = 128;
+  assert_true(pd_banlist_add(pd_book_bans(b), &sn, NOW, 0, "test") >= 0);
+  char good[64], dup[64], banned[64], unknown[64], big[64], frac[64], strid[64];
+  snprintf(good, sizeof(good), "{%u, %u}", ids[1], ids[2]);
+  snprintf(dup, sizeof(dup), "{%u, %u, %u}", ids[1], ids[2], ids[1]);
+  snprintf(banned, sizeof(banned), "{%u, %u}", ids[1], ids[0]);
+  snprintf(unknown, sizeof(unknown), "{%u, 999999}", ids[1]);
+  snprintf(big, sizeof(big), "{%u, 4294967296}", ids[1]);
+  snprintf(frac, sizeof(frac), "{%u + 0.5}", ids[1]);
+  snprintf(strid, sizeof(strid), "{'%u'}", ids[1]);
+  static const char *labels[] = {"good", "dup", "banned", "unknown", "big", "frac", "strid",
+                                 "toomany", "negative", "hole"};
+  const char *vals[] = {good, dup, banned, unknown, big, frac, strid,
+                        "{1, 2, 3, 4, 5, 6, 7, 8, 9}", "{-1}", "{[2] = 1}"};
+  for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+    char sel[256];
+    snprintf(sel, sizeof(sel), "return { select = function(b, n)\n  return %s\nend }", vals[i]);
+    src_t s[] = {{"select.lua", sel}, CANARY};
+    pd_policy_t *p = mk(NULL, NULL, NULL);
+    assert_int_equal(load(p, s, 2, NULL, 0), 0);
+    uint32_t out[8];
+    size_t nout = 99;
+    int rc = pd_policy_select(p, b, NULL, 8, NOW, out, &nout);
+    if (i == 0) {
+      assert_int_equal(rc, 0);
+      assert_int_equal(nout, 2);
+      assert_int_equal(out[0], ids[1]);
+      assert_int_equal(out[1], ids[2]);
+    } else if (i == 9) {
+      /* {[2]=1}: its border is 0 (an empty array): a valid empty answer, or
+       * 2 with a hole at [1]: rejected. Either way no garbage comes out. */
+      assert_true((rc == 0 && nout == 0) || rc == PD_EINVAL);
+    } else {
+      if (rc != PD_EINVAL) fail_msg("%s: rc %d", labels[i], rc);
+      assert_int_equal(nout, 0);
+      assert_int_equal(pd_policy_failures(p, PD_HOOK_SELECT, PD_POLICY_BAD_RETURN), 1);
+      int h, r;
+      char msg[256];
+      assert_true(pd_policy_next_unreported(p, &h, &r, msg, sizeof(msg)));
+      assert_non_null(strstr(msg, "select.lua:1: select returned"));
+    }
+    healthy(p, DEFAULT_CAP);
+    pd_policy_destroy(p);
+  }
+  pd_book_destroy(b);
+}
+
+static void huge_select_return(void **state) {
+  (void)state;
+  pd_book_t *b = small_book(10, 2);
+  /* built at load time (under the 10M load budget), returned at call time */
+  src_t s[] = {{"select.lua", "local big = {}\nfor i = 1, 1000000 do big[i] = i end\n"
+                              "return { select = function(b, n) return big end }"},
+               CANARY};
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  char err[512];
+  if (load(p, s, 2, err, sizeof(err)) != 0) fail_msg("%s", err);
+  uint32_t out[8];
+  size_t nout = 99;
+  assert_int_equal(pd_policy_select(p, b, NULL, 8, NOW, out, &nout), PD_EINVAL);
+  assert_int_equal(nout, 0);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_SELECT, PD_POLICY_BAD_RETURN), 1);
+  char msg[256];
+  assert_true(pd_policy_next_unreported(p, NULL, NULL, msg, sizeof(msg)));
+  assert_non_null(strstr(msg, "1000000 ids, more than n = 8"));
+  healthy(p, DEFAULT_CAP);
+  pd_policy_destroy(p);
+  pd_book_destroy(b);
+}
+
+static void select_through_book(void **state) {
+  (void)state;
+  pd_book_t *b = small_book(30, 10);
+  src_t s[] = {{"select.lua",
+                "return { select = function(book, n)\n"
+                "  local out, seen = {}, {}\n"
+                "  assert(book:size() == 40 and book:count('new') == 30 and book:count('tried') == 10)\n"
+                "  for _ = 1, 200 do\n"
+                "    if #out >= n then break end\n"
+                "    local id = book:random(#out % 2 == 0 and 'tried' or 'new')\n"
+                "    local e = book:entry(id)\n"
+                "    assert(e.id == id and type(e.addr) == 'string' and e.group == book:group(id))\n"
+                "    assert(e.tried == book:tried(id) and e.terrible == book:terrible(id))\n"
+                "    assert(e.chance == book:chance(id) and e.banned == book:banned(id))\n"
+                "    assert(e.source == '5.6.7.8' and e.refs >= 0 and e.time > 0)\n"
+                "    if not seen[id] then seen[id] = true; out[#out + 1] = id end\n"
+                "  end\n"
+                "  assert(book:entry(123456) == nil and book:group(-1) == nil)\n"
+                "  assert(not pcall(book.count, book, 'bogus'))\n"
+                "  return out\nend }"},
+               CANARY};
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  char err[512];
+  if (load(p, s, 2, err, sizeof(err)) != 0) fail_msg("%s", err);
+  uint32_t out[8];
+  size_t nout = 0;
+  pd_rng_t r;
+  pd_rng_seed(&r, 5);
+  int rc = pd_policy_select(p, b, &r, 8, NOW, out, &nout);
+  if (rc != 0) {
+    char msg[256];
+    pd_policy_next_unreported(p, NULL, NULL, msg, sizeof(msg));
+    fail_msg("select: %d %s", rc, msg);
+  }
+  assert_int_equal(nout, 8);
+  for (size_t i = 0; i < nout; i++) {
+    pd_book_info_t e;
+    assert_int_equal(pd_book_info(b, out[i], &e), 0);
+    assert_int_equal(e.in_tried, i % 2 == 0);
+  }
+  healthy(p, DEFAULT_CAP);
+  pd_policy_destroy(p);
+  pd_book_destroy(b);
+}
+
+static void stashed_book_is_dead(void **state) {
+  (void)state;
+  pd_book_t *b = small_book(5, 1);
+  src_t s[] = {{"select.lua", "local saved\n"
+                              "return { select = function(book, n)\n"
+                              "  if saved then return { saved:size() } end\n"
+                              "  saved = book\n"
+                              "  return {}\nend }"},
+               CANARY};
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  assert_int_equal(load(p, s, 2, NULL, 0), 0);
+  uint32_t out[4];
+  size_t nout = 9;
+  assert_int_equal(pd_policy_select(p, b, NULL, 4, NOW, out, &nout), 0);
+  assert_int_equal(nout, 0);
+  assert_int_equal(pd_policy_select(p, b, NULL, 4, NOW, out, &nout), PD_EINVAL);
+  char msg[256];
+  assert_true(pd_policy_next_unreported(p, NULL, NULL, msg, sizeof(msg)));
+  assert_non_null(strstr(msg, "select.lua:3: book used outside the call"));
+  healthy(p, DEFAULT_CAP);
+  pd_policy_destroy(p);
+  pd_book_destroy(b);
+}
+
+static void load_failures_keep_old(void **state) {
+  (void)state;
+  uint64_t t = 0;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  pd_policy_t *pc = mk(NULL, fake_clock, &t);
+  src_t good[] = {{"score.lua", "return { score = function(p) return 42 end }"}, CANARY};
+  assert_int_equal(load(p, good, 2, NULL, 0), 0);
+  assert_int_equal(load(pc, good, 2, NULL, 0), 0);
+  static const struct {
+    const char *name, *text, *needle;
+  } bad[] = {
+      {"score.lua", "while true do end\nreturn {}", "score.lua:1: instruction budget exceeded while loading"},
+      {"score.lua", "return {\n  score = function() return 1 end\n  bad bad\n}", "score.lua:3:"},
+      {"score.lua", "\x1bLuaT\x00\x19\x93\r\n\x1a\n", "score.lua: attempt to load a binary chunk"},
+      {"score.lua", "return 42", "score.lua: module must return a table (got number)"},
+      {"score.lua", "return { score = 7 }", "score.lua: field 'score' must be a function"},
+      {"select.lua", "return { select = 'x' }", "select.lua: field 'select' must be a function"},
+      {"score.lua", "x = 1\nreturn {}", "score.lua:1: assignment to global 'x'"},
+      {"score.lua", "error('top')", "score.lua:1: top"},
+      {"score.lua", "local s = 'x'\nwhile true do s = s .. s end", "memory"},
+      {"scores.lua", "return {}", "scores.lua: unknown policy file"},
+      {"init.lua", "return {}", "unknown policy file"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    src_t s[] = {{bad[i].name, bad[i].text}, CANARY};
+    char err[512] = "";
+    size_t len = strlen(bad[i].text);
+    if (i == 2) len = 12; /* contains NUL */
+    pd_policy_file_t f[2] = {{s[0].name, s[0].text, len}, {s[1].name, s[1].text, strlen(s[1].text)}};
+    assert_int_equal(pd_policy_load(p, f, 2, NOW + 10, err, sizeof(err)), PD_EINVAL);
+    if (!strstr(err, bad[i].needle)) fail_msg("case %zu: '%s' lacks '%s'", i, err, bad[i].needle);
+    pd_policy_status_t st;
+    pd_policy_status(p, &st);
+    assert_int_equal(st.generation, 1);
+    assert_int_equal(st.loaded_at, NOW);
+    assert_int_equal(st.last_error_at, NOW + 10);
+    assert_string_equal(st.last_error, err);
+    assert_true(st.has_hook[PD_HOOK_SCORE]);
+    /* the old generation still answers */
+    pd_peer_view_t v;
+    view(&v, "8.8.8.8:1");
+    double sc = 0;
+    assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &sc), 0);
+    assert_true(sc == 42);
+    healthy(p, DEFAULT_CAP);
+  }
+  /* a load that runs past its deadline (fake clock) */
+  src_t slow[] = {{"score.lua", "local i = 0\nwhile true do i = i + 1 end"}};
+  char err[512];
+  assert_int_equal(load(pc, slow, 1, err, sizeof(err)), PD_EINVAL);
+  assert_non_null(strstr(err, "score.lua:2: deadline exceeded while loading (500 ms)"));
+  healthy(pc, DEFAULT_CAP);
+  /* duplicates and too many files */
+  src_t dup[] = {CANARY, CANARY};
+  assert_int_equal(load(p, dup, 2, err, sizeof(err)), PD_EINVAL);
+  assert_non_null(strstr(err, "pex.lua: duplicate"));
+  src_t six[] = {CANARY, CANARY, CANARY, CANARY, CANARY, CANARY};
+  assert_int_equal(load(p, six, 6, err, sizeof(err)), PD_EINVAL);
+  pd_policy_status_t st;
+  pd_policy_status(p, &st);
+  assert_int_equal(st.generation, 1);
+  pd_policy_destroy(p);
+  pd_policy_destroy(pc);
+}
+
+static void require_and_cycles(void **state) {
+  (void)state;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  src_t s[] = {{"score.lua", "local pex = require('pex')\n"
+                             "return { score = function(p) return pex.weight + require('pex').weight end }"},
+               {"pex.lua", "return { weight = 7, accept = function(a, f) return a.routable end }"}};
+  char err[512];
+  if (load(p, s, 2, err, sizeof(err)) != 0) fail_msg("%s", err);
+  pd_peer_view_t v;
+  view(&v, "8.8.8.8:1");
+  double sc = 0;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &sc), 0);
+  assert_true(sc == 14);
+  healthy(p, DEFAULT_CAP);
+  src_t cyc[] = {{"score.lua", "local e = require('evict')\nreturn {}"},
+                 {"evict.lua", "local s = require('score')\nreturn {}"}};
+  assert_int_equal(load(p, cyc, 2, err, sizeof(err)), PD_EINVAL);
+  assert_non_null(strstr(err, "require cycle"));
+  assert_non_null(strstr(err, "score.lua:1:") ? "" : strstr(err, "evict.lua:1:"));
+  src_t missing[] = {{"score.lua", "local e = require('select')\nreturn {}"}};
+  assert_int_equal(load(p, missing, 1, err, sizeof(err)), PD_EINVAL);
+  assert_non_null(strstr(err, "score.lua:1: module 'select' not found"));
+  pd_policy_destroy(p);
+}
+
+static void random_is_deterministic(void **state) {
+  (void)state;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  src_t s[] = {{"score.lua", "return { score = function(p)\n"
+                             "  local a, b, c = peerd.random(), peerd.random(6), peerd.random(-3, 3)\n"
+                             "  assert(a >= 0 and a < 1 and b >= 1 and b <= 6 and c >= -3 and c <= 3)\n"
+                             "  assert(math.type(b) == 'integer' and peerd.random(5, 5) == 5)\n"
+                             "  assert(not pcall(peerd.random, 0))\n"
+                             "  assert(peerd.now() == " "1700000000" ")\n"
+                             "  return a * 1000 + b * 10 + c\nend }"}};
+  assert_int_equal(load(p, s, 1, NULL, 0), 0);
+  double seq1[50], seq2[50];
+  pd_rng_t r1, r2;
+  pd_rng_seed(&r1, 99);
+  pd_rng_seed(&r2, 99);
+  pd_peer_view_t v;
+  view(&v, "8.8.8.8:1");
+  for (int i = 0; i < 50; i++) assert_int_equal(pd_policy_score(p, &v, &r1, NOW, &seq1[i]), 0);
+  for (int i = 0; i < 50; i++) assert_int_equal(pd_policy_score(p, &v, &r2, NOW, &seq2[i]), 0);
+  int differ = 0;
+  for (int i = 0; i < 50; i++) {
+    assert_true(seq1[i] == seq2[i]);
+    if (i) differ += seq1[i] != seq1[i - 1];
+  }
+  assert_true(differ > 40);
+  /* the first draw is pd_rng_unit of the seeded generator */
+  pd_rng_t r3, r4;
+  pd_rng_seed(&r3, 1234);
+  pd_rng_seed(&r4, 1234);
+  src_t s2[] = {{"score.lua", "return { score = function(p) return peerd.random() end }"}};
+  assert_int_equal(load(p, s2, 1, NULL, 0), 0);
+  double x;
+  assert_int_equal(pd_policy_score(p, &v, &r3, NOW, &x), 0);
+  assert_true(x == pd_rng_unit(&r4));
+  pd_policy_destroy(p);
+}
+
+static void counting_and_reporting(void **state) {
+  (void)state;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  src_t s[] = {{"score.lua", "return { score = function(p)\n"
+                             "  if p.attempts == 1 then while true do end end\n"
+                             "  if p.attempts == 2 then return 'x' end\n"
+                             "  error('fail ' .. p.attempts)\nend }"},
+               CANARY};
+  assert_int_equal(load(p, s, 2, NULL, 0), 0);
+  pd_peer_view_t v;
+  view(&v, "8.8.8.8:1");
+  double sc;
+  for (int i = 0; i < 3; i++) {
+    v.attempts = 5 + i;
+    assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &sc), PD_EINVAL);
+  }
+  v.attempts = 1;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &sc), PD_ERANGE);
+  v.attempts = 2;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &sc), PD_EINVAL);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_SCORE, PD_POLICY_ERROR), 3);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_SCORE, PD_POLICY_INSTRUCTIONS), 1);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_SCORE, PD_POLICY_BAD_RETURN), 1);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_SELECT, PD_POLICY_ERROR), 0);
+  int h, r, seen = 0;
+  char msg[256];
+  while (pd_policy_next_unreported(p, &h, &r, msg, sizeof(msg))) {
+    assert_int_equal(h, PD_HOOK_SCORE);
+    if (r == PD_POLICY_ERROR) assert_non_null(strstr(msg, "score.lua:4: fail 5")); /* the first */
+    if (r == PD_POLICY_BAD_RETURN)
+      assert_non_null(strstr(msg, "score.lua:1: score returned string, expected a finite number"));
+    if (r == PD_POLICY_INSTRUCTIONS) assert_non_null(strstr(msg, "score.lua:2:"));
+    seen++;
+  }
+  assert_int_equal(seen, 3);
+  /* more failures of reported kinds: counted, not reported again */
+  v.attempts = 9;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &sc), PD_EINVAL);
+  assert_false(pd_policy_next_unreported(p, &h, &r, msg, sizeof(msg)));
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_SCORE, PD_POLICY_ERROR), 4);
+  /* a failed reload does not re-arm; a successful one does */
+  src_t broken[] = {{"score.lua", "syntax error here"}};
+  assert_int_equal(load(p, broken, 1, NULL, 0), PD_EINVAL);
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &sc), PD_EINVAL);
+  assert_false(pd_policy_next_unreported(p, &h, &r, msg, sizeof(msg)));
+  assert_int_equal(load(p, s, 2, NULL, 0), 0);
+  v.attempts = 11;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &sc), PD_EINVAL);
+  assert_true(pd_policy_next_unreported(p, &h, &r, msg, sizeof(msg)));
+  assert_int_equal(r, PD_POLICY_ERROR);
+  assert_non_null(strstr(msg, "fail 11"));
+  assert_false(pd_policy_next_unreported(p, &h, &r, msg, sizeof(msg)));
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_SCORE, PD_POLICY_ERROR), 6);
+  pd_policy_destroy(p);
+}
+
+static void peers_events_and_pex(void **state) {
+  (void)state;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  src_t s[] = {{"score.lua",
+                "return { score = function(p)\n"
+                "  assert(p.addr == '8.8.8.8:26656' and p.known and not p.tried)\n"
+                "  assert(p.node_id == string.rep('ab', 20) and p.group == '010808')\n"
+                "  assert(p.last_try == 10 and p.last_success == 20 and p.time == 30)\n"
+                "  assert(p.first_seen == 5 and p.misbehaviours == 2 and p.reputation == -1.5)\n"
+                "  assert(p.routable and not p.private and not p.banned)\n"
+                "  return p.attempts * 100 + (p.latency_ms or 0)\nend }"},
+               {"reputation.lua",
+                "return { on_event = function(p, event, reason)\n"
+                "  if event == 'good' then return nil end\n"
+                "  if event == 'misbehaved' then\n"
+                "    return { reputation = p.reputation - 10, ban = p.misbehaviours >= 2 and -1 or 3600,\n"
+                "             reason = reason }\n"
+                "  end\n"
+                "  if event == 'bad_ban' then return { reputation = 1, ban = 1.5 } end\n"
+                "  if event == 'neg_ban' then return { reputation = 1, ban = -2 } end\n"
+                "  if event == 'no_rep' then return { ban = 10 } end\n"
+                "  if event == 'nan' then return { reputation = 0/0 } end\n"
+                "  if event == 'bad_reason' then return { reputation = 1, reason = 5 } end\n"
+                "  return { reputation = p.reputation + 1 }\nend }"},
+               {"pex.lua", "return { accept = function(a, f) return a.routable and f.known end,\n"
+                           "  share = function(a, t) return not a.private end }"}};
+  char err[512];
+  if (load(p, s, 3, err, sizeof(err)) != 0) fail_msg("%s", err);
+  pd_peer_view_t v, f;
+  view(&v, "8.8.8.8:26656");
+  v.has_node_id = true;
+  memset(v.node_id, 0xab, sizeof(v.node_id));
+  v.known = true;
+  v.attempts = 3;
+  v.last_try = 10;
+  v.last_success = 20;
+  v.time = 30;
+  v.first_seen = 5;
+  v.misbehaviours = 2;
+  v.reputation = -1.5;
+  double sc = 0;
+  if (pd_policy_score(p, &v, NULL, NOW, &sc) != 0) {
+    char msg[256];
+    pd_policy_next_unreported(p, NULL, NULL, msg, sizeof(msg));
+    fail_msg("%s", msg);
+  }
+  assert_true(sc == 300);
+  v.latency_ms = 12.5;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &sc), 0);
+  assert_true(sc == 312.5);
+
+  pd_rep_verdict_t rv;
+  memset(&rv, 0x55, sizeof(rv));
+  pd_rep_verdict_t untouched = rv;
+  assert_int_equal(pd_policy_reputation(p, &v, "good", NULL, NULL, NOW, &rv), PD_ENOENT);
+  assert_memory_equal(&rv, &untouched, sizeof(rv));
+  assert_int_equal(pd_policy_reputation(p, &v, "misbehaved", "spam", NULL, NOW, &rv), 0);
+  assert_true(rv.reputation == -11.5);
+  assert_int_equal(rv.ban_secs, -1);
+  assert_string_equal(rv.reason, "spam");
+  v.misbehaviours = 0;
+  assert_int_equal(pd_policy_reputation(p, &v, "misbehaved", NULL, NULL, NOW, &rv), 0);
+  assert_int_equal(rv.ban_secs, 3600);
+  assert_string_equal(rv.reason, "");
+  assert_int_equal(pd_policy_reputation(p, &v, "failed", NULL, NULL, NOW, &rv), 0);
+  assert_true(rv.reputation == -0.5);
+  assert_int_equal(rv.ban_secs, 0);
+  const char *bad_events[] = {"bad_ban", "neg_ban", "no_rep", "nan", "bad_reason"};
+  for (size_t i = 0; i < 5; i++)
+    assert_int_equal(pd_policy_reputation(p, &v, bad_events[i], NULL, NULL, NOW, &rv), PD_EINVAL);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_REPUTATION, PD_POLICY_BAD_RETURN), 5);
+
+  view(&f, "9.9.9.9:26656");
+  bool ok = true;
+  assert_int_equal(pd_policy_pex_accept(p, &v, &f, NULL, NOW, &ok), 0);
+  assert_false(ok); /* from is not known */
+  f.known = true;
+  assert_int_equal(pd_policy_pex_accept(p, &v, &f, NULL, NOW, &ok), 0);
+  assert_true(ok);
+  v.private_peer = true;
+  assert_int_equal(pd_policy_pex_share(p, &v, &f, NULL, NOW, &ok), 0);
+  assert_false(ok);
+  pd_policy_destroy(p);
+}
+
+static void book_hooks_adapter(void **state) {
+  (void)state;
+  pd_book_t *b = small_book(20, 4);
+  uint32_t ids[32];
+  size_t total;
+  assert_int_equal(pd_book_list(b, PD_TABLE_ANY, 0, 32, ids, &total), 24);
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  src_t s[] = {{"evict.lua",
+                "local calls = 0\n"
+                "return {\n"
+                "  calls = function() return calls end,\n"
+                "  evict_new = function(book, inc, cand)\n"
+                "    calls = calls + 1\n"
+                "    local e = book:entry(inc.id)\n"
+                "    assert(e and e.addr == inc.addr)\n"
+                "    assert(not pcall(book.random, book, 'new'))\n"
+                "    if cand.addr == '66.1.1.1:1' then error('hostile') end\n"
+                "    if cand.id == nil then return 'replace' end\n"
+                "    return 'keep'\n"
+                "  end,\n"
+                "  evict_tried = function(book, inc, cand)\n"
+                "    if inc.id == cand.id then return 'maybe' end\n"
+                "    return inc.tried and 'wait' or nil\n"
+                "  end }"},
+               {"score.lua", "return { score = function(p) return require('evict').calls() end }"}};
+  char err[512];
+  if (load(p, s, 2, err, sizeof(err)) != 0) fail_msg("%s", err);
+  pd_rng_t r;
+  pd_rng_seed(&r, 8);
+  pd_book_hooks_t hk;
+  pd_policy_book_hooks(p, &r, &hk);
+  assert_non_null(hk.evict_new);
+  assert_non_null(hk.evict_tried);
+  pd_book_info_t cand;
+  memset(&cand, 0, sizeof(cand));
+  cand.id = PD_BOOK_NO_ID;
+  cand.time = NOW;
+  assert_int_equal(pd_netaddr_parse("99.1.2.3:26656", 0, &cand.addr, NULL, NULL, NULL), 0);
+  assert_int_equal(hk.evict_new(hk.ud, b, ids[0], &cand, NOW), PD_BOOK_REPLACE);
+  pd_book_info_t in;
+  assert_int_equal(pd_book_info(b, ids[1], &in), 0);
+  assert_int_equal(hk.evict_new(hk.ud, b, ids[0], &in, NOW), PD_BOOK_KEEP);
+  assert_int_equal(pd_netaddr_parse("66.1.1.1:1", 0, &cand.addr, NULL, NULL, NULL), 0);
+  assert_int_equal(hk.evict_new(hk.ud, b, ids[0], &cand, NOW), PD_BOOK_HOOK_DEFAULT);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_EVICT_NEW, PD_POLICY_ERROR), 1);
+  /* unknown incumbent: an error, the default applies */
+  assert_int_equal(hk.evict_new(hk.ud, b, 999999, &in, NOW), PD_BOOK_HOOK_DEFAULT);
+  /* tried: ids[0..3] are the tried ones (added and moved first) */
+  pd_book_info_t e0;
+  assert_int_equal(pd_book_info(b, ids[0], &e0), 0);
+  uint32_t tried_id = PD_BOOK_NO_ID, new_id = PD_BOOK_NO_ID;
+  for (size_t i = 0; i < total; i++) {
+    pd_book_info_t e;
+    assert_int_equal(pd_book_info(b, ids[i], &e), 0);
+    if (e.in_tried && tried_id == PD_BOOK_NO_ID) tried_id = ids[i];
+    if (!e.in_tried && new_id == PD_BOOK_NO_ID) new_id = ids[i];
+  }
+  assert_int_equal(hk.evict_tried(hk.ud, b, tried_id, new_id, NOW), PD_BOOK_WAIT);
+  assert_int_equal(hk.evict_tried(hk.ud, b, new_id, tried_id, NOW), PD_BOOK_HOOK_DEFAULT); /* nil */
+  assert_int_equal(hk.evict_tried(hk.ud, b, tried_id, tried_id, NOW), PD_BOOK_HOOK_DEFAULT);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_EVICT_TRIED, PD_POLICY_BAD_RETURN), 1);
+
+  /* installed in a book: the book calls evict_new from inside pd_book_add */
+  pd_book_set_hooks(b, &hk);
+  pd_netaddr_t src;
+  assert_int_equal(pd_netaddr_parse_ip("5.6.7.8", &src, NULL), 0);
+  pd_rng_t g;
+  pd_rng_seed(&g, 4);
+  for (int i = 0; i < 6000; i++) {
+    pd_netaddr_t a;
+    memset(&a, 0, sizeof(a));
+    a.ip[10] = a.ip[11] = 0xff;
+    a.ip[12] = (uint8_t)(30 + pd_rng_range(&g, 60));
+    a.ip[13] = (uint8_t)pd_rng_u64(&g);
+    a.ip[14] = (uint8_t)pd_rng_u64(&g);
+    a.ip[15] = (uint8_t)(1 + pd_rng_range(&g, 250));
+    a.port = 26656;
+    (void)pd_book_add(b, &a, NULL, NOW, &src, 0, NOW, NULL);
+  }
+  assert_int_equal(pd_book_check(b), 0);
+  pd_peer_view_t v;
+  view(&v, "8.8.8.8:1");
+  double calls = 0;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &calls), 0);
+  assert_true(calls > 10); /* the single source group's 64 buckets filled up */
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_EVICT_NEW, PD_POLICY_ERROR), 2);
+  pd_book_set_hooks(b, NULL);
+  pd_policy_destroy(p);
+  pd_book_destroy(b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(names_and_defaults),
+      cmocka_unit_test(empty_and_absent),
+      cmocka_unit_test(load_status_and_hash),
+      cmocka_unit_test(hash_format_matches_contract),
+      cmocka_unit_test(endless_loop),
+      cmocka_unit_test(deadline_with_fake_clock),
+      cmocka_unit_test(pcall_cannot_swallow),
+      cmocka_unit_test(memory_bombs),
+      cmocka_unit_test(error_has_file_line),
+      cmocka_unit_test(coroutine_yield_across_boundary),
+      cmocka_unit_test(sandbox_escapes),
+      cmocka_unit_test(modules_cannot_touch_each_other),
+      cmocka_unit_test(slow_c_functions_are_bounded),
+      cmocka_unit_test(bad_returns_every_hook),
+      cmocka_unit_test(select_validation),
+      cmocka_unit_test(huge_select_return),
+      cmocka_unit_test(select_through_book),
+      cmocka_unit_test(stashed_book_is_dead),
+      cmocka_unit_test(load_failures_keep_old),
+      cmocka_unit_test(require_and_cycles),
+      cmocka_unit_test(random_is_deterministic),
+      cmocka_unit_test(counting_and_reporting),
+      cmocka_unit_test(peers_events_and_pex),
+      cmocka_unit_test(book_hooks_adapter),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
