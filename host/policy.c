@@ -89,7 +89,7 @@ typedef struct pstate {
   pd_policy_clock_fn clock;
   void *clock_ud;
   uint64_t deadline; /* clock value */
-  int tripped;       /* 0 or PD_POLICY_INSTRUCTIONS / PD_POLICY_TIMEOUT */
+  int tripped; /* 0 or PD_POLICY_INSTRUCTIONS / PD_POLICY_TIMEOUT / PD_POLICY_MEMORY */
   /* hooks */
   int ref[PD_HOOK_COUNT];
   char where[PD_HOOK_COUNT][64]; /* "select.lua:12" where the hook is defined */
@@ -124,6 +124,21 @@ static pstate_t *getps(lua_State *L) {
   return ud;
 }
 
+static void count_hook(lua_State *L, lua_Debug *ar);
+
+/* The cap was hit during a call or load: that call is over. Lua would
+ * otherwise run an emergency full GC for every refused allocation of a
+ * policy that keeps catching the error, so the trip is made terminal: the
+ * hook raises on the next instruction (at once on the main thread, within
+ * STEP_MAX instructions in a coroutine) and on every one after it. */
+static void refused(pstate_t *ps) {
+  ps->mem_refused = true;
+  if (ps->busy && !ps->tripped) {
+    ps->tripped = PD_POLICY_MEMORY;
+    lua_sethook(ps->L, count_hook, LUA_MASKCOUNT, 1);
+  }
+}
+
 static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   pstate_t *ps = ud;
   if (ptr == NULL) osize = 0; /* osize is then a type tag */
@@ -133,12 +148,12 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   if (nsize > osize && (nsize - osize > ps->cap || ps->used > ps->cap - (nsize - osize))) {
-    ps->mem_refused = true;
+    refused(ps);
     return NULL;
   }
   void *q = realloc(ptr, nsize);
   if (q == NULL) {
-    ps->mem_refused = true;
+    refused(ps);
     return NULL;
   }
   ps->used = ps->used - osize + nsize;
@@ -225,13 +240,17 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
   /* tripped: raise now and on every instruction from here on, so that a
    * policy's own pcall cannot swallow it */
   lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
-  const char *what = ps->tripped == PD_POLICY_INSTRUCTIONS ? "instruction budget" : "deadline";
+  const char *what = ps->tripped == PD_POLICY_INSTRUCTIONS ? "instruction budget"
+                     : ps->tripped == PD_POLICY_TIMEOUT    ? "deadline"
+                                                           : "memory cap";
   const char *when = ps->loading ? " while loading" : "";
   char lim[48];
   if (ps->tripped == PD_POLICY_INSTRUCTIONS)
     snprintf(lim, sizeof(lim), "%llu instructions", (unsigned long long)ps->budget);
-  else
+  else if (ps->tripped == PD_POLICY_TIMEOUT)
     snprintf(lim, sizeof(lim), "%llu ms", (unsigned long long)ps->deadline_ms);
+  else
+    snprintf(lim, sizeof(lim), "%zu bytes", ps->cap);
   if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
     lua_pushfstring(L, "%s:%d: %s exceeded%s (%s)", ar->short_src, ar->currentline, what, when,
                     lim);
@@ -477,11 +496,10 @@ static void push_env(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_setmetatable(L, -2);
   /* the env itself: empty, reads go to the globals, writes raise */
-  lua_newtable(L);
-  lua_createtable(L, 0, 3);
-  lua_insert(L, -3); /* mt env globals */
-  lua_setfield(L, -3, "__index");
-  lua_insert(L, -2); /* env mt */
+  lua_newtable(L);                /* G env */
+  lua_createtable(L, 0, 3);       /* G env mt */
+  lua_rotate(L, -3, -1);          /* env mt G */
+  lua_setfield(L, -2, "__index"); /* env mt */
   lua_pushcfunction(L, assign_global);
   lua_setfield(L, -2, "__newindex");
   lua_pushboolean(L, 0);
@@ -701,9 +719,13 @@ int pd_policy_load(pd_policy_t *p, const pd_policy_file_t *files, size_t n, int6
   lua_sethook(L, NULL, 0, 0);
   ps->busy = ps->loading = false;
   if (st != LUA_OK || ps->tripped) {
-    if (st == LUA_ERRMEM || (st == LUA_ERRERR && ps->mem_refused && !ps->tripped))
-      snprintf(msg, sizeof(msg), "memory cap reached while loading (%zu bytes)", ps->cap);
-    else if (st == LUA_OK)
+    bool mem = ps->tripped == PD_POLICY_MEMORY || st == LUA_ERRMEM ||
+               (st == LUA_ERRERR && ps->mem_refused && !ps->tripped);
+    if (st != LUA_OK && lua_type(L, -1) == LUA_TSTRING && strstr(lua_tostring(L, -1), "exceeded"))
+      take_message(L, msg, sizeof(msg)); /* the hook's, with file:line */
+    else if (mem)
+      snprintf(msg, sizeof(msg), "memory cap exceeded while loading (%zu bytes)", ps->cap);
+    else if (ps->tripped)
       snprintf(msg, sizeof(msg), "%s exceeded while loading",
                ps->tripped == PD_POLICY_INSTRUCTIONS ? "instruction budget" : "deadline");
     else
@@ -1308,20 +1330,15 @@ static int run_call(pd_policy_t *p, call_t *c, pd_rng_t *rng, int64_t now, pd_bo
   int reason = -1;
   char msg[MSG_MAX];
   const char *where = ps->where[c->hook];
-  if (ps->tripped) {
-    reason = ps->tripped;
-    if (st != LUA_OK && lua_type(L, -1) == LUA_TSTRING && st != LUA_ERRMEM)
-      take_message(L, msg, sizeof(msg));
+  if (ps->tripped || st == LUA_ERRMEM || (st == LUA_ERRERR && ps->mem_refused)) {
+    reason = ps->tripped ? ps->tripped : PD_POLICY_MEMORY;
+    if (st != LUA_OK && lua_type(L, -1) == LUA_TSTRING && strstr(lua_tostring(L, -1), "exceeded"))
+      take_message(L, msg, sizeof(msg)); /* the hook's, with file:line */
+    else if (reason == PD_POLICY_MEMORY)
+      snprintf(msg, sizeof(msg), "%s: memory cap exceeded (%zu bytes)", where, ps->cap);
     else
       snprintf(msg, sizeof(msg), "%s: %s exceeded", where,
                reason == PD_POLICY_INSTRUCTIONS ? "instruction budget" : "deadline");
-    /* the hook's message names the budget; make sure it is the trip's */
-    if (!strstr(msg, "exceeded"))
-      snprintf(msg, sizeof(msg), "%s: %s exceeded", where,
-               reason == PD_POLICY_INSTRUCTIONS ? "instruction budget" : "deadline");
-  } else if (st == LUA_ERRMEM || (st == LUA_ERRERR && ps->mem_refused)) {
-    reason = PD_POLICY_MEMORY;
-    snprintf(msg, sizeof(msg), "%s: not enough memory (cap %zu bytes)", where, ps->cap);
   } else if (st != LUA_OK) {
     reason = PD_POLICY_ERROR;
     take_message(L, msg, sizeof(msg));

@@ -25,10 +25,12 @@
  *   reputation.lua  on_event(peer, event, reason)        -> {reputation=, ban=, reason=} | nil
  *   pex.lua         accept(addr, from)                   -> boolean
  *                   share(addr, to)                      -> boolean
- * A hook that is absent (file missing or field not a function) is "not
- * provided": the call returns PD_ENOENT and the caller uses its C default
- * without counting a failure. `nil` from evict_new, evict_tried and on_event means "use the
- * default" too.
+ * A hook that is absent (file missing, or no such field in the module's
+ * table) is "not provided": the call returns PD_ENOENT and the caller uses
+ * its C default without counting a failure; a hook field that is present
+ * but not a function is a load error. `nil` from evict_new, evict_tried and
+ * on_event means "use the default" too. In evict hooks the book is read-only:
+ * book:random() raises there (it would draw from the book's RNG mid-add).
  */
 #ifndef PD_POLICY_H
 #define PD_POLICY_H
