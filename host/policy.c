@@ -331,6 +331,50 @@ static int safe_move(lua_State *L) {
   return 1;
 }
 
+/* Lua's pattern matcher runs in C, out of the count hook's reach, and a
+ * pattern backtracks in time up to len^q for a len-byte subject and q
+ * quantifiers ("x.-y.-z.-w" on a long string would stall the host). Policies
+ * match short strings (addresses, groups), so a pattern call is refused when
+ * len^q (len^(q+1) for gmatch/gsub, which match repeatedly) could pass 2^24
+ * steps: a few milliseconds at worst. Plain finds and patterns without
+ * quantifiers are not limited. */
+#define PATTERN_STEPS_LOG2 24.0
+
+static int pattern_quantifiers(const char *p, size_t lp) {
+  int q = 0;
+  for (size_t i = 0; i < lp; i++) {
+    if (p[i] == '%') {
+      i++; /* escaped character */
+    } else if (p[i] == '*' || p[i] == '+' || p[i] == '-' || p[i] == '?') {
+      q++;
+    }
+  }
+  return q;
+}
+
+static int guarded_pattern(lua_State *L, int repeat, int plain_arg) {
+  size_t ls, lp;
+  luaL_checklstring(L, 1, &ls);
+  const char *p = luaL_checklstring(L, 2, &lp);
+  bool plain = plain_arg > 0 && lua_toboolean(L, plain_arg);
+  int q = plain ? 0 : pattern_quantifiers(p, lp) + repeat;
+  if (q > 0 && ls > 1 && (double)q * log2((double)ls) > PATTERN_STEPS_LOG2)
+    return luaL_error(L,
+                      "pattern too costly for a policy: %d quantifier(s) over a %d-byte subject "
+                      "(limit: length^quantifiers <= 2^24)",
+                      q - repeat, (int)(ls > INT32_MAX ? INT32_MAX : ls));
+  int top = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, top, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int safe_find(lua_State *L) { return guarded_pattern(L, 0, 4); }
+static int safe_match(lua_State *L) { return guarded_pattern(L, 0, 0); }
+static int safe_gmatch(lua_State *L) { return guarded_pattern(L, 1, 0); }
+static int safe_gsub(lua_State *L) { return guarded_pattern(L, 1, 0); }
+
 /* xpcall whose handler runs after the unwinding, not during it: Lua calls a
  * message handler with hooks disabled when the error comes from our count
  * hook, so a handler `function() while true do end end` would never stop.
@@ -407,6 +451,16 @@ static void setup_sandbox(lua_State *L) {
   lua_getfield(L, -1, "rep");
   lua_pushcclosure(L, safe_rep, 1);
   lua_setfield(L, -2, "rep");
+  static const struct {
+    const char *name;
+    lua_CFunction fn;
+  } guarded[] = {{"find", safe_find}, {"match", safe_match}, {"gmatch", safe_gmatch},
+                 {"gsub", safe_gsub}};
+  for (size_t i = 0; i < sizeof(guarded) / sizeof(guarded[0]); i++) {
+    lua_getfield(L, -1, guarded[i].name);
+    lua_pushcclosure(L, guarded[i].fn, 1);
+    lua_setfield(L, -2, guarded[i].name);
+  }
   lua_pop(L, 1);
   lua_getglobal(L, "math");
   lua_pushnil(L);

@@ -431,6 +431,38 @@ static void slow_c_functions_are_bounded(void **state) {
   pd_policy_destroy(p);
 }
 
+/* Pattern matching runs in C where the count hook cannot reach: costly
+ * patterns are refused up front, ordinary ones work (methods included). */
+static void costly_patterns_are_refused(void **state) {
+  (void)state;
+  score_case("return { score = function(p)\n"
+             "  local s = string.rep('a', 100000)\n"
+             "  return s:find('a.-b.-c.-d') and 1 or 0\nend }",
+             PD_POLICY_ERROR, "score.lua:3: pattern too costly");
+  score_case("return { score = function(p)\n"
+             "  local n = 0\n"
+             "  for _ in string.gmatch(string.rep('ab', 50000), 'a.-b') do n = n + 1 end\n"
+             "  return n\nend }",
+             PD_POLICY_ERROR, "pattern too costly");
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  src_t s[] = {{"score.lua", "return { score = function(p)\n"
+                             "  local ip, port = p.addr:match('^(.-):(%d+)$')\n"
+                             "  assert(ip == '8.8.8.8' and port == '1')\n"
+                             "  assert(string.find(string.rep('x', 100000) .. '.-', '.-', 1, true))\n"
+                             "  assert(select(2, string.gsub('a,b,c', ',', ';')) == 2)\n"
+                             "  local parts = {}\n"
+                             "  for w in ('1.2.3.4'):gmatch('%d+') do parts[#parts + 1] = w end\n"
+                             "  return #parts\nend }"},
+               CANARY};
+  assert_int_equal(load(p, s, 2, NULL, 0), 0);
+  pd_peer_view_t v;
+  view(&v, "8.8.8.8:1");
+  double sc = 0;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &sc), 0);
+  assert_true(sc == 4);
+  pd_policy_destroy(p);
+}
+
 static void bad_returns_every_hook(void **state) {
   (void)state;
   pd_book_t *b = small_book(20, 5);
@@ -1038,6 +1070,7 @@ int main(void) {
       cmocka_unit_test(sandbox_escapes),
       cmocka_unit_test(modules_cannot_touch_each_other),
       cmocka_unit_test(slow_c_functions_are_bounded),
+      cmocka_unit_test(costly_patterns_are_refused),
       cmocka_unit_test(bad_returns_every_hook),
       cmocka_unit_test(select_validation),
       cmocka_unit_test(huge_select_return),
