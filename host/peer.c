@@ -327,7 +327,7 @@ bool pd_peer_poll(pd_peer_t *p, pd_peer_action_t *out) {
   queued_t *e = &p->q[p->q_head++];
   *out = e->a;
   if (out->type == PD_PEER_A_SEND) out->send.data = p->out + e->off;
-  if (out->type == PD_PEER_A_ADDRS_RECEIVED) out->addrs.entries = p->ab + e->off;
+  if (out->type == PD_PEER_A_ADDRS_RECEIVED) out->addrs.entries = p->ab ? p->ab + e->off : NULL;
   return true;
 }
 

@@ -874,6 +874,12 @@ static void addr_token_bucket_and_flood(void **state) {
   uint8_t *f = malloc(cap);
   assert_non_null(f);
 
+  /* An empty ADDR before any other (no address buffer allocated yet) is
+   * harmless: a regression test for a NULL + 0 that UBSan caught. */
+  inject(b, f, frame_addr(0, 1, f, cap), T0);
+  assert_int_equal(b->last_received, 0);
+  assert_int_equal(b->closed, 0);
+
   /* B (inbound, never asked) starts with 1 token. */
   assert_true(pd_peer_addr_tokens(b->p, T0) == 1.0);
   inject(b, f, frame_addr(10, 2, f, cap), T0);

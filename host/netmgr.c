@@ -1,0 +1,1093 @@
+/* netmgr — the network manager (sans-I/O). See netmgr.h. */
+#include "netmgr.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "addrbook.h"
+#include "banlist.h"
+#include "err.h"
+
+/* --- internal types --------------------------------------------------------------------- */
+
+typedef struct conn {
+  uint64_t cid;
+  enum pd_conn_dir dir;
+  pd_netmgr_conn_state_t state;
+  pd_netaddr_t addr;        /* socket address (outbound: the dialled one) */
+  pd_dial_target_t target;  /* outbound: what was dialled */
+  enum pd_dial_reason reason;
+  pd_peer_t *peer;          /* NULL while DIALING */
+  bool registered;          /* pd_dialer_on_connected done */
+  bool dial_reported;       /* outbound: the dial outcome already went to the dialer */
+  bool has_id;
+  uint8_t id[PD_NODE_ID_LEN];
+  int64_t since_ms, ready_ms;
+  int64_t crawl_deadline_ms; /* seed mode; 0 = none */
+  /* deferred work after draining the peer */
+  bool want_answer;          /* GETADDR_RECEIVED */
+  bool want_close;
+  uint16_t close_code;
+  const char *close_text;
+  bool counted_reject_dup;
+} conn_t;
+
+typedef struct qitem {
+  pd_netmgr_action_t a;
+  uint8_t *buf; /* owned copy of SEND bytes */
+} qitem_t;
+
+typedef struct gcache {
+  uint8_t group[PD_GROUP_MAX];
+  size_t glen;
+  int64_t built_ms;
+  int64_t used_ms;
+  size_t book_size;
+  size_t n;
+  pd_wire_addr_entry_t *e;
+} gcache_t;
+
+struct pd_netmgr {
+  pd_netmgr_config_t cfg;
+  char network[PD_WIRE_NETWORK_MAX + 1];
+  char agent[PD_WIRE_AGENT_MAX + 1];
+  bool has_agent;
+  pd_node_t *node;
+  const pd_identity_t *self;
+  pd_rng_t *rng;
+  pd_dialer_t *dialer;
+  int64_t seed_crawl_timeout_ms, ttl_ms, penalty, tick_ms;
+  size_t max_pending_in;
+
+  conn_t **conns; /* sorted by id (ids only grow, so appends keep order) */
+  size_t nconns, conns_cap;
+  uint64_t next_id;
+  size_t pending_in;
+
+  qitem_t *q;
+  size_t qhead, qlen, qcap;
+  uint8_t *cur_buf; /* bytes of the action last polled */
+
+  int64_t dialer_due_ms;
+  bool shutting_down;
+
+  gcache_t cache[PD_NETMGR_GETADDR_CACHE_MAX];
+  size_t ncache;
+
+  pd_netmgr_counters_t c; /* closed connections' frames/bytes + manager counters */
+  /* scratch */
+  uint32_t ids[PD_BOOK_GETADDR_MAX];
+  pd_wire_addr_entry_t out_entries[PD_WIRE_MAX_ADDRS];
+};
+
+static const char *const k_rej_extra[] = {
+    "unexpected_message", "auth_failed",       "wrong_network", "incompatible_version",
+    "self_connection",    "id_mismatch",       "handshake_timeout", "ping_timeout",
+    "getaddr_flood",      "addr_flood",        "duplicate",
+};
+
+static const char *const k_refuse[] = {"accept", "inbound_full", "per_ip_limit", "banned", "error"};
+
+const char *pd_netmgr_reject_name(unsigned i) {
+  if (i < PD_WIRE_R_COUNT) return pd_wire_reason_name((pd_wire_reason_t)i);
+  i -= PD_WIRE_R_COUNT;
+  if (i < sizeof k_rej_extra / sizeof k_rej_extra[0]) return k_rej_extra[i];
+  return NULL;
+}
+
+const char *pd_netmgr_refuse_name(pd_netmgr_refuse_t r) {
+  if ((unsigned)r < PD_NETMGR_REFUSE_COUNT) return k_refuse[r];
+  return NULL;
+}
+
+static int reject_index(const char *reason) {
+  if (!reason) return -1;
+  for (unsigned i = 1; i < PD_NETMGR_REJ_COUNT; i++) {
+    const char *n = pd_netmgr_reject_name(i);
+    if (n && strcmp(n, reason) == 0) return (int)i;
+  }
+  return -1;
+}
+
+static int64_t secs(int64_t ms) { return ms / 1000; }
+
+/* --- config ------------------------------------------------------------------------------ */
+
+void pd_netmgr_config_default(pd_netmgr_config_t *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  static const uint8_t magic[PD_WIRE_MAGIC_LEN] = PD_WIRE_MAGIC_DEFAULT_INIT;
+  memcpy(cfg->magic, magic, sizeof magic);
+  pd_dialer_config_default(&cfg->dialer);
+  pd_peer_config_default(&cfg->peer);
+}
+
+/* --- queue --------------------------------------------------------------------------------- */
+
+static int q_push(pd_netmgr_t *m, const pd_netmgr_action_t *a, const uint8_t *data, size_t len) {
+  if (m->qhead == m->qlen) m->qhead = m->qlen = 0;
+  if (m->qlen == m->qcap) {
+    if (m->qhead > 0) {
+      memmove(m->q, m->q + m->qhead, (m->qlen - m->qhead) * sizeof *m->q);
+      m->qlen -= m->qhead;
+      m->qhead = 0;
+    }
+    if (m->qlen == m->qcap) {
+      size_t nc = m->qcap ? m->qcap * 2 : 32;
+      qitem_t *p = realloc(m->q, nc * sizeof *p);
+      if (!p) return PD_ENOMEM;
+      m->q = p;
+      m->qcap = nc;
+    }
+  }
+  qitem_t *it = &m->q[m->qlen];
+  it->a = *a;
+  it->buf = NULL;
+  if (data && len) {
+    it->buf = malloc(len);
+    if (!it->buf) return PD_ENOMEM;
+    memcpy(it->buf, data, len);
+    it->a.send.data = it->buf;
+    it->a.send.len = len;
+  }
+  m->qlen++;
+  return 0;
+}
+
+bool pd_netmgr_poll(pd_netmgr_t *m, pd_netmgr_action_t *out) {
+  if (!m) return false;
+  free(m->cur_buf);
+  m->cur_buf = NULL;
+  if (m->qhead >= m->qlen) {
+    m->qhead = m->qlen = 0;
+    return false;
+  }
+  qitem_t *it = &m->q[m->qhead++];
+  *out = it->a;
+  m->cur_buf = it->buf;
+  return true;
+}
+
+static void release_cur(pd_netmgr_t *m) {
+  free(m->cur_buf);
+  m->cur_buf = NULL;
+}
+
+/* --- connection table ---------------------------------------------------------------------- */
+
+static conn_t *conn_get(const pd_netmgr_t *m, uint64_t id) {
+  size_t lo = 0, hi = m->nconns;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (m->conns[mid]->cid < id) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo < m->nconns && m->conns[lo]->cid == id) return m->conns[lo];
+  return NULL;
+}
+
+static conn_t *conn_add(pd_netmgr_t *m, enum pd_conn_dir dir, const pd_netaddr_t *addr,
+                        int64_t now_ms) {
+  if (m->nconns == m->conns_cap) {
+    size_t nc = m->conns_cap ? m->conns_cap * 2 : 16;
+    conn_t **p = realloc(m->conns, nc * sizeof *p);
+    if (!p) return NULL;
+    m->conns = p;
+    m->conns_cap = nc;
+  }
+  conn_t *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->cid = m->next_id++;
+  c->dir = dir;
+  c->addr = *addr;
+  c->since_ms = now_ms;
+  m->conns[m->nconns++] = c;
+  return c;
+}
+
+static void conn_remove(pd_netmgr_t *m, conn_t *c) {
+  for (size_t i = 0; i < m->nconns; i++) {
+    if (m->conns[i] == c) {
+      memmove(&m->conns[i], &m->conns[i + 1], (m->nconns - i - 1) * sizeof *m->conns);
+      m->nconns--;
+      break;
+    }
+  }
+  if (c->peer) {
+    const pd_peer_stats_t *s = pd_peer_stats(c->peer);
+    m->c.bytes_in += s->bytes_in;
+    m->c.bytes_out += s->bytes_out;
+    for (unsigned t = 0; t < PD_WIRE_TYPE_COUNT; t++) {
+      m->c.frames_in[t] += s->frames_in[t];
+      m->c.frames_out[t] += s->frames_out[t];
+    }
+    pd_peer_free(c->peer);
+  }
+  free(c);
+}
+
+/* The address the book and reputation know this peer by. */
+static pd_netaddr_t book_addr(const conn_t *c) {
+  if (c->dir != PD_CONN_INBOUND) return c->target.addr;
+  const pd_peer_remote_t *r = c->peer ? pd_peer_remote(c->peer) : NULL;
+  if (r && r->has_listen && pd_netaddr_same_ip(&r->listen, &c->addr)) return r->listen;
+  return c->addr;
+}
+
+static pd_netaddr_t ip_only(const pd_netaddr_t *a) {
+  pd_netaddr_t x = *a;
+  x.port = 0;
+  return x;
+}
+
+/* --- forward declarations ------------------------------------------------------------------ */
+static void drain_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms);
+static void close_conn(pd_netmgr_t *m, conn_t *c, uint16_t code, const char *text, int64_t now_ms);
+
+/* --- misbehaviour and bans ------------------------------------------------------------------- */
+
+static void close_banned(pd_netmgr_t *m, int64_t now_ms) {
+  pd_banlist_t *bl = pd_book_bans(pd_node_book(m->node));
+  for (size_t i = 0; i < m->nconns;) {
+    conn_t *c = m->conns[i];
+    if (c->peer && pd_peer_state(c->peer) != PD_PEER_CLOSED &&
+        pd_banlist_is_banned(bl, &c->addr, secs(now_ms), NULL)) {
+      size_t before = m->nconns;
+      close_conn(m, c, PD_WIRE_BYE_BANNED, NULL, now_ms);
+      if (m->nconns < before) continue; /* c removed; the same index holds the next */
+    }
+    i++;
+  }
+}
+
+/* Report misbehaviour of the peer at addr; returns true if it led to a ban. */
+static bool report_misbehaviour(pd_netmgr_t *m, const pd_netaddr_t *addr, const char *reason,
+                                int64_t now_ms) {
+  pd_node_event_result_t r;
+  m->c.misbehaviour_reports++;
+  if (pd_node_event(m->node, addr, PD_METRICS_EV_MISBEHAVED, reason, secs(now_ms), &r) == 0 &&
+      r.banned) {
+    m->c.bans++;
+    return true;
+  }
+  return false;
+}
+
+/* --- teardown -------------------------------------------------------------------------------- */
+
+static enum pd_dial_outcome outcome_of(const char *reason, bool remote, uint16_t remote_code) {
+  if (!reason) return PD_DIAL_ERROR;
+  if (strcmp(reason, "id_mismatch") == 0) return PD_DIAL_ID_MISMATCH;
+  if (strcmp(reason, "self_connection") == 0) return PD_DIAL_SELF;
+  if (strcmp(reason, "handshake_timeout") == 0 || strcmp(reason, "dial_timeout") == 0)
+    return PD_DIAL_TIMEOUT;
+  if (strcmp(reason, "duplicate") == 0) return PD_DIAL_DUPLICATE;
+  if (strcmp(reason, "closed") == 0) return PD_DIAL_REFUSED;
+  if (remote) {
+    if (remote_code == PD_WIRE_BYE_SELF) return PD_DIAL_SELF;
+    if (remote_code == PD_WIRE_BYE_DUPLICATE) return PD_DIAL_DUPLICATE;
+    if (remote_code == PD_WIRE_BYE_ID_MISMATCH) return PD_DIAL_ID_MISMATCH;
+    if (remote_code == PD_WIRE_BYE_TOO_MANY || remote_code == PD_WIRE_BYE_BANNED ||
+        remote_code == PD_WIRE_BYE_NORMAL || remote_code == PD_WIRE_BYE_SEED_DONE)
+      return PD_DIAL_REFUSED;
+  }
+  return PD_DIAL_HANDSHAKE;
+}
+
+/* The connection is over: bookkeeping, then free. emit_close: tell the driver. */
+static void conn_end(pd_netmgr_t *m, conn_t *c, const char *reason, bool misbehaved, bool remote,
+                     uint16_t remote_code, bool emit_close, int64_t now_ms) {
+  int64_t now = secs(now_ms);
+  if (emit_close) {
+    pd_netmgr_action_t a;
+    memset(&a, 0, sizeof a);
+    a.type = PD_NETMGR_A_CLOSE;
+    a.conn_id = c->cid;
+    a.close.reason = reason ? reason : "closed";
+    a.close.misbehaved = misbehaved;
+    q_push(m, &a, NULL, 0);
+  }
+  int ri = reject_index(reason);
+  if (ri >= 0 && strcmp(reason, "duplicate") != 0) m->c.rejected[ri]++;
+
+  pd_netaddr_t baddr = book_addr(c);
+  if (c->dir == PD_CONN_INBOUND) {
+    if (c->registered) pd_dialer_on_disconnected(m->dialer, c->dir, &c->addr, now);
+    else if (m->pending_in > 0) m->pending_in--;
+  } else if (c->registered) {
+    pd_dialer_on_disconnected(m->dialer, c->dir, &c->target.addr, now);
+    pd_node_event_result_t r;
+    pd_node_event(m->node, &c->target.addr, PD_METRICS_EV_DISCONNECTED, NULL, now, &r);
+  } else if (!c->dial_reported) {
+    enum pd_dial_outcome o = outcome_of(reason, remote, remote_code);
+    pd_dialer_on_dial_result(m->dialer, &c->target.addr, o, now);
+    if (o != PD_DIAL_SELF && o != PD_DIAL_DUPLICATE) {
+      pd_node_event_result_t r;
+      pd_node_event(m->node, &c->target.addr, PD_METRICS_EV_FAILED, reason, now, &r);
+    }
+  }
+  bool banned = false;
+  if (misbehaved) banned = report_misbehaviour(m, &baddr, reason, now_ms);
+  m->dialer_due_ms = now_ms;
+  conn_remove(m, c);
+  if (banned) close_banned(m, now_ms);
+}
+
+/* Close from our side (GOODBYE + CLOSE through the peer). */
+static void close_conn(pd_netmgr_t *m, conn_t *c, uint16_t code, const char *text, int64_t now_ms) {
+  if (!c->peer) {
+    conn_end(m, c, pd_wire_bye_name(code), false, false, 0, true, now_ms);
+    return;
+  }
+  pd_peer_close(c->peer, code, text);
+  drain_peer(m, c, now_ms);
+}
+
+/* --- PEX ------------------------------------------------------------------------------------- */
+
+static int64_t sane_time(int64_t t, int64_t now) {
+  if (t <= 100000000 || t > now + 600) return now - 5 * 86400;
+  return t;
+}
+
+static void relay(pd_netmgr_t *m, const conn_t *from, const pd_wire_addr_entry_t *e, size_t n,
+                  int64_t now_ms) {
+  if (n == 0) return;
+  /* Up to two random READY peers other than the source. */
+  conn_t *pick[2] = {NULL, NULL};
+  size_t seen = 0;
+  for (size_t i = 0; i < m->nconns; i++) {
+    conn_t *c = m->conns[i];
+    if (c == from || c->state != PD_NETMGR_READY || c->dir == PD_CONN_FEELER) continue;
+    if (pd_peer_state(c->peer) != PD_PEER_READY) continue;
+    seen++;
+    if (seen <= 2) pick[seen - 1] = c;
+    else {
+      uint64_t j = pd_rng_range(m->rng, seen);
+      if (j < 2) pick[j] = c;
+    }
+  }
+  for (int k = 0; k < 2; k++) {
+    if (!pick[k]) continue;
+    if (pd_peer_send_addrs(pick[k]->peer, e, n, now_ms) == 0) drain_peer(m, pick[k], now_ms);
+  }
+}
+
+/* Offer one address to the book (after pex.lua). Returns pd_book_add's rc or -1 refused. */
+static int offer_addr(pd_netmgr_t *m, const pd_wire_addr_entry_t *e, const pd_netaddr_t *from,
+                      int64_t now_ms, int64_t penalty) {
+  int64_t now = secs(now_ms);
+  if (m->cfg.has_listen && pd_netaddr_equal(&e->addr, &m->cfg.listen)) return 0;
+  const uint8_t *id = e->has_id ? e->id : NULL;
+  if (id && memcmp(id, m->self->id, PD_NODE_ID_LEN) == 0) return 0;
+  if (!pd_node_pex_accept(m->node, &e->addr, id, from, now)) {
+    m->c.addrs_refused++;
+    return -1;
+  }
+  int rc = pd_book_add(pd_node_book(m->node), &e->addr, id, sane_time(e->timestamp, now), from,
+                       penalty, now, NULL);
+  if (rc == 1) m->c.addrs_added++;
+  else if (rc < 0) m->c.addrs_refused++;
+  return rc;
+}
+
+static void on_addrs(pd_netmgr_t *m, conn_t *c, const pd_peer_action_t *a, int64_t now_ms) {
+  pd_netaddr_t from = ip_only(&c->addr);
+  m->c.addrs_received += a->addrs.count;
+  size_t nrelay = 0;
+  for (size_t i = 0; i < a->addrs.count; i++) {
+    const pd_wire_addr_entry_t *e = &a->addrs.entries[i];
+    int rc = offer_addr(m, e, &from, now_ms, m->penalty);
+    if (rc == 1 && a->addrs.relayable && nrelay < PD_WIRE_MAX_ADDRS &&
+        !pd_node_is_private(m->node, &e->addr, e->has_id ? e->id : NULL)) {
+      m->out_entries[nrelay++] = *e;
+    }
+  }
+  if (nrelay) relay(m, c, m->out_entries, nrelay, now_ms);
+  if (m->cfg.seed_mode && a->addrs.solicited && c->dir == PD_CONN_OUTBOUND) {
+    c->want_close = true;
+    c->close_code = PD_WIRE_BYE_SEED_DONE;
+  }
+}
+
+static gcache_t *cache_for(pd_netmgr_t *m, const pd_netaddr_t *to, int64_t now_ms) {
+  uint8_t g[PD_GROUP_MAX];
+  size_t glen = pd_netaddr_group(to, pd_book_allow_private(pd_node_book(m->node)), g);
+  pd_book_t *book = pd_node_book(m->node);
+  size_t bsize = pd_book_size(book);
+  gcache_t *ce = NULL;
+  for (size_t i = 0; i < m->ncache; i++) {
+    if (m->cache[i].glen == glen && memcmp(m->cache[i].group, g, glen) == 0) {
+      ce = &m->cache[i];
+      break;
+    }
+  }
+  if (ce) {
+    bool expired = now_ms - ce->built_ms >= m->ttl_ms || now_ms < ce->built_ms;
+    bool grown = bsize >= 2 * ce->book_size + 2 && ce->n < PD_BOOK_GETADDR_MAX;
+    if (!expired && !grown) {
+      ce->used_ms = now_ms;
+      return ce;
+    }
+  } else if (m->ncache < PD_NETMGR_GETADDR_CACHE_MAX) {
+    ce = &m->cache[m->ncache++];
+    memset(ce, 0, sizeof *ce);
+  } else {
+    ce = &m->cache[0];
+    for (size_t i = 1; i < m->ncache; i++)
+      if (m->cache[i].used_ms < ce->used_ms) ce = &m->cache[i];
+  }
+  /* (Re)build. At most 1,000 and 23% of the book, but never fewer than
+   * min(book, 250): a small network's book is shared whole. */
+  size_t max = bsize * PD_BOOK_GETADDR_PCT / 100;
+  size_t floor_ = bsize < 250 ? bsize : 250;
+  if (max < floor_) max = floor_;
+  if (max > PD_BOOK_GETADDR_MAX) max = PD_BOOK_GETADDR_MAX;
+  size_t n = pd_node_pex_sample(m->node, to, max, false, secs(now_ms), m->ids, PD_BOOK_GETADDR_MAX);
+  pd_wire_addr_entry_t *e = n ? malloc(n * sizeof *e) : NULL;
+  if (n && !e) return NULL;
+  size_t w = 0;
+  for (size_t i = 0; i < n; i++) {
+    pd_book_info_t inf;
+    if (pd_book_info(book, m->ids[i], &inf) != 0) continue;
+    e[w].addr = inf.addr;
+    e[w].timestamp = inf.time > 0 ? inf.time : 0;
+    e[w].has_id = inf.has_node_id;
+    memcpy(e[w].id, inf.node_id, PD_NODE_ID_LEN);
+    w++;
+  }
+  free(ce->e);
+  memcpy(ce->group, g, glen);
+  ce->glen = glen;
+  ce->e = e;
+  ce->n = w;
+  ce->built_ms = ce->used_ms = now_ms;
+  ce->book_size = bsize;
+  m->c.getaddr_cache_builds++;
+  return ce;
+}
+
+static void answer_getaddr(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
+  pd_netaddr_t to = book_addr(c);
+  gcache_t *ce = cache_for(m, &to, now_ms);
+  size_t w = 0;
+  if (ce) {
+    for (size_t i = 0; i < ce->n && w < PD_WIRE_MAX_ADDRS; i++) {
+      if (pd_netaddr_same_ip(&ce->e[i].addr, &c->addr) && ce->e[i].addr.port == to.port) continue;
+      if (c->has_id && ce->e[i].has_id && memcmp(ce->e[i].id, c->id, PD_NODE_ID_LEN) == 0) continue;
+      m->out_entries[w++] = ce->e[i];
+    }
+  }
+  /* Nothing to share: no ADDR at all (as Bitcoin Core; an empty ADDR is
+   * valid on the wire but says nothing). */
+  if (w > 0 && pd_peer_send_addrs(c->peer, m->out_entries, w, now_ms) == 0)
+    m->c.getaddr_answered++;
+  if (m->cfg.seed_mode && c->dir == PD_CONN_INBOUND) {
+    c->want_close = true;
+    c->close_code = PD_WIRE_BYE_SEED_DONE;
+  }
+}
+
+/* --- handshake done ------------------------------------------------------------------------- */
+
+static bool id_less(const uint8_t *a, const uint8_t *b) { return memcmp(a, b, PD_NODE_ID_LEN) < 0; }
+
+/* Who dialled connection c: its dialler's node id. */
+static const uint8_t *dialler_of(const pd_netmgr_t *m, const conn_t *c) {
+  return c->dir == PD_CONN_INBOUND ? c->id : m->self->id;
+}
+
+static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64_t now_ms) {
+  int64_t now = secs(now_ms);
+  c->state = PD_NETMGR_READY;
+  c->ready_ms = now_ms;
+  c->has_id = true;
+  memcpy(c->id, r->id, PD_NODE_ID_LEN);
+  m->c.handshakes++;
+
+  /* Duplicates (feelers are short-lived and never count). */
+  if (c->dir != PD_CONN_FEELER) {
+    for (size_t i = 0; i < m->nconns; i++) {
+      conn_t *o = m->conns[i];
+      if (o == c || o->state != PD_NETMGR_READY || !o->has_id || o->dir == PD_CONN_FEELER) continue;
+      if (!o->peer || pd_peer_state(o->peer) == PD_PEER_CLOSED) continue;
+      if (memcmp(o->id, c->id, PD_NODE_ID_LEN) != 0) continue;
+      bool close_new = true;
+      if ((o->dir == PD_CONN_INBOUND) != (c->dir == PD_CONN_INBOUND)) {
+        /* Keep the one dialled by the smaller node ID (both sides agree). */
+        close_new = !id_less(dialler_of(m, c), dialler_of(m, o));
+      }
+      m->c.rejected[PD_NETMGR_REJ_DUPLICATE]++;
+      if (close_new) {
+        if (c->dir != PD_CONN_INBOUND) {
+          /* The address is fine: it proved itself. */
+          pd_node_event_result_t er;
+          pd_book_add(pd_node_book(m->node), &c->target.addr, c->id, now, &c->target.addr, 0, now,
+                      NULL);
+          pd_node_event(m->node, &c->target.addr, PD_METRICS_EV_GOOD, NULL, now, &er);
+        }
+        c->want_close = true;
+        c->close_code = PD_WIRE_BYE_DUPLICATE;
+        return;
+      }
+      close_conn(m, o, PD_WIRE_BYE_DUPLICATE, NULL, now_ms);
+      break;
+    }
+  }
+
+  if (c->dir == PD_CONN_INBOUND) {
+    enum pd_inbound_verdict v = pd_dialer_accept_inbound(m->dialer, &c->addr, c->id, now);
+    if (v != PD_INBOUND_ALLOW) {
+      c->want_close = true;
+      c->close_code = v == PD_INBOUND_SELF        ? PD_WIRE_BYE_SELF
+                      : v == PD_INBOUND_DUPLICATE ? PD_WIRE_BYE_DUPLICATE
+                                                  : PD_WIRE_BYE_TOO_MANY;
+      return;
+    }
+    if (m->pending_in > 0) m->pending_in--;
+    if (pd_dialer_on_connected(m->dialer, PD_CONN_INBOUND, &c->addr, c->id, now) == 0)
+      c->registered = true;
+    else
+      m->pending_in++; /* conn_end will undo */
+    /* Its announced listen address goes to the new table (never tried). */
+    if (r->has_listen) {
+      pd_wire_addr_entry_t e;
+      memset(&e, 0, sizeof e);
+      e.addr = r->listen;
+      e.timestamp = now;
+      e.has_id = true;
+      memcpy(e.id, r->id, PD_NODE_ID_LEN);
+      pd_netaddr_t from = ip_only(&c->addr);
+      if (offer_addr(m, &e, &from, now_ms, 0) == 1 &&
+          !pd_node_is_private(m->node, &e.addr, e.id) && !m->cfg.seed_mode)
+        relay(m, c, &e, 1, now_ms);
+    }
+    if (m->cfg.seed_mode) {
+      c->crawl_deadline_ms = now_ms + m->seed_crawl_timeout_ms;
+    }
+    return;
+  }
+
+  /* Outbound / feeler: the dial worked; the address moves to tried. */
+  if (pd_dialer_on_connected(m->dialer, c->dir, &c->target.addr, c->id, now) == 0)
+    c->registered = true;
+  else
+    pd_dialer_on_dial_result(m->dialer, &c->target.addr, PD_DIAL_OK, now);
+  c->dial_reported = true;
+  pd_book_add(pd_node_book(m->node), &c->target.addr, c->id, now, &c->target.addr, 0, now, NULL);
+  pd_node_event_result_t er;
+  pd_node_event(m->node, &c->target.addr, PD_METRICS_EV_GOOD, NULL, now, &er);
+  if (c->dir == PD_CONN_FEELER) {
+    m->c.feelers_done++;
+    c->want_close = true;
+    c->close_code = PD_WIRE_BYE_NORMAL;
+    c->close_text = "feeler";
+    return;
+  }
+  if (m->cfg.seed_mode) c->crawl_deadline_ms = now_ms + m->seed_crawl_timeout_ms;
+}
+
+/* --- peer actions --------------------------------------------------------------------------- */
+
+static void drain_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
+  for (int round = 0; round < 8; round++) {
+    pd_peer_action_t a;
+    while (pd_peer_poll(c->peer, &a)) {
+      switch (a.type) {
+      case PD_PEER_A_SEND: {
+        pd_netmgr_action_t x;
+        memset(&x, 0, sizeof x);
+        x.type = PD_NETMGR_A_SEND;
+        x.conn_id = c->cid;
+        q_push(m, &x, a.send.data, a.send.len);
+        break;
+      }
+      case PD_PEER_A_CLOSE: {
+        const char *reason = a.close.reason;
+        if (a.close.remote) reason = "goodbye";
+        if (c->close_code == PD_WIRE_BYE_SEED_DONE && !a.close.remote && !a.close.misbehaved &&
+            strcmp(a.close.reason, "seed_done") == 0)
+          m->c.seed_crawls++;
+        conn_end(m, c, reason, a.close.misbehaved, a.close.remote, a.close.remote_code, true,
+                 now_ms);
+        return; /* c is gone */
+      }
+      case PD_PEER_A_HANDSHAKE_DONE:
+        on_ready(m, c, a.hs.remote, now_ms);
+        break;
+      case PD_PEER_A_ADDRS_RECEIVED:
+        on_addrs(m, c, &a, now_ms);
+        break;
+      case PD_PEER_A_GETADDR_RECEIVED:
+        c->want_answer = true;
+        break;
+      case PD_PEER_A_LATENCY: {
+        pd_netaddr_t ba = book_addr(c);
+        pd_reputation_set_latency(pd_node_reputation(m->node), &ba, (double)a.latency.ms,
+                                  secs(now_ms));
+        break;
+      }
+      case PD_PEER_A_MISBEHAVED: {
+        int ri = reject_index(a.misbehaved.reason);
+        if (ri >= 0) m->c.rejected[ri]++;
+        pd_netaddr_t ba = book_addr(c);
+        if (report_misbehaviour(m, &ba, a.misbehaved.reason, now_ms)) {
+          c->want_close = true;
+          c->close_code = PD_WIRE_BYE_BANNED;
+        }
+        break;
+      }
+      }
+    }
+    /* Deferred work (calls into the peer once its queue is drained). */
+    if (c->want_answer) {
+      c->want_answer = false;
+      if (pd_peer_state(c->peer) == PD_PEER_READY) answer_getaddr(m, c, now_ms);
+      continue;
+    }
+    if (c->want_close) {
+      c->want_close = false;
+      pd_peer_close(c->peer, c->close_code, c->close_text);
+      continue;
+    }
+    break;
+  }
+}
+
+/* --- dialer glue --------------------------------------------------------------------------- */
+
+static bool banned_addr(pd_netmgr_t *m, const pd_netaddr_t *a, int64_t now) {
+  return pd_banlist_is_banned(pd_book_bans(pd_node_book(m->node)), a, now, NULL);
+}
+
+static bool target_from_id(pd_netmgr_t *m, uint32_t id, int64_t now, pd_dial_target_t *t) {
+  pd_book_info_t inf;
+  if (pd_book_info(pd_node_book(m->node), id, &inf) != 0) return false;
+  if (banned_addr(m, &inf.addr, now)) return false;
+  memset(t, 0, sizeof *t);
+  t->addr = inf.addr;
+  t->has_id = inf.has_node_id;
+  if (t->has_id) memcpy(t->id, inf.node_id, PD_NODE_ID_LEN);
+  return true;
+}
+
+static size_t candidates(void *ud, size_t n, int64_t now, unsigned flags, pd_dial_target_t *out) {
+  pd_netmgr_t *m = ud;
+  pd_book_t *book = pd_node_book(m->node);
+  size_t w = 0;
+  if (n > PD_DIALER_MAX_CANDIDATES) n = PD_DIALER_MAX_CANDIDATES;
+  if (flags & PD_DIALER_WANT_FEELER) {
+    uint32_t id = pd_book_select_tried_collision(book);
+    if (id != PD_BOOK_NO_ID && target_from_id(m, id, now, &out[w])) w++;
+    for (size_t tries = 0; w < n && tries < 4 * n; tries++) {
+      id = pd_book_random(book, PD_TABLE_NEW, now);
+      if (id == PD_BOOK_NO_ID) break;
+      if (target_from_id(m, id, now, &out[w])) w++;
+    }
+    return w;
+  }
+  if (m->cfg.seed_mode) {
+    /* The crawler favours addresses it has not connected to yet. */
+    for (size_t tries = 0; w < n / 2 + 1 && w < n && tries < 2 * n; tries++) {
+      uint32_t id = pd_book_random(book, PD_TABLE_NEW, now);
+      if (id == PD_BOOK_NO_ID) break;
+      if (target_from_id(m, id, now, &out[w])) w++;
+    }
+  }
+  if (w < n) {
+    uint32_t ids[PD_DIALER_MAX_CANDIDATES];
+    size_t got = pd_node_dial(m->node, n - w, now, ids, NULL);
+    for (size_t i = 0; i < got && w < n; i++)
+      if (target_from_id(m, ids[i], now, &out[w])) w++;
+  }
+  return w;
+}
+
+static void run_dialer(pd_netmgr_t *m, int64_t now_ms) {
+  pd_dial_action_t acts[32];
+  size_t n = pd_dialer_tick(m->dialer, secs(now_ms), candidates, m, acts, 32);
+  for (size_t i = 0; i < n; i++) {
+    const pd_dial_action_t *da = &acts[i];
+    pd_netmgr_action_t a;
+    memset(&a, 0, sizeof a);
+    if (da->kind == PD_DIAL_ACT_DIAL || da->kind == PD_DIAL_ACT_FEELER) {
+      conn_t *c = conn_add(m, da->kind == PD_DIAL_ACT_FEELER ? PD_CONN_FEELER : PD_CONN_OUTBOUND,
+                           &da->target.addr, now_ms);
+      if (!c) {
+        pd_dialer_on_dial_result(m->dialer, &da->target.addr, PD_DIAL_ERROR, secs(now_ms));
+        continue;
+      }
+      c->state = PD_NETMGR_DIALING;
+      c->target = da->target;
+      c->reason = da->reason;
+      if (da->target.has_id) {
+        c->has_id = true;
+        memcpy(c->id, da->target.id, PD_NODE_ID_LEN);
+      }
+      a.type = PD_NETMGR_A_DIAL;
+      a.conn_id = c->cid;
+      a.dial.target = da->target;
+      a.dial.reason = da->reason;
+      a.dial.feeler = da->kind == PD_DIAL_ACT_FEELER;
+      q_push(m, &a, NULL, 0);
+    } else if (da->kind == PD_DIAL_ACT_RESOLVE) {
+      const pd_endpoint_t *ep = pd_dialer_endpoint(m->dialer, da->reason, da->index);
+      if (!ep) continue;
+      a.type = PD_NETMGR_A_RESOLVE;
+      a.resolve.token = ((uint64_t)da->reason << 32) | (uint64_t)da->index;
+      a.resolve.host = ep->host;
+      a.resolve.port = ep->port;
+      q_push(m, &a, NULL, 0);
+    }
+    /* BOOTSTRAP is informational (counted by the dialer). */
+  }
+  m->dialer_due_ms = now_ms + m->tick_ms;
+}
+
+/* --- create / destroy ---------------------------------------------------------------------- */
+
+int pd_netmgr_create(pd_netmgr_t **out, const pd_netmgr_config_t *cfg, pd_node_t *node,
+                     const pd_identity_t *identity, pd_rng_t *rng, int64_t now_ms,
+                     const char **why) {
+  const char *w_ = NULL;
+  if (why) *why = NULL;
+  if (!out || !cfg || !node || !identity || !rng) {
+    if (why) *why = "missing argument";
+    return PD_EINVAL;
+  }
+  *out = NULL;
+  pd_netmgr_t *m = calloc(1, sizeof *m);
+  if (!m) return PD_ENOMEM;
+  m->cfg = *cfg;
+  m->cfg.anchors = NULL;
+  m->cfg.nanchors = 0;
+  const char *net = cfg->network ? cfg->network : PD_WIRE_NETWORK_DEFAULT;
+  size_t nl = strlen(net);
+  if (nl == 0 || nl > PD_WIRE_NETWORK_MAX) {
+    free(m);
+    if (why) *why = "bad network id";
+    return PD_EINVAL;
+  }
+  memcpy(m->network, net, nl + 1);
+  m->cfg.network = m->network;
+  if (cfg->agent) {
+    size_t al = strlen(cfg->agent);
+    if (al > PD_WIRE_AGENT_MAX) al = PD_WIRE_AGENT_MAX;
+    memcpy(m->agent, cfg->agent, al);
+    m->agent[al] = '\0';
+    m->has_agent = true;
+    m->cfg.agent = m->agent;
+  }
+  if (cfg->has_listen && (!pd_netaddr_is_valid(&cfg->listen) || cfg->listen.port == 0))
+    m->cfg.has_listen = false; /* an unspecified IP cannot be announced */
+  m->node = node;
+  m->self = identity;
+  m->rng = rng;
+  m->seed_crawl_timeout_ms =
+      cfg->seed_crawl_timeout_ms > 0 ? cfg->seed_crawl_timeout_ms : PD_NETMGR_SEED_CRAWL_TIMEOUT_MS;
+  m->ttl_ms = cfg->getaddr_cache_ttl_ms > 0 ? cfg->getaddr_cache_ttl_ms : PD_NETMGR_GETADDR_TTL_MS;
+  m->penalty = cfg->relay_time_penalty == 0  ? PD_NETMGR_RELAY_PENALTY
+               : cfg->relay_time_penalty < 0 ? 0
+                                             : cfg->relay_time_penalty;
+  m->tick_ms = cfg->tick_interval_ms > 0 ? cfg->tick_interval_ms : PD_NETMGR_TICK_MS;
+  m->max_pending_in = cfg->max_pending_inbound ? cfg->max_pending_inbound : cfg->dialer.max_inbound;
+  if (m->max_pending_in == 0) m->max_pending_in = 1;
+  m->next_id = 1;
+
+  pd_dialer_config_t dc = cfg->dialer;
+  dc.has_self_id = true;
+  memcpy(dc.self_id, identity->id, PD_NODE_ID_LEN);
+  pd_netaddr_t selfs[PD_DIALER_MAX_SELF];
+  size_t ns = 0;
+  for (size_t i = 0; i < cfg->dialer.nself_addrs && ns < PD_DIALER_MAX_SELF - 1; i++)
+    selfs[ns++] = cfg->dialer.self_addrs[i];
+  if (m->cfg.has_listen) selfs[ns++] = m->cfg.listen;
+  dc.self_addrs = ns ? selfs : NULL;
+  dc.nself_addrs = ns;
+  int rc = pd_dialer_create(&dc, rng, &m->dialer, &w_);
+  if (rc < 0) {
+    free(m);
+    if (why) *why = w_ ? w_ : "bad dialer config";
+    return rc;
+  }
+  m->cfg.dialer.persistent = NULL;
+  m->cfg.dialer.seeds = NULL;
+  m->cfg.dialer.unconditional_ids = NULL;
+  m->cfg.dialer.private_ids = NULL;
+  m->cfg.dialer.self_addrs = NULL;
+  if (cfg->anchors && cfg->nanchors) pd_dialer_set_anchors(m->dialer, cfg->anchors, cfg->nanchors);
+  m->dialer_due_ms = now_ms;
+  *out = m;
+  return 0;
+}
+
+void pd_netmgr_destroy(pd_netmgr_t *m) {
+  if (!m) return;
+  for (size_t i = 0; i < m->nconns; i++) {
+    if (m->conns[i]->peer) pd_peer_free(m->conns[i]->peer);
+    free(m->conns[i]);
+  }
+  free(m->conns);
+  for (size_t i = m->qhead; i < m->qlen; i++) free(m->q[i].buf);
+  free(m->q);
+  free(m->cur_buf);
+  for (size_t i = 0; i < m->ncache; i++) free(m->cache[i].e);
+  pd_dialer_destroy(m->dialer);
+  free(m);
+}
+
+/* --- events ---------------------------------------------------------------------------------- */
+
+static int start_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
+  pd_peer_params_t prm;
+  memset(&prm, 0, sizeof prm);
+  uint8_t chal[PD_WIRE_CHALLENGE_LEN];
+  prm.self = m->self;
+  prm.magic = m->cfg.magic;
+  prm.network = m->network;
+  prm.agent = m->has_agent ? m->agent : NULL;
+  prm.dir = c->dir == PD_CONN_INBOUND ? PD_PEER_INBOUND : PD_PEER_OUTBOUND;
+  prm.expect_id = (c->dir != PD_CONN_INBOUND && c->target.has_id) ? c->target.id : NULL;
+  prm.listen = m->cfg.has_listen ? &m->cfg.listen : NULL;
+  if (m->cfg.challenge_fn) {
+    m->cfg.challenge_fn(m->cfg.challenge_ud, chal);
+    prm.challenge = chal;
+  }
+  pd_peer_config_t pc = m->cfg.peer;
+  if (c->dir == PD_CONN_FEELER) pc.getaddr_on_connect_outbound = false; /* test only */
+  prm.cfg = &pc;
+  int rc = pd_peer_new(&c->peer, &prm, m->rng, now_ms);
+  if (rc < 0) {
+    c->peer = NULL;
+    return rc;
+  }
+  c->state = PD_NETMGR_HANDSHAKE;
+  drain_peer(m, c, now_ms);
+  return 0;
+}
+
+pd_netmgr_refuse_t pd_netmgr_on_inbound(pd_netmgr_t *m, const pd_netaddr_t *remote, int64_t now_ms,
+                                        uint64_t *conn_id) {
+  if (!m || !remote || !conn_id) return PD_NETMGR_REFUSE_ERROR;
+  release_cur(m);
+  pd_netmgr_refuse_t v = PD_NETMGR_ACCEPT;
+  if (m->shutting_down) {
+    v = PD_NETMGR_REFUSE_FULL;
+  } else if (banned_addr(m, remote, secs(now_ms))) {
+    v = PD_NETMGR_REFUSE_BANNED;
+  } else if (m->pending_in >= m->max_pending_in) {
+    v = PD_NETMGR_REFUSE_FULL;
+  } else {
+    enum pd_inbound_verdict dv = pd_dialer_accept_inbound(m->dialer, remote, NULL, secs(now_ms));
+    if (dv == PD_INBOUND_PER_IP) v = PD_NETMGR_REFUSE_PER_IP;
+    /* When full, an unconditional peer can only be recognised after the
+     * handshake: with unconditional ids configured, let it try (bounded by
+     * max_pending_inbound); the verdict with the proven ID decides. */
+    else if (dv == PD_INBOUND_FULL && m->cfg.dialer.nunconditional == 0) v = PD_NETMGR_REFUSE_FULL;
+    else if (dv != PD_INBOUND_ALLOW && dv != PD_INBOUND_FULL) v = PD_NETMGR_REFUSE_FULL;
+  }
+  if (v == PD_NETMGR_ACCEPT) {
+    conn_t *c = conn_add(m, PD_CONN_INBOUND, remote, now_ms);
+    if (!c) {
+      v = PD_NETMGR_REFUSE_ERROR;
+    } else {
+      m->pending_in++;
+      uint64_t id = c->cid;
+      if (start_peer(m, c, now_ms) < 0) {
+        m->pending_in--;
+        conn_remove(m, c);
+        v = PD_NETMGR_REFUSE_ERROR;
+      } else {
+        *conn_id = id;
+      }
+    }
+  }
+  m->c.refused[v]++;
+  return v;
+}
+
+int pd_netmgr_on_connected(pd_netmgr_t *m, uint64_t conn_id, int64_t now_ms) {
+  if (!m) return PD_EINVAL;
+  release_cur(m);
+  conn_t *c = conn_get(m, conn_id);
+  if (!c || c->peer) return PD_ENOENT;
+  if (start_peer(m, c, now_ms) < 0) {
+    conn_end(m, c, "no_memory", false, false, 0, true, now_ms);
+    return PD_ENOMEM;
+  }
+  return 0;
+}
+
+int pd_netmgr_on_dial_failed(pd_netmgr_t *m, uint64_t conn_id, enum pd_dial_outcome outcome,
+                             int64_t now_ms) {
+  if (!m) return PD_EINVAL;
+  release_cur(m);
+  conn_t *c = conn_get(m, conn_id);
+  if (!c || c->dir == PD_CONN_INBOUND) return PD_ENOENT;
+  if ((unsigned)outcome >= PD_DIAL_OUTCOME_COUNT || outcome == PD_DIAL_OK) outcome = PD_DIAL_ERROR;
+  int64_t now = secs(now_ms);
+  pd_dialer_on_dial_result(m->dialer, &c->target.addr, outcome, now);
+  pd_node_event_result_t r;
+  pd_node_event(m->node, &c->target.addr, PD_METRICS_EV_FAILED, pd_dialer_outcome_name(outcome),
+                now, &r);
+  m->dialer_due_ms = now_ms;
+  conn_remove(m, c);
+  return 0;
+}
+
+int pd_netmgr_on_bytes(pd_netmgr_t *m, uint64_t conn_id, const uint8_t *buf, size_t len,
+                       int64_t now_ms) {
+  if (!m) return PD_EINVAL;
+  release_cur(m);
+  conn_t *c = conn_get(m, conn_id);
+  if (!c || !c->peer) return PD_ENOENT;
+  pd_peer_on_bytes(c->peer, buf, len, now_ms);
+  drain_peer(m, c, now_ms);
+  return 0;
+}
+
+int pd_netmgr_on_closed(pd_netmgr_t *m, uint64_t conn_id, int64_t now_ms) {
+  if (!m) return PD_EINVAL;
+  release_cur(m);
+  conn_t *c = conn_get(m, conn_id);
+  if (!c) return PD_ENOENT;
+  conn_end(m, c, "closed", false, false, 0, false, now_ms);
+  return 0;
+}
+
+int pd_netmgr_on_resolved(pd_netmgr_t *m, uint64_t token, const pd_netaddr_t *addrs, size_t n,
+                          int64_t now_ms) {
+  if (!m) return PD_EINVAL;
+  release_cur(m);
+  enum pd_dial_reason reason = (enum pd_dial_reason)(token >> 32);
+  size_t index = (size_t)(token & 0xffffffffu);
+  int rc = pd_dialer_on_resolved(m->dialer, reason, index, addrs, n, secs(now_ms));
+  if (rc < 0) return PD_ENOENT;
+  m->dialer_due_ms = now_ms;
+  return 0;
+}
+
+int pd_netmgr_on_tick(pd_netmgr_t *m, int64_t now_ms) {
+  if (!m) return PD_EINVAL;
+  release_cur(m);
+  /* Snapshot ids: connections may go away while we work. */
+  size_t n = m->nconns;
+  uint64_t *ids = n ? malloc(n * sizeof *ids) : NULL;
+  if (n && !ids) return PD_ENOMEM;
+  for (size_t i = 0; i < n; i++) ids[i] = m->conns[i]->cid;
+  int64_t dial_to_ms = m->cfg.dialer.inflight_timeout > 0 ? m->cfg.dialer.inflight_timeout * 1000 : 0;
+  for (size_t i = 0; i < n; i++) {
+    conn_t *c = conn_get(m, ids[i]);
+    if (!c) continue;
+    if (!c->peer) {
+      /* A DIAL the driver never answered: give up on it (CLOSE cancels). */
+      if (dial_to_ms && now_ms - c->since_ms >= dial_to_ms)
+        conn_end(m, c, "dial_timeout", false, false, 0, true, now_ms);
+      continue;
+    }
+    if (c->crawl_deadline_ms && now_ms >= c->crawl_deadline_ms &&
+        pd_peer_state(c->peer) == PD_PEER_READY) {
+      c->crawl_deadline_ms = 0;
+      c->close_code = PD_WIRE_BYE_SEED_DONE;
+      pd_peer_close(c->peer, PD_WIRE_BYE_SEED_DONE, NULL);
+      drain_peer(m, c, now_ms);
+      continue;
+    }
+    if (now_ms >= pd_peer_next_deadline(c->peer)) {
+      pd_peer_on_tick(c->peer, now_ms);
+      drain_peer(m, c, now_ms);
+    }
+  }
+  free(ids);
+  if (!m->shutting_down && now_ms >= m->dialer_due_ms) run_dialer(m, now_ms);
+  return 0;
+}
+
+void pd_netmgr_shutdown(pd_netmgr_t *m, int64_t now_ms) {
+  if (!m) return;
+  release_cur(m);
+  m->shutting_down = true;
+  while (m->nconns > 0) {
+    conn_t *c = m->conns[m->nconns - 1];
+    size_t before = m->nconns;
+    close_conn(m, c, PD_WIRE_BYE_NORMAL, NULL, now_ms);
+    if (m->nconns == before) conn_end(m, c, "normal", false, false, 0, true, now_ms);
+  }
+}
+
+int64_t pd_netmgr_next_deadline_ms(const pd_netmgr_t *m) {
+  if (!m) return INT64_MAX;
+  int64_t t = m->shutting_down ? INT64_MAX : m->dialer_due_ms;
+  for (size_t i = 0; i < m->nconns; i++) {
+    const conn_t *c = m->conns[i];
+    if (!c->peer) continue;
+    int64_t d = pd_peer_next_deadline(c->peer);
+    if (d < t) t = d;
+    if (c->crawl_deadline_ms && c->crawl_deadline_ms < t) t = c->crawl_deadline_ms;
+  }
+  return t;
+}
+
+/* --- introspection ------------------------------------------------------------------------- */
+
+size_t pd_netmgr_peers(pd_netmgr_t *m, int64_t now_ms, pd_netmgr_peer_info_t *out, size_t cap) {
+  if (!m) return 0;
+  for (size_t i = 0; i < m->nconns && i < cap && out; i++) {
+    const conn_t *c = m->conns[i];
+    pd_netmgr_peer_info_t *p = &out[i];
+    memset(p, 0, sizeof *p);
+    p->conn_id = c->cid;
+    p->has_id = c->has_id;
+    memcpy(p->id, c->id, PD_NODE_ID_LEN);
+    if (c->has_id) pd_node_id_format(c->id, p->id_hex, sizeof p->id_hex);
+    p->addr = c->addr;
+    p->dir = c->dir;
+    p->state = c->state;
+    p->since_ms = c->since_ms;
+    p->ready_ms = c->ready_ms;
+    p->latency_ms = -1;
+    if (c->peer) {
+      const pd_peer_stats_t *s = pd_peer_stats(c->peer);
+      p->bytes_in = s->bytes_in;
+      p->bytes_out = s->bytes_out;
+      p->latency_ms = s->latency_ms;
+      const pd_peer_remote_t *r = pd_peer_remote(c->peer);
+      if (r) {
+        p->has_listen = r->has_listen;
+        p->listen = r->listen;
+        memcpy(p->agent, r->agent, sizeof p->agent);
+      }
+    }
+    pd_netaddr_t ba = book_addr(c);
+    pd_peer_view_t v;
+    pd_node_peer_view(m->node, &ba, secs(now_ms), &v);
+    p->score = pd_node_score(m->node, &v, secs(now_ms));
+  }
+  return m->nconns;
+}
+
+size_t pd_netmgr_conn_count(const pd_netmgr_t *m) { return m ? m->nconns : 0; }
+
+void pd_netmgr_counters(const pd_netmgr_t *m, pd_netmgr_counters_t *out) {
+  if (!m || !out) return;
+  *out = m->c;
+  pd_dialer_counters(m->dialer, &out->dialer);
+  for (size_t i = 0; i < m->nconns; i++) {
+    const conn_t *c = m->conns[i];
+    if (!c->peer) continue;
+    const pd_peer_stats_t *s = pd_peer_stats(c->peer);
+    out->bytes_in += s->bytes_in;
+    out->bytes_out += s->bytes_out;
+    for (unsigned t = 0; t < PD_WIRE_TYPE_COUNT; t++) {
+      out->frames_in[t] += s->frames_in[t];
+      out->frames_out[t] += s->frames_out[t];
+    }
+  }
+}
+
+size_t pd_netmgr_anchors(const pd_netmgr_t *m, pd_dial_target_t *out, size_t cap) {
+  if (!m) return 0;
+  return pd_dialer_anchors(m->dialer, out, cap);
+}
+
+pd_dialer_t *pd_netmgr_dialer(pd_netmgr_t *m) { return m ? m->dialer : NULL; }
+pd_node_t *pd_netmgr_node(pd_netmgr_t *m) { return m ? m->node : NULL; }

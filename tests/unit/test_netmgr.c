@@ -1,0 +1,816 @@
+/* Unit tests for netmgr: several network managers (each with its own node,
+ * book, identity and RNGs) wired together through an in-memory switchboard
+ * on a fake clock. DIAL is delivered as the target's on_inbound +
+ * the dialler's on_connected, SEND as the other side's on_bytes, CLOSE as
+ * the other side's on_closed. "Raw" endpoints are bare pd_peer state
+ * machines (or byte scripts) driven by the test, for hostile and PEX cases.
+ * Everything is deterministic from the seeds. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "addrbook.h"
+#include "banlist.h"
+#include "err.h"
+#include "identity.h"
+#include "netmgr.h"
+#include "node.h"
+#include "peer.h"
+#include "wire.h"
+
+#define T0 ((int64_t)1700000000000) /* ms */
+#define MAXH 24
+#define PORT 7411
+
+enum { MGR = 0, RAW = 1 };
+
+typedef struct host {
+  int kind;
+  bool up;
+  pd_rng_t brng, mrng;
+  pd_identity_t ident;
+  pd_node_t *node;
+  pd_netmgr_t *m;
+  pd_netaddr_t listen;
+  /* raw endpoints */
+  pd_peer_t *peer;
+  int link;
+  bool raw_ready, raw_closed, raw_remote, raw_eof;
+  uint16_t raw_bye;
+  const char *raw_reason;
+  pd_wire_addr_entry_t raw_addrs[PD_WIRE_MAX_ADDRS];
+  size_t raw_naddrs;
+  int raw_addr_msgs;
+} host_t;
+
+typedef struct link {
+  int a, b;
+  uint64_t ca, cb;
+  bool open;
+} link_t;
+
+typedef struct world {
+  host_t h[MAXH];
+  int n;
+  link_t *links;
+  size_t nl, lcap;
+  int64_t now;
+  uint64_t hash;
+  unsigned eph;
+  bool has_blackhole; /* DIALs to this address are never answered */
+  pd_netaddr_t blackhole;
+  uint64_t bh_conn;
+  int bh_closed;
+} world_t;
+
+static void mix(world_t *w, const void *p, size_t len) {
+  const uint8_t *b = p;
+  for (size_t i = 0; i < len; i++) {
+    w->hash ^= b[i];
+    w->hash *= 1099511628211ull;
+  }
+}
+
+static pd_netaddr_t ip4(int a, int b, int c, int d, uint16_t port) {
+  pd_netaddr_t x;
+  memset(&x, 0, sizeof x);
+  x.ip[10] = 0xff;
+  x.ip[11] = 0xff;
+  x.ip[12] = (uint8_t)a;
+  x.ip[13] = (uint8_t)b;
+  x.ip[14] = (uint8_t)c;
+  x.ip[15] = (uint8_t)d;
+  x.port = port;
+  return x;
+}
+
+static world_t *world_new(void) {
+  world_t *w = calloc(1, sizeof *w);
+  assert_non_null(w);
+  w->now = T0;
+  w->hash = 1469598103934665603ull;
+  return w;
+}
+
+static void make_identity(pd_identity_t *id, uint64_t seed) {
+  uint8_t s[PD_IDENTITY_SEED_LEN];
+  pd_rng_t r;
+  pd_rng_seed(&r, seed * 7919 + 17);
+  pd_rng_fill(&r, s, sizeof s);
+  assert_int_equal(pd_identity_from_seed(id, s), 0);
+}
+
+typedef struct hostopts {
+  bool seed_mode;
+  int seed_host; /* -1: none */
+  bool seed_with_id;
+  uint32_t min_out, max_out, max_in;
+  int64_t ttl_ms;
+  int persistent_host; /* -1: none */
+} hostopts_t;
+
+static void opts_default(hostopts_t *o) {
+  memset(o, 0, sizeof *o);
+  o->seed_host = -1;
+  o->persistent_host = -1;
+  o->min_out = 3;
+  o->max_out = 3;
+}
+
+/* Host i listens on 127.(i+1).0.1:7411 (distinct /16 groups). */
+static int add_mgr(world_t *w, uint64_t seed, const hostopts_t *o) {
+  int i = w->n++;
+  host_t *h = &w->h[i];
+  h->kind = MGR;
+  h->up = true;
+  h->link = -1;
+  h->listen = ip4(127, i + 1, 0, 1, PORT);
+  pd_rng_seed(&h->brng, seed * 31 + 1);
+  pd_rng_seed(&h->mrng, seed * 31 + 2);
+  make_identity(&h->ident, seed);
+  uint8_t key[PD_BOOK_KEY_LEN];
+  pd_rng_fill(&h->brng, key, sizeof key);
+  pd_book_t *book = NULL;
+  assert_int_equal(pd_book_create(&book, key, &h->brng, PD_BOOK_ALLOW_PRIVATE), 0);
+  pd_node_config_t nc = {.allow_private = true, .save_interval = 300, .default_ban_secs = 3600};
+  assert_int_equal(pd_node_create(&h->node, &nc, book, &h->brng, w->now / 1000), 0);
+
+  pd_netmgr_config_t cfg;
+  pd_netmgr_config_default(&cfg);
+  cfg.has_listen = true;
+  cfg.listen = h->listen;
+  cfg.seed_mode = o->seed_mode;
+  cfg.getaddr_cache_ttl_ms = o->ttl_ms;
+  cfg.dialer.allow_private = true;
+  cfg.dialer.min_outbound = o->min_out;
+  cfg.dialer.max_outbound = o->max_out;
+  if (o->max_in) cfg.dialer.max_inbound = o->max_in;
+  pd_endpoint_t seeds[1], pers[1];
+  if (o->seed_host >= 0) {
+    memset(seeds, 0, sizeof seeds);
+    seeds[0].is_ip = true;
+    seeds[0].addr = w->h[o->seed_host].listen;
+    seeds[0].port = PORT;
+    snprintf(seeds[0].host, sizeof seeds[0].host, "127.%d.0.1", o->seed_host + 1);
+    if (o->seed_with_id) {
+      seeds[0].has_id = true;
+      memcpy(seeds[0].id, w->h[o->seed_host].ident.id, PD_NODE_ID_LEN);
+    }
+    cfg.dialer.seeds = seeds;
+    cfg.dialer.nseeds = 1;
+  }
+  if (o->persistent_host >= 0) {
+    memset(pers, 0, sizeof pers);
+    pers[0].is_ip = true;
+    pers[0].addr = ip4(127, o->persistent_host + 1, 0, 1, PORT);
+    pers[0].port = PORT;
+    snprintf(pers[0].host, sizeof pers[0].host, "127.%d.0.1", o->persistent_host + 1);
+    cfg.dialer.persistent = pers;
+    cfg.dialer.npersistent = 1;
+  }
+  const char *why = NULL;
+  int rc = pd_netmgr_create(&h->m, &cfg, h->node, &h->ident, &h->mrng, w->now, &why);
+  if (rc != 0) fail_msg("create: %s", why ? why : "?");
+  return i;
+}
+
+static size_t link_new(world_t *w, int a, uint64_t ca, int b, uint64_t cb) {
+  if (w->nl == w->lcap) {
+    w->lcap = w->lcap ? w->lcap * 2 : 64;
+    w->links = realloc(w->links, w->lcap * sizeof *w->links);
+    assert_non_null(w->links);
+  }
+  w->links[w->nl] = (link_t){.a = a, .ca = ca, .b = b, .cb = cb, .open = true};
+  return w->nl++;
+}
+
+static link_t *link_find(world_t *w, int host, uint64_t cid) {
+  for (size_t i = w->nl; i-- > 0;) {
+    link_t *l = &w->links[i];
+    if (!l->open) continue;
+    if ((l->a == host && l->ca == cid) || (l->b == host && l->cb == cid)) return l;
+  }
+  return NULL;
+}
+
+static void deliver(world_t *w, int to, uint64_t cid, const uint8_t *data, size_t len) {
+  host_t *h = &w->h[to];
+  if (h->kind == MGR) {
+    if (h->up) pd_netmgr_on_bytes(h->m, cid, data, len, w->now);
+  } else if (h->peer) {
+    pd_peer_on_bytes(h->peer, data, len, w->now);
+  }
+}
+
+static void peer_closed(world_t *w, int to, uint64_t cid) {
+  host_t *h = &w->h[to];
+  if (h->kind == MGR) {
+    if (h->up) pd_netmgr_on_closed(h->m, cid, w->now);
+  } else {
+    h->raw_eof = true;
+  }
+}
+
+static void handle(world_t *w, int i, const pd_netmgr_action_t *a) {
+  host_t *h = &w->h[i];
+  mix(w, &i, sizeof i);
+  mix(w, &a->type, sizeof a->type);
+  mix(w, &a->conn_id, sizeof a->conn_id);
+  switch (a->type) {
+  case PD_NETMGR_A_DIAL: {
+    mix(w, &a->dial.target.addr, sizeof a->dial.target.addr);
+    if (w->has_blackhole && pd_netaddr_equal(&w->blackhole, &a->dial.target.addr)) {
+      w->bh_conn = a->conn_id;
+      break;
+    }
+    int j = -1;
+    for (int k = 0; k < w->n; k++)
+      if (w->h[k].kind == MGR && w->h[k].up && k != i &&
+          pd_netaddr_equal(&w->h[k].listen, &a->dial.target.addr))
+        j = k;
+    /* A host dialling its own address reaches itself. */
+    if (pd_netaddr_equal(&h->listen, &a->dial.target.addr)) j = i;
+    if (j < 0) {
+      pd_netmgr_on_dial_failed(h->m, a->conn_id, PD_DIAL_REFUSED, w->now);
+      break;
+    }
+    pd_netaddr_t remote = h->listen;
+    remote.port = (uint16_t)(40000 + (w->eph++ % 20000));
+    uint64_t cb = 0;
+    if (pd_netmgr_on_inbound(w->h[j].m, &remote, w->now, &cb) != PD_NETMGR_ACCEPT) {
+      pd_netmgr_on_dial_failed(h->m, a->conn_id, PD_DIAL_REFUSED, w->now);
+      break;
+    }
+    link_new(w, i, a->conn_id, j, cb);
+    pd_netmgr_on_connected(h->m, a->conn_id, w->now);
+    break;
+  }
+  case PD_NETMGR_A_SEND: {
+    mix(w, a->send.data, a->send.len);
+    link_t *l = link_find(w, i, a->conn_id);
+    if (!l) break;
+    bool me_a = l->a == i && l->ca == a->conn_id;
+    /* The bytes are valid until the next call into this manager, which
+     * the delivery is when a host reached itself: copy them. */
+    uint8_t *copy = malloc(a->send.len ? a->send.len : 1);
+    assert_non_null(copy);
+    memcpy(copy, a->send.data, a->send.len);
+    deliver(w, me_a ? l->b : l->a, me_a ? l->cb : l->ca, copy, a->send.len);
+    free(copy);
+    break;
+  }
+  case PD_NETMGR_A_CLOSE: {
+    if (w->has_blackhole && a->conn_id == w->bh_conn && i == 0) w->bh_closed++;
+    if (getenv("NM_DEBUG")) print_message("close host %d conn %llu reason %s\n", i, (unsigned long long)a->conn_id, a->close.reason);
+    link_t *l = link_find(w, i, a->conn_id);
+    if (!l) break;
+    l->open = false;
+    bool me_a = l->a == i && l->ca == a->conn_id;
+    peer_closed(w, me_a ? l->b : l->a, me_a ? l->cb : l->ca);
+    break;
+  }
+  case PD_NETMGR_A_RESOLVE:
+    pd_netmgr_on_resolved(h->m, a->resolve.token, NULL, 0, w->now);
+    break;
+  }
+}
+
+static void raw_handle(world_t *w, int i, const pd_peer_action_t *a) {
+  host_t *h = &w->h[i];
+  link_t *l = h->link >= 0 ? &w->links[h->link] : NULL;
+  switch (a->type) {
+  case PD_PEER_A_SEND:
+    if (l && l->open) deliver(w, l->b, l->cb, a->send.data, a->send.len);
+    break;
+  case PD_PEER_A_CLOSE:
+    h->raw_closed = true;
+    h->raw_reason = a->close.reason;
+    h->raw_remote = a->close.remote;
+    h->raw_bye = a->close.remote_code;
+    if (l && l->open) {
+      l->open = false;
+      peer_closed(w, l->b, l->cb);
+    }
+    break;
+  case PD_PEER_A_HANDSHAKE_DONE:
+    h->raw_ready = true;
+    break;
+  case PD_PEER_A_ADDRS_RECEIVED:
+    if (!a->addrs.solicited) break; /* relayed announcements */
+    h->raw_addr_msgs++;
+    h->raw_naddrs = a->addrs.count;
+    memcpy(h->raw_addrs, a->addrs.entries, a->addrs.count * sizeof *a->addrs.entries);
+    break;
+  default:
+    break;
+  }
+}
+
+static void pump(world_t *w) {
+  for (int rounds = 0; rounds < 100000; rounds++) {
+    bool any = false;
+    for (int i = 0; i < w->n; i++) {
+      host_t *h = &w->h[i];
+      if (h->kind == MGR) {
+        pd_netmgr_action_t a;
+        while (h->up && pd_netmgr_poll(h->m, &a)) {
+          any = true;
+          handle(w, i, &a);
+        }
+      } else if (h->peer) {
+        pd_peer_action_t a;
+        while (pd_peer_poll(h->peer, &a)) {
+          any = true;
+          raw_handle(w, i, &a);
+        }
+      }
+    }
+    if (!any) return;
+  }
+  fail_msg("pump did not settle");
+}
+
+static void step(world_t *w, int64_t dt_ms) {
+  w->now += dt_ms;
+  for (int i = 0; i < w->n; i++) {
+    host_t *h = &w->h[i];
+    if (h->kind == MGR && h->up) pd_netmgr_on_tick(h->m, w->now);
+    else if (h->kind == RAW && h->peer) pd_peer_on_tick(h->peer, w->now);
+  }
+  pump(w);
+}
+
+static void run(world_t *w, int64_t ms) {
+  for (int64_t t = 0; t < ms; t += 100) step(w, 100);
+}
+
+/* A raw endpoint (a bare peer state machine with its own identity) that
+ * connects to manager `to` from `from`. */
+static int add_raw(world_t *w, uint64_t seed, int to, pd_netaddr_t from, bool ask) {
+  int i = w->n++;
+  host_t *h = &w->h[i];
+  h->kind = RAW;
+  h->up = true;
+  h->listen = from;
+  pd_rng_seed(&h->mrng, seed * 131 + 5);
+  make_identity(&h->ident, seed);
+  uint64_t cid = 0;
+  pd_netmgr_refuse_t v = pd_netmgr_on_inbound(w->h[to].m, &from, w->now, &cid);
+  if (v != PD_NETMGR_ACCEPT) {
+    h->link = -1;
+    h->raw_closed = true;
+    h->raw_reason = pd_netmgr_refuse_name(v);
+    return i;
+  }
+  h->link = (int)link_new(w, i, 0, to, cid);
+  static const uint8_t magic[4] = PD_WIRE_MAGIC_DEFAULT_INIT;
+  pd_peer_config_t pc;
+  pd_peer_config_default(&pc);
+  pc.getaddr_on_connect_outbound = ask;
+  pc.getaddr_interval_ms = 0; /* ask once */
+  pd_peer_params_t prm = {.self = &h->ident,
+                          .magic = magic,
+                          .network = PD_WIRE_NETWORK_DEFAULT,
+                          .dir = PD_PEER_OUTBOUND,
+                          .listen = &h->listen,
+                          .cfg = &pc};
+  assert_int_equal(pd_peer_new(&h->peer, &prm, &h->mrng, w->now), 0);
+  pump(w);
+  return i;
+}
+
+static void raw_free(host_t *h) {
+  pd_peer_free(h->peer);
+  h->peer = NULL;
+}
+
+static void world_free(world_t *w) {
+  for (int i = 0; i < w->n; i++) {
+    host_t *h = &w->h[i];
+    if (h->kind == MGR) {
+      pd_netmgr_destroy(h->m);
+      pd_node_destroy(h->node);
+    } else {
+      raw_free(h);
+    }
+  }
+  free(w->links);
+  free(w);
+}
+
+static size_t count_ready(host_t *h, int64_t now, enum pd_conn_dir dir) {
+  pd_netmgr_peer_info_t info[64];
+  size_t n = pd_netmgr_peers(h->m, now, info, 64);
+  size_t k = 0;
+  for (size_t i = 0; i < n && i < 64; i++)
+    if (info[i].dir == dir && info[i].state == PD_NETMGR_READY) k++;
+  return k;
+}
+
+static bool in_tried(host_t *h, const pd_netaddr_t *a) {
+  pd_book_t *b = pd_node_book(h->node);
+  uint32_t id = pd_book_find(b, a);
+  pd_book_info_t inf;
+  if (id == PD_BOOK_NO_ID || pd_book_info(b, id, &inf) != 0) return false;
+  return inf.in_tried;
+}
+
+static bool in_book(host_t *h, const pd_netaddr_t *a) {
+  return pd_book_find(pd_node_book(h->node), a) != PD_BOOK_NO_ID;
+}
+
+/* --- tests ---------------------------------------------------------------------- */
+
+/* 1 seed (seed mode) + 9 nodes find each other. Returns the transcript hash. */
+static uint64_t discovery_run(uint64_t base, int64_t *converged_ms) {
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.seed_mode = true;
+  o.max_out = 8;
+  int seed = add_mgr(w, base, &o);
+  for (int k = 0; k < 9; k++) {
+    opts_default(&o);
+    o.seed_host = seed;
+    o.seed_with_id = (k % 2) == 0;
+    o.max_in = 5; /* 9 nodes x 3 outbound: keep early nodes from taking every edge */
+    add_mgr(w, base + 1 + (uint64_t)k, &o);
+  }
+  pump(w);
+  *converged_ms = -1;
+  for (int64_t t = 0; t < 300000; t += 100) {
+    step(w, 100);
+    bool ok = true;
+    for (int i = 1; i < w->n && ok; i++) {
+      host_t *h = &w->h[i];
+      if (count_ready(h, w->now, PD_CONN_OUTBOUND) < 3) ok = false;
+      if (pd_book_size(pd_node_book(h->node)) < 7) ok = false;
+    }
+    if (ok) {
+      *converged_ms = t + 100;
+      break;
+    }
+  }
+  /* Afterwards: the seed holds no long-lived connections and crawled. */
+  run(w, 60000);
+  pd_netmgr_counters_t c;
+  pd_netmgr_counters(w->h[seed].m, &c);
+  assert_true(c.seed_crawls > 0);
+  assert_true(c.getaddr_answered > 0);
+  assert_true(pd_book_size(pd_node_book(w->h[seed].node)) >= 9);
+  for (int i = 1; i < w->n; i++) {
+    host_t *h = &w->h[i];
+    assert_true(count_ready(h, w->now, PD_CONN_OUTBOUND) >= 3);
+    size_t known = 0;
+    for (int j = 0; j < w->n; j++)
+      if (j != i && in_book(h, &w->h[j].listen)) known++;
+    assert_true(known >= 7);
+    pd_netmgr_counters_t hc;
+    pd_netmgr_counters(h->m, &hc);
+    assert_true(hc.handshakes >= 3);
+    assert_int_equal(hc.rejected[PD_WIRE_R_BAD_MAGIC], 0);
+    assert_int_equal(hc.misbehaviour_reports, 0);
+  }
+  uint64_t hash = w->hash;
+  world_free(w);
+  return hash;
+}
+
+static void test_discovery(void **state) {
+  (void)state;
+  int64_t conv = -1, conv2 = -1;
+  uint64_t h1 = discovery_run(100, &conv);
+  print_message("# discovery: 1 seed + 9 nodes converged in %lld ms (simulated)\n",
+                (long long)conv);
+  assert_true(conv > 0 && conv <= 120000);
+  uint64_t h2 = discovery_run(100, &conv2);
+  assert_int_equal(h1, h2); /* deterministic given seeds */
+  assert_int_equal(conv, conv2);
+  uint64_t h3 = discovery_run(200, &conv2);
+  assert_int_not_equal(h1, h3);
+}
+
+/* Outbound good moves the dialled address to tried; inbound never does. */
+static void test_outbound_tried_inbound_not(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.min_out = 1;
+  o.max_out = 1;
+  int b = add_mgr(w, 7, &o);
+  o.seed_host = b;
+  int a = add_mgr(w, 8, &o);
+  run(w, 5000);
+  assert_int_equal(count_ready(&w->h[a], w->now, PD_CONN_OUTBOUND), 1);
+  assert_int_equal(count_ready(&w->h[b], w->now, PD_CONN_INBOUND), 1);
+  /* A dialled B: B is in A's tried table. */
+  assert_true(in_tried(&w->h[a], &w->h[b].listen));
+  /* B learnt A's listen address from the HELLO, in new only. */
+  assert_true(in_book(&w->h[b], &w->h[a].listen));
+  assert_false(in_tried(&w->h[b], &w->h[a].listen));
+  assert_int_equal(pd_book_count_tried(pd_node_book(w->h[b].node)), 0);
+  /* Peers list: ids, directions, bytes. */
+  pd_netmgr_peer_info_t info[4];
+  assert_int_equal(pd_netmgr_peers(w->h[b].m, w->now, info, 4), 1);
+  assert_int_equal(info[0].dir, PD_CONN_INBOUND);
+  assert_true(info[0].has_id);
+  assert_memory_equal(info[0].id, w->h[a].ident.id, PD_NODE_ID_LEN);
+  assert_int_equal(strlen(info[0].id_hex), 40);
+  assert_true(info[0].bytes_in > 0 && info[0].bytes_out > 0);
+  assert_true(info[0].latency_ms >= 0);
+  /* Anchors: A's outbound peer is B. */
+  pd_dial_target_t anc[4];
+  assert_int_equal(pd_netmgr_anchors(w->h[a].m, anc, 4), 1);
+  assert_true(pd_netaddr_equal(&anc[0].addr, &w->h[b].listen));
+  /* Frame counters. */
+  pd_netmgr_counters_t c;
+  pd_netmgr_counters(w->h[a].m, &c);
+  assert_true(c.frames_out[PD_WIRE_HELLO] == 1 && c.frames_in[PD_WIRE_HELLO] == 1);
+  assert_true(c.frames_out[PD_WIRE_GETADDR] >= 1);
+  assert_int_equal(c.dialer.connected[PD_CONN_OUTBOUND], 1);
+  /* Shutdown says goodbye to everyone. */
+  pd_netmgr_shutdown(w->h[a].m, w->now);
+  pump(w);
+  assert_int_equal(pd_netmgr_conn_count(w->h[a].m), 0);
+  assert_int_equal(pd_netmgr_conn_count(w->h[b].m), 0);
+  world_free(w);
+}
+
+static void fill_book(host_t *h, size_t n, int64_t now) {
+  pd_netaddr_t src = ip4(10, 200, 0, 1, 0);
+  size_t added = 0;
+  for (size_t i = 0; added < n && i < 10 * n; i++) {
+    pd_netaddr_t a = ip4(20 + (int)(i % 50), (int)(i / 50) % 250, (int)(i % 7), 1, 8000);
+    if (pd_book_add(pd_node_book(h->node), &a, NULL, now - 3600, &src, 0, now, NULL) == 1) added++;
+  }
+  assert_true(pd_book_size(pd_node_book(h->node)) >= n);
+}
+
+static bool same_answer(const host_t *x, const host_t *y) {
+  if (x->raw_naddrs != y->raw_naddrs) return false;
+  for (size_t i = 0; i < x->raw_naddrs; i++)
+    if (!pd_netaddr_equal(&x->raw_addrs[i].addr, &y->raw_addrs[i].addr)) return false;
+  return true;
+}
+
+/* Repeated GETADDRs from one network get the same cached sample; after the
+ * TTL a new one. */
+static void test_getaddr_cache(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.ttl_ms = 3600 * 1000;
+  int x = add_mgr(w, 9, &o);
+  fill_book(&w->h[x], 600, w->now / 1000);
+  int r1 = add_raw(w, 50, x, ip4(10, 9, 1, 1, 50001), true);
+  run(w, 1000);
+  assert_true(w->h[r1].raw_ready);
+  assert_int_equal(w->h[r1].raw_addr_msgs, 1);
+  size_t got = w->h[r1].raw_naddrs;
+  assert_true(got >= 138 && got <= 1000); /* >= 23% of the book */
+  int r2 = add_raw(w, 51, x, ip4(10, 9, 7, 7, 50002), true); /* same /16 */
+  run(w, 1000);
+  assert_int_equal(w->h[r2].raw_addr_msgs, 1);
+  assert_true(same_answer(&w->h[r1], &w->h[r2]));
+  pd_netmgr_counters_t c;
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.getaddr_cache_builds, 1);
+  /* Another network gets its own sample. */
+  int r3 = add_raw(w, 52, x, ip4(10, 77, 1, 1, 50003), true);
+  run(w, 1000);
+  assert_int_equal(w->h[r3].raw_addr_msgs, 1);
+  assert_false(same_answer(&w->h[r1], &w->h[r3]));
+  /* After the TTL the first network's sample is rebuilt. */
+  run(w, 3600 * 1000);
+  int r4 = add_raw(w, 53, x, ip4(10, 9, 9, 9, 50004), true);
+  run(w, 1000);
+  assert_int_equal(w->h[r4].raw_addr_msgs, 1);
+  assert_false(same_answer(&w->h[r1], &w->h[r4]));
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.getaddr_cache_builds, 3);
+  world_free(w);
+}
+
+/* Seed mode: an inbound peer is answered and then disconnected; an
+ * outbound crawl closes after the answer. */
+static void test_seed_mode(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.seed_mode = true;
+  int s = add_mgr(w, 11, &o);
+  fill_book(&w->h[s], 50, w->now / 1000);
+  int r = add_raw(w, 60, s, ip4(10, 3, 0, 1, 50010), true);
+  run(w, 2000);
+  assert_true(w->h[r].raw_ready);
+  assert_int_equal(w->h[r].raw_addr_msgs, 1);
+  assert_true(w->h[r].raw_naddrs > 0);
+  assert_true(w->h[r].raw_closed);
+  assert_true(w->h[r].raw_remote);
+  assert_int_equal(w->h[r].raw_bye, PD_WIRE_BYE_SEED_DONE);
+  /* A raw peer that never asks is dropped after the crawl timeout. */
+  int q = add_raw(w, 61, s, ip4(10, 4, 0, 1, 50011), false);
+  run(w, 5000);
+  assert_true(w->h[q].raw_ready);
+  assert_false(w->h[q].raw_closed);
+  run(w, PD_NETMGR_SEED_CRAWL_TIMEOUT_MS);
+  assert_true(w->h[q].raw_closed);
+  assert_int_equal(w->h[q].raw_bye, PD_WIRE_BYE_SEED_DONE);
+
+  /* Outbound crawl: the seed learns of node n and crawls it. */
+  opts_default(&o);
+  o.min_out = 1;
+  o.max_out = 1;
+  int n = add_mgr(w, 12, &o);
+  fill_book(&w->h[n], 5, w->now / 1000); /* so that it has an answer */
+  pd_netaddr_t src = ip4(10, 3, 0, 1, 0);
+  assert_int_equal(pd_book_add(pd_node_book(w->h[s].node), &w->h[n].listen, NULL, w->now / 1000,
+                               &src, 0, w->now / 1000, NULL),
+                   1);
+  pd_netmgr_counters_t c0, c1;
+  pd_netmgr_counters(w->h[s].m, &c0);
+  bool crawled = false;
+  for (int t = 0; t < 600 && !crawled; t++) {
+    step(w, 100);
+    crawled = in_tried(&w->h[s], &w->h[n].listen);
+  }
+  assert_true(crawled);
+  run(w, 2000);
+  pd_netmgr_counters(w->h[s].m, &c1);
+  assert_true(c1.seed_crawls > c0.seed_crawls);
+  assert_int_equal(pd_netmgr_conn_count(w->h[s].m), 0);
+  assert_int_equal(count_ready(&w->h[n], w->now, PD_CONN_INBOUND), 0);
+  world_free(w);
+}
+
+/* Garbage bytes: closed with the codec's reason, reported as misbehaviour,
+ * banned by the default reputation rule, refused at the next accept; the
+ * manager keeps serving others. */
+static void test_misbehaving_banned(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  int x = add_mgr(w, 13, &o);
+  pd_netaddr_t bad = ip4(10, 66, 6, 6, 40404);
+  uint64_t cid = 0;
+  assert_int_equal(pd_netmgr_on_inbound(w->h[x].m, &bad, w->now, &cid), PD_NETMGR_ACCEPT);
+  uint8_t junk[64];
+  for (size_t i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)(i * 37 + 11);
+  assert_int_equal(pd_netmgr_on_bytes(w->h[x].m, cid, junk, sizeof junk, w->now), 0);
+  pd_netmgr_action_t a;
+  bool closed = false, misb = false;
+  const char *reason = NULL;
+  while (pd_netmgr_poll(w->h[x].m, &a)) {
+    if (a.type == PD_NETMGR_A_CLOSE && a.conn_id == cid) {
+      closed = true;
+      misb = a.close.misbehaved;
+      reason = a.close.reason;
+    }
+  }
+  assert_true(closed);
+  assert_true(misb);
+  assert_string_equal(reason, "bad_magic");
+  assert_int_equal(pd_netmgr_conn_count(w->h[x].m), 0);
+  pd_netmgr_counters_t c;
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.rejected[PD_WIRE_R_BAD_MAGIC], 1);
+  assert_int_equal(c.misbehaviour_reports, 1);
+  assert_int_equal(c.bans, 1);
+  assert_true(pd_banlist_is_banned(pd_book_bans(pd_node_book(w->h[x].node)), &bad, w->now / 1000,
+                                   NULL));
+  uint64_t cid2 = 0;
+  bad.port = 40405;
+  assert_int_equal(pd_netmgr_on_inbound(w->h[x].m, &bad, w->now, &cid2), PD_NETMGR_REFUSE_BANNED);
+  /* Later bytes for the dead id are ignored. */
+  assert_int_equal(pd_netmgr_on_bytes(w->h[x].m, cid, junk, 4, w->now), PD_ENOENT);
+  /* Others still get served. */
+  int r = add_raw(w, 70, x, ip4(10, 5, 0, 1, 50020), true);
+  run(w, 1000);
+  assert_true(w->h[r].raw_ready);
+  assert_false(w->h[r].raw_closed);
+  assert_string_equal(pd_netmgr_reject_name(PD_NETMGR_REJ_DUPLICATE), "duplicate");
+  assert_null(pd_netmgr_reject_name(PD_NETMGR_REJ_COUNT));
+  world_free(w);
+}
+
+/* Two connections from the same node ID: the newer is closed "duplicate".
+ * Two managers dialling each other keep exactly one connection. */
+static void test_duplicate(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  int x = add_mgr(w, 14, &o);
+  int r1 = add_raw(w, 80, x, ip4(10, 8, 0, 1, 50030), false);
+  run(w, 500);
+  assert_true(w->h[r1].raw_ready);
+  int r2 = add_raw(w, 80, x, ip4(10, 8, 0, 1, 50031), false); /* same identity */
+  run(w, 500);
+  assert_true(w->h[r2].raw_closed);
+  assert_true(w->h[r2].raw_remote);
+  assert_int_equal(w->h[r2].raw_bye, PD_WIRE_BYE_DUPLICATE);
+  assert_false(w->h[r1].raw_closed);
+  pd_netmgr_counters_t c;
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.rejected[PD_NETMGR_REJ_DUPLICATE], 1);
+  world_free(w);
+
+  /* Cross-dial: each is the other's persistent peer. */
+  w = world_new();
+  opts_default(&o);
+  o.persistent_host = 1;
+  int a = add_mgr(w, 15, &o);
+  opts_default(&o);
+  o.persistent_host = 0;
+  int b = add_mgr(w, 16, &o);
+  run(w, 30000);
+  size_t na = count_ready(&w->h[a], w->now, PD_CONN_OUTBOUND) +
+              count_ready(&w->h[a], w->now, PD_CONN_INBOUND);
+  size_t nb = count_ready(&w->h[b], w->now, PD_CONN_OUTBOUND) +
+              count_ready(&w->h[b], w->now, PD_CONN_INBOUND);
+  assert_int_equal(na, 1);
+  assert_int_equal(nb, 1);
+  world_free(w);
+}
+
+/* A dial to our own address is detected and never repeated. */
+static void test_self_dial(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  int x = add_mgr(w, 17, &o);
+  /* Our address under another port is in the book (someone told us). */
+  pd_netaddr_t me2 = w->h[x].listen;
+  me2.port = PORT + 1;
+  w->h[x].listen = me2; /* the switchboard routes me2 to x */
+  pd_netaddr_t src = ip4(10, 3, 0, 1, 0);
+  assert_int_equal(pd_book_add(pd_node_book(w->h[x].node), &me2, NULL, w->now / 1000, &src, 0,
+                               w->now / 1000, NULL),
+                   1);
+  run(w, 20000);
+  pd_netmgr_counters_t c;
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.dialer.dials[PD_DIAL_SELF], 1);
+  assert_int_equal(pd_netmgr_conn_count(w->h[x].m), 0);
+  world_free(w);
+}
+
+/* Dials that fail, dials never answered, handshakes that never finish. */
+static void test_timeouts(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  int x = add_mgr(w, 18, &o);
+  pd_book_t *book = pd_node_book(w->h[x].node);
+  pd_netaddr_t src = ip4(10, 3, 0, 1, 0);
+  pd_netaddr_t gone = ip4(10, 50, 0, 1, PORT); /* nobody there: refused */
+  w->has_blackhole = true;
+  w->blackhole = ip4(10, 51, 0, 1, PORT);
+  assert_int_equal(pd_book_add(book, &gone, NULL, w->now / 1000, &src, 0, w->now / 1000, NULL), 1);
+  assert_int_equal(
+      pd_book_add(book, &w->blackhole, NULL, w->now / 1000, &src, 0, w->now / 1000, NULL), 1);
+  /* Slowloris: a TCP connection that never says HELLO. */
+  uint64_t slow = 0;
+  pd_netaddr_t sl = ip4(10, 52, 0, 1, 40000);
+  assert_int_equal(pd_netmgr_on_inbound(w->h[x].m, &sl, w->now, &slow), PD_NETMGR_ACCEPT);
+  pump(w);
+  run(w, 70000);
+  pd_netmgr_counters_t c;
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_true(c.dialer.dials[PD_DIAL_REFUSED] >= 1);
+  assert_true(c.dialer.dials[PD_DIAL_TIMEOUT] >= 1);
+  assert_int_equal(w->bh_closed, 1); /* the unanswered DIAL was cancelled */
+  assert_int_equal(c.rejected[PD_NETMGR_REJ_HANDSHAKE_TIMEOUT], 1);
+  assert_int_equal(c.misbehaviour_reports, 0);
+  pd_book_info_t inf;
+  assert_int_equal(pd_book_info(book, pd_book_find(book, &gone), &inf), 0);
+  assert_true(inf.attempts >= 1);
+  assert_true(pd_netmgr_conn_count(w->h[x].m) <= 1); /* at most a fresh re-dial */
+  assert_int_equal(pd_netmgr_on_bytes(w->h[x].m, slow, (const uint8_t *)"x", 1, w->now), PD_ENOENT);
+  world_free(w);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_outbound_tried_inbound_not),
+      cmocka_unit_test(test_getaddr_cache),
+      cmocka_unit_test(test_seed_mode),
+      cmocka_unit_test(test_misbehaving_banned),
+      cmocka_unit_test(test_duplicate),
+      cmocka_unit_test(test_self_dial),
+      cmocka_unit_test(test_timeouts),
+      cmocka_unit_test(test_discovery),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
