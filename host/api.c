@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -473,6 +474,8 @@ static void h_status(ctx_t *c) {
     return;
   }
   set(o, "version", jstr(PEERD_VERSION));
+  set(o, "node_id", jstr_or_null(st->node_id));
+  set(o, "listen", jstr_or_null(st->listen));
   set(o, "uptime", jint(c->now - st->started_at));
   set(o, "started_at", jint(st->started_at));
   set(o, "now", jint(c->now));
@@ -1250,6 +1253,8 @@ static void h_metrics(ctx_t *c) {
   g.policy_failures = failures;
   g.policy_memory = ps.memory_bytes;
   g.policy_generation = ps.generation;
+  pd_metrics_net_t net;
+  if (pd_node_net_counters(c->node, &net)) g.net = &net;
   char *text = NULL;
   size_t len = 0;
   if (pd_metrics_render(pd_node_metrics(c->node), &g, PEERD_VERSION, &text, &len) < 0) {
@@ -1257,6 +1262,51 @@ static void h_metrics(ctx_t *c) {
     return;
   }
   set_body(c->resp, 200, PD_METRICS_CONTENT_TYPE, text, len);
+}
+
+/* GET /v1/peers: the connected peers, through the driver's network view. */
+static void h_peers(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  size_t cap = 64, total = 0;
+  pd_node_peer_info_t *list = NULL;
+  for (int round = 0; round < 4; round++) {
+    free(list);
+    list = calloc(cap, sizeof *list);
+    if (!list) {
+      pd_api_error(c->resp, 500, "out of memory");
+      return;
+    }
+    total = pd_node_peers(c->node, c->now, list, cap);
+    if (total <= cap) break;
+    cap = total + 16; /* peers came and went between calls: try again */
+  }
+  if (total > cap) total = cap;
+  json_t *o = json_object();
+  json_t *arr = json_array();
+  if (!o || !arr) {
+    json_decref(o);
+    json_decref(arr);
+    free(list);
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  for (size_t i = 0; i < total; i++) {
+    const pd_node_peer_info_t *p = &list[i];
+    json_t *e = json_object();
+    if (!e) continue;
+    set(e, "id", jstr_or_null(p->id));
+    set(e, "addr", jstr(p->addr));
+    set(e, "direction", jstr(p->direction ? p->direction : "?"));
+    set(e, "since", jint(p->since));
+    set(e, "bytes_in", jint((int64_t)p->bytes_in));
+    set(e, "bytes_out", jint((int64_t)p->bytes_out));
+    set(e, "latency_ms", p->latency_ms >= 0 ? jint(p->latency_ms) : json_null());
+    set(e, "score", isfinite(p->score) ? json_real(p->score) : json_null());
+    json_array_append_new(arr, e);
+  }
+  free(list);
+  set(o, "peers", arr);
+  reply_json(c->resp, 200, o);
 }
 
 /* ---- routing ------------------------------------------------------------ */
@@ -1282,6 +1332,7 @@ static const route_t routes[] = {
     {"/v1/bans/", true, "DELETE", h_bans_delete_path},
     {"/v1/save", false, "POST", h_save},
     {"/v1/pex", false, "GET", h_pex},
+    {"/v1/peers", false, "GET", h_peers},
     {"/v1/policy/reload", false, "POST", h_policy_reload},
     {"/metrics", false, "GET", h_metrics},
 };

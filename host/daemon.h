@@ -10,7 +10,12 @@
  * loads and failures, the monotonic clock of policy deadlines (uv_hrtime), entropy (libsodium: the book key
  * and the RNG seed), loading addrbook.json at start (moving a bad file
  * aside), saving it (periodically on libuv's thread pool, on demand through
- * POST /v1/save, and at shutdown), and the logfmt log on stderr.
+ * POST /v1/save, and at shutdown), and the logfmt log on stderr; the node's
+ * key file (created from randombytes at first start, never overwritten);
+ * the peer-to-peer TCP side: the listener, outbound connects with a
+ * timeout, reads and bounded writes, DNS for seeds, timers at the
+ * connection manager's deadline, anchors.json; it performs the actions of
+ * the connection manager (netmgr.c), which decides everything.
  * Does not own: what a request means (api.c), the book and its rules
  * (node.c, addrbook.c), the JSON of the book (bookstore.c), how files are
  * written atomically (fsio.c), command-line parsing (main.c).
@@ -32,6 +37,16 @@
 #define PD_DAEMON_MAX_CONNS 256          /* concurrent API connections */
 #define PD_DAEMON_IDLE_TIMEOUT_MS 30000  /* idle / slow-request timeout */
 #define PD_DAEMON_BOOK_FILE "addrbook.json"
+#define PD_DAEMON_KEY_FILE "node_key"        /* ed25519 seed, 0600 (identity.h format) */
+#define PD_DAEMON_ANCHORS_FILE "anchors.json" /* outbound peers at the last shutdown */
+#define PD_DAEMON_DEFAULT_LISTEN "0.0.0.0:7411"
+#define PD_DAEMON_DEFAULT_MAX_OUTBOUND 8
+#define PD_DAEMON_DEFAULT_MAX_INBOUND 40
+#define PD_DAEMON_DEFAULT_MIN_OUTBOUND 4
+#define PD_DAEMON_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define PD_DAEMON_CONNECT_TIMEOUT_MS 5000        /* TCP connect of an outbound dial */
+#define PD_DAEMON_MAX_WRITE_QUEUE (1024u * 1024) /* bytes queued to one peer before it is dropped */
+#define PD_DAEMON_MAX_PEER_CONNS 4096            /* peer sockets open at once (all directions) */
 #define PD_DAEMON_MAX_BOOK_FILE (256u * 1024 * 1024) /* bytes read at most */
 #define PD_DAEMON_MAX_POLICY_FILE (1024u * 1024)     /* bytes per policy file */
 #define PD_DAEMON_POLICY_DEBOUNCE_MS 150 /* quiet time after a change before reloading */
@@ -66,6 +81,20 @@ typedef struct pd_daemon_config {
   size_t nprivate_subnets;
   const uint8_t (*private_ids)[PD_NODE_ID_LEN];
   size_t nprivate_ids;
+  /* Peer-to-peer network (borrowed arrays). */
+  const char *listen;             /* --listen HOST:PORT (port 0: any free port) */
+  const pd_endpoint_t *seeds;     /* --seeds */
+  size_t nseeds;
+  const pd_endpoint_t *persistent; /* --persistent-peers */
+  size_t npersistent;
+  const uint8_t (*unconditional_ids)[PD_NODE_ID_LEN]; /* --unconditional-peer-ids */
+  size_t nunconditional_ids;
+  bool seed_mode;                 /* --seed-mode: crawl, answer GETADDR, disconnect */
+  uint32_t max_outbound;          /* --max-outbound */
+  uint32_t max_inbound;           /* --max-inbound */
+  uint32_t min_outbound;          /* --min-outbound */
+  const char *network;            /* --network NAME (network id; the magic derives from it) */
+  int64_t handshake_timeout_ms;   /* --handshake-timeout-ms */
 } pd_daemon_config_t;
 
 /* Fill cfg with the embedded defaults. */
@@ -75,6 +104,10 @@ void pd_daemon_config_defaults(pd_daemon_config_t *cfg);
  * "localhost" (127.0.0.1); port 0..65535. Fills a struct sockaddr_storage
  * (cap bytes). 0 or PD_EINVAL with *why. */
 int pd_daemon_parse_listen(const char *s, void *ss, unsigned cap, const char **why);
+
+/* The network magic of a network id: the default F5706431 for "peerd",
+ * otherwise 0xF5 followed by the first 3 bytes of SHA-256(name). */
+void pd_daemon_network_magic(const char *network, uint8_t magic[4]);
 
 /* "debug" | "info" | "warn" | "error" -> enum pd_log_level, or -1. */
 int pd_log_level_parse(const char *s);

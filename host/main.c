@@ -19,6 +19,7 @@
 
 #include "addrbook.h"
 #include "daemon.h"
+#include "dialer.h"
 #include "err.h"
 #include "netaddr.h"
 #include "policy.h"
@@ -57,6 +58,30 @@ static const char usage_text[] =
         PD_DAEMON_DEFAULT_POLICY_MEMORY_MB) ")\n"
     "  --private-peer X        never share X through PEX: an IP, a subnet (1.2.3.0/24)\n"
     "                          or a 40-hex node id; repeatable, up to " STR(MAX_PRIVATE) " (default: none)\n"
+    "\n"
+    "Peer-to-peer network:\n"
+    "  --listen HOST:PORT      peer listen address; port 0 picks a free port\n"
+    "                          (default: " PD_DAEMON_DEFAULT_LISTEN ")\n"
+    "  --seeds LIST            comma-separated ID@host:port or host:port; host names are\n"
+    "                          resolved with DNS; dialled when outbound peers are too few\n"
+    "                          (default: none)\n"
+    "  --persistent-peers LIST comma-separated ID@host:port or host:port, always reconnected\n"
+    "                          (default: none)\n"
+    "  --seed-mode             crawl: connect, take addresses, answer GETADDR, disconnect\n"
+    "                          (default: off)\n"
+    "  --max-outbound N        outbound connections; 0: listen only, never dial\n"
+    "                          (default: " STR(PD_DAEMON_DEFAULT_MAX_OUTBOUND) ")\n"
+    "  --max-inbound N         inbound connections (default: " STR(PD_DAEMON_DEFAULT_MAX_INBOUND) ")\n"
+    "  --min-outbound N        below this many outbound peers, bootstrap from the seeds\n"
+    "                          (default: " STR(PD_DAEMON_DEFAULT_MIN_OUTBOUND) ")\n"
+    "  --network NAME          network id (1-32 printable characters); the magic derives\n"
+    "                          from it (default: peerd, magic f5706431)\n"
+    "  --unconditional-peer-ids LIST  comma-separated 40-hex node ids exempt from the\n"
+    "                          connection limits (default: none)\n"
+    "  --private-peer-ids LIST comma-separated 40-hex node ids never shared through PEX\n"
+    "                          (default: none)\n"
+    "  --handshake-timeout-ms N  time a connection has to finish the handshake\n"
+    "                          (100..600000, default: " STR(PD_DAEMON_DEFAULT_HANDSHAKE_TIMEOUT_MS) ")\n"
     "\n"
     "Options for book-slot:\n"
     "  --key HEX               64 hex characters: the 32 key bytes in hashing order (required)\n"
@@ -112,7 +137,91 @@ enum {
   OPT_POLICY_TIMEOUT,
   OPT_POLICY_MEMORY,
   OPT_PRIVATE_PEER,
+  OPT_LISTEN,
+  OPT_SEEDS,
+  OPT_PERSISTENT,
+  OPT_SEED_MODE,
+  OPT_MAX_OUTBOUND,
+  OPT_MAX_INBOUND,
+  OPT_MIN_OUTBOUND,
+  OPT_NETWORK,
+  OPT_UNCONDITIONAL,
+  OPT_PRIVATE_IDS,
+  OPT_HANDSHAKE_TIMEOUT,
 };
+
+/* A comma-separated list of [ID@]host:port endpoints appended to *list. */
+static int parse_endpoints(const char *flag, const char *s, pd_endpoint_t **list, size_t *n) {
+  char *copy = strdup(s);
+  if (!copy) return 1;
+  int rc = 0;
+  char *save = NULL;
+  for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    while (*tok == ' ') tok++;
+    if (!*tok) continue;
+    if (*n >= PD_DIALER_MAX_LIST) {
+      fprintf(stderr, "peerd: %s: more than %d entries\n", flag, PD_DIALER_MAX_LIST);
+      rc = 2;
+      break;
+    }
+    pd_endpoint_t *grown = realloc(*list, (*n + 1) * sizeof **list);
+    if (!grown) {
+      rc = 1;
+      break;
+    }
+    *list = grown;
+    const char *why = NULL;
+    if (pd_endpoint_parse(tok, PD_PARSE_ALLOW_ID | PD_PARSE_ALLOW_HOSTNAME, &grown[*n], &why) < 0) {
+      fprintf(stderr, "peerd: bad %s entry '%s': %s\n", flag, tok, why ? why : "invalid");
+      rc = 2;
+      break;
+    }
+    (*n)++;
+  }
+  free(copy);
+  return rc;
+}
+
+/* A comma-separated list of 40-hex node ids appended to *list. */
+static int parse_ids(const char *flag, const char *s, uint8_t (**list)[PD_NODE_ID_LEN],
+                     size_t *n) {
+  char *copy = strdup(s);
+  if (!copy) return 1;
+  int rc = 0;
+  char *save = NULL;
+  for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    while (*tok == ' ') tok++;
+    if (!*tok) continue;
+    if (*n >= PD_DIALER_MAX_LIST) {
+      fprintf(stderr, "peerd: %s: more than %d ids\n", flag, PD_DIALER_MAX_LIST);
+      rc = 2;
+      break;
+    }
+    uint8_t(*grown)[PD_NODE_ID_LEN] = realloc(*list, (*n + 1) * sizeof **list);
+    if (!grown) {
+      rc = 1;
+      break;
+    }
+    *list = grown;
+    if (strlen(tok) != PD_NODE_ID_HEXLEN || pd_node_id_parse(tok, strlen(tok), grown[*n]) < 0) {
+      fprintf(stderr, "peerd: bad %s entry '%s': expected 40 hex characters\n", flag, tok);
+      rc = 2;
+      break;
+    }
+    (*n)++;
+  }
+  free(copy);
+  return rc;
+}
+
+static bool network_name_ok(const char *s) {
+  size_t n = strlen(s);
+  if (n < 1 || n > 32) return false;
+  for (size_t i = 0; i < n; i++) {
+    if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) return false;
+  }
+  return true;
+}
 
 static int cmd_book_slot(int argc, char **argv) {
   static const struct option opts[] = {
@@ -192,7 +301,29 @@ static int cmd_book_slot(int argc, char **argv) {
   return 0;
 }
 
+typedef struct run_lists {
+  pd_endpoint_t *seeds, *persistent;
+  size_t nseeds, npersistent;
+  uint8_t (*uncond)[PD_NODE_ID_LEN];
+  size_t nuncond;
+  uint8_t (*priv)[PD_NODE_ID_LEN]; /* --private-peer ids and --private-peer-ids */
+  size_t npriv;
+} run_lists_t;
+
+static int cmd_run_parsed(int argc, char **argv, run_lists_t *L);
+
 static int cmd_run(int argc, char **argv) {
+  run_lists_t L;
+  memset(&L, 0, sizeof L);
+  int rc = cmd_run_parsed(argc, argv, &L);
+  free(L.seeds);
+  free(L.persistent);
+  free(L.uncond);
+  free(L.priv);
+  return rc;
+}
+
+static int cmd_run_parsed(int argc, char **argv, run_lists_t *L) {
   static const struct option opts[] = {
       {"data-dir", required_argument, NULL, OPT_DATA_DIR},
       {"api", required_argument, NULL, OPT_API},
@@ -206,6 +337,17 @@ static int cmd_run(int argc, char **argv) {
       {"policy-timeout-ms", required_argument, NULL, OPT_POLICY_TIMEOUT},
       {"policy-memory-mb", required_argument, NULL, OPT_POLICY_MEMORY},
       {"private-peer", required_argument, NULL, OPT_PRIVATE_PEER},
+      {"listen", required_argument, NULL, OPT_LISTEN},
+      {"seeds", required_argument, NULL, OPT_SEEDS},
+      {"persistent-peers", required_argument, NULL, OPT_PERSISTENT},
+      {"seed-mode", no_argument, NULL, OPT_SEED_MODE},
+      {"max-outbound", required_argument, NULL, OPT_MAX_OUTBOUND},
+      {"max-inbound", required_argument, NULL, OPT_MAX_INBOUND},
+      {"min-outbound", required_argument, NULL, OPT_MIN_OUTBOUND},
+      {"network", required_argument, NULL, OPT_NETWORK},
+      {"unconditional-peer-ids", required_argument, NULL, OPT_UNCONDITIONAL},
+      {"private-peer-ids", required_argument, NULL, OPT_PRIVATE_IDS},
+      {"handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
       {"help", no_argument, NULL, OPT_HELP},
       {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0},
@@ -213,8 +355,8 @@ static int cmd_run(int argc, char **argv) {
   pd_daemon_config_t cfg;
   pd_daemon_config_defaults(&cfg);
   static pd_subnet_t priv_subnets[MAX_PRIVATE];
-  static uint8_t priv_ids[MAX_PRIVATE][PD_NODE_ID_LEN];
   size_t nsub = 0, nids = 0;
+  int lrc;
   opterr = 0;
   optind = 1;
   int ch;
@@ -286,7 +428,10 @@ static int cmd_run(int argc, char **argv) {
     case OPT_PRIVATE_PEER: {
       if (nsub + nids >= MAX_PRIVATE) return usage_error("too many --private-peer (max %s)", STR(MAX_PRIVATE));
       size_t len = strlen(optarg);
-      if (len == PD_NODE_ID_HEXLEN && pd_node_id_parse(optarg, len, priv_ids[nids]) == 0) {
+      uint8_t pid[PD_NODE_ID_LEN];
+      if (len == PD_NODE_ID_HEXLEN && pd_node_id_parse(optarg, len, pid) == 0) {
+        lrc = parse_ids("--private-peer", optarg, &L->priv, &L->npriv);
+        if (lrc) return lrc == 2 ? usage_error(NULL, NULL) : 1;
         nids++;
         break;
       }
@@ -299,6 +444,65 @@ static int cmd_run(int argc, char **argv) {
       nsub++;
       break;
     }
+    case OPT_LISTEN: {
+      struct sockaddr_storage ss;
+      const char *why = NULL;
+      if (pd_daemon_parse_listen(optarg, &ss, sizeof ss, &why) < 0) {
+        fprintf(stderr, "peerd: bad --listen '%s': %s\n", optarg, why ? why : "invalid");
+        return usage_error(NULL, NULL);
+      }
+      cfg.listen = optarg;
+      break;
+    }
+    case OPT_SEEDS:
+      lrc = parse_endpoints("--seeds", optarg, &L->seeds, &L->nseeds);
+      if (lrc) return lrc == 2 ? usage_error(NULL, NULL) : 1;
+      break;
+    case OPT_PERSISTENT:
+      lrc = parse_endpoints("--persistent-peers", optarg, &L->persistent, &L->npersistent);
+      if (lrc) return lrc == 2 ? usage_error(NULL, NULL) : 1;
+      break;
+    case OPT_SEED_MODE: cfg.seed_mode = true; break;
+    case OPT_MAX_OUTBOUND:
+      if (!parse_u64(optarg, 1000, &v)) {
+        return usage_error("--max-outbound needs a number (0..1000), got '%s'", optarg);
+      }
+      cfg.max_outbound = (uint32_t)v;
+      break;
+    case OPT_MAX_INBOUND:
+      if (!parse_u64(optarg, 100000, &v)) {
+        return usage_error("--max-inbound needs a number (0..100000), got '%s'", optarg);
+      }
+      cfg.max_inbound = (uint32_t)v;
+      break;
+    case OPT_MIN_OUTBOUND:
+      if (!parse_u64(optarg, 1000, &v)) {
+        return usage_error("--min-outbound needs a number (0..1000), got '%s'", optarg);
+      }
+      cfg.min_outbound = (uint32_t)v;
+      break;
+    case OPT_NETWORK:
+      if (!network_name_ok(optarg)) {
+        return usage_error("--network needs 1..32 printable characters without spaces, got '%s'",
+                           optarg);
+      }
+      cfg.network = optarg;
+      break;
+    case OPT_UNCONDITIONAL:
+      lrc = parse_ids("--unconditional-peer-ids", optarg, &L->uncond, &L->nuncond);
+      if (lrc) return lrc == 2 ? usage_error(NULL, NULL) : 1;
+      break;
+    case OPT_PRIVATE_IDS:
+      lrc = parse_ids("--private-peer-ids", optarg, &L->priv, &L->npriv);
+      if (lrc) return lrc == 2 ? usage_error(NULL, NULL) : 1;
+      break;
+    case OPT_HANDSHAKE_TIMEOUT:
+      if (!parse_u64(optarg, 600000, &v) || v < 100) {
+        return usage_error("--handshake-timeout-ms needs milliseconds (100..600000), got '%s'",
+                           optarg);
+      }
+      cfg.handshake_timeout_ms = (int64_t)v;
+      break;
     case OPT_HELP: fputs(usage_text, stdout); return 0;
     case OPT_VERSION: printf("peerd %s\n", PEERD_VERSION); return 0;
     case ':': return usage_error("option %s needs a value", argv[optind - 1]);
@@ -308,8 +512,21 @@ static int cmd_run(int argc, char **argv) {
   if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
   cfg.private_subnets = priv_subnets;
   cfg.nprivate_subnets = nsub;
-  cfg.private_ids = (const uint8_t(*)[PD_NODE_ID_LEN])priv_ids;
-  cfg.nprivate_ids = nids;
+  (void)nids;
+  if (cfg.max_outbound == 0) cfg.min_outbound = 0; /* listen only */
+  if (cfg.min_outbound > cfg.max_outbound) {
+    fprintf(stderr, "peerd: --min-outbound (%u) is above --max-outbound (%u)\n",
+            (unsigned)cfg.min_outbound, (unsigned)cfg.max_outbound);
+    return usage_error(NULL, NULL);
+  }
+  cfg.private_ids = (const uint8_t(*)[PD_NODE_ID_LEN])L->priv;
+  cfg.nprivate_ids = L->npriv;
+  cfg.seeds = L->seeds;
+  cfg.nseeds = L->nseeds;
+  cfg.persistent = L->persistent;
+  cfg.npersistent = L->npersistent;
+  cfg.unconditional_ids = (const uint8_t(*)[PD_NODE_ID_LEN])L->uncond;
+  cfg.nunconditional_ids = L->nuncond;
   return pd_daemon_run(&cfg);
 }
 

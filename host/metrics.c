@@ -199,6 +199,48 @@ int pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, const
          "Generation of the policy set in force (increments on every successful load).");
   put(&b, "peerd_policy_generation %" PRIu64 "\n", g->policy_generation);
 
+  const pd_metrics_net_t *net = g->net;
+  family(&b, "peerd_connections", "gauge", "Peer connections open now, by direction.");
+  put(&b, "peerd_connections{direction=\"inbound\"} %" PRIu64 "\n",
+      net ? net->connections_inbound : 0);
+  put(&b, "peerd_connections{direction=\"outbound\"} %" PRIu64 "\n",
+      net ? net->connections_outbound : 0);
+
+  family(&b, "peerd_dials_total", "counter", "Outbound dials that ended, by outcome.");
+  if (net && net->dial_names && net->dials) {
+    for (size_t i = 0; i < net->ndials; i++) {
+      if (!net->dial_names[i]) continue;
+      put(&b, "peerd_dials_total{outcome=\"");
+      put_label_value(&b, net->dial_names[i]);
+      put(&b, "\"} %" PRIu64 "\n", net->dials[i]);
+    }
+  }
+
+  family(&b, "peerd_frames_total", "counter",
+         "Peer protocol frames received (in) and sent (out), by message type.");
+  if (net && net->type_names && net->frames_in && net->frames_out) {
+    for (int dir = 0; dir < 2; dir++) {
+      const uint64_t *v = dir == 0 ? net->frames_in : net->frames_out;
+      for (size_t i = 0; i < net->ntypes; i++) {
+        if (!net->type_names[i]) continue;
+        put(&b, "peerd_frames_total{direction=\"%s\",type=\"", dir == 0 ? "in" : "out");
+        put_label_value(&b, net->type_names[i]);
+        put(&b, "\"} %" PRIu64 "\n", v[i]);
+      }
+    }
+  }
+
+  family(&b, "peerd_wire_rejected_total", "counter",
+         "Peer connections closed because their input was rejected, by reason.");
+  if (net && net->reason_names && net->rejected) {
+    for (size_t i = 0; i < net->nreasons; i++) {
+      if (!net->reason_names[i]) continue;
+      put(&b, "peerd_wire_rejected_total{reason=\"");
+      put_label_value(&b, net->reason_names[i]);
+      put(&b, "\"} %" PRIu64 "\n", net->rejected[i]);
+    }
+  }
+
   if (b.failed) {
     free(b.p);
     return PD_ENOMEM;

@@ -2,7 +2,9 @@
  *
  * Owns: the counters the node keeps (API responses by status code, book
  * saves by result, load errors, entries skipped at load, events by type,
- * last successful save time, policy reloads by result) and the rendering of every family, counters and
+ * last successful save time, policy reloads by result) and the rendering of every family
+ * (including the network families whose values the driver passes in
+ * pd_metrics_net_t: connections, dials, frames, wire rejections), counters and
  * point-in-time gauges alike, as Prometheus text exposition format 0.0.4
  * (# HELP and # TYPE for each family; counters end in _total).
  * Does not own: where the gauge values come from (the caller reads the book
@@ -47,6 +49,25 @@ typedef struct pd_metrics {
   uint64_t policy_reloads_error;
 } pd_metrics_t;
 
+/* Peer-to-peer network counters, gathered by the driver from the connection
+ * manager at render time (label names come with the values, so this module
+ * does not depend on the wire or dialer modules). Arrays are borrowed for the
+ * duration of the render call. */
+typedef struct pd_metrics_net {
+  uint64_t connections_inbound;  /* gauge: peerd_connections{direction="inbound"} */
+  uint64_t connections_outbound; /* gauge: peerd_connections{direction="outbound"} */
+  size_t ndials;                 /* peerd_dials_total{outcome} */
+  const char *const *dial_names;
+  const uint64_t *dials;
+  size_t ntypes; /* peerd_frames_total{direction="in|out",type} */
+  const char *const *type_names;
+  const uint64_t *frames_in;
+  const uint64_t *frames_out;
+  size_t nreasons; /* peerd_wire_rejected_total{reason} */
+  const char *const *reason_names;
+  const uint64_t *rejected;
+} pd_metrics_net_t;
+
 /* Values read at render time. */
 typedef struct pd_metrics_gauges {
   int64_t uptime;         /* seconds */
@@ -65,6 +86,9 @@ typedef struct pd_metrics_gauges {
   const uint64_t *policy_failures;
   size_t policy_memory;       /* bytes the policy state holds */
   uint64_t policy_generation; /* policy set in force (0 = none loaded) */
+  /* Network (NULL: the four network families are rendered with no samples
+   * except peerd_connections, which reads 0 for both directions). */
+  const pd_metrics_net_t *net;
 } pd_metrics_gauges_t;
 
 void pd_metrics_init(pd_metrics_t *m);

@@ -18,6 +18,8 @@ struct pd_node {
   pd_reputation_t *rep;
   pd_subnet_t *private_subnets; /* owned copies of cfg's lists */
   uint8_t (*private_ids)[PD_NODE_ID_LEN];
+  pd_node_net_ops_t net; /* the driver's view of the network; zero = none */
+  void *net_ud;
 };
 
 static void install_hooks(pd_node_t *n) {
@@ -145,6 +147,28 @@ void pd_node_note_load(pd_node_t *n, int rc, const char *error, const char *move
   }
 }
 
+void pd_node_set_net(pd_node_t *n, const pd_node_net_ops_t *ops, void *ud) {
+  if (ops) {
+    n->net = *ops;
+    n->net_ud = ud;
+  } else {
+    memset(&n->net, 0, sizeof n->net);
+    n->net_ud = NULL;
+  }
+}
+
+size_t pd_node_peers(pd_node_t *n, int64_t now, pd_node_peer_info_t *out, size_t cap) {
+  if (!n->net.peers) return 0;
+  return n->net.peers(n->net_ud, now, out, cap);
+}
+
+bool pd_node_net_counters(pd_node_t *n, pd_metrics_net_t *out) {
+  if (!n->net.counters) return false;
+  memset(out, 0, sizeof *out);
+  n->net.counters(n->net_ud, out);
+  return true;
+}
+
 bool pd_node_tick(pd_node_t *n, int64_t now) {
   pd_banlist_expire(pd_book_bans(n->book), now);
   pd_book_resolve_collisions(n->book, now);
@@ -218,7 +242,11 @@ void pd_node_peer_view(pd_node_t *n, const pd_netaddr_t *a, int64_t now, pd_peer
   }
   v->banned = pd_banlist_is_banned(pd_book_bans_const(n->book), a, now, NULL);
   v->private_peer = pd_node_is_private(n, a, v->has_node_id ? v->node_id : NULL);
-  v->routable = pd_netaddr_is_routable(a);
+  /* --allow-private treats valid private/loopback addresses like public
+   * ones (groups, book), so policies see them as routable too: a test
+   * network on 127.K.0.1 addresses then gossips like a public one. */
+  v->routable = pd_netaddr_is_routable(a) ||
+                (pd_book_allow_private(n->book) && pd_netaddr_is_valid(a));
   v->group_len = pd_netaddr_group(a, pd_book_allow_private(n->book), v->group);
 }
 

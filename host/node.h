@@ -68,7 +68,33 @@ typedef struct pd_node_status {
   int last_policy_load_rc;             /* 0 ok, < 0 the last load failed */
   int64_t policy_error_at;             /* `now` of the last failed load; 0 = none */
   char policy_error[512];              /* "select.lua:3: message" */
+  /* Peer-to-peer identity, set by the driver at start ("" = none). */
+  char node_id[PD_NODE_ID_HEXLEN + 1]; /* 40 hex */
+  char listen[80];                     /* the bound p2p listen address, "host:port" */
 } pd_node_status_t;
+
+/* ---- the network, as the control API sees it ----------------------------
+ * The connection manager lives above the node (it drives the node), so the
+ * driver installs a view of it here; the API reads connected peers and the
+ * network counters through it. Without one, there are no peers and the
+ * network metric families have no samples. */
+typedef struct pd_node_peer_info {
+  char id[PD_NODE_ID_HEXLEN + 1]; /* "" until the handshake proved it */
+  char addr[64];                  /* "host:port" of the connection */
+  const char *direction;          /* static: "inbound", "outbound", "feeler" */
+  int64_t since;                  /* Unix s the connection began */
+  uint64_t bytes_in, bytes_out;
+  int64_t latency_ms;             /* last PING round trip; -1 unknown */
+  double score;                   /* the score policy's (or built-in) score */
+} pd_node_peer_info_t;
+
+typedef struct pd_node_net_ops {
+  /* Write up to cap connected peers to out; return how many there are in
+   * total (may exceed cap: call again with a larger buffer). */
+  size_t (*peers)(void *ud, int64_t now, pd_node_peer_info_t *out, size_t cap);
+  /* Fill the network counters; arrays stay valid until the next call. */
+  void (*counters)(void *ud, pd_metrics_net_t *out);
+} pd_node_net_ops_t;
 
 typedef struct pd_node pd_node_t;
 
@@ -174,6 +200,15 @@ bool pd_node_pex_accept(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *a
  * returns the count. */
 size_t pd_node_pex_sample(pd_node_t *n, const pd_netaddr_t *to, size_t max, bool pct_cap,
                           int64_t now, uint32_t *out, size_t cap);
+
+/* Install (ops NULL: remove) the driver's view of the network; ops is
+ * copied, ud borrowed. */
+void pd_node_set_net(pd_node_t *n, const pd_node_net_ops_t *ops, void *ud);
+/* Connected peers through the installed view (0 without one). */
+size_t pd_node_peers(pd_node_t *n, int64_t now, pd_node_peer_info_t *out, size_t cap);
+/* Network counters through the installed view: false (out untouched)
+ * without one. */
+bool pd_node_net_counters(pd_node_t *n, pd_metrics_net_t *out);
 
 /* Periodic housekeeping at now: expire bans, resolve tried collisions.
  * Returns true when a periodic save is due (the driver then saves). */

@@ -82,23 +82,50 @@ local function log_of(node)
   return read_file(node.log) or ""
 end
 
+local function has_flag(list, flag)
+  for _, a in ipairs(list or {}) do
+    if a == flag then return true end
+  end
+  return false
+end
+
 -- Start a daemon on 127.0.0.1:0 in dir (fresh one when nil); waits for the
--- "api listening" line and returns the node (node.port set).
-local function start(extra, dir)
+-- "api listening" and "p2p listening" lines and returns the node (node.port:
+-- the API port; node.p2p_host, node.p2p_port, node.node_id: the peer side).
+-- The peer listener is on 127.0.0.1:0 unless extra has --listen. A node
+-- that is given none of --seeds, --persistent-peers, --max-outbound runs
+-- with --max-outbound 0 (listen only), so the addresses a test puts in its
+-- book are never dialled behind the test's back.
+local function start(extra, dir, opts)
   local node = { dir = dir or tmpdir(), own_dir = dir == nil }
   node.data = node.dir .. "/data"
-  local args = { "--api", "127.0.0.1:0", "--data-dir", node.data, "--log-level", "debug" }
+  local args = { "--api", "127.0.0.1:0", "--data-dir", node.data, "--log-level",
+    (opts and opts.log_level) or "debug" }
+  if not has_flag(extra, "--listen") then
+    args[#args + 1] = "--listen"
+    args[#args + 1] = "127.0.0.1:0"
+  end
+  if not (has_flag(extra, "--seeds") or has_flag(extra, "--persistent-peers") or
+      has_flag(extra, "--max-outbound")) then
+    args[#args + 1] = "--max-outbound"
+    args[#args + 1] = "0"
+  end
   for _, a in ipairs(extra or {}) do args[#args + 1] = a end
   node.log = node.dir .. "/peerd-" .. tostring(uv.hrtime()) .. ".log"
   local p = spawn(args, node.log)
   node.proc = p
   local ok = wait_until(function()
     if p.exited then return true end
-    node.port = log_of(node):match('msg="api listening" addr=127%.0%.0%.1:(%d+)')
-    return node.port ~= nil
-  end, 10)
-  assert(ok and node.port, "peerd did not start:\n" .. log_of(node))
+    local log = log_of(node)
+    node.port = log:match('msg="api listening" addr=127%.0%.0%.1:(%d+)')
+    node.p2p_host, node.p2p_port = log:match('msg="p2p listening" addr=([%d%.]+):(%d+)')
+    node.node_id = log:match('msg="p2p listening" addr=[^ ]+ node_id=(%x+)')
+    return node.port ~= nil and node.p2p_port ~= nil
+  end, (opts and opts.timeout) or 10)
+  assert(ok and node.port and node.p2p_port, "peerd did not start:\n" .. log_of(node))
   node.port = tonumber(node.port)
+  node.p2p_port = tonumber(node.p2p_port)
+  node.p2p = node.p2p_host .. ":" .. node.p2p_port
   return node
 end
 
@@ -187,6 +214,58 @@ local function raw(node, data, done, secs)
   return table.concat(chunks), finished
 end
 
+-- Raw TCP to the peer port: connect, write each of `chunks` (a string or a
+-- list of strings, written `gap_ms` apart), read until EOF or `secs`.
+-- `src` (optional) is the local IP to connect from (127.0.0.X: a peer that
+-- misbehaved gets its IP banned, so each hostile client uses its own).
+-- Returns everything read and whether the server closed the connection.
+local function raw_p2p(node, chunks, secs, gap_ms, src)
+  if type(chunks) == "string" then chunks = { chunks } end
+  local client = uv.new_tcp()
+  if src then assert(client:bind(src, 0)) end
+  local got, closed, connected = {}, false, false
+  local start_t
+  client:connect(node.p2p_host, node.p2p_port, function(err)
+    if err then
+      closed = true
+      return
+    end
+    connected = true
+    start_t = uv.hrtime()
+    client:read_start(function(err2, chunk)
+      if err2 or not chunk then
+        closed = true
+      else
+        got[#got + 1] = chunk
+      end
+    end)
+  end)
+  local sent = 0
+  wait_until(function()
+    if not connected then return closed end
+    local due = math.floor((uv.hrtime() - start_t) / 1e6 / (gap_ms or 1))
+    while not closed and sent < #chunks and sent <= due do
+      sent = sent + 1
+      client:write(chunks[sent])
+    end
+    return closed
+  end, secs or 10)
+  if not client:is_closing() then client:close() end
+  uv.run("nowait")
+  return table.concat(got), closed
+end
+
+-- The value of one /metrics sample (nil if absent).
+local function metric(node, series)
+  local code, text = http(node, "GET", "/metrics")
+  if code ~= 200 then return nil end
+  for line in text:gmatch("[^\n]+") do
+    local name, v = line:match("^(%S+) (%S+)$")
+    if name == series then return tonumber(v) end
+  end
+  return nil
+end
+
 local function count(s, pat)
   local n = 0
   for _ in s:gmatch(pat) do n = n + 1 end
@@ -211,5 +290,6 @@ return {
   write_file = write_file, exists = exists, tmpdir = tmpdir, rmdir = rmdir,
   wait_until = wait_until, spawn = spawn, log_of = log_of, start = start, stop = stop,
   cleanup = cleanup, http = http, get = get, post = post, status_of = status_of, raw = raw,
-  count = count, chunk = chunk, run_cmd = run_cmd,
+  count = count, chunk = chunk, run_cmd = run_cmd, raw_p2p = raw_p2p, metric = metric,
+  has_flag = has_flag,
 }

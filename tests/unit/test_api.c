@@ -1330,6 +1330,124 @@ static void policy_metrics_families(void **state) {
   assert_int_equal(rc, 0);
 }
 
+/* A fake network view: two peers and fixed counters. */
+typedef struct fake_net {
+  int calls;
+  uint64_t dials[3], fin[2], fout[2], rej[2];
+} fake_net_t;
+
+static const char *const fake_dial_names[3] = {"ok", "refused", "id_mismatch"};
+static const char *const fake_type_names[2] = {"hello", "ping"};
+static const char *const fake_reason_names[2] = {"bad_magic", "oversized"};
+
+static size_t fake_peers(void *ud, int64_t now, pd_node_peer_info_t *out, size_t cap) {
+  fake_net_t *fn = ud;
+  fn->calls++;
+  for (size_t i = 0; i < 2 && i < cap; i++) {
+    memset(&out[i], 0, sizeof out[i]);
+    snprintf(out[i].addr, sizeof out[i].addr, "127.%zu.0.1:7411", i + 1);
+    if (i == 0) snprintf(out[i].id, sizeof out[i].id, "%s", NODE_ID);
+    out[i].direction = i == 0 ? "outbound" : "inbound";
+    out[i].since = now - 10 * (int64_t)(i + 1);
+    out[i].bytes_in = 100 + i;
+    out[i].bytes_out = 200 + i;
+    out[i].latency_ms = i == 0 ? 7 : -1;
+    out[i].score = 1.5;
+  }
+  return 2;
+}
+
+static void fake_counters(void *ud, pd_metrics_net_t *out) {
+  fake_net_t *fn = ud;
+  out->connections_inbound = 1;
+  out->connections_outbound = 1;
+  out->ndials = 3;
+  out->dial_names = fake_dial_names;
+  out->dials = fn->dials;
+  out->ntypes = 2;
+  out->type_names = fake_type_names;
+  out->frames_in = fn->fin;
+  out->frames_out = fn->fout;
+  out->nreasons = 2;
+  out->reason_names = fake_reason_names;
+  out->rejected = fn->rej;
+}
+
+/* GET /v1/peers, the network metric families and the identity in status. */
+static void peers_and_network_metrics(void **state) {
+  fx_t *f = *state;
+  /* No network view: no peers, families present, connections at 0. */
+  json_t *j = expect(f, "GET", "/v1/peers", NULL, 200);
+  assert_int_equal(json_array_size(json_object_get(j, "peers")), 0);
+  json_decref(j);
+  expect_error(f, "GET", "/v1/peers?x=1", NULL, 400, "x");
+  json_decref(expect(f, "POST", "/v1/peers", "{}", 405));
+  char *m = metrics_text(f);
+  const char *families[] = {"peerd_connections", "peerd_dials_total", "peerd_frames_total",
+                            "peerd_wire_rejected_total"};
+  for (size_t i = 0; i < 4; i++) {
+    char line[160];
+    snprintf(line, sizeof(line), "# TYPE %s ", families[i]);
+    assert_non_null(strstr(m, line));
+  }
+  assert_true(sample(m, "peerd_connections{direction=\"inbound\"}") == 0);
+  assert_true(sample(m, "peerd_connections{direction=\"outbound\"}") == 0);
+  assert_true(sample(m, "peerd_dials_total{outcome=\"ok\"}") == -1);
+  int rc = promtool_check(m);
+  free(m);
+  if (rc >= 0) assert_int_equal(rc, 0);
+
+  j = expect(f, "GET", "/v1/status", NULL, 200);
+  assert_true(json_is_null(json_object_get(j, "node_id")));
+  assert_true(json_is_null(json_object_get(j, "listen")));
+  json_decref(j);
+  pd_node_status_t *st = pd_node_status(f->node);
+  snprintf(st->node_id, sizeof st->node_id, "%s", NODE_ID);
+  snprintf(st->listen, sizeof st->listen, "127.0.0.1:7411");
+  j = expect(f, "GET", "/v1/status", NULL, 200);
+  assert_string_equal(jget_str(j, "node_id"), NODE_ID);
+  assert_string_equal(jget_str(j, "listen"), "127.0.0.1:7411");
+  json_decref(j);
+
+  fake_net_t fn = {.dials = {5, 2, 1}, .fin = {3, 9}, .fout = {4, 8}, .rej = {6, 0}};
+  pd_node_net_ops_t ops = {.peers = fake_peers, .counters = fake_counters};
+  pd_node_set_net(f->node, &ops, &fn);
+  j = expect(f, "GET", "/v1/peers", NULL, 200);
+  json_t *peers = json_object_get(j, "peers");
+  assert_int_equal(json_array_size(peers), 2);
+  json_t *p0 = json_array_get(peers, 0), *p1 = json_array_get(peers, 1);
+  assert_string_equal(jget_str(p0, "id"), NODE_ID);
+  assert_string_equal(jget_str(p0, "addr"), "127.1.0.1:7411");
+  assert_string_equal(jget_str(p0, "direction"), "outbound");
+  assert_int_equal(jget_int(p0, "since"), f->now - 10);
+  assert_int_equal(jget_int(p0, "bytes_in"), 100);
+  assert_int_equal(jget_int(p0, "bytes_out"), 200);
+  assert_int_equal(jget_int(p0, "latency_ms"), 7);
+  assert_true(json_real_value(json_object_get(p0, "score")) == 1.5);
+  assert_true(json_is_null(json_object_get(p1, "id")));
+  assert_true(json_is_null(json_object_get(p1, "latency_ms")));
+  assert_string_equal(jget_str(p1, "direction"), "inbound");
+  json_decref(j);
+  assert_true(fn.calls >= 1);
+
+  m = metrics_text(f);
+  assert_true(sample(m, "peerd_connections{direction=\"inbound\"}") == 1);
+  assert_true(sample(m, "peerd_dials_total{outcome=\"ok\"}") == 5);
+  assert_true(sample(m, "peerd_dials_total{outcome=\"id_mismatch\"}") == 1);
+  assert_true(sample(m, "peerd_frames_total{direction=\"in\",type=\"ping\"}") == 9);
+  assert_true(sample(m, "peerd_frames_total{direction=\"out\",type=\"hello\"}") == 4);
+  assert_true(sample(m, "peerd_wire_rejected_total{reason=\"bad_magic\"}") == 6);
+  assert_true(sample(m, "peerd_wire_rejected_total{reason=\"oversized\"}") == 0);
+  rc = promtool_check(m);
+  free(m);
+  pd_node_set_net(f->node, NULL, NULL);
+  j = expect(f, "GET", "/v1/peers", NULL, 200);
+  assert_int_equal(json_array_size(json_object_get(j, "peers")), 0);
+  json_decref(j);
+  if (rc < 0) skip();
+  assert_int_equal(rc, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(health_and_routing, setup, teardown),
@@ -1351,6 +1469,7 @@ int main(void) {
       cmocka_unit_test(pex_never_shares_private_peers),
       cmocka_unit_test_setup_teardown(policy_reload_action_and_status, setup, teardown),
       cmocka_unit_test_setup_teardown(policy_metrics_families, setup, teardown),
+      cmocka_unit_test_setup_teardown(peers_and_network_metrics, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
