@@ -23,6 +23,7 @@
 #include "err.h"
 #include "netaddr.h"
 #include "policy.h"
+#include "sim.h"
 
 #define MAX_PRIVATE 64
 #define STR_(x) #x
@@ -748,5 +749,6 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "policy-check") == 0) {
     return cmd_policy_check(argc - 1, argv + 1);
   }
+  if (argc >= 2 && strcmp(argv[1], "sim") == 0) return pd_sim_main(argc - 1, argv + 1);
   return cmd_run(argc, argv);
 }
