@@ -133,6 +133,35 @@ describe("peerd against hostile peers", function()
     healthy(other)
   end)
 
+  it("rate limits an authenticated peer's address flood, then bans it", function()
+    -- A real peer (tests/tools/peer_client: signed handshake through host/peer.c)
+    -- sends 8,000 addresses unasked: the token bucket drops them, the
+    -- addr_flood report reaches the reputation policy, which bans the IP.
+    local client = os.getenv("PEERD_PEER_CLIENT")
+    if not client then
+      pending("PEERD_PEER_CLIENT not set (ctest sets it)")
+      return
+    end
+    local before = rejected(node, "addr_flood")
+    local out, rc = H.run_cmd(H.sh_quote(client) .. " " .. node.p2p ..
+      " --from 127.20.0.9 --flood-addrs 8 --wait-ms 5000")
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find("handshake ok", 1, true), out)
+    assert.truthy(out:find("sent 8000 addrs", 1, true), out)
+    assert.truthy(out:find("closed by peer: GOODBYE banned", 1, true), out)
+    assert.is_true(rejected(node, "addr_flood") >= before + 1)
+    local _, _, bans = H.get(node, "/v1/bans")
+    local found = false
+    for _, b in ipairs(bans.bans) do
+      if b.subnet == "127.20.0.9" then found = b.reason:find("addr_flood", 1, true) ~= nil end
+    end
+    assert.is_true(found, H.cjson.encode(bans))
+    -- the flood did not land in the book: at most the bucket's few tokens did
+    local _, _, st = H.get(node, "/v1/status")
+    assert.is_true(st.book.new <= 10, H.cjson.encode(st.book))
+    healthy(node)
+  end)
+
   it("keeps serving after all of that, and its peer list is empty", function()
     healthy(node)
     local code, text, doc = H.get(node, "/v1/peers")
