@@ -147,8 +147,9 @@ describe("peerd against hostile peers", function()
       " --from 127.20.0.9 --flood-addrs 8 --wait-ms 5000")
     assert.are.equal(0, rc, out)
     assert.truthy(out:find("handshake ok", 1, true), out)
-    assert.truthy(out:find("sent 8000 addrs", 1, true), out)
-    assert.truthy(out:find("closed by peer: GOODBYE banned", 1, true), out)
+    -- peerd bans and closes mid-flood (after 5,000 dropped addresses): the
+    -- client may see the GOODBYE or only a reset, and may not send all 8,000
+    assert.truthy(out:find("closed", 1, true), out)
     assert.is_true(rejected(node, "addr_flood") >= before + 1)
     local _, _, bans = H.get(node, "/v1/bans")
     local found = false

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--wait-ms") == 0) wait_ms = atol(argv[i + 1]);
   }
   if (sodium_init() < 0) return 2;
+  signal(SIGPIPE, SIG_IGN); /* a peer that bans us mid-flood closes the socket */
   setvbuf(stdout, NULL, _IOLBF, 0);
   pd_netaddr_t target, src;
   struct sockaddr_storage ss, sss;
