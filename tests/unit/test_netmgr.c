@@ -54,6 +54,18 @@ typedef struct link {
   bool open;
 } link_t;
 
+/* A feeler DIAL seen on the switchboard and what became of it. */
+typedef struct feeler_rec {
+  int host;
+  uint64_t conn;
+  pd_netaddr_t target;
+  int64_t dial_ms, close_ms; /* close_ms: -1 while open */
+  const char *close_reason;
+  bool answered; /* a live host accepted it */
+} feeler_rec_t;
+
+#define MAXF 64
+
 typedef struct world {
   host_t h[MAXH];
   int n;
@@ -66,6 +78,8 @@ typedef struct world {
   pd_netaddr_t blackhole;
   uint64_t bh_conn;
   int bh_closed;
+  feeler_rec_t fl[MAXF];
+  int nfl;
 } world_t;
 
 static void mix(world_t *w, const void *p, size_t len) {
@@ -112,6 +126,7 @@ typedef struct hostopts {
   uint32_t min_out, max_out, max_in;
   int64_t ttl_ms;
   int persistent_host; /* -1: none */
+  bool no_feelers;
 } hostopts_t;
 
 static void opts_default(hostopts_t *o) {
@@ -150,6 +165,7 @@ static int add_mgr(world_t *w, uint64_t seed, const hostopts_t *o) {
   cfg.dialer.min_outbound = o->min_out;
   cfg.dialer.max_outbound = o->max_out;
   if (o->max_in) cfg.dialer.max_inbound = o->max_in;
+  if (o->no_feelers) cfg.dialer.feeler_interval = 0;
   pd_endpoint_t seeds[1], pers[1];
   if (o->seed_host >= 0) {
     memset(seeds, 0, sizeof seeds);
@@ -224,6 +240,13 @@ static void handle(world_t *w, int i, const pd_netmgr_action_t *a) {
   switch (a->type) {
   case PD_NETMGR_A_DIAL: {
     mix(w, &a->dial.target.addr, sizeof a->dial.target.addr);
+    feeler_rec_t *fr = NULL;
+    if (a->dial.feeler) {
+      assert_true(w->nfl < MAXF);
+      fr = &w->fl[w->nfl++];
+      *fr = (feeler_rec_t){.host = i, .conn = a->conn_id, .target = a->dial.target.addr,
+                           .dial_ms = w->now, .close_ms = -1};
+    }
     if (w->has_blackhole && pd_netaddr_equal(&w->blackhole, &a->dial.target.addr)) {
       w->bh_conn = a->conn_id;
       break;
@@ -247,6 +270,7 @@ static void handle(world_t *w, int i, const pd_netmgr_action_t *a) {
       break;
     }
     link_new(w, i, a->conn_id, j, cb);
+    if (fr) fr->answered = true;
     pd_netmgr_on_connected(h->m, a->conn_id, w->now);
     break;
   }
@@ -267,6 +291,13 @@ static void handle(world_t *w, int i, const pd_netmgr_action_t *a) {
   case PD_NETMGR_A_CLOSE: {
     if (w->has_blackhole && a->conn_id == w->bh_conn && i == 0) w->bh_closed++;
     if (getenv("NM_DEBUG")) print_message("close host %d conn %llu reason %s\n", i, (unsigned long long)a->conn_id, a->close.reason);
+    for (int k = 0; k < w->nfl; k++) {
+      feeler_rec_t *fr = &w->fl[k];
+      if (fr->host == i && fr->conn == a->conn_id && fr->close_ms < 0) {
+        fr->close_ms = w->now;
+        fr->close_reason = a->close.reason;
+      }
+    }
     link_t *l = link_find(w, i, a->conn_id);
     if (!l) break;
     l->open = false;
@@ -801,6 +832,209 @@ static void test_timeouts(void **state) {
   world_free(w);
 }
 
+/* The last feeler host `from` dialled to `to`, or NULL. */
+static const feeler_rec_t *feeler_to(const world_t *w, int from, const pd_netaddr_t *to) {
+  for (int k = w->nfl; k-- > 0;)
+    if (w->fl[k].host == from && pd_netaddr_equal(&w->fl[k].target, to)) return &w->fl[k];
+  return NULL;
+}
+
+static int feelers_from(const world_t *w, int from) {
+  int k = 0;
+  for (int i = 0; i < w->nfl; i++)
+    if (w->fl[i].host == from) k++;
+  return k;
+}
+
+/* Node a (min_out = max_out = 1) with its one outbound peer b; c is a live
+ * host nobody knows yet (no seed, empty book, so it dials nobody). */
+static void feeler_world(world_t *w, uint64_t seed, bool no_feelers, int *a, int *b, int *c) {
+  hostopts_t o;
+  opts_default(&o);
+  o.min_out = 1;
+  o.max_out = 1;
+  *b = add_mgr(w, seed, &o);
+  *c = add_mgr(w, seed + 1, &o);
+  o.seed_host = *b;
+  o.no_feelers = no_feelers;
+  *a = add_mgr(w, seed + 2, &o);
+  run(w, 5000);
+  assert_int_equal(count_ready(&w->h[*a], w->now, PD_CONN_OUTBOUND), 1);
+  assert_true(in_tried(&w->h[*a], &w->h[*b].listen));
+  assert_false(in_book(&w->h[*a], &w->h[*c].listen));
+}
+
+/* A successful feeler to `to` by host `from`: answered, handshake done and
+ * closed by the dialler at once (same fake-clock instant), "feeler" label. */
+static void assert_feeler_done(world_t *w, int from, const pd_netaddr_t *to) {
+  const feeler_rec_t *fr = feeler_to(w, from, to);
+  assert_non_null(fr);
+  assert_true(fr->answered);
+  assert_int_equal(fr->close_ms, fr->dial_ms);
+  assert_non_null(fr->close_reason);
+  assert_string_equal(fr->close_reason, "normal"); /* a plain goodbye, not an error */
+  assert_null(link_find(w, from, fr->conn));
+  pd_netmgr_counters_t c;
+  pd_netmgr_counters(w->h[from].m, &c);
+  assert_true(c.feelers_done >= 1);
+  assert_true(c.dialer.dials_started[PD_DIAL_REASON_FEELER] >= 1);
+  assert_true(c.dialer.connections_opened[PD_CONN_FEELER] >= 1);
+  assert_int_equal(c.dialer.connections_closed[PD_CONN_FEELER],
+                   c.dialer.connections_opened[PD_CONN_FEELER]);
+  assert_int_equal(c.dialer.connected[PD_CONN_FEELER], 0);
+  assert_int_equal(count_ready(&w->h[from], w->now, PD_CONN_FEELER), 0);
+  /* The feeler never took the outbound slot. */
+  assert_int_equal(count_ready(&w->h[from], w->now, PD_CONN_OUTBOUND), 1);
+  assert_int_equal(c.misbehaviour_reports, 0);
+}
+
+/* Once a node has its minimum outbound, a feeler tests a new-table entry
+ * that is a live host: handshake, immediate close, entry moves to tried. */
+static void test_feeler_new_entry(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  int a, b, c;
+  feeler_world(w, 31, false, &a, &b, &c);
+  pd_book_t *book = pd_node_book(w->h[a].node);
+  int64_t now_s = w->now / 1000;
+  assert_int_equal(
+      pd_book_add(book, &w->h[c].listen, NULL, now_s - 600, &w->h[b].listen, 0, now_s, NULL), 1);
+  assert_false(in_tried(&w->h[a], &w->h[c].listen));
+  /* The outbound slot is full: only a feeler can reach c. */
+  bool tried = false;
+  int64_t t;
+  for (t = 0; t < 1800 && !tried; t++) {
+    step(w, 1000);
+    tried = in_tried(&w->h[a], &w->h[c].listen);
+  }
+  print_message("# feeler: new entry tested and moved to tried after %lld s (simulated)\n",
+                (long long)t);
+  assert_true(tried);
+  assert_feeler_done(w, a, &w->h[c].listen);
+  /* c saw the connection from a end (it is not holding it). */
+  pd_netmgr_peer_info_t info[8];
+  size_t n = pd_netmgr_peers(w->h[c].m, w->now, info, 8);
+  for (size_t i = 0; i < n && i < 8; i++)
+    if (info[i].dir == PD_CONN_INBOUND && info[i].state == PD_NETMGR_READY)
+      assert_memory_not_equal(info[i].id, w->h[a].ident.id, PD_NODE_ID_LEN);
+  pd_book_info_t inf;
+  assert_int_equal(pd_book_info(book, pd_book_find(book, &w->h[c].listen), &inf), 0);
+  assert_true(inf.in_tried);
+  world_free(w);
+
+  /* Below its minimum outbound a node makes no feelers (every dial is a
+   * test then): d wants 2 outbound but can reach only b. */
+  w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.min_out = 1;
+  o.max_out = 1;
+  b = add_mgr(w, 35, &o);
+  o.min_out = 2;
+  o.max_out = 2;
+  o.seed_host = b;
+  int d = add_mgr(w, 36, &o);
+  pd_netaddr_t dead = ip4(10, 99, 0, 1, PORT);
+  now_s = w->now / 1000;
+  assert_int_equal(pd_book_add(pd_node_book(w->h[d].node), &dead, NULL, now_s - 600,
+                               &w->h[b].listen, 0, now_s, NULL),
+                   1);
+  run(w, 900 * 1000);
+  assert_int_equal(count_ready(&w->h[d], w->now, PD_CONN_OUTBOUND), 1);
+  pd_netmgr_counters_t cd;
+  pd_netmgr_counters(w->h[d].m, &cd);
+  assert_true(cd.dialer.dials[PD_DIAL_REFUSED] >= 1); /* it did try the dead one */
+  assert_int_equal(feelers_from(w, d), 0);
+  assert_int_equal(cd.dialer.dials_started[PD_DIAL_REASON_FEELER], 0);
+  world_free(w);
+}
+
+/* Put c in a's tried table long ago, then make a new address collide with
+ * c's tried slot (Good with test-before-evict). Returns the newcomer. */
+static pd_netaddr_t make_collision(world_t *w, int a, int b, int c) {
+  pd_book_t *book = pd_node_book(w->h[a].node);
+  int64_t now_s = w->now / 1000;
+  int64_t long_ago = now_s - 10 * 3600; /* older than PD_BOOK_REPLACEMENT */
+  assert_int_equal(
+      pd_book_add(book, &w->h[c].listen, NULL, long_ago, &w->h[b].listen, 0, long_ago, NULL), 1);
+  assert_int_equal(pd_book_good(book, &w->h[c].listen, false, long_ago), 1);
+  uint32_t inc = pd_book_find(book, &w->h[c].listen);
+  assert_int_not_equal(inc, PD_BOOK_NO_ID);
+  assert_int_equal(pd_book_collision_count(book), 0);
+  pd_netaddr_t src = ip4(10, 201, 0, 1, 0);
+  /* Same /16 as c (its 8 tried buckets): about one in 512 hits its slot. */
+  for (unsigned k = 2; k < 65536; k++) {
+    pd_netaddr_t x = ip4(127, c + 1, (int)(k >> 8), (int)(k & 0xff), 9100);
+    if (pd_book_add(book, &x, NULL, now_s, &src, 0, now_s, NULL) != 1) continue;
+    int rc = pd_book_good(book, &x, true, now_s);
+    if (rc == 1) { /* free slot: it went to tried; take it out again */
+      assert_int_equal(pd_book_remove(book, &x), 0);
+      continue;
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(pd_book_collision_count(book), 1);
+    if (pd_book_select_tried_collision(book) == inc) {
+      print_message("# feeler: collision with the incumbent after %u candidates\n", k - 1);
+      return x;
+    }
+    /* Collided with someone else (b): drop it and the stale collision. */
+    assert_int_equal(pd_book_remove(book, &x), 0);
+    pd_book_resolve_collisions(book, now_s);
+    assert_int_equal(pd_book_collision_count(book), 0);
+  }
+  fail_msg("no collision with the incumbent found");
+  return src;
+}
+
+/* Test-before-evict: a pending tried collision whose incumbent is a live
+ * host; the feeler tests the incumbent, which then keeps its slot and the
+ * collision is gone. Without feelers the incumbent is evicted after the
+ * test window (so the feeler is what saved it). */
+static void test_feeler_tried_collision(void **state) {
+  (void)state;
+  for (int with_feelers = 1; with_feelers >= 0; with_feelers--) {
+    world_t *w = world_new();
+    int a, b, c;
+    feeler_world(w, 41, !with_feelers, &a, &b, &c);
+    pd_book_t *book = pd_node_book(w->h[a].node);
+    pd_netaddr_t x = make_collision(w, a, b, c);
+    uint32_t inc = pd_book_find(book, &w->h[c].listen);
+    /* Housekeeping alone cannot decide yet: the incumbent is untested. */
+    pd_node_tick(w->h[a].node, w->now / 1000);
+    assert_int_equal(pd_book_collision_count(book), 1);
+    assert_true(in_tried(&w->h[a], &w->h[c].listen));
+    assert_false(in_tried(&w->h[a], &x));
+    int64_t t;
+    int64_t start_s = w->now / 1000;
+    for (t = 0; t < 3600 && pd_book_collision_count(book) > 0; t++) {
+      step(w, 1000);
+      pd_node_tick(w->h[a].node, w->now / 1000); /* as the daemon does */
+    }
+    assert_int_equal(pd_book_collision_count(book), 0);
+    if (with_feelers) {
+      print_message("# feeler: collision resolved (incumbent kept) after %lld s (simulated)\n",
+                    (long long)t);
+      assert_true(t < PD_BOOK_TEST_WINDOW); /* by the test, not by the timeout */
+      assert_feeler_done(w, a, &w->h[c].listen);
+      /* The feeler dialled the incumbent, not the newcomer (a dead address). */
+      assert_null(feeler_to(w, a, &x));
+      assert_true(in_tried(&w->h[a], &w->h[c].listen));
+      assert_int_equal(pd_book_find(book, &w->h[c].listen), inc);
+      assert_false(in_tried(&w->h[a], &x));
+      assert_true(in_book(&w->h[a], &x)); /* stays in new */
+      pd_book_info_t inf;
+      assert_int_equal(pd_book_info(book, inc, &inf), 0);
+      assert_true(inf.last_success >= start_s);
+    } else {
+      assert_int_equal(feelers_from(w, a), 0);
+      assert_true(t >= PD_BOOK_TEST_WINDOW);
+      assert_true(in_tried(&w->h[a], &x));
+      assert_false(in_tried(&w->h[a], &w->h[c].listen));
+    }
+    world_free(w);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_outbound_tried_inbound_not),
@@ -810,6 +1044,8 @@ int main(void) {
       cmocka_unit_test(test_duplicate),
       cmocka_unit_test(test_self_dial),
       cmocka_unit_test(test_timeouts),
+      cmocka_unit_test(test_feeler_new_entry),
+      cmocka_unit_test(test_feeler_tried_collision),
       cmocka_unit_test(test_discovery),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
