@@ -30,6 +30,7 @@ typedef struct conn {
   uint16_t close_code;
   const char *close_text;
   bool counted_reject_dup;
+  int64_t starve_ask_ms;     /* last GETADDR sent because we were starving; 0 = never */
 } conn_t;
 
 typedef struct qitem {
@@ -702,6 +703,39 @@ static size_t candidates(void *ud, size_t n, int64_t now, unsigned flags, pd_dia
   return w;
 }
 
+/* Below the outbound minimum with nothing left to dial: every address we
+ * know is connected already (in a small, dense network most of them
+ * inbound, and we never dial a node that is connected to us). Ask the ready
+ * peers for addresses -- inbound ones too, which are otherwise never asked
+ * -- so we learn nodes we can dial. At most once per peer per
+ * STARVE_ASK_MS; a peer answers one GETADDR per connection per 10 min, so
+ * this cannot become a flood. */
+#define STARVE_ASK_MS (5 * 60 * 1000)
+
+static void ask_when_starving(pd_netmgr_t *m, int64_t now_ms) {
+  uint32_t ready_out = 0;
+  for (size_t i = 0; i < m->nconns; i++) {
+    const conn_t *c = m->conns[i];
+    ready_out += c->state == PD_NETMGR_READY && c->dir == PD_CONN_OUTBOUND;
+  }
+  if (ready_out >= m->cfg.dialer.min_outbound) return;
+  /* Collect ids first: draining a peer may close and remove connections. */
+  uint64_t ids[64];
+  size_t k = 0;
+  for (size_t i = 0; i < m->nconns && k < 64; i++) {
+    const conn_t *c = m->conns[i];
+    if (c->state != PD_NETMGR_READY || c->dir == PD_CONN_FEELER || !c->peer) continue;
+    if (c->starve_ask_ms && now_ms - c->starve_ask_ms < STARVE_ASK_MS) continue;
+    ids[k++] = c->cid;
+  }
+  for (size_t i = 0; i < k; i++) {
+    conn_t *c = conn_get(m, ids[i]);
+    if (!c || !c->peer || c->state != PD_NETMGR_READY) continue;
+    c->starve_ask_ms = now_ms;
+    if (pd_peer_request_addrs(c->peer, now_ms) == 0) drain_peer(m, c, now_ms);
+  }
+}
+
 static void run_dialer(pd_netmgr_t *m, int64_t now_ms) {
   pd_dial_action_t acts[32];
   size_t n = pd_dialer_tick(m->dialer, secs(now_ms), candidates, m, acts, 32);
@@ -741,6 +775,9 @@ static void run_dialer(pd_netmgr_t *m, int64_t now_ms) {
     /* BOOTSTRAP is informational (counted by the dialer). */
   }
   m->dialer_due_ms = now_ms + m->tick_ms;
+  size_t dials = 0;
+  for (size_t i = 0; i < n; i++) dials += acts[i].kind == PD_DIAL_ACT_DIAL;
+  if (dials == 0 && !m->cfg.seed_mode) ask_when_starving(m, now_ms);
 }
 
 /* --- create / destroy ---------------------------------------------------------------------- */
