@@ -73,6 +73,10 @@
  *   at least doubled since it was built (a young node's tiny first answer
  *   is not frozen for a day; the number of such rebuilds is logarithmic in
  *   the book size, so asking again cannot scrape the book).
+ * - Starving: below the outbound minimum with nothing left to dial (every
+ *   known address already connected, typically inbound), the manager asks
+ *   its ready peers -- inbound ones too -- for addresses, once per peer per
+ *   5 minutes, so it can learn a node it may still dial.
  * - Seed mode: outbound connections are closed with GOODBYE "seed_done"
  *   once the GETADDR answer arrived (or seed_crawl_timeout_ms after the
  *   handshake); inbound ones after we answered their GETADDR (or the same
