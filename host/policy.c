@@ -1486,30 +1486,28 @@ int pd_policy_reputation(pd_policy_t *p, const pd_peer_view_t *peer, const char 
   return rc;
 }
 
-int pd_policy_pex_accept(pd_policy_t *p, const pd_peer_view_t *addr, const pd_peer_view_t *from,
-                         pd_rng_t *rng, int64_t now, bool *accept) {
-  if (!p || !addr || !from || !accept) return PD_EINVAL;
+/* accept(addr, from) and share(addr, to): the same call shape. */
+static int pex_call(pd_policy_t *p, int hook, const pd_peer_view_t *addr,
+                    const pd_peer_view_t *other, pd_rng_t *rng, int64_t now, bool *out) {
+  if (!p || !addr || !other || !out) return PD_EINVAL;
   call_t c;
   memset(&c, 0, sizeof(c));
-  c.hook = PD_HOOK_PEX_ACCEPT;
+  c.hook = hook;
   c.v1 = addr;
-  c.v2 = from;
+  c.v2 = other;
   int rc = run_call(p, &c, rng, now, NULL, NULL);
-  if (rc == 0) *accept = c.flag;
+  if (rc == 0) *out = c.flag;
   return rc;
+}
+
+int pd_policy_pex_accept(pd_policy_t *p, const pd_peer_view_t *addr, const pd_peer_view_t *from,
+                         pd_rng_t *rng, int64_t now, bool *accept) {
+  return pex_call(p, PD_HOOK_PEX_ACCEPT, addr, from, rng, now, accept);
 }
 
 int pd_policy_pex_share(pd_policy_t *p, const pd_peer_view_t *addr, const pd_peer_view_t *to,
                         pd_rng_t *rng, int64_t now, bool *share) {
-  if (!p || !addr || !to || !share) return PD_EINVAL;
-  call_t c;
-  memset(&c, 0, sizeof(c));
-  c.hook = PD_HOOK_PEX_SHARE;
-  c.v1 = addr;
-  c.v2 = to;
-  int rc = run_call(p, &c, rng, now, NULL, NULL);
-  if (rc == 0) *share = c.flag;
-  return rc;
+  return pex_call(p, PD_HOOK_PEX_SHARE, addr, to, rng, now, share);
 }
 
 /* ---- book hooks ------------------------------------------------------------------------ */
