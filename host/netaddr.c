@@ -291,16 +291,44 @@ int pd_node_id_format(const uint8_t id[PD_NODE_ID_LEN], char *buf, size_t cap) {
 
 /* ---- formatting ---------------------------------------------------------- */
 
+/* Decimal digits of v (< 100000) at out; returns the count. */
+static size_t put_dec(char *out, unsigned v) {
+  char tmp[8];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+/* "a.b.c.d" or "a.b.c.d:port" without snprintf: policies see every gossiped
+ * address as a string, and snprintf was most of that cost. */
+static int format_v4(const pd_netaddr_t *a, bool with_port, char *buf, size_t cap) {
+  char tmp[32];
+  size_t n = 0;
+  for (int i = 12; i < 16; i++) {
+    n += put_dec(tmp + n, a->ip[i]);
+    if (i < 15) tmp[n++] = '.';
+  }
+  if (with_port && a->port != 0) {
+    tmp[n++] = ':';
+    n += put_dec(tmp + n, a->port);
+  }
+  tmp[n] = '\0';
+  if (!buf || n + 1 > cap) return PD_ERANGE;
+  memcpy(buf, tmp, n + 1);
+  return (int)n;
+}
+
 int pd_netaddr_format_ip(const pd_netaddr_t *a, char *buf, size_t cap) {
   char tmp[INET6_ADDRSTRLEN];
   if (!buf || cap == 0) return PD_ERANGE;
-  if (ip_is_v4(a->ip)) {
-    snprintf(tmp, sizeof tmp, "%u.%u.%u.%u", a->ip[12], a->ip[13], a->ip[14], a->ip[15]);
-  } else {
-    struct in6_addr in6;
-    memcpy(&in6, a->ip, 16);
-    if (!inet_ntop(AF_INET6, &in6, tmp, sizeof tmp)) return PD_EINVAL;
-  }
+  if (ip_is_v4(a->ip)) return format_v4(a, false, buf, cap);
+  struct in6_addr in6;
+  memcpy(&in6, a->ip, 16);
+  if (!inet_ntop(AF_INET6, &in6, tmp, sizeof tmp)) return PD_EINVAL;
   size_t n = strlen(tmp);
   if (n + 1 > cap) return PD_ERANGE;
   memcpy(buf, tmp, n + 1);
@@ -310,12 +338,11 @@ int pd_netaddr_format_ip(const pd_netaddr_t *a, char *buf, size_t cap) {
 int pd_netaddr_format(const pd_netaddr_t *a, char *buf, size_t cap) {
   char ipb[INET6_ADDRSTRLEN];
   char tmp[INET6_ADDRSTRLEN + 16];
+  if (ip_is_v4(a->ip)) return format_v4(a, true, buf, cap);
   int r = pd_netaddr_format_ip(a, ipb, sizeof ipb);
   if (r < 0) return r;
   if (a->port == 0) {
     snprintf(tmp, sizeof tmp, "%s", ipb);
-  } else if (ip_is_v4(a->ip)) {
-    snprintf(tmp, sizeof tmp, "%s:%u", ipb, (unsigned)a->port);
   } else {
     snprintf(tmp, sizeof tmp, "[%s]:%u", ipb, (unsigned)a->port);
   }

@@ -71,6 +71,48 @@ void pd_policy_limits_default(pd_policy_limits_t *l) {
 
 /* ---- per-generation state --------------------------------------------------------- */
 
+/* The field names of a peer table (push_peer), interned once per state and
+ * kept in the registry: pex accept/share build two such tables for every
+ * gossiped address, and looking each name up by C string was a large part
+ * of that. */
+enum {
+  PK_ADDR,
+  PK_NODE_ID,
+  PK_KNOWN,
+  PK_TRIED,
+  PK_ATTEMPTS,
+  PK_LAST_TRY,
+  PK_LAST_SUCCESS,
+  PK_TIME,
+  PK_FIRST_SEEN,
+  PK_LATENCY_MS,
+  PK_REPUTATION,
+  PK_MISBEHAVIOURS,
+  PK_BANNED,
+  PK_PRIVATE,
+  PK_ROUTABLE,
+  PK_GROUP,
+  PK_COUNT
+};
+static const char *const peer_keys[PK_COUNT] = {
+    [PK_ADDR] = "addr",
+    [PK_NODE_ID] = "node_id",
+    [PK_KNOWN] = "known",
+    [PK_TRIED] = "tried",
+    [PK_ATTEMPTS] = "attempts",
+    [PK_LAST_TRY] = "last_try",
+    [PK_LAST_SUCCESS] = "last_success",
+    [PK_TIME] = "time",
+    [PK_FIRST_SEEN] = "first_seen",
+    [PK_LATENCY_MS] = "latency_ms",
+    [PK_REPUTATION] = "reputation",
+    [PK_MISBEHAVIOURS] = "misbehaviours",
+    [PK_BANNED] = "banned",
+    [PK_PRIVATE] = "private",
+    [PK_ROUTABLE] = "routable",
+    [PK_GROUP] = "group",
+};
+
 typedef struct pstate {
   lua_State *L;
   size_t used, cap; /* allocator counter and cap */
@@ -92,6 +134,7 @@ typedef struct pstate {
   int tripped; /* 0 or PD_POLICY_INSTRUCTIONS / PD_POLICY_TIMEOUT / PD_POLICY_MEMORY */
   /* hooks */
   int ref[PD_HOOK_COUNT];
+  int kref[PK_COUNT]; /* peer_keys as registry refs (LUA_NOREF until loaded) */
   char where[PD_HOOK_COUNT][64]; /* "select.lua:12" where the hook is defined */
 } pstate_t;
 
@@ -660,6 +703,10 @@ static int load_body(lua_State *L) {
     ps->ref[h] = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
   }
+  for (int k = 0; k < PK_COUNT; k++) {
+    lua_pushstring(L, peer_keys[k]);
+    ps->kref[k] = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   return 0;
 }
 
@@ -753,6 +800,7 @@ int pd_policy_load(pd_policy_t *p, const pd_policy_file_t *files, size_t n, int6
   ps->clock = p->clock;
   ps->clock_ud = p->clock_ud;
   for (int h = 0; h < PD_HOOK_COUNT; h++) ps->ref[h] = LUA_NOREF;
+  for (int k = 0; k < PK_COUNT; k++) ps->kref[k] = LUA_NOREF;
   ps->L = lua_newstate(capped_alloc, ps);
   if (!ps->L) {
     pstate_close(ps);
@@ -965,29 +1013,58 @@ static void push_entry(lua_State *L, pstate_t *ps, const pd_book_t *b, const pd_
   set_num(L, "chance", in_book ? pd_book_chance(b, e->id, ps->now) : info_chance(e, ps->now));
 }
 
+/* t[peer_keys[k]] = v. t has no metatable, so a raw set is what
+ * lua_setfield did; fields are set in the same order as before. */
+static void pkey(lua_State *L, const pstate_t *ps, int k) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ps->kref[k]);
+}
+static void pset_int(lua_State *L, const pstate_t *ps, int t, int k, int64_t v) {
+  pkey(L, ps, k);
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_rawset(L, t);
+}
+static void pset_bool(lua_State *L, const pstate_t *ps, int t, int k, bool v) {
+  pkey(L, ps, k);
+  lua_pushboolean(L, v);
+  lua_rawset(L, t);
+}
+static void pset_num(lua_State *L, const pstate_t *ps, int t, int k, double v) {
+  pkey(L, ps, k);
+  lua_pushnumber(L, v);
+  lua_rawset(L, t);
+}
+
 static void push_peer(lua_State *L, const pd_peer_view_t *v) {
+  const pstate_t *ps = getps(L);
   lua_createtable(L, 0, 16);
-  push_addr(L, &v->addr);
-  lua_setfield(L, -2, "addr");
+  int t = lua_gettop(L);
+  char buf[PD_ADDR_STRLEN];
+  int n = pd_netaddr_format(&v->addr, buf, sizeof(buf));
+  pkey(L, ps, PK_ADDR);
+  lua_pushlstring(L, buf, n < 0 ? 0 : (size_t)n);
+  lua_rawset(L, t);
   if (v->has_node_id) {
+    pkey(L, ps, PK_NODE_ID);
     push_hex(L, v->node_id, PD_NODE_ID_LEN);
-    lua_setfield(L, -2, "node_id");
+    lua_rawset(L, t);
   }
-  set_bool(L, "known", v->known);
-  set_bool(L, "tried", v->tried);
-  set_int(L, "attempts", v->attempts);
-  set_int(L, "last_try", v->last_try);
-  set_int(L, "last_success", v->last_success);
-  set_int(L, "time", v->time);
-  set_int(L, "first_seen", v->first_seen);
-  if (v->latency_ms >= 0 && isfinite(v->latency_ms)) set_num(L, "latency_ms", v->latency_ms);
-  set_num(L, "reputation", isfinite(v->reputation) ? v->reputation : 0.0);
-  set_int(L, "misbehaviours", v->misbehaviours);
-  set_bool(L, "banned", v->banned);
-  set_bool(L, "private", v->private_peer);
-  set_bool(L, "routable", v->routable);
+  pset_bool(L, ps, t, PK_KNOWN, v->known);
+  pset_bool(L, ps, t, PK_TRIED, v->tried);
+  pset_int(L, ps, t, PK_ATTEMPTS, v->attempts);
+  pset_int(L, ps, t, PK_LAST_TRY, v->last_try);
+  pset_int(L, ps, t, PK_LAST_SUCCESS, v->last_success);
+  pset_int(L, ps, t, PK_TIME, v->time);
+  pset_int(L, ps, t, PK_FIRST_SEEN, v->first_seen);
+  if (v->latency_ms >= 0 && isfinite(v->latency_ms))
+    pset_num(L, ps, t, PK_LATENCY_MS, v->latency_ms);
+  pset_num(L, ps, t, PK_REPUTATION, isfinite(v->reputation) ? v->reputation : 0.0);
+  pset_int(L, ps, t, PK_MISBEHAVIOURS, v->misbehaviours);
+  pset_bool(L, ps, t, PK_BANNED, v->banned);
+  pset_bool(L, ps, t, PK_PRIVATE, v->private_peer);
+  pset_bool(L, ps, t, PK_ROUTABLE, v->routable);
+  pkey(L, ps, PK_GROUP);
   push_hex(L, v->group, v->group_len <= PD_GROUP_MAX ? v->group_len : PD_GROUP_MAX);
-  lua_setfield(L, -2, "group");
+  lua_rawset(L, t);
 }
 
 /* ---- the book object ------------------------------------------------------------------- */
