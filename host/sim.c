@@ -7,8 +7,11 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <lauxlib.h>
@@ -25,6 +28,7 @@
 #include "netmgr.h"
 #include "node.h"
 #include "rng.h"
+#include "wire.h"
 
 #define NO_IDX UINT32_MAX
 #define SIM_PORT 26656
@@ -103,6 +107,7 @@ enum {
   EV_RESOLVED,   /* a: host, b: gen, c: name index (NO_IDX: none), x: token */
   EV_LUA,        /* a: registry ref, x: period ms (0 = once) */
   EV_WATCH,      /* a: watcher index */
+  EV_FLOOD,      /* a: attacker host, b: gen: send ADDR floods on its connections */
 };
 
 enum { LAT_FIXED = 0, LAT_UNIFORM, LAT_NORMAL };
@@ -145,6 +150,16 @@ typedef struct sim_host {
   uint64_t starts;
   /* counters of previous incarnations */
   uint64_t prev_frames_out, prev_bytes_out;
+  /* attacker behaviour (sim.attacker) */
+  bool attacker, black_hole;
+  int atk_pset;           /* generated policy set (attacker-only GETADDR), -1: none */
+  int64_t flood_period;   /* ms between ADDR floods, 0: none */
+  uint32_t flood_size;    /* entries per flood ADDR */
+  uint32_t *targets;      /* hosts flooded (none: every peer) */
+  size_t ntargets;
+  pd_endpoint_t *persist; /* hold_inbound: connections kept open to the targets */
+  size_t npersist;
+  size_t pool_lo, pool_hi; /* its team's addresses: s->apool[pool_lo..pool_hi) */
 } sim_host_t;
 
 typedef struct sim_name {
@@ -197,6 +212,11 @@ typedef struct sim {
   sim_sample_t *series;
   size_t nseries, scap;
   json_t *results;
+  /* attackers: every attacker address (attacker hosts and phantoms) */
+  pd_netaddr_t *apool;
+  size_t napool, apcap;
+  uint32_t atk_groups; /* attacker /16 groups handed out */
+  pd_rng_t atk_rng;
   /* link model */
   int lat_kind;
   double lat_ms, jitter_ms, loss;
@@ -369,7 +389,7 @@ static bool lost(sim_t *s) { return s->loss > 0 && pd_rng_unit(&s->net_rng) < s-
 
 static void rearm(sim_t *s, uint32_t hi) {
   sim_host_t *h = s->hosts[hi];
-  if (!h->up) return;
+  if (!h->up || h->black_hole) return;
   int64_t d = pd_netmgr_next_deadline_ms(h->m);
   d = d == INT64_MAX ? INT64_MAX : d - PD_SIM_EPOCH_MS;
   int64_t tick = (h->last_tick_s + 1) * 1000 - PD_SIM_EPOCH_MS;
@@ -383,6 +403,7 @@ static void rearm(sim_t *s, uint32_t hi) {
 
 static void handle_action(sim_t *s, uint32_t hi, const pd_netmgr_action_t *a) {
   sim_host_t *h = s->hosts[hi];
+  if (h->black_hole) return; /* a black hole's core is cut off: it never acts */
   switch (a->type) {
   case PD_NETMGR_A_DIAL: {
     uint32_t li = link_new(s);
@@ -506,14 +527,87 @@ static int policyset_get(sim_t *s, const char *dir, sim_policyset_t **out, char 
 }
 
 static int host_load_policies(sim_t *s, sim_host_t *h, char *err, size_t cap) {
-  if (!h->policy_dir) return 0;
   sim_policyset_t *ps = NULL;
-  int rc = policyset_get(s, h->policy_dir, &ps, err, cap);
-  if (rc < 0) return rc;
+  int rc = 0;
+  if (h->atk_pset >= 0) {
+    ps = &s->psets[h->atk_pset];
+  } else {
+    if (!h->policy_dir) return 0;
+    rc = policyset_get(s, h->policy_dir, &ps, err, cap);
+    if (rc < 0) return rc;
+  }
   char perr[512] = "";
   rc = pd_node_policy_load(h->node, ps->files, ps->n, now_s(s), perr, sizeof perr);
   if (rc < 0) snprintf(err, cap, "policies %s: %s", h->policy_dir, perr);
   return rc;
+}
+
+/* ---- attackers ---- */
+
+/* A fresh attacker's book holds every attacker address (but its own), each
+ * announced by itself, so its GETADDR answers are drawn from them. */
+static void attacker_prefill(sim_t *s, uint32_t hi) {
+  sim_host_t *h = s->hosts[hi];
+  pd_book_t *b = pd_node_book(h->node);
+  for (size_t i = h->pool_lo; i < h->pool_hi && i < s->napool; i++) {
+    if (pd_netaddr_equal(&s->apool[i], &h->listen)) continue;
+    pd_book_add(b, &s->apool[i], NULL, now_s(s), &s->apool[i], 0, now_s(s), NULL);
+  }
+}
+
+static bool is_target(const sim_host_t *h, uint32_t j) {
+  if (!h->ntargets) return true;
+  for (size_t i = 0; i < h->ntargets; i++)
+    if (h->targets[i] == j) return true;
+  return false;
+}
+
+/* An ADDR frame of flood_size attacker addresses (fresh timestamps) on each
+ * handshaken connection of the attacker to a target (any honest peer when
+ * it has no targets), as if its core had sent it: queued behind the bytes
+ * already in flight on that connection. */
+static void flood_fire(sim_t *s, const pd_sim_event_t *e) {
+  sim_host_t *h = s->hosts[e->a];
+  if (!h->up || h->gen != e->b) return;
+  push_ev(s, s->now + (int64_t)e->x, EV_FLOOD, e->a, e->b, 0, e->x, NULL);
+  if (h->pool_hi <= h->pool_lo || h->pool_hi > s->napool || !h->nlinks) return;
+  size_t np = pd_netmgr_conn_count(h->m);
+  pd_netmgr_peer_info_t *pi = malloc((np ? np : 1) * sizeof *pi);
+  if (!pi) return;
+  np = pd_netmgr_peers(h->m, now_ms(s), pi, np);
+  size_t cnt = h->flood_size ? h->flood_size : 10;
+  if (cnt > PD_WIRE_MAX_ADDRS) cnt = PD_WIRE_MAX_ADDRS;
+  pd_wire_addr_entry_t *ent = calloc(cnt, sizeof *ent);
+  static const uint8_t magic[PD_WIRE_MAGIC_LEN] = PD_WIRE_MAGIC_DEFAULT_INIT;
+  for (size_t k = 0; ent && k < np; k++) {
+    if (pi[k].state != PD_NETMGR_READY) continue;
+    int side = 0;
+    uint32_t li = link_find(s, e->a, pi[k].conn_id, &side);
+    if (li == NO_IDX) continue;
+    sim_link_t *l = &s->links[li];
+    int o = 1 - side;
+    if (!l->up || !l->open[o]) continue;
+    uint32_t j = l->h[o];
+    if (s->hosts[j]->attacker || !is_target(h, j) || !reachable(s, e->a, j)) continue;
+    for (size_t i = 0; i < cnt; i++) {
+      ent[i].addr = s->apool[h->pool_lo + pd_rng_range(&s->atk_rng, h->pool_hi - h->pool_lo)];
+      ent[i].timestamp = now_s(s);
+      ent[i].has_id = false;
+    }
+    size_t cap = PD_WIRE_HEADER_LEN + 2 + cnt * PD_WIRE_ADDR_ENTRY_MAX, len = 0;
+    uint8_t *buf = malloc(cap);
+    if (!buf) break;
+    if (pd_wire_encode_addr(magic, ent, cnt, buf, cap, &len) != 0) {
+      free(buf);
+      continue;
+    }
+    int64_t arr = s->now + l->lat;
+    if (arr < l->last_arr[o]) arr = l->last_arr[o];
+    l->last_arr[o] = arr;
+    if (push_link_ev(s, arr, EV_BYTES, li, (uint32_t)o, len, buf) != 0) free(buf);
+  }
+  free(ent);
+  free(pi);
 }
 
 /* ---- start / stop ---- */
@@ -570,6 +664,8 @@ static int host_start(sim_t *s, uint32_t hi, char *err, size_t cap) {
     cfg.dialer.min_outbound = cfg.dialer.max_outbound;
   cfg.dialer.seeds = h->seeds;
   cfg.dialer.nseeds = h->nseeds;
+  cfg.dialer.persistent = h->persist;
+  cfg.dialer.npersistent = h->npersist;
   cfg.anchors = h->anchors;
   cfg.nanchors = h->nanchors;
   const char *why = NULL;
@@ -587,6 +683,9 @@ static int host_start(sim_t *s, uint32_t hi, char *err, size_t cap) {
   h->tx_free_at = 0;
   h->timer_at = s->now;
   push_ev(s, s->now, EV_TIMER, hi, h->gen, 0, 0, NULL);
+  if (h->attacker && !h->saved) attacker_prefill(s, hi);
+  if (h->flood_period > 0)
+    push_ev(s, s->now + h->flood_period, EV_FLOOD, hi, h->gen, 0, (uint64_t)h->flood_period, NULL);
   return 0;
 }
 
@@ -637,6 +736,7 @@ static void host_stop(sim_t *s, uint32_t hi) {
 
 static void lua_fire(sim_t *s, const pd_sim_event_t *e);
 static void watch_fire(sim_t *s, uint32_t wi);
+static void flood_fire(sim_t *s, const pd_sim_event_t *e);
 
 static void dispatch(sim_t *s, const pd_sim_event_t *e) {
   switch (e->kind) {
@@ -662,6 +762,16 @@ static void dispatch(sim_t *s, const pd_sim_event_t *e) {
     sim_host_t *t = s->hosts[j];
     if (!t->up) {
       push_link_ev(s, s->now + l->lat, EV_DIAL_FAIL, e->a, PD_DIAL_REFUSED, 0, NULL);
+      break;
+    }
+    if (t->black_hole) { /* accepts TCP, never says a word */
+      l->h[1] = j;
+      l->cid[1] = 0;
+      l->open[1] = true;
+      l->up = true;
+      host_add_link(t, e->a);
+      l->last_arr[0] = s->now + l->lat;
+      push_link_ev(s, s->now + l->lat, EV_CONNECTED, e->a, 0, 0, NULL);
       break;
     }
     pd_netaddr_t remote = d->listen;
@@ -705,7 +815,7 @@ static void dispatch(sim_t *s, const pd_sim_event_t *e) {
     sim_link_t *l = &s->links[e->a];
     l->pending--;
     int side = (int)e->b;
-    if (l->open[side]) {
+    if (l->open[side] && !s->hosts[l->h[side]]->black_hole) {
       uint32_t hi = l->h[side];
       pd_netmgr_on_bytes(s->hosts[hi]->m, l->cid[side], e->p, (size_t)e->x, now_ms(s));
       after(s, hi);
@@ -721,8 +831,10 @@ static void dispatch(sim_t *s, const pd_sim_event_t *e) {
       uint32_t hi = l->h[side];
       l->open[side] = false;
       host_del_link(s->hosts[hi], e->a);
-      pd_netmgr_on_closed(s->hosts[hi]->m, l->cid[side], now_ms(s));
-      after(s, hi);
+      if (!s->hosts[hi]->black_hole) {
+        pd_netmgr_on_closed(s->hosts[hi]->m, l->cid[side], now_ms(s));
+        after(s, hi);
+      }
     }
     break;
   }
@@ -745,6 +857,9 @@ static void dispatch(sim_t *s, const pd_sim_event_t *e) {
     return;
   case EV_WATCH:
     watch_fire(s, e->a);
+    return;
+  case EV_FLOOD:
+    flood_fire(s, e);
     return;
   default:
     return;
@@ -779,6 +894,38 @@ static uint32_t host_min_out(const sim_host_t *h) {
   return m;
 }
 
+/* An honest node: up, not a seed, not an attacker (what stats count). */
+static bool is_node(const sim_host_t *h) { return h->up && !h->seed_mode && !h->attacker; }
+
+typedef struct atk_share {
+  uint32_t out, out_atk; /* outbound peers; of them attacker hosts */
+  uint32_t all, all_atk; /* outbound + inbound; of them attacker hosts */
+} atk_share_t;
+
+/* Outbound: the dialer's outbound peers (as anchors). Inbound: the dialer's
+ * inbound count, of which those whose link comes from an attacker host. */
+static void attacker_share(sim_t *s, uint32_t hi, atk_share_t *r) {
+  memset(r, 0, sizeof *r);
+  sim_host_t *h = s->hosts[hi];
+  if (!h->up) return;
+  pd_dial_target_t out[64];
+  size_t n = pd_netmgr_anchors(h->m, out, 64);
+  if (n > 64) n = 64;
+  r->out = (uint32_t)n;
+  for (size_t k = 0; k < n; k++) {
+    uint32_t j = addr_lookup(s, &out[k].addr);
+    if (j != NO_IDX && s->hosts[j]->attacker) r->out_atk++;
+  }
+  uint32_t in = host_inbound(h), in_atk = 0;
+  for (uint32_t i = 0; i < h->nlinks; i++) {
+    const sim_link_t *l = &s->links[h->links[i]];
+    if (l->h[1] == hi && l->up && l->open[0] && l->open[1] && s->hosts[l->h[0]]->attacker) in_atk++;
+  }
+  if (in_atk > in) in_atk = in;
+  r->all = r->out + in;
+  r->all_atk = r->out_atk + in_atk;
+}
+
 static uint32_t uf_find(uint32_t *p, uint32_t x) {
   while (p[x] != x) {
     p[x] = p[p[x]];
@@ -787,9 +934,10 @@ static uint32_t uf_find(uint32_t *p, uint32_t x) {
   return x;
 }
 
-/* Components of the graph of up, non-seed hosts joined by outbound
- * connections. */
-static int connectivity(sim_t *s, size_t *largest, size_t *ncomp, size_t *nodes) {
+/* Components of the graph of honest nodes (is_node; only those in mask
+ * when mask is not NULL) joined by outbound connections. */
+static int connectivity(sim_t *s, const uint8_t *mask, size_t *largest, size_t *ncomp,
+                        size_t *nodes) {
   *largest = *ncomp = *nodes = 0;
   if (s->nhosts == 0) return 0;
   uint32_t *p = malloc(s->nhosts * sizeof *p);
@@ -803,18 +951,18 @@ static int connectivity(sim_t *s, size_t *largest, size_t *ncomp, size_t *nodes)
   pd_dial_target_t out[64];
   for (uint32_t i = 0; i < s->nhosts; i++) {
     sim_host_t *h = s->hosts[i];
-    if (!h->up || h->seed_mode) continue;
+    if (!is_node(h) || (mask && !mask[i])) continue;
     size_t n = pd_netmgr_anchors(h->m, out, 64);
     if (n > 64) n = 64;
     for (size_t k = 0; k < n; k++) {
       uint32_t j = addr_lookup(s, &out[k].addr);
-      if (j == NO_IDX || !s->hosts[j]->up || s->hosts[j]->seed_mode) continue;
+      if (j == NO_IDX || !is_node(s->hosts[j]) || (mask && !mask[j])) continue;
       uint32_t a = uf_find(p, i), b = uf_find(p, j);
       if (a != b) p[a < b ? b : a] = a < b ? a : b;
     }
   }
   for (uint32_t i = 0; i < s->nhosts; i++) {
-    if (!s->hosts[i]->up || s->hosts[i]->seed_mode) continue;
+    if (!is_node(s->hosts[i]) || (mask && !mask[i])) continue;
     (*nodes)++;
     uint32_t r = uf_find(p, i);
     if (cnt[r]++ == 0) (*ncomp)++;
@@ -955,7 +1103,9 @@ static char *resolve_path(sim_t *s, const char *p) {
   return strdup(buf);
 }
 
-static int new_host(lua_State *L, sim_t *s, int spec) {
+/* force_group >= 0: the host's /16 (A*256+B) whatever spec says; defer:
+ * create it stopped (the caller starts it). */
+static int new_host_ex(lua_State *L, sim_t *s, int spec, int force_group, bool defer) {
   if (s->nhosts >= NO_IDX - 1) return luaL_error(L, "too many hosts");
   if (s->nhosts == s->hcap) {
     size_t nc = s->hcap ? s->hcap * 2 : 64;
@@ -972,8 +1122,11 @@ static int new_host(lua_State *L, sim_t *s, int spec) {
   /* A slot left by a host whose creation failed is reused. */
   free(h->seeds);
   free(h->policy_dir);
+  free(h->targets);
+  free(h->persist);
   memset(h, 0, sizeof *h);
   h->timer_at = INT64_MAX;
+  h->atk_pset = -1;
   pd_rng_t hr;
   pd_rng_seed(&hr, s->seed ^ (0x9E3779B97F4A7C15ull * ((uint64_t)hi + 1)));
   uint8_t idseed[PD_IDENTITY_SEED_LEN];
@@ -1010,6 +1163,7 @@ static int new_host(lua_State *L, sim_t *s, int spec) {
       }
       lua_pop(L, 1);
     }
+    if (force_group >= 0) g = force_group;
     if (g < 0) g = auto_group(hi);
     uint32_t k = s->group_fill[g]++;
     if (k >= 254 * 254) return luaL_error(L, "sim.host: group %d.%d is full", g / 256, g % 256);
@@ -1062,13 +1216,15 @@ static int new_host(lua_State *L, sim_t *s, int spec) {
     return luaL_error(L, "sim.host: address already taken");
   }
   s->nhosts++;
-  if (!spec || field_bool(L, spec, "up", true)) {
+  if (!defer && (!spec || field_bool(L, spec, "up", true))) {
     char err[512];
     if (host_start(s, hi, err, sizeof err) != 0) return luaL_error(L, "%s", err);
   }
   pushhost(L, hi);
   return 1;
 }
+
+static int new_host(lua_State *L, sim_t *s, int spec) { return new_host_ex(L, s, spec, -1, false); }
 
 static int l_host(lua_State *L) {
   sim_t *s = getsim(L);
@@ -1092,6 +1248,263 @@ static int l_hosts(lua_State *L) {
     lua_rawseti(L, -2, i);
   }
   return 1;
+}
+
+
+/* ---- attackers ---- */
+
+/* The k-th attacker /16: public-looking groups taken from the top of the
+ * IPv4 space down (honest hosts' automatic groups start at the bottom). */
+static int atk_group(uint32_t k) {
+  uint32_t nth = k / 256, seen = 0;
+  for (int a = 223; a >= 1; a--)
+    if (public_octet(a) && seen++ == nth % 200) return a * 256 + (int)(k % 256);
+  return 223 * 256 + (int)(k % 256);
+}
+
+static int pool_add(sim_t *s, const pd_netaddr_t *a) {
+  if (s->napool == s->apcap) {
+    size_t nc = s->apcap ? s->apcap * 2 : 256;
+    pd_netaddr_t *np = realloc(s->apool, nc * sizeof *np);
+    if (!np) return PD_ENOMEM;
+    s->apool = np;
+    s->apcap = nc;
+  }
+  s->apool[s->napool++] = *a;
+  return 0;
+}
+
+/* A policy set: the files of base_dir (may be NULL) but pex.lua, which is
+ * generated: accept nothing (the book stays the attackers' addresses) and
+ * share only addresses of the attacker pool as it is now. Returns the
+ * index in s->psets, or a negative code. */
+static int attacker_pset(sim_t *s, const char *base_dir, size_t lo, size_t hi, char *err,
+                         size_t cap) {
+  sim_policyset_t *base = NULL;
+  if (base_dir) {
+    int rc = policyset_get(s, base_dir, &base, err, cap);
+    if (rc < 0) return rc;
+  }
+  size_t bi = base ? (size_t)(base - s->psets) : 0;
+  char key[PATH_MAX + 64];
+  snprintf(key, sizeof key, "<attackers:%zu-%zu>%s", lo, hi, base_dir ? base_dir : "");
+  for (size_t i = 0; i < s->npsets; i++)
+    if (strcmp(s->psets[i].dir, key) == 0) return (int)i;
+  size_t tcap = 256 + (hi - lo) * (PD_ADDR_STRLEN + 16), tl = 0;
+  char *text = malloc(tcap);
+  if (!text) return PD_ENOMEM;
+  tl += (size_t)snprintf(text + tl, tcap - tl,
+                         "-- generated by peerd sim: an attacker's pex.lua\nlocal A = {\n");
+  for (size_t i = lo; i < hi; i++) {
+    char a[PD_ADDR_STRLEN];
+    pd_netaddr_format(&s->apool[i], a, sizeof a);
+    tl += (size_t)snprintf(text + tl, tcap - tl, "[\"%s\"]=true,\n", a);
+  }
+  tl += (size_t)snprintf(text + tl, tcap - tl,
+                         "}\nreturn { accept = function() return false end,\n"
+                         "  share = function(addr) return A[addr.addr] == true end }\n");
+  sim_policyset_t *ns = realloc(s->psets, (s->npsets + 1) * sizeof *ns);
+  if (!ns) {
+    free(text);
+    return PD_ENOMEM;
+  }
+  s->psets = ns;
+  if (base) base = &s->psets[bi];
+  sim_policyset_t *p = &s->psets[s->npsets];
+  memset(p, 0, sizeof *p);
+  p->dir = strdup(key);
+  if (!p->dir) {
+    free(text);
+    return PD_ENOMEM;
+  }
+  for (size_t i = 0; base && i < base->n; i++) {
+    if (strcmp(base->files[i].name, "pex.lua") == 0) continue;
+    char *copy = malloc(base->files[i].len + 1);
+    if (!copy) continue;
+    memcpy(copy, base->files[i].text, base->files[i].len);
+    p->files[p->n++] = (pd_policy_file_t){.name = base->files[i].name, .text = copy,
+                                          .len = base->files[i].len};
+  }
+  p->files[p->n++] = (pd_policy_file_t){.name = "pex.lua", .text = text, .len = tl};
+  return (int)s->npsets++;
+}
+
+/* sim.attacker{...} / sim.attackers(n, {...}): see docs/scenarios.md. */
+static int make_attackers(lua_State *L, sim_t *s, lua_Integer n, int spec) {
+  if (n < 0 || n > 1000000) return luaL_argerror(L, 1, "0..1,000,000");
+  /* groups: a count of fresh attacker /16s, or an array of "A.B" */
+  int *groups = NULL;
+  size_t ng = 0;
+  int single_group = -1;
+  if (spec) {
+    lua_getfield(L, spec, "group");
+    bool has_group = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (has_group) single_group = -2; /* new_host_ex reads spec.group */
+  }
+  lua_getfield(L, spec, "groups");
+  if (lua_istable(L, -1)) {
+    ng = (size_t)lua_rawlen(L, -1);
+    groups = lua_newuserdatauv(L, (ng ? ng : 1) * sizeof *groups, 0); /* freed by the GC */
+    for (size_t i = 0; i < ng; i++) {
+      lua_rawgeti(L, -2, (lua_Integer)i + 1);
+      int a = -1, b = -1;
+      char junk;
+      if (!lua_isstring(L, -1) || sscanf(lua_tostring(L, -1), "%d.%d%c", &a, &b, &junk) != 2 ||
+          a < 0 || a > 255 || b < 0 || b > 255)
+        return luaL_error(L, "sim.attackers: groups must be a number or an array of \"A.B\"");
+      groups[i] = a * 256 + b;
+      lua_pop(L, 1);
+    }
+    lua_remove(L, -2); /* keep the userdata */
+  } else if (lua_isnil(L, -1) || lua_isnumber(L, -1)) {
+    lua_Integer g = lua_isnil(L, -1) ? n : lua_tointeger(L, -1);
+    if (g < 1) g = 1;
+    if (g > 65536) return luaL_error(L, "sim.attackers: too many groups");
+    ng = (size_t)g;
+    groups = lua_newuserdatauv(L, ng * sizeof *groups, 0);
+    for (size_t i = 0; i < ng; i++) groups[i] = atk_group(s->atk_groups++);
+    lua_remove(L, -2);
+  } else {
+    return luaL_error(L, "sim.attackers: groups must be a number or an array of \"A.B\"");
+  }
+  bool black_hole = field_bool(L, spec, "black_hole", false);
+  bool getaddr_only = field_bool(L, spec, "getaddr_attacker_only", false);
+  lua_Integer hold = (lua_Integer)field_num(L, spec, "hold_inbound", 0);
+  double frate = 0;
+  lua_Integer fsize = 10, fgroups = 0, fper = 16;
+  lua_getfield(L, spec, "flood_addrs");
+  if (lua_istable(L, -1)) {
+    int ft = lua_gettop(L);
+    frate = field_num(L, ft, "rate", 1.0);
+    fsize = (lua_Integer)field_num(L, ft, "size", 10);
+    fgroups = (lua_Integer)field_num(L, ft, "groups", 0);
+    fper = (lua_Integer)field_num(L, ft, "per_group", 16);
+    if (!(frate > 0) || frate > 1000 || fsize < 1 || fsize > PD_WIRE_MAX_ADDRS || fgroups < 0 ||
+        fgroups > 4096 || fper < 1 || fper > 4096)
+      return luaL_error(L, "sim.attackers: flood_addrs wants rate in (0, 1000], size 1..1000, "
+                           "groups 0..4096, per_group 1..4096");
+  } else if (!lua_isnil(L, -1)) {
+    return luaL_error(L, "sim.attackers: flood_addrs must be a table");
+  }
+  lua_pop(L, 1);
+  /* targets */
+  uint32_t *targets = NULL;
+  size_t nt = 0;
+  lua_getfield(L, spec, "targets");
+  if (!lua_isnil(L, -1)) {
+    luaL_checktype(L, -1, LUA_TTABLE);
+    nt = (size_t)lua_rawlen(L, -1);
+    if (nt > SIM_MAX_SEEDS) return luaL_error(L, "sim.attackers: at most %d targets", SIM_MAX_SEEDS);
+    targets = lua_newuserdatauv(L, (nt ? nt : 1) * sizeof *targets, 0);
+    for (size_t i = 0; i < nt; i++) {
+      lua_rawgeti(L, -2, (lua_Integer)i + 1);
+      targets[i] = checkhost(L, -1);
+      lua_pop(L, 1);
+    }
+    lua_remove(L, -2); /* keep the userdata, drop the table */
+  } else {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+  if (hold > 0 && nt == 0) return luaL_error(L, "sim.attackers: hold_inbound needs targets");
+  if (hold < 0) hold = 0;
+  /* this call's team: its phantoms, then its hosts */
+  size_t pool_lo = s->napool;
+  /* phantom addresses: in fresh groups, never a host (dials time out) */
+  for (lua_Integer g = 0; g < fgroups; g++) {
+    int grp = atk_group(s->atk_groups++);
+    for (lua_Integer k = 0; k < fper; k++) {
+      uint32_t f = s->group_fill[grp]++;
+      if (f >= 254 * 254) break;
+      pd_netaddr_t a;
+      memset(&a, 0, sizeof a);
+      a.ip[10] = a.ip[11] = 0xff;
+      a.ip[12] = (uint8_t)(grp / 256);
+      a.ip[13] = (uint8_t)(grp % 256);
+      a.ip[14] = (uint8_t)(f / 254);
+      a.ip[15] = (uint8_t)(f % 254 + 1);
+      a.port = SIM_PORT;
+      if (pool_add(s, &a) != 0) return luaL_error(L, "out of memory");
+    }
+  }
+  /* the hosts, created stopped */
+  size_t first = s->nhosts;
+  lua_createtable(L, (int)n, 0);
+  for (lua_Integer i = 0; i < n; i++) {
+    int g = single_group == -2 ? -1 : groups[(size_t)i % ng];
+    new_host_ex(L, s, spec, g, true);
+    lua_rawseti(L, -2, i + 1);
+    sim_host_t *h = s->hosts[s->nhosts - 1];
+    h->attacker = true;
+    h->black_hole = black_hole;
+    if (frate > 0 && !black_hole) {
+      h->flood_period = (int64_t)llround(1000.0 / frate);
+      if (h->flood_period < 1) h->flood_period = 1;
+      h->flood_size = (uint32_t)fsize;
+    }
+    if (nt) {
+      h->targets = malloc(nt * sizeof *h->targets);
+      if (!h->targets) return luaL_error(L, "out of memory");
+      memcpy(h->targets, targets, nt * sizeof *targets);
+      h->ntargets = nt;
+    }
+    if (i < hold && !black_hole) {
+      h->persist = calloc(nt, sizeof *h->persist);
+      if (!h->persist) return luaL_error(L, "out of memory");
+      for (size_t k = 0; k < nt; k++) {
+        pd_endpoint_t *e = &h->persist[k];
+        e->is_ip = true;
+        e->addr = s->hosts[targets[k]]->listen;
+        e->port = e->addr.port;
+        pd_netaddr_format_ip(&e->addr, e->host, sizeof e->host);
+      }
+      h->npersist = nt;
+    }
+    if (pool_add(s, &h->listen) != 0) return luaL_error(L, "out of memory");
+  }
+  for (size_t i = first; i < s->nhosts; i++) {
+    s->hosts[i]->pool_lo = pool_lo;
+    s->hosts[i]->pool_hi = s->napool;
+  }
+  if (getaddr_only) {
+    char err[700] = "";
+    const char *pol = field_str(L, spec, "policies");
+    char *dir = pol ? resolve_path(s, pol) : NULL;
+    int pi = attacker_pset(s, dir, pool_lo, s->napool, err, sizeof err);
+    free(dir);
+    if (pi < 0) return luaL_error(L, "sim.attackers: %s", err[0] ? err : pd_strerror(pi));
+    for (size_t i = first; i < s->nhosts; i++) s->hosts[i]->atk_pset = pi;
+  }
+  if (field_bool(L, spec, "up", true)) {
+    for (size_t i = first; i < s->nhosts; i++) {
+      char err[700];
+      if (host_start(s, (uint32_t)i, err, sizeof err) != 0) return luaL_error(L, "%s", err);
+    }
+  }
+  return 1;
+}
+
+static int l_attacker(lua_State *L) {
+  sim_t *s = getsim(L);
+  if (lua_isnoneornil(L, 1)) lua_newtable(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  make_attackers(L, s, 1, 1);
+  lua_rawgeti(L, -1, 1);
+  return 1;
+}
+
+static int l_attackers(lua_State *L) {
+  sim_t *s = getsim(L);
+  lua_Integer n = luaL_checkinteger(L, 1);
+  if (lua_isnoneornil(L, 2)) {
+    lua_settop(L, 1);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  return make_attackers(L, s, n, 2);
 }
 
 static int l_link(lua_State *L) {
@@ -1145,7 +1558,7 @@ static void progress(sim_t *s, int64_t until) {
     sim_host_t *h = s->hosts[i];
     if (!h->up) continue;
     up++;
-    if (h->seed_mode) continue;
+    if (!is_node(h)) continue;
     cnt++;
     if (host_outbound(h) >= host_min_out(h)) atmin++;
   }
@@ -1239,10 +1652,34 @@ static int l_dns(lua_State *L) {
   return 0;
 }
 
+/* Optional argument i: an array of hosts -> a mask over all hosts (malloc'd;
+ * NULL when absent). Raises on a bad argument. */
+static uint8_t *host_mask(lua_State *L, sim_t *s, int i) {
+  if (lua_isnoneornil(L, i)) return NULL;
+  luaL_checktype(L, i, LUA_TTABLE);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, i);
+  for (lua_Integer k = 1; k <= n; k++) { /* check before allocating: no leak on error */
+    lua_rawgeti(L, i, k);
+    checkhost(L, -1);
+    lua_pop(L, 1);
+  }
+  uint8_t *m = calloc(s->nhosts ? s->nhosts : 1, 1);
+  if (!m) luaL_error(L, "out of memory");
+  for (lua_Integer k = 1; k <= n; k++) {
+    lua_rawgeti(L, i, k);
+    m[checkhost(L, -1)] = 1;
+    lua_pop(L, 1);
+  }
+  return m;
+}
+
 static int l_connectivity(lua_State *L) {
   sim_t *s = getsim(L);
   size_t largest, ncomp, nodes;
-  if (connectivity(s, &largest, &ncomp, &nodes) != 0) return luaL_error(L, "out of memory");
+  uint8_t *mask = host_mask(L, s, 1);
+  int crc = connectivity(s, mask, &largest, &ncomp, &nodes);
+  free(mask);
+  if (crc != 0) return luaL_error(L, "out of memory");
   lua_createtable(L, 0, 3);
   lua_pushinteger(L, (lua_Integer)largest);
   lua_setfield(L, -2, "largest_component");
@@ -1255,15 +1692,25 @@ static int l_connectivity(lua_State *L) {
 
 static int l_stats(lua_State *L) {
   sim_t *s = getsim(L);
-  size_t up = 0, cnt = 0, atmin = 0;
+  uint8_t *mask = host_mask(L, s, 1);
+  size_t up = 0, cnt = 0, atmin = 0, attackers = 0, eclipsed = 0;
   uint64_t out_sum = 0, in_sum = 0, book_sum = 0;
   uint32_t out_min = UINT32_MAX, out_max = 0;
+  double share_out = 0, share_all = 0;
   for (size_t i = 0; i < s->nhosts; i++) {
     sim_host_t *h = s->hosts[i];
-    if (!h->up) continue;
+    if (!h->up || (mask && !mask[i])) continue;
     up++;
-    if (h->seed_mode) continue;
+    if (h->attacker) attackers++;
+    if (!is_node(h)) continue;
     cnt++;
+    if (s->napool) {
+      atk_share_t as;
+      attacker_share(s, (uint32_t)i, &as);
+      if (as.out) share_out += (double)as.out_atk / (double)as.out;
+      if (as.all) share_all += (double)as.all_atk / (double)as.all;
+      if (as.out && as.out_atk == as.out) eclipsed++;
+    }
     uint32_t o = host_outbound(h);
     out_sum += o;
     in_sum += host_inbound(h);
@@ -1293,6 +1740,15 @@ static int l_stats(lua_State *L) {
   lua_setfield(L, -2, "inbound_mean");
   lua_pushnumber(L, cnt ? (double)book_sum / (double)cnt : 0.0);
   lua_setfield(L, -2, "book_mean");
+  lua_pushinteger(L, (lua_Integer)attackers);
+  lua_setfield(L, -2, "attackers");
+  lua_pushnumber(L, cnt ? share_out / (double)cnt : 0.0);
+  lua_setfield(L, -2, "attacker_share_outbound");
+  lua_pushnumber(L, cnt ? share_all / (double)cnt : 0.0);
+  lua_setfield(L, -2, "attacker_share_all");
+  lua_pushinteger(L, (lua_Integer)eclipsed);
+  lua_setfield(L, -2, "eclipsed");
+  free(mask);
   return 1;
 }
 
@@ -1550,7 +2006,13 @@ static int h_stop(lua_State *L) {
 static int h_restart(lua_State *L) {
   sim_t *s = getsim(L);
   uint32_t hi = checkhost(L, 1);
+  bool anchors = true;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    anchors = field_bool(L, 2, "anchors", true);
+  }
   host_stop(s, hi);
+  if (!anchors) s->hosts[hi]->nanchors = 0;
   char err[512];
   if (host_start(s, hi, err, sizeof err) != 0) return luaL_error(L, "%s", err);
   return 0;
@@ -1644,6 +2106,33 @@ static int h_counters(lua_State *L) {
   return 1;
 }
 
+static int h_attacker_share(lua_State *L) {
+  sim_t *s = getsim(L);
+  atk_share_t as;
+  attacker_share(s, checkhost(L, 1), &as);
+  lua_createtable(L, 0, 7);
+  lua_pushnumber(L, as.out ? (double)as.out_atk / (double)as.out : 0.0);
+  lua_setfield(L, -2, "outbound");
+  lua_pushnumber(L, as.all ? (double)as.all_atk / (double)as.all : 0.0);
+  lua_setfield(L, -2, "all");
+  lua_pushinteger(L, as.out);
+  lua_setfield(L, -2, "outbound_peers");
+  lua_pushinteger(L, as.out_atk);
+  lua_setfield(L, -2, "outbound_attackers");
+  lua_pushinteger(L, as.all);
+  lua_setfield(L, -2, "peers");
+  lua_pushinteger(L, as.all_atk);
+  lua_setfield(L, -2, "attackers");
+  lua_pushboolean(L, as.out > 0 && as.out_atk == as.out);
+  lua_setfield(L, -2, "eclipsed");
+  return 1;
+}
+
+static int h_is_attacker(lua_State *L) {
+  lua_pushboolean(L, getsim(L)->hosts[checkhost(L, 1)]->attacker);
+  return 1;
+}
+
 static int h_set_policies(lua_State *L) {
   sim_t *s = getsim(L);
   uint32_t hi = checkhost(L, 1);
@@ -1680,7 +2169,8 @@ static const luaL_Reg host_methods[] = {
     {"is_up", h_is_up},       {"outbound", h_outbound}, {"inbound", h_inbound},
     {"book_size", h_book_size}, {"index", h_index},     {"addr", h_addr},
     {"id", h_id},             {"peers", h_peers},       {"counters", h_counters},
-    {"set_policies", h_set_policies}, {NULL, NULL}};
+    {"set_policies", h_set_policies}, {"attacker_share", h_attacker_share},
+    {"is_attacker", h_is_attacker},   {NULL, NULL}};
 
 static const luaL_Reg sim_funcs[] = {
     {"host", l_host},         {"hosts", l_hosts},       {"link", l_link},
@@ -1688,7 +2178,8 @@ static const luaL_Reg sim_funcs[] = {
     {"now", l_now},           {"partition", l_partition}, {"heal", l_heal},
     {"dns", l_dns},           {"connectivity", l_connectivity}, {"stats", l_stats},
     {"result", l_result},     {"record", l_record},     {"time_to", l_time_to},
-    {"assert", l_assert},     {"param", l_param},       {NULL, NULL}};
+    {"assert", l_assert},     {"param", l_param},       {"attacker", l_attacker},
+    {"attackers", l_attackers}, {NULL, NULL}};
 
 static void open_lib(lua_State *L, const char *name, lua_CFunction f) {
   luaL_requiref(L, name, f, 1);
@@ -1822,6 +2313,120 @@ static int write_series(sim_t *s, const char *dir) {
   return rc;
 }
 
+
+/* ---- plots (gnuplot, when installed; not part of the determinism check) ---- */
+
+#define SIM_MAX_PLOTS 32
+
+/* Run `gnuplot plots.gp` in dir (fork/exec, output silenced). true when it
+ * exited 0; false when gnuplot is missing or failed. */
+static bool run_gnuplot(const char *dir) {
+  pid_t pid = fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    int fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+      dup2(fd, 0);
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    if (chdir(dir) != 0) _exit(126);
+    execlp("gnuplot", "gnuplot", "plots.gp", (char *)NULL);
+    _exit(127);
+  }
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) return false;
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static bool gnuplot_on_path(void) {
+  const char *path = getenv("PATH");
+  if (!path) return false;
+  char buf[PATH_MAX];
+  while (*path) {
+    size_t n = strcspn(path, ":");
+    if (n > 0 && snprintf(buf, sizeof buf, "%.*s/gnuplot", (int)n, path) < (int)sizeof buf &&
+        access(buf, X_OK) == 0)
+      return true;
+    path += n;
+    if (*path == ':') path++;
+  }
+  return false;
+}
+
+/* One plot per series name (first SIM_MAX_PLOTS names, in order of first
+ * record): plot-NAME.png (pngcairo, else png) or .svg, and plots.gp, the
+ * gnuplot script with the data inline. Returns how many plots were made. */
+static size_t write_plots(sim_t *s, const char *dir) {
+  if (!s->nseries || !gnuplot_on_path()) return 0;
+  const char *names[SIM_MAX_PLOTS];
+  size_t nn = 0;
+  for (size_t i = 0; i < s->nseries && nn < SIM_MAX_PLOTS; i++) {
+    bool seen = false;
+    for (size_t k = 0; k < nn && !seen; k++) seen = strcmp(names[k], s->series[i].name) == 0;
+    if (!seen) names[nn++] = s->series[i].name;
+  }
+  static const char *const terms[][2] = {{"pngcairo size 900,500", "png"},
+                                         {"png size 900,500", "png"},
+                                         {"svg size 900,500", "svg"}};
+  for (size_t t = 0; t < 3; t++) {
+    size_t cap = 4096 + s->nseries * 48 + nn * 512, len = 0;
+    char *gp = malloc(cap);
+    if (!gp) return 0;
+    len += (size_t)snprintf(gp + len, cap - len,
+                            "# generated by peerd sim: plots of series.csv\n"
+                            "set terminal %s\nset grid\nset key off\n"
+                            "set xlabel \"virtual time (s)\"\n",
+                            terms[t][0]);
+    for (size_t k = 0; k < nn; k++) {
+      char safe[128];
+      size_t j = 0;
+      for (const char *c = names[k]; *c && j + 1 < sizeof safe; c++)
+        safe[j++] = (char)((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                                   (*c >= '0' && *c <= '9') || *c == '-' || *c == '.'
+                               ? *c
+                               : '_');
+      safe[j] = 0;
+      len += (size_t)snprintf(gp + len, cap - len, "$d%zu << EOD\n", k);
+      for (size_t i = 0; i < s->nseries; i++) {
+        const sim_sample_t *x = &s->series[i];
+        if (strcmp(x->name, names[k]) != 0) continue;
+        if (len + 64 >= cap) {
+          cap *= 2;
+          char *ng = realloc(gp, cap);
+          if (!ng) {
+            free(gp);
+            return 0;
+          }
+          gp = ng;
+        }
+        len += (size_t)snprintf(gp + len, cap - len, "%.3f %.17g\n", (double)x->t / 1000.0,
+                                x->is_int ? (double)x->iv : x->v);
+      }
+      if (len + 512 >= cap) {
+        cap *= 2;
+        char *ng = realloc(gp, cap);
+        if (!ng) {
+          free(gp);
+          return 0;
+        }
+        gp = ng;
+      }
+      len += (size_t)snprintf(gp + len, cap - len,
+                              "EOD\nset output \"plot-%s.%s\"\nset title \"%s\" noenhanced\n"
+                              "set ylabel \"%s\" noenhanced\nplot $d%zu using 1:2 with lines lw 2\n"
+                              "set output\n",
+                              safe, terms[t][1], safe, safe, k);
+    }
+    int rc = pd_fs_write_atomic(dir, "plots.gp", gp, len, 0644);
+    free(gp);
+    if (rc != 0) return 0;
+    if (run_gnuplot(dir)) return nn;
+  }
+  return 0;
+}
+
 static size_t rss_bytes(void) {
   FILE *f = fopen("/proc/self/statm", "r");
   if (!f) return 0;
@@ -1878,6 +2483,8 @@ static void sim_free(sim_t *s) {
     free(h->seeds);
     free(h->links);
     free(h->policy_dir);
+    free(h->targets);
+    free(h->persist);
   }
   for (size_t i = 0; i < s->hcap; i++) free(s->hosts[i]);
   free(s->hosts);
@@ -1886,6 +2493,7 @@ static void sim_free(sim_t *s) {
     if (e.kind == EV_BYTES) free(e.p);
   pd_sim_queue_free(&s->q);
   free(s->links);
+  free(s->apool);
   free(s->amap);
   free(s->group_fill);
   for (size_t i = 0; i < s->nnames; i++) {
@@ -1921,6 +2529,7 @@ int pd_sim_run(const pd_sim_options_t *o, char **results_json, size_t *len, pd_s
   pd_sim_queue_init(&s->q);
   pd_rng_seed(&s->net_rng, o->seed * 0x2545F4914F6CDD1Dull + 1);
   pd_rng_seed(&s->lua_rng, o->seed * 0x2545F4914F6CDD1Dull + 2);
+  pd_rng_seed(&s->atk_rng, o->seed * 0x2545F4914F6CDD1Dull + 3);
   s->lat_kind = LAT_FIXED;
   s->lat_ms = 50;
   s->connect_timeout_ms = 5000;
@@ -1988,6 +2597,10 @@ int pd_sim_run(const pd_sim_options_t *o, char **results_json, size_t *len, pd_s
     if (wrc != 0 && rc == 0) {
       snprintf(s->err, sizeof s->err, "cannot write to %s: %s", o->out_dir, pd_strerror(wrc));
       rc = PD_EIO;
+    }
+    if (wrc == 0) {
+      size_t np = write_plots(s, o->out_dir);
+      if (np && s->log) fprintf(s->log, "sim: %zu plot(s) in %s\n", np, o->out_dir);
     }
   }
   summary(s, &r);

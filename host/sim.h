@@ -7,8 +7,13 @@
  * real pd_node + pd_netmgr + identity + seeded RNGs, with an address in a
  * chosen network group); simulated links (latency distribution, loss,
  * bandwidth cap, partitions); the scenario's Lua 5.4 state and the `sim`
- * API it sees (docs/scenarios.md); measurements, the summary table, and
- * results.json / series.csv (byte-identical for the same scenario + seed).
+ * API it sees (docs/scenarios.md); attacker hosts' scripted behaviour (ADDR
+ * floods injected on their connections, a generated attacker-only pex.lua,
+ * held inbound connections as persistent dials, black holes that never
+ * answer); measurements (attacker share included), the summary table,
+ * results.json / series.csv (byte-identical for the same scenario + seed)
+ * and, when gnuplot is installed, plots of the series (fork/exec of
+ * gnuplot, here in the driver only; not part of the determinism check).
  * Does not own: any peer-discovery logic. Dial scheduling, handshakes, PEX,
  * the book, reputation and policies are the core's (netmgr, node, ...),
  * exactly as the daemon runs them; only time, randomness and transport are

@@ -4,7 +4,7 @@ set -eu
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev curl ca-certificates openssl \
   liblua5.4-dev lua5.4 libuv1-dev lua-cjson lua-busted lua-luv lua-check \
   libssl-dev libsodium-dev libjansson-dev libhttp-parser-dev libcmocka-dev \
-  prometheus valgrind"
+  prometheus valgrind gnuplot-nox"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

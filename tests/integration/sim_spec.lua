@@ -43,4 +43,57 @@ describe("peerd sim", function()
     assert.is_truthy(out:find("failing.lua:3", 1, true), out)
     assert.is_truthy(out:find("no peers", 1, true), out)
   end)
+
+  -- The shipped scenarios at small sizes: exit 0 and their result keys.
+  local function run_scenario(name, sets, keys)
+    local dir = H.tmpdir()
+    finally(function() H.rmdir(dir) end)
+    local path = SRC .. "/examples/scenarios/" .. name
+    local out, rc = sim(H.sh_quote(path) .. " --seed 3 " .. sets .. " --out " .. H.sh_quote(dir .. "/o"))
+    assert.are.equal(0, rc, out)
+    local doc = H.read_file(dir .. "/o/results.json")
+    assert.is_truthy(doc, out)
+    local res = H.cjson.decode(doc)
+    assert.are.equal("ok", res.status)
+    for _, k in ipairs(keys) do
+      assert.is_not_nil(res.results[k], "missing result " .. k .. " in " .. doc)
+    end
+    return res.results, dir
+  end
+
+  it("runs churn.lua small: one component at every check", function()
+    local r = run_scenario("churn.lua",
+      "--set hosts=20 --set hours=0.5 --set warmup=120 --set sample=300",
+      {"left", "joined", "checks", "min_largest_component_fraction", "max_components"})
+    assert.is_true(r.left > 0 and r.joined > 0)
+    assert.are.equal(1, r.max_components)
+  end)
+
+  it("runs eclipse.lua small and reports eclipse shares for both policies", function()
+    local r, dir = run_scenario("eclipse.lua",
+      "--set honest=6 --set trials=1 --set sizes=10 --set attack=600 --set after=60",
+      {"eclipse", "eclipsed_share_default_10", "eclipsed_share_trust_newest_10", "trials"})
+    -- plots next to series.csv when gnuplot is installed
+    local has_gnuplot = os.execute("command -v gnuplot >/dev/null 2>&1")
+    if has_gnuplot then
+      local base = dir .. "/o/plot-victim_attacker_share_trust_newest"
+      local f = io.open(base .. ".png", "rb") or io.open(base .. ".svg", "rb")
+      assert.is_truthy(f, "no plot written although gnuplot is installed")
+      local head = f:read(8)
+      f:close()
+      assert.is_truthy(head and (head:find("PNG", 1, true) or head:find("<", 1, true)))
+    end
+    assert.is_truthy(r.eclipse.default and r.eclipse.trust_newest)
+    for _, v in ipairs({r.eclipsed_share_default_10, r.eclipsed_share_trust_newest_10}) do
+      assert.is_true(v >= 0 and v <= 1)
+    end
+  end)
+
+  it("runs policy-compare.lua small and reports both sides", function()
+    local r = run_scenario("policy-compare.lua", "--set hosts=12 --set duration=120",
+      {"compare", "hosts_per_side"})
+    assert.is_truthy(r.compare.a and r.compare.b)
+    assert.is_true(r.compare.a.largest_component >= 1 and r.compare.b.largest_component >= 1)
+    assert.is_truthy(r.compare.a.outbound_mean and r.compare.b.outbound_mean)
+  end)
 end)

@@ -208,6 +208,75 @@ static void restart_and_partition(void **state) {
   if (rc != 0) fail_msg("run: %s", err);
 }
 
+
+/* Attackers: GETADDR answers hold only attacker addresses, floods fill a
+ * target's book, held inbound connections count in attacker_share, and a
+ * black hole accepts TCP but never completes a handshake. */
+static void attackers_behave(void **state) {
+  (void)state;
+  const char *text =
+      "local pol = sim.param('policies', 'x')\n"
+      "local s = sim.host{seed_mode = true}\n"
+      "local hs = sim.hosts(8, {seeds = {s}, policies = pol})\n"
+      "local v = sim.host{seeds = {s}, policies = pol, max_inbound = 4}\n"
+      "local before = sim.stats()\n"
+      "sim.assert(before.attackers == 0 and before.attacker_share_outbound == 0, 'no attackers')\n"
+      "local atk = sim.attackers(6, {policies = pol, targets = {v}, hold_inbound = 4,\n"
+      "  groups = 3, getaddr_attacker_only = true,\n"
+      "  flood_addrs = {rate = 1, size = 10, groups = 2, per_group = 8}})\n"
+      "local bh = sim.attacker{black_hole = true}\n"
+      "sim.assert(#atk == 6 and atk[1]:is_attacker() and not v:is_attacker(), 'flags')\n"
+      "sim.run(300)\n"
+      "local sh = v:attacker_share()\n"
+      "sim.assert(sh.peers - sh.outbound_peers == 4, 'victim inbound full: ' .. sh.peers)\n"
+      "sim.assert(sh.attackers - sh.outbound_attackers == 4, 'attackers hold all inbound')\n"
+      "sim.assert(sh.all > 0, 'share of all')\n"
+      "sim.assert(v:book_size() > 20, 'flood reached the book: ' .. v:book_size())\n"
+      "local st = sim.stats()\n"
+      "sim.assert(st.attackers == 7, 'seven attackers up')\n"
+      "sim.assert(st.nodes == 9, 'attackers are not nodes')\n"
+      "sim.assert(st.attacker_share_all > 0, 'stats share')\n"
+      "sim.assert(bh:inbound() == 0 and bh:outbound() == 0, 'black hole is silent')\n"
+      "for _, h in ipairs(hs) do sim.assert(h:attacker_share().outbound <= 1, 'share range') end\n"
+      "sim.result('victim_book', v:book_size())\n"
+      "sim.result('eclipsed', st.eclipsed)\n";
+  char err[1024];
+  char *doc = NULL;
+  size_t len = 0;
+  int rc = run_text(text, 4, &doc, &len, err, sizeof err);
+  if (rc != 0) fail_msg("run: %s", err);
+  assert_non_null(strstr(doc, "victim_book"));
+  /* attackers are deterministic too: same seed, same bytes */
+  char *again = NULL;
+  size_t len2 = 0;
+  rc = run_text(text, 4, &again, &len2, err, sizeof err);
+  if (rc != 0) fail_msg("run: %s", err);
+  assert_int_equal(len, len2);
+  assert_memory_equal(doc, again, len);
+  free(again);
+  free(doc);
+  /* hold_inbound without targets is an error in the scenario */
+  rc = run_text("sim.attackers(2, {hold_inbound = 1})\n", 1, NULL, NULL, err, sizeof err);
+  assert_int_equal(rc, PD_EINVAL);
+  assert_non_null(strstr(err, "targets"));
+}
+
+/* A black hole: dialling it connects (TCP) but the handshake times out. */
+static void black_hole_times_out(void **state) {
+  (void)state;
+  const char *text =
+      "local bh = sim.attacker{black_hole = true}\n"
+      "local h = sim.host{seeds = {bh}}\n"
+      "sim.run(120)\n"
+      "local c = h:counters()\n"
+      "sim.assert(c.dials > 0, 'dialled the black hole')\n"
+      "sim.assert(c.handshakes == 0, 'no handshake with a black hole')\n"
+      "sim.assert(h:outbound() == 0, 'no outbound peer')\n";
+  char err[1024];
+  int rc = run_text(text, 2, NULL, NULL, err, sizeof err);
+  if (rc != 0) fail_msg("run: %s", err);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1) {
     argv[0] = (char *)"sim";
@@ -220,6 +289,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(same_seed_same_bytes),
       cmocka_unit_test(assertion_fails_with_line),
       cmocka_unit_test(restart_and_partition),
+      cmocka_unit_test(attackers_behave),
+      cmocka_unit_test(black_hole_times_out),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,95 @@
+-- luacheck: read globals sim
+-- churn.lua — does the network hold together while hosts come and go?
+--
+-- HOSTS honest hosts (default 60) bootstrap from SEEDS seeds for WARMUP
+-- seconds. Then, every PERIOD seconds (at the middle of each minute by
+-- default), enough hosts leave (graceful stop: the book is saved) and as
+-- many stopped ones join again (restart from their saved book and anchors)
+-- that RATE (default 30%) of the hosts leave and join per virtual hour.
+-- Every SAMPLE seconds (on the minute, so a host that just joined had half a
+-- period to dial) the scenario records the largest component and asserts
+-- that the up hosts form ONE component.
+--
+--   peerd sim examples/scenarios/churn.lua --out /tmp/churn
+--   peerd sim examples/scenarios/churn.lua --set hosts=1000 --set hours=24
+
+local N = sim.param("hosts", 60)
+local NSEEDS = sim.param("seeds", 2)
+local RATE = sim.param("rate", 0.30)       -- share of hosts leaving (and joining) per hour
+local HOURS = sim.param("hours", 2)
+local WARMUP = sim.param("warmup", 300)    -- s before the churn starts
+local PERIOD = sim.param("period", 60)     -- s between churn steps
+local SAMPLE = sim.param("sample", 600)    -- s between connectivity checks
+local POLICIES = sim.param("policies", "../../policies")
+
+sim.link{latency_ms = 60, jitter_ms = 40, dist = "uniform"}
+local seeds = sim.hosts(NSEEDS, {seed_mode = true, policies = POLICIES})
+local nodes = sim.hosts(N, {seeds = seeds, policies = POLICIES})
+
+local per_step = RATE * N * PERIOD / 3600  -- expected leaves (and joins) per step
+local carry = 0
+local left, joined = 0, 0
+local down = {}                             -- stopped hosts, in leaving order
+
+local function churn_step()
+  carry = carry + per_step
+  local k = math.floor(carry)
+  carry = carry - k
+  -- joins first (hosts that left at an earlier step), then leaves
+  for _ = 1, math.min(k, #down) do
+    local h = table.remove(down, math.random(#down))
+    h:start()
+    joined = joined + 1
+  end
+  for _ = 1, k do
+    local h = nodes[math.random(#nodes)]
+    if h:is_up() then
+      h:stop()
+      down[#down + 1] = h
+      left = left + 1
+    end
+  end
+end
+
+local min_largest, checks, worst_components = 1.0, 0, 1
+local function check()
+  local c = sim.connectivity()
+  local st = sim.stats()
+  checks = checks + 1
+  local frac = c.hosts > 0 and c.largest_component / c.hosts or 0
+  if frac < min_largest then min_largest = frac end
+  if c.components > worst_components then worst_components = c.components end
+  sim.record("largest_component_fraction", frac)
+  sim.record("components", c.components)
+  sim.record("up", st.up)
+  sim.assert(c.components == 1, string.format("t=%.0fs: %d components (largest %d of %d)",
+                                              sim.now(), c.components, c.largest_component, c.hosts))
+end
+
+sim.every(10, function()
+  local st = sim.stats()
+  sim.record("outbound_mean", st.outbound_mean)
+  sim.record("at_min_fraction", st.at_min_fraction)
+end)
+sim.at(WARMUP + PERIOD / 2, function()
+  churn_step()
+  sim.every(PERIOD, churn_step)
+end)
+sim.at(WARMUP, function()
+  check()
+  sim.every(SAMPLE, check)
+end)
+
+local END = WARMUP + HOURS * 3600
+sim.run(END)
+
+local st = sim.stats()
+sim.result("hosts", N)
+sim.result("hours", HOURS)
+sim.result("left", left)
+sim.result("joined", joined)
+sim.result("checks", checks)
+sim.result("min_largest_component_fraction", min_largest)
+sim.result("max_components", worst_components)
+sim.result("at_min_fraction", st.at_min_fraction)
+sim.result("outbound_mean", st.outbound_mean)
