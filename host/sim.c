@@ -217,6 +217,7 @@ typedef struct sim {
   size_t napool, apcap;
   uint32_t atk_groups; /* attacker /16 groups handed out */
   pd_rng_t atk_rng;
+  pd_rng_t diam_rng; /* sim.diameter's sources (apart: sampling perturbs nothing else) */
   /* link model */
   int lat_kind;
   double lat_ms, jitter_ms, loss;
@@ -973,6 +974,150 @@ static int connectivity(sim_t *s, const uint8_t *mask, size_t *largest, size_t *
   return 0;
 }
 
+int pd_sim_graph_sample(size_t n, const uint32_t *off, const uint32_t *adj, const uint32_t *src,
+                        size_t k, uint32_t *diameter, double *mean_path, uint64_t *pairs) {
+  if (!diameter || !mean_path || !pairs) return PD_EINVAL;
+  *diameter = 0;
+  *mean_path = 0;
+  *pairs = 0;
+  if (n == 0 || k == 0) return 0;
+  if (!off || !adj || !src || n >= UINT32_MAX) return PD_EINVAL;
+  for (size_t i = 0; i < k; i++)
+    if (src[i] >= n) return PD_EINVAL;
+  uint32_t *dist = malloc(n * sizeof *dist);
+  uint32_t *queue = malloc(n * sizeof *queue);
+  if (!dist || !queue) {
+    free(dist);
+    free(queue);
+    return PD_ENOMEM;
+  }
+  uint64_t sum = 0, np = 0;
+  uint32_t diam = 0;
+  for (size_t i = 0; i < k; i++) {
+    for (size_t v = 0; v < n; v++) dist[v] = UINT32_MAX;
+    size_t head = 0, tail = 0;
+    dist[src[i]] = 0;
+    queue[tail++] = src[i];
+    while (head < tail) {
+      uint32_t v = queue[head++];
+      for (uint32_t e = off[v]; e < off[v + 1]; e++) {
+        uint32_t w = adj[e];
+        if (w >= n || dist[w] != UINT32_MAX) continue;
+        dist[w] = dist[v] + 1;
+        sum += dist[w];
+        np++;
+        if (dist[w] > diam) diam = dist[w];
+        queue[tail++] = w;
+      }
+    }
+  }
+  free(dist);
+  free(queue);
+  *diameter = diam;
+  *pairs = np;
+  *mean_path = np ? (double)sum / (double)np : 0.0;
+  return 0;
+}
+
+typedef struct diam_result {
+  size_t hosts, samples;
+  uint32_t diameter;
+  double mean_path;
+  uint64_t pairs;
+} diam_result_t;
+
+static bool diam_member(const sim_host_t *h, const uint8_t *mask, uint32_t i, bool atk, bool seeds) {
+  if (!h->up || !h->m || (mask && !mask[i])) return false;
+  if (h->attacker && !atk) return false;
+  if (h->seed_mode && !seeds) return false;
+  return true;
+}
+
+/* The graph of up hosts (honest non-seed ones unless atk / seeds; only
+ * those in mask when given) joined by their ready outbound connections,
+ * undirected; BFS from `samples` of them drawn with diam_rng (all of them,
+ * in index order, when samples >= their number). */
+static int diameter_sample(sim_t *s, const uint8_t *mask, bool atk, bool seeds, size_t samples,
+                           diam_result_t *r) {
+  memset(r, 0, sizeof *r);
+  size_t nh = s->nhosts;
+  if (nh == 0) return 0;
+  int rc = PD_ENOMEM;
+  uint32_t *vid = malloc(nh * sizeof *vid);
+  uint32_t *hv = malloc(nh * sizeof *hv); /* vertex -> host */
+  uint32_t *ea = NULL, *eb = NULL, *off = NULL, *adj = NULL, *src = NULL;
+  size_t ne = 0, ecap = 0, nv = 0;
+  if (!vid || !hv) goto out;
+  for (uint32_t i = 0; i < nh; i++) {
+    vid[i] = NO_IDX;
+    if (diam_member(s->hosts[i], mask, i, atk, seeds)) {
+      hv[nv] = i;
+      vid[i] = (uint32_t)nv++;
+    }
+  }
+  r->hosts = nv;
+  if (nv == 0) {
+    rc = 0;
+    goto out;
+  }
+  pd_dial_target_t out[64];
+  for (size_t v = 0; v < nv; v++) {
+    size_t n = pd_netmgr_anchors(s->hosts[hv[v]]->m, out, 64);
+    if (n > 64) n = 64;
+    for (size_t k = 0; k < n; k++) {
+      uint32_t j = addr_lookup(s, &out[k].addr);
+      if (j == NO_IDX || vid[j] == NO_IDX || vid[j] == v) continue;
+      if (ne == ecap) {
+        size_t nc = ecap ? ecap * 2 : 1024;
+        uint32_t *na = realloc(ea, nc * sizeof *na);
+        if (!na) goto out;
+        ea = na;
+        uint32_t *nb = realloc(eb, nc * sizeof *nb);
+        if (!nb) goto out;
+        eb = nb;
+        ecap = nc;
+      }
+      ea[ne] = (uint32_t)v;
+      eb[ne] = vid[j];
+      ne++;
+    }
+  }
+  off = calloc(nv + 1, sizeof *off);
+  adj = malloc((2 * ne + 1) * sizeof *adj);
+  src = malloc(nv * sizeof *src);
+  if (!off || !adj || !src) goto out;
+  for (size_t e = 0; e < ne; e++) {
+    off[ea[e] + 1]++;
+    off[eb[e] + 1]++;
+  }
+  for (size_t v = 0; v < nv; v++) off[v + 1] += off[v];
+  for (size_t v = 0; v < nv; v++) src[v] = off[v]; /* fill cursors */
+  for (size_t e = 0; e < ne; e++) {
+    adj[src[ea[e]]++] = eb[e];
+    adj[src[eb[e]]++] = ea[e];
+  }
+  for (size_t v = 0; v < nv; v++) src[v] = (uint32_t)v;
+  size_t k = samples < nv ? samples : nv;
+  if (k < nv) /* partial Fisher-Yates: k distinct sources */
+    for (size_t i = 0; i < k; i++) {
+      size_t j = i + (size_t)pd_rng_range(&s->diam_rng, nv - i);
+      uint32_t t = src[i];
+      src[i] = src[j];
+      src[j] = t;
+    }
+  r->samples = k;
+  rc = pd_sim_graph_sample(nv, off, adj, src, k, &r->diameter, &r->mean_path, &r->pairs);
+out:
+  free(vid);
+  free(hv);
+  free(ea);
+  free(eb);
+  free(off);
+  free(adj);
+  free(src);
+  return rc;
+}
+
 /* ======================================================================
  * Lua API.
  * ====================================================================== */
@@ -1690,6 +1835,42 @@ static int l_connectivity(lua_State *L) {
   return 1;
 }
 
+/* sim.diameter{samples = 16, hosts = {...}, attackers = false, seeds = false} */
+static int l_diameter(lua_State *L) {
+  sim_t *s = getsim(L);
+  lua_Integer samples = 16;
+  bool atk = false, seeds = false;
+  uint8_t *mask = NULL;
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "samples");
+    if (!lua_isnil(L, -1)) samples = luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+    if (samples < 1) return luaL_error(L, "sim.diameter: samples must be >= 1");
+    atk = field_bool(L, 1, "attackers", false);
+    seeds = field_bool(L, 1, "seeds", false);
+    lua_getfield(L, 1, "hosts");
+    mask = host_mask(L, s, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  diam_result_t r;
+  int rc = diameter_sample(s, mask, atk, seeds, (size_t)samples, &r);
+  free(mask);
+  if (rc != 0) return luaL_error(L, "out of memory");
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, (lua_Integer)r.diameter);
+  lua_setfield(L, -2, "diameter");
+  lua_pushnumber(L, r.mean_path);
+  lua_setfield(L, -2, "mean_path");
+  lua_pushinteger(L, (lua_Integer)r.samples);
+  lua_setfield(L, -2, "samples");
+  lua_pushinteger(L, (lua_Integer)r.hosts);
+  lua_setfield(L, -2, "hosts");
+  lua_pushinteger(L, (lua_Integer)r.pairs);
+  lua_setfield(L, -2, "pairs");
+  return 1;
+}
+
 static int l_stats(lua_State *L) {
   sim_t *s = getsim(L);
   uint8_t *mask = host_mask(L, s, 1);
@@ -2177,6 +2358,7 @@ static const luaL_Reg sim_funcs[] = {
     {"at", l_at},             {"every", l_every},       {"run", l_run},
     {"now", l_now},           {"partition", l_partition}, {"heal", l_heal},
     {"dns", l_dns},           {"connectivity", l_connectivity}, {"stats", l_stats},
+    {"diameter", l_diameter},
     {"result", l_result},     {"record", l_record},     {"time_to", l_time_to},
     {"assert", l_assert},     {"param", l_param},       {"attacker", l_attacker},
     {"attackers", l_attackers}, {NULL, NULL}};
@@ -2530,6 +2712,7 @@ int pd_sim_run(const pd_sim_options_t *o, char **results_json, size_t *len, pd_s
   pd_rng_seed(&s->net_rng, o->seed * 0x2545F4914F6CDD1Dull + 1);
   pd_rng_seed(&s->lua_rng, o->seed * 0x2545F4914F6CDD1Dull + 2);
   pd_rng_seed(&s->atk_rng, o->seed * 0x2545F4914F6CDD1Dull + 3);
+  pd_rng_seed(&s->diam_rng, o->seed * 0x2545F4914F6CDD1Dull + 4);
   s->lat_kind = LAT_FIXED;
   s->lat_ms = 50;
   s->connect_timeout_ms = 5000;

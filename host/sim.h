@@ -10,7 +10,7 @@
  * API it sees (docs/scenarios.md); attacker hosts' scripted behaviour (ADDR
  * floods injected on their connections, a generated attacker-only pex.lua,
  * held inbound connections as persistent dials, black holes that never
- * answer); measurements (attacker share included), the summary table,
+ * answer); measurements (attacker share, components, diameter samples), the summary table,
  * results.json / series.csv (byte-identical for the same scenario + seed)
  * and, when gnuplot is installed, plots of the series (fork/exec of
  * gnuplot, here in the driver only; not part of the determinism check).
@@ -73,6 +73,19 @@ int pd_sim_queue_push(pd_sim_queue_t *q, const pd_sim_event_t *ev);
 bool pd_sim_queue_pop(pd_sim_queue_t *q, pd_sim_event_t *out);
 /* Earliest time, or INT64_MAX when empty. */
 int64_t pd_sim_queue_peek_time(const pd_sim_queue_t *q);
+
+/* ---- graph measurements (exposed for tests) ------------------------------ */
+/* Diameter sample of an undirected graph in CSR form: n vertices, vertex v's
+ * neighbours are adj[off[v] .. off[v+1]) (each edge listed from both ends;
+ * duplicates are harmless). A breadth-first search from each of the k
+ * sources src[0..k) (vertex ids < n): *diameter = the largest eccentricity
+ * seen (a source's eccentricity is taken within its own component), *mean_path
+ * = the mean shortest-path length over every (source, vertex it reaches,
+ * vertex != source) pair, *pairs = the number of those pairs (0: both results
+ * 0). With every vertex of a connected graph as a source, *diameter is the
+ * exact diameter; with fewer it is a lower bound. 0, PD_EINVAL or PD_ENOMEM. */
+int pd_sim_graph_sample(size_t n, const uint32_t *off, const uint32_t *adj, const uint32_t *src,
+                        size_t k, uint32_t *diameter, double *mean_path, uint64_t *pairs);
 
 /* ---- running a scenario ------------------------------------------------- */
 typedef struct pd_sim_options {

@@ -5,7 +5,9 @@
 -- hosts (default 2, in seed mode: they crawl, answer GETADDR and hang up).
 -- Every host runs the shipped policies (policies/). The scenario reports
 -- the virtual time until 95% of the hosts have their minimum number of
--- outbound peers, and asserts that it happens within the run.
+-- outbound peers, and asserts that it happens within the run. At the end it
+-- reports the connectivity and a diameter sample (BFS from DIAM_SAMPLES
+-- random hosts, default 16).
 --
 --   peerd sim examples/scenarios/bootstrap.lua --seed 1 --out /tmp/boot
 --   peerd sim examples/scenarios/bootstrap.lua --set hosts=1000 --set seeds=5
@@ -14,6 +16,7 @@ local N = sim.param("hosts", 50)
 local NSEEDS = sim.param("seeds", 2)
 local DURATION = sim.param("duration", 600)          -- virtual seconds
 local POLICIES = sim.param("policies", "../../policies")
+local DIAM_SAMPLES = sim.param("diam_samples", 16)
 local TARGET = 0.95
 
 sim.link{latency_ms = 60, jitter_ms = 40, dist = "uniform"}
@@ -36,6 +39,7 @@ sim.run(DURATION)
 
 local st = sim.stats()
 local conn = sim.connectivity()
+local diam = sim.diameter{samples = DIAM_SAMPLES}
 local msgs = 0
 for _, h in ipairs(nodes) do msgs = msgs + h:counters().messages_sent end
 
@@ -47,6 +51,8 @@ sim.result("inbound_mean", st.inbound_mean)
 sim.result("book_mean", st.book_mean)
 sim.result("largest_component", conn.largest_component)
 sim.result("components", conn.components)
+sim.result("diameter_sample", diam.diameter)
+sim.result("mean_path", diam.mean_path)
 sim.result("messages_sent", msgs)
 
 sim.assert(sim.result("t_95pct_min_outbound") ~= nil,

@@ -31,6 +31,10 @@ describe("peerd sim", function()
     assert.are_not.equal(a, H.read_file(dir .. "/c/results.json"))
     local res = H.cjson.decode(a)
     assert.is_truthy(res, a)
+    -- the diameter sample: within bounds and part of the byte-identical output
+    local d = res.results.diameter_sample
+    assert.is_true(d >= 1 and d <= 19, a)
+    assert.is_true(res.results.mean_path >= 1 and res.results.mean_path <= d, a)
   end)
 
   it("fails with the scenario's file:line when an assertion fails", function()
@@ -64,8 +68,11 @@ describe("peerd sim", function()
   it("runs churn.lua small: one component at every check", function()
     local r = run_scenario("churn.lua",
       "--set hosts=20 --set hours=0.5 --set warmup=120 --set sample=300",
-      {"left", "joined", "checks", "min_largest_component_fraction", "max_components"})
+      {"left", "joined", "checks", "min_largest_component_fraction", "max_components",
+       "diameter_sample", "mean_path", "max_diameter_sample", "max_mean_path"})
     assert.is_true(r.left > 0 and r.joined > 0)
+    assert.is_true(r.diameter_sample >= 1 and r.diameter_sample <= r.max_diameter_sample)
+    assert.is_true(r.max_diameter_sample <= 19 and r.max_mean_path >= 1)
     assert.are.equal(1, r.max_components)
   end)
 

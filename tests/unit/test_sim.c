@@ -2,7 +2,8 @@
  * scenarios run through the real core (netmgr, node, book, policies) on
  * the virtual clock: bootstrap converges, restart keeps the book,
  * partitions cut hosts off, assertions fail with file:line, and the same
- * seed gives byte-identical results (a different seed does not).
+ * seed gives byte-identical results (a different seed does not); the
+ * diameter sample on known graphs and on a partitioned run.
  *
  * With arguments (`test_sim SCENARIO.lua [--seed N] ...`) the binary runs a
  * scenario like `peerd sim` does (handy before the CLI dispatch exists). */
@@ -277,6 +278,118 @@ static void black_hole_times_out(void **state) {
   if (rc != 0) fail_msg("run: %s", err);
 }
 
+/* pd_sim_graph_sample on graphs whose answers are known. */
+static void graph_sample_known_graphs(void **state) {
+  (void)state;
+  uint32_t d = 99;
+  double m = -1;
+  uint64_t pairs = 99;
+  /* Line 0-1-2-3-4: diameter 4; ordered pairs at distance 1..4: 8, 6, 4, 2 -> mean 40/20. */
+  const uint32_t loff[] = {0, 1, 3, 5, 7, 8};
+  const uint32_t ladj[] = {1, 0, 2, 1, 3, 2, 4, 3};
+  const uint32_t all[] = {0, 1, 2, 3, 4};
+  assert_int_equal(pd_sim_graph_sample(5, loff, ladj, all, 5, &d, &m, &pairs), 0);
+  assert_int_equal(d, 4);
+  assert_int_equal(pairs, 20);
+  assert_true(m > 1.999 && m < 2.001);
+  /* From the middle only: eccentricity 2, a lower bound of the diameter. */
+  const uint32_t mid[] = {2};
+  assert_int_equal(pd_sim_graph_sample(5, loff, ladj, mid, 1, &d, &m, &pairs), 0);
+  assert_int_equal(d, 2);
+  assert_int_equal(pairs, 4);
+  assert_true(m > 1.499 && m < 1.501); /* 1+1+2+2 */
+  /* Star, centre 0, leaves 1..4 (edge 0-1 listed twice: duplicates are harmless):
+   * diameter 2; centre 4x1, each leaf 1 + 3x2 -> 32/20. */
+  const uint32_t soff[] = {0, 5, 7, 8, 9, 10};
+  const uint32_t sadj[] = {1, 2, 3, 4, 1, 0, 0, 0, 0, 0};
+  assert_int_equal(pd_sim_graph_sample(5, soff, sadj, all, 5, &d, &m, &pairs), 0);
+  assert_int_equal(d, 2);
+  assert_int_equal(pairs, 20);
+  assert_true(m > 1.599 && m < 1.601);
+  const uint32_t centre[] = {0};
+  assert_int_equal(pd_sim_graph_sample(5, soff, sadj, centre, 1, &d, &m, &pairs), 0);
+  assert_int_equal(d, 1);
+  /* Two components 0-1 and 2-3 plus isolated 4: each BFS stays in its component. */
+  const uint32_t coff[] = {0, 1, 2, 3, 4, 4};
+  const uint32_t cadj[] = {1, 0, 3, 2};
+  assert_int_equal(pd_sim_graph_sample(5, coff, cadj, all, 5, &d, &m, &pairs), 0);
+  assert_int_equal(d, 1);
+  assert_int_equal(pairs, 4);
+  assert_true(m > 0.999 && m < 1.001);
+  const uint32_t lone[] = {4};
+  assert_int_equal(pd_sim_graph_sample(5, coff, cadj, lone, 1, &d, &m, &pairs), 0);
+  assert_int_equal(d, 0);
+  assert_int_equal(pairs, 0);
+  assert_true(m == 0.0);
+  /* Bad input. */
+  const uint32_t bad[] = {5};
+  assert_int_equal(pd_sim_graph_sample(5, loff, ladj, bad, 1, &d, &m, &pairs), PD_EINVAL);
+  assert_int_equal(pd_sim_graph_sample(5, loff, ladj, all, 5, NULL, &m, &pairs), PD_EINVAL);
+  assert_int_equal(pd_sim_graph_sample(0, NULL, NULL, NULL, 0, &d, &m, &pairs), 0);
+  assert_int_equal(d, 0);
+}
+
+/* sim.diameter on a real run: two halves partitioned from the start (each
+ * with its own seed) are two components, so every BFS stays in one half;
+ * bounds, the sampled lower bound, the hosts filter; the same seed gives the
+ * same samples. The checks are sim.asserts: a failure fails the run. */
+static const char *DIAM =
+    "local pol = sim.param('policies', 'x')\n"
+    "sim.link{latency_ms = 40, jitter_ms = 20}\n"
+    "local sa = sim.host{seed_mode = true, policies = pol}\n"
+    "local sb = sim.host{seed_mode = true, policies = pol}\n"
+    "local A = sim.hosts(8, {seeds = {sa}, policies = pol, min_outbound = 3})\n"
+    "local B = sim.hosts(8, {seeds = {sb}, policies = pol, min_outbound = 3})\n"
+    "local setA, setB = {sa}, {sb}\n"
+    "for i = 1, 8 do setA[#setA + 1] = A[i]; setB[#setB + 1] = B[i] end\n"
+    "sim.partition(setA, setB)\n"
+    "sim.run(300)\n"
+    "local ca, cb = sim.connectivity(A), sim.connectivity(B)\n"
+    "sim.assert(ca.components == 1 and cb.components == 1, 'halves not connected')\n"
+    "sim.assert(sim.connectivity().components == 2, 'not two components')\n"
+    "local full = sim.diameter{samples = 1000}\n"
+    "sim.assert(full.hosts == 16 and full.samples == 16, 'all nodes as sources')\n"
+    "sim.assert(full.pairs == 2 * 8 * 7, 'BFS crossed the partition: ' .. full.pairs)\n"
+    "sim.assert(full.diameter >= 1 and full.diameter <= 7, 'diameter ' .. full.diameter)\n"
+    "sim.assert(full.mean_path >= 1 and full.mean_path <= full.diameter, 'mean_path')\n"
+    "local a = sim.diameter{samples = 1000, hosts = A}\n"
+    "sim.assert(a.hosts == 8 and a.pairs == 56 and a.diameter <= full.diameter, 'half A')\n"
+    "local s3 = sim.diameter{samples = 3}\n"
+    "sim.assert(s3.samples == 3 and s3.diameter <= full.diameter, 'sample bound')\n"
+    "sim.assert(s3.pairs == 3 * 7, 'three sources, 7 others each')\n"
+    "local one = sim.diameter{hosts = {A[1]}}\n"
+    "sim.assert(one.hosts == 1 and one.diameter == 0 and one.pairs == 0, 'single host')\n"
+    "local seeds = sim.diameter{samples = 1000, seeds = true}\n"
+    "sim.assert(seeds.hosts == 18, 'seeds = true counts the seeds')\n"
+    "sim.assert(not pcall(sim.diameter, {samples = 0}), 'samples 0 accepted')\n"
+    "sim.result('full', full)\n"
+    "sim.result('s3', s3)\n"
+    "sim.result('s3b', sim.diameter{samples = 3})\n";
+
+static void diameter_sample_run(void **state) {
+  (void)state;
+  char *doc1 = NULL, *doc2 = NULL;
+  size_t len1 = 0, len2 = 0;
+  char err[1024];
+  int rc = run_text(DIAM, 4, &doc1, &len1, err, sizeof err);
+  if (rc != 0) fail_msg("run: %s\n%s", err, doc1 ? doc1 : "");
+  rc = run_text(DIAM, 4, &doc2, &len2, err, sizeof err);
+  if (rc != 0) fail_msg("run 2: %s", err);
+  assert_int_equal(len1, len2);
+  assert_memory_equal(doc1, doc2, len1);
+  json_error_t je;
+  json_t *root = json_loadb(doc1, len1, 0, &je);
+  assert_non_null(root);
+  json_t *full = json_object_get(json_object_get(root, "results"), "full");
+  assert_non_null(full);
+  json_int_t dm = json_integer_value(json_object_get(full, "diameter"));
+  assert_true(dm >= 1 && dm <= 7);
+  assert_int_equal(json_integer_value(json_object_get(full, "pairs")), 112);
+  json_decref(root);
+  free(doc1);
+  free(doc2);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1) {
     argv[0] = (char *)"sim";
@@ -291,6 +404,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(restart_and_partition),
       cmocka_unit_test(attackers_behave),
       cmocka_unit_test(black_hole_times_out),
+      cmocka_unit_test(graph_sample_known_graphs),
+      cmocka_unit_test(diameter_sample_run),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
