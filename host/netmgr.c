@@ -373,6 +373,18 @@ static void relay(pd_netmgr_t *m, const conn_t *from, const pd_wire_addr_entry_t
   }
 }
 
+/* Add an address pex.lua accepted. Returns pd_book_add's rc. */
+static int add_accepted(pd_netmgr_t *m, const pd_wire_addr_entry_t *e, const pd_netaddr_t *from,
+                        int64_t now_ms, int64_t penalty) {
+  int64_t now = secs(now_ms);
+  const uint8_t *id = e->has_id ? e->id : NULL;
+  int rc = pd_book_add(pd_node_book(m->node), &e->addr, id, sane_time(e->timestamp, now), from,
+                       penalty, now, NULL);
+  if (rc == 1) m->c.addrs_added++;
+  else if (rc < 0) m->c.addrs_refused++;
+  return rc;
+}
+
 /* Offer one address to the book (after pex.lua). Returns pd_book_add's rc or -1 refused. */
 static int offer_addr(pd_netmgr_t *m, const pd_wire_addr_entry_t *e, const pd_netaddr_t *from,
                       int64_t now_ms, int64_t penalty) {
@@ -384,26 +396,54 @@ static int offer_addr(pd_netmgr_t *m, const pd_wire_addr_entry_t *e, const pd_ne
     m->c.addrs_refused++;
     return -1;
   }
-  int rc = pd_book_add(pd_node_book(m->node), &e->addr, id, sane_time(e->timestamp, now), from,
-                       penalty, now, NULL);
-  if (rc == 1) m->c.addrs_added++;
-  else if (rc < 0) m->c.addrs_refused++;
-  return rc;
+  return add_accepted(m, e, from, now_ms, penalty);
+}
+
+/* One received ADDR message, offered to the book address by address (after
+ * pex.lua's accept, decided for the whole message in one batch). */
+typedef struct {
+  pd_netmgr_t *m;
+  const pd_peer_action_t *a;
+  const pd_netaddr_t *from;
+  int64_t now_ms;
+  size_t nrelay;
+} addrs_batch_t;
+
+/* Skipped (no decision, not added): our own listen address or node id. */
+static bool addrs_entry(void *ud, size_t i, pd_netaddr_t *addr, const uint8_t **id) {
+  addrs_batch_t *b = ud;
+  pd_netmgr_t *m = b->m;
+  const pd_wire_addr_entry_t *e = &b->a->addrs.entries[i];
+  if (m->cfg.has_listen && pd_netaddr_equal(&e->addr, &m->cfg.listen)) return false;
+  const uint8_t *eid = e->has_id ? e->id : NULL;
+  if (eid && memcmp(eid, m->self->id, PD_NODE_ID_LEN) == 0) return false;
+  *addr = e->addr;
+  *id = eid;
+  return true;
+}
+
+static void addrs_result(void *ud, size_t i, bool accept) {
+  addrs_batch_t *b = ud;
+  pd_netmgr_t *m = b->m;
+  const pd_wire_addr_entry_t *e = &b->a->addrs.entries[i];
+  if (!accept) {
+    m->c.addrs_refused++;
+    return;
+  }
+  int rc = add_accepted(m, e, b->from, b->now_ms, m->penalty);
+  if (rc == 1 && b->a->addrs.relayable && b->nrelay < PD_WIRE_MAX_ADDRS &&
+      !pd_node_is_private(m->node, &e->addr, e->has_id ? e->id : NULL)) {
+    m->out_entries[b->nrelay++] = *e;
+  }
 }
 
 static void on_addrs(pd_netmgr_t *m, conn_t *c, const pd_peer_action_t *a, int64_t now_ms) {
   pd_netaddr_t from = ip_only(&c->addr);
   m->c.addrs_received += a->addrs.count;
-  size_t nrelay = 0;
-  for (size_t i = 0; i < a->addrs.count; i++) {
-    const pd_wire_addr_entry_t *e = &a->addrs.entries[i];
-    int rc = offer_addr(m, e, &from, now_ms, m->penalty);
-    if (rc == 1 && a->addrs.relayable && nrelay < PD_WIRE_MAX_ADDRS &&
-        !pd_node_is_private(m->node, &e->addr, e->has_id ? e->id : NULL)) {
-      m->out_entries[nrelay++] = *e;
-    }
-  }
-  if (nrelay) relay(m, c, m->out_entries, nrelay, now_ms);
+  addrs_batch_t b = {m, a, &from, now_ms, 0};
+  pd_node_pex_accept_batch(m->node, &from, a->addrs.count, addrs_entry, addrs_result, &b,
+                           secs(now_ms));
+  if (b.nrelay) relay(m, c, m->out_entries, b.nrelay, now_ms);
   if (m->cfg.seed_mode && a->addrs.solicited && c->dir == PD_CONN_OUTBOUND) {
     c->want_close = true;
     c->close_code = PD_WIRE_BYE_SEED_DONE;

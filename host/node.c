@@ -353,19 +353,95 @@ int pd_node_event(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
   return 0;
 }
 
+/* The view pex.lua's accept gets of a gossiped address (with the node id
+ * the message carried when the book knows none). */
+static void pex_addr_view(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *addr_id,
+                          int64_t now, pd_peer_view_t *va) {
+  pd_node_peer_view(n, addr, now, va);
+  if (addr_id && !va->has_node_id) {
+    va->has_node_id = true;
+    memcpy(va->node_id, addr_id, PD_NODE_ID_LEN);
+    va->private_peer = va->private_peer || pd_node_is_private(n, addr, addr_id);
+  }
+}
+
 bool pd_node_pex_accept(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *addr_id,
                         const pd_netaddr_t *from, int64_t now) {
   pd_peer_view_t va, vf;
-  pd_node_peer_view(n, addr, now, &va);
-  if (addr_id && !va.has_node_id) {
-    va.has_node_id = true;
-    memcpy(va.node_id, addr_id, PD_NODE_ID_LEN);
-    va.private_peer = va.private_peer || pd_node_is_private(n, addr, addr_id);
-  }
+  pex_addr_view(n, addr, addr_id, now, &va);
   pd_node_peer_view(n, from, now, &vf);
   bool ok = true;
   if (pd_policy_pex_accept(n->policy, &va, &vf, n->rng, now, &ok) != 0) ok = true;
   return ok;
+}
+
+typedef struct {
+  pd_node_t *n;
+  const pd_netaddr_t *from;
+  int64_t now;
+  pd_node_pex_entry_fn entry;
+  pd_node_pex_result_fn result;
+  void *ud;
+} accept_batch_t;
+
+static bool accept_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other) {
+  accept_batch_t *b = ud;
+  pd_netaddr_t a;
+  const uint8_t *id = NULL;
+  if (!b->entry(b->ud, i, &a, &id)) return false;
+  pex_addr_view(b->n, &a, id, b->now, addr);
+  /* Taken again for every address, as the single call does: the previous
+   * result may have changed the book (the policy layer rebuilds the table
+   * only when the view differs). */
+  pd_node_peer_view(b->n, b->from, b->now, other);
+  return true;
+}
+
+static void accept_done(void *ud, size_t i, int rc, bool decision) {
+  accept_batch_t *b = ud;
+  b->result(b->ud, i, rc == 0 ? decision : true);
+}
+
+void pd_node_pex_accept_batch(pd_node_t *n, const pd_netaddr_t *from, size_t count,
+                              pd_node_pex_entry_fn entry, pd_node_pex_result_fn result, void *ud,
+                              int64_t now) {
+  if (!n || !from || !entry || !result) return;
+  accept_batch_t b = {n, from, now, entry, result, ud};
+  pd_peer_view_t vf;
+  pd_node_peer_view(n, from, now, &vf);
+  (void)pd_policy_pex_batch(n->policy, PD_HOOK_PEX_ACCEPT, &vf, count, accept_next, accept_done,
+                            &b, n->rng, now);
+}
+
+typedef struct {
+  pd_node_t *n;
+  const pd_netaddr_t *to;
+  const pd_peer_view_t *vt;
+  int64_t now;
+  uint32_t *out;
+  size_t w;
+} share_batch_t;
+
+static bool share_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other) {
+  (void)other; /* `to` does not change while the sample is filtered */
+  share_batch_t *b = ud;
+  pd_node_t *n = b->n;
+  pd_book_info_t e;
+  if (pd_book_info(n->book, b->out[i], &e) < 0) return false;
+  if (pd_netaddr_same_ip(&e.addr, b->to)) return false;
+  if (b->vt->has_node_id && e.has_node_id &&
+      memcmp(b->vt->node_id, e.node_id, PD_NODE_ID_LEN) == 0) {
+    return false;
+  }
+  if (pd_banlist_is_banned(pd_book_bans_const(n->book), &e.addr, b->now, NULL)) return false;
+  if (pd_node_is_private(n, &e.addr, e.has_node_id ? e.node_id : NULL)) return false;
+  pd_node_peer_view(n, &e.addr, b->now, addr);
+  return true;
+}
+
+static void share_done(void *ud, size_t i, int rc, bool decision) {
+  share_batch_t *b = ud;
+  if (rc != 0 || decision) b->out[b->w++] = b->out[i];
 }
 
 size_t pd_node_pex_sample(pd_node_t *n, const pd_netaddr_t *to, size_t max, bool pct_cap,
@@ -376,21 +452,10 @@ size_t pd_node_pex_sample(pd_node_t *n, const pd_netaddr_t *to, size_t max, bool
                                cap);
   pd_peer_view_t vt;
   pd_node_peer_view(n, to, now, &vt);
-  size_t w = 0;
-  for (size_t i = 0; i < got; i++) {
-    pd_book_info_t e;
-    if (pd_book_info(n->book, out[i], &e) < 0) continue;
-    if (pd_netaddr_same_ip(&e.addr, to)) continue;
-    if (vt.has_node_id && e.has_node_id && memcmp(vt.node_id, e.node_id, PD_NODE_ID_LEN) == 0) {
-      continue;
-    }
-    if (pd_banlist_is_banned(pd_book_bans_const(n->book), &e.addr, now, NULL)) continue;
-    if (pd_node_is_private(n, &e.addr, e.has_node_id ? e.node_id : NULL)) continue;
-    pd_peer_view_t va;
-    pd_node_peer_view(n, &e.addr, now, &va);
-    bool share = true;
-    if (pd_policy_pex_share(n->policy, &va, &vt, n->rng, now, &share) != 0) share = true;
-    if (share) out[w++] = out[i];
-  }
-  return w;
+  /* One `to` table for the whole answer; decisions in sample order, so w
+   * never passes the index being decided. */
+  share_batch_t b = {n, to, &vt, now, out, 0};
+  (void)pd_policy_pex_batch(n->policy, PD_HOOK_PEX_SHARE, &vt, got, share_next, share_done, &b,
+                            n->rng, now);
+  return b.w;
 }

@@ -193,6 +193,17 @@ bool pd_node_is_private(const pd_node_t *n, const pd_netaddr_t *a, const uint8_t
  * pex.lua's accept, or the built-in answer: yes. */
 bool pd_node_pex_accept(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *addr_id,
                         const pd_netaddr_t *from, int64_t now);
+/* PEX, one ADDR message from `from`: its count addresses decided in order
+ * exactly as count calls of pd_node_pex_accept would decide them, with one
+ * `from` table for the message (pd_policy_pex_batch). entry(ud, i, &addr,
+ * &id) gives address i (id: its node id or NULL) just before its decision;
+ * false skips it. result(ud, i, accept) gets the decision and may change the
+ * book before the next address is looked at. */
+typedef bool (*pd_node_pex_entry_fn)(void *ud, size_t i, pd_netaddr_t *addr, const uint8_t **id);
+typedef void (*pd_node_pex_result_fn)(void *ud, size_t i, bool accept);
+void pd_node_pex_accept_batch(pd_node_t *n, const pd_netaddr_t *from, size_t count,
+                              pd_node_pex_entry_fn entry, pd_node_pex_result_fn result, void *ud,
+                              int64_t now);
 /* PEX: the addresses to send `to` when it asks (GETADDR): a GetAddr sample
  * of the book (at most max, and at most 23% of the book when pct_cap; not
  * terrible), minus banned entries, private peers and `to` itself, filtered

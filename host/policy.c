@@ -135,6 +135,10 @@ typedef struct pstate {
   /* hooks */
   int ref[PD_HOOK_COUNT];
   int kref[PK_COUNT]; /* peer_keys as registry refs (LUA_NOREF until loaded) */
+  /* pex batches: a registry slot holding the batch's `from`/`to` table
+   * (false outside a batch), and whether it holds the current one */
+  int other_ref;
+  bool other_set;
   char where[PD_HOOK_COUNT][64]; /* "select.lua:12" where the hook is defined */
 } pstate_t;
 
@@ -159,6 +163,7 @@ struct pd_policy {
   struct kind kind[PD_HOOK_COUNT][PD_POLICY_REASON_COUNT];
   pd_rng_t fallback_rng;
   pd_rng_t *book_rng; /* for pd_policy_book_hooks */
+  bool in_batch;      /* a pex batch is running (pd_policy_pex_batch) */
 };
 
 static pstate_t *getps(lua_State *L) {
@@ -707,6 +712,9 @@ static int load_body(lua_State *L) {
     lua_pushstring(L, peer_keys[k]);
     ps->kref[k] = luaL_ref(L, LUA_REGISTRYINDEX);
   }
+  /* reserved now, so that storing a batch's table later never allocates */
+  lua_pushboolean(L, 0);
+  ps->other_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
 
@@ -801,6 +809,7 @@ int pd_policy_load(pd_policy_t *p, const pd_policy_file_t *files, size_t n, int6
   ps->clock_ud = p->clock_ud;
   for (int h = 0; h < PD_HOOK_COUNT; h++) ps->ref[h] = LUA_NOREF;
   for (int k = 0; k < PK_COUNT; k++) ps->kref[k] = LUA_NOREF;
+  ps->other_ref = LUA_NOREF;
   ps->L = lua_newstate(capped_alloc, ps);
   if (!ps->L) {
     pstate_close(ps);
@@ -1222,6 +1231,7 @@ typedef struct call {
   int verdict;
   pd_rep_verdict_t *rep;
   bool flag;
+  bool batch; /* pex: take v2's table from (or keep it in) the batch slot */
   int result; /* 0: decided; PD_ENOENT: default */
   bool bad;
   char badmsg[200];
@@ -1422,7 +1432,16 @@ static int call_body(lua_State *L) {
   case PD_HOOK_PEX_ACCEPT:
   case PD_HOOK_PEX_SHARE:
     push_peer(L, c->v1);
-    push_peer(L, c->v2);
+    if (c->batch && ps->other_set) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, ps->other_ref);
+    } else {
+      push_peer(L, c->v2);
+      if (c->batch && ps->other_ref != LUA_NOREF) {
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, LUA_REGISTRYINDEX, ps->other_ref); /* existing slot: no allocation */
+        ps->other_set = true;
+      }
+    }
     nargs = 2;
     break;
   default:
@@ -1585,6 +1604,105 @@ int pd_policy_pex_accept(pd_policy_t *p, const pd_peer_view_t *addr, const pd_pe
 int pd_policy_pex_share(pd_policy_t *p, const pd_peer_view_t *addr, const pd_peer_view_t *to,
                         pd_rng_t *rng, int64_t now, bool *share) {
   return pex_call(p, PD_HOOK_PEX_SHARE, addr, to, rng, now, share);
+}
+
+/* ---- pex batches ------------------------------------------------------------------------- */
+
+/* Every field push_peer reads, compared; a NaN makes two views differ, which
+ * only costs a rebuild. */
+static bool view_same(const pd_peer_view_t *a, const pd_peer_view_t *b) {
+  size_t gl = a->group_len <= PD_GROUP_MAX ? a->group_len : PD_GROUP_MAX;
+  return memcmp(a->addr.ip, b->addr.ip, 16) == 0 && a->addr.port == b->addr.port &&
+         a->has_node_id == b->has_node_id &&
+         (!a->has_node_id || memcmp(a->node_id, b->node_id, PD_NODE_ID_LEN) == 0) &&
+         a->known == b->known && a->tried == b->tried && a->attempts == b->attempts &&
+         a->last_try == b->last_try && a->last_success == b->last_success &&
+         a->time == b->time && a->first_seen == b->first_seen &&
+         a->latency_ms == b->latency_ms && a->reputation == b->reputation &&
+         a->misbehaviours == b->misbehaviours && a->banned == b->banned &&
+         a->private_peer == b->private_peer && a->routable == b->routable &&
+         a->group_len == b->group_len && memcmp(a->group, b->group, gl) == 0;
+}
+
+/* Forget the batch table of the state in force (no allocation). */
+static void batch_clear(pd_policy_t *p) {
+  pstate_t *ps = p->cur;
+  if (!ps || ps->other_ref == LUA_NOREF || ps->busy) return;
+  if (ps->other_set) {
+    lua_pushboolean(ps->L, 0);
+    lua_rawseti(ps->L, LUA_REGISTRYINDEX, ps->other_ref);
+  }
+  ps->other_set = false;
+}
+
+int pd_policy_pex_batch(pd_policy_t *p, int hook, const pd_peer_view_t *other, size_t n,
+                        pd_policy_pex_next_fn next, pd_policy_pex_done_fn done, void *ud,
+                        pd_rng_t *rng, int64_t now) {
+  if (!other || !next || (hook != PD_HOOK_PEX_ACCEPT && hook != PD_HOOK_PEX_SHARE))
+    return PD_EINVAL;
+  /* No policy host: every call fails as pd_policy_pex_accept(NULL, ...) does. */
+  bool cached = p && !p->in_batch; /* a batch inside another one's callback makes plain calls */
+  if (cached) p->in_batch = true;
+  pd_peer_view_t cur_other = *other, addr;
+  if (cached) batch_clear(p);
+  for (size_t i = 0; i < n; i++) {
+    pd_peer_view_t o = cur_other;
+    if (!next(ud, i, &addr, &o)) continue;
+    if (cached && !view_same(&o, &cur_other)) batch_clear(p);
+    cur_other = o;
+    call_t c;
+    memset(&c, 0, sizeof(c));
+    c.hook = hook;
+    c.v1 = &addr;
+    c.v2 = &cur_other;
+    c.batch = cached;
+    int rc = p ? run_call(p, &c, rng, now, NULL, NULL) : PD_EINVAL;
+    if (done) done(ud, i, rc, rc == 0 && c.flag);
+  }
+  if (cached) {
+    batch_clear(p);
+    p->in_batch = false;
+  }
+  return 0;
+}
+
+typedef struct {
+  const pd_peer_view_t *addrs;
+  bool *out;
+  int decided;
+} array_batch_t;
+
+static bool array_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other) {
+  (void)other;
+  *addr = ((array_batch_t *)ud)->addrs[i];
+  return true;
+}
+
+static void array_done(void *ud, size_t i, int rc, bool decision) {
+  array_batch_t *a = ud;
+  if (rc != 0) return;
+  a->out[i] = decision;
+  a->decided++;
+}
+
+static int pex_array(pd_policy_t *p, int hook, const pd_peer_view_t *addrs, size_t n,
+                     const pd_peer_view_t *other, pd_rng_t *rng, int64_t now, bool *out) {
+  if (!p || !other || (n && (!addrs || !out))) return PD_EINVAL;
+  array_batch_t a = {addrs, out, 0};
+  int rc = pd_policy_pex_batch(p, hook, other, n, array_next, array_done, &a, rng, now);
+  return rc < 0 ? rc : a.decided;
+}
+
+int pd_policy_pex_accept_batch(pd_policy_t *p, const pd_peer_view_t *addrs, size_t n,
+                               const pd_peer_view_t *from, pd_rng_t *rng, int64_t now,
+                               bool *accept_out) {
+  return pex_array(p, PD_HOOK_PEX_ACCEPT, addrs, n, from, rng, now, accept_out);
+}
+
+int pd_policy_pex_share_batch(pd_policy_t *p, const pd_peer_view_t *addrs, size_t n,
+                              const pd_peer_view_t *to, pd_rng_t *rng, int64_t now,
+                              bool *share_out) {
+  return pex_array(p, PD_HOOK_PEX_SHARE, addrs, n, to, rng, now, share_out);
 }
 
 /* ---- book hooks ------------------------------------------------------------------------ */

@@ -180,6 +180,37 @@ int pd_policy_pex_accept(pd_policy_t *p, const pd_peer_view_t *addr, const pd_pe
 int pd_policy_pex_share(pd_policy_t *p, const pd_peer_view_t *addr, const pd_peer_view_t *to,
                         pd_rng_t *rng, int64_t now, bool *share);
 
+/* Pex decisions in batches: the addresses of one ADDR message (accept) or
+ * of one GETADDR answer (share), all against the same peer. Each address is
+ * one hook call exactly as pd_policy_pex_accept/share makes it (its own
+ * instruction budget and deadline, its own validation and failure
+ * accounting, C default for that address alone on failure), but the
+ * `from`/`to` table is built once and the same table is passed to every
+ * call of the batch (policies must treat it as read-only).
+ *
+ * pd_policy_pex_batch, for callers that interleave work with the calls: for
+ * i = 0..n-1 in order, next(ud, i, addr, other) fills *addr (and may update
+ * *other, which holds the previous call's peer view, initially *other of the
+ * batch: a changed view gets a fresh table); false skips i (no call, no
+ * done). Then done(ud, i, rc, decision) gets the call's return code (as
+ * pd_policy_pex_accept's) and, when rc == 0, the decision. hook is
+ * PD_HOOK_PEX_ACCEPT or PD_HOOK_PEX_SHARE. Returns 0 or PD_EINVAL. */
+typedef bool (*pd_policy_pex_next_fn)(void *ud, size_t i, pd_peer_view_t *addr,
+                                      pd_peer_view_t *other);
+typedef void (*pd_policy_pex_done_fn)(void *ud, size_t i, int rc, bool decision);
+int pd_policy_pex_batch(pd_policy_t *p, int hook, const pd_peer_view_t *other, size_t n,
+                        pd_policy_pex_next_fn next, pd_policy_pex_done_fn done, void *ud,
+                        pd_rng_t *rng, int64_t now);
+/* Array forms: out[i] gets the policy's decision for addrs[i] when call i
+ * decided (returned 0) and is left as it was otherwise, so pre-fill out
+ * with the C default. Return the number of decided calls, or PD_EINVAL. */
+int pd_policy_pex_accept_batch(pd_policy_t *p, const pd_peer_view_t *addrs, size_t n,
+                               const pd_peer_view_t *from, pd_rng_t *rng, int64_t now,
+                               bool *accept_out);
+int pd_policy_pex_share_batch(pd_policy_t *p, const pd_peer_view_t *addrs, size_t n,
+                              const pd_peer_view_t *to, pd_rng_t *rng, int64_t now,
+                              bool *share_out);
+
 /* Hooks for pd_book_set_hooks that route the book's eviction decisions to
  * evict.lua (falling back to the built-in rule). rng and now_ptr are read at
  * call time (the book passes `now` itself; rng feeds peerd.random). */

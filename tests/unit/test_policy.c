@@ -964,6 +964,188 @@ static void peers_events_and_pex(void **state) {
   pd_policy_destroy(p);
 }
 
+/* Batches of pex calls decide exactly as single calls do (same decisions,
+ * same peerd.random draws, same failure accounting), one failing address
+ * falling back alone. */
+static const char PEX_MIXED[] =
+    "return {\n"
+    "  accept = function(addr, from)\n"
+    "    if addr.addr == '7.7.7.7:1' then error('boom') end\n"
+    "    if addr.addr == '6.6.6.6:1' then while true do end end\n"
+    "    if addr.addr == '5.5.5.5:1' then return 1 end\n"
+    "    local r = peerd.random(3)\n"
+    "    return addr.routable and from.reputation >= 0 and\n"
+    "           (addr.attempts + from.misbehaviours + r) % 2 == 0\n"
+    "  end,\n"
+    "  share = function(addr, to)\n"
+    "    if addr.addr == '7.7.7.7:1' then error('boom') end\n"
+    "    return addr.attempts + peerd.random(2) > to.attempts\n"
+    "  end }\n";
+
+#define NB 12
+static void pex_views(pd_peer_view_t *a, pd_peer_view_t *from) {
+  static const char *const ips[NB] = {"8.8.8.8:1", "1.2.3.4:1", "7.7.7.7:1", "10.0.0.1:1",
+                                      "8.8.4.4:1", "6.6.6.6:1", "9.9.9.9:1", "5.5.5.5:1",
+                                      "4.4.4.4:1", "3.3.3.3:1", "2.2.2.2:1", "1.1.1.1:1"};
+  for (size_t i = 0; i < NB; i++) {
+    view(&a[i], ips[i]);
+    a[i].attempts = (int)(i * 7 % 5);
+  }
+  view(from, "9.9.9.9:26656");
+  from->misbehaviours = 1;
+  from->attempts = 2;
+  from->reputation = 3;
+}
+
+static void pex_batch_matches_single(void **state) {
+  (void)state;
+  pd_policy_limits_t l;
+  pd_policy_limits_default(&l);
+  l.call_instructions = 20000;
+  pd_policy_t *p = mk(&l, NULL, NULL);
+  char err[256];
+  src_t s[] = {{"pex.lua", PEX_MIXED}};
+  assert_int_equal(load(p, s, 1, err, sizeof(err)), 0);
+  pd_peer_view_t a[NB], from;
+  pex_views(a, &from);
+
+  for (int hook = PD_HOOK_PEX_ACCEPT; hook <= PD_HOOK_PEX_SHARE; hook++) {
+    bool acc = hook == PD_HOOK_PEX_ACCEPT;
+    uint64_t f0[PD_POLICY_REASON_COUNT];
+    for (int r = 0; r < PD_POLICY_REASON_COUNT; r++) f0[r] = pd_policy_failures(p, hook, r);
+    /* one by one */
+    pd_rng_t r1;
+    pd_rng_seed(&r1, 42);
+    bool single[NB];
+    int rcs[NB], decided = 0, ntrue = 0;
+    for (size_t i = 0; i < NB; i++) {
+      single[i] = true; /* the C default */
+      bool d = false;
+      rcs[i] = acc ? pd_policy_pex_accept(p, &a[i], &from, &r1, NOW, &d)
+                   : pd_policy_pex_share(p, &a[i], &from, &r1, NOW, &d);
+      if (rcs[i] == 0) {
+        single[i] = d;
+        decided++;
+        ntrue += d;
+      }
+    }
+    assert_int_equal(decided, acc ? NB - 3 : NB - 1);
+    assert_true(ntrue > 0 && ntrue < decided); /* the test discriminates */
+    uint64_t f1[PD_POLICY_REASON_COUNT];
+    for (int r = 0; r < PD_POLICY_REASON_COUNT; r++) {
+      f1[r] = pd_policy_failures(p, hook, r);
+      assert_true(f1[r] - f0[r] <= 1);
+    }
+    assert_int_equal(f1[PD_POLICY_ERROR] - f0[PD_POLICY_ERROR], 1);
+    /* as one batch */
+    pd_rng_t r2;
+    pd_rng_seed(&r2, 42);
+    bool batch[NB];
+    for (size_t i = 0; i < NB; i++) batch[i] = true;
+    int got = acc ? pd_policy_pex_accept_batch(p, a, NB, &from, &r2, NOW, batch)
+                  : pd_policy_pex_share_batch(p, a, NB, &from, &r2, NOW, batch);
+    assert_int_equal(got, decided);
+    for (size_t i = 0; i < NB; i++) assert_int_equal(batch[i], single[i]);
+    assert_true(pd_rng_u64(&r1) == pd_rng_u64(&r2)); /* the same draws */
+    /* each failure counted once more, of the same kind */
+    for (int r = 0; r < PD_POLICY_REASON_COUNT; r++)
+      assert_int_equal(pd_policy_failures(p, hook, r) - f1[r], f1[r] - f0[r]);
+  }
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_PEX_ACCEPT, PD_POLICY_INSTRUCTIONS), 2);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_PEX_ACCEPT, PD_POLICY_BAD_RETURN), 2);
+  /* bad arguments; no hook: nothing decided, outputs untouched */
+  bool o = true;
+  assert_int_equal(pd_policy_pex_accept_batch(p, NULL, 1, &from, NULL, NOW, &o), PD_EINVAL);
+  assert_int_equal(pd_policy_pex_accept_batch(p, a, 1, NULL, NULL, NOW, &o), PD_EINVAL);
+  assert_int_equal(pd_policy_pex_accept_batch(p, a, 0, &from, NULL, NOW, NULL), 0);
+  src_t none[] = {{"score.lua", "return { score = function(p) return 1 end }"}};
+  assert_int_equal(load(p, none, 1, err, sizeof(err)), 0);
+  assert_int_equal(pd_policy_pex_accept_batch(p, a, NB, &from, NULL, NOW, (bool[NB]){0}), 0);
+  pd_policy_destroy(p);
+}
+
+/* The from/to table is built once per batch: a policy that writes to it
+ * (it must not) sees its writes within that batch only; the next batch, a
+ * single call, or a changed view gets a fresh table. */
+static const char PEX_COUNTER[] =
+    "return { accept = function(addr, from)\n"
+    "  local c = from.count or 0\n"
+    "  from.count = c + 1\n"
+    "  return c == 0\n"
+    "end }\n";
+
+typedef struct {
+  const pd_peer_view_t *a;
+  size_t change_at;
+  bool out[NB];
+  int rcs[NB];
+  size_t calls;
+} cb_t;
+
+static bool cb_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other) {
+  cb_t *c = ud;
+  if (i == 1) return false; /* skipped: no call, no done */
+  *addr = c->a[i];
+  if (i >= c->change_at) other->reputation = 50;
+  return true;
+}
+
+static void cb_done(void *ud, size_t i, int rc, bool decision) {
+  cb_t *c = ud;
+  c->calls++;
+  c->rcs[i] = rc;
+  c->out[i] = decision;
+}
+
+static void pex_batch_shares_from(void **state) {
+  (void)state;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  char err[256];
+  src_t s[] = {{"pex.lua", PEX_COUNTER}};
+  assert_int_equal(load(p, s, 1, err, sizeof(err)), 0);
+  pd_peer_view_t a[NB], from;
+  pex_views(a, &from);
+  bool out[4];
+  for (int round = 0; round < 2; round++) {
+    memset(out, 0, sizeof(out));
+    assert_int_equal(pd_policy_pex_accept_batch(p, a, 4, &from, NULL, NOW, out), 4);
+    assert_true(out[0]);
+    assert_false(out[1]);
+    assert_false(out[2]);
+    assert_false(out[3]);
+    bool one = false;
+    assert_int_equal(pd_policy_pex_accept(p, &a[0], &from, NULL, NOW, &one), 0);
+    assert_true(one);
+  }
+  /* callback form: skipped entries, and a changed `from` view mid-batch */
+  cb_t c;
+  memset(&c, 0, sizeof(c));
+  c.a = a;
+  c.change_at = 3;
+  assert_int_equal(pd_policy_pex_batch(p, PD_HOOK_PEX_ACCEPT, &from, 5, cb_next, cb_done, &c,
+                                       NULL, NOW),
+                   0);
+  assert_int_equal(c.calls, 4);
+  assert_true(c.out[0]);
+  assert_false(c.out[2]);
+  assert_true(c.out[3]); /* new view, new table */
+  assert_false(c.out[4]);
+  for (size_t i = 0; i < 5; i++) assert_int_equal(c.rcs[i], 0);
+  assert_int_equal(pd_policy_pex_batch(p, PD_HOOK_SCORE, &from, 1, cb_next, cb_done, &c, NULL,
+                                       NOW),
+                   PD_EINVAL);
+  /* no policy host: every call fails as a single call would */
+  memset(&c, 0, sizeof(c));
+  c.a = a;
+  c.change_at = NB;
+  assert_int_equal(pd_policy_pex_batch(NULL, PD_HOOK_PEX_SHARE, &from, 3, cb_next, cb_done, &c,
+                                       NULL, NOW),
+                   0);
+  assert_int_equal(c.calls, 2);
+  assert_int_equal(c.rcs[0], PD_EINVAL);
+  pd_policy_destroy(p);
+}
+
 static void book_hooks_adapter(void **state) {
   (void)state;
   pd_book_t *b = small_book(20, 4);
@@ -1082,6 +1264,8 @@ int main(void) {
       cmocka_unit_test(counting_and_reporting),
       cmocka_unit_test(peers_events_and_pex),
       cmocka_unit_test(book_hooks_adapter),
+      cmocka_unit_test(pex_batch_matches_single),
+      cmocka_unit_test(pex_batch_shares_from),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
