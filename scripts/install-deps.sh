@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs every Debian 12 package peerd needs to build, run and test. apt only.
 set -eu
-PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev curl ca-certificates openssl \
+PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev curl ca-certificates \
   liblua5.4-dev lua5.4 libuv1-dev lua-cjson lua-busted lua-luv lua-check \
   libssl-dev libsodium-dev libjansson-dev libhttp-parser-dev libcmocka-dev \
   prometheus valgrind gnuplot-nox"
