@@ -46,6 +46,11 @@ typedef struct host {
   pd_wire_addr_entry_t raw_addrs[PD_WIRE_MAX_ADDRS];
   size_t raw_naddrs;
   int raw_addr_msgs;
+  /* GETADDR answers: when raw_has_answer, every passed-on GETADDR is
+   * answered with this one address. */
+  bool raw_has_answer;
+  pd_netaddr_t raw_answer;
+  int raw_answers_sent;
 } host_t;
 
 typedef struct link {
@@ -336,6 +341,16 @@ static void raw_handle(world_t *w, int i, const pd_peer_action_t *a) {
     h->raw_addr_msgs++;
     h->raw_naddrs = a->addrs.count;
     memcpy(h->raw_addrs, a->addrs.entries, a->addrs.count * sizeof *a->addrs.entries);
+    break;
+  case PD_PEER_A_GETADDR_RECEIVED:
+    if (h->raw_has_answer) {
+      pd_wire_addr_entry_t e;
+      memset(&e, 0, sizeof e);
+      e.addr = h->raw_answer;
+      e.timestamp = w->now / 1000;
+      assert_int_equal(pd_peer_send_addrs(h->peer, &e, 1, w->now), 0);
+      h->raw_answers_sent++;
+    }
     break;
   default:
     break;
@@ -1035,6 +1050,126 @@ static void test_feeler_tried_collision(void **state) {
   }
 }
 
+/* --- starving: ask inbound peers for addresses ------------------------------ */
+
+#define STARVE_MS (5 * 60 * 1000) /* netmgr.c STARVE_ASK_MS */
+
+static uint64_t raw_getaddrs_in(const host_t *h) {
+  return pd_peer_stats(h->peer)->frames_in[PD_WIRE_GETADDR];
+}
+
+/* A (min outbound 2) knows only the two raw peers connected to it inbound,
+ * so it has nothing to dial: it asks them for addresses, learns C from
+ * r1's answer, dials C, and asks each of them again only once 5 minutes
+ * have passed. */
+static void test_starving_asks_inbound(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.min_out = 2;
+  o.max_out = 2;
+  o.no_feelers = true;
+  int a = add_mgr(w, 21, &o);
+  opts_default(&o);
+  int c = add_mgr(w, 22, &o); /* no seeds, empty book: dials nobody */
+  int r1 = add_raw(w, 70, a, ip4(10, 21, 0, 1, 50021), false);
+  int r2 = add_raw(w, 71, a, ip4(10, 22, 0, 1, 50022), false);
+  w->h[r1].raw_has_answer = true;
+  w->h[r1].raw_answer = w->h[c].listen;
+  assert_true(w->h[r1].raw_ready && w->h[r2].raw_ready);
+  host_t *ha = &w->h[a];
+  assert_int_equal(count_ready(ha, w->now, PD_CONN_INBOUND), 2);
+  assert_int_equal(count_ready(ha, w->now, PD_CONN_OUTBOUND), 0);
+  /* All A knows: the listen addresses of its two inbound peers. */
+  assert_int_equal(pd_book_size(pd_node_book(ha->node)), 2);
+  assert_true(in_book(ha, &w->h[r1].listen) && in_book(ha, &w->h[r2].listen));
+  assert_int_equal(raw_getaddrs_in(&w->h[r1]), 0);
+  assert_int_equal(raw_getaddrs_in(&w->h[r2]), 0);
+
+  int64_t t_ask = -1;
+  for (int t = 0; t < 600 && t_ask < 0; t++) {
+    assert_false(in_book(ha, &w->h[c].listen)); /* learnt only from the answer */
+    step(w, 100);
+    if (raw_getaddrs_in(&w->h[r1]) > 0) t_ask = w->now;
+  }
+  assert_true(t_ask > 0);
+  print_message("# starving: first GETADDR to inbound peers after %lld ms (simulated)\n",
+                (long long)(t_ask - T0));
+  assert_int_equal(raw_getaddrs_in(&w->h[r1]), 1);
+  assert_int_equal(raw_getaddrs_in(&w->h[r2]), 1);
+  assert_int_equal(w->h[r1].raw_answers_sent, 1);
+  assert_int_equal(pd_peer_stats(w->h[r1].peer)->getaddr_answered, 1);
+
+  /* The answer names C; A dials it. */
+  bool dialled = false;
+  for (int t = 0; t < 100 && !dialled; t++) {
+    step(w, 100);
+    dialled = count_ready(ha, w->now, PD_CONN_OUTBOUND) == 1;
+  }
+  assert_true(dialled);
+  assert_true(in_tried(ha, &w->h[c].listen));
+  assert_int_equal(count_ready(&w->h[c], w->now, PD_CONN_INBOUND), 1);
+  pd_netmgr_peer_info_t info[8];
+  size_t np = pd_netmgr_peers(ha->m, w->now, info, 8);
+  bool to_c = false;
+  for (size_t i = 0; i < np && i < 8; i++)
+    if (info[i].dir == PD_CONN_OUTBOUND && info[i].state == PD_NETMGR_READY &&
+        pd_netaddr_equal(&info[i].addr, &w->h[c].listen))
+      to_c = true;
+  assert_true(to_c);
+
+  /* Still below the minimum (1 < 2), but not asked again within 5 minutes. */
+  while (w->now + 100 < t_ask + STARVE_MS) {
+    step(w, 100);
+    assert_int_equal(raw_getaddrs_in(&w->h[r1]), 1);
+    assert_int_equal(raw_getaddrs_in(&w->h[r2]), 1);
+  }
+  assert_int_equal(count_ready(ha, w->now, PD_CONN_OUTBOUND), 1);
+  assert_int_equal(count_ready(ha, w->now, PD_CONN_INBOUND), 2);
+  /* Once the 5 minutes are up, a second ask each. */
+  run(w, 2000);
+  assert_int_equal(raw_getaddrs_in(&w->h[r1]), 2);
+  assert_int_equal(raw_getaddrs_in(&w->h[r2]), 2);
+  world_free(w);
+}
+
+/* Control: X (min outbound 1) holds its outbound peer Y all along, so its
+ * inbound raw peer is never sent a GETADDR. */
+static void test_not_starving_no_inbound_ask(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  int y = add_mgr(w, 23, &o);
+  opts_default(&o);
+  o.min_out = 1;
+  o.max_out = 2;
+  o.no_feelers = true;
+  o.seed_host = y;
+  int x = add_mgr(w, 24, &o);
+  host_t *hx = &w->h[x];
+  run(w, 5000);
+  assert_int_equal(count_ready(hx, w->now, PD_CONN_OUTBOUND), 1);
+  int r = add_raw(w, 72, x, ip4(10, 23, 0, 1, 50023), false);
+  w->h[r].raw_has_answer = true;
+  w->h[r].raw_answer = ip4(127, 9, 0, 1, PORT);
+  assert_true(w->h[r].raw_ready);
+  assert_int_equal(count_ready(hx, w->now, PD_CONN_INBOUND), 1);
+  for (int64_t t = 0; t < 4 * STARVE_MS; t += 100) {
+    step(w, 100);
+    assert_int_equal(count_ready(hx, w->now, PD_CONN_OUTBOUND), 1);
+  }
+  assert_false(w->h[r].raw_closed);
+  assert_int_equal(raw_getaddrs_in(&w->h[r]), 0);
+  assert_int_equal(w->h[r].raw_answers_sent, 0);
+  /* X does send GETADDRs: to its outbound peer. */
+  pd_netmgr_counters_t cx;
+  pd_netmgr_counters(hx->m, &cx);
+  assert_true(cx.frames_out[PD_WIRE_GETADDR] >= 1);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_outbound_tried_inbound_not),
@@ -1046,6 +1181,8 @@ int main(void) {
       cmocka_unit_test(test_timeouts),
       cmocka_unit_test(test_feeler_new_entry),
       cmocka_unit_test(test_feeler_tried_collision),
+      cmocka_unit_test(test_starving_asks_inbound),
+      cmocka_unit_test(test_not_starving_no_inbound_ask),
       cmocka_unit_test(test_discovery),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
