@@ -307,8 +307,11 @@ describe("peerd daemon", function()
   end)
 
   it("saves on SIGTERM and restores the same book", function()
-    local node = start()
-    finally(function() cleanup(node) end)
+    local node, again = start(), nil
+    finally(function() -- one finally per test: busted keeps only the last one
+      stop(again)
+      cleanup(node)
+    end)
     local addrs = {}
     for i = 1, 20 do addrs[i] = string.format("62.%d.7.7:26656", i) end
     local c, t, d = post(node, "/v1/book", { addrs = addrs })
@@ -323,8 +326,7 @@ describe("peerd daemon", function()
     assert.are.equal(0, code, log_of(node))
     assert.is_true(exists(node.data .. "/addrbook.json"))
     assert.matches('msg="book saved" reason=shutdown', log_of(node))
-    local again = start(nil, node.dir)
-    finally(function() stop(again) end)
+    again = start(nil, node.dir)
     local after = status_of(again).book
     assert.are.same(before, after)
     c, t, d = get(again, "/v1/book/" .. addrs[1])
@@ -439,8 +441,12 @@ describe("peerd daemon", function()
 
   it("resolves host names in POST /v1/book through the system resolver", function()
     -- localhost comes from /etc/hosts: real getaddrinfo, no traffic off the machine.
-    local node = start({ "--allow-private" })
-    finally(function() cleanup(node) end)
+    local node, strict = start({ "--allow-private" }), nil
+    -- one finally per test: busted keeps only the last one registered
+    finally(function()
+      cleanup(strict)
+      cleanup(node)
+    end)
     local c, t, d = post(node, "/v1/book", { addrs = { "localhost:26656", "1.2.3.4:26656" } })
     assert.are.equal(200, c, t)
     assert.are.equal(1, #d.resolved, t)
@@ -452,8 +458,7 @@ describe("peerd daemon", function()
     local c2, t2 = http(node, "GET", "/v1/book/127.0.0.1:26656")
     assert.are.equal(200, c2, t2)
     -- without --allow-private the resolved loopback address is refused, with the reason
-    local strict = start()
-    finally(function() cleanup(strict) end)
+    strict = start()
     local c3, t3, d3 = post(strict, "/v1/book", { addrs = { "localhost:26656" } })
     assert.are.equal(200, c3, t3)
     assert.are.equal(0, d3.added, t3)
@@ -519,15 +524,17 @@ describe("peerd command line", function()
   end)
 
   it("exits 1 with an error log when it cannot start", function()
-    local dir = tmpdir()
-    finally(function() rmdir(dir) end)
+    local dir, node = tmpdir(), nil
+    finally(function() -- one finally per test: busted keeps only the last one
+      stop(node)
+      rmdir(dir)
+    end)
     -- data directory whose parent does not exist
     local out, rc = run_cmd(sh_quote(BIN) .. " --api 127.0.0.1:0 --data-dir " .. sh_quote(dir .. "/no/such/dir"))
     assert.are.equal(1, rc, out)
     assert.matches('level=error msg="cannot create data directory"', out)
     -- API port already taken by another peerd
-    local node = start(nil, dir)
-    finally(function() stop(node) end)
+    node = start(nil, dir)
     out, rc = run_cmd(sh_quote(BIN) .. " --api 127.0.0.1:" .. node.port .. " --data-dir " .. sh_quote(dir .. "/d2"))
     assert.are.equal(1, rc, out)
     assert.matches('level=error msg="cannot listen"', out)

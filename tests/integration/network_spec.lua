@@ -185,8 +185,12 @@ end)
 
 describe("peerd identity, listener and anchors", function()
   it("creates node_key (0600) at first start, keeps it, and shows it in status", function()
-    local node = H.start({ "--allow-private", "--listen", "127.0.0.3:0" })
+    local node, again = H.start({ "--allow-private", "--listen", "127.0.0.3:0" }), nil
     local dir = node.dir
+    finally(function() -- one finally per test: busted keeps only the last one
+      H.cleanup(again)
+      H.cleanup(node) -- stops it if a check failed first, and removes its directory
+    end)
     local st = H.status_of(node)
     assert.are.equal(node.node_id, st.node_id)
     assert.are.equal(40, #st.node_id)
@@ -198,8 +202,7 @@ describe("peerd identity, listener and anchors", function()
     assert.truthy(key:match("^peerd%-node%-key v1\nseed %x+\nid " .. st.node_id .. "\n$"))
     H.stop(node)
     -- same identity after a restart; the file is unchanged
-    local again = H.start({ "--allow-private", "--listen", "127.0.0.3:0" }, dir)
-    finally(function() H.cleanup(again) end)
+    again = H.start({ "--allow-private", "--listen", "127.0.0.3:0" }, dir)
     assert.are.equal(st.node_id, H.status_of(again).node_id)
     assert.truthy(H.log_of(again):find('msg="node key loaded"', 1, true))
     assert.are.equal(key, H.read_file(again.data .. "/node_key"))
