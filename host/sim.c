@@ -352,6 +352,15 @@ static void host_del_link(sim_host_t *h, uint32_t li) {
 }
 
 /* The link of host hi with conn id cid, and which side hi is. */
+/* Arrival time for something sent towards `side` that would arrive at
+ * `arr`: never before what is already in flight that way, so bytes and the
+ * close keep their order per direction (TCP's in-order delivery). */
+static int64_t arrival_in_order(sim_link_t *l, int side, int64_t arr) {
+  if (arr < l->last_arr[side]) arr = l->last_arr[side];
+  l->last_arr[side] = arr;
+  return arr;
+}
+
 static uint32_t link_find(sim_t *s, uint32_t hi, uint64_t cid, int *side) {
   sim_host_t *h = s->hosts[hi];
   for (uint32_t i = 0; i < h->nlinks; i++) {
@@ -438,9 +447,7 @@ static void handle_action(sim_t *s, uint32_t hi, const pd_netmgr_action_t *a) {
       depart = h->tx_free_at;
     }
     if (!l->up || !l->open[o] || !reachable(s, l->h[0], l->h[1]) || lost(s)) return;
-    int64_t arr = (int64_t)ceil(depart) + l->lat;
-    if (arr < l->last_arr[o]) arr = l->last_arr[o];
-    l->last_arr[o] = arr;
+    int64_t arr = arrival_in_order(l, o, (int64_t)ceil(depart) + l->lat);
     uint8_t *copy = malloc(a->send.len ? a->send.len : 1);
     if (!copy) return;
     memcpy(copy, a->send.data, a->send.len);
@@ -456,9 +463,7 @@ static void handle_action(sim_t *s, uint32_t hi, const pd_netmgr_action_t *a) {
     l->open[side] = false;
     host_del_link(h, li);
     if (l->up && l->open[o]) {
-      int64_t arr = s->now + l->lat;
-      if (arr < l->last_arr[o]) arr = l->last_arr[o];
-      l->last_arr[o] = arr;
+      int64_t arr = arrival_in_order(l, o, s->now + l->lat);
       push_link_ev(s, arr, EV_FIN, li, (uint32_t)o, 0, NULL);
     }
     link_maybe_free(s, li);
@@ -602,9 +607,7 @@ static void flood_fire(sim_t *s, const pd_sim_event_t *e) {
       free(buf);
       continue;
     }
-    int64_t arr = s->now + l->lat;
-    if (arr < l->last_arr[o]) arr = l->last_arr[o];
-    l->last_arr[o] = arr;
+    int64_t arr = arrival_in_order(l, o, s->now + l->lat);
     if (push_link_ev(s, arr, EV_BYTES, li, (uint32_t)o, len, buf) != 0) free(buf);
   }
   free(ent);
@@ -705,9 +708,7 @@ static void host_stop(sim_t *s, uint32_t hi) {
       if (l->h[k] == hi && l->open[k]) {
         l->open[k] = false;
         if (l->up && l->open[1 - k]) {
-          int64_t arr = s->now + l->lat;
-          if (arr < l->last_arr[1 - k]) arr = l->last_arr[1 - k];
-          l->last_arr[1 - k] = arr;
+          int64_t arr = arrival_in_order(l, 1 - k, s->now + l->lat);
           push_link_ev(s, arr, EV_FIN, li, (uint32_t)(1 - k), 0, NULL);
         }
       }
