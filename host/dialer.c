@@ -724,6 +724,48 @@ size_t pd_dialer_tick(pd_dialer_t *d, int64_t now, pd_dialer_candidate_fn candid
   return n;
 }
 
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+int64_t pd_dialer_next_deadline(const pd_dialer_t *d, int64_t now) {
+  if (!d) return INT64_MAX;
+  int64_t t = INT64_MAX;
+  /* 1. dial timeouts */
+  if (d->cfg.inflight_timeout > 0)
+    for (size_t i = 0; i < d->nflights; i++)
+      t = min64(t, add_sat(d->flights[i].started, d->cfg.inflight_timeout));
+  /* 2. persistent peers: names to resolve; one down is dialled when a slot
+   *    and its backoff allow: tick at the normal cadence while so. */
+  for (size_t i = 0; i < d->npersist; i++) {
+    const persist_t *p = &d->persist[i];
+    if (!p->resolved) t = min64(t, p->resolve_at);
+    else if (!persist_connected(d, p)) return now;
+  }
+  /* 3. queued anchors and seeds; seed names to resolve */
+  if (d->nanchors || d->nseedq) return now;
+  for (size_t i = 0; i < d->nseeds; i++)
+    if (d->seeds[i].want_resolve) return now;
+  uint32_t dials, connected_out;
+  bool feeler_busy;
+  uint32_t used = outbound_counted(d, &feeler_busy, &dials, &connected_out);
+  /* 4. free outbound and dial slots: the selection is asked every tick */
+  if (dials < d->cfg.dial_concurrency && used < d->cfg.max_outbound) return now;
+  /* 5. bootstrap bookkeeping and rounds */
+  if (connected_out >= d->cfg.min_outbound) {
+    if (d->below_since >= 0 || d->bootstrap_rounds != 0) return now;
+  } else {
+    if (d->below_since < 0) return now;
+    int64_t stuck_at = dials == 0 ? now : add_sat(d->below_since, d->cfg.bootstrap_interval);
+    int64_t at = stuck_at > d->next_bootstrap_at ? stuck_at : d->next_bootstrap_at;
+    t = min64(t, at);
+  }
+  /* 6. feelers */
+  if (d->cfg.feeler_interval > 0) {
+    if (d->next_feeler_at < 0) return now;
+    if (!feeler_busy && connected_out >= d->cfg.min_outbound) t = min64(t, d->next_feeler_at);
+  }
+  return t < now ? now : t;
+}
+
 /* --- connections ---------------------------------------------------------------------------- */
 
 enum pd_inbound_verdict pd_dialer_accept_inbound(pd_dialer_t *d, const pd_netaddr_t *addr,

@@ -212,6 +212,17 @@ void pd_dialer_destroy(pd_dialer_t *d);
 size_t pd_dialer_tick(pd_dialer_t *d, int64_t now, pd_dialer_candidate_fn candidate_fn, void *ud,
                       pd_dial_action_t *out, size_t cap);
 
+/* The earliest time (Unix s) at which pd_dialer_tick could act or change
+ * state when no other event arrives in between: `now` when it has work at
+ * once (queued anchors or seeds, free outbound slots to fill, a name to
+ * resolve, a persistent peer down, state to update), else the next dial
+ * timeout, persistent-name resolve, bootstrap round or feeler, or
+ * INT64_MAX. Earlier is always safe (a tick with nothing due changes
+ * nothing and draws no randomness); the driver may sleep until then. Any
+ * connection, dial result or resolve answer can move it earlier: ask
+ * again after each. */
+int64_t pd_dialer_next_deadline(const pd_dialer_t *d, int64_t now);
+
 /* A dial emitted by tick ended. Removes it from in flight; OK resets the
  * address's failure count, a failure grows its backoff (the long pause
  * after retry_limit consecutive failures; persistent peers are capped at

@@ -58,6 +58,7 @@ struct pd_netmgr {
   pd_rng_t *rng;
   pd_dialer_t *dialer;
   int64_t seed_crawl_timeout_ms, ttl_ms, penalty, tick_ms;
+  int64_t recrawl_s; /* seed mode: least time between two crawls of one address; 0 = none */
   size_t max_pending_in;
 
   conn_t **conns; /* sorted by id (ids only grow, so appends keep order) */
@@ -614,6 +615,7 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
   else
     pd_dialer_on_dial_result(m->dialer, &c->target.addr, PD_DIAL_OK, now);
   c->dial_reported = true;
+  m->dialer_due_ms = now_ms; /* outbound count changed: feelers, bootstrap state */
   pd_book_add(pd_node_book(m->node), &c->target.addr, c->id, now, &c->target.addr, 0, now, NULL);
   pd_node_event_result_t er;
   pd_node_event(m->node, &c->target.addr, PD_METRICS_EV_GOOD, NULL, now, &er);
@@ -711,6 +713,17 @@ static bool target_from_id(pd_netmgr_t *m, uint32_t id, int64_t now, pd_dial_tar
   return true;
 }
 
+/* Seed mode: an address tried (crawled or failed) less than seed_recrawl
+ * ago is not crawled again, so a seed's crawl rate is bounded by its book
+ * size / seed_recrawl instead of by its dial concurrency. */
+static bool crawled_recently(pd_netmgr_t *m, uint32_t id, int64_t now) {
+  if (m->recrawl_s <= 0) return false;
+  pd_book_info_t inf;
+  if (pd_book_info(pd_node_book(m->node), id, &inf) != 0) return false;
+  int64_t last = inf.last_try > inf.last_success ? inf.last_try : inf.last_success;
+  return last > 0 && now - last < m->recrawl_s;
+}
+
 static size_t candidates(void *ud, size_t n, int64_t now, unsigned flags, pd_dial_target_t *out) {
   pd_netmgr_t *m = ud;
   pd_book_t *book = pd_node_book(m->node);
@@ -731,14 +744,16 @@ static size_t candidates(void *ud, size_t n, int64_t now, unsigned flags, pd_dia
     for (size_t tries = 0; w < n / 2 + 1 && w < n && tries < 2 * n; tries++) {
       uint32_t id = pd_book_random(book, PD_TABLE_NEW, now);
       if (id == PD_BOOK_NO_ID) break;
-      if (target_from_id(m, id, now, &out[w])) w++;
+      if (!crawled_recently(m, id, now) && target_from_id(m, id, now, &out[w])) w++;
     }
   }
   if (w < n) {
     uint32_t ids[PD_DIALER_MAX_CANDIDATES];
     size_t got = pd_node_dial(m->node, n - w, now, ids, NULL);
     for (size_t i = 0; i < got && w < n; i++)
-      if (target_from_id(m, ids[i], now, &out[w])) w++;
+      if (!(m->cfg.seed_mode && crawled_recently(m, ids[i], now)) &&
+          target_from_id(m, ids[i], now, &out[w]))
+        w++;
   }
   return w;
 }
@@ -814,7 +829,13 @@ static void run_dialer(pd_netmgr_t *m, int64_t now_ms) {
     }
     /* BOOTSTRAP is informational (counted by the dialer). */
   }
-  m->dialer_due_ms = now_ms + m->tick_ms;
+  /* Next run: at the tick cadence while the dialer has work, else when it
+   * next will (a feeler, a bootstrap round, a dial timeout); any event that
+   * can give it work (a connection, a close, a dial result) pulls
+   * dialer_due_ms back to now. */
+  int64_t next_s = pd_dialer_next_deadline(m->dialer, secs(now_ms));
+  int64_t due = next_s >= INT64_MAX / 1000 ? INT64_MAX : next_s * 1000;
+  m->dialer_due_ms = due > now_ms + m->tick_ms ? due : now_ms + m->tick_ms;
   size_t dials = 0;
   for (size_t i = 0; i < n; i++) dials += acts[i].kind == PD_DIAL_ACT_DIAL;
   if (dials == 0 && !m->cfg.seed_mode) ask_when_starving(m, now_ms);
@@ -862,6 +883,9 @@ int pd_netmgr_create(pd_netmgr_t **out, const pd_netmgr_config_t *cfg, pd_node_t
   m->seed_crawl_timeout_ms =
       cfg->seed_crawl_timeout_ms > 0 ? cfg->seed_crawl_timeout_ms : PD_NETMGR_SEED_CRAWL_TIMEOUT_MS;
   m->ttl_ms = cfg->getaddr_cache_ttl_ms > 0 ? cfg->getaddr_cache_ttl_ms : PD_NETMGR_GETADDR_TTL_MS;
+  m->recrawl_s = cfg->seed_recrawl_ms == 0 ? PD_NETMGR_SEED_RECRAWL_MS / 1000
+                 : cfg->seed_recrawl_ms < 0 ? 0
+                                            : (cfg->seed_recrawl_ms + 999) / 1000;
   m->penalty = cfg->relay_time_penalty == 0  ? PD_NETMGR_RELAY_PENALTY
                : cfg->relay_time_penalty < 0 ? 0
                                              : cfg->relay_time_penalty;

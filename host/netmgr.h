@@ -77,6 +77,9 @@
  *   known address already connected, typically inbound), the manager asks
  *   its ready peers -- inbound ones too -- for addresses, once per peer per
  *   5 minutes, so it can learn a node it may still dial.
+ * - Seed mode: an address is crawled again only seed_recrawl_ms (1 h) after
+ *   the book last tried it, so a seed's crawl rate is its book size per hour
+ *   at most, not its dial concurrency.
  * - Seed mode: outbound connections are closed with GOODBYE "seed_done"
  *   once the GETADDR answer arrived (or seed_crawl_timeout_ms after the
  *   handshake); inbound ones after we answered their GETADDR (or the same
@@ -100,6 +103,7 @@
 #define PD_NETMGR_GETADDR_TTL_MS (24LL * 3600 * 1000) /* GETADDR cache lifetime default */
 #define PD_NETMGR_RELAY_PENALTY 7200                    /* s, nTime penalty of relayed addrs */
 #define PD_NETMGR_SEED_CRAWL_TIMEOUT_MS (30 * 1000)     /* seed mode: longest crawl connection */
+#define PD_NETMGR_SEED_RECRAWL_MS (3600 * 1000)         /* seed mode: least time between crawls */
 #define PD_NETMGR_TICK_MS 1000                          /* dialer cadence */
 #define PD_NETMGR_GETADDR_CACHE_MAX 256                 /* networks cached (LRU beyond) */
 
@@ -122,6 +126,9 @@ typedef struct pd_netmgr_config {
   pd_peer_config_t peer;            /* per-connection protocol settings (copied) */
   bool seed_mode;                   /* --seed-mode: crawl, answer, disconnect */
   int64_t seed_crawl_timeout_ms;    /* 0 = PD_NETMGR_SEED_CRAWL_TIMEOUT_MS */
+  int64_t seed_recrawl_ms;          /* seed mode: an address is crawled at most once per this
+                                       (its book last_try / last_success); 0 = default 1 h,
+                                       < 0 = no limit */
   int64_t getaddr_cache_ttl_ms;     /* 0 = PD_NETMGR_GETADDR_TTL_MS */
   int64_t relay_time_penalty;       /* s subtracted from relayed addrs' time; 0 = default 7200,
                                        < 0 = none */

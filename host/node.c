@@ -177,6 +177,23 @@ bool pd_node_tick(pd_node_t *n, int64_t now) {
   return now - since >= n->cfg.save_interval;
 }
 
+int64_t pd_node_next_deadline(pd_node_t *n, int64_t now) {
+  if (!n) return INT64_MAX;
+  if (pd_book_collision_count(n->book) > 0) return now;
+  int64_t t = INT64_MAX;
+  const pd_banlist_t *bl = pd_book_bans_const(n->book);
+  size_t nb = pd_banlist_count(bl);
+  for (size_t i = 0; i < nb; i++) {
+    const pd_ban_t *b = pd_banlist_get(bl, i);
+    if (b && b->until > 0 && b->until < t) t = b->until;
+  }
+  if (n->cfg.save_interval > 0) {
+    int64_t since = n->status.last_save_at ? n->status.last_save_at : n->status.started_at;
+    if (since + n->cfg.save_interval < t) t = since + n->cfg.save_interval;
+  }
+  return t < now ? now : t;
+}
+
 /* ---- policies, reputation, decisions ---------------------------------- */
 
 pd_policy_t *pd_node_policy(pd_node_t *n) { return n->policy; }

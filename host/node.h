@@ -224,5 +224,11 @@ bool pd_node_net_counters(pd_node_t *n, pd_metrics_net_t *out);
 /* Periodic housekeeping at now: expire bans, resolve tried collisions.
  * Returns true when a periodic save is due (the driver then saves). */
 bool pd_node_tick(pd_node_t *n, int64_t now);
+/* The earliest time (Unix s) at which pd_node_tick could change anything:
+ * `now` while tried collisions are pending (they are re-examined, through
+ * evict.lua, on every tick), else the next ban expiry or periodic save, or
+ * INT64_MAX. A driver may tick every second (the daemon) or sleep until
+ * then (the lab): the outcome is the same. */
+int64_t pd_node_next_deadline(pd_node_t *n, int64_t now);
 
 #endif

@@ -108,7 +108,10 @@ enum {
   EV_LUA,        /* a: registry ref, x: period ms (0 = once) */
   EV_WATCH,      /* a: watcher index */
   EV_FLOOD,      /* a: attacker host, b: gen: send ADDR floods on its connections */
+  EV_KINDS
 };
+static const char *const ev_kind_name[EV_KINDS] = {
+    "-", "timer", "connect", "connected", "dial_fail", "bytes", "fin", "resolved", "lua", "watch", "flood"};
 
 enum { LAT_FIXED = 0, LAT_UNIFORM, LAT_NORMAL };
 
@@ -192,6 +195,8 @@ typedef struct sim {
   pd_sim_queue_t q;
   int64_t now; /* virtual ms */
   uint64_t events;
+  uint64_t ev_kind[EV_KINDS]; /* events by kind (summary) */
+  uint64_t frames_stopped[PD_WIRE_TYPE_COUNT]; /* frames sent by stopped incarnations */
   uint64_t seed;
   pd_rng_t net_rng, lua_rng;
   sim_host_t **hosts; /* each host allocated apart: the core keeps pointers into it */
@@ -402,8 +407,19 @@ static void rearm(sim_t *s, uint32_t hi) {
   if (!h->up || h->black_hole) return;
   int64_t d = pd_netmgr_next_deadline_ms(h->m);
   d = d == INT64_MAX ? INT64_MAX : d - PD_SIM_EPOCH_MS;
-  int64_t tick = (h->last_tick_s + 1) * 1000 - PD_SIM_EPOCH_MS;
-  if (tick < d) d = tick;
+  /* The node's housekeeping (ban expiry, tried collisions, saves) runs at
+   * whole seconds like the daemon's 1 s tick, but only when something is
+   * due: an idle host costs no events. */
+  int64_t nd = pd_node_next_deadline(h->node, now_s(s));
+  if (nd != INT64_MAX) {
+    if (nd <= h->last_tick_s) nd = h->last_tick_s + 1;
+    int64_t tick = nd * 1000 - PD_SIM_EPOCH_MS;
+    if (tick < d) d = tick;
+  }
+  if (d == INT64_MAX) {
+    if (h->timer_at <= s->now) h->timer_at = INT64_MAX;
+    return;
+  }
   if (d <= s->now) d = s->now + 1;
   if (h->timer_at <= s->now || d < h->timer_at) {
     h->timer_at = d;
@@ -717,7 +733,10 @@ static void host_stop(sim_t *s, uint32_t hi) {
   }
   pd_netmgr_counters_t c;
   pd_netmgr_counters(h->m, &c);
-  for (size_t i = 0; i < PD_WIRE_TYPE_COUNT; i++) h->prev_frames_out += c.frames_out[i];
+  for (size_t i = 0; i < PD_WIRE_TYPE_COUNT; i++) {
+    h->prev_frames_out += c.frames_out[i];
+    s->frames_stopped[i] += c.frames_out[i];
+  }
   h->prev_bytes_out += c.bytes_out;
   free(h->saved);
   h->saved = NULL;
@@ -1734,6 +1753,7 @@ static int l_run(lua_State *L) {
     }
     s->now = e.t;
     s->events++;
+    if (e.kind < EV_KINDS) s->ev_kind[e.kind]++;
     dispatch(s, &e);
   }
   if (s->failed) {
@@ -2635,6 +2655,26 @@ static void summary(sim_t *s, const pd_sim_report_t *r) {
   if (r->hosts && r->rss_bytes)
     fprintf(f, "%-22s %.1f KiB (RSS %.1f MiB)\n", "memory per host",
             (double)r->rss_bytes / 1024.0 / (double)r->hosts, (double)r->rss_bytes / 1048576.0);
+  if (r->events) {
+    fprintf(f, "%-22s", "events by kind");
+    for (int k = 1; k < EV_KINDS; k++)
+      if (s->ev_kind[k])
+        fprintf(f, " %s %.1f%%", ev_kind_name[k], 100.0 * (double)s->ev_kind[k] / (double)r->events);
+    fprintf(f, "\n");
+    uint64_t fr[PD_WIRE_TYPE_COUNT], tot = 0;
+    memcpy(fr, s->frames_stopped, sizeof fr);
+    for (size_t i = 0; i < s->nhosts; i++) {
+      if (!s->hosts[i]->up) continue;
+      pd_netmgr_counters_t c;
+      pd_netmgr_counters(s->hosts[i]->m, &c);
+      for (size_t t = 0; t < PD_WIRE_TYPE_COUNT; t++) fr[t] += c.frames_out[t];
+    }
+    for (size_t t = 0; t < PD_WIRE_TYPE_COUNT; t++) tot += fr[t];
+    fprintf(f, "%-22s %" PRIu64 ":", "frames sent", tot);
+    for (size_t t = 0; t < PD_WIRE_TYPE_COUNT; t++)
+      if (fr[t]) fprintf(f, " %s %" PRIu64, pd_wire_type_name((unsigned)t), fr[t]);
+    fprintf(f, "\n");
+  }
   if (json_object_size(s->results)) {
     fprintf(f, "-- results --\n");
     const char *k;

@@ -581,6 +581,8 @@ static void good_collision_resolved_by_tick(void **state) {
   char *m = metrics_text(f);
   assert_true(sample(m, "peerd_book_tried_collisions") == 1);
   free(m);
+  /* A pending collision is re-examined at every tick. */
+  assert_int_equal(pd_node_next_deadline(f->node, f->now), f->now);
   /* The tried entry succeeded just now, so the tick keeps it and drops the
    * collision (ResolveCollisions). */
   f->now += 1;
@@ -589,6 +591,7 @@ static void good_collision_resolved_by_tick(void **state) {
   assert_int_equal(jget_int(json_object_get(j, "book"), "collisions"), 0);
   assert_int_equal(jget_int(json_object_get(j, "book"), "tried"), 1);
   json_decref(j);
+  assert_true(pd_node_next_deadline(f->node, f->now) > f->now);
 }
 
 static void misbehaved_bans_and_dial_skips(void **state) {
@@ -796,9 +799,21 @@ static void save_action_and_complete(void **state) {
 static void tick_schedules_saves(void **state) {
   fx_t *f = *state;
   assert_false(pd_node_tick(f->node, T0));
+  /* A driver may sleep until the next deadline: the save, here. */
+  assert_int_equal(pd_node_next_deadline(f->node, T0), T0 + 300);
+  /* A ban that expires sooner comes first; once past, it is "now". */
+  pd_subnet_t sn;
+  assert_int_equal(pd_subnet_parse("9.9.9.9", &sn, NULL), 0);
+  assert_int_equal(pd_banlist_add(pd_book_bans(pd_node_book(f->node)), &sn, T0, T0 + 50, NULL), 0);
+  assert_int_equal(pd_node_next_deadline(f->node, T0 + 1), T0 + 50);
+  assert_int_equal(pd_node_next_deadline(f->node, T0 + 60), T0 + 60);
+  assert_false(pd_node_tick(f->node, T0 + 60)); /* expires it */
+  assert_int_equal(pd_banlist_count(pd_book_bans(pd_node_book(f->node))), 0);
+  assert_int_equal(pd_node_next_deadline(f->node, T0 + 61), T0 + 300);
   assert_false(pd_node_tick(f->node, T0 + 299));
   assert_true(pd_node_tick(f->node, T0 + 300));
   pd_node_note_save(f->node, 0, NULL, 10, 0, T0 + 300);
+  assert_int_equal(pd_node_next_deadline(f->node, T0 + 300), T0 + 600);
   assert_false(pd_node_tick(f->node, T0 + 301));
   assert_true(pd_node_tick(f->node, T0 + 600));
   /* A failed save also restarts the interval (no save storm). */

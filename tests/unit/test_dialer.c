@@ -894,6 +894,118 @@ static void deterministic_given_seed(void **state) {
   pd_dialer_destroy(d2);
 }
 
+
+/* A driver that sleeps until pd_dialer_next_deadline sees exactly the
+ * actions of one that ticks every second (the lab vs the daemon): below the
+ * minimum (bootstrap rounds), then full (feelers only), with the same
+ * events at the same times; and it ticks far less often. */
+typedef struct rec {
+  int64_t t;
+  int kind;
+  pd_netaddr_t addr;
+} rec_t;
+
+static size_t drive(bool every_second, rec_t *out, size_t cap, size_t *ticks) {
+  pd_dialer_config_t cfg;
+  pd_dialer_config_default(&cfg);
+  cfg.min_outbound = 2;
+  cfg.max_outbound = 2;
+  cfg.feeler_interval = 120;
+  cfg.backoff_jitter = 0.2;
+  pd_rng_t rng;
+  pd_dialer_t *d = mk(&cfg, &rng, 23);
+  fake_sel_t sel = {0};
+  for (int i = 0; i < 64; i++) sel.feelers[sel.nfeelers++] = pub(100 + i);
+  pd_dial_action_t act[8];
+  size_t nrec = 0;
+  *ticks = 0;
+  const int64_t connect_at = 400, end = 3000;
+  int64_t t = 0;
+  while (t < end) {
+    if (t == connect_at) {
+      pd_netaddr_t o1 = pub(1).addr, o2 = pub(2).addr;
+      pd_dialer_on_connected(d, PD_CONN_OUTBOUND, &o1, NULL, t);
+      pd_dialer_on_connected(d, PD_CONN_OUTBOUND, &o2, NULL, t);
+    }
+    size_t n = pd_dialer_tick(d, t, fake_candidates, &sel, act, 8);
+    (*ticks)++;
+    for (size_t i = 0; i < n; i++) {
+      assert_true(nrec < cap);
+      out[nrec].t = t;
+      out[nrec].kind = (int)act[i].kind;
+      out[nrec].addr = act[i].target.addr;
+      nrec++;
+      if (act[i].kind == PD_DIAL_ACT_FEELER) {
+        pd_dialer_on_dial_result(d, &act[i].target.addr, PD_DIAL_OK, t);
+        pd_dialer_on_connected(d, PD_CONN_FEELER, &act[i].target.addr, NULL, t);
+        pd_dialer_on_disconnected(d, PD_CONN_FEELER, &act[i].target.addr, t);
+      }
+    }
+    int64_t next = t + 1;
+    if (!every_second) {
+      next = pd_dialer_next_deadline(d, t);
+      assert_true(next >= t);
+      if (next <= t) next = t + 1;
+      if (t < connect_at && next > connect_at) next = connect_at;
+    }
+    t = next;
+  }
+  pd_dialer_destroy(d);
+  return nrec;
+}
+
+static void next_deadline_sleep_equals_ticking(void **state) {
+  (void)state;
+  static rec_t a[512], b[512];
+  size_t ta = 0, tb = 0;
+  size_t na = drive(true, a, 512, &ta);
+  size_t nb = drive(false, b, 512, &tb);
+  assert_int_equal(na, nb);
+  size_t feelers = 0, boots = 0;
+  for (size_t i = 0; i < na; i++) {
+    assert_int_equal(a[i].t, b[i].t);
+    assert_int_equal(a[i].kind, b[i].kind);
+    assert_true(pd_netaddr_equal(&a[i].addr, &b[i].addr));
+    feelers += a[i].kind == PD_DIAL_ACT_FEELER;
+    boots += a[i].kind == PD_DIAL_ACT_BOOTSTRAP;
+  }
+  assert_true(feelers >= 16);  /* the run did exercise both phases */
+  assert_true(boots >= 2);
+  assert_int_equal(ta, 3000);
+  /* Below the minimum the selection is asked every second (400 ticks);
+   * once full it sleeps from feeler to feeler (~2 ticks per 120 s). */
+  assert_true(tb < 400 + 60);
+}
+
+static void next_deadline_cases(void **state) {
+  (void)state;
+  pd_dialer_config_t cfg;
+  quiet_cfg(&cfg);
+  cfg.max_outbound = 1;
+  cfg.inflight_timeout = 30;
+  pd_rng_t rng;
+  pd_dialer_t *d = mk(&cfg, &rng, 5);
+  /* A free outbound slot: the selection is asked at every tick. */
+  assert_int_equal(pd_dialer_next_deadline(d, 100), 100);
+  fake_sel_t sel = {0};
+  sel.list[sel.n++] = pub(1);
+  pd_dial_action_t act[4];
+  size_t n = pd_dialer_tick(d, 100, fake_candidates, &sel, act, 4);
+  assert_int_equal(count_kind(act, n, PD_DIAL_ACT_DIAL), 1);
+  /* The slot is taken by the dial in flight: next is its timeout. */
+  assert_int_equal(pd_dialer_next_deadline(d, 101), 130);
+  pd_netaddr_t a1 = pub(1).addr;
+  pd_dialer_on_dial_result(d, &a1, PD_DIAL_OK, 105);
+  pd_dialer_on_connected(d, PD_CONN_OUTBOUND, &a1, NULL, 105);
+  /* Full, no feelers, no minimum: nothing will ever be due. */
+  assert_int_equal(pd_dialer_next_deadline(d, 106), INT64_MAX);
+  /* A close frees the slot: due at once. */
+  pd_dialer_on_disconnected(d, PD_CONN_OUTBOUND, &a1, 200);
+  assert_int_equal(pd_dialer_next_deadline(d, 200), 200);
+  assert_int_equal(pd_dialer_next_deadline(NULL, 5), INT64_MAX);
+  pd_dialer_destroy(d);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(concurrency_limit),
@@ -917,6 +1029,8 @@ int main(void) {
       cmocka_unit_test(inflight_timeout_and_self),
       cmocka_unit_test(config_validation_and_names),
       cmocka_unit_test(deterministic_given_seed),
+      cmocka_unit_test(next_deadline_sleep_equals_ticking),
+      cmocka_unit_test(next_deadline_cases),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
