@@ -694,6 +694,23 @@ static void test_seed_mode(void **state) {
   assert_true(c1.seed_crawls > c0.seed_crawls);
   assert_int_equal(pd_netmgr_conn_count(w->h[s].m), 0);
   assert_int_equal(count_ready(&w->h[n], w->now, PD_CONN_INBOUND), 0);
+
+  /* It is not crawled again for an hour (seed_recrawl_ms), then it is. */
+  pd_book_t *sb = pd_node_book(w->h[s].node);
+  pd_book_info_t inf;
+  assert_int_equal(pd_book_info(sb, pd_book_find(sb, &w->h[n].listen), &inf), 0);
+  int64_t crawled_at = inf.last_try;
+  assert_true(crawled_at > 0);
+  for (int t = 0; t < 55 * 60; t++) step(w, 1000);
+  assert_int_equal(pd_book_info(sb, pd_book_find(sb, &w->h[n].listen), &inf), 0);
+  assert_int_equal(inf.last_try, crawled_at);
+  int64_t again = 0;
+  for (int t = 0; t < 30 * 60 && !again; t++) {
+    step(w, 1000);
+    assert_int_equal(pd_book_info(sb, pd_book_find(sb, &w->h[n].listen), &inf), 0);
+    if (inf.last_try != crawled_at) again = inf.last_try;
+  }
+  assert_true(again >= crawled_at + PD_NETMGR_SEED_RECRAWL_MS / 1000);
   world_free(w);
 }
 
