@@ -77,7 +77,7 @@ void pd_peer_config_default(pd_peer_config_t *c) {
   c->handshake_timeout_ms = 10 * 1000;
   c->ping_interval_ms = 60 * 1000;
   c->dead_timeout_ms = 180 * 1000;
-  c->getaddr_interval_ms = 30 * 60 * 1000;
+  c->getaddr_interval_ms = 24LL * 3600 * 1000; /* = the answer cache's lifetime */
   c->getaddr_on_connect_outbound = true;
   c->getaddr_on_connect_inbound = false;
   c->getaddr_period_ms = 10 * 60 * 1000;

@@ -48,7 +48,7 @@ typedef struct pd_peer_config {
   int64_t handshake_timeout_ms; /* HELLO to both HELLO and HELLO_ACK received; 10 s */
   int64_t ping_interval_ms;     /* a PING every this long once READY (first at once); 60 s */
   int64_t dead_timeout_ms;      /* no frame received, or a PING unanswered, this long; 180 s */
-  int64_t getaddr_interval_ms;  /* re-ask an auto-asking peer this often; 0 = on connect only; 30 min */
+  int64_t getaddr_interval_ms;  /* re-ask an auto-asking peer this often; 0 = on connect only; 24 h */
   bool getaddr_on_connect_outbound; /* send GETADDR when an outbound handshake completes; true */
   bool getaddr_on_connect_inbound;  /* same for inbound; false (Bitcoin asks outbound only) */
   /* Answering: at most getaddr_max GETADDR per getaddr_period_ms are passed
