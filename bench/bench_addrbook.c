@@ -8,6 +8,10 @@
  * For each: ns/op and ops/s for add, select(8), good, GetAddr, and bytes of
  * RAM per entry (pd_book_memory / size). Also SHA256d: low-level SHA256_*
  * versus EVP with a reused EVP_MD_CTX.
+ * (c) geometry: bytes per empty book and bytes per entry of a filled book
+ *     at the default 1024/256 and at 64/16 (pd_book_memory: the book with
+ *     its tables, entries, vrandom, index, node ids), with add / select /
+ *     getaddr / good ns/op on the 64/16 book.
  * `--quick` runs tiny sizes (< 2 s) so the suite keeps this working.
  * Times come from clock_gettime(CLOCK_MONOTONIC); nothing is asserted.
  */
@@ -104,16 +108,18 @@ static void rand_v4(pd_rng_t *r, pd_netaddr_t *a) {
   a->port = (uint16_t)(1 + pd_rng_range(r, 65535));
 }
 
-static pd_book_t *new_book(pd_rng_t *rng) {
+static pd_book_t *new_book_geo(pd_rng_t *rng, const pd_book_geometry_t *g) {
   uint8_t key[PD_BOOK_KEY_LEN];
   for (int i = 0; i < PD_BOOK_KEY_LEN; i++) key[i] = (uint8_t)(i * 37 + 11);
   pd_book_t *b = NULL;
-  if (pd_book_create(&b, key, rng, 0) != 0) {
+  if (pd_book_create_ex(&b, key, rng, 0, g) != 0) {
     fprintf(stderr, "pd_book_create failed\n");
     exit(1);
   }
   return b;
 }
+
+static pd_book_t *new_book(pd_rng_t *rng) { return new_book_geo(rng, NULL); }
 
 static void bench_select_getaddr(pd_book_t *b, size_t iters, int64_t now) {
   uint32_t out[2500];
@@ -275,6 +281,65 @@ static void bench_full(size_t max_adds, size_t extra, size_t sel_iters) {
   pd_book_destroy(b);
 }
 
+/* (c) geometry: memory of an empty and of a filled book, default vs 64/16. */
+static void bench_geometry(size_t max_adds, size_t sel_iters) {
+  static const pd_book_geometry_t geos[2] = {{1024, 256}, {64, 16}};
+  printf("(c) geometry: bytes per book and per entry\n");
+  for (int gi = 0; gi < 2; gi++) {
+    const pd_book_geometry_t *g = &geos[gi];
+    pd_rng_t gen, rng;
+    pd_rng_seed(&gen, 789);
+    pd_rng_seed(&rng, 3);
+    pd_book_t *b = new_book_geo(&rng, g);
+    size_t empty = pd_book_memory(b);
+    size_t cap_new = (size_t)g->new_buckets * PD_BOOK_BUCKET_SIZE;
+    size_t cap_tried = (size_t)g->tried_buckets * PD_BOOK_BUCKET_SIZE;
+    pd_netaddr_t a, s;
+    size_t adds = 0;
+    double t0 = now_ns();
+    for (size_t k = 0; k < max_adds && pd_book_count_new(b) < cap_new * 99 / 100; k++) {
+      rand_v4(&gen, &a);
+      rand_v4(&gen, &s);
+      s.port = 0;
+      (void)pd_book_add(b, &a, NULL, NOW, &s, 0, NOW, NULL);
+      adds++;
+    }
+    double t1 = now_ns();
+    char what[80];
+    snprintf(what, sizeof what, "%u/%u add (filling new)", (unsigned)g->new_buckets,
+             (unsigned)g->tried_buckets);
+    report(what, adds, t1 - t0);
+    size_t goods = 0;
+    t0 = now_ns();
+    for (size_t k = 0; k < max_adds / 4 && pd_book_count_tried(b) < cap_tried * 98 / 100; k++) {
+      uint32_t id = pd_book_random(b, PD_TABLE_NEW, NOW);
+      pd_book_info_t in;
+      if (id == PD_BOOK_NO_ID || pd_book_info(b, id, &in) != 0) break;
+      (void)pd_book_good(b, &in.addr, false, NOW - 3600);
+      goods++;
+    }
+    t1 = now_ns();
+    snprintf(what, sizeof what, "%u/%u good (filling tried)", (unsigned)g->new_buckets,
+             (unsigned)g->tried_buckets);
+    report(what, goods, t1 - t0);
+    for (size_t k = 0; k < max_adds && pd_book_count_new(b) < cap_new * 99 / 100; k++) {
+      rand_v4(&gen, &a);
+      rand_v4(&gen, &s);
+      s.port = 0;
+      (void)pd_book_add(b, &a, NULL, NOW, &s, 0, NOW, NULL);
+    }
+    size_t sz = pd_book_size(b), full = pd_book_memory(b);
+    printf("  geometry %u/%u: empty book %zu bytes; filled: size=%zu (new %zu of %zu, tried %zu "
+           "of %zu) memory=%zu bytes, %.1f bytes/entry (%.1f beyond the empty book)\n",
+           (unsigned)g->new_buckets, (unsigned)g->tried_buckets, empty, sz, pd_book_count_new(b),
+           cap_new, pd_book_count_tried(b), cap_tried, full, sz ? (double)full / (double)sz : 0.0,
+           sz ? (double)(full - empty) / (double)sz : 0.0);
+    if (gi == 1) bench_select_getaddr(b, sel_iters, NOW + 3600);
+    if (pd_book_check(b) != 0) printf("  CHECK FAILED\n");
+    pd_book_destroy(b);
+  }
+}
+
 int main(int argc, char **argv) {
   bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
   printf("bench_addrbook%s\n", quick ? " (quick)" : "");
@@ -282,9 +347,11 @@ int main(int argc, char **argv) {
   if (quick) {
     bench_fixture(8, 32, 1, 200);
     bench_full(3000, 500, 200);
+    bench_geometry(3000, 200);
   } else {
     bench_fixture(64, 256, 5, 200000);
     bench_full(2000000, 100000, 200000);
+    bench_geometry(2000000, 200000);
   }
   return (int)(sink & 0);
 }

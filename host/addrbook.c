@@ -1,6 +1,6 @@
 /* addrbook — see addrbook.h.
  *
- * Layout (all sized for a full book of PD_BOOK_CAPACITY entries):
+ * Layout (all sized for a full book of 64 * (new + tried buckets) entries):
  *  - entries: one array of 64-byte records indexed by id. Deleted ids go on
  *    a LIFO free list threaded through the record's `rpos` field, so id
  *    allocation is deterministic. Times are kept as uint32 Unix seconds
@@ -10,7 +10,11 @@
  *  - address index: open addressing (linear probing, backward-shift delete)
  *    of uint32 ids, keyed by SipHash-2-4 (libsodium crypto_shorthash) of
  *    ip || port, with a SipHash key derived from the book key.
- *  - tables: new[1024*64] and tried[256*64] of ids, PD_BOOK_NO_ID = empty.
+ *  - tables: new[new_buckets*64] and tried[tried_buckets*64] of ids,
+ *    PD_BOOK_NO_ID = empty, and their occupancy words, sized by the book's
+ *    geometry and allocated with the book struct as one block (a flexible
+ *    tail: occupancy words first, then the two tables), so a small geometry
+ *    costs only what it uses and the default costs what it did before.
  *  - vrandom: ids in random-access order with each entry's position in it
  *    (Bitcoin Core's vRandom / SwapRandom) for GetAddr.
  *  - per entry, two cached slots: `slot` (tried: its tried slot; new: one
@@ -35,11 +39,9 @@
 
 #include "err.h"
 
-#define NEW_SLOTS (PD_BOOK_NEW_BUCKETS * PD_BOOK_BUCKET_SIZE)
-#define TRIED_SLOTS (PD_BOOK_TRIED_BUCKETS * PD_BOOK_BUCKET_SIZE)
-/* AddSingle creates an entry before it knows whether it wins a slot, so a
- * full book can hold one extra entry for a moment. */
-#define MAX_ENTRIES (PD_BOOK_CAPACITY + 1)
+/* Per book (geometry): b->new_slots, b->tried_slots; AddSingle creates an
+ * entry before it knows whether it wins a slot, so a full book can hold one
+ * extra entry for a moment: b->max_entries = new_slots + tried_slots + 1. */
 #define NO_ID PD_BOOK_NO_ID
 #define T_LIMIT ((int64_t)1 << 40) /* time inputs are clamped to +-2^40 s */
 
@@ -92,14 +94,21 @@ struct pd_book {
   uint32_t ncoll;
   int64_t last_good;
 
-  uint32_t new_tab[NEW_SLOTS];
-  uint32_t tried_tab[TRIED_SLOTS];
+  /* Geometry and the derived counts. */
+  uint32_t new_buckets, tried_buckets;
+  uint32_t new_per_sg, tried_per_g; /* spreads, see addrbook.h */
+  uint32_t new_slots, tried_slots, max_entries;
+
+  /* The tables, pointing into `tail` below. */
+  uint32_t *new_tab;
+  uint32_t *tried_tab;
   /* One bit per slot, one word per bucket: which slots are occupied. Kept
    * in step with the tables by set_new/set_tried (the only writers), so
    * Select_'s bucket walk is a rotate and a count-trailing-zeros on a word
    * that sits in L1 instead of a scan of up to 64 table slots. */
-  uint64_t new_occ[PD_BOOK_NEW_BUCKETS];
-  uint64_t tried_occ[PD_BOOK_TRIED_BUCKETS];
+  uint64_t *new_occ;
+  uint64_t *tried_occ;
+  uint64_t tail[]; /* new_occ, tried_occ, new_tab, tried_tab */
 };
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -165,18 +174,20 @@ static size_t put_group(uint8_t *p, const pd_netaddr_t *a, bool allow_private) {
   return n + 1;
 }
 
-static int tried_bucket(const uint8_t *key, const pd_netaddr_t *a, bool ap) {
+static int tried_bucket(const uint8_t *key, const pd_netaddr_t *a, bool ap, uint32_t nbuckets,
+                        uint32_t per_group) {
   uint8_t m[PD_BOOK_KEY_LEN + 1 + PD_GROUP_MAX + 8];
   memcpy(m, key, PD_BOOK_KEY_LEN);
   size_t n = PD_BOOK_KEY_LEN + put_addr_key(m + PD_BOOK_KEY_LEN, a);
   uint64_t h1 = cheap_hash(m, n);
   n = PD_BOOK_KEY_LEN + put_group(m + PD_BOOK_KEY_LEN, a, ap);
-  put_le64(m + n, h1 % PD_BOOK_TRIED_BUCKETS_PER_GROUP);
+  put_le64(m + n, h1 % per_group);
   uint64_t h2 = cheap_hash(m, n + 8);
-  return (int)(h2 % PD_BOOK_TRIED_BUCKETS);
+  return (int)(h2 % nbuckets);
 }
 
-static int new_bucket(const uint8_t *key, const pd_netaddr_t *a, const pd_netaddr_t *src, bool ap) {
+static int new_bucket(const uint8_t *key, const pd_netaddr_t *a, const pd_netaddr_t *src, bool ap,
+                      uint32_t nbuckets, uint32_t per_source_group) {
   uint8_t m[PD_BOOK_KEY_LEN + 2 * (1 + PD_GROUP_MAX) + 8];
   uint8_t sg[1 + PD_GROUP_MAX];
   size_t sgn = put_group(sg, src, ap);
@@ -186,9 +197,9 @@ static int new_bucket(const uint8_t *key, const pd_netaddr_t *a, const pd_netadd
   uint64_t h1 = cheap_hash(m, n + sgn);
   memcpy(m + PD_BOOK_KEY_LEN, sg, sgn);
   n = PD_BOOK_KEY_LEN + sgn;
-  put_le64(m + n, h1 % PD_BOOK_NEW_BUCKETS_PER_SOURCE_GROUP);
+  put_le64(m + n, h1 % per_source_group);
   uint64_t h2 = cheap_hash(m, n + 8);
-  return (int)(h2 % PD_BOOK_NEW_BUCKETS);
+  return (int)(h2 % nbuckets);
 }
 
 static int bucket_position(const uint8_t *key, bool is_new, int bucket, const pd_netaddr_t *a) {
@@ -200,16 +211,75 @@ static int bucket_position(const uint8_t *key, bool is_new, int bucket, const pd
   return (int)(cheap_hash(m, n) % PD_BOOK_BUCKET_SIZE);
 }
 
+/* ---- geometry ---------------------------------------------------------------- */
+
+static bool pow2_in(uint32_t v, uint32_t lo, uint32_t hi) {
+  return v >= lo && v <= hi && (v & (v - 1)) == 0;
+}
+
+void pd_book_geometry_default(pd_book_geometry_t *g) {
+  if (!g) return;
+  g->new_buckets = PD_BOOK_NEW_BUCKETS;
+  g->tried_buckets = PD_BOOK_TRIED_BUCKETS;
+}
+
+int pd_book_geometry_check(const pd_book_geometry_t *g) {
+  if (!g) return PD_EINVAL;
+  if (!pow2_in(g->new_buckets, PD_BOOK_MIN_NEW_BUCKETS, PD_BOOK_NEW_BUCKETS)) return PD_EINVAL;
+  if (!pow2_in(g->tried_buckets, PD_BOOK_MIN_TRIED_BUCKETS, PD_BOOK_TRIED_BUCKETS))
+    return PD_EINVAL;
+  return 0;
+}
+
+uint32_t pd_book_geometry_new_per_source_group(const pd_book_geometry_t *g) {
+  uint32_t v = g ? (uint32_t)((uint64_t)PD_BOOK_NEW_BUCKETS_PER_SOURCE_GROUP * g->new_buckets /
+                              PD_BOOK_NEW_BUCKETS)
+                 : PD_BOOK_NEW_BUCKETS_PER_SOURCE_GROUP;
+  return v ? v : 1;
+}
+
+uint32_t pd_book_geometry_tried_per_group(const pd_book_geometry_t *g) {
+  uint32_t v = g ? (uint32_t)((uint64_t)PD_BOOK_TRIED_BUCKETS_PER_GROUP * g->tried_buckets /
+                              PD_BOOK_TRIED_BUCKETS)
+                 : PD_BOOK_TRIED_BUCKETS_PER_GROUP;
+  return v ? v : 1;
+}
+
 int pd_book_new_bucket(const uint8_t key[PD_BOOK_KEY_LEN], const pd_netaddr_t *addr,
                        const pd_netaddr_t *source, bool allow_private) {
-  if (!key || !addr || !source) return PD_EINVAL;
-  return new_bucket(key, addr, source, allow_private);
+  return pd_book_new_bucket_ex(key, addr, source, allow_private, NULL);
 }
 
 int pd_book_tried_bucket(const uint8_t key[PD_BOOK_KEY_LEN], const pd_netaddr_t *addr,
                          bool allow_private) {
+  return pd_book_tried_bucket_ex(key, addr, allow_private, NULL);
+}
+
+int pd_book_new_bucket_ex(const uint8_t key[PD_BOOK_KEY_LEN], const pd_netaddr_t *addr,
+                          const pd_netaddr_t *source, bool allow_private,
+                          const pd_book_geometry_t *g) {
+  if (!key || !addr || !source) return PD_EINVAL;
+  pd_book_geometry_t d;
+  if (!g) {
+    pd_book_geometry_default(&d);
+    g = &d;
+  }
+  if (pd_book_geometry_check(g) != 0) return PD_EINVAL;
+  return new_bucket(key, addr, source, allow_private, g->new_buckets,
+                    pd_book_geometry_new_per_source_group(g));
+}
+
+int pd_book_tried_bucket_ex(const uint8_t key[PD_BOOK_KEY_LEN], const pd_netaddr_t *addr,
+                            bool allow_private, const pd_book_geometry_t *g) {
   if (!key || !addr) return PD_EINVAL;
-  return tried_bucket(key, addr, allow_private);
+  pd_book_geometry_t d;
+  if (!g) {
+    pd_book_geometry_default(&d);
+    g = &d;
+  }
+  if (pd_book_geometry_check(g) != 0) return PD_EINVAL;
+  return tried_bucket(key, addr, allow_private, g->tried_buckets,
+                      pd_book_geometry_tried_per_group(g));
 }
 
 int pd_book_bucket_position(const uint8_t key[PD_BOOK_KEY_LEN], bool is_new, int bucket,
@@ -220,12 +290,12 @@ int pd_book_bucket_position(const uint8_t key[PD_BOOK_KEY_LEN], bool is_new, int
 
 /* Slot (bucket * 64 + position) of an address in the tried table. */
 static uint32_t tried_slot_of(const pd_book_t *b, const pd_netaddr_t *a) {
-  int bk = tried_bucket(b->key, a, b->allow_private);
+  int bk = tried_bucket(b->key, a, b->allow_private, b->tried_buckets, b->tried_per_g);
   return (uint32_t)(bk * PD_BOOK_BUCKET_SIZE + bucket_position(b->key, false, bk, a));
 }
 
 static uint32_t new_slot_of(const pd_book_t *b, const pd_netaddr_t *a, const pd_netaddr_t *src) {
-  int bk = new_bucket(b->key, a, src, b->allow_private);
+  int bk = new_bucket(b->key, a, src, b->allow_private, b->new_buckets, b->new_per_sg);
   return (uint32_t)(bk * PD_BOOK_BUCKET_SIZE + bucket_position(b->key, true, bk, a));
 }
 
@@ -390,10 +460,10 @@ static void set_node(pd_book_t *b, entry_t *e, const uint8_t *node_id) {
 /* Make room for one more entry (entries, vrandom, index). */
 static int reserve_one(pd_book_t *b) {
   uint32_t live = b->nrandom;
-  if (live >= MAX_ENTRIES) return PD_ENOMEM;
+  if (live >= b->max_entries) return PD_ENOMEM;
   if (b->free_head == NO_ID && b->e_hi == b->e_cap) {
     uint32_t cap = b->e_cap ? b->e_cap * 2 : 1024;
-    if (cap > MAX_ENTRIES) cap = MAX_ENTRIES;
+    if (cap > b->max_entries) cap = b->max_entries;
     entry_t *ne = aligned_alloc(64, (size_t)cap * sizeof(entry_t));
     if (!ne) return PD_ENOMEM;
     if (b->e) memcpy(ne, b->e, (size_t)b->e_hi * sizeof(entry_t));
@@ -403,7 +473,7 @@ static int reserve_one(pd_book_t *b) {
   }
   if (live == b->vrandom_cap) {
     uint32_t cap = b->vrandom_cap ? b->vrandom_cap * 2 : 1024;
-    if (cap > MAX_ENTRIES) cap = MAX_ENTRIES;
+    if (cap > b->max_entries) cap = b->max_entries;
     uint32_t *nv = realloc(b->vrandom, (size_t)cap * sizeof(*nv));
     if (!nv) return PD_ENOMEM;
     b->vrandom = nv;
@@ -523,7 +593,7 @@ static inline int occ_walk(uint64_t occ, uint32_t pos) {
 
 /* First new-table slot referring to id (scan), or NO_ID. */
 static uint32_t scan_new_ref(const pd_book_t *b, uint32_t id) {
-  for (uint32_t s = 0; s < NEW_SLOTS; s++) {
+  for (uint32_t s = 0; s < b->new_slots; s++) {
     if (b->new_tab[s] == id) return s;
   }
   return NO_ID;
@@ -556,10 +626,10 @@ static void add_ref(pd_book_t *b, uint32_t id, uint32_t slot) {
 
 /* Remove every new-table reference to id.
  * Fast path: with one reference, the cached slot is it. Otherwise we scan
- * the 65,536-slot new table for the id. Bitcoin Core instead walks the 1,024
- * buckets computing the address's position in each (one SHA256d per
- * bucket, ~130 us); the plain scan (~256 KiB of sequential compares) finds
- * exactly the same slots and is far cheaper. */
+ * the new table (65,536 slots at the default geometry) for the id. Bitcoin
+ * Core instead walks the 1,024 buckets computing the address's position in
+ * each (one SHA256d per bucket, ~130 us); the plain scan (~256 KiB of
+ * sequential compares) finds exactly the same slots and is far cheaper. */
 static void clear_all_refs(pd_book_t *b, uint32_t id) {
   entry_t *e = &b->e[id];
   e->flags &= (uint8_t)~F_STALE;
@@ -568,7 +638,7 @@ static void clear_all_refs(pd_book_t *b, uint32_t id) {
     e->refcount = 0;
     return;
   }
-  for (uint32_t s = 0; s < NEW_SLOTS && e->refcount > 0; s++) {
+  for (uint32_t s = 0; s < b->new_slots && e->refcount > 0; s++) {
     if (b->new_tab[s] == id) {
       set_new(b, s, NO_ID);
       e->refcount--;
@@ -616,9 +686,39 @@ static void make_tried(pd_book_t *b, uint32_t id, uint32_t ts) {
 
 int pd_book_create(pd_book_t **out, const uint8_t key[PD_BOOK_KEY_LEN], pd_rng_t *rng,
                    unsigned flags) {
+  return pd_book_create_ex(out, key, rng, flags, NULL);
+}
+
+/* Bytes of the book struct with its tables for a (valid) geometry. */
+static size_t book_bytes(const pd_book_geometry_t *g) {
+  size_t words = (size_t)g->new_buckets + g->tried_buckets;
+  size_t slots = ((size_t)g->new_buckets + g->tried_buckets) * PD_BOOK_BUCKET_SIZE;
+  return sizeof(pd_book_t) + words * sizeof(uint64_t) + slots * sizeof(uint32_t);
+}
+
+int pd_book_create_ex(pd_book_t **out, const uint8_t key[PD_BOOK_KEY_LEN], pd_rng_t *rng,
+                      unsigned flags, const pd_book_geometry_t *g) {
   if (!out || !key || !rng) return PD_EINVAL;
-  pd_book_t *b = calloc(1, sizeof(*b));
+  pd_book_geometry_t geo;
+  if (g) {
+    geo = *g;
+  } else {
+    pd_book_geometry_default(&geo);
+  }
+  if (pd_book_geometry_check(&geo) != 0) return PD_EINVAL;
+  pd_book_t *b = calloc(1, book_bytes(&geo));
   if (!b) return PD_ENOMEM;
+  b->new_buckets = geo.new_buckets;
+  b->tried_buckets = geo.tried_buckets;
+  b->new_per_sg = pd_book_geometry_new_per_source_group(&geo);
+  b->tried_per_g = pd_book_geometry_tried_per_group(&geo);
+  b->new_slots = geo.new_buckets * PD_BOOK_BUCKET_SIZE;
+  b->tried_slots = geo.tried_buckets * PD_BOOK_BUCKET_SIZE;
+  b->max_entries = b->new_slots + b->tried_slots + 1;
+  b->new_occ = b->tail;
+  b->tried_occ = b->new_occ + geo.new_buckets;
+  b->new_tab = (uint32_t *)(b->tried_occ + geo.tried_buckets);
+  b->tried_tab = b->new_tab + b->new_slots;
   memcpy(b->key, key, PD_BOOK_KEY_LEN);
   uint8_t tmp[PD_BOOK_KEY_LEN + 5], dig[SHA256_DIGEST_LENGTH];
   memcpy(tmp, key, PD_BOOK_KEY_LEN);
@@ -629,8 +729,8 @@ int pd_book_create(pd_book_t **out, const uint8_t key[PD_BOOK_KEY_LEN], pd_rng_t
   b->allow_private = (flags & PD_BOOK_ALLOW_PRIVATE) != 0;
   b->free_head = NO_ID;
   b->last_good = 1; /* Bitcoin's m_last_good starts at 1 s */
-  memset(b->new_tab, 0xff, sizeof(b->new_tab));
-  memset(b->tried_tab, 0xff, sizeof(b->tried_tab));
+  memset(b->new_tab, 0xff, (size_t)b->new_slots * sizeof(uint32_t));
+  memset(b->tried_tab, 0xff, (size_t)b->tried_slots * sizeof(uint32_t));
   if (pd_banlist_create(&b->bans) != 0 || index_reserve(b, 1) != 0) {
     pd_book_destroy(b);
     return PD_ENOMEM;
@@ -649,6 +749,16 @@ void pd_book_destroy(pd_book_t *b) {
   sodium_memzero(b->key, sizeof(b->key));
   sodium_memzero(b->sip_key, sizeof(b->sip_key));
   free(b);
+}
+
+void pd_book_geometry(const pd_book_t *b, pd_book_geometry_t *g) {
+  if (!g) return;
+  if (!b) {
+    pd_book_geometry_default(g);
+    return;
+  }
+  g->new_buckets = b->new_buckets;
+  g->tried_buckets = b->tried_buckets;
 }
 
 const uint8_t *pd_book_key(const pd_book_t *b) { return b->key; }
@@ -913,7 +1023,7 @@ double pd_book_chance(const pd_book_t *b, uint32_t id, int64_t now) {
 static uint32_t draw_candidate(pd_book_t *b, bool tried) {
   const uint32_t *tab = tried ? b->tried_tab : b->new_tab;
   const uint64_t *occ = tried ? b->tried_occ : b->new_occ;
-  uint64_t nbuckets = tried ? PD_BOOK_TRIED_BUCKETS : PD_BOOK_NEW_BUCKETS;
+  uint64_t nbuckets = tried ? b->tried_buckets : b->new_buckets;
   for (;;) {
     uint32_t bucket = (uint32_t)pd_rng_range(b->rng, nbuckets);
     uint32_t pos = (uint32_t)pd_rng_range(b->rng, PD_BOOK_BUCKET_SIZE);
@@ -991,7 +1101,8 @@ size_t pd_book_select(pd_book_t *b, size_t n, int64_t now, uint32_t *out) {
     for (size_t j = 0; j < k; j++) {
       /* One 64-bit draw feeds a first attempt: 16 bits for the 85/15 coin
        * (floor(r16 * 100 / 2^16) < 85: off from exactly 85% by < 1/650 of
-       * a percent), 10 bits of bucket, 6 of position, 30 for the chance
+       * a percent), 10 bits of bucket (fewer for a smaller geometry: the
+       * bucket counts are powers of two), 6 of position, 30 for the chance
        * test. An empty bucket falls back to draw_candidate. */
       uint64_t u = pd_rng_u64(b->rng);
       if (b->n_tried == 0) {
@@ -1003,7 +1114,7 @@ size_t pd_book_select(pd_book_t *b, size_t n, int64_t now, uint32_t *out) {
       }
       const uint32_t *tab = ctried[j] ? b->tried_tab : b->new_tab;
       const uint64_t *occ = ctried[j] ? b->tried_occ : b->new_occ;
-      uint32_t nb = ctried[j] ? PD_BOOK_TRIED_BUCKETS : PD_BOOK_NEW_BUCKETS;
+      uint32_t nb = ctried[j] ? b->tried_buckets : b->new_buckets; /* powers of two */
       uint32_t bucket = (uint32_t)(u >> 16) & (nb - 1);
       uint32_t pos = (uint32_t)(u >> 26) & (PD_BOOK_BUCKET_SIZE - 1);
       int p = occ_walk(occ[bucket], pos);
@@ -1175,7 +1286,7 @@ int pd_book_new_refs(const pd_book_t *b, uint32_t id,
     return 1;
   }
   int n = 0;
-  for (uint32_t s = 0; s < NEW_SLOTS && n < PD_BOOK_NEW_BUCKETS_PER_ADDRESS; s++) {
+  for (uint32_t s = 0; s < b->new_slots && n < PD_BOOK_NEW_BUCKETS_PER_ADDRESS; s++) {
     if (b->new_tab[s] == id) slots[n++] = (uint16_t)s;
   }
   return n;
@@ -1220,7 +1331,7 @@ int pd_book_restore(pd_book_t *b, const pd_book_info_t *in, const uint16_t *slot
   } else {
     for (size_t i = 0; i < nslots && slots && nkeep < PD_BOOK_NEW_BUCKETS_PER_ADDRESS; i++) {
       uint32_t s = slots[i];
-      if (s >= NEW_SLOTS || b->new_tab[s] != NO_ID) continue;
+      if (s >= b->new_slots || b->new_tab[s] != NO_ID) continue;
       int bk = (int)(s / PD_BOOK_BUCKET_SIZE);
       if ((uint32_t)bucket_position(b->key, true, bk, &in->addr) != s % PD_BOOK_BUCKET_SIZE)
         continue;
@@ -1288,22 +1399,22 @@ int pd_book_check(const pd_book_t *b) {
     if (e->flags & F_TRIED) {
       n_tried++;
       if (e->refcount != 0 || e->last_success == 0 || (e->flags & F_STALE)) goto out;
-      if (e->slot >= TRIED_SLOTS || b->tried_tab[e->slot] != id) goto out;
+      if (e->slot >= b->tried_slots || b->tried_tab[e->slot] != id) goto out;
     } else {
       if (e->refcount < 1 || e->refcount > PD_BOOK_NEW_BUCKETS_PER_ADDRESS) goto out;
       if (!(e->flags & F_STALE) && b->new_tab[e->slot] != id) goto out;
     }
   }
   if (n_live != b->nrandom || n_tried != b->n_tried) goto out;
-  for (uint32_t s = 0; s < TRIED_SLOTS; s++) {
+  for (uint32_t s = 0; s < b->tried_slots; s++) {
     bool bit = (b->tried_occ[s / PD_BOOK_BUCKET_SIZE] >> (s % PD_BOOK_BUCKET_SIZE)) & 1;
     if (bit != (b->tried_tab[s] != NO_ID)) goto out;
   }
-  for (uint32_t s = 0; s < NEW_SLOTS; s++) {
+  for (uint32_t s = 0; s < b->new_slots; s++) {
     bool bit = (b->new_occ[s / PD_BOOK_BUCKET_SIZE] >> (s % PD_BOOK_BUCKET_SIZE)) & 1;
     if (bit != (b->new_tab[s] != NO_ID)) goto out;
   }
-  for (uint32_t s = 0; s < TRIED_SLOTS; s++) {
+  for (uint32_t s = 0; s < b->tried_slots; s++) {
     uint32_t id = b->tried_tab[s];
     if (id == NO_ID) continue;
     if (!live(b, id) || !(b->e[id].flags & F_TRIED) || b->e[id].slot != s) goto out;
@@ -1311,7 +1422,7 @@ int pd_book_check(const pd_book_t *b) {
     entry_addr(&b->e[id], &a);
     if (tried_slot_of(b, &a) != s) goto out;
   }
-  for (uint32_t s = 0; s < NEW_SLOTS; s++) {
+  for (uint32_t s = 0; s < b->new_slots; s++) {
     uint32_t id = b->new_tab[s];
     if (id == NO_ID) continue;
     if (!live(b, id) || (b->e[id].flags & F_TRIED)) goto out;
@@ -1344,6 +1455,7 @@ out:
 
 size_t pd_book_memory(const pd_book_t *b) {
   if (!b) return 0;
-  return sizeof(*b) + (size_t)b->e_cap * sizeof(entry_t) + (size_t)b->vrandom_cap * 4 +
+  pd_book_geometry_t g = {b->new_buckets, b->tried_buckets};
+  return book_bytes(&g) + (size_t)b->e_cap * sizeof(entry_t) + (size_t)b->vrandom_cap * 4 +
          (size_t)b->index_cap * 4 + (size_t)b->nodes_cap * PD_NODE_ID_LEN;
 }

@@ -1,7 +1,8 @@
 /* addrbook — the new/tried address book (Bitcoin Core's addrman, in C).
  *
- * Owns: the entries, the new table (1,024 buckets x 64 slots) and the tried
- * table (256 x 64) with Bitcoin Core's keyed placement reproduced exactly
+ * Owns: the entries, the new table (1,024 buckets x 64 slots by default) and
+ * the tried table (256 x 64 by default; see "Geometry" below) with Bitcoin
+ * Core's keyed placement reproduced exactly
  * (double-SHA-256 "cheap hash" over key, address key, group and source group),
  * up to 8 new-table references per address, test-before-evict for tried
  * collisions, "terrible" entries, attempt/good/connected bookkeeping, the ban
@@ -29,6 +30,8 @@
 #include "rng.h"
 
 #define PD_BOOK_KEY_LEN 32
+/* Bitcoin Core's geometry: the default, and the maximum (other modules size
+ * arrays with these). A book's own geometry may be smaller, see below. */
 #define PD_BOOK_NEW_BUCKETS 1024
 #define PD_BOOK_TRIED_BUCKETS 256
 #define PD_BOOK_BUCKET_SIZE 64
@@ -47,6 +50,37 @@
 #define PD_BOOK_GETADDR_MAX 1000         /* MAX_ADDR_TO_SEND */
 #define PD_BOOK_GETADDR_PCT 23           /* MAX_PCT_ADDR_TO_SEND */
 #define PD_BOOK_NO_ID UINT32_MAX
+
+/* Geometry: how many buckets each table has (64 slots per bucket always).
+ * Valid: powers of two, new_buckets 16..1024, tried_buckets 4..256; the
+ * default (pd_book_geometry_default) is Bitcoin Core's 1024 / 256, and with
+ * it every placement is exactly Bitcoin Core's. For another geometry the
+ * same formulas run with the counts replaced:
+ *   tried bucket = H(key, group, H(key, addr) % tried_per_group) % tried_buckets
+ *   new bucket   = H(key, source group, H(key, group, source group)
+ *                    % new_per_source_group) % new_buckets
+ *   position     = H(key, 'N'/'K', bucket, addr) % 64 (unchanged)
+ * where the spreads scale with the tables:
+ *   new_per_source_group = max(1, 64 * new_buckets / 1024)
+ *   tried_per_group      = max(1, 8 * tried_buckets / 256)
+ * so one source group reaches at most that many new buckets and one address
+ * group at most that many tried buckets. A book holds at most
+ * 64 * (new_buckets + tried_buckets) entries. Memory: the tables cost
+ * 4 bytes per slot plus 8 bytes per bucket (occupancy bits); 1024/256 is
+ * 330 KiB, 64/16 is 21 KiB. */
+#define PD_BOOK_MIN_NEW_BUCKETS 16
+#define PD_BOOK_MIN_TRIED_BUCKETS 4
+typedef struct pd_book_geometry {
+  uint32_t new_buckets, tried_buckets;
+} pd_book_geometry_t;
+
+/* Bitcoin Core's 1024 / 256. */
+void pd_book_geometry_default(pd_book_geometry_t *g);
+/* 0 when g is a valid geometry, PD_EINVAL otherwise (also for NULL). */
+int pd_book_geometry_check(const pd_book_geometry_t *g);
+/* The spreads above, for a valid geometry (NULL = the default). */
+uint32_t pd_book_geometry_new_per_source_group(const pd_book_geometry_t *g);
+uint32_t pd_book_geometry_tried_per_group(const pd_book_geometry_t *g);
 
 enum pd_table { PD_TABLE_NEW = 0, PD_TABLE_TRIED = 1, PD_TABLE_ANY = 2 };
 
@@ -73,9 +107,14 @@ typedef struct pd_book_info {
 } pd_book_info_t;
 
 /* Create an empty book with the given 32-byte key. The rng is borrowed and
- * must outlive the book. flags: PD_BOOK_ALLOW_PRIVATE. */
+ * must outlive the book. flags: PD_BOOK_ALLOW_PRIVATE. Default geometry. */
 int pd_book_create(pd_book_t **out, const uint8_t key[PD_BOOK_KEY_LEN], pd_rng_t *rng,
                    unsigned flags);
+/* The same with a geometry (NULL = the default); PD_EINVAL when invalid. */
+int pd_book_create_ex(pd_book_t **out, const uint8_t key[PD_BOOK_KEY_LEN], pd_rng_t *rng,
+                      unsigned flags, const pd_book_geometry_t *g);
+/* The book's geometry. */
+void pd_book_geometry(const pd_book_t *b, pd_book_geometry_t *g);
 void pd_book_destroy(pd_book_t *b);
 
 const uint8_t *pd_book_key(const pd_book_t *b);
@@ -153,23 +192,33 @@ uint32_t pd_book_select_tried_collision(pd_book_t *b);
 size_t pd_book_list(const pd_book_t *b, enum pd_table table, size_t offset, size_t limit,
                     uint32_t *out, size_t *total);
 
-/* New-table slots (bucket * 64 + position) that refer to id; returns count
- * (0..8). For the store and for explaining an entry. */
+/* New-table slots (bucket * 64 + position, in the book's geometry) that
+ * refer to id; returns count (0..8). For the store and for explaining an
+ * entry. (pd_book_info's bucket/position are in the book's geometry too.) */
 int pd_book_new_refs(const pd_book_t *b, uint32_t id, uint16_t slots[PD_BOOK_NEW_BUCKETS_PER_ADDRESS]);
 
 /* Placement, exactly as Bitcoin Core (usable without a book, e.g. by
- * `peerd book-slot`). `group` functions use pd_netaddr_group(allow_private). */
+ * `peerd book-slot`). `group` functions use pd_netaddr_group(allow_private).
+ * These use the default geometry; the _ex variants take one (NULL = the
+ * default; PD_EINVAL when invalid). pd_book_bucket_position does not depend
+ * on the geometry (only on the bucket number it is given). */
 int pd_book_new_bucket(const uint8_t key[PD_BOOK_KEY_LEN], const pd_netaddr_t *addr,
                        const pd_netaddr_t *source, bool allow_private);
 int pd_book_tried_bucket(const uint8_t key[PD_BOOK_KEY_LEN], const pd_netaddr_t *addr,
                          bool allow_private);
+int pd_book_new_bucket_ex(const uint8_t key[PD_BOOK_KEY_LEN], const pd_netaddr_t *addr,
+                          const pd_netaddr_t *source, bool allow_private,
+                          const pd_book_geometry_t *g);
+int pd_book_tried_bucket_ex(const uint8_t key[PD_BOOK_KEY_LEN], const pd_netaddr_t *addr,
+                            bool allow_private, const pd_book_geometry_t *g);
 int pd_book_bucket_position(const uint8_t key[PD_BOOK_KEY_LEN], bool is_new, int bucket,
                             const pd_netaddr_t *addr);
 
 /* Restoring a saved book (bookstore): put an entry back as it was. For a
  * tried entry, `slots` is ignored and it goes to its tried slot; for a new
- * entry, each slot (bucket*64+pos) is kept when pos matches the address's
- * position in that bucket and the slot is free; when none is kept, the entry
+ * entry, each slot (bucket*64+pos, in the book's geometry: slots beyond its
+ * new table are ignored) is kept when pos matches the address's position in
+ * that bucket and the slot is free; when none is kept, the entry
  * is placed in its source's bucket (as Bitcoin Core's load does). Returns the
  * new id via *id_out, or PD_EINVAL (why set) / PD_EEXIST (duplicate) /
  * PD_EFULL (no free slot) / PD_EUNROUTABLE. */
@@ -214,7 +263,8 @@ void pd_book_set_hooks(pd_book_t *b, const pd_book_hooks_t *hooks);
 /* Internal consistency check (tables vs entries vs index), for tests and
  * fuzzing: 0 or PD_ECORRUPT. O(size of tables). */
 int pd_book_check(const pd_book_t *b);
-/* Bytes of heap the book holds (tables, entries, index), for benchmarks. */
+/* Bytes of heap the book holds (the book with its tables, entries, index,
+ * node ids, ban list not included), for benchmarks. */
 size_t pd_book_memory(const pd_book_t *b);
 
 #endif

@@ -4,6 +4,7 @@
  * written with one entry per line so that a diff of two saves is readable:
  *
  *   {"format":"peerd-addrbook","version":1,"saved_at":T,"key":"<64 hex>","last_good":T,
+ *   ["new_buckets":N,"tried_buckets":M,]
  *   "columns":["addr","id","source","time","last_try","last_success","last_count_attempt","attempts","tried","new_slots"],
  *   "entries":[
  *   "1.2.3.4:26656 - 5.6.7.8 1700000000 0 0 0 0 0 1234,5678",
@@ -15,14 +16,21 @@
  *   {"subnet":"10.0.0.0/8","created":T,"until":T,"reason":"..."}
  *   ]}
  *
+ * - new_buckets, tried_buckets: the book's geometry (addrbook.h). Written
+ *   only when it is not the default 1024 / 256, so a default book encodes
+ *   to exactly the bytes it did before geometries existed; a document
+ *   without them (every file written before) has the default geometry. A
+ *   field present must be an integer forming a valid geometry (else
+ *   PD_ECORRUPT); one missing alone takes its default.
  * - entries: one JSON string per entry holding its values separated by
  *   single spaces, in the order "columns" names them: addr "ip:port" or
  *   "[ipv6]:port"; id, the node id as 40 lowercase hex characters or "-";
  *   source, a bare IP; time, last_try, last_success, last_count_attempt,
  *   Unix seconds (0 = never); attempts, the failure count; tried, 1 or 0;
- *   new_slots, the new-table slots (bucket * 64 + position) that refer to
- *   the entry, ascending and comma-separated, or "-" (always "-" for tried
- *   entries). No value can contain a space.
+ *   new_slots, the new-table slots (bucket * 64 + position, in the
+ *   document's geometry) that refer to the entry, ascending and
+ *   comma-separated, or "-" (always "-" for tried entries). No value can
+ *   contain a space.
  *   Why strings and not arrays: jansson allocates one node per JSON value,
  *   and with ~12 values per entry its parser alone took ~95 ms (+19 ms to
  *   free) for a full book; one string per entry parses in about half that,
@@ -50,6 +58,20 @@
  * way); tried 0 or 1; new_slots "-" or up to 8 numbers in 0..65535; then
  * pd_book_restore places it (a tried entry whose tried slot is taken, or a
  * duplicate address, is skipped).
+ *
+ * Decoding into another geometry (pd_bookstore_decode_ex with a geometry
+ * that differs from the document's): the saved slots mean nothing in the
+ * other tables, so every entry is re-placed by the placement rules, in file
+ * order, as Bitcoin Core does when its bucket count changed: a tried entry
+ * goes to its tried slot in the new geometry, or, when that slot is already
+ * taken, back to new (counted in tried_demoted); a new entry (and a demoted
+ * one) gets one reference, in the new-table slot for its own source, when
+ * that slot is free. An entry that finds no free slot is dropped and
+ * counted in entries_lost (only a smaller table loses entries in practice:
+ * its slots are fewer than the entries). Extra new-table references are
+ * not kept (only the first source is saved). Validation failures are
+ * skipped and counted as usual. Deterministic: same document, geometry and
+ * flags => same book.
  */
 #include "bookstore.h"
 
@@ -272,6 +294,12 @@ static void encode_entry(sbuf_t *s, const pd_book_t *b, const pd_book_info_t *e)
   sb_putc(s, '"');
 }
 
+static bool is_default_geometry(const pd_book_geometry_t *g) {
+  pd_book_geometry_t d;
+  pd_book_geometry_default(&d);
+  return g->new_buckets == d.new_buckets && g->tried_buckets == d.tried_buckets;
+}
+
 int pd_bookstore_encode(const pd_book_t *b, int64_t now, char **out, size_t *len) {
   size_t total = pd_book_size(b);
   uint32_t *ids = NULL;
@@ -294,6 +322,14 @@ int pd_bookstore_encode(const pd_book_t *b, int64_t now, char **out, size_t *len
   sb_puts(&s, keyhex);
   sb_puts(&s, "\",\"last_good\":");
   sb_int(&s, pd_book_last_good(b));
+  pd_book_geometry_t geo;
+  pd_book_geometry(b, &geo);
+  if (!is_default_geometry(&geo)) {
+    sb_puts(&s, ",\"new_buckets\":");
+    sb_int(&s, geo.new_buckets);
+    sb_puts(&s, ",\"tried_buckets\":");
+    sb_int(&s, geo.tried_buckets);
+  }
   sb_puts(&s, ",\n\"columns\":[");
   for (int c = 0; c < C_COUNT; c++) {
     if (c) sb_putc(&s, ',');
@@ -543,8 +579,25 @@ static int map_columns(const json_t *cols, int *col, size_t *ncols, char *err, s
   return 0;
 }
 
+/* Re-placement (replace == true, see the top): one entry into the book by
+ * the placement rules. 0 when placed, PD_EFULL when no slot was free (lost),
+ * else restore's error. */
+static int replace_entry(pd_book_t *b, pd_book_info_t *e, pd_bookstore_report_t *r,
+                         const char **why) {
+  uint32_t id = PD_BOOK_NO_ID;
+  int rc = pd_book_restore(b, e, NULL, 0, &id, why);
+  if (rc == PD_EFULL && e->in_tried) {
+    e->in_tried = false;
+    e->refcount = 0;
+    rc = pd_book_restore(b, e, NULL, 0, &id, why);
+    if (rc == 0) r->tried_demoted++;
+  }
+  if (rc == 0) r->entries_replaced++;
+  return rc;
+}
+
 static void load_entries(pd_book_t *b, const json_t *entries, const int *col, size_t ncols,
-                         pd_bookstore_report_t *r, int *fatal) {
+                         bool replace, pd_bookstore_report_t *r, int *fatal) {
   size_t n = json_array_size(entries);
   char line[ROW_MAX];
   const char *tok[MAX_COLUMNS];
@@ -559,9 +612,14 @@ static void load_entries(pd_book_t *b, const json_t *entries, const int *col, si
       why = parse_entry(tok, col, &e, slots, &nslots);
       if (why == NULL) {
         uint32_t id = PD_BOOK_NO_ID;
-        int rc = pd_book_restore(b, &e, slots, nslots, &id, &why);
+        int rc = replace ? replace_entry(b, &e, r, &why)
+                         : pd_book_restore(b, &e, slots, nslots, &id, &why);
         if (rc == 0) {
           r->entries_loaded++;
+          continue;
+        }
+        if (replace && rc == PD_EFULL) {
+          r->entries_lost++;
           continue;
         }
         if (rc == PD_ENOMEM) {
@@ -667,12 +725,46 @@ static const json_t *need(const json_t *root, const char *name, json_type t, cha
   return v;
 }
 
+/* The optional geometry fields (see the top): 0 or PD_ECORRUPT. */
+static int read_geometry(const json_t *root, pd_book_geometry_t *g, char *err, size_t cap) {
+  pd_book_geometry_default(g);
+  static const char *const names[2] = {"new_buckets", "tried_buckets"};
+  uint32_t *vals[2] = {&g->new_buckets, &g->tried_buckets};
+  for (int i = 0; i < 2; i++) {
+    const json_t *v = json_object_get(root, names[i]);
+    if (v == NULL) continue;
+    if (!json_is_integer(v))
+      return fail(err, cap, PD_ECORRUPT, "field \"%s\" has the wrong type", names[i]);
+    json_int_t n = json_integer_value(v);
+    if (n < 1 || n > PD_BOOK_NEW_BUCKETS)
+      return fail(err, cap, PD_ECORRUPT, "%s %" JSON_INTEGER_FORMAT " is out of range", names[i],
+                  n);
+    *vals[i] = (uint32_t)n;
+  }
+  if (pd_book_geometry_check(g) != 0)
+    return fail(err, cap, PD_ECORRUPT,
+                "geometry new_buckets %u / tried_buckets %u is invalid (powers of two, "
+                "new 16..1024, tried 4..256)",
+                (unsigned)g->new_buckets, (unsigned)g->tried_buckets);
+  return 0;
+}
+
 int pd_bookstore_decode(const char *buf, size_t len, pd_rng_t *rng, unsigned flags,
                         pd_book_t **out, pd_bookstore_report_t *report, char *err, size_t cap) {
+  return pd_bookstore_decode_ex(buf, len, rng, flags, NULL, out, report, err, cap);
+}
+
+int pd_bookstore_decode_ex(const char *buf, size_t len, pd_rng_t *rng, unsigned flags,
+                           const pd_book_geometry_t *geometry, pd_book_t **out,
+                           pd_bookstore_report_t *report, char *err, size_t cap) {
   pd_bookstore_report_t dummy;
   pd_bookstore_report_t *r = report ? report : &dummy;
   memset(r, 0, sizeof *r);
+  pd_book_geometry_default(&r->file_geometry);
   if (err != NULL && cap > 0) err[0] = '\0';
+  if (geometry != NULL && pd_book_geometry_check(geometry) != 0)
+    return fail(err, cap, PD_EINVAL, "invalid geometry %u/%u", (unsigned)geometry->new_buckets,
+                (unsigned)geometry->tried_buckets);
   if (buf == NULL || len == 0) return fail(err, cap, PD_ECORRUPT, "empty document");
 
   json_error_t je;
@@ -726,8 +818,13 @@ int pd_bookstore_decode(const char *buf, size_t len, pd_rng_t *rng, unsigned fla
   int col[C_COUNT];
   size_t ncols = 0;
   if ((rc = map_columns(cols, col, &ncols, err, cap)) != 0) goto done;
+  pd_book_geometry_t fgeo, bgeo;
+  if ((rc = read_geometry(root, &fgeo, err, cap)) != 0) goto done;
+  r->file_geometry = fgeo;
+  bgeo = geometry != NULL ? *geometry : fgeo;
+  bool replace = bgeo.new_buckets != fgeo.new_buckets || bgeo.tried_buckets != fgeo.tried_buckets;
 
-  rc = pd_book_create(&b, key, rng, flags);
+  rc = pd_book_create_ex(&b, key, rng, flags, &bgeo);
   if (rc != 0) {
     b = NULL;
     rc = fail(err, cap, rc, "cannot create the book: %s", pd_strerror(rc));
@@ -735,7 +832,7 @@ int pd_bookstore_decode(const char *buf, size_t len, pd_rng_t *rng, unsigned fla
   }
   pd_book_set_last_good(b, last_good);
   int fatal = 0;
-  load_entries(b, entries, col, ncols, r, &fatal);
+  load_entries(b, entries, col, ncols, replace, r, &fatal);
   if (fatal == 0) load_collisions(b, coll, r);
   if (fatal == 0) load_bans(b, bans, r, &fatal);
   if (fatal != 0) {

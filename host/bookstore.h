@@ -1,9 +1,11 @@
 /* bookstore — the address book as a JSON document (addrbook.json).
  *
  * Owns: encoding a pd_book_t (entries, new-table references, tried
- * collisions, bans, key) into one JSON document with a format version, and
- * decoding such a document back into a fresh book, validating every entry
- * one by one (a bad entry is skipped and counted, the rest kept).
+ * collisions, bans, key, geometry) into one JSON document with a format
+ * version, and decoding such a document back into a fresh book, validating
+ * every entry one by one (a bad entry is skipped and counted, the rest
+ * kept), re-placing the entries when the book is given another geometry
+ * than the document's (see bookstore.c).
  * Does not own: files. The driver reads and writes the bytes (atomically,
  * see fsio.h) and decides what to do with a document that will not decode.
  * Deterministic: the same book encodes to the same bytes.
@@ -26,6 +28,11 @@ typedef struct pd_bookstore_report {
   size_t bans_skipped;
   size_t collisions_loaded;  /* pending tried collisions restored */
   size_t collisions_skipped; /* collisions naming no restored entry, or bad */
+  /* Geometry (pd_bookstore_decode_ex). */
+  pd_book_geometry_t file_geometry; /* the document's (default when absent) */
+  size_t entries_replaced; /* re-placed into another geometry (all loaded ones then) */
+  size_t tried_demoted;    /* of those: tried entries put back in new (slot taken) */
+  size_t entries_lost;     /* valid entries that found no free slot there (dropped) */
   char first_skip[160]; /* why the first skipped item was skipped ("" if none) */
 } pd_bookstore_report_t;
 
@@ -41,5 +48,16 @@ int pd_bookstore_encode(const pd_book_t *b, int64_t now, char **out, size_t *len
  * *out untouched. */
 int pd_bookstore_decode(const char *buf, size_t len, pd_rng_t *rng, unsigned flags,
                         pd_book_t **out, pd_bookstore_report_t *report, char *err, size_t cap);
+
+/* The same into a book of the given geometry (NULL = the document's own,
+ * which is what pd_bookstore_decode does). When it differs from the
+ * document's, entries are re-placed by the placement rules (tried entries
+ * whose tried slot is taken go back to new; entries without a free slot are
+ * dropped and counted in report->entries_lost). PD_EINVAL for an invalid
+ * geometry. The document's geometry is the optional "new_buckets" /
+ * "tried_buckets" pair, written only for a non-default geometry. */
+int pd_bookstore_decode_ex(const char *buf, size_t len, pd_rng_t *rng, unsigned flags,
+                           const pd_book_geometry_t *geometry, pd_book_t **out,
+                           pd_bookstore_report_t *report, char *err, size_t cap);
 
 #endif

@@ -55,6 +55,17 @@ static pd_book_t *det_book(fixture_t *f, uint64_t seed, unsigned flags) {
   return f->b;
 }
 
+static const pd_book_geometry_t SMALL = {64, 16};
+
+static pd_book_t *det_book_geo(fixture_t *f, uint64_t seed, unsigned flags,
+                               const pd_book_geometry_t *g) {
+  uint8_t key[32];
+  key_one(key);
+  pd_rng_seed(&f->rng, seed);
+  assert_int_equal(pd_book_create_ex(&f->b, key, &f->rng, flags, g), 0);
+  return f->b;
+}
+
 static int add_t(pd_book_t *b, const char *ip, uint16_t port, const char *src, int64_t t,
                  int64_t now) {
   pd_netaddr_t a = A(ip, port), s = A(src, 0);
@@ -830,10 +841,11 @@ static void stress_consistency(void **state) {
   pd_book_destroy(b);
 }
 
-static void determinism(void **state) {
-  (void)state;
+/* g NULL: pd_book_create (the default geometry). */
+static void determinism_with(const pd_book_geometry_t *g) {
   fixture_t f1, f2;
-  pd_book_t *b1 = det_book(&f1, 77, 0), *b2 = det_book(&f2, 77, 0);
+  pd_book_t *b1 = g ? det_book_geo(&f1, 77, 0, g) : det_book(&f1, 77, 0);
+  pd_book_t *b2 = g ? det_book_geo(&f2, 77, 0, g) : det_book(&f2, 77, 0);
   pd_rng_t r1, r2;
   pd_rng_seed(&r1, 5);
   pd_rng_seed(&r2, 5);
@@ -868,6 +880,18 @@ static void determinism(void **state) {
   assert_memory_equal(o1, o2, k1 * sizeof(uint32_t));
   pd_book_destroy(b1);
   pd_book_destroy(b2);
+}
+
+static void determinism(void **state) {
+  (void)state;
+  determinism_with(NULL);
+}
+
+static void geometry_determinism(void **state) {
+  (void)state;
+  determinism_with(&SMALL);
+  pd_book_geometry_t tiny = {16, 4};
+  determinism_with(&tiny);
 }
 
 /* ---- restore, listing -------------------------------------------------------------- */
@@ -1128,6 +1152,263 @@ static void eviction_hooks(void **state) {
   }
 }
 
+/* ---- geometry ------------------------------------------------------------------------ */
+
+static void geometry_validation(void **state) {
+  (void)state;
+  pd_book_geometry_t g;
+  memset(&g, 0, sizeof g);
+  pd_book_geometry_default(&g);
+  assert_int_equal(g.new_buckets, 1024);
+  assert_int_equal(g.tried_buckets, 256);
+  assert_int_equal(pd_book_geometry_check(&g), 0);
+  assert_int_equal(pd_book_geometry_check(NULL), PD_EINVAL);
+  assert_int_equal(pd_book_geometry_new_per_source_group(&g), 64);
+  assert_int_equal(pd_book_geometry_tried_per_group(&g), 8);
+  assert_int_equal(pd_book_geometry_new_per_source_group(&SMALL), 4);
+  assert_int_equal(pd_book_geometry_tried_per_group(&SMALL), 1); /* 0.5 -> 1 */
+  pd_book_geometry_t mid = {512, 128}, tiny = {16, 4};
+  assert_int_equal(pd_book_geometry_new_per_source_group(&mid), 32);
+  assert_int_equal(pd_book_geometry_tried_per_group(&mid), 4);
+  assert_int_equal(pd_book_geometry_new_per_source_group(&tiny), 1);
+  assert_int_equal(pd_book_geometry_tried_per_group(&tiny), 1);
+
+  uint8_t key[32];
+  key_one(key);
+  pd_rng_t rng;
+  pd_rng_seed(&rng, 1);
+  pd_netaddr_t a = A("250.1.1.1", 8333), s = A("251.1.1.1", 0);
+  static const pd_book_geometry_t bad[] = {
+      {0, 0},    {8, 256},   {2048, 256}, {1024, 2},  {1024, 512}, {48, 16},
+      {64, 12},  {1023, 256}, {UINT32_MAX, 4}, {64, 0}, {0, 16}, {1u << 31, 1u << 31}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_equal(pd_book_geometry_check(&bad[i]), PD_EINVAL);
+    pd_book_t *sentinel = (pd_book_t *)&rng, *b = sentinel;
+    assert_int_equal(pd_book_create_ex(&b, key, &rng, 0, &bad[i]), PD_EINVAL);
+    assert_ptr_equal(b, sentinel);
+    assert_int_equal(pd_book_new_bucket_ex(key, &a, &s, false, &bad[i]), PD_EINVAL);
+    assert_int_equal(pd_book_tried_bucket_ex(key, &a, false, &bad[i]), PD_EINVAL);
+  }
+  static const pd_book_geometry_t good_g[] = {{16, 4}, {64, 16}, {1024, 256}, {16, 256},
+                                              {1024, 4}, {128, 32}};
+  for (size_t i = 0; i < sizeof good_g / sizeof good_g[0]; i++) {
+    pd_book_t *b = NULL;
+    assert_int_equal(pd_book_create_ex(&b, key, &rng, 0, &good_g[i]), 0);
+    pd_book_geometry_t got;
+    pd_book_geometry(b, &got);
+    assert_int_equal(got.new_buckets, good_g[i].new_buckets);
+    assert_int_equal(got.tried_buckets, good_g[i].tried_buckets);
+    assert_ok(b);
+    /* the empty book's memory follows the tables: 4 bytes a slot + 8 a bucket */
+    size_t tables = ((size_t)good_g[i].new_buckets + good_g[i].tried_buckets) * (64 * 4 + 8);
+    assert_true(pd_book_memory(b) >= tables);
+    assert_true(pd_book_memory(b) < tables + 16384);
+    pd_book_destroy(b);
+  }
+  pd_book_t *b = NULL;
+  assert_int_equal(pd_book_create_ex(&b, key, &rng, 0, NULL), 0);
+  pd_book_geometry(b, &g);
+  assert_int_equal(g.new_buckets, 1024);
+  assert_int_equal(g.tried_buckets, 256);
+  pd_book_destroy(b);
+  assert_int_equal(pd_book_create(&b, key, &rng, 0), 0);
+  pd_book_geometry(b, &g);
+  assert_int_equal(g.new_buckets, 1024);
+  assert_int_equal(g.tried_buckets, 256);
+  pd_book_destroy(b);
+
+  /* the _ex placement with NULL or the default geometry is Bitcoin's */
+  uint8_t k1[32];
+  hash_key(1, k1);
+  pd_netaddr_t t1 = A("250.1.1.1", 8333), n1 = A("250.1.2.1", 8333), src = A("250.1.2.1", 0);
+  pd_book_geometry_default(&g);
+  assert_int_equal(pd_book_tried_bucket_ex(k1, &t1, false, NULL), 40);
+  assert_int_equal(pd_book_tried_bucket_ex(k1, &t1, false, &g), 40);
+  assert_int_equal(pd_book_new_bucket_ex(k1, &n1, &src, false, NULL), 786);
+  assert_int_equal(pd_book_new_bucket_ex(k1, &n1, &src, false, &g), 786);
+}
+
+/* Placement stays within the geometry's range, and the spreads are the
+ * scaled counts: one source group reaches at most (and, given enough
+ * addresses, exactly) new_per_source_group new buckets; one address group
+ * at most tried_per_group tried buckets. */
+static void geometry_placement_and_spread(void **state) {
+  (void)state;
+  uint8_t k1[32];
+  hash_key(1, k1);
+  static const pd_book_geometry_t geos[] = {{16, 4}, {64, 16}, {128, 64}, {512, 128},
+                                            {1024, 256}, {16, 256}};
+  for (size_t gi = 0; gi < sizeof geos / sizeof geos[0]; gi++) {
+    const pd_book_geometry_t *g = &geos[gi];
+    uint32_t per_sg = pd_book_geometry_new_per_source_group(g);
+    uint32_t per_g = pd_book_geometry_tried_per_group(g);
+    bool seen[PD_BOOK_NEW_BUCKETS];
+    /* one source group, addresses from ~1,000 groups */
+    memset(seen, 0, sizeof seen);
+    uint32_t n = 0;
+    pd_netaddr_t s4 = A("251.4.1.1", 0);
+    for (int j = 0; j < 4 * 255; j++) {
+      char s[32];
+      snprintf(s, sizeof(s), "%d.%d.1.1", 20 + j / 255, j % 256);
+      pd_netaddr_t a = A(s, 0);
+      int bk = pd_book_new_bucket_ex(k1, &a, &s4, false, g);
+      assert_true(bk >= 0 && (uint32_t)bk < g->new_buckets);
+      if (!seen[bk]) n++;
+      seen[bk] = true;
+    }
+    assert_true(n <= per_sg);
+    assert_true(n >= per_sg * 3 / 4); /* the spread is used, not collapsed */
+    /* one address group (/16): at most per_g tried buckets */
+    memset(seen, 0, sizeof seen);
+    n = 0;
+    for (int i = 0; i < 255; i++) {
+      char s[32];
+      snprintf(s, sizeof(s), "250.1.%d.%d", i, 255 - i);
+      pd_netaddr_t a = A(s, 8333);
+      int bk = pd_book_tried_bucket_ex(k1, &a, false, g);
+      assert_true(bk >= 0 && (uint32_t)bk < g->tried_buckets);
+      if (!seen[bk]) n++;
+      seen[bk] = true;
+    }
+    assert_true(n <= per_g);
+    assert_true(n >= (per_g + 1) / 2);
+    /* many groups reach many tried buckets (so per_g is a real limit) */
+    memset(seen, 0, sizeof seen);
+    n = 0;
+    for (int j = 0; j < 255; j++) {
+      char s[32];
+      snprintf(s, sizeof(s), "250.%d.1.1", j);
+      pd_netaddr_t a = A(s, 0);
+      int bk = pd_book_tried_bucket_ex(k1, &a, false, g);
+      assert_true(bk >= 0 && (uint32_t)bk < g->tried_buckets);
+      if (!seen[bk]) n++;
+      seen[bk] = true;
+    }
+    assert_true(n > per_g || n == g->tried_buckets);
+  }
+}
+
+/* Capacity: a 64/16 book fed far more than it can hold keeps at most
+ * 64*64 new and 16*64 tried ids, every id in range, and stays consistent. */
+static void geometry_small_capacity(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book_geo(&f, 21, 0, &SMALL);
+  pd_rng_t r;
+  pd_rng_seed(&r, 31);
+  for (int round = 0; round < 4; round++) {
+    fill(b, 8000, 2, &r);
+    assert_true(pd_book_count_new(b) <= 64 * 64);
+    assert_true(pd_book_count_tried(b) <= 16 * 64);
+    assert_ok(b);
+  }
+  /* the tables really filled up (the bound is what stopped them) */
+  assert_true(pd_book_count_new(b) > 64 * 64 * 8 / 10);
+  assert_true(pd_book_count_tried(b) > 16 * 64 * 8 / 10);
+  static uint32_t ids[64 * 64 + 16 * 64 + 1];
+  size_t total = 0;
+  size_t n = pd_book_list(b, PD_TABLE_ANY, 0, sizeof ids / sizeof ids[0], ids, &total);
+  assert_int_equal(n, total);
+  assert_true(n <= 64 * 64 + 16 * 64);
+  for (size_t i = 0; i < n; i++) {
+    pd_book_info_t in;
+    assert_int_equal(pd_book_info(b, ids[i], &in), 0);
+    assert_true(in.position >= 0 && in.position < 64);
+    if (in.in_tried) {
+      assert_true(in.bucket >= 0 && in.bucket < 16);
+      assert_int_equal(in.bucket, pd_book_tried_bucket_ex(pd_book_key(b), &in.addr, false, &SMALL));
+      assert_int_equal(in.position,
+                       pd_book_bucket_position(pd_book_key(b), false, in.bucket, &in.addr));
+    } else {
+      assert_true(in.bucket >= 0 && in.bucket < 64);
+      uint16_t slots[8];
+      int k = pd_book_new_refs(b, ids[i], slots);
+      assert_int_equal(k, in.refcount);
+      bool member = false;
+      for (int j = 0; j < k; j++) {
+        assert_true(slots[j] < 64 * 64);
+        assert_int_equal(slots[j] % 64,
+                         pd_book_bucket_position(pd_book_key(b), true, slots[j] / 64, &in.addr));
+        member |= slots[j] == (uint16_t)(in.bucket * 64 + in.position);
+      }
+      assert_true(member);
+    }
+  }
+  /* select and random draw only live ids from the small tables */
+  uint32_t out[64];
+  size_t got = pd_book_select(b, 64, NOW + 3600, out);
+  assert_true(got > 0);
+  for (size_t i = 0; i < got; i++) {
+    pd_book_info_t in;
+    assert_int_equal(pd_book_info(b, out[i], &in), 0);
+  }
+  for (int i = 0; i < 200; i++) {
+    assert_int_not_equal(pd_book_random(b, PD_TABLE_NEW, NOW), NO_ID);
+    assert_int_not_equal(pd_book_random(b, PD_TABLE_TRIED, NOW), NO_ID);
+  }
+  /* memory: the small tables cost a fraction of the default ones */
+  fixture_t g;
+  pd_book_t *d = det_book(&g, 1, 0), *s = det_book_geo(&g, 1, 0, &SMALL);
+  assert_true(pd_book_memory(s) * 10 < pd_book_memory(d));
+  pd_book_destroy(d);
+  pd_book_destroy(s);
+  pd_book_destroy(b);
+}
+
+/* The randomized stress + full consistency check on small geometries. */
+static void geometry_stress_consistency(void **state) {
+  (void)state;
+  static const pd_book_geometry_t geos[] = {{64, 16}, {16, 4}};
+  for (size_t gi = 0; gi < 2; gi++) {
+    fixture_t f;
+    pd_book_t *b = det_book_geo(&f, 16, 0, &geos[gi]);
+    pd_rng_t r;
+    pd_rng_seed(&r, 2024);
+    int64_t now = NOW;
+    opstats_t st = {0};
+    for (int round = 0; round < 40; round++) {
+      random_ops(b, &r, 1000, &now, &st);
+      assert_ok(b);
+      assert_true(pd_book_count_new(b) <= geos[gi].new_buckets * 64);
+      assert_true(pd_book_count_tried(b) <= geos[gi].tried_buckets * 64);
+    }
+    assert_true(st.adds > 1000);
+    assert_true(st.goods > 100);
+    assert_true(st.removes > 10);
+    assert_true(pd_book_count_tried(b) > 50);
+    pd_book_destroy(b);
+  }
+}
+
+/* restore into a small book: slots outside its table are ignored (the
+ * entry goes to its own source's slot), tried entries to their tried slot. */
+static void geometry_restore(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book_geo(&f, 5, 0, &SMALL);
+  pd_book_info_t in;
+  memset(&in, 0, sizeof in);
+  in.addr = A("250.7.1.1", 8333);
+  in.source = A("251.7.1.1", 0);
+  in.time = NOW;
+  uint16_t slots[1] = {(uint16_t)(900 * 64 + 5)}; /* beyond 64 buckets */
+  uint32_t id = NO_ID;
+  assert_int_equal(pd_book_restore(b, &in, slots, 1, &id, NULL), 0);
+  pd_book_info_t out;
+  assert_int_equal(pd_book_info(b, id, &out), 0);
+  assert_int_equal(out.bucket, pd_book_new_bucket_ex(pd_book_key(b), &in.addr, &in.source, false,
+                                                     &SMALL));
+  in.addr = A("250.8.1.1", 8333);
+  in.in_tried = true;
+  in.last_success = NOW;
+  assert_int_equal(pd_book_restore(b, &in, NULL, 0, &id, NULL), 0);
+  assert_int_equal(pd_book_info(b, id, &out), 0);
+  assert_true(out.in_tried);
+  assert_int_equal(out.bucket, pd_book_tried_bucket_ex(pd_book_key(b), &in.addr, false, &SMALL));
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(tried_bucket_vectors),
@@ -1152,6 +1433,12 @@ int main(void) {
       cmocka_unit_test(restore_roundtrip),
       cmocka_unit_test(listing_paging),
       cmocka_unit_test(eviction_hooks),
+      cmocka_unit_test(geometry_validation),
+      cmocka_unit_test(geometry_placement_and_spread),
+      cmocka_unit_test(geometry_small_capacity),
+      cmocka_unit_test(geometry_stress_consistency),
+      cmocka_unit_test(geometry_restore),
+      cmocka_unit_test(geometry_determinism),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -58,12 +58,17 @@ static pd_netaddr_t random_routable6(pd_rng_t *r, uint16_t port) {
 /* A book built from a seed: many sources, repeated announcements (the rng
  * decides extra new-table references), goods, attempts, a tried collision
  * and bans. Same seed => same book. */
-static pd_book_t *build_book(uint64_t seed, pd_rng_t *rng, size_t n) {
+static pd_book_t *build_book_geo(uint64_t seed, pd_rng_t *rng, size_t n,
+                                 const pd_book_geometry_t *geo) {
   uint8_t key[PD_BOOK_KEY_LEN];
   test_key(key);
   pd_rng_seed(rng, seed);
   pd_book_t *b = NULL;
-  assert_int_equal(pd_book_create(&b, key, rng, 0), 0);
+  if (geo == NULL) {
+    assert_int_equal(pd_book_create(&b, key, rng, 0), 0);
+  } else {
+    assert_int_equal(pd_book_create_ex(&b, key, rng, 0, geo), 0);
+  }
   /* Addresses and sources come from a fixed stream, independent of seed,
    * so that only the book's own randomness differs between seeds. */
   pd_rng_t gen;
@@ -101,7 +106,7 @@ static pd_book_t *build_book(uint64_t seed, pd_rng_t *rng, size_t n) {
   pd_netaddr_t cand[4096];
   for (int i = 0; i < 4096; i++) {
     cand[i] = random_routable(&gen, 9000);
-    int tb = pd_book_tried_bucket(key, &cand[i], false);
+    int tb = pd_book_tried_bucket_ex(key, &cand[i], false, geo);
     int pos = pd_book_bucket_position(key, false, tb, &cand[i]);
     int slot = tb * PD_BOOK_BUCKET_SIZE + pos;
     if (slot_owner[slot] >= 0) {
@@ -130,6 +135,10 @@ static pd_book_t *build_book(uint64_t seed, pd_rng_t *rng, size_t n) {
   free(addrs);
   assert_int_equal(pd_book_check(b), 0);
   return b;
+}
+
+static pd_book_t *build_book(uint64_t seed, pd_rng_t *rng, size_t n) {
+  return build_book_geo(seed, rng, n, NULL);
 }
 
 static char *encode(const pd_book_t *b, size_t *len) {
@@ -687,6 +696,289 @@ static void tried_slot_conflict_is_skipped(void **state) {
   free(doc);
 }
 
+/* ---- geometry ------------------------------------------------------------------------ */
+
+static const pd_book_geometry_t SMALL = {64, 16};
+
+static void small_geometry_round_trip(void **state) {
+  (void)state;
+  pd_rng_t r1, r2, r3;
+  pd_book_t *a = build_book_geo(1, &r1, 600, &SMALL);
+  assert_true(pd_book_count_tried(a) > 50);
+  assert_true(pd_book_count_new(a) > 200);
+  assert_true(pd_book_collision_count(a) >= 1);
+  size_t len1 = 0, len2 = 0, len3 = 0;
+  char *doc1 = encode(a, &len1);
+  assert_non_null(strstr(doc1, ",\"last_good\":"));
+  assert_non_null(strstr(doc1, ",\"new_buckets\":64,\"tried_buckets\":16,\n\"columns\":"));
+  /* slots are in the small table */
+  size_t n = pd_book_size(a);
+  uint32_t *ids = malloc(n * sizeof *ids);
+  assert_non_null(ids);
+  assert_int_equal(pd_book_list(a, PD_TABLE_NEW, 0, n, ids, NULL), pd_book_count_new(a));
+  for (size_t i = 0; i < pd_book_count_new(a); i++) {
+    uint16_t sl[8];
+    int k = pd_book_new_refs(a, ids[i], sl);
+    assert_true(k >= 1);
+    for (int j = 0; j < k; j++) assert_true(sl[j] < 64 * 64);
+  }
+  free(ids);
+
+  pd_rng_seed(&r2, 99);
+  pd_book_t *b = NULL;
+  pd_bookstore_report_t rep;
+  char err[256];
+  assert_int_equal(pd_bookstore_decode(doc1, len1, &r2, 0, &b, &rep, err, sizeof err), 0);
+  pd_book_geometry_t g;
+  pd_book_geometry(b, &g);
+  assert_int_equal(g.new_buckets, 64);
+  assert_int_equal(g.tried_buckets, 16);
+  assert_int_equal(rep.file_geometry.new_buckets, 64);
+  assert_int_equal(rep.file_geometry.tried_buckets, 16);
+  assert_int_equal(rep.entries_replaced, 0);
+  assert_int_equal(rep.entries_lost, 0);
+  assert_int_equal(rep.entries_skipped, 0);
+  assert_int_equal(rep.entries_loaded, pd_book_size(a));
+  assert_int_equal(rep.collisions_loaded, pd_book_collision_count(a));
+  assert_int_equal(pd_book_check(b), 0);
+  assert_same_entries(a, b);
+  char *doc2 = encode(b, &len2);
+  assert_int_equal(len1, len2);
+  assert_memory_equal(doc1, doc2, len1);
+
+  /* asking for the document's own geometry is the same thing */
+  pd_book_t *c = NULL;
+  assert_int_equal(pd_bookstore_decode_ex(doc1, len1, &r2, 0, &SMALL, &c, &rep, NULL, 0), 0);
+  assert_int_equal(rep.entries_replaced, 0);
+  char *doc3 = encode(c, &len3);
+  assert_int_equal(len1, len3);
+  assert_memory_equal(doc1, doc3, len1);
+
+  /* same seed => same bytes, another seed => other bytes, at 64/16 too */
+  pd_book_t *d = build_book_geo(1, &r3, 600, &SMALL);
+  size_t len4 = 0;
+  char *doc4 = encode(d, &len4);
+  assert_int_equal(len1, len4);
+  assert_memory_equal(doc1, doc4, len1);
+  pd_book_destroy(d);
+  d = build_book_geo(2, &r3, 600, &SMALL);
+  free(doc4);
+  doc4 = encode(d, &len4);
+  assert_true(len1 != len4 || memcmp(doc1, doc4, len1) != 0);
+
+  /* a default book writes no geometry (its bytes are as before) */
+  pd_book_t *e = build_book(1, &r3, 50);
+  size_t len5 = 0;
+  char *doc5 = encode(e, &len5);
+  assert_null(strstr(doc5, "new_buckets"));
+  assert_null(strstr(doc5, "tried_buckets"));
+
+  free(doc1);
+  free(doc2);
+  free(doc3);
+  free(doc4);
+  free(doc5);
+  pd_book_destroy(a);
+  pd_book_destroy(b);
+  pd_book_destroy(c);
+  pd_book_destroy(d);
+  pd_book_destroy(e);
+}
+
+/* Which tried entries of `src` fit in geometry g: first come (in file
+ * order = ascending id) first served per tried slot. fits[i] for ids[i]. */
+static size_t tried_that_fit(const pd_book_t *src, const uint32_t *ids, size_t n,
+                             const pd_book_geometry_t *g, bool *fits) {
+  int *owner = malloc(sizeof(int) * PD_BOOK_TRIED_BUCKETS * PD_BOOK_BUCKET_SIZE);
+  assert_non_null(owner);
+  for (int i = 0; i < PD_BOOK_TRIED_BUCKETS * PD_BOOK_BUCKET_SIZE; i++) owner[i] = -1;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    pd_book_info_t e;
+    assert_int_equal(pd_book_info(src, ids[i], &e), 0);
+    fits[i] = false;
+    if (!e.in_tried) continue;
+    int tb = pd_book_tried_bucket_ex(pd_book_key(src), &e.addr, false, g);
+    assert_true(tb >= 0 && (uint32_t)tb < g->tried_buckets);
+    int slot = tb * PD_BOOK_BUCKET_SIZE +
+               pd_book_bucket_position(pd_book_key(src), false, tb, &e.addr);
+    if (owner[slot] >= 0) continue;
+    owner[slot] = (int)i;
+    fits[i] = true;
+    k++;
+  }
+  free(owner);
+  return k;
+}
+
+/* Re-placing `src`'s document into geometry g: the checks that hold for
+ * any source and target. Returns the new book. */
+static pd_book_t *replace_into(const pd_book_t *src, const pd_book_geometry_t *g, size_t *lost) {
+  size_t len = 0;
+  char *doc = encode(src, &len);
+  size_t n = pd_book_size(src);
+  uint32_t *ids = malloc((n + 1) * sizeof *ids);
+  bool *fits = malloc((n + 1) * sizeof *fits);
+  assert_non_null(ids);
+  assert_non_null(fits);
+  assert_int_equal(pd_book_list(src, PD_TABLE_ANY, 0, n, ids, NULL), n);
+  size_t want_tried = tried_that_fit(src, ids, n, g, fits);
+
+  pd_rng_t r;
+  pd_rng_seed(&r, 5);
+  pd_book_t *b = NULL;
+  pd_bookstore_report_t rep;
+  char err[256];
+  assert_int_equal(pd_bookstore_decode_ex(doc, len, &r, 0, g, &b, &rep, err, sizeof err), 0);
+  assert_int_equal(pd_book_check(b), 0);
+  pd_book_geometry_t bg, sg;
+  pd_book_geometry(b, &bg);
+  pd_book_geometry(src, &sg);
+  assert_int_equal(bg.new_buckets, g->new_buckets);
+  assert_int_equal(bg.tried_buckets, g->tried_buckets);
+  assert_int_equal(rep.file_geometry.new_buckets, sg.new_buckets);
+  assert_int_equal(rep.file_geometry.tried_buckets, sg.tried_buckets);
+  /* every entry is accounted for: loaded (re-placed) or lost */
+  assert_int_equal(rep.entries_skipped, 0);
+  assert_int_equal(rep.entries_loaded, pd_book_size(b));
+  assert_int_equal(rep.entries_replaced, pd_book_size(b));
+  assert_int_equal(rep.entries_loaded + rep.entries_lost, n);
+  /* every tried entry that fits is tried; the others are not */
+  assert_int_equal(pd_book_count_tried(b), want_tried);
+  size_t demoted = 0;
+  for (size_t i = 0; i < n; i++) {
+    pd_book_info_t e, f;
+    assert_int_equal(pd_book_info(src, ids[i], &e), 0);
+    uint32_t id = pd_book_find(b, &e.addr);
+    if (fits[i]) {
+      assert_int_not_equal(id, PD_BOOK_NO_ID);
+      assert_int_equal(pd_book_info(b, id, &f), 0);
+      assert_true(f.in_tried);
+      assert_int_equal(f.last_success, e.last_success);
+      continue;
+    }
+    if (id == PD_BOOK_NO_ID) continue; /* lost, counted */
+    assert_int_equal(pd_book_info(b, id, &f), 0);
+    assert_false(f.in_tried);
+    demoted += e.in_tried;
+    /* one reference, in its own source's new slot */
+    assert_int_equal(f.refcount, 1);
+    assert_int_equal(f.bucket, pd_book_new_bucket_ex(pd_book_key(b), &e.addr, &e.source, false, g));
+    assert_int_equal(f.time, e.time);
+    assert_int_equal(f.attempts, e.attempts);
+    assert_int_equal(f.has_node_id, e.has_node_id);
+  }
+  assert_int_equal(demoted, rep.tried_demoted);
+  *lost = rep.entries_lost;
+
+  /* deterministic: the same document into the same geometry, same bytes */
+  pd_book_t *b2 = NULL;
+  pd_rng_seed(&r, 5);
+  assert_int_equal(pd_bookstore_decode_ex(doc, len, &r, 0, g, &b2, NULL, NULL, 0), 0);
+  size_t l1 = 0, l2 = 0;
+  char *d1 = encode(b, &l1), *d2 = encode(b2, &l2);
+  assert_int_equal(l1, l2);
+  assert_memory_equal(d1, d2, l1);
+  free(d1);
+  free(d2);
+  pd_book_destroy(b2);
+  free(doc);
+  free(ids);
+  free(fits);
+  return b;
+}
+
+/* A default document decoded into 64/16 and back into the default. */
+static void default_to_small_and_back(void **state) {
+  (void)state;
+  pd_rng_t r1;
+  pd_book_t *a = build_book(3, &r1, 6000);
+  assert_true(pd_book_count_tried(a) > 16 * 64); /* more than the small tried table holds */
+  assert_true(pd_book_count_new(a) > 64 * 64 / 2);
+  size_t lost = 0;
+  pd_book_t *s = replace_into(a, &SMALL, &lost);
+  assert_true(lost > 0); /* the small table cannot hold them all */
+  assert_true(pd_book_count_tried(s) > 16 * 64 / 2);
+  pd_book_geometry_t def;
+  pd_book_geometry_default(&def);
+  size_t lost2 = 99;
+  pd_book_t *d = replace_into(s, &def, &lost2);
+  /* the big table has room for what the small one held: at most a few
+   * slot collisions */
+  assert_true(lost2 * 100 <= pd_book_size(s));
+  assert_true(pd_book_count_tried(d) * 100 >= pd_book_count_tried(s) * 95);
+  /* another small geometry, from the small book */
+  pd_book_geometry_t tiny = {16, 4};
+  size_t lost3 = 0;
+  pd_book_t *t = replace_into(s, &tiny, &lost3);
+  assert_true(lost3 > 0);
+  pd_book_destroy(t);
+  pd_book_destroy(d);
+  pd_book_destroy(s);
+  pd_book_destroy(a);
+}
+
+static void geometry_errors(void **state) {
+  (void)state;
+  /* bad geometry fields in a document */
+  static const char inline_doc[] =
+      "{\"format\":\"peerd-addrbook\",\"version\":1,\"saved_at\":1,\"key\":" GOOD_KEY
+      ",\"last_good\":1,\"new_buckets\":32,\"tried_buckets\":32,\"columns\":" GOOD_COLUMNS
+      ",\"entries\":[]" GOOD_TAIL ",\"new_buckets\":100}";
+  /* duplicate keys are rejected before the geometry is looked at */
+  expect_fail(inline_doc, strlen(inline_doc), PD_ECORRUPT, NULL);
+  static const char *const tails[] = {
+      GOOD_TAIL ",\"new_buckets\":100",    GOOD_TAIL ",\"new_buckets\":\"64\"",
+      GOOD_TAIL ",\"tried_buckets\":512",  GOOD_TAIL ",\"new_buckets\":-1",
+      GOOD_TAIL ",\"new_buckets\":2048",   GOOD_TAIL ",\"tried_buckets\":2",
+      GOOD_TAIL ",\"new_buckets\":1e3",    GOOD_TAIL ",\"tried_buckets\":null",
+      GOOD_TAIL ",\"new_buckets\":8,\"tried_buckets\":16"};
+  for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+    char *doc = doc_with("\"peerd-addrbook\"", "1", GOOD_KEY, GOOD_COLUMNS, ONE_ENTRY, tails[i]);
+    expect_fail(doc, strlen(doc), PD_ECORRUPT, "_buckets");
+    free(doc);
+  }
+  /* one field alone: the other keeps its default */
+  char *doc = doc_with("\"peerd-addrbook\"", "1", GOOD_KEY, GOOD_COLUMNS, ONE_ENTRY,
+                       GOOD_TAIL ",\"new_buckets\":64");
+  pd_rng_t r;
+  pd_rng_seed(&r, 1);
+  pd_book_t *b = NULL;
+  pd_bookstore_report_t rep;
+  assert_int_equal(pd_bookstore_decode(doc, strlen(doc), &r, 0, &b, &rep, NULL, 0), 0);
+  pd_book_geometry_t g;
+  pd_book_geometry(b, &g);
+  assert_int_equal(g.new_buckets, 64);
+  assert_int_equal(g.tried_buckets, 256);
+  assert_int_equal(rep.entries_loaded, 1);
+  pd_book_destroy(b);
+  /* an invalid wanted geometry */
+  static const pd_book_geometry_t bad[] = {{0, 0}, {100, 16}, {64, 512}, {2048, 256}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    pd_book_t *sentinel = (pd_book_t *)&r, *out = sentinel;
+    char err[128] = "";
+    assert_int_equal(
+        pd_bookstore_decode_ex(doc, strlen(doc), &r, 0, &bad[i], &out, NULL, err, sizeof err),
+        PD_EINVAL);
+    assert_ptr_equal(out, sentinel);
+    assert_true(strlen(err) > 0);
+  }
+  free(doc);
+  /* a version-1 document without the fields is the default geometry,
+   * decoded in place (no re-placement), also when asked for explicitly */
+  doc = doc_with("\"peerd-addrbook\"", "1", GOOD_KEY, GOOD_COLUMNS, ONE_ENTRY, GOOD_TAIL);
+  pd_book_geometry_t def;
+  pd_book_geometry_default(&def);
+  assert_int_equal(pd_bookstore_decode_ex(doc, strlen(doc), &r, 0, &def, &b, &rep, NULL, 0), 0);
+  assert_int_equal(rep.file_geometry.new_buckets, 1024);
+  assert_int_equal(rep.file_geometry.tried_buckets, 256);
+  assert_int_equal(rep.entries_replaced, 0);
+  pd_book_geometry(b, &g);
+  assert_int_equal(g.new_buckets, 1024);
+  pd_book_destroy(b);
+  free(doc);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(round_trip_is_byte_exact),
@@ -698,6 +990,9 @@ int main(void) {
       cmocka_unit_test(bad_entries_are_skipped),
       cmocka_unit_test(columns_by_name),
       cmocka_unit_test(tried_slot_conflict_is_skipped),
+      cmocka_unit_test(small_geometry_round_trip),
+      cmocka_unit_test(default_to_small_and_back),
+      cmocka_unit_test(geometry_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
