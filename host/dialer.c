@@ -66,7 +66,7 @@ struct pd_dialer {
   flight_t *flights; /* dial_concurrency + 1 (the feeler) */
   size_t nflights, flights_cap;
   bo_rec_t *bo;
-  size_t nbo;
+  size_t nbo, bo_cap; /* bo_cap grows to cfg.backoff_max */
 
   pd_dial_target_t anchors[PD_DIALER_MAX_ANCHORS];
   size_t nanchors;
@@ -198,8 +198,20 @@ static bo_rec_t *bo_get(pd_dialer_t *d, const pd_netaddr_t *a) {
   bo_rec_t *r = bo_find(d, a);
   if (r) return r;
   if (d->cfg.backoff_max == 0) return NULL;
-  if (d->nbo < d->cfg.backoff_max) {
+  if (d->nbo == d->bo_cap && d->bo_cap < d->cfg.backoff_max) {
+    /* Grown on demand: most nodes never hold more than a few dozen. */
+    size_t ncap = d->bo_cap ? d->bo_cap * 2 : 16;
+    if (ncap > d->cfg.backoff_max) ncap = d->cfg.backoff_max;
+    bo_rec_t *nb = realloc(d->bo, ncap * sizeof *nb);
+    if (nb) {
+      d->bo = nb;
+      d->bo_cap = ncap;
+    }
+  }
+  if (d->nbo < d->bo_cap) {
     r = &d->bo[d->nbo++];
+  } else if (d->nbo == 0) {
+    return NULL;
   } else {
     r = &d->bo[0];
     for (size_t i = 1; i < d->nbo; i++) {
@@ -431,10 +443,6 @@ int pd_dialer_create(const pd_dialer_config_t *cfg, pd_rng_t *rng, pd_dialer_t *
   d->flights_cap = cfg->dial_concurrency + 1;
   d->flights = calloc(d->flights_cap, sizeof *d->flights);
   if (!d->flights) rc = PD_ENOMEM;
-  if (cfg->backoff_max) {
-    d->bo = calloc(cfg->backoff_max, sizeof *d->bo);
-    if (!d->bo) rc = PD_ENOMEM;
-  }
   if (rc) {
     pd_dialer_destroy(d);
     return rc;

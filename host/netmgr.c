@@ -78,8 +78,8 @@ struct pd_netmgr {
 
   pd_netmgr_counters_t c; /* closed connections' frames/bytes + manager counters */
   /* scratch */
-  uint32_t ids[PD_BOOK_GETADDR_MAX];
-  pd_wire_addr_entry_t out_entries[PD_WIRE_MAX_ADDRS];
+  uint32_t *ids;                   /* PD_BOOK_GETADDR_MAX, allocated at first use */
+  pd_wire_addr_entry_t *out_entries; /* PD_WIRE_MAX_ADDRS, allocated at first use */
 };
 
 static const char *const k_rej_extra[] = {
@@ -346,6 +346,14 @@ static void close_conn(pd_netmgr_t *m, conn_t *c, uint16_t code, const char *tex
 
 /* --- PEX ------------------------------------------------------------------------------------- */
 
+/* The scratch arrays for GETADDR answers and relays: ~60 KiB a node only
+ * needs once it shares addresses (the lab runs many nodes per process). */
+static bool scratch(pd_netmgr_t *m) {
+  if (!m->ids) m->ids = malloc(PD_BOOK_GETADDR_MAX * sizeof *m->ids);
+  if (!m->out_entries) m->out_entries = malloc(PD_WIRE_MAX_ADDRS * sizeof *m->out_entries);
+  return m->ids && m->out_entries;
+}
+
 static int64_t sane_time(int64_t t, int64_t now) {
   if (t <= 100000000 || t > now + 600) return now - 5 * 86400;
   return t;
@@ -432,7 +440,7 @@ static void addrs_result(void *ud, size_t i, bool accept) {
     return;
   }
   int rc = add_accepted(m, e, b->from, b->now_ms, m->penalty);
-  if (rc == 1 && b->a->addrs.relayable && b->nrelay < PD_WIRE_MAX_ADDRS &&
+  if (rc == 1 && b->a->addrs.relayable && b->nrelay < PD_WIRE_MAX_ADDRS && scratch(m) &&
       !pd_node_is_private(m->node, &e->addr, e->has_id ? e->id : NULL)) {
     m->out_entries[b->nrelay++] = *e;
   }
@@ -484,6 +492,7 @@ static gcache_t *cache_for(pd_netmgr_t *m, const pd_netaddr_t *to, int64_t now_m
   size_t floor_ = bsize < 250 ? bsize : 250;
   if (max < floor_) max = floor_;
   if (max > PD_BOOK_GETADDR_MAX) max = PD_BOOK_GETADDR_MAX;
+  if (!scratch(m)) return NULL;
   size_t n = pd_node_pex_sample(m->node, to, max, false, secs(now_ms), m->ids, PD_BOOK_GETADDR_MAX);
   pd_wire_addr_entry_t *e = n ? malloc(n * sizeof *e) : NULL;
   if (n && !e) return NULL;
@@ -512,7 +521,7 @@ static void answer_getaddr(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
   pd_netaddr_t to = book_addr(c);
   gcache_t *ce = cache_for(m, &to, now_ms);
   size_t w = 0;
-  if (ce) {
+  if (ce && scratch(m)) {
     for (size_t i = 0; i < ce->n && w < PD_WIRE_MAX_ADDRS; i++) {
       if (pd_netaddr_same_ip(&ce->e[i].addr, &c->addr) && ce->e[i].addr.port == to.port) continue;
       if (c->has_id && ce->e[i].has_id && memcmp(ce->e[i].id, c->id, PD_NODE_ID_LEN) == 0) continue;
@@ -932,6 +941,8 @@ void pd_netmgr_destroy(pd_netmgr_t *m) {
   free(m->q);
   free(m->cur_buf);
   for (size_t i = 0; i < m->ncache; i++) free(m->cache[i].e);
+  free(m->ids);
+  free(m->out_entries);
   pd_dialer_destroy(m->dialer);
   free(m);
 }

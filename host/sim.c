@@ -132,6 +132,7 @@ typedef struct sim_host {
   int part;
   uint32_t min_out, max_out, max_in;
   double bw; /* bytes/s, 0 = unlimited */
+  pd_book_geometry_t geom; /* its address book's tables (spec `book`) */
   double tx_free_at;
   char *policy_dir; /* resolved path, or NULL: built-in defaults */
   pd_netaddr_t listen;
@@ -640,14 +641,14 @@ static int host_start(sim_t *s, uint32_t hi, char *err, size_t cap) {
   if (h->saved) {
     pd_bookstore_report_t rep;
     char derr[256] = "";
-    rc = pd_bookstore_decode(h->saved, h->saved_len, &h->brng, PD_BOOK_ALLOW_PRIVATE, &book, &rep,
-                             derr, sizeof derr);
+    rc = pd_bookstore_decode_ex(h->saved, h->saved_len, &h->brng, PD_BOOK_ALLOW_PRIVATE, &h->geom,
+                                &book, &rep, derr, sizeof derr);
     if (rc < 0) {
       snprintf(err, cap, "host %u: saved book does not decode: %s", hi, derr);
       return rc;
     }
   } else {
-    rc = pd_book_create(&book, h->key, &h->brng, PD_BOOK_ALLOW_PRIVATE);
+    rc = pd_book_create_ex(&book, h->key, &h->brng, PD_BOOK_ALLOW_PRIVATE, &h->geom);
     if (rc < 0) {
       snprintf(err, cap, "host %u: book: %s", hi, pd_strerror(rc));
       return rc;
@@ -1292,6 +1293,7 @@ static int new_host_ex(lua_State *L, sim_t *s, int spec, int force_group, bool d
   memset(h, 0, sizeof *h);
   h->timer_at = INT64_MAX;
   h->atk_pset = -1;
+  pd_book_geometry_default(&h->geom);
   pd_rng_t hr;
   pd_rng_seed(&hr, s->seed ^ (0x9E3779B97F4A7C15ull * ((uint64_t)hi + 1)));
   uint8_t idseed[PD_IDENTITY_SEED_LEN];
@@ -1347,6 +1349,19 @@ static int new_host_ex(lua_State *L, sim_t *s, int spec, int force_group, bool d
     h->max_out = (uint32_t)field_num(L, spec, "max_outbound", 0);
     h->max_in = (uint32_t)field_num(L, spec, "max_inbound", 0);
     h->bw = field_num(L, spec, "bandwidth", 0);
+    lua_getfield(L, spec, "book");
+    if (!lua_isnil(L, -1)) {
+      luaL_checktype(L, -1, LUA_TTABLE);
+      int bt = lua_gettop(L);
+      h->geom.new_buckets = (uint32_t)field_num(L, bt, "new_buckets", PD_BOOK_NEW_BUCKETS);
+      h->geom.tried_buckets = (uint32_t)field_num(L, bt, "tried_buckets", PD_BOOK_TRIED_BUCKETS);
+      if (pd_book_geometry_check(&h->geom) != 0)
+        return luaL_error(L, "sim.host: book: new_buckets must be a power of two in %d..%d and "
+                             "tried_buckets one in %d..%d",
+                          PD_BOOK_MIN_NEW_BUCKETS, PD_BOOK_NEW_BUCKETS, PD_BOOK_MIN_TRIED_BUCKETS,
+                          PD_BOOK_TRIED_BUCKETS);
+    }
+    lua_pop(L, 1);
     const char *pol = field_str(L, spec, "policies");
     if (pol) h->policy_dir = resolve_path(s, pol);
     lua_getfield(L, spec, "seeds");
@@ -2241,6 +2256,15 @@ static int h_book_size(lua_State *L) {
   return 1;
 }
 
+/* Slots in its book's tables (new + tried buckets x 64): the most it can hold. */
+static int h_book_capacity(lua_State *L) {
+  sim_host_t *h = getsim(L)->hosts[checkhost(L, 1)];
+  pd_book_geometry_t g = h->geom;
+  if (h->up) pd_book_geometry(pd_node_book(h->node), &g);
+  lua_pushinteger(L, (lua_Integer)(g.new_buckets + g.tried_buckets) * PD_BOOK_BUCKET_SIZE);
+  return 1;
+}
+
 static int h_index(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)checkhost(L, 1) + 1);
   return 1;
@@ -2369,7 +2393,7 @@ static int h_eq(lua_State *L) {
 static const luaL_Reg host_methods[] = {
     {"start", h_start},       {"stop", h_stop},         {"restart", h_restart},
     {"is_up", h_is_up},       {"outbound", h_outbound}, {"inbound", h_inbound},
-    {"book_size", h_book_size}, {"index", h_index},     {"addr", h_addr},
+    {"book_size", h_book_size}, {"book_capacity", h_book_capacity}, {"index", h_index},     {"addr", h_addr},
     {"id", h_id},             {"peers", h_peers},       {"counters", h_counters},
     {"set_policies", h_set_policies}, {"attacker_share", h_attacker_share},
     {"is_attacker", h_is_attacker},   {NULL, NULL}};
