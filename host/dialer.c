@@ -225,13 +225,13 @@ static bo_rec_t *bo_get(pd_dialer_t *d, const pd_netaddr_t *a) {
 
 /* Drop a table record that holds nothing any more (persistent ones stay). */
 static void bo_maybe_drop(pd_dialer_t *d, bo_rec_t *r) {
-  if (r < d->bo || r >= d->bo + d->nbo) return;
+  if (!d->bo || r < d->bo || r >= d->bo + d->nbo) return;
   if (r->failures || r->flaps) return;
   *r = d->bo[--d->nbo];
 }
 
 static bool is_persistent_rec(const pd_dialer_t *d, const bo_rec_t *r) {
-  return !(r >= d->bo && r < d->bo + d->nbo);
+  return !(d->bo && r >= d->bo && r < d->bo + d->nbo);
 }
 
 static void bo_fail(pd_dialer_t *d, bo_rec_t *r, int64_t now) {
