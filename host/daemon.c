@@ -1925,7 +1925,7 @@ static int start_api(pd_daemon_t *d) {
   d->server.data = d;
   d->server_open = true;
   rc = uv_tcp_bind(&d->server, (const struct sockaddr *)&ss, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&d->server, 128, on_connection);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&d->server, 511, on_connection);
   if (rc < 0) {
     LOG(d, PD_LOG_ERROR, "cannot listen", "addr", d->cfg.api, "error", uv_strerror(rc));
     return -1;
