@@ -459,9 +459,19 @@ static void on_addrs(pd_netmgr_t *m, conn_t *c, const pd_peer_action_t *a, int64
   }
 }
 
+/* The cache key of a requester: its network (IPv4 / IPv6) and whether it is
+ * routable, as Bitcoin Core keys its GETADDR cache by the network a peer
+ * came through: one answer per network per TTL, however many /16s ask. */
+static size_t cache_key(const pd_netaddr_t *to, uint8_t g[PD_GROUP_MAX]) {
+  static const uint8_t v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  g[0] = memcmp(to->ip, v4, sizeof v4) == 0 ? PD_NET_IPV4 : PD_NET_IPV6;
+  g[1] = pd_netaddr_is_routable(to) ? 1 : 0;
+  return 2;
+}
+
 static gcache_t *cache_for(pd_netmgr_t *m, const pd_netaddr_t *to, int64_t now_ms) {
   uint8_t g[PD_GROUP_MAX];
-  size_t glen = pd_netaddr_group(to, pd_book_allow_private(pd_node_book(m->node)), g);
+  size_t glen = cache_key(to, g);
   pd_book_t *book = pd_node_book(m->node);
   size_t bsize = pd_book_size(book);
   gcache_t *ce = NULL;
@@ -473,7 +483,12 @@ static gcache_t *cache_for(pd_netmgr_t *m, const pd_netaddr_t *to, int64_t now_m
   }
   if (ce) {
     bool expired = now_ms - ce->built_ms >= m->ttl_ms || now_ms < ce->built_ms;
-    bool grown = bsize >= 2 * ce->book_size + 2 && ce->n < PD_BOOK_GETADDR_MAX;
+    /* A book still small enough to be shared whole (< 250) is re-shared as
+     * it grows: there is nothing to scrape, and a tiny network's first
+     * answer must not stay frozen. Beyond that only a doubling rebuilds. */
+    bool grown = (bsize >= 2 * ce->book_size + 2 ||
+                  (ce->book_size < 250 && bsize > ce->book_size)) &&
+                 ce->n < PD_BOOK_GETADDR_MAX;
     if (!expired && !grown) {
       ce->used_ms = now_ms;
       return ce;

@@ -8,7 +8,7 @@
  * (pd_node_event: "failed", "good", "connected", "misbehaved"); duplicate
  * connections; received addresses through pd_node_pex_accept and pd_book_add
  * (source = the peer's IP, 2 h time penalty as Bitcoin Core); GETADDR
- * answers from a per-requesting-network cache; latency to the reputation
+ * answers from a per-requesting-network cache (IPv4/IPv6 x routable); latency to the reputation
  * table; seed mode (crawl and disconnect); counters for /metrics and the
  * peer list for GET /v1/peers.
  * Does not own: sockets, DNS, timers, clocks, entropy, files (the driver:
@@ -67,12 +67,15 @@
  *   both sides keep the one dialled by the smaller node ID, so a
  *   simultaneous cross-dial does not end with both closed; otherwise the
  *   newer one is closed.
- * - GETADDR cache: keyed by pd_netaddr_group of the requester; an entry is
+ * - GETADDR cache: keyed by the requester's network (IPv4 / IPv6) and
+ *   whether it is routable (as Bitcoin Core: per network, not per /16, so
+ *   asking from many groups does not get many samples); an entry is
  *   built from pd_node_pex_sample (at most 1,000, 23% cap) and reused
- *   until getaddr_cache_ttl_ms passes, or sooner only while the book has
- *   at least doubled since it was built (a young node's tiny first answer
- *   is not frozen for a day; the number of such rebuilds is logarithmic in
- *   the book size, so asking again cannot scrape the book).
+ *   until getaddr_cache_ttl_ms passes, or sooner when the book has grown
+ *   while under 250 entries (it is shared whole then) or has at least
+ *   doubled since it was built (a young node's tiny first answer is not
+ *   frozen for a day; beyond 250 the number of such rebuilds is
+ *   logarithmic in the book size, so asking again cannot scrape the book).
  * - Starving: below the outbound minimum with nothing left to dial (every
  *   known address already connected, typically inbound), the manager asks
  *   its ready peers -- inbound ones too -- for addresses, once per peer per
@@ -105,7 +108,7 @@
 #define PD_NETMGR_SEED_CRAWL_TIMEOUT_MS (30 * 1000)     /* seed mode: longest crawl connection */
 #define PD_NETMGR_SEED_RECRAWL_MS (3600 * 1000)         /* seed mode: least time between crawls */
 #define PD_NETMGR_TICK_MS 1000                          /* dialer cadence */
-#define PD_NETMGR_GETADDR_CACHE_MAX 256                 /* networks cached (LRU beyond) */
+#define PD_NETMGR_GETADDR_CACHE_MAX 4                   /* networks cached: IPv4/IPv6 x routable or not */
 
 /* Draws a 32-byte HELLO challenge (the daemon: randombytes_buf). */
 typedef void (*pd_netmgr_challenge_fn)(void *ud, uint8_t out[PD_WIRE_CHALLENGE_LEN]);

@@ -628,11 +628,21 @@ static void test_getaddr_cache(void **state) {
   pd_netmgr_counters_t c;
   pd_netmgr_counters(w->h[x].m, &c);
   assert_int_equal(c.getaddr_cache_builds, 1);
-  /* Another network gets its own sample. */
+  /* Another /16 of the same network gets the same sample (the cache is
+   * per network, as Bitcoin Core's: many groups do not scrape the book)... */
   int r3 = add_raw(w, 52, x, ip4(10, 77, 1, 1, 50003), true);
   run(w, 1000);
   assert_int_equal(w->h[r3].raw_addr_msgs, 1);
-  assert_false(same_answer(&w->h[r1], &w->h[r3]));
+  assert_true(same_answer(&w->h[r1], &w->h[r3]));
+  /* ...another network (IPv6) its own. */
+  pd_netaddr_t v6;
+  assert_int_equal(pd_netaddr_parse("[fd00::7]:50005", 0, &v6, NULL, NULL, NULL), 0);
+  int r5 = add_raw(w, 54, x, v6, true);
+  run(w, 1000);
+  assert_int_equal(w->h[r5].raw_addr_msgs, 1);
+  assert_false(same_answer(&w->h[r1], &w->h[r5]));
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.getaddr_cache_builds, 2);
   /* After the TTL the first network's sample is rebuilt. */
   run(w, 3600 * 1000);
   int r4 = add_raw(w, 53, x, ip4(10, 9, 9, 9, 50004), true);
