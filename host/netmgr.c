@@ -979,6 +979,7 @@ static int start_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
     m->cfg.challenge_fn(m->cfg.challenge_ud, chal);
     prm.challenge = chal;
   }
+  prm.auth = m->cfg.auth;
   pd_peer_config_t pc = m->cfg.peer;
   if (c->dir == PD_CONN_FEELER) pc.getaddr_on_connect_outbound = false; /* test only */
   prm.cfg = &pc;

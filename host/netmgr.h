@@ -143,6 +143,9 @@ typedef struct pd_netmgr_config {
   /* HELLO challenges: NULL draws them from rng (tests, the lab). */
   pd_netmgr_challenge_fn challenge_fn;
   void *challenge_ud;
+  /* The handshake's signature scheme (pd_peer_auth_t); NULL = ed25519, as
+   * the daemon always uses. Borrowed: must outlive the manager. */
+  const pd_peer_auth_t *auth;
 } pd_netmgr_config_t;
 
 /* Defaults: no listen address, the default magic and network, dialer and

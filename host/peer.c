@@ -27,6 +27,7 @@ typedef struct {
 struct pd_peer {
   pd_peer_config_t cfg;
   const pd_identity_t *self;
+  const pd_peer_auth_t *auth; /* NULL = ed25519 */
   uint8_t magic[PD_WIRE_MAGIC_LEN];
   pd_wire_hello_t hello; /* ours, as sent */
   pd_peer_dir_t dir;
@@ -262,6 +263,7 @@ int pd_peer_new(pd_peer_t **out, const pd_peer_params_t *prm, pd_rng_t *rng, int
   else
     pd_peer_config_default(&p->cfg);
   p->self = prm->self;
+  p->auth = prm->auth;
   memcpy(p->magic, prm->magic, PD_WIRE_MAGIC_LEN);
   p->dir = prm->dir;
   if (prm->expect_id) {
@@ -408,7 +410,9 @@ static int on_hello(pd_peer_t *p, const pd_wire_hello_t *h) {
   /* We sign; they verify with their own challenge first. */
   uint8_t msg[PD_WIRE_AUTH_MSG_LEN], sig[PD_WIRE_SIG_LEN];
   pd_wire_auth_message(msg, p->magic, h->challenge, p->hello.challenge, p->self->id, h->node_id);
-  if (pd_identity_sign(p->self, msg, sizeof msg, sig) != 0)
+  int src = p->auth ? p->auth->sign(p->auth->ud, p->self, msg, sizeof msg, sig)
+                    : pd_identity_sign(p->self, msg, sizeof msg, sig);
+  if (src != 0)
     return close_with(p, -1, "auth_failed", false); /* our key is unusable */
   return send_ack(p, sig);
 }
@@ -417,7 +421,9 @@ static int on_ack(pd_peer_t *p, const uint8_t sig[PD_WIRE_SIG_LEN], int64_t now_
   uint8_t msg[PD_WIRE_AUTH_MSG_LEN];
   pd_wire_auth_message(msg, p->magic, p->hello.challenge, p->their_challenge, p->remote.id,
                        p->self->id);
-  if (pd_identity_verify(p->remote.pubkey, msg, sizeof msg, sig) != 0)
+  int vrc = p->auth ? p->auth->verify(p->auth->ud, p->remote.pubkey, msg, sizeof msg, sig)
+                    : pd_identity_verify(p->remote.pubkey, msg, sizeof msg, sig);
+  if (vrc != 0)
     return close_with(p, PD_WIRE_BYE_AUTH, "auth_failed", true);
   p->got_ack = true;
   return become_ready(p, now_ms);

@@ -76,6 +76,21 @@ typedef struct pd_peer_config {
 
 void pd_peer_config_default(pd_peer_config_t *c);
 
+/* The handshake's signature scheme. NULL in the params = ed25519 through
+ * pd_identity_sign / pd_identity_verify (the daemon, always). The lab may
+ * plug in a cheaper scheme with the same shape -- signatures of
+ * PD_WIRE_SIG_LEN bytes over the auth message, bound to the public key --
+ * because it simulates the transport's authentication as it simulates the
+ * transport; everything above the handshake is unchanged. Both return 0 or
+ * a negative code (verify: PD_EINVAL for a bad signature). */
+typedef struct pd_peer_auth {
+  int (*sign)(void *ud, const pd_identity_t *self, const uint8_t *msg, size_t len,
+              uint8_t sig[PD_WIRE_SIG_LEN]);
+  int (*verify)(void *ud, const uint8_t pk[PD_WIRE_PUBKEY_LEN], const uint8_t *msg, size_t len,
+                const uint8_t sig[PD_WIRE_SIG_LEN]);
+  void *ud;
+} pd_peer_auth_t;
+
 typedef struct pd_peer_params {
   const pd_identity_t *self; /* borrowed; must outlive the peer */
   const uint8_t *magic;      /* PD_WIRE_MAGIC_LEN bytes, copied */
@@ -89,6 +104,7 @@ typedef struct pd_peer_params {
    * randombytes_buf; NULL draws it from rng (tests, the lab). */
   const uint8_t *challenge;
   const pd_peer_config_t *cfg; /* NULL = defaults; copied */
+  const pd_peer_auth_t *auth;  /* NULL = ed25519; borrowed, must outlive the peer */
 } pd_peer_params_t;
 
 /* Remote facts learnt from its HELLO (valid once HANDSHAKE_DONE). */

@@ -17,6 +17,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <sodium.h>
 
 #include "addrbook.h"
 #include "bookstore.h"
@@ -224,6 +225,10 @@ typedef struct sim {
   uint32_t atk_groups; /* attacker /16 groups handed out */
   pd_rng_t atk_rng;
   pd_rng_t diam_rng; /* sim.diameter's sources (apart: sampling perturbs nothing else) */
+  /* handshake signatures: the lab's keyed hash (default) or ed25519 */
+  bool real_auth;
+  pd_peer_auth_t auth;
+  uint8_t auth_key[crypto_generichash_KEYBYTES];
   /* link model */
   int lat_kind;
   double lat_ms, jitter_ms, loss;
@@ -633,6 +638,35 @@ static void flood_fire(sim_t *s, const pd_sim_event_t *e) {
 
 /* ---- start / stop ---- */
 
+/* The lab's handshake signature: BLAKE2b-512 keyed with a per-run key over
+ * the public key and the auth message. It binds a signature to the key
+ * that "made" it exactly as far as the handshake checks (a host can only
+ * sign for its own key: the key pair is never exchanged), at ~0.3 us
+ * instead of ed25519's ~70 us per sign + verify. sim.auth("ed25519") runs
+ * the real thing. */
+static int lab_mac(const uint8_t key[crypto_generichash_KEYBYTES], const uint8_t *pk,
+                   const uint8_t *msg, size_t len, uint8_t sig[PD_WIRE_SIG_LEN]) {
+  crypto_generichash_state st;
+  if (crypto_generichash_init(&st, key, crypto_generichash_KEYBYTES, PD_WIRE_SIG_LEN) != 0 ||
+      crypto_generichash_update(&st, pk, PD_WIRE_PUBKEY_LEN) != 0 ||
+      crypto_generichash_update(&st, msg, len) != 0 ||
+      crypto_generichash_final(&st, sig, PD_WIRE_SIG_LEN) != 0)
+    return PD_EINVAL;
+  return 0;
+}
+
+static int lab_sign(void *ud, const pd_identity_t *self, const uint8_t *msg, size_t len,
+                    uint8_t sig[PD_WIRE_SIG_LEN]) {
+  return lab_mac(((sim_t *)ud)->auth_key, self->pk, msg, len, sig);
+}
+
+static int lab_verify(void *ud, const uint8_t pk[PD_WIRE_PUBKEY_LEN], const uint8_t *msg,
+                      size_t len, const uint8_t sig[PD_WIRE_SIG_LEN]) {
+  uint8_t want[PD_WIRE_SIG_LEN];
+  if (lab_mac(((sim_t *)ud)->auth_key, pk, msg, len, want) != 0) return PD_EINVAL;
+  return sodium_memcmp(want, sig, PD_WIRE_SIG_LEN) == 0 ? 0 : PD_EINVAL;
+}
+
 static int host_start(sim_t *s, uint32_t hi, char *err, size_t cap) {
   sim_host_t *h = s->hosts[hi];
   if (h->up) return 0;
@@ -689,6 +723,7 @@ static int host_start(sim_t *s, uint32_t hi, char *err, size_t cap) {
   cfg.dialer.npersistent = h->npersist;
   cfg.anchors = h->anchors;
   cfg.nanchors = h->nanchors;
+  cfg.auth = s->real_auth ? NULL : &s->auth;
   const char *why = NULL;
   rc = pd_netmgr_create(&h->m, &cfg, h->node, &h->ident, &h->mrng, now_ms(s), &why);
   if (rc < 0) {
@@ -1687,6 +1722,15 @@ static int l_attackers(lua_State *L) {
   return make_attackers(L, s, n, 2);
 }
 
+static int l_auth(lua_State *L) {
+  sim_t *s = getsim(L);
+  const char *k = luaL_checkstring(L, 1);
+  if (strcmp(k, "ed25519") == 0) s->real_auth = true;
+  else if (strcmp(k, "keyed_hash") == 0) s->real_auth = false;
+  else return luaL_error(L, "sim.auth: \"ed25519\" or \"keyed_hash\", not \"%s\"", k);
+  return 0;
+}
+
 static int l_link(lua_State *L) {
   sim_t *s = getsim(L);
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -2406,7 +2450,7 @@ static const luaL_Reg sim_funcs[] = {
     {"diameter", l_diameter},
     {"result", l_result},     {"record", l_record},     {"time_to", l_time_to},
     {"assert", l_assert},     {"param", l_param},       {"attacker", l_attacker},
-    {"attackers", l_attackers}, {NULL, NULL}};
+    {"attackers", l_attackers}, {"auth", l_auth}, {NULL, NULL}};
 
 static void open_lib(lua_State *L, const char *name, lua_CFunction f) {
   luaL_requiref(L, name, f, 1);
@@ -2778,6 +2822,14 @@ int pd_sim_run(const pd_sim_options_t *o, char **results_json, size_t *len, pd_s
   pd_rng_seed(&s->lua_rng, o->seed * 0x2545F4914F6CDD1Dull + 2);
   pd_rng_seed(&s->atk_rng, o->seed * 0x2545F4914F6CDD1Dull + 3);
   pd_rng_seed(&s->diam_rng, o->seed * 0x2545F4914F6CDD1Dull + 4);
+  {
+    pd_rng_t kr; /* the lab's handshake key: fixed by the seed, drawn from no stream in use */
+    pd_rng_seed(&kr, o->seed * 0x2545F4914F6CDD1Dull + 5);
+    pd_rng_fill(&kr, s->auth_key, sizeof s->auth_key);
+  }
+  s->auth.sign = lab_sign;
+  s->auth.verify = lab_verify;
+  s->auth.ud = s;
   s->lat_kind = LAT_FIXED;
   s->lat_ms = 50;
   s->connect_timeout_ms = 5000;

@@ -65,6 +65,34 @@ sim.result("ok", true)
     assert.is_truthy(out:find("power of two", 1, true), out)
   end)
 
+  it("handshakes with the keyed hash by default and with ed25519 on request", function()
+    local dir = H.tmpdir()
+    finally(function() H.rmdir(dir) end)
+    local path = dir .. "/auth.lua"
+    H.write_file(path, [[
+-- luacheck: ignore
+if sim.param("real", false) then sim.auth("ed25519") end
+local seeds = sim.hosts(1, {seed_mode = true})
+local nodes = sim.hosts(8, {seeds = seeds, min_outbound = 2, max_outbound = 2})
+sim.run(120)
+local hs = 0
+for _, h in ipairs(nodes) do
+  sim.assert(h:outbound() == 2, tostring(h) .. " has " .. h:outbound() .. " outbound")
+  hs = hs + h:counters().handshakes
+end
+sim.result("handshakes", hs)
+]])
+    for _, real in ipairs({ "false", "true" }) do
+      local out, rc = sim(H.sh_quote(path) .. " --seed 2 --set real=" .. real)
+      assert.are.equal(0, rc, out)
+    end
+    local bad = dir .. "/bad.lua"
+    H.write_file(bad, "-- luacheck: ignore\nsim.auth(\"rsa\")\n")
+    local out, rc = sim(H.sh_quote(bad) .. " --seed 1")
+    assert.are_not.equal(0, rc, out)
+    assert.is_truthy(out:find("ed25519", 1, true), out)
+  end)
+
   it("fails with the scenario's file:line when an assertion fails", function()
     local dir = H.tmpdir()
     finally(function() H.rmdir(dir) end)
