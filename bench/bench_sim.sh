@@ -8,21 +8,28 @@
 # events/s, virtual:wall and memory per host, plus the churn results
 # (components, diameter sample).
 #
-#   bench/bench_sim.sh [PEERD] [HOSTS] [HOURS] [WARMUP]
+# NEW_BUCKETS/TRIED_BUCKETS set the hosts' book tables (default Bitcoin's
+# 1024/256; 64/16 holds 5,120 addresses in 25 KB instead of 342 KB).
+#
+#   bench/bench_sim.sh [PEERD] [HOSTS] [HOURS] [WARMUP] [NEW_BUCKETS] [TRIED_BUCKETS]
 #   bench/bench_sim.sh build/peerd 10000 24      # the issue's run
-#   bench/bench_sim.sh build/peerd 1000 1        # ~minutes on 2 cores
+#   bench/bench_sim.sh build/peerd 1000 1        # ~a minute on 2 cores
+#   bench/bench_sim.sh build/peerd 100000 0.1 300 16 4   # 100,000 hosts, small books
 set -eu
 cd "$(dirname "$0")/.."
 peerd=${1:-build/peerd}
 hosts=${2:-10000}
 hours=${3:-24}
 warmup=${4:-300}
+nb=${5:-1024}
+tb=${6:-256}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-echo "bench_sim: churn.lua, $hosts hosts + 5 seeds, ${warmup} s warmup + $hours virtual h at 30%/h"
+echo "bench_sim: churn.lua, $hosts hosts + 5 seeds, ${warmup} s warmup + $hours virtual h at 30%/h, books $nb/$tb"
 "$peerd" sim examples/scenarios/churn.lua --seed 1 --out "$out" \
   --set hosts="$hosts" --set seeds=5 --set hours="$hours" --set warmup="$warmup" \
+  --set new_buckets="$nb" --set tried_buckets="$tb" \
   --set assert_connected=false >"$out/log" 2>&1 || status=$?
-sed '/^-- results --$/q' "$out/log" | grep -E '^(hosts|virtual time|events|wall time|events/s|virtual:wall|memory per host) ' || true
+sed '/^-- results --$/q' "$out/log" | grep -E '^(hosts|virtual time|events|wall time|events/s|virtual:wall|memory per host|events by kind|frames sent) ' || true
 sed -n '/^-- results --$/,$p' "$out/log"
 exit "${status:-0}"

@@ -24,10 +24,12 @@ local SAMPLE = sim.param("sample", 600)    -- s between connectivity checks
 local POLICIES = sim.param("policies", "../../policies")
 local DIAM_SAMPLES = sim.param("diam_samples", 16)
 local ASSERT = sim.param("assert_connected", true) -- false: record only (bench/bench_sim.sh)
+-- the hosts' address-book tables (Bitcoin's 1024/256 by default; 64/16 for big networks)
+local BOOK = {new_buckets = sim.param("new_buckets", 1024), tried_buckets = sim.param("tried_buckets", 256)}
 
 sim.link{latency_ms = 60, jitter_ms = 40, dist = "uniform"}
-local seeds = sim.hosts(NSEEDS, {seed_mode = true, policies = POLICIES})
-local nodes = sim.hosts(N, {seeds = seeds, policies = POLICIES})
+local seeds = sim.hosts(NSEEDS, {seed_mode = true, policies = POLICIES, book = BOOK})
+local nodes = sim.hosts(N, {seeds = seeds, policies = POLICIES, book = BOOK})
 
 local per_step = RATE * N * PERIOD / 3600  -- expected leaves (and joins) per step
 local carry = 0
