@@ -1,6 +1,7 @@
 /* netmgr — the network manager (sans-I/O). See netmgr.h. */
 #include "netmgr.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@
 
 typedef struct conn {
   uint64_t cid;
+  int64_t deadline;         /* pd_peer_next_deadline, cached after every drain_peer */
   enum pd_conn_dir dir;
   pd_netmgr_conn_state_t state;
   pd_netaddr_t addr;        /* socket address (outbound: the dialled one) */
@@ -718,6 +720,9 @@ static void drain_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
     }
     break;
   }
+  /* A peer's deadline depends on its state only, and every call into a
+   * peer is followed by this drain: cache it for next_deadline. */
+  c->deadline = pd_peer_next_deadline(c->peer);
 }
 
 /* --- dialer glue --------------------------------------------------------------------------- */
@@ -1120,7 +1125,7 @@ int pd_netmgr_on_tick(pd_netmgr_t *m, int64_t now_ms) {
       drain_peer(m, c, now_ms);
       continue;
     }
-    if (now_ms >= pd_peer_next_deadline(c->peer)) {
+    if (now_ms >= c->deadline) {
       pd_peer_on_tick(c->peer, now_ms);
       drain_peer(m, c, now_ms);
     }
@@ -1148,7 +1153,10 @@ int64_t pd_netmgr_next_deadline_ms(const pd_netmgr_t *m) {
   for (size_t i = 0; i < m->nconns; i++) {
     const conn_t *c = m->conns[i];
     if (!c->peer) continue;
-    int64_t d = pd_peer_next_deadline(c->peer);
+    int64_t d = c->deadline;
+#ifndef NDEBUG
+    assert(d == pd_peer_next_deadline(c->peer)); /* every peer call is drained */
+#endif
     if (d < t) t = d;
     if (c->crawl_deadline_ms && c->crawl_deadline_ms < t) t = c->crawl_deadline_ms;
   }
