@@ -717,18 +717,24 @@ static void anchors_dialed_first(void **state) {
   pd_dialer_destroy(d);
 }
 
-static void feeler_cadence(void **state) {
-  (void)state;
+/* min = max = 2 outbound, a feeler every ~120 s (jitter 0.2), 64 feeler
+ * candidates in sel. */
+static pd_dialer_t *feeler_dialer(pd_rng_t *rng, uint64_t seed, fake_sel_t *sel) {
   pd_dialer_config_t cfg;
   pd_dialer_config_default(&cfg);
   cfg.min_outbound = 2;
   cfg.max_outbound = 2;
   cfg.feeler_interval = 120;
   cfg.backoff_jitter = 0.2;
+  for (int i = 0; i < 64; i++) sel->feelers[sel->nfeelers++] = pub(100 + i);
+  return mk(&cfg, rng, seed);
+}
+
+static void feeler_cadence(void **state) {
+  (void)state;
   pd_rng_t rng;
-  pd_dialer_t *d = mk(&cfg, &rng, 16);
   fake_sel_t sel = {0};
-  for (int i = 0; i < 64; i++) sel.feelers[sel.nfeelers++] = pub(100 + i);
+  pd_dialer_t *d = feeler_dialer(&rng, 16, &sel);
   pd_dial_action_t act[8];
   /* Below the minimum: no feelers (bootstraps instead). */
   for (int64_t t = 0; t < 400; t++) {
@@ -906,16 +912,9 @@ typedef struct rec {
 } rec_t;
 
 static size_t drive(bool every_second, rec_t *out, size_t cap, size_t *ticks) {
-  pd_dialer_config_t cfg;
-  pd_dialer_config_default(&cfg);
-  cfg.min_outbound = 2;
-  cfg.max_outbound = 2;
-  cfg.feeler_interval = 120;
-  cfg.backoff_jitter = 0.2;
   pd_rng_t rng;
-  pd_dialer_t *d = mk(&cfg, &rng, 23);
   fake_sel_t sel = {0};
-  for (int i = 0; i < 64; i++) sel.feelers[sel.nfeelers++] = pub(100 + i);
+  pd_dialer_t *d = feeler_dialer(&rng, 23, &sel);
   pd_dial_action_t act[8];
   size_t nrec = 0;
   *ticks = 0;
