@@ -273,6 +273,26 @@ int main(int argc, char **argv) {
   report("on_event(peer, event)", calls, t1 - t0);
   if (fails) printf("    (%zu calls fell back)\n", fails);
 
+  /* pex: one GETADDR answer of 1,000 addresses through pex.lua's accept, the
+   * batch API netmgr uses (the `from` view built once per batch). */
+  {
+    enum { BATCH = 1000 };
+    static pd_peer_view_t addrs[BATCH];
+    static bool acc[BATCH];
+    for (size_t i = 0; i < BATCH; i++) peer(&addrs[i], &rng);
+    size_t batches = quick ? 5 : 200, accepted = 0;
+    fails = 0;
+    t0 = now_ns();
+    for (size_t k = 0; k < batches; k++) {
+      int rc = pd_policy_pex_accept_batch(p, addrs, BATCH, &v, &rng, NOW, acc);
+      if (rc != BATCH) fails++;
+      for (size_t i = 0; i < BATCH; i++) accepted += acc[i];
+    }
+    t1 = now_ns();
+    report("pex accept, per address (batches of 1,000)", batches * BATCH, t1 - t0);
+    printf("    (%zu of %zu accepted, %zu batches fell back)\n", accepted, batches * BATCH, fails);
+  }
+
   pd_policy_status(p, &st);
   printf("  policy state after the calls: %zu bytes\n", st.memory_bytes);
 
