@@ -461,6 +461,14 @@ int pd_wire_decoder_feed(pd_wire_decoder_t *d, const uint8_t *data, size_t len, 
   size_t off = 0;
   *consumed = 0;
   if (d->err) return d->err == PD_WIRE_R_NO_MEMORY ? PD_ENOMEM : PD_EINVAL;
+  /* Between frames a buffer grown for one big split frame is not kept: an
+   * ADDR answer arrives about once per connection, and the daemon holds
+   * hundreds of connections (the lab thousands of hosts). */
+  if (d->hdr_have == 0 && d->cap > 4096) {
+    free(d->buf);
+    d->buf = NULL;
+    d->cap = 0;
+  }
 
   /* Header: gather byte by byte, rejecting a bad magic byte at once. */
   if (d->hdr_have < PD_WIRE_HEADER_LEN) {

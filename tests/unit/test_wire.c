@@ -292,6 +292,55 @@ static void chunking_gives_identical_results(void **state) {
   free(out);
 }
 
+
+/* A big frame split across feeds is buffered; the buffer is not kept once
+ * the next frame starts (a connection gets one big ADDR, then pings). */
+static void split_frame_buffer_released(void **state) {
+  (void)state;
+  enum { N = 1000 };
+  pd_wire_addr_entry_t *e = calloc(N, sizeof *e);
+  assert_non_null(e);
+  for (size_t i = 0; i < N; i++) {
+    e[i].addr.ip[10] = e[i].addr.ip[11] = 0xff;
+    e[i].addr.ip[12] = (uint8_t)(1 + i % 200);
+    e[i].addr.ip[15] = (uint8_t)(1 + i % 250);
+    e[i].addr.port = (uint16_t)(1000 + i);
+    e[i].timestamp = 1700000000;
+  }
+  size_t cap = PD_WIRE_MAX_FRAME, n = 0, pn = 0;
+  uint8_t *buf = malloc(cap);
+  assert_non_null(buf);
+  assert_int_equal(pd_wire_encode_addr(MAGIC, e, N, buf, cap, &n), 0);
+  assert_int_equal(pd_wire_encode_ping(MAGIC, 7, buf + n, cap - n, &pn), 0);
+  pd_wire_decoder_t d;
+  pd_wire_decoder_init(&d, MAGIC);
+  pd_wire_msg_t *m = malloc(sizeof *m);
+  assert_non_null(m);
+  size_t off = 0, used = 0;
+  int got = 0;
+  while (off < n) { /* the ADDR in 1,000-byte pieces */
+    size_t piece = n - off < 1000 ? n - off : 1000;
+    int rc = pd_wire_decoder_feed(&d, buf + off, piece, &used, m);
+    off += used;
+    if (rc == PD_WIRE_MESSAGE) {
+      assert_int_equal(m->type, PD_WIRE_ADDR);
+      assert_int_equal(m->addr.count, N);
+      got++;
+    } else {
+      assert_int_equal(rc, PD_WIRE_NEED_MORE);
+    }
+  }
+  assert_int_equal(got, 1);
+  assert_true(d.cap >= n - PD_WIRE_HEADER_LEN); /* it was buffered */
+  assert_int_equal(pd_wire_decoder_feed(&d, buf + n, pn, &used, m), PD_WIRE_MESSAGE);
+  assert_int_equal(m->type, PD_WIRE_PING);
+  assert_true(d.cap <= 4096);
+  pd_wire_decoder_free(&d);
+  free(m);
+  free(buf);
+  free(e);
+}
+
 static void several_frames_in_one_chunk(void **state) {
   (void)state;
   uint8_t buf[256];
@@ -809,6 +858,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(round_trip_every_type),
       cmocka_unit_test(chunking_gives_identical_results),
+      cmocka_unit_test(split_frame_buffer_released),
       cmocka_unit_test(several_frames_in_one_chunk),
       cmocka_unit_test(every_rejection_reason),
       cmocka_unit_test(boundary_sizes),
