@@ -134,6 +134,7 @@ typedef struct sim_host {
   uint32_t min_out, max_out, max_in;
   double bw; /* bytes/s, 0 = unlimited */
   pd_book_geometry_t geom; /* its address book's tables (spec `book`) */
+  int64_t ping_ms;         /* keep-alive PING interval (spec `ping_interval`), 0 = default */
   double tx_free_at;
   char *policy_dir; /* resolved path, or NULL: built-in defaults */
   pd_netaddr_t listen;
@@ -724,6 +725,11 @@ static int host_start(sim_t *s, uint32_t hi, char *err, size_t cap) {
   cfg.anchors = h->anchors;
   cfg.nanchors = h->nanchors;
   cfg.auth = s->real_auth ? NULL : &s->auth;
+  if (h->ping_ms > 0) {
+    /* A dead peer is still one that stays silent for 3 intervals. */
+    cfg.peer.ping_interval_ms = h->ping_ms;
+    if (cfg.peer.dead_timeout_ms < 3 * h->ping_ms) cfg.peer.dead_timeout_ms = 3 * h->ping_ms;
+  }
   const char *why = NULL;
   rc = pd_netmgr_create(&h->m, &cfg, h->node, &h->ident, &h->mrng, now_ms(s), &why);
   if (rc < 0) {
@@ -1384,6 +1390,9 @@ static int new_host_ex(lua_State *L, sim_t *s, int spec, int force_group, bool d
     h->max_out = (uint32_t)field_num(L, spec, "max_outbound", 0);
     h->max_in = (uint32_t)field_num(L, spec, "max_inbound", 0);
     h->bw = field_num(L, spec, "bandwidth", 0);
+    double pi = field_num(L, spec, "ping_interval", 0);
+    if (pi < 0 || pi > 86400) return luaL_error(L, "sim.host: ping_interval must be 0..86400 s");
+    h->ping_ms = (int64_t)(pi * 1000);
     lua_getfield(L, spec, "book");
     if (!lua_isnil(L, -1)) {
       luaL_checktype(L, -1, LUA_TTABLE);

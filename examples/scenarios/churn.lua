@@ -28,8 +28,9 @@ local ASSERT = sim.param("assert_connected", true) -- false: record only (bench/
 local BOOK = {new_buckets = sim.param("new_buckets", 1024), tried_buckets = sim.param("tried_buckets", 256)}
 
 sim.link{latency_ms = 60, jitter_ms = 40, dist = "uniform"}
-local seeds = sim.hosts(NSEEDS, {seed_mode = true, policies = POLICIES, book = BOOK})
-local nodes = sim.hosts(N, {seeds = seeds, policies = POLICIES, book = BOOK})
+local PING = sim.param("ping_interval", 0)  -- s; 0 = the daemon's default (60 s)
+local seeds = sim.hosts(NSEEDS, {seed_mode = true, policies = POLICIES, book = BOOK, ping_interval = PING})
+local nodes = sim.hosts(N, {seeds = seeds, policies = POLICIES, book = BOOK, ping_interval = PING})
 
 local per_step = RATE * N * PERIOD / 3600  -- expected leaves (and joins) per step
 local carry = 0

@@ -93,6 +93,42 @@ sim.result("handshakes", hs)
     assert.is_truthy(out:find("ed25519", 1, true), out)
   end)
 
+  it("takes a host's keep-alive interval: fewer frames, same connections", function()
+    local dir = H.tmpdir()
+    finally(function() H.rmdir(dir) end)
+    local path = dir .. "/ping.lua"
+    H.write_file(path, [[
+-- luacheck: ignore
+local p = sim.param("ping", 0)
+local seeds = sim.hosts(1, {seed_mode = true, ping_interval = p})
+local nodes = sim.hosts(8, {seeds = seeds, min_outbound = 2, max_outbound = 2, ping_interval = p})
+sim.run(1800)
+local sent, out = 0, 0
+for _, h in ipairs(nodes) do
+  sent = sent + h:counters().messages_sent
+  out = out + h:outbound()
+end
+sim.result("sent", sent)
+sim.result("outbound", out)
+]])
+    local res = {}
+    for _, ping in ipairs({ 0, 600 }) do
+      local o = dir .. "/o" .. ping
+      local out, rc = sim(H.sh_quote(path) .. " --seed 4 --set ping=" .. ping .. " --out " .. H.sh_quote(o))
+      assert.are.equal(0, rc, out)
+      res[ping] = H.cjson.decode(H.read_file(o .. "/results.json")).results
+    end
+    assert.are.equal(16, res[0].outbound)
+    assert.are.equal(16, res[600].outbound)
+    -- 60 s pings: ~30 PING+PONG per connection side in 30 min; 600 s: ~3
+    assert.is_true(res[600].sent * 3 < res[0].sent, res[600].sent .. " vs " .. res[0].sent)
+    local bad = dir .. "/bad.lua"
+    H.write_file(bad, "-- luacheck: ignore\nsim.host{ping_interval = -1}\n")
+    local out, rc = sim(H.sh_quote(bad) .. " --seed 1")
+    assert.are_not.equal(0, rc, out)
+    assert.is_truthy(out:find("ping_interval", 1, true), out)
+  end)
+
   it("fails with the scenario's file:line when an assertion fails", function()
     local dir = H.tmpdir()
     finally(function() H.rmdir(dir) end)
