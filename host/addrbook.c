@@ -1292,6 +1292,24 @@ int pd_book_new_refs(const pd_book_t *b, uint32_t id,
   return n;
 }
 
+uint32_t pd_book_id_bound(const pd_book_t *b) { return b ? b->e_hi : 0; }
+
+void pd_book_new_refs_all(const pd_book_t *b, uint8_t *count,
+                          uint16_t (*slots)[PD_BOOK_NEW_BUCKETS_PER_ADDRESS]) {
+  if (!b || !count || !slots) return;
+  memset(count, 0, b->e_hi);
+  for (uint32_t w = 0; w < b->new_slots / 64; w++) {
+    uint64_t occ = b->new_occ[w];
+    while (occ) {
+      uint32_t s = w * 64 + (uint32_t)__builtin_ctzll(occ);
+      occ &= occ - 1;
+      uint32_t id = b->new_tab[s];
+      if (id < b->e_hi && count[id] < PD_BOOK_NEW_BUCKETS_PER_ADDRESS)
+        slots[id][count[id]++] = (uint16_t)s;
+    }
+  }
+}
+
 /* ---- restore ---------------------------------------------------------------------- */
 
 int pd_book_restore(pd_book_t *b, const pd_book_info_t *in, const uint16_t *slots, size_t nslots,

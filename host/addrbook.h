@@ -196,6 +196,14 @@ size_t pd_book_list(const pd_book_t *b, enum pd_table table, size_t offset, size
  * refer to id; returns count (0..8). For the store and for explaining an
  * entry. (pd_book_info's bucket/position are in the book's geometry too.) */
 int pd_book_new_refs(const pd_book_t *b, uint32_t id, uint16_t slots[PD_BOOK_NEW_BUCKETS_PER_ADDRESS]);
+/* Every entry's new-table slots in one pass over the table (what
+ * pd_book_new_refs gives for each id, in ascending order): count[id] and
+ * slots[id][0..count) for id < pd_book_id_bound(b); the arrays must hold
+ * that many. An entry with several references otherwise costs a scan of
+ * the whole table each (the store encodes every entry). */
+uint32_t pd_book_id_bound(const pd_book_t *b);
+void pd_book_new_refs_all(const pd_book_t *b, uint8_t *count,
+                          uint16_t (*slots)[PD_BOOK_NEW_BUCKETS_PER_ADDRESS]);
 
 /* Placement, exactly as Bitcoin Core (usable without a book, e.g. by
  * `peerd book-slot`). `group` functions use pd_netaddr_group(allow_private).

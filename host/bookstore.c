@@ -210,11 +210,6 @@ static void hex_encode(const uint8_t *in, size_t n, char *out) {
   out[2 * n] = '\0';
 }
 
-static int cmp_u16(const void *a, const void *b) {
-  uint16_t x = *(const uint16_t *)a, y = *(const uint16_t *)b;
-  return (x > y) - (x < y);
-}
-
 /* Decimal digits of v (< 100000) into out; returns the count. */
 static size_t put_dec(char *out, unsigned v) {
   char tmp[8];
@@ -249,7 +244,13 @@ static size_t format_addr(const pd_netaddr_t *a, bool with_port, char *buf, size
 }
 
 /* One entry as one row string; see the format comment at the top. */
-static void encode_entry(sbuf_t *s, const pd_book_t *b, const pd_book_info_t *e) {
+/* Every entry's new-table slots, found in one pass (pd_book_new_refs_all). */
+typedef struct refs {
+  uint8_t *count;
+  uint16_t (*slots)[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
+} refs_t;
+
+static void encode_entry(sbuf_t *s, const refs_t *r, const pd_book_info_t *e) {
   char buf[PD_ADDR_STRLEN];
   if (!sb_reserve(s, 3 * PD_ADDR_STRLEN + 160)) return;
   sb_putc(s, '"');
@@ -281,11 +282,8 @@ static void encode_entry(sbuf_t *s, const pd_book_t *b, const pd_book_info_t *e)
     return;
   }
   sb_put(s, " 0 ", 3);
-  uint16_t slots[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
-  int k = pd_book_new_refs(b, e->id, slots);
-  if (k < 0) k = 0;
-  if (k > PD_BOOK_NEW_BUCKETS_PER_ADDRESS) k = PD_BOOK_NEW_BUCKETS_PER_ADDRESS;
-  qsort(slots, (size_t)k, sizeof slots[0], cmp_u16);
+  int k = r->count[e->id];
+  const uint16_t *slots = r->slots[e->id]; /* ascending: the table was walked in order */
   if (k == 0) sb_putc(s, '-');
   for (int i = 0; i < k; i++) {
     if (i) sb_putc(s, ',');
@@ -309,6 +307,15 @@ int pd_bookstore_encode(const pd_book_t *b, int64_t now, char **out, size_t *len
     size_t all = 0;
     total = pd_book_list(b, PD_TABLE_ANY, 0, total, ids, &all);
   }
+  uint32_t bound = pd_book_id_bound(b);
+  refs_t refs = {malloc(bound ? bound : 1), malloc((bound ? bound : 1) * sizeof *refs.slots)};
+  if (!refs.count || !refs.slots) {
+    free(refs.count);
+    free(refs.slots);
+    free(ids);
+    return PD_ENOMEM;
+  }
+  pd_book_new_refs_all(b, refs.count, refs.slots);
   sbuf_t s = {0};
   sb_reserve(&s, 1024 + total * 112);
 
@@ -342,7 +349,7 @@ int pd_bookstore_encode(const pd_book_t *b, int64_t now, char **out, size_t *len
     if (pd_book_info(b, ids[i], &e) != 0) continue;
     sb_puts(&s, first ? "\n" : ",\n");
     first = false;
-    encode_entry(&s, b, &e);
+    encode_entry(&s, &refs, &e);
   }
   sb_puts(&s, "\n],\n\"collisions\":[");
 
@@ -392,6 +399,8 @@ int pd_bookstore_encode(const pd_book_t *b, int64_t now, char **out, size_t *len
   }
   sb_puts(&s, first ? "]}\n" : "\n]}\n");
   free(ids);
+  free(refs.count);
+  free(refs.slots);
 
   if (s.oom || !sb_reserve(&s, 1)) {
     free(s.p);

@@ -824,6 +824,25 @@ static void stress_consistency(void **state) {
     random_ops(b, &r, 1000, &now, &st);
     assert_ok(b);
   }
+  /* The one-pass listing of new-table references agrees with the per-entry
+   * one for every id (live or not), multi-reference entries included. */
+  uint32_t bound = pd_book_id_bound(b);
+  uint8_t *cnt = malloc(bound ? bound : 1);
+  uint16_t(*all)[PD_BOOK_NEW_BUCKETS_PER_ADDRESS] = malloc((bound ? bound : 1) * sizeof *all);
+  assert_non_null(cnt);
+  assert_non_null(all);
+  pd_book_new_refs_all(b, cnt, all);
+  size_t multi_all = 0;
+  for (uint32_t id = 0; id < bound; id++) {
+    uint16_t one[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
+    int k = pd_book_new_refs(b, id, one);
+    assert_int_equal(k, cnt[id]);
+    for (int j = 0; j < k; j++) assert_int_equal(one[j], all[id][j]);
+    multi_all += k > 1;
+  }
+  assert_true(multi_all > 0);
+  free(cnt);
+  free(all);
   /* the run exercised the interesting paths */
   assert_true(st.adds > 1000);
   assert_true(st.goods > 100);
