@@ -491,7 +491,10 @@ static gcache_t *cache_for(pd_netmgr_t *m, const pd_netaddr_t *to, int64_t now_m
     bool grown = (bsize >= 2 * ce->book_size + 2 ||
                   (ce->book_size < 250 && bsize > ce->book_size)) &&
                  ce->n < PD_BOOK_GETADDR_MAX;
-    if (!expired && !grown) {
+    /* A seed answers every request with a fresh sample (as CometBFT's seed
+     * mode): newcomers asking it all at once must not all get the same
+     * few hundred addresses and crowd onto those nodes. */
+    if (!expired && !grown && !m->cfg.seed_mode) {
       ce->used_ms = now_ms;
       return ce;
     }

@@ -76,6 +76,8 @@
  *   doubled since it was built (a young node's tiny first answer is not
  *   frozen for a day; beyond 250 the number of such rebuilds is
  *   logarithmic in the book size, so asking again cannot scrape the book).
+ *   Seed mode does not cache: every GETADDR gets a fresh sample, so
+ *   newcomers bootstrapping together spread over the network.
  * - Starving: below the outbound minimum with nothing left to dial (every
  *   known address already connected, typically inbound), the manager asks
  *   its ready peers -- inbound ones too -- for addresses, once per peer per

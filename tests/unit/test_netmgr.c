@@ -654,6 +654,30 @@ static void test_getaddr_cache(void **state) {
   world_free(w);
 }
 
+/* A seed does not cache: two newcomers from one network get different
+ * samples (a node would give both the same cached one). */
+static void test_seed_fresh_samples(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.seed_mode = true;
+  int x = add_mgr(w, 19, &o);
+  fill_book(&w->h[x], 600, w->now / 1000);
+  int r1 = add_raw(w, 70, x, ip4(10, 9, 1, 1, 50001), true);
+  run(w, 1000);
+  int r2 = add_raw(w, 71, x, ip4(10, 9, 7, 7, 50002), true);
+  run(w, 1000);
+  assert_int_equal(w->h[r1].raw_addr_msgs, 1);
+  assert_int_equal(w->h[r2].raw_addr_msgs, 1);
+  assert_true(w->h[r1].raw_naddrs >= 138 && w->h[r2].raw_naddrs >= 138);
+  assert_false(same_answer(&w->h[r1], &w->h[r2]));
+  pd_netmgr_counters_t c;
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.getaddr_cache_builds, 2);
+  world_free(w);
+}
+
 /* Seed mode: an inbound peer is answered and then disconnected; an
  * outbound crawl closes after the answer. */
 static void test_seed_mode(void **state) {
@@ -1202,6 +1226,7 @@ int main(void) {
       cmocka_unit_test(test_outbound_tried_inbound_not),
       cmocka_unit_test(test_getaddr_cache),
       cmocka_unit_test(test_seed_mode),
+      cmocka_unit_test(test_seed_fresh_samples),
       cmocka_unit_test(test_misbehaving_banned),
       cmocka_unit_test(test_duplicate),
       cmocka_unit_test(test_self_dial),
