@@ -33,6 +33,7 @@ typedef struct conn {
   const char *close_text;
   bool counted_reject_dup;
   int64_t starve_ask_ms;     /* last GETADDR sent because we were starving; 0 = never */
+  int64_t hungry_ask_ms;     /* last GETADDR sent because the book was small; 0 = never */
 } conn_t;
 
 typedef struct qitem {
@@ -61,6 +62,9 @@ struct pd_netmgr {
   pd_dialer_t *dialer;
   int64_t seed_crawl_timeout_ms, ttl_ms, penalty, tick_ms;
   int64_t recrawl_s; /* seed mode: least time between two crawls of one address; 0 = none */
+  size_t book_want;  /* below this many addresses ask a peer every HUNGRY_ASK_MS; 0 = never */
+  int64_t next_hungry_ms, hungry_every_ms;
+  size_t hungry_book; /* book size at the last ask */
   size_t max_pending_in;
 
   conn_t **conns; /* sorted by id (ids only grow, so appends keep order) */
@@ -823,6 +827,53 @@ static void ask_when_starving(pd_netmgr_t *m, int64_t now_ms) {
   }
 }
 
+/* A small book: every HUNGRY_ASK_MS ask one ready peer (inbound ones too),
+ * at random among those not asked (on connect or since) for HUNGRY_PEER_MS,
+ * for addresses (CometBFT's PEX does the same below 1,000 addresses). In a
+ * small network a node whose outbound slots filled early otherwise keeps
+ * the partial answers it got then. A peer answers one GETADDR per 10 min
+ * per connection, so HUNGRY_PEER_MS stays at that. */
+#define HUNGRY_ASK_MS (30 * 1000)
+#define HUNGRY_PEER_MS (10 * 60 * 1000)
+
+static bool book_hungry(const pd_netmgr_t *m) {
+  return m->book_want > 0 && !m->cfg.seed_mode &&
+         pd_book_size(pd_node_book(m->node)) < m->book_want;
+}
+
+static void ask_when_hungry(pd_netmgr_t *m, int64_t now_ms) {
+  if (now_ms < m->next_hungry_ms) return;
+  /* The interval doubles (to 24 h) while asking brings nothing new -- a
+   * network smaller than book_want is known whole -- and is back at 30 s
+   * as soon as the book grows. */
+  size_t bsize = pd_book_size(pd_node_book(m->node));
+  if (m->hungry_book && bsize <= m->hungry_book) {
+    if (m->hungry_every_ms < 24LL * 3600 * 1000) m->hungry_every_ms *= 2;
+  } else {
+    m->hungry_every_ms = HUNGRY_ASK_MS;
+  }
+  m->next_hungry_ms = now_ms + m->hungry_every_ms;
+  if (!book_hungry(m)) return;
+  uint64_t ids[64];
+  size_t k = 0;
+  for (size_t i = 0; i < m->nconns && k < 64; i++) {
+    const conn_t *c = m->conns[i];
+    if (c->state != PD_NETMGR_READY || c->dir == PD_CONN_FEELER || !c->peer) continue;
+    /* outbound ones were asked when they became ready; inbound ones not */
+    int64_t last = c->dir == PD_CONN_OUTBOUND ? c->ready_ms : 0;
+    if (c->hungry_ask_ms > last) last = c->hungry_ask_ms;
+    if (c->starve_ask_ms > last) last = c->starve_ask_ms;
+    if (now_ms - last < HUNGRY_PEER_MS) continue;
+    ids[k++] = c->cid;
+  }
+  if (k == 0) return;
+  conn_t *c = conn_get(m, ids[pd_rng_range(m->rng, k)]);
+  if (!c || !c->peer) return;
+  c->hungry_ask_ms = now_ms;
+  m->hungry_book = bsize;
+  if (pd_peer_request_addrs(c->peer, now_ms) == 0) drain_peer(m, c, now_ms);
+}
+
 static void run_dialer(pd_netmgr_t *m, int64_t now_ms) {
   pd_dial_action_t acts[32];
   size_t n = pd_dialer_tick(m->dialer, secs(now_ms), candidates, m, acts, 32);
@@ -915,6 +966,9 @@ int pd_netmgr_create(pd_netmgr_t **out, const pd_netmgr_config_t *cfg, pd_node_t
   m->seed_crawl_timeout_ms =
       cfg->seed_crawl_timeout_ms > 0 ? cfg->seed_crawl_timeout_ms : PD_NETMGR_SEED_CRAWL_TIMEOUT_MS;
   m->ttl_ms = cfg->getaddr_cache_ttl_ms > 0 ? cfg->getaddr_cache_ttl_ms : PD_NETMGR_GETADDR_TTL_MS;
+  m->book_want = cfg->book_want == 0 ? PD_NETMGR_BOOK_WANT : cfg->book_want == SIZE_MAX ? 0 : cfg->book_want;
+  m->hungry_every_ms = HUNGRY_ASK_MS;
+  m->next_hungry_ms = now_ms + HUNGRY_ASK_MS;
   m->recrawl_s = cfg->seed_recrawl_ms == 0 ? PD_NETMGR_SEED_RECRAWL_MS / 1000
                  : cfg->seed_recrawl_ms < 0 ? 0
                                             : (cfg->seed_recrawl_ms + 999) / 1000;
@@ -1135,6 +1189,7 @@ int pd_netmgr_on_tick(pd_netmgr_t *m, int64_t now_ms) {
   }
   free(ids);
   if (!m->shutting_down && now_ms >= m->dialer_due_ms) run_dialer(m, now_ms);
+  if (!m->shutting_down) ask_when_hungry(m, now_ms);
   return 0;
 }
 
@@ -1153,6 +1208,7 @@ void pd_netmgr_shutdown(pd_netmgr_t *m, int64_t now_ms) {
 int64_t pd_netmgr_next_deadline_ms(const pd_netmgr_t *m) {
   if (!m) return INT64_MAX;
   int64_t t = m->shutting_down ? INT64_MAX : m->dialer_due_ms;
+  if (!m->shutting_down && book_hungry(m) && m->next_hungry_ms < t) t = m->next_hungry_ms;
   for (size_t i = 0; i < m->nconns; i++) {
     const conn_t *c = m->conns[i];
     if (!c->peer) continue;

@@ -82,6 +82,14 @@
  *   known address already connected, typically inbound), the manager asks
  *   its ready peers -- inbound ones too -- for addresses, once per peer per
  *   5 minutes, so it can learn a node it may still dial.
+ * - Small book: below book_want (1,000) addresses the manager asks one
+ *   ready peer (inbound ones too) for addresses every 30 s, at random among
+ *   those not asked in the last 10 min (as CometBFT's PEX below 1,000;
+ *   outbound peers count as asked when they became ready): a node whose
+ *   outbound slots filled early does not keep only the partial answers it
+ *   got then. The interval doubles (up to 24 h) while asks bring nothing
+ *   new (a network smaller than book_want is known whole) and is back at
+ *   30 s once the book grows. Never in seed mode.
  * - Seed mode: an address is crawled again only seed_recrawl_ms (1 h) after
  *   the book last tried it, so a seed's crawl rate is its book size per hour
  *   at most, not its dial concurrency.
@@ -109,6 +117,7 @@
 #define PD_NETMGR_RELAY_PENALTY 7200                    /* s, nTime penalty of relayed addrs */
 #define PD_NETMGR_SEED_CRAWL_TIMEOUT_MS (30 * 1000)     /* seed mode: longest crawl connection */
 #define PD_NETMGR_SEED_RECRAWL_MS (3600 * 1000)         /* seed mode: least time between crawls */
+#define PD_NETMGR_BOOK_WANT 1000                        /* below: ask a peer for addresses every 30 s */
 #define PD_NETMGR_TICK_MS 1000                          /* dialer cadence */
 #define PD_NETMGR_GETADDR_CACHE_MAX 4                   /* networks cached: IPv4/IPv6 x routable or not */
 
@@ -131,6 +140,9 @@ typedef struct pd_netmgr_config {
   pd_peer_config_t peer;            /* per-connection protocol settings (copied) */
   bool seed_mode;                   /* --seed-mode: crawl, answer, disconnect */
   int64_t seed_crawl_timeout_ms;    /* 0 = PD_NETMGR_SEED_CRAWL_TIMEOUT_MS */
+  size_t book_want;                 /* a book below this many addresses asks one ready peer
+                                       for more every 30 s (each peer at most once per
+                                       10 min); 0 = PD_NETMGR_BOOK_WANT, SIZE_MAX = never */
   int64_t seed_recrawl_ms;          /* seed mode: an address is crawled at most once per this
                                        (its book last_try / last_success); 0 = default 1 h,
                                        < 0 = no limit */

@@ -132,6 +132,7 @@ typedef struct hostopts {
   int64_t ttl_ms;
   int persistent_host; /* -1: none */
   bool no_feelers;
+  bool no_hungry; /* book_want = never */
 } hostopts_t;
 
 static void opts_default(hostopts_t *o) {
@@ -171,6 +172,7 @@ static int add_mgr(world_t *w, uint64_t seed, const hostopts_t *o) {
   cfg.dialer.max_outbound = o->max_out;
   if (o->max_in) cfg.dialer.max_inbound = o->max_in;
   if (o->no_feelers) cfg.dialer.feeler_interval = 0;
+  if (o->no_hungry) cfg.book_want = SIZE_MAX;
   pd_endpoint_t seeds[1], pers[1];
   if (o->seed_host >= 0) {
     memset(seeds, 0, sizeof seeds);
@@ -1197,6 +1199,7 @@ static void test_not_starving_no_inbound_ask(void **state) {
   o.min_out = 1;
   o.max_out = 2;
   o.no_feelers = true;
+  o.no_hungry = true; /* this test is about the starving rule alone */
   o.seed_host = y;
   int x = add_mgr(w, 24, &o);
   host_t *hx = &w->h[x];
@@ -1221,12 +1224,51 @@ static void test_not_starving_no_inbound_ask(void **state) {
   world_free(w);
 }
 
+
+/* A small book asks: X at its minimum, with a small book, asks its inbound
+ * peer for addresses within ~30 s (the starving rule would not: X is not
+ * starving) and learns from it; once asking brings nothing new the asks
+ * thin out (the interval doubles) instead of coming every 10 min. */
+static void test_hungry_asks_and_backs_off(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  int y = add_mgr(w, 25, &o);
+  opts_default(&o);
+  o.min_out = 1;
+  o.max_out = 2;
+  o.no_feelers = true;
+  o.seed_host = y;
+  int x = add_mgr(w, 26, &o);
+  host_t *hx = &w->h[x];
+  run(w, 5000);
+  assert_int_equal(count_ready(hx, w->now, PD_CONN_OUTBOUND), 1);
+  int r = add_raw(w, 73, x, ip4(10, 24, 0, 1, 50024), false);
+  w->h[r].raw_has_answer = true;
+  w->h[r].raw_answer = ip4(127, 9, 0, 1, PORT);
+  assert_true(w->h[r].raw_ready);
+  pd_netaddr_t learnt = ip4(127, 9, 0, 1, PORT);
+  assert_false(in_book(hx, &learnt));
+  run(w, 31000);
+  assert_int_equal(raw_getaddrs_in(&w->h[r]), 1);
+  assert_true(in_book(hx, &learnt));
+  /* Three hours more: the raw peer has nothing new; at 10 min per peer the
+   * asks would be 18, with the doubling interval they are a handful. */
+  for (int t = 0; t < 3 * 360; t++) step(w, 10000);
+  assert_false(w->h[r].raw_closed);
+  uint64_t asks = raw_getaddrs_in(&w->h[r]);
+  assert_true(asks >= 2 && asks <= 6);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_outbound_tried_inbound_not),
       cmocka_unit_test(test_getaddr_cache),
       cmocka_unit_test(test_seed_mode),
       cmocka_unit_test(test_seed_fresh_samples),
+      cmocka_unit_test(test_hungry_asks_and_backs_off),
       cmocka_unit_test(test_misbehaving_banned),
       cmocka_unit_test(test_duplicate),
       cmocka_unit_test(test_self_dial),
