@@ -11,6 +11,15 @@ local function sim(args)
   return H.run_cmd(H.sh_quote(H.BIN) .. " sim " .. args)
 end
 
+-- A one-line scenario must be refused (exit != 0) with `want` in the output.
+local function refused(dir, body, want)
+  local bad = dir .. "/bad.lua"
+  H.write_file(bad, "-- luacheck: ignore\n" .. body .. "\n")
+  local out, rc = sim(H.sh_quote(bad) .. " --seed 1")
+  assert.are_not.equal(0, rc, out)
+  assert.is_truthy(out:find(want, 1, true), out)
+end
+
 describe("peerd sim", function()
   it("runs bootstrap.lua and writes byte-identical results for the same seed", function()
     local dir = H.tmpdir()
@@ -58,11 +67,7 @@ sim.result("ok", true)
 ]])
     local out, rc = sim(H.sh_quote(path) .. " --seed 1")
     assert.are.equal(0, rc, out)
-    local bad = dir .. "/bad.lua"
-    H.write_file(bad, "-- luacheck: ignore\nsim.host{book = {new_buckets = 100}}\n")
-    out, rc = sim(H.sh_quote(bad) .. " --seed 1")
-    assert.are_not.equal(0, rc, out)
-    assert.is_truthy(out:find("power of two", 1, true), out)
+    refused(dir, "sim.host{book = {new_buckets = 100}}", "power of two")
   end)
 
   it("handshakes with the keyed hash by default and with ed25519 on request", function()
@@ -86,11 +91,7 @@ sim.result("handshakes", hs)
       local out, rc = sim(H.sh_quote(path) .. " --seed 2 --set real=" .. real)
       assert.are.equal(0, rc, out)
     end
-    local bad = dir .. "/bad.lua"
-    H.write_file(bad, "-- luacheck: ignore\nsim.auth(\"rsa\")\n")
-    local out, rc = sim(H.sh_quote(bad) .. " --seed 1")
-    assert.are_not.equal(0, rc, out)
-    assert.is_truthy(out:find("ed25519", 1, true), out)
+    refused(dir, 'sim.auth("rsa")', "ed25519")
   end)
 
   it("takes a host's keep-alive interval: fewer frames, same connections", function()
@@ -122,11 +123,7 @@ sim.result("outbound", out)
     assert.are.equal(16, res[600].outbound)
     -- 60 s pings: ~30 PING+PONG per connection side in 30 min; 600 s: ~3
     assert.is_true(res[600].sent * 3 < res[0].sent, res[600].sent .. " vs " .. res[0].sent)
-    local bad = dir .. "/bad.lua"
-    H.write_file(bad, "-- luacheck: ignore\nsim.host{ping_interval = -1}\n")
-    local out, rc = sim(H.sh_quote(bad) .. " --seed 1")
-    assert.are_not.equal(0, rc, out)
-    assert.is_truthy(out:find("ping_interval", 1, true), out)
+    refused(dir, "sim.host{ping_interval = -1}", "ping_interval")
   end)
 
   it("fails with the scenario's file:line when an assertion fails", function()
