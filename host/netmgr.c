@@ -817,6 +817,7 @@ static void ask_when_starving(pd_netmgr_t *m, int64_t now_ms) {
     const conn_t *c = m->conns[i];
     if (c->state != PD_NETMGR_READY || c->dir == PD_CONN_FEELER || !c->peer) continue;
     if (c->starve_ask_ms && now_ms - c->starve_ask_ms < STARVE_ASK_MS) continue;
+    if (c->hungry_ask_ms && now_ms - c->hungry_ask_ms < STARVE_ASK_MS) continue;
     ids[k++] = c->cid;
   }
   for (size_t i = 0; i < k; i++) {
