@@ -210,46 +210,19 @@ static void hex_encode(const uint8_t *in, size_t n, char *out) {
   out[2 * n] = '\0';
 }
 
-/* Decimal digits of v (< 100000) into out; returns the count. */
-static size_t put_dec(char *out, unsigned v) {
-  char tmp[8];
-  size_t n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
-  return n;
-}
-
-/* pd_netaddr_format / pd_netaddr_format_ip, with a fast path for IPv4
- * (snprintf was a third of the save's time): same text. */
+/* The address text (netaddr's formatters have the IPv4 fast path). */
 static size_t format_addr(const pd_netaddr_t *a, bool with_port, char *buf, size_t cap) {
-  if (pd_netaddr_is_ipv4(a) && cap >= 22) {
-    size_t n = 0;
-    for (int i = 12; i < 16; i++) {
-      n += put_dec(buf + n, a->ip[i]);
-      buf[n++] = i < 15 ? '.' : '\0';
-    }
-    n--;
-    if (with_port && a->port != 0) {
-      buf[n++] = ':';
-      n += put_dec(buf + n, a->port);
-    }
-    buf[n] = '\0';
-    return n;
-  }
   int n = with_port ? pd_netaddr_format(a, buf, cap) : pd_netaddr_format_ip(a, buf, cap);
   return n > 0 ? (size_t)n : 0;
 }
 
-/* One entry as one row string; see the format comment at the top. */
 /* Every entry's new-table slots, found in one pass (pd_book_new_refs_all). */
 typedef struct refs {
   uint8_t *count;
   uint16_t (*slots)[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
 } refs_t;
 
+/* One entry as one row string; see the format comment at the top. */
 static void encode_entry(sbuf_t *s, const refs_t *r, const pd_book_info_t *e) {
   char buf[PD_ADDR_STRLEN];
   if (!sb_reserve(s, 3 * PD_ADDR_STRLEN + 160)) return;
