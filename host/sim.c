@@ -2638,6 +2638,21 @@ static bool gnuplot_on_path(void) {
 /* One plot per series name (first SIM_MAX_PLOTS names, in order of first
  * record): plot-NAME.png (pngcairo, else png) or .svg, and plots.gp, the
  * gnuplot script with the data inline. Returns how many plots were made. */
+/* Make *buf (capacity *cap) hold more than need bytes, doubling; on failure
+ * frees it and returns false. */
+static bool room(char **buf, size_t *cap, size_t need) {
+  if (need < *cap) return true;
+  while (*cap <= need) *cap *= 2;
+  char *nb = realloc(*buf, *cap);
+  if (!nb) {
+    free(*buf);
+    *buf = NULL;
+    return false;
+  }
+  *buf = nb;
+  return true;
+}
+
 static size_t write_plots(sim_t *s, const char *dir) {
   if (!s->nseries || !gnuplot_on_path()) return 0;
   const char *names[SIM_MAX_PLOTS];
@@ -2672,27 +2687,11 @@ static size_t write_plots(sim_t *s, const char *dir) {
       for (size_t i = 0; i < s->nseries; i++) {
         const sim_sample_t *x = &s->series[i];
         if (strcmp(x->name, names[k]) != 0) continue;
-        if (len + 64 >= cap) {
-          cap *= 2;
-          char *ng = realloc(gp, cap);
-          if (!ng) {
-            free(gp);
-            return 0;
-          }
-          gp = ng;
-        }
+        if (!room(&gp, &cap, len + 64)) return 0;
         len += (size_t)snprintf(gp + len, cap - len, "%.3f %.17g\n", (double)x->t / 1000.0,
                                 x->is_int ? (double)x->iv : x->v);
       }
-      if (len + 512 >= cap) {
-        cap *= 2;
-        char *ng = realloc(gp, cap);
-        if (!ng) {
-          free(gp);
-          return 0;
-        }
-        gp = ng;
-      }
+      if (!room(&gp, &cap, len + 512)) return 0;
       len += (size_t)snprintf(gp + len, cap - len,
                               "EOD\nset output \"plot-%s.%s\"\nset title \"%s\" noenhanced\n"
                               "set ylabel \"%s\" noenhanced\nplot $d%zu using 1:2 with lines lw 2\n"
