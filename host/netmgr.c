@@ -83,9 +83,6 @@ struct pd_netmgr {
   size_t ncache;
 
   pd_netmgr_counters_t c; /* closed connections' frames/bytes + manager counters */
-  /* scratch */
-  uint32_t *ids;                   /* PD_BOOK_GETADDR_MAX, allocated at first use */
-  pd_wire_addr_entry_t *out_entries; /* PD_WIRE_MAX_ADDRS, allocated at first use */
 };
 
 static const char *const k_rej_extra[] = {
@@ -352,14 +349,6 @@ static void close_conn(pd_netmgr_t *m, conn_t *c, uint16_t code, const char *tex
 
 /* --- PEX ------------------------------------------------------------------------------------- */
 
-/* The scratch arrays for GETADDR answers and relays: ~60 KiB a node only
- * needs once it shares addresses (the lab runs many nodes per process). */
-static bool scratch(pd_netmgr_t *m) {
-  if (!m->ids) m->ids = malloc(PD_BOOK_GETADDR_MAX * sizeof *m->ids);
-  if (!m->out_entries) m->out_entries = malloc(PD_WIRE_MAX_ADDRS * sizeof *m->out_entries);
-  return m->ids && m->out_entries;
-}
-
 static int64_t sane_time(int64_t t, int64_t now) {
   if (t <= 100000000 || t > now + 600) return now - 5 * 86400;
   return t;
@@ -421,6 +410,7 @@ typedef struct {
   const pd_peer_action_t *a;
   const pd_netaddr_t *from;
   int64_t now_ms;
+  pd_wire_addr_entry_t *relay; /* this message's addresses to relay, allocated at first */
   size_t nrelay;
 } addrs_batch_t;
 
@@ -446,19 +436,23 @@ static void addrs_result(void *ud, size_t i, bool accept) {
     return;
   }
   int rc = add_accepted(m, e, b->from, b->now_ms, m->penalty);
-  if (rc == 1 && b->a->addrs.relayable && b->nrelay < PD_WIRE_MAX_ADDRS && scratch(m) &&
-      !pd_node_is_private(m->node, &e->addr, e->has_id ? e->id : NULL)) {
-    m->out_entries[b->nrelay++] = *e;
-  }
+  if (rc != 1 || !b->a->addrs.relayable || b->nrelay >= b->a->addrs.count ||
+      pd_node_is_private(m->node, &e->addr, e->has_id ? e->id : NULL))
+    return;
+  /* Scratch for this message only (relayable: at most relay_max entries):
+   * nothing is kept per node between messages. */
+  if (!b->relay && !(b->relay = malloc(b->a->addrs.count * sizeof *b->relay))) return;
+  b->relay[b->nrelay++] = *e;
 }
 
 static void on_addrs(pd_netmgr_t *m, conn_t *c, const pd_peer_action_t *a, int64_t now_ms) {
   pd_netaddr_t from = ip_only(&c->addr);
   m->c.addrs_received += a->addrs.count;
-  addrs_batch_t b = {m, a, &from, now_ms, 0};
+  addrs_batch_t b = {m, a, &from, now_ms, NULL, 0};
   pd_node_pex_accept_batch(m->node, &from, a->addrs.count, addrs_entry, addrs_result, &b,
                            secs(now_ms));
-  if (b.nrelay) relay(m, c, m->out_entries, b.nrelay, now_ms);
+  if (b.nrelay) relay(m, c, b.relay, b.nrelay, now_ms);
+  free(b.relay);
   if (m->cfg.seed_mode && a->addrs.solicited && c->dir == PD_CONN_OUTBOUND) {
     c->want_close = true;
     c->close_code = PD_WIRE_BYE_SEED_DONE;
@@ -516,20 +510,25 @@ static gcache_t *cache_for(pd_netmgr_t *m, const pd_netaddr_t *to, int64_t now_m
   size_t floor_ = bsize < 250 ? bsize : 250;
   if (max < floor_) max = floor_;
   if (max > PD_BOOK_GETADDR_MAX) max = PD_BOOK_GETADDR_MAX;
-  if (!scratch(m)) return NULL;
-  size_t n = pd_node_pex_sample(m->node, to, max, false, secs(now_ms), m->ids, PD_BOOK_GETADDR_MAX);
+  uint32_t *ids = malloc((max ? max : 1) * sizeof *ids);
+  if (!ids) return NULL;
+  size_t n = pd_node_pex_sample(m->node, to, max, false, secs(now_ms), ids, max);
   pd_wire_addr_entry_t *e = n ? malloc(n * sizeof *e) : NULL;
-  if (n && !e) return NULL;
+  if (n && !e) {
+    free(ids);
+    return NULL;
+  }
   size_t w = 0;
   for (size_t i = 0; i < n; i++) {
     pd_book_info_t inf;
-    if (pd_book_info(book, m->ids[i], &inf) != 0) continue;
+    if (pd_book_info(book, ids[i], &inf) != 0) continue;
     e[w].addr = inf.addr;
     e[w].timestamp = inf.time > 0 ? inf.time : 0;
     e[w].has_id = inf.has_node_id;
     memcpy(e[w].id, inf.node_id, PD_NODE_ID_LEN);
     w++;
   }
+  free(ids);
   free(ce->e);
   memcpy(ce->group, g, glen);
   ce->glen = glen;
@@ -545,17 +544,19 @@ static void answer_getaddr(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
   pd_netaddr_t to = book_addr(c);
   gcache_t *ce = cache_for(m, &to, now_ms);
   size_t w = 0;
-  if (ce && scratch(m)) {
+  /* The answer minus the asker itself, in a scratch array of this call. */
+  pd_wire_addr_entry_t *out = ce && ce->n ? malloc(ce->n * sizeof *out) : NULL;
+  if (out) {
     for (size_t i = 0; i < ce->n && w < PD_WIRE_MAX_ADDRS; i++) {
       if (pd_netaddr_same_ip(&ce->e[i].addr, &c->addr) && ce->e[i].addr.port == to.port) continue;
       if (c->has_id && ce->e[i].has_id && memcmp(ce->e[i].id, c->id, PD_NODE_ID_LEN) == 0) continue;
-      m->out_entries[w++] = ce->e[i];
+      out[w++] = ce->e[i];
     }
   }
   /* Nothing to share: no ADDR at all (as Bitcoin Core; an empty ADDR is
    * valid on the wire but says nothing). */
-  if (w > 0 && pd_peer_send_addrs(c->peer, m->out_entries, w, now_ms) == 0)
-    m->c.getaddr_answered++;
+  if (w > 0 && pd_peer_send_addrs(c->peer, out, w, now_ms) == 0) m->c.getaddr_answered++;
+  free(out);
   if (m->cfg.seed_mode && c->dir == PD_CONN_INBOUND) {
     c->want_close = true;
     c->close_code = PD_WIRE_BYE_SEED_DONE;
@@ -727,6 +728,8 @@ static void drain_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
     }
     break;
   }
+  /* SEND bytes were copied into our queue: the peer's buffers can go. */
+  pd_peer_trim(c->peer);
   /* A peer's deadline depends on its state only, and every call into a
    * peer is followed by this drain: cache it for next_deadline. */
   c->deadline = pd_peer_next_deadline(c->peer);
@@ -1019,8 +1022,6 @@ void pd_netmgr_destroy(pd_netmgr_t *m) {
   free(m->q);
   free(m->cur_buf);
   for (size_t i = 0; i < m->ncache; i++) free(m->cache[i].e);
-  free(m->ids);
-  free(m->out_entries);
   pd_dialer_destroy(m->dialer);
   free(m);
 }

@@ -234,22 +234,26 @@ bool pd_node_is_private(const pd_node_t *n, const pd_netaddr_t *a, const uint8_t
   return false;
 }
 
+/* The book's part of a view: from entry e, or "unknown" (e NULL). */
+static void view_book_fields(pd_peer_view_t *v, const pd_book_info_t *e) {
+  v->known = e != NULL;
+  v->tried = e && e->in_tried;
+  v->attempts = e ? e->attempts : 0;
+  v->last_try = e ? e->last_try : 0;
+  v->last_success = e ? e->last_success : 0;
+  v->time = e ? e->time : 0;
+  v->has_node_id = e && e->has_node_id;
+  if (v->has_node_id) memcpy(v->node_id, e->node_id, PD_NODE_ID_LEN);
+  else memset(v->node_id, 0, PD_NODE_ID_LEN);
+}
+
 void pd_node_peer_view(pd_node_t *n, const pd_netaddr_t *a, int64_t now, pd_peer_view_t *v) {
   memset(v, 0, sizeof *v);
   v->addr = *a;
   v->latency_ms = -1;
   uint32_t id = pd_book_find(n->book, a);
   pd_book_info_t e;
-  if (id != PD_BOOK_NO_ID && pd_book_info(n->book, id, &e) == 0) {
-    v->known = true;
-    v->tried = e.in_tried;
-    v->attempts = e.attempts;
-    v->last_try = e.last_try;
-    v->last_success = e.last_success;
-    v->time = e.time;
-    v->has_node_id = e.has_node_id;
-    if (e.has_node_id) memcpy(v->node_id, e.node_id, PD_NODE_ID_LEN);
-  }
+  if (id != PD_BOOK_NO_ID && pd_book_info(n->book, id, &e) == 0) view_book_fields(v, &e);
   const pd_rep_record_t *r = pd_reputation_get(n->rep, a);
   if (r) {
     v->first_seen = r->first_seen;
@@ -399,18 +403,39 @@ typedef struct {
   pd_node_pex_entry_fn entry;
   pd_node_pex_result_fn result;
   void *ud;
+  pd_peer_view_t vf;   /* `from` as of the last address */
+  uint32_t from_id;    /* its book entry then, or PD_BOOK_NO_ID */
+  bool prev_is_from;   /* the last address offered was `from` itself */
 } accept_batch_t;
+
+static void from_view(accept_batch_t *b) {
+  pd_node_peer_view(b->n, b->from, b->now, &b->vf);
+  b->from_id = b->vf.known ? pd_book_find(pd_node_book(b->n), b->from) : PD_BOOK_NO_ID;
+}
 
 static bool accept_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other) {
   accept_batch_t *b = ud;
   pd_netaddr_t a;
   const uint8_t *id = NULL;
   if (!b->entry(b->ud, i, &a, &id)) return false;
+  /* `from` as the single call sees it: the previous result may have changed
+   * the book, and only the book part of its view can change within a
+   * message. Its entry (if any) is re-read by id; with none, only adding
+   * `from` itself makes one. The policy layer rebuilds the table only when
+   * the view differs. */
+  pd_book_info_t e;
+  if (b->from_id != PD_BOOK_NO_ID) {
+    if (pd_book_info(pd_node_book(b->n), b->from_id, &e) == 0 &&
+        pd_netaddr_equal(&e.addr, b->from))
+      view_book_fields(&b->vf, &e);
+    else
+      from_view(b);
+  } else if (b->prev_is_from) {
+    from_view(b);
+  }
+  b->prev_is_from = pd_netaddr_equal(&a, b->from);
   pex_addr_view(b->n, &a, id, b->now, addr);
-  /* Taken again for every address, as the single call does: the previous
-   * result may have changed the book (the policy layer rebuilds the table
-   * only when the view differs). */
-  pd_node_peer_view(b->n, b->from, b->now, other);
+  *other = b->vf;
   return true;
 }
 
@@ -423,9 +448,16 @@ void pd_node_pex_accept_batch(pd_node_t *n, const pd_netaddr_t *from, size_t cou
                               pd_node_pex_entry_fn entry, pd_node_pex_result_fn result, void *ud,
                               int64_t now) {
   if (!n || !from || !entry || !result) return;
-  accept_batch_t b = {n, from, now, entry, result, ud};
-  pd_peer_view_t vf;
-  pd_node_peer_view(n, from, now, &vf);
+  accept_batch_t b;
+  memset(&b, 0, sizeof b);
+  b.n = n;
+  b.from = from;
+  b.now = now;
+  b.entry = entry;
+  b.result = result;
+  b.ud = ud;
+  from_view(&b);
+  pd_peer_view_t vf = b.vf;
   (void)pd_policy_pex_batch(n->policy, PD_HOOK_PEX_ACCEPT, &vf, count, accept_next, accept_done,
                             &b, n->rng, now);
 }

@@ -204,6 +204,10 @@ int64_t pd_peer_next_deadline(const pd_peer_t *p);
 
 /* Next queued action: true and *out, or false when the queue is empty. */
 bool pd_peer_poll(pd_peer_t *p, pd_peer_action_t *out);
+/* Once every action was polled and performed: release the output and
+ * action buffers (pointers from polled actions become invalid), so an idle
+ * connection holds none. A no-op while actions are queued. */
+void pd_peer_trim(pd_peer_t *p);
 
 /* Send an ADDR (count <= PD_WIRE_MAX_ADDRS, entries valid for the codec).
  * Only when READY. Returns 0, PD_EINVAL (not READY, bad entry) or

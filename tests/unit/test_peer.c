@@ -1090,10 +1090,64 @@ static void pluggable_auth(void **state) {
   }
 }
 
+/* pd_peer_trim: a no-op while actions are queued (their bytes stay
+ * valid); once all were polled, the output, address and action buffers go
+ * (the footprint falls back to the struct and decoder), and the peer goes
+ * on working: the next ADDR and PING round trip still flow both ways. */
+static void trim_releases_buffers(void **state) {
+  (void)state;
+  world_t w;
+  world_init(&w);
+  pd_rng_t rng;
+  pd_rng_seed(&rng, 31);
+  int64_t now = T0;
+  side_t *a = side_new(), *b = side_new();
+  pair_ready(&w, a, b, &rng, &now);
+  pd_peer_trim(a->p);
+  size_t idle = pd_peer_footprint(a->p);
+  pd_wire_addr_entry_t e[300];
+  fill_addrs(e, 300, 7);
+  assert_int_equal(pd_peer_send_addrs(a->p, e, 300, now), 0);
+  size_t busy = pd_peer_footprint(a->p);
+  assert_true(busy > idle + 300 * 16); /* the encoded ADDR frame is held */
+  pd_peer_action_t x;
+  assert_true(pd_peer_poll(a->p, &x));
+  assert_int_equal(x.type, PD_PEER_A_SEND);
+  uint8_t first[16];
+  memcpy(first, x.send.data, sizeof first);
+  pd_peer_trim(a->p); /* nothing queued any more, but the frame is not sent yet */
+  assert_int_equal(pd_peer_footprint(a->p), idle);
+  /* The same frame again, through the harness (drain copies, then trim). */
+  assert_int_equal(pd_peer_send_addrs(a->p, e, 300, now), 0);
+  assert_true(pd_peer_poll(a->p, &x));
+  assert_memory_equal(x.send.data, first, sizeof first);
+  pd_peer_trim(a->p);
+  assert_int_equal(pd_peer_footprint(a->p), idle);
+  assert_int_equal(pd_peer_send_addrs(a->p, e, 300, now), 0);
+  drain(a, now);
+  pd_peer_trim(a->p);
+  pump(a, b, &rng, 1500, &now, 7);
+  assert_int_equal(b->last_count + b->addrs_dropped >= 300, true);
+  int lat = a->latencies;
+  now += w.cfg.ping_interval_ms + 1;
+  assert_int_equal(pd_peer_on_tick(a->p, now), 0);
+  drain(a, now);
+  pd_peer_trim(a->p);
+  pump(a, b, &rng, 64, &now, 7);
+  pd_peer_trim(a->p);
+  assert_int_equal(a->latencies, lat + 1);
+  assert_int_equal(pd_peer_footprint(a->p), idle);
+  assert_int_equal(pd_peer_state(a->p), PD_PEER_READY);
+  assert_int_equal(pd_peer_state(b->p), PD_PEER_READY);
+  side_free(a);
+  side_free(b);
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(pluggable_auth),
+      cmocka_unit_test(trim_releases_buffers),
       cmocka_unit_test(handshake_pex_ping_both_directions),
       cmocka_unit_test(wrong_expected_id),
       cmocka_unit_test(self_connection),
