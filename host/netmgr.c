@@ -2,6 +2,7 @@
 #include "netmgr.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,10 @@ typedef struct conn {
   bool counted_reject_dup;
   int64_t starve_ask_ms;     /* last GETADDR sent because we were starving; 0 = never */
   int64_t hungry_ask_ms;     /* last GETADDR sent because the book was small; 0 = never */
+  /* Addresses waiting for this peer's next relay trickle (at rq_due_ms). */
+  pd_wire_addr_entry_t *rq;
+  uint16_t rq_n, rq_cap;
+  int64_t rq_due_ms;
 } conn_t;
 
 typedef struct qitem {
@@ -63,6 +68,7 @@ struct pd_netmgr {
   int64_t seed_crawl_timeout_ms, ttl_ms, penalty, tick_ms;
   int64_t recrawl_s; /* seed mode: least time between two crawls of one address; 0 = none */
   size_t book_want;  /* below this many addresses ask a peer every HUNGRY_ASK_MS; 0 = never */
+  int64_t trickle_ms; /* mean relay trickle delay; 0 = relay at once */
   int64_t next_hungry_ms, hungry_every_ms;
   size_t hungry_book; /* book size at the last ask */
   size_t max_pending_in;
@@ -227,6 +233,7 @@ static void conn_remove(pd_netmgr_t *m, conn_t *c) {
     }
     pd_peer_free(c->peer);
   }
+  free(c->rq);
   free(c);
 }
 
@@ -354,6 +361,60 @@ static int64_t sane_time(int64_t t, int64_t now) {
   return t;
 }
 
+/* Send a peer's relay queue now (one ADDR) and forget it. */
+static void flush_relay(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
+  /* Detached first: an idle connection holds no queue, and draining may
+   * end the connection. */
+  pd_wire_addr_entry_t *q = c->rq;
+  size_t n = c->rq_n;
+  c->rq = NULL;
+  c->rq_n = c->rq_cap = 0;
+  c->rq_due_ms = 0;
+  int rc = n && c->peer && pd_peer_state(c->peer) == PD_PEER_READY
+               ? pd_peer_send_addrs(c->peer, q, n, now_ms)
+               : -1;
+  free(q);
+  if (rc == 0) {
+    m->c.relay_msgs++;
+    drain_peer(m, c, now_ms);
+  }
+}
+
+/* Queue addresses for a peer's next trickle, as Bitcoin Core's
+ * m_addrs_to_send: at most PD_WIRE_MAX_ADDRS (a full queue has a random
+ * entry replaced), sent together after an exponentially distributed delay
+ * (mean trickle_ms) drawn when the queue starts, so one ADDR carries what
+ * a node learnt meanwhile and the timing says little about where an
+ * address came from. trickle_ms 0: one ADDR at once. */
+static void relay_to(pd_netmgr_t *m, conn_t *c, const pd_wire_addr_entry_t *e, size_t n,
+                     int64_t now_ms) {
+  if (m->trickle_ms == 0) {
+    if (pd_peer_send_addrs(c->peer, e, n, now_ms) == 0) {
+      m->c.relay_msgs++;
+      drain_peer(m, c, now_ms);
+    }
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (c->rq_n == c->rq_cap && c->rq_cap < PD_WIRE_MAX_ADDRS) {
+      size_t nc = c->rq_cap ? 2u * c->rq_cap : 4u;
+      if (nc > PD_WIRE_MAX_ADDRS) nc = PD_WIRE_MAX_ADDRS;
+      pd_wire_addr_entry_t *q = realloc(c->rq, nc * sizeof *q);
+      if (!q) return; /* best effort: relaying is gossip */
+      c->rq = q;
+      c->rq_cap = (uint16_t)nc;
+    }
+    if (c->rq_n < c->rq_cap) c->rq[c->rq_n++] = e[i];
+    else c->rq[pd_rng_range(m->rng, c->rq_n)] = e[i];
+  }
+  if (c->rq_n && c->rq_due_ms == 0) {
+    double u = 1.0 - pd_rng_unit(m->rng); /* (0, 1] */
+    double d = -log(u) * (double)m->trickle_ms;
+    if (d > 20.0 * (double)m->trickle_ms) d = 20.0 * (double)m->trickle_ms;
+    c->rq_due_ms = now_ms + 1 + (int64_t)d;
+  }
+}
+
 static void relay(pd_netmgr_t *m, const conn_t *from, const pd_wire_addr_entry_t *e, size_t n,
                   int64_t now_ms) {
   if (n == 0) return;
@@ -371,10 +432,8 @@ static void relay(pd_netmgr_t *m, const conn_t *from, const pd_wire_addr_entry_t
       if (j < 2) pick[j] = c;
     }
   }
-  for (int k = 0; k < 2; k++) {
-    if (!pick[k]) continue;
-    if (pd_peer_send_addrs(pick[k]->peer, e, n, now_ms) == 0) drain_peer(m, pick[k], now_ms);
-  }
+  for (int k = 0; k < 2; k++)
+    if (pick[k]) relay_to(m, pick[k], e, n, now_ms);
 }
 
 /* Add an address pex.lua accepted. Returns pd_book_add's rc. */
@@ -436,7 +495,12 @@ static void addrs_result(void *ud, size_t i, bool accept) {
     return;
   }
   int rc = add_accepted(m, e, b->from, b->now_ms, m->penalty);
+  /* Relayed on: new to us, in a small unsolicited message, and fresh (its
+   * time within PD_NETMGR_RELAY_FRESH_S of now, as Bitcoin Core), so a
+   * self-announcement spreads once and old addresses do not circulate. */
+  int64_t now = secs(b->now_ms);
   if (rc != 1 || !b->a->addrs.relayable || b->nrelay >= b->a->addrs.count ||
+      sane_time(e->timestamp, now) < now - PD_NETMGR_RELAY_FRESH_S ||
       pd_node_is_private(m->node, &e->addr, e->has_id ? e->id : NULL))
     return;
   /* Scratch for this message only (relayable: at most relay_max entries):
@@ -980,6 +1044,9 @@ int pd_netmgr_create(pd_netmgr_t **out, const pd_netmgr_config_t *cfg, pd_node_t
                : cfg->relay_time_penalty < 0 ? 0
                                              : cfg->relay_time_penalty;
   m->tick_ms = cfg->tick_interval_ms > 0 ? cfg->tick_interval_ms : PD_NETMGR_TICK_MS;
+  m->trickle_ms = cfg->relay_trickle_ms == 0 ? PD_NETMGR_RELAY_TRICKLE_MS
+                  : cfg->relay_trickle_ms < 0 ? 0
+                                              : cfg->relay_trickle_ms;
   m->max_pending_in = cfg->max_pending_inbound ? cfg->max_pending_inbound : cfg->dialer.max_inbound;
   if (m->max_pending_in == 0) m->max_pending_in = 1;
   m->next_id = 1;
@@ -1176,6 +1243,10 @@ int pd_netmgr_on_tick(pd_netmgr_t *m, int64_t now_ms) {
         conn_end(m, c, "dial_timeout", false, false, 0, true, now_ms);
       continue;
     }
+    if (c->rq_due_ms && now_ms >= c->rq_due_ms) {
+      flush_relay(m, c, now_ms);
+      if (!(c = conn_get(m, ids[i])) || !c->peer) continue;
+    }
     if (c->crawl_deadline_ms && now_ms >= c->crawl_deadline_ms &&
         pd_peer_state(c->peer) == PD_PEER_READY) {
       c->crawl_deadline_ms = 0;
@@ -1220,6 +1291,7 @@ int64_t pd_netmgr_next_deadline_ms(const pd_netmgr_t *m) {
 #endif
     if (d < t) t = d;
     if (c->crawl_deadline_ms && c->crawl_deadline_ms < t) t = c->crawl_deadline_ms;
+    if (c->rq_due_ms && c->rq_due_ms < t) t = c->rq_due_ms;
   }
   return t;
 }

@@ -67,6 +67,13 @@
  *   both sides keep the one dialled by the smaller node ID, so a
  *   simultaneous cross-dial does not end with both closed; otherwise the
  *   newer one is closed.
+ * - Relay (as Bitcoin Core): an address that is new to the book, came in an
+ *   unsolicited ADDR of at most relay_max (10) entries and is fresh (its
+ *   time within PD_NETMGR_RELAY_FRESH_S, 10 min) goes on to two random
+ *   ready peers other than its source. Each peer gathers what it is sent in
+ *   a queue (at most 1,000; full: a random entry is replaced) flushed as one
+ *   ADDR after an exponential delay of mean relay_trickle_ms (30 s, Bitcoin's
+ *   AVG_ADDRESS_BROADCAST_INTERVAL) drawn when the queue starts.
  * - GETADDR cache: keyed by the requester's network (IPv4 / IPv6) and
  *   whether it is routable (as Bitcoin Core: per network, not per /16, so
  *   asking from many groups does not get many samples); an entry is
@@ -115,6 +122,8 @@
 
 #define PD_NETMGR_GETADDR_TTL_MS (24LL * 3600 * 1000) /* GETADDR cache lifetime default */
 #define PD_NETMGR_RELAY_PENALTY 7200                    /* s, nTime penalty of relayed addrs */
+#define PD_NETMGR_RELAY_TRICKLE_MS (30 * 1000)          /* mean delay of a peer's relay ADDR */
+#define PD_NETMGR_RELAY_FRESH_S 600                     /* only addrs this fresh are relayed */
 #define PD_NETMGR_SEED_CRAWL_TIMEOUT_MS (30 * 1000)     /* seed mode: longest crawl connection */
 #define PD_NETMGR_SEED_RECRAWL_MS (3600 * 1000)         /* seed mode: least time between crawls */
 #define PD_NETMGR_BOOK_WANT 1000                        /* below: ask a peer for addresses every 30 s */
@@ -149,6 +158,9 @@ typedef struct pd_netmgr_config {
   int64_t getaddr_cache_ttl_ms;     /* 0 = PD_NETMGR_GETADDR_TTL_MS */
   int64_t relay_time_penalty;       /* s subtracted from relayed addrs' time; 0 = default 7200,
                                        < 0 = none */
+  int64_t relay_trickle_ms;         /* relayed addresses wait per peer for one ADDR sent after an
+                                       exponential delay of this mean; 0 = default 30 s,
+                                       < 0 = each relay at once */
   int64_t tick_interval_ms;         /* dialer cadence; 0 = PD_NETMGR_TICK_MS */
   size_t max_pending_inbound;       /* inbound connections still in handshake; 0 = max_inbound */
   /* Anchors (from anchors.json) dialled first; copied. */
@@ -323,6 +335,7 @@ typedef struct pd_netmgr_counters {
   uint64_t addrs_added;                 /* of those, new in the book (pd_book_add == 1) */
   uint64_t addrs_refused;               /* refused by pex accept / the book */
   uint64_t getaddr_answered;            /* ADDR answers sent */
+  uint64_t relay_msgs;                  /* ADDRs sent relaying fresh addresses (trickles) */
   uint64_t getaddr_cache_builds;        /* cache entries (re)built */
   uint64_t seed_crawls;                 /* seed mode: connections closed "seed_done" */
   uint64_t feelers_done;                /* feelers that completed their handshake */

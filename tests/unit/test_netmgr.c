@@ -51,6 +51,10 @@ typedef struct host {
   bool raw_has_answer;
   pd_netaddr_t raw_answer;
   int raw_answers_sent;
+  /* unsolicited ADDRs (relays) received */
+  int raw_relay_msgs;
+  pd_wire_addr_entry_t raw_relayed[64];
+  size_t raw_nrelayed;
 } host_t;
 
 typedef struct link {
@@ -133,6 +137,7 @@ typedef struct hostopts {
   int persistent_host; /* -1: none */
   bool no_feelers;
   bool no_hungry; /* book_want = never */
+  bool relay_at_once; /* relay_trickle_ms < 0 */
 } hostopts_t;
 
 static void opts_default(hostopts_t *o) {
@@ -173,6 +178,7 @@ static int add_mgr(world_t *w, uint64_t seed, const hostopts_t *o) {
   if (o->max_in) cfg.dialer.max_inbound = o->max_in;
   if (o->no_feelers) cfg.dialer.feeler_interval = 0;
   if (o->no_hungry) cfg.book_want = SIZE_MAX;
+  if (o->relay_at_once) cfg.relay_trickle_ms = -1;
   pd_endpoint_t seeds[1], pers[1];
   if (o->seed_host >= 0) {
     memset(seeds, 0, sizeof seeds);
@@ -339,7 +345,12 @@ static void raw_handle(world_t *w, int i, const pd_peer_action_t *a) {
     h->raw_ready = true;
     break;
   case PD_PEER_A_ADDRS_RECEIVED:
-    if (!a->addrs.solicited) break; /* relayed announcements */
+    if (!a->addrs.solicited) { /* relayed announcements */
+      h->raw_relay_msgs++;
+      for (size_t k = 0; k < a->addrs.count && h->raw_nrelayed < 64; k++)
+        h->raw_relayed[h->raw_nrelayed++] = a->addrs.entries[k];
+      break;
+    }
     h->raw_addr_msgs++;
     h->raw_naddrs = a->addrs.count;
     memcpy(h->raw_addrs, a->addrs.entries, a->addrs.count * sizeof *a->addrs.entries);
@@ -1262,8 +1273,103 @@ static void test_hungry_asks_and_backs_off(void **state) {
   world_free(w);
 }
 
+/* How many times raw host h was relayed address a. */
+static int relayed_count(const host_t *h, const pd_netaddr_t *a) {
+  int k = 0;
+  for (size_t i = 0; i < h->raw_nrelayed; i++) k += pd_netaddr_equal(&h->raw_relayed[i].addr, a);
+  return k;
+}
+
+/* Relay: raw r1 tells manager A about fresh X1..X4 (four messages 5 s
+ * apart) and a stale S (1 h old). A relays each fresh one, once, to both
+ * of its other ready peers (r2, r3; never back to r1), S to nobody. With
+ * the trickle nothing goes out at once and the four arrive in fewer ADDRs
+ * than four; with relay_trickle_ms < 0 each goes out at once. */
+static void relay_run(bool at_once) {
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.no_feelers = true;
+  o.no_hungry = true;
+  o.relay_at_once = at_once;
+  int a = add_mgr(w, 27, &o);
+  int r[3];
+  for (int k = 0; k < 3; k++) {
+    r[k] = add_raw(w, 80 + (uint64_t)k, a, ip4(10, 30 + k, 0, 1, 50030), false);
+    /* A is starving (no outbound) and asks its inbound peers: they answer,
+     * so their later ADDRs are not taken for answers. */
+    w->h[r[k]].raw_has_answer = true;
+    w->h[r[k]].raw_answer = ip4(10, 77, 0, 1, 8333);
+  }
+  /* The raws' own announcements are relayed and settle; tokens refill. A,
+   * starving, asks each raw at once and every 5 min; a raw answers the
+   * first ask only (one answer per 10 min), and the first ADDR after an
+   * unanswered ask counts as its answer (not relayed, as in Bitcoin): the
+   * four messages go out before the second ask (~301 s). */
+  run(w, 200000);
+  for (int k = 0; k < 3; k++) assert_true(w->h[r[k]].raw_ready && !w->h[r[k]].raw_closed);
+  int before[3];
+  for (int k = 0; k < 3; k++) {
+    before[k] = w->h[r[k]].raw_relay_msgs;
+    w->h[r[k]].raw_nrelayed = 0;
+  }
+  pd_netmgr_counters_t c0;
+  pd_netmgr_counters(w->h[a].m, &c0);
+  pd_netaddr_t x[4], stale = ip4(10, 99, 0, 9, 8333);
+  for (int i = 0; i < 4; i++) x[i] = ip4(10, 90 + i, 0, 1, 8333);
+  for (int i = 0; i < 4; i++) {
+    pd_wire_addr_entry_t e[2];
+    memset(e, 0, sizeof e);
+    e[0].addr = x[i];
+    e[0].timestamp = w->now / 1000;
+    e[1].addr = stale;
+    e[1].timestamp = w->now / 1000 - 3600;
+    assert_int_equal(pd_peer_send_addrs(w->h[r[0]].peer, e, i == 0 ? 2 : 1, w->now), 0);
+    pump(w);
+    assert_true(in_book(&w->h[a], &x[i]));
+    if (i == 0) {
+      assert_true(in_book(&w->h[a], &stale));
+      for (int k = 1; k < 3; k++) assert_int_equal(relayed_count(&w->h[r[k]], &x[0]), at_once);
+    }
+    run(w, 5000);
+  }
+  run(w, 600000);
+  for (int i = 0; i < 4; i++)
+    if (getenv("NM_DEBUG"))
+      print_message("x%d: %d %d %d\n", i, relayed_count(&w->h[r[0]], &x[i]),
+                    relayed_count(&w->h[r[1]], &x[i]), relayed_count(&w->h[r[2]], &x[i]));
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(relayed_count(&w->h[r[0]], &x[i]), 0); /* not back to its source */
+    assert_int_equal(relayed_count(&w->h[r[1]], &x[i]), 1);
+    assert_int_equal(relayed_count(&w->h[r[2]], &x[i]), 1);
+  }
+  for (int k = 0; k < 3; k++) assert_int_equal(relayed_count(&w->h[r[k]], &stale), 0);
+  int msgs1 = w->h[r[1]].raw_relay_msgs - before[1], msgs2 = w->h[r[2]].raw_relay_msgs - before[2];
+  assert_int_equal(w->h[r[0]].raw_relay_msgs, before[0]);
+  if (at_once) {
+    assert_int_equal(msgs1, 4);
+    assert_int_equal(msgs2, 4);
+  } else {
+    assert_true(msgs1 >= 1 && msgs1 < 4);
+    assert_true(msgs2 >= 1 && msgs2 < 4);
+  }
+  pd_netmgr_counters_t c1;
+  pd_netmgr_counters(w->h[a].m, &c1);
+  assert_int_equal(c1.relay_msgs - c0.relay_msgs, (uint64_t)(msgs1 + msgs2));
+  print_message("# relay %s: r2 got 4 addresses in %d ADDR(s), r3 in %d\n",
+                at_once ? "at once" : "trickled", msgs1, msgs2);
+  world_free(w);
+}
+
+static void test_relay_trickle(void **state) {
+  (void)state;
+  relay_run(false);
+  relay_run(true);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_relay_trickle),
       cmocka_unit_test(test_outbound_tried_inbound_not),
       cmocka_unit_test(test_getaddr_cache),
       cmocka_unit_test(test_seed_mode),
