@@ -1082,6 +1082,7 @@ void pd_netmgr_destroy(pd_netmgr_t *m) {
   if (!m) return;
   for (size_t i = 0; i < m->nconns; i++) {
     if (m->conns[i]->peer) pd_peer_free(m->conns[i]->peer);
+    free(m->conns[i]->rq);
     free(m->conns[i]);
   }
   free(m->conns);
