@@ -12,6 +12,8 @@
  *     at the default 1024/256 and at 64/16 (pd_book_memory: the book with
  *     its tables, entries, vrandom, index, node ids), with add / select /
  *     getaddr / good ns/op on the 64/16 book.
+ * (d) bytes per book at the default geometry holding 0, 1,000 and 10,000
+ *     entries.
  * `--quick` runs tiny sizes (< 2 s) so the suite keeps this working.
  * Times come from clock_gettime(CLOCK_MONOTONIC); nothing is asserted.
  */
@@ -340,6 +342,55 @@ static void bench_geometry(size_t max_adds, size_t sel_iters) {
   }
 }
 
+/* (d) bytes per book (pd_book_memory) at the default geometry when it holds
+ * 0, 1,000 and 10,000 entries (random routable IPv4 from random sources,
+ * added until the book holds that many; then a quarter of them moved to
+ * tried with good), the figure that sizes a many-host lab run. */
+static void bench_bytes_per_book(void) {
+  static const size_t targets[3] = {0, 1000, 10000};
+  pd_rng_t gen, rng;
+  pd_rng_seed(&gen, 31337);
+  pd_rng_seed(&rng, 4);
+  pd_book_t *b = new_book(&rng);
+  size_t bytes[3], bytes_tried[3];
+  pd_netaddr_t a, s;
+  for (int i = 0; i < 3; i++) {
+    while (pd_book_size(b) < targets[i]) {
+      rand_v4(&gen, &a);
+      rand_v4(&gen, &s);
+      s.port = 0;
+      (void)pd_book_add(b, &a, NULL, NOW, &s, 0, NOW, NULL);
+    }
+    bytes[i] = pd_book_memory(b);
+    bytes_tried[i] = 0;
+  }
+  pd_book_destroy(b);
+  /* the same sizes with a quarter of the entries in tried */
+  pd_rng_seed(&gen, 31337);
+  pd_rng_seed(&rng, 4);
+  b = new_book(&rng);
+  for (int i = 0; i < 3; i++) {
+    while (pd_book_size(b) < targets[i]) {
+      rand_v4(&gen, &a);
+      rand_v4(&gen, &s);
+      s.port = 0;
+      (void)pd_book_add(b, &a, NULL, NOW, &s, 0, NOW, NULL);
+    }
+    for (size_t k = 0; k < 4 * targets[i] && pd_book_count_tried(b) < targets[i] / 4; k++) {
+      uint32_t id = pd_book_random(b, PD_TABLE_NEW, NOW);
+      pd_book_info_t in;
+      if (id == PD_BOOK_NO_ID || pd_book_info(b, id, &in) != 0) break;
+      (void)pd_book_good(b, &in.addr, false, NOW - 3600);
+    }
+    bytes_tried[i] = pd_book_memory(b);
+  }
+  if (pd_book_check(b) != 0) printf("  CHECK FAILED\n");
+  pd_book_destroy(b);
+  printf("(d) bytes per book, default geometry 1024/256: 0 entries %zu, 1,000 entries %zu, "
+         "10,000 entries %zu (with a quarter in tried: %zu, %zu, %zu)\n",
+         bytes[0], bytes[1], bytes[2], bytes_tried[0], bytes_tried[1], bytes_tried[2]);
+}
+
 int main(int argc, char **argv) {
   bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
   printf("bench_addrbook%s\n", quick ? " (quick)" : "");
@@ -348,10 +399,12 @@ int main(int argc, char **argv) {
     bench_fixture(8, 32, 1, 200);
     bench_full(3000, 500, 200);
     bench_geometry(3000, 200);
+    bench_bytes_per_book();
   } else {
     bench_fixture(64, 256, 5, 200000);
     bench_full(2000000, 100000, 200000);
     bench_geometry(2000000, 200000);
+    bench_bytes_per_book();
   }
   return (int)(sink & 0);
 }

@@ -10,11 +10,26 @@
  *  - address index: open addressing (linear probing, backward-shift delete)
  *    of uint32 ids, keyed by SipHash-2-4 (libsodium crypto_shorthash) of
  *    ip || port, with a SipHash key derived from the book key.
- *  - tables: new[new_buckets*64] and tried[tried_buckets*64] of ids,
- *    PD_BOOK_NO_ID = empty, and their occupancy words, sized by the book's
- *    geometry and allocated with the book struct as one block (a flexible
- *    tail: occupancy words first, then the two tables), so a small geometry
- *    costs only what it uses and the default costs what it did before.
+ *  - tables: rank-compressed. Per bucket one occupancy word (bit p = slot
+ *    p taken) and one pointer to a small heap array of the ids in the taken
+ *    slots, in position order: the id at position p of bucket k is
+ *    arr[k][popcount(occ[k] & ((1 << p) - 1))]; an empty bucket has NULL.
+ *    The array's capacity is derived from the popcount (rounded up to a
+ *    multiple of 4, see tab_cap), so a 50-address book costs a few KiB
+ *    instead of the 320 KiB a flat default table took. The occupancy words
+ *    and the pointers sit in the book struct's flexible tail, sized by the
+ *    geometry. new_get/tried_get read a slot; set_new/set_tried are the
+ *    only writers. Full-table scans walk the occupancy words.
+ *    Growing a bucket allocates, so every public operation that can fill a
+ *    slot first reserves room (tab_reserve) for each bucket it may grow,
+ *    before it changes anything, and returns PD_ENOMEM with the book
+ *    unchanged when that fails; a reserved block is not shrunk until the
+ *    operation ends (tab_settle), so a removal followed by an insertion in
+ *    the same bucket cannot need a second allocation. Ops that may return
+ *    PD_ENOMEM for this reason: pd_book_add, pd_book_good, pd_book_restore
+ *    (and pd_book_resolve_collisions, which returns nothing: a collision
+ *    whose move fails stays pending). Shrinking never fails the operation
+ *    (a failed shrink keeps the old, larger block).
  *  - vrandom: ids in random-access order with each entry's position in it
  *    (Bitcoin Core's vRandom / SwapRandom) for GetAddr.
  *  - per entry, two cached slots: `slot` (tried: its tried slot; new: one
@@ -99,16 +114,27 @@ struct pd_book {
   uint32_t new_per_sg, tried_per_g; /* spreads, see addrbook.h */
   uint32_t new_slots, tried_slots, max_entries;
 
-  /* The tables, pointing into `tail` below. */
-  uint32_t *new_tab;
-  uint32_t *tried_tab;
   /* One bit per slot, one word per bucket: which slots are occupied. Kept
-   * in step with the tables by set_new/set_tried (the only writers), so
+   * in step with the id arrays by set_new/set_tried (the only writers), so
    * Select_'s bucket walk is a rotate and a count-trailing-zeros on a word
-   * that sits in L1 instead of a scan of up to 64 table slots. */
+   * that sits in L1, and a slot's id is one popcount away. */
   uint64_t *new_occ;
   uint64_t *tried_occ;
-  uint64_t tail[]; /* new_occ, tried_occ, new_tab, tried_tab */
+  /* Per bucket: the ids of its occupied slots in position order (NULL when
+   * empty); capacity tab_cap(popcount), or larger while reserved. */
+  uint32_t **new_arr;
+  uint32_t **tried_arr;
+  /* Buckets grown by tab_reserve during the current operation, with the
+   * capacity they were grown to; tab_settle trims them and clears this. */
+  struct {
+    uint32_t bucket, cap;
+    bool tried;
+  } resv[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
+  uint32_t nresv;
+  /* Testing only (pd_book_set_alloc_fail_after): countdown to a failing
+   * bucket growth, 0 = off. */
+  uint32_t fail_after;
+  uint64_t tail[]; /* new_occ, tried_occ, new_arr, tried_arr */
 };
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -563,24 +589,154 @@ static void delete_entry(pd_book_t *b, uint32_t id) {
   b->free_head = id;
 }
 
-static inline void occ_set(uint64_t *occ, uint32_t slot, bool on) {
-  uint64_t bit = 1ULL << (slot % PD_BOOK_BUCKET_SIZE);
-  if (on) {
-    occ[slot / PD_BOOK_BUCKET_SIZE] |= bit;
-  } else {
-    occ[slot / PD_BOOK_BUCKET_SIZE] &= ~bit;
+/* ---- tables ------------------------------------------------------------------ */
+
+/* Capacity (ids) of a bucket array holding n ids: n rounded up to a multiple
+ * of 4 (0 for an empty bucket, which has no array). */
+static inline uint32_t tab_cap(uint32_t n) { return (n + 3) & ~3u; }
+
+/* Population count. Without -mpopcnt (the x86-64 baseline) the builtin is a
+ * call into libgcc; the SWAR sequence inline is several times faster, and
+ * Select_ does one per draw. */
+static inline uint32_t popc(uint64_t v) {
+#if defined(__POPCNT__) || !defined(__x86_64__)
+  return (uint32_t)__builtin_popcountll(v);
+#else
+  v = v - ((v >> 1) & 0x5555555555555555ULL);
+  v = (v & 0x3333333333333333ULL) + ((v >> 2) & 0x3333333333333333ULL);
+  v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+  return (uint32_t)((v * 0x0101010101010101ULL) >> 56);
+#endif
+}
+
+/* How many occupied positions of a bucket precede position p: the index of
+ * p's id in the bucket's array. */
+static inline uint32_t rank_of(uint64_t occ, uint32_t p) { return popc(occ & ((1ULL << p) - 1)); }
+
+static inline uint64_t *tab_occ(const pd_book_t *b, bool tried) {
+  return tried ? b->tried_occ : b->new_occ;
+}
+static inline uint32_t **tab_arr(const pd_book_t *b, bool tried) {
+  return tried ? b->tried_arr : b->new_arr;
+}
+
+/* The id in a slot (bucket * 64 + position), or NO_ID. */
+static inline uint32_t tab_get(const pd_book_t *b, bool tried, uint32_t slot) {
+  uint32_t k = slot / PD_BOOK_BUCKET_SIZE, p = slot % PD_BOOK_BUCKET_SIZE;
+  uint64_t occ = tab_occ(b, tried)[k];
+  if (!((occ >> p) & 1)) return NO_ID;
+  return tab_arr(b, tried)[k][rank_of(occ, p)];
+}
+static inline uint32_t new_get(const pd_book_t *b, uint32_t slot) { return tab_get(b, false, slot); }
+static inline uint32_t tried_get(const pd_book_t *b, uint32_t slot) {
+  return tab_get(b, true, slot);
+}
+
+/* Index of bucket k's reservation in b->resv, or -1. */
+static int resv_find(const pd_book_t *b, bool tried, uint32_t k) {
+  for (uint32_t i = 0; i < b->nresv; i++) {
+    if (b->resv[i].bucket == k && b->resv[i].tried == tried) return (int)i;
   }
+  return -1;
 }
 
-/* The only writers of the tables: they keep the occupancy words in step. */
-static inline void set_new(pd_book_t *b, uint32_t slot, uint32_t id) {
-  b->new_tab[slot] = id;
-  occ_set(b->new_occ, slot, id != NO_ID);
+/* Shrink bucket k's array to cap ids (free it for 0). A failed shrink keeps
+ * the old, larger block: the book stays correct, it only holds more. */
+static void tab_shrink(pd_book_t *b, bool tried, uint32_t k, uint32_t cap) {
+  uint32_t **arr = tab_arr(b, tried);
+  if (cap == 0) {
+    free(arr[k]);
+    arr[k] = NULL;
+    return;
+  }
+  uint32_t *na = realloc(arr[k], (size_t)cap * sizeof(uint32_t));
+  if (na) arr[k] = na;
 }
 
+/* Make room for one more id in bucket k, so that the next insertion there
+ * cannot fail. Grows the array (recording the reservation, which keeps the
+ * block from shrinking until tab_settle) or finds it already big enough.
+ * PD_ENOMEM, with nothing changed, when the growth fails. */
+static int tab_reserve(pd_book_t *b, bool tried, uint32_t k) {
+  uint32_t n = popc(tab_occ(b, tried)[k]);
+  int r = resv_find(b, tried, k);
+  uint32_t room = r >= 0 ? b->resv[r].cap : tab_cap(n);
+  if (n + 1 <= room) return 0;
+  /* cannot happen: an operation grows at most 8 buckets */
+  if (r < 0 && b->nresv == PD_BOOK_NEW_BUCKETS_PER_ADDRESS) return PD_ENOMEM;
+  /* testing hook: the fail_after-th growth fails */
+  if (b->fail_after != 0 && --b->fail_after == 0) return PD_ENOMEM;
+  uint32_t cap = tab_cap(n + 1);
+  uint32_t **arr = tab_arr(b, tried);
+  uint32_t *na = realloc(arr[k], (size_t)cap * sizeof(uint32_t));
+  if (!na) return PD_ENOMEM;
+  arr[k] = na;
+  if (r < 0) {
+    r = (int)b->nresv++;
+    b->resv[r].bucket = k;
+    b->resv[r].tried = tried;
+  }
+  b->resv[r].cap = cap;
+  return 0;
+}
+
+/* End of an operation: trim every reserved bucket to what its popcount
+ * implies (an unused reservation is given back) and forget them. */
+static void tab_settle(pd_book_t *b) {
+  for (uint32_t i = 0; i < b->nresv; i++) {
+    bool tried = b->resv[i].tried;
+    uint32_t k = b->resv[i].bucket;
+    uint32_t cap = tab_cap(popc(tab_occ(b, tried)[k]));
+    if (cap < b->resv[i].cap) tab_shrink(b, tried, k, cap);
+  }
+  b->nresv = 0;
+}
+
+/* Write a slot: id, or NO_ID to empty it. Overwriting a taken slot never
+ * allocates; filling a free one uses the room a caller reserved. */
+static void tab_set(pd_book_t *b, bool tried, uint32_t slot, uint32_t id) {
+  uint64_t *occ = tab_occ(b, tried);
+  uint32_t **arr = tab_arr(b, tried);
+  uint32_t k = slot / PD_BOOK_BUCKET_SIZE, p = slot % PD_BOOK_BUCKET_SIZE;
+  uint64_t bit = 1ULL << p;
+  uint32_t n = popc(occ[k]), r = rank_of(occ[k], p);
+  if (occ[k] & bit) {
+    if (id != NO_ID) {
+      arr[k][r] = id;
+      return;
+    }
+    if (n - r - 1 > 0) memmove(&arr[k][r], &arr[k][r + 1], (size_t)(n - r - 1) * sizeof(uint32_t));
+    occ[k] &= ~bit;
+    if (tab_cap(n - 1) < tab_cap(n) && resv_find(b, tried, k) < 0)
+      tab_shrink(b, tried, k, tab_cap(n - 1));
+    return;
+  }
+  if (id == NO_ID) return;
+  /* Callers reserve before they change anything, so this growth does not
+   * happen; should one be missed and fail, the slot stays empty, which
+   * pd_book_check reports. */
+  int rv = resv_find(b, tried, k);
+  uint32_t room = rv >= 0 ? b->resv[rv].cap : tab_cap(n);
+  if (n + 1 > room && tab_reserve(b, tried, k) != 0) return;
+  if (n - r > 0) memmove(&arr[k][r + 1], &arr[k][r], (size_t)(n - r) * sizeof(uint32_t));
+  arr[k][r] = id;
+  occ[k] |= bit;
+}
+
+/* The only writers of the tables. */
+static inline void set_new(pd_book_t *b, uint32_t slot, uint32_t id) { tab_set(b, false, slot, id); }
 static inline void set_tried(pd_book_t *b, uint32_t slot, uint32_t id) {
-  b->tried_tab[slot] = id;
-  occ_set(b->tried_occ, slot, id != NO_ID);
+  tab_set(b, true, slot, id);
+}
+
+/* Bytes of one bucket array of cap ids as the heap holds it: glibc's
+ * malloc chunk for the request (8 bytes of header, 16-byte granules,
+ * 32 bytes at least), so pd_book_memory counts what the small blocks
+ * really cost. */
+static size_t block_bytes(uint32_t cap) {
+  if (cap == 0) return 0;
+  size_t chunk = ((size_t)cap * sizeof(uint32_t) + 8 + 15) & ~(size_t)15;
+  return chunk < 32 ? 32 : chunk;
 }
 
 /* Select_'s walk within one bucket: the first occupied position at or after
@@ -591,22 +747,31 @@ static inline int occ_walk(uint64_t occ, uint32_t pos) {
   return (int)((pos + (uint32_t)__builtin_ctzll(r)) & (PD_BOOK_BUCKET_SIZE - 1));
 }
 
-/* First new-table slot referring to id (scan), or NO_ID. */
-static uint32_t scan_new_ref(const pd_book_t *b, uint32_t id) {
-  for (uint32_t s = 0; s < b->new_slots; s++) {
-    if (b->new_tab[s] == id) return s;
+/* New-table slots referring to id, ascending, up to max; returns the count.
+ * Walks the occupied slots only (through the occupancy words). */
+static uint32_t scan_new_refs(const pd_book_t *b, uint32_t id, uint32_t *out, uint32_t max) {
+  uint32_t n = 0;
+  for (uint32_t k = 0; k < b->new_buckets && n < max; k++) {
+    uint64_t occ = b->new_occ[k];
+    const uint32_t *a = b->new_arr[k];
+    for (uint32_t i = 0; occ && n < max; i++, occ &= occ - 1) {
+      if (a[i] == id) out[n++] = k * PD_BOOK_BUCKET_SIZE + (uint32_t)__builtin_ctzll(occ);
+    }
   }
-  return NO_ID;
+  return n;
 }
 
-/* ClearNew: drop whatever sits in a new-table slot, deleting the entry when
- * that was its last reference. */
-static void clear_new(pd_book_t *b, uint32_t slot) {
-  uint32_t id = b->new_tab[slot];
-  if (id == NO_ID) return;
+/* First new-table slot referring to id (scan), or NO_ID. */
+static uint32_t scan_new_ref(const pd_book_t *b, uint32_t id) {
+  uint32_t s;
+  return scan_new_refs(b, id, &s, 1) ? s : NO_ID;
+}
+
+/* id has lost its reference in `slot` (already overwritten or cleared):
+ * delete the entry when that was its last one. */
+static void unref_new(pd_book_t *b, uint32_t id, uint32_t slot) {
   entry_t *e = &b->e[id];
   e->refcount--;
-  set_new(b, slot, NO_ID);
   if (e->refcount == 0) {
     delete_entry(b, id);
   } else if (e->slot == slot) {
@@ -614,9 +779,14 @@ static void clear_new(pd_book_t *b, uint32_t slot) {
   }
 }
 
+/* id takes new-table slot `slot`; the occupant, if any (never id), loses
+ * that reference (ClearNew, then the insert). Overwriting in place needs no
+ * room; a free slot needs the bucket reserved. */
 static void add_ref(pd_book_t *b, uint32_t id, uint32_t slot) {
-  entry_t *e = &b->e[id];
+  uint32_t old = new_get(b, slot);
   set_new(b, slot, id);
+  if (old != NO_ID) unref_new(b, old, slot);
+  entry_t *e = &b->e[id];
   if (e->refcount == 0 || (e->flags & F_STALE)) {
     e->slot = (uint16_t)slot;
     e->flags &= (uint8_t)~F_STALE;
@@ -625,58 +795,70 @@ static void add_ref(pd_book_t *b, uint32_t id, uint32_t slot) {
 }
 
 /* Remove every new-table reference to id.
- * Fast path: with one reference, the cached slot is it. Otherwise we scan
- * the new table (65,536 slots at the default geometry) for the id. Bitcoin
- * Core instead walks the 1,024 buckets computing the address's position in
- * each (one SHA256d per bucket, ~130 us); the plain scan (~256 KiB of
- * sequential compares) finds exactly the same slots and is far cheaper. */
+ * Fast path: with one reference, the cached slot is it. Otherwise we walk
+ * the occupied new-table slots for the id. Bitcoin Core instead walks the
+ * 1,024 buckets computing the address's position in each (one SHA256d per
+ * bucket, ~130 us); the walk finds exactly the same slots and is far
+ * cheaper. Only empties slots: never allocates. */
 static void clear_all_refs(pd_book_t *b, uint32_t id) {
   entry_t *e = &b->e[id];
   e->flags &= (uint8_t)~F_STALE;
-  if (e->refcount == 1 && b->new_tab[e->slot] == id) {
+  if (e->refcount == 1 && new_get(b, e->slot) == id) {
     set_new(b, e->slot, NO_ID);
     e->refcount = 0;
     return;
   }
-  for (uint32_t s = 0; s < b->new_slots && e->refcount > 0; s++) {
-    if (b->new_tab[s] == id) {
-      set_new(b, s, NO_ID);
-      e->refcount--;
-    }
-  }
+  uint32_t s[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
+  uint32_t max = e->refcount < PD_BOOK_NEW_BUCKETS_PER_ADDRESS ? e->refcount
+                                                                : PD_BOOK_NEW_BUCKETS_PER_ADDRESS;
+  uint32_t n = scan_new_refs(b, id, s, max);
+  for (uint32_t i = 0; i < n; i++) set_new(b, s[i], NO_ID);
   e->refcount = 0;
 }
 
+/* The new slot for an entry's own source (cached: saves three SHA256d). */
+static uint32_t home_slot(pd_book_t *b, uint32_t id) {
+  entry_t *e = &b->e[id];
+  if (!(e->flags & F_HOME)) {
+    pd_netaddr_t a, s;
+    entry_addr(e, &a);
+    entry_src(e, &s);
+    e->home = (uint16_t)new_slot_of(b, &a, &s);
+    e->flags |= F_HOME;
+  }
+  return e->home;
+}
+
+/* The room make_tried(b, id, ts) needs: the tried bucket when ts is free;
+ * otherwise its occupant goes back to its home new slot (its tried slot is
+ * overwritten in place), which needs room only when that slot is free or
+ * holds a reference of id (cleared first): another occupant is replaced in
+ * place. 0 or PD_ENOMEM. */
+static int make_tried_reserve(pd_book_t *b, uint32_t id, uint32_t ts) {
+  uint32_t old = tried_get(b, ts);
+  if (old == NO_ID) return tab_reserve(b, true, ts / PD_BOOK_BUCKET_SIZE);
+  uint32_t us = home_slot(b, old);
+  uint32_t cur = new_get(b, us);
+  if (cur != NO_ID && cur != id) return 0;
+  return tab_reserve(b, false, us / PD_BOOK_BUCKET_SIZE);
+}
+
 /* MakeTried: move id (in new) to its tried slot ts, pushing any occupant
- * back to its home new slot. */
+ * back to its home new slot. The caller ran make_tried_reserve. */
 static void make_tried(pd_book_t *b, uint32_t id, uint32_t ts) {
   entry_t *e = &b->e[id];
   clear_all_refs(b, id);
   b->n_new--;
-  if (b->tried_tab[ts] != NO_ID) {
-    uint32_t old = b->tried_tab[ts];
+  uint32_t old = tried_get(b, ts);
+  if (old != NO_ID) {
     entry_t *eo = &b->e[old];
     eo->flags &= (uint8_t)~F_TRIED;
-    set_tried(b, ts, NO_ID);
     b->n_tried--;
-    uint32_t us;
-    if (eo->flags & F_HOME) {
-      us = eo->home; /* cached at creation: saves three SHA256d */
-    } else {
-      pd_netaddr_t oa, os;
-      entry_addr(eo, &oa);
-      entry_src(eo, &os);
-      us = new_slot_of(b, &oa, &os);
-      eo->home = (uint16_t)us;
-      eo->flags |= F_HOME;
-    }
-    clear_new(b, us);
-    eo->refcount = 1;
-    eo->slot = (uint16_t)us;
-    set_new(b, us, old);
+    eo->refcount = 0;
+    add_ref(b, old, home_slot(b, old)); /* evicts (ClearNew) its occupant */
     b->n_new++;
   }
-  set_tried(b, ts, id);
+  set_tried(b, ts, id); /* overwrites old in place */
   b->n_tried++;
   e->flags |= F_TRIED;
   e->slot = (uint16_t)ts;
@@ -689,11 +871,11 @@ int pd_book_create(pd_book_t **out, const uint8_t key[PD_BOOK_KEY_LEN], pd_rng_t
   return pd_book_create_ex(out, key, rng, flags, NULL);
 }
 
-/* Bytes of the book struct with its tables for a (valid) geometry. */
+/* Bytes of the book struct with its per-bucket occupancy words and array
+ * pointers for a (valid) geometry; the bucket arrays come on top. */
 static size_t book_bytes(const pd_book_geometry_t *g) {
-  size_t words = (size_t)g->new_buckets + g->tried_buckets;
-  size_t slots = ((size_t)g->new_buckets + g->tried_buckets) * PD_BOOK_BUCKET_SIZE;
-  return sizeof(pd_book_t) + words * sizeof(uint64_t) + slots * sizeof(uint32_t);
+  size_t buckets = (size_t)g->new_buckets + g->tried_buckets;
+  return sizeof(pd_book_t) + buckets * (sizeof(uint64_t) + sizeof(uint32_t *));
 }
 
 int pd_book_create_ex(pd_book_t **out, const uint8_t key[PD_BOOK_KEY_LEN], pd_rng_t *rng,
@@ -717,8 +899,11 @@ int pd_book_create_ex(pd_book_t **out, const uint8_t key[PD_BOOK_KEY_LEN], pd_rn
   b->max_entries = b->new_slots + b->tried_slots + 1;
   b->new_occ = b->tail;
   b->tried_occ = b->new_occ + geo.new_buckets;
-  b->new_tab = (uint32_t *)(b->tried_occ + geo.tried_buckets);
-  b->tried_tab = b->new_tab + b->new_slots;
+  /* calloc: no bits set, every bucket array NULL */
+  b->new_arr = (uint32_t **)(void *)(b->tried_occ + geo.tried_buckets);
+  b->tried_arr = b->new_arr + geo.new_buckets;
+  for (uint32_t k = 0; k < geo.new_buckets; k++) b->new_arr[k] = NULL;
+  for (uint32_t k = 0; k < geo.tried_buckets; k++) b->tried_arr[k] = NULL;
   memcpy(b->key, key, PD_BOOK_KEY_LEN);
   uint8_t tmp[PD_BOOK_KEY_LEN + 5], dig[SHA256_DIGEST_LENGTH];
   memcpy(tmp, key, PD_BOOK_KEY_LEN);
@@ -729,8 +914,6 @@ int pd_book_create_ex(pd_book_t **out, const uint8_t key[PD_BOOK_KEY_LEN], pd_rn
   b->allow_private = (flags & PD_BOOK_ALLOW_PRIVATE) != 0;
   b->free_head = NO_ID;
   b->last_good = 1; /* Bitcoin's m_last_good starts at 1 s */
-  memset(b->new_tab, 0xff, (size_t)b->new_slots * sizeof(uint32_t));
-  memset(b->tried_tab, 0xff, (size_t)b->tried_slots * sizeof(uint32_t));
   if (pd_banlist_create(&b->bans) != 0 || index_reserve(b, 1) != 0) {
     pd_book_destroy(b);
     return PD_ENOMEM;
@@ -746,6 +929,8 @@ void pd_book_destroy(pd_book_t *b) {
   free(b->vrandom);
   free(b->index);
   free(b->nodes);
+  for (uint32_t k = 0; k < b->new_buckets; k++) free(b->new_arr[k]);
+  for (uint32_t k = 0; k < b->tried_buckets; k++) free(b->tried_arr[k]);
   sodium_memzero(b->key, sizeof(b->key));
   sodium_memzero(b->sip_key, sizeof(b->sip_key));
   free(b);
@@ -816,8 +1001,11 @@ void pd_book_set_hooks(pd_book_t *b, const pd_book_hooks_t *hooks) {
   }
 }
 
-int pd_book_add(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_id, int64_t addr_time,
-                const pd_netaddr_t *source, int64_t time_penalty, int64_t now, const char **why) {
+/* AddSingle. May return PD_ENOMEM (entries, index, node ids, or the room
+ * for a new-table slot), always before it changes the book. */
+static int add_impl(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_id,
+                    int64_t addr_time, const pd_netaddr_t *source, int64_t time_penalty,
+                    int64_t now, const char **why) {
   if (!b || !addr) {
     if (why) *why = "missing address";
     return PD_EINVAL;
@@ -848,34 +1036,48 @@ int pd_book_add(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_id, 
   entry_t *e;
   bool created = false;
   bool won = false; /* a new address already won its slot contest */
+  uint32_t us = NO_ID;
   if (id != NO_ID) {
     e = &b->e[id];
-    /* Node id: attach when unknown; replace only on self-announcement. */
-    if (node_id && (e->node == 0 || self)) set_node(b, e, node_id);
-    /* Periodically update nTime. */
+    /* Node id: attach when unknown; replace only on self-announcement.
+     * Periodically update nTime. Both are written once the room for a new
+     * reference is secured (below), so PD_ENOMEM leaves the entry as it was. */
+    bool set_nid = node_id && (e->node == 0 || self);
+    uint32_t etime = e->time;
     bool online = now - addr_time < 24 * 3600;
     int64_t interval = online ? 3600 : 24 * 3600;
-    if ((int64_t)e->time < addr_time - interval - time_penalty) {
+    if ((int64_t)etime < addr_time - interval - time_penalty) {
       int64_t t = addr_time - time_penalty;
-      e->time = t32(t < 0 ? 0 : t);
+      etime = t32(t < 0 ? 0 : t);
     }
-    if (addr_time <= (int64_t)e->time) return 0; /* no news */
-    if (e->flags & F_TRIED) return 0;
-    if (e->refcount >= PD_BOOK_NEW_BUCKETS_PER_ADDRESS) return 0;
+    bool done = addr_time <= (int64_t)etime          /* no news */
+                || (e->flags & F_TRIED)              /* already tried */
+                || e->refcount >= PD_BOOK_NEW_BUCKETS_PER_ADDRESS;
     /* Stochastic test: with N references, 2^N times harder to add one. */
-    if (e->refcount > 0 && pd_rng_range(b->rng, (uint64_t)1 << e->refcount) != 0) return 0;
+    if (!done && e->refcount > 0 && pd_rng_range(b->rng, (uint64_t)1 << e->refcount) != 0)
+      done = true;
+    if (!done) {
+      us = new_slot_of(b, addr, &src);
+      if (new_get(b, us) == NO_ID && (rc = tab_reserve(b, false, us / PD_BOOK_BUCKET_SIZE)) != 0)
+        return rc; /* the book is unchanged (the rng may have advanced) */
+    }
+    if (set_nid) set_node(b, e, node_id);
+    e->time = etime;
+    if (done) return 0;
   }
 
-  uint32_t us = new_slot_of(b, addr, &src);
   if (id == NO_ID) {
+    us = new_slot_of(b, addr, &src);
     /* A new address that would lose its slot contest: Bitcoin creates the
      * entry and deletes it again, which leaves everything observable as it
      * was (same free id, same tables); skip the round trip. */
-    uint32_t occ = b->new_tab[us];
+    uint32_t occ = new_get(b, us);
     if (occ != NO_ID) {
       if (!slot_contest(b, occ, NO_ID, 0, addr, &src, node_id, addr_time - time_penalty, now))
         return 0;
       won = true; /* decided once: the hook is not asked again below */
+    } else if ((rc = tab_reserve(b, false, us / PD_BOOK_BUCKET_SIZE)) != 0) {
+      return rc;
     }
     if ((rc = reserve_one(b)) != 0) return rc;
     id = create(b, addr, src.ip);
@@ -889,14 +1091,13 @@ int pd_book_add(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_id, 
     e->home = (uint16_t)us; /* the slot for its own source */
     e->flags |= F_HOME;
   }
-  uint32_t cur = b->new_tab[us];
+  uint32_t cur = new_get(b, us);
   bool insert = cur == NO_ID;
   if (cur != id) {
     if (!insert)
       insert = won || slot_contest(b, cur, id, e->refcount, addr, &src, node_id, addr_time, now);
     if (insert) {
-      clear_new(b, us);
-      add_ref(b, id, us);
+      add_ref(b, id, us); /* ClearNew(us), then the reference */
     } else if (e->refcount == 0) {
       delete_entry(b, id);
     }
@@ -904,21 +1105,37 @@ int pd_book_add(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_id, 
   return insert ? 1 : 0;
 }
 
+int pd_book_add(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_id, int64_t addr_time,
+                const pd_netaddr_t *source, int64_t time_penalty, int64_t now, const char **why) {
+  int rc = add_impl(b, addr, node_id, addr_time, source, time_penalty, now, why);
+  if (b) tab_settle(b);
+  return rc;
+}
+
 /* ---- Good_ / Attempt_ / Connected_ / remove ------------------------------------ */
 
+/* Good_ on a live id. PD_ENOMEM (book unchanged) when the move to tried
+ * cannot get the room it needs; the caller runs tab_settle. */
 static int good_id(pd_book_t *b, uint32_t id, bool test_before_evict, int64_t now) {
-  b->last_good = now;
   entry_t *e = &b->e[id];
+  uint32_t ts = NO_ID;
+  bool move = false;
+  if (!(e->flags & F_TRIED) && e->refcount != 0) {
+    pd_netaddr_t a;
+    entry_addr(e, &a);
+    ts = tried_slot_of(b, &a);
+    move = !(test_before_evict && tried_get(b, ts) != NO_ID);
+    int rc = move ? make_tried_reserve(b, id, ts) : 0;
+    if (rc != 0) return rc;
+  }
+  b->last_good = now;
   e->last_success = t32(now);
   e->last_try = t32(now);
   e->attempts = 0;
   /* nTime is not updated, to avoid leaking currently-connected peers. */
   if (e->flags & F_TRIED) return 0;
   if (e->refcount == 0) return 0; /* cannot happen */
-  pd_netaddr_t a;
-  entry_addr(e, &a);
-  uint32_t ts = tried_slot_of(b, &a);
-  if (test_before_evict && b->tried_tab[ts] != NO_ID) {
+  if (!move) {
     (void)coll_insert(b, id);
     return 0;
   }
@@ -926,13 +1143,18 @@ static int good_id(pd_book_t *b, uint32_t id, bool test_before_evict, int64_t no
   return 1;
 }
 
+/* May return PD_ENOMEM (the book unchanged): see good_id. */
 int pd_book_good(pd_book_t *b, const pd_netaddr_t *addr, bool test_before_evict, int64_t now) {
   if (!b || !addr) return PD_EINVAL;
   now = clampt(now);
-  b->last_good = now;
   uint32_t id = find_id(b, addr);
-  if (id == NO_ID) return PD_ENOENT;
-  return good_id(b, id, test_before_evict, now);
+  if (id == NO_ID) {
+    b->last_good = now;
+    return PD_ENOENT;
+  }
+  int rc = good_id(b, id, test_before_evict, now);
+  tab_settle(b);
+  return rc;
 }
 
 int pd_book_attempt(pd_book_t *b, const pd_netaddr_t *addr, bool count_failure, int64_t now) {
@@ -1021,14 +1243,14 @@ double pd_book_chance(const pd_book_t *b, uint32_t id, int64_t now) {
  * first occupied slot from there (wrapping); an empty bucket starts over.
  * The table must not be empty. */
 static uint32_t draw_candidate(pd_book_t *b, bool tried) {
-  const uint32_t *tab = tried ? b->tried_tab : b->new_tab;
-  const uint64_t *occ = tried ? b->tried_occ : b->new_occ;
+  uint32_t *const *arr = tab_arr(b, tried);
+  const uint64_t *occ = tab_occ(b, tried);
   uint64_t nbuckets = tried ? b->tried_buckets : b->new_buckets;
   for (;;) {
     uint32_t bucket = (uint32_t)pd_rng_range(b->rng, nbuckets);
     uint32_t pos = (uint32_t)pd_rng_range(b->rng, PD_BOOK_BUCKET_SIZE);
     int p = occ_walk(occ[bucket], pos);
-    if (p >= 0) return tab[bucket * PD_BOOK_BUCKET_SIZE + (uint32_t)p];
+    if (p >= 0) return arr[bucket][rank_of(occ[bucket], (uint32_t)p)];
   }
 }
 
@@ -1112,13 +1334,13 @@ size_t pd_book_select(pd_book_t *b, size_t n, int64_t now, uint32_t *out) {
       } else {
         ctried[j] = (((u & 0xffff) * 100) >> 16) < 85;
       }
-      const uint32_t *tab = ctried[j] ? b->tried_tab : b->new_tab;
-      const uint64_t *occ = ctried[j] ? b->tried_occ : b->new_occ;
+      uint32_t *const *arr = tab_arr(b, ctried[j]);
+      const uint64_t *occ = tab_occ(b, ctried[j]);
       uint32_t nb = ctried[j] ? b->tried_buckets : b->new_buckets; /* powers of two */
       uint32_t bucket = (uint32_t)(u >> 16) & (nb - 1);
       uint32_t pos = (uint32_t)(u >> 26) & (PD_BOOK_BUCKET_SIZE - 1);
       int p = occ_walk(occ[bucket], pos);
-      uint32_t id = p >= 0 ? tab[bucket * PD_BOOK_BUCKET_SIZE + (uint32_t)p]
+      uint32_t id = p >= 0 ? arr[bucket][rank_of(occ[bucket], (uint32_t)p)]
                            : draw_candidate(b, ctried[j]);
       cand[j] = id;
       __builtin_prefetch(&b->e[id]);
@@ -1187,6 +1409,17 @@ int pd_book_restore_collision(pd_book_t *b, uint32_t id) {
   return coll_insert(b, id);
 }
 
+/* Move a colliding entry to tried for ResolveCollisions: true when done
+ * (erase it from the set); false when the room for the move could not be
+ * allocated, which leaves the book unchanged and the collision pending, to
+ * be resolved by a later call (this function returns nothing, so running
+ * out of memory cannot be reported otherwise). */
+static bool resolve_good(pd_book_t *b, uint32_t id, int64_t now) {
+  int rc = good_id(b, id, false, now);
+  tab_settle(b);
+  return rc != PD_ENOMEM;
+}
+
 void pd_book_resolve_collisions(pd_book_t *b, int64_t now) {
   if (!b || b->ncoll == 0) return;
   now = clampt(now);
@@ -1206,13 +1439,12 @@ void pd_book_resolve_collisions(pd_book_t *b, int64_t now) {
       pd_netaddr_t a;
       entry_addr(en, &a);
       uint32_t ts = tried_slot_of(b, &a);
-      uint32_t id_old = b->tried_tab[ts];
+      uint32_t id_old = tried_get(b, ts);
       int verdict = PD_BOOK_HOOK_DEFAULT;
       if (id_old != NO_ID && b->hooks.evict_tried)
         verdict = b->hooks.evict_tried(b->hooks.ud, b, id_old, id_new, now);
       if (id_old != NO_ID && verdict == PD_BOOK_REPLACE) {
-        good_id(b, id_new, false, now);
-        erase = true;
+        erase = resolve_good(b, id_new, now);
       } else if (id_old != NO_ID && verdict == PD_BOOK_KEEP) {
         erase = true;
       } else if (id_old != NO_ID && verdict == PD_BOOK_WAIT) {
@@ -1224,17 +1456,14 @@ void pd_book_resolve_collisions(pd_book_t *b, int64_t now) {
         } else if (now - (int64_t)eo->last_try < PD_BOOK_REPLACEMENT) {
           /* tried and failed recently; give it 60 s to succeed */
           if (now - (int64_t)eo->last_try > 60) {
-            good_id(b, id_new, false, now);
-            erase = true;
+            erase = resolve_good(b, id_new, now);
           }
         } else if (now - (int64_t)en->last_success > PD_BOOK_TEST_WINDOW) {
           /* could not test it in time: evict anyway */
-          good_id(b, id_new, false, now);
-          erase = true;
+          erase = resolve_good(b, id_new, now);
         }
       } else {
-        good_id(b, id_new, false, now); /* no longer a collision */
-        erase = true;
+        erase = resolve_good(b, id_new, now); /* no longer a collision */
       }
     }
     if (erase) coll_erase(b, id_new);
@@ -1250,7 +1479,7 @@ uint32_t pd_book_select_tried_collision(pd_book_t *b) {
   }
   pd_netaddr_t a;
   entry_addr(&b->e[id_new], &a);
-  return b->tried_tab[tried_slot_of(b, &a)];
+  return tried_get(b, tried_slot_of(b, &a));
 }
 
 /* ---- listing, refs -------------------------------------------------------------- */
@@ -1281,15 +1510,14 @@ int pd_book_new_refs(const pd_book_t *b, uint32_t id,
   if (!b || !slots || !live(b, id)) return 0;
   const entry_t *e = &b->e[id];
   if (e->flags & F_TRIED || e->refcount == 0) return 0;
-  if (e->refcount == 1 && b->new_tab[e->slot] == id) {
+  if (e->refcount == 1 && new_get(b, e->slot) == id) {
     slots[0] = e->slot;
     return 1;
   }
-  int n = 0;
-  for (uint32_t s = 0; s < b->new_slots && n < PD_BOOK_NEW_BUCKETS_PER_ADDRESS; s++) {
-    if (b->new_tab[s] == id) slots[n++] = (uint16_t)s;
-  }
-  return n;
+  uint32_t s[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
+  uint32_t n = scan_new_refs(b, id, s, PD_BOOK_NEW_BUCKETS_PER_ADDRESS);
+  for (uint32_t i = 0; i < n; i++) slots[i] = (uint16_t)s[i];
+  return (int)n;
 }
 
 uint32_t pd_book_id_bound(const pd_book_t *b) { return b ? b->e_hi : 0; }
@@ -1298,12 +1526,12 @@ void pd_book_new_refs_all(const pd_book_t *b, uint8_t *count,
                           uint16_t (*slots)[PD_BOOK_NEW_BUCKETS_PER_ADDRESS]) {
   if (!b || !count || !slots) return;
   memset(count, 0, b->e_hi);
-  for (uint32_t w = 0; w < b->new_slots / 64; w++) {
+  for (uint32_t w = 0; w < b->new_buckets; w++) {
     uint64_t occ = b->new_occ[w];
-    while (occ) {
-      uint32_t s = w * 64 + (uint32_t)__builtin_ctzll(occ);
-      occ &= occ - 1;
-      uint32_t id = b->new_tab[s];
+    const uint32_t *a = b->new_arr[w];
+    for (uint32_t i = 0; occ; i++, occ &= occ - 1) {
+      uint32_t s = w * PD_BOOK_BUCKET_SIZE + (uint32_t)__builtin_ctzll(occ);
+      uint32_t id = a[i];
       if (id < b->e_hi && count[id] < PD_BOOK_NEW_BUCKETS_PER_ADDRESS)
         slots[id][count[id]++] = (uint16_t)s;
     }
@@ -1312,8 +1540,10 @@ void pd_book_new_refs_all(const pd_book_t *b, uint8_t *count,
 
 /* ---- restore ---------------------------------------------------------------------- */
 
-int pd_book_restore(pd_book_t *b, const pd_book_info_t *in, const uint16_t *slots, size_t nslots,
-                    uint32_t *id_out, const char **why) {
+/* May return PD_ENOMEM (entries, index, node ids, or the room for its
+ * slots), before it changes the book. */
+static int restore_impl(pd_book_t *b, const pd_book_info_t *in, const uint16_t *slots,
+                        size_t nslots, uint32_t *id_out, const char **why) {
   if (!b || !in) {
     if (why) *why = "missing entry";
     return PD_EINVAL;
@@ -1342,14 +1572,14 @@ int pd_book_restore(pd_book_t *b, const pd_book_info_t *in, const uint16_t *slot
   uint32_t ts = 0;
   if (in->in_tried) {
     ts = tried_slot_of(b, &in->addr);
-    if (b->tried_tab[ts] != NO_ID) {
+    if (tried_get(b, ts) != NO_ID) {
       if (why) *why = "tried slot taken";
       return PD_EFULL;
     }
   } else {
     for (size_t i = 0; i < nslots && slots && nkeep < PD_BOOK_NEW_BUCKETS_PER_ADDRESS; i++) {
       uint32_t s = slots[i];
-      if (s >= b->new_slots || b->new_tab[s] != NO_ID) continue;
+      if (s >= b->new_slots || new_get(b, s) != NO_ID) continue;
       int bk = (int)(s / PD_BOOK_BUCKET_SIZE);
       if ((uint32_t)bucket_position(b->key, true, bk, &in->addr) != s % PD_BOOK_BUCKET_SIZE)
         continue;
@@ -1359,13 +1589,21 @@ int pd_book_restore(pd_book_t *b, const pd_book_info_t *in, const uint16_t *slot
     }
     if (nkeep == 0) {
       uint32_t s = new_slot_of(b, &in->addr, &src);
-      if (b->new_tab[s] != NO_ID) {
+      if (new_get(b, s) != NO_ID) {
         if (why) *why = "new slot taken";
         return PD_EFULL;
       }
       keep[nkeep++] = s;
     }
   }
+  /* Room first (distinct slots of one address lie in distinct buckets). */
+  if (in->in_tried) {
+    rc = tab_reserve(b, true, ts / PD_BOOK_BUCKET_SIZE);
+  } else {
+    for (size_t k = 0; k < nkeep && rc == 0; k++)
+      rc = tab_reserve(b, false, keep[k] / PD_BOOK_BUCKET_SIZE);
+  }
+  if (rc != 0) return rc;
   if ((rc = reserve_one(b)) != 0) return rc;
   if (in->has_node_id && (rc = nodes_reserve(b)) != 0) return rc;
 
@@ -1388,6 +1626,13 @@ int pd_book_restore(pd_book_t *b, const pd_book_info_t *in, const uint16_t *slot
   }
   if (id_out) *id_out = id;
   return 0;
+}
+
+int pd_book_restore(pd_book_t *b, const pd_book_info_t *in, const uint16_t *slots, size_t nslots,
+                    uint32_t *id_out, const char **why) {
+  int rc = restore_impl(b, in, slots, nslots, id_out, why);
+  if (b) tab_settle(b);
+  return rc;
 }
 
 /* ---- consistency check, memory ------------------------------------------------- */
@@ -1417,39 +1662,42 @@ int pd_book_check(const pd_book_t *b) {
     if (e->flags & F_TRIED) {
       n_tried++;
       if (e->refcount != 0 || e->last_success == 0 || (e->flags & F_STALE)) goto out;
-      if (e->slot >= b->tried_slots || b->tried_tab[e->slot] != id) goto out;
+      if (e->slot >= b->tried_slots || tried_get(b, e->slot) != id) goto out;
     } else {
       if (e->refcount < 1 || e->refcount > PD_BOOK_NEW_BUCKETS_PER_ADDRESS) goto out;
-      if (!(e->flags & F_STALE) && b->new_tab[e->slot] != id) goto out;
+      if (!(e->flags & F_STALE) && (e->slot >= b->new_slots || new_get(b, e->slot) != id))
+        goto out;
     }
   }
   if (n_live != b->nrandom || n_tried != b->n_tried) goto out;
-  for (uint32_t s = 0; s < b->tried_slots; s++) {
-    bool bit = (b->tried_occ[s / PD_BOOK_BUCKET_SIZE] >> (s % PD_BOOK_BUCKET_SIZE)) & 1;
-    if (bit != (b->tried_tab[s] != NO_ID)) goto out;
-  }
-  for (uint32_t s = 0; s < b->new_slots; s++) {
-    bool bit = (b->new_occ[s / PD_BOOK_BUCKET_SIZE] >> (s % PD_BOOK_BUCKET_SIZE)) & 1;
-    if (bit != (b->new_tab[s] != NO_ID)) goto out;
-  }
-  for (uint32_t s = 0; s < b->tried_slots; s++) {
-    uint32_t id = b->tried_tab[s];
-    if (id == NO_ID) continue;
-    if (!live(b, id) || !(b->e[id].flags & F_TRIED) || b->e[id].slot != s) goto out;
-    pd_netaddr_t a;
-    entry_addr(&b->e[id], &a);
-    if (tried_slot_of(b, &a) != s) goto out;
-  }
-  for (uint32_t s = 0; s < b->new_slots; s++) {
-    uint32_t id = b->new_tab[s];
-    if (id == NO_ID) continue;
-    if (!live(b, id) || (b->e[id].flags & F_TRIED)) goto out;
-    pd_netaddr_t a;
-    entry_addr(&b->e[id], &a);
-    if ((uint32_t)bucket_position(b->key, true, (int)(s / PD_BOOK_BUCKET_SIZE), &a) !=
-        s % PD_BOOK_BUCKET_SIZE)
-      goto out;
-    refs[id]++;
+  /* No reservation outlives an operation; an empty bucket has no array and
+   * an occupied one has an array; arrays hold no NO_ID. */
+  if (b->nresv != 0) goto out;
+  for (int t = 0; t < 2; t++) {
+    bool tried = t == 1;
+    uint32_t nbk = tried ? b->tried_buckets : b->new_buckets;
+    for (uint32_t k = 0; k < nbk; k++) {
+      uint64_t occ = tab_occ(b, tried)[k];
+      const uint32_t *arr = tab_arr(b, tried)[k];
+      if ((occ == 0) != (arr == NULL)) goto out;
+      for (uint32_t i = 0; occ; i++, occ &= occ - 1) {
+        uint32_t s = k * PD_BOOK_BUCKET_SIZE + (uint32_t)__builtin_ctzll(occ);
+        uint32_t id = arr[i];
+        if (id == NO_ID || !live(b, id)) goto out;
+        if (tab_get(b, tried, s) != id) goto out;
+        pd_netaddr_t a;
+        entry_addr(&b->e[id], &a);
+        if (tried) {
+          if (!(b->e[id].flags & F_TRIED) || b->e[id].slot != s) goto out;
+          if (tried_slot_of(b, &a) != s) goto out;
+        } else {
+          if (b->e[id].flags & F_TRIED) goto out;
+          if ((uint32_t)bucket_position(b->key, true, (int)k, &a) != s % PD_BOOK_BUCKET_SIZE)
+            goto out;
+          refs[id]++;
+        }
+      }
+    }
   }
   for (uint32_t id = 0; id < b->e_hi; id++) {
     const entry_t *e = &b->e[id];
@@ -1471,9 +1719,25 @@ out:
   return rc;
 }
 
+/* The struct (occupancy words, array pointers), every bucket array as the
+ * heap holds it (block_bytes: derived from the popcount, so a block whose
+ * shrink failed counts at its smaller size), entries, vrandom, index and
+ * node ids. O(buckets). */
 size_t pd_book_memory(const pd_book_t *b) {
   if (!b) return 0;
   pd_book_geometry_t g = {b->new_buckets, b->tried_buckets};
-  return book_bytes(&g) + (size_t)b->e_cap * sizeof(entry_t) + (size_t)b->vrandom_cap * 4 +
-         (size_t)b->index_cap * 4 + (size_t)b->nodes_cap * PD_NODE_ID_LEN;
+  size_t tabs = 0;
+  for (uint32_t k = 0; k < b->new_buckets; k++) tabs += block_bytes(tab_cap(popc(b->new_occ[k])));
+  for (uint32_t k = 0; k < b->tried_buckets; k++)
+    tabs += block_bytes(tab_cap(popc(b->tried_occ[k])));
+  return book_bytes(&g) + tabs + (size_t)b->e_cap * sizeof(entry_t) +
+         (size_t)b->vrandom_cap * 4 + (size_t)b->index_cap * 4 +
+         (size_t)b->nodes_cap * PD_NODE_ID_LEN;
+}
+
+uint32_t pd_book_set_alloc_fail_after(pd_book_t *b, uint32_t n) {
+  if (!b) return 0;
+  uint32_t left = b->fail_after;
+  b->fail_after = n;
+  return left;
 }

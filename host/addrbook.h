@@ -65,9 +65,12 @@
  *   tried_per_group      = max(1, 8 * tried_buckets / 256)
  * so one source group reaches at most that many new buckets and one address
  * group at most that many tried buckets. A book holds at most
- * 64 * (new_buckets + tried_buckets) entries. Memory: the tables cost
- * 4 bytes per slot plus 8 bytes per bucket (occupancy bits); 1024/256 is
- * 330 KiB, 64/16 is 21 KiB. */
+ * 64 * (new_buckets + tried_buckets) entries. Memory: the tables are
+ * rank-compressed: 16 bytes per bucket (occupancy bits and a pointer) plus a
+ * small heap array per non-empty bucket holding only the ids of its taken
+ * slots, so an empty 1024/256 book's tables cost 20 KiB (64/16: 1.3 KiB)
+ * and they grow with the references they hold: 32 bytes for a lone id in
+ * a bucket, about 4.3 bytes an id in a full one. */
 #define PD_BOOK_MIN_NEW_BUCKETS 16
 #define PD_BOOK_MIN_TRIED_BUCKETS 4
 typedef struct pd_book_geometry {
@@ -132,14 +135,17 @@ const pd_banlist_t *pd_book_bans_const(const pd_book_t *b);
  * Returns 1 when a new-table reference was made (new entry or extra
  * reference), 0 when nothing changed (known, no news, lost a slot contest),
  * PD_EUNROUTABLE/PD_EINVAL (with *why when why != NULL) when the address may
- * not enter the book, PD_EBANNED when it is banned. */
+ * not enter the book, PD_EBANNED when it is banned, PD_ENOMEM when memory
+ * for the entry or its table slot runs out (the book is then unchanged; the
+ * rng may have advanced). */
 int pd_book_add(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_id, int64_t addr_time,
                 const pd_netaddr_t *source, int64_t time_penalty, int64_t now, const char **why);
 
 /* Good_: a connection to addr succeeded and was useful. Moves it to tried
  * (returns 1), or, when test_before_evict and its tried slot is taken,
  * records a tried collision and returns 0. 0 too when already tried.
- * PD_ENOENT when unknown. */
+ * PD_ENOENT when unknown. PD_ENOMEM (the book unchanged) when the table
+ * slot the move needs cannot be allocated. */
 int pd_book_good(pd_book_t *b, const pd_netaddr_t *addr, bool test_before_evict, int64_t now);
 /* Attempt_: we tried to connect. count_failure counts it against the entry
  * (once per Good() epoch, as Bitcoin Core). 0 or PD_ENOENT. */
@@ -180,7 +186,8 @@ size_t pd_book_getaddr(pd_book_t *b, size_t max_addrs, size_t max_pct, bool filt
 
 /* Tried collisions (test-before-evict). */
 size_t pd_book_collision_count(const pd_book_t *b);
-/* ResolveCollisions_ at now. */
+/* ResolveCollisions_ at now. A collision whose move to tried cannot get
+ * memory (see pd_book_good's PD_ENOMEM) stays pending for a later call. */
 void pd_book_resolve_collisions(pd_book_t *b, int64_t now);
 /* SelectTriedCollision_: id of the tried entry that a random pending
  * collision would evict (the one to test with a feeler), or PD_BOOK_NO_ID. */
@@ -229,7 +236,7 @@ int pd_book_bucket_position(const uint8_t key[PD_BOOK_KEY_LEN], bool is_new, int
  * that bucket and the slot is free; when none is kept, the entry
  * is placed in its source's bucket (as Bitcoin Core's load does). Returns the
  * new id via *id_out, or PD_EINVAL (why set) / PD_EEXIST (duplicate) /
- * PD_EFULL (no free slot) / PD_EUNROUTABLE. */
+ * PD_EFULL (no free slot) / PD_EUNROUTABLE / PD_ENOMEM (book unchanged). */
 int pd_book_restore(pd_book_t *b, const pd_book_info_t *e, const uint16_t *slots, size_t nslots,
                     uint32_t *id_out, const char **why);
 /* Re-insert a pending tried collision by address (store). */
@@ -274,5 +281,12 @@ int pd_book_check(const pd_book_t *b);
 /* Bytes of heap the book holds (the book with its tables, entries, index,
  * node ids, ban list not included), for benchmarks. */
 size_t pd_book_memory(const pd_book_t *b);
+
+/* Testing only (fault injection for the unit tests): the n-th table-bucket
+ * growth from now on fails as if malloc had (the operation then returns
+ * PD_ENOMEM); 0 turns it off. One-shot: after that failure growth works
+ * again. Returns the countdown that was left (0: off, or already fired).
+ * Never used outside tests. */
+uint32_t pd_book_set_alloc_fail_after(pd_book_t *b, uint32_t n);
 
 #endif

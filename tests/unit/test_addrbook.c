@@ -1218,8 +1218,10 @@ static void geometry_validation(void **state) {
     assert_int_equal(got.new_buckets, good_g[i].new_buckets);
     assert_int_equal(got.tried_buckets, good_g[i].tried_buckets);
     assert_ok(b);
-    /* the empty book's memory follows the tables: 4 bytes a slot + 8 a bucket */
-    size_t tables = ((size_t)good_g[i].new_buckets + good_g[i].tried_buckets) * (64 * 4 + 8);
+    /* the empty book's memory follows the tables: 8 bytes a bucket for the
+     * occupancy word and one pointer to its (absent) id array */
+    size_t tables = ((size_t)good_g[i].new_buckets + good_g[i].tried_buckets) *
+                    (sizeof(uint64_t) + sizeof(uint32_t *));
     assert_true(pd_book_memory(b) >= tables);
     assert_true(pd_book_memory(b) < tables + 16384);
     pd_book_destroy(b);
@@ -1368,7 +1370,7 @@ static void geometry_small_capacity(void **state) {
   /* memory: the small tables cost a fraction of the default ones */
   fixture_t g;
   pd_book_t *d = det_book(&g, 1, 0), *s = det_book_geo(&g, 1, 0, &SMALL);
-  assert_true(pd_book_memory(s) * 10 < pd_book_memory(d));
+  assert_true(pd_book_memory(s) * 3 < pd_book_memory(d));
   pd_book_destroy(d);
   pd_book_destroy(s);
   pd_book_destroy(b);
@@ -1428,6 +1430,387 @@ static void geometry_restore(void **state) {
   pd_book_destroy(b);
 }
 
+/* ---- rank-compressed tables: differential and allocation-failure tests -------- */
+
+/* SHA-256 over everything the API shows of a book: counts, every entry's
+ * info and new-table slots, pending collisions, m_last_good and memory. Two
+ * books with the same digest are the same to every caller (memory aside,
+ * unless with_memory). */
+static void book_digest(const pd_book_t *b, bool with_memory, uint8_t out[SHA256_DIGEST_LENGTH]) {
+  SHA256_CTX c;
+  SHA256_Init(&c);
+  size_t total = 0;
+  (void)pd_book_list(b, PD_TABLE_ANY, 0, 0, NULL, &total);
+  uint32_t *ids = malloc((total ? total : 1) * sizeof(uint32_t));
+  assert_non_null(ids);
+  assert_int_equal(pd_book_list(b, PD_TABLE_ANY, 0, total, ids, NULL), total);
+  uint64_t head[4] = {total, pd_book_count_new(b), pd_book_count_tried(b),
+                      (uint64_t)pd_book_last_good(b)};
+  SHA256_Update(&c, head, sizeof head);
+  for (size_t i = 0; i < total; i++) {
+    pd_book_info_t in;
+    assert_int_equal(pd_book_info(b, ids[i], &in), 0);
+    int64_t v[9] = {in.id,       in.time,     in.last_try, in.last_success, in.last_count_attempt,
+                    in.attempts, in.refcount, in.bucket,   in.position};
+    SHA256_Update(&c, v, sizeof v);
+    SHA256_Update(&c, in.addr.ip, 16);
+    SHA256_Update(&c, &in.addr.port, sizeof in.addr.port);
+    SHA256_Update(&c, in.source.ip, 16);
+    uint8_t fl[2] = {in.in_tried, in.has_node_id};
+    SHA256_Update(&c, fl, 2);
+    if (in.has_node_id) SHA256_Update(&c, in.node_id, PD_NODE_ID_LEN);
+    uint16_t slots[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
+    int n = pd_book_new_refs(b, ids[i], slots);
+    SHA256_Update(&c, slots, (size_t)n * sizeof(uint16_t));
+  }
+  uint32_t coll[PD_BOOK_TRIED_COLLISION_SIZE];
+  size_t nc = pd_book_collisions(b, coll, PD_BOOK_TRIED_COLLISION_SIZE);
+  SHA256_Update(&c, coll, nc * sizeof(uint32_t));
+  uint64_t mem = with_memory ? pd_book_memory(b) : 0;
+  SHA256_Update(&c, &mem, sizeof mem);
+  SHA256_Final(out, &c);
+  free(ids);
+}
+
+/* What the bucket arrays should cost, from the API alone: every taken slot
+ * (new references and tried places) counted per bucket, each non-empty
+ * bucket an array of its count rounded up to 4 ids, as glibc's malloc
+ * holds it (8 bytes of header, 16-byte granules, 32 bytes at least). */
+static size_t expected_array_bytes(const pd_book_t *b) {
+  pd_book_geometry_t g;
+  pd_book_geometry(b, &g);
+  uint32_t nb = g.new_buckets + g.tried_buckets;
+  uint32_t *per = calloc(nb, sizeof(uint32_t));
+  assert_non_null(per);
+  size_t total = 0;
+  (void)pd_book_list(b, PD_TABLE_ANY, 0, 0, NULL, &total);
+  uint32_t *ids = malloc((total ? total : 1) * sizeof(uint32_t));
+  assert_non_null(ids);
+  assert_int_equal(pd_book_list(b, PD_TABLE_ANY, 0, total, ids, NULL), total);
+  for (size_t i = 0; i < total; i++) {
+    pd_book_info_t in;
+    assert_int_equal(pd_book_info(b, ids[i], &in), 0);
+    if (in.in_tried) {
+      per[g.new_buckets + (uint32_t)in.bucket]++;
+      continue;
+    }
+    uint16_t slots[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
+    int n = pd_book_new_refs(b, ids[i], slots);
+    for (int j = 0; j < n; j++) per[slots[j] / 64]++;
+  }
+  size_t bytes = 0;
+  for (uint32_t k = 0; k < nb; k++) {
+    if (per[k] == 0) continue;
+    size_t req = (size_t)((per[k] + 3) & ~3u) * 4;
+    size_t chunk = (req + 8 + 15) & ~(size_t)15;
+    bytes += chunk < 32 ? 32 : chunk;
+  }
+  free(ids);
+  free(per);
+  return bytes;
+}
+
+static void digest_u64(SHA256_CTX *c, uint64_t v) { SHA256_Update(c, &v, sizeof v); }
+
+/* One random operation (as random_ops, over a wider address space), its
+ * results fed to the run digest. */
+static void digest_op(pd_book_t *b, pd_rng_t *r, int64_t *now, SHA256_CTX *c) {
+  uint32_t out[32];
+  char buf[40];
+  /* one draw per statement: argument evaluation order differs by compiler */
+  int x = (int)pd_rng_range(r, 64);
+  int y = (int)pd_rng_range(r, 8);
+  int z = (int)pd_rng_range(r, 40);
+  snprintf(buf, sizeof(buf), "250.%d.%d.%d", x, y, z);
+  pd_netaddr_t a = A(buf, (uint16_t)pd_rng_range(r, 3));
+  snprintf(buf, sizeof(buf), "251.%d.0.1", (int)pd_rng_range(r, 96));
+  pd_netaddr_t s = A(buf, 0);
+  *now += (int64_t)pd_rng_range(r, 120);
+  unsigned op = (unsigned)pd_rng_range(r, 100);
+  digest_u64(c, op);
+  if (op < 50) {
+    int64_t t = *now - (int64_t)pd_rng_range(r, 40 * 86400);
+    digest_u64(c, (uint64_t)pd_book_add(b, &a, NULL, t, &s, (int64_t)pd_rng_range(r, 7200), *now,
+                                        NULL));
+  } else if (op < 68) {
+    /* mostly a known new entry, so entries do reach tried */
+    pd_book_info_t in;
+    uint32_t id = pd_rng_range(r, 4) != 0 ? pd_book_random(b, PD_TABLE_NEW, *now) : NO_ID;
+    if (id != NO_ID && pd_book_info(b, id, &in) == 0) a = in.addr;
+    digest_u64(c, (uint64_t)pd_book_good(b, &a, pd_rng_range(r, 2) == 0, *now));
+  } else if (op < 76) {
+    digest_u64(c, (uint64_t)pd_book_attempt(b, &a, pd_rng_range(r, 2) == 0, *now));
+  } else if (op < 84) {
+    digest_u64(c, (uint64_t)pd_book_remove(b, &a));
+  } else if (op < 87) {
+    pd_book_resolve_collisions(b, *now + (int64_t)pd_rng_range(r, 8 * 3600));
+  } else if (op < 92) {
+    size_t n = pd_book_select(b, 1 + (size_t)pd_rng_range(r, 16), *now, out);
+    SHA256_Update(c, out, n * sizeof(uint32_t));
+  } else if (op < 96) {
+    size_t n = pd_book_getaddr(b, 32, 23, pd_rng_range(r, 2) == 0, *now, out, 32);
+    SHA256_Update(c, out, n * sizeof(uint32_t));
+  } else if (op < 99) {
+    digest_u64(c, pd_book_random(b, (enum pd_table)pd_rng_range(r, 3), *now));
+  } else {
+    digest_u64(c, pd_book_select_tried_collision(b));
+  }
+}
+
+/* Differential test against the flat-table book this replaced: the same
+ * seeded run of adds / goods / attempts / removals / collision resolution /
+ * selections gives, step for step, the results the flat tables gave (the
+ * digests below were recorded with them: every return value and selection,
+ * then the final book), with the consistency check after every step; and
+ * the memory figure follows the occupied slots exactly and falls back as
+ * entries go. */
+static void sparse_differential(void **state) {
+  (void)state;
+  static const struct {
+    pd_book_geometry_t g;
+    int steps;
+    const char *expect; /* hex SHA-256 of the run, recorded with flat tables */
+  } runs[] = {
+      {{1024, 256}, 1500, "6f49c672132a7956819e33692411205213ecfadbfc58e7d70418a206a65e9e85"},
+      {{64, 16}, 3000, "ea62974dcc5dc0ba558f6be9fbf2c1e58ff6674c4cbea001056475801b830dff"},
+  };
+  for (size_t ri = 0; ri < sizeof runs / sizeof runs[0]; ri++) {
+    fixture_t f;
+    pd_book_t *b = det_book_geo(&f, 77, 0, &runs[ri].g);
+    size_t empty = pd_book_memory(b);
+    assert_int_equal(expected_array_bytes(b), 0);
+    pd_rng_t r;
+    pd_rng_seed(&r, 4242);
+    int64_t now = NOW;
+    SHA256_CTX c;
+    SHA256_Init(&c);
+    size_t peak = 0;
+    for (int i = 0; i < runs[ri].steps; i++) {
+      digest_op(b, &r, &now, &c);
+      assert_ok(b);
+      if (pd_book_memory(b) > peak) peak = pd_book_memory(b);
+    }
+    uint8_t d[SHA256_DIGEST_LENGTH];
+    book_digest(b, false, d);
+    SHA256_Update(&c, d, sizeof d);
+    SHA256_Final(d, &c);
+    char hex[2 * SHA256_DIGEST_LENGTH + 1];
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    if (getenv("PD_PRINT_DIGEST"))
+      printf("run %zu digest %s size %zu tried %zu\n", ri, hex, pd_book_size(b),
+             pd_book_count_tried(b));
+    assert_string_equal(hex, runs[ri].expect);
+    assert_true(pd_book_size(b) > 200);
+    assert_true(pd_book_count_tried(b) > 20);
+
+    /* memory = what the book held before its tables filled (entries, index
+     * and vrandom keep their grown capacity) + exactly the bucket arrays */
+    size_t base = pd_book_memory(b) - expected_array_bytes(b);
+    assert_true(base >= empty);
+    /* remove everything, one entry at a time: memory never grows and ends
+     * at the base, every bucket array given back */
+    size_t total = 0;
+    (void)pd_book_list(b, PD_TABLE_ANY, 0, 0, NULL, &total);
+    uint32_t *ids = malloc(total * sizeof(uint32_t));
+    assert_non_null(ids);
+    assert_int_equal(pd_book_list(b, PD_TABLE_ANY, 0, total, ids, NULL), total);
+    pd_netaddr_t *addrs = malloc(total * sizeof(pd_netaddr_t));
+    assert_non_null(addrs);
+    for (size_t i = 0; i < total; i++) {
+      pd_book_info_t in;
+      assert_int_equal(pd_book_info(b, ids[i], &in), 0);
+      addrs[i] = in.addr;
+    }
+    size_t prev = pd_book_memory(b), fell = 0;
+    for (size_t i = 0; i < total; i++) {
+      assert_int_equal(pd_book_remove(b, &addrs[i]), 0);
+      size_t m = pd_book_memory(b);
+      assert_true(m <= prev);
+      fell += m < prev;
+      prev = m;
+      if (i % 16 == 0) {
+        assert_int_equal(m, base + expected_array_bytes(b));
+        assert_ok(b);
+      }
+    }
+    assert_ok(b);
+    assert_int_equal(pd_book_size(b), 0);
+    assert_int_equal(pd_book_memory(b), base);
+    assert_true(fell > 10);
+    assert_true(peak > base);
+    free(ids);
+    free(addrs);
+    pd_book_destroy(b);
+  }
+}
+
+static uint32_t fail_peek(pd_book_t *b) {
+  uint32_t left = pd_book_set_alloc_fail_after(b, 0);
+  (void)pd_book_set_alloc_fail_after(b, left);
+  return left;
+}
+
+typedef struct fault_stats {
+  int runs, enomem_add, enomem_good, enomem_restore, in_resolve;
+} fault_stats_t;
+
+typedef struct fault_op {
+  unsigned op;
+  pd_netaddr_t a, s;
+  int64_t t, penalty, now;
+  bool flag;
+} fault_op_t;
+
+static int fault_do(pd_book_t *b, const fault_op_t *o) {
+  if (o->op < 50) return pd_book_add(b, &o->a, NULL, o->t, &o->s, o->penalty, o->now, NULL);
+  if (o->op < 75) return pd_book_good(b, &o->a, o->flag, o->now);
+  if (o->op < 82) return pd_book_attempt(b, &o->a, o->flag, o->now);
+  if (o->op < 88) return pd_book_remove(b, &o->a);
+  pd_book_resolve_collisions(b, o->now);
+  return 0;
+}
+
+/* One run of the script with the k-th bucket growth failing (k = 0: none).
+ * Every operation either succeeds or returns PD_ENOMEM with the book exactly
+ * as before (memory included); it is then retried with the rng as it was,
+ * so the run must end where a run without faults ends. Returns whether the
+ * fault fired. */
+static bool fault_script(uint32_t k, fault_stats_t *st, uint8_t final[SHA256_DIGEST_LENGTH]) {
+  fixture_t f;
+  pd_book_t *b = det_book_geo(&f, 9, 0, &SMALL);
+  pd_rng_t r;
+  pd_rng_seed(&r, 99);
+  int64_t now = NOW;
+  (void)pd_book_set_alloc_fail_after(b, k);
+  bool fired = false;
+  for (int i = 0; i < 260; i++) {
+    fault_op_t o;
+    char buf[40];
+    int x = (int)pd_rng_range(&r, 40);
+    int y = (int)pd_rng_range(&r, 4);
+    int z = (int)pd_rng_range(&r, 8);
+    snprintf(buf, sizeof(buf), "250.%d.%d.%d", x, y, z);
+    o.a = A(buf, 1);
+    snprintf(buf, sizeof(buf), "251.%d.0.1", (int)pd_rng_range(&r, 32));
+    o.s = A(buf, 0);
+    now += (int64_t)pd_rng_range(&r, 600);
+    o.now = now;
+    o.op = (unsigned)pd_rng_range(&r, 100);
+    o.t = now - (int64_t)pd_rng_range(&r, 86400);
+    o.penalty = (int64_t)pd_rng_range(&r, 3600);
+    o.flag = pd_rng_range(&r, 2) == 0;
+    if (o.op >= 88) o.now = now + (int64_t)pd_rng_range(&r, 8 * 3600);
+    bool armed = fail_peek(b) != 0;
+    uint8_t before[SHA256_DIGEST_LENGTH], after[SHA256_DIGEST_LENGTH];
+    pd_rng_t saved = f.rng;
+    if (armed) book_digest(b, true, before);
+    int rc = fault_do(b, &o);
+    bool fired_now = armed && fail_peek(b) == 0;
+    if (rc == PD_ENOMEM) {
+      assert_true(fired_now);
+      book_digest(b, true, after);
+      assert_memory_equal(before, after, sizeof before);
+      assert_ok(b);
+      if (o.op < 50) st->enomem_add++;
+      else st->enomem_good++;
+      f.rng = saved;
+      rc = fault_do(b, &o);
+      assert_int_not_equal(rc, PD_ENOMEM);
+    } else if (fired_now) {
+      /* only ResolveCollisions swallows it: the collision stays pending */
+      assert_true(o.op >= 88);
+      st->in_resolve++;
+      assert_ok(b);
+      pd_book_resolve_collisions(b, o.now);
+    }
+    fired |= fired_now;
+    assert_true(rc >= 0 || rc == PD_ENOENT || rc == PD_EINVAL);
+    assert_ok(b);
+  }
+  book_digest(b, true, final);
+  st->runs++;
+  pd_book_destroy(b);
+  return fired;
+}
+
+/* The same for restoring a saved book entry by entry (what bookstore does). */
+static bool fault_restore(const pd_book_t *src, uint32_t k, fault_stats_t *st,
+                          uint8_t final[SHA256_DIGEST_LENGTH]) {
+  fixture_t f;
+  pd_book_t *b = det_book_geo(&f, 10, 0, &SMALL);
+  (void)pd_book_set_alloc_fail_after(b, k);
+  size_t total = 0;
+  (void)pd_book_list(src, PD_TABLE_ANY, 0, 0, NULL, &total);
+  uint32_t *ids = malloc((total ? total : 1) * sizeof(uint32_t));
+  assert_non_null(ids);
+  assert_int_equal(pd_book_list(src, PD_TABLE_ANY, 0, total, ids, NULL), total);
+  bool fired = false;
+  for (size_t i = 0; i < total; i++) {
+    pd_book_info_t in;
+    uint16_t slots[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
+    assert_int_equal(pd_book_info(src, ids[i], &in), 0);
+    int n = pd_book_new_refs(src, ids[i], slots);
+    bool armed = fail_peek(b) != 0;
+    uint8_t before[SHA256_DIGEST_LENGTH], after[SHA256_DIGEST_LENGTH];
+    if (armed) book_digest(b, true, before);
+    uint32_t id = NO_ID;
+    int rc = pd_book_restore(b, &in, slots, (size_t)n, &id, NULL);
+    if (rc == PD_ENOMEM) {
+      assert_true(armed && fail_peek(b) == 0);
+      book_digest(b, true, after);
+      assert_memory_equal(before, after, sizeof before);
+      st->enomem_restore++;
+      fired = true;
+      assert_ok(b);
+      rc = pd_book_restore(b, &in, slots, (size_t)n, &id, NULL);
+      assert_ok(b);
+    }
+    assert_int_equal(rc, 0);
+  }
+  assert_ok(b);
+  free(ids);
+  book_digest(b, true, final);
+  pd_book_destroy(b);
+  return fired;
+}
+
+static void sparse_alloc_failure(void **state) {
+  (void)state;
+  fault_stats_t st = {0};
+  uint8_t ref[SHA256_DIGEST_LENGTH], got[SHA256_DIGEST_LENGTH];
+  assert_false(fault_script(0, &st, ref));
+  uint32_t k = 1;
+  for (; k < 2000 && fault_script(k, &st, got); k++) assert_memory_equal(ref, got, sizeof ref);
+  assert_true(k > 20); /* the script grows buckets many times */
+  assert_true(k < 2000);
+  assert_true(st.enomem_add > 0);
+  assert_true(st.enomem_good > 0);
+
+  /* restore: a book with new (several references) and tried entries */
+  fixture_t f;
+  pd_book_t *src = det_book_geo(&f, 11, 0, &SMALL);
+  pd_rng_t r;
+  pd_rng_seed(&r, 5);
+  int64_t now = NOW;
+  SHA256_CTX c;
+  SHA256_Init(&c);
+  for (int i = 0; i < 700; i++) digest_op(src, &r, &now, &c);
+  assert_true(pd_book_count_tried(src) > 10);
+  if (getenv("PD_PRINT_DIGEST"))
+    printf("restore source: %zu entries, %zu tried\n", pd_book_size(src),
+           pd_book_count_tried(src));
+  assert_false(fault_restore(src, 0, &st, ref));
+  for (k = 1; k < 4000 && fault_restore(src, k, &st, got); k++)
+    assert_memory_equal(ref, got, sizeof ref);
+  assert_true(k > 20);
+  assert_true(k < 4000);
+  assert_true(st.enomem_restore > 20);
+  pd_book_destroy(src);
+  if (getenv("PD_PRINT_DIGEST"))
+    printf("fault runs %d: ENOMEM add %d good %d restore %d, in resolve %d\n", st.runs,
+           st.enomem_add, st.enomem_good, st.enomem_restore, st.in_resolve);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(tried_bucket_vectors),
@@ -1458,6 +1841,8 @@ int main(void) {
       cmocka_unit_test(geometry_stress_consistency),
       cmocka_unit_test(geometry_restore),
       cmocka_unit_test(geometry_determinism),
+      cmocka_unit_test(sparse_differential),
+      cmocka_unit_test(sparse_alloc_failure),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
