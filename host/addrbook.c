@@ -367,20 +367,37 @@ static uint64_t addr_hash(const pd_book_t *b, const uint8_t ip[16], uint16_t por
   return le64(out);
 }
 
-/* Index slot holding addr, or the empty slot where it would go. */
-static uint32_t index_probe(const pd_book_t *b, const uint8_t ip[16], uint16_t port, bool *found) {
+/* An index slot holds an id (low IDX_ID_BITS) tagged with 14 bits of the
+ * address's hash that the slot position does not use: a probe reads an
+ * entry (a likely cache miss in a big lab, the book's hottest line) only
+ * when the tag matches, 1 in 16,384 for another address. */
+#define IDX_ID_BITS 18
+#define IDX_ID_MASK ((1u << IDX_ID_BITS) - 1)
+_Static_assert((uint64_t)PD_BOOK_CAPACITY + 1 < IDX_ID_MASK,
+               "book ids fit the index's id field (all ones stays NO_ID)");
+static inline uint32_t idx_tag(uint64_t h) { return (uint32_t)(h >> 50) << IDX_ID_BITS; }
+
+/* Index slot holding addr, or the empty slot where it would go; *tag gets
+ * the address's tag bits. */
+static uint32_t index_probe(const pd_book_t *b, const uint8_t ip[16], uint16_t port, bool *found,
+                            uint32_t *tag) {
   uint32_t mask = b->index_cap - 1;
-  uint32_t i = (uint32_t)addr_hash(b, ip, port) & mask;
+  uint64_t h = addr_hash(b, ip, port);
+  uint32_t t = idx_tag(h);
+  *tag = t;
+  uint32_t i = (uint32_t)h & mask;
   for (;;) {
-    uint32_t id = b->index[i];
-    if (id == NO_ID) {
+    uint32_t v = b->index[i];
+    if (v == NO_ID) {
       *found = false;
       return i;
     }
-    const entry_t *e = &b->e[id];
-    if (e->port == port && memcmp(e->ip, ip, 16) == 0) {
-      *found = true;
-      return i;
+    if ((v & ~IDX_ID_MASK) == t) {
+      const entry_t *e = &b->e[v & IDX_ID_MASK];
+      if (e->port == port && memcmp(e->ip, ip, 16) == 0) {
+        *found = true;
+        return i;
+      }
     }
     i = (i + 1) & mask;
   }
@@ -388,8 +405,9 @@ static uint32_t index_probe(const pd_book_t *b, const uint8_t ip[16], uint16_t p
 
 static void index_put(pd_book_t *b, uint32_t id) {
   bool found;
-  uint32_t i = index_probe(b, b->e[id].ip, b->e[id].port, &found);
-  b->index[i] = id;
+  uint32_t tag;
+  uint32_t i = index_probe(b, b->e[id].ip, b->e[id].port, &found, &tag);
+  b->index[i] = tag | id;
   b->index_count++;
 }
 
@@ -406,7 +424,7 @@ static int index_reserve(pd_book_t *b, uint32_t count) {
   b->index_cap = cap;
   b->index_count = 0;
   for (uint32_t i = 0; i < old_cap; i++) {
-    if (old[i] != NO_ID) index_put(b, old[i]);
+    if (old[i] != NO_ID) index_put(b, old[i] & IDX_ID_MASK);
   }
   free(old);
   return 0;
@@ -414,7 +432,8 @@ static int index_reserve(pd_book_t *b, uint32_t count) {
 
 static void index_del(pd_book_t *b, uint32_t id) {
   bool found;
-  uint32_t i = index_probe(b, b->e[id].ip, b->e[id].port, &found);
+  uint32_t tag;
+  uint32_t i = index_probe(b, b->e[id].ip, b->e[id].port, &found, &tag);
   if (!found) return;
   uint32_t mask = b->index_cap - 1;
   uint32_t j = i;
@@ -422,7 +441,8 @@ static void index_del(pd_book_t *b, uint32_t id) {
     j = (j + 1) & mask;
     uint32_t other = b->index[j];
     if (other == NO_ID) break;
-    uint32_t home = (uint32_t)addr_hash(b, b->e[other].ip, b->e[other].port) & mask;
+    const entry_t *eo = &b->e[other & IDX_ID_MASK];
+    uint32_t home = (uint32_t)addr_hash(b, eo->ip, eo->port) & mask;
     /* Move back unless its home lies cyclically in (i, j]. */
     if (((j - home) & mask) >= ((j - i) & mask)) {
       b->index[i] = other;
@@ -436,8 +456,9 @@ static void index_del(pd_book_t *b, uint32_t id) {
 static uint32_t find_id(const pd_book_t *b, const pd_netaddr_t *a) {
   if (b->index_count == 0) return NO_ID;
   bool found;
-  uint32_t i = index_probe(b, a->ip, a->port, &found);
-  return found ? b->index[i] : NO_ID;
+  uint32_t tag;
+  uint32_t i = index_probe(b, a->ip, a->port, &found, &tag);
+  return found ? b->index[i] & IDX_ID_MASK : NO_ID;
 }
 
 /* ---- node id pool --------------------------------------------------------- */

@@ -33,7 +33,10 @@ struct pd_peer {
   const pd_identity_t *self;
   const pd_peer_auth_t *auth; /* NULL = ed25519 */
   uint8_t magic[PD_WIRE_MAGIC_LEN];
-  pd_wire_hello_t hello; /* ours, as sent */
+  /* Of our HELLO (encoded and sent at creation), what the handshake checks
+   * against: ~215 B less per connection than keeping the whole HELLO. */
+  uint8_t my_challenge[PD_WIRE_CHALLENGE_LEN];
+  char network[PD_WIRE_NETWORK_MAX + 1];
   pd_peer_dir_t dir;
   bool has_expect;
   uint8_t expect[PD_NODE_ID_LEN];
@@ -66,7 +69,7 @@ struct pd_peer {
   uint64_t drops_unreported;
 
   pd_peer_stats_t st;
-  char bye_text[PD_WIRE_TEXT_MAX + 1];
+  char *bye_text; /* the remote's GOODBYE text, once received (heap) */
 
   /* output of the current call */
   uint8_t *out;
@@ -169,10 +172,10 @@ static int append_small(pd_peer_t *p, const uint8_t *frame, size_t n, uint8_t ty
   return commit(p, n, type);
 }
 
-static int send_hello(pd_peer_t *p) {
+static int send_hello(pd_peer_t *p, const pd_wire_hello_t *h) {
   uint8_t f[SMALL_FRAME];
   size_t n = 0;
-  int rc = pd_wire_encode_hello(p->magic, &p->hello, f, sizeof f, &n);
+  int rc = pd_wire_encode_hello(p->magic, h, f, sizeof f, &n);
   return rc ? rc : append_small(p, f, n, PD_WIRE_HELLO);
 }
 
@@ -273,7 +276,9 @@ int pd_peer_new(pd_peer_t **out, const pd_peer_params_t *prm, pd_rng_t *rng, int
   }
   pd_rng_seed(&p->rng, pd_rng_u64(rng));
 
-  pd_wire_hello_t *h = &p->hello;
+  pd_wire_hello_t hello;
+  memset(&hello, 0, sizeof hello);
+  pd_wire_hello_t *h = &hello;
   h->max_version = p->cfg.max_version;
   h->min_version = p->cfg.min_version;
   memcpy(h->node_id, prm->self->id, PD_NODE_ID_LEN);
@@ -296,6 +301,8 @@ int pd_peer_new(pd_peer_t **out, const pd_peer_params_t *prm, pd_rng_t *rng, int
   }
   memcpy(h->network, prm->network, nlen);
   memcpy(h->agent, agent, alen);
+  memcpy(p->network, h->network, sizeof p->network);
+  memcpy(p->my_challenge, h->challenge, PD_WIRE_CHALLENGE_LEN);
 
   pd_wire_decoder_init(&p->dec, p->magic);
   p->state = PD_PEER_HANDSHAKE;
@@ -307,7 +314,7 @@ int pd_peer_new(pd_peer_t **out, const pd_peer_params_t *prm, pd_rng_t *rng, int
   p->tokens = p->cfg.addr_initial;
   p->tokens_ms = now_ms;
 
-  int rc = send_hello(p);
+  int rc = send_hello(p, &hello);
   if (rc) {
     pd_peer_free(p);
     return rc == PD_ENOMEM ? PD_ENOMEM : PD_EINVAL;
@@ -322,6 +329,7 @@ void pd_peer_free(pd_peer_t *p) {
   free(p->out);
   free(p->ab);
   free(p->q);
+  free(p->bye_text);
   free(p);
 }
 
@@ -405,7 +413,7 @@ static int on_hello(pd_peer_t *p, const pd_wire_hello_t *h) {
   memcpy(r->agent, h->agent, sizeof r->agent);
 
   /* The checks, in the order of docs/protocol.md §5. */
-  if (strcmp(h->network, p->hello.network) != 0)
+  if (strcmp(h->network, p->network) != 0)
     return close_with(p, PD_WIRE_BYE_NETWORK, "wrong_network", false);
   if (pd_wire_negotiate_version(p->cfg.min_version, p->cfg.max_version, h->min_version,
                                 h->max_version, &r->version) != 0)
@@ -413,14 +421,14 @@ static int on_hello(pd_peer_t *p, const pd_wire_hello_t *h) {
   if (!pd_identity_id_matches(h->pubkey, h->node_id))
     return close_with(p, PD_WIRE_BYE_AUTH, "auth_failed", true);
   if (memcmp(h->node_id, p->self->id, PD_NODE_ID_LEN) == 0 ||
-      memcmp(h->challenge, p->hello.challenge, PD_WIRE_CHALLENGE_LEN) == 0)
+      memcmp(h->challenge, p->my_challenge, PD_WIRE_CHALLENGE_LEN) == 0)
     return close_with(p, PD_WIRE_BYE_SELF, "self_connection", false);
   if (p->has_expect && memcmp(h->node_id, p->expect, PD_NODE_ID_LEN) != 0)
     return close_with(p, PD_WIRE_BYE_ID_MISMATCH, "id_mismatch", false);
 
   /* We sign; they verify with their own challenge first. */
   uint8_t msg[PD_WIRE_AUTH_MSG_LEN], sig[PD_WIRE_SIG_LEN];
-  pd_wire_auth_message(msg, p->magic, h->challenge, p->hello.challenge, p->self->id, h->node_id);
+  pd_wire_auth_message(msg, p->magic, h->challenge, p->my_challenge, p->self->id, h->node_id);
   int src = p->auth ? p->auth->sign(p->auth->ud, p->self, msg, sizeof msg, sig)
                     : pd_identity_sign(p->self, msg, sizeof msg, sig);
   if (src != 0)
@@ -430,7 +438,7 @@ static int on_hello(pd_peer_t *p, const pd_wire_hello_t *h) {
 
 static int on_ack(pd_peer_t *p, const uint8_t sig[PD_WIRE_SIG_LEN], int64_t now_ms) {
   uint8_t msg[PD_WIRE_AUTH_MSG_LEN];
-  pd_wire_auth_message(msg, p->magic, p->hello.challenge, p->their_challenge, p->remote.id,
+  pd_wire_auth_message(msg, p->magic, p->my_challenge, p->their_challenge, p->remote.id,
                        p->self->id);
   int vrc = p->auth ? p->auth->verify(p->auth->ud, p->remote.pubkey, msg, sizeof msg, sig)
                     : pd_identity_verify(p->remote.pubkey, msg, sizeof msg, sig);
@@ -520,12 +528,14 @@ static int handle(pd_peer_t *p, pd_wire_msg_t *m, int64_t now_ms) {
   p->last_recv_ms = now_ms;
   switch (m->type) {
   case PD_WIRE_GOODBYE: {
-    memcpy(p->bye_text, m->bye.text, (size_t)m->bye.text_len + 1);
+    free(p->bye_text);
+    p->bye_text = malloc((size_t)m->bye.text_len + 1);
+    if (p->bye_text) memcpy(p->bye_text, m->bye.text, (size_t)m->bye.text_len + 1);
     pd_peer_action_t a = {.type = PD_PEER_A_CLOSE};
     a.close.reason = "goodbye";
     a.close.remote = true;
     a.close.remote_code = m->bye.code;
-    a.close.remote_text = p->bye_text;
+    a.close.remote_text = p->bye_text ? p->bye_text : "";
     p->state = PD_PEER_CLOSED;
     return push(p, &a, 0);
   }

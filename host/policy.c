@@ -144,7 +144,7 @@ typedef struct pstate {
 
 struct kind {
   bool pending, reported;
-  char msg[MSG_MAX];
+  char *msg; /* while pending (heap, < MSG_MAX): 40 kinds x 256 B were 10 KiB a host in the lab */
 };
 
 struct pd_policy {
@@ -896,6 +896,8 @@ int pd_policy_create(pd_policy_t **out, const pd_policy_limits_t *limits,
 void pd_policy_destroy(pd_policy_t *p) {
   if (!p) return;
   pstate_close(p->cur);
+  for (int h = 0; h < PD_HOOK_COUNT; h++)
+    for (int r = 0; r < PD_POLICY_REASON_COUNT; r++) free(p->kind[h][r].msg);
   free(p);
 }
 
@@ -933,7 +935,9 @@ bool pd_policy_next_unreported(pd_policy_t *p, int *hook, int *reason, char *msg
       k->reported = true;
       if (hook) *hook = h;
       if (reason) *reason = r;
-      if (msg && cap) copy_str(msg, cap, k->msg);
+      if (msg && cap) copy_str(msg, cap, k->msg ? k->msg : "(message lost: out of memory)");
+      free(k->msg);
+      k->msg = NULL;
       return true;
     }
   }
@@ -944,7 +948,9 @@ static void record_failure(pd_policy_t *p, int hook, int reason, const char *msg
   p->fail[hook][reason]++;
   struct kind *k = &p->kind[hook][reason];
   if (!k->reported && !k->pending) {
-    copy_str(k->msg, sizeof(k->msg), msg);
+    free(k->msg);
+    k->msg = malloc(MSG_MAX);
+    if (k->msg) copy_str(k->msg, MSG_MAX, msg);
     k->pending = true;
   }
 }
