@@ -9,12 +9,15 @@
 # (components, diameter sample).
 #
 # NEW_BUCKETS/TRIED_BUCKETS set the hosts' book tables (default Bitcoin's
-# 1024/256; 64/16 holds 5,120 addresses in 25 KB instead of 342 KB).
+# 1024/256, up to 81,920 addresses; 16/4 caps a book at 1,280, ~100 KB
+# full); the seeds keep Bitcoin's. RAMP (s, <= WARMUP) spreads the hosts'
+# first joins over that long (default 0: all at t = 0).
 #
-#   bench/bench_sim.sh [PEERD] [HOSTS] [HOURS] [WARMUP] [NEW_BUCKETS] [TRIED_BUCKETS]
+#   bench/bench_sim.sh [PEERD] [HOSTS] [HOURS] [WARMUP] [NEW_BUCKETS] [TRIED_BUCKETS] [RAMP]
 #   bench/bench_sim.sh build/peerd 10000 24      # the issue's run
 #   bench/bench_sim.sh build/peerd 1000 1        # ~a minute on 2 cores
-#   bench/bench_sim.sh build/peerd 100000 0.1 300 16 4   # 100,000 hosts, small books
+#   bench/bench_sim.sh build/peerd 100000 0.1 300 16 4 240   # 100,000 hosts, small books,
+#                                                            # joining over the first 240 s
 set -eu
 cd "$(dirname "$0")/.."
 peerd=${1:-build/peerd}
@@ -23,12 +26,13 @@ hours=${3:-24}
 warmup=${4:-300}
 nb=${5:-1024}
 tb=${6:-256}
+ramp=${7:-0}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 echo "bench_sim: churn.lua, $hosts hosts + 5 seeds, ${warmup} s warmup + $hours virtual h at 30%/h, books $nb/$tb"
 "$peerd" sim examples/scenarios/churn.lua --seed 1 --out "$out" \
   --set hosts="$hosts" --set seeds=5 --set hours="$hours" --set warmup="$warmup" \
-  --set new_buckets="$nb" --set tried_buckets="$tb" \
+  --set new_buckets="$nb" --set tried_buckets="$tb" --set ramp="$ramp" \
   --set assert_connected=false >"$out/log" 2>&1 || status=$?
 sed '/^-- results --$/q' "$out/log" | grep -E '^(hosts|virtual time|events|wall time|events/s|virtual:wall|memory per host|events by kind|frames sent) ' || true
 sed -n '/^-- results --$/,$p' "$out/log"
