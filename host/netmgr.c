@@ -75,6 +75,7 @@ struct pd_netmgr {
 
   conn_t **conns; /* sorted by id (ids only grow, so appends keep order) */
   size_t nconns, conns_cap;
+  uint64_t *cids; /* conns[i]->cid, side by side: conn_get's binary search stays in one array */
   uint64_t next_id;
   size_t pending_in;
 
@@ -189,10 +190,10 @@ static conn_t *conn_get(const pd_netmgr_t *m, uint64_t id) {
   size_t lo = 0, hi = m->nconns;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    if (m->conns[mid]->cid < id) lo = mid + 1;
+    if (m->cids[mid] < id) lo = mid + 1;
     else hi = mid;
   }
-  if (lo < m->nconns && m->conns[lo]->cid == id) return m->conns[lo];
+  if (lo < m->nconns && m->cids[lo] == id) return m->conns[lo];
   return NULL;
 }
 
@@ -203,6 +204,9 @@ static conn_t *conn_add(pd_netmgr_t *m, enum pd_conn_dir dir, const pd_netaddr_t
     conn_t **p = realloc(m->conns, nc * sizeof *p);
     if (!p) return NULL;
     m->conns = p;
+    uint64_t *q = realloc(m->cids, nc * sizeof *q);
+    if (!q) return NULL; /* conns keeps its (bigger) block; cap unchanged */
+    m->cids = q;
     m->conns_cap = nc;
   }
   conn_t *c = calloc(1, sizeof *c);
@@ -211,6 +215,7 @@ static conn_t *conn_add(pd_netmgr_t *m, enum pd_conn_dir dir, const pd_netaddr_t
   c->dir = dir;
   c->addr = *addr;
   c->since_ms = now_ms;
+  m->cids[m->nconns] = c->cid;
   m->conns[m->nconns++] = c;
   return c;
 }
@@ -219,6 +224,7 @@ static void conn_remove(pd_netmgr_t *m, conn_t *c) {
   for (size_t i = 0; i < m->nconns; i++) {
     if (m->conns[i] == c) {
       memmove(&m->conns[i], &m->conns[i + 1], (m->nconns - i - 1) * sizeof *m->conns);
+      memmove(&m->cids[i], &m->cids[i + 1], (m->nconns - i - 1) * sizeof *m->cids);
       m->nconns--;
       break;
     }
@@ -1086,6 +1092,7 @@ void pd_netmgr_destroy(pd_netmgr_t *m) {
     free(m->conns[i]);
   }
   free(m->conns);
+  free(m->cids);
   for (size_t i = m->qhead; i < m->qlen; i++) free(m->q[i].buf);
   free(m->q);
   free(m->cur_buf);
@@ -1231,9 +1238,10 @@ int pd_netmgr_on_tick(pd_netmgr_t *m, int64_t now_ms) {
   release_cur(m);
   /* Snapshot ids: connections may go away while we work. */
   size_t n = m->nconns;
-  uint64_t *ids = n ? malloc(n * sizeof *ids) : NULL;
-  if (n && !ids) return PD_ENOMEM;
-  for (size_t i = 0; i < n; i++) ids[i] = m->conns[i]->cid;
+  uint64_t few[64];
+  uint64_t *ids = n <= 64 ? few : malloc(n * sizeof *ids);
+  if (!ids) return PD_ENOMEM;
+  if (n) memcpy(ids, m->cids, n * sizeof *ids);
   int64_t dial_to_ms = m->cfg.dialer.inflight_timeout > 0 ? m->cfg.dialer.inflight_timeout * 1000 : 0;
   for (size_t i = 0; i < n; i++) {
     conn_t *c = conn_get(m, ids[i]);
@@ -1261,7 +1269,7 @@ int pd_netmgr_on_tick(pd_netmgr_t *m, int64_t now_ms) {
       drain_peer(m, c, now_ms);
     }
   }
-  free(ids);
+  if (ids != few) free(ids);
   if (!m->shutting_down && now_ms >= m->dialer_due_ms) run_dialer(m, now_ms);
   if (!m->shutting_down) ask_when_hungry(m, now_ms);
   return 0;
