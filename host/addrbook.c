@@ -466,6 +466,10 @@ static uint32_t find_id(const pd_book_t *b, const pd_netaddr_t *a) {
 static int nodes_reserve(pd_book_t *b) {
   if (b->nodes_free != 0 || b->nodes_hi < b->nodes_cap) return 0;
   uint32_t cap = b->nodes_cap ? b->nodes_cap * 2 : 64;
+  /* At most one id per entry (+ index 0, unused): a 16/4 book (1,281
+   * entries) would otherwise double to 2,048 ids, 24 KB it can never use. */
+  if (cap > b->max_entries + 1) cap = b->max_entries + 1;
+  if (cap <= b->nodes_cap) return PD_ENOMEM;
   void *nn = realloc(b->nodes, (size_t)cap * PD_NODE_ID_LEN);
   if (!nn) return PD_ENOMEM;
   b->nodes = nn;
