@@ -2741,7 +2741,10 @@ static void summary(sim_t *s, const pd_sim_report_t *r) {
   fprintf(f, "%-22s %" PRIu64 "\n", "events", r->events);
   fprintf(f, "%-22s %.3f s\n", "wall time", r->wall_s);
   fprintf(f, "%-22s %.0f\n", "events/s", ev_s);
-  fprintf(f, "%-22s %.0fx\n", "virtual:wall", ratio);
+  /* Whole numbers from 10x up; below, two significant digits (a big run
+   * slower than real time printed "0x"). */
+  if (ratio >= 10) fprintf(f, "%-22s %.0fx\n", "virtual:wall", ratio);
+  else fprintf(f, "%-22s %.2gx\n", "virtual:wall", ratio);
   if (r->hosts && r->rss_bytes)
     fprintf(f, "%-22s %.1f KiB (RSS %.1f MiB)\n", "memory per host",
             (double)r->rss_bytes / 1024.0 / (double)r->hosts, (double)r->rss_bytes / 1048576.0);
