@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -2729,6 +2730,12 @@ static size_t rss_bytes(void) {
   return k == 2 ? (size_t)res * 4096 : 0;
 }
 
+static size_t peak_rss_bytes(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0 || ru.ru_maxrss <= 0) return 0;
+  return (size_t)ru.ru_maxrss * 1024; /* Linux: KiB */
+}
+
 static void summary(sim_t *s, const pd_sim_report_t *r) {
   FILE *f = s->log;
   if (!f) return;
@@ -2746,8 +2753,9 @@ static void summary(sim_t *s, const pd_sim_report_t *r) {
   if (ratio >= 10) fprintf(f, "%-22s %.0fx\n", "virtual:wall", ratio);
   else fprintf(f, "%-22s %.2gx\n", "virtual:wall", ratio);
   if (r->hosts && r->rss_bytes)
-    fprintf(f, "%-22s %.1f KiB (RSS %.1f MiB)\n", "memory per host",
-            (double)r->rss_bytes / 1024.0 / (double)r->hosts, (double)r->rss_bytes / 1048576.0);
+    fprintf(f, "%-22s %.1f KiB (RSS %.1f MiB, peak %.1f MiB)\n", "memory per host",
+            (double)r->rss_bytes / 1024.0 / (double)r->hosts, (double)r->rss_bytes / 1048576.0,
+            (double)r->peak_rss_bytes / 1048576.0);
   if (r->events) {
     fprintf(f, "%-22s", "events by kind");
     for (int k = 1; k < EV_KINDS; k++)
@@ -2910,6 +2918,7 @@ int pd_sim_run(const pd_sim_options_t *o, char **results_json, size_t *len, pd_s
   s->wall_s = wall_seconds() - w0;
   pd_sim_report_t r = {.virtual_ms = s->now, .events = s->events, .hosts = s->nhosts,
                        .wall_s = s->wall_s, .rss_bytes = rss_bytes(),
+                       .peak_rss_bytes = peak_rss_bytes(),
                        .assertion_failed = s->failed};
   if (rep) *rep = r;
   size_t dl = 0;

@@ -104,6 +104,7 @@ typedef struct pd_sim_report {
   size_t hosts;
   double wall_s;
   size_t rss_bytes; /* resident set at the end (0 if unknown) */
+  size_t peak_rss_bytes; /* highest resident set of the process (getrusage; 0 if unknown) */
   bool assertion_failed;
 } pd_sim_report_t;
 
