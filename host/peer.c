@@ -60,6 +60,7 @@ struct pd_peer {
   bool auto_getaddr;
   int64_t next_getaddr_ms;
   bool getaddr_pending;
+  int64_t getaddr_sent_ms; /* our last GETADDR */
   /* PEX, answering */
   int64_t ga_period_start;
   unsigned ga_answered, ga_ignored;
@@ -87,6 +88,7 @@ void pd_peer_config_default(pd_peer_config_t *c) {
   c->dead_timeout_ms = 180 * 1000;
   c->getaddr_interval_ms = 24LL * 3600 * 1000; /* = the answer cache's lifetime */
   c->getaddr_on_connect_outbound = true;
+  c->getaddr_answer_ms = 60 * 1000;
   c->getaddr_on_connect_inbound = false;
   c->getaddr_period_ms = 10 * 60 * 1000;
   c->getaddr_max = 1;
@@ -383,6 +385,7 @@ static int send_getaddr(pd_peer_t *p, int64_t now_ms) {
    * outside the bucket (Bitcoin: m_addr_token_bucket += MAX_ADDR_TO_SEND).
    * Asking again before an answer does not add more. */
   p->getaddr_pending = true;
+  p->getaddr_sent_ms = now_ms;
   if (p->cfg.getaddr_interval_ms > 0) p->next_getaddr_ms = now_ms + p->cfg.getaddr_interval_ms;
   return 0;
 }
@@ -470,7 +473,8 @@ static int on_getaddr(pd_peer_t *p, int64_t now_ms) {
 
 static int on_addr(pd_peer_t *p, pd_wire_msg_t *m, int64_t now_ms) {
   size_t n = m->addr.count;
-  bool solicited = p->getaddr_pending;
+  bool solicited = p->getaddr_pending && (p->cfg.getaddr_answer_ms <= 0 ||
+                                          now_ms - p->getaddr_sent_ms <= p->cfg.getaddr_answer_ms);
   p->getaddr_pending = false;
   refill(p, now_ms);
   /* An answer to our GETADDR is free up to PD_WIRE_MAX_ADDRS (the codec's

@@ -51,6 +51,12 @@ typedef struct pd_peer_config {
   int64_t getaddr_interval_ms;  /* re-ask an auto-asking peer this often; 0 = on connect only; 24 h */
   bool getaddr_on_connect_outbound; /* send GETADDR when an outbound handshake completes; true */
   bool getaddr_on_connect_inbound;  /* same for inbound; false (Bitcoin asks outbound only) */
+  /* An ADDR counts as the answer to our last GETADDR only this long after
+   * it (<= 0: no limit). A peer answers one GETADDR per getaddr_period_ms
+   * and ignores the rest; without a limit the next unsolicited ADDR after
+   * an ignored ask (a self-announcement, say) was taken for the answer:
+   * free of the token bucket and never relayed. 60 s. */
+  int64_t getaddr_answer_ms;
   /* Answering: at most getaddr_max GETADDR per getaddr_period_ms are passed
    * on (GETADDR_RECEIVED); more are ignored and counted, and the
    * getaddr_flood-th ignored one in a period is MISBEHAVED "getaddr_flood". */

@@ -1303,9 +1303,9 @@ static void relay_run(bool at_once) {
   }
   /* The raws' own announcements are relayed and settle; tokens refill. A,
    * starving, asks each raw at once and every 5 min; a raw answers the
-   * first ask only (one answer per 10 min), and the first ADDR after an
-   * unanswered ask counts as its answer (not relayed, as in Bitcoin): the
-   * four messages go out before the second ask (~301 s). */
+   * first ask only (one answer per 10 min), and an ADDR within 60 s of an
+   * unanswered ask counts as its answer (not relayed): the four messages go
+   * out well before the second ask (~301 s). */
   run(w, 200000);
   for (int k = 0; k < 3; k++) assert_true(w->h[r[k]].raw_ready && !w->h[r[k]].raw_closed);
   int before[3];

@@ -1143,11 +1143,45 @@ static void trim_releases_buffers(void **state) {
   side_free(b);
 }
 
+/* An ADDR is the answer to our GETADDR only within getaddr_answer_ms of
+ * it: B ignores A's second ask (one answer per 10 min), and a one-address
+ * ADDR B sends 61 s later is unsolicited (relayable); sent 5 s after an ask
+ * it is taken for the answer (not relayable), as before. */
+static void unanswered_getaddr_expires(void **state) {
+  (void)state;
+  world_t w;
+  world_init(&w);
+  pd_rng_t rng;
+  pd_rng_seed(&rng, 33);
+  int64_t now = T0;
+  side_t *a = side_new(), *b = side_new();
+  pair_ready(&w, a, b, &rng, &now); /* A's first GETADDR is answered (50) */
+  b->answer_n = 0;
+  pd_wire_addr_entry_t e[1];
+  for (int variant = 0; variant < 2; variant++) {
+    assert_int_equal(pd_peer_request_addrs(a->p, now), 0);
+    drain(a, now);
+    pump(a, b, &rng, 64, &now, 7);
+    now += variant == 0 ? 61000 : 5000;
+    int msgs = a->addr_msgs;
+    fill_addrs(e, 1, 40 + (uint32_t)variant);
+    assert_int_equal(pd_peer_send_addrs(b->p, e, 1, now), 0);
+    drain(b, now);
+    pump(a, b, &rng, 64, &now, 7);
+    assert_int_equal(a->addr_msgs, msgs + 1);
+    assert_int_equal(a->last_solicited, variant == 1);
+    assert_int_equal(a->last_relayable, variant == 0);
+  }
+  side_free(a);
+  side_free(b);
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(pluggable_auth),
       cmocka_unit_test(trim_releases_buffers),
+      cmocka_unit_test(unanswered_getaddr_expires),
       cmocka_unit_test(handshake_pex_ping_both_directions),
       cmocka_unit_test(wrong_expected_id),
       cmocka_unit_test(self_connection),
