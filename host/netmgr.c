@@ -367,6 +367,16 @@ static int64_t sane_time(int64_t t, int64_t now) {
   return t;
 }
 
+/* One relay ADDR to a ready peer, counted and drained. */
+static void send_relay(pd_netmgr_t *m, conn_t *c, const pd_wire_addr_entry_t *e, size_t n,
+                       int64_t now_ms) {
+  if (n && c->peer && pd_peer_state(c->peer) == PD_PEER_READY &&
+      pd_peer_send_addrs(c->peer, e, n, now_ms) == 0) {
+    m->c.relay_msgs++;
+    drain_peer(m, c, now_ms);
+  }
+}
+
 /* Send a peer's relay queue now (one ADDR) and forget it. */
 static void flush_relay(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
   /* Detached first: an idle connection holds no queue, and draining may
@@ -376,14 +386,8 @@ static void flush_relay(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
   c->rq = NULL;
   c->rq_n = c->rq_cap = 0;
   c->rq_due_ms = 0;
-  int rc = n && c->peer && pd_peer_state(c->peer) == PD_PEER_READY
-               ? pd_peer_send_addrs(c->peer, q, n, now_ms)
-               : -1;
+  send_relay(m, c, q, n, now_ms); /* the peer copied the entries into its frame */
   free(q);
-  if (rc == 0) {
-    m->c.relay_msgs++;
-    drain_peer(m, c, now_ms);
-  }
 }
 
 /* Queue addresses for a peer's next trickle, as Bitcoin Core's
@@ -395,10 +399,7 @@ static void flush_relay(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
 static void relay_to(pd_netmgr_t *m, conn_t *c, const pd_wire_addr_entry_t *e, size_t n,
                      int64_t now_ms) {
   if (m->trickle_ms == 0) {
-    if (pd_peer_send_addrs(c->peer, e, n, now_ms) == 0) {
-      m->c.relay_msgs++;
-      drain_peer(m, c, now_ms);
-    }
+    send_relay(m, c, e, n, now_ms);
     return;
   }
   for (size_t i = 0; i < n; i++) {
