@@ -141,8 +141,9 @@ int main(int argc, char **argv) {
     for (int r = 0; r < runs && !rc; r++) {
       double t = now_s();
       for (long i = 0; i < nping; i++) {
-        /* a pings b (via its tick), b pongs, a measures */
-        now += 60000;
+        /* a pings b (via its tick), b pongs, a measures; an end pings two
+         * intervals after its own last PING (the ends take turns) */
+        now += 120000;
         ab.len = ba.len = 0;
         if (pd_peer_on_tick(a, now) || drain(a, &ab)) rc = 1;
         if (!rc && pd_peer_on_tick(b, now)) rc = 1;

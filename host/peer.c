@@ -54,7 +54,7 @@ struct pd_peer {
   bool ping_outstanding;
   uint64_t ping_nonce;
   int64_t ping_sent_ms;
-  int64_t next_ping_ms;
+  int64_t ping_recv_ms; /* the peer's last PING; 0 = none yet */
 
   /* PEX, asking */
   bool auto_getaddr;
@@ -370,8 +370,23 @@ static int send_ping(pd_peer_t *p, int64_t now_ms) {
   p->ping_outstanding = true;
   p->ping_nonce = nonce;
   p->ping_sent_ms = now_ms;
-  p->next_ping_ms = now_ms + p->cfg.ping_interval_ms;
   return 0;
+}
+
+/* The two ends of a link take turns at the keep-alive: our next PING is due
+ * one interval after the peer's last PING and two after our own, so a link
+ * carries one PING+PONG per interval instead of two, and each end still
+ * measures its latency every other interval. Two ends that ping at the
+ * same moment (both do on READY) stay in step at half the rate each, which
+ * comes to the same. Whatever the peer does, we ping at least every four
+ * intervals: a peer that pings every interval does not leave us without
+ * latency samples. The peer's PINGs also keep it from dead_timeout. */
+static int64_t ping_due(const pd_peer_t *p) {
+  int64_t i = p->cfg.ping_interval_ms;
+  int64_t due = p->ping_sent_ms + 2 * i;
+  if (p->ping_recv_ms + i > due) due = p->ping_recv_ms + i;
+  if (due > p->ping_sent_ms + 4 * i) due = p->ping_sent_ms + 4 * i;
+  return due;
 }
 
 static int send_getaddr(pd_peer_t *p, int64_t now_ms) {
@@ -552,7 +567,9 @@ static int handle(pd_peer_t *p, pd_wire_msg_t *m, int64_t now_ms) {
   default:
     if (p->state != PD_PEER_READY) break;
     switch (m->type) {
-    case PD_WIRE_PING: return send_nonce(p, PD_WIRE_PONG, m->nonce);
+    case PD_WIRE_PING:
+      p->ping_recv_ms = now_ms;
+      return send_nonce(p, PD_WIRE_PONG, m->nonce);
     case PD_WIRE_PONG:
       if (!p->ping_outstanding || m->nonce != p->ping_nonce) {
         p->st.pongs_unexpected++;
@@ -617,7 +634,7 @@ int pd_peer_on_tick(pd_peer_t *p, int64_t now_ms) {
         (p->ping_outstanding && now_ms - p->ping_sent_ms >= p->cfg.dead_timeout_ms))
       rc = close_with(p, PD_WIRE_BYE_TIMEOUT, "ping_timeout", false);
     else {
-      if (!p->ping_outstanding && now_ms >= p->next_ping_ms) rc = send_ping(p, now_ms);
+      if (!p->ping_outstanding && now_ms >= ping_due(p)) rc = send_ping(p, now_ms);
       if (!rc && p->auto_getaddr && p->cfg.getaddr_interval_ms > 0 &&
           now_ms >= p->next_getaddr_ms)
         rc = send_getaddr(p, now_ms);
@@ -631,7 +648,7 @@ int64_t pd_peer_next_deadline(const pd_peer_t *p) {
   if (p->state == PD_PEER_HANDSHAKE) return p->st.created_ms + p->cfg.handshake_timeout_ms;
   if (p->state != PD_PEER_READY) return INT64_MAX;
   int64_t d = p->last_recv_ms + p->cfg.dead_timeout_ms;
-  int64_t t = p->ping_outstanding ? p->ping_sent_ms + p->cfg.dead_timeout_ms : p->next_ping_ms;
+  int64_t t = p->ping_outstanding ? p->ping_sent_ms + p->cfg.dead_timeout_ms : ping_due(p);
   if (t < d) d = t;
   if (p->auto_getaddr && p->cfg.getaddr_interval_ms > 0 && p->next_getaddr_ms < d)
     d = p->next_getaddr_ms;

@@ -46,7 +46,10 @@ typedef enum pd_peer_state {
 
 typedef struct pd_peer_config {
   int64_t handshake_timeout_ms; /* HELLO to both HELLO and HELLO_ACK received; 10 s */
-  int64_t ping_interval_ms;     /* a PING every this long once READY (first at once); 60 s */
+  /* Keep-alive: a PING once READY (first at once), then the two ends take
+   * turns: ours one interval after the peer's last PING, two after our own
+   * (four at most), so a link carries one PING per interval; 60 s. */
+  int64_t ping_interval_ms;
   int64_t dead_timeout_ms;      /* no frame received, or a PING unanswered, this long; 180 s */
   int64_t getaddr_interval_ms;  /* re-ask an auto-asking peer this often; 0 = on connect only; 24 h */
   bool getaddr_on_connect_outbound; /* send GETADDR when an outbound handshake completes; true */

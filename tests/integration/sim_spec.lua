@@ -121,8 +121,9 @@ sim.result("outbound", out)
     end
     assert.are.equal(16, res[0].outbound)
     assert.are.equal(16, res[600].outbound)
-    -- 60 s pings: ~30 PING+PONG per connection side in 30 min; 600 s: ~3
-    assert.is_true(res[600].sent * 3 < res[0].sent, res[600].sent .. " vs " .. res[0].sent)
+    -- 60 s pings: ~30 PING+PONG per connection in 30 min (the ends take
+    -- turns); 600 s: ~3; the handshakes and PEX (~450 frames) are the same
+    assert.is_true(res[600].sent * 2 < res[0].sent, res[600].sent .. " vs " .. res[0].sent)
     refused(dir, "sim.host{ping_interval = -1}", "ping_interval")
   end)
 
