@@ -135,6 +135,8 @@ typedef struct pstate {
   /* hooks */
   int ref[PD_HOOK_COUNT];
   int kref[PK_COUNT]; /* peer_keys as registry refs (LUA_NOREF until loaded) */
+  const char *kstr[PK_COUNT]; /* their interned text: a field name is one of them iff the pointer is */
+  int view_mt;                /* the metatable of peer views (LUA_NOREF until loaded) */
   /* pex batches: a registry slot holding the batch's `from`/`to` table
    * (false outside a batch), and whether it holds the current one */
   int other_ref;
@@ -173,6 +175,7 @@ static pstate_t *getps(lua_State *L) {
 }
 
 static void count_hook(lua_State *L, lua_Debug *ar);
+static void view_metatable(lua_State *L);
 
 /* The cap was hit during a call or load: that call is over. Lua would
  * otherwise run an emergency full GC for every refused allocation of a
@@ -709,9 +712,11 @@ static int load_body(lua_State *L) {
     lua_pop(L, 1);
   }
   for (int k = 0; k < PK_COUNT; k++) {
-    lua_pushstring(L, peer_keys[k]);
+    ps->kstr[k] = lua_pushstring(L, peer_keys[k]); /* short: interned, never moves */
     ps->kref[k] = luaL_ref(L, LUA_REGISTRYINDEX);
   }
+  view_metatable(L);
+  ps->view_mt = luaL_ref(L, LUA_REGISTRYINDEX);
   /* reserved now, so that storing a batch's table later never allocates */
   lua_pushboolean(L, 0);
   ps->other_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -809,6 +814,7 @@ int pd_policy_load(pd_policy_t *p, const pd_policy_file_t *files, size_t n, int6
   ps->clock_ud = p->clock_ud;
   for (int h = 0; h < PD_HOOK_COUNT; h++) ps->ref[h] = LUA_NOREF;
   for (int k = 0; k < PK_COUNT; k++) ps->kref[k] = LUA_NOREF;
+  ps->view_mt = LUA_NOREF;
   ps->other_ref = LUA_NOREF;
   ps->L = lua_newstate(capped_alloc, ps);
   if (!ps->L) {
@@ -1055,7 +1061,9 @@ static void pset_num(lua_State *L, const pstate_t *ps, int t, int k, double v) {
   lua_rawset(L, t);
 }
 
-static void push_peer(lua_State *L, const pd_peer_view_t *v) {
+/* All fields of a view, in a fresh table: __pairs, and what a view was
+ * before it was lazy. */
+static void push_peer_table(lua_State *L, const pd_peer_view_t *v) {
   const pstate_t *ps = getps(L);
   lua_createtable(L, 0, 16);
   int t = lua_gettop(L);
@@ -1086,6 +1094,152 @@ static void push_peer(lua_State *L, const pd_peer_view_t *v) {
   pkey(L, ps, PK_GROUP);
   push_hex(L, v->group, v->group_len <= PD_GROUP_MAX ? v->group_len : PD_GROUP_MAX);
   lua_rawset(L, t);
+}
+
+/* ---- peer views ---------------------------------------------------------------------------
+ * A peer/addr/from/to argument is a full userdata holding a copy of the
+ * C view; a field is made when it is read (__index), so a call that reads
+ * two fields pays for two, not for sixteen and three strings (the eager
+ * table was ~40% of a PEX-heavy lab run). It is a snapshot: valid after the
+ * call, unchanged by later events. Writes go to a table in its user value
+ * and shadow the fields; pairs() lists the fields with the writes on top;
+ * tostring() gives the address. Not a table: type() says "userdata" and
+ * rawget/next do not apply (docs/policies.md). */
+
+/* Field k of v, or nil (an absent node_id or latency, an unknown name). */
+static void push_view_field(lua_State *L, const pd_peer_view_t *v, int k) {
+  switch (k) {
+  case PK_ADDR: {
+    char buf[PD_ADDR_STRLEN];
+    int n = pd_netaddr_format(&v->addr, buf, sizeof(buf));
+    lua_pushlstring(L, buf, n < 0 ? 0 : (size_t)n);
+    return;
+  }
+  case PK_NODE_ID:
+    if (v->has_node_id)
+      push_hex(L, v->node_id, PD_NODE_ID_LEN);
+    else
+      lua_pushnil(L);
+    return;
+  case PK_KNOWN: lua_pushboolean(L, v->known); return;
+  case PK_TRIED: lua_pushboolean(L, v->tried); return;
+  case PK_ATTEMPTS: lua_pushinteger(L, v->attempts); return;
+  case PK_LAST_TRY: lua_pushinteger(L, (lua_Integer)v->last_try); return;
+  case PK_LAST_SUCCESS: lua_pushinteger(L, (lua_Integer)v->last_success); return;
+  case PK_TIME: lua_pushinteger(L, (lua_Integer)v->time); return;
+  case PK_FIRST_SEEN: lua_pushinteger(L, (lua_Integer)v->first_seen); return;
+  case PK_LATENCY_MS:
+    if (v->latency_ms >= 0 && isfinite(v->latency_ms))
+      lua_pushnumber(L, v->latency_ms);
+    else
+      lua_pushnil(L);
+    return;
+  case PK_REPUTATION: lua_pushnumber(L, isfinite(v->reputation) ? v->reputation : 0.0); return;
+  case PK_MISBEHAVIOURS: lua_pushinteger(L, v->misbehaviours); return;
+  case PK_BANNED: lua_pushboolean(L, v->banned); return;
+  case PK_PRIVATE: lua_pushboolean(L, v->private_peer); return;
+  case PK_ROUTABLE: lua_pushboolean(L, v->routable); return;
+  case PK_GROUP:
+    push_hex(L, v->group, v->group_len <= PD_GROUP_MAX ? v->group_len : PD_GROUP_MAX);
+    return;
+  default: lua_pushnil(L); return;
+  }
+}
+
+static int view_index(lua_State *L) {
+  const pd_peer_view_t *v = lua_touserdata(L, 1);
+  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) { /* written fields first */
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+  }
+  int k = PK_COUNT;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    /* Short strings are interned: a name equals a field's iff it is the
+     * same string object, so no strcmp. */
+    const char *key = lua_tostring(L, 2);
+    const pstate_t *ps = getps(L);
+    for (k = 0; k < PK_COUNT && ps->kstr[k] != key; k++) {
+    }
+  }
+  /* The strings are made once per view and kept in its user values 2..4:
+   * a batch's from/to view is read once per address. */
+  int uv = k == PK_ADDR ? 2 : k == PK_GROUP ? 3 : k == PK_NODE_ID && v->has_node_id ? 4 : 0;
+  if (uv && lua_getiuservalue(L, 1, uv) == LUA_TSTRING) return 1;
+  push_view_field(L, v, k);
+  if (uv) {
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, uv);
+  }
+  return 1;
+}
+
+static int view_newindex(lua_State *L) {
+  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, 1);
+  }
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, -3);
+  return 0;
+}
+
+/* next() over the table view_pairs made. */
+static int view_next(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (lua_next(L, 1)) return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
+static int view_pairs(lua_State *L) {
+  const pd_peer_view_t *v = lua_touserdata(L, 1);
+  lua_pushcfunction(L, view_next);
+  push_peer_table(L, v);
+  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -5);
+    }
+  }
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+static int view_tostring(lua_State *L) {
+  const pd_peer_view_t *v = lua_touserdata(L, 1);
+  push_view_field(L, v, PK_ADDR);
+  return 1;
+}
+
+/* Leaves the metatable on the stack. */
+static void view_metatable(lua_State *L) {
+  static const luaL_Reg mt[] = {{"__index", view_index},
+                                {"__newindex", view_newindex},
+                                {"__pairs", view_pairs},
+                                {"__tostring", view_tostring},
+                                {NULL, NULL}};
+  lua_createtable(L, 0, 6);
+  luaL_setfuncs(L, mt, 0);
+  lua_pushliteral(L, "peerd.view");
+  lua_setfield(L, -2, "__name");
+  lua_pushliteral(L, "peerd.view");
+  lua_setfield(L, -2, "__metatable");
+}
+
+static void push_peer(lua_State *L, const pd_peer_view_t *v) {
+  const pstate_t *ps = getps(L);
+  /* user values: 1 the written fields, 2..4 addr, group, node_id once made */
+  pd_peer_view_t *u = lua_newuserdatauv(L, sizeof *u, 4);
+  *u = *v;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ps->view_mt);
+  lua_setmetatable(L, -2);
 }
 
 /* ---- the book object ------------------------------------------------------------------- */

@@ -964,6 +964,52 @@ static void peers_events_and_pex(void **state) {
   pd_policy_destroy(p);
 }
 
+/* A peer argument is a lazy view: fields read as they were in a table,
+ * writes shadow them, pairs() lists everything, tostring() is the address,
+ * and a view kept past its call is the snapshot it was. */
+static void peer_views(void **state) {
+  (void)state;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  src_t s[] = {{"score.lua",
+                "local kept\n"
+                "return { score = function(p)\n"
+                "  if kept == nil then kept = p; return 0 end\n"
+                "  assert(type(p) == 'userdata' and tostring(p) == '8.8.8.8:26656')\n"
+                "  assert(p.node_id == nil and p.latency_ms == nil and p.nosuch == nil)\n"
+                "  assert(p[1] == nil and p[true] == nil and p[string.rep('x', 50)] == nil)\n"
+                "  assert(p.attempts == 4 and p.reputation == 2.5 and p.group == '010808')\n"
+                "  assert(p.addr == tostring(p) and p.group == '010808') -- made once, kept\n"
+                "  p.attempts = 'mine'; p.extra = 7; p.group = 'g'\n"
+                "  assert(p.group == 'g') -- a write shadows a kept string too\n"
+                "  assert(p.attempts == 'mine' and p.extra == 7 and p.tried == false)\n"
+                "  local n, seen = 0, {}\n"
+                "  for k, v in pairs(p) do n = n + 1; seen[k] = v end\n"
+                "  assert(n == 15, n) -- 14 fields (no node_id, no latency) + extra\n"
+                "  assert(seen.attempts == 'mine' and seen.extra == 7 and seen.addr == '8.8.8.8:26656')\n"
+                "  assert(seen.routable == true and seen.time == 30)\n"
+                "  -- the first call's view is still its own snapshot\n"
+                "  assert(kept.attempts == 3 and kept.extra == nil)\n"
+                "  return 1\nend }"}};
+  char err[512];
+  if (load(p, s, 1, err, sizeof(err)) != 0) fail_msg("%s", err);
+  pd_peer_view_t v;
+  view(&v, "8.8.8.8:26656");
+  v.attempts = 3;
+  v.time = 30;
+  v.reputation = 2.5;
+  double sc = -1;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &sc), 0);
+  assert_true(sc == 0);
+  v.attempts = 4;
+  if (pd_policy_score(p, &v, NULL, NOW, &sc) != 0) {
+    char msg[256];
+    pd_policy_next_unreported(p, NULL, NULL, msg, sizeof(msg));
+    fail_msg("%s", msg);
+  }
+  assert_true(sc == 1);
+  pd_policy_destroy(p);
+}
+
 /* Batches of pex calls decide exactly as single calls do (same decisions,
  * same peerd.random draws, same failure accounting), one failing address
  * falling back alone. */
@@ -1263,6 +1309,7 @@ int main(void) {
       cmocka_unit_test(random_is_deterministic),
       cmocka_unit_test(counting_and_reporting),
       cmocka_unit_test(peers_events_and_pex),
+      cmocka_unit_test(peer_views),
       cmocka_unit_test(book_hooks_adapter),
       cmocka_unit_test(pex_batch_matches_single),
       cmocka_unit_test(pex_batch_shares_from),
