@@ -1788,6 +1788,8 @@ static int l_every(lua_State *L) {
   return 0;
 }
 
+#define PROGRESS_WALL_S 60.0
+
 static void progress(sim_t *s, int64_t until) {
   if (!s->log) return;
   size_t up = 0, atmin = 0, cnt = 0;
@@ -1824,14 +1826,26 @@ static int l_run(lua_State *L) {
   if (step < 1000) step = 1000;
   int64_t next_prog = start + step;
   pd_sim_event_t e;
+  /* Progress at every tenth of the run, and at least every PROGRESS_WALL_S
+   * of wall time (checked every 64 Ki events): a long run keeps telling
+   * how far it got. The log is not an output file: wall time may steer it. */
+  double last_prog = wall_seconds();
   while (!s->failed && pd_sim_queue_peek_time(&s->q) <= until && pd_sim_queue_pop(&s->q, &e)) {
     if ((s->events & ((1u << 21) - 1)) == 0) trim_heap(); /* every 2 M events */
+    if ((s->events & ((1u << 16) - 1)) == 0 && wall_seconds() - last_prog >= PROGRESS_WALL_S) {
+      int64_t keep = s->now;
+      if (e.t > s->now) s->now = e.t;
+      progress(s, until);
+      s->now = keep;
+      last_prog = wall_seconds();
+    }
     while (e.t >= next_prog && next_prog < until) {
       int64_t keep = s->now;
       s->now = next_prog;
       progress(s, until);
       s->now = keep;
       next_prog += step;
+      last_prog = wall_seconds();
     }
     s->now = e.t;
     s->events++;
