@@ -76,6 +76,9 @@ struct pd_netmgr {
   conn_t **conns; /* sorted by id (ids only grow, so appends keep order) */
   size_t nconns, conns_cap;
   uint64_t *cids; /* conns[i]->cid, side by side: conn_get's binary search stays in one array */
+  /* due[i]: when conns[i] next needs on_tick (conn_due), side by side too,
+   * so a tick and next_deadline read one array, not every connection. */
+  int64_t *due;
   uint64_t next_id;
   size_t pending_in;
 
@@ -186,15 +189,39 @@ static void release_cur(pd_netmgr_t *m) {
 
 /* --- connection table ---------------------------------------------------------------------- */
 
-static conn_t *conn_get(const pd_netmgr_t *m, uint64_t id) {
+/* The index of connection id, or nconns. */
+static size_t conn_index(const pd_netmgr_t *m, uint64_t id) {
   size_t lo = 0, hi = m->nconns;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
     if (m->cids[mid] < id) lo = mid + 1;
     else hi = mid;
   }
-  if (lo < m->nconns && m->cids[lo] == id) return m->conns[lo];
-  return NULL;
+  return lo < m->nconns && m->cids[lo] == id ? lo : m->nconns;
+}
+
+static conn_t *conn_get(const pd_netmgr_t *m, uint64_t id) {
+  size_t i = conn_index(m, id);
+  return i < m->nconns ? m->conns[i] : NULL;
+}
+
+/* When on_tick next has work for c: DUE_ALWAYS for a connection without a
+ * peer yet (a DIAL the driver has not answered: every tick checks its
+ * timeout, and next_deadline ignores it, as before), else the earliest of
+ * its peer's deadline, relay trickle and seed crawl deadline. */
+#define DUE_ALWAYS INT64_MIN
+static int64_t conn_due(const conn_t *c) {
+  if (!c->peer) return DUE_ALWAYS;
+  int64_t t = c->deadline;
+  if (c->crawl_deadline_ms && c->crawl_deadline_ms < t) t = c->crawl_deadline_ms;
+  if (c->rq_due_ms && c->rq_due_ms < t) t = c->rq_due_ms;
+  return t;
+}
+
+/* After any change to c's deadline, relay trickle or crawl deadline. */
+static void set_due(pd_netmgr_t *m, const conn_t *c) {
+  size_t i = conn_index(m, c->cid);
+  if (i < m->nconns) m->due[i] = conn_due(c);
 }
 
 static conn_t *conn_add(pd_netmgr_t *m, enum pd_conn_dir dir, const pd_netaddr_t *addr,
@@ -207,6 +234,9 @@ static conn_t *conn_add(pd_netmgr_t *m, enum pd_conn_dir dir, const pd_netaddr_t
     uint64_t *q = realloc(m->cids, nc * sizeof *q);
     if (!q) return NULL; /* conns keeps its (bigger) block; cap unchanged */
     m->cids = q;
+    int64_t *d = realloc(m->due, nc * sizeof *d);
+    if (!d) return NULL; /* likewise */
+    m->due = d;
     m->conns_cap = nc;
   }
   conn_t *c = calloc(1, sizeof *c);
@@ -216,6 +246,7 @@ static conn_t *conn_add(pd_netmgr_t *m, enum pd_conn_dir dir, const pd_netaddr_t
   c->addr = *addr;
   c->since_ms = now_ms;
   m->cids[m->nconns] = c->cid;
+  m->due[m->nconns] = DUE_ALWAYS;
   m->conns[m->nconns++] = c;
   return c;
 }
@@ -225,6 +256,7 @@ static void conn_remove(pd_netmgr_t *m, conn_t *c) {
     if (m->conns[i] == c) {
       memmove(&m->conns[i], &m->conns[i + 1], (m->nconns - i - 1) * sizeof *m->conns);
       memmove(&m->cids[i], &m->cids[i + 1], (m->nconns - i - 1) * sizeof *m->cids);
+      memmove(&m->due[i], &m->due[i + 1], (m->nconns - i - 1) * sizeof *m->due);
       m->nconns--;
       break;
     }
@@ -386,6 +418,7 @@ static void flush_relay(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
   c->rq = NULL;
   c->rq_n = c->rq_cap = 0;
   c->rq_due_ms = 0;
+  set_due(m, c);
   send_relay(m, c, q, n, now_ms); /* the peer copied the entries into its frame */
   free(q);
 }
@@ -419,6 +452,7 @@ static void relay_to(pd_netmgr_t *m, conn_t *c, const pd_wire_addr_entry_t *e, s
     double d = -log(u) * (double)m->trickle_ms;
     if (d > 20.0 * (double)m->trickle_ms) d = 20.0 * (double)m->trickle_ms;
     c->rq_due_ms = now_ms + 1 + (int64_t)d;
+    set_due(m, c);
   }
 }
 
@@ -710,6 +744,7 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
     }
     if (m->cfg.seed_mode) {
       c->crawl_deadline_ms = now_ms + m->seed_crawl_timeout_ms;
+      set_due(m, c);
     }
     return;
   }
@@ -731,7 +766,10 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
     c->close_text = "feeler";
     return;
   }
-  if (m->cfg.seed_mode) c->crawl_deadline_ms = now_ms + m->seed_crawl_timeout_ms;
+  if (m->cfg.seed_mode) {
+    c->crawl_deadline_ms = now_ms + m->seed_crawl_timeout_ms;
+    set_due(m, c);
+  }
 }
 
 /* --- peer actions --------------------------------------------------------------------------- */
@@ -804,6 +842,7 @@ static void drain_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
   /* A peer's deadline depends on its state only, and every call into a
    * peer is followed by this drain: cache it for next_deadline. */
   c->deadline = pd_peer_next_deadline(c->peer);
+  set_due(m, c);
 }
 
 /* --- dialer glue --------------------------------------------------------------------------- */
@@ -1094,6 +1133,7 @@ void pd_netmgr_destroy(pd_netmgr_t *m) {
   }
   free(m->conns);
   free(m->cids);
+  free(m->due);
   for (size_t i = m->qhead; i < m->qlen; i++) free(m->q[i].buf);
   free(m->q);
   free(m->cur_buf);
@@ -1245,8 +1285,9 @@ int pd_netmgr_on_tick(pd_netmgr_t *m, int64_t now_ms) {
   if (n) memcpy(ids, m->cids, n * sizeof *ids);
   int64_t dial_to_ms = m->cfg.dialer.inflight_timeout > 0 ? m->cfg.dialer.inflight_timeout * 1000 : 0;
   for (size_t i = 0; i < n; i++) {
-    conn_t *c = conn_get(m, ids[i]);
-    if (!c) continue;
+    size_t j = conn_index(m, ids[i]);
+    if (j == m->nconns || m->due[j] > now_ms) continue; /* gone, or nothing due */
+    conn_t *c = m->conns[j];
     if (!c->peer) {
       /* A DIAL the driver never answered: give up on it (CLOSE cancels). */
       if (dial_to_ms && now_ms - c->since_ms >= dial_to_ms)
@@ -1260,6 +1301,7 @@ int pd_netmgr_on_tick(pd_netmgr_t *m, int64_t now_ms) {
     if (c->crawl_deadline_ms && now_ms >= c->crawl_deadline_ms &&
         pd_peer_state(c->peer) == PD_PEER_READY) {
       c->crawl_deadline_ms = 0;
+      set_due(m, c);
       c->close_code = PD_WIRE_BYE_SEED_DONE;
       pd_peer_close(c->peer, PD_WIRE_BYE_SEED_DONE, NULL);
       drain_peer(m, c, now_ms);
@@ -1293,15 +1335,13 @@ int64_t pd_netmgr_next_deadline_ms(const pd_netmgr_t *m) {
   int64_t t = m->shutting_down ? INT64_MAX : m->dialer_due_ms;
   if (!m->shutting_down && book_hungry(m) && m->next_hungry_ms < t) t = m->next_hungry_ms;
   for (size_t i = 0; i < m->nconns; i++) {
-    const conn_t *c = m->conns[i];
-    if (!c->peer) continue;
-    int64_t d = c->deadline;
+    int64_t d = m->due[i];
 #ifndef NDEBUG
-    assert(d == pd_peer_next_deadline(c->peer)); /* every peer call is drained */
+    const conn_t *c = m->conns[i];
+    assert(!c->peer || c->deadline == pd_peer_next_deadline(c->peer)); /* every peer call is drained */
+    assert(d == conn_due(c)); /* every change is recorded */
 #endif
-    if (d < t) t = d;
-    if (c->crawl_deadline_ms && c->crawl_deadline_ms < t) t = c->crawl_deadline_ms;
-    if (c->rq_due_ms && c->rq_due_ms < t) t = c->rq_due_ms;
+    if (d != DUE_ALWAYS && d < t) t = d;
   }
   return t;
 }
