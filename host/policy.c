@@ -1660,7 +1660,9 @@ static int run_call(pd_policy_t *p, call_t *c, pd_rng_t *rng, int64_t now, pd_bo
     take_message(L, msg, sizeof(msg));
   } else if (c->bad) {
     reason = PD_POLICY_BAD_RETURN;
-    snprintf(msg, sizeof(msg), "%s: %s %s", where, hook_defs[c->hook].field, c->badmsg);
+    /* a long message is cut short: the return value says so, and that is fine */
+    if (snprintf(msg, sizeof(msg), "%s: %s %s", where, hook_defs[c->hook].field, c->badmsg) < 0)
+      msg[0] = '\0';
   }
   lua_settop(L, 0);
   if (ps->used > ps->cap / 2) lua_gc(L, LUA_GCCOLLECT);
