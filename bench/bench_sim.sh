@@ -34,6 +34,6 @@ echo "bench_sim: churn.lua, $hosts hosts + 5 seeds, ${warmup} s warmup + $hours 
   --set hosts="$hosts" --set seeds=5 --set hours="$hours" --set warmup="$warmup" \
   --set new_buckets="$nb" --set tried_buckets="$tb" --set ramp="$ramp" \
   --set assert_connected=false >"$out/log" 2>&1 || status=$?
-sed '/^-- results --$/q' "$out/log" | grep -E '^(hosts|virtual time|events|wall time|events/s|virtual:wall|memory per host|events by kind|frames sent) ' || true
+sed '/^-- results --$/q' "$out/log" | grep -E '^(hosts|virtual time|events|wall time|events/s|virtual:wall|memory per host|events by kind|frames sent|addresses received) ' || true
 sed -n '/^-- results --$/,$p' "$out/log"
 exit "${status:-0}"

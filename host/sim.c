@@ -204,6 +204,7 @@ typedef struct sim {
   uint64_t events;
   uint64_t ev_kind[EV_KINDS]; /* events by kind (summary) */
   uint64_t frames_stopped[PD_WIRE_TYPE_COUNT]; /* frames sent by stopped incarnations */
+  uint64_t addrs_stopped[3]; /* their addresses received, added, refused (summary) */
   uint64_t seed;
   pd_rng_t net_rng, lua_rng;
   sim_host_t **hosts; /* each host allocated apart: the core keeps pointers into it */
@@ -784,6 +785,9 @@ static void host_stop(sim_t *s, uint32_t hi) {
     s->frames_stopped[i] += c.frames_out[i];
   }
   h->prev_bytes_out += c.bytes_out;
+  s->addrs_stopped[0] += c.addrs_received;
+  s->addrs_stopped[1] += c.addrs_added;
+  s->addrs_stopped[2] += c.addrs_refused;
   free(h->saved);
   h->saved = NULL;
   h->saved_len = 0;
@@ -2776,19 +2780,26 @@ static void summary(sim_t *s, const pd_sim_report_t *r) {
       if (s->ev_kind[k])
         fprintf(f, " %s %.1f%%", ev_kind_name[k], 100.0 * (double)s->ev_kind[k] / (double)r->events);
     fprintf(f, "\n");
-    uint64_t fr[PD_WIRE_TYPE_COUNT], tot = 0;
+    uint64_t fr[PD_WIRE_TYPE_COUNT], tot = 0, ad[3];
     memcpy(fr, s->frames_stopped, sizeof fr);
+    memcpy(ad, s->addrs_stopped, sizeof ad);
     for (size_t i = 0; i < s->nhosts; i++) {
       if (!s->hosts[i]->up) continue;
       pd_netmgr_counters_t c;
       pd_netmgr_counters(s->hosts[i]->m, &c);
       for (size_t t = 0; t < PD_WIRE_TYPE_COUNT; t++) fr[t] += c.frames_out[t];
+      ad[0] += c.addrs_received;
+      ad[1] += c.addrs_added;
+      ad[2] += c.addrs_refused;
     }
     for (size_t t = 0; t < PD_WIRE_TYPE_COUNT; t++) tot += fr[t];
     fprintf(f, "%-22s %" PRIu64 ":", "frames sent", tot);
     for (size_t t = 0; t < PD_WIRE_TYPE_COUNT; t++)
       if (fr[t]) fprintf(f, " %s %" PRIu64, pd_wire_type_name((unsigned)t), fr[t]);
     fprintf(f, "\n");
+    /* Each one costs a pex.lua call and a book lookup: the address intake. */
+    fprintf(f, "%-22s %" PRIu64 " (new reference in the book %" PRIu64 ", refused %" PRIu64 ")\n",
+            "addresses received", ad[0], ad[1], ad[2]);
   }
   if (json_object_size(s->results)) {
     fprintf(f, "-- results --\n");
