@@ -577,10 +577,9 @@ static void setup_sandbox(lua_State *L) {
   lua_setfield(L, LUA_REGISTRYINDEX, REG_LOADED);
 }
 
-/* Push a fresh _ENV for one module. */
-static void push_env(lua_State *L) {
-  lua_newtable(L); /* globals of this module */
-  lua_getfield(L, LUA_REGISTRYINDEX, REG_BASE);
+/* Copy every field of the table on top of the stack into the table just
+ * below it (raw sets), then pop the copied table. */
+static void merge_into_below(lua_State *L) {
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     lua_pushvalue(L, -2);
@@ -588,6 +587,13 @@ static void push_env(lua_State *L) {
     lua_rawset(L, -5);
   }
   lua_pop(L, 1);
+}
+
+/* Push a fresh _ENV for one module. */
+static void push_env(lua_State *L) {
+  lua_newtable(L); /* globals of this module */
+  lua_getfield(L, LUA_REGISTRYINDEX, REG_BASE);
+  merge_into_below(L);
   lua_getfield(L, LUA_REGISTRYINDEX, REG_PROXYMT);
   for (size_t i = 0; libs_allowed[i]; i++) {
     lua_newtable(L); /* proxy */
@@ -1199,15 +1205,10 @@ static int view_pairs(lua_State *L) {
   const pd_peer_view_t *v = lua_touserdata(L, 1);
   lua_pushcfunction(L, view_next);
   push_peer_table(L, v);
-  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      lua_pushvalue(L, -2);
-      lua_insert(L, -2);
-      lua_rawset(L, -5);
-    }
-  }
-  lua_pop(L, 1);
+  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE)
+    merge_into_below(L); /* the writes on top */
+  else
+    lua_pop(L, 1);
   lua_pushnil(L);
   return 3;
 }
