@@ -6,7 +6,7 @@
  * Opens N TCP connections (at most P connecting/handshaking at once), each
  * from its own loopback source address 127.20.x.y (so per-IP inbound limits
  * do not apply) and with its own ed25519 identity, and runs the real peer
- * state machine (host/peer.c) over each: the full signed handshake, then
+ * state machine (host/core/peer.c) over each: the full signed handshake, then
  * PING/PONG and GETADDR as peerd asks. Prints handshakes/s; with --pid,
  * the VmRSS of that process once all N are up (and per connection). Keeps
  * them open --hold-ms (default 1000), then closes all and exits. The target

@@ -134,7 +134,7 @@ describe("peerd against hostile peers", function()
   end)
 
   it("rate limits an authenticated peer's address flood, then bans it", function()
-    -- A real peer (tests/tools/peer_client: signed handshake through host/peer.c)
+    -- A real peer (tests/tools/peer_client: signed handshake through host/core/peer.c)
     -- sends 8,000 addresses unasked: the token bucket drops them, the
     -- addr_flood report reaches the reputation policy, which bans the IP.
     local client = os.getenv("PEERD_PEER_CLIENT")

@@ -3,7 +3,7 @@
  *   peer_client HOST:PORT [--from IP] [--flood-addrs K] [--wait-ms MS]
  *
  * Connects (from source IP --from when given), completes the real signed
- * handshake with a fresh identity through host/peer.c, then, with
+ * handshake with a fresh identity through host/core/peer.c, then, with
  * --flood-addrs K, sends K ADDR frames of 1,000 routable addresses each as
  * fast as the socket takes them. It then reads until the other side closes
  * or --wait-ms (default 5000) passes, answering PINGs as a peer would, and
