@@ -373,7 +373,6 @@ void pd_dialer_config_default(pd_dialer_config_t *cfg) {
 }
 
 static const char *check_config(const pd_dialer_config_t *c) {
-  if (c->max_outbound == 0) return "max_outbound must be at least 1";
   if (c->dial_concurrency == 0) return "dial_concurrency must be at least 1";
   if (c->dial_concurrency > 4096) return "dial_concurrency above 4096";
   if (c->backoff_factor == 0) return "backoff_factor must be at least 1";
@@ -637,6 +636,10 @@ size_t pd_dialer_tick(pd_dialer_t *d, int64_t now, pd_dialer_candidate_fn candid
     }
   }
 
+  /* Dialling off (max_outbound 0): no connection of our own, ever — no
+   * persistent peer, anchor, seed, pick or feeler, and no name to resolve. */
+  if (d->cfg.max_outbound == 0) return n;
+
   /* 2. Persistent peers: resolve names, then dial whoever is down. */
   for (size_t i = 0; i < d->npersist && n < cap; i++) {
     persist_t *p = &d->persist[i];
@@ -741,6 +744,7 @@ int64_t pd_dialer_next_deadline(const pd_dialer_t *d, int64_t now) {
   if (d->cfg.inflight_timeout > 0)
     for (size_t i = 0; i < d->nflights; i++)
       t = min64(t, add_sat(d->flights[i].started, d->cfg.inflight_timeout));
+  if (d->cfg.max_outbound == 0) return t < now ? now : t; /* dialling off */
   /* 2. persistent peers: names to resolve; one down is dialled when a slot
    *    and its backoff allow: tick at the normal cadence while so. */
   for (size_t i = 0; i < d->npersist; i++) {

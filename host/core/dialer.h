@@ -124,7 +124,8 @@ enum pd_inbound_verdict {
 };
 
 typedef struct pd_dialer_config {
-  uint32_t max_outbound;         /* outbound connections (feelers, unconditional not counted) */
+  uint32_t max_outbound;         /* outbound connections (feelers, unconditional not counted);
+                                  * 0: dialling off, the dialer never dials or resolves */
   uint32_t max_inbound;          /* inbound connections (unconditional not counted) */
   uint32_t max_inbound_per_ip;   /* inbound connections from one IP (0: no per-IP limit) */
   uint32_t dial_concurrency;     /* dials in flight at once (the feeler has its own slot) */
@@ -196,7 +197,7 @@ void pd_dialer_config_default(pd_dialer_config_t *cfg);
 
 /* Copies cfg (and its lists); rng is borrowed and must outlive the dialer.
  * PD_EINVAL (with *why) for a nonsensical config (zero concurrency or
- * max_outbound, factor 0, jitter outside [0, 0.9], negative times, lists
+ * factor 0, jitter outside [0, 0.9], negative times, lists
  * too long), PD_ENOMEM. why may be NULL. */
 int pd_dialer_create(const pd_dialer_config_t *cfg, pd_rng_t *rng, pd_dialer_t **out,
                      const char **why);

@@ -1005,6 +1005,52 @@ static void next_deadline_cases(void **state) {
   pd_dialer_destroy(d);
 }
 
+/* max_outbound 0 is "dialling off": over six virtual hours with persistent
+ * peers (by address and by name), seeds (by address and by name), anchors,
+ * a selection full of candidates, feelers on and a minimum of outbound
+ * peers asked for, the dialer emits no action at all — not at start, not
+ * after an inbound peer connects and leaves, not when asked early. */
+static void dialling_off_never_dials(void **state) {
+  (void)state;
+  pd_endpoint_t pers[2], seeds[2];
+  assert_int_equal(pd_endpoint_parse("9.9.9.9:7411", 0, &pers[0], NULL), 0);
+  assert_int_equal(pd_endpoint_parse("peer.example.org:7411", PD_PARSE_ALLOW_HOSTNAME, &pers[1], NULL), 0);
+  assert_int_equal(pd_endpoint_parse("8.8.4.4:7411", 0, &seeds[0], NULL), 0);
+  assert_int_equal(pd_endpoint_parse("seed.example.org:7411", PD_PARSE_ALLOW_HOSTNAME, &seeds[1], NULL), 0);
+  pd_dialer_config_t cfg;
+  pd_dialer_config_default(&cfg); /* feelers every 120 s, bootstrap below 4 */
+  cfg.max_outbound = 0;
+  cfg.persistent = pers;
+  cfg.npersistent = 2;
+  cfg.seeds = seeds;
+  cfg.nseeds = 2;
+  pd_rng_t rng;
+  pd_dialer_t *d = mk(&cfg, &rng, 41);
+  pd_dial_target_t anchors[2] = {T("5.5.5.5:7411"), T("6.6.6.6:7411")};
+  pd_dialer_set_anchors(d, anchors, 2);
+  fake_sel_t sel = {0};
+  for (int i = 0; i < 20; i++) sel.list[sel.n++] = pub(i);
+  for (int i = 0; i < 4; i++) sel.feelers[sel.nfeelers++] = pub(40 + i);
+  pd_dial_action_t act[16];
+  size_t total = 0;
+  int64_t t = 1000;
+  pd_netaddr_t in = pub(90).addr;
+  for (int step = 0; step < 6 * 360; step++, t += 10) { /* 6 h in 10 s ticks */
+    if (step == 100) assert_int_equal(pd_dialer_on_connected(d, PD_CONN_INBOUND, &in, NULL, t), 0);
+    if (step == 200) assert_int_equal(pd_dialer_on_disconnected(d, PD_CONN_INBOUND, &in, t), 0);
+    total += pd_dialer_tick(d, t, fake_candidates, &sel, act, 16);
+    assert_int_equal(pd_dialer_next_deadline(d, t), INT64_MAX);
+  }
+  assert_int_equal(total, 0);
+  assert_int_equal(sel.calls, 0);
+  assert_int_equal(sel.feeler_calls, 0);
+  pd_dialer_counters_t c;
+  pd_dialer_counters(d, &c);
+  assert_int_equal(c.bootstraps, 0);
+  for (int r = 0; r < PD_DIAL_REASON_COUNT; r++) assert_int_equal(c.dials_started[r], 0);
+  pd_dialer_destroy(d);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(concurrency_limit),
@@ -1030,6 +1076,7 @@ int main(void) {
       cmocka_unit_test(deterministic_given_seed),
       cmocka_unit_test(next_deadline_sleep_equals_ticking),
       cmocka_unit_test(next_deadline_cases),
+      cmocka_unit_test(dialling_off_never_dials),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

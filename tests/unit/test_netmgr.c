@@ -53,6 +53,8 @@ typedef struct host {
   int raw_answers_sent;
   /* unsolicited ADDRs (relays) received */
   int raw_relay_msgs;
+  /* DIAL and RESOLVE actions this manager emitted */
+  int dial_acts, resolve_acts;
   pd_wire_addr_entry_t raw_relayed[64];
   size_t raw_nrelayed;
 } host_t;
@@ -138,6 +140,8 @@ typedef struct hostopts {
   bool no_feelers;
   bool no_hungry; /* book_want = never */
   bool relay_at_once; /* relay_trickle_ms < 0 */
+  const pd_dial_target_t *anchors; /* as loaded from anchors.json */
+  size_t nanchors;
 } hostopts_t;
 
 static void opts_default(hostopts_t *o) {
@@ -179,6 +183,8 @@ static int add_mgr(world_t *w, uint64_t seed, const hostopts_t *o) {
   if (o->no_feelers) cfg.dialer.feeler_interval = 0;
   if (o->no_hungry) cfg.book_want = SIZE_MAX;
   if (o->relay_at_once) cfg.relay_trickle_ms = -1;
+  cfg.anchors = o->anchors;
+  cfg.nanchors = o->nanchors;
   pd_endpoint_t seeds[1], pers[1];
   if (o->seed_host >= 0) {
     memset(seeds, 0, sizeof seeds);
@@ -252,6 +258,7 @@ static void handle(world_t *w, int i, const pd_netmgr_action_t *a) {
   mix(w, &a->conn_id, sizeof a->conn_id);
   switch (a->type) {
   case PD_NETMGR_A_DIAL: {
+    h->dial_acts++;
     mix(w, &a->dial.target.addr, sizeof a->dial.target.addr);
     feeler_rec_t *fr = NULL;
     if (a->dial.feeler) {
@@ -319,6 +326,7 @@ static void handle(world_t *w, int i, const pd_netmgr_action_t *a) {
     break;
   }
   case PD_NETMGR_A_RESOLVE:
+    h->resolve_acts++;
     pd_netmgr_on_resolved(h->m, a->resolve.token, NULL, 0, w->now);
     break;
   }
@@ -1367,6 +1375,52 @@ static void test_relay_trickle(void **state) {
   relay_run(true);
 }
 
+/* Dialling off (max_outbound 0) over three virtual hours: A has a seed, a
+ * persistent peer, two anchors, a book of dialable entries and feelers on;
+ * C connects to A (inbound), stays an hour, then leaves. A never emits a
+ * DIAL or a RESOLVE, yet serves its inbound peer (handshake, PEX). */
+static void test_dialling_off(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  int b = add_mgr(w, 81, &o); /* a live seed A could dial */
+  pd_dial_target_t anchors[2];
+  memset(anchors, 0, sizeof anchors);
+  anchors[0].addr = w->h[b].listen;
+  anchors[1].addr = ip4(127, 9, 0, 1, PORT);
+  opts_default(&o);
+  o.min_out = 0;
+  o.max_out = 0;
+  o.seed_host = b;
+  o.persistent_host = b;
+  o.anchors = anchors;
+  o.nanchors = 2;
+  int a = add_mgr(w, 82, &o);
+  host_t *ha = &w->h[a];
+  for (int i = 0; i < 20; i++) {
+    pd_netaddr_t e = ip4(127, 30 + i, 0, 1, PORT);
+    assert_int_equal(pd_book_add(pd_node_book(ha->node), &e, NULL, w->now / 1000, &e, 0, w->now / 1000, NULL), 1);
+  }
+  opts_default(&o);
+  o.min_out = 1;
+  o.max_out = 1;
+  o.seed_host = a;
+  int c = add_mgr(w, 83, &o);
+  run(w, 3600 * 1000);
+  assert_int_equal(count_ready(ha, w->now, PD_CONN_INBOUND), 1);
+  assert_int_equal(count_ready(&w->h[c], w->now, PD_CONN_OUTBOUND), 1);
+  pd_netmgr_shutdown(w->h[c].m, w->now);
+  pump(w);
+  w->h[c].up = false;
+  run(w, 2 * 3600 * 1000);
+  assert_int_equal(count_ready(ha, w->now, PD_CONN_INBOUND), 0);
+  assert_int_equal(ha->dial_acts, 0);
+  assert_int_equal(ha->resolve_acts, 0);
+  assert_true(w->h[c].dial_acts > 0); /* the control dials */
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_relay_trickle),
@@ -1384,6 +1438,7 @@ int main(void) {
       cmocka_unit_test(test_starving_asks_inbound),
       cmocka_unit_test(test_not_starving_no_inbound_ask),
       cmocka_unit_test(test_discovery),
+      cmocka_unit_test(test_dialling_off),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
