@@ -1,6 +1,7 @@
 /* identity — ed25519 key pair and node ID. See identity.h. */
 #include "identity.h"
 
+#include <jansson.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -147,4 +148,67 @@ int pd_identity_decode(const char *text, size_t len, pd_identity_t *out, const c
   *out = tmp;
   pd_identity_wipe(&tmp);
   return 0;
+}
+
+int pd_identity_decode_cometbft(const char *text, size_t len, pd_identity_t *out,
+                                const char **why) {
+  const char *w = NULL;
+  int rc = 0;
+  if (!text || !out) {
+    w = "missing argument";
+    rc = PD_EINVAL;
+    goto done;
+  }
+  if (len > PD_IDENTITY_FILE_MAX) {
+    w = "key file longer than 512 bytes";
+    rc = PD_ETOOBIG;
+    goto done;
+  }
+  json_error_t jerr;
+  json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!doc) {
+    w = "not a JSON document";
+    rc = PD_EFORMAT;
+    goto done;
+  }
+  json_t *pk = json_object_get(doc, "priv_key");
+  const char *type = json_string_value(json_object_get(pk, "type"));
+  const char *value = json_string_value(json_object_get(pk, "value"));
+  if (!type || strcmp(type, "tendermint/PrivKeyEd25519") != 0) {
+    w = "priv_key.type is not tendermint/PrivKeyEd25519";
+    rc = PD_EFORMAT;
+  } else if (!value) {
+    w = "priv_key.value is missing or not a string";
+    rc = PD_ECORRUPT;
+  } else {
+    uint8_t raw[PD_IDENTITY_SK_LEN + 1];
+    size_t n = 0;
+    if (sodium_base642bin(raw, sizeof raw, value, strlen(value), NULL, &n, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        n != PD_IDENTITY_SK_LEN) {
+      w = "priv_key.value is not base64 of 64 bytes";
+      rc = PD_ECORRUPT;
+    } else {
+      pd_identity_t tmp;
+      rc = pd_identity_from_seed(&tmp, raw);
+      if (rc == 0 && sodium_memcmp(tmp.pk, raw + 32, PD_IDENTITY_PK_LEN) != 0) {
+        w = "priv_key.value: the public key is not the seed's";
+        rc = PD_ECORRUPT;
+      }
+      if (rc == 0) *out = tmp;
+      pd_identity_wipe(&tmp);
+    }
+    sodium_memzero(raw, sizeof raw);
+  }
+  json_decref(doc);
+done:
+  if (why) *why = w;
+  return rc;
+}
+
+int pd_identity_decode_any(const char *text, size_t len, pd_identity_t *out, const char **why) {
+  size_t i = 0;
+  while (text && i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) i++;
+  if (text && i < len && text[i] == '{') return pd_identity_decode_cometbft(text, len, out, why);
+  return pd_identity_decode(text, len, out, why);
 }

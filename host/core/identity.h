@@ -16,6 +16,8 @@
  *     id <40 hex>\n
  * The id line is redundant (derived from the seed) and is checked on decode,
  * so a damaged file is detected rather than silently becoming a new node.
+ * CometBFT's node_key.json is read too (pd_identity_decode_cometbft), so a
+ * node can lend peerd its own identity (`--node-key`).
  */
 #ifndef PD_IDENTITY_H
 #define PD_IDENTITY_H
@@ -71,5 +73,18 @@ int pd_identity_encode(const pd_identity_t *id, char *buf, size_t cap, size_t *l
  * with *why (may be NULL) a short static reason. *out is untouched on
  * failure. */
 int pd_identity_decode(const char *text, size_t len, pd_identity_t *out, const char **why);
+
+/* Parse CometBFT's node_key.json content:
+ *     {"priv_key":{"type":"tendermint/PrivKeyEd25519","value":"<base64 of 64 bytes>"}}
+ * The 64 bytes are the ed25519 seed then the public key; the public key must
+ * be the seed's (else PD_ECORRUPT), so the node id is CometBFT's own. Returns
+ * 0, PD_EFORMAT (not JSON, or another key type), PD_ECORRUPT (bad base64,
+ * wrong length, key mismatch) or PD_ETOOBIG (over PD_IDENTITY_FILE_MAX),
+ * with *why. *out untouched on failure. */
+int pd_identity_decode_cometbft(const char *text, size_t len, pd_identity_t *out,
+                                const char **why);
+/* Either form: CometBFT's JSON when the text starts with '{' (after
+ * whitespace), else peerd's own key file. */
+int pd_identity_decode_any(const char *text, size_t len, pd_identity_t *out, const char **why);
 
 #endif

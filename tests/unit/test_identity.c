@@ -189,6 +189,58 @@ static void key_file_refusals(void **state) {
   assert_int_equal(pd_identity_decode(NULL, 0, &out, &why), PD_EINVAL);
 }
 
+/* CometBFT's node_key.json: the key of seed 00..1f (public key
+ * 03a107bf...b8). The expected id was computed independently:
+ *   python3 -c "import hashlib,base64; k=base64.b64decode('<value>');
+ *               print(hashlib.sha256(k[32:]).hexdigest()[:40])"
+ * and `base64 -d | tail -c 32 | sha256sum` gives the same. */
+static void cometbft_key_file(void **state) {
+  (void)state;
+  const char *good =
+      "{\"priv_key\":{\"type\":\"tendermint/PrivKeyEd25519\",\"value\":"
+      "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8DoQe/884Qvh1w3RjnS8CZZ+TWMJulDV8d3IZkElUxuA==\"}}\n";
+  pd_identity_t id;
+  const char *why = NULL;
+  assert_int_equal(pd_identity_decode_any(good, strlen(good), &id, &why), 0);
+  char hexid[41];
+  for (int i = 0; i < 20; i++) snprintf(hexid + 2 * i, 3, "%02x", id.id[i]);
+  assert_string_equal(hexid, "56475aa75463474c0285df5dbf2bcab73da65135");
+  uint8_t seed[32];
+  for (int i = 0; i < 32; i++) seed[i] = (uint8_t)i;
+  pd_identity_t want;
+  assert_int_equal(pd_identity_from_seed(&want, seed), 0);
+  assert_memory_equal(&id, &want, sizeof id);
+  /* peerd's own file still goes through _any */
+  char text[PD_IDENTITY_FILE_LEN + 1];
+  size_t tl = 0;
+  assert_int_equal(pd_identity_encode(&want, text, sizeof text, &tl), 0);
+  pd_identity_t back;
+  assert_int_equal(pd_identity_decode_any(text, tl, &back, NULL), 0);
+  assert_memory_equal(&back, &want, sizeof back);
+  /* refusals, each with a reason; out untouched */
+  const char *mismatch =
+      "{\"priv_key\":{\"type\":\"tendermint/PrivKeyEd25519\",\"value\":"
+      "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8DoQe/884Qvhxw3RjnS8CZZ+TWMJulDV8d3IZkElUxuA==\"}}";
+  const struct { const char *text; int rc; } bad[] = {
+      {mismatch, PD_ECORRUPT},
+      {"{\"priv_key\":{\"type\":\"tendermint/PrivKeySecp256k1\",\"value\":\"AAAA\"}}", PD_EFORMAT},
+      {"{\"priv_key\":{\"type\":\"tendermint/PrivKeyEd25519\",\"value\":\"AAAA\"}}", PD_ECORRUPT},
+      {"{\"priv_key\":{\"type\":\"tendermint/PrivKeyEd25519\",\"value\":\"!!\"}}", PD_ECORRUPT},
+      {"{\"priv_key\":{\"type\":\"tendermint/PrivKeyEd25519\"}}", PD_ECORRUPT},
+      {"{\"priv_key\":", PD_EFORMAT},
+      {"{}", PD_EFORMAT},
+  };
+  pd_identity_t out;
+  memset(&out, 0x5A, sizeof out);
+  pd_identity_t untouched = out;
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    why = NULL;
+    assert_int_equal(pd_identity_decode_any(bad[i].text, strlen(bad[i].text), &out, &why), bad[i].rc);
+    assert_non_null(why);
+  }
+  assert_memory_equal(&out, &untouched, sizeof out);
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
@@ -196,6 +248,7 @@ int main(void) {
       cmocka_unit_test(sign_verify_and_refusals),
       cmocka_unit_test(key_file_round_trip),
       cmocka_unit_test(key_file_refusals),
+      cmocka_unit_test(cometbft_key_file),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
