@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "err.h"
+#include "self.h"
 
 #ifndef PEERD_VERSION
 #define PEERD_VERSION "unknown"
@@ -1311,6 +1314,169 @@ static void h_peers(ctx_t *c) {
 
 /* ---- routing ------------------------------------------------------------ */
 
+
+/* ---- /v1/self: this node's record ---------------------------------------- */
+
+static json_t *addr_json(const pd_netaddr_t *a) {
+  char buf[PD_ADDR_STRLEN];
+  if (pd_netaddr_format(a, buf, sizeof(buf)) < 0) snprintf(buf, sizeof(buf), "?");
+  return jstr(buf);
+}
+
+static json_t *self_json(pd_self_t *self) {
+  const pd_record_t *r = pd_self_record(self);
+  size_t len = 0;
+  const uint8_t *bytes = pd_self_bytes(self, &len);
+  json_t *o = json_object();
+  if (!o) return NULL;
+  char hex[2 * PD_IDENTITY_PK_LEN + 1];
+  hex_encode(r->id, PD_NODE_ID_LEN, hex);
+  set(o, "node_id", jstr(hex));
+  hex_encode(r->pubkey, PD_IDENTITY_PK_LEN, hex);
+  set(o, "pubkey", jstr(hex));
+  set(o, "seq", json_integer((json_int_t)r->seq));
+  set(o, "network", jstr(r->network));
+  pd_netaddr_t ann;
+  json_t *a = json_object();
+  if (a) {
+    char ip[PD_ADDR_STRLEN];
+    if (pd_self_announced(self, &ann) && pd_netaddr_format_ip(&ann, ip, sizeof ip) >= 0)
+      set(a, "ip", jstr(ip));
+    else
+      set(a, "ip", json_null());
+    set(a, "source", jstr(pd_self_announced_source(self)));
+  }
+  set(o, "announced", a);
+  set(o, "discovery", r->has_discovery ? addr_json(&r->discovery) : json_null());
+  json_t *svc = json_object();
+  for (unsigned i = 0; svc && i < r->nservices; i++)
+    set(svc, r->services[i].name, addr_json(&r->services[i].addr));
+  set(o, "services", svc);
+  /* as declared: a service on the announced address shows its port only,
+   * and is missing from "services" until that address is known */
+  size_t nd = 0;
+  const pd_self_service_t *d = pd_self_services(self, &nd);
+  json_t *decl = json_object();
+  for (size_t i = 0; decl && i < nd; i++) {
+    if (d[i].has_host) {
+      set(decl, d[i].name, addr_json(&d[i].addr));
+    } else {
+      char port[8];
+      snprintf(port, sizeof port, "%u", (unsigned)d[i].addr.port);
+      set(decl, d[i].name, jstr(port));
+    }
+  }
+  set(o, "declared", decl);
+  json_t *at = json_object();
+  for (unsigned i = 0; at && i < r->nattrs; i++) set(at, r->attrs[i].key, jstr(r->attrs[i].value));
+  set(o, "attrs", at);
+  char b64[sodium_base64_ENCODED_LEN(PD_RECORD_MAX, sodium_base64_VARIANT_ORIGINAL)];
+  sodium_bin2base64(b64, sizeof b64, bytes, len, sodium_base64_VARIANT_ORIGINAL);
+  set(o, "record", jstr(b64));
+  set(o, "size", jint((int64_t)len));
+  set(o, "changes", json_integer((json_int_t)pd_self_changes(self)));
+  return o;
+}
+
+static void h_self_get(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  pd_self_t *self = pd_node_self(c->node);
+  if (!self) {
+    pd_api_error(c->resp, 503, "this peerd has no node record yet");
+    return;
+  }
+  reply_json(c->resp, 200, self_json(self));
+}
+
+/* PUT /v1/self {"services": {NAME: "[HOST:]PORT" | PORT}, "attrs": {KEY: VALUE}}:
+ * each field given replaces that whole part (an empty object clears it; a
+ * field left out keeps what is there). All or nothing; one new sequence. */
+static void h_self_put(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  pd_self_t *self = pd_node_self(c->node);
+  if (!self) {
+    pd_api_error(c->resp, 503, "this peerd has no node record yet");
+    return;
+  }
+  static const char *const fields[] = {"services", "attrs", NULL};
+  json_t *root = body_object(c, fields);
+  if (!root) return;
+  json_t *js = json_object_get(root, "services"), *ja = json_object_get(root, "attrs");
+  pd_self_service_t svc[PD_RECORD_MAX_SERVICES];
+  pd_record_attr_t at[PD_RECORD_MAX_ATTRS];
+  size_t ns = 0, na = 0;
+  const char *why = NULL;
+  if ((js && !json_is_object(js)) || (ja && !json_is_object(ja))) {
+    pd_api_error(c->resp, 400, "\"services\" and \"attrs\" must be objects");
+    goto out;
+  }
+  if (js) {
+    if (json_object_size(js) > PD_RECORD_MAX_SERVICES) {
+      pd_api_error(c->resp, 400, "at most 8 services");
+      goto out;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(js, k, v) {
+      pd_self_service_t *e = &svc[ns];
+      memset(e, 0, sizeof *e);
+      if (!pd_record_name_ok(k)) {
+        errorf(c->resp, 400, "service name %.40s: 1..16 of [a-z0-9._-], starting with a letter or digit", k);
+        goto out;
+      }
+      memcpy(e->name, k, strlen(k));
+      char text[PD_ADDR_STRLEN];
+      if (json_is_integer(v)) {
+        snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+      } else if (json_is_string(v) && strlen(json_string_value(v)) < sizeof text) {
+        snprintf(text, sizeof text, "%s", json_string_value(v));
+      } else {
+        errorf(c->resp, 400, "service %s: expected \"[HOST:]PORT\" or a port number", k);
+        goto out;
+      }
+      if (pd_self_parse_endpoint(text, &e->has_host, &e->addr, &why) < 0) {
+        errorf(c->resp, 400, "service %s: %s", k, why);
+        goto out;
+      }
+      ns++;
+    }
+  } else {
+    const pd_self_service_t *cur = pd_self_services(self, &ns);
+    memcpy(svc, cur, ns * sizeof *svc);
+  }
+  if (ja) {
+    if (json_object_size(ja) > PD_RECORD_MAX_ATTRS) {
+      pd_api_error(c->resp, 400, "at most 8 attributes");
+      goto out;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(ja, k, v) {
+      if (!pd_record_name_ok(k) || !json_is_string(v) || !pd_record_value_ok(json_string_value(v))) {
+        errorf(c->resp, 400,
+               "attribute %.40s: key 1..16 of [a-z0-9._-], value a string of 0..64 printable ASCII", k);
+        goto out;
+      }
+      memset(&at[na], 0, sizeof at[na]);
+      memcpy(at[na].key, k, strlen(k));
+      memcpy(at[na].value, json_string_value(v), strlen(json_string_value(v)));
+      na++;
+    }
+  } else {
+    const pd_record_t *r = pd_self_record(self);
+    na = r->nattrs;
+    memcpy(at, r->attrs, na * sizeof *at);
+  }
+  int rc = pd_self_replace(self, svc, ns, at, na, c->now * 1000, &why);
+  if (rc < 0) {
+    errorf(c->resp, 400, "%s", why ? why : pd_strerror(rc));
+    goto out;
+  }
+  reply_json(c->resp, 200, self_json(self));
+out:
+  json_decref(root);
+}
+
 typedef struct route {
   const char *path;
   bool prefix; /* path is a prefix followed by a non-empty remainder */
@@ -1333,6 +1499,8 @@ static const route_t routes[] = {
     {"/v1/save", false, "POST", h_save},
     {"/v1/pex", false, "GET", h_pex},
     {"/v1/peers", false, "GET", h_peers},
+    {"/v1/self", false, "GET", h_self_get},
+    {"/v1/self", false, "PUT", h_self_put},
     {"/v1/policy/reload", false, "POST", h_policy_reload},
     {"/metrics", false, "GET", h_metrics},
 };

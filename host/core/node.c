@@ -20,6 +20,7 @@ struct pd_node {
   uint8_t (*private_ids)[PD_NODE_ID_LEN];
   pd_node_net_ops_t net; /* the driver's view of the network; zero = none */
   void *net_ud;
+  struct pd_self *self; /* borrowed */
 };
 
 static void install_hooks(pd_node_t *n) {
@@ -100,6 +101,9 @@ void pd_node_destroy(pd_node_t *n) {
 }
 
 pd_book_t *pd_node_book(pd_node_t *n) { return n->book; }
+
+void pd_node_set_self(pd_node_t *n, struct pd_self *self) { n->self = self; }
+struct pd_self *pd_node_self(pd_node_t *n) { return n->self; }
 pd_rng_t *pd_node_rng(pd_node_t *n) { return n->rng; }
 const pd_node_config_t *pd_node_config(const pd_node_t *n) { return &n->cfg; }
 pd_node_status_t *pd_node_status(pd_node_t *n) { return &n->status; }

@@ -97,6 +97,7 @@ typedef struct pd_node_net_ops {
 } pd_node_net_ops_t;
 
 typedef struct pd_node pd_node_t;
+struct pd_self; /* self.h */
 
 /* Create around an existing book (takes ownership of it). rng is borrowed:
  * it must be the one the book was created with and outlive the node. */
@@ -109,6 +110,11 @@ pd_rng_t *pd_node_rng(pd_node_t *n);
 const pd_node_config_t *pd_node_config(const pd_node_t *n);
 pd_node_status_t *pd_node_status(pd_node_t *n);
 pd_metrics_t *pd_node_metrics(pd_node_t *n);
+
+/* This node's own record (borrowed; NULL: none). The API serves and
+ * changes it (GET/PUT /v1/self); the network manager announces it. */
+void pd_node_set_self(pd_node_t *n, struct pd_self *self);
+struct pd_self *pd_node_self(pd_node_t *n);
 
 /* Replace the book (e.g. after a load); the old one is destroyed. */
 void pd_node_set_book(pd_node_t *n, pd_book_t *book);

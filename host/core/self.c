@@ -297,3 +297,50 @@ const pd_self_service_t *pd_self_services(const pd_self_t *s, size_t *n) {
 }
 
 uint64_t pd_self_changes(const pd_self_t *s) { return s ? s->changes : 0; }
+
+int pd_self_parse_endpoint(const char *s, bool *has_host, pd_netaddr_t *out, const char **why) {
+  if (!s || !has_host || !out) return PD_EINVAL;
+  memset(out, 0, sizeof *out);
+  bool digits = *s != '\0';
+  for (const char *p = s; *p; p++) digits = digits && *p >= '0' && *p <= '9';
+  if (digits) {
+    unsigned long v = 0;
+    for (const char *p = s; *p && v <= 65535; p++) v = v * 10 + (unsigned long)(*p - '0');
+    if (v < 1 || v > 65535) {
+      if (why) *why = "port must be 1..65535";
+      return PD_EINVAL;
+    }
+    out->port = (uint16_t)v;
+    *has_host = false;
+    return 0;
+  }
+  const char *w = NULL;
+  int rc = pd_netaddr_parse(s, 0, out, NULL, NULL, &w);
+  if (rc < 0) {
+    if (why) *why = w ? w : "expected [HOST:]PORT with HOST an IP address";
+    return PD_EINVAL;
+  }
+  if (!pd_netaddr_is_valid(out) || out->port == 0) {
+    if (why) *why = "the host must be a usable IP (not unspecified) and the port not 0";
+    return PD_EINVAL;
+  }
+  *has_host = true;
+  return 0;
+}
+
+int pd_self_parse_service(const char *s, pd_self_service_t *out, const char **why) {
+  if (!s || !out) return PD_EINVAL;
+  const char *eq = strchr(s, '=');
+  size_t nl = eq ? (size_t)(eq - s) : 0;
+  memset(out, 0, sizeof *out);
+  if (!eq || nl < 1 || nl > PD_RECORD_NAME_MAX) {
+    if (why) *why = "expected NAME=[HOST:]PORT with NAME 1..16 of [a-z0-9._-]";
+    return PD_EINVAL;
+  }
+  memcpy(out->name, s, nl);
+  if (!pd_record_name_ok(out->name)) {
+    if (why) *why = "service name must be 1..16 of [a-z0-9._-], starting with a letter or digit";
+    return PD_EINVAL;
+  }
+  return pd_self_parse_endpoint(eq + 1, &out->has_host, &out->addr, why);
+}

@@ -80,6 +80,12 @@ const uint8_t *pd_self_bytes(const pd_self_t *s, size_t *len);
 /* The declared services (as given, before the announced address is
  * applied) and how many. */
 const pd_self_service_t *pd_self_services(const pd_self_t *s, size_t *n);
+/* Parse "[HOST:]PORT" (HOST an IP literal, IPv6 in brackets): *has_host
+ * false and only out->port set for a bare port. 0 or PD_EINVAL (*why). */
+int pd_self_parse_endpoint(const char *s, bool *has_host, pd_netaddr_t *out, const char **why);
+/* Parse "NAME=[HOST:]PORT" (--service). */
+int pd_self_parse_service(const char *s, pd_self_service_t *out, const char **why);
+
 /* How many times the record was re-signed since create. */
 uint64_t pd_self_changes(const pd_self_t *s);
 

@@ -18,6 +18,9 @@
 
 #include "api.h"
 #include "err.h"
+#include "record.h"
+#include "self.h"
+#include <sodium.h>
 
 #define T0 1700000000
 #define NODE_ID "0123456789abcdef0123456789abcdef01234567"
@@ -1463,9 +1466,77 @@ static void peers_and_network_metrics(void **state) {
   assert_int_equal(rc, 0);
 }
 
+/* GET/PUT /v1/self: the record decoded and as base64 bytes that decode to
+ * the same; PUT replaces the parts given, bumps the sequence once, refuses
+ * bad input with a reason and changes nothing then. */
+static void self_record(void **state) {
+  fx_t *f = *state;
+  expect_error(f, "GET", "/v1/self", NULL, 503, "no node record");
+  pd_identity_t id;
+  uint8_t seed[32];
+  memset(seed, 3, sizeof seed);
+  assert_int_equal(pd_identity_from_seed(&id, seed), 0);
+  pd_self_config_t sc = {.network = "peerd", .identity = &id, .has_listen = true};
+  assert_int_equal(pd_netaddr_parse("127.9.0.1:7411", 0, &sc.listen, NULL, NULL, NULL), 0);
+  pd_self_t *self = NULL;
+  assert_int_equal(pd_self_create(&self, &sc, f->now * 1000, NULL), 0);
+  pd_node_set_self(f->node, self);
+  json_t *j = expect(f, "GET", "/v1/self", NULL, 200);
+  assert_string_equal(jget_str(j, "discovery"), "127.9.0.1:7411");
+  assert_int_equal(jget_int(j, "seq"), f->now * 1000);
+  assert_int_equal(json_object_size(json_object_get(j, "services")), 0);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(j, "announced"), "source")), "listen");
+  json_decref(j);
+  f->now += 10;
+  j = expect(f, "PUT", "/v1/self",
+             "{\"services\":{\"p2p\":26656,\"rpc\":\"127.9.0.2:26657\"},\"attrs\":{\"chain\":\"c-1\"}}", 200);
+  json_t *svc = json_object_get(j, "services");
+  assert_string_equal(json_string_value(json_object_get(svc, "p2p")), "127.9.0.1:26656");
+  assert_string_equal(json_string_value(json_object_get(svc, "rpc")), "127.9.0.2:26657");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(j, "declared"), "p2p")), "26656");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(j, "attrs"), "chain")), "c-1");
+  json_int_t seq = jget_int(j, "seq");
+  assert_int_equal(seq, f->now * 1000);
+  /* the base64 bytes are the record */
+  const char *b64 = jget_str(j, "record");
+  uint8_t raw[PD_RECORD_MAX];
+  size_t rl = 0;
+  assert_int_equal(sodium_base642bin(raw, sizeof raw, b64, strlen(b64), NULL, &rl, NULL,
+                                     sodium_base64_VARIANT_ORIGINAL), 0);
+  assert_int_equal((json_int_t)rl, jget_int(j, "size"));
+  pd_record_t r;
+  assert_int_equal(pd_record_decode(raw, rl, "peerd", NULL, &r, NULL), PD_RECORD_OK);
+  assert_int_equal((json_int_t)r.seq, seq);
+  assert_string_equal(pd_record_attr(&r, "chain"), "c-1");
+  json_decref(j);
+  /* attrs only: services kept */
+  j = expect(f, "PUT", "/v1/self", "{\"attrs\":{}}", 200);
+  assert_int_equal(json_object_size(json_object_get(j, "attrs")), 0);
+  assert_int_equal(json_object_size(json_object_get(j, "services")), 2);
+  assert_true(jget_int(j, "seq") > seq);
+  seq = jget_int(j, "seq");
+  json_decref(j);
+  /* refusals: nothing changes */
+  expect_error(f, "PUT", "/v1/self", "{\"services\":{\"P2P\":1}}", 400, "service name");
+  expect_error(f, "PUT", "/v1/self", "{\"services\":{\"p2p\":0}}", 400, "port");
+  expect_error(f, "PUT", "/v1/self", "{\"services\":{\"p2p\":\"0.0.0.0:1\"}}", 400, "p2p");
+  expect_error(f, "PUT", "/v1/self", "{\"services\":[]}", 400, "objects");
+  expect_error(f, "PUT", "/v1/self", "{\"attrs\":{\"k\":1}}", 400, "attribute");
+  expect_error(f, "PUT", "/v1/self", "{\"other\":1}", 400, "other");
+  expect_error(f, "PUT", "/v1/self", "not json", 400, "JSON");
+  j = expect(f, "GET", "/v1/self", NULL, 200);
+  assert_int_equal(jget_int(j, "seq"), seq);
+  assert_int_equal(json_object_size(json_object_get(j, "services")), 2);
+  json_decref(j);
+  json_decref(expect(f, "DELETE", "/v1/self", NULL, 405));
+  pd_node_set_self(f->node, NULL);
+  pd_self_destroy(self);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(health_and_routing, setup, teardown),
+      cmocka_unit_test_setup_teardown(self_record, setup, teardown),
       cmocka_unit_test_setup_teardown(status_reports_node_state, setup, teardown),
       cmocka_unit_test_setup_teardown(book_post_adds_and_rejects, setup, teardown),
       cmocka_unit_test_setup_teardown(book_post_resolves_host_names, setup, teardown),
