@@ -19,6 +19,7 @@
  * Does not own: what a request means (api.c), the book and its rules
  * (node.c, addrbook.c), the JSON of the book (bookstore.c), how files are
  * written atomically (fsio.c), command-line parsing (main.c).
+ * The driver's files, one concern each, are listed in daemon_int.h.
  */
 #ifndef PD_DAEMON_H
 #define PD_DAEMON_H

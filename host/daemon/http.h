@@ -9,7 +9,7 @@
  * request stay buffered until the caller asks for the next one. Chunked
  * request bodies are decoded. Also owns the response head text
  * (status line, Content-Type, Content-Length, Connection).
- * Does not own: sockets, timers or what a request means (api.c, daemon.c).
+ * Does not own: sockets, timers or what a request means (api.c, apiserver.c).
  * No clock, no I/O, no logging.
  *
  * Use: pd_http_feed() the bytes read, then call pd_http_next() until it

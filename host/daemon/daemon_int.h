@@ -1,0 +1,147 @@
+/* daemon_int — what the files of the libuv driver share (internal).
+ *
+ * Owns: pd_daemon_t, the one state of a running daemon (the loop and its
+ * handles, the node, the identity, the network manager, the lists of API
+ * and peer connections: no global mutable state anywhere in the driver);
+ * the LOG macro; the dmn_ functions through which the driver's files call
+ * each other. The files, one job each:
+ *   daemon.c    pd_daemon_run: loop set-up, start and stop of the parts,
+ *               the 1 s tick, signals, shutdown; the wall clock
+ *   log.c       the logfmt log on stderr, values formatted for it
+ *   config.c    configuration defaults, HOST:PORT parsing, network magic
+ *   apiserver.c the control API's TCP server and its connections
+ *   transport.c the peer-to-peer TCP sockets: listener, dials, reads, writes
+ *   network.c   the connection manager's host: its start and stop, actions,
+ *               timer, seed DNS, the API's view of the network
+ *   persist.c   the data directory: book load and saves, node key, anchors
+ *   reload.c    the policy directory: reading, (re)loading, watching
+ * Does not own: the public API (daemon.h: main.c and the tests use it);
+ * the structures private to one file (API connections in apiserver.c, peer
+ * sockets in transport.c, seed DNS requests in network.c, save jobs in
+ * persist.c). Only the files of host/daemon include this header.
+ */
+#ifndef PD_DAEMON_INT_H
+#define PD_DAEMON_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <uv.h>
+
+#include "daemon.h"
+#include "dialer.h"
+#include "identity.h"
+#include "netmgr.h"
+#include "node.h"
+#include "rng.h"
+#include "wire.h"
+
+#define READ_BUF_SIZE (64 * 1024)
+#define PATH_CAP 4096
+
+typedef struct pd_daemon pd_daemon_t;
+
+struct pd_daemon {
+  uv_loop_t loop;
+  uv_tcp_t server;
+  uv_timer_t tick;
+  uv_signal_t sigterm;
+  uv_signal_t sigint;
+  uv_signal_t sighup;
+  uv_fs_event_t policy_watch;
+  uv_timer_t policy_debounce;
+  bool policy_watching;
+  bool server_open;
+  pd_daemon_config_t cfg;
+  pd_rng_t rng;
+  pd_node_t *node;
+  struct conn *conns; /* API connections (apiserver.c) */
+  size_t nconns;
+  uint64_t refused;
+  /* saves */
+  bool saving;
+  uint64_t save_started; /* id of the last save started */
+  /* shutdown */
+  bool stopping;
+  bool stopped;
+  int exit_code;
+  char listen_addr[80];
+  /* peer-to-peer */
+  pd_identity_t ident;
+  uint8_t magic[PD_WIRE_MAGIC_LEN];
+  uv_tcp_t p2p_server;
+  bool p2p_open;
+  char p2p_addr[80];
+  pd_netaddr_t p2p_bound; /* the bound listen address */
+  bool bind_out;          /* outbound sockets bind to p2p_bound's IP (not a wildcard) */
+  pd_netmgr_t *net;
+  uv_timer_t net_timer; /* armed at the manager's next deadline */
+  bool net_timer_open;
+  bool flushing;        /* inside dmn_net_flush */
+  struct pconn *pconns; /* every peer socket (transport.c) */
+  size_t npconns;
+  struct pconn *pbuckets[1024]; /* by conn id (PCONN_BUCKETS) */
+  struct presolve *presolves;   /* DNS requests in flight (network.c) */
+  uint64_t slow_readers;        /* peers dropped for not reading */
+  pd_netmgr_counters_t net_counters; /* last read, for /metrics */
+  const char *dial_names[PD_DIAL_OUTCOME_COUNT];
+  const char *type_names[PD_WIRE_TYPE_COUNT];
+  const char *reason_names[PD_NETMGR_REJ_COUNT];
+  char readbuf[READ_BUF_SIZE];
+};
+
+#define LOG(d, lvl, ...) pd_log((d)->cfg.log_level, (lvl), __VA_ARGS__, (const char *)NULL)
+
+/* daemon.c: clocks, handles, shutdown */
+int64_t dmn_wall_now(void);    /* Unix seconds, the core's `now` */
+int64_t dmn_wall_now_ms(void); /* Unix ms, the network side's clock */
+void dmn_on_handle_closed(uv_handle_t *h); /* a close callback with nothing to do */
+/* Accept a connection on server and close it at once; false when no
+ * handle could be allocated (nothing was accepted). */
+bool dmn_refuse(pd_daemon_t *d, uv_stream_t *server);
+/* Stopping, once no save runs: the final save, then the loop's handles closed. */
+void dmn_finish_stop(pd_daemon_t *d);
+
+/* log.c: values as log text */
+void dmn_fmt_i64(char *buf, size_t cap, int64_t v);
+void dmn_fmt_u64(char *buf, size_t cap, uint64_t v);
+void dmn_fmt_sockaddr(const struct sockaddr_storage *ss, char *buf, size_t cap);
+
+/* apiserver.c: the control API */
+int dmn_start_api(pd_daemon_t *d);
+void dmn_api_close_all(pd_daemon_t *d); /* close every API connection */
+/* Answer every API connection that waited for save `id` (or an earlier one). */
+void dmn_complete_waiters(pd_daemon_t *d, uint64_t id);
+/* Whether a connection waits for a save later than `after`. */
+bool dmn_anyone_waiting(pd_daemon_t *d, uint64_t after);
+
+/* transport.c: peer sockets */
+int dmn_start_p2p(pd_daemon_t *d);
+void dmn_p2p_dial(pd_daemon_t *d, uint64_t id, const pd_netaddr_t *addr); /* DIAL */
+void dmn_p2p_send(pd_daemon_t *d, const pd_netmgr_action_t *a);           /* SEND */
+void dmn_p2p_close(pd_daemon_t *d, const pd_netmgr_action_t *a);          /* CLOSE */
+void dmn_p2p_close_all(pd_daemon_t *d); /* close every socket not draining */
+
+/* network.c: the connection manager */
+int dmn_start_net(pd_daemon_t *d);
+void dmn_stop_net(pd_daemon_t *d);
+void dmn_net_flush(pd_daemon_t *d); /* perform its actions, re-arm its timer */
+void dmn_net_tick(pd_daemon_t *d);  /* its tick, then a flush */
+
+/* persist.c: the data directory */
+int dmn_load_book(pd_daemon_t *d, int64_t now); /* creates d->node */
+int dmn_load_identity(pd_daemon_t *d);
+void dmn_start_save(pd_daemon_t *d, const char *why); /* on the thread pool */
+int dmn_save_now(pd_daemon_t *d, const char *why);    /* synchronous (shutdown) */
+size_t dmn_load_anchors(pd_daemon_t *d, pd_dial_target_t *out, size_t cap);
+void dmn_save_anchors(pd_daemon_t *d);
+
+/* reload.c: the policy directory */
+int dmn_start_policies(pd_daemon_t *d);
+void dmn_start_policy_watch(pd_daemon_t *d);
+int dmn_reload_policies(pd_daemon_t *d, const char *why);
+void dmn_drain_policy_failures(pd_daemon_t *d);
+
+#endif

@@ -1,0 +1,297 @@
+/* network — the driver's side of the connection manager (netmgr).
+ *
+ * Owns: starting the manager (its configuration from the daemon's, the
+ * anchors, the challenge entropy from libsodium) and stopping it (anchors
+ * saved, GOODBYE to everyone, sockets closed, DNS cancelled); draining its
+ * actions after every event (dmn_net_flush) and the timer at its next
+ * deadline; DNS for seeds (uv_getaddrinfo on libuv's thread pool); the
+ * API's view of the network (peers and counters for /v1/peers, /metrics).
+ * Does not own: the sockets (transport.c), any decision (netmgr.c),
+ * anchors.json (persist.c).
+ */
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "daemon_int.h"
+#include "err.h"
+
+/* ----------------------------------------------------------- seed DNS */
+
+typedef struct presolve {
+  uv_getaddrinfo_t req;
+  pd_daemon_t *d;
+  uint64_t token;
+  uint16_t port;
+  struct presolve *prev, *next;
+} presolve_t;
+
+static void presolve_free(presolve_t *r) {
+  pd_daemon_t *d = r->d;
+  if (r->prev) {
+    r->prev->next = r->next;
+  } else {
+    d->presolves = r->next;
+  }
+  if (r->next) r->next->prev = r->prev;
+  free(r);
+}
+
+static void pon_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  presolve_t *r = req->data;
+  pd_daemon_t *d = r->d;
+  pd_netaddr_t addrs[16];
+  size_t n = 0;
+  if (status == 0) {
+    for (struct addrinfo *ai = res; ai && n < 16; ai = ai->ai_next) {
+      pd_netaddr_t a;
+      if (pd_netaddr_from_sockaddr(ai->ai_addr, &a) != 0) continue;
+      a.port = r->port;
+      bool dup = false;
+      for (size_t k = 0; k < n && !dup; k++) dup = pd_netaddr_equal(&addrs[k], &a);
+      if (!dup) addrs[n++] = a;
+    }
+  }
+  if (res) uv_freeaddrinfo(res);
+  uint64_t token = r->token;
+  presolve_free(r);
+  if (!d->net || d->stopping) return;
+  char nn[16];
+  dmn_fmt_u64(nn, sizeof nn, n);
+  if (status < 0) {
+    LOG(d, PD_LOG_WARN, "cannot resolve seed", "error", uv_strerror(status));
+  } else {
+    LOG(d, PD_LOG_DEBUG, "seed resolved", "addresses", nn);
+  }
+  pd_netmgr_on_resolved(d->net, token, addrs, n, dmn_wall_now_ms());
+  dmn_net_flush(d);
+}
+
+static void net_resolve(pd_daemon_t *d, uint64_t token, const char *host, uint16_t port) {
+  presolve_t *r = calloc(1, sizeof *r);
+  int rc = PD_ENOMEM;
+  if (r) {
+    r->d = d;
+    r->token = token;
+    r->port = port;
+    r->req.data = r;
+    r->next = d->presolves;
+    if (d->presolves) d->presolves->prev = r;
+    d->presolves = r;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    LOG(d, PD_LOG_DEBUG, "resolving seed", "host", host);
+    rc = uv_getaddrinfo(&d->loop, &r->req, pon_resolved, host, NULL, &hints);
+    if (rc == 0) return;
+    presolve_free(r);
+  }
+  LOG(d, PD_LOG_WARN, "cannot resolve", "host", host, "error",
+      rc < 0 && rc > -10000 ? uv_strerror(rc) : pd_strerror(rc));
+  pd_netmgr_on_resolved(d->net, token, NULL, 0, dmn_wall_now_ms());
+}
+
+/* ---------------------------------------------- actions and the timer */
+
+static void on_net_timer(uv_timer_t *t);
+
+/* Perform every action the manager has queued, then re-arm its timer. */
+void dmn_net_flush(pd_daemon_t *d) {
+  if (!d->net || d->flushing) return;
+  d->flushing = true;
+  pd_netmgr_action_t a;
+  while (pd_netmgr_poll(d->net, &a)) {
+    switch (a.type) {
+    case PD_NETMGR_A_DIAL:
+      if (d->stopping) {
+        pd_netmgr_on_dial_failed(d->net, a.conn_id, PD_DIAL_ERROR, dmn_wall_now_ms());
+      } else {
+        pd_netaddr_t addr = a.dial.target.addr;
+        dmn_p2p_dial(d, a.conn_id, &addr);
+      }
+      break;
+    case PD_NETMGR_A_SEND: dmn_p2p_send(d, &a); break;
+    case PD_NETMGR_A_CLOSE: dmn_p2p_close(d, &a); break;
+    case PD_NETMGR_A_RESOLVE: {
+      char host[PD_HOST_MAX + 1];
+      pd_node_copy_text(host, sizeof host, a.resolve.host);
+      net_resolve(d, a.resolve.token, host, a.resolve.port);
+      break;
+    }
+    }
+  }
+  d->flushing = false;
+  if (d->stopping) return;
+  int64_t next = pd_netmgr_next_deadline_ms(d->net);
+  if (next == INT64_MAX) {
+    uv_timer_stop(&d->net_timer);
+  } else {
+    int64_t wait = next - dmn_wall_now_ms();
+    if (wait < 0) wait = 0;
+    if (wait > 3600000) wait = 3600000;
+    uv_timer_start(&d->net_timer, on_net_timer, (uint64_t)wait, 0);
+  }
+}
+
+void dmn_net_tick(pd_daemon_t *d) {
+  if (!d->net || d->stopping) return;
+  pd_netmgr_on_tick(d->net, dmn_wall_now_ms());
+  dmn_net_flush(d);
+}
+
+static void on_net_timer(uv_timer_t *t) { dmn_net_tick(t->data); }
+
+/* ------------------------------------------- the API's view of the network */
+
+static size_t net_peers_view(void *ud, int64_t now, pd_node_peer_info_t *out, size_t cap) {
+  pd_daemon_t *d = ud;
+  if (!d->net) return 0;
+  (void)now;
+  int64_t now_ms = dmn_wall_now_ms();
+  size_t total = pd_netmgr_peers(d->net, now_ms, NULL, 0);
+  size_t want = total < cap ? total : cap;
+  if (want == 0) return total;
+  pd_netmgr_peer_info_t *tmp = calloc(want, sizeof *tmp);
+  if (!tmp) return 0;
+  size_t got = pd_netmgr_peers(d->net, now_ms, tmp, want);
+  if (got > want) got = want;
+  for (size_t i = 0; i < got; i++) {
+    pd_node_peer_info_t *o = &out[i];
+    const pd_netmgr_peer_info_t *p = &tmp[i];
+    memset(o, 0, sizeof *o);
+    if (p->has_id) pd_node_id_format(p->id, o->id, sizeof o->id);
+    pd_netaddr_format(&p->addr, o->addr, sizeof o->addr);
+    o->direction = pd_dialer_dir_name(p->dir);
+    o->since = p->since_ms / 1000;
+    o->bytes_in = p->bytes_in;
+    o->bytes_out = p->bytes_out;
+    o->latency_ms = p->latency_ms;
+    o->score = p->score;
+  }
+  free(tmp);
+  return total;
+}
+
+static void net_counters_view(void *ud, pd_metrics_net_t *out) {
+  pd_daemon_t *d = ud;
+  pd_netmgr_counters_t *k = &d->net_counters;
+  if (d->net) pd_netmgr_counters(d->net, k);
+  out->connections_inbound = k->dialer.connected[PD_CONN_INBOUND];
+  out->connections_outbound = k->dialer.connected[PD_CONN_OUTBOUND];
+  out->ndials = PD_DIAL_OUTCOME_COUNT;
+  out->dial_names = d->dial_names;
+  out->dials = k->dialer.dials;
+  out->ntypes = PD_WIRE_TYPE_COUNT;
+  out->type_names = d->type_names;
+  out->frames_in = k->frames_in;
+  out->frames_out = k->frames_out;
+  out->nreasons = PD_NETMGR_REJ_COUNT;
+  out->reason_names = d->reason_names;
+  out->rejected = k->rejected;
+}
+
+/* --------------------------------------------------- the network manager */
+
+static void draw_challenge(void *ud, uint8_t out[PD_WIRE_CHALLENGE_LEN]) {
+  (void)ud;
+  randombytes_buf(out, PD_WIRE_CHALLENGE_LEN);
+}
+
+int dmn_start_net(pd_daemon_t *d) {
+  for (int i = 0; i < PD_DIAL_OUTCOME_COUNT; i++) {
+    d->dial_names[i] = pd_dialer_outcome_name((enum pd_dial_outcome)i);
+  }
+  for (unsigned i = 0; i < PD_WIRE_TYPE_COUNT; i++) {
+    d->type_names[i] = i == 0 ? NULL : pd_wire_type_name(i);
+  }
+  for (unsigned i = 0; i < PD_NETMGR_REJ_COUNT; i++) {
+    d->reason_names[i] = i == PD_WIRE_R_NONE ? NULL : pd_netmgr_reject_name(i);
+  }
+  pd_netmgr_config_t nc;
+  pd_netmgr_config_default(&nc);
+  /* Announce the bound address unless it is a wildcard (then none: peers
+   * learn us from the address we connect from only as inbound, which the
+   * book does not take; use a concrete --listen address in practice). */
+  if (pd_netaddr_is_valid(&d->p2p_bound) && d->p2p_bound.port != 0) {
+    nc.has_listen = true;
+    nc.listen = d->p2p_bound;
+  }
+  memcpy(nc.magic, d->magic, sizeof nc.magic);
+  nc.network = d->cfg.network;
+  nc.agent = "peerd/" PEERD_VERSION;
+  nc.dialer.max_outbound = d->cfg.max_outbound;
+  nc.dialer.max_inbound = d->cfg.max_inbound;
+  nc.dialer.min_outbound = d->cfg.min_outbound;
+  nc.dialer.allow_private = d->cfg.allow_private;
+  nc.dialer.seeds = d->cfg.seeds;
+  nc.dialer.nseeds = d->cfg.nseeds;
+  nc.dialer.persistent = d->cfg.persistent;
+  nc.dialer.npersistent = d->cfg.npersistent;
+  nc.dialer.unconditional_ids = d->cfg.unconditional_ids;
+  nc.dialer.nunconditional = d->cfg.nunconditional_ids;
+  nc.dialer.private_ids = d->cfg.private_ids;
+  nc.dialer.nprivate = d->cfg.nprivate_ids;
+  if (d->cfg.allow_private) nc.dialer.max_inbound_per_ip = 0; /* loopback test networks */
+  if (d->cfg.max_outbound == 0) {
+    /* listen only: the dialer (which needs one slot to exist) never runs
+     * after its first tick, so nothing is dialled and no feeler is made */
+    nc.dialer.max_outbound = 1;
+    nc.dialer.min_outbound = 0;
+    nc.dialer.feeler_interval = 0;
+    nc.dialer.npersistent = 0;
+    nc.dialer.nseeds = 0;
+    nc.tick_interval_ms = 100LL * 365 * 86400 * 1000;
+  }
+  nc.peer.handshake_timeout_ms = d->cfg.handshake_timeout_ms;
+  nc.seed_mode = d->cfg.seed_mode;
+  pd_dial_target_t anchors[PD_DIALER_MAX_ANCHORS];
+  nc.nanchors = dmn_load_anchors(d, anchors, PD_DIALER_MAX_ANCHORS);
+  nc.anchors = anchors;
+  nc.challenge_fn = draw_challenge;
+  const char *why = NULL;
+  int rc = pd_netmgr_create(&d->net, &nc, d->node, &d->ident, &d->rng, dmn_wall_now_ms(), &why);
+  if (rc < 0) {
+    LOG(d, PD_LOG_ERROR, "cannot start the network manager", "error", pd_strerror(rc), "reason",
+        why ? why : "?");
+    d->net = NULL;
+    return -1;
+  }
+  pd_node_net_ops_t ops = {.peers = net_peers_view, .counters = net_counters_view};
+  pd_node_set_net(d->node, &ops, d);
+  uv_timer_init(&d->loop, &d->net_timer);
+  d->net_timer.data = d;
+  d->net_timer_open = true;
+  char so[16], si[16], mo[16], ns[16];
+  dmn_fmt_u64(so, sizeof so, d->cfg.max_outbound);
+  dmn_fmt_u64(si, sizeof si, d->cfg.max_inbound);
+  dmn_fmt_u64(mo, sizeof mo, d->cfg.min_outbound);
+  dmn_fmt_u64(ns, sizeof ns, d->cfg.nseeds);
+  LOG(d, PD_LOG_INFO, "network started", "max_outbound", so, "max_inbound", si, "min_outbound",
+      mo, "seeds", ns, "seed_mode", d->cfg.seed_mode ? "true" : "false");
+  pd_netmgr_on_tick(d->net, dmn_wall_now_ms());
+  dmn_net_flush(d);
+  return 0;
+}
+
+/* Stop the network: anchors first, then GOODBYE to everyone, close every
+ * socket (a GOODBYE gets a bounded time to drain), cancel DNS. */
+void dmn_stop_net(pd_daemon_t *d) {
+  if (d->net) {
+    dmn_save_anchors(d);
+    pd_netmgr_shutdown(d->net, dmn_wall_now_ms());
+    bool was = d->stopping;
+    d->stopping = false; /* let dmn_net_flush perform the CLOSEs */
+    dmn_net_flush(d);
+    d->stopping = was;
+    pd_node_set_net(d->node, NULL, NULL);
+  }
+  if (d->net_timer_open) {
+    uv_close((uv_handle_t *)&d->net_timer, dmn_on_handle_closed);
+    d->net_timer_open = false;
+  }
+  dmn_p2p_close_all(d);
+  for (presolve_t *r = d->presolves; r; r = r->next) uv_cancel((uv_req_t *)&r->req);
+}

@@ -1,0 +1,381 @@
+/* persist — the data directory: the book, the node key, the anchors.
+ *
+ * Owns: loading addrbook.json at start (or a new book with a key from
+ * randombytes; a bad file moved aside, never overwritten) and creating the
+ * node with its configuration; saving the book (dmn_start_save: encoded on
+ * the loop, written on libuv's thread pool, periodic and for POST /v1/save;
+ * dmn_save_now: synchronously at shutdown) and logging the outcome; the
+ * node key file (created at first start, never overwritten, a damaged one
+ * stops the start); anchors.json (read for the network's start, written at
+ * its stop).
+ * Does not own: the JSON of the book (bookstore.c), atomic writes
+ * (fsio.c), when to save (the node's tick, daemon.c; the API, api.c), the
+ * API connections waiting for a save (apiserver.c answers them), the
+ * shutdown sequence (daemon.c).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "bookstore.h"
+#include "daemon_int.h"
+#include "err.h"
+#include "fsio.h"
+
+typedef struct save_job {
+  uv_work_t work;
+  pd_daemon_t *d;
+  char *buf;
+  size_t len;
+  size_t entries;
+  uint64_t id;
+  const char *why; /* static: "periodic", "api" */
+  int rc;
+} save_job_t;
+
+/* -------------------------------------------------------------- saves */
+
+static void save_work(uv_work_t *w) {
+  save_job_t *job = w->data;
+  job->rc = pd_fs_write_atomic(job->d->cfg.data_dir, PD_DAEMON_BOOK_FILE, job->buf, job->len,
+                               0600);
+}
+
+static void log_save(pd_daemon_t *d, int rc, size_t len, size_t entries, const char *why) {
+  char b[32], e[32];
+  dmn_fmt_u64(b, sizeof b, len);
+  dmn_fmt_u64(e, sizeof e, entries);
+  if (rc == 0) {
+    LOG(d, PD_LOG_INFO, "book saved", "reason", why, "bytes", b, "entries", e);
+  } else {
+    LOG(d, PD_LOG_ERROR, "book save failed", "reason", why, "error", pd_strerror(rc));
+  }
+}
+
+static void save_after(uv_work_t *w, int status) {
+  save_job_t *job = w->data;
+  pd_daemon_t *d = job->d;
+  int rc = status == UV_ECANCELED ? PD_EIO : job->rc;
+  pd_node_note_save(d->node, rc, rc < 0 ? pd_strerror(rc) : NULL, job->len, job->entries,
+                    dmn_wall_now());
+  log_save(d, rc, job->len, job->entries, job->why);
+  uint64_t id = job->id;
+  free(job->buf);
+  free(job);
+  d->saving = false;
+  if (d->stopping) {
+    dmn_finish_stop(d);
+    return;
+  }
+  dmn_complete_waiters(d, id);
+  if (dmn_anyone_waiting(d, id)) dmn_start_save(d, "api");
+}
+
+/* Encode on the loop thread, write on the thread pool. */
+void dmn_start_save(pd_daemon_t *d, const char *why) {
+  if (d->saving || d->stopping) return;
+  int64_t now = dmn_wall_now();
+  save_job_t *job = calloc(1, sizeof *job);
+  int rc = job ? 0 : PD_ENOMEM;
+  if (job) {
+    pd_book_t *b = pd_node_book(d->node);
+    job->d = d;
+    job->why = why;
+    job->entries = pd_book_size(b);
+    rc = pd_bookstore_encode(b, now, &job->buf, &job->len);
+  }
+  d->save_started++;
+  if (rc == 0) {
+    job->id = d->save_started;
+    job->work.data = job;
+    rc = uv_queue_work(&d->loop, &job->work, save_work, save_after);
+    if (rc == 0) {
+      d->saving = true;
+      LOG(d, PD_LOG_DEBUG, "book save started", "reason", why);
+      return;
+    }
+  }
+  /* could not even start: record the failure and answer the waiters */
+  pd_node_note_save(d->node, rc, pd_strerror(rc), 0, 0, now);
+  log_save(d, rc, 0, 0, why);
+  if (job) free(job->buf);
+  free(job);
+  dmn_complete_waiters(d, d->save_started);
+}
+
+/* Synchronous save (shutdown). */
+int dmn_save_now(pd_daemon_t *d, const char *why) {
+  int64_t now = dmn_wall_now();
+  pd_book_t *b = pd_node_book(d->node);
+  size_t entries = pd_book_size(b);
+  char *buf = NULL;
+  size_t len = 0;
+  int rc = pd_bookstore_encode(b, now, &buf, &len);
+  if (rc == 0) rc = pd_fs_write_atomic(d->cfg.data_dir, PD_DAEMON_BOOK_FILE, buf, len, 0600);
+  free(buf);
+  pd_node_note_save(d->node, rc, rc < 0 ? pd_strerror(rc) : NULL, len, entries, now);
+  log_save(d, rc, len, entries, why);
+  return rc;
+}
+
+/* ------------------------------------------------------ book at start */
+
+/* The monotonic clock of policy deadlines, handed to the node. */
+static uint64_t hr_clock(void *ud) {
+  (void)ud;
+  return uv_hrtime();
+}
+
+static int new_book(pd_daemon_t *d, pd_book_t **out) {
+  uint8_t key[PD_BOOK_KEY_LEN];
+  randombytes_buf(key, sizeof key);
+  int rc = pd_book_create(out, key, &d->rng, d->cfg.allow_private ? PD_BOOK_ALLOW_PRIVATE : 0);
+  sodium_memzero(key, sizeof key);
+  return rc;
+}
+
+/* Load addrbook.json or start empty; a bad file is moved aside. */
+int dmn_load_book(pd_daemon_t *d, int64_t now) {
+  char path[PATH_CAP];
+  int pl = snprintf(path, sizeof path, "%s/%s", d->cfg.data_dir, PD_DAEMON_BOOK_FILE);
+  if (pl < 0 || (size_t)pl >= sizeof path) {
+    LOG(d, PD_LOG_ERROR, "data directory path too long", "dir", d->cfg.data_dir);
+    return -1;
+  }
+  pd_node_config_t ncfg = {
+      .allow_private = d->cfg.allow_private,
+      .save_interval = d->cfg.save_interval,
+      .default_ban_secs = d->cfg.ban_time,
+      .policy_limits = {.call_instructions = d->cfg.policy_instructions,
+                        .call_deadline_ms = d->cfg.policy_timeout_ms,
+                        .memory_bytes = (size_t)d->cfg.policy_memory_mb * 1024 * 1024},
+      .policy_clock = hr_clock,
+      .policy_dir = d->cfg.policy_dir,
+      .private_subnets = d->cfg.private_subnets,
+      .nprivate_subnets = d->cfg.nprivate_subnets,
+      .private_ids = d->cfg.private_ids,
+      .nprivate_ids = d->cfg.nprivate_ids,
+  };
+  char *buf = NULL;
+  size_t len = 0;
+  pd_book_t *book = NULL;
+  pd_bookstore_report_t report;
+  memset(&report, 0, sizeof report);
+  char err[256] = "";
+  int load_rc = 0; /* < 0: the file was unusable */
+  bool loaded = false;
+  int rc = pd_fs_read_all(path, PD_DAEMON_MAX_BOOK_FILE, &buf, &len);
+  if (rc == -ENOENT) {
+    LOG(d, PD_LOG_INFO, "no saved book, starting empty", "path", path);
+  } else if (rc < 0) {
+    load_rc = rc;
+    snprintf(err, sizeof err, "cannot read %s: %s", PD_DAEMON_BOOK_FILE, pd_strerror(rc));
+  } else {
+    unsigned flags = d->cfg.allow_private ? PD_BOOK_ALLOW_PRIVATE : 0;
+    rc = pd_bookstore_decode(buf, len, &d->rng, flags, &book, &report, err, sizeof err);
+    if (rc == 0) {
+      loaded = true;
+    } else {
+      load_rc = rc;
+      if (!err[0]) snprintf(err, sizeof err, "%s", pd_strerror(rc));
+      book = NULL;
+    }
+  }
+  free(buf);
+
+  char moved[PATH_CAP] = "";
+  if (load_rc < 0) {
+    int mrc = pd_fs_move_aside(d->cfg.data_dir, PD_DAEMON_BOOK_FILE, now, moved, sizeof moved);
+    if (mrc < 0) {
+      /* never overwrite a file we could not use */
+      LOG(d, PD_LOG_ERROR, "book unusable and cannot be moved aside; refusing to start", "path",
+          path, "reason", err, "error", pd_strerror(mrc));
+      return -1;
+    }
+    LOG(d, PD_LOG_ERROR, "book load failed; starting with an empty book", "path", path, "reason",
+        err, "moved_to", moved);
+  }
+  if (!book) {
+    rc = new_book(d, &book);
+    if (rc < 0) {
+      LOG(d, PD_LOG_ERROR, "cannot create the book", "error", pd_strerror(rc));
+      return -1;
+    }
+  }
+  rc = pd_node_create(&d->node, &ncfg, book, &d->rng, now);
+  if (rc < 0) {
+    pd_book_destroy(book);
+    LOG(d, PD_LOG_ERROR, "cannot create the node", "error", pd_strerror(rc));
+    return -1;
+  }
+  if (load_rc < 0) {
+    pd_node_note_load(d->node, load_rc, err, moved, NULL);
+  } else if (loaded) {
+    pd_node_note_load(d->node, 0, NULL, NULL, &report);
+    char e[32], s[32], bl[32], bs[32];
+    dmn_fmt_u64(e, sizeof e, report.entries_loaded);
+    dmn_fmt_u64(s, sizeof s, report.entries_skipped);
+    dmn_fmt_u64(bl, sizeof bl, report.bans_loaded);
+    dmn_fmt_u64(bs, sizeof bs, report.bans_skipped);
+    LOG(d, PD_LOG_INFO, "book loaded", "path", path, "entries", e, "bans", bl);
+    if (report.entries_skipped || report.bans_skipped) {
+      LOG(d, PD_LOG_WARN, "book entries skipped at load", "entries_skipped", s, "bans_skipped", bs,
+          "first_reason", report.first_skip);
+    }
+  }
+  return 0;
+}
+
+/* ----------------------------------------------------------- identity */
+
+/* DIR/node_key: load it, or create it (randombytes seed, mode 0600) when it
+ * does not exist. A file that exists but does not decode is an error: the
+ * node's identity is never silently replaced. */
+int dmn_load_identity(pd_daemon_t *d) {
+  char path[PATH_CAP];
+  int pl = snprintf(path, sizeof path, "%s/%s", d->cfg.data_dir, PD_DAEMON_KEY_FILE);
+  if (pl < 0 || (size_t)pl >= sizeof path) {
+    LOG(d, PD_LOG_ERROR, "data directory path too long", "dir", d->cfg.data_dir);
+    return -1;
+  }
+  char *buf = NULL;
+  size_t len = 0;
+  int rc = pd_fs_read_all(path, PD_IDENTITY_FILE_MAX, &buf, &len);
+  bool created = false;
+  if (rc == -ENOENT) {
+    uint8_t seed[PD_IDENTITY_SEED_LEN];
+    randombytes_buf(seed, sizeof seed);
+    rc = pd_identity_from_seed(&d->ident, seed);
+    sodium_memzero(seed, sizeof seed);
+    char text[PD_IDENTITY_FILE_LEN + 1];
+    size_t tl = 0;
+    if (rc == 0) rc = pd_identity_encode(&d->ident, text, sizeof text, &tl);
+    if (rc == 0) rc = pd_fs_write_atomic(d->cfg.data_dir, PD_DAEMON_KEY_FILE, text, tl, 0600);
+    sodium_memzero(text, sizeof text);
+    if (rc < 0) {
+      LOG(d, PD_LOG_ERROR, "cannot create the node key", "path", path, "error", pd_strerror(rc));
+      return -1;
+    }
+    created = true;
+  } else if (rc < 0) {
+    LOG(d, PD_LOG_ERROR, "cannot read the node key; refusing to start", "path", path, "error",
+        pd_strerror(rc));
+    return -1;
+  } else {
+    const char *why = NULL;
+    rc = pd_identity_decode(buf, len, &d->ident, &why);
+    sodium_memzero(buf, len);
+    free(buf);
+    if (rc < 0) {
+      LOG(d, PD_LOG_ERROR, "node key file is damaged; refusing to start (it is never overwritten)",
+          "path", path, "error", pd_strerror(rc), "reason", why ? why : "?");
+      return -1;
+    }
+  }
+  pd_node_status_t *st = pd_node_status(d->node);
+  pd_node_id_format(d->ident.id, st->node_id, sizeof st->node_id);
+  LOG(d, PD_LOG_INFO, created ? "node key created" : "node key loaded", "node_id", st->node_id,
+      "path", path);
+  return 0;
+}
+
+/* ------------------------------------------------------------ anchors */
+
+#define ANCHORS_MAX_FILE (64 * 1024)
+
+/* anchors.json: {"format":"peerd-anchors","version":1,
+ *                "anchors":[{"addr":"1.2.3.4:7411","id":"<40 hex>"},...]}
+ * Missing: none. Unreadable or malformed: logged and ignored (it is only a
+ * hint for the first dials), never fatal. Returns the number loaded. */
+size_t dmn_load_anchors(pd_daemon_t *d, pd_dial_target_t *out, size_t cap) {
+  char path[PATH_CAP];
+  int pl = snprintf(path, sizeof path, "%s/%s", d->cfg.data_dir, PD_DAEMON_ANCHORS_FILE);
+  if (pl < 0 || (size_t)pl >= sizeof path) return 0;
+  char *buf = NULL;
+  size_t len = 0;
+  int rc = pd_fs_read_all(path, ANCHORS_MAX_FILE, &buf, &len);
+  if (rc == -ENOENT) return 0;
+  if (rc < 0) {
+    LOG(d, PD_LOG_WARN, "cannot read anchors; ignoring them", "path", path, "error",
+        pd_strerror(rc));
+    return 0;
+  }
+  json_error_t jerr;
+  json_t *doc = json_loadb(buf, len, 0, &jerr);
+  free(buf);
+  json_t *list = doc ? json_object_get(doc, "anchors") : NULL;
+  if (!doc || !json_is_array(list) ||
+      json_integer_value(json_object_get(doc, "version")) != 1) {
+    LOG(d, PD_LOG_WARN, "anchors file malformed; ignoring it", "path", path);
+    json_decref(doc);
+    return 0;
+  }
+  size_t n = 0, i;
+  json_t *e;
+  json_array_foreach(list, i, e) {
+    if (n >= cap) break;
+    const char *as = json_string_value(json_object_get(e, "addr"));
+    const char *ids = json_string_value(json_object_get(e, "id"));
+    pd_dial_target_t t;
+    memset(&t, 0, sizeof t);
+    if (!as || pd_netaddr_parse(as, 0, &t.addr, NULL, NULL, NULL) < 0) continue;
+    if (ids && pd_node_id_parse(ids, strlen(ids), t.id) == 0) t.has_id = true;
+    out[n++] = t;
+  }
+  json_decref(doc);
+  char nn[16];
+  dmn_fmt_u64(nn, sizeof nn, n);
+  LOG(d, PD_LOG_INFO, "anchors loaded", "path", path, "anchors", nn);
+  return n;
+}
+
+void dmn_save_anchors(pd_daemon_t *d) {
+  pd_dial_target_t list[PD_DIALER_MAX_ANCHORS];
+  size_t n = pd_netmgr_anchors(d->net, list, PD_DIALER_MAX_ANCHORS);
+  if (n > PD_DIALER_MAX_ANCHORS) n = PD_DIALER_MAX_ANCHORS;
+  json_t *doc = json_object();
+  json_t *arr = json_array();
+  int rc = (doc && arr) ? 0 : PD_ENOMEM;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    char a[80], id[PD_NODE_ID_HEXLEN + 1];
+    json_t *e = json_object();
+    if (!e) {
+      rc = PD_ENOMEM;
+      break;
+    }
+    pd_netaddr_format(&list[i].addr, a, sizeof a);
+    json_object_set_new(e, "addr", json_string(a));
+    if (list[i].has_id) {
+      pd_node_id_format(list[i].id, id, sizeof id);
+      json_object_set_new(e, "id", json_string(id));
+    }
+    json_array_append_new(arr, e);
+  }
+  char *text = NULL;
+  if (rc == 0) {
+    json_object_set_new(doc, "format", json_string("peerd-anchors"));
+    json_object_set_new(doc, "version", json_integer(1));
+    json_object_set(doc, "anchors", arr);
+    text = json_dumps(doc, JSON_COMPACT);
+    if (!text) rc = PD_ENOMEM;
+  }
+  if (rc == 0) {
+    size_t tl = strlen(text);
+    text[tl] = '\n'; /* json_dumps' NUL becomes the final newline */
+    rc = pd_fs_write_atomic(d->cfg.data_dir, PD_DAEMON_ANCHORS_FILE, text, tl + 1, 0600);
+  }
+  free(text);
+  json_decref(arr);
+  json_decref(doc);
+  char nn[16];
+  dmn_fmt_u64(nn, sizeof nn, n);
+  if (rc == 0) {
+    LOG(d, PD_LOG_INFO, "anchors saved", "anchors", nn);
+  } else {
+    LOG(d, PD_LOG_WARN, "cannot save anchors", "error", pd_strerror(rc));
+  }
+}

@@ -1,0 +1,163 @@
+/* reload — the policy directory: reading it, loading it, reloading it.
+ *
+ * Owns: pd_daemon_policy_files and pd_daemon_read_policies (daemon.h); the
+ * check at start that the directory exists and the first load; reloads
+ * (dmn_reload_policies: on a change seen by the libuv fs watcher, debounced
+ * PD_DAEMON_POLICY_DEBOUNCE_MS; on SIGHUP, from daemon.c; on POST
+ * /v1/policy/reload, from apiserver.c), the old set staying in force when
+ * a new one does not load; the log lines about loads and policy failures.
+ * Does not own: running policies, their sandbox and budgets (policy.c
+ * through the node), the monotonic clock of their deadlines (handed to the
+ * node at its creation, persist.c), closing the watcher (daemon.c).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "daemon_int.h"
+#include "err.h"
+#include "fsio.h"
+
+const char *const pd_daemon_policy_files[5] = {
+    "select.lua", "score.lua", "evict.lua", "reputation.lua", "pex.lua",
+};
+
+int pd_daemon_read_policies(const char *dir, pd_policy_file_t files[5], char *err, size_t cap) {
+  struct stat st;
+  if (stat(dir, &st) != 0) {
+    snprintf(err, cap, "policy directory %s: %s", dir, strerror(errno));
+    return PD_ENOENT;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    snprintf(err, cap, "policy directory %s: not a directory", dir);
+    return PD_EINVAL;
+  }
+  int n = 0;
+  for (size_t i = 0; i < 5; i++) {
+    char path[PATH_CAP];
+    int pl = snprintf(path, sizeof path, "%s/%s", dir, pd_daemon_policy_files[i]);
+    if (pl < 0 || (size_t)pl >= sizeof path) {
+      snprintf(err, cap, "policy directory path too long");
+      goto fail;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = pd_fs_read_all(path, PD_DAEMON_MAX_POLICY_FILE, &buf, &len);
+    if (rc == -ENOENT) continue;
+    if (rc < 0) {
+      snprintf(err, cap, "%s: cannot read: %s", pd_daemon_policy_files[i], pd_strerror(rc));
+      goto fail;
+    }
+    files[n].name = pd_daemon_policy_files[i];
+    files[n].text = buf;
+    files[n].len = len;
+    n++;
+  }
+  return n;
+fail:
+  for (int k = 0; k < n; k++) free((char *)files[k].text);
+  return PD_EINVAL;
+}
+
+/* Log each policy failure kind not reported yet (once per kind and load). */
+void dmn_drain_policy_failures(pd_daemon_t *d) {
+  int hook = 0, reason = 0;
+  char msg[512];
+  while (pd_policy_next_unreported(pd_node_policy(d->node), &hook, &reason, msg, sizeof msg)) {
+    const char *h = pd_policy_hook_name(hook), *r = pd_policy_reason_name(reason);
+    LOG(d, PD_LOG_WARN, "policy failure", "hook", h ? h : "?", "reason", r ? r : "?", "error",
+        msg);
+  }
+}
+
+/* Read the directory afresh and load the set; the old set stays on failure.
+ * Returns 0 when the new set is in force. */
+int dmn_reload_policies(pd_daemon_t *d, const char *why) {
+  pd_policy_file_t files[5];
+  char err[600] = "";
+  int64_t now = dmn_wall_now();
+  int n = pd_daemon_read_policies(d->cfg.policy_dir, files, err, sizeof err);
+  if (n < 0) {
+    pd_node_policy_load_failed(d->node, err, now);
+    LOG(d, PD_LOG_WARN, "policy load failed", "dir", d->cfg.policy_dir, "reason", why, "error",
+        err);
+    return n;
+  }
+  int rc = pd_node_policy_load(d->node, files, (size_t)n, now, err, sizeof err);
+  for (int i = 0; i < n; i++) free((char *)files[i].text);
+  if (rc < 0) {
+    LOG(d, PD_LOG_WARN, "policy load failed", "dir", d->cfg.policy_dir, "reason", why, "error",
+        err);
+    return rc;
+  }
+  pd_policy_status_t ps;
+  pd_policy_status(pd_node_policy(d->node), &ps);
+  char gen[32], nf[32], fl[600] = "";
+  dmn_fmt_u64(gen, sizeof gen, ps.generation);
+  dmn_fmt_u64(nf, sizeof nf, ps.nfiles);
+  size_t off = 0;
+  for (size_t i = 0; i < ps.nfiles && i < 8; i++) {
+    int w = snprintf(fl + off, sizeof fl - off, "%s%.63s", i ? "," : "", ps.files[i]);
+    if (w > 0 && (size_t)w < sizeof fl - off) off += (size_t)w;
+  }
+  LOG(d, PD_LOG_INFO, "policy loaded", "dir", d->cfg.policy_dir, "reason", why, "generation", gen,
+      "hash", ps.hash, "files", fl);
+  return 0;
+}
+
+static void on_policy_debounce(uv_timer_t *t) {
+  pd_daemon_t *d = t->data;
+  if (d->stopping) return;
+  dmn_reload_policies(d, "file change");
+}
+
+static void on_policy_change(uv_fs_event_t *h, const char *filename, int events, int status) {
+  (void)filename;
+  (void)events;
+  pd_daemon_t *d = h->data;
+  if (d->stopping) return;
+  if (status < 0) {
+    LOG(d, PD_LOG_WARN, "policy directory watch error", "dir", d->cfg.policy_dir, "error",
+        uv_strerror(status));
+    return;
+  }
+  /* editors write in bursts: reload once things are quiet */
+  uv_timer_start(&d->policy_debounce, on_policy_debounce, PD_DAEMON_POLICY_DEBOUNCE_MS, 0);
+}
+
+/* The policy directory must exist; a set that does not load is logged and
+ * the C defaults serve until a reload succeeds. */
+int dmn_start_policies(pd_daemon_t *d) {
+  struct stat st;
+  errno = 0;
+  if (stat(d->cfg.policy_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    LOG(d, PD_LOG_ERROR, "policy directory missing", "dir", d->cfg.policy_dir, "error",
+        errno ? strerror(errno) : "not a directory");
+    return -1;
+  }
+  if (dmn_reload_policies(d, "start") < 0) {
+    LOG(d, PD_LOG_WARN, "running with the built-in C defaults until a policy set loads", "dir",
+        d->cfg.policy_dir);
+  }
+  return 0;
+}
+
+/* Watch the directory: a change reloads once things are quiet. Without a
+ * watcher SIGHUP and the API still reload. */
+void dmn_start_policy_watch(pd_daemon_t *d) {
+  uv_timer_init(&d->loop, &d->policy_debounce);
+  d->policy_debounce.data = d;
+  if (uv_fs_event_init(&d->loop, &d->policy_watch) == 0) {
+    d->policy_watch.data = d;
+    int wrc = uv_fs_event_start(&d->policy_watch, on_policy_change, d->cfg.policy_dir, 0);
+    if (wrc == 0) {
+      d->policy_watching = true;
+    } else {
+      uv_close((uv_handle_t *)&d->policy_watch, dmn_on_handle_closed);
+      LOG(d, PD_LOG_WARN, "cannot watch the policy directory; reload with SIGHUP or the API",
+          "dir", d->cfg.policy_dir, "error", uv_strerror(wrc));
+    }
+  }
+}
