@@ -23,6 +23,8 @@
 #include "err.h"
 #include "netaddr.h"
 #include "policy.h"
+#include "record.h"
+#include "self.h"
 #include "sim.h"
 
 #define MAX_PRIVATE 64
@@ -70,7 +72,8 @@ static const char usage_text[] =
     "                          (default: none)\n"
     "  --seed-mode             crawl: connect, take addresses, answer GETADDR, disconnect\n"
     "                          (default: off)\n"
-    "  --max-outbound N        outbound connections; 0: listen only, never dial\n"
+    "  --max-outbound N        outbound connections; 0: never dial (no seeds, anchors,\n"
+    "                          feelers or redials; inbound only)\n"
     "                          (default: " STR(PD_DAEMON_DEFAULT_MAX_OUTBOUND) ")\n"
     "  --max-inbound N         inbound connections (default: " STR(PD_DAEMON_DEFAULT_MAX_INBOUND) ")\n"
     "  --min-outbound N        below this many outbound peers, bootstrap from the seeds\n"
@@ -83,6 +86,18 @@ static const char usage_text[] =
     "                          (default: none)\n"
     "  --handshake-timeout-ms N  time a connection has to finish the handshake\n"
     "                          (100..600000, default: " STR(PD_DAEMON_DEFAULT_HANDSHAKE_TIMEOUT_MS) ")\n"
+    "  --p2p on|off            off: no overlay at all (no listener, no dials), the API\n"
+    "                          only (default: on)\n"
+    "\n"
+    "The node's record (docs/protocol.md section 10):\n"
+    "  --service NAME=[HOST:]PORT  where the node itself listens, e.g. p2p=26656;\n"
+    "                          HOST defaults to the announced address; repeatable, up to 8\n"
+    "  --attr KEY=VALUE        an attribute policies can read (chain, version, roles);\n"
+    "                          repeatable, up to 8\n"
+    "  --external HOST         the announced IP (default: the --listen IP, or learnt from\n"
+    "                          what 3 outbound peers see when listening on a wildcard)\n"
+    "  --node-key FILE         the node's own key: peerd's node_key or CometBFT's\n"
+    "                          node_key.json; read only (default: DATA_DIR/node_key)\n"
     "\n"
     "Options for book-slot:\n"
     "  --key HEX               64 hex characters: the 32 key bytes in hashing order (required)\n"
@@ -149,6 +164,11 @@ enum {
   OPT_UNCONDITIONAL,
   OPT_PRIVATE_IDS,
   OPT_HANDSHAKE_TIMEOUT,
+  OPT_P2P,
+  OPT_NODE_KEY,
+  OPT_SERVICE,
+  OPT_ATTR,
+  OPT_EXTERNAL,
 };
 
 /* A comma-separated list of [ID@]host:port endpoints appended to *list. */
@@ -309,6 +329,10 @@ typedef struct run_lists {
   size_t nuncond;
   uint8_t (*priv)[PD_NODE_ID_LEN]; /* --private-peer ids and --private-peer-ids */
   size_t npriv;
+  pd_self_service_t services[PD_RECORD_MAX_SERVICES]; /* --service */
+  size_t nservices;
+  pd_record_attr_t attrs[PD_RECORD_MAX_ATTRS]; /* --attr */
+  size_t nattrs;
 } run_lists_t;
 
 static int cmd_run_parsed(int argc, char **argv, run_lists_t *L);
@@ -349,6 +373,11 @@ static int cmd_run_parsed(int argc, char **argv, run_lists_t *L) {
       {"unconditional-peer-ids", required_argument, NULL, OPT_UNCONDITIONAL},
       {"private-peer-ids", required_argument, NULL, OPT_PRIVATE_IDS},
       {"handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
+      {"p2p", required_argument, NULL, OPT_P2P},
+      {"node-key", required_argument, NULL, OPT_NODE_KEY},
+      {"service", required_argument, NULL, OPT_SERVICE},
+      {"attr", required_argument, NULL, OPT_ATTR},
+      {"external", required_argument, NULL, OPT_EXTERNAL},
       {"help", no_argument, NULL, OPT_HELP},
       {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0},
@@ -504,6 +533,58 @@ static int cmd_run_parsed(int argc, char **argv, run_lists_t *L) {
       }
       cfg.handshake_timeout_ms = (int64_t)v;
       break;
+    case OPT_P2P:
+      if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
+        return usage_error("--p2p must be on or off, got '%s'", optarg);
+      cfg.p2p = strcmp(optarg, "on") == 0;
+      break;
+    case OPT_NODE_KEY:
+      if (!*optarg) return usage_error("--node-key needs a file%s", NULL);
+      cfg.node_key = optarg;
+      break;
+    case OPT_SERVICE: {
+      const char *why = NULL;
+      pd_self_service_t sv;
+      if (pd_self_parse_service(optarg, &sv, &why) < 0) {
+        fprintf(stderr, "peerd: bad --service '%s': %s\n", optarg, why ? why : "invalid");
+        return usage_error(NULL, NULL);
+      }
+      size_t k = 0;
+      while (k < L->nservices && strcmp(L->services[k].name, sv.name) != 0) k++;
+      if (k < L->nservices) return usage_error("--service %s given twice", sv.name);
+      if (L->nservices == PD_RECORD_MAX_SERVICES) return usage_error("at most 8 --service%s", NULL);
+      L->services[L->nservices++] = sv;
+      break;
+    }
+    case OPT_ATTR: {
+      const char *eq = strchr(optarg, '=');
+      size_t kl = eq ? (size_t)(eq - optarg) : 0;
+      pd_record_attr_t at;
+      memset(&at, 0, sizeof at);
+      if (!eq || kl < 1 || kl > PD_RECORD_NAME_MAX || strlen(eq + 1) > PD_RECORD_VALUE_MAX)
+        return usage_error("--attr needs KEY=VALUE (key 1..16 of [a-z0-9._-], value 0..64 "
+                           "printable characters), got '%s'", optarg);
+      memcpy(at.key, optarg, kl);
+      memcpy(at.value, eq + 1, strlen(eq + 1));
+      if (!pd_record_name_ok(at.key) || !pd_record_value_ok(at.value))
+        return usage_error("--attr needs KEY=VALUE (key 1..16 of [a-z0-9._-], value 0..64 "
+                           "printable characters), got '%s'", optarg);
+      for (size_t k = 0; k < L->nattrs; k++)
+        if (strcmp(L->attrs[k].key, at.key) == 0) return usage_error("--attr %s given twice", at.key);
+      if (L->nattrs == PD_RECORD_MAX_ATTRS) return usage_error("at most 8 --attr%s", NULL);
+      L->attrs[L->nattrs++] = at;
+      break;
+    }
+    case OPT_EXTERNAL: {
+      const char *why = NULL;
+      if (pd_netaddr_parse_ip(optarg, &cfg.external, &why) < 0 || !pd_netaddr_is_valid(&cfg.external)) {
+        fprintf(stderr, "peerd: bad --external '%s': %s\n", optarg,
+                why ? why : "needs a usable IP address (not unspecified)");
+        return usage_error(NULL, NULL);
+      }
+      cfg.has_external = true;
+      break;
+    }
     case OPT_HELP: fputs(usage_text, stdout); return 0;
     case OPT_VERSION: printf("peerd %s\n", PEERD_VERSION); return 0;
     case ':': return usage_error("option %s needs a value", argv[optind - 1]);
@@ -511,6 +592,10 @@ static int cmd_run_parsed(int argc, char **argv, run_lists_t *L) {
     }
   }
   if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+  cfg.services = L->services;
+  cfg.nservices = L->nservices;
+  cfg.attrs = L->attrs;
+  cfg.nattrs = L->nattrs;
   cfg.private_subnets = priv_subnets;
   cfg.nprivate_subnets = nsub;
   (void)nids;

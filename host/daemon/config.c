@@ -31,6 +31,7 @@ void pd_daemon_config_defaults(pd_daemon_config_t *cfg) {
   cfg->max_inbound = PD_DAEMON_DEFAULT_MAX_INBOUND;
   cfg->min_outbound = PD_DAEMON_DEFAULT_MIN_OUTBOUND;
   cfg->network = PD_WIRE_NETWORK_DEFAULT;
+  cfg->p2p = true;
   cfg->handshake_timeout_ms = PD_DAEMON_DEFAULT_HANDSHAKE_TIMEOUT_MS;
 }
 

@@ -149,8 +149,10 @@ int pd_daemon_run(const pd_daemon_config_t *cfg) {
   if (exit_code == 0 && dmn_load_identity(d) < 0) exit_code = 1;
   if (exit_code == 0 && dmn_start_policies(d) < 0) exit_code = 1;
   if (exit_code == 0 && dmn_start_api(d) < 0) exit_code = 1;
-  if (exit_code == 0 && dmn_start_p2p(d) < 0) exit_code = 1;
-  if (exit_code == 0 && dmn_start_net(d) < 0) exit_code = 1;
+  if (exit_code == 0 && cfg->p2p && dmn_start_p2p(d) < 0) exit_code = 1;
+  if (exit_code == 0 && dmn_start_self(d) < 0) exit_code = 1;
+  if (exit_code == 0 && cfg->p2p && dmn_start_net(d) < 0) exit_code = 1;
+  if (exit_code == 0 && !cfg->p2p) LOG(d, PD_LOG_INFO, "overlay off (--p2p off): no listener, no dials");
   if (exit_code == 0) {
     dmn_start_policy_watch(d);
     uv_signal_init(&d->loop, &d->sighup);
@@ -179,6 +181,8 @@ int pd_daemon_run(const pd_daemon_config_t *cfg) {
   }
   if (exit_code == 0) LOG(d, PD_LOG_INFO, "peerd stopped");
   if (d->net) pd_netmgr_destroy(d->net);
+  if (d->node) pd_node_set_self(d->node, NULL);
+  pd_self_destroy(d->self);
   pd_node_destroy(d->node);
   pd_identity_wipe(&d->ident);
   free(d);

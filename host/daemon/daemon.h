@@ -30,6 +30,7 @@
 
 #include "netaddr.h"
 #include "policy.h"
+#include "self.h"
 
 #define PD_DAEMON_DEFAULT_DATA_DIR "./peerd-data"
 #define PD_DAEMON_DEFAULT_API "127.0.0.1:7412"
@@ -96,6 +97,15 @@ typedef struct pd_daemon_config {
   uint32_t min_outbound;          /* --min-outbound */
   const char *network;            /* --network NAME (network id; the magic derives from it) */
   int64_t handshake_timeout_ms;   /* --handshake-timeout-ms */
+  bool p2p;                       /* --p2p on|off: off = no overlay (no listener, no dials) */
+  const char *node_key;           /* --node-key FILE (NULL: DATA_DIR/node_key) */
+  /* The node's record (borrowed arrays). */
+  const pd_self_service_t *services; /* --service NAME=[HOST:]PORT */
+  size_t nservices;
+  const pd_record_attr_t *attrs;     /* --attr KEY=VALUE */
+  size_t nattrs;
+  bool has_external;                 /* --external HOST */
+  pd_netaddr_t external;
 } pd_daemon_config_t;
 
 /* Fill cfg with the embedded defaults. */

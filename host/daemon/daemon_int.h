@@ -15,6 +15,8 @@
  *               timer, seed DNS, the API's view of the network
  *   persist.c   the data directory: book load and saves, node key, anchors
  *   reload.c    the policy directory: reading, (re)loading, watching
+ *   selfrec.c   this node's record from the flags (--service, --attr,
+ *               --external, the bound listen address), handed to the node
  * Does not own: the public API (daemon.h: main.c and the tests use it);
  * the structures private to one file (API connections in apiserver.c, peer
  * sockets in transport.c, seed DNS requests in network.c, save jobs in
@@ -45,6 +47,7 @@ typedef struct pd_daemon pd_daemon_t;
 
 struct pd_daemon {
   uv_loop_t loop;
+  pd_self_t *self; /* this node's record (node.c borrows it) */
   uv_tcp_t server;
   uv_timer_t tick;
   uv_signal_t sigterm;
@@ -137,6 +140,9 @@ void dmn_start_save(pd_daemon_t *d, const char *why); /* on the thread pool */
 int dmn_save_now(pd_daemon_t *d, const char *why);    /* synchronous (shutdown) */
 size_t dmn_load_anchors(pd_daemon_t *d, pd_dial_target_t *out, size_t cap);
 void dmn_save_anchors(pd_daemon_t *d);
+
+/* selfrec.c: this node's record */
+int dmn_start_self(pd_daemon_t *d);
 
 /* reload.c: the policy directory */
 int dmn_start_policies(pd_daemon_t *d);

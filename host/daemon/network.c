@@ -235,16 +235,9 @@ int dmn_start_net(pd_daemon_t *d) {
   nc.dialer.private_ids = d->cfg.private_ids;
   nc.dialer.nprivate = d->cfg.nprivate_ids;
   if (d->cfg.allow_private) nc.dialer.max_inbound_per_ip = 0; /* loopback test networks */
-  if (d->cfg.max_outbound == 0) {
-    /* listen only: the dialer (which needs one slot to exist) never runs
-     * after its first tick, so nothing is dialled and no feeler is made */
-    nc.dialer.max_outbound = 1;
-    nc.dialer.min_outbound = 0;
-    nc.dialer.feeler_interval = 0;
-    nc.dialer.npersistent = 0;
-    nc.dialer.nseeds = 0;
-    nc.tick_interval_ms = 100LL * 365 * 86400 * 1000;
-  }
+  /* --max-outbound 0: dialling off. The dialer never dials or resolves
+   * (not at start, not anchors or seeds, not after a close: dialer.h). */
+  if (d->cfg.max_outbound == 0) nc.dialer.min_outbound = 0;
   nc.peer.handshake_timeout_ms = d->cfg.handshake_timeout_ms;
   nc.seed_mode = d->cfg.seed_mode;
   pd_dial_target_t anchors[PD_DIALER_MAX_ANCHORS];

@@ -237,16 +237,24 @@ int dmn_load_book(pd_daemon_t *d, int64_t now) {
  * node's identity is never silently replaced. */
 int dmn_load_identity(pd_daemon_t *d) {
   char path[PATH_CAP];
-  int pl = snprintf(path, sizeof path, "%s/%s", d->cfg.data_dir, PD_DAEMON_KEY_FILE);
+  /* --node-key FILE: the node lends its own key (peerd's format or
+   * CometBFT's node_key.json); read only, never created or written. */
+  bool lent = d->cfg.node_key != NULL;
+  int pl = lent ? snprintf(path, sizeof path, "%s", d->cfg.node_key)
+                : snprintf(path, sizeof path, "%s/%s", d->cfg.data_dir, PD_DAEMON_KEY_FILE);
   if (pl < 0 || (size_t)pl >= sizeof path) {
-    LOG(d, PD_LOG_ERROR, "data directory path too long", "dir", d->cfg.data_dir);
+    LOG(d, PD_LOG_ERROR, "node key path too long", "dir", d->cfg.data_dir);
     return -1;
   }
   char *buf = NULL;
   size_t len = 0;
   int rc = pd_fs_read_all(path, PD_IDENTITY_FILE_MAX, &buf, &len);
   bool created = false;
-  if (rc == -ENOENT) {
+  if (rc == -ENOENT && lent) {
+    LOG(d, PD_LOG_ERROR, "cannot read --node-key; refusing to start", "path", path, "error",
+        pd_strerror(rc));
+    return -1;
+  } else if (rc == -ENOENT) {
     uint8_t seed[PD_IDENTITY_SEED_LEN];
     randombytes_buf(seed, sizeof seed);
     rc = pd_identity_from_seed(&d->ident, seed);
@@ -267,7 +275,7 @@ int dmn_load_identity(pd_daemon_t *d) {
     return -1;
   } else {
     const char *why = NULL;
-    rc = pd_identity_decode(buf, len, &d->ident, &why);
+    rc = pd_identity_decode_any(buf, len, &d->ident, &why);
     sodium_memzero(buf, len);
     free(buf);
     if (rc < 0) {
@@ -278,8 +286,8 @@ int dmn_load_identity(pd_daemon_t *d) {
   }
   pd_node_status_t *st = pd_node_status(d->node);
   pd_node_id_format(d->ident.id, st->node_id, sizeof st->node_id);
-  LOG(d, PD_LOG_INFO, created ? "node key created" : "node key loaded", "node_id", st->node_id,
-      "path", path);
+  LOG(d, PD_LOG_INFO, created ? "node key created" : lent ? "node key lent by the node" : "node key loaded",
+      "node_id", st->node_id, "path", path);
   return 0;
 }
 

@@ -96,12 +96,21 @@ end
 -- that is given none of --seeds, --persistent-peers, --max-outbound runs
 -- with --max-outbound 0 (listen only), so the addresses a test puts in its
 -- book are never dialled behind the test's back.
+local function flag_value(list, flag)
+  for i, a in ipairs(list or {}) do
+    if a == flag then return list[i + 1] end
+  end
+  return nil
+end
+
 local function start(extra, dir, opts)
   local node = { dir = dir or tmpdir(), own_dir = dir == nil }
   node.data = node.dir .. "/data"
   local args = { "--api", "127.0.0.1:0", "--data-dir", node.data, "--log-level",
     (opts and opts.log_level) or "debug" }
-  if not has_flag(extra, "--listen") then
+  -- --p2p off: no peer listener to wait for
+  node.p2p_off = flag_value(extra, "--p2p") == "off"
+  if not has_flag(extra, "--listen") and not node.p2p_off then
     args[#args + 1] = "--listen"
     args[#args + 1] = "127.0.0.1:0"
   end
@@ -120,10 +129,12 @@ local function start(extra, dir, opts)
     node.port = log:match('msg="api listening" addr=127%.0%.0%.1:(%d+)')
     node.p2p_host, node.p2p_port = log:match('msg="p2p listening" addr=([%d%.]+):(%d+)')
     node.node_id = log:match('msg="p2p listening" addr=[^ ]+ node_id=(%x+)')
+    if node.p2p_off then return node.port ~= nil and log:find('msg="overlay off', 1, true) ~= nil end
     return node.port ~= nil and node.p2p_port ~= nil
   end, (opts and opts.timeout) or 10)
-  assert(ok and node.port and node.p2p_port, "peerd did not start:\n" .. log_of(node))
+  assert(ok and node.port and (node.p2p_port or node.p2p_off), "peerd did not start:\n" .. log_of(node))
   node.port = tonumber(node.port)
+  if node.p2p_off then return node end
   node.p2p_port = tonumber(node.p2p_port)
   node.p2p = node.p2p_host .. ":" .. node.p2p_port
   return node
@@ -266,6 +277,40 @@ local function metric(node, series)
   return nil
 end
 
+-- A stand-in node: a TCP listener on host:port (port 0: any) that speaks
+-- another protocol (it never writes) and counts every connection and byte
+-- it receives. Returns {port, conns, bytes, close()}.
+local function standin(host, port)
+  local st = { conns = 0, bytes = 0, clients = {} }
+  local server = uv.new_tcp()
+  assert(server:bind(host, port or 0))
+  assert(server:listen(64, function(err)
+    if err then return end
+    local c = uv.new_tcp()
+    server:accept(c)
+    st.conns = st.conns + 1
+    st.clients[#st.clients + 1] = c
+    c:read_start(function(rerr, data)
+      if rerr or not data then
+        if not c:is_closing() then c:close() end
+        return
+      end
+      st.bytes = st.bytes + #data
+    end)
+  end))
+  st.host = host
+  st.port = server:getsockname().port
+  st.addr = host .. ":" .. st.port
+  function st.close()
+    for _, c in ipairs(st.clients) do
+      if not c:is_closing() then c:close() end
+    end
+    if not server:is_closing() then server:close() end
+    uv.run("nowait")
+  end
+  return st
+end
+
 local function count(s, pat)
   local n = 0
   for _ in s:gmatch(pat) do n = n + 1 end
@@ -291,5 +336,5 @@ return {
   wait_until = wait_until, spawn = spawn, log_of = log_of, start = start, stop = stop,
   cleanup = cleanup, http = http, get = get, post = post, status_of = status_of, raw = raw,
   count = count, chunk = chunk, run_cmd = run_cmd, raw_p2p = raw_p2p, metric = metric,
-  has_flag = has_flag,
+  has_flag = has_flag, flag_value = flag_value, standin = standin,
 }
