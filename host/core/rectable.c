@@ -60,11 +60,13 @@ static size_t pow2_at_least(size_t n) {
   return p;
 }
 
-int pd_rectable_create(pd_rectable_t **out, size_t cap, pd_rng_t *rng) {
-  if (!out || cap == 0 || cap > (1u << 24) || !rng) return PD_EINVAL;
+_Static_assert(PD_RECTABLE_KEY_LEN == crypto_shorthash_KEYBYTES, "siphash key");
+
+int pd_rectable_create(pd_rectable_t **out, size_t cap, const uint8_t key[PD_RECTABLE_KEY_LEN]) {
+  if (!out || cap == 0 || cap > (1u << 24) || !key) return PD_EINVAL;
   pd_rectable_t *t = calloc(1, sizeof *t);
   if (!t) return PD_ENOMEM;
-  pd_rng_fill(rng, t->key, sizeof t->key);
+  memcpy(t->key, key, sizeof t->key);
   t->cap = cap;
   /* the ring grows with use; indexes start small */
   size_t isz = 16;

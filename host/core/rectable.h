@@ -12,7 +12,7 @@
  * nothing more for an entry without a record), which endpoint to hand out.
  *
  * Indexes are open-addressing tables keyed by SipHash (libsodium
- * crypto_shorthash) with a key drawn from the caller's RNG, so a peer that
+ * crypto_shorthash) with a secret key from the caller, so a peer that
  * chooses endpoints cannot aim at one probe chain.
  */
 #ifndef PD_RECTABLE_H
@@ -24,7 +24,6 @@
 
 #include "netaddr.h"
 #include "record.h"
-#include "rng.h"
 
 typedef struct pd_rectable pd_rectable_t;
 
@@ -45,8 +44,10 @@ enum pd_rec_put {
   PD_REC_CONFLICT = 4, /* same sequence, other bytes: refused */
 };
 
-/* cap: records kept at most (>= 1). rng is used once, for the index key. */
-int pd_rectable_create(pd_rectable_t **out, size_t cap, pd_rng_t *rng);
+#define PD_RECTABLE_KEY_LEN 16
+/* cap: records kept at most (>= 1); key: the index's SipHash key (secret:
+ * derive it from something random, e.g. the book's key). */
+int pd_rectable_create(pd_rectable_t **out, size_t cap, const uint8_t key[PD_RECTABLE_KEY_LEN]);
 void pd_rectable_destroy(pd_rectable_t *t);
 
 /* Keep a verified record (its bytes and the decoded form, for the id,
