@@ -298,7 +298,7 @@ static void run_session(uint64_t seed, size_t maxchunk, bool b_dials, transcript
     assert_memory_equal(s->remote.pubkey, other->pk, 32);
     assert_true(s->remote.has_listen);
     assert_true(pd_netaddr_equal(&s->remote.listen, k ? la : lb));
-    assert_int_equal(s->remote.version, 1);
+    assert_int_equal(s->remote.version, 2);
     assert_int_equal(s->remote.timestamp, T0 / 1000);
     assert_string_equal(s->remote.agent, "peerd-test/1");
     assert_non_null(pd_peer_remote(s->p));
@@ -503,7 +503,7 @@ static void replayed_ack_and_forged_identity(void **state) {
   peer_make(a, &w.ia, PD_PEER_OUTBOUND, w.ib.id, &w.la, &w.cfg, NULL, &rng, now);
   uint8_t ch[32];
   memset(ch, 9, 32);
-  n = craft_hello(&w.ib, w.ic.pk, ch, "peerd", 1, 1, f);
+  n = craft_hello(&w.ib, w.ic.pk, ch, "peerd", 2, 2, f);
   inject(a, f, n, now);
   assert_int_equal(a->closed, 1);
   assert_string_equal(a->reason, "auth_failed");
@@ -515,7 +515,7 @@ static void replayed_ack_and_forged_identity(void **state) {
   a = side_new();
   peer_make(a, &w.ia, PD_PEER_OUTBOUND, w.ib.id, &w.la, &w.cfg, NULL, &rng, now);
   first_frame(a, 0, m);
-  n = craft_hello(&w.ib, w.ib.pk, ch, "peerd", 1, 1, f);
+  n = craft_hello(&w.ib, w.ib.pk, ch, "peerd", 2, 2, f);
   inject(a, f, n, now);
   assert_int_equal(a->closed, 0);
   uint8_t msg[PD_WIRE_AUTH_MSG_LEN], sig[64];
@@ -530,7 +530,7 @@ static void replayed_ack_and_forged_identity(void **state) {
   a = side_new();
   peer_make(a, &w.ia, PD_PEER_OUTBOUND, w.ib.id, &w.la, &w.cfg, NULL, &rng, now);
   first_frame(a, 0, m);
-  n = craft_hello(&w.ib, w.ib.pk, ch, "peerd", 1, 1, f);
+  n = craft_hello(&w.ib, w.ib.pk, ch, "peerd", 2, 2, f);
   inject(a, f, n, now);
   pd_wire_auth_message(msg, MAGIC, m->hello.challenge, ch, w.ib.id, w.ia.id);
   assert_int_equal(pd_identity_sign(&w.ib, msg, sizeof msg, sig), 0);
@@ -553,22 +553,23 @@ static void network_and_version(void **state) {
   memset(ch, 3, 32);
   side_t *a = side_new();
   peer_make(a, &w.ia, PD_PEER_INBOUND, NULL, NULL, &w.cfg, NULL, &rng, now);
-  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "testnet", 1, 1, f), now);
+  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "testnet", 2, 2, f), now);
   assert_string_equal(a->reason, "wrong_network");
   assert_false(a->close_misbehaved);
   side_free(a);
 
   a = side_new();
   peer_make(a, &w.ia, PD_PEER_INBOUND, NULL, NULL, &w.cfg, NULL, &rng, now);
-  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "peerd", 2, 5, f), now);
+  /* A v1 peer (no records): incompatible_version, said in its GOODBYE. */
+  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "peerd", 1, 1, f), now);
   assert_string_equal(a->reason, "incompatible_version");
   assert_false(a->close_misbehaved);
   side_free(a);
 
-  /* A newer peer (1..3) and us (1..1) agree on 1. */
+  /* A newer peer (2..5) and us (2..2) agree on 2. */
   a = side_new();
   peer_make(a, &w.ia, PD_PEER_INBOUND, NULL, NULL, &w.cfg, NULL, &rng, now);
-  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "peerd", 1, 3, f), now);
+  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "peerd", 2, 5, f), now);
   assert_int_equal(a->closed, 0);
   assert_int_equal(pd_peer_stats(a->p)->frames_out[PD_WIRE_HELLO_ACK], 1);
   side_free(a);
@@ -680,7 +681,7 @@ static void garbage_and_oversized(void **state) {
   a = side_new();
   pair_ready(&w, a, b, &rng, &now);
   uint8_t hf[PD_WIRE_HEADER_LEN + PD_WIRE_HELLO_MAX], ch[32] = {1};
-  inject(b, hf, craft_hello(&w.ia, w.ia.pk, ch, "peerd", 1, 1, hf), now);
+  inject(b, hf, craft_hello(&w.ia, w.ia.pk, ch, "peerd", 2, 2, hf), now);
   assert_string_equal(b->reason, "unexpected_message");
   assert_true(b->close_misbehaved);
   free(m);
