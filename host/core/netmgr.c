@@ -1067,6 +1067,9 @@ static bool banned_addr(pd_netmgr_t *m, const pd_netaddr_t *a, int64_t now) {
 static bool target_from_id(pd_netmgr_t *m, uint32_t id, int64_t now, pd_dial_target_t *t) {
   pd_book_info_t inf;
   if (pd_book_info(pd_node_book(m->node), id, &inf) != 0) return false;
+  /* An address the node gave (a service endpoint): the node dials it,
+   * peerd never does, not even as a feeler. */
+  if (inf.service_only) return false;
   if (banned_addr(m, &inf.addr, now)) return false;
   memset(t, 0, sizeof *t);
   t->addr = inf.addr;
