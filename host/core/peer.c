@@ -2,6 +2,7 @@
  * docs/protocol.md §5 and §9. */
 #include "peer.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -209,15 +210,21 @@ static int send_nonce(pd_peer_t *p, uint8_t type, uint64_t nonce) {
 }
 
 /* Queue CLOSE (after an optional GOODBYE) and stop. bye_code < 0: none. */
-static int close_with(pd_peer_t *p, int bye_code, const char *reason, bool misbehaved) {
+/* Close: GOODBYE (when bye_code >= 0) with text, else the reason, then CLOSE. */
+static int close_with_text(pd_peer_t *p, int bye_code, const char *reason, const char *text,
+                           bool misbehaved) {
   int rc = 0;
-  if (bye_code >= 0) rc = send_goodbye(p, (uint16_t)bye_code, reason);
+  if (bye_code >= 0) rc = send_goodbye(p, (uint16_t)bye_code, text ? text : reason);
   pd_peer_action_t a = {.type = PD_PEER_A_CLOSE};
   a.close.reason = reason;
   a.close.misbehaved = misbehaved;
   p->state = PD_PEER_CLOSED;
   int rc2 = push(p, &a, 0);
   return rc ? rc : rc2;
+}
+
+static int close_with(pd_peer_t *p, int bye_code, const char *reason, bool misbehaved) {
+  return close_with_text(p, bye_code, reason, NULL, misbehaved);
 }
 
 /* Allocation failed: the peer is dead; tell the driver if we still can. */
@@ -466,8 +473,15 @@ static int on_hello(pd_peer_t *p, const pd_wire_hello_t *h) {
   if (strcmp(h->network, p->network) != 0)
     return close_with(p, PD_WIRE_BYE_NETWORK, "wrong_network", false);
   if (pd_wire_negotiate_version(p->cfg.min_version, p->cfg.max_version, h->min_version,
-                                h->max_version, &r->version) != 0)
-    return close_with(p, PD_WIRE_BYE_VERSION, "incompatible_version", false);
+                                h->max_version, &r->version) != 0) {
+    /* Say why: a v1 peer learns that v2 carries signed node records. */
+    char text[PD_WIRE_TEXT_MAX + 1];
+    snprintf(text, sizeof text,
+             "incompatible_version: this peer speaks %u..%u (v2: signed node records), you %u..%u",
+             (unsigned)p->cfg.min_version, (unsigned)p->cfg.max_version, (unsigned)h->min_version,
+             (unsigned)h->max_version);
+    return close_with_text(p, PD_WIRE_BYE_VERSION, "incompatible_version", text, false);
+  }
   if (!pd_identity_id_matches(h->pubkey, h->node_id))
     return close_with(p, PD_WIRE_BYE_AUTH, "auth_failed", true);
   if (memcmp(h->node_id, p->self->id, PD_NODE_ID_LEN) == 0 ||
