@@ -255,6 +255,7 @@ static void view_book_fields(pd_peer_view_t *v, const pd_book_info_t *e) {
   v->has_node_id = e && e->has_node_id;
   if (v->has_node_id) memcpy(v->node_id, e->node_id, PD_NODE_ID_LEN);
   else memset(v->node_id, 0, PD_NODE_ID_LEN);
+  v->service_only = e && e->service_only;
 }
 
 void pd_node_peer_view(pd_node_t *n, const pd_netaddr_t *a, int64_t now, pd_peer_view_t *v) {
@@ -543,7 +544,9 @@ static int ensure_records(pd_node_t *n) {
   pd_book_geometry_t g;
   pd_book_geometry(n->book, &g);
   size_t cap = (size_t)PD_BOOK_BUCKET_SIZE * (g.new_buckets + g.tried_buckets);
-  return pd_rectable_create(&n->records, cap, key);
+  int rc = pd_rectable_create(&n->records, cap, key);
+  if (rc == 0) pd_policy_set_records(n->policy, n->records);
+  return rc;
 }
 
 /* The service endpoint a record is reached at when it has no discovery
