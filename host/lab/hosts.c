@@ -26,6 +26,7 @@
 #include "bookstore.h"
 #include "err.h"
 #include "fsio.h"
+#include "self.h"
 
 #define SIM_MAX_POLICY_FILE (1024 * 1024)
 
@@ -188,6 +189,17 @@ int lab_host_start(sim_t *s, uint32_t hi, char *err, size_t cap) {
     h->node = NULL;
     snprintf(err, cap, "host %u: netmgr: %s", hi, why ? why : pd_strerror(rc));
     return rc;
+  }
+  /* Each simulated host stands for a node with a service endpoint: its
+   * record (made by the manager, naming its discovery endpoint) also
+   * names p2p -> its IP, port 26656, which is what other hosts' nodes
+   * would dial (h:dialable(), stats' records_mean). */
+  pd_self_t *me = pd_node_self(h->node);
+  if (me) {
+    pd_netaddr_t svc;
+    memset(&svc, 0, sizeof svc);
+    svc.port = LAB_SERVICE_PORT;
+    pd_self_set_service(me, "p2p", false, &svc, lab_now_ms(s), NULL);
   }
   h->up = true;
   h->gen++;

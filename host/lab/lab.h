@@ -17,6 +17,7 @@
  * series, plots, summary), sim.c (pd_sim_run, the run loop, pd_sim_main).
  */
 #ifndef PD_LAB_H
+#define LAB_SERVICE_PORT 26656 /* every host's node listens here (its record's p2p) */
 #define PD_LAB_H
 
 #include "sim.h"

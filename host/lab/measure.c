@@ -18,6 +18,7 @@
 #include <lauxlib.h>
 
 #include "err.h"
+#include "rectable.h"
 
 uint32_t lab_host_outbound(const sim_host_t *h) {
   if (!h->up) return 0;
@@ -319,6 +320,7 @@ int lab_l_stats(lua_State *L) {
   uint64_t out_sum = 0, in_sum = 0, book_sum = 0;
   uint32_t out_min = UINT32_MAX, out_max = 0;
   double share_out = 0, share_all = 0;
+  size_t rec_sum = 0;
   for (size_t i = 0; i < s->nhosts; i++) {
     sim_host_t *h = s->hosts[i];
     if (!h->up || (mask && !mask[i])) continue;
@@ -337,6 +339,7 @@ int lab_l_stats(lua_State *L) {
     out_sum += o;
     in_sum += lab_host_inbound(h);
     book_sum += pd_book_size(pd_node_book(h->node));
+    rec_sum += pd_rectable_count(pd_node_records(h->node));
     if (o < out_min) out_min = o;
     if (o > out_max) out_max = o;
     if (o >= lab_host_min_out(h)) atmin++;
@@ -362,6 +365,8 @@ int lab_l_stats(lua_State *L) {
   lua_setfield(L, -2, "inbound_mean");
   lua_pushnumber(L, cnt ? (double)book_sum / (double)cnt : 0.0);
   lua_setfield(L, -2, "book_mean");
+  lua_pushnumber(L, cnt ? (double)rec_sum / (double)cnt : 0.0);
+  lua_setfield(L, -2, "records_mean");
   lua_pushinteger(L, (lua_Integer)attackers);
   lua_setfield(L, -2, "attackers");
   lua_pushnumber(L, cnt ? share_out / (double)cnt : 0.0);

@@ -64,6 +64,21 @@ static int h_book_size(lua_State *L) {
   return 1;
 }
 
+/* What its node would dial: book entries with a service endpoint (another
+ * host's record, or an address given to it), as GET /v1/dial hands out. */
+static int h_dialable(lua_State *L) {
+  sim_host_t *h = lab_getsim(L)->hosts[lab_checkhost(L, 1)];
+  lua_Integer n = 0;
+  if (h->up) {
+    pd_book_t *b = pd_node_book(h->node);
+    uint32_t bound = pd_book_id_bound(b);
+    pd_node_endpoint_t ep;
+    for (uint32_t id = 0; id < bound; id++) n += pd_node_dial_endpoint(h->node, id, NULL, &ep);
+  }
+  lua_pushinteger(L, n);
+  return 1;
+}
+
 /* Slots in its book's tables (new + tried buckets x 64): the most it can hold. */
 static int h_book_capacity(lua_State *L) {
   sim_host_t *h = lab_getsim(L)->hosts[lab_checkhost(L, 1)];
@@ -201,7 +216,7 @@ static int h_eq(lua_State *L) {
 static const luaL_Reg host_methods[] = {
     {"start", h_start},       {"stop", h_stop},         {"restart", h_restart},
     {"is_up", h_is_up},       {"outbound", h_outbound}, {"inbound", h_inbound},
-    {"book_size", h_book_size}, {"book_capacity", h_book_capacity}, {"index", h_index},     {"addr", h_addr},
+    {"book_size", h_book_size}, {"dialable", h_dialable}, {"book_capacity", h_book_capacity}, {"index", h_index},     {"addr", h_addr},
     {"id", h_id},             {"peers", h_peers},       {"counters", h_counters},
     {"set_policies", h_set_policies}, {"attacker_share", h_attacker_share},
     {"is_attacker", h_is_attacker},   {NULL, NULL}};
