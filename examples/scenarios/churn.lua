@@ -31,13 +31,17 @@ local BOOK = {new_buckets = sim.param("new_buckets", 1024), tried_buckets = sim.
 
 sim.link{latency_ms = 60, jitter_ms = 40, dist = "uniform"}
 local PING = sim.param("ping_interval", 0)  -- s; 0 = the daemon's default (60 s)
+-- records=false: hosts exchange no node records (the overlay as before issue 12: addresses
+-- only), for scale runs where ~250 B per record a host keeps is too much memory
+local RECORDS = sim.param("records", true)
 -- RAMP > 0: the hosts first join in equal batches, one per second over RAMP seconds (a
 -- 100,000-host flash crowd on 5 seeds at t = 0 takes many virtual minutes to sort itself out)
 local RAMP = sim.param("ramp", 0)
 sim.assert(RAMP >= 0 and RAMP <= WARMUP, "ramp must be within [0, warmup]")
-local seeds = sim.hosts(NSEEDS, {seed_mode = true, policies = POLICIES, ping_interval = PING})
+local seeds = sim.hosts(NSEEDS, {seed_mode = true, policies = POLICIES, ping_interval = PING,
+                                records = RECORDS})
 local nodes = sim.hosts(N, {seeds = seeds, policies = POLICIES, book = BOOK, ping_interval = PING,
-                            up = RAMP <= 0})
+                            up = RAMP <= 0, records = RECORDS})
 if RAMP > 0 then
   local per = math.ceil(N / RAMP)
   for k = 0, math.ceil(N / per) - 1 do

@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "err.h"
+#include "rectable.h"
 #include "self.h"
 
 #ifndef PEERD_VERSION
@@ -1327,6 +1328,9 @@ static void h_metrics(ctx_t *c) {
       .bans = active_bans(c->book, c->now),
       .collisions = pd_book_collision_count(c->book),
       .book_memory = pd_book_memory(c->book),
+      .records = pd_rectable_count(pd_node_records(c->node)),
+      .records_memory = pd_rectable_memory(pd_node_records(c->node)),
+      .self_seq = pd_node_self(c->node) ? pd_self_record(pd_node_self(c->node))->seq : 0,
   };
   pd_policy_t *pol = pd_node_policy(c->node);
   uint64_t failures[PD_HOOK_COUNT * PD_POLICY_REASON_COUNT];

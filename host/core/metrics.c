@@ -241,6 +241,20 @@ int pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, const
     }
   }
 
+  family(&b, "peerd_records", "gauge", "Other nodes' signed records kept now.");
+  put(&b, "peerd_records %zu\n", g->records);
+  family(&b, "peerd_records_memory_bytes", "gauge", "Heap bytes the kept records hold.");
+  put(&b, "peerd_records_memory_bytes %zu\n", g->records_memory);
+  family(&b, "peerd_record_sequence", "gauge", "Sequence number of this node's own record.");
+  put(&b, "peerd_record_sequence %" PRIu64 "\n", g->self_seq);
+  family(&b, "peerd_records_total", "counter",
+         "Peers' records received valid: learnt (new or newer) or stale (older, or a conflict).");
+  put(&b, "peerd_records_total{result=\"learnt\"} %" PRIu64 "\n", net ? net->records_learnt : 0);
+  put(&b, "peerd_records_total{result=\"stale\"} %" PRIu64 "\n", net ? net->records_stale : 0);
+  family(&b, "peerd_record_announcements_total", "counter",
+         "ADDRs sent to peers carrying a new version of this node's record.");
+  put(&b, "peerd_record_announcements_total %" PRIu64 "\n", net ? net->records_announced : 0);
+
   if (b.failed) {
     free(b.p);
     return PD_ENOMEM;

@@ -66,6 +66,9 @@ typedef struct pd_metrics_net {
   size_t nreasons; /* peerd_wire_rejected_total{reason} */
   const char *const *reason_names;
   const uint64_t *rejected;
+  uint64_t records_learnt;    /* peerd_records_total{result="learnt"} */
+  uint64_t records_stale;     /* peerd_records_total{result="stale"} (older or conflicting) */
+  uint64_t records_announced; /* peerd_record_announcements_total */
 } pd_metrics_net_t;
 
 /* Values read at render time. */
@@ -76,6 +79,9 @@ typedef struct pd_metrics_gauges {
   size_t bans;            /* active (unexpired) bans */
   size_t collisions;      /* pending tried collisions */
   size_t book_memory;     /* heap bytes held by the book */
+  size_t records;         /* other nodes' records kept (peerd_records) */
+  size_t records_memory;  /* heap bytes they hold (peerd_records_memory_bytes) */
+  uint64_t self_seq;      /* our record's sequence (peerd_record_sequence), 0 = none */
   /* Policy host (the policy module keeps the failure counters; the caller
    * copies them here). policy_failures is row-major [hook][reason] with
    * policy_hooks x policy_reasons values, named by the two name arrays;

@@ -420,13 +420,15 @@ static const pd_record_auth_t *rec_auth(const pd_netmgr_t *m, pd_record_auth_t *
   return buf;
 }
 
-/* The endpoint a record's node is placed by in books: its discovery
- * endpoint, else its "p2p" service, else its first (pd_node_learn_record). */
-static const pd_netaddr_t *placed_by(const pd_record_t *r) {
-  if (r->has_discovery) return &r->discovery;
-  const pd_record_service_t *s = pd_record_service(r, "p2p");
-  if (!s && r->nservices) s = &r->services[0];
-  return s ? &s->addr : NULL;
+/* The endpoint a record's node is placed by in books (pd_record_placed). */
+static const pd_netaddr_t *placed_by(const pd_record_t *r) { return pd_record_placed(r, NULL); }
+
+/* The kept record of an entry's node when it is byte for byte the one the
+ * entry carries: nothing to decode or verify. */
+static const pd_rec_t *kept_same(pd_netmgr_t *m, const pd_wire_addr_entry_t *e) {
+  if (!e->has_id || !e->record_len) return NULL;
+  const pd_rec_t *r = pd_rectable_find(pd_node_records(m->node), e->id);
+  return r && r->len == e->record_len && memcmp(r->bytes, e->record, r->len) == 0 ? r : NULL;
 }
 
 /* A copy of entries with each node's record attached where we keep one
@@ -450,19 +452,16 @@ static pd_wire_addr_entry_t *with_records(pd_netmgr_t *m, const pd_wire_addr_ent
     const uint8_t *bytes = NULL;
     size_t len = 0;
     if (me && memcmp(e[i].id, m->self->id, PD_NODE_ID_LEN) == 0) {
+      const pd_netaddr_t *at = placed_by(pd_self_record(me));
+      if (!at || !pd_netaddr_equal(at, &e[i].addr)) continue;
       bytes = pd_self_bytes(me, &len);
     } else {
       const pd_rec_t *r = pd_rectable_find(t, e[i].id);
-      if (r) {
-        bytes = r->bytes;
-        len = r->len;
-      }
+      if (!r || !pd_netaddr_equal(&r->placed, &e[i].addr)) continue;
+      bytes = r->bytes;
+      len = r->len;
     }
     if (!bytes || len + 2 > budget) continue;
-    pd_record_t dec;
-    if (pd_record_parse_trusted(bytes, len, &dec) != PD_RECORD_OK) continue;
-    const pd_netaddr_t *at = placed_by(&dec);
-    if (!at || !pd_netaddr_equal(at, &e[i].addr)) continue;
     out[i].record = bytes;
     out[i].record_len = (uint16_t)len;
     budget -= len + 2;
@@ -484,17 +483,13 @@ static int send_addrs(pd_netmgr_t *m, conn_t *c, const pd_wire_addr_entry_t *e, 
  * entry's address. PD_RECORD_OK and *rec, or why not. */
 static pd_record_reason_t check_entry_record(pd_netmgr_t *m, const pd_wire_addr_entry_t *e,
                                              pd_record_t *rec) {
-  bool known = false;
-  if (pd_record_parse_trusted(e->record, e->record_len, rec) == PD_RECORD_OK) {
-    const pd_rec_t *have = pd_rectable_find(pd_node_records(m->node), rec->id);
-    known = have && have->len == e->record_len && memcmp(have->bytes, e->record, have->len) == 0;
-  }
-  if (!known) {
-    pd_record_auth_t ab;
-    pd_record_reason_t why =
-        pd_record_decode(e->record, e->record_len, m->network, rec_auth(m, &ab), rec, NULL);
-    if (why != PD_RECORD_OK) return why;
-  }
+  const pd_rec_t *same = kept_same(m, e);
+  if (same) /* checked when it was kept: only where it places the node is left */
+    return pd_netaddr_equal(&same->placed, &e->addr) ? PD_RECORD_OK : PD_RECORD_R_BAD_ADDRESS;
+  pd_record_auth_t ab;
+  pd_record_reason_t why =
+      pd_record_decode(e->record, e->record_len, m->network, rec_auth(m, &ab), rec, NULL);
+  if (why != PD_RECORD_OK) return why;
   if (!e->has_id || memcmp(rec->id, e->id, PD_NODE_ID_LEN) != 0) return PD_RECORD_R_BAD_ID;
   const pd_netaddr_t *at = placed_by(rec);
   if (!at || !pd_netaddr_equal(at, &e->addr)) return PD_RECORD_R_BAD_ADDRESS;
@@ -691,13 +686,21 @@ static void addrs_result(void *ud, size_t i, bool accept) {
   int rc;
   int64_t now = secs(b->now_ms);
   if (e->record_len) {
-    /* Checked before the batch (on_addrs): valid, ours to keep. */
+    /* Checked before the batch (on_addrs): valid, ours to keep. The record
+     * we keep already: only the book hears of the node again. */
     pd_record_t rec;
-    if (pd_record_parse_trusted(e->record, e->record_len, &rec) != PD_RECORD_OK) return;
-    rc = learn_record(m, e->record, e->record_len, &rec, b->from, sane_time(e->timestamp, now),
-                      b->now_ms)
-             ? 1
-             : 0;
+    if (kept_same(m, e)) {
+      pd_book_add(pd_node_book(m->node), &e->addr, e->id, sane_time(e->timestamp, now), b->from,
+                  0, now, NULL);
+      rc = 0;
+    } else if (pd_record_parse_trusted(e->record, e->record_len, &rec) == PD_RECORD_OK) {
+      rc = learn_record(m, e->record, e->record_len, &rec, b->from, sane_time(e->timestamp, now),
+                        b->now_ms)
+               ? 1
+               : 0;
+    } else {
+      return;
+    }
   } else {
     rc = add_accepted(m, e, b->from, b->now_ms, m->penalty);
   }

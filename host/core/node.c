@@ -565,17 +565,8 @@ int pd_node_learn_record(pd_node_t *n, const uint8_t *bytes, size_t len, const p
   if (rc < 0) return rc;
   rc = pd_rectable_put(n->records, bytes, len, rec, now);
   if (rc < 0 || rc == PD_REC_STALE || rc == PD_REC_CONFLICT) return rc;
-  const pd_netaddr_t *placed = NULL;
   bool svc_only = false;
-  if (rec->has_discovery) {
-    placed = &rec->discovery;
-  } else {
-    const pd_record_service_t *s = pick_service(rec, NULL);
-    if (s) {
-      placed = &s->addr;
-      svc_only = true;
-    }
-  }
+  const pd_netaddr_t *placed = pd_record_placed(rec, &svc_only);
   if (!placed) return rc; /* nothing anyone could dial: kept, not placed */
   int brc = pd_book_add(n->book, placed, rec->id, addr_time, source, 0, now, NULL);
   if (brc >= 0 && svc_only) {

@@ -393,3 +393,13 @@ uint64_t pd_record_peek_seq(const uint8_t *buf, size_t len) {
   for (int i = 0; i < 8; i++) s = (s << 8) | buf[SEQ_OFF + i];
   return s;
 }
+
+const pd_netaddr_t *pd_record_placed(const pd_record_t *r, bool *service_only) {
+  if (service_only) *service_only = false;
+  if (!r) return NULL;
+  if (r->has_discovery) return &r->discovery;
+  const pd_record_service_t *s = pd_record_service(r, "p2p");
+  if (!s && r->nservices) s = &r->services[0];
+  if (s && service_only) *service_only = true;
+  return s ? &s->addr : NULL;
+}

@@ -140,6 +140,11 @@ pd_record_reason_t pd_record_parse_trusted(const uint8_t *buf, size_t len, pd_re
 pd_record_reason_t pd_record_compare(const uint8_t *a, size_t alen, uint64_t aseq,
                                      const uint8_t *b, size_t blen, uint64_t bseq, bool *same);
 
+/* Where a book places the node a record describes: its discovery endpoint,
+ * else its "p2p" service, else its first service; NULL when it has none.
+ * *service_only (may be NULL): placed by a service endpoint (no peerd to dial). */
+const pd_netaddr_t *pd_record_placed(const pd_record_t *r, bool *service_only);
+
 /* The sequence for a new version of our own record: above prev, and at
  * least now_ms (the driver's wall clock in ms), so a restart that forgot prev
  * still goes up while the clock does. */

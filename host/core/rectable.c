@@ -213,6 +213,11 @@ static pd_rec_t *rec_new(const uint8_t *bytes, size_t len, const pd_record_t *re
   memcpy(r->id, rec->id, PD_NODE_ID_LEN);
   r->seq = rec->seq;
   r->updated = now;
+  const pd_netaddr_t *at = pd_record_placed(rec, NULL);
+  if (at)
+    r->placed = *at;
+  else
+    memset(&r->placed, 0, sizeof r->placed);
   r->len = (uint16_t)len;
   memcpy(r->bytes, bytes, len);
   return r;

@@ -32,6 +32,7 @@ typedef struct pd_rec {
   uint8_t id[PD_NODE_ID_LEN];
   uint64_t seq;
   int64_t updated; /* when put last changed it (Unix s) */
+  pd_netaddr_t placed; /* where books place the node (pd_record_placed), port 0: nowhere */
   uint16_t len;
   uint8_t bytes[]; /* len bytes: the signed record */
 } pd_rec_t;

@@ -191,6 +191,9 @@ static void net_counters_view(void *ud, pd_metrics_net_t *out) {
   out->nreasons = PD_NETMGR_REJ_COUNT;
   out->reason_names = d->reason_names;
   out->rejected = k->rejected;
+  out->records_learnt = k->records_learnt;
+  out->records_stale = k->records_stale;
+  out->records_announced = k->records_announced;
 }
 
 /* --------------------------------------------------- the network manager */

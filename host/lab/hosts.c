@@ -164,6 +164,7 @@ int lab_host_start(sim_t *s, uint32_t hi, char *err, size_t cap) {
   cfg.has_listen = true;
   cfg.listen = h->listen;
   cfg.seed_mode = h->seed_mode;
+  cfg.no_records = h->no_records;
   cfg.dialer.allow_private = true;
   if (h->min_out) cfg.dialer.min_outbound = h->min_out;
   if (h->max_out) cfg.dialer.max_outbound = h->max_out;
@@ -357,6 +358,7 @@ int lab_host_new(lua_State *L, sim_t *s, int spec, int force_group, bool defer) 
 
   if (spec) {
     h->seed_mode = lab_field_bool(L, spec, "seed_mode", false);
+    h->no_records = !lab_field_bool(L, spec, "records", true);
     h->min_out = (uint32_t)lab_field_num(L, spec, "min_outbound", 0);
     h->max_out = (uint32_t)lab_field_num(L, spec, "max_outbound", 0);
     h->max_in = (uint32_t)lab_field_num(L, spec, "max_inbound", 0);

@@ -78,6 +78,7 @@ typedef struct sim_link {
 typedef struct sim_host {
   uint32_t gen;
   bool up, seed_mode;
+  bool no_records; /* spec records = false: HELLOs and ADDRs without node records */
   int part;
   uint32_t min_out, max_out, max_in;
   double bw; /* bytes/s, 0 = unlimited */

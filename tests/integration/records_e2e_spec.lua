@@ -101,5 +101,11 @@ describe("node records end to end", function()
       assert.are.equal(0, s.conns)
       assert.are.equal(0, s.bytes)
     end
+    -- and the metrics say so: records kept and learnt, node 5's announcement
+    for k = 2, N do
+      assert.is_true(H.metric(nodes[k], "peerd_records") >= 4)
+      assert.is_true(H.metric(nodes[k], 'peerd_records_total{result="learnt"}') >= 4)
+    end
+    assert.is_true(H.metric(nodes[5], "peerd_record_announcements_total") >= 1)
   end)
 end)
