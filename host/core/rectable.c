@@ -14,6 +14,7 @@
 /* An index: slot -> record number, linear probing, tombstones. */
 typedef struct index {
   uint32_t *slot;
+  uint32_t *tag;     /* high 32 bits of the id's hash: a probe reads a record only on a match */
   size_t mask, used; /* used counts live + tombstones */
 } index_t;
 
@@ -71,9 +72,11 @@ int pd_rectable_create(pd_rectable_t **out, size_t cap, const uint8_t key[PD_REC
   /* the ring grows with use; indexes start small */
   size_t isz = 16;
   t->by_id.slot = malloc(isz * sizeof *t->by_id.slot);
+  t->by_id.tag = calloc(isz, sizeof *t->by_id.tag);
   t->svc = malloc(isz * sizeof *t->svc);
-  if (!t->by_id.slot || !t->svc) {
+  if (!t->by_id.slot || !t->by_id.tag || !t->svc) {
     free(t->by_id.slot);
+    free(t->by_id.tag);
     free(t->svc);
     free(t);
     return PD_ENOMEM;
@@ -91,6 +94,7 @@ void pd_rectable_destroy(pd_rectable_t *t) {
   for (size_t i = 0; i < t->count; i++) free(t->recs[at(t, i)]);
   free(t->recs);
   free(t->by_id.slot);
+  free(t->by_id.tag);
   free(t->svc);
   free(t);
 }
@@ -99,11 +103,14 @@ void pd_rectable_destroy(pd_rectable_t *t) {
 /* --- the id index: values are array indexes into recs ------------------------------------- */
 
 static long id_lookup(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN]) {
-  size_t i = (size_t)hash(t, id, PD_NODE_ID_LEN) & t->by_id.mask;
+  uint64_t h = hash(t, id, PD_NODE_ID_LEN);
+  uint32_t tag = (uint32_t)(h >> 32);
+  size_t i = (size_t)h & t->by_id.mask;
   for (size_t probes = 0; probes <= t->by_id.mask; probes++, i = (i + 1) & t->by_id.mask) {
     uint32_t v = t->by_id.slot[i];
     if (v == EMPTY) return -1;
-    if (v != TOMB && memcmp(t->recs[v]->id, id, PD_NODE_ID_LEN) == 0) return (long)i;
+    if (v != TOMB && t->by_id.tag[i] == tag && memcmp(t->recs[v]->id, id, PD_NODE_ID_LEN) == 0)
+      return (long)i;
   }
   return -1;
 }
@@ -115,21 +122,30 @@ static int id_insert(pd_rectable_t *t, uint32_t v) {
     int rc = id_grow(t, (t->count + 1) * 2);
     if (rc < 0) return rc;
   }
-  size_t i = (size_t)hash(t, t->recs[v]->id, PD_NODE_ID_LEN) & t->by_id.mask;
+  uint64_t h = hash(t, t->recs[v]->id, PD_NODE_ID_LEN);
+  size_t i = (size_t)h & t->by_id.mask;
   while (t->by_id.slot[i] != EMPTY && t->by_id.slot[i] != TOMB) i = (i + 1) & t->by_id.mask;
   if (t->by_id.slot[i] == EMPTY) t->by_id.used++;
   t->by_id.slot[i] = v;
+  t->by_id.tag[i] = (uint32_t)(h >> 32);
   return 0;
 }
 
 static int id_grow(pd_rectable_t *t, size_t want) {
   size_t n = pow2_at_least(want);
   uint32_t *s = malloc(n * sizeof *s);
-  if (!s) return PD_ENOMEM;
+  uint32_t *tg = calloc(n, sizeof *tg);
+  if (!s || !tg) {
+    free(s);
+    free(tg);
+    return PD_ENOMEM;
+  }
   memset(s, 0xFF, n * sizeof *s);
   uint32_t *old = t->by_id.slot;
   size_t oldn = t->by_id.mask + 1;
+  free(t->by_id.tag);
   t->by_id.slot = s;
+  t->by_id.tag = tg;
   t->by_id.mask = n - 1;
   t->by_id.used = 0;
   for (size_t i = 0; i < oldn; i++)
@@ -364,7 +380,7 @@ const pd_rec_t *pd_rectable_at(const pd_rectable_t *t, size_t i) {
 
 size_t pd_rectable_memory(const pd_rectable_t *t) {
   if (!t) return 0;
-  size_t m = sizeof *t + (t->by_id.mask + 1) * sizeof *t->by_id.slot +
+  size_t m = sizeof *t + (t->by_id.mask + 1) * (sizeof *t->by_id.slot + sizeof *t->by_id.tag) +
              (t->svc_mask + 1) * sizeof *t->svc + t->bytes + t->count * (sizeof(pd_rec_t) + 16);
   m += t->alloc * sizeof *t->recs;
   return m;
