@@ -64,6 +64,8 @@
  * remain; it is refreshed lazily (next add_ref) or found by a scan. */
 enum { F_LIVE = 1, F_TRIED = 2, F_HOME = 4, F_STALE = 8 };
 
+#define ATTEMPTS_MAX 127
+
 typedef struct entry {
   uint8_t ip[16];
   uint8_t src[16];
@@ -76,7 +78,8 @@ typedef struct entry {
   uint16_t port;
   uint16_t slot; /* tried: its tried slot; new: one slot that refers to it */
   uint16_t home; /* new slot for (addr, own source), valid with F_HOME */
-  uint8_t attempts; /* saturating */
+  uint8_t attempts : 7; /* saturating at 127 (Bitcoin looks at 10 at most) */
+  uint8_t svc : 1;      /* a service endpoint the node gave: peerd never dials it */
   uint8_t refcount : 4;
   uint8_t flags : 4;
 } entry_t;
@@ -1191,7 +1194,7 @@ int pd_book_attempt(pd_book_t *b, const pd_netaddr_t *addr, bool count_failure, 
   e->last_try = t32(now);
   if (count_failure && (int64_t)e->last_count < b->last_good) {
     e->last_count = t32(now);
-    if (e->attempts < UINT8_MAX) e->attempts++;
+    if (e->attempts < ATTEMPTS_MAX) e->attempts++;
   }
   return 0;
 }
@@ -1204,6 +1207,22 @@ int pd_book_connected(pd_book_t *b, const pd_netaddr_t *addr, int64_t now) {
   entry_t *e = &b->e[id];
   if (now - (int64_t)e->time > 20 * 60) e->time = t32(now);
   return 0;
+}
+
+int pd_book_set_service_only(pd_book_t *b, uint32_t id, bool on) {
+  if (!b || id >= b->e_hi || !(b->e[id].flags & F_LIVE)) return PD_ENOENT;
+  b->e[id].svc = on ? 1 : 0;
+  return 0;
+}
+
+uint32_t pd_book_find_node(const pd_book_t *b, const uint8_t node_id[PD_NODE_ID_LEN]) {
+  if (!b || !node_id) return PD_BOOK_NO_ID;
+  for (uint32_t id = 0; id < b->e_hi; id++) {
+    const entry_t *e = &b->e[id];
+    if ((e->flags & F_LIVE) && e->node && memcmp(b->nodes[e->node], node_id, PD_NODE_ID_LEN) == 0)
+      return id;
+  }
+  return PD_BOOK_NO_ID;
 }
 
 int pd_book_remove(pd_book_t *b, const pd_netaddr_t *addr) {
@@ -1243,6 +1262,7 @@ int pd_book_info(const pd_book_t *b, uint32_t id, pd_book_info_t *out) {
   out->last_success = e->last_success;
   out->last_count_attempt = e->last_count;
   out->attempts = e->attempts;
+  out->service_only = e->svc;
   out->refcount = e->refcount;
   out->in_tried = (e->flags & F_TRIED) != 0;
   uint32_t slot = e->slot;
@@ -1638,7 +1658,8 @@ static int restore_impl(pd_book_t *b, const pd_book_info_t *in, const uint16_t *
   e->last_try = t32(in->last_try);
   e->last_success = t32(in->last_success);
   e->last_count = t32(in->last_count_attempt);
-  e->attempts = (uint8_t)(in->attempts > UINT8_MAX ? UINT8_MAX : in->attempts);
+  e->attempts = (uint8_t)(in->attempts > ATTEMPTS_MAX ? ATTEMPTS_MAX : in->attempts);
+  e->svc = in->service_only;
   if (in->has_node_id) set_node(b, e, in->node_id);
   if (in->in_tried) {
     b->n_new--;

@@ -102,7 +102,8 @@ typedef struct pd_book_info {
   int64_t last_try;           /* 0 = never */
   int64_t last_success;       /* 0 = never */
   int64_t last_count_attempt; /* 0 = never */
-  int attempts;               /* failed attempts since last success */
+  int attempts;               /* failed attempts since last success (saturates at 127) */
+  bool service_only;          /* a node's service endpoint: peerd never dials it */
   int refcount;               /* new-table references (0 when tried) */
   bool in_tried;
   int bucket;   /* tried: its bucket; new: bucket of one reference */
@@ -153,6 +154,14 @@ int pd_book_attempt(pd_book_t *b, const pd_netaddr_t *addr, bool count_failure, 
 /* Connected_: we were connected recently; refreshes nTime at most every
  * 20 minutes. 0 or PD_ENOENT. */
 int pd_book_connected(pd_book_t *b, const pd_netaddr_t *addr, int64_t now);
+/* Mark an entry as a service endpoint only (an address the node gave: the
+ * node may dial it, peerd itself never does) or clear the mark. Placement
+ * is unchanged. 0 or PD_ENOENT. */
+int pd_book_set_service_only(pd_book_t *b, uint32_t id, bool on);
+/* The first entry (lowest id) with this node id, or PD_BOOK_NO_ID; a scan
+ * of the entries (for the API, not per packet). */
+uint32_t pd_book_find_node(const pd_book_t *b, const uint8_t node_id[PD_NODE_ID_LEN]);
+
 /* Remove an entry entirely (operator action). 0 or PD_ENOENT. */
 int pd_book_remove(pd_book_t *b, const pd_netaddr_t *addr);
 

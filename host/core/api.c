@@ -588,6 +588,9 @@ static void add_one(pd_node_t *node, const pd_netaddr_t *a, const uint8_t *id,
     (*known)++;
     return;
   } else if (rc == 1) {
+    /* The node's own addresses are service endpoints: the node may dial
+     * them (GET /v1/dial), peerd never does. */
+    pd_book_set_service_only(book, pd_book_find(book, a), true);
     (*added)++;
     return;
   } else if (rc == 0) {
@@ -905,28 +908,79 @@ static void h_book_get(ctx_t *c) {
   reply_json(c->resp, 200, o);
 }
 
+static json_t *attrs_json(const pd_record_t *r) {
+  json_t *o = json_object();
+  for (unsigned i = 0; o && r && i < r->nattrs; i++) set(o, r->attrs[i].key, jstr(r->attrs[i].value));
+  return o;
+}
+
+/* GET /v1/dial?n=K[&service=NAME]: what the node dials — service endpoints
+ * only (a record's, or an address the node gave), never a peerd's
+ * discovery endpoint. The selection is asked for more than K, since some
+ * picks have nothing to hand out. */
 static void h_dial(ctx_t *c) {
-  static const char *const params[] = {"n", NULL};
+  static const char *const params[] = {"n", "service", NULL};
   if (!query_allow(c, params)) return;
   uint64_t n;
   if (!query_uint(c, "n", DIAL_DEFAULT, 1, PD_API_MAX_DIAL, &n)) return;
-  uint32_t ids[PD_API_MAX_DIAL];
-  bool by_policy = false;
-  size_t got = pd_node_dial(c->node, (size_t)n, c->now, ids, &by_policy);
+  const char *service = query_get(c, "service");
+  if (service && !pd_record_name_ok(service)) {
+    pd_api_error(c->resp, 400, "service must be 1..16 of [a-z0-9._-], starting with a letter or digit");
+    return;
+  }
+  size_t ask = (size_t)n * 3 + 8;
+  if (ask > PD_API_MAX_DIAL * 3 + 8) ask = PD_API_MAX_DIAL * 3 + 8;
+  uint32_t *ids = malloc(ask * sizeof *ids);
+  pd_netaddr_t *given = malloc((size_t)n * sizeof *given);
   json_t *o = json_object();
   json_t *peers = json_array();
-  if (!o || !peers) {
+  if (!ids || !given || !o || !peers) {
+    free(ids);
+    free(given);
     json_decref(o);
     json_decref(peers);
     pd_api_error(c->resp, 500, "out of memory");
     return;
   }
-  for (size_t i = 0; i < got; i++) {
+  bool by_policy = false;
+  size_t got = pd_node_dial(c->node, ask, c->now, ids, &by_policy);
+  size_t w = 0;
+  for (size_t i = 0; i < got && w < n; i++) {
     pd_book_info_t e;
+    pd_node_endpoint_t ep;
     if (pd_book_info(c->book, ids[i], &e) < 0) continue;
+    if (!pd_node_dial_endpoint(c->node, ids[i], service, &ep)) continue;
+    bool dup = false;
+    for (size_t k = 0; k < w && !dup; k++) dup = pd_netaddr_equal(&given[k], &ep.addr);
+    if (dup) continue;
+    given[w++] = ep.addr;
     json_t *j = entry_json(&e);
     if (!j) continue;
     json_object_del(j, "source");
+    char buf[PD_ADDR_STRLEN];
+    if (pd_netaddr_format(&ep.addr, buf, sizeof buf) < 0) snprintf(buf, sizeof buf, "?");
+    set(j, "addr", jstr(buf));
+    if (ep.proven) {
+      char hex[PD_NODE_ID_HEXLEN + 1], peer[PD_NODE_ID_HEXLEN + 2 + PD_ADDR_STRLEN];
+      hex_encode(ep.node_id, PD_NODE_ID_LEN, hex);
+      set(j, "node_id", jstr(hex));
+      snprintf(peer, sizeof peer, "%s@%s", hex, buf);
+      set(j, "peer", jstr(peer));
+      set(j, "service", jstr(ep.service));
+      set(j, "attrs", attrs_json(&ep.rec));
+      set(j, "seq", json_integer((json_int_t)ep.rec.seq));
+    } else {
+      if (ep.has_id) {
+        char hex[PD_NODE_ID_HEXLEN + 1], peer[PD_NODE_ID_HEXLEN + 2 + PD_ADDR_STRLEN];
+        hex_encode(ep.node_id, PD_NODE_ID_LEN, hex);
+        snprintf(peer, sizeof peer, "%s@%s", hex, buf);
+        set(j, "peer", jstr(peer)); /* the id as the node gave it, not proven */
+      }
+      set(j, "service", json_null());
+      set(j, "attrs", json_object());
+    }
+    set(j, "peerd", json_boolean(ep.peerd));
+    if (pd_netaddr_format(&e.addr, buf, sizeof buf) >= 0) set(j, "entry", jstr(buf));
     set(j, "attempts", jint(e.attempts));
     set(j, "last_try", jint(e.last_try));
     set(j, "last_success", jint(e.last_success));
@@ -935,6 +989,8 @@ static void h_dial(ctx_t *c) {
     set(j, "score", json_real(pd_node_score(c->node, &v, c->now)));
     json_array_append_new(peers, j);
   }
+  free(ids);
+  free(given);
   set(o, "peers", peers);
   set(o, "selected_by", jstr(by_policy ? "policy" : "default"));
   reply_json(c->resp, 200, o);
@@ -952,10 +1008,11 @@ static bool event_from_name(const char *s, enum pd_metrics_event *ev) {
 
 static void h_events(ctx_t *c) {
   if (!query_allow(c, no_params)) return;
-  static const char *const fields[] = {"addr", "event", "reason", "latency_ms", NULL};
+  static const char *const fields[] = {"addr", "event", "reason", "latency_ms", "direction",
+                                       "node_id", NULL};
   json_t *root = body_object(c, fields);
   if (!root) return;
-  const char *addr_s, *event_s, *reason_s;
+  const char *addr_s, *event_s, *reason_s, *dir_s, *id_s;
   json_t *latency = json_object_get(root, "latency_ms");
   double lat_ms = -1;
   if (latency) {
@@ -966,9 +1023,27 @@ static void h_events(ctx_t *c) {
     }
     lat_ms = json_number_value(latency);
   }
-  if (!field_string(c, root, "addr", true, &addr_s) ||
+  if (!field_string(c, root, "addr", false, &addr_s) ||
       !field_string(c, root, "event", true, &event_s) ||
-      !field_string(c, root, "reason", false, &reason_s)) {
+      !field_string(c, root, "reason", false, &reason_s) ||
+      !field_string(c, root, "direction", false, &dir_s) ||
+      !field_string(c, root, "node_id", false, &id_s)) {
+    goto out;
+  }
+  if (!addr_s && !id_s) {
+    pd_api_error(c->resp, 400, "missing field: addr or node_id");
+    goto out;
+  }
+  bool inbound = false;
+  if (dir_s && strcmp(dir_s, "inbound") == 0) {
+    inbound = true;
+  } else if (dir_s && strcmp(dir_s, "outbound") != 0) {
+    errorf(c->resp, 400, "field \"direction\" must be \"outbound\" or \"inbound\", got %.32s", dir_s);
+    goto out;
+  }
+  uint8_t nid[PD_NODE_ID_LEN];
+  if (id_s && (strlen(id_s) != PD_NODE_ID_HEXLEN || pd_node_id_parse(id_s, strlen(id_s), nid) < 0)) {
+    pd_api_error(c->resp, 400, "field \"node_id\" must be 40 hex characters");
     goto out;
   }
   enum pd_metrics_event ev;
@@ -980,9 +1055,26 @@ static void h_events(ctx_t *c) {
     goto out;
   }
   pd_netaddr_t a;
+  memset(&a, 0, sizeof a);
   const char *why = NULL;
-  if (parse_addr(addr_s, PD_PARSE_ALLOW_ID, &a, NULL, NULL, &why) < 0) {
+  if (addr_s && parse_addr(addr_s, PD_PARSE_ALLOW_ID, &a, NULL, NULL, &why) < 0) {
     errorf(c->resp, 400, "field \"addr\": %s", why);
+    goto out;
+  }
+  /* The entry the report is about: the address itself, the node of a
+   * record naming it as a service endpoint, or the node by id. */
+  uint32_t eid = pd_node_find_peer(c->node, addr_s ? &a : NULL, id_s ? nid : NULL);
+  pd_book_info_t target;
+  if (eid != PD_BOOK_NO_ID && pd_book_info(c->book, eid, &target) == 0) {
+    a = target.addr;
+  } else if (!addr_s) {
+    json_t *e = json_object();
+    if (e) {
+      set(e, "error", jstr("not in book"));
+      set(e, "node_id", jstr(id_s));
+      set(e, "event", jstr(event_s));
+    }
+    reply_error_obj(c->resp, 404, e);
     goto out;
   }
   char abuf[PD_ADDR_STRLEN];
@@ -995,9 +1087,10 @@ static void h_events(ctx_t *c) {
   set(o, "ok", json_true());
   set(o, "addr", jstr(abuf));
   set(o, "event", jstr(event_s));
+  set(o, "direction", jstr(inbound ? "inbound" : "outbound"));
 
   pd_node_event_result_t r;
-  int rc = pd_node_event(c->node, &a, ev, reason_s, c->now, &r);
+  int rc = pd_node_event_dir(c->node, &a, ev, reason_s, inbound, c->now, &r);
   if (rc == PD_ENOENT) {
     json_decref(o);
     json_t *e = json_object();

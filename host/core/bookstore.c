@@ -29,8 +29,11 @@
  *   Unix seconds (0 = never); attempts, the failure count; tried, 1 or 0;
  *   new_slots, the new-table slots (bucket * 64 + position, in the
  *   document's geometry) that refer to the entry, ascending and
- *   comma-separated, or "-" (always "-" for tried entries). No value can
- *   contain a space.
+ *   comma-separated, or "-" (always "-" for tried entries); service (only
+ *   when some entry is one: the column is left out otherwise, so books
+ *   without such entries keep their bytes), 1 for an address the node gave
+ *   (a service endpoint peerd never dials), else 0. No value can contain a
+ *   space.
  *   Why strings and not arrays: jansson allocates one node per JSON value,
  *   and with ~12 values per entry its parser alone took ~95 ms (+19 ms to
  *   free) for a full book; one string per entry parses in about half that,
@@ -54,7 +57,7 @@
  * into exactly as many values as there are columns; address parses and may
  * enter the book (routable, or private under PD_BOOK_ALLOW_PRIVATE); id "-"
  * or 40 hex; source an IP; times decimal digits in 0..2^40; attempts
- * decimal digits (values above 255 are clamped to 255: terrible either
+ * decimal digits (values above 127 are clamped to 127: terrible either
  * way); tried 0 or 1; new_slots "-" or up to 8 numbers in 0..65535; then
  * pd_book_restore places it (a tried entry whose tried slot is taken, or a
  * duplicate address, is skipped).
@@ -87,7 +90,7 @@
 /* Largest time accepted from a file (year ~36800): keeps every time
  * calculation in the book far from int64 overflow. */
 #define MAX_TIME ((int64_t)1 << 40)
-#define MAX_ATTEMPTS 255
+#define MAX_ATTEMPTS 127
 #define MAX_COLUMNS 64
 /* Longest row string accepted (a real row is under 250 bytes). */
 #define ROW_MAX 512
@@ -103,12 +106,14 @@ enum {
   C_ATTEMPTS,
   C_TRIED,
   C_NEW_SLOTS,
+  C_REQUIRED, /* the columns above must be there; the ones below may not */
+  C_SERVICE = C_REQUIRED,
   C_COUNT
 };
 
 static const char *const column_names[C_COUNT] = {
     "addr",     "id",    "source", "time",     "last_try", "last_success", "last_count_attempt",
-    "attempts", "tried", "new_slots"};
+    "attempts", "tried", "new_slots", "service"};
 
 /* ---- encoding -------------------------------------------------------- */
 
@@ -223,7 +228,7 @@ typedef struct refs {
 } refs_t;
 
 /* One entry as one row string; see the format comment at the top. */
-static void encode_entry(sbuf_t *s, const refs_t *r, const pd_book_info_t *e) {
+static void encode_entry(sbuf_t *s, const refs_t *r, const pd_book_info_t *e, bool svc_col) {
   char buf[PD_ADDR_STRLEN];
   if (!sb_reserve(s, 3 * PD_ADDR_STRLEN + 160)) return;
   sb_putc(s, '"');
@@ -251,17 +256,18 @@ static void encode_entry(sbuf_t *s, const refs_t *r, const pd_book_info_t *e) {
   sb_putc(s, ' ');
   sb_int(s, e->attempts);
   if (e->in_tried) {
-    sb_put(s, " 1 -\"", 5);
-    return;
+    sb_put(s, " 1 -", 4);
+  } else {
+    sb_put(s, " 0 ", 3);
+    int k = r->count[e->id];
+    const uint16_t *slots = r->slots[e->id]; /* ascending: the table was walked in order */
+    if (k == 0) sb_putc(s, '-');
+    for (int i = 0; i < k; i++) {
+      if (i) sb_putc(s, ',');
+      sb_int(s, slots[i]);
+    }
   }
-  sb_put(s, " 0 ", 3);
-  int k = r->count[e->id];
-  const uint16_t *slots = r->slots[e->id]; /* ascending: the table was walked in order */
-  if (k == 0) sb_putc(s, '-');
-  for (int i = 0; i < k; i++) {
-    if (i) sb_putc(s, ',');
-    sb_int(s, slots[i]);
-  }
+  if (svc_col) sb_put(s, e->service_only ? " 1" : " 0", 2);
   sb_putc(s, '"');
 }
 
@@ -310,8 +316,15 @@ int pd_bookstore_encode(const pd_book_t *b, int64_t now, char **out, size_t *len
     sb_puts(&s, ",\"tried_buckets\":");
     sb_int(&s, geo.tried_buckets);
   }
+  /* "service" (an address the node gave, never dialled by peerd) is written
+   * only when some entry is one, so other books keep their bytes. */
+  bool svc_col = false;
+  for (size_t i = 0; i < total && !svc_col; i++) {
+    pd_book_info_t e;
+    svc_col = pd_book_info(b, ids[i], &e) == 0 && e.service_only;
+  }
   sb_puts(&s, ",\n\"columns\":[");
-  for (int c = 0; c < C_COUNT; c++) {
+  for (int c = 0; c < (svc_col ? C_COUNT : C_REQUIRED); c++) {
     if (c) sb_putc(&s, ',');
     sb_plain_str(&s, column_names[c], strlen(column_names[c]));
   }
@@ -322,7 +335,7 @@ int pd_bookstore_encode(const pd_book_t *b, int64_t now, char **out, size_t *len
     if (pd_book_info(b, ids[i], &e) != 0) continue;
     sb_puts(&s, first ? "\n" : ",\n");
     first = false;
-    encode_entry(&s, &refs, &e);
+    encode_entry(&s, &refs, &e, svc_col);
   }
   sb_puts(&s, "\n],\n\"collisions\":[");
 
@@ -537,6 +550,11 @@ static const char *parse_entry(const char *const *tok, const int *col, pd_book_i
   }
   *nslots = e->in_tried ? 0 : k;
   e->refcount = (int)*nslots;
+  if (col[C_SERVICE] >= 0) {
+    t = tok[col[C_SERVICE]];
+    if (strcmp(t, "0") != 0 && strcmp(t, "1") != 0) return "service is neither 0 nor 1";
+    e->service_only = t[0] == '1';
+  }
   e->id = PD_BOOK_NO_ID;
   return NULL;
 }
@@ -554,7 +572,7 @@ static int map_columns(const json_t *cols, int *col, size_t *ncols, char *err, s
       if (col[c] < 0 && strcmp(json_string_value(v), column_names[c]) == 0) col[c] = (int)i;
     }
   }
-  for (int c = 0; c < C_COUNT; c++) {
+  for (int c = 0; c < C_REQUIRED; c++) {
     if (col[c] < 0) return fail(err, cap, PD_EFORMAT, "column \"%s\" missing", column_names[c]);
   }
   *ncols = n;

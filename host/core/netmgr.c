@@ -9,6 +9,9 @@
 #include "addrbook.h"
 #include "banlist.h"
 #include "err.h"
+#include "record.h"
+#include "rectable.h"
+#include "self.h"
 
 /* --- internal types --------------------------------------------------------------------- */
 
@@ -63,6 +66,8 @@ struct pd_netmgr {
   bool has_agent;
   pd_node_t *node;
   const pd_identity_t *self;
+  pd_self_t *own_self;   /* the record we made when the node had none */
+  uint64_t announced_seq; /* the version of our record peers were last sent */
   pd_rng_t *rng;
   pd_dialer_t *dialer;
   int64_t seed_crawl_timeout_ms, ttl_ms, penalty, tick_ms;
@@ -99,7 +104,12 @@ static const char *const k_rej_extra[] = {
     "unexpected_message", "auth_failed",       "wrong_network", "incompatible_version",
     "self_connection",    "id_mismatch",       "handshake_timeout", "ping_timeout",
     "getaddr_flood",      "addr_flood",        "duplicate",
+    /* pd_record_reason_name 1..8, in its order */
+    "record_malformed", "record_version", "record_id", "record_signature", "record_name",
+    "record_order", "record_address", "record_network",
 };
+_Static_assert(sizeof k_rej_extra / sizeof k_rej_extra[0] == PD_NETMGR_REJ_COUNT - PD_WIRE_R_COUNT,
+               "a name per rejection");
 
 static const char *const k_refuse[] = {"accept", "inbound_full", "per_ip_limit", "banned", "error"};
 
@@ -400,10 +410,153 @@ static int64_t sane_time(int64_t t, int64_t now) {
 }
 
 /* One relay ADDR to a ready peer, counted and drained. */
+/* --- node records -------------------------------------------------------------------------- */
+
+/* The scheme records are signed with: the handshake's. */
+static const pd_record_auth_t *rec_auth(const pd_netmgr_t *m, pd_record_auth_t *buf) {
+  if (!m->cfg.auth) return NULL;
+  *buf = (pd_record_auth_t){.sign = m->cfg.auth->sign, .verify = m->cfg.auth->verify,
+                            .ud = m->cfg.auth->ud};
+  return buf;
+}
+
+/* The endpoint a record's node is placed by in books: its discovery
+ * endpoint, else its "p2p" service, else its first (pd_node_learn_record). */
+static const pd_netaddr_t *placed_by(const pd_record_t *r) {
+  if (r->has_discovery) return &r->discovery;
+  const pd_record_service_t *s = pd_record_service(r, "p2p");
+  if (!s && r->nservices) s = &r->services[0];
+  return s ? &s->addr : NULL;
+}
+
+/* A copy of entries with each node's record attached where we keep one
+ * that places it at that entry's address; records stop before the frame
+ * would pass RECORDS_BUDGET bytes (the entries still go, without). NULL:
+ * out of memory (send them without records). The records point into the
+ * table: use the copy before anything is learnt. */
+#define RECORDS_BUDGET (PD_WIRE_MAX_PAYLOAD - 48 * PD_WIRE_MAX_ADDRS)
+static pd_wire_addr_entry_t *with_records(pd_netmgr_t *m, const pd_wire_addr_entry_t *e, size_t n) {
+  pd_rectable_t *t = pd_node_records(m->node);
+  pd_self_t *me = pd_node_self(m->node);
+  if (m->cfg.no_records || (!t && !me) || n == 0) return NULL;
+  pd_wire_addr_entry_t *out = malloc(n * sizeof *out);
+  if (!out) return NULL;
+  size_t budget = RECORDS_BUDGET;
+  for (size_t i = 0; i < n; i++) {
+    out[i] = e[i];
+    out[i].record = NULL;
+    out[i].record_len = 0;
+    if (!e[i].has_id) continue;
+    const uint8_t *bytes = NULL;
+    size_t len = 0;
+    if (me && memcmp(e[i].id, m->self->id, PD_NODE_ID_LEN) == 0) {
+      bytes = pd_self_bytes(me, &len);
+    } else {
+      const pd_rec_t *r = pd_rectable_find(t, e[i].id);
+      if (r) {
+        bytes = r->bytes;
+        len = r->len;
+      }
+    }
+    if (!bytes || len + 2 > budget) continue;
+    pd_record_t dec;
+    if (pd_record_parse_trusted(bytes, len, &dec) != PD_RECORD_OK) continue;
+    const pd_netaddr_t *at = placed_by(&dec);
+    if (!at || !pd_netaddr_equal(at, &e[i].addr)) continue;
+    out[i].record = bytes;
+    out[i].record_len = (uint16_t)len;
+    budget -= len + 2;
+  }
+  return out;
+}
+
+/* pd_peer_send_addrs with the records we keep attached. */
+static int send_addrs(pd_netmgr_t *m, conn_t *c, const pd_wire_addr_entry_t *e, size_t n,
+                      int64_t now_ms) {
+  pd_wire_addr_entry_t *wr = with_records(m, e, n);
+  int rc = pd_peer_send_addrs(c->peer, wr ? wr : e, n, now_ms);
+  free(wr);
+  return rc;
+}
+
+/* An ADDR entry's record: verified (unless it is byte for byte the one we
+ * keep), for our network, naming the entry's node and placing it at the
+ * entry's address. PD_RECORD_OK and *rec, or why not. */
+static pd_record_reason_t check_entry_record(pd_netmgr_t *m, const pd_wire_addr_entry_t *e,
+                                             pd_record_t *rec) {
+  bool known = false;
+  if (pd_record_parse_trusted(e->record, e->record_len, rec) == PD_RECORD_OK) {
+    const pd_rec_t *have = pd_rectable_find(pd_node_records(m->node), rec->id);
+    known = have && have->len == e->record_len && memcmp(have->bytes, e->record, have->len) == 0;
+  }
+  if (!known) {
+    pd_record_auth_t ab;
+    pd_record_reason_t why =
+        pd_record_decode(e->record, e->record_len, m->network, rec_auth(m, &ab), rec, NULL);
+    if (why != PD_RECORD_OK) return why;
+  }
+  if (!e->has_id || memcmp(rec->id, e->id, PD_NODE_ID_LEN) != 0) return PD_RECORD_R_BAD_ID;
+  const pd_netaddr_t *at = placed_by(rec);
+  if (!at || !pd_netaddr_equal(at, &e->addr)) return PD_RECORD_R_BAD_ADDRESS;
+  return PD_RECORD_OK;
+}
+
+/* Keep a verified record; true when it was new or newer (worth relaying). */
+static bool learn_record(pd_netmgr_t *m, const uint8_t *bytes, size_t len, const pd_record_t *rec,
+                         const pd_netaddr_t *from, int64_t addr_time, int64_t now_ms) {
+  int brc = 0;
+  int rc = pd_node_learn_record(m->node, bytes, len, rec, from, addr_time, secs(now_ms), &brc);
+  if (rc == PD_REC_NEW || rc == PD_REC_UPDATED) {
+    m->c.records_learnt++;
+    if (brc == 1) m->c.addrs_added++;
+    return true;
+  }
+  if (rc == PD_REC_STALE || rc == PD_REC_CONFLICT) m->c.records_stale++;
+  return false;
+}
+
+/* Our record changed (a service set through the API, the announced
+ * address learnt): every READY peer gets it now, in one ADDR with our
+ * entry; they keep it and relay it on as any fresh news. */
+static void announce_self(pd_netmgr_t *m, int64_t now_ms) {
+  pd_self_t *me = pd_node_self(m->node);
+  if (!me || m->cfg.no_records) return;
+  const pd_record_t *r = pd_self_record(me);
+  if (r->seq == m->announced_seq) return;
+  m->announced_seq = r->seq;
+  const pd_netaddr_t *at = placed_by(r);
+  if (!at) return;
+  size_t len = 0;
+  const uint8_t *bytes = pd_self_bytes(me, &len);
+  pd_wire_addr_entry_t e;
+  memset(&e, 0, sizeof e);
+  e.addr = *at;
+  e.timestamp = secs(now_ms);
+  e.has_id = true;
+  memcpy(e.id, m->self->id, PD_NODE_ID_LEN);
+  e.record = bytes;
+  e.record_len = (uint16_t)len;
+  size_t n = m->nconns;
+  uint64_t few[64];
+  uint64_t *ids = n <= 64 ? few : malloc(n * sizeof *ids);
+  if (!ids) return;
+  if (n) memcpy(ids, m->cids, n * sizeof *ids);
+  for (size_t i = 0; i < n; i++) {
+    conn_t *c = conn_get(m, ids[i]);
+    if (!c || !c->peer || c->state != PD_NETMGR_READY || c->dir == PD_CONN_FEELER) continue;
+    if (pd_peer_state(c->peer) != PD_PEER_READY) continue;
+    if (pd_peer_send_addrs(c->peer, &e, 1, now_ms) == 0) {
+      m->c.records_announced++;
+      drain_peer(m, c, now_ms);
+    }
+  }
+  if (ids != few) free(ids);
+}
+
 static void send_relay(pd_netmgr_t *m, conn_t *c, const pd_wire_addr_entry_t *e, size_t n,
                        int64_t now_ms) {
   if (n && c->peer && pd_peer_state(c->peer) == PD_PEER_READY &&
-      pd_peer_send_addrs(c->peer, e, n, now_ms) == 0) {
+      send_addrs(m, c, e, n, now_ms) == 0) {
     m->c.relay_msgs++;
     drain_peer(m, c, now_ms);
   }
@@ -535,11 +688,23 @@ static void addrs_result(void *ud, size_t i, bool accept) {
     m->c.addrs_refused++;
     return;
   }
-  int rc = add_accepted(m, e, b->from, b->now_ms, m->penalty);
-  /* Relayed on: new to us, in a small unsolicited message, and fresh (its
-   * time within PD_NETMGR_RELAY_FRESH_S of now, as Bitcoin Core), so a
-   * self-announcement spreads once and old addresses do not circulate. */
+  int rc;
   int64_t now = secs(b->now_ms);
+  if (e->record_len) {
+    /* Checked before the batch (on_addrs): valid, ours to keep. */
+    pd_record_t rec;
+    if (pd_record_parse_trusted(e->record, e->record_len, &rec) != PD_RECORD_OK) return;
+    rc = learn_record(m, e->record, e->record_len, &rec, b->from, sane_time(e->timestamp, now),
+                      b->now_ms)
+             ? 1
+             : 0;
+  } else {
+    rc = add_accepted(m, e, b->from, b->now_ms, m->penalty);
+  }
+  /* Relayed on: new to us (an address, or a newer record), in a small
+   * unsolicited message, and fresh (its time within PD_NETMGR_RELAY_FRESH_S
+   * of now, as Bitcoin Core), so a self-announcement spreads once and old
+   * addresses do not circulate. */
   if (rc != 1 || !b->a->addrs.relayable || b->nrelay >= b->a->addrs.count ||
       sane_time(e->timestamp, now) < now - PD_NETMGR_RELAY_FRESH_S ||
       pd_node_is_private(m->node, &e->addr, e->has_id ? e->id : NULL))
@@ -547,12 +712,31 @@ static void addrs_result(void *ud, size_t i, bool accept) {
   /* Scratch for this message only (relayable: at most relay_max entries):
    * nothing is kept per node between messages. */
   if (!b->relay && !(b->relay = malloc(b->a->addrs.count * sizeof *b->relay))) return;
-  b->relay[b->nrelay++] = *e;
+  b->relay[b->nrelay] = *e;
+  b->relay[b->nrelay].record = NULL; /* attached again when sent */
+  b->relay[b->nrelay].record_len = 0;
+  b->nrelay++;
 }
 
 static void on_addrs(pd_netmgr_t *m, conn_t *c, const pd_peer_action_t *a, int64_t now_ms) {
   pd_netaddr_t from = ip_only(&c->addr);
   m->c.addrs_received += a->addrs.count;
+  /* Every record is checked before anything is learnt: one bad record is a
+   * protocol violation (an honest peer checks what it passes on), and the
+   * connection ends with the reason, reported as misbehaviour. */
+  for (size_t i = 0; i < a->addrs.count; i++) {
+    const pd_wire_addr_entry_t *e = &a->addrs.entries[i];
+    if (!e->record_len) continue;
+    pd_record_t rec;
+    pd_record_reason_t why = check_entry_record(m, e, &rec);
+    if (why != PD_RECORD_OK) {
+      pd_peer_close(c->peer, PD_WIRE_BYE_PROTOCOL, pd_record_reason_name(why));
+      m->c.rejected[PD_NETMGR_REJ_RECORD + (unsigned)why - 1]++;
+      report_misbehaviour(m, &c->addr, pd_record_reason_name(why), now_ms);
+      c->want_close = true;
+      return;
+    }
+  }
   addrs_batch_t b = {m, a, &from, now_ms, NULL, 0};
   pd_node_pex_accept_batch(m->node, &from, a->addrs.count, addrs_entry, addrs_result, &b,
                            secs(now_ms));
@@ -631,6 +815,8 @@ static gcache_t *cache_for(pd_netmgr_t *m, const pd_netaddr_t *to, int64_t now_m
     e[w].timestamp = inf.time > 0 ? inf.time : 0;
     e[w].has_id = inf.has_node_id;
     memcpy(e[w].id, inf.node_id, PD_NODE_ID_LEN);
+    e[w].record = NULL; /* attached when sent (send_addrs) */
+    e[w].record_len = 0;
     w++;
   }
   free(ids);
@@ -660,7 +846,7 @@ static void answer_getaddr(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
   }
   /* Nothing to share: no ADDR at all (as Bitcoin Core; an empty ADDR is
    * valid on the wire but says nothing). */
-  if (w > 0 && pd_peer_send_addrs(c->peer, out, w, now_ms) == 0) m->c.getaddr_answered++;
+  if (w > 0 && send_addrs(m, c, out, w, now_ms) == 0) m->c.getaddr_answered++;
   free(out);
   if (m->cfg.seed_mode && c->dir == PD_CONN_INBOUND) {
     c->want_close = true;
@@ -729,8 +915,27 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
       c->registered = true;
     else
       m->pending_in++; /* conn_end will undo */
-    /* Its announced listen address goes to the new table (never tried). */
-    if (r->has_listen) {
+    /* Its record (verified in the handshake): kept, its node placed in the
+     * new table (never tried) and relayed when news. Else, as before
+     * records, its announced listen address. */
+    pd_record_t rec;
+    if (r->record_len && pd_record_parse_trusted(r->record, r->record_len, &rec) == PD_RECORD_OK) {
+      pd_netaddr_t from = ip_only(&c->addr);
+      const pd_netaddr_t *at = placed_by(&rec);
+      if (at && !m->cfg.seed_mode && pd_node_pex_accept(m->node, at, rec.id, &from, now) &&
+          learn_record(m, r->record, r->record_len, &rec, &from, now, now_ms) &&
+          !pd_node_is_private(m->node, at, rec.id)) {
+        pd_wire_addr_entry_t e;
+        memset(&e, 0, sizeof e);
+        e.addr = *at;
+        e.timestamp = now;
+        e.has_id = true;
+        memcpy(e.id, rec.id, PD_NODE_ID_LEN);
+        relay(m, c, &e, 1, now_ms);
+      } else if (at && m->cfg.seed_mode && pd_node_pex_accept(m->node, at, rec.id, &from, now)) {
+        learn_record(m, r->record, r->record_len, &rec, &from, now, now_ms);
+      }
+    } else if (r->has_listen) {
       pd_wire_addr_entry_t e;
       memset(&e, 0, sizeof e);
       e.addr = r->listen;
@@ -759,6 +964,14 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
   pd_book_add(pd_node_book(m->node), &c->target.addr, c->id, now, &c->target.addr, 0, now, NULL);
   pd_node_event_result_t er;
   pd_node_event(m->node, &c->target.addr, PD_METRICS_EV_GOOD, NULL, now, &er);
+  /* Its record, heard from itself; and where it sees us, which (agreed by
+   * enough outbound peers) becomes our announced address. */
+  pd_record_t rec;
+  if (r->record_len && pd_record_parse_trusted(r->record, r->record_len, &rec) == PD_RECORD_OK)
+    learn_record(m, r->record, r->record_len, &rec, &c->target.addr, now, now_ms);
+  pd_self_t *me = m->cfg.no_records ? NULL : pd_node_self(m->node);
+  if (me && r->has_observed && c->dir == PD_CONN_OUTBOUND)
+    pd_self_observed(me, r->id, &r->observed, now_ms);
   if (c->dir == PD_CONN_FEELER) {
     m->c.feelers_done++;
     c->want_close = true;
@@ -854,6 +1067,9 @@ static bool banned_addr(pd_netmgr_t *m, const pd_netaddr_t *a, int64_t now) {
 static bool target_from_id(pd_netmgr_t *m, uint32_t id, int64_t now, pd_dial_target_t *t) {
   pd_book_info_t inf;
   if (pd_book_info(pd_node_book(m->node), id, &inf) != 0) return false;
+  /* An address the node gave (a service endpoint): the node dials it,
+   * peerd never does, not even as a feeler. */
+  if (inf.service_only) return false;
   if (banned_addr(m, &inf.addr, now)) return false;
   memset(t, 0, sizeof *t);
   t->addr = inf.addr;
@@ -1120,6 +1336,30 @@ int pd_netmgr_create(pd_netmgr_t **out, const pd_netmgr_config_t *cfg, pd_node_t
   m->cfg.dialer.self_addrs = NULL;
   if (cfg->anchors && cfg->nanchors) pd_dialer_set_anchors(m->dialer, cfg->anchors, cfg->nanchors);
   m->dialer_due_ms = now_ms;
+  if (!cfg->no_records && !pd_node_self(node)) {
+    /* No record from the node: one that names our discovery endpoint. */
+    pd_self_config_t sc;
+    memset(&sc, 0, sizeof sc);
+    sc.network = m->network;
+    sc.identity = identity;
+    pd_record_auth_t ra;
+    if (cfg->auth) {
+      ra = (pd_record_auth_t){.sign = cfg->auth->sign, .verify = cfg->auth->verify, .ud = cfg->auth->ud};
+      sc.auth = &ra;
+    }
+    sc.has_listen = m->cfg.has_listen;
+    sc.listen = m->cfg.listen;
+    rc = pd_self_create(&m->own_self, &sc, now_ms, &w_);
+    if (rc < 0) {
+      pd_dialer_destroy(m->dialer);
+      free(m);
+      if (why) *why = w_ ? w_ : "cannot make our node record";
+      return rc;
+    }
+    pd_node_set_self(node, m->own_self);
+  }
+  pd_self_t *me = pd_node_self(node);
+  if (me) m->announced_seq = pd_self_record(me)->seq;
   *out = m;
   return 0;
 }
@@ -1139,6 +1379,10 @@ void pd_netmgr_destroy(pd_netmgr_t *m) {
   free(m->cur_buf);
   for (size_t i = 0; i < m->ncache; i++) free(m->cache[i].e);
   pd_dialer_destroy(m->dialer);
+  if (m->own_self) {
+    if (pd_node_self(m->node) == m->own_self) pd_node_set_self(m->node, NULL);
+    pd_self_destroy(m->own_self);
+  }
   free(m);
 }
 
@@ -1160,6 +1404,9 @@ static int start_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
     prm.challenge = chal;
   }
   prm.auth = m->cfg.auth;
+  pd_self_t *me = m->cfg.no_records ? NULL : pd_node_self(m->node);
+  if (me) prm.record = pd_self_bytes(me, &prm.record_len);
+  prm.observed = &c->addr; /* where we see it: the address dialled, or it came from */
   pd_peer_config_t pc = m->cfg.peer;
   if (c->dir == PD_CONN_FEELER) pc.getaddr_on_connect_outbound = false; /* test only */
   prm.cfg = &pc;
@@ -1277,6 +1524,7 @@ int pd_netmgr_on_resolved(pd_netmgr_t *m, uint64_t token, const pd_netaddr_t *ad
 int pd_netmgr_on_tick(pd_netmgr_t *m, int64_t now_ms) {
   if (!m) return PD_EINVAL;
   release_cur(m);
+  announce_self(m, now_ms);
   /* Snapshot ids: connections may go away while we work. */
   size_t n = m->nconns;
   uint64_t few[64];

@@ -172,6 +172,13 @@ typedef struct pd_netmgr_config {
   /* The handshake's signature scheme (pd_peer_auth_t); NULL = ed25519, as
    * the daemon always uses. Borrowed: must outlive the manager. */
   const pd_peer_auth_t *auth;
+  /* Node records (docs/protocol.md §10): our record goes into every HELLO
+   * (the node's, pd_node_self; without one the manager makes one naming
+   * only its discovery endpoint), peers' records are verified and kept
+   * (pd_node_learn_record), ADDR entries carry their records, and a new
+   * version of ours is sent to every peer at once. no_records: none of it
+   * (HELLOs without a record; records received are still verified). */
+  bool no_records;
 } pd_netmgr_config_t;
 
 /* Defaults: no listen address, the default magic and network, dialer and
@@ -317,6 +324,8 @@ enum {
   PD_NETMGR_REJ_GETADDR_FLOOD,                /* "getaddr_flood" */
   PD_NETMGR_REJ_ADDR_FLOOD,                   /* "addr_flood" */
   PD_NETMGR_REJ_DUPLICATE,                    /* "duplicate" */
+  PD_NETMGR_REJ_RECORD,                       /* "record_malformed" .. "record_network": */
+  PD_NETMGR_REJ_RECORD_LAST = PD_NETMGR_REJ_RECORD + 7, /* a bad node record (pd_record_reason_t 1..8) */
   PD_NETMGR_REJ_COUNT
 };
 /* Label of a rejection index; NULL when out of range. */
@@ -334,6 +343,9 @@ typedef struct pd_netmgr_counters {
   uint64_t addrs_received;              /* entries in ADDRs after the rate limit */
   uint64_t addrs_added;                 /* of those, new in the book (pd_book_add == 1) */
   uint64_t addrs_refused;               /* refused by pex accept / the book */
+  uint64_t records_learnt;              /* peers' records new or updated (handshake, ADDR) */
+  uint64_t records_stale;               /* older than the one kept, or a conflict: ignored */
+  uint64_t records_announced;           /* ADDRs sent with a new version of our record */
   uint64_t getaddr_answered;            /* ADDR answers sent */
   uint64_t relay_msgs;                  /* ADDRs sent relaying fresh addresses (trickles) */
   uint64_t getaddr_cache_builds;        /* cache entries (re)built */

@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
+#include "rectable.h"
+
 #include "err.h"
 
 struct pd_node {
@@ -21,6 +25,7 @@ struct pd_node {
   pd_node_net_ops_t net; /* the driver's view of the network; zero = none */
   void *net_ud;
   struct pd_self *self; /* borrowed */
+  pd_rectable_t *records; /* other nodes' records; created at the first */
 };
 
 static void install_hooks(pd_node_t *n) {
@@ -95,6 +100,7 @@ void pd_node_destroy(pd_node_t *n) {
   pd_book_destroy(n->book);
   pd_policy_destroy(n->policy);
   pd_reputation_destroy(n->rep);
+  pd_rectable_destroy(n->records);
   free(n->private_subnets);
   free(n->private_ids);
   free(n);
@@ -249,6 +255,7 @@ static void view_book_fields(pd_peer_view_t *v, const pd_book_info_t *e) {
   v->has_node_id = e && e->has_node_id;
   if (v->has_node_id) memcpy(v->node_id, e->node_id, PD_NODE_ID_LEN);
   else memset(v->node_id, 0, PD_NODE_ID_LEN);
+  v->service_only = e && e->service_only;
 }
 
 void pd_node_peer_view(pd_node_t *n, const pd_netaddr_t *a, int64_t now, pd_peer_view_t *v) {
@@ -313,6 +320,11 @@ size_t pd_node_dial(pd_node_t *n, size_t k, int64_t now, uint32_t *out, bool *by
 
 int pd_node_event(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
                   const char *reason, int64_t now, pd_node_event_result_t *out) {
+  return pd_node_event_dir(n, a, ev, reason, false, now, out);
+}
+
+int pd_node_event_dir(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
+                      const char *reason, bool inbound, int64_t now, pd_node_event_result_t *out) {
   memset(out, 0, sizeof *out);
   const char *ev_name = pd_metrics_event_name(ev);
   if (!ev_name) return PD_EINVAL;
@@ -329,6 +341,11 @@ int pd_node_event(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
   case PD_METRICS_EV_CONNECTED:
   case PD_METRICS_EV_DISCONNECTED: rc = pd_book_connected(n->book, a, now); break;
   case PD_METRICS_EV_GOOD:
+    if (inbound) {
+      rc = pd_book_connected(n->book, a, now);
+      out->book_result = "inbound";
+      break;
+    }
     rc = pd_book_good(n->book, a, true, now);
     if (rc == 1) out->book_result = "moved_to_tried";
     else if (rc == 0) out->book_result = out->was_tried ? "already_tried" : "tried_collision";
@@ -511,4 +528,109 @@ size_t pd_node_pex_sample(pd_node_t *n, const pd_netaddr_t *to, size_t max, bool
   (void)pd_policy_pex_batch(n->policy, PD_HOOK_PEX_SHARE, &vt, got, share_next, share_done, &b,
                             n->rng, now);
   return b.w;
+}
+
+/* ---- records of other nodes ------------------------------------------------ */
+
+pd_rectable_t *pd_node_records(pd_node_t *n) { return n ? n->records : NULL; }
+
+static int ensure_records(pd_node_t *n) {
+  if (n->records) return 0;
+  /* The index key: secret and stable, from the book's key (no draw from
+   * the RNG, so the random stream is what it was without records). */
+  uint8_t key[PD_RECTABLE_KEY_LEN];
+  crypto_generichash(key, sizeof key, pd_book_key(n->book), PD_BOOK_KEY_LEN,
+                     (const uint8_t *)"peerd-rectable", 14);
+  pd_book_geometry_t g;
+  pd_book_geometry(n->book, &g);
+  size_t cap = (size_t)PD_BOOK_BUCKET_SIZE * (g.new_buckets + g.tried_buckets);
+  int rc = pd_rectable_create(&n->records, cap, key);
+  if (rc == 0) pd_policy_set_records(n->policy, n->records);
+  return rc;
+}
+
+/* The service endpoint a record is reached at when it has no discovery
+ * endpoint, or the one `service` names: "p2p" first, else the first. */
+static const pd_record_service_t *pick_service(const pd_record_t *r, const char *service) {
+  if (service) return pd_record_service(r, service);
+  const pd_record_service_t *s = pd_record_service(r, "p2p");
+  return s ? s : (r->nservices ? &r->services[0] : NULL);
+}
+
+int pd_node_learn_record(pd_node_t *n, const uint8_t *bytes, size_t len, const pd_record_t *rec,
+                         const pd_netaddr_t *source, int64_t addr_time, int64_t now, int *book_rc) {
+  if (book_rc) *book_rc = 0;
+  if (!n || !bytes || !rec || !source) return PD_EINVAL;
+  int rc = ensure_records(n);
+  if (rc < 0) return rc;
+  rc = pd_rectable_put(n->records, bytes, len, rec, now);
+  if (rc < 0 || rc == PD_REC_STALE || rc == PD_REC_CONFLICT) return rc;
+  const pd_netaddr_t *placed = NULL;
+  bool svc_only = false;
+  if (rec->has_discovery) {
+    placed = &rec->discovery;
+  } else {
+    const pd_record_service_t *s = pick_service(rec, NULL);
+    if (s) {
+      placed = &s->addr;
+      svc_only = true;
+    }
+  }
+  if (!placed) return rc; /* nothing anyone could dial: kept, not placed */
+  int brc = pd_book_add(n->book, placed, rec->id, addr_time, source, 0, now, NULL);
+  if (brc >= 0 && svc_only) {
+    uint32_t id = pd_book_find(n->book, placed);
+    if (id != PD_BOOK_NO_ID) pd_book_set_service_only(n->book, id, true);
+  }
+  if (book_rc) *book_rc = brc;
+  return rc;
+}
+
+static uint32_t entry_of_record(pd_node_t *n, const pd_rec_t *r) {
+  pd_record_t d;
+  if (!r || pd_rec_decode(r, &d) < 0) return PD_BOOK_NO_ID;
+  uint32_t id = PD_BOOK_NO_ID;
+  if (d.has_discovery) id = pd_book_find(n->book, &d.discovery);
+  for (unsigned k = 0; id == PD_BOOK_NO_ID && k < d.nservices; k++)
+    id = pd_book_find(n->book, &d.services[k].addr);
+  return id;
+}
+
+uint32_t pd_node_find_peer(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *node_id) {
+  if (!n) return PD_BOOK_NO_ID;
+  if (addr) {
+    uint32_t id = pd_book_find(n->book, addr);
+    if (id != PD_BOOK_NO_ID) return id;
+    id = entry_of_record(n, pd_rectable_find_service(n->records, addr));
+    if (id != PD_BOOK_NO_ID) return id;
+  }
+  if (node_id) {
+    uint32_t id = entry_of_record(n, pd_rectable_find(n->records, node_id));
+    if (id != PD_BOOK_NO_ID) return id;
+    return pd_book_find_node(n->book, node_id);
+  }
+  return PD_BOOK_NO_ID;
+}
+
+bool pd_node_dial_endpoint(pd_node_t *n, uint32_t id, const char *service, pd_node_endpoint_t *out) {
+  pd_book_info_t e;
+  if (!n || !out || pd_book_info(n->book, id, &e) != 0) return false;
+  memset(out, 0, sizeof *out);
+  const pd_rec_t *r = e.has_node_id ? pd_rectable_find(n->records, e.node_id) : NULL;
+  if (r && pd_rec_decode(r, &out->rec) == 0) {
+    const pd_record_service_t *s = pick_service(&out->rec, service);
+    if (!s) return false;
+    out->addr = s->addr;
+    memcpy(out->service, s->name, sizeof out->service);
+    out->has_id = out->proven = true;
+    memcpy(out->node_id, out->rec.id, PD_NODE_ID_LEN);
+    out->peerd = out->rec.has_discovery;
+    return true;
+  }
+  /* no record: only an address the node gave itself is something it dials */
+  if (!e.service_only || service) return false;
+  out->addr = e.addr;
+  out->has_id = e.has_node_id;
+  if (e.has_node_id) memcpy(out->node_id, e.node_id, PD_NODE_ID_LEN);
+  return true;
 }

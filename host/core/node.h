@@ -29,6 +29,7 @@
 #include "bookstore.h"
 #include "metrics.h"
 #include "policy.h"
+#include "record.h"
 #include "reputation.h"
 
 #define PD_NODE_ERR_MAX 256
@@ -97,7 +98,8 @@ typedef struct pd_node_net_ops {
 } pd_node_net_ops_t;
 
 typedef struct pd_node pd_node_t;
-struct pd_self; /* self.h */
+struct pd_self;     /* self.h */
+struct pd_rectable; /* rectable.h */
 
 /* Create around an existing book (takes ownership of it). rng is borrowed:
  * it must be the one the book was created with and outlive the node. */
@@ -190,6 +192,50 @@ typedef struct pd_node_event_result {
  * except for "misbehaved", which always applies. Other failures: < 0. */
 int pd_node_event(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
                   const char *reason, int64_t now, pd_node_event_result_t *out);
+
+/* The same with the direction of the connection the node reports on:
+ * inbound: a `good` does Connected only, never moving the entry to tried
+ * (book_result "inbound"): an attacker who connects to the node must not
+ * fill tried, exactly as over the overlay. */
+int pd_node_event_dir(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
+                      const char *reason, bool inbound, int64_t now, pd_node_event_result_t *out);
+
+/* ---- records of other nodes ---- */
+
+/* The records table (NULL until the first record is learnt). */
+struct pd_rectable *pd_node_records(pd_node_t *n);
+
+/* Learn a verified record (bytes as signed, rec decoded from them) heard
+ * from `source` (an IP) with the announcement time addr_time: keep it
+ * (newer replaces older; stale and conflicting ones are refused) and put
+ * the node in the book, placed by its discovery endpoint — or, without
+ * one, by a service endpoint ("p2p" if it has one, else the first) marked
+ * service-only (peerd cannot dial a node that runs no peerd). Returns the
+ * table's verdict (enum pd_rec_put) or < 0; *book_rc (may be NULL) gets
+ * pd_book_add's result (1 added, 0 known, < 0 refused) or 1 when nothing was
+ * added because the record was stale/conflicting (then untouched: 0). */
+int pd_node_learn_record(pd_node_t *n, const uint8_t *bytes, size_t len, const pd_record_t *rec,
+                         const pd_netaddr_t *source, int64_t addr_time, int64_t now, int *book_rc);
+
+/* Which book entry a node's report names: an entry's own address, else a
+ * service endpoint of a known record (its node's entry), else, by node id,
+ * the record's entry or any entry with that id. PD_BOOK_NO_ID if none. */
+uint32_t pd_node_find_peer(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *node_id);
+
+/* What the node dials for a book entry: a service-only entry's own address
+ * (node_id given only as claimed: proven false), or the service endpoint
+ * `service` (NULL: "p2p", else the first by name) of the record of the
+ * entry's node (proven true). false when the entry has no such endpoint
+ * (a peerd's discovery endpoint is never handed out). */
+typedef struct pd_node_endpoint {
+  pd_netaddr_t addr;
+  char service[PD_RECORD_NAME_MAX + 1]; /* "" for an address the node gave */
+  bool has_id, proven;
+  uint8_t node_id[PD_NODE_ID_LEN];
+  bool peerd;        /* a peerd runs there (its record has a discovery endpoint) */
+  pd_record_t rec;   /* valid when proven */
+} pd_node_endpoint_t;
+bool pd_node_dial_endpoint(pd_node_t *n, uint32_t id, const char *service, pd_node_endpoint_t *out);
 
 /* Is a a private peer (--private-peer: by IP/subnet, or by node id when
  * id != NULL)? */

@@ -2,10 +2,12 @@
  * docs/protocol.md §5 and §9. */
 #include "peer.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
+#include "record.h"
 
 #ifdef PEERD_VERSION
 #define DEFAULT_AGENT "peerd/" PEERD_VERSION
@@ -77,6 +79,10 @@ struct pd_peer {
   size_t out_len, out_cap;
   pd_wire_addr_entry_t *ab;
   size_t ab_len, ab_cap;
+  uint32_t *rboff; /* per ab entry: offset of its record in rb */
+  size_t rboff_cap;
+  uint8_t *rb;     /* the accepted entries' record bytes */
+  size_t rb_len, rb_cap;
   queued_t *q;
   size_t q_head, q_len, q_cap;
 };
@@ -204,15 +210,21 @@ static int send_nonce(pd_peer_t *p, uint8_t type, uint64_t nonce) {
 }
 
 /* Queue CLOSE (after an optional GOODBYE) and stop. bye_code < 0: none. */
-static int close_with(pd_peer_t *p, int bye_code, const char *reason, bool misbehaved) {
+/* Close: GOODBYE (when bye_code >= 0) with text, else the reason, then CLOSE. */
+static int close_with_text(pd_peer_t *p, int bye_code, const char *reason, const char *text,
+                           bool misbehaved) {
   int rc = 0;
-  if (bye_code >= 0) rc = send_goodbye(p, (uint16_t)bye_code, reason);
+  if (bye_code >= 0) rc = send_goodbye(p, (uint16_t)bye_code, text ? text : reason);
   pd_peer_action_t a = {.type = PD_PEER_A_CLOSE};
   a.close.reason = reason;
   a.close.misbehaved = misbehaved;
   p->state = PD_PEER_CLOSED;
   int rc2 = push(p, &a, 0);
   return rc ? rc : rc2;
+}
+
+static int close_with(pd_peer_t *p, int bye_code, const char *reason, bool misbehaved) {
+  return close_with_text(p, bye_code, reason, NULL, misbehaved);
 }
 
 /* Allocation failed: the peer is dead; tell the driver if we still can. */
@@ -255,7 +267,8 @@ static void refill(pd_peer_t *p, int64_t now_ms) {
 double pd_peer_addr_tokens(const pd_peer_t *p, int64_t now_ms) { return refilled(p, now_ms); }
 
 size_t pd_peer_footprint(const pd_peer_t *p) {
-  return sizeof *p + p->out_cap + p->ab_cap * sizeof *p->ab + p->q_cap * sizeof *p->q + p->dec.cap;
+  return sizeof *p + p->out_cap + p->ab_cap * (sizeof *p->ab + sizeof *p->rboff) + p->rb_cap +
+         p->q_cap * sizeof *p->q + p->dec.cap + p->remote.record_len;
 }
 
 /* --- lifecycle ------------------------------------------------------------- */
@@ -294,6 +307,14 @@ int pd_peer_new(pd_peer_t **out, const pd_peer_params_t *prm, pd_rng_t *rng, int
     h->has_listen = true;
     h->listen = *prm->listen;
   }
+  if (prm->record && prm->record_len && prm->record_len <= PD_WIRE_RECORD_MAX) {
+    h->record = prm->record;
+    h->record_len = (uint16_t)prm->record_len;
+  }
+  if (prm->observed && pd_netaddr_is_valid(prm->observed) && prm->observed->port != 0) {
+    h->has_observed = true;
+    h->observed = *prm->observed;
+  }
   size_t nlen = strnlen(prm->network, PD_WIRE_NETWORK_MAX + 1);
   const char *agent = prm->agent ? prm->agent : DEFAULT_AGENT;
   size_t alen = strnlen(agent, PD_WIRE_AGENT_MAX + 1);
@@ -330,8 +351,11 @@ void pd_peer_free(pd_peer_t *p) {
   pd_wire_decoder_free(&p->dec);
   free(p->out);
   free(p->ab);
+  free(p->rboff);
+  free(p->rb);
   free(p->q);
   free(p->bye_text);
+  free((void *)p->remote.record);
   free(p);
 }
 
@@ -344,6 +368,12 @@ void pd_peer_trim(pd_peer_t *p) {
   free(p->ab);
   p->ab = NULL;
   p->ab_cap = 0;
+  free(p->rboff);
+  p->rboff = NULL;
+  p->rboff_cap = 0;
+  free(p->rb);
+  p->rb = NULL;
+  p->rb_len = p->rb_cap = 0;
 }
 
 bool pd_peer_poll(pd_peer_t *p, pd_peer_action_t *out) {
@@ -351,7 +381,14 @@ bool pd_peer_poll(pd_peer_t *p, pd_peer_action_t *out) {
   queued_t *e = &p->q[p->q_head++];
   *out = e->a;
   if (out->type == PD_PEER_A_SEND) out->send.data = p->out + e->off;
-  if (out->type == PD_PEER_A_ADDRS_RECEIVED) out->addrs.entries = p->ab ? p->ab + e->off : NULL;
+  if (out->type == PD_PEER_A_ADDRS_RECEIVED) {
+    out->addrs.entries = p->ab ? p->ab + e->off : NULL;
+    /* the records were copied into rb, which may have moved since */
+    for (size_t i = 0; i < out->addrs.count; i++) {
+      pd_wire_addr_entry_t *a = &p->ab[e->off + i];
+      a->record = a->record_len ? p->rb + p->rboff[e->off + i] : NULL;
+    }
+  }
   return true;
 }
 
@@ -429,13 +466,22 @@ static int on_hello(pd_peer_t *p, const pd_wire_hello_t *h) {
   r->listen = h->listen;
   r->timestamp = h->timestamp;
   memcpy(r->agent, h->agent, sizeof r->agent);
+  r->has_observed = h->has_observed;
+  r->observed = h->observed;
 
   /* The checks, in the order of docs/protocol.md §5. */
   if (strcmp(h->network, p->network) != 0)
     return close_with(p, PD_WIRE_BYE_NETWORK, "wrong_network", false);
   if (pd_wire_negotiate_version(p->cfg.min_version, p->cfg.max_version, h->min_version,
-                                h->max_version, &r->version) != 0)
-    return close_with(p, PD_WIRE_BYE_VERSION, "incompatible_version", false);
+                                h->max_version, &r->version) != 0) {
+    /* Say why: a v1 peer learns that v2 carries signed node records. */
+    char text[PD_WIRE_TEXT_MAX + 1];
+    snprintf(text, sizeof text,
+             "incompatible_version: this peer speaks %u..%u (v2: signed node records), you %u..%u",
+             (unsigned)p->cfg.min_version, (unsigned)p->cfg.max_version, (unsigned)h->min_version,
+             (unsigned)h->max_version);
+    return close_with_text(p, PD_WIRE_BYE_VERSION, "incompatible_version", text, false);
+  }
   if (!pd_identity_id_matches(h->pubkey, h->node_id))
     return close_with(p, PD_WIRE_BYE_AUTH, "auth_failed", true);
   if (memcmp(h->node_id, p->self->id, PD_NODE_ID_LEN) == 0 ||
@@ -443,6 +489,23 @@ static int on_hello(pd_peer_t *p, const pd_wire_hello_t *h) {
     return close_with(p, PD_WIRE_BYE_SELF, "self_connection", false);
   if (p->has_expect && memcmp(h->node_id, p->expect, PD_NODE_ID_LEN) != 0)
     return close_with(p, PD_WIRE_BYE_ID_MISMATCH, "id_mismatch", false);
+  /* Its record: signed by the key it proves, for our network. */
+  if (h->record_len) {
+    pd_record_t rec;
+    pd_record_auth_t ra = {0};
+    if (p->auth) ra = (pd_record_auth_t){.sign = p->auth->sign, .verify = p->auth->verify, .ud = p->auth->ud};
+    pd_record_reason_t why =
+        pd_record_decode(h->record, h->record_len, p->network, p->auth ? &ra : NULL, &rec, NULL);
+    if (why == PD_RECORD_OK && memcmp(rec.id, h->node_id, PD_NODE_ID_LEN) != 0)
+      why = PD_RECORD_R_BAD_ID;
+    if (why != PD_RECORD_OK)
+      return close_with(p, PD_WIRE_BYE_PROTOCOL, pd_record_reason_name(why), true);
+    uint8_t *copy = malloc(h->record_len);
+    if (!copy) return no_memory(p);
+    memcpy(copy, h->record, h->record_len);
+    r->record = copy;
+    r->record_len = h->record_len;
+  }
 
   /* We sign; they verify with their own challenge first. */
   uint8_t msg[PD_WIRE_AUTH_MSG_LEN], sig[PD_WIRE_SIG_LEN];
@@ -520,6 +583,31 @@ static int on_addr(pd_peer_t *p, pd_wire_msg_t *m, int64_t now_ms) {
   }
   size_t off = p->ab_len;
   if (accept) memcpy(p->ab + off, m->addr.entries, accept * sizeof *p->ab);
+  /* Records point into the frame: copy them; poll points them at rb. */
+  size_t rneed = 0;
+  for (size_t i = 0; i < accept; i++) rneed += m->addr.entries[i].record_len;
+  if (p->ab_cap && p->rboff_cap < p->ab_cap) {
+    uint32_t *nro = realloc(p->rboff, p->ab_cap * sizeof *nro);
+    if (!nro) return PD_ENOMEM;
+    p->rboff = nro;
+    p->rboff_cap = p->ab_cap;
+  }
+  if (rneed && p->rb_cap - p->rb_len < rneed) {
+    size_t ncap = p->rb_len + rneed;
+    uint8_t *nb = realloc(p->rb, ncap);
+    if (!nb) return PD_ENOMEM;
+    p->rb = nb;
+    p->rb_cap = ncap;
+  }
+  for (size_t i = 0; i < accept; i++) {
+    const pd_wire_addr_entry_t *src = &m->addr.entries[i];
+    p->rboff[off + i] = (uint32_t)p->rb_len;
+    if (src->record_len) {
+      memcpy(p->rb + p->rb_len, src->record, src->record_len);
+      p->rb_len += src->record_len;
+    }
+    p->ab[off + i].record = NULL;
+  }
   p->ab_len += accept;
 
   p->st.addrs_received += n;
@@ -662,7 +750,10 @@ int pd_peer_send_addrs(pd_peer_t *p, const pd_wire_addr_entry_t *entries, size_t
   begin_call(p);
   if (p->state != PD_PEER_READY) return PD_EINVAL;
   if (count > PD_WIRE_MAX_ADDRS) return PD_ETOOBIG;
-  int rc = reserve_out(p, PD_WIRE_HEADER_LEN + 2 + count * PD_WIRE_ADDR_ENTRY_MAX);
+  size_t need = PD_WIRE_HEADER_LEN + 2 + count * PD_WIRE_ADDR_ENTRY_MAX;
+  for (size_t i = 0; i < count; i++)
+    if (entries[i].record_len) need += 2 + (size_t)entries[i].record_len;
+  int rc = reserve_out(p, need);
   if (rc) return rc;
   size_t n = 0;
   rc = pd_wire_encode_addr(p->magic, entries, count, p->out + p->out_len,

@@ -114,6 +114,12 @@ typedef struct pd_peer_params {
   const uint8_t *challenge;
   const pd_peer_config_t *cfg; /* NULL = defaults; copied */
   const pd_peer_auth_t *auth;  /* NULL = ed25519; borrowed, must outlive the peer */
+  /* v2: our signed node record for the HELLO (bytes copied into it; NULL:
+   * none) and the address we see the remote at (the address we dialled, or
+   * the one it connected from). */
+  const uint8_t *record;
+  size_t record_len;
+  const pd_netaddr_t *observed;
 } pd_peer_params_t;
 
 /* Remote facts learnt from its HELLO (valid once HANDSHAKE_DONE). */
@@ -125,6 +131,12 @@ typedef struct pd_peer_remote {
   uint16_t version;     /* negotiated */
   int64_t timestamp;    /* the peer's clock at HELLO, Unix s */
   char agent[PD_WIRE_AGENT_MAX + 1];
+  /* v2: its node record, verified (signature, id = the HELLO's node id,
+   * our network) before the handshake completes; NULL when it sent none. */
+  const uint8_t *record;
+  uint16_t record_len;
+  bool has_observed; /* where it sees us (its claim: identify-style) */
+  pd_netaddr_t observed;
 } pd_peer_remote_t;
 
 typedef struct pd_peer_stats {
@@ -162,7 +174,8 @@ typedef struct pd_peer_action {
     } send;
     struct {
       /* One of: a wire rejection name (pd_wire_reason_name: "bad_magic",
-       * ...), "unexpected_message", "wrong_network",
+       * ...), a record rejection name for its HELLO's record
+       * (pd_record_reason_name: "record_signature", ...), "unexpected_message", "wrong_network",
        * "incompatible_version", "auth_failed", "self_connection",
        * "id_mismatch", "handshake_timeout", "ping_timeout", "goodbye" (the
        * peer said GOODBYE: see remote_code), or for pd_peer_close the
@@ -177,7 +190,8 @@ typedef struct pd_peer_action {
       const pd_peer_remote_t *remote;
     } hs;
     struct {
-      const pd_wire_addr_entry_t *entries; /* accepted, a random subset when limited */
+      const pd_wire_addr_entry_t *entries; /* accepted, a random subset when limited;
+                                              records (unverified) valid as long as they */
       size_t count;    /* accepted */
       size_t received; /* in the frame */
       size_t dropped;  /* rate limited = received - count */

@@ -30,6 +30,8 @@
 #include <string.h>
 
 #include "err.h"
+#include "record.h"
+#include "rectable.h"
 
 #define MODULE_COUNT 5
 #define STEP_MAX 1000             /* hook granularity, instructions */
@@ -92,6 +94,11 @@ enum {
   PK_PRIVATE,
   PK_ROUTABLE,
   PK_GROUP,
+  PK_SERVICE_ONLY,
+  PK_SERVICES,
+  PK_ATTRS,
+  PK_PEERD,
+  PK_RECORD_SEQ,
   PK_COUNT
 };
 static const char *const peer_keys[PK_COUNT] = {
@@ -111,6 +118,11 @@ static const char *const peer_keys[PK_COUNT] = {
     [PK_PRIVATE] = "private",
     [PK_ROUTABLE] = "routable",
     [PK_GROUP] = "group",
+    [PK_SERVICE_ONLY] = "service_only",
+    [PK_SERVICES] = "services",
+    [PK_ATTRS] = "attrs",
+    [PK_PEERD] = "peerd",
+    [PK_RECORD_SEQ] = "record_seq",
 };
 
 typedef struct pstate {
@@ -142,6 +154,7 @@ typedef struct pstate {
   int other_ref;
   bool other_set;
   char where[PD_HOOK_COUNT][64]; /* "select.lua:12" where the hook is defined */
+  const struct pd_rectable *const *records; /* &pd_policy.records: views' record fields */
 } pstate_t;
 
 struct kind {
@@ -166,7 +179,12 @@ struct pd_policy {
   pd_rng_t fallback_rng;
   pd_rng_t *book_rng; /* for pd_policy_book_hooks */
   bool in_batch;      /* a pex batch is running (pd_policy_pex_batch) */
+  const struct pd_rectable *records; /* other nodes' records (pd_policy_set_records) */
 };
+
+void pd_policy_set_records(pd_policy_t *p, const struct pd_rectable *records) {
+  if (p) p->records = records;
+}
 
 static pstate_t *getps(lua_State *L) {
   void *ud = NULL;
@@ -816,6 +834,7 @@ int pd_policy_load(pd_policy_t *p, const pd_policy_file_t *files, size_t n, int6
   pstate_t *ps = calloc(1, sizeof(*ps));
   if (!ps) return load_fail(p, now, err, cap, "out of memory");
   ps->cap = p->lim.memory_bytes;
+  ps->records = &p->records;
   ps->clock = p->clock;
   ps->clock_ud = p->clock_ud;
   for (int h = 0; h < PD_HOOK_COUNT; h++) ps->ref[h] = LUA_NOREF;
@@ -1044,6 +1063,28 @@ static void push_entry(lua_State *L, pstate_t *ps, const pd_book_t *b, const pd_
            in_book ? pd_book_is_terrible(b, e->id, ps->now) : info_terrible(e, ps->now));
   set_bool(L, "banned", pd_banlist_is_banned(pd_book_bans_const(b), &e->addr, ps->now, NULL));
   set_num(L, "chance", in_book ? pd_book_chance(b, e->id, ps->now) : info_chance(e, ps->now));
+  set_bool(L, "service_only", e->service_only);
+  /* the node's record, when we keep one: services, attrs, peerd */
+  pd_record_t r;
+  const pd_rec_t *rec = e->has_node_id && ps->records && *ps->records
+                            ? pd_rectable_find(*ps->records, e->node_id)
+                            : NULL;
+  bool has = rec && pd_rec_decode(rec, &r) == 0;
+  set_bool(L, "peerd", has && r.has_discovery);
+  if (!has) return;
+  lua_createtable(L, 0, r.nservices);
+  for (unsigned i = 0; i < r.nservices; i++) {
+    push_addr(L, &r.services[i].addr);
+    lua_setfield(L, -2, r.services[i].name);
+  }
+  lua_setfield(L, -2, "services");
+  lua_createtable(L, 0, r.nattrs);
+  for (unsigned i = 0; i < r.nattrs; i++) {
+    lua_pushstring(L, r.attrs[i].value);
+    lua_setfield(L, -2, r.attrs[i].key);
+  }
+  lua_setfield(L, -2, "attrs");
+  set_int(L, "record_seq", (int64_t)r.seq);
 }
 
 /* t[peer_keys[k]] = v. t has no metatable, so a raw set is what
@@ -1066,6 +1107,8 @@ static void pset_num(lua_State *L, const pstate_t *ps, int t, int k, double v) {
   lua_pushnumber(L, v);
   lua_rawset(L, t);
 }
+
+static void push_record_field(lua_State *L, const pd_peer_view_t *v, int k);
 
 /* All fields of a view, in a fresh table: __pairs, and what a view was
  * before it was lazy. */
@@ -1100,6 +1143,13 @@ static void push_peer_table(lua_State *L, const pd_peer_view_t *v) {
   pkey(L, ps, PK_GROUP);
   push_hex(L, v->group, v->group_len <= PD_GROUP_MAX ? v->group_len : PD_GROUP_MAX);
   lua_rawset(L, t);
+  pset_bool(L, ps, t, PK_SERVICE_ONLY, v->service_only);
+  for (int k = PK_SERVICES; k <= PK_RECORD_SEQ; k++) {
+    pkey(L, ps, k);
+    push_record_field(L, v, k);
+    if (lua_isnil(L, -1)) lua_pop(L, 2); /* an absent field is not listed */
+    else lua_rawset(L, t);
+  }
 }
 
 /* ---- peer views ---------------------------------------------------------------------------
@@ -1111,6 +1161,48 @@ static void push_peer_table(lua_State *L, const pd_peer_view_t *v) {
  * and shadow the fields; pairs() lists the fields with the writes on top;
  * tostring() gives the address. Not a table: type() says "userdata" and
  * rawget/next do not apply (docs/policies.md). */
+
+/* The record of v's node, decoded, when the table holds one. */
+static bool view_record(lua_State *L, const pd_peer_view_t *v, pd_record_t *out) {
+  const pstate_t *ps = getps(L);
+  if (!v->has_node_id || !ps->records || !*ps->records) return false;
+  const pd_rec_t *r = pd_rectable_find(*ps->records, v->node_id);
+  return r && pd_rec_decode(r, out) == 0;
+}
+
+/* services / attrs / peerd / record_seq of v (nil without a record, but
+ * peerd: false). */
+static void push_record_field(lua_State *L, const pd_peer_view_t *v, int k) {
+  pd_record_t r;
+  bool has = view_record(L, v, &r);
+  if (k == PK_PEERD) {
+    lua_pushboolean(L, has && r.has_discovery);
+    return;
+  }
+  if (!has) {
+    lua_pushnil(L);
+    return;
+  }
+  if (k == PK_RECORD_SEQ) {
+    lua_pushinteger(L, (lua_Integer)r.seq);
+    return;
+  }
+  if (k == PK_SERVICES) {
+    lua_createtable(L, 0, r.nservices);
+    for (unsigned i = 0; i < r.nservices; i++) {
+      char buf[PD_ADDR_STRLEN];
+      int n = pd_netaddr_format(&r.services[i].addr, buf, sizeof buf);
+      lua_pushlstring(L, buf, n < 0 ? 0 : (size_t)n);
+      lua_setfield(L, -2, r.services[i].name);
+    }
+    return;
+  }
+  lua_createtable(L, 0, r.nattrs);
+  for (unsigned i = 0; i < r.nattrs; i++) {
+    lua_pushstring(L, r.attrs[i].value);
+    lua_setfield(L, -2, r.attrs[i].key);
+  }
+}
 
 /* Field k of v, or nil (an absent node_id or latency, an unknown name). */
 static void push_view_field(lua_State *L, const pd_peer_view_t *v, int k) {
@@ -1148,6 +1240,11 @@ static void push_view_field(lua_State *L, const pd_peer_view_t *v, int k) {
   case PK_GROUP:
     push_hex(L, v->group, v->group_len <= PD_GROUP_MAX ? v->group_len : PD_GROUP_MAX);
     return;
+  case PK_SERVICE_ONLY: lua_pushboolean(L, v->service_only); return;
+  case PK_SERVICES:
+  case PK_ATTRS:
+  case PK_PEERD:
+  case PK_RECORD_SEQ: push_record_field(L, v, k); return;
   default: lua_pushnil(L); return;
   }
 }
@@ -1312,6 +1409,24 @@ static int b_entry(lua_State *L) {
   return 1;
 }
 
+/* book:attr(id, key): the attribute of the entry's node record, or nil. */
+static int b_attr(lua_State *L) {
+  pstate_t *ps;
+  const pd_book_t *b = check_book(L, &ps);
+  pd_book_info_t e;
+  const char *key = luaL_checkstring(L, 3);
+  pd_record_t r;
+  const pd_rec_t *rec = NULL;
+  if (check_entry(L, b, &e) && e.has_node_id && ps->records && *ps->records)
+    rec = pd_rectable_find(*ps->records, e.node_id);
+  const char *v = rec && pd_rec_decode(rec, &r) == 0 ? pd_record_attr(&r, key) : NULL;
+  if (v)
+    lua_pushstring(L, v);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
 static int b_group(lua_State *L) {
   pstate_t *ps;
   const pd_book_t *b = check_book(L, &ps);
@@ -1372,7 +1487,7 @@ static void push_book(lua_State *L, pstate_t *ps) {
         {"count", b_count},       {"size", b_size},     {"random", b_random},
         {"entry", b_entry},       {"group", b_group},   {"tried", b_tried},
         {"terrible", b_terrible}, {"banned", b_banned}, {"chance", b_chance},
-        {NULL, NULL}};
+        {"attr", b_attr},         {NULL, NULL}};
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
     lua_pushboolean(L, 0);

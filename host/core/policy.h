@@ -108,6 +108,7 @@ typedef struct pd_peer_view {
   bool routable;
   uint8_t group[PD_GROUP_MAX];
   size_t group_len;
+  bool service_only; /* an address the node gave: the node dials it, peerd never does */
 } pd_peer_view_t;
 
 /* What on_event decided. */
@@ -135,6 +136,12 @@ typedef struct pd_policy pd_policy_t;
 int pd_policy_create(pd_policy_t **out, const pd_policy_limits_t *limits,
                      pd_policy_clock_fn clock, void *clock_ud);
 void pd_policy_destroy(pd_policy_t *p);
+
+/* The records of other nodes that views read (peer.services, peer.attrs,
+ * peer.peerd, peer.record_seq), by the view's node id. Borrowed; NULL:
+ * none. The fields are looked up when read. */
+struct pd_rectable;
+void pd_policy_set_records(pd_policy_t *p, const struct pd_rectable *records);
 
 /* Load a set into a fresh state: each file is compiled as text (chunk name
  * "@NAME.lua"), run in its own sandboxed environment under the load budget,

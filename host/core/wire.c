@@ -159,7 +159,34 @@ static pd_wire_reason_t parse_hello(cursor_t *c, pd_wire_hello_t *h) {
   if (!text_ok(s, h->agent_len, false)) return PD_WIRE_R_BAD_TEXT;
   memcpy(h->agent, s, h->agent_len);
   h->agent[h->agent_len] = 0;
-  c->off = c->len; /* v1 ignores HELLO extension bytes */
+  /* v2 extension: u16 record_len, record, u8 has_observed, [observed]. A
+   * HELLO without it (v1) has neither; bytes after it are a later
+   * version's, ignored. */
+  h->record_len = 0;
+  h->record = NULL;
+  h->has_observed = false;
+  memset(&h->observed, 0, sizeof h->observed);
+  if (c->off < c->len) {
+    const uint8_t *l = take(c, 2);
+    if (!l) return PD_WIRE_R_TRUNCATED;
+    uint16_t rl = rd16(l);
+    if (rl > PD_WIRE_RECORD_MAX) return PD_WIRE_R_BAD_FIELD;
+    const uint8_t *rec = take(c, rl);
+    if (!rec) return PD_WIRE_R_TRUNCATED;
+    h->record_len = rl;
+    h->record = rl ? rec : NULL;
+    const uint8_t *o = take(c, 1);
+    if (!o) return PD_WIRE_R_TRUNCATED;
+    if (*o > 1) return PD_WIRE_R_BAD_FIELD;
+    if (*o == 1) {
+      const uint8_t *a = take(c, 18);
+      if (!a) return PD_WIRE_R_TRUNCATED;
+      pd_wire_reason_t r = read_addr(a, &h->observed);
+      if (r) return r;
+      h->has_observed = true;
+    }
+  }
+  c->off = c->len; /* later extensions are ignored */
   return PD_WIRE_R_NONE;
 }
 
@@ -172,8 +199,9 @@ static pd_wire_reason_t parse_addr(cursor_t *c, pd_wire_msg_t *m) {
   for (uint16_t i = 0; i < count; i++) {
     const uint8_t *f = take(c, 1);
     if (!f) return PD_WIRE_R_TRUNCATED;
-    if (*f & ~1u) return PD_WIRE_R_BAD_FIELD;
-    bool has_id = *f & 1u;
+    if (*f & ~3u) return PD_WIRE_R_BAD_FIELD;
+    bool has_id = *f & 1u, has_rec = *f & 2u;
+    if (has_rec && !has_id) return PD_WIRE_R_BAD_FIELD; /* a record names its node */
     const uint8_t *e = take(c, has_id ? PD_WIRE_ADDR_ENTRY_MAX - 1 : PD_WIRE_ADDR_ENTRY_MIN - 1);
     if (!e) return PD_WIRE_R_TRUNCATED;
     pd_wire_addr_entry_t *out = &m->addr.entries[i];
@@ -187,6 +215,18 @@ static pd_wire_reason_t parse_addr(cursor_t *c, pd_wire_msg_t *m) {
       memcpy(out->id, e + 26, PD_NODE_ID_LEN);
     else
       memset(out->id, 0, PD_NODE_ID_LEN);
+    out->record_len = 0;
+    out->record = NULL;
+    if (has_rec) {
+      const uint8_t *l = take(c, 2);
+      if (!l) return PD_WIRE_R_TRUNCATED;
+      uint16_t rl = rd16(l);
+      if (rl == 0 || rl > PD_WIRE_RECORD_MAX) return PD_WIRE_R_BAD_FIELD;
+      const uint8_t *rec = take(c, rl);
+      if (!rec) return PD_WIRE_R_TRUNCATED;
+      out->record_len = rl;
+      out->record = rec;
+    }
   }
   m->addr.count = count;
   return PD_WIRE_R_NONE;
@@ -294,6 +334,8 @@ static bool hello_ok(const pd_wire_hello_t *h, size_t *nlen, size_t *alen) {
   if (*nlen == 0 || *nlen > PD_WIRE_NETWORK_MAX) return false;
   if (!text_ok((const uint8_t *)h->network, *nlen, true)) return false;
   if (*alen > PD_WIRE_AGENT_MAX) return false;
+  if (h->record_len > PD_WIRE_RECORD_MAX || (h->record_len && !h->record)) return false;
+  if (h->has_observed && !addr_ok(&h->observed)) return false;
   return text_ok((const uint8_t *)h->agent, *alen, false);
 }
 
@@ -315,6 +357,12 @@ int pd_wire_encode_hello(const uint8_t magic[PD_WIRE_MAGIC_LEN], const pd_wire_h
   put(&w, h->network, nlen);
   put8(&w, (uint8_t)alen);
   put(&w, h->agent, alen);
+  if (h->record_len || h->has_observed) { /* the v2 extension, when there is one */
+    put16(&w, h->record_len);
+    if (h->record_len) put(&w, h->record, h->record_len);
+    put8(&w, h->has_observed ? 1 : 0);
+    if (h->has_observed) put_addr(&w, &h->observed);
+  }
   return finish(&w, len);
 }
 
@@ -354,18 +402,27 @@ int pd_wire_encode_getaddr(const uint8_t magic[PD_WIRE_MAGIC_LEN], uint8_t *buf,
 int pd_wire_encode_addr(const uint8_t magic[PD_WIRE_MAGIC_LEN], const pd_wire_addr_entry_t *entries,
                         size_t count, uint8_t *buf, size_t cap, size_t *len) {
   if (count > PD_WIRE_MAX_ADDRS || (count && !entries)) return PD_EINVAL;
-  for (size_t i = 0; i < count; i++)
-    if (!addr_ok(&entries[i].addr) || entries[i].timestamp < 0) return PD_EINVAL;
+  for (size_t i = 0; i < count; i++) {
+    const pd_wire_addr_entry_t *e = &entries[i];
+    if (!addr_ok(&e->addr) || e->timestamp < 0) return PD_EINVAL;
+    if (e->record_len && (!e->has_id || !e->record || e->record_len > PD_WIRE_RECORD_MAX))
+      return PD_EINVAL;
+  }
   writer_t w = {buf, cap, 0};
   begin(&w, magic, PD_WIRE_ADDR);
   put16(&w, (uint16_t)count);
   for (size_t i = 0; i < count; i++) {
     const pd_wire_addr_entry_t *e = &entries[i];
-    put8(&w, e->has_id ? 1 : 0);
+    put8(&w, (uint8_t)((e->has_id ? 1 : 0) | (e->record_len ? 2 : 0)));
     put_addr(&w, &e->addr);
     put64(&w, (uint64_t)e->timestamp);
     if (e->has_id) put(&w, e->id, PD_NODE_ID_LEN);
+    if (e->record_len) {
+      put16(&w, e->record_len);
+      put(&w, e->record, e->record_len);
+    }
   }
+  if (w.off - PD_WIRE_HEADER_LEN > PD_WIRE_MAX_PAYLOAD) return PD_ETOOBIG; /* too many records */
   return finish(&w, len);
 }
 

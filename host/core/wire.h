@@ -27,8 +27,9 @@
 #include "netaddr.h"
 
 /* --- protocol constants (docs/protocol.md) ------------------------------ */
-#define PD_WIRE_VERSION 1     /* highest protocol version this code speaks */
-#define PD_WIRE_MIN_VERSION 1 /* lowest protocol version this code speaks */
+#define PD_WIRE_VERSION 2     /* highest protocol version this code speaks */
+#define PD_WIRE_MIN_VERSION 2 /* lowest: v2 carries signed node records (§10); a v1 peer
+                                 gets GOODBYE incompatible_version */
 
 #define PD_WIRE_MAGIC_LEN 4
 /* Default network magic: F5 70 64 31 ("\xF5" "pd1"). */
@@ -46,15 +47,18 @@
 #define PD_WIRE_AGENT_MAX 128  /* HELLO user agent, 0..128 bytes */
 #define PD_WIRE_TEXT_MAX 200   /* GOODBYE text, 0..200 bytes */
 #define PD_WIRE_MAX_ADDRS 1000 /* entries per ADDR */
+#define PD_WIRE_RECORD_MAX 512 /* a node record's bytes (== PD_RECORD_MAX, docs §10) */
 
 /* Per-message payload bounds (v1). HELLO may carry trailing extension bytes
  * up to PD_WIRE_HELLO_MAX, ignored by v1; no other message may. */
 #define PD_WIRE_HELLO_MIN 100
 #define PD_WIRE_HELLO_MAX 1024
 #define PD_WIRE_ADDR_ENTRY_MIN 27 /* flags 1 + ip 16 + port 2 + timestamp 8 */
-#define PD_WIRE_ADDR_ENTRY_MAX 47 /* ... + node id 20 */
-#define PD_WIRE_ADDR_MAX_PAYLOAD (2 + PD_WIRE_MAX_ADDRS * PD_WIRE_ADDR_ENTRY_MAX) /* 47,002 */
-#define PD_WIRE_MAX_MSG_PAYLOAD PD_WIRE_ADDR_MAX_PAYLOAD /* largest valid v1 payload */
+#define PD_WIRE_ADDR_ENTRY_MAX 47 /* ... + node id 20 (without a record) */
+/* v2: an entry may carry its node's record (u16 length + bytes), so an ADDR
+ * is bounded by the frame limit, not by its count. */
+#define PD_WIRE_ADDR_MAX_PAYLOAD PD_WIRE_MAX_PAYLOAD
+#define PD_WIRE_MAX_MSG_PAYLOAD PD_WIRE_MAX_PAYLOAD /* largest valid payload */
 
 /* HELLO_ACK signs this many bytes (pd_wire_auth_message). */
 #define PD_WIRE_AUTH_CONTEXT "peerd-auth-v1" /* 13 bytes, no NUL */
@@ -123,6 +127,13 @@ typedef struct pd_wire_hello {
   char network[PD_WIRE_NETWORK_MAX + 1]; /* NUL-terminated */
   uint8_t agent_len;
   char agent[PD_WIRE_AGENT_MAX + 1]; /* NUL-terminated */
+  /* v2 extension (§4.1): the sender's signed node record (opaque here: the
+   * handshake verifies it) and the address the sender sees the receiver at.
+   * Decoded, record points into the frame (valid until the next feed). */
+  uint16_t record_len; /* 0: none */
+  const uint8_t *record;
+  bool has_observed;
+  pd_netaddr_t observed;
 } pd_wire_hello_t;
 
 typedef struct pd_wire_addr_entry {
@@ -130,6 +141,10 @@ typedef struct pd_wire_addr_entry {
   int64_t timestamp; /* last seen, Unix seconds, >= 0 */
   bool has_id;
   uint8_t id[PD_NODE_ID_LEN];
+  /* v2: the node's record (needs has_id); decoded, it points into the
+   * frame (valid until the next feed). */
+  uint16_t record_len; /* 0: none */
+  const uint8_t *record;
 } pd_wire_addr_entry_t;
 
 typedef struct pd_wire_msg {

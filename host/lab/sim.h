@@ -1,5 +1,6 @@
 /* sim — the scenario lab: many peerd hosts in one process on a virtual clock
- * (the second driver of the sans-I/O core, beside daemon.c).
+ * (the second driver of the sans-I/O core, beside daemon.c). This header is
+ * its API; the lab's files and what each owns are listed in lab.h.
  *
  * Owns: the virtual clock and the discrete-event queue (a binary heap
  * ordered by (virtual time ms, sequence number), so ties are broken by

@@ -325,7 +325,8 @@ end
 -- spec: { new = {entry, ...}, tried = {entry, ...}, seed = n }. An entry needs
 -- `addr`; the rest default: node_id nil, source "0.0.0.0", group from addr,
 -- attempts 0, last_try 0, last_success 0 (tried: now - 3600), time now - 600,
--- refs 1 (tried: 0), banned false; `terrible` and `chance` are computed at
+-- refs 1 (tried: 0), banned false, service_only false, no record (services,
+-- attrs, record_seq nil; peerd false); `terrible` and `chance` are computed at
 -- peerd.now() (Bitcoin Core's IsTerrible/GetChance) unless given.
 -- Returns the policy-facing book and a controller:
 --   ctl.calls[method]      number of calls of each book method
@@ -360,6 +361,12 @@ function Host:book(spec)
       banned = e.banned or false,
       terrible = e.terrible,
       chance = e.chance,
+      service_only = e.service_only or false,
+      -- the node's record, when it has one (entry fields, as peerd's book gives them)
+      services = e.services,
+      attrs = e.attrs,
+      peerd = e.peerd or false,
+      record_seq = e.record_seq,
     }
     entries[next_id] = s
     ids[tbl][#ids[tbl] + 1] = next_id
@@ -421,6 +428,10 @@ function Host:book(spec)
   method("terrible", function(id) local s = entries[id]; return s ~= nil and terrible(s) end)
   method("banned", function(id) local s = entries[id]; return s ~= nil and s.banned end)
   method("chance", function(id) local s = entries[id]; return s and chance(s) or 0 end)
+  method("attr", function(id, key)
+    local s = entries[id]
+    return s and s.attrs and s.attrs[key] or nil
+  end)
 
   book = readonly(methods, "book")
   return book, ctl
@@ -464,6 +475,7 @@ function M.peer(fields)
     last_try = 0, last_success = 0, time = 0, first_seen = 0, latency_ms = nil,
     reputation = 0, misbehaviours = 0, banned = false, private = false,
     routable = M.routable(addr), group = M.group(addr),
+    service_only = false, peerd = false, -- services, attrs, record_seq: nil without a record
   }
   for k, v in pairs(fields) do p[k] = v end
   return p

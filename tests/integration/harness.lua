@@ -89,13 +89,6 @@ local function has_flag(list, flag)
   return false
 end
 
--- Start a daemon on 127.0.0.1:0 in dir (fresh one when nil); waits for the
--- "api listening" and "p2p listening" lines and returns the node (node.port:
--- the API port; node.p2p_host, node.p2p_port, node.node_id: the peer side).
--- The peer listener is on 127.0.0.1:0 unless extra has --listen. A node
--- that is given none of --seeds, --persistent-peers, --max-outbound runs
--- with --max-outbound 0 (listen only), so the addresses a test puts in its
--- book are never dialled behind the test's back.
 local function flag_value(list, flag)
   for i, a in ipairs(list or {}) do
     if a == flag then return list[i + 1] end
@@ -103,6 +96,53 @@ local function flag_value(list, flag)
   return nil
 end
 
+-- Tests never leave the machine, even outside scripts/test's network
+-- namespace: a daemon whose dialer runs is given loopback addresses only
+-- (127.x, ::1, localhost). start() and http() check what a test hands a
+-- dialling daemon: --seeds, --persistent-peers, a saved book or anchors in
+-- its data directory, POST /v1/book. (Addresses it learns from its peers
+-- are theirs: loopback in every spec.)
+local function is_loopback(endpoint)
+  local host = tostring(endpoint):gsub("^%x+@", "")
+  host = host:match("^%[(.*)%]:%d*$") or host:match("^([^:]*):%d*$") or host
+  return host:match("^127%.%d+%.%d+%.%d+$") ~= nil or host == "::1" or host == "localhost"
+end
+
+local function assert_loopback(node, what, addrs)
+  for _, a in ipairs(addrs) do
+    if not is_loopback(a) and node.own_dir and not node.proc then rmdir(node.dir) end
+    luassert(is_loopback(a), string.format("harness: %s gives a dialling peerd (%s) a " ..
+      "non-loopback address: %s; give it 127.x addresses or start it with --max-outbound 0",
+      what, node.dir, tostring(a)))
+  end
+end
+
+-- The addresses in a saved book (addrbook.json: "addr ..." rows) and in
+-- anchors.json, if there are such files.
+local function saved_addrs(data)
+  local out = {}
+  local book = read_file(data .. "/addrbook.json")
+  local ok, doc = pcall(cjson.decode, book or "")
+  if ok and type(doc) == "table" and type(doc.entries) == "table" then
+    for _, row in ipairs(doc.entries) do
+      if type(row) == "string" then out[#out + 1] = row:match("^(%S+)") end
+    end
+  end
+  ok, doc = pcall(cjson.decode, read_file(data .. "/anchors.json") or "")
+  if ok and type(doc) == "table" and type(doc.anchors) == "table" then
+    for _, a in ipairs(doc.anchors) do out[#out + 1] = type(a) == "table" and a.addr or a end
+  end
+  return out
+end
+
+-- Start a daemon on 127.0.0.1:0 in dir (fresh one when nil); waits for the
+-- "api listening" and "p2p listening" lines and returns the node (node.port:
+-- the API port; node.p2p_host, node.p2p_port, node.node_id: the peer side).
+-- The peer listener is on 127.0.0.1:0 unless extra has --listen. A node
+-- that is given none of --seeds, --persistent-peers, --max-outbound runs
+-- with --max-outbound 0 (listen only), so the addresses a test puts in its
+-- book are never dialled behind the test's back. A node that dials may be
+-- given loopback addresses only (assert_loopback).
 local function start(extra, dir, opts)
   local node = { dir = dir or tmpdir(), own_dir = dir == nil }
   node.data = node.dir .. "/data"
@@ -120,6 +160,15 @@ local function start(extra, dir, opts)
     args[#args + 1] = "0"
   end
   for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+  node.dials = flag_value(args, "--max-outbound") ~= "0"
+  if node.dials then
+    for _, flag in ipairs({ "--seeds", "--persistent-peers" }) do
+      local list = {}
+      for e in (flag_value(args, flag) or ""):gmatch("[^,]+") do list[#list + 1] = e end
+      assert_loopback(node, flag, list)
+    end
+    assert_loopback(node, "its data directory", saved_addrs(node.data))
+  end
   node.log = node.dir .. "/peerd-" .. tostring(uv.hrtime()) .. ".log"
   local p = spawn(args, node.log)
   node.proc = p
@@ -171,6 +220,12 @@ end
 local body_seq = 0
 local function http(node, method, path, body, extra_args)
   local cmd = { "curl", "-s", "-S", "--max-time", "15", "-X", method, "-w", "'\\n%{http_code}'" }
+  if node.dials and body and method == "POST" and path:match("^/v1/book") then
+    local ok, doc = pcall(cjson.decode, body)
+    if ok and type(doc) == "table" and type(doc.addrs) == "table" then
+      assert_loopback(node, "POST " .. path, doc.addrs)
+    end
+  end
   if body then
     body_seq = body_seq + 1
     local bf = node.dir .. "/body-" .. body_seq
@@ -336,5 +391,5 @@ return {
   wait_until = wait_until, spawn = spawn, log_of = log_of, start = start, stop = stop,
   cleanup = cleanup, http = http, get = get, post = post, status_of = status_of, raw = raw,
   count = count, chunk = chunk, run_cmd = run_cmd, raw_p2p = raw_p2p, metric = metric,
-  has_flag = has_flag, flag_value = flag_value, standin = standin,
+  has_flag = has_flag, flag_value = flag_value, standin = standin, is_loopback = is_loopback,
 }

@@ -504,6 +504,31 @@ describe("worked examples", function()
     assert.matches("^local TRIED_SHARE = 0%.70", code[1])
   end)
 
+  it("same-chain never picks a node whose record names another chain", function()
+    local host = testing.host({ now = NOW, seed = 12 })
+    local sel = policy("examples/policies/same-chain/select.lua", host)
+    -- thirds: our chain, another chain, no record
+    local book = make_book(host, 150, 150, nil, function(i)
+      if i % 3 == 0 then return { attrs = { chain = "test-chain-1" }, peerd = true } end
+      if i % 3 == 1 then return { attrs = { chain = "other-chain" }, peerd = true } end
+      return {}
+    end)
+    local ours, none = 0, 0
+    for _ = 1, 200 do
+      for _, id in ipairs(sel.select(book, 8)) do
+        local chain = book:attr(id, "chain")
+        assert.are_not.equal("other-chain", chain)
+        if chain == "test-chain-1" then ours = ours + 1 else none = none + 1 end
+      end
+    end
+    assert.is_true(ours > 0 and none > 0)
+    local code = {}
+    for _, l in ipairs(changed("policies/select.lua", "examples/policies/same-chain/select.lua")) do
+      if not l:match("^%-%-") then code[#code + 1] = l end
+    end
+    assert.are.equal(3, #code)
+  end)
+
   it("ban-after-three bans from the third misbehaviour", function()
     local rep = policy("examples/policies/ban-after-three/reputation.lua")
     local p = testing.peer({})

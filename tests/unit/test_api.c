@@ -20,6 +20,7 @@
 #include "err.h"
 #include "record.h"
 #include "self.h"
+#include "rectable.h"
 #include <sodium.h>
 
 #define T0 1700000000
@@ -1533,10 +1534,148 @@ static void self_record(void **state) {
   pd_self_destroy(self);
 }
 
+/* A record learnt for node k: discovery 127.k.0.1:7411 (when peerd),
+ * services p2p -> 127.k.0.1:port and rpc -> 127.k.0.2:26657, chain=c-1. */
+static void learn(fx_t *f, unsigned k, uint64_t seq, uint16_t port, bool peerd, pd_record_t *out) {
+  pd_identity_t id;
+  uint8_t seed[32];
+  memset(seed, (int)k, sizeof seed);
+  assert_int_equal(pd_identity_from_seed(&id, seed), 0);
+  pd_record_t r;
+  assert_int_equal(pd_record_init(&r, "peerd", seq, NULL), 0);
+  char txt[64];
+  pd_netaddr_t a;
+  if (peerd) {
+    snprintf(txt, sizeof txt, "127.%u.0.1:7411", k);
+    assert_int_equal(pd_netaddr_parse(txt, 0, &r.discovery, NULL, NULL, NULL), 0);
+    r.has_discovery = true;
+  }
+  snprintf(txt, sizeof txt, "127.%u.0.1:%u", k, port);
+  assert_int_equal(pd_netaddr_parse(txt, 0, &a, NULL, NULL, NULL), 0);
+  assert_int_equal(pd_record_set_service(&r, "p2p", &a, NULL), 0);
+  snprintf(txt, sizeof txt, "127.%u.0.2:26657", k);
+  assert_int_equal(pd_netaddr_parse(txt, 0, &a, NULL, NULL, NULL), 0);
+  assert_int_equal(pd_record_set_service(&r, "rpc", &a, NULL), 0);
+  assert_int_equal(pd_record_set_attr(&r, "chain", "c-1", NULL), 0);
+  uint8_t buf[PD_RECORD_MAX];
+  size_t len;
+  assert_int_equal(pd_record_sign(&r, &id, NULL, buf, sizeof buf, &len), 0);
+  pd_netaddr_t src;
+  assert_int_equal(pd_netaddr_parse("127.200.0.1", PD_PARSE_PORT_OPTIONAL, &src, NULL, NULL, NULL), 0);
+  int brc = 0;
+  int rc = pd_node_learn_record(f->node, buf, len, &r, &src, f->now, f->now, &brc);
+  assert_true(rc == PD_REC_NEW || rc == PD_REC_UPDATED);
+  if (out) *out = r;
+}
+
+static json_t *dial_peer(json_t *peers, const char *addr) {
+  for (size_t i = 0; i < json_array_size(peers); i++) {
+    json_t *p = json_array_get(peers, i);
+    if (strcmp(jget_str(p, "addr"), addr) == 0) return p;
+  }
+  return NULL;
+}
+
+/* GET /v1/dial hands out service endpoints only: records' (with node_id,
+ * peer, service, attrs) and the node's own addresses; never a discovery
+ * endpoint, nor an overlay address without a record. Events name a node
+ * by a service endpoint or node_id; an inbound good stays out of tried. */
+static int setup_private(void **state) {
+  fx_t *f = calloc(1, sizeof(*f));
+  assert_non_null(f);
+  pd_rng_seed(&f->rng, 1234);
+  uint8_t key[PD_BOOK_KEY_LEN] = {0};
+  pd_book_t *book = NULL;
+  assert_int_equal(pd_book_create(&book, key, &f->rng, PD_BOOK_ALLOW_PRIVATE), 0);
+  pd_node_config_t cfg = {.allow_private = true, .save_interval = 300, .default_ban_secs = 3600};
+  f->now = T0;
+  assert_int_equal(pd_node_create(&f->node, &cfg, book, &f->rng, f->now), 0);
+  *state = f;
+  return 0;
+}
+
+static void dial_service_endpoints(void **state) {
+  fx_t *f = *state;
+  pd_record_t r5, r6;
+  learn(f, 5, 1, 26656, true, &r5);
+  learn(f, 6, 1, 26656, false, &r6); /* no peerd: placed by its p2p endpoint */
+  /* an overlay address without a record (v1-style): never handed out */
+  pd_netaddr_t bare, src;
+  assert_int_equal(pd_netaddr_parse("127.7.0.1:7411", 0, &bare, NULL, NULL, NULL), 0);
+  assert_int_equal(pd_netaddr_parse("127.200.0.1", PD_PARSE_PORT_OPTIONAL, &src, NULL, NULL, NULL), 0);
+  assert_int_equal(pd_book_add(pd_node_book(f->node), &bare, NULL, f->now, &src, 0, f->now, NULL), 1);
+  json_decref(expect(f, "POST", "/v1/book", "{\"addrs\":[\"127.8.0.1:26656\"]}", 200));
+  json_t *j = expect(f, "GET", "/v1/dial?n=50", NULL, 200);
+  json_t *peers = json_object_get(j, "peers");
+  assert_int_equal(json_array_size(peers), 3);
+  json_t *p5 = dial_peer(peers, "127.5.0.1:26656");
+  assert_non_null(p5);
+  char hex[41];
+  for (int i = 0; i < 20; i++) snprintf(hex + 2 * i, 3, "%02x", r5.id[i]);
+  assert_string_equal(jget_str(p5, "node_id"), hex);
+  char peer[128];
+  snprintf(peer, sizeof peer, "%s@127.5.0.1:26656", hex);
+  assert_string_equal(jget_str(p5, "peer"), peer);
+  assert_string_equal(jget_str(p5, "service"), "p2p");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(p5, "attrs"), "chain")), "c-1");
+  assert_true(json_is_true(json_object_get(p5, "peerd")));
+  assert_string_equal(jget_str(p5, "entry"), "127.5.0.1:7411");
+  json_t *p6 = dial_peer(peers, "127.6.0.1:26656");
+  assert_non_null(p6);
+  assert_true(json_is_false(json_object_get(p6, "peerd")));
+  json_t *p8 = dial_peer(peers, "127.8.0.1:26656");
+  assert_non_null(p8);
+  assert_null(json_object_get(p8, "node_id"));
+  assert_true(json_is_null(json_object_get(p8, "service")));
+  assert_null(dial_peer(peers, "127.5.0.1:7411"));
+  assert_null(dial_peer(peers, "127.7.0.1:7411"));
+  json_decref(j);
+  /* ?service=rpc: only records that have one */
+  j = expect(f, "GET", "/v1/dial?n=50&service=rpc", NULL, 200);
+  peers = json_object_get(j, "peers");
+  assert_int_equal(json_array_size(peers), 2);
+  assert_non_null(dial_peer(peers, "127.5.0.2:26657"));
+  json_decref(j);
+  expect_error(f, "GET", "/v1/dial?service=BAD", NULL, 400, "service");
+
+  /* events by service endpoint: the node's entry (its discovery endpoint) */
+  j = expect(f, "POST", "/v1/events",
+             "{\"addr\":\"127.5.0.1:26656\",\"event\":\"good\",\"direction\":\"inbound\"}", 200);
+  assert_string_equal(jget_str(j, "addr"), "127.5.0.1:7411");
+  assert_string_equal(jget_str(j, "table"), "new");
+  assert_string_equal(jget_str(j, "result"), "inbound");
+  assert_string_equal(jget_str(j, "direction"), "inbound");
+  json_decref(j);
+  char body[256];
+  snprintf(body, sizeof body, "{\"node_id\":\"%s\",\"event\":\"good\"}", hex);
+  j = expect(f, "POST", "/v1/events", body, 200);
+  assert_string_equal(jget_str(j, "table"), "tried");
+  assert_string_equal(jget_str(j, "direction"), "outbound");
+  json_decref(j);
+  expect_error(f, "POST", "/v1/events", "{\"event\":\"good\"}", 400, "addr or node_id");
+  expect_error(f, "POST", "/v1/events",
+               "{\"node_id\":\"00\",\"event\":\"good\"}", 400, "node_id");
+  expect_error(f, "POST", "/v1/events",
+               "{\"node_id\":\"0000000000000000000000000000000000000000\",\"event\":\"good\"}", 404,
+               "not in book");
+  expect_error(f, "POST", "/v1/events",
+               "{\"addr\":\"127.8.0.1:26656\",\"event\":\"good\",\"direction\":\"sideways\"}", 400,
+               "direction");
+
+  /* the node moves its service port: the new one replaces the old */
+  learn(f, 5, 2, 26700, true, NULL);
+  j = expect(f, "GET", "/v1/dial?n=50", NULL, 200);
+  peers = json_object_get(j, "peers");
+  assert_non_null(dial_peer(peers, "127.5.0.1:26700"));
+  assert_null(dial_peer(peers, "127.5.0.1:26656"));
+  json_decref(j);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(health_and_routing, setup, teardown),
       cmocka_unit_test_setup_teardown(self_record, setup, teardown),
+      cmocka_unit_test_setup_teardown(dial_service_endpoints, setup_private, teardown),
       cmocka_unit_test_setup_teardown(status_reports_node_state, setup, teardown),
       cmocka_unit_test_setup_teardown(book_post_adds_and_rejects, setup, teardown),
       cmocka_unit_test_setup_teardown(book_post_resolves_host_names, setup, teardown),

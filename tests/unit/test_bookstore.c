@@ -585,7 +585,7 @@ static void bad_entries_are_skipped(void **state) {
   eid = pd_book_find(b, &a);
   assert_int_not_equal(eid, PD_BOOK_NO_ID);
   assert_int_equal(pd_book_info(b, eid, &info), 0);
-  assert_int_equal(info.attempts, 255);
+  assert_int_equal(info.attempts, 127);
   assert_int_equal(pd_netaddr_parse("4.4.4.4:26656", 0, &a, NULL, NULL, NULL), 0);
   eid = pd_book_find(b, &a);
   assert_int_equal(pd_book_info(b, eid, &info), 0);

@@ -21,6 +21,9 @@
 #include "netmgr.h"
 #include "node.h"
 #include "peer.h"
+#include "record.h"
+#include "rectable.h"
+#include "self.h"
 #include "wire.h"
 
 #define T0 ((int64_t)1700000000000) /* ms */
@@ -1421,6 +1424,100 @@ static void test_dialling_off(void **state) {
   world_free(w);
 }
 
+/* Node records over the overlay. Managers exchange theirs in the
+ * handshake (each keeps the other's); a raw peer's ADDR carrying a valid
+ * record of a third node places that node by its discovery endpoint; an
+ * ADDR carrying a forged record ends the connection as record_signature,
+ * reported as misbehaviour, and nothing of it is learnt. */
+static size_t third_record(pd_identity_t *id, pd_netaddr_t disc, uint8_t *out) {
+  pd_record_t r;
+  assert_int_equal(pd_record_init(&r, "peerd", 3, NULL), 0);
+  r.has_discovery = true;
+  r.discovery = disc;
+  pd_netaddr_t svc = disc;
+  svc.port = 26656;
+  assert_int_equal(pd_record_set_service(&r, "p2p", &svc, NULL), 0);
+  size_t n = 0;
+  assert_int_equal(pd_record_sign(&r, id, NULL, out, PD_RECORD_MAX, &n), 0);
+  return n;
+}
+
+static void test_records_over_overlay(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.min_out = 1;
+  o.max_out = 1;
+  o.no_feelers = true;
+  int a = add_mgr(w, 61, &o);
+  opts_default(&o);
+  o.min_out = 1;
+  o.max_out = 1;
+  o.no_feelers = true;
+  o.seed_host = a;
+  int b = add_mgr(w, 62, &o);
+  run(w, 3000);
+  host_t *ha = &w->h[a], *hb = &w->h[b];
+  /* each keeps the other's record (made by its manager: discovery only) */
+  const pd_rec_t *rb = pd_rectable_find(pd_node_records(ha->node), hb->ident.id);
+  const pd_rec_t *ra = pd_rectable_find(pd_node_records(hb->node), ha->ident.id);
+  assert_non_null(ra);
+  assert_non_null(rb);
+  pd_record_t dec;
+  assert_int_equal(pd_rec_decode(rb, &dec), 0);
+  assert_true(dec.has_discovery);
+  assert_true(pd_netaddr_equal(&dec.discovery, &hb->listen));
+  pd_netmgr_counters_t c;
+  pd_netmgr_counters(ha->m, &c);
+  assert_true(c.records_learnt >= 1);
+
+  /* a raw peer relays a third node's record: kept, placed, dialable by B */
+  int r1 = add_raw(w, 90, a, ip4(10, 33, 0, 1, 50033), false);
+  assert_true(w->h[r1].raw_ready);
+  pd_identity_t third;
+  make_identity(&third, 93);
+  pd_netaddr_t disc = ip4(127, 40, 0, 1, PORT);
+  uint8_t rec[PD_RECORD_MAX];
+  size_t rl = third_record(&third, disc, rec);
+  pd_wire_addr_entry_t e;
+  memset(&e, 0, sizeof e);
+  e.addr = disc;
+  e.timestamp = w->now / 1000;
+  e.has_id = true;
+  memcpy(e.id, third.id, PD_NODE_ID_LEN);
+  e.record = rec;
+  e.record_len = (uint16_t)rl;
+  assert_int_equal(pd_peer_send_addrs(w->h[r1].peer, &e, 1, w->now), 0);
+  pump(w);
+  assert_non_null(pd_rectable_find(pd_node_records(ha->node), third.id));
+  assert_true(in_book(ha, &disc));
+  assert_false(w->h[r1].raw_closed);
+
+  /* a forged one: the connection ends, counted, nothing learnt */
+  int r2 = add_raw(w, 91, a, ip4(10, 34, 0, 1, 50034), false);
+  pd_identity_t fourth;
+  make_identity(&fourth, 94);
+  pd_netaddr_t disc4 = ip4(127, 41, 0, 1, PORT);
+  rl = third_record(&fourth, disc4, rec);
+  rec[rl - 3] ^= 1;
+  e.addr = disc4;
+  memcpy(e.id, fourth.id, PD_NODE_ID_LEN);
+  e.record_len = (uint16_t)rl;
+  uint64_t misb_before = c.misbehaviour_reports;
+  assert_int_equal(pd_peer_send_addrs(w->h[r2].peer, &e, 1, w->now), 0);
+  pump(w);
+  assert_null(pd_rectable_find(pd_node_records(ha->node), fourth.id));
+  assert_false(in_book(ha, &disc4));
+  assert_true(w->h[r2].raw_closed || w->h[r2].raw_eof);
+  pd_netmgr_counters(ha->m, &c);
+  unsigned sig = PD_NETMGR_REJ_RECORD + (unsigned)PD_RECORD_R_BAD_SIGNATURE - 1;
+  assert_string_equal(pd_netmgr_reject_name(sig), "record_signature");
+  assert_int_equal(c.rejected[sig], 1);
+  assert_int_equal(c.misbehaviour_reports, misb_before + 1);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_relay_trickle),
@@ -1439,6 +1536,7 @@ int main(void) {
       cmocka_unit_test(test_not_starving_no_inbound_ask),
       cmocka_unit_test(test_discovery),
       cmocka_unit_test(test_dialling_off),
+      cmocka_unit_test(test_records_over_overlay),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

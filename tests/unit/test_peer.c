@@ -16,6 +16,7 @@
 #include "err.h"
 #include "identity.h"
 #include "peer.h"
+#include "record.h"
 #include "wire.h"
 
 static const uint8_t MAGIC[4] = PD_WIRE_MAGIC_DEFAULT_INIT;
@@ -298,7 +299,7 @@ static void run_session(uint64_t seed, size_t maxchunk, bool b_dials, transcript
     assert_memory_equal(s->remote.pubkey, other->pk, 32);
     assert_true(s->remote.has_listen);
     assert_true(pd_netaddr_equal(&s->remote.listen, k ? la : lb));
-    assert_int_equal(s->remote.version, 1);
+    assert_int_equal(s->remote.version, 2);
     assert_int_equal(s->remote.timestamp, T0 / 1000);
     assert_string_equal(s->remote.agent, "peerd-test/1");
     assert_non_null(pd_peer_remote(s->p));
@@ -503,7 +504,7 @@ static void replayed_ack_and_forged_identity(void **state) {
   peer_make(a, &w.ia, PD_PEER_OUTBOUND, w.ib.id, &w.la, &w.cfg, NULL, &rng, now);
   uint8_t ch[32];
   memset(ch, 9, 32);
-  n = craft_hello(&w.ib, w.ic.pk, ch, "peerd", 1, 1, f);
+  n = craft_hello(&w.ib, w.ic.pk, ch, "peerd", 2, 2, f);
   inject(a, f, n, now);
   assert_int_equal(a->closed, 1);
   assert_string_equal(a->reason, "auth_failed");
@@ -515,7 +516,7 @@ static void replayed_ack_and_forged_identity(void **state) {
   a = side_new();
   peer_make(a, &w.ia, PD_PEER_OUTBOUND, w.ib.id, &w.la, &w.cfg, NULL, &rng, now);
   first_frame(a, 0, m);
-  n = craft_hello(&w.ib, w.ib.pk, ch, "peerd", 1, 1, f);
+  n = craft_hello(&w.ib, w.ib.pk, ch, "peerd", 2, 2, f);
   inject(a, f, n, now);
   assert_int_equal(a->closed, 0);
   uint8_t msg[PD_WIRE_AUTH_MSG_LEN], sig[64];
@@ -530,7 +531,7 @@ static void replayed_ack_and_forged_identity(void **state) {
   a = side_new();
   peer_make(a, &w.ia, PD_PEER_OUTBOUND, w.ib.id, &w.la, &w.cfg, NULL, &rng, now);
   first_frame(a, 0, m);
-  n = craft_hello(&w.ib, w.ib.pk, ch, "peerd", 1, 1, f);
+  n = craft_hello(&w.ib, w.ib.pk, ch, "peerd", 2, 2, f);
   inject(a, f, n, now);
   pd_wire_auth_message(msg, MAGIC, m->hello.challenge, ch, w.ib.id, w.ia.id);
   assert_int_equal(pd_identity_sign(&w.ib, msg, sizeof msg, sig), 0);
@@ -553,22 +554,31 @@ static void network_and_version(void **state) {
   memset(ch, 3, 32);
   side_t *a = side_new();
   peer_make(a, &w.ia, PD_PEER_INBOUND, NULL, NULL, &w.cfg, NULL, &rng, now);
-  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "testnet", 1, 1, f), now);
+  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "testnet", 2, 2, f), now);
   assert_string_equal(a->reason, "wrong_network");
   assert_false(a->close_misbehaved);
   side_free(a);
 
   a = side_new();
   peer_make(a, &w.ia, PD_PEER_INBOUND, NULL, NULL, &w.cfg, NULL, &rng, now);
-  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "peerd", 2, 5, f), now);
+  /* A v1 peer (no records): incompatible_version, said in its GOODBYE. */
+  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "peerd", 1, 1, f), now);
   assert_string_equal(a->reason, "incompatible_version");
   assert_false(a->close_misbehaved);
+  {
+    static pd_wire_msg_t bye;
+    first_frame(a, 1, &bye); /* our HELLO, then the GOODBYE */
+    assert_int_equal(bye.type, PD_WIRE_GOODBYE);
+    assert_int_equal(bye.bye.code, PD_WIRE_BYE_VERSION);
+    assert_non_null(strstr(bye.bye.text, "signed node records"));
+    assert_non_null(strstr(bye.bye.text, "you 1..1"));
+  }
   side_free(a);
 
-  /* A newer peer (1..3) and us (1..1) agree on 1. */
+  /* A newer peer (2..5) and us (2..2) agree on 2. */
   a = side_new();
   peer_make(a, &w.ia, PD_PEER_INBOUND, NULL, NULL, &w.cfg, NULL, &rng, now);
-  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "peerd", 1, 3, f), now);
+  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "peerd", 2, 5, f), now);
   assert_int_equal(a->closed, 0);
   assert_int_equal(pd_peer_stats(a->p)->frames_out[PD_WIRE_HELLO_ACK], 1);
   side_free(a);
@@ -680,7 +690,7 @@ static void garbage_and_oversized(void **state) {
   a = side_new();
   pair_ready(&w, a, b, &rng, &now);
   uint8_t hf[PD_WIRE_HEADER_LEN + PD_WIRE_HELLO_MAX], ch[32] = {1};
-  inject(b, hf, craft_hello(&w.ia, w.ia.pk, ch, "peerd", 1, 1, hf), now);
+  inject(b, hf, craft_hello(&w.ia, w.ia.pk, ch, "peerd", 2, 2, hf), now);
   assert_string_equal(b->reason, "unexpected_message");
   assert_true(b->close_misbehaved);
   free(m);
@@ -1216,6 +1226,103 @@ static void unanswered_getaddr_expires(void **state) {
   side_free(b);
 }
 
+/* A node record for id, on `network`, with one service endpoint. */
+static size_t make_record(const pd_identity_t *id, const char *network, uint8_t *out) {
+  pd_record_t r;
+  assert_int_equal(pd_record_init(&r, network, 5, NULL), 0);
+  pd_netaddr_t svc = v4(1, 2, 3, 4, 26656);
+  assert_int_equal(pd_record_set_service(&r, "p2p", &svc, NULL), 0);
+  size_t n = 0;
+  assert_int_equal(pd_record_sign(&r, id, NULL, out, PD_RECORD_MAX, &n), 0);
+  return n;
+}
+
+/* v2 handshakes carry records: both ends get the other's, verified, with the
+ * address each sees the other at; a HELLO whose record is forged, names
+ * another node or another network is refused with the record's reason, as
+ * misbehaviour; a v1 peer is told why it is refused. */
+static void records_in_handshake(void **state) {
+  (void)state;
+  world_t w;
+  world_init(&w);
+  pd_rng_t rng;
+  pd_rng_seed(&rng, 21);
+  int64_t now = T0;
+  uint8_t ra[PD_RECORD_MAX], rb[PD_RECORD_MAX];
+  size_t la = make_record(&w.ia, "peerd", ra), lb = make_record(&w.ib, "peerd", rb);
+  side_t *a = side_new(), *b = side_new();
+  pd_netaddr_t seen_b = w.lb, seen_a = v4(9, 8, 7, 6, 40000);
+  pd_peer_params_t prm;
+  memset(&prm, 0, sizeof prm);
+  prm.self = &w.ia;
+  prm.magic = MAGIC;
+  prm.network = "peerd";
+  prm.dir = PD_PEER_OUTBOUND;
+  prm.expect_id = w.ib.id;
+  prm.listen = &w.la;
+  prm.record = ra;
+  prm.record_len = la;
+  prm.observed = &seen_b;
+  assert_int_equal(pd_peer_new(&a->p, &prm, &rng, now), 0);
+  drain(a, now);
+  prm.self = &w.ib;
+  prm.dir = PD_PEER_INBOUND;
+  prm.expect_id = NULL;
+  prm.listen = &w.lb;
+  prm.record = rb;
+  prm.record_len = lb;
+  prm.observed = &seen_a;
+  assert_int_equal(pd_peer_new(&b->p, &prm, &rng, now), 0);
+  drain(b, now);
+  pump(a, b, &rng, 64, &now, 7);
+  assert_int_equal(a->hs_done, 1);
+  assert_int_equal(b->hs_done, 1);
+  const pd_peer_remote_t *r = pd_peer_remote(a->p);
+  assert_int_equal(r->record_len, lb);
+  assert_memory_equal(r->record, rb, lb);
+  assert_true(r->has_observed);
+  assert_true(pd_netaddr_equal(&r->observed, &seen_a)); /* where B sees A */
+  r = pd_peer_remote(b->p);
+  assert_memory_equal(r->record, ra, la);
+  assert_true(pd_netaddr_equal(&r->observed, &seen_b));
+  side_free(a);
+  side_free(b);
+
+  /* Refusals: B's HELLO with C's record; with a flipped signature byte;
+   * with a record of another network. */
+  uint8_t rc_[PD_RECORD_MAX], rn[PD_RECORD_MAX], f[PD_WIRE_HEADER_LEN + PD_WIRE_HELLO_MAX];
+  size_t lc = make_record(&w.ic, "peerd", rc_), ln = make_record(&w.ib, "testnet", rn);
+  uint8_t forged[PD_RECORD_MAX];
+  memcpy(forged, rb, lb);
+  forged[lb - 1] ^= 1;
+  const struct { const uint8_t *rec; size_t len; const char *why; } cases[] = {
+      {rc_, lc, "record_id"}, {forged, lb, "record_signature"}, {rn, ln, "record_network"},
+      {rb, 100, "record_malformed"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    a = side_new();
+    peer_make(a, &w.ia, PD_PEER_INBOUND, NULL, NULL, &w.cfg, NULL, &rng, now);
+    pd_wire_hello_t h;
+    memset(&h, 0, sizeof h);
+    h.max_version = h.min_version = 2;
+    memcpy(h.node_id, w.ib.id, 20);
+    memcpy(h.pubkey, w.ib.pk, 32);
+    memset(h.challenge, (int)(40 + i), 32);
+    h.timestamp = T0 / 1000;
+    strcpy(h.network, "peerd");
+    h.record = cases[i].rec;
+    h.record_len = (uint16_t)cases[i].len;
+    size_t n = 0;
+    assert_int_equal(pd_wire_encode_hello(MAGIC, &h, f, sizeof f, &n), 0);
+    inject(a, f, n, now);
+    assert_int_equal(a->closed, 1);
+    assert_string_equal(a->reason, cases[i].why);
+    assert_true(a->close_misbehaved);
+    assert_int_equal(a->hs_done, 0);
+    side_free(a);
+  }
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
@@ -1227,6 +1334,7 @@ int main(void) {
       cmocka_unit_test(self_connection),
       cmocka_unit_test(replayed_ack_and_forged_identity),
       cmocka_unit_test(network_and_version),
+      cmocka_unit_test(records_in_handshake),
       cmocka_unit_test(garbage_and_oversized),
       cmocka_unit_test(handshake_timeout_slowloris),
       cmocka_unit_test(ping_cycle_and_timeout),

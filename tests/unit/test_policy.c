@@ -12,6 +12,9 @@
 
 #include "err.h"
 #include "policy.h"
+#include "record.h"
+#include "rectable.h"
+#include "identity.h"
 
 #define NOW ((int64_t)1700000000)
 
@@ -984,9 +987,10 @@ static void peer_views(void **state) {
                 "  assert(p.attempts == 'mine' and p.extra == 7 and p.tried == false)\n"
                 "  local n, seen = 0, {}\n"
                 "  for k, v in pairs(p) do n = n + 1; seen[k] = v end\n"
-                "  assert(n == 15, n) -- 14 fields (no node_id, no latency) + extra\n"
+                "  assert(n == 17, n) -- 16 fields (no node_id, latency or record) + extra\n"
                 "  assert(seen.attempts == 'mine' and seen.extra == 7 and seen.addr == '8.8.8.8:26656')\n"
                 "  assert(seen.routable == true and seen.time == 30)\n"
+                "  assert(seen.peerd == false and seen.service_only == false and seen.services == nil)\n"
                 "  -- the first call's view is still its own snapshot\n"
                 "  assert(kept.attempts == 3 and kept.extra == nil)\n"
                 "  return 1\nend }"}};
@@ -1283,6 +1287,67 @@ static void book_hooks_adapter(void **state) {
   pd_book_destroy(b);
 }
 
+/* Views read the record of the peer's node: services, attrs, peerd,
+ * record_seq (looked up when read, by node id); without a record services
+ * and attrs are nil and peerd false. The worked example of
+ * docs/policies.md: prefer peers on our chain. */
+static void record_views(void **state) {
+  (void)state;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  src_t s[] = {{"score.lua",
+                "local CHAIN = 'test-chain-1'\n"
+                "return { score = function(p)\n"
+                "  local s = 0\n"
+                "  if p.attrs and p.attrs.chain == CHAIN then s = s + 20 end\n"
+                "  if p.peerd then s = s + 1 end\n"
+                "  if p.services then\n"
+                "    assert(p.services.p2p == '192.0.2.1:26656', p.services.p2p)\n"
+                "    assert(p.record_seq == 1)\n"
+                "    local n = 0; for k in pairs(p) do if k == 'services' or k == 'attrs' then n = n + 1 end end\n"
+                "    assert(n == 2)\n"
+                "  end\n"
+                "  return s\nend }"}};
+  char err[512];
+  if (load(p, s, 1, err, sizeof(err)) != 0) fail_msg("%s", err);
+  /* the record of docs/protocol.md's test vector: chain=test-chain-1 */
+  uint8_t seed[32];
+  for (int i = 0; i < 32; i++) seed[i] = (uint8_t)i;
+  pd_identity_t id;
+  assert_int_equal(pd_identity_from_seed(&id, seed), 0);
+  pd_record_t r;
+  assert_int_equal(pd_record_init(&r, "peerd", 1, NULL), 0);
+  assert_int_equal(pd_netaddr_parse("192.0.2.1:7411", 0, &r.discovery, NULL, NULL, NULL), 0);
+  r.has_discovery = true;
+  pd_netaddr_t svc;
+  assert_int_equal(pd_netaddr_parse("192.0.2.1:26656", 0, &svc, NULL, NULL, NULL), 0);
+  assert_int_equal(pd_record_set_service(&r, "p2p", &svc, NULL), 0);
+  assert_int_equal(pd_record_set_attr(&r, "chain", "test-chain-1", NULL), 0);
+  uint8_t buf[PD_RECORD_MAX];
+  size_t len;
+  assert_int_equal(pd_record_sign(&r, &id, NULL, buf, sizeof buf, &len), 0);
+  uint8_t key[PD_RECTABLE_KEY_LEN] = {1};
+  pd_rectable_t *t = NULL;
+  assert_int_equal(pd_rectable_create(&t, 16, key), 0);
+  assert_int_equal(pd_rectable_put(t, buf, len, &r, NOW), PD_REC_NEW);
+  pd_policy_set_records(p, t);
+  pd_peer_view_t v;
+  view(&v, "192.0.2.1:7411");
+  double sc = -1;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW, &sc), 0);
+  assert_true(sc == 0); /* no node id: no record */
+  v.has_node_id = true;
+  memcpy(v.node_id, id.id, PD_NODE_ID_LEN);
+  if (pd_policy_score(p, &v, NULL, NOW, &sc) != 0) {
+    char msg[256];
+    pd_policy_next_unreported(p, NULL, NULL, msg, sizeof(msg));
+    fail_msg("%s", msg);
+  }
+  assert_true(sc == 21);
+  pd_policy_set_records(p, NULL);
+  pd_rectable_destroy(t);
+  pd_policy_destroy(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(names_and_defaults),
@@ -1310,6 +1375,7 @@ int main(void) {
       cmocka_unit_test(counting_and_reporting),
       cmocka_unit_test(peers_events_and_pex),
       cmocka_unit_test(peer_views),
+      cmocka_unit_test(record_views),
       cmocka_unit_test(book_hooks_adapter),
       cmocka_unit_test(pex_batch_matches_single),
       cmocka_unit_test(pex_batch_shares_from),

@@ -469,8 +469,9 @@ static void every_rejection_reason(void **state) {
   expect_reject(f, 17, PD_WIRE_R_BAD_LENGTH);
   hdr(f, PD_WIRE_GETADDR, 1);
   expect_reject(f, 11, PD_WIRE_R_BAD_LENGTH);
-  hdr(f, PD_WIRE_ADDR, PD_WIRE_MAX_PAYLOAD);
-  expect_reject(f, 10, PD_WIRE_R_BAD_LENGTH);
+  hdr(f, PD_WIRE_ADDR, 3); /* count 0 and a trailing byte */
+  f[10] = f[11] = f[12] = 0;
+  expect_reject(f, 13, PD_WIRE_R_BAD_LENGTH);
   hdr(f, PD_WIRE_HELLO, PD_WIRE_HELLO_MIN - 1);
   expect_reject(f, 10, PD_WIRE_R_BAD_LENGTH);
   assert_int_equal(pd_wire_encode_goodbye(MAGIC, 0, "x", f, sizeof f, &n), 0);
@@ -588,11 +589,11 @@ static void boundary_sizes(void **state) {
   uint8_t *f = malloc(cap);
   assert_non_null(f);
   size_t n;
-  /* The largest v1 message: 1,000 entries, all with node IDs. */
+  /* The largest ADDR without records: 1,000 entries, all with node IDs. */
   fill_addrs(e, PD_WIRE_MAX_ADDRS + 1, &seed, true);
   assert_int_equal(pd_wire_encode_addr(MAGIC, e, PD_WIRE_MAX_ADDRS, f, cap, &n), 0);
-  assert_int_equal(n, PD_WIRE_HEADER_LEN + PD_WIRE_MAX_MSG_PAYLOAD);
-  assert_int_equal(PD_WIRE_MAX_MSG_PAYLOAD, 47002);
+  assert_int_equal(n, PD_WIRE_HEADER_LEN + 2 + PD_WIRE_MAX_ADDRS * PD_WIRE_ADDR_ENTRY_MAX);
+  assert_int_equal(n - PD_WIRE_HEADER_LEN, 47002);
   assert_round_trip(f, n, PD_WIRE_ADDR);
   /* Byte by byte too. */
   {
@@ -624,11 +625,14 @@ static void boundary_sizes(void **state) {
   hdr(f, PD_WIRE_HELLO, PD_WIRE_MAX_PAYLOAD + 1);
   expect_reject(f, 10, PD_WIRE_R_OVERSIZED);
 
-  /* HELLO with extension bytes up to 1,024 is accepted, 1,025 is not. */
+  /* HELLO with extension bytes up to 1,024 is accepted, 1,025 is not: the
+   * v2 extension (no record, no observed address), then a later
+   * version's bytes, which are ignored. */
   pd_wire_hello_t h;
   sample_hello(&h, &seed);
   assert_int_equal(pd_wire_encode_hello(MAGIC, &h, f, cap, &n), 0);
   memset(f + n, 0xAB, PD_WIRE_HELLO_MAX + 1);
+  f[n] = f[n + 1] = f[n + 2] = 0;
   hdr(f, PD_WIRE_HELLO, PD_WIRE_HELLO_MAX);
   static pd_wire_msg_t m;
   pd_wire_reason_t why;
@@ -854,6 +858,103 @@ static void fuzz_never_crashes(void **state) {
   free(stream);
 }
 
+/* v2: a HELLO carrying a record and the observed address, ADDR entries
+ * carrying records; each malformed form refused with its reason. */
+static void v2_records(void **state) {
+  (void)state;
+  uint64_t seed = 77;
+  static uint8_t f[PD_WIRE_MAX_FRAME + 64];
+  size_t n;
+  uint8_t rec[PD_WIRE_RECORD_MAX];
+  for (size_t i = 0; i < sizeof rec; i++) rec[i] = (uint8_t)(i * 7);
+  pd_wire_hello_t h;
+  sample_hello(&h, &seed);
+  h.record = rec;
+  h.record_len = 200;
+  h.has_observed = true;
+  h.observed = v4(9, 9, 9, 9, 40001);
+  assert_int_equal(pd_wire_encode_hello(MAGIC, &h, f, sizeof f, &n), 0);
+  static pd_wire_msg_t m;
+  pd_wire_reason_t why;
+  assert_int_equal(decode_one(f, n, &m, &why), PD_WIRE_MESSAGE);
+  assert_int_equal(m.hello.record_len, 200);
+  assert_memory_equal(m.hello.record, rec, 200);
+  assert_true(m.hello.has_observed);
+  assert_true(pd_netaddr_equal(&m.hello.observed, &h.observed));
+  assert_round_trip(f, n, PD_WIRE_HELLO);
+  /* the largest: a 512-byte record, longest strings: within HELLO's 1,024 */
+  h.record_len = PD_WIRE_RECORD_MAX;
+  memset(h.network, 'n', PD_WIRE_NETWORK_MAX);
+  h.network[PD_WIRE_NETWORK_MAX] = 0;
+  memset(h.agent, 'a', PD_WIRE_AGENT_MAX);
+  h.agent[PD_WIRE_AGENT_MAX] = 0;
+  assert_int_equal(pd_wire_encode_hello(MAGIC, &h, f, sizeof f, &n), 0);
+  assert_int_equal(n, PD_WIRE_HEADER_LEN + 277 + 2 + 512 + 1 + 18);
+  assert_round_trip(f, n, PD_WIRE_HELLO);
+  /* a record longer than 512: not encoded; on the wire, bad_field */
+  h.record_len = PD_WIRE_RECORD_MAX + 1;
+  assert_int_equal(pd_wire_encode_hello(MAGIC, &h, f, sizeof f, &n), PD_EINVAL);
+  sample_hello(&h, &seed);
+  h.record = rec;
+  h.record_len = 10;
+  assert_int_equal(pd_wire_encode_hello(MAGIC, &h, f, sizeof f, &n), 0);
+  size_t ext = n - 1 - 10 - 2; /* offset of record_len (no observed address) */
+  f[ext] = 0x02;                     /* 522 */
+  expect_reject(f, n, PD_WIRE_R_BAD_FIELD);
+  assert_int_equal(pd_wire_encode_hello(MAGIC, &h, f, sizeof f, &n), 0);
+  f[n - 1] = 2; /* has_observed = 2 (no observed address follows) */
+  expect_reject(f, n, PD_WIRE_R_BAD_FIELD);
+  assert_int_equal(pd_wire_encode_hello(MAGIC, &h, f, sizeof f, &n), 0);
+  f[9]--; /* the frame ends inside the extension */
+  expect_reject(f, n - 1, PD_WIRE_R_TRUNCATED);
+
+  static pd_wire_addr_entry_t e[4];
+  fill_addrs(e, 4, &seed, true);
+  e[1].record = rec;
+  e[1].record_len = 300;
+  e[3].record = rec + 5;
+  e[3].record_len = PD_WIRE_RECORD_MAX - 5;
+  assert_int_equal(pd_wire_encode_addr(MAGIC, e, 4, f, sizeof f, &n), 0);
+  assert_int_equal(decode_one(f, n, &m, &why), PD_WIRE_MESSAGE);
+  assert_int_equal(m.addr.count, 4);
+  assert_int_equal(m.addr.entries[0].record_len, 0);
+  assert_null(m.addr.entries[0].record);
+  assert_int_equal(m.addr.entries[1].record_len, 300);
+  assert_memory_equal(m.addr.entries[1].record, rec, 300);
+  assert_memory_equal(m.addr.entries[3].record, rec + 5, PD_WIRE_RECORD_MAX - 5);
+  assert_round_trip(f, n, PD_WIRE_ADDR);
+  /* a record without a node id cannot be encoded */
+  e[1].has_id = false;
+  assert_int_equal(pd_wire_encode_addr(MAGIC, e, 4, f, sizeof f, &n), PD_EINVAL);
+  e[1].has_id = true;
+  /* on the wire: a record length of 0 or above 512 is bad_field */
+  static pd_wire_addr_entry_t one[1];
+  one[0] = e[1];
+  assert_int_equal(pd_wire_encode_addr(MAGIC, one, 1, f, sizeof f, &n), 0);
+  size_t rl = 10 + 2 + 1 + 18 + 8 + 20; /* offset of its record_len */
+  f[rl] = 0;
+  f[rl + 1] = 0;
+  expect_reject(f, n, PD_WIRE_R_BAD_FIELD);
+  assert_int_equal(pd_wire_encode_addr(MAGIC, one, 1, f, sizeof f, &n), 0);
+  f[rl] = 0x02;
+  f[rl + 1] = 0x01;
+  expect_reject(f, n, PD_WIRE_R_BAD_FIELD);
+  assert_int_equal(pd_wire_encode_addr(MAGIC, one, 1, f, sizeof f, &n), 0);
+  f[9]--;
+  expect_reject(f, n - 1, PD_WIRE_R_TRUNCATED);
+  /* 1,000 entries with 512-byte records exceed the frame: not encoded */
+  static pd_wire_addr_entry_t big[PD_WIRE_MAX_ADDRS];
+  fill_addrs(big, PD_WIRE_MAX_ADDRS, &seed, true);
+  for (size_t i = 0; i < PD_WIRE_MAX_ADDRS; i++) {
+    big[i].record = rec;
+    big[i].record_len = PD_WIRE_RECORD_MAX;
+  }
+  assert_int_equal(pd_wire_encode_addr(MAGIC, big, PD_WIRE_MAX_ADDRS, f, sizeof f, &n), PD_ETOOBIG);
+  /* 400 of them fit (400 x 561 + 2 = 224,402 bytes) */
+  assert_int_equal(pd_wire_encode_addr(MAGIC, big, 400, f, sizeof f, &n), 0);
+  assert_round_trip(f, n, PD_WIRE_ADDR);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(round_trip_every_type),
@@ -862,6 +963,7 @@ int main(void) {
       cmocka_unit_test(several_frames_in_one_chunk),
       cmocka_unit_test(every_rejection_reason),
       cmocka_unit_test(boundary_sizes),
+      cmocka_unit_test(v2_records),
       cmocka_unit_test(encoder_refuses_invalid),
       cmocka_unit_test(handshake_helpers),
       cmocka_unit_test(fuzz_never_crashes),
