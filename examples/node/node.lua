@@ -228,21 +228,24 @@ local function pump()
     in_flight = false
     if not status then
       stats.api_errors = stats.api_errors + 1
-      log("warn", "peerd API call failed", "call", job.method .. " " .. job.path, "error", text)
+      if not job.quiet then
+        log("warn", "peerd API call failed", "call", job.method .. " " .. job.path, "error", text)
+      end
     end
     if job.cb then job.cb(status, doc, text) end
     pump()
   end)
 end
 
-local function api(method, path, tbl, cb)
+-- quiet: a failure is not logged (the caller says what it means)
+local function api(method, path, tbl, cb, quiet)
   if q_tail - q_head + 1 >= HTTP_QUEUE_MAX then
     stats.dropped = stats.dropped + 1
     log("warn", "peerd API queue full: call dropped", "call", method .. " " .. path)
     return false
   end
   q_tail = q_tail + 1
-  queue[q_tail] = { method = method, path = path, body = tbl and cjson.encode(tbl) or nil, cb = cb }
+  queue[q_tail] = { method = method, path = path, body = tbl and cjson.encode(tbl) or nil, cb = cb, quiet = quiet }
   pump()
   return true
 end
@@ -603,7 +606,8 @@ local function fetch_id(try)
     log("error", "no node_id from peerd", "peerd", opt.peerd, "tries", ID_TRIES)
     return stop("no node_id", 1)
   end
-  local function retry()
+  local function retry(why)
+    if try == 1 then log("info", "waiting for peerd's node_id", "peerd", opt.peerd, "error", why) end
     local t = uv.new_timer()
     t:start(1000, 0, function()
       t:close()
@@ -616,15 +620,15 @@ local function fetch_id(try)
       self_id = id
       return run()
     end
-    api("GET", "/v1/self", nil, function(_, sdoc)
+    api("GET", "/v1/self", nil, function(status, sdoc, text)
       id = type(sdoc) == "table" and valid_id(sdoc.node_id)
       if id then
         self_id = id
         return run()
       end
-      retry()
-    end)
-  end)
+      retry(status and ("HTTP " .. status) or text)
+    end, true)
+  end, true)
 end
 
 if self_id then run() else fetch_id(1) end
