@@ -39,6 +39,7 @@ local HELLO_TIMEOUT = 5000   -- from TCP connect to the remote's `node` line
 local HTTP_TIMEOUT = 5000    -- one API call, connect to last byte
 local HTTP_RESPONSE_MAX = 1 << 20
 local HTTP_QUEUE_MAX = 256   -- queued API calls; beyond, new ones are dropped (and counted)
+local API_WARN_EVERY = 10000 -- a failing API call is logged at most this often
 local LINE_MAX = 128         -- longest line of our protocol
 local LINES_PER_SEC = 20     -- more from one peer: close
 local WRITE_QUEUE_MAX = 65536
@@ -217,6 +218,7 @@ end
 -- Calls go out one at a time, in the order they were made, so that peerd
 -- sees book, attempt, connected, good, disconnected in that order.
 local queue, q_head, q_tail, in_flight = {}, 1, 0, false
+local next_api_warn = 0
 
 local function pump()
   if in_flight or q_head > q_tail then return end
@@ -228,8 +230,11 @@ local function pump()
     in_flight = false
     if not status then
       stats.api_errors = stats.api_errors + 1
-      if not job.quiet then
-        log("warn", "peerd API call failed", "call", job.method .. " " .. job.path, "error", text)
+      -- at most one warning per API_WARN_EVERY (a peerd that is down would fill the log)
+      if not job.quiet and uv.now() >= next_api_warn then
+        next_api_warn = uv.now() + API_WARN_EVERY
+        log("warn", "peerd API call failed", "call", job.method .. " " .. job.path, "error", text,
+          "failed_so_far", stats.api_errors)
       end
     end
     if job.cb then job.cb(status, doc, text) end

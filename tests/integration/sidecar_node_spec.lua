@@ -155,8 +155,13 @@ describe("sidecar walk-through (docs/sidecar.md)", function()
       if not good then detail[#detail + 1] = tail(nodes[k].log, 15) .. "\n" .. tail(nodes[k].out, 5) end
     end
     assert.is_true(ok, table.concat(detail, "\n"))
+    local held = {}
+    for k = 1, N do
+      local st = last_status(nodes[k])
+      held[k] = string.format("%d out + %d in", st.outbound, st.inbound)
+    end
     print(string.format("\n[sidecar] %d nodes each held >= %d other nodes as peers %.1f s after the first peerd " ..
-      "started\n%s", N, WANT, (uv.hrtime() - t0) / 1e9, table.concat(detail, "\n")))
+      "started (%s)", N, WANT, (uv.hrtime() - t0) / 1e9, table.concat(held, ", ")))
 
     for k = 1, N do
       local st = last_status(nodes[k])
