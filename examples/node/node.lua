@@ -7,7 +7,10 @@
 -- The node speaks its own line protocol, not peerd's. On connect each side
 -- sends `node <node_id> <listen ip:port>\n`; after that only `ping\n` (answered
 -- with `pong\n`) and `pong\n` are allowed, anything else closes. Each side pings
--- every 3 s and closes a connection silent for 12 s.
+-- every 3 s and closes a connection silent for 12 s. Outbound connections are
+-- made from the listen IP, so the remote sees the address we announce. Two
+-- connections to one node (both ends dialled at once): both ends keep the one
+-- dialled by the lower node_id.
 --
 -- peerd is only asked and told, over its HTTP API (a minimal HTTP/1.1 client on
 -- luv TCP, one request at a time, in order, `Connection: close`, 5 s timeout):
@@ -55,7 +58,7 @@ local DRAIN_MS = 3000        -- stop: time left to send the last events
 -- command line
 
 local function die(msg, code)
-  io.stderr:write("node: ", msg, "\n", USAGE)
+  io.stderr:write("node: ", msg, "\n", code == 1 and "" or USAGE)
   os.exit(code or 2)
 end
 
