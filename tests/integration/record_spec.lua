@@ -38,6 +38,32 @@ describe("node record", function()
     H.cleanup(node)
   end)
 
+  it("learns its address from what 3 outbound peers see (wildcard --listen)", function()
+    local peers = {}
+    for k = 1, 3 do
+      peers[k] = H.start({ "--listen", string.format("127.7%d.0.1:0", k), "--allow-private" })
+    end
+    local list = {}
+    for k = 1, 3 do list[k] = peers[k].node_id .. "@" .. peers[k].p2p end
+    -- listens on every address; dials its three persistent peers from 127.0.0.1
+    local node = H.start({ "--listen", "0.0.0.0:0", "--allow-private", "--service", "p2p=26656",
+      "--persistent-peers", table.concat(list, ",") })
+    local doc
+    local ok = H.wait_until(function()
+      _, _, doc = H.get(node, "/v1/self")
+      return doc and doc.announced.source == "observed"
+    end, 20)
+    assert.is_true(ok, "never learnt its address:\n" .. H.log_of(node))
+    assert.are.equal("127.0.0.1", doc.announced.ip)
+    assert.are.equal("127.0.0.1:26656", doc.services.p2p)
+    assert.are.equal("127.0.0.1:" .. node.p2p_port, doc.discovery)
+    assert.is_true(doc.changes >= 1) -- re-signed when the address was learnt
+    -- the start said it did not know yet
+    assert.truthy(H.log_of(node):find('msg="node record" seq=%d+ discovery=none services=0 announced=unknown'))
+    H.cleanup(node)
+    for k = 1, 3 do H.cleanup(peers[k]) end
+  end)
+
   it("refuses bad record flags with a reason", function()
     for _, case in ipairs({
       { "--service", "P2P=1", "service name" },
