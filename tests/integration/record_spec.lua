@@ -50,7 +50,8 @@ describe("node record", function()
       "--persistent-peers", table.concat(list, ",") })
     local doc
     local ok = H.wait_until(function()
-      _, _, doc = H.get(node, "/v1/self")
+      local _, _, d = H.get(node, "/v1/self")
+      doc = d
       return doc and doc.announced.source == "observed"
     end, 20)
     assert.is_true(ok, "never learnt its address:\n" .. H.log_of(node))
