@@ -168,6 +168,7 @@ int lab_host_start(sim_t *s, uint32_t hi, char *err, size_t cap) {
   cfg.dialer.allow_private = true;
   if (h->min_out) cfg.dialer.min_outbound = h->min_out;
   if (h->max_out) cfg.dialer.max_outbound = h->max_out;
+  if (h->dial_off) cfg.dialer.max_outbound = 0; /* never dials: no seeds, anchors, feelers */
   if (h->max_in) cfg.dialer.max_inbound = h->max_in;
   if (cfg.dialer.min_outbound > cfg.dialer.max_outbound)
     cfg.dialer.min_outbound = cfg.dialer.max_outbound;
@@ -360,7 +361,9 @@ int lab_host_new(lua_State *L, sim_t *s, int spec, int force_group, bool defer) 
     h->seed_mode = lab_field_bool(L, spec, "seed_mode", false);
     h->no_records = !lab_field_bool(L, spec, "records", true);
     h->min_out = (uint32_t)lab_field_num(L, spec, "min_outbound", 0);
-    h->max_out = (uint32_t)lab_field_num(L, spec, "max_outbound", 0);
+    double mo = lab_field_num(L, spec, "max_outbound", -1);
+    h->dial_off = mo == 0;
+    h->max_out = mo > 0 ? (uint32_t)mo : 0;
     h->max_in = (uint32_t)lab_field_num(L, spec, "max_inbound", 0);
     h->bw = lab_field_num(L, spec, "bandwidth", 0);
     double pi = lab_field_num(L, spec, "ping_interval", 0);

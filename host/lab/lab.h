@@ -81,6 +81,7 @@ typedef struct sim_host {
   bool no_records; /* spec records = false: HELLOs and ADDRs without node records */
   int part;
   uint32_t min_out, max_out, max_in;
+  bool dial_off; /* spec max_outbound = 0: dialling off (the daemon's --max-outbound 0) */
   double bw; /* bytes/s, 0 = unlimited */
   pd_book_geometry_t geom; /* its address book's tables (spec `book`) */
   int64_t ping_ms;         /* keep-alive PING interval (spec `ping_interval`), 0 = default */

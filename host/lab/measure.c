@@ -35,6 +35,7 @@ uint32_t lab_host_inbound(const sim_host_t *h) {
 }
 
 uint32_t lab_host_min_out(const sim_host_t *h) {
+  if (h->dial_off) return 0;
   if (h->min_out) return h->min_out;
   pd_dialer_config_t dc;
   pd_dialer_config_default(&dc);
