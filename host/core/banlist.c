@@ -23,7 +23,10 @@ struct pd_banlist {
   size_t nsingle;
   uint32_t *subnets; /* indexes into bans, insertion order */
   size_t nsubnet, subnet_cap;
+  uint64_t adds; /* bans added or renewed, ever: a change since a count seen */
 };
+
+uint64_t pd_banlist_adds(const pd_banlist_t *bl) { return bl ? bl->adds : 0; }
 
 static uint64_t ip_hash(const uint8_t ip[16]) {
   uint64_t a, b;
@@ -179,6 +182,7 @@ int pd_banlist_add(pd_banlist_t *bl, const pd_subnet_t *s_in, int64_t created, i
   long at = find_ban(bl, &s);
   if (at >= 0) {
     fill(&bl->bans[at], &s, created, until, reason);
+    bl->adds++;
     return 1;
   }
   if (bl->n >= UINT32_MAX - 1) return PD_ENOMEM;
@@ -199,12 +203,15 @@ int pd_banlist_add(pd_banlist_t *bl, const pd_subnet_t *s_in, int64_t created, i
         bl->n--;
         return rc;
       }
+      bl->adds++;
       return 0; /* rebuild indexed the new ban */
     }
     bool found;
     size_t slot = set_find(bl, s.ip, &found);
     bl->set[slot] = (uint32_t)idx + 1;
     bl->nsingle++;
+    bl->adds++;
+    return 0;
   } else {
     if (bl->nsubnet == bl->subnet_cap) {
       size_t c = bl->subnet_cap ? bl->subnet_cap * 2 : 8;
@@ -218,6 +225,7 @@ int pd_banlist_add(pd_banlist_t *bl, const pd_subnet_t *s_in, int64_t created, i
     }
     bl->subnets[bl->nsubnet++] = (uint32_t)idx;
   }
+  bl->adds++;
   return 0;
 }
 

@@ -45,6 +45,10 @@ bool pd_banlist_is_banned(const pd_banlist_t *bl, const pd_netaddr_t *a, int64_t
 size_t pd_banlist_expire(pd_banlist_t *bl, int64_t now);
 /* Number of bans held (expired ones included until pd_banlist_expire). */
 size_t pd_banlist_count(const pd_banlist_t *bl);
+/* Bans added or renewed since the list was made (monotonic): whoever acts on
+ * bans (the network manager closing connections) compares it with the
+ * count it saw last. */
+uint64_t pd_banlist_adds(const pd_banlist_t *bl);
 /* i-th ban in a stable order (insertion order, compacted on removal);
  * NULL past the end. */
 const pd_ban_t *pd_banlist_get(const pd_banlist_t *bl, size_t i);

@@ -68,6 +68,7 @@ struct pd_netmgr {
   const pd_identity_t *self;
   pd_self_t *own_self;   /* the record we made when the node had none */
   uint64_t announced_seq; /* the version of our record peers were last sent */
+  uint64_t bans_seen;     /* pd_banlist_adds when the connections were last checked */
   pd_rng_t *rng;
   pd_dialer_t *dialer;
   int64_t seed_crawl_timeout_ms, ttl_ms, penalty, tick_ms;
@@ -1524,9 +1525,18 @@ int pd_netmgr_on_resolved(pd_netmgr_t *m, uint64_t token, const pd_netaddr_t *ad
   return 0;
 }
 
+void pd_netmgr_enforce_bans(pd_netmgr_t *m, int64_t now_ms) {
+  if (!m) return;
+  uint64_t adds = pd_banlist_adds(pd_book_bans(pd_node_book(m->node)));
+  if (adds == m->bans_seen) return;
+  m->bans_seen = adds;
+  close_banned(m, now_ms);
+}
+
 int pd_netmgr_on_tick(pd_netmgr_t *m, int64_t now_ms) {
   if (!m) return PD_EINVAL;
   release_cur(m);
+  pd_netmgr_enforce_bans(m, now_ms);
   announce_self(m, now_ms);
   /* Snapshot ids: connections may go away while we work. */
   size_t n = m->nconns;

@@ -226,6 +226,12 @@ typedef struct pd_netmgr pd_netmgr_t;
 int pd_netmgr_create(pd_netmgr_t **out, const pd_netmgr_config_t *cfg, pd_node_t *node,
                      const pd_identity_t *identity, pd_rng_t *rng, int64_t now_ms,
                      const char **why);
+/* A ban added anywhere (the API, a policy) disconnects the connected peers
+ * inside it at once: close them (GOODBYE banned) when the ban list changed
+ * since the last check. Every tick does it; a driver calls it after an API
+ * request too. Then poll. */
+void pd_netmgr_enforce_bans(pd_netmgr_t *m, int64_t now_ms);
+
 /* Frees everything (no actions; call pd_netmgr_shutdown first for GOODBYEs). */
 void pd_netmgr_destroy(pd_netmgr_t *m);
 

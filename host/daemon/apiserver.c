@@ -339,6 +339,10 @@ static void conn_process(conn_t *c) {
       pd_api_complete(d->node, dmn_wall_now(), &resp);
     }
     dmn_drain_policy_failures(d);
+    /* A ban (POST /v1/bans, or one an event's reputation verdict applied)
+     * disconnects the peers inside it now, not at the next tick. A changed
+     * record of ours (PUT /v1/self) goes to the peers now too. */
+    if (d->net && !d->stopping) dmn_net_tick(d);
     char st[24];
     dmn_fmt_i64(st, sizeof st, resp.status);
     LOG(d, PD_LOG_DEBUG, "api request", "peer", c->peer, "method", hr->method, "target",

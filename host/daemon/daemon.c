@@ -11,7 +11,9 @@
  * Does not own: the parts themselves (daemon_int.h lists the files), the
  * command line (main.c).
  */
+#include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -144,6 +146,24 @@ int pd_daemon_run(const pd_daemon_config_t *cfg) {
         pd_strerror(rc));
     exit_code = 1;
   }
+  /* One peerd per data directory: a second one would write the same book
+   * and speak with the same node id. */
+  d->lock_fd = -1;
+  if (exit_code == 0) {
+    long other = 0;
+    rc = pd_fs_lock(cfg->data_dir, PD_DAEMON_LOCK_FILE, (long)getpid(), &d->lock_fd, &other);
+    if (rc == -EWOULDBLOCK) {
+      char pid[24];
+      snprintf(pid, sizeof pid, "%ld", other);
+      LOG(d, PD_LOG_ERROR, "data directory is in use by another peerd; refusing to start", "dir",
+          cfg->data_dir, "pid", other > 0 ? pid : "unknown");
+      exit_code = 1;
+    } else if (rc < 0) {
+      LOG(d, PD_LOG_ERROR, "cannot lock the data directory", "dir", cfg->data_dir, "error",
+          pd_strerror(rc));
+      exit_code = 1;
+    }
+  }
   pd_daemon_network_magic(cfg->network, d->magic);
   if (exit_code == 0 && dmn_load_book(d, now) < 0) exit_code = 1;
   if (exit_code == 0 && dmn_load_identity(d) < 0) exit_code = 1;
@@ -184,6 +204,7 @@ int pd_daemon_run(const pd_daemon_config_t *cfg) {
   if (d->node) pd_node_set_self(d->node, NULL);
   pd_self_destroy(d->self);
   pd_node_destroy(d->node);
+  pd_fs_unlock(d->lock_fd);
   pd_identity_wipe(&d->ident);
   free(d);
   return exit_code;

@@ -40,6 +40,7 @@
 #define PD_DAEMON_IDLE_TIMEOUT_MS 30000  /* idle / slow-request timeout */
 #define PD_DAEMON_BOOK_FILE "addrbook.json"
 #define PD_DAEMON_KEY_FILE "node_key"        /* ed25519 seed, 0600 (identity.h format) */
+#define PD_DAEMON_LOCK_FILE "lock"           /* flock held while a peerd runs; holds its pid */
 #define PD_DAEMON_ANCHORS_FILE "anchors.json" /* outbound peers at the last shutdown */
 #define PD_DAEMON_DEFAULT_LISTEN "0.0.0.0:7411"
 #define PD_DAEMON_DEFAULT_MAX_OUTBOUND 8

@@ -48,6 +48,7 @@ typedef struct pd_daemon pd_daemon_t;
 struct pd_daemon {
   uv_loop_t loop;
   pd_self_t *self; /* this node's record (node.c borrows it) */
+  int lock_fd;     /* DATA_DIR/lock, held while we run (-1: none) */
   uv_tcp_t server;
   uv_timer_t tick;
   uv_signal_t sigterm;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -225,4 +226,37 @@ int pd_fs_move_aside(const char *dir, const char *name, int64_t now, char *newpa
     return fsync_dir(dir);
   }
   return -EEXIST;
+}
+
+int pd_fs_lock(const char *dir, const char *name, long pid, int *fd, long *other_pid) {
+  if (!dir || !name || !fd) return -EINVAL;
+  if (other_pid) *other_pid = 0;
+  char path[4096];
+  int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+  if (n < 0 || (size_t)n >= sizeof path) return -ENAMETOOLONG;
+  int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (f < 0) return -errno;
+  if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    if (other_pid) {
+      char buf[32] = {0};
+      ssize_t r = pread(f, buf, sizeof buf - 1, 0);
+      if (r > 0) *other_pid = strtol(buf, NULL, 10);
+    }
+    close(f);
+    return e == EWOULDBLOCK ? -EWOULDBLOCK : -e;
+  }
+  char buf[32];
+  int len = snprintf(buf, sizeof buf, "%ld\n", pid);
+  if (ftruncate(f, 0) != 0 || pwrite(f, buf, (size_t)len, 0) != len) {
+    int e = errno ? errno : EIO;
+    close(f);
+    return -e;
+  }
+  *fd = f;
+  return 0;
+}
+
+void pd_fs_unlock(int fd) {
+  if (fd >= 0) close(fd);
 }

@@ -2,7 +2,8 @@
  *
  * Owns: atomic replacement of a file (write temp, fsync, rename, fsync the
  * directory), reading a whole file with a size cap, moving a damaged file
- * aside as NAME.corrupt-<unix time>, and creating the data directory.
+ * aside as NAME.corrupt-<unix time>, creating the data directory, and the
+ * data directory's lock (one peerd per directory).
  * Does not own: what is in the files (bookstore) or when to write (daemon).
  * Blocking calls: the daemon runs them on libuv's thread pool or at start-up.
  * Errors are returned as -errno (or PD_ETOOBIG), never printed.
@@ -29,5 +30,13 @@ int pd_fs_read_all(const char *path, size_t max, char **out, size_t *len);
 /* Rename dir/name to dir/name.corrupt-<now> (adding -1, -2, ... when that
  * exists); the new path is written to newpath (cap bytes). */
 int pd_fs_move_aside(const char *dir, const char *name, int64_t now, char *newpath, size_t cap);
+
+/* Take the exclusive lock of dir/name (flock, released when the process
+ * exits or pd_fs_unlock closes it) and write our pid into it: 0 and *fd.
+ * -EWOULDBLOCK when another process (or open file) holds it: *other_pid
+ * then gets the pid written in the file (0 when unreadable). -errno on
+ * other failures. */
+int pd_fs_lock(const char *dir, const char *name, long pid, int *fd, long *other_pid);
+void pd_fs_unlock(int fd);
 
 #endif

@@ -278,6 +278,27 @@ static void ensure_dir(void **state) {
   assert_int_equal(pd_fs_ensure_dir("", 0700), -EINVAL);
 }
 
+/* One peerd per data directory: the lock is exclusive, the second taker
+ * learns the holder's pid, and it is free again once released. */
+static void lock_is_exclusive(void **state) {
+  fixture_t *f = *state;
+  int fd = -1, fd2 = -1;
+  long other = -1;
+  assert_int_equal(pd_fs_lock(f->dir, "lock", 4242, &fd, &other), 0);
+  assert_true(fd >= 0);
+  char path[600];
+  path_of(f, "lock", path, sizeof path);
+  assert_file_is(path, "4242\n");
+  assert_int_equal(pd_fs_lock(f->dir, "lock", 5151, &fd2, &other), -EWOULDBLOCK);
+  assert_int_equal(other, 4242);
+  assert_file_is(path, "4242\n"); /* the holder's pid stays */
+  pd_fs_unlock(fd);
+  assert_int_equal(pd_fs_lock(f->dir, "lock", 5151, &fd2, &other), 0);
+  assert_file_is(path, "5151\n");
+  pd_fs_unlock(fd2);
+  assert_int_equal(pd_fs_lock("/nonexistent-dir-xyz", "lock", 1, &fd, &other), -ENOENT);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(round_trip_and_replace, setup, teardown),
@@ -289,6 +310,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(read_cap_and_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(move_aside_naming_and_no_overwrite, setup, teardown),
       cmocka_unit_test_setup_teardown(ensure_dir, setup, teardown),
+      cmocka_unit_test_setup_teardown(lock_is_exclusive, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1518,6 +1518,45 @@ static void test_records_over_overlay(void **state) {
   world_free(w);
 }
 
+/* A subnet ban added from outside the manager (the API) disconnects the
+ * peers inside it at the next enforce (the daemon calls it after every API
+ * request) or tick; others stay. */
+static void test_ban_disconnects(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.min_out = 0;
+  o.max_out = 0;
+  int a = add_mgr(w, 71, &o);
+  int r1 = add_raw(w, 72, a, ip4(10, 44, 3, 1, 50044), false);
+  int r2 = add_raw(w, 73, a, ip4(10, 45, 3, 1, 50045), false);
+  assert_true(w->h[r1].raw_ready && w->h[r2].raw_ready);
+  host_t *ha = &w->h[a];
+  assert_int_equal(count_ready(ha, w->now, PD_CONN_INBOUND), 2);
+  pd_netmgr_enforce_bans(ha->m, w->now); /* nothing changed: nothing happens */
+  pump(w);
+  assert_int_equal(count_ready(ha, w->now, PD_CONN_INBOUND), 2);
+  pd_subnet_t sub;
+  assert_int_equal(pd_subnet_parse("10.44.0.0/16", &sub, NULL), 0);
+  assert_int_equal(pd_banlist_add(pd_book_bans(pd_node_book(ha->node)), &sub, w->now / 1000, 0, "api"),
+                   0);
+  pd_netmgr_enforce_bans(ha->m, w->now);
+  pump(w);
+  assert_true(w->h[r1].raw_closed || w->h[r1].raw_eof);
+  assert_int_equal(w->h[r1].raw_bye, PD_WIRE_BYE_BANNED);
+  assert_false(w->h[r2].raw_closed || w->h[r2].raw_eof);
+  assert_int_equal(count_ready(ha, w->now, PD_CONN_INBOUND), 1);
+  /* a ban added without an explicit call is enforced by the next tick */
+  assert_int_equal(pd_subnet_parse("10.45.0.0/16", &sub, NULL), 0);
+  assert_int_equal(pd_banlist_add(pd_book_bans(pd_node_book(ha->node)), &sub, w->now / 1000, 0, "api"),
+                   0);
+  step(w, 100);
+  assert_int_equal(w->h[r2].raw_bye, PD_WIRE_BYE_BANNED);
+  assert_int_equal(count_ready(ha, w->now, PD_CONN_INBOUND), 0);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_relay_trickle),
@@ -1537,6 +1576,7 @@ int main(void) {
       cmocka_unit_test(test_discovery),
       cmocka_unit_test(test_dialling_off),
       cmocka_unit_test(test_records_over_overlay),
+      cmocka_unit_test(test_ban_disconnects),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
