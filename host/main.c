@@ -45,6 +45,8 @@ static const char usage_text[] =
     "  --data-dir DIR          data directory (default: " PD_DAEMON_DEFAULT_DATA_DIR ")\n"
     "  --api HOST:PORT         control API listen address; port 0 picks a free port\n"
     "                          (default: " PD_DAEMON_DEFAULT_API ")\n"
+    "  --api-token-file FILE   the bearer token the API requires (16..128 characters); without\n"
+    "                          it an API not on loopback requires DATA_DIR/api_cookie's\n"
     "  --allow-private         admit private and loopback addresses (default: off)\n"
     "  --save-interval MINUTES save the book every MINUTES; 0 disables periodic saves\n"
     "                          (default: 5)\n"
@@ -169,6 +171,7 @@ enum {
   OPT_SERVICE,
   OPT_ATTR,
   OPT_EXTERNAL,
+  OPT_API_TOKEN_FILE,
 };
 
 /* A comma-separated list of [ID@]host:port endpoints appended to *list. */
@@ -378,6 +381,7 @@ static int cmd_run_parsed(int argc, char **argv, run_lists_t *L) {
       {"service", required_argument, NULL, OPT_SERVICE},
       {"attr", required_argument, NULL, OPT_ATTR},
       {"external", required_argument, NULL, OPT_EXTERNAL},
+      {"api-token-file", required_argument, NULL, OPT_API_TOKEN_FILE},
       {"help", no_argument, NULL, OPT_HELP},
       {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0},
@@ -537,6 +541,10 @@ static int cmd_run_parsed(int argc, char **argv, run_lists_t *L) {
       if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
         return usage_error("--p2p must be on or off, got '%s'", optarg);
       cfg.p2p = strcmp(optarg, "on") == 0;
+      break;
+    case OPT_API_TOKEN_FILE:
+      if (!*optarg) return usage_error("--api-token-file needs a file%s", NULL);
+      cfg.api_token_file = optarg;
       break;
     case OPT_NODE_KEY:
       if (!*optarg) return usage_error("--node-key needs a file%s", NULL);

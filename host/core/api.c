@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sodium.h>
 
@@ -1674,13 +1675,90 @@ out:
   c->path = NULL;
 }
 
+/* ---- access ----------------------------------------------------------------- */
+
+/* A Host (or an Origin's host) may name the API only by an IP literal or as
+ * localhost: a browser tricked into calling the API through a DNS name
+ * that resolves to us (DNS rebinding) sends that name. The port is not
+ * checked. */
+static bool host_ok(const char *h, size_t n) {
+  if (n == 0) return false;
+  char buf[PD_ADDR_STRLEN];
+  size_t hl = n;
+  if (h[0] == '[') { /* [v6]:port */
+    const char *close = memchr(h, ']', n);
+    if (!close) return false;
+    hl = (size_t)(close - h) + 1;
+  } else {
+    const char *colon = memchr(h, ':', n);
+    if (colon && !memchr(colon + 1, ':', n - (size_t)(colon - h) - 1)) hl = (size_t)(colon - h);
+  }
+  if (hl == 0 || hl >= sizeof buf) return false;
+  memcpy(buf, h, hl);
+  buf[hl] = '\0';
+  if (strcasecmp(buf, "localhost") == 0) return true;
+  pd_netaddr_t a;
+  return pd_netaddr_parse_ip(buf, &a, NULL) == 0;
+}
+
+static bool origin_ok(const char *o) {
+  const char *sep = strstr(o, "://");
+  if (!sep) return false; /* "null" (sandboxed) and anything odd */
+  const char *h = sep + 3;
+  size_t n = strcspn(h, "/");
+  return host_ok(h, n);
+}
+
+static bool is_json_type(const char *ct) {
+  static const char want[] = "application/json";
+  size_t wl = sizeof want - 1;
+  if (strncasecmp(ct, want, wl) != 0) return false;
+  const char *rest = ct + wl;
+  while (*rest == ' ' || *rest == '\t') rest++;
+  return *rest == '\0' || *rest == ';';
+}
+
+int pd_api_check_access(const pd_api_request_t *req, const char **why) {
+  const char *w = NULL;
+  int status = 0;
+  if (req->host && !host_ok(req->host, strlen(req->host))) {
+    status = 403;
+    w = "Host must be an IP address or localhost (DNS names are refused: DNS rebinding)";
+  } else if (req->origin && !origin_ok(req->origin)) {
+    status = 403;
+    w = "cross-origin request refused (Origin must be an IP address or localhost)";
+  } else if (req->token && *req->token &&
+             !(req->method && strcmp(req->method, "GET") == 0 && req->target &&
+               strncmp(req->target, "/health", 7) == 0 &&
+               (req->target[7] == '\0' || req->target[7] == '?'))) {
+    size_t tl = strlen(req->token);
+    const char *a = req->authorization;
+    bool ok = a && strncmp(a, "Bearer ", 7) == 0 && strlen(a + 7) == tl &&
+              sodium_memcmp(a + 7, req->token, tl) == 0;
+    if (!ok) {
+      status = 401;
+      w = "missing or wrong bearer token (Authorization: Bearer <token from the cookie or token file>)";
+    }
+  }
+  if (!status && req->body_len > 0 && !(req->content_type && is_json_type(req->content_type))) {
+    status = 415;
+    w = "a request body must be Content-Type: application/json";
+  }
+  if (why) *why = w;
+  return status;
+}
+
 void pd_api_handle(pd_node_t *n, const pd_api_request_t *req, int64_t now,
                    pd_api_response_t *resp) {
   memset(resp, 0, sizeof(*resp));
   resp->content_type = CT_JSON;
   resp->action = PD_API_ACTION_NONE;
+  const char *deny = NULL;
+  int deny_status = req ? pd_api_check_access(req, &deny) : 0;
   if (!req || !req->method || !req->target) {
     pd_api_error(resp, 400, "bad request");
+  } else if (deny_status) {
+    pd_api_error(resp, deny_status, deny);
   } else if (req->body_len > PD_API_MAX_BODY) {
     errorf(resp, 413, "request body too large: %zu > %d bytes", req->body_len, PD_API_MAX_BODY);
   } else if (req->body_len > 0 && !req->body) {

@@ -29,6 +29,13 @@ typedef struct pd_api_request {
   const char *target; /* path with query string, as received (percent-encoded) */
   const char *body;   /* may be NULL when body_len == 0 */
   size_t body_len;
+  /* Access (checked before anything else; docs/api.md "Access"). Headers
+   * as received, NULL when absent: */
+  const char *host;          /* must be an IP literal or localhost (no DNS rebinding) */
+  const char *origin;        /* when present, its host as for Host (no cross-site calls) */
+  const char *content_type;  /* a body must be application/json */
+  const char *authorization; /* "Bearer TOKEN" when token is set */
+  const char *token;         /* the driver's bearer token; NULL: none required */
 } pd_api_request_t;
 
 enum pd_api_action {
@@ -71,6 +78,10 @@ const char *pd_api_pending_name(const pd_api_response_t *resp, size_t i, uint16_
  * error != NULL (the resolver's message). Call once per name. */
 void pd_api_resolved(pd_api_response_t *resp, size_t i, const pd_netaddr_t *addrs, size_t n,
                      const char *error);
+
+/* The access rules alone (Host, Origin, token, Content-Type): 0, or the
+ * refusal's status (403, 401, 415) and *why. pd_api_handle applies them. */
+int pd_api_check_access(const pd_api_request_t *req, const char **why);
 
 /* Build an error response {"error": msg} with the given status. */
 void pd_api_error(pd_api_response_t *resp, int status, const char *msg);

@@ -11,11 +11,16 @@
  * save itself (persist.c), reloading (reload.c).
  */
 #include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "api.h"
 #include "daemon_int.h"
+#include "err.h"
+#include "fsio.h"
 #include "http.h"
 
 #define LINGER_MS 5000                                 /* after an error reply */
@@ -327,6 +332,11 @@ static void conn_process(conn_t *c) {
         .target = hr->target,
         .body = hr->body_len ? hr->body : NULL,
         .body_len = hr->body_len,
+        .host = hr->has_host ? hr->host : NULL,
+        .origin = hr->has_origin ? hr->origin : NULL,
+        .content_type = hr->has_content_type ? hr->content_type : NULL,
+        .authorization = hr->has_authorization ? hr->authorization : NULL,
+        .token = d->api_token[0] ? d->api_token : NULL,
     };
     bool head = strcmp(hr->method, "HEAD") == 0;
     if (head) req.method = "GET";
@@ -477,6 +487,54 @@ void dmn_api_close_all(pd_daemon_t *d) {
 
 /* ----------------------------------------------------------- listener */
 
+/* The bearer token: --api-token-file's, else (an API not on loopback) a
+ * random cookie written 0600 in the data directory, as bitcoind does; on
+ * loopback without a file, none. */
+static int api_token(pd_daemon_t *d, const struct sockaddr_storage *bound) {
+  d->api_token[0] = '\0';
+  if (d->cfg.api_token_file) {
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = pd_fs_read_all(d->cfg.api_token_file, sizeof d->api_token - 1, &buf, &len);
+    while (rc == 0 && len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+      len--;
+    bool ok = rc == 0 && len >= 16;
+    for (size_t i = 0; ok && i < len; i++) ok = buf[i] > 0x20 && buf[i] < 0x7f;
+    if (ok) {
+      memcpy(d->api_token, buf, len);
+      d->api_token[len] = '\0';
+    }
+    if (buf) sodium_memzero(buf, len);
+    free(buf);
+    if (!ok) {
+      LOG(d, PD_LOG_ERROR, "bad --api-token-file: 16..128 printable characters without spaces",
+          "path", d->cfg.api_token_file, "error", rc < 0 ? pd_strerror(rc) : "bad token");
+      return -1;
+    }
+    LOG(d, PD_LOG_INFO, "api requires a bearer token", "from", d->cfg.api_token_file);
+    return 0;
+  }
+  pd_netaddr_t a;
+  if (pd_netaddr_from_sockaddr(bound, &a) == 0 && pd_netaddr_is_local(&a) && pd_netaddr_is_valid(&a))
+    return 0; /* loopback: open, as before */
+  uint8_t raw[32];
+  randombytes_buf(raw, sizeof raw);
+  sodium_bin2hex(d->api_token, sizeof d->api_token, raw, sizeof raw);
+  sodium_memzero(raw, sizeof raw);
+  char line[80];
+  int n = snprintf(line, sizeof line, "%s\n", d->api_token);
+  int rc = pd_fs_write_atomic(d->cfg.data_dir, PD_DAEMON_COOKIE_FILE, line, (size_t)n, 0600);
+  sodium_memzero(line, sizeof line);
+  if (rc < 0) {
+    LOG(d, PD_LOG_ERROR, "cannot write the api cookie", "dir", d->cfg.data_dir, "error",
+        pd_strerror(rc));
+    return -1;
+  }
+  LOG(d, PD_LOG_WARN, "api is not on loopback: it requires the bearer token in the cookie file",
+      "addr", d->listen_addr, "cookie", PD_DAEMON_COOKIE_FILE);
+  return 0;
+}
+
 int dmn_start_api(pd_daemon_t *d) {
   struct sockaddr_storage ss;
   const char *why = NULL;
@@ -499,5 +557,5 @@ int dmn_start_api(pd_daemon_t *d) {
   uv_tcp_getsockname(&d->server, (struct sockaddr *)&bound, &bl);
   dmn_fmt_sockaddr(&bound, d->listen_addr, sizeof d->listen_addr);
   LOG(d, PD_LOG_INFO, "api listening", "addr", d->listen_addr);
-  return 0;
+  return api_token(d, &bound);
 }

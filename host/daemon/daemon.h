@@ -41,6 +41,7 @@
 #define PD_DAEMON_BOOK_FILE "addrbook.json"
 #define PD_DAEMON_KEY_FILE "node_key"        /* ed25519 seed, 0600 (identity.h format) */
 #define PD_DAEMON_LOCK_FILE "lock"           /* flock held while a peerd runs; holds its pid */
+#define PD_DAEMON_COOKIE_FILE "api_cookie"   /* bearer token, 0600, when the API is not on loopback */
 #define PD_DAEMON_ANCHORS_FILE "anchors.json" /* outbound peers at the last shutdown */
 #define PD_DAEMON_DEFAULT_LISTEN "0.0.0.0:7411"
 #define PD_DAEMON_DEFAULT_MAX_OUTBOUND 8
@@ -99,6 +100,7 @@ typedef struct pd_daemon_config {
   const char *network;            /* --network NAME (network id; the magic derives from it) */
   int64_t handshake_timeout_ms;   /* --handshake-timeout-ms */
   bool p2p;                       /* --p2p on|off: off = no overlay (no listener, no dials) */
+  const char *api_token_file;     /* --api-token-file FILE: bearer token the API requires */
   const char *node_key;           /* --node-key FILE (NULL: DATA_DIR/node_key) */
   /* The node's record (borrowed arrays). */
   const pd_self_service_t *services; /* --service NAME=[HOST:]PORT */

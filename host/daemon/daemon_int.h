@@ -49,6 +49,7 @@ struct pd_daemon {
   uv_loop_t loop;
   pd_self_t *self; /* this node's record (node.c borrows it) */
   int lock_fd;     /* DATA_DIR/lock, held while we run (-1: none) */
+  char api_token[129]; /* the bearer token the API requires; "" = none (loopback) */
   uv_tcp_t server;
   uv_timer_t tick;
   uv_signal_t sigterm;

@@ -13,7 +13,7 @@
 #include "err.h"
 
 #define HDR_NAME_MAX 32
-#define HDR_VALUE_MAX 32
+#define HDR_VALUE_MAX PD_HTTP_HDR_MAX
 #define PIPELINE_SLACK (64 * 1024)
 
 enum last_cb { LAST_NONE, LAST_FIELD, LAST_VALUE };
@@ -120,7 +120,24 @@ static int on_url(http_parser *p, const char *at, size_t len) {
   return 0;
 }
 
+/* Keep a header the API's access checks read. */
+static void keep_header(pd_http_t *h, const char *name, bool *has, char *dst) {
+  size_t nl = strlen(name);
+  if (h->name_long || h->name_len != nl || strncasecmp(h->name, name, nl) != 0) return;
+  *has = true;
+  dst[0] = '\0';
+  if (h->value_long) return;
+  size_t vl = h->value_len;
+  while (vl > 0 && (h->value[vl - 1] == ' ' || h->value[vl - 1] == '\t')) vl--;
+  memcpy(dst, h->value, vl);
+  dst[vl] = '\0';
+}
+
 static void header_done(pd_http_t *h) {
+  keep_header(h, "host", &h->req.has_host, h->req.host);
+  keep_header(h, "origin", &h->req.has_origin, h->req.origin);
+  keep_header(h, "content-type", &h->req.has_content_type, h->req.content_type);
+  keep_header(h, "authorization", &h->req.has_authorization, h->req.authorization);
   if (!h->name_long && !h->value_long && h->name_len == 6 &&
       strncasecmp(h->name, "expect", 6) == 0) {
     /* trim trailing blanks (http_parser strips leading ones) */

@@ -25,6 +25,7 @@
 #include <stddef.h>
 
 #define PD_HTTP_MAX_HEADER (16 * 1024) /* default header section limit, bytes */
+#define PD_HTTP_HDR_MAX 255            /* Host, Origin, Content-Type, Authorization kept */
 
 typedef struct pd_http_request {
   const char *method; /* "GET", "POST", ... (static string) */
@@ -35,6 +36,14 @@ typedef struct pd_http_request {
   bool keep_alive; /* the client wants the connection kept open */
   int http_major;
   int http_minor;
+  /* Headers the API's access checks read (trailing blanks trimmed; a value
+   * longer than its buffer is kept empty with has_* true, so it fails any
+   * comparison). */
+  bool has_host, has_origin, has_content_type, has_authorization;
+  char host[PD_HTTP_HDR_MAX + 1];
+  char origin[PD_HTTP_HDR_MAX + 1];
+  char content_type[PD_HTTP_HDR_MAX + 1];
+  char authorization[PD_HTTP_HDR_MAX + 1];
 } pd_http_request_t;
 
 typedef struct pd_http pd_http_t;

@@ -232,11 +232,12 @@ describe("peerd daemon", function()
     assert.matches("Connection: close", resp)
     resp = raw(node, "GET / HTTP/1.1\r\nX: " .. string.rep("a", 20000) .. "\r\n\r\n")
     assert.matches("^HTTP/1%.1 431 ", resp)
-    local pipelined = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
-      .. "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
-      .. "POST /v1/book HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    local pipelined = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+      .. "GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+      .. "POST /v1/book HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        .. "Transfer-Encoding: chunked\r\n\r\n"
       .. chunk('{"addrs":["1.') .. chunk('2.3.4:26656"]}') .. "0\r\n\r\n"
-      .. "GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+      .. "GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     resp = raw(node, pipelined)
     assert.are.equal(4, count(resp, "HTTP/1%.1 %d%d%d "))
     local codes = {}
@@ -251,7 +252,7 @@ describe("peerd daemon", function()
       client:read_start(function(_, data) if data then got[#got + 1] = data end end)
     end)
     assert.is_true(wait_until(function() return connected end, 5))
-    local req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    local req = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     for i = 1, #req do
       client:write(req:sub(i, i))
       uv.run("nowait")

@@ -16,6 +16,61 @@ local function inbound(node)
 end
 
 describe("operator", function()
+  it("README's 'Using it' calls all succeed as written", function()
+    local node = H.start({ "--p2p", "off", "--external", "127.60.0.1", "--service", "p2p=26656" })
+    local readme = H.read_file((os.getenv("PEERD_SOURCE_DIR") or ".") .. "/README.md")
+    local n = 0
+    for line in readme:gmatch("\n    (curl [^\n]+)") do
+      local cmd = line:gsub("%s+#.*$", ""):gsub("127%.0%.0%.1:7412", "127.0.0.1:" .. node.port)
+      local out, rc = H.run_cmd(cmd .. " -o /dev/null -w '%{http_code}'")
+      assert.are.equal(0, rc, cmd .. "\n" .. out)
+      local code = tonumber(out:match("(%d%d%d)%s*$"))
+      assert.is_true(code and code < 400, cmd .. " -> " .. out)
+      n = n + 1
+    end
+    assert.are.equal(8, n)
+    H.cleanup(node)
+  end)
+
+  it("refuses DNS-rebinding Host, cross-site Origin, non-JSON bodies; wants the token off loopback", function()
+    local node = H.start({ "--p2p", "off" })
+    local base = "curl -s -o /dev/null -w '%{http_code}' "
+    local url = "http://127.0.0.1:" .. node.port
+    local function status(args) return tonumber((H.run_cmd(base .. args))) end
+    assert.are.equal(200, status(url .. "/health"))
+    assert.are.equal(403, status("-H 'Host: evil.example' " .. url .. "/v1/status"))
+    assert.are.equal(403, status("-H 'Origin: http://evil.example' --json '{\"target\":\"1.2.3.0/24\"}' "
+      .. url .. "/v1/bans"))
+    assert.are.equal(415, status("-H 'Content-Type: text/plain' -d '{\"target\":\"1.2.3.0/24\"}' "
+      .. url .. "/v1/bans"))
+    local _, _, doc = H.get(node, "/v1/bans")
+    assert.are.equal(0, #doc.bans)
+    H.cleanup(node)
+    -- on a wildcard: a cookie, 0600, and the token it holds is required
+    local dir = H.tmpdir()
+    local log = dir .. "/log"
+    local p = H.spawn({ "--api", "0.0.0.0:0", "--p2p", "off", "--data-dir", dir .. "/data" }, log)
+    local port
+    H.wait_until(function()
+      port = (H.read_file(log) or ""):match('msg="api listening" addr=0%.0%.0%.0:(%d+)')
+      return port ~= nil and (H.read_file(log) or ""):find("requires the bearer token", 1, true) ~= nil
+    end, 10)
+    assert.truthy(port, H.read_file(log))
+    url = "http://127.0.0.1:" .. port
+    local token = (H.read_file(dir .. "/data/api_cookie") or ""):gsub("%s+$", "")
+    assert.are.equal(64, #token)
+    local mode = H.run_cmd("stat -c %a " .. H.sh_quote(dir .. "/data/api_cookie")):gsub("%s+$", "")
+    assert.are.equal("600", mode)
+    assert.are.equal(200, status(url .. "/health")) -- open, for health checks
+    assert.are.equal(401, status(url .. "/v1/status"))
+    assert.are.equal(401, status("-H 'Authorization: Bearer " .. string.rep("0", 64) .. "' " .. url .. "/v1/status"))
+    assert.are.equal(200, status("-H 'Authorization: Bearer " .. token .. "' " .. url .. "/v1/status"))
+    p.handle:kill("sigterm")
+    H.wait_until(function() return p.exited end, 10)
+    assert.are.equal(0, p.code)
+    H.rmdir(dir)
+  end)
+
   it("refuses a second peerd on the same data directory, naming the first", function()
     local a = H.start({ "--p2p", "off" })
     local out, rc = H.run_cmd(H.sh_quote(H.BIN) .. " --api 127.0.0.1:0 --p2p off --data-dir "

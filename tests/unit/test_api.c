@@ -57,7 +57,7 @@ static int teardown(void **state) {
  * decrefs). Error responses must carry a string "error". */
 static json_t *call(fx_t *f, const char *method, const char *target, const char *body,
                     int *status) {
-  pd_api_request_t rq = {method, target, body, body ? strlen(body) : 0};
+  pd_api_request_t rq = {.method = method, .target = target, .body = body, .body_len = body ? strlen(body) : 0, .content_type = "application/json"};
   pd_api_response_t rs;
   pd_api_handle(f->node, &rq, f->now, &rs);
   assert_int_equal(rs.action, PD_API_ACTION_NONE);
@@ -111,7 +111,7 @@ static const char *jget_str(json_t *o, const char *key) {
 }
 
 static char *metrics_text(fx_t *f) {
-  pd_api_request_t rq = {"GET", "/metrics", NULL, 0};
+  pd_api_request_t rq = {.method = "GET", .target = "/metrics", .body = NULL, .body_len = 0, .content_type = "application/json"};
   pd_api_response_t rs;
   pd_api_handle(f->node, &rq, f->now, &rs);
   assert_int_equal(rs.status, 200);
@@ -178,7 +178,7 @@ static void health_and_routing(void **state) {
   free(body);
 
   /* A NULL body with a length is refused, not dereferenced. */
-  pd_api_request_t rq = {"POST", "/v1/book", NULL, 5};
+  pd_api_request_t rq = {.method = "POST", .target = "/v1/book", .body = NULL, .body_len = 5, .content_type = "application/json"};
   pd_api_response_t rs;
   pd_api_handle(f->node, &rq, f->now, &rs);
   assert_int_equal(rs.status, 400);
@@ -752,7 +752,7 @@ static void save_action_and_complete(void **state) {
   fx_t *f = *state;
   pd_metrics_t *m = pd_node_metrics(f->node);
   uint64_t before = pd_metrics_requests(m, 200);
-  pd_api_request_t rq = {"POST", "/v1/save", NULL, 0};
+  pd_api_request_t rq = {.method = "POST", .target = "/v1/save", .body = NULL, .body_len = 0, .content_type = "application/json"};
   pd_api_response_t rs;
   pd_api_handle(f->node, &rq, f->now, &rs);
   assert_int_equal(rs.status, 200);
@@ -916,7 +916,7 @@ static void book_post_resolves_host_names(void **state) {
   const char *body =
       "{\"addrs\":[\"seed.example.org:26656\",\"1.2.3.4:26656\",\"" NODE_ID
       "@peer.example.org:7\",\"nx.invalid:1\",\"bad_name!:1\"],\"source\":\"5.6.7.8\"}";
-  pd_api_request_t rq = {"POST", "/v1/book", body, strlen(body)};
+  pd_api_request_t rq = {.method = "POST", .target = "/v1/book", .body = body, .body_len = strlen(body), .content_type = "application/json"};
   pd_api_response_t rs;
   pd_api_handle(f->node, &rq, f->now, &rs);
   assert_int_equal(rs.action, PD_API_ACTION_RESOLVE);
@@ -975,7 +975,7 @@ static void book_post_resolves_host_names(void **state) {
     o += (size_t)snprintf(big + o, sizeof big - o, "%s\"h%d.example:1\"", i ? "," : "", i);
   }
   snprintf(big + o, sizeof big - o, "]}");
-  pd_api_request_t rq2 = {"POST", "/v1/book", big, strlen(big)};
+  pd_api_request_t rq2 = {.method = "POST", .target = "/v1/book", .body = big, .body_len = strlen(big), .content_type = "application/json"};
   pd_api_handle(f->node, &rq2, f->now, &rs);
   assert_int_equal(rs.action, PD_API_ACTION_RESOLVE);
   assert_int_equal(pd_api_pending_names(&rs), PD_API_MAX_NAMES);
@@ -1252,7 +1252,7 @@ static void policy_reload_action_and_status(void **state) {
   json_decref(j);
 
   const char *body = "";
-  pd_api_request_t rq = {"POST", "/v1/policy/reload", body, 0};
+  pd_api_request_t rq = {.method = "POST", .target = "/v1/policy/reload", .body = body, .body_len = 0, .content_type = "application/json"};
   pd_api_response_t rs;
   pd_api_handle(f->node, &rq, f->now, &rs);
   assert_int_equal(rs.action, PD_API_ACTION_RELOAD);
@@ -1671,10 +1671,84 @@ static void dial_service_endpoints(void **state) {
   json_decref(j);
 }
 
+/* Access: Host and Origin must name the API by an IP or localhost (no DNS
+ * rebinding, no cross-site calls), a body must be JSON, and with a token
+ * every request but GET /health needs it. Refusals change nothing. */
+static int handle_status(fx_t *f, pd_api_request_t *rq) {
+  pd_api_response_t rs;
+  pd_api_handle(f->node, rq, f->now, &rs);
+  int st = rs.status;
+  pd_api_response_free(&rs);
+  return st;
+}
+
+static void access_rules(void **state) {
+  fx_t *f = *state;
+  const char *ban = "{\"target\":\"1.2.3.0/24\"}";
+  pd_api_request_t rq = {.method = "POST", .target = "/v1/bans", .body = ban, .body_len = strlen(ban),
+                         .content_type = "application/json", .host = "127.0.0.1:7412"};
+  const char *why = NULL;
+  assert_int_equal(pd_api_check_access(&rq, &why), 0);
+  const char *ok_hosts[] = {"127.0.0.1:7412", "localhost:7412", "LOCALHOST", "[::1]:7412", "10.0.0.1",
+                            "192.0.2.9:80", "::1"};
+  for (size_t i = 0; i < sizeof ok_hosts / sizeof ok_hosts[0]; i++) {
+    rq.host = ok_hosts[i];
+    assert_int_equal(pd_api_check_access(&rq, &why), 0);
+  }
+  const char *bad_hosts[] = {"evil.example:7412", "localhost.evil.example", "", "[::1", "peerd"};
+  for (size_t i = 0; i < sizeof bad_hosts / sizeof bad_hosts[0]; i++) {
+    rq.host = bad_hosts[i];
+    assert_int_equal(pd_api_check_access(&rq, &why), 403);
+    assert_non_null(strstr(why, "DNS"));
+  }
+  rq.host = "127.0.0.1:7412";
+  rq.origin = "http://evil.example";
+  assert_int_equal(pd_api_check_access(&rq, &why), 403);
+  rq.origin = "null";
+  assert_int_equal(pd_api_check_access(&rq, &why), 403);
+  rq.origin = "http://127.0.0.1:7412";
+  assert_int_equal(pd_api_check_access(&rq, &why), 0);
+  rq.origin = NULL;
+  rq.content_type = "text/plain";
+  assert_int_equal(pd_api_check_access(&rq, &why), 415);
+  assert_int_equal(handle_status(f, &rq), 415);
+  rq.content_type = NULL;
+  assert_int_equal(pd_api_check_access(&rq, &why), 415);
+  rq.content_type = "application/json; charset=utf-8";
+  assert_int_equal(pd_api_check_access(&rq, &why), 0);
+  rq.content_type = "application/jsonx";
+  assert_int_equal(pd_api_check_access(&rq, &why), 415);
+  rq.content_type = "application/json";
+  /* a token */
+  rq.token = "0123456789abcdef0123456789abcdef";
+  assert_int_equal(pd_api_check_access(&rq, &why), 401);
+  rq.authorization = "Bearer 0123456789abcdef0123456789abcdeX";
+  assert_int_equal(pd_api_check_access(&rq, &why), 401);
+  rq.authorization = "Bearer 0123456789abcdef0123456789abcde";
+  assert_int_equal(pd_api_check_access(&rq, &why), 401);
+  rq.authorization = "Basic 0123456789abcdef0123456789abcdef";
+  assert_int_equal(pd_api_check_access(&rq, &why), 401);
+  assert_int_equal(handle_status(f, &rq), 401);
+  pd_api_request_t health = {.method = "GET", .target = "/health", .token = rq.token};
+  assert_int_equal(pd_api_check_access(&health, &why), 0);
+  health.target = "/healthz";
+  assert_int_equal(pd_api_check_access(&health, &why), 401);
+  /* refused requests changed nothing: no ban yet */
+  json_t *j = expect(f, "GET", "/v1/bans", NULL, 200);
+  assert_int_equal(json_array_size(json_object_get(j, "bans")), 0);
+  json_decref(j);
+  rq.authorization = "Bearer 0123456789abcdef0123456789abcdef";
+  assert_int_equal(handle_status(f, &rq), 200);
+  j = expect(f, "GET", "/v1/bans", NULL, 200);
+  assert_int_equal(json_array_size(json_object_get(j, "bans")), 1);
+  json_decref(j);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(health_and_routing, setup, teardown),
       cmocka_unit_test_setup_teardown(self_record, setup, teardown),
+      cmocka_unit_test_setup_teardown(access_rules, setup, teardown),
       cmocka_unit_test_setup_teardown(dial_service_endpoints, setup_private, teardown),
       cmocka_unit_test_setup_teardown(status_reports_node_state, setup, teardown),
       cmocka_unit_test_setup_teardown(book_post_adds_and_rejects, setup, teardown),
