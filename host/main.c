@@ -78,6 +78,8 @@ static const char usage_text[] =
     "                          feelers or redials; inbound only)\n"
     "                          (default: " STR(PD_DAEMON_DEFAULT_MAX_OUTBOUND) ")\n"
     "  --max-inbound N         inbound connections (default: " STR(PD_DAEMON_DEFAULT_MAX_INBOUND) ")\n"
+    "  --below-min-warn SECONDS  warn in the log once outbound peers stay below\n"
+    "                          --min-outbound this long (default: 60)\n"
     "  --min-outbound N        below this many outbound peers, bootstrap from the seeds\n"
     "                          (default: " STR(PD_DAEMON_DEFAULT_MIN_OUTBOUND) ")\n"
     "  --network NAME          network id (1-32 printable characters); the magic derives\n"
@@ -172,6 +174,7 @@ enum {
   OPT_ATTR,
   OPT_EXTERNAL,
   OPT_API_TOKEN_FILE,
+  OPT_BELOW_MIN_WARN,
 };
 
 /* A comma-separated list of [ID@]host:port endpoints appended to *list. */
@@ -382,6 +385,7 @@ static int cmd_run_parsed(int argc, char **argv, run_lists_t *L) {
       {"attr", required_argument, NULL, OPT_ATTR},
       {"external", required_argument, NULL, OPT_EXTERNAL},
       {"api-token-file", required_argument, NULL, OPT_API_TOKEN_FILE},
+      {"below-min-warn", required_argument, NULL, OPT_BELOW_MIN_WARN},
       {"help", no_argument, NULL, OPT_HELP},
       {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0},
@@ -541,6 +545,11 @@ static int cmd_run_parsed(int argc, char **argv, run_lists_t *L) {
       if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
         return usage_error("--p2p must be on or off, got '%s'", optarg);
       cfg.p2p = strcmp(optarg, "on") == 0;
+      break;
+    case OPT_BELOW_MIN_WARN:
+      if (!parse_u64(optarg, 86400, &v) || v == 0)
+        return usage_error("--below-min-warn needs seconds (1..86400), got '%s'", optarg);
+      cfg.below_min_warn = (int64_t)v;
       break;
     case OPT_API_TOKEN_FILE:
       if (!*optarg) return usage_error("--api-token-file needs a file%s", NULL);

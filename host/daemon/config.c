@@ -32,6 +32,7 @@ void pd_daemon_config_defaults(pd_daemon_config_t *cfg) {
   cfg->min_outbound = PD_DAEMON_DEFAULT_MIN_OUTBOUND;
   cfg->network = PD_WIRE_NETWORK_DEFAULT;
   cfg->p2p = true;
+  cfg->below_min_warn = 60;
   cfg->handshake_timeout_ms = PD_DAEMON_DEFAULT_HANDSHAKE_TIMEOUT_MS;
 }
 

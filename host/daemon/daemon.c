@@ -59,6 +59,7 @@ static void on_tick(uv_timer_t *t) {
   if (d->stopping) return;
   if (pd_node_tick(d->node, dmn_wall_now()) && !d->saving) dmn_start_save(d, "periodic");
   dmn_net_tick(d);
+  dmn_watch_outbound(d, dmn_wall_now());
   dmn_drain_policy_failures(d);
 }
 

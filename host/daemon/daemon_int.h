@@ -50,6 +50,9 @@ struct pd_daemon {
   pd_self_t *self; /* this node's record (node.c borrows it) */
   int lock_fd;     /* DATA_DIR/lock, held while we run (-1: none) */
   char api_token[129]; /* the bearer token the API requires; "" = none (loopback) */
+  int64_t below_since;     /* outbound under --min-outbound since (Unix s); 0 = not */
+  int64_t below_next_warn; /* when the next "below the minimum" warning may go out */
+  bool below_warned;       /* a warning went out for this shortfall */
   uv_tcp_t server;
   uv_timer_t tick;
   uv_signal_t sigterm;
@@ -134,6 +137,7 @@ int dmn_start_net(pd_daemon_t *d);
 void dmn_stop_net(pd_daemon_t *d);
 void dmn_net_flush(pd_daemon_t *d); /* perform its actions, re-arm its timer */
 void dmn_net_tick(pd_daemon_t *d);  /* its tick, then a flush */
+void dmn_watch_outbound(pd_daemon_t *d, int64_t now); /* below-minimum warnings (1 s tick) */
 
 /* persist.c: the data directory */
 int dmn_load_book(pd_daemon_t *d, int64_t now); /* creates d->node */

@@ -88,6 +88,25 @@ describe("operator", function()
     H.rmdir(a.dir)
   end)
 
+  it("says in its log when outbound peers stay below the minimum, and when they are back", function()
+    local b_listen = "127.96.0.1:47411"
+    local a = H.start({ "--listen", "127.97.0.1:0", "--allow-private", "--min-outbound", "1",
+      "--below-min-warn", "1", "--persistent-peers", b_listen }, nil, { log_level = "info" })
+    assert.is_true(H.wait_until(function()
+      return H.log_of(a):find('msg="below the minimum of outbound peers" outbound=0 min_outbound=1', 1, true) ~= nil
+    end, 10), H.log_of(a))
+    local b = H.start({ "--listen", b_listen, "--allow-private" })
+    assert.is_true(H.wait_until(function()
+      return H.log_of(a):find('msg="outbound peers back at the minimum" outbound=1 min_outbound=1', 1, true) ~= nil
+    end, 30), H.log_of(a))
+    H.cleanup(b)
+    -- b gone: the close is an audit line with its reason
+    assert.is_true(H.wait_until(function()
+      return H.log_of(a):find('msg="peer closed" peer=127.96.0.1:47411', 1, true) ~= nil
+    end, 10), H.log_of(a))
+    H.cleanup(a)
+  end)
+
   it("disconnects the connected peers inside a new ban at once", function()
     local a = H.start({ "--listen", "127.93.0.1:0", "--allow-private" })
     local b = H.start({ "--listen", "127.94.0.1:0", "--allow-private",
