@@ -254,6 +254,33 @@ int pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, const
   family(&b, "peerd_record_announcements_total", "counter",
          "ADDRs sent to peers carrying a new version of this node's record.");
   put(&b, "peerd_record_announcements_total %" PRIu64 "\n", net ? net->records_announced : 0);
+  family(&b, "peerd_pex_addresses_total", "counter",
+         "Addresses received from peers (after the rate limit), and of those added new to the book "
+         "or refused (pex.lua or the book).");
+  put(&b, "peerd_pex_addresses_total{result=\"received\"} %" PRIu64 "\n", net ? net->addrs_received : 0);
+  put(&b, "peerd_pex_addresses_total{result=\"added\"} %" PRIu64 "\n", net ? net->addrs_added : 0);
+  put(&b, "peerd_pex_addresses_total{result=\"refused\"} %" PRIu64 "\n", net ? net->addrs_refused : 0);
+  family(&b, "peerd_bootstraps_total", "counter",
+         "Bootstrap rounds (seeds dialled because outbound peers were too few).");
+  put(&b, "peerd_bootstraps_total %" PRIu64 "\n", net ? net->bootstraps : 0);
+  family(&b, "peerd_seed_crawls_total", "counter", "Seed mode: crawls completed (seed_done).");
+  put(&b, "peerd_seed_crawls_total %" PRIu64 "\n", net ? net->seed_crawls : 0);
+  family(&b, "peerd_outbound_below_minimum", "gauge",
+         "1 while outbound peers have stayed below --min-outbound for --below-min-warn seconds.");
+  put(&b, "peerd_outbound_below_minimum %d\n", net && net->below_min ? 1 : 0);
+  if (net && net->has_process) {
+    family(&b, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+    put(&b, "process_cpu_seconds_total %.3f\n", net->process_cpu_seconds);
+    family(&b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    put(&b, "process_resident_memory_bytes %" PRIu64 "\n", net->process_rss_bytes);
+    family(&b, "process_open_fds", "gauge", "Number of open file descriptors.");
+    put(&b, "process_open_fds %" PRIu64 "\n", net->process_open_fds);
+    family(&b, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+    put(&b, "process_max_fds %" PRIu64 "\n", net->process_max_fds);
+    family(&b, "process_start_time_seconds", "gauge",
+           "Start time of the process since unix epoch in seconds.");
+    put(&b, "process_start_time_seconds %.3f\n", net->process_start_time);
+  }
 
   if (b.failed) {
     free(b.p);

@@ -15,6 +15,7 @@
 #ifndef PD_METRICS_H
 #define PD_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,6 +70,15 @@ typedef struct pd_metrics_net {
   uint64_t records_learnt;    /* peerd_records_total{result="learnt"} */
   uint64_t records_stale;     /* peerd_records_total{result="stale"} (older or conflicting) */
   uint64_t records_announced; /* peerd_record_announcements_total */
+  uint64_t addrs_received, addrs_added, addrs_refused; /* peerd_pex_addresses_total{result} */
+  uint64_t bootstraps;        /* peerd_bootstraps_total */
+  uint64_t seed_crawls;       /* peerd_seed_crawls_total */
+  bool below_min;             /* peerd_outbound_below_minimum (gauge 0/1) */
+  /* The process (process_* families, Prometheus's standard names); the
+   * driver reads them from the OS; has_process false leaves them out. */
+  bool has_process;
+  double process_cpu_seconds, process_start_time;
+  uint64_t process_rss_bytes, process_open_fds, process_max_fds;
 } pd_metrics_net_t;
 
 /* Values read at render time. */

@@ -173,7 +173,10 @@ int pd_daemon_run(const pd_daemon_config_t *cfg) {
   if (exit_code == 0 && cfg->p2p && dmn_start_p2p(d) < 0) exit_code = 1;
   if (exit_code == 0 && dmn_start_self(d) < 0) exit_code = 1;
   if (exit_code == 0 && cfg->p2p && dmn_start_net(d) < 0) exit_code = 1;
-  if (exit_code == 0 && !cfg->p2p) LOG(d, PD_LOG_INFO, "overlay off (--p2p off): no listener, no dials");
+  if (exit_code == 0 && !cfg->p2p) {
+    dmn_install_net_views(d); /* no network, but the process metrics */
+    LOG(d, PD_LOG_INFO, "overlay off (--p2p off): no listener, no dials");
+  }
   if (exit_code == 0) {
     dmn_start_policy_watch(d);
     uv_signal_init(&d->loop, &d->sighup);

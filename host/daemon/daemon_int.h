@@ -15,6 +15,7 @@
  *               timer, seed DNS, the API's view of the network
  *   persist.c   the data directory: book load and saves, node key, anchors
  *   reload.c    the policy directory: reading, (re)loading, watching
+ *   procstat.c  the process_* metrics from /proc
  *   selfrec.c   this node's record from the flags (--service, --attr,
  *               --external, the bound listen address), handed to the node
  * Does not own: the public API (daemon.h: main.c and the tests use it);
@@ -138,6 +139,10 @@ void dmn_stop_net(pd_daemon_t *d);
 void dmn_net_flush(pd_daemon_t *d); /* perform its actions, re-arm its timer */
 void dmn_net_tick(pd_daemon_t *d);  /* its tick, then a flush */
 void dmn_watch_outbound(pd_daemon_t *d, int64_t now); /* below-minimum warnings (1 s tick) */
+void dmn_install_net_views(pd_daemon_t *d); /* the API's view of network and process */
+
+/* procstat.c: the process_* metrics */
+void dmn_process_stats(pd_daemon_t *d, pd_metrics_net_t *out);
 
 /* persist.c: the data directory */
 int dmn_load_book(pd_daemon_t *d, int64_t now); /* creates d->node */

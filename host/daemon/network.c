@@ -194,6 +194,18 @@ static void net_counters_view(void *ud, pd_metrics_net_t *out) {
   out->records_learnt = k->records_learnt;
   out->records_stale = k->records_stale;
   out->records_announced = k->records_announced;
+  out->addrs_received = k->addrs_received;
+  out->addrs_added = k->addrs_added;
+  out->addrs_refused = k->addrs_refused;
+  out->bootstraps = k->dialer.bootstraps;
+  out->seed_crawls = k->seed_crawls;
+  out->below_min = d->below_warned;
+  dmn_process_stats(d, out);
+}
+
+void dmn_install_net_views(pd_daemon_t *d) {
+  pd_node_net_ops_t ops = {.peers = net_peers_view, .counters = net_counters_view};
+  pd_node_set_net(d->node, &ops, d);
 }
 
 /* --------------------------------------------------- the network manager */
@@ -255,8 +267,7 @@ int dmn_start_net(pd_daemon_t *d) {
     d->net = NULL;
     return -1;
   }
-  pd_node_net_ops_t ops = {.peers = net_peers_view, .counters = net_counters_view};
-  pd_node_set_net(d->node, &ops, d);
+  dmn_install_net_views(d);
   uv_timer_init(&d->loop, &d->net_timer);
   d->net_timer.data = d;
   d->net_timer_open = true;

@@ -95,10 +95,16 @@ describe("operator", function()
     assert.is_true(H.wait_until(function()
       return H.log_of(a):find('msg="below the minimum of outbound peers" outbound=0 min_outbound=1', 1, true) ~= nil
     end, 10), H.log_of(a))
+    assert.are.equal(1, H.metric(a, "peerd_outbound_below_minimum"))
+    assert.is_true(H.metric(a, "peerd_bootstraps_total") >= 0)
+    assert.is_true(H.metric(a, "process_resident_memory_bytes") > 1e6)
+    assert.is_true(H.metric(a, "process_open_fds") > 3)
+    assert.is_true(H.metric(a, "process_start_time_seconds") > 1.7e9)
     local b = H.start({ "--listen", b_listen, "--allow-private" })
     assert.is_true(H.wait_until(function()
       return H.log_of(a):find('msg="outbound peers back at the minimum" outbound=1 min_outbound=1', 1, true) ~= nil
     end, 30), H.log_of(a))
+    assert.are.equal(0, H.metric(a, "peerd_outbound_below_minimum"))
     H.cleanup(b)
     -- b gone: the close is an audit line with its reason
     assert.is_true(H.wait_until(function()
