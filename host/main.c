@@ -53,6 +53,8 @@ static const char usage_text[] =
     "  --ban-time SECONDS      default ban length (default: 86400)\n"
     "  --seed N                seed of the core's RNG (default: random, from libsodium)\n"
     "  --log-level LEVEL       debug|info|warn|error (default: info)\n"
+    "  --log-format FORMAT     logfmt|json: key=value or one JSON object per line\n"
+    "                          (default: logfmt)\n"
     "  --policies DIR          policy directory, watched and hot-reloaded\n"
     "                          (default: " PEERD_POLICY_DIR ")\n"
     "  --policy-instructions N instruction budget per policy call (default: " STR(
@@ -175,6 +177,7 @@ enum {
   OPT_EXTERNAL,
   OPT_API_TOKEN_FILE,
   OPT_BELOW_MIN_WARN,
+  OPT_LOG_FORMAT,
 };
 
 /* A comma-separated list of [ID@]host:port endpoints appended to *list. */
@@ -386,6 +389,7 @@ static int cmd_run_parsed(int argc, char **argv, run_lists_t *L) {
       {"external", required_argument, NULL, OPT_EXTERNAL},
       {"api-token-file", required_argument, NULL, OPT_API_TOKEN_FILE},
       {"below-min-warn", required_argument, NULL, OPT_BELOW_MIN_WARN},
+      {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
       {"help", no_argument, NULL, OPT_HELP},
       {"version", no_argument, NULL, OPT_VERSION},
       {NULL, 0, NULL, 0},
@@ -545,6 +549,11 @@ static int cmd_run_parsed(int argc, char **argv, run_lists_t *L) {
       if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
         return usage_error("--p2p must be on or off, got '%s'", optarg);
       cfg.p2p = strcmp(optarg, "on") == 0;
+      break;
+    case OPT_LOG_FORMAT:
+      if (strcmp(optarg, "logfmt") != 0 && strcmp(optarg, "json") != 0)
+        return usage_error("--log-format must be logfmt or json, got '%s'", optarg);
+      cfg.log_json = strcmp(optarg, "json") == 0;
       break;
     case OPT_BELOW_MIN_WARN:
       if (!parse_u64(optarg, 86400, &v) || v == 0)

@@ -76,6 +76,7 @@ typedef struct pd_daemon_config {
   bool has_seed;          /* --seed given */
   uint64_t seed;          /* --seed */
   int log_level;          /* enum pd_log_level */
+  bool log_json;          /* --log-format json: one JSON object per line */
   const char *policy_dir; /* --policies (default PEERD_POLICY_DIR) */
   uint64_t policy_instructions; /* --policy-instructions, per hook call */
   uint64_t policy_timeout_ms;   /* --policy-timeout-ms, per hook call */
@@ -127,11 +128,13 @@ void pd_daemon_network_magic(const char *network, uint8_t magic[4]);
 /* "debug" | "info" | "warn" | "error" -> enum pd_log_level, or -1. */
 int pd_log_level_parse(const char *s);
 
-/* One logfmt line on stderr when level >= min_level:
- *   ts=2026-11-25T10:00:00Z level=info msg="..." key=value ...
+/* One logfmt line on stderr when level >= the minimum level (opts & 0xff):
+ *   ts=2026-11-25T10:00:00.123Z level=info msg="..." key=value ...
  * followed by key/value string pairs, ended by a NULL key. Values are
- * quoted and escaped when needed. */
-void pd_log(int min_level, int level, const char *msg, ...);
+ * quoted and escaped when needed. With PD_LOG_JSON in opts, one JSON object
+ * instead: {"ts":"...","level":"info","msg":"...","key":"value",...}. */
+#define PD_LOG_JSON 0x100
+void pd_log(int opts, int level, const char *msg, ...);
 
 /* Read the policy files of dir (those that exist) into files[] (texts
  * malloc'd: free each files[i].text) and return how many, or < 0 with a

@@ -101,7 +101,9 @@ struct pd_daemon {
   char readbuf[READ_BUF_SIZE];
 };
 
-#define LOG(d, lvl, ...) pd_log((d)->cfg.log_level, (lvl), __VA_ARGS__, (const char *)NULL)
+#define LOG(d, lvl, ...)                                                                  \
+  pd_log((d)->cfg.log_level | ((d)->cfg.log_json ? PD_LOG_JSON : 0), (lvl), __VA_ARGS__,        \
+         (const char *)NULL)
 
 /* daemon.c: clocks, handles, shutdown */
 int64_t dmn_wall_now(void);    /* Unix seconds, the core's `now` */

@@ -2,7 +2,8 @@
  *
  * Owns: pd_log and pd_log_level_parse (daemon.h): one line per event,
  * ts=... level=... msg=... key=value, values quoted and escaped when they
- * need it; numbers and socket addresses as log text (dmn_fmt_*).
+ * need it, or (--log-format json) one JSON object per line; timestamps UTC
+ * with milliseconds; numbers and socket addresses as log text (dmn_fmt_*).
  * Does not own: what is logged or when (each part logs its own events
  * through LOG, daemon_int.h), the level in force (the configuration).
  */
@@ -10,8 +11,11 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <jansson.h>
 
 #include "daemon_int.h"
 
@@ -58,19 +62,56 @@ static void log_value(char *line, size_t cap, size_t *off, const char *s) {
   *off = o;
 }
 
-void pd_log(int min_level, int level, const char *msg, ...) {
+/* "2026-12-03T19:55:01.123Z" (UTC, milliseconds). */
+static void timestamp(char *buf, size_t cap) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  gmtime_r(&ts.tv_sec, &tm);
+  size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(buf + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/* One JSON object per line (jansson encodes: every value a string). */
+static void log_json(int level, const char *ts, const char *msg, va_list ap) {
+  json_t *o = json_object();
+  if (!o) return;
+  json_object_set_new(o, "ts", json_string(ts));
+  json_object_set_new(o, "level", json_string(level_names[level]));
+  json_object_set_new(o, "msg", json_string(msg));
+  for (;;) {
+    const char *k = va_arg(ap, const char *);
+    if (!k) break;
+    const char *v = va_arg(ap, const char *);
+    json_t *jv = json_string(v ? v : "");
+    if (!jv) jv = json_string("?"); /* not UTF-8 */
+    json_object_set_new(o, k, jv);
+  }
+  char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(o);
+  if (!line) return;
+  fputs(line, stderr);
+  fputc('\n', stderr);
+  fflush(stderr);
+  free(line);
+}
+
+void pd_log(int opts, int level, const char *msg, ...) {
+  int min_level = opts & 0xff;
   if (level < min_level) return;
   if (level < 0 || level > 3) level = PD_LOG_ERROR;
-  char line[2048];
-  size_t off = 0;
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  off = strftime(line, sizeof line, "ts=%Y-%m-%dT%H:%M:%SZ", &tm);
-  off += (size_t)snprintf(line + off, sizeof line - off, " level=%s msg=", level_names[level]);
-  log_value(line, sizeof line, &off, msg ? msg : "");
+  char ts[40];
+  timestamp(ts, sizeof ts);
   va_list ap;
   va_start(ap, msg);
+  if (opts & PD_LOG_JSON) {
+    log_json(level, ts, msg ? msg : "", ap);
+    va_end(ap);
+    return;
+  }
+  char line[2048];
+  size_t off = (size_t)snprintf(line, sizeof line, "ts=%s level=%s msg=", ts, level_names[level]);
+  log_value(line, sizeof line, &off, msg ? msg : "");
   for (;;) {
     const char *k = va_arg(ap, const char *);
     if (!k) break;

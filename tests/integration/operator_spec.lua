@@ -113,6 +113,33 @@ describe("operator", function()
     H.cleanup(a)
   end)
 
+  it("logs one JSON object per line with --log-format json, timestamps in ms", function()
+    local dir = H.tmpdir()
+    local log = dir .. "/log"
+    local p = H.spawn({ "--api", "127.0.0.1:0", "--p2p", "off", "--data-dir", dir .. "/data",
+      "--log-format", "json" }, log)
+    assert.is_true(H.wait_until(function()
+      return (H.read_file(log) or ""):find('"msg":"overlay off', 1, true) ~= nil
+    end, 10), H.read_file(log))
+    p.handle:kill("sigterm")
+    H.wait_until(function() return p.exited end, 10)
+    assert.are.equal(0, p.code)
+    local n, api = 0, nil
+    for line in (H.read_file(log) or ""):gmatch("[^\n]+") do
+      local doc = H.cjson.decode(line) -- every line is JSON
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", doc.ts)
+      assert.is_string(doc.level)
+      assert.is_string(doc.msg)
+      if doc.msg == "api listening" then api = doc.addr end
+      n = n + 1
+    end
+    assert.is_true(n >= 5)
+    assert.matches("^127%.0%.0%.1:%d+$", api)
+    local out, rc = H.run_cmd(H.sh_quote(H.BIN) .. " --log-format xml")
+    assert.are.equal(2, rc, out)
+    H.rmdir(dir)
+  end)
+
   it("disconnects the connected peers inside a new ban at once", function()
     local a = H.start({ "--listen", "127.93.0.1:0", "--allow-private" })
     local b = H.start({ "--listen", "127.94.0.1:0", "--allow-private",
