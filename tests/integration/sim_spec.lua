@@ -95,28 +95,29 @@ sim.result("handshakes", hs)
   end)
 
   it("max_outbound = 0 never dials over hours; hosts carry records their nodes would dial", function()
+    -- (the dialer's and the manager's unit tests run 6 h and 3 h of it too)
     local dir = H.tmpdir()
     finally(function() H.rmdir(dir) end)
     local path = dir .. "/off.lua"
     H.write_file(path, [[
 -- luacheck: ignore
 local seeds = sim.hosts(1, {seed_mode = true})
--- listens only: seeds given, a book that fills from its inbound peers, 3 h
+-- listens only: seeds given, a book that fills from its inbound peers, 2 h
 local quiet = sim.host{seeds = seeds, max_outbound = 0}
-local nodes = sim.hosts(10, {seeds = {seeds[1], quiet}})
+local nodes = sim.hosts(6, {seeds = {seeds[1], quiet}})
 for i = 1, 3 do nodes[i]:stop() end
 sim.run(600)
 for i = 1, 3 do nodes[i]:start() end
-sim.run(3 * 3600)
+sim.run(2 * 3600)
 sim.assert(quiet:counters().dials == 0, "the listen-only host dialled " .. quiet:counters().dials)
 sim.assert(quiet:inbound() > 0, "nobody connected to it")
 sim.assert(quiet:book_size() > 0, "its book stayed empty")
 local d = 0
 for _, h in ipairs(nodes) do
-  sim.assert(h:dialable() >= 5, tostring(h) .. " could dial only " .. h:dialable())
+  sim.assert(h:dialable() >= 4, tostring(h) .. " could dial only " .. h:dialable())
   d = d + h:dialable()
 end
-sim.assert(sim.stats().records_mean >= 5, "records_mean " .. sim.stats().records_mean)
+sim.assert(sim.stats().records_mean >= 4, "records_mean " .. sim.stats().records_mean)
 sim.result("dialable", d)
 ]])
     local out, rc = sim(H.sh_quote(path) .. " --seed 4")
