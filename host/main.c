@@ -45,6 +45,7 @@ static const char usage_text[] =
     "  --data-dir DIR          data directory (default: " PD_DAEMON_DEFAULT_DATA_DIR ")\n"
     "  --api HOST:PORT         control API listen address; port 0 picks a free port\n"
     "                          (default: " PD_DAEMON_DEFAULT_API ")\n"
+    "  --api unix:PATH         the API on a unix socket (mode 0660) too; alone: instead of TCP\n"
     "  --api-token-file FILE   the bearer token the API requires (16..128 characters); without\n"
     "                          it an API not on loopback requires DATA_DIR/api_cookie's\n"
     "  --allow-private         admit private and loopback addresses (default: off)\n"
@@ -410,13 +411,11 @@ static int cmd_run_parsed(int argc, char **argv, run_lists_t *L) {
       cfg.data_dir = optarg;
       break;
     case OPT_API: {
-      struct sockaddr_storage ss;
       const char *why = NULL;
-      if (pd_daemon_parse_listen(optarg, &ss, sizeof ss, &why) < 0) {
+      if (pd_daemon_config_api(&cfg, optarg, &why) < 0) {
         fprintf(stderr, "peerd: bad --api '%s': %s\n", optarg, why ? why : "invalid");
         return usage_error(NULL, NULL);
       }
-      cfg.api = optarg;
       break;
     }
     case OPT_ALLOW_PRIVATE: cfg.allow_private = true; break;
