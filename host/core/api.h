@@ -49,7 +49,7 @@ enum pd_api_action {
                                 pd_node_policy_load (or record a read failure
                                 with pd_node_policy_load_failed), then call
                                 pd_api_complete */
-  PD_API_ACTION_CHECK = 4,   /* POST /v1/policy/check: read the policy files of
+  PD_API_ACTION_CHECK = 5,   /* POST /v1/policy/check: read the policy files of
                                 pd_api_pending_dir (as for a reload), hand them
                                 to pd_api_policy_checked, then call
                                 pd_api_complete */

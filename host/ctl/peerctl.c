@@ -61,7 +61,8 @@ static const char usage_text[] =
     "  protect [ID|ADDR|IP]       never refuse or evict it by limits (no argument: list)\n"
     "  unprotect ID|ADDR|IP       undo protect\n"
     "  policy status|reload|shadow|check DIR\n"
-    "  events [--follow]          decisions as they happen (recent ones without --follow)\n"
+    "  events [--follow] [--kinds LIST]  decisions as they happen (recent ones without\n"
+    "                             --follow); LIST: kinds, comma-separated\n"
     "  metrics                    the Prometheus text\n"
     "  save                       save the book now\n"
     "\n"
@@ -384,7 +385,7 @@ static void q_add(book_args_t *a, const char *key, const char *val) {
 }
 
 enum { O_TABLE = 1000, O_GROUP, O_BANNED, O_NOT_BANNED, O_SOURCE, O_MIN_SCORE, O_LIMIT, O_OFFSET,
-       O_FOR, O_REASON, O_SERVICE, O_FOLLOW };
+       O_FOR, O_REASON, O_SERVICE, O_FOLLOW, O_KINDS };
 
 static bool is_uint(const char *s) {
   if (!s || !*s || strlen(s) > 10) return false;
@@ -977,24 +978,38 @@ static void sse_head(void *ud, int status, const char *ct) {
   s->status = status;
 }
 
+typedef struct events_args {
+  bool follow;
+  const char *kinds;
+} events_args_t;
+
 static int events_opt(void *ud, int ch, const char *arg) {
-  (void)arg;
-  if (ch == 'f' || ch == O_FOLLOW) *(bool *)ud = true;
+  events_args_t *a = ud;
+  if (ch == 'f' || ch == O_FOLLOW) a->follow = true;
+  else if (ch == O_KINDS) a->kinds = arg;
   return 0;
 }
 
 static int cmd_events(ctl_t *c, int argc, char **argv) {
-  static const struct option opts[] = {{"follow", no_argument, NULL, O_FOLLOW}, {NULL, 0, NULL, 0}};
-  bool follow = false;
-  int first = sub_opts(argc, argv, opts, "f", events_opt, &follow);
+  static const struct option opts[] = {{"follow", no_argument, NULL, O_FOLLOW},
+                                       {"kinds", required_argument, NULL, O_KINDS},
+                                       {NULL, 0, NULL, 0}};
+  events_args_t ea = {false, NULL};
+  int first = sub_opts(argc, argv, opts, "f", events_opt, &ea);
   if (first < 0) return EXIT_USAGE;
-  if (first != argc) return usage("usage: peerctl events [--follow]");
+  if (first != argc) return usage("usage: peerctl events [--follow] [--kinds LIST]");
+  bool follow = ea.follow;
+  book_args_t q;
+  memset(&q, 0, sizeof q);
+  if (ea.kinds) q_add(&q, "kinds", ea.kinds);
+  char path[1100];
+  snprintf(path, sizeof path, "/v1/events/stream%s", q.query);
   sse_t *s = calloc(1, sizeof *s);
   if (!s) return EXIT_API;
   s->c = c;
   /* Without --follow: what the daemon replays from its recent events
    * (Last-Event-ID: 0), until the stream has been quiet for 500 ms. */
-  pd_ctl_request_t rq = {.method = "GET", .path = "/v1/events/stream", .token = c->token,
+  pd_ctl_request_t rq = {.method = "GET", .path = path, .token = c->token,
                          .timeout_ms = c->timeout_ms, .on_head = sse_head, .on_body = sse_body,
                          .ud = s, .idle_ms = follow ? 0 : 500,
                          .last_event_id = follow ? NULL : "0"};
