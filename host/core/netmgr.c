@@ -1448,7 +1448,9 @@ pd_netmgr_refuse_t pd_netmgr_on_inbound(pd_netmgr_t *m, const pd_netaddr_t *remo
     /* When full, an unconditional peer can only be recognised after the
      * handshake: with unconditional ids configured, let it try (bounded by
      * max_pending_inbound); the verdict with the proven ID decides. */
-    else if (dv == PD_INBOUND_FULL && m->cfg.dialer.nunconditional == 0) v = PD_NETMGR_REFUSE_FULL;
+    else if (dv == PD_INBOUND_FULL && m->cfg.dialer.nunconditional == 0 &&
+             !pd_node_protects_ids(m->node))
+      v = PD_NETMGR_REFUSE_FULL;
     else if (dv != PD_INBOUND_ALLOW && dv != PD_INBOUND_FULL) v = PD_NETMGR_REFUSE_FULL;
   }
   if (v == PD_NETMGR_ACCEPT) {

@@ -41,7 +41,8 @@
  *
  * Limits: at accept, banned IPs, the per-IP limit and a full inbound table
  * are refused at once (a full table is let through to the handshake only
- * when unconditional ids are configured, or for a protected address), and
+ * when unconditional or protected ids are configured, or for a protected
+ * address), and
  * at most max_pending_inbound connections may be in the handshake; after
  * the handshake the dialer's verdict with the proven ID decides (GOODBYE
  * too_many_peers / self / duplicate otherwise). A protected peer

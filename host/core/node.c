@@ -278,6 +278,12 @@ bool pd_node_is_protected(const pd_node_t *n, const pd_netaddr_t *a, const uint8
   return false;
 }
 
+bool pd_node_protects_ids(const pd_node_t *n) {
+  for (size_t i = 0; i < n->nprotected; i++)
+    if (n->protected_[i].has_id) return true;
+  return false;
+}
+
 size_t pd_node_protected(const pd_node_t *n, pd_node_protect_t *out, size_t cap) {
   for (size_t i = 0; out && i < n->nprotected && i < cap; i++) out[i] = n->protected_[i];
   return n->nprotected;

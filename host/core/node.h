@@ -342,6 +342,9 @@ int pd_node_protect(pd_node_t *n, const pd_node_protect_t *p, int64_t now);
 int pd_node_unprotect(pd_node_t *n, const pd_node_protect_t *p);
 /* Is a peer at a (may be NULL) with node id (may be NULL) protected? */
 bool pd_node_is_protected(const pd_node_t *n, const pd_netaddr_t *a, const uint8_t *id);
+/* Is any peer protected by node id? (An inbound connection from one can
+ * only be recognised after the handshake.) */
+bool pd_node_protects_ids(const pd_node_t *n);
 /* The protected set, oldest first: writes up to cap, returns the count. */
 size_t pd_node_protected(const pd_node_t *n, pd_node_protect_t *out, size_t cap);
 

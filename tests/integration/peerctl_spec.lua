@@ -187,9 +187,10 @@ describe("peerctl", function()
     assert.is_true(H.wait_until(function()
       return H.log_of(b):find('msg="inbound peer refused" peer=127.0.0.3:%d+ reason=inbound_full') ~= nil
     end, 10), H.log_of(b))
-    code, out = ctl(b, { "protect", "127.0.0.3" })
+    -- by node id: the full table lets it through to the handshake, which proves the id
+    code, out = ctl(b, { "protect", c.node_id })
     assert.are.equal(0, code, out)
-    assert.truthy(out:find("protected 127.0.0.3", 1, true), out)
+    assert.truthy(out:find("protected " .. c.node_id, 1, true), out)
     assert.is_true(H.wait_until(function()
       -- the refused dial may still be ending on c's side: retry until it is dialled
       ctl(c, { "connect", b.p2p })
@@ -200,10 +201,10 @@ describe("peerctl", function()
     code, out = ctl(b, { "peers" })
     assert.are.equal(0, code)
     assert.truthy(out:find("127.0.0.3:%d+%s+inbound.-yes"), out)
-    assert.are.equal("127.0.0.3", ctl_json(b, { "protect" }).protected[1].target)
-    code, out = ctl(b, { "unprotect", "127.0.0.3" })
+    assert.are.equal(c.node_id, ctl_json(b, { "protect" }).protected[1].id)
+    code, out = ctl(b, { "unprotect", c.node_id })
     assert.are.equal(0, code, out)
-    assert.are.equal(1, (ctl(b, { "unprotect", "127.0.0.3" })))
+    assert.are.equal(1, (ctl(b, { "unprotect", c.node_id })))
     H.cleanup(c)
 
     -- disconnect by node id: the answer names the connection closed
