@@ -49,6 +49,10 @@ enum pd_api_action {
                                 pd_node_policy_load (or record a read failure
                                 with pd_node_policy_load_failed), then call
                                 pd_api_complete */
+  PD_API_ACTION_CHECK = 5,   /* POST /v1/policy/check: read the policy files of
+                                pd_api_pending_dir (as for a reload), hand them
+                                to pd_api_policy_checked, then call
+                                pd_api_complete */
 };
 
 /* State a response keeps while the driver performs its action (opaque). */
@@ -78,6 +82,14 @@ const char *pd_api_pending_name(const pd_api_response_t *resp, size_t i, uint16_
  * error != NULL (the resolver's message). Call once per name. */
 void pd_api_resolved(pd_api_response_t *resp, size_t i, const pd_netaddr_t *addrs, size_t n,
                      const char *error);
+
+/* PD_API_ACTION_CHECK: the directory to read (as the client gave it), and
+ * the files read from it (read_error != NULL: the directory could not be
+ * read; files ignored). Loads them into a scratch policy host (the set in
+ * force is not touched) and keeps the report for pd_api_complete. */
+const char *pd_api_pending_dir(const pd_api_response_t *resp);
+void pd_api_policy_checked(pd_node_t *n, pd_api_response_t *resp, const pd_policy_file_t *files,
+                           size_t nfiles, const char *read_error, int64_t now);
 
 /* The access rules alone (Host, Origin, token, Content-Type): 0, or the
  * refusal's status (403, 401, 415) and *why. pd_api_handle applies them. */

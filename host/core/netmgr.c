@@ -907,6 +907,10 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
 
   if (c->dir == PD_CONN_INBOUND) {
     enum pd_inbound_verdict v = pd_dialer_accept_inbound(m->dialer, &c->addr, c->id, now);
+    if ((v == PD_INBOUND_FULL || v == PD_INBOUND_PER_IP) &&
+        (pd_node_is_protected(m->node, &c->addr, c->id) ||
+         (r->has_listen && pd_node_is_protected(m->node, &r->listen, NULL))))
+      v = PD_INBOUND_ALLOW; /* a protected peer is never refused by limits */
     if (v != PD_INBOUND_ALLOW) {
       c->want_close = true;
       c->close_code = v == PD_INBOUND_SELF        ? PD_WIRE_BYE_SELF
@@ -1437,11 +1441,16 @@ pd_netmgr_refuse_t pd_netmgr_on_inbound(pd_netmgr_t *m, const pd_netaddr_t *remo
     v = PD_NETMGR_REFUSE_FULL;
   } else {
     enum pd_inbound_verdict dv = pd_dialer_accept_inbound(m->dialer, remote, NULL, secs(now_ms));
-    if (dv == PD_INBOUND_PER_IP) v = PD_NETMGR_REFUSE_PER_IP;
+    bool prot = (dv == PD_INBOUND_FULL || dv == PD_INBOUND_PER_IP) &&
+                pd_node_is_protected(m->node, remote, NULL);
+    if (prot) v = PD_NETMGR_ACCEPT; /* protected: past the limits (the handshake decides) */
+    else if (dv == PD_INBOUND_PER_IP) v = PD_NETMGR_REFUSE_PER_IP;
     /* When full, an unconditional peer can only be recognised after the
      * handshake: with unconditional ids configured, let it try (bounded by
      * max_pending_inbound); the verdict with the proven ID decides. */
-    else if (dv == PD_INBOUND_FULL && m->cfg.dialer.nunconditional == 0) v = PD_NETMGR_REFUSE_FULL;
+    else if (dv == PD_INBOUND_FULL && m->cfg.dialer.nunconditional == 0 &&
+             !pd_node_protects_ids(m->node))
+      v = PD_NETMGR_REFUSE_FULL;
     else if (dv != PD_INBOUND_ALLOW && dv != PD_INBOUND_FULL) v = PD_NETMGR_REFUSE_FULL;
   }
   if (v == PD_NETMGR_ACCEPT) {
@@ -1641,8 +1650,136 @@ size_t pd_netmgr_peers(pd_netmgr_t *m, int64_t now_ms, pd_netmgr_peer_info_t *ou
     pd_peer_view_t v;
     pd_node_peer_view(m->node, &ba, secs(now_ms), &v);
     p->score = pd_node_score(m->node, &v, secs(now_ms));
+    p->is_protected = pd_node_is_protected(m->node, &c->addr, c->has_id ? c->id : NULL) ||
+                      pd_node_is_protected(m->node, &ba, NULL);
   }
   return m->nconns;
+}
+
+/* --- operator control ------------------------------------------------------------------------ */
+
+static bool conn_matches(const conn_t *c, const pd_netaddr_t *addr, bool any_port,
+                         const uint8_t *id) {
+  if (id && c->has_id && memcmp(c->id, id, PD_NODE_ID_LEN) == 0) return true;
+  if (!addr) return false;
+  if (any_port) return pd_netaddr_same_ip(&c->addr, addr);
+  if (pd_netaddr_equal(&c->addr, addr)) return true;
+  if (c->dir != PD_CONN_INBOUND) return pd_netaddr_equal(&c->target.addr, addr);
+  pd_netaddr_t ba = book_addr(c);
+  return pd_netaddr_equal(&ba, addr);
+}
+
+size_t pd_netmgr_disconnect(pd_netmgr_t *m, const pd_netaddr_t *addr, bool any_port,
+                            const uint8_t *id, int64_t now_ms, pd_node_closed_t *out, size_t cap) {
+  if (!m || (!addr && !id)) return 0;
+  release_cur(m);
+  size_t n = m->nconns, closed = 0;
+  uint64_t few[64];
+  uint64_t *ids = n <= 64 ? few : malloc(n * sizeof *ids);
+  if (!ids) return 0;
+  if (n) memcpy(ids, m->cids, n * sizeof *ids);
+  for (size_t i = 0; i < n; i++) {
+    conn_t *c = conn_get(m, ids[i]);
+    if (!c || !conn_matches(c, addr, any_port, id)) continue;
+    if (c->peer && pd_peer_state(c->peer) == PD_PEER_CLOSED) continue;
+    if (out && closed < cap) {
+      pd_node_closed_t *o = &out[closed];
+      memset(o, 0, sizeof *o);
+      if (c->has_id) pd_node_id_format(c->id, o->id, sizeof o->id);
+      pd_netaddr_format(&c->addr, o->addr, sizeof o->addr);
+      o->direction = pd_dialer_dir_name(c->dir);
+    }
+    closed++;
+    close_conn(m, c, PD_WIRE_BYE_NORMAL, "operator", now_ms);
+  }
+  if (ids != few) free(ids);
+  return closed;
+}
+
+int pd_netmgr_connect(pd_netmgr_t *m, const pd_dial_target_t *t, int64_t now_ms,
+                      uint64_t *conn_id, const char **why) {
+  const char *dummy;
+  if (!why) why = &dummy;
+  *why = NULL;
+  if (!m || !t) return PD_EINVAL;
+  release_cur(m);
+  pd_dialer_explain_t x;
+  pd_dialer_explain(m->dialer, t, secs(now_ms), &x);
+  if (m->shutting_down || x.dialling_off) {
+    *why = m->shutting_down ? "shutting down" : "dialling is off (--max-outbound 0)";
+    return PD_EFULL;
+  }
+  if (x.self || (m->cfg.has_listen && pd_netaddr_equal(&t->addr, &m->cfg.listen))) {
+    *why = "that is this peerd";
+    return PD_EINVAL;
+  }
+  for (size_t i = 0; i < m->nconns; i++) {
+    const conn_t *c = m->conns[i];
+    if (conn_matches(c, &t->addr, false, t->has_id ? t->id : NULL)) {
+      *why = c->state == PD_NETMGR_DIALING ? "a dial to it is in flight" : "already connected";
+      return PD_EEXIST;
+    }
+  }
+  if (x.in_flight) {
+    *why = "a dial to it is in flight";
+    return PD_EEXIST;
+  }
+  conn_t *c = conn_add(m, PD_CONN_OUTBOUND, &t->addr, now_ms);
+  if (!c) {
+    *why = "out of memory";
+    return PD_ENOMEM;
+  }
+  c->state = PD_NETMGR_DIALING;
+  c->target = *t;
+  c->reason = PD_DIAL_REASON_SELECT;
+  if (t->has_id) {
+    c->has_id = true;
+    memcpy(c->id, t->id, PD_NODE_ID_LEN);
+  }
+  pd_netmgr_action_t a;
+  memset(&a, 0, sizeof a);
+  a.type = PD_NETMGR_A_DIAL;
+  a.conn_id = c->cid;
+  a.dial.target = *t;
+  a.dial.reason = PD_DIAL_REASON_SELECT;
+  if (q_push(m, &a, NULL, 0) < 0) {
+    conn_remove(m, c);
+    *why = "out of memory";
+    return PD_ENOMEM;
+  }
+  if (conn_id) *conn_id = c->cid;
+  return 0;
+}
+
+void pd_netmgr_dial_state(pd_netmgr_t *m, const pd_dial_target_t *t, int64_t now_ms,
+                          pd_node_dial_state_t *out) {
+  memset(out, 0, sizeof *out);
+  if (!m || !t) return;
+  pd_dialer_explain_t x;
+  pd_dialer_explain(m->dialer, t, secs(now_ms), &x);
+  out->self = x.self || (m->cfg.has_listen && pd_netaddr_equal(&t->addr, &m->cfg.listen));
+  out->in_flight = x.in_flight;
+  out->group_taken = x.group_taken;
+  out->backoff_until = x.backoff_until;
+  out->failures = x.failures;
+  out->dialling_off = x.dialling_off;
+  out->slots_full = x.slots_full;
+  out->outbound = x.outbound;
+  out->max_outbound = x.max_outbound;
+  out->connected = x.connected;
+  out->direction = x.connected ? pd_dialer_dir_name(x.dir) : NULL;
+  /* an inbound peer is known by its announced listen address, which the dialer does not see */
+  for (size_t i = 0; i < m->nconns && !out->connected; i++) {
+    const conn_t *c = m->conns[i];
+    if (c->state == PD_NETMGR_DIALING) {
+      if (pd_netaddr_equal(&c->target.addr, &t->addr)) out->in_flight = true;
+      continue;
+    }
+    if (conn_matches(c, &t->addr, false, t->has_id ? t->id : NULL)) {
+      out->connected = true;
+      out->direction = pd_dialer_dir_name(c->dir);
+    }
+  }
 }
 
 size_t pd_netmgr_conn_count(const pd_netmgr_t *m) { return m ? m->nconns : 0; }

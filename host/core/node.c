@@ -26,11 +26,38 @@ struct pd_node {
   void *net_ud;
   struct pd_self *self; /* borrowed */
   pd_rectable_t *records; /* other nodes' records; created at the first */
+  pd_book_hooks_t policy_hooks; /* the policy host's evict hooks, behind the node's */
+  pd_node_protect_t protected_[PD_NODE_MAX_PROTECTED]; /* POST /v1/protected */
+  size_t nprotected;
 };
 
+/* A protected entry keeps its place: the node's evict hooks answer before
+ * the policy's (and the built-in rule) are asked. */
+static bool entry_protected(const pd_node_t *n, const pd_book_t *b, uint32_t id) {
+  pd_book_info_t e;
+  if (n->nprotected == 0 || pd_book_info(b, id, &e) != 0) return false;
+  return pd_node_is_protected(n, &e.addr, e.has_node_id ? e.node_id : NULL);
+}
+
+static int node_evict_new(void *ud, const pd_book_t *b, uint32_t incumbent,
+                          const pd_book_info_t *candidate, int64_t now) {
+  pd_node_t *n = ud;
+  if (entry_protected(n, b, incumbent)) return PD_BOOK_KEEP;
+  if (!n->policy_hooks.evict_new) return PD_BOOK_HOOK_DEFAULT;
+  return n->policy_hooks.evict_new(n->policy_hooks.ud, b, incumbent, candidate, now);
+}
+
+static int node_evict_tried(void *ud, const pd_book_t *b, uint32_t incumbent, uint32_t candidate,
+                            int64_t now) {
+  pd_node_t *n = ud;
+  if (entry_protected(n, b, incumbent)) return PD_BOOK_KEEP;
+  if (!n->policy_hooks.evict_tried) return PD_BOOK_HOOK_DEFAULT;
+  return n->policy_hooks.evict_tried(n->policy_hooks.ud, b, incumbent, candidate, now);
+}
+
 static void install_hooks(pd_node_t *n) {
-  pd_book_hooks_t h;
-  pd_policy_book_hooks(n->policy, n->rng, &h);
+  pd_policy_book_hooks(n->policy, n->rng, &n->policy_hooks);
+  pd_book_hooks_t h = {.evict_new = node_evict_new, .evict_tried = node_evict_tried, .ud = n};
   pd_book_set_hooks(n->book, &h);
 }
 
@@ -177,6 +204,129 @@ bool pd_node_net_counters(pd_node_t *n, pd_metrics_net_t *out) {
   memset(out, 0, sizeof *out);
   n->net.counters(n->net_ud, out);
   return true;
+}
+
+bool pd_node_net_control(const pd_node_t *n) {
+  return n->net.disconnect && n->net.connect && n->net.dial_state;
+}
+
+size_t pd_node_net_disconnect(pd_node_t *n, const pd_netaddr_t *addr, bool any_port,
+                              const uint8_t *id, int64_t now, pd_node_closed_t *out, size_t cap) {
+  if (!n->net.disconnect) return 0;
+  return n->net.disconnect(n->net_ud, addr, any_port, id, now, out, cap);
+}
+
+int pd_node_net_connect(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *id, int64_t now,
+                        const char **why) {
+  if (!n->net.connect) {
+    if (why) *why = "no network";
+    return PD_EINVAL;
+  }
+  return n->net.connect(n->net_ud, addr, id, now, why);
+}
+
+bool pd_node_net_dial_state(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *id,
+                            int64_t now, pd_node_dial_state_t *out) {
+  memset(out, 0, sizeof *out);
+  if (!n->net.dial_state) return false;
+  n->net.dial_state(n->net_ud, addr, id, now, out);
+  return true;
+}
+
+/* ---- protected peers ---- */
+
+static bool protect_same(const pd_node_protect_t *a, const pd_node_protect_t *b) {
+  if (a->has_id != b->has_id || a->has_addr != b->has_addr) return false;
+  if (a->has_id && memcmp(a->id, b->id, PD_NODE_ID_LEN) != 0) return false;
+  if (a->has_addr && (a->any_port != b->any_port || !pd_netaddr_same_ip(&a->addr, &b->addr) ||
+                      (!a->any_port && a->addr.port != b->addr.port)))
+    return false;
+  return true;
+}
+
+int pd_node_protect(pd_node_t *n, const pd_node_protect_t *p, int64_t now) {
+  if (!p || (!p->has_id && !p->has_addr)) return PD_EINVAL;
+  for (size_t i = 0; i < n->nprotected; i++)
+    if (protect_same(&n->protected_[i], p)) return 1;
+  if (n->nprotected == PD_NODE_MAX_PROTECTED) return PD_EFULL;
+  pd_node_protect_t *e = &n->protected_[n->nprotected++];
+  *e = *p;
+  if (e->any_port) e->addr.port = 0;
+  e->since = now;
+  return 0;
+}
+
+int pd_node_unprotect(pd_node_t *n, const pd_node_protect_t *p) {
+  for (size_t i = 0; p && i < n->nprotected; i++) {
+    if (!protect_same(&n->protected_[i], p)) continue;
+    memmove(&n->protected_[i], &n->protected_[i + 1],
+            (n->nprotected - i - 1) * sizeof n->protected_[0]);
+    n->nprotected--;
+    return 0;
+  }
+  return PD_ENOENT;
+}
+
+bool pd_node_is_protected(const pd_node_t *n, const pd_netaddr_t *a, const uint8_t *id) {
+  for (size_t i = 0; i < n->nprotected; i++) {
+    const pd_node_protect_t *e = &n->protected_[i];
+    if (e->has_id && id && memcmp(e->id, id, PD_NODE_ID_LEN) == 0) return true;
+    if (e->has_addr && a && pd_netaddr_same_ip(&e->addr, a) &&
+        (e->any_port || e->addr.port == a->port))
+      return true;
+  }
+  return false;
+}
+
+bool pd_node_protects_ids(const pd_node_t *n) {
+  for (size_t i = 0; i < n->nprotected; i++)
+    if (n->protected_[i].has_id) return true;
+  return false;
+}
+
+size_t pd_node_protected(const pd_node_t *n, pd_node_protect_t *out, size_t cap) {
+  for (size_t i = 0; out && i < n->nprotected && i < cap; i++) out[i] = n->protected_[i];
+  return n->nprotected;
+}
+
+/* ---- policy check ---- */
+
+void pd_node_policy_check(pd_node_t *n, const pd_policy_file_t *files, size_t nfiles, int64_t now,
+                          pd_node_check_t *out) {
+  memset(out, 0, sizeof *out);
+  out->ok = true;
+  size_t cap = sizeof out->files / sizeof out->files[0];
+  for (size_t i = 0; i < nfiles && i < cap; i++) {
+    pd_node_check_file_t *f = &out->files[out->nfiles++];
+    pd_node_copy_text(f->name, sizeof f->name, files[i].name);
+    pd_policy_t *scratch = NULL;
+    int rc = pd_policy_create(&scratch, &n->cfg.policy_limits, n->cfg.policy_clock,
+                              n->cfg.policy_clock_ud);
+    if (rc == 0) rc = pd_policy_load(scratch, &files[i], 1, now, f->error, sizeof f->error);
+    else pd_node_copy_text(f->error, sizeof f->error, pd_strerror(rc));
+    f->ok = rc == 0;
+    if (f->ok) {
+      for (int h = 0; h < PD_HOOK_COUNT; h++) f->has_hook[h] = pd_policy_has_hook(scratch, h);
+    } else {
+      out->ok = false;
+    }
+    pd_policy_destroy(scratch);
+  }
+  if (!out->ok) return;
+  pd_policy_t *scratch = NULL;
+  int rc = pd_policy_create(&scratch, &n->cfg.policy_limits, n->cfg.policy_clock,
+                            n->cfg.policy_clock_ud);
+  if (rc == 0) rc = pd_policy_load(scratch, files, nfiles, now, out->error, sizeof out->error);
+  else pd_node_copy_text(out->error, sizeof out->error, pd_strerror(rc));
+  if (rc == 0) {
+    pd_policy_status_t ps;
+    pd_policy_status(scratch, &ps);
+    memcpy(out->hash, ps.hash, sizeof out->hash);
+    out->memory_bytes = ps.memory_bytes;
+  } else {
+    out->ok = false;
+  }
+  pd_policy_destroy(scratch);
 }
 
 bool pd_node_tick(pd_node_t *n, int64_t now) {

@@ -1,6 +1,9 @@
 /* apiserver — the control API's HTTP server.
  *
- * Owns: the API listener (--api) and its connections: accept (refused
+ * Owns: the API listeners (--api HOST:PORT over TCP, --api unix:PATH on a
+ * unix socket created mode 0660, refused when a live socket is there, a
+ * stale one replaced; its clients are trusted as loopback ones) and their
+ * connections: accept (refused
  * beyond PD_DAEMON_MAX_CONNS), per-connection HTTP parsing via http.h,
  * requests served one at a time in order (pipelining), idle and
  * slow-request timeouts, responses written with uv_write, lingering after
@@ -10,10 +13,15 @@
  * Does not own: what a request means (api.c), HTTP framing (http.c), the
  * save itself (persist.c), reloading (reload.c).
  */
+#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -27,7 +35,11 @@
 #define LINGER_MAX_DISCARD (2 * PD_API_MAX_BODY + 65536) /* bytes drained then */
 
 typedef struct conn {
-  uv_tcp_t tcp; /* first: handle->data is the conn too */
+  union {         /* first: handle->data is the conn too */
+    uv_tcp_t tcp; /* a TCP client; every stream call goes through &c->tcp */
+    uv_pipe_t pipe; /* a unix-socket client (unix_client) */
+  };
+  bool unix_client;
   uv_timer_t timer;
   uv_shutdown_t shutdown_req;
   pd_daemon_t *d;
@@ -336,7 +348,10 @@ static void conn_process(conn_t *c) {
         .origin = hr->has_origin ? hr->origin : NULL,
         .content_type = hr->has_content_type ? hr->content_type : NULL,
         .authorization = hr->has_authorization ? hr->authorization : NULL,
-        .token = d->api_token[0] ? d->api_token : NULL,
+        /* a unix-socket client is trusted as a loopback one: only a token
+         * file's token is asked of it, never the cookie's */
+        .token = d->api_token[0] && !(c->unix_client && !d->cfg.api_token_file) ? d->api_token
+                                                                              : NULL,
     };
     bool head = strcmp(hr->method, "HEAD") == 0;
     if (head) req.method = "GET";
@@ -346,6 +361,10 @@ static void conn_process(conn_t *c) {
     pd_api_handle(d->node, &req, dmn_wall_now(), &resp);
     if (resp.action == PD_API_ACTION_RELOAD) {
       dmn_reload_policies(d, "api");
+      pd_api_complete(d->node, dmn_wall_now(), &resp);
+    }
+    if (resp.action == PD_API_ACTION_CHECK) {
+      dmn_check_policies(d, &resp);
       pd_api_complete(d->node, dmn_wall_now(), &resp);
     }
     dmn_drain_policy_failures(d);
@@ -410,14 +429,27 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   conn_process(c);
 }
 
+static void refuse_on_close(uv_handle_t *h) { free(h); }
+
+/* A unix-socket client we cannot take: accept and close at once. */
+static bool refuse_unix(pd_daemon_t *d, uv_stream_t *server) {
+  uv_pipe_t *p = malloc(sizeof *p);
+  if (!p) return false;
+  uv_pipe_init(&d->loop, p, 0);
+  uv_accept(server, (uv_stream_t *)p);
+  uv_close((uv_handle_t *)p, refuse_on_close);
+  return true;
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   pd_daemon_t *d = server->data;
   if (status < 0) {
     LOG(d, PD_LOG_WARN, "api accept failed", "error", uv_strerror(status));
     return;
   }
+  bool is_unix = server->type == UV_NAMED_PIPE;
   if (d->nconns >= PD_DAEMON_MAX_CONNS || d->stopping) {
-    if (!dmn_refuse(d, server)) return;
+    if (!(is_unix ? refuse_unix(d, server) : dmn_refuse(d, server))) return;
     d->refused++;
     char n[32];
     dmn_fmt_u64(n, sizeof n, d->refused);
@@ -431,7 +463,12 @@ static void on_connection(uv_stream_t *server, int status) {
     free(c);
     return;
   }
-  uv_tcp_init(&d->loop, &c->tcp);
+  if (is_unix) {
+    uv_pipe_init(&d->loop, &c->pipe, 0);
+    c->unix_client = true;
+  } else {
+    uv_tcp_init(&d->loop, &c->tcp);
+  }
   uv_timer_init(&d->loop, &c->timer);
   c->tcp.data = c;
   c->timer.data = c;
@@ -444,12 +481,16 @@ static void on_connection(uv_stream_t *server, int status) {
     conn_close(c);
     return;
   }
-  struct sockaddr_storage ss;
-  int sl = sizeof ss;
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
-    dmn_fmt_sockaddr(&ss, c->peer, sizeof c->peer);
+  if (is_unix) {
+    snprintf(c->peer, sizeof c->peer, "unix");
+  } else {
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+      dmn_fmt_sockaddr(&ss, c->peer, sizeof c->peer);
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
   }
-  uv_tcp_nodelay(&c->tcp, 1);
   conn_arm_timer(c, PD_DAEMON_IDLE_TIMEOUT_MS);
   conn_read_start(c);
 }
@@ -515,6 +556,7 @@ static int api_token(pd_daemon_t *d, const struct sockaddr_storage *bound) {
     return 0;
   }
   pd_netaddr_t a;
+  if (!bound) return 0; /* a unix socket only: its mode is the access control */
   if (pd_netaddr_from_sockaddr(bound, &a) == 0 && pd_netaddr_is_local(&a) && pd_netaddr_is_valid(&a))
     return 0; /* loopback: open, as before */
   uint8_t raw[32];
@@ -535,7 +577,67 @@ static int api_token(pd_daemon_t *d, const struct sockaddr_storage *bound) {
   return 0;
 }
 
+/* --api unix:PATH: a socket file already there is replaced only when
+ * nothing answers on it (a daemon that died); a live one, or anything that
+ * is not a socket, is an error. Created mode 0660 (the umask is narrowed
+ * around the bind, so it is never wider), removed when the listener
+ * closes (libuv unlinks a bound pipe on close). */
+static int start_unix_api(pd_daemon_t *d, const char *path) {
+  struct stat st;
+  if (lstat(path, &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      LOG(d, PD_LOG_ERROR, "cannot listen: the unix socket path exists and is not a socket", "path",
+          path);
+      return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    bool live = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    int err = errno;
+    if (fd >= 0) close(fd);
+    if (live || (fd >= 0 && err != ECONNREFUSED && err != ENOENT)) {
+      LOG(d, PD_LOG_ERROR, "cannot listen: the unix socket is in use (another peerd?)", "path",
+          path, "error", live ? "it answers" : strerror(err));
+      return -1;
+    }
+    LOG(d, PD_LOG_WARN, "removing a stale unix socket", "path", path);
+    unlink(path);
+  }
+  uv_pipe_init(&d->loop, &d->userver, 0);
+  d->userver.data = d;
+  d->userver_open = true;
+  mode_t old = umask(0117);
+  int rc = uv_pipe_bind(&d->userver, path);
+  umask(old);
+  if (rc == 0 && chmod(path, 0660) != 0) rc = -errno;
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&d->userver, 511, on_connection);
+  if (rc < 0) {
+    LOG(d, PD_LOG_ERROR, "cannot listen", "addr", path, "error", uv_strerror(rc));
+    return -1;
+  }
+  LOG(d, PD_LOG_INFO, "api listening", "addr", path, "transport", "unix", "mode", "0660");
+  return 0;
+}
+
+void dmn_stop_api_listeners(pd_daemon_t *d) {
+  if (d->server_open) {
+    uv_close((uv_handle_t *)&d->server, dmn_on_handle_closed);
+    d->server_open = false;
+  }
+  if (d->userver_open) {
+    uv_close((uv_handle_t *)&d->userver, dmn_on_handle_closed);
+    d->userver_open = false;
+  }
+}
+
 int dmn_start_api(pd_daemon_t *d) {
+  if (d->cfg.api_unix) {
+    if (start_unix_api(d, d->cfg.api_unix) < 0) return -1;
+    if (!d->cfg.api_tcp_set) return api_token(d, NULL); /* unix only: no TCP listener */
+  }
   struct sockaddr_storage ss;
   const char *why = NULL;
   int rc = pd_daemon_parse_listen(d->cfg.api, &ss, sizeof ss, &why);

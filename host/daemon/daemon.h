@@ -70,6 +70,8 @@ enum pd_log_level { PD_LOG_DEBUG = 0, PD_LOG_INFO = 1, PD_LOG_WARN = 2, PD_LOG_E
 typedef struct pd_daemon_config {
   const char *data_dir;   /* --data-dir */
   const char *api;        /* --api HOST:PORT (port 0: any free port) */
+  const char *api_unix;   /* --api unix:PATH: also (or, without a HOST:PORT --api, instead) a unix socket */
+  bool api_tcp_set;       /* a HOST:PORT --api was given (pd_daemon_config_api) */
   bool allow_private;     /* --allow-private */
   int64_t save_interval;  /* seconds (--save-interval minutes * 60); 0 = no periodic saves */
   int64_t ban_time;       /* seconds (--ban-time) */
@@ -123,6 +125,12 @@ void pd_daemon_config_defaults(pd_daemon_config_t *cfg);
  * "localhost" (127.0.0.1); port 0..65535. Fills a struct sockaddr_storage
  * (cap bytes). 0 or PD_EINVAL with *why. */
 int pd_daemon_parse_listen(const char *s, void *ss, unsigned cap, const char **why);
+
+/* One --api value: "HOST:PORT" (checked as pd_daemon_parse_listen) sets
+ * cfg->api, "unix:PATH" (1..107 bytes) cfg->api_unix. With a unix socket
+ * and no HOST:PORT given, the API listens on the unix socket only. 0 or
+ * PD_EINVAL with *why. */
+int pd_daemon_config_api(pd_daemon_config_t *cfg, const char *value, const char **why);
 
 /* The network magic of a network id: the default F5706431 for "peerd",
  * otherwise 0xF5 followed by the first 3 bytes of SHA-256(name). */

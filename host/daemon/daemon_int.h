@@ -58,6 +58,8 @@ struct pd_daemon {
   int64_t below_next_warn; /* when the next "below the minimum" warning may go out */
   bool below_warned;       /* a warning went out for this shortfall */
   uv_tcp_t server;
+  uv_pipe_t userver;   /* --api unix:PATH (apiserver.c) */
+  bool userver_open;
   uv_timer_t tick;
   uv_signal_t sigterm;
   uv_signal_t sigint;
@@ -125,6 +127,7 @@ void dmn_fmt_sockaddr(const struct sockaddr_storage *ss, char *buf, size_t cap);
 
 /* apiserver.c: the control API */
 int dmn_start_api(pd_daemon_t *d);
+void dmn_stop_api_listeners(pd_daemon_t *d); /* close the TCP and unix listeners */
 void dmn_api_close_all(pd_daemon_t *d); /* close every API connection */
 /* Answer every API connection that waited for save `id` (or an earlier one). */
 void dmn_complete_waiters(pd_daemon_t *d, uint64_t id);
@@ -165,5 +168,7 @@ int dmn_start_policies(pd_daemon_t *d);
 void dmn_start_policy_watch(pd_daemon_t *d);
 int dmn_reload_policies(pd_daemon_t *d, const char *why);
 void dmn_drain_policy_failures(pd_daemon_t *d);
+struct pd_api_response;
+void dmn_check_policies(pd_daemon_t *d, struct pd_api_response *resp); /* POST /v1/policy/check */
 
 #endif

@@ -170,6 +170,7 @@ static size_t net_peers_view(void *ud, int64_t now, pd_node_peer_info_t *out, si
     o->bytes_out = p->bytes_out;
     o->latency_ms = p->latency_ms;
     o->score = p->score;
+    o->is_protected = p->is_protected;
   }
   free(tmp);
   return total;
@@ -203,8 +204,63 @@ static void net_counters_view(void *ud, pd_metrics_net_t *out) {
   dmn_process_stats(d, out);
 }
 
+/* Operator control (DELETE/POST /v1/peers, explain): the manager's actions
+ * are flushed after the API request (apiserver.c ticks the network). */
+static size_t net_disconnect(void *ud, const pd_netaddr_t *addr, bool any_port, const uint8_t *id,
+                             int64_t now, pd_node_closed_t *out, size_t cap) {
+  pd_daemon_t *d = ud;
+  (void)now;
+  if (!d->net || d->stopping) return 0;
+  size_t n = pd_netmgr_disconnect(d->net, addr, any_port, id, dmn_wall_now_ms(), out, cap);
+  for (size_t i = 0; out && i < n && i < cap; i++)
+    LOG(d, PD_LOG_INFO, "peer disconnected on request", "addr", out[i].addr, "peer_id",
+        out[i].id[0] ? out[i].id : "unknown", "direction", out[i].direction, "by", "api");
+  return n;
+}
+
+static int net_connect(void *ud, const pd_netaddr_t *addr, const uint8_t *id, int64_t now,
+                       const char **why) {
+  pd_daemon_t *d = ud;
+  (void)now;
+  if (!d->net || d->stopping) {
+    if (why) *why = "shutting down";
+    return PD_EFULL;
+  }
+  pd_dial_target_t t;
+  memset(&t, 0, sizeof t);
+  t.addr = *addr;
+  if (id) {
+    t.has_id = true;
+    memcpy(t.id, id, PD_NODE_ID_LEN);
+  }
+  char a[64];
+  pd_netaddr_format(addr, a, sizeof a);
+  int rc = pd_netmgr_connect(d->net, &t, dmn_wall_now_ms(), NULL, why);
+  if (rc == 0) LOG(d, PD_LOG_INFO, "dialling on request", "addr", a, "by", "api");
+  return rc;
+}
+
+static void net_dial_state(void *ud, const pd_netaddr_t *addr, const uint8_t *id, int64_t now,
+                           pd_node_dial_state_t *out) {
+  pd_daemon_t *d = ud;
+  (void)now;
+  pd_dial_target_t t;
+  memset(&t, 0, sizeof t);
+  t.addr = *addr;
+  if (id) {
+    t.has_id = true;
+    memcpy(t.id, id, PD_NODE_ID_LEN);
+  }
+  pd_netmgr_dial_state(d->net, &t, dmn_wall_now_ms(), out);
+}
+
 void dmn_install_net_views(pd_daemon_t *d) {
   pd_node_net_ops_t ops = {.peers = net_peers_view, .counters = net_counters_view};
+  if (d->net) {
+    ops.disconnect = net_disconnect;
+    ops.connect = net_connect;
+    ops.dial_state = net_dial_state;
+  }
   pd_node_set_net(d->node, &ops, d);
 }
 

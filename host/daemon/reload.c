@@ -5,7 +5,8 @@
  * (dmn_reload_policies: on a change seen by the libuv fs watcher, debounced
  * PD_DAEMON_POLICY_DEBOUNCE_MS; on SIGHUP, from daemon.c; on POST
  * /v1/policy/reload, from apiserver.c), the old set staying in force when
- * a new one does not load; the log lines about loads and policy failures.
+ * a new one does not load; the log lines about loads and policy failures;
+ * reading a directory for POST /v1/policy/check (dmn_check_policies).
  * Does not own: running policies, their sandbox and budgets (policy.c
  * through the node), the monotonic clock of their deadlines (handed to the
  * node at its creation, persist.c), closing the watcher (daemon.c).
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "api.h"
 #include "daemon_int.h"
 #include "err.h"
 #include "fsio.h"
@@ -105,6 +107,24 @@ int dmn_reload_policies(pd_daemon_t *d, const char *why) {
   LOG(d, PD_LOG_INFO, "policy loaded", "dir", d->cfg.policy_dir, "reason", why, "generation", gen,
       "hash", ps.hash, "files", fl);
   return 0;
+}
+
+/* POST /v1/policy/check: read the directory the request names and have
+ * the core load it into a scratch policy host (the set in force stays). */
+void dmn_check_policies(pd_daemon_t *d, pd_api_response_t *resp) {
+  pd_policy_file_t files[5];
+  char err[600] = "";
+  const char *dir = pd_api_pending_dir(resp);
+  int64_t now = dmn_wall_now();
+  int n = dir ? pd_daemon_read_policies(dir, files, err, sizeof err) : PD_EINVAL;
+  if (n < 0) {
+    pd_api_policy_checked(d->node, resp, NULL, 0, err[0] ? err : "no directory", now);
+    LOG(d, PD_LOG_INFO, "policy check: cannot read", "dir", dir ? dir : "", "error", err);
+    return;
+  }
+  pd_api_policy_checked(d->node, resp, files, (size_t)n, NULL, now);
+  for (int i = 0; i < n; i++) free((char *)files[i].text);
+  LOG(d, PD_LOG_INFO, "policy check", "dir", dir, "by", "api");
 }
 
 static void on_policy_debounce(uv_timer_t *t) {

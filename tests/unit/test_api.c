@@ -1400,7 +1400,7 @@ static void peers_and_network_metrics(void **state) {
   assert_int_equal(json_array_size(json_object_get(j, "peers")), 0);
   json_decref(j);
   expect_error(f, "GET", "/v1/peers?x=1", NULL, 400, "x");
-  json_decref(expect(f, "POST", "/v1/peers", "{}", 405));
+  json_decref(expect(f, "PUT", "/v1/peers", "{}", 405));
   char *m = metrics_text(f);
   const char *families[] = {"peerd_connections", "peerd_dials_total", "peerd_frames_total",
                             "peerd_wire_rejected_total"};
