@@ -312,10 +312,10 @@ static bool audit_on(const pd_netmgr_t *m) { return pd_event_sink_on(pd_node_eve
 
 /* The fields every connection event starts with. */
 static void audit_conn(pd_event_t *ev, const conn_t *c, const pd_netaddr_t *addr) {
-  pd_event_int(ev, "conn", (int64_t)c->cid);
   pd_event_addr(ev, "addr", addr);
   if (c->has_id) pd_event_id(ev, "node_id", c->id);
   pd_event_str(ev, "direction", pd_dialer_dir_name(c->dir));
+  pd_event_int(ev, "conn", (int64_t)c->cid);
 }
 
 /* c finished its handshake: dial_ok (outbound, feeler), then connected
