@@ -59,6 +59,7 @@ int pd_event_kinds_parse(const char *list, uint32_t *mask, const char **bad, siz
 void pd_event_init(pd_event_t *e, enum pd_event_kind kind, int64_t now_ms) {
   e->kind = kind;
   e->now_ms = now_ms;
+  e->warn = false;
   e->nfields = 0;
 }
 

@@ -91,6 +91,7 @@ typedef struct pd_event_field {
 typedef struct pd_event {
   enum pd_event_kind kind;
   int64_t now_ms; /* the `now` of the call that emitted it (s * 1000 where the call has s) */
+  bool warn;      /* worth a warning beyond its kind (a misbehaving peer's disconnect) */
   size_t nfields;
   pd_event_field_t f[PD_EVENT_MAX_FIELDS];
 } pd_event_t;

@@ -360,6 +360,7 @@ static void audit_disconnected(pd_netmgr_t *m, const conn_t *c, const char *reas
   if (!audit_on(m)) return;
   pd_event_t ev;
   pd_event_init(&ev, PD_EV_DISCONNECTED, now_ms);
+  ev.warn = misbehaved;
   audit_conn(&ev, c, c->dir == PD_CONN_INBOUND ? &c->addr : &c->target.addr);
   pd_event_str(&ev, "reason", reason ? reason : "closed");
   if (remote) pd_event_str(&ev, "remote_reason", pd_wire_bye_name(remote_code));

@@ -38,7 +38,7 @@ static const char *const messages[PD_EV_KIND_COUNT] = {
 /* The log line: the message, the event's fields in order, then its kind
  * and sequence number. */
 static void log_event(pd_daemon_t *d, const pd_event_t *e, uint64_t seq) {
-  int level = pd_event_kind_warns(e->kind) ? PD_LOG_WARN : PD_LOG_INFO;
+  int level = pd_event_kind_warns(e->kind) || e->warn ? PD_LOG_WARN : PD_LOG_INFO;
   if (level < d->cfg.log_level) return;
   char bufs[PD_EVENT_MAX_FIELDS][PD_ADDR_STRLEN];
   const char *kv[2 * (PD_EVENT_MAX_FIELDS + 2)];
