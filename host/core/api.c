@@ -546,6 +546,10 @@ struct pd_api_pending {
   char *dir;    /* POST /v1/policy/check: the directory to read */
   json_t *check; /* ... and its report (pd_api_policy_checked) */
   bool check_unreadable; /* ... the directory could not be read */
+  /* GET /v1/events/stream */
+  uint32_t kinds;
+  bool has_since;
+  uint64_t since;
 };
 
 static void pending_free(pd_api_pending_t *p) {
@@ -1229,6 +1233,16 @@ static void h_bans_post(ctx_t *c) {
     errorf(c->resp, 500, "could not ban: %s", pd_strerror(rc));
     goto out;
   }
+  if (pd_event_sink_on(pd_node_events(c->node))) {
+    pd_event_t ev;
+    pd_event_init(&ev, PD_EV_BAN, c->now * 1000);
+    pd_event_subnet(&ev, "subnet", &sn);
+    pd_event_str(&ev, "by", "api");
+    pd_event_str(&ev, "reason", reason);
+    pd_event_time(&ev, "until", until);
+    pd_event_bool(&ev, "replaced", rc == 1);
+    pd_node_emit(c->node, &ev);
+  }
   char sbuf[PD_ADDR_STRLEN];
   if (pd_subnet_format(&sn, sbuf, sizeof(sbuf)) < 0) snprintf(sbuf, sizeof(sbuf), "?");
   json_t *o = json_object();
@@ -1252,7 +1266,26 @@ static void unban(ctx_t *c, const char *target) {
   }
   char sbuf[PD_ADDR_STRLEN];
   if (pd_subnet_format(&sn, sbuf, sizeof(sbuf)) < 0) snprintf(sbuf, sizeof(sbuf), "?");
+  pd_ban_t was;
+  bool had = false;
+  const pd_ban_t *bp;
+  for (size_t i = 0; (bp = pd_banlist_get(pd_book_bans_const(c->book), i)) != NULL; i++) {
+    if (bp->subnet.prefix == sn.prefix && memcmp(bp->subnet.ip, sn.ip, 16) == 0) {
+      was = *bp;
+      had = true;
+      break;
+    }
+  }
   int rc = pd_banlist_remove(pd_book_bans(c->book), &sn);
+  if (rc == 0 && pd_event_sink_on(pd_node_events(c->node))) {
+    pd_event_t ev;
+    pd_event_init(&ev, PD_EV_UNBAN, c->now * 1000);
+    pd_event_subnet(&ev, "subnet", &sn);
+    pd_event_str(&ev, "by", "api");
+    if (had) pd_event_str(&ev, "reason", was.reason);
+    if (had) pd_event_time(&ev, "until", was.until);
+    pd_node_emit(c->node, &ev);
+  }
   json_t *o = json_object();
   if (rc == PD_ENOENT) {
     if (o) {
@@ -2287,6 +2320,59 @@ out:
   json_decref(root);
 }
 
+/* GET /v1/events/stream?kinds=a,b&since=SEQ: server-sent events. The
+ * checks are here; the driver keeps the connection (PD_API_ACTION_STREAM). */
+static void h_events_stream(ctx_t *c) {
+  static const char *const params[] = {"kinds", "since", NULL};
+  if (!query_allow(c, params)) return;
+  uint32_t kinds = PD_EVENT_ALL_KINDS;
+  const char *ks = query_get(c, "kinds");
+  const char *bad = NULL;
+  size_t bad_len = 0;
+  if (ks && pd_event_kinds_parse(ks, &kinds, &bad, &bad_len) < 0) {
+    errorf(c->resp, 400, "unknown event kind in kinds: %.*s", (int)(bad_len > 64 ? 64 : bad_len),
+           bad);
+    return;
+  }
+  uint64_t since = 0;
+  bool has_since = false;
+  const char *lei = c->req->last_event_id;
+  if (lei && *lei) {
+    char *end = NULL;
+    unsigned long long v = strtoull(lei, &end, 10);
+    if (*lei < '0' || *lei > '9' || !end || *end != '\0') {
+      pd_api_error(c->resp, 400, "Last-Event-ID must be an event's id (a decimal sequence number)");
+      return;
+    }
+    since = (uint64_t)v;
+    has_since = true;
+  } else if (query_get(c, "since")) {
+    if (!query_uint(c, "since", 0, 0, UINT64_MAX - 1, &since)) return;
+    has_since = true;
+  }
+  pd_api_pending_t *p = calloc(1, sizeof *p);
+  if (!p) {
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  p->kinds = kinds;
+  p->has_since = has_since;
+  p->since = since;
+  c->resp->status = 200;
+  c->resp->content_type = "text/event-stream";
+  c->resp->pending = p;
+  c->resp->action = PD_API_ACTION_STREAM;
+}
+
+bool pd_api_stream_params(const pd_api_response_t *resp, uint32_t *kinds, bool *has_since,
+                          uint64_t *since) {
+  if (!resp || resp->action != PD_API_ACTION_STREAM || !resp->pending) return false;
+  if (kinds) *kinds = resp->pending->kinds;
+  if (has_since) *has_since = resp->pending->has_since;
+  if (since) *since = resp->pending->since;
+  return true;
+}
+
 typedef struct route {
   const char *path;
   bool prefix; /* path is a prefix followed by a non-empty remainder */
@@ -2321,8 +2407,23 @@ static const route_t routes[] = {
     {"/v1/protected/", true, "DELETE", h_protected_delete},
     {"/v1/explain/", true, "GET", h_explain},
     {"/metrics", false, "GET", h_metrics},
+    {"/v1/events/stream", false, "GET", h_events_stream},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* A route as the request-latency metric names it: its path, or for a
+ * prefix route the path with what follows as a placeholder. Static. */
+static const char *route_label(const route_t *r) {
+  static const char *const prefixed[][2] = {
+      {"/v1/book/", "/v1/book/{addr}"},
+      {"/v1/bans/", "/v1/bans/{target}"},
+  };
+  if (!r->prefix) return r->path;
+  for (size_t i = 0; i < sizeof prefixed / sizeof prefixed[0]; i++) {
+    if (strcmp(r->path, prefixed[i][0]) == 0) return prefixed[i][1];
+  }
+  return r->path;
+}
 
 static bool route_matches(const route_t *r, const char *path, const char **rest) {
   if (r->prefix) {
@@ -2374,6 +2475,7 @@ static void dispatch(ctx_t *c) {
   }
   if (hit) {
     json_decref(allow);
+    c->resp->route = route_label(hit);
     if (qmark && !parse_query(c, qmark + 1, strlen(qmark + 1))) goto out;
     hit->fn(c);
   } else if (path_known) {
@@ -2545,6 +2647,8 @@ void pd_api_complete(pd_node_t *n, int64_t now, pd_api_response_t *resp) {
        * the directory itself could not be read */
       reply_json(resp, resp->pending->check_unreadable ? 422 : 200, o);
     }
+  } else if (resp->action == PD_API_ACTION_STREAM) {
+    /* 200, text/event-stream, no body: the driver streams from here on */
   } else {
     pd_api_error(resp, 500, "unknown action");
   }

@@ -281,6 +281,44 @@ int pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, const
            "Start time of the process since unix epoch in seconds.");
     put(&b, "process_start_time_seconds %.3f\n", net->process_start_time);
   }
+  if (net && net->nkinds) {
+    family(&b, "peerd_audit_events_total", "counter",
+           "Audit events (GET /v1/events/stream and the log), by kind.");
+    for (size_t k = 0; k < net->nkinds; k++) {
+      if (!net->kind_names[k]) continue;
+      put(&b, "peerd_audit_events_total{kind=\"");
+      put_label_value(&b, net->kind_names[k]);
+      put(&b, "\"} %" PRIu64 "\n", net->kind_counts[k]);
+    }
+    family(&b, "peerd_event_streams", "gauge", "Event streams (GET /v1/events/stream) open.");
+    put(&b, "peerd_event_streams %" PRIu64 "\n", net->event_streams);
+    family(&b, "peerd_event_streams_dropped_total", "counter",
+           "Event streams closed because the client did not keep up.");
+    put(&b, "peerd_event_streams_dropped_total %" PRIu64 "\n", net->event_streams_dropped);
+  }
+  if (net && net->api_nbounds) {
+    family(&b, "peerd_api_request_seconds", "histogram",
+           "API request latency, from a whole request to its response being written, by route.");
+    for (size_t r = 0; r < net->api_nroutes; r++) {
+      const char *route = net->api_routes[r] ? net->api_routes[r] : "other";
+      for (size_t i = 0; i <= net->api_nbounds; i++) {
+        put(&b, "peerd_api_request_seconds_bucket{route=\"");
+        put_label_value(&b, route);
+        if (i < net->api_nbounds) {
+          put(&b, "\",le=\"%g\"} %" PRIu64 "\n", net->api_bounds[i],
+              net->api_buckets[r * net->api_nbounds + i]);
+        } else {
+          put(&b, "\",le=\"+Inf\"} %" PRIu64 "\n", net->api_count[r]);
+        }
+      }
+      put(&b, "peerd_api_request_seconds_sum{route=\"");
+      put_label_value(&b, route);
+      put(&b, "\"} %.6f\n", net->api_sum[r]);
+      put(&b, "peerd_api_request_seconds_count{route=\"");
+      put_label_value(&b, route);
+      put(&b, "\"} %" PRIu64 "\n", net->api_count[r]);
+    }
+  }
 
   if (b.failed) {
     free(b.p);

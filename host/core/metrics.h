@@ -79,6 +79,22 @@ typedef struct pd_metrics_net {
   bool has_process;
   double process_cpu_seconds, process_start_time;
   uint64_t process_rss_bytes, process_open_fds, process_max_fds;
+  /* Audit events the driver handed on (peerd_audit_events_total{kind}) and
+   * its event streams (peerd_event_streams, peerd_event_streams_dropped_total);
+   * nkinds 0 leaves the three families out. */
+  size_t nkinds;
+  const char *const *kind_names;
+  const uint64_t *kind_counts;
+  uint64_t event_streams, event_streams_dropped;
+  /* API request latency, a histogram by route (peerd_api_request_seconds);
+   * api_nbounds 0 leaves it out. api_buckets is row-major
+   * [route][bound], cumulative (le = api_bounds[b]); +Inf is api_count. */
+  size_t api_nroutes, api_nbounds;
+  const char *const *api_routes;
+  const double *api_bounds;
+  const uint64_t *api_buckets;
+  const uint64_t *api_count;
+  const double *api_sum;
 } pd_metrics_net_t;
 
 /* Values read at render time. */

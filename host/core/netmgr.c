@@ -26,6 +26,7 @@ typedef struct conn {
   pd_peer_t *peer;          /* NULL while DIALING */
   bool registered;          /* pd_dialer_on_connected done */
   bool dial_reported;       /* outbound: the dial outcome already went to the dialer */
+  bool announced;           /* a "connected" audit event went out for it */
   bool has_id;
   uint8_t id[PD_NODE_ID_LEN];
   int64_t since_ms, ready_ms;
@@ -99,6 +100,11 @@ struct pd_netmgr {
   size_t ncache;
 
   pd_netmgr_counters_t c; /* closed connections' frames/bytes + manager counters */
+
+  /* Bootstrap episode, for the audit events: rounds since the outbound
+   * minimum was last met (0: not bootstrapping) and when the first began. */
+  uint32_t boot_rounds;
+  int64_t boot_since_ms;
 };
 
 static const char *const k_rej_extra[] = {
@@ -300,6 +306,96 @@ static pd_netaddr_t ip_only(const pd_netaddr_t *a) {
   return x;
 }
 
+/* --- audit events (events.h, through the node's sink) --------------------------------------- */
+
+static bool audit_on(const pd_netmgr_t *m) { return pd_event_sink_on(pd_node_events(m->node)); }
+
+/* The fields every connection event starts with. */
+static void audit_conn(pd_event_t *ev, const conn_t *c, const pd_netaddr_t *addr) {
+  pd_event_addr(ev, "addr", addr);
+  if (c->has_id) pd_event_id(ev, "node_id", c->id);
+  pd_event_str(ev, "direction", pd_dialer_dir_name(c->dir));
+  pd_event_int(ev, "conn", (int64_t)c->cid);
+}
+
+/* c finished its handshake: dial_ok (outbound, feeler), then connected
+ * (a peer in use: not a feeler, and registered with the dialer). */
+static void audit_ready(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
+  if (!audit_on(m)) return;
+  const pd_peer_remote_t *r = c->peer ? pd_peer_remote(c->peer) : NULL;
+  pd_event_t ev;
+  if (c->dir != PD_CONN_INBOUND) {
+    pd_event_init(&ev, PD_EV_DIAL_OK, now_ms);
+    audit_conn(&ev, c, &c->target.addr);
+    pd_event_str(&ev, "dial_reason", pd_dialer_reason_name(c->reason));
+    pd_node_emit(m->node, &ev);
+  }
+  if (c->dir == PD_CONN_FEELER || !c->registered) return;
+  c->announced = true;
+  pd_event_init(&ev, PD_EV_CONNECTED, now_ms);
+  audit_conn(&ev, c, c->dir == PD_CONN_INBOUND ? &c->addr : &c->target.addr);
+  if (r && r->has_listen) pd_event_addr(&ev, "listen", &r->listen);
+  if (r && r->agent[0]) pd_event_str(&ev, "agent", r->agent);
+  pd_node_emit(m->node, &ev);
+}
+
+/* An outbound or feeler dial ended before its handshake completed. */
+static void audit_dial_failed(pd_netmgr_t *m, const conn_t *c, enum pd_dial_outcome o,
+                              const char *detail, int64_t now_ms) {
+  if (!audit_on(m)) return;
+  pd_event_t ev;
+  pd_event_init(&ev, PD_EV_DIAL_FAILED, now_ms);
+  audit_conn(&ev, c, &c->target.addr);
+  pd_event_str(&ev, "reason", pd_dialer_outcome_name(o));
+  if (detail && strcmp(detail, pd_dialer_outcome_name(o)) != 0) pd_event_str(&ev, "detail", detail);
+  pd_event_str(&ev, "dial_reason", pd_dialer_reason_name(c->reason));
+  pd_node_emit(m->node, &ev);
+}
+
+/* A connection that was announced (or an inbound one that never got that
+ * far: ready false) ended. */
+static void audit_disconnected(pd_netmgr_t *m, const conn_t *c, const char *reason,
+                               bool misbehaved, bool remote, uint16_t remote_code,
+                               int64_t now_ms) {
+  if (!audit_on(m)) return;
+  pd_event_t ev;
+  pd_event_init(&ev, PD_EV_DISCONNECTED, now_ms);
+  ev.warn = misbehaved;
+  audit_conn(&ev, c, c->dir == PD_CONN_INBOUND ? &c->addr : &c->target.addr);
+  pd_event_str(&ev, "reason", reason ? reason : "closed");
+  if (remote) pd_event_str(&ev, "remote_reason", pd_wire_bye_name(remote_code));
+  pd_event_bool(&ev, "remote", remote || (reason && strcmp(reason, "closed") == 0));
+  pd_event_bool(&ev, "misbehaved", misbehaved);
+  pd_event_bool(&ev, "ready", c->announced);
+  if (c->ready_ms) pd_event_int(&ev, "duration_ms", now_ms - c->ready_ms);
+  pd_node_emit(m->node, &ev);
+}
+
+/* Bootstrap rounds and their end (the outbound minimum met again). */
+static void audit_bootstrap(pd_netmgr_t *m, bool round, int64_t now_ms) {
+  if (round) {
+    if (m->boot_rounds == 0) m->boot_since_ms = now_ms;
+    m->boot_rounds++;
+  }
+  if (!round && m->boot_rounds == 0) return;
+  pd_dialer_counters_t dc;
+  pd_dialer_counters(m->dialer, &dc);
+  uint32_t out = dc.connected[PD_CONN_OUTBOUND];
+  bool done = !round && out >= m->cfg.dialer.min_outbound;
+  if (!round && !done) return;
+  if (audit_on(m)) {
+    pd_event_t ev;
+    pd_event_init(&ev, round ? PD_EV_BOOTSTRAP_STARTED : PD_EV_BOOTSTRAP_FINISHED, now_ms);
+    pd_event_int(&ev, round ? "round" : "rounds", m->boot_rounds);
+    if (round) pd_event_int(&ev, "seeds", (int64_t)m->cfg.dialer.nseeds);
+    pd_event_int(&ev, "outbound", out);
+    pd_event_int(&ev, "min_outbound", m->cfg.dialer.min_outbound);
+    if (!round) pd_event_int(&ev, "duration_ms", now_ms - m->boot_since_ms);
+    pd_node_emit(m->node, &ev);
+  }
+  if (done) m->boot_rounds = 0;
+}
+
 /* --- forward declarations ------------------------------------------------------------------ */
 static void drain_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms);
 static void close_conn(pd_netmgr_t *m, conn_t *c, uint16_t code, const char *text, int64_t now_ms);
@@ -325,7 +421,8 @@ static bool report_misbehaviour(pd_netmgr_t *m, const pd_netaddr_t *addr, const 
                                 int64_t now_ms) {
   pd_node_event_result_t r;
   m->c.misbehaviour_reports++;
-  if (pd_node_event(m->node, addr, PD_METRICS_EV_MISBEHAVED, reason, secs(now_ms), &r) == 0 &&
+  if (pd_node_event_ex(m->node, addr, PD_METRICS_EV_MISBEHAVED, reason, false, "wire",
+                       secs(now_ms), &r) == 0 &&
       r.banned) {
     m->c.bans++;
     return true;
@@ -371,6 +468,8 @@ static void conn_end(pd_netmgr_t *m, conn_t *c, const char *reason, bool misbeha
   if (ri >= 0 && strcmp(reason, "duplicate") != 0) m->c.rejected[ri]++;
 
   pd_netaddr_t baddr = book_addr(c);
+  if (c->announced || (c->dir == PD_CONN_INBOUND && c->peer))
+    audit_disconnected(m, c, reason, misbehaved, remote, remote_code, now_ms);
   if (c->dir == PD_CONN_INBOUND) {
     if (c->registered) pd_dialer_on_disconnected(m->dialer, c->dir, &c->addr, now);
     else if (m->pending_in > 0) m->pending_in--;
@@ -380,6 +479,7 @@ static void conn_end(pd_netmgr_t *m, conn_t *c, const char *reason, bool misbeha
     pd_node_event(m->node, &c->target.addr, PD_METRICS_EV_DISCONNECTED, NULL, now, &r);
   } else if (!c->dial_reported) {
     enum pd_dial_outcome o = outcome_of(reason, remote, remote_code);
+    audit_dial_failed(m, c, o, remote ? pd_wire_bye_name(remote_code) : reason, now_ms);
     pd_dialer_on_dial_result(m->dialer, &c->target.addr, o, now);
     if (o != PD_DIAL_SELF && o != PD_DIAL_DUPLICATE) {
       pd_node_event_result_t r;
@@ -923,6 +1023,7 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
       c->registered = true;
     else
       m->pending_in++; /* conn_end will undo */
+    audit_ready(m, c, now_ms);
     /* Its record (verified in the handshake): kept, its node placed in the
      * new table (never tried) and relayed when news. Else, as before
      * records, its announced listen address. */
@@ -968,6 +1069,7 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
   else
     pd_dialer_on_dial_result(m->dialer, &c->target.addr, PD_DIAL_OK, now);
   c->dial_reported = true;
+  audit_ready(m, c, now_ms);
   m->dialer_due_ms = now_ms; /* outbound count changed: feelers, bootstrap state */
   pd_book_add(pd_node_book(m->node), &c->target.addr, c->id, now, &c->target.addr, 0, now, NULL);
   pd_node_event_result_t er;
@@ -1247,9 +1349,11 @@ static void run_dialer(pd_netmgr_t *m, int64_t now_ms) {
       a.resolve.host = ep->host;
       a.resolve.port = ep->port;
       q_push(m, &a, NULL, 0);
+    } else if (da->kind == PD_DIAL_ACT_BOOTSTRAP) {
+      audit_bootstrap(m, true, now_ms); /* counted by the dialer; an audit event */
     }
-    /* BOOTSTRAP is informational (counted by the dialer). */
   }
+  audit_bootstrap(m, false, now_ms); /* the minimum met again: finished */
   /* Next run: at the tick cadence while the dialer has work, else when it
    * next will (a feeler, a bootstrap round, a dial timeout); any event that
    * can give it work (a connection, a close, a dial result) pulls
@@ -1493,6 +1597,7 @@ int pd_netmgr_on_dial_failed(pd_netmgr_t *m, uint64_t conn_id, enum pd_dial_outc
   if (!c || c->dir == PD_CONN_INBOUND) return PD_ENOENT;
   if ((unsigned)outcome >= PD_DIAL_OUTCOME_COUNT || outcome == PD_DIAL_OK) outcome = PD_DIAL_ERROR;
   int64_t now = secs(now_ms);
+  audit_dial_failed(m, c, outcome, NULL, now_ms);
   pd_dialer_on_dial_result(m->dialer, &c->target.addr, outcome, now);
   pd_node_event_result_t r;
   pd_node_event(m->node, &c->target.addr, PD_METRICS_EV_FAILED, pd_dialer_outcome_name(outcome),

@@ -29,6 +29,7 @@ struct pd_node {
   pd_book_hooks_t policy_hooks; /* the policy host's evict hooks, behind the node's */
   pd_node_protect_t protected_[PD_NODE_MAX_PROTECTED]; /* POST /v1/protected */
   size_t nprotected;
+  pd_event_sink_t events; /* the driver's audit sink; fn NULL = none */
 };
 
 /* A protected entry keeps its place: the node's evict hooks answer before
@@ -59,6 +60,23 @@ static void install_hooks(pd_node_t *n) {
   pd_policy_book_hooks(n->policy, n->rng, &n->policy_hooks);
   pd_book_hooks_t h = {.evict_new = node_evict_new, .evict_tried = node_evict_tried, .ud = n};
   pd_book_set_hooks(n->book, &h);
+  pd_book_set_events(n->book, &n->events);
+}
+
+void pd_node_set_events(pd_node_t *n, const pd_event_sink_t *sink) {
+  if (!n) return;
+  if (sink) {
+    n->events = *sink;
+  } else {
+    memset(&n->events, 0, sizeof n->events);
+  }
+  pd_book_set_events(n->book, &n->events);
+}
+
+const pd_event_sink_t *pd_node_events(const pd_node_t *n) { return &n->events; }
+
+void pd_node_emit(pd_node_t *n, const pd_event_t *e) {
+  if (n) pd_event_emit(&n->events, e);
 }
 
 /* Copy s (may be NULL) into a fixed buffer, truncating on a UTF-8 boundary. */
@@ -329,7 +347,24 @@ void pd_node_policy_check(pd_node_t *n, const pd_policy_file_t *files, size_t nf
   pd_policy_destroy(scratch);
 }
 
+/* "unban" by "expiry" for every ban that pd_banlist_expire will drop now. */
+static void emit_expiries(pd_node_t *n, int64_t now) {
+  const pd_banlist_t *bl = pd_book_bans_const(n->book);
+  const pd_ban_t *b;
+  for (size_t i = 0; (b = pd_banlist_get(bl, i)) != NULL; i++) {
+    if (b->until == 0 || b->until > now) continue;
+    pd_event_t ev;
+    pd_event_init(&ev, PD_EV_UNBAN, now * 1000);
+    pd_event_subnet(&ev, "subnet", &b->subnet);
+    pd_event_str(&ev, "by", "expiry");
+    pd_event_str(&ev, "reason", b->reason);
+    pd_event_time(&ev, "until", b->until);
+    pd_event_emit(&n->events, &ev);
+  }
+}
+
 bool pd_node_tick(pd_node_t *n, int64_t now) {
+  if (pd_event_sink_on(&n->events)) emit_expiries(n, now);
   pd_banlist_expire(pd_book_bans(n->book), now);
   pd_book_resolve_collisions(n->book, now);
   if (n->cfg.save_interval <= 0) return false; /* periodic saves disabled */
@@ -361,25 +396,59 @@ pd_reputation_t *pd_node_reputation(pd_node_t *n) { return n->rep; }
 
 int pd_node_policy_load(pd_node_t *n, const pd_policy_file_t *files, size_t nfiles, int64_t now,
                         char *err, size_t cap) {
+  return pd_node_policy_load_by(n, files, nfiles, NULL, now, err, cap);
+}
+
+int pd_node_policy_load_by(pd_node_t *n, const pd_policy_file_t *files, size_t nfiles,
+                           const char *trigger, int64_t now, char *err, size_t cap) {
   char buf[512] = "";
   int rc = pd_policy_load(n->policy, files, nfiles, now, buf, sizeof buf);
   if (err && cap) pd_node_copy_text(err, cap, buf);
   if (rc == 0) {
     n->status.last_policy_load_rc = 0;
     pd_metrics_count_policy_reload(&n->metrics, 1);
+    if (pd_event_sink_on(&n->events)) {
+      pd_policy_status_t ps;
+      pd_policy_status(n->policy, &ps);
+      pd_event_t ev;
+      pd_event_init(&ev, PD_EV_POLICY_LOADED, now * 1000);
+      pd_event_int(&ev, "generation", (int64_t)ps.generation);
+      pd_event_str(&ev, "hash", ps.hash);
+      char fl[600] = "";
+      size_t off = 0;
+      for (size_t i = 0; i < ps.nfiles && i < 8; i++) {
+        int w = snprintf(fl + off, sizeof fl - off, "%s%.63s", i ? "," : "", ps.files[i]);
+        if (w > 0 && (size_t)w < sizeof fl - off) off += (size_t)w;
+      }
+      pd_event_str(&ev, "files", fl);
+      pd_event_str(&ev, "trigger", trigger);
+      pd_event_emit(&n->events, &ev);
+    }
     return 0;
   }
-  pd_node_policy_load_failed(n, buf[0] ? buf : pd_strerror(rc), now);
+  pd_node_policy_load_failed_by(n, buf[0] ? buf : pd_strerror(rc), trigger, now);
   n->status.last_policy_load_rc = rc < 0 ? rc : PD_EINVAL;
   return n->status.last_policy_load_rc;
 }
 
 void pd_node_policy_load_failed(pd_node_t *n, const char *error, int64_t now) {
+  pd_node_policy_load_failed_by(n, error, NULL, now);
+}
+
+void pd_node_policy_load_failed_by(pd_node_t *n, const char *error, const char *trigger,
+                                   int64_t now) {
   n->status.last_policy_load_rc = PD_EINVAL;
   n->status.policy_error_at = now;
   pd_node_copy_text(n->status.policy_error, sizeof n->status.policy_error,
                     error ? error : "policy load failed");
   pd_metrics_count_policy_reload(&n->metrics, 0);
+  if (pd_event_sink_on(&n->events)) {
+    pd_event_t ev;
+    pd_event_init(&ev, PD_EV_POLICY_FAILED, now * 1000);
+    pd_event_str(&ev, "error", n->status.policy_error);
+    pd_event_str(&ev, "trigger", trigger);
+    pd_event_emit(&n->events, &ev);
+  }
 }
 
 bool pd_node_is_private(const pd_node_t *n, const pd_netaddr_t *a, const uint8_t *id) {
@@ -470,11 +539,17 @@ size_t pd_node_dial(pd_node_t *n, size_t k, int64_t now, uint32_t *out, bool *by
 
 int pd_node_event(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
                   const char *reason, int64_t now, pd_node_event_result_t *out) {
-  return pd_node_event_dir(n, a, ev, reason, false, now, out);
+  return pd_node_event_ex(n, a, ev, reason, false, "overlay", now, out);
 }
 
 int pd_node_event_dir(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
                       const char *reason, bool inbound, int64_t now, pd_node_event_result_t *out) {
+  return pd_node_event_ex(n, a, ev, reason, inbound, "node", now, out);
+}
+
+int pd_node_event_ex(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
+                     const char *reason, bool inbound, const char *trigger, int64_t now,
+                     pd_node_event_result_t *out) {
   memset(out, 0, sizeof *out);
   const char *ev_name = pd_metrics_event_name(ev);
   if (!ev_name) return PD_EINVAL;
@@ -541,6 +616,19 @@ int pd_node_event_dir(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event
     if (rc < 0) return rc;
     out->banned = true;
     out->ban_until = until;
+    if (pd_event_sink_on(&n->events)) {
+      pd_event_t e;
+      pd_event_init(&e, PD_EV_BAN, now * 1000);
+      pd_event_subnet(&e, "subnet", &out->ban_subnet);
+      pd_event_addr(&e, "addr", a);
+      pd_event_str(&e, "by", out->by_policy ? "policy" : "reputation");
+      pd_event_str(&e, "trigger", trigger);
+      pd_event_str(&e, "event", ev_name);
+      pd_event_str(&e, "reason", out->ban_reason);
+      pd_event_time(&e, "until", until);
+      pd_event_int(&e, "misbehaviours", out->misbehaviours);
+      pd_event_emit(&n->events, &e);
+    }
   }
   return 0;
 }

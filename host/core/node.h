@@ -27,6 +27,7 @@
 
 #include "addrbook.h"
 #include "bookstore.h"
+#include "events.h"
 #include "metrics.h"
 #include "policy.h"
 #include "record.h"
@@ -237,6 +238,34 @@ int pd_node_event(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
  * fill tried, exactly as over the overlay. */
 int pd_node_event_dir(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
                       const char *reason, bool inbound, int64_t now, pd_node_event_result_t *out);
+
+/* The same with what set the event off, for the audit trail (a ban's
+ * "trigger"): "node" (the node reported it: POST /v1/events, what
+ * pd_node_event_dir says), "overlay" (peerd's own connections: what
+ * pd_node_event says) or "wire" (a protocol violation peerd's overlay saw). */
+int pd_node_event_ex(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
+                     const char *reason, bool inbound, const char *trigger, int64_t now,
+                     pd_node_event_result_t *out);
+
+/* ---- audit events (events.h) ---------------------------------------------
+ * The driver installs one sink (fn NULL: none; copied); the node hands it
+ * to its book (evictions, tried collisions, also after pd_node_set_book)
+ * and emits itself: "ban" (a reputation verdict: by "policy" when
+ * reputation.lua decided, else "reputation"; trigger "node" | "overlay" |
+ * "wire"), "unban" by "expiry" (pd_node_tick), "policy_loaded" and
+ * "policy_failed". The network manager and the API emit through
+ * pd_node_emit. Without a sink nothing is built. */
+void pd_node_set_events(pd_node_t *n, const pd_event_sink_t *sink);
+/* The installed sink (never NULL; its fn may be NULL). */
+const pd_event_sink_t *pd_node_events(const pd_node_t *n);
+void pd_node_emit(pd_node_t *n, const pd_event_t *e);
+/* Policy loads that say what started them ("start", "api", "SIGHUP",
+ * "file change"; NULL: none) in their events; otherwise as
+ * pd_node_policy_load and pd_node_policy_load_failed. */
+int pd_node_policy_load_by(pd_node_t *n, const pd_policy_file_t *files, size_t nfiles,
+                           const char *trigger, int64_t now, char *err, size_t cap);
+void pd_node_policy_load_failed_by(pd_node_t *n, const char *error, const char *trigger,
+                                   int64_t now);
 
 /* ---- records of other nodes ---- */
 

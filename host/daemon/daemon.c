@@ -164,6 +164,7 @@ int pd_daemon_run(const pd_daemon_config_t *cfg) {
   }
   pd_daemon_network_magic(cfg->network, d->magic);
   if (exit_code == 0 && dmn_load_book(d, now) < 0) exit_code = 1;
+  if (exit_code == 0 && dmn_start_events(d) < 0) exit_code = 1;
   if (exit_code == 0 && dmn_load_identity(d) < 0) exit_code = 1;
   if (exit_code == 0 && dmn_start_policies(d) < 0) exit_code = 1;
   if (exit_code == 0 && dmn_start_api(d) < 0) exit_code = 1;
@@ -201,6 +202,7 @@ int pd_daemon_run(const pd_daemon_config_t *cfg) {
     if (exit_code == 0) exit_code = 1;
   }
   if (exit_code == 0) LOG(d, PD_LOG_INFO, "peerd stopped");
+  dmn_stop_events(d);
   if (d->net) pd_netmgr_destroy(d->net);
   if (d->node) pd_node_set_self(d->node, NULL);
   pd_self_destroy(d->self);

@@ -81,32 +81,15 @@ int dmn_reload_policies(pd_daemon_t *d, const char *why) {
   char err[600] = "";
   int64_t now = dmn_wall_now();
   int n = pd_daemon_read_policies(d->cfg.policy_dir, files, err, sizeof err);
+  /* the outcome is an audit event (policy_loaded / policy_failed), which
+   * is also its log line (audit.c) */
   if (n < 0) {
-    pd_node_policy_load_failed(d->node, err, now);
-    LOG(d, PD_LOG_WARN, "policy load failed", "dir", d->cfg.policy_dir, "reason", why, "error",
-        err);
+    pd_node_policy_load_failed_by(d->node, err, why, now);
     return n;
   }
-  int rc = pd_node_policy_load(d->node, files, (size_t)n, now, err, sizeof err);
+  int rc = pd_node_policy_load_by(d->node, files, (size_t)n, why, now, err, sizeof err);
   for (int i = 0; i < n; i++) free((char *)files[i].text);
-  if (rc < 0) {
-    LOG(d, PD_LOG_WARN, "policy load failed", "dir", d->cfg.policy_dir, "reason", why, "error",
-        err);
-    return rc;
-  }
-  pd_policy_status_t ps;
-  pd_policy_status(pd_node_policy(d->node), &ps);
-  char gen[32], nf[32], fl[600] = "";
-  dmn_fmt_u64(gen, sizeof gen, ps.generation);
-  dmn_fmt_u64(nf, sizeof nf, ps.nfiles);
-  size_t off = 0;
-  for (size_t i = 0; i < ps.nfiles && i < 8; i++) {
-    int w = snprintf(fl + off, sizeof fl - off, "%s%.63s", i ? "," : "", ps.files[i]);
-    if (w > 0 && (size_t)w < sizeof fl - off) off += (size_t)w;
-  }
-  LOG(d, PD_LOG_INFO, "policy loaded", "dir", d->cfg.policy_dir, "reason", why, "generation", gen,
-      "hash", ps.hash, "files", fl);
-  return 0;
+  return rc < 0 ? rc : 0;
 }
 
 /* POST /v1/policy/check: read the directory the request names and have
