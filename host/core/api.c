@@ -1196,6 +1196,7 @@ static void h_bans_post(ctx_t *c) {
     errorf(c->resp, 500, "could not ban: %s", pd_strerror(rc));
     goto out;
   }
+  pd_metrics_count_ban(pd_node_metrics(c->node), PD_METRICS_BAN_API);
   char sbuf[PD_ADDR_STRLEN];
   if (pd_subnet_format(&sn, sbuf, sizeof(sbuf)) < 0) snprintf(sbuf, sizeof(sbuf), "?");
   json_t *o = json_object();

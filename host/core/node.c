@@ -325,6 +325,12 @@ int pd_node_event(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
 
 int pd_node_event_dir(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
                       const char *reason, bool inbound, int64_t now, pd_node_event_result_t *out) {
+  return pd_node_event_cause(n, a, ev, reason, inbound, PD_METRICS_BAN_REPUTATION, now, out);
+}
+
+int pd_node_event_cause(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
+                        const char *reason, bool inbound, enum pd_metrics_ban_cause cause,
+                        int64_t now, pd_node_event_result_t *out) {
   memset(out, 0, sizeof *out);
   const char *ev_name = pd_metrics_event_name(ev);
   if (!ev_name) return PD_EINVAL;
@@ -389,6 +395,7 @@ int pd_node_event_dir(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event
     pd_node_copy_text(out->ban_reason, sizeof out->ban_reason, ban_reason);
     rc = pd_banlist_add(pd_book_bans(n->book), &out->ban_subnet, now, until, out->ban_reason);
     if (rc < 0) return rc;
+    pd_metrics_count_ban(&n->metrics, cause);
     out->banned = true;
     out->ban_until = until;
   }

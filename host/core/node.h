@@ -200,6 +200,14 @@ int pd_node_event(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
 int pd_node_event_dir(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
                       const char *reason, bool inbound, int64_t now, pd_node_event_result_t *out);
 
+/* The same, naming who reported it for the ban it may lead to (counted in
+ * peerd_bans_total{cause}): pd_node_event and pd_node_event_dir report
+ * PD_METRICS_BAN_REPUTATION (the node's POST /v1/events); the network
+ * manager reports an overlay peer's misbehaviour as wire, pex or record. */
+int pd_node_event_cause(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
+                        const char *reason, bool inbound, enum pd_metrics_ban_cause cause,
+                        int64_t now, pd_node_event_result_t *out);
+
 /* ---- records of other nodes ---- */
 
 /* The records table (NULL until the first record is learnt). */
