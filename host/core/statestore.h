@@ -36,8 +36,10 @@
 #define PD_STATESTORE_BANS_FORMAT "peerd-bans"
 #define PD_STATESTORE_REPUTATION_FORMAT "peerd-reputation"
 #define PD_STATESTORE_VERSION 1
-#define PD_STATESTORE_MAX_BANS 100000   /* ~10 MB of bans.json at most */
-#define PD_STATESTORE_MAX_RECORDS 20000 /* ~1.2 MB of reputation.json at most */
+/* Worst-case documents at these bounds: 65 MiB of bans, 2.4 MiB of records
+ * (test_statestore prints the figures). */
+#define PD_STATESTORE_MAX_BANS 100000
+#define PD_STATESTORE_MAX_RECORDS 20000
 
 typedef struct pd_statestore_report {
   size_t loaded;  /* bans or records put into the list or table */

@@ -161,6 +161,18 @@ describe("state that survives", function()
     assert.are.equal(200, c, t)
     assert.are.equal(1, #json_file(data .. "/bans.json").bans)
     assert.are.equal(1, corrupt_files(data, "bans.json"))
+    -- a state file that cannot be written fails the save, says which, and
+    -- the other files are still written
+    os.remove(data .. "/reputation.json")
+    H.run_cmd("mkdir " .. H.sh_quote(data .. "/reputation.json"))
+    H.post(node, "/v1/bans", { target = "10.8.0.0/16", duration = 3600 })
+    local d
+    c, t, d = H.post(node, "/v1/save", "")
+    H.run_cmd("rmdir " .. H.sh_quote(data .. "/reputation.json"))
+    assert.are.equal(500, c, t)
+    assert.matches("^reputation%.json: ", d.error)
+    assert.matches('level=error msg="state file save failed" file=reputation.json', H.log_of(node))
+    assert.are.equal(2, #json_file(data .. "/bans.json").bans)
   end)
 end)
 

@@ -23,6 +23,7 @@
 
 #define NOW ((int64_t)1700000000)
 #define DAY 86400
+#define MAX_TIME_FILE ((int64_t)1 << 40) /* the largest time a document may hold */
 
 static pd_subnet_t subnet(const char *s) {
   pd_subnet_t sn;
@@ -509,6 +510,64 @@ static void reputation_columns_by_name(void **state) {
   pd_reputation_destroy(r);
 }
 
+/* ---- sizes at the bounds --------------------------------------------------- */
+
+/* The largest documents the bounds allow stay under the daemon's read caps
+ * (PD_DAEMON_MAX_BANS_FILE 128 MiB, PD_DAEMON_MAX_REPUTATION_FILE 16 MiB),
+ * so peerd never refuses a file it wrote itself. Measured on 1,000 worst
+ * cases and scaled to the bound; the figures are printed (docs/persistence.md). */
+static void worst_case_sizes_fit_the_read_caps(void **state) {
+  (void)state;
+  enum { N = 1000 };
+  pd_banlist_t *bl = NULL;
+  assert_int_equal(pd_banlist_create(&bl), 0);
+  char reason[PD_BAN_REASON_MAX];
+  memset(reason, 0x01, sizeof reason - 1); /* control characters: 6 bytes each escaped */
+  reason[sizeof reason - 1] = '\0';
+  for (int i = 0; i < N; i++) {
+    char s[64];
+    snprintf(s, sizeof s, "2001:db8:%x:%x:ffff:ffff:ffff:0/112", i / 256 + 0x1000, i % 256 + 0x1000);
+    add_ban(bl, s, MAX_TIME_FILE, MAX_TIME_FILE, reason);
+  }
+  size_t blen = 0, n = 0;
+  char *doc = enc_bans(bl, 0, 0, &blen, &n);
+  assert_int_equal(n, N);
+  double per_ban = (double)blen / N;
+  double at_bound = per_ban * PD_STATESTORE_MAX_BANS;
+  print_message("# bans.json: %.0f bytes per ban at worst (IPv6 /112, reason of 95 control "
+                "characters), %.1f MiB at the bound of %d bans (read cap 128 MiB)\n",
+                per_ban, at_bound / 1048576, PD_STATESTORE_MAX_BANS);
+  assert_true(at_bound < 128.0 * 1048576);
+  free(doc);
+  pd_banlist_destroy(bl);
+
+  pd_reputation_t *r = NULL;
+  assert_int_equal(pd_reputation_create(&r, 0, 1), 0);
+  for (int i = 0; i < N; i++) {
+    pd_rep_record_t rec;
+    memset(&rec, 0, sizeof rec);
+    char s[64];
+    snprintf(s, sizeof s, "2001:db8:%x:%x:ffff:ffff:ffff:ffff", i / 256 + 0x1000, i % 256 + 0x1000);
+    rec.ip = ip(s);
+    rec.reputation = -PD_REP_LIMIT / 3; /* 17 significant digits */
+    rec.misbehaviours = INT32_MAX;
+    rec.first_seen = rec.last_event_at = MAX_TIME_FILE;
+    rec.latency_ms = 1e300 / 7;
+    assert_int_equal(pd_reputation_restore(r, &rec), 0);
+  }
+  size_t rlen = 0;
+  doc = enc_rep(r, 0, &rlen, &n);
+  assert_int_equal(n, N);
+  double per_rec = (double)rlen / N;
+  at_bound = per_rec * PD_STATESTORE_MAX_RECORDS;
+  print_message("# reputation.json: %.0f bytes per record at worst (full IPv6, 17-digit values), "
+                "%.1f MiB at the bound of %d records (read cap 16 MiB)\n",
+                per_rec, at_bound / 1048576, PD_STATESTORE_MAX_RECORDS);
+  assert_true(at_bound < 16.0 * 1048576);
+  free(doc);
+  pd_reputation_destroy(r);
+}
+
 /* ---- the book's bans (migration) ------------------------------------------ */
 
 static void old_book_hands_its_bans_over(void **state) {
@@ -577,6 +636,7 @@ int main(void) {
       cmocka_unit_test(reputation_damaged_documents_fail_cleanly),
       cmocka_unit_test(reputation_bad_rows_are_skipped),
       cmocka_unit_test(reputation_columns_by_name),
+      cmocka_unit_test(worst_case_sizes_fit_the_read_caps),
       cmocka_unit_test(old_book_hands_its_bans_over),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
