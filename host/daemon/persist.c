@@ -287,6 +287,7 @@ int dmn_load_book(pd_daemon_t *d, int64_t now) {
     LOG(d, PD_LOG_ERROR, "cannot create the node", "error", pd_strerror(rc));
     return -1;
   }
+  pd_node_status(d->node)->settings_json = d->cfg.settings_json;
   if (loaded) {
     pd_node_note_load(d->node, 0, NULL, NULL, &report);
     char e[32], s[32], bl[32], bs[32];
