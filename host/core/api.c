@@ -1243,6 +1243,7 @@ static void h_bans_post(ctx_t *c) {
     pd_event_bool(&ev, "replaced", rc == 1);
     pd_node_emit(c->node, &ev);
   }
+  pd_metrics_count_ban(pd_node_metrics(c->node), PD_METRICS_BAN_API);
   char sbuf[PD_ADDR_STRLEN];
   if (pd_subnet_format(&sn, sbuf, sizeof(sbuf)) < 0) snprintf(sbuf, sizeof(sbuf), "?");
   json_t *o = json_object();

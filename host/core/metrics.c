@@ -17,7 +17,20 @@ static const char *const event_names[PD_METRICS_EV_COUNT] = {
     "attempt", "connected", "good", "failed", "misbehaved", "disconnected",
 };
 
+static const char *const ban_cause_names[PD_METRICS_BAN_COUNT] = {
+    "api", "reputation", "wire", "pex", "record",
+};
+
 void pd_metrics_init(pd_metrics_t *m) { memset(m, 0, sizeof(*m)); }
+
+void pd_metrics_count_ban(pd_metrics_t *m, enum pd_metrics_ban_cause cause) {
+  if ((int)cause >= 0 && cause < PD_METRICS_BAN_COUNT) m->bans_added[cause]++;
+}
+
+const char *pd_metrics_ban_cause_name(enum pd_metrics_ban_cause cause) {
+  if ((int)cause < 0 || cause >= PD_METRICS_BAN_COUNT) return NULL;
+  return ban_cause_names[cause];
+}
 
 void pd_metrics_count_request(pd_metrics_t *m, int status) {
   if (status >= PD_METRICS_CODE_MIN && status <= PD_METRICS_CODE_MAX) {
@@ -172,6 +185,13 @@ int pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, const
 
   family(&b, "peerd_bans", "gauge", "Active bans (addresses and subnets).");
   put(&b, "peerd_bans %zu\n", g->bans);
+
+  family(&b, "peerd_bans_total", "counter",
+         "Bans added or renewed, by cause: api (POST /v1/bans), reputation (an event the node "
+         "reported), wire, pex, record (an overlay peer's misbehaviour).");
+  for (int c = 0; c < PD_METRICS_BAN_COUNT; c++) {
+    put(&b, "peerd_bans_total{cause=\"%s\"} %" PRIu64 "\n", ban_cause_names[c], m->bans_added[c]);
+  }
 
   family(&b, "peerd_policy_failures_total", "counter",
          "Policy hook calls that failed and fell back to the built-in default, by hook and "

@@ -416,13 +416,21 @@ static void close_banned(pd_netmgr_t *m, int64_t now_ms) {
   }
 }
 
+/* Who a ban for this misbehaviour is counted against (peerd_bans_total). */
+static enum pd_metrics_ban_cause ban_cause(const char *reason) {
+  int ri = reject_index(reason);
+  if (ri >= PD_NETMGR_REJ_RECORD && ri <= PD_NETMGR_REJ_RECORD_LAST) return PD_METRICS_BAN_RECORD;
+  if (ri == PD_NETMGR_REJ_GETADDR_FLOOD || ri == PD_NETMGR_REJ_ADDR_FLOOD) return PD_METRICS_BAN_PEX;
+  return PD_METRICS_BAN_WIRE;
+}
+
 /* Report misbehaviour of the peer at addr; returns true if it led to a ban. */
 static bool report_misbehaviour(pd_netmgr_t *m, const pd_netaddr_t *addr, const char *reason,
                                 int64_t now_ms) {
   pd_node_event_result_t r;
   m->c.misbehaviour_reports++;
   if (pd_node_event_ex(m->node, addr, PD_METRICS_EV_MISBEHAVED, reason, false, "wire",
-                       secs(now_ms), &r) == 0 &&
+                       ban_cause(reason), secs(now_ms), &r) == 0 &&
       r.banned) {
     m->c.bans++;
     return true;

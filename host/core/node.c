@@ -539,17 +539,17 @@ size_t pd_node_dial(pd_node_t *n, size_t k, int64_t now, uint32_t *out, bool *by
 
 int pd_node_event(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
                   const char *reason, int64_t now, pd_node_event_result_t *out) {
-  return pd_node_event_ex(n, a, ev, reason, false, "overlay", now, out);
+  return pd_node_event_ex(n, a, ev, reason, false, "overlay", PD_METRICS_BAN_REPUTATION, now, out);
 }
 
 int pd_node_event_dir(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
                       const char *reason, bool inbound, int64_t now, pd_node_event_result_t *out) {
-  return pd_node_event_ex(n, a, ev, reason, inbound, "node", now, out);
+  return pd_node_event_ex(n, a, ev, reason, inbound, "node", PD_METRICS_BAN_REPUTATION, now, out);
 }
 
 int pd_node_event_ex(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
-                     const char *reason, bool inbound, const char *trigger, int64_t now,
-                     pd_node_event_result_t *out) {
+                     const char *reason, bool inbound, const char *trigger,
+                     enum pd_metrics_ban_cause cause, int64_t now, pd_node_event_result_t *out) {
   memset(out, 0, sizeof *out);
   const char *ev_name = pd_metrics_event_name(ev);
   if (!ev_name) return PD_EINVAL;
@@ -614,6 +614,7 @@ int pd_node_event_ex(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event 
     pd_node_copy_text(out->ban_reason, sizeof out->ban_reason, ban_reason);
     rc = pd_banlist_add(pd_book_bans(n->book), &out->ban_subnet, now, until, out->ban_reason);
     if (rc < 0) return rc;
+    pd_metrics_count_ban(&n->metrics, cause);
     out->banned = true;
     out->ban_until = until;
     if (pd_event_sink_on(&n->events)) {

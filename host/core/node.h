@@ -243,9 +243,13 @@ int pd_node_event_dir(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event
  * "trigger"): "node" (the node reported it: POST /v1/events, what
  * pd_node_event_dir says), "overlay" (peerd's own connections: what
  * pd_node_event says) or "wire" (a protocol violation peerd's overlay saw). */
+/* It also names who reported it for the ban it may lead to (counted in
+ * peerd_bans_total{cause}): pd_node_event and pd_node_event_dir report
+ * PD_METRICS_BAN_REPUTATION (the node's POST /v1/events); the network
+ * manager reports an overlay peer's misbehaviour as wire, pex or record. */
 int pd_node_event_ex(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
-                     const char *reason, bool inbound, const char *trigger, int64_t now,
-                     pd_node_event_result_t *out);
+                     const char *reason, bool inbound, const char *trigger,
+                     enum pd_metrics_ban_cause cause, int64_t now, pd_node_event_result_t *out);
 
 /* ---- audit events (events.h) ---------------------------------------------
  * The driver installs one sink (fn NULL: none; copied); the node hands it

@@ -43,6 +43,8 @@
 #define PD_DAEMON_LOCK_FILE "lock"           /* flock held while a peerd runs; holds its pid */
 #define PD_DAEMON_COOKIE_FILE "api_cookie"   /* bearer token, 0600, when the API is not on loopback */
 #define PD_DAEMON_ANCHORS_FILE "anchors.json" /* outbound peers at the last shutdown */
+#define PD_DAEMON_BANS_FILE "bans.json"             /* the ban list (statestore.h) */
+#define PD_DAEMON_REPUTATION_FILE "reputation.json" /* reputation records (statestore.h) */
 #define PD_DAEMON_DEFAULT_LISTEN "0.0.0.0:7411"
 #define PD_DAEMON_DEFAULT_MAX_OUTBOUND 8
 #define PD_DAEMON_DEFAULT_MAX_INBOUND 40
@@ -52,6 +54,8 @@
 #define PD_DAEMON_MAX_WRITE_QUEUE (1024u * 1024) /* bytes queued to one peer before it is dropped */
 #define PD_DAEMON_MAX_PEER_CONNS 4096            /* peer sockets open at once (all directions) */
 #define PD_DAEMON_MAX_BOOK_FILE (256u * 1024 * 1024) /* bytes read at most */
+#define PD_DAEMON_MAX_BANS_FILE (128u * 1024 * 1024)      /* bytes read at most */
+#define PD_DAEMON_MAX_REPUTATION_FILE (16u * 1024 * 1024) /* bytes read at most */
 #define PD_DAEMON_MAX_POLICY_FILE (1024u * 1024)     /* bytes per policy file */
 #define PD_DAEMON_POLICY_DEBOUNCE_MS 150 /* quiet time after a change before reloading */
 #define PD_DAEMON_DEFAULT_POLICY_INSTRUCTIONS 1000000

@@ -539,6 +539,8 @@ static void events_update_the_book(void **state) {
   assert_true(sample(m, "peerd_book_entries{table=\"tried\"}") == 1);
   assert_true(sample(m, "peerd_book_entries{table=\"new\"}") == 1);
   assert_true(sample(m, "peerd_bans") == 1);
+  assert_true(sample(m, "peerd_bans_total{cause=\"reputation\"}") == 1);
+  assert_true(sample(m, "peerd_bans_total{cause=\"api\"}") == 0);
   free(m);
 }
 
@@ -681,6 +683,11 @@ static void bans_crud_and_expiry(void **state) {
   j = expect(f, "POST", "/v1/bans", "{\"target\":\"2a01:4f8::/32\",\"duration\":7200}", 200);
   assert_true(json_is_true(json_object_get(j, "replaced")));
   json_decref(j);
+  /* four bans added or renewed through the API, none by reputation */
+  char *m = metrics_text(f);
+  assert_true(sample(m, "peerd_bans_total{cause=\"api\"}") == 4);
+  assert_true(sample(m, "peerd_bans_total{cause=\"reputation\"}") == 0);
+  free(m);
 
   j = expect(f, "GET", "/v1/bans", NULL, 200);
   json_t *bans = json_object_get(j, "bans");
@@ -856,6 +863,7 @@ static void metrics_render_and_promtool(void **state) {
       "peerd_bans",                      "peerd_book_tried_collisions",
       "peerd_uptime_seconds",            "peerd_build_info",
       "peerd_events_total",              "peerd_book_memory_bytes",
+      "peerd_bans_total",
   };
   for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
     char line[160];

@@ -808,6 +808,12 @@ static void test_misbehaving_banned(void **state) {
   assert_int_equal(c.rejected[PD_WIRE_R_BAD_MAGIC], 1);
   assert_int_equal(c.misbehaviour_reports, 1);
   assert_int_equal(c.bans, 1);
+  /* counted as a wire ban (peerd_bans_total{cause="wire"}) */
+  const pd_metrics_t *mt = pd_node_metrics(w->h[x].node);
+  assert_int_equal(mt->bans_added[PD_METRICS_BAN_WIRE], 1);
+  assert_int_equal(mt->bans_added[PD_METRICS_BAN_REPUTATION] + mt->bans_added[PD_METRICS_BAN_API] +
+                       mt->bans_added[PD_METRICS_BAN_PEX] + mt->bans_added[PD_METRICS_BAN_RECORD],
+                   0);
   assert_true(pd_banlist_is_banned(pd_book_bans(pd_node_book(w->h[x].node)), &bad, w->now / 1000,
                                    NULL));
   uint64_t cid2 = 0;
@@ -1620,6 +1626,8 @@ static void test_records_over_overlay(void **state) {
   assert_string_equal(pd_netmgr_reject_name(sig), "record_signature");
   assert_int_equal(c.rejected[sig], 1);
   assert_int_equal(c.misbehaviour_reports, misb_before + 1);
+  /* the ban it led to is counted as a record ban */
+  assert_int_equal(pd_node_metrics(ha->node)->bans_added[PD_METRICS_BAN_RECORD], 1);
   world_free(w);
 }
 
