@@ -422,7 +422,9 @@ static json_t *policy_status_json(ctx_t *c) {
     return NULL;
   }
   set(o, "dir", jstr_or_null(cfg->policy_dir));
-  set(o, "source", cfg->policy_builtin ? jstr("builtin") : cfg->policy_dir ? jstr("dir") : json_null());
+  set(o, "source", cfg->policy_builtin ? jstr("builtin")
+                   : cfg->policy_dir  ? jstr("dir")
+                                      : json_null());
   set(o, "generation", jint((int64_t)ps.generation));
   set(o, "hash", ps.generation ? jstr(ps.hash) : json_null());
   set(o, "loaded_at", jtime_or_null(ps.loaded_at));

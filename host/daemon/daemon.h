@@ -35,7 +35,7 @@
 #define PD_DAEMON_DEFAULT_DATA_DIR "./peerd-data" /* without --data-dir or $STATE_DIRECTORY */
 #define PD_DAEMON_STATE_DIR_ENV "STATE_DIRECTORY"  /* systemd's StateDirectory= */
 #define PD_DAEMON_NOTIFY_ENV "NOTIFY_SOCKET"       /* systemd's Type=notify socket */
-#define PD_DAEMON_BUILTIN_POLICY_NAME "(built-in)" /* the policy "dir" logged for the built-in copy */
+#define PD_DAEMON_BUILTIN_POLICY_NAME "(built-in)" /* the policy "dir" in log lines */
 #define PD_DAEMON_DEFAULT_API "127.0.0.1:7412"
 #define PD_DAEMON_DEFAULT_SAVE_MINUTES 5
 #define PD_DAEMON_DEFAULT_BAN_SECS 86400
