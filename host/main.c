@@ -48,7 +48,8 @@ static const char usage_text[] =
     "Options for run (each can also be set in a config file, named with _ for -;\n"
     "a flag overrides the file; docs/config.md):\n"
     "  --config FILE           read settings from FILE (Lua syntax: max_inbound = 40)\n"
-    "  --data-dir DIR          data directory (default: " PD_DAEMON_DEFAULT_DATA_DIR ")\n"
+    "  --data-dir DIR          data directory (default: $STATE_DIRECTORY when systemd\n"
+    "                          sets it, else " PD_DAEMON_DEFAULT_DATA_DIR ")\n"
     "  --api HOST:PORT         control API listen address; port 0 picks a free port\n"
     "                          (default: " PD_DAEMON_DEFAULT_API ")\n"
     "  --api unix:PATH         the API on a unix socket (mode 0660) too; alone: instead of TCP\n"
@@ -62,8 +63,9 @@ static const char usage_text[] =
     "  --log-level LEVEL       debug|info|warn|error (default: info)\n"
     "  --log-format FORMAT     logfmt|json: key=value or one JSON object per line\n"
     "                          (default: logfmt)\n"
-    "  --policies DIR          policy directory, watched and hot-reloaded\n"
-    "                          (default: " PEERD_POLICY_DIR ")\n"
+    "  --policies DIR          policy directory, watched and hot-reloaded (default:\n"
+    "                          ../share/peerd/policies beside the binary, else the install\n"
+    "                          prefix's, else the copy built into the binary)\n"
     "  --policy-instructions N instruction budget per policy call (default: " STR(
         PD_DAEMON_DEFAULT_POLICY_INSTRUCTIONS) ")\n"
     "  --policy-timeout-ms N   wall-clock deadline per policy call (default: " STR(

@@ -422,6 +422,9 @@ static json_t *policy_status_json(ctx_t *c) {
     return NULL;
   }
   set(o, "dir", jstr_or_null(cfg->policy_dir));
+  set(o, "source", cfg->policy_builtin ? jstr("builtin")
+                   : cfg->policy_dir  ? jstr("dir")
+                                      : json_null());
   set(o, "generation", jint((int64_t)ps.generation));
   set(o, "hash", ps.generation ? jstr(ps.hash) : json_null());
   set(o, "loaded_at", jtime_or_null(ps.loaded_at));
@@ -481,6 +484,7 @@ static void h_status(ctx_t *c) {
   set(o, "version", jstr(PEERD_VERSION));
   set(o, "node_id", jstr_or_null(st->node_id));
   set(o, "listen", jstr_or_null(st->listen));
+  set(o, "data_dir", jstr_or_null(cfg->data_dir));
   set(o, "uptime", jint(c->now - st->started_at));
   set(o, "started_at", jint(st->started_at));
   set(o, "now", jint(c->now));

@@ -46,6 +46,8 @@ typedef struct pd_node_config {
   pd_policy_clock_fn policy_clock;
   void *policy_clock_ud;
   const char *policy_dir;   /* shown in status only; borrowed; may be NULL */
+  bool policy_builtin;      /* status: the policies are the copy built into the binary */
+  const char *data_dir;     /* shown in status only (absolute); borrowed; may be NULL */
   size_t reputation_max;    /* records kept; 0 = PD_REP_DEFAULT_MAX */
   /* Private peers (--private-peer): never shared through PEX, whatever
    * pex.lua says. Copied at create. */

@@ -18,12 +18,12 @@
 
 void pd_daemon_config_defaults(pd_daemon_config_t *cfg) {
   memset(cfg, 0, sizeof *cfg);
-  cfg->data_dir = PD_DAEMON_DEFAULT_DATA_DIR;
+  cfg->data_dir = NULL;   /* chosen at start: $STATE_DIRECTORY or ./peerd-data (paths.c) */
   cfg->api = PD_DAEMON_DEFAULT_API;
   cfg->save_interval = (int64_t)PD_DAEMON_DEFAULT_SAVE_MINUTES * 60;
   cfg->ban_time = PD_DAEMON_DEFAULT_BAN_SECS;
   cfg->log_level = PD_LOG_INFO;
-  cfg->policy_dir = PEERD_POLICY_DIR;
+  cfg->policy_dir = NULL; /* chosen at start: installed, prefix or built-in (paths.c) */
   cfg->policy_instructions = PD_DAEMON_DEFAULT_POLICY_INSTRUCTIONS;
   cfg->policy_timeout_ms = PD_DAEMON_DEFAULT_POLICY_TIMEOUT_MS;
   cfg->policy_memory_mb = PD_DAEMON_DEFAULT_POLICY_MEMORY_MB;

@@ -65,6 +65,7 @@ static void on_tick(uv_timer_t *t) {
 
 static void begin_stop(pd_daemon_t *d, const char *signame) {
   LOG(d, PD_LOG_INFO, "shutting down", "signal", signame);
+  dmn_notify(d, "STOPPING=1");
   d->stopping = true;
   uv_timer_stop(&d->tick);
   uv_timer_stop(&d->policy_debounce);
@@ -96,7 +97,11 @@ void dmn_finish_stop(pd_daemon_t *d) {
 static void on_signal(uv_signal_t *s, int signum) {
   pd_daemon_t *d = s->data;
   if (signum == SIGHUP) {
-    if (!d->stopping) dmn_reload_policies(d, "SIGHUP");
+    if (!d->stopping) {
+      dmn_notify_reloading(d);
+      dmn_reload_policies(d, "SIGHUP");
+      dmn_notify(d, "READY=1");
+    }
     return;
   }
   const char *name = signum == SIGTERM ? "SIGTERM" : signum == SIGINT ? "SIGINT" : "signal";
@@ -133,12 +138,17 @@ int pd_daemon_run(const pd_daemon_config_t *cfg) {
   int64_t now = dmn_wall_now();
   char si[32];
   dmn_fmt_i64(si, sizeof si, cfg->save_interval);
-  LOG(d, PD_LOG_INFO, "peerd starting", "version", PEERD_VERSION, "data_dir", cfg->data_dir,
-      "allow_private", cfg->allow_private ? "true" : "false", "save_interval_s", si, "policies",
-      cfg->policy_dir);
-
   int exit_code = 0;
-  rc = pd_fs_ensure_dir(cfg->data_dir, 0700);
+  if (dmn_resolve_paths(d) < 0) exit_code = 1;
+  cfg = &d->cfg; /* from here on, with the data directory and policy source chosen */
+  if (exit_code == 0) {
+    LOG(d, PD_LOG_INFO, "peerd starting", "version", PEERD_VERSION, "data_dir", cfg->data_dir,
+        "data_dir_from", d->data_dir_from, "allow_private", cfg->allow_private ? "true" : "false",
+        "save_interval_s", si, "policies", cfg->policy_dir, "policies_from",
+        pd_daemon_policy_origin_name(d->policy_origin));
+  }
+
+  if (exit_code == 0) rc = pd_fs_ensure_dir(cfg->data_dir, 0700);
   if (rc < 0) {
     LOG(d, PD_LOG_ERROR, "cannot create data directory", "dir", cfg->data_dir, "error",
         pd_strerror(rc));
@@ -189,6 +199,7 @@ int pd_daemon_run(const pd_daemon_config_t *cfg) {
     d->sigint.data = d;
     uv_signal_start(&d->sigterm, on_signal, SIGTERM);
     uv_signal_start(&d->sigint, on_signal, SIGINT);
+    dmn_notify(d, "READY=1");
     uv_run(&d->loop, UV_RUN_DEFAULT);
     exit_code = d->exit_code;
   } else {

@@ -32,7 +32,10 @@
 #include "policy.h"
 #include "self.h"
 
-#define PD_DAEMON_DEFAULT_DATA_DIR "./peerd-data"
+#define PD_DAEMON_DEFAULT_DATA_DIR "./peerd-data" /* without --data-dir or $STATE_DIRECTORY */
+#define PD_DAEMON_STATE_DIR_ENV "STATE_DIRECTORY"  /* systemd's StateDirectory= */
+#define PD_DAEMON_NOTIFY_ENV "NOTIFY_SOCKET"       /* systemd's Type=notify socket */
+#define PD_DAEMON_BUILTIN_POLICY_NAME "(built-in)" /* the policy "dir" in log lines */
 #define PD_DAEMON_DEFAULT_API "127.0.0.1:7412"
 #define PD_DAEMON_DEFAULT_SAVE_MINUTES 5
 #define PD_DAEMON_DEFAULT_BAN_SECS 86400
@@ -61,9 +64,6 @@
 #define PD_DAEMON_DEFAULT_POLICY_INSTRUCTIONS 1000000
 #define PD_DAEMON_DEFAULT_POLICY_TIMEOUT_MS 50
 #define PD_DAEMON_DEFAULT_POLICY_MEMORY_MB 64
-#ifndef PEERD_POLICY_DIR
-#define PEERD_POLICY_DIR "policies"
-#endif
 
 /* The policy files read from the directory, in this order; a missing one
  * means the built-in C default for its hooks. */
@@ -72,7 +72,7 @@ extern const char *const pd_daemon_policy_files[5];
 enum pd_log_level { PD_LOG_DEBUG = 0, PD_LOG_INFO = 1, PD_LOG_WARN = 2, PD_LOG_ERROR = 3 };
 
 typedef struct pd_daemon_config {
-  const char *data_dir;   /* --data-dir */
+  const char *data_dir;   /* --data-dir; NULL: chosen at start (pd_daemon_pick_data_dir) */
   const char *api;        /* --api HOST:PORT (port 0: any free port) */
   const char *api_unix;   /* --api unix:PATH: also (or, without a HOST:PORT --api, instead) a unix socket */
   bool api_tcp_set;       /* a HOST:PORT --api was given (pd_daemon_config_api) */
@@ -83,7 +83,7 @@ typedef struct pd_daemon_config {
   uint64_t seed;          /* --seed */
   int log_level;          /* enum pd_log_level */
   bool log_json;          /* --log-format json: one JSON object per line */
-  const char *policy_dir; /* --policies (default PEERD_POLICY_DIR) */
+  const char *policy_dir; /* --policies; NULL: chosen at start (pd_daemon_pick_policy_dir) */
   uint64_t policy_instructions; /* --policy-instructions, per hook call */
   uint64_t policy_timeout_ms;   /* --policy-timeout-ms, per hook call */
   uint64_t policy_memory_mb;    /* --policy-memory-mb, per policy state */
@@ -155,6 +155,44 @@ void pd_log(int opts, int level, const char *msg, ...);
  * malloc'd: free each files[i].text) and return how many, or < 0 with a
  * message in err: the directory is missing or a file cannot be read. */
 int pd_daemon_read_policies(const char *dir, pd_policy_file_t files[5], char *err, size_t cap);
+
+/* Where the policies come from (paths.c), in the order they are tried. */
+enum pd_policy_origin {
+  PD_POLICY_FROM_FLAG = 0,    /* --policies DIR (used even if DIR is missing: start fails) */
+  PD_POLICY_FROM_EXE = 1,     /* <dir of the executable>/../share/peerd/policies (installed) */
+  PD_POLICY_FROM_PREFIX = 2,  /* the install prefix's share/peerd/policies (compiled in) */
+  PD_POLICY_FROM_BUILTIN = 3, /* the copy of the policies/ .lua files built into the binary */
+};
+/* "flag" | "installed" | "prefix" | "builtin", or NULL. */
+const char *pd_daemon_policy_origin_name(int origin);
+
+/* The data directory, absolute: flag (--data-dir) if not NULL, else the
+ * first ':'-separated entry of state_env ($STATE_DIRECTORY) if set, else
+ * PD_DAEMON_DEFAULT_DATA_DIR; a relative one is joined to cwd (leading
+ * "./" dropped). *from: "flag" | "STATE_DIRECTORY" | "default". Returns 0,
+ * PD_EINVAL (empty, or relative without an absolute cwd) or PD_ETOOBIG. */
+int pd_daemon_pick_data_dir(const char *flag, const char *state_env, const char *cwd, char *out,
+                            size_t cap, const char **from);
+
+/* The policy source: flag (--policies) if not NULL; else exe's
+ * ../share/peerd/policies (canonical) if it is a directory; else
+ * prefix_dir if it is a directory; else the built-in copy (out ""). Returns
+ * the enum pd_policy_origin, or PD_ETOOBIG / PD_EINVAL. */
+int pd_daemon_pick_policy_dir(const char *flag, const char *exe, const char *prefix_dir, char *out,
+                              size_t cap);
+
+/* The built-in copy of the policies/ .lua files, as pd_daemon_read_policies returns a
+ * directory (texts malloc'd: free each files[i].text): how many, or
+ * PD_ENOMEM with a message in err. */
+int pd_daemon_builtin_policies(pd_policy_file_t files[5], char *err, size_t cap);
+
+/* systemd's notify protocol without libsystemd (notify.c): send state
+ * ("READY=1", "RELOADING=1\nMONOTONIC_USEC=...", "STOPPING=1") as one
+ * datagram to the AF_UNIX socket socket_path ($NOTIFY_SOCKET: a path, or
+ * "@name" for an abstract one). Returns 1 when sent, 0 when socket_path is
+ * NULL or empty (not under systemd), -errno or PD_EINVAL (not "/" or "@",
+ * or too long). Never blocks. */
+int pd_daemon_notify(const char *socket_path, const char *state);
 
 /* Run the daemon until SIGTERM/SIGINT. Returns the process exit status:
  * 0 after a clean shutdown (book saved), 1 when start-up failed or the

@@ -25,6 +25,8 @@
  *   apistats.c  the API's request latency histogram
  *   selfrec.c   this node's record from the flags (--service, --attr,
  *               --external, the bound listen address), handed to the node
+ *   paths.c     the data directory and the policy source chosen at start
+ *   notify.c    systemd's readiness notifications (READY, RELOADING, STOPPING)
  * Does not own: the public API (daemon.h: main.c and the tests use it);
  * the structures private to one file (API connections in apiserver.c, peer
  * sockets in transport.c, seed DNS requests in network.c, save jobs in
@@ -68,6 +70,12 @@ struct pd_daemon {
   uv_loop_t loop;
   pd_self_t *self; /* this node's record (node.c borrows it) */
   int lock_fd;     /* DATA_DIR/lock, held while we run (-1: none) */
+  /* paths.c: what dmn_resolve_paths chose (cfg.data_dir and cfg.policy_dir point here) */
+  char data_dir_buf[PATH_CAP];
+  const char *data_dir_from;   /* "flag" | "STATE_DIRECTORY" | "default" */
+  char policy_dir_buf[PATH_CAP];
+  int policy_origin;           /* enum pd_policy_origin */
+  bool policy_builtin;         /* the built-in copy: nothing to read or watch */
   char api_token[129]; /* the bearer token the API requires; "" = none (loopback) */
   int64_t below_since;     /* outbound under --min-outbound since (Unix s); 0 = not */
   int64_t below_next_warn; /* when the next "below the minimum" warning may go out */
@@ -210,6 +218,13 @@ void dmn_save_anchors(pd_daemon_t *d);
 
 /* selfrec.c: this node's record */
 int dmn_start_self(pd_daemon_t *d);
+
+/* paths.c: the data directory and the policy source (before anything else) */
+int dmn_resolve_paths(pd_daemon_t *d);
+
+/* notify.c: systemd readiness (a no-op without $NOTIFY_SOCKET) */
+void dmn_notify(pd_daemon_t *d, const char *state);
+void dmn_notify_reloading(pd_daemon_t *d); /* RELOADING=1 with MONOTONIC_USEC */
 
 /* reload.c: the policy directory */
 int dmn_start_policies(pd_daemon_t *d);

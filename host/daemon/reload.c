@@ -7,6 +7,8 @@
  * /v1/policy/reload, from apiserver.c), the old set staying in force when
  * a new one does not load; the log lines about loads and policy failures;
  * reading a directory for POST /v1/policy/check (dmn_check_policies).
+ * With the built-in copy (paths.c) a reload loads that copy again and
+ * nothing is watched.
  * Does not own: running policies, their sandbox and budgets (policy.c
  * through the node), the monotonic clock of their deadlines (handed to the
  * node at its creation, persist.c), closing the watcher (daemon.c).
@@ -80,7 +82,8 @@ int dmn_reload_policies(pd_daemon_t *d, const char *why) {
   pd_policy_file_t files[5];
   char err[600] = "";
   int64_t now = dmn_wall_now();
-  int n = pd_daemon_read_policies(d->cfg.policy_dir, files, err, sizeof err);
+  int n = d->policy_builtin ? pd_daemon_builtin_policies(files, err, sizeof err)
+                            : pd_daemon_read_policies(d->cfg.policy_dir, files, err, sizeof err);
   /* the outcome is an audit event (policy_loaded / policy_failed), which
    * is also its log line (audit.c) */
   if (n < 0) {
@@ -135,7 +138,10 @@ static void on_policy_change(uv_fs_event_t *h, const char *filename, int events,
 int dmn_start_policies(pd_daemon_t *d) {
   struct stat st;
   errno = 0;
-  if (stat(d->cfg.policy_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+  if (d->policy_builtin) {
+    LOG(d, PD_LOG_INFO, "no --policies and no installed policy directory: using the policies "
+        "built into the binary (nothing to watch; reload reloads that copy)");
+  } else if (stat(d->cfg.policy_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
     LOG(d, PD_LOG_ERROR, "policy directory missing", "dir", d->cfg.policy_dir, "error",
         errno ? strerror(errno) : "not a directory");
     return -1;
@@ -152,7 +158,7 @@ int dmn_start_policies(pd_daemon_t *d) {
 void dmn_start_policy_watch(pd_daemon_t *d) {
   uv_timer_init(&d->loop, &d->policy_debounce);
   d->policy_debounce.data = d;
-  if (uv_fs_event_init(&d->loop, &d->policy_watch) == 0) {
+  if (!d->policy_builtin && uv_fs_event_init(&d->loop, &d->policy_watch) == 0) {
     d->policy_watch.data = d;
     int wrc = uv_fs_event_start(&d->policy_watch, on_policy_change, d->cfg.policy_dir, 0);
     if (wrc == 0) {

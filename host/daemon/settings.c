@@ -82,7 +82,8 @@ static const def_t defs[S_COUNT] = {
     [S_SEED] = {"seed", "seed", NULL, PD_SK_INT, NULL, 0, UINT64_MAX, "an unsigned 64-bit number"},
     [S_LOG_LEVEL] = {"log_level", "log-level", NULL, PD_SK_STR, "info", 0, 0, NULL},
     [S_LOG_FORMAT] = {"log_format", "log-format", NULL, PD_SK_STR, "logfmt", 0, 0, NULL},
-    [S_POLICIES] = {"policies", "policies", NULL, PD_SK_STR, PEERD_POLICY_DIR, 0, 0, NULL},
+    /* no fixed default: chosen at start (paths.c) */
+    [S_POLICIES] = {"policies", "policies", NULL, PD_SK_STR, NULL, 0, 0, NULL},
     [S_POLICY_INSTRUCTIONS] = {"policy_instructions", "policy-instructions", NULL, PD_SK_INT,
                                STR(PD_DAEMON_DEFAULT_POLICY_INSTRUCTIONS), 1000, UINT64_MAX / 2,
                                "a number"},
