@@ -57,6 +57,8 @@ static const char usage_text[] =
     "                          (default: logfmt)\n"
     "  --policies DIR          policy directory, watched and hot-reloaded\n"
     "                          (default: " PEERD_POLICY_DIR ")\n"
+    "  --shadow-policies DIR   a second policy set that sees every decision and is only\n"
+    "                          compared (GET /v1/policy/shadow) (default: none)\n"
     "  --policy-instructions N instruction budget per policy call (default: " STR(
         PD_DAEMON_DEFAULT_POLICY_INSTRUCTIONS) ")\n"
     "  --policy-timeout-ms N   wall-clock deadline per policy call (default: " STR(
@@ -155,6 +157,7 @@ enum {
   OPT_HELP,
   OPT_VERSION,
   OPT_POLICIES,
+  OPT_SHADOW_POLICIES,
   OPT_POLICY_INSTRUCTIONS,
   OPT_POLICY_TIMEOUT,
   OPT_POLICY_MEMORY,
@@ -367,6 +370,7 @@ static int cmd_run_parsed(int argc, char **argv, run_lists_t *L) {
       {"seed", required_argument, NULL, OPT_SEED},
       {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
       {"policies", required_argument, NULL, OPT_POLICIES},
+      {"shadow-policies", required_argument, NULL, OPT_SHADOW_POLICIES},
       {"policy-instructions", required_argument, NULL, OPT_POLICY_INSTRUCTIONS},
       {"policy-timeout-ms", required_argument, NULL, OPT_POLICY_TIMEOUT},
       {"policy-memory-mb", required_argument, NULL, OPT_POLICY_MEMORY},
@@ -448,6 +452,10 @@ static int cmd_run_parsed(int argc, char **argv, run_lists_t *L) {
     case OPT_POLICIES:
       if (!*optarg) return usage_error("--policies needs a directory%s", NULL);
       cfg.policy_dir = optarg;
+      break;
+    case OPT_SHADOW_POLICIES:
+      if (!*optarg) return usage_error("--shadow-policies needs a directory%s", NULL);
+      cfg.shadow_policy_dir = optarg;
       break;
     case OPT_POLICY_INSTRUCTIONS:
       if (!parse_u64(optarg, UINT64_MAX / 2, &v) || v < 1000) {

@@ -49,6 +49,13 @@ enum pd_api_action {
                                 pd_node_policy_load (or record a read failure
                                 with pd_node_policy_load_failed), then call
                                 pd_api_complete */
+  PD_API_ACTION_PROMOTE = 4, /* POST /v1/policy/promote: the shadow set is
+                                live already (pd_node_shadow_promote); the
+                                live policy directory is now the shadow's
+                                (pd_node_config(n)->policy_dir) and there is
+                                no shadow directory: point the watchers
+                                there, then call pd_api_complete (the body
+                                is final) */
 };
 
 /* State a response keeps while the driver performs its action (opaque). */

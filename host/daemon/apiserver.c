@@ -348,6 +348,10 @@ static void conn_process(conn_t *c) {
       dmn_reload_policies(d, "api");
       pd_api_complete(d->node, dmn_wall_now(), &resp);
     }
+    if (resp.action == PD_API_ACTION_PROMOTE) {
+      dmn_policies_promoted(d);
+      pd_api_complete(d->node, dmn_wall_now(), &resp);
+    }
     dmn_drain_policy_failures(d);
     /* A ban (POST /v1/bans, or one an event's reputation verdict applied)
      * disconnects the peers inside it now, not at the next tick. A changed

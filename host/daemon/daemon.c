@@ -68,6 +68,7 @@ static void begin_stop(pd_daemon_t *d, const char *signame) {
   d->stopping = true;
   uv_timer_stop(&d->tick);
   uv_timer_stop(&d->policy_debounce);
+  dmn_stop_shadow_watch(d);
   if (d->server_open) {
     uv_close((uv_handle_t *)&d->server, dmn_on_handle_closed);
     d->server_open = false;

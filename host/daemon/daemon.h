@@ -78,6 +78,7 @@ typedef struct pd_daemon_config {
   int log_level;          /* enum pd_log_level */
   bool log_json;          /* --log-format json: one JSON object per line */
   const char *policy_dir; /* --policies (default PEERD_POLICY_DIR) */
+  const char *shadow_policy_dir; /* --shadow-policies (NULL: none) */
   uint64_t policy_instructions; /* --policy-instructions, per hook call */
   uint64_t policy_timeout_ms;   /* --policy-timeout-ms, per hook call */
   uint64_t policy_memory_mb;    /* --policy-memory-mb, per policy state */

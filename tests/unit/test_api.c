@@ -1248,7 +1248,8 @@ static void policy_reload_action_and_status(void **state) {
   assert_int_equal(jget_int(pol, "generation"), 0);
   assert_true(json_is_null(json_object_get(pol, "hash")));
   assert_true(json_is_null(json_object_get(pol, "last_error")));
-  assert_true(json_is_false(json_object_get(json_object_get(pol, "hooks"), "select")));
+  assert_true(json_is_false(
+      json_object_get(json_object_get(json_object_get(pol, "hooks"), "select"), "provided")));
   json_decref(j);
 
   const char *body = "";
@@ -1297,8 +1298,11 @@ static void policy_reload_action_and_status(void **state) {
   assert_int_equal(json_array_size(json_object_get(pol, "files")), 1);
   assert_string_equal(json_string_value(json_array_get(json_object_get(pol, "files"), 0)),
                       "select.lua");
-  assert_true(json_is_true(json_object_get(json_object_get(pol, "hooks"), "select")));
-  assert_true(json_is_false(json_object_get(json_object_get(pol, "hooks"), "score")));
+  json_t *hooks = json_object_get(pol, "hooks");
+  assert_true(json_is_true(json_object_get(json_object_get(hooks, "select"), "provided")));
+  assert_string_equal(jget_str(json_object_get(hooks, "select"), "state"), "ok");
+  assert_true(json_is_false(json_object_get(json_object_get(hooks, "score"), "provided")));
+  assert_string_equal(jget_str(json_object_get(hooks, "score"), "state"), "absent");
   json_t *le = json_object_get(pol, "last_error");
   assert_int_equal(jget_int(le, "at"), f->now);
   assert_non_null(strstr(jget_str(le, "error"), "select.lua:"));
@@ -1342,7 +1346,7 @@ static void policy_metrics_families(void **state) {
       series++;
     }
   }
-  assert_int_equal(series, 35);
+  assert_int_equal(series, 42);
   int rc = promtool_check(m);
   free(m);
   if (rc < 0) skip();
