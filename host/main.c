@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "addrbook.h"
+#include "conffile.h"
 #include "daemon.h"
 #include "dialer.h"
 #include "err.h"
@@ -25,6 +26,7 @@
 #include "policy.h"
 #include "record.h"
 #include "self.h"
+#include "settings.h"
 #include "sim.h"
 
 #define MAX_PRIVATE 64
@@ -36,12 +38,16 @@ static const char usage_text[] =
     "  peerd [run] [options]                 run the daemon\n"
     "  peerd book-slot --key HEX [--source ADDR] [--allow-private] ADDR\n"
     "                                        print where ADDR goes in a book with key HEX\n"
+    "  peerd config-check FILE [options]     read a config file (and options, as run would),\n"
+    "                                        print the effective config; exit 1 if invalid\n"
     "  peerd policy-check DIR                load DIR's policies and exercise every hook\n"
     "                                        against a synthetic book; exit 1 on any problem\n"
     "  peerd --version                       print the version\n"
     "  peerd --help                          print this help\n"
     "\n"
-    "Options for run:\n"
+    "Options for run (each can also be set in a config file, named with _ for -;\n"
+    "a flag overrides the file; docs/config.md):\n"
+    "  --config FILE           read settings from FILE (Lua syntax: max_inbound = 40)\n"
     "  --data-dir DIR          data directory (default: " PD_DAEMON_DEFAULT_DATA_DIR ")\n"
     "  --api HOST:PORT         control API listen address; port 0 picks a free port\n"
     "                          (default: " PD_DAEMON_DEFAULT_API ")\n"
@@ -123,16 +129,6 @@ static int usage_error(const char *fmt, const char *arg) {
   return 2;
 }
 
-static bool parse_u64(const char *s, uint64_t max, uint64_t *out) {
-  if (!s || !*s || *s == '-' || *s == '+' || *s == ' ') return false;
-  char *end = NULL;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || !end || *end || v > max) return false;
-  *out = v;
-  return true;
-}
-
 static int hexval(int ch) {
   if (ch >= '0' && ch <= '9') return ch - '0';
   if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
@@ -144,117 +140,7 @@ static int parse_slot_addr(const char *s, pd_netaddr_t *out, const char **why) {
   return pd_netaddr_parse(s, PD_PARSE_PORT_OPTIONAL, out, NULL, NULL, why);
 }
 
-enum {
-  OPT_DATA_DIR = 256,
-  OPT_API,
-  OPT_ALLOW_PRIVATE,
-  OPT_SAVE_INTERVAL,
-  OPT_BAN_TIME,
-  OPT_SEED,
-  OPT_LOG_LEVEL,
-  OPT_KEY,
-  OPT_SOURCE,
-  OPT_HELP,
-  OPT_VERSION,
-  OPT_POLICIES,
-  OPT_SHADOW_POLICIES,
-  OPT_POLICY_INSTRUCTIONS,
-  OPT_POLICY_TIMEOUT,
-  OPT_POLICY_MEMORY,
-  OPT_PRIVATE_PEER,
-  OPT_LISTEN,
-  OPT_SEEDS,
-  OPT_PERSISTENT,
-  OPT_SEED_MODE,
-  OPT_MAX_OUTBOUND,
-  OPT_MAX_INBOUND,
-  OPT_MIN_OUTBOUND,
-  OPT_NETWORK,
-  OPT_UNCONDITIONAL,
-  OPT_PRIVATE_IDS,
-  OPT_HANDSHAKE_TIMEOUT,
-  OPT_P2P,
-  OPT_NODE_KEY,
-  OPT_SERVICE,
-  OPT_ATTR,
-  OPT_EXTERNAL,
-  OPT_API_TOKEN_FILE,
-  OPT_BELOW_MIN_WARN,
-  OPT_LOG_FORMAT,
-};
-
-/* A comma-separated list of [ID@]host:port endpoints appended to *list. */
-static int parse_endpoints(const char *flag, const char *s, pd_endpoint_t **list, size_t *n) {
-  char *copy = strdup(s);
-  if (!copy) return 1;
-  int rc = 0;
-  char *save = NULL;
-  for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    while (*tok == ' ') tok++;
-    if (!*tok) continue;
-    if (*n >= PD_DIALER_MAX_LIST) {
-      fprintf(stderr, "peerd: %s: more than %d entries\n", flag, PD_DIALER_MAX_LIST);
-      rc = 2;
-      break;
-    }
-    pd_endpoint_t *grown = realloc(*list, (*n + 1) * sizeof **list);
-    if (!grown) {
-      rc = 1;
-      break;
-    }
-    *list = grown;
-    const char *why = NULL;
-    if (pd_endpoint_parse(tok, PD_PARSE_ALLOW_ID | PD_PARSE_ALLOW_HOSTNAME, &grown[*n], &why) < 0) {
-      fprintf(stderr, "peerd: bad %s entry '%s': %s\n", flag, tok, why ? why : "invalid");
-      rc = 2;
-      break;
-    }
-    (*n)++;
-  }
-  free(copy);
-  return rc;
-}
-
-/* A comma-separated list of 40-hex node ids appended to *list. */
-static int parse_ids(const char *flag, const char *s, uint8_t (**list)[PD_NODE_ID_LEN],
-                     size_t *n) {
-  char *copy = strdup(s);
-  if (!copy) return 1;
-  int rc = 0;
-  char *save = NULL;
-  for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    while (*tok == ' ') tok++;
-    if (!*tok) continue;
-    if (*n >= PD_DIALER_MAX_LIST) {
-      fprintf(stderr, "peerd: %s: more than %d ids\n", flag, PD_DIALER_MAX_LIST);
-      rc = 2;
-      break;
-    }
-    uint8_t(*grown)[PD_NODE_ID_LEN] = realloc(*list, (*n + 1) * sizeof **list);
-    if (!grown) {
-      rc = 1;
-      break;
-    }
-    *list = grown;
-    if (strlen(tok) != PD_NODE_ID_HEXLEN || pd_node_id_parse(tok, strlen(tok), grown[*n]) < 0) {
-      fprintf(stderr, "peerd: bad %s entry '%s': expected 40 hex characters\n", flag, tok);
-      rc = 2;
-      break;
-    }
-    (*n)++;
-  }
-  free(copy);
-  return rc;
-}
-
-static bool network_name_ok(const char *s) {
-  size_t n = strlen(s);
-  if (n < 1 || n > 32) return false;
-  for (size_t i = 0; i < n; i++) {
-    if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) return false;
-  }
-  return true;
-}
+enum { OPT_KEY = 256, OPT_SOURCE, OPT_ALLOW_PRIVATE, OPT_HELP };
 
 static int cmd_book_slot(int argc, char **argv) {
   static const struct option opts[] = {
@@ -334,320 +220,128 @@ static int cmd_book_slot(int argc, char **argv) {
   return 0;
 }
 
-typedef struct run_lists {
-  pd_endpoint_t *seeds, *persistent;
-  size_t nseeds, npersistent;
-  uint8_t (*uncond)[PD_NODE_ID_LEN];
-  size_t nuncond;
-  uint8_t (*priv)[PD_NODE_ID_LEN]; /* --private-peer ids and --private-peer-ids */
-  size_t npriv;
-  pd_self_service_t services[PD_RECORD_MAX_SERVICES]; /* --service */
-  size_t nservices;
-  pd_record_attr_t attrs[PD_RECORD_MAX_ATTRS]; /* --attr */
-  size_t nattrs;
-} run_lists_t;
+/* The settings of `peerd run` come from the embedded defaults, then the
+ * config file (--config FILE), then the flags: a flag overrides the file
+ * (settings.c). The long options are the settings' flags. */
+enum { OPT_SETTING = 1000, OPT_CONFIG = 900, OPT_HELP_RUN, OPT_VERSION_RUN };
 
-static int cmd_run_parsed(int argc, char **argv, run_lists_t *L);
+typedef struct given {
+  size_t setting;
+  const char *value;
+} given_t;
 
-static int cmd_run(int argc, char **argv) {
-  run_lists_t L;
-  memset(&L, 0, sizeof L);
-  int rc = cmd_run_parsed(argc, argv, &L);
-  free(L.seeds);
-  free(L.persistent);
-  free(L.uncond);
-  free(L.priv);
-  return rc;
-}
-
-static int cmd_run_parsed(int argc, char **argv, run_lists_t *L) {
-  static const struct option opts[] = {
-      {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-      {"api", required_argument, NULL, OPT_API},
-      {"allow-private", no_argument, NULL, OPT_ALLOW_PRIVATE},
-      {"save-interval", required_argument, NULL, OPT_SAVE_INTERVAL},
-      {"ban-time", required_argument, NULL, OPT_BAN_TIME},
-      {"seed", required_argument, NULL, OPT_SEED},
-      {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-      {"policies", required_argument, NULL, OPT_POLICIES},
-      {"shadow-policies", required_argument, NULL, OPT_SHADOW_POLICIES},
-      {"policy-instructions", required_argument, NULL, OPT_POLICY_INSTRUCTIONS},
-      {"policy-timeout-ms", required_argument, NULL, OPT_POLICY_TIMEOUT},
-      {"policy-memory-mb", required_argument, NULL, OPT_POLICY_MEMORY},
-      {"private-peer", required_argument, NULL, OPT_PRIVATE_PEER},
-      {"listen", required_argument, NULL, OPT_LISTEN},
-      {"seeds", required_argument, NULL, OPT_SEEDS},
-      {"persistent-peers", required_argument, NULL, OPT_PERSISTENT},
-      {"seed-mode", no_argument, NULL, OPT_SEED_MODE},
-      {"max-outbound", required_argument, NULL, OPT_MAX_OUTBOUND},
-      {"max-inbound", required_argument, NULL, OPT_MAX_INBOUND},
-      {"min-outbound", required_argument, NULL, OPT_MIN_OUTBOUND},
-      {"network", required_argument, NULL, OPT_NETWORK},
-      {"unconditional-peer-ids", required_argument, NULL, OPT_UNCONDITIONAL},
-      {"private-peer-ids", required_argument, NULL, OPT_PRIVATE_IDS},
-      {"handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
-      {"p2p", required_argument, NULL, OPT_P2P},
-      {"node-key", required_argument, NULL, OPT_NODE_KEY},
-      {"service", required_argument, NULL, OPT_SERVICE},
-      {"attr", required_argument, NULL, OPT_ATTR},
-      {"external", required_argument, NULL, OPT_EXTERNAL},
-      {"api-token-file", required_argument, NULL, OPT_API_TOKEN_FILE},
-      {"below-min-warn", required_argument, NULL, OPT_BELOW_MIN_WARN},
-      {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
-      {"help", no_argument, NULL, OPT_HELP},
-      {"version", no_argument, NULL, OPT_VERSION},
-      {NULL, 0, NULL, 0},
-  };
-  pd_daemon_config_t cfg;
-  pd_daemon_config_defaults(&cfg);
-  static pd_subnet_t priv_subnets[MAX_PRIVATE];
-  size_t nsub = 0, nids = 0;
-  int lrc;
+/* Parse argv (flags only) into the settings, reading --config first. On a
+ * problem print it and return the exit status (2 usage, 1 other); 0 when
+ * s is ready; -1 when --help/--version was answered. */
+static int load_settings(int argc, char **argv, pd_settings_t *s, const char *config_arg) {
+  size_t n = pd_settings_count();
+  struct option *opts = calloc(n + 4, sizeof *opts);
+  given_t *given = calloc((size_t)argc + 1, sizeof *given);
+  if (!opts || !given) {
+    free(opts);
+    free(given);
+    fprintf(stderr, "peerd: out of memory\n");
+    return 1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    opts[i].name = pd_settings_flag(i);
+    opts[i].has_arg = pd_settings_kind(i) == PD_SK_BOOL ? no_argument : required_argument;
+    opts[i].val = OPT_SETTING + (int)i;
+  }
+  opts[n] = (struct option){"config", required_argument, NULL, OPT_CONFIG};
+  opts[n + 1] = (struct option){"help", no_argument, NULL, OPT_HELP_RUN};
+  opts[n + 2] = (struct option){"version", no_argument, NULL, OPT_VERSION_RUN};
+  const char *config = config_arg;
+  size_t ng = 0;
+  int rc = 0;
   opterr = 0;
   optind = 1;
   int ch;
-  uint64_t v;
-  while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-    switch (ch) {
-    case OPT_DATA_DIR:
-      if (!*optarg) return usage_error("--data-dir needs a directory%s", NULL);
-      cfg.data_dir = optarg;
-      break;
-    case OPT_API: {
-      struct sockaddr_storage ss;
-      const char *why = NULL;
-      if (pd_daemon_parse_listen(optarg, &ss, sizeof ss, &why) < 0) {
-        fprintf(stderr, "peerd: bad --api '%s': %s\n", optarg, why ? why : "invalid");
-        return usage_error(NULL, NULL);
-      }
-      cfg.api = optarg;
-      break;
-    }
-    case OPT_ALLOW_PRIVATE: cfg.allow_private = true; break;
-    case OPT_SAVE_INTERVAL:
-      if (!parse_u64(optarg, 1000000, &v)) {
-        return usage_error("--save-interval needs minutes (0..1000000), got '%s'", optarg);
-      }
-      cfg.save_interval = (int64_t)v * 60;
-      break;
-    case OPT_BAN_TIME:
-      if (!parse_u64(optarg, 100ull * 365 * 86400, &v) || v == 0) {
-        return usage_error("--ban-time needs seconds (1..3153600000), got '%s'", optarg);
-      }
-      cfg.ban_time = (int64_t)v;
-      break;
-    case OPT_SEED:
-      if (!parse_u64(optarg, UINT64_MAX, &v)) {
-        return usage_error("--seed needs an unsigned 64-bit number, got '%s'", optarg);
-      }
-      cfg.seed = v;
-      cfg.has_seed = true;
-      break;
-    case OPT_LOG_LEVEL: {
-      int lvl = pd_log_level_parse(optarg);
-      if (lvl < 0) return usage_error("--log-level must be debug|info|warn|error, got '%s'", optarg);
-      cfg.log_level = lvl;
-      break;
-    }
-    case OPT_POLICIES:
-      if (!*optarg) return usage_error("--policies needs a directory%s", NULL);
-      cfg.policy_dir = optarg;
-      break;
-    case OPT_SHADOW_POLICIES:
-      if (!*optarg) return usage_error("--shadow-policies needs a directory%s", NULL);
-      cfg.shadow_policy_dir = optarg;
-      break;
-    case OPT_POLICY_INSTRUCTIONS:
-      if (!parse_u64(optarg, UINT64_MAX / 2, &v) || v < 1000) {
-        return usage_error("--policy-instructions needs a number >= 1000, got '%s'", optarg);
-      }
-      cfg.policy_instructions = v;
-      break;
-    case OPT_POLICY_TIMEOUT:
-      if (!parse_u64(optarg, 60000, &v) || v == 0) {
-        return usage_error("--policy-timeout-ms needs milliseconds (1..60000), got '%s'", optarg);
-      }
-      cfg.policy_timeout_ms = v;
-      break;
-    case OPT_POLICY_MEMORY:
-      if (!parse_u64(optarg, 65536, &v) || v == 0) {
-        return usage_error("--policy-memory-mb needs MiB (1..65536), got '%s'", optarg);
-      }
-      cfg.policy_memory_mb = v;
-      break;
-    case OPT_PRIVATE_PEER: {
-      if (nsub + nids >= MAX_PRIVATE) return usage_error("too many --private-peer (max %s)", STR(MAX_PRIVATE));
-      size_t len = strlen(optarg);
-      uint8_t pid[PD_NODE_ID_LEN];
-      if (len == PD_NODE_ID_HEXLEN && pd_node_id_parse(optarg, len, pid) == 0) {
-        lrc = parse_ids("--private-peer", optarg, &L->priv, &L->npriv);
-        if (lrc) return lrc == 2 ? usage_error(NULL, NULL) : 1;
-        nids++;
-        break;
-      }
-      const char *why = NULL;
-      if (pd_subnet_parse(optarg, &priv_subnets[nsub], &why) < 0) {
-        fprintf(stderr, "peerd: bad --private-peer '%s': %s\n", optarg,
-                why ? why : "expected an IP, a subnet or a 40-hex node id");
-        return usage_error(NULL, NULL);
-      }
-      nsub++;
-      break;
-    }
-    case OPT_LISTEN: {
-      struct sockaddr_storage ss;
-      const char *why = NULL;
-      if (pd_daemon_parse_listen(optarg, &ss, sizeof ss, &why) < 0) {
-        fprintf(stderr, "peerd: bad --listen '%s': %s\n", optarg, why ? why : "invalid");
-        return usage_error(NULL, NULL);
-      }
-      cfg.listen = optarg;
-      break;
-    }
-    case OPT_SEEDS:
-      lrc = parse_endpoints("--seeds", optarg, &L->seeds, &L->nseeds);
-      if (lrc) return lrc == 2 ? usage_error(NULL, NULL) : 1;
-      break;
-    case OPT_PERSISTENT:
-      lrc = parse_endpoints("--persistent-peers", optarg, &L->persistent, &L->npersistent);
-      if (lrc) return lrc == 2 ? usage_error(NULL, NULL) : 1;
-      break;
-    case OPT_SEED_MODE: cfg.seed_mode = true; break;
-    case OPT_MAX_OUTBOUND:
-      if (!parse_u64(optarg, 1000, &v)) {
-        return usage_error("--max-outbound needs a number (0..1000), got '%s'", optarg);
-      }
-      cfg.max_outbound = (uint32_t)v;
-      break;
-    case OPT_MAX_INBOUND:
-      if (!parse_u64(optarg, 100000, &v)) {
-        return usage_error("--max-inbound needs a number (0..100000), got '%s'", optarg);
-      }
-      cfg.max_inbound = (uint32_t)v;
-      break;
-    case OPT_MIN_OUTBOUND:
-      if (!parse_u64(optarg, 1000, &v)) {
-        return usage_error("--min-outbound needs a number (0..1000), got '%s'", optarg);
-      }
-      cfg.min_outbound = (uint32_t)v;
-      break;
-    case OPT_NETWORK:
-      if (!network_name_ok(optarg)) {
-        return usage_error("--network needs 1..32 printable characters without spaces, got '%s'",
-                           optarg);
-      }
-      cfg.network = optarg;
-      break;
-    case OPT_UNCONDITIONAL:
-      lrc = parse_ids("--unconditional-peer-ids", optarg, &L->uncond, &L->nuncond);
-      if (lrc) return lrc == 2 ? usage_error(NULL, NULL) : 1;
-      break;
-    case OPT_PRIVATE_IDS:
-      lrc = parse_ids("--private-peer-ids", optarg, &L->priv, &L->npriv);
-      if (lrc) return lrc == 2 ? usage_error(NULL, NULL) : 1;
-      break;
-    case OPT_HANDSHAKE_TIMEOUT:
-      if (!parse_u64(optarg, 600000, &v) || v < 100) {
-        return usage_error("--handshake-timeout-ms needs milliseconds (100..600000), got '%s'",
-                           optarg);
-      }
-      cfg.handshake_timeout_ms = (int64_t)v;
-      break;
-    case OPT_P2P:
-      if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
-        return usage_error("--p2p must be on or off, got '%s'", optarg);
-      cfg.p2p = strcmp(optarg, "on") == 0;
-      break;
-    case OPT_LOG_FORMAT:
-      if (strcmp(optarg, "logfmt") != 0 && strcmp(optarg, "json") != 0)
-        return usage_error("--log-format must be logfmt or json, got '%s'", optarg);
-      cfg.log_json = strcmp(optarg, "json") == 0;
-      break;
-    case OPT_BELOW_MIN_WARN:
-      if (!parse_u64(optarg, 86400, &v) || v == 0)
-        return usage_error("--below-min-warn needs seconds (1..86400), got '%s'", optarg);
-      cfg.below_min_warn = (int64_t)v;
-      break;
-    case OPT_API_TOKEN_FILE:
-      if (!*optarg) return usage_error("--api-token-file needs a file%s", NULL);
-      cfg.api_token_file = optarg;
-      break;
-    case OPT_NODE_KEY:
-      if (!*optarg) return usage_error("--node-key needs a file%s", NULL);
-      cfg.node_key = optarg;
-      break;
-    case OPT_SERVICE: {
-      const char *why = NULL;
-      pd_self_service_t sv;
-      if (pd_self_parse_service(optarg, &sv, &why) < 0) {
-        fprintf(stderr, "peerd: bad --service '%s': %s\n", optarg, why ? why : "invalid");
-        return usage_error(NULL, NULL);
-      }
-      size_t k = 0;
-      while (k < L->nservices && strcmp(L->services[k].name, sv.name) != 0) k++;
-      if (k < L->nservices) return usage_error("--service %s given twice", sv.name);
-      if (L->nservices == PD_RECORD_MAX_SERVICES) return usage_error("at most 8 --service%s", NULL);
-      L->services[L->nservices++] = sv;
-      break;
-    }
-    case OPT_ATTR: {
-      const char *eq = strchr(optarg, '=');
-      size_t kl = eq ? (size_t)(eq - optarg) : 0;
-      pd_record_attr_t at;
-      memset(&at, 0, sizeof at);
-      if (!eq || kl < 1 || kl > PD_RECORD_NAME_MAX || strlen(eq + 1) > PD_RECORD_VALUE_MAX)
-        return usage_error("--attr needs KEY=VALUE (key 1..16 of [a-z0-9._-], value 0..64 "
-                           "printable characters), got '%s'", optarg);
-      memcpy(at.key, optarg, kl);
-      memcpy(at.value, eq + 1, strlen(eq + 1));
-      if (!pd_record_name_ok(at.key) || !pd_record_value_ok(at.value))
-        return usage_error("--attr needs KEY=VALUE (key 1..16 of [a-z0-9._-], value 0..64 "
-                           "printable characters), got '%s'", optarg);
-      for (size_t k = 0; k < L->nattrs; k++)
-        if (strcmp(L->attrs[k].key, at.key) == 0) return usage_error("--attr %s given twice", at.key);
-      if (L->nattrs == PD_RECORD_MAX_ATTRS) return usage_error("at most 8 --attr%s", NULL);
-      L->attrs[L->nattrs++] = at;
-      break;
-    }
-    case OPT_EXTERNAL: {
-      const char *why = NULL;
-      if (pd_netaddr_parse_ip(optarg, &cfg.external, &why) < 0 || !pd_netaddr_is_valid(&cfg.external)) {
-        fprintf(stderr, "peerd: bad --external '%s': %s\n", optarg,
-                why ? why : "needs a usable IP address (not unspecified)");
-        return usage_error(NULL, NULL);
-      }
-      cfg.has_external = true;
-      break;
-    }
-    case OPT_HELP: fputs(usage_text, stdout); return 0;
-    case OPT_VERSION: printf("peerd %s\n", PEERD_VERSION); return 0;
-    case ':': return usage_error("option %s needs a value", argv[optind - 1]);
-    default: return usage_error("unknown option %s", argv[optind - 1]);
+  while (rc == 0 && (ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    if (ch >= OPT_SETTING && ch < OPT_SETTING + (int)n) {
+      given[ng++] = (given_t){(size_t)(ch - OPT_SETTING), optarg};
+    } else if (ch == OPT_CONFIG) {
+      if (!*optarg) rc = usage_error("--config needs a file%s", NULL);
+      config = optarg;
+    } else if (ch == OPT_HELP_RUN) {
+      fputs(usage_text, stdout);
+      rc = -1;
+    } else if (ch == OPT_VERSION_RUN) {
+      printf("peerd %s\n", PEERD_VERSION);
+      rc = -1;
+    } else if (ch == ':') {
+      rc = usage_error("option %s needs a value", argv[optind - 1]);
+    } else {
+      rc = usage_error("unknown option %s", argv[optind - 1]);
     }
   }
-  if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
-  cfg.services = L->services;
-  cfg.nservices = L->nservices;
-  cfg.attrs = L->attrs;
-  cfg.nattrs = L->nattrs;
-  cfg.private_subnets = priv_subnets;
-  cfg.nprivate_subnets = nsub;
-  (void)nids;
-  if (cfg.max_outbound == 0) cfg.min_outbound = 0; /* listen only */
-  if (cfg.min_outbound > cfg.max_outbound) {
-    fprintf(stderr, "peerd: --min-outbound (%u) is above --max-outbound (%u)\n",
-            (unsigned)cfg.min_outbound, (unsigned)cfg.max_outbound);
-    return usage_error(NULL, NULL);
+  if (rc == 0 && optind < argc) rc = usage_error("unexpected argument '%s'", argv[optind]);
+  char err[600] = "";
+  if (rc == 0 && config && pd_conffile_load(s, config, err, sizeof err) < 0) {
+    fprintf(stderr, "peerd: %s\n", err);
+    rc = 2;
   }
-  cfg.private_ids = (const uint8_t(*)[PD_NODE_ID_LEN])L->priv;
-  cfg.nprivate_ids = L->npriv;
-  cfg.seeds = L->seeds;
-  cfg.nseeds = L->nseeds;
-  cfg.persistent = L->persistent;
-  cfg.npersistent = L->npersistent;
-  cfg.unconditional_ids = (const uint8_t(*)[PD_NODE_ID_LEN])L->uncond;
-  cfg.nunconditional_ids = L->nuncond;
-  return pd_daemon_run(&cfg);
+  for (size_t k = 0; rc == 0 && k < ng; k++) {
+    if (pd_settings_apply(s, given[k].setting, given[k].value, PD_SET_FLAG, err, sizeof err) < 0) {
+      fprintf(stderr, "peerd: %s\n", err);
+      rc = usage_error(NULL, NULL);
+    }
+  }
+  if (rc == 0 && pd_settings_finish(s, err, sizeof err) < 0) {
+    fprintf(stderr, "peerd: %s\n", err);
+    rc = 2;
+  }
+  free(opts);
+  free(given);
+  return rc;
+}
+
+static int cmd_run(int argc, char **argv) {
+  pd_settings_t *s = NULL;
+  if (pd_settings_new(&s) < 0) {
+    fprintf(stderr, "peerd: out of memory\n");
+    return 1;
+  }
+  int rc = load_settings(argc, argv, s, NULL);
+  if (rc == 0) {
+    char *json = pd_settings_json(s);
+    pd_daemon_config_t *cfg = pd_settings_config_mut(s);
+    cfg->settings_json = json;
+    rc = pd_daemon_run(cfg);
+    free(json);
+  } else if (rc < 0) {
+    rc = 0;
+  }
+  pd_settings_free(s);
+  return rc;
+}
+
+/* peerd config-check FILE [flags...]: read FILE (and the flags, as run
+ * would), print the effective config; exit 0 when valid, 1 when not. */
+static int cmd_config_check(int argc, char **argv) {
+  if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    fputs(usage_text, stdout);
+    return 0;
+  }
+  if (argc < 2 || argv[1][0] == '-') return usage_error("config-check needs a FILE%s", NULL);
+  pd_settings_t *s = NULL;
+  if (pd_settings_new(&s) < 0) {
+    fprintf(stderr, "peerd: out of memory\n");
+    return 1;
+  }
+  const char *file = argv[1];
+  argv[1] = argv[0];
+  int rc = load_settings(argc - 1, argv + 1, s, file);
+  if (rc == 0) {
+    printf("-- %s: OK; the effective config (every setting, and where it came from):\n", file);
+    pd_settings_print(s, stdout);
+  } else if (rc < 0) {
+    rc = 0;
+  } else {
+    rc = 1;
+  }
+  pd_settings_free(s);
+  return rc;
 }
 
 /* ---- policy-check ------------------------------------------------------ */
@@ -867,6 +561,9 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "policy-check") == 0) {
     return cmd_policy_check(argc - 1, argv + 1);
+  }
+  if (argc >= 2 && strcmp(argv[1], "config-check") == 0) {
+    return cmd_config_check(argc - 1, argv + 1);
   }
   if (argc >= 2 && strcmp(argv[1], "sim") == 0) return pd_sim_main(argc - 1, argv + 1);
   return cmd_run(argc, argv);

@@ -548,6 +548,12 @@ static void h_status(ctx_t *c) {
   set(o, "book", book);
   set(conf, "allow_private", json_boolean(cfg->allow_private));
   set(conf, "save_interval", jint(cfg->save_interval));
+  if (st->settings_json) {
+    /* the driver's effective config: "file" and "settings" */
+    json_t *eff = json_loads(st->settings_json, 0, NULL);
+    if (eff) json_object_update(conf, eff);
+    json_decref(eff);
+  }
   set(o, "config", conf);
   set(save, "at", jtime_or_null(st->last_save_at));
   set(save, "ok", json_boolean(st->last_save_rc == 0));

@@ -76,6 +76,9 @@ typedef struct pd_node_status {
   /* Peer-to-peer identity, set by the driver at start ("" = none). */
   char node_id[PD_NODE_ID_HEXLEN + 1]; /* 40 hex */
   char listen[80];                     /* the bound p2p listen address, "host:port" */
+  /* The driver's effective config as JSON text, {"file":..,"settings":{..}}
+   * (GET /v1/status merges it into "config"); NULL: none. Borrowed. */
+  const char *settings_json;
 } pd_node_status_t;
 
 /* ---- the network, as the control API sees it ----------------------------

@@ -112,6 +112,9 @@ typedef struct pd_daemon_config {
   size_t nattrs;
   bool has_external;                 /* --external HOST */
   pd_netaddr_t external;
+  /* The effective config as JSON text (settings.c), shown by GET /v1/status;
+   * NULL: none. Borrowed. */
+  const char *settings_json;
 } pd_daemon_config_t;
 
 /* Fill cfg with the embedded defaults. */

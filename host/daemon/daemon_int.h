@@ -9,6 +9,9 @@
  *               the 1 s tick, signals, shutdown; the wall clock
  *   log.c       the logfmt log on stderr, values formatted for it
  *   config.c    configuration defaults, HOST:PORT parsing, network magic
+ *   settings.c  the run settings: one table, checks, sources (default, file,
+ *               flag), the effective config (settings.h, used by main.c)
+ *   conffile.c  --config FILE: the Lua-syntax config file, sandboxed
  *   apiserver.c the control API's TCP server and its connections
  *   transport.c the peer-to-peer TCP sockets: listener, dials, reads, writes
  *   network.c   the connection manager's host: its start and stop, actions,

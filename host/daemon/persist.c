@@ -212,6 +212,7 @@ int dmn_load_book(pd_daemon_t *d, int64_t now) {
     LOG(d, PD_LOG_ERROR, "cannot create the node", "error", pd_strerror(rc));
     return -1;
   }
+  pd_node_status(d->node)->settings_json = d->cfg.settings_json;
   if (load_rc < 0) {
     pd_node_note_load(d->node, load_rc, err, moved, NULL);
   } else if (loaded) {

@@ -168,6 +168,13 @@ local function start(extra, dir, opts)
       assert_loopback(node, flag, list)
     end
     assert_loopback(node, "its data directory", saved_addrs(node.data))
+    -- a config file: every quoted HOST:PORT in it
+    local conf = flag_value(args, "--config")
+    if conf then
+      local list = {}
+      for e in (read_file(conf) or ""):gmatch('"([^"]-:%d+)"') do list[#list + 1] = e end
+      assert_loopback(node, "its config file", list)
+    end
   end
   node.log = node.dir .. "/peerd-" .. tostring(uv.hrtime()) .. ".log"
   local p = spawn(args, node.log)
