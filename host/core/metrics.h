@@ -4,8 +4,10 @@
  * saves by result, load errors, entries skipped at load, events by type,
  * last successful save time, policy reloads by result) and the rendering of every family
  * (including the network families whose values the driver passes in
- * pd_metrics_net_t: connections, dials, frames, wire rejections), counters and
- * point-in-time gauges alike, as Prometheus text exposition format 0.0.4
+ * pd_metrics_net_t: connections, dials, frames, wire rejections, and the
+ * policies-under-load families of pd_metrics_policy_load_t: tripped hooks,
+ * skipped calls, the call latency histogram, shadow comparisons), counters,
+ * point-in-time gauges and histograms alike, as Prometheus text exposition format 0.0.4
  * (# HELP and # TYPE for each family; counters end in _total).
  * Does not own: where the gauge values come from (the caller reads the book
  * and the clock and passes a pd_metrics_gauges_t) nor HTTP (api.c serves
