@@ -1159,12 +1159,16 @@ void pd_policy_latency(const pd_policy_t *p, int hook,
   if (sum) *sum = (double)l->sum_ns / 1e9;
 }
 
+/* latency_bounds in nanoseconds (no floating point per call) */
+static const uint64_t latency_bounds_ns[PD_POLICY_LATENCY_BUCKETS] = {
+    5000,    10000,   25000,    50000,    100000,   250000,   500000,
+    1000000, 2500000, 5000000, 10000000, 25000000, 50000000, 100000000};
+
 static void observe(pd_policy_t *p, int hook, uint64_t ns) {
   if (!p->lat && !(p->lat = calloc(PD_HOOK_COUNT, sizeof(*p->lat)))) return;
   struct latency *l = &p->lat[hook];
-  double secs = (double)ns / 1e9;
   int i = 0;
-  while (i < PD_POLICY_LATENCY_BUCKETS && secs > latency_bounds[i]) i++;
+  while (i < PD_POLICY_LATENCY_BUCKETS && ns > latency_bounds_ns[i]) i++;
   l->n[i]++;
   l->sum_ns += ns;
 }
