@@ -51,6 +51,7 @@ static const char usage_text[] =
     "  --data-dir DIR          data directory (default: " PD_DAEMON_DEFAULT_DATA_DIR ")\n"
     "  --api HOST:PORT         control API listen address; port 0 picks a free port\n"
     "                          (default: " PD_DAEMON_DEFAULT_API ")\n"
+    "  --api unix:PATH         the API on a unix socket (mode 0660) too; alone: instead of TCP\n"
     "  --api-token-file FILE   the bearer token the API requires (16..128 characters); without\n"
     "                          it an API not on loopback requires DATA_DIR/api_cookie's\n"
     "  --allow-private         admit private and loopback addresses (default: off)\n"

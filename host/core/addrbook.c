@@ -108,6 +108,14 @@ struct pd_book {
   uint32_t nodes_cap, nodes_hi, nodes_free; /* index 0 unused */
 
   pd_book_hooks_t hooks; /* decision hooks; zeroed = built-in rules */
+  /* Audit events (pd_book_set_events) and the context of the operation
+   * that may evict: who decided, why, for which address, at what time.
+   * ev_active is set only around the slot changes a decision causes. */
+  pd_event_sink_t ev;
+  bool ev_active;
+  const char *ev_by, *ev_reason;
+  int64_t ev_now;
+  pd_netaddr_t ev_cause;
   uint32_t coll[PD_BOOK_TRIED_COLLISION_SIZE];
   uint32_t ncoll;
   int64_t last_good;
@@ -598,6 +606,94 @@ static int coll_insert(pd_book_t *b, uint32_t id) {
   return 0;
 }
 
+/* ---- audit events (pd_book_set_events) ---------------------------------------- */
+
+/* Entry id loses its place: slot (bucket * 64 + position) of the new or
+ * tried table; outcome "deleted" (it leaves the book) or "moved_to_new". */
+static void emit_evict(const pd_book_t *b, uint32_t id, bool tried, uint32_t slot,
+                       const char *outcome) {
+  if (!b->ev.fn || !b->ev_active) return;
+  const entry_t *e = &b->e[id];
+  pd_netaddr_t a;
+  entry_addr(e, &a);
+  pd_event_t ev;
+  pd_event_init(&ev, PD_EV_EVICT, b->ev_now * 1000);
+  pd_event_addr(&ev, "addr", &a);
+  if (e->node) pd_event_id(&ev, "node_id", b->nodes[e->node]);
+  pd_event_str(&ev, "table", tried ? "tried" : "new");
+  pd_event_int(&ev, "bucket", slot / PD_BOOK_BUCKET_SIZE);
+  pd_event_int(&ev, "position", slot % PD_BOOK_BUCKET_SIZE);
+  pd_event_str(&ev, "outcome", outcome);
+  pd_event_str(&ev, "by", b->ev_by);
+  pd_event_str(&ev, "reason", b->ev_reason);
+  pd_event_addr(&ev, "replaced_by", &b->ev_cause);
+  pd_event_emit(&b->ev, &ev);
+}
+
+/* A collision event about candidate id_new and the tried incumbent id_old
+ * in tried slot ts (kind: tried_collision or collision_resolved). */
+static void emit_collision(const pd_book_t *b, enum pd_event_kind kind, uint32_t id_new,
+                           uint32_t id_old, uint32_t ts, const char *outcome, const char *by,
+                           const char *reason, int64_t now) {
+  if (!b->ev.fn) return;
+  const entry_t *en = &b->e[id_new];
+  pd_netaddr_t a, o;
+  entry_addr(en, &a);
+  pd_event_t ev;
+  pd_event_init(&ev, kind, now * 1000);
+  pd_event_addr(&ev, "addr", &a);
+  if (en->node) pd_event_id(&ev, "node_id", b->nodes[en->node]);
+  if (id_old != NO_ID) {
+    entry_addr(&b->e[id_old], &o);
+    pd_event_addr(&ev, "incumbent", &o);
+    if (b->e[id_old].node) pd_event_id(&ev, "incumbent_node_id", b->nodes[b->e[id_old].node]);
+  }
+  pd_event_str(&ev, "table", "tried");
+  pd_event_int(&ev, "bucket", ts / PD_BOOK_BUCKET_SIZE);
+  pd_event_int(&ev, "position", ts % PD_BOOK_BUCKET_SIZE);
+  pd_event_str(&ev, "outcome", outcome);
+  pd_event_str(&ev, "by", by);
+  pd_event_str(&ev, "reason", reason);
+  pd_event_emit(&b->ev, &ev);
+}
+
+/* Open the context of a decision that may evict: until ev_end, entries
+ * that lose their place are reported as decided by `by` for `reason`,
+ * caused by cause. Returns the previous context's state for ev_end. */
+typedef struct ev_saved {
+  bool active;
+  const char *by, *reason;
+  pd_netaddr_t cause;
+} ev_saved_t;
+
+static ev_saved_t ev_begin(pd_book_t *b, const char *by, const char *reason,
+                           const pd_netaddr_t *cause, int64_t now) {
+  ev_saved_t s = {b->ev_active, b->ev_by, b->ev_reason, b->ev_cause};
+  if (!b->ev.fn) return s;
+  b->ev_active = true;
+  b->ev_by = by;
+  b->ev_reason = reason;
+  b->ev_now = now;
+  b->ev_cause = *cause;
+  return s;
+}
+
+static void ev_end(pd_book_t *b, const ev_saved_t *s) {
+  b->ev_active = s->active;
+  b->ev_by = s->by;
+  b->ev_reason = s->reason;
+  b->ev_cause = s->cause;
+}
+
+void pd_book_set_events(pd_book_t *b, const pd_event_sink_t *sink) {
+  if (!b) return;
+  if (sink) {
+    b->ev = *sink;
+  } else {
+    memset(&b->ev, 0, sizeof b->ev);
+  }
+}
+
 /* Bitcoin's Delete, generalised: the caller has taken the entry out of the
  * tables (refcount 0, not in tried). */
 static void delete_entry(pd_book_t *b, uint32_t id) {
@@ -801,6 +897,7 @@ static void unref_new(pd_book_t *b, uint32_t id, uint32_t slot) {
   entry_t *e = &b->e[id];
   e->refcount--;
   if (e->refcount == 0) {
+    emit_evict(b, id, false, slot, "deleted");
     delete_entry(b, id);
   } else if (e->slot == slot) {
     e->flags |= F_STALE;
@@ -880,10 +977,15 @@ static void make_tried(pd_book_t *b, uint32_t id, uint32_t ts) {
   uint32_t old = tried_get(b, ts);
   if (old != NO_ID) {
     entry_t *eo = &b->e[old];
+    emit_evict(b, old, true, ts, "moved_to_new");
     eo->flags &= (uint8_t)~F_TRIED;
     b->n_tried--;
     eo->refcount = 0;
+    pd_netaddr_t oa;
+    entry_addr(eo, &oa);
+    ev_saved_t sv = ev_begin(b, "default", "tried_demotion", &oa, b->ev_now);
     add_ref(b, old, home_slot(b, old)); /* evicts (ClearNew) its occupant */
+    ev_end(b, &sv);
     b->n_new++;
   }
   set_tried(b, ts, id); /* overwrites old in place */
@@ -1014,10 +1116,20 @@ static bool slot_contest(pd_book_t *b, uint32_t incumbent, uint32_t id, unsigned
       cand.bucket = cand.position = -1;
     }
     int v = b->hooks.evict_new(b->hooks.ud, b, incumbent, &cand, now);
-    if (v == PD_BOOK_REPLACE) return true;
+    if (v == PD_BOOK_REPLACE) {
+      b->ev_by = "policy";
+      b->ev_reason = "evict_new";
+      return true;
+    }
     if (v == PD_BOOK_KEEP) return false;
   }
-  return terrible(ex, now) || (ex->refcount > 1 && refs == 0);
+  b->ev_by = "default";
+  if (terrible(ex, now)) {
+    b->ev_reason = "terrible";
+    return true;
+  }
+  b->ev_reason = "more_references";
+  return ex->refcount > 1 && refs == 0;
 }
 
 void pd_book_set_hooks(pd_book_t *b, const pd_book_hooks_t *hooks) {
@@ -1125,7 +1237,10 @@ static int add_impl(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_
     if (!insert)
       insert = won || slot_contest(b, cur, id, e->refcount, addr, &src, node_id, addr_time, now);
     if (insert) {
+      /* the decision's by/reason (slot_contest) go with an eviction */
+      ev_saved_t sv = ev_begin(b, b->ev_by, b->ev_reason, addr, now);
       add_ref(b, id, us); /* ClearNew(us), then the reference */
+      ev_end(b, &sv);
     } else if (e->refcount == 0) {
       delete_entry(b, id);
     }
@@ -1164,10 +1279,22 @@ static int good_id(pd_book_t *b, uint32_t id, bool test_before_evict, int64_t no
   if (e->flags & F_TRIED) return 0;
   if (e->refcount == 0) return 0; /* cannot happen */
   if (!move) {
-    (void)coll_insert(b, id);
+    bool had = coll_has(b, id);
+    if (coll_insert(b, id) == 0 && !had)
+      emit_collision(b, PD_EV_TRIED_COLLISION, id, tried_get(b, ts), ts, "testing", NULL, NULL,
+                     now);
     return 0;
   }
-  make_tried(b, id, ts);
+  pd_netaddr_t a;
+  entry_addr(e, &a);
+  /* a caller that resolves a collision has opened its own context */
+  if (b->ev_active) {
+    make_tried(b, id, ts);
+  } else {
+    ev_saved_t sv = ev_begin(b, "default", "good", &a, now);
+    make_tried(b, id, ts);
+    ev_end(b, &sv);
+  }
   return 1;
 }
 
@@ -1488,27 +1615,48 @@ void pd_book_resolve_collisions(pd_book_t *b, int64_t now) {
       int verdict = PD_BOOK_HOOK_DEFAULT;
       if (id_old != NO_ID && b->hooks.evict_tried)
         verdict = b->hooks.evict_tried(b->hooks.ud, b, id_old, id_new, now);
+      /* how it ends, for the audit events: kept, or moved (replacing) */
+      const char *by = "default", *why = NULL;
+      bool moved = false;
       if (id_old != NO_ID && verdict == PD_BOOK_REPLACE) {
-        erase = resolve_good(b, id_new, now);
+        by = "policy";
+        why = "evict_tried";
+        moved = true;
       } else if (id_old != NO_ID && verdict == PD_BOOK_KEEP) {
         erase = true;
+        by = "policy";
+        why = "evict_tried";
       } else if (id_old != NO_ID && verdict == PD_BOOK_WAIT) {
         /* evict.lua keeps testing */
       } else if (id_old != NO_ID) {
         const entry_t *eo = &b->e[id_old];
         if (now - (int64_t)eo->last_success < PD_BOOK_REPLACEMENT) {
           erase = true; /* the old one connected recently: keep it */
+          why = "incumbent_connected_recently";
         } else if (now - (int64_t)eo->last_try < PD_BOOK_REPLACEMENT) {
           /* tried and failed recently; give it 60 s to succeed */
           if (now - (int64_t)eo->last_try > 60) {
-            erase = resolve_good(b, id_new, now);
+            moved = true;
+            why = "incumbent_failed_test";
           }
         } else if (now - (int64_t)en->last_success > PD_BOOK_TEST_WINDOW) {
           /* could not test it in time: evict anyway */
-          erase = resolve_good(b, id_new, now);
+          moved = true;
+          why = "test_window_passed";
         }
       } else {
-        erase = resolve_good(b, id_new, now); /* no longer a collision */
+        moved = true; /* no longer a collision */
+        why = "slot_free";
+      }
+      if (moved) {
+        ev_saved_t sv = ev_begin(b, by, why, &a, now);
+        erase = resolve_good(b, id_new, now);
+        ev_end(b, &sv);
+        if (erase)
+          emit_collision(b, PD_EV_COLLISION_RESOLVED, id_new, id_old, ts,
+                         id_old != NO_ID ? "replaced" : "moved_to_tried", by, why, now);
+      } else if (erase) {
+        emit_collision(b, PD_EV_COLLISION_RESOLVED, id_new, id_old, ts, "kept", by, why, now);
       }
     }
     if (erase) coll_erase(b, id_new);

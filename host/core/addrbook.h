@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "banlist.h"
+#include "events.h"
 #include "netaddr.h"
 #include "rng.h"
 
@@ -283,6 +284,19 @@ typedef struct pd_book_hooks {
 
 /* Install (or, with NULL, remove) the decision hooks. */
 void pd_book_set_hooks(pd_book_t *b, const pd_book_hooks_t *hooks);
+
+/* Audit events (events.h; NULL or a NULL fn: none, and nothing is built):
+ * "evict" when an entry leaves the book because a new-table slot went to
+ * another address (by "policy": evict.lua's evict_new; by "default":
+ * reason "terrible" or "more_references"; reason "tried_demotion" when an
+ * entry pushed out of tried took its slot), and when a tried entry goes
+ * back to new (outcome "moved_to_new") for a colliding one;
+ * "tried_collision" when Good() finds the tried slot taken (test before
+ * evict); "collision_resolved" when ResolveCollisions ends one (outcome
+ * "replaced", "kept" or "moved_to_tried", by "policy" or "default" with
+ * its reason). Losing one of several new-table references is not an
+ * eviction. The sink is copied. */
+void pd_book_set_events(pd_book_t *b, const pd_event_sink_t *sink);
 
 /* Internal consistency check (tables vs entries vs index), for tests and
  * fuzzing: 0 or PD_ECORRUPT. O(size of tables). */

@@ -600,11 +600,20 @@ struct pd_api_pending {
   pd_netaddr_t source;
   pending_name_t names[PD_API_MAX_NAMES];
   size_t nnames;
+  char *dir;    /* POST /v1/policy/check: the directory to read */
+  json_t *check; /* ... and its report (pd_api_policy_checked) */
+  bool check_unreadable; /* ... the directory could not be read */
+  /* GET /v1/events/stream */
+  uint32_t kinds;
+  bool has_since;
+  uint64_t since;
 };
 
 static void pending_free(pd_api_pending_t *p) {
   if (!p) return;
   json_decref(p->rejected);
+  free(p->dir);
+  json_decref(p->check);
   for (size_t i = 0; i < p->nnames; i++) {
     free(p->names[i].orig);
     free(p->names[i].error);
@@ -850,14 +859,36 @@ static bool parse_table(ctx_t *c, enum pd_table *t) {
   return true;
 }
 
+typedef struct book_filter {
+  bool has_group;
+  uint8_t group[PD_GROUP_MAX];
+  size_t glen;
+  int banned; /* -1 any, 0 not banned, 1 banned */
+  bool has_source;
+  pd_netaddr_t source;
+  bool has_min_score;
+  double min_score;
+} book_filter_t;
+static bool parse_book_filter(ctx_t *c, book_filter_t *f);
+static bool book_filter_any(const book_filter_t *f);
+static void book_list_filtered(ctx_t *c, enum pd_table t, const book_filter_t *f, size_t limit,
+                               size_t offset);
+
 static void h_book_list(ctx_t *c) {
-  static const char *const params[] = {"table", "limit", "offset", NULL};
+  static const char *const params[] = {"table", "limit",  "offset",    "group",
+                                       "banned", "source", "min_score", NULL};
   if (!query_allow(c, params)) return;
   enum pd_table t;
   uint64_t limit, offset;
   if (!parse_table(c, &t)) return;
   if (!query_uint(c, "limit", LIST_LIMIT_DEFAULT, 0, LIST_LIMIT_MAX, &limit)) return;
   if (!query_uint(c, "offset", 0, 0, UINT32_MAX, &offset)) return;
+  book_filter_t filter;
+  if (!parse_book_filter(c, &filter)) return;
+  if (book_filter_any(&filter)) {
+    book_list_filtered(c, t, &filter, (size_t)limit, (size_t)offset);
+    return;
+  }
   uint32_t ids[LIST_LIMIT_MAX];
   size_t total = 0;
   size_t got = pd_book_list(c->book, t, (size_t)offset, (size_t)limit, ids, &total);
@@ -1259,6 +1290,17 @@ static void h_bans_post(ctx_t *c) {
     errorf(c->resp, 500, "could not ban: %s", pd_strerror(rc));
     goto out;
   }
+  if (pd_event_sink_on(pd_node_events(c->node))) {
+    pd_event_t ev;
+    pd_event_init(&ev, PD_EV_BAN, c->now * 1000);
+    pd_event_subnet(&ev, "subnet", &sn);
+    pd_event_str(&ev, "by", "api");
+    pd_event_str(&ev, "reason", reason);
+    pd_event_time(&ev, "until", until);
+    pd_event_bool(&ev, "replaced", rc == 1);
+    pd_node_emit(c->node, &ev);
+  }
+  pd_metrics_count_ban(pd_node_metrics(c->node), PD_METRICS_BAN_API);
   char sbuf[PD_ADDR_STRLEN];
   if (pd_subnet_format(&sn, sbuf, sizeof(sbuf)) < 0) snprintf(sbuf, sizeof(sbuf), "?");
   json_t *o = json_object();
@@ -1282,7 +1324,26 @@ static void unban(ctx_t *c, const char *target) {
   }
   char sbuf[PD_ADDR_STRLEN];
   if (pd_subnet_format(&sn, sbuf, sizeof(sbuf)) < 0) snprintf(sbuf, sizeof(sbuf), "?");
+  pd_ban_t was;
+  bool had = false;
+  const pd_ban_t *bp;
+  for (size_t i = 0; (bp = pd_banlist_get(pd_book_bans_const(c->book), i)) != NULL; i++) {
+    if (bp->subnet.prefix == sn.prefix && memcmp(bp->subnet.ip, sn.ip, 16) == 0) {
+      was = *bp;
+      had = true;
+      break;
+    }
+  }
   int rc = pd_banlist_remove(pd_book_bans(c->book), &sn);
+  if (rc == 0 && pd_event_sink_on(pd_node_events(c->node))) {
+    pd_event_t ev;
+    pd_event_init(&ev, PD_EV_UNBAN, c->now * 1000);
+    pd_event_subnet(&ev, "subnet", &sn);
+    pd_event_str(&ev, "by", "api");
+    if (had) pd_event_str(&ev, "reason", was.reason);
+    if (had) pd_event_time(&ev, "until", was.until);
+    pd_node_emit(c->node, &ev);
+  }
   json_t *o = json_object();
   if (rc == PD_ENOENT) {
     if (o) {
@@ -1618,10 +1679,689 @@ static void h_peers(ctx_t *c) {
     set(e, "bytes_out", jint((int64_t)p->bytes_out));
     set(e, "latency_ms", p->latency_ms >= 0 ? jint(p->latency_ms) : json_null());
     set(e, "score", isfinite(p->score) ? json_real(p->score) : json_null());
+    set(e, "protected", json_boolean(p->is_protected));
     json_array_append_new(arr, e);
   }
   free(list);
   set(o, "peers", arr);
+  reply_json(c->resp, 200, o);
+}
+
+/* ---- operator control: peers, protection, explain, policy check ---------- */
+
+/* A peer as the operator names it: a node id (40 hex), ID@IP:PORT,
+ * IP:PORT, or a bare IP (any port: any_port). Host names are refused. */
+typedef struct target {
+  bool has_id;
+  uint8_t id[PD_NODE_ID_LEN];
+  bool has_addr;
+  bool any_port;
+  pd_netaddr_t addr;
+} target_t;
+
+static bool parse_target(const char *s, target_t *t, const char **why) {
+  memset(t, 0, sizeof *t);
+  size_t n = strlen(s);
+  if (n == 0) {
+    *why = "empty target";
+    return false;
+  }
+  if (n == PD_NODE_ID_HEXLEN && pd_node_id_parse(s, n, t->id) == 0) {
+    t->has_id = true;
+    return true;
+  }
+  if (pd_netaddr_parse_ip(s, &t->addr, NULL) == 0) {
+    t->has_addr = true;
+    t->any_port = true;
+    t->addr.port = 0;
+    return true;
+  }
+  const char *w = NULL;
+  if (parse_addr(s, PD_PARSE_ALLOW_ID, &t->addr, &t->has_id, t->id, &w) < 0) {
+    *why = w ? w : "expected a node id, ID@IP:PORT, IP:PORT or IP";
+    return false;
+  }
+  t->has_addr = true;
+  return true;
+}
+
+/* The target written back canonically. */
+static void target_format(const target_t *t, char *buf, size_t cap) {
+  char hex[PD_NODE_ID_HEXLEN + 1] = "", a[PD_ADDR_STRLEN] = "";
+  if (t->has_id) hex_encode(t->id, PD_NODE_ID_LEN, hex);
+  if (t->has_addr) {
+    if (t->any_port) {
+      if (pd_netaddr_format_ip(&t->addr, a, sizeof a) < 0) snprintf(a, sizeof a, "?");
+    } else if (pd_netaddr_format(&t->addr, a, sizeof a) < 0) {
+      snprintf(a, sizeof a, "?");
+    }
+  }
+  snprintf(buf, cap, "%s%s%s", hex, (t->has_id && t->has_addr) ? "@" : "", a);
+}
+
+static bool need_net(ctx_t *c) {
+  if (pd_node_net_control(c->node)) return true;
+  pd_api_error(c->resp, 503, "no overlay network here (--p2p off): nothing to connect or disconnect");
+  return false;
+}
+
+/* POST /v1/peers {"addr": "[ID@]IP:PORT"}: dial it now. */
+static void h_peers_connect(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  static const char *const fields[] = {"addr", NULL};
+  json_t *root = body_object(c, fields);
+  if (!root) return;
+  const char *addr_s;
+  if (!field_string(c, root, "addr", true, &addr_s) || !need_net(c)) goto out;
+  pd_netaddr_t a;
+  bool has_id = false;
+  uint8_t id[PD_NODE_ID_LEN];
+  const char *why = NULL;
+  if (parse_addr(addr_s, PD_PARSE_ALLOW_ID, &a, &has_id, id, &why) < 0) {
+    errorf(c->resp, 400, "field \"addr\": %s", why);
+    goto out;
+  }
+  if (pd_netaddr_check_acceptable(&a, pd_book_allow_private(c->book), &why) < 0) {
+    errorf(c->resp, 400, "field \"addr\": %s", why ? why : "not acceptable");
+    goto out;
+  }
+  pd_ban_t ban;
+  if (pd_banlist_is_banned(pd_book_bans_const(c->book), &a, c->now, &ban)) {
+    json_t *e = json_object();
+    if (e) {
+      set(e, "error", jstr("banned"));
+      set(e, "addr", jstr(addr_s));
+      set(e, "ban", ban_json(&ban));
+    }
+    reply_error_obj(c->resp, 409, e);
+    goto out;
+  }
+  int rc = pd_node_net_connect(c->node, &a, has_id ? id : NULL, c->now, &why);
+  if (rc < 0) {
+    int status = rc == PD_EINVAL ? 400 : (rc == PD_EEXIST || rc == PD_EFULL) ? 409 : 500;
+    errorf(c->resp, status, "%s", why ? why : pd_strerror(rc));
+    goto out;
+  }
+  char buf[PD_ADDR_STRLEN];
+  if (pd_netaddr_format(&a, buf, sizeof buf) < 0) snprintf(buf, sizeof buf, "?");
+  json_t *o = json_object();
+  if (o) {
+    set(o, "dialling", jstr(buf));
+    if (has_id) {
+      char hex[PD_NODE_ID_HEXLEN + 1];
+      hex_encode(id, PD_NODE_ID_LEN, hex);
+      set(o, "id", jstr(hex));
+    } else {
+      set(o, "id", json_null());
+    }
+  }
+  reply_json(c->resp, 200, o);
+out:
+  json_decref(root);
+}
+
+/* DELETE /v1/peers/TARGET: disconnect now. */
+static void h_peers_disconnect(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  target_t t;
+  const char *why = NULL;
+  if (!parse_target(c->rest, &t, &why)) {
+    errorf(c->resp, 400, "bad target: %s", why);
+    return;
+  }
+  if (!need_net(c)) return;
+  pd_node_closed_t closed[64];
+  size_t n = pd_node_net_disconnect(c->node, t.has_addr ? &t.addr : NULL, t.any_port,
+                                    t.has_id ? t.id : NULL, c->now, closed, 64);
+  char tb[PD_NODE_ID_HEXLEN + 2 + PD_ADDR_STRLEN];
+  target_format(&t, tb, sizeof tb);
+  json_t *o = json_object();
+  if (n == 0) {
+    if (o) {
+      set(o, "error", jstr("no connected peer matches"));
+      set(o, "target", jstr(tb));
+    }
+    reply_error_obj(c->resp, 404, o);
+    return;
+  }
+  json_t *arr = json_array();
+  for (size_t i = 0; arr && i < n && i < 64; i++) {
+    json_t *e = json_object();
+    if (!e) continue;
+    set(e, "id", jstr_or_null(closed[i].id));
+    set(e, "addr", jstr(closed[i].addr));
+    set(e, "direction", jstr(closed[i].direction ? closed[i].direction : "?"));
+    json_array_append_new(arr, e);
+  }
+  if (o) {
+    set(o, "target", jstr(tb));
+    set(o, "count", jint((int64_t)n));
+    set(o, "closed", arr ? arr : json_array());
+  } else {
+    json_decref(arr);
+  }
+  reply_json(c->resp, 200, o);
+}
+
+static json_t *protect_json(const pd_node_protect_t *p) {
+  target_t t;
+  memset(&t, 0, sizeof t);
+  t.has_id = p->has_id;
+  memcpy(t.id, p->id, PD_NODE_ID_LEN);
+  t.has_addr = p->has_addr;
+  t.any_port = p->any_port;
+  t.addr = p->addr;
+  char tb[PD_NODE_ID_HEXLEN + 2 + PD_ADDR_STRLEN];
+  target_format(&t, tb, sizeof tb);
+  json_t *o = json_object();
+  if (!o) return NULL;
+  set(o, "target", jstr(tb));
+  if (p->has_id) {
+    char hex[PD_NODE_ID_HEXLEN + 1];
+    hex_encode(p->id, PD_NODE_ID_LEN, hex);
+    set(o, "id", jstr(hex));
+  } else {
+    set(o, "id", json_null());
+  }
+  if (p->has_addr) {
+    t.has_id = false;
+    target_format(&t, tb, sizeof tb);
+    set(o, "addr", jstr(tb));
+  } else {
+    set(o, "addr", json_null());
+  }
+  set(o, "since", jint(p->since));
+  return o;
+}
+
+static void h_protected_list(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  pd_node_protect_t list[PD_NODE_MAX_PROTECTED];
+  size_t n = pd_node_protected(c->node, list, PD_NODE_MAX_PROTECTED);
+  json_t *o = json_object();
+  json_t *arr = json_array();
+  for (size_t i = 0; arr && i < n && i < PD_NODE_MAX_PROTECTED; i++)
+    json_array_append_new(arr, protect_json(&list[i]));
+  if (o) set(o, "protected", arr ? arr : json_array());
+  else json_decref(arr);
+  reply_json(c->resp, 200, o);
+}
+
+static void protect_from_target(const target_t *t, pd_node_protect_t *p) {
+  memset(p, 0, sizeof *p);
+  p->has_id = t->has_id;
+  memcpy(p->id, t->id, PD_NODE_ID_LEN);
+  p->has_addr = t->has_addr;
+  p->any_port = t->any_port;
+  p->addr = t->addr;
+}
+
+/* POST /v1/protected {"target": ID | ID@IP:PORT | IP:PORT | IP} */
+static void h_protected_post(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  static const char *const fields[] = {"target", NULL};
+  json_t *root = body_object(c, fields);
+  if (!root) return;
+  const char *target_s;
+  target_t t;
+  const char *why = NULL;
+  if (!field_string(c, root, "target", true, &target_s)) goto out;
+  if (!parse_target(target_s, &t, &why)) {
+    errorf(c->resp, 400, "field \"target\": %s", why);
+    goto out;
+  }
+  pd_node_protect_t p;
+  protect_from_target(&t, &p);
+  int rc = pd_node_protect(c->node, &p, c->now);
+  if (rc == PD_EFULL) {
+    errorf(c->resp, 409, "too many protected peers (at most %d)", PD_NODE_MAX_PROTECTED);
+    goto out;
+  }
+  if (rc < 0) {
+    errorf(c->resp, 500, "could not protect: %s", pd_strerror(rc));
+    goto out;
+  }
+  char tb[PD_NODE_ID_HEXLEN + 2 + PD_ADDR_STRLEN];
+  target_format(&t, tb, sizeof tb);
+  json_t *o = json_object();
+  if (o) {
+    set(o, "protected", jstr(tb));
+    set(o, "added", json_boolean(rc == 0));
+  }
+  reply_json(c->resp, 200, o);
+out:
+  json_decref(root);
+}
+
+static void h_protected_delete(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  target_t t;
+  const char *why = NULL;
+  if (!parse_target(c->rest, &t, &why)) {
+    errorf(c->resp, 400, "bad target: %s", why);
+    return;
+  }
+  pd_node_protect_t p;
+  protect_from_target(&t, &p);
+  char tb[PD_NODE_ID_HEXLEN + 2 + PD_ADDR_STRLEN];
+  target_format(&t, tb, sizeof tb);
+  json_t *o = json_object();
+  if (pd_node_unprotect(c->node, &p) < 0) {
+    if (o) {
+      set(o, "error", jstr("not protected"));
+      set(o, "target", jstr(tb));
+    }
+    reply_error_obj(c->resp, 404, o);
+    return;
+  }
+  if (o) set(o, "unprotected", jstr(tb));
+  reply_json(c->resp, 200, o);
+}
+
+static void add_reason(json_t *arr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_reason(json_t *arr, const char *fmt, ...) {
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  json_array_append_new(arr, jstr(msg));
+}
+
+/* GET /v1/explain/TARGET: everything peerd knows about an address or node,
+ * and why its own dialer would or would not pick it now. */
+static void h_explain(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  target_t t;
+  const char *why = NULL;
+  if (!parse_target(c->rest, &t, &why)) {
+    errorf(c->resp, 400, "bad target: %s", why);
+    return;
+  }
+  if (t.has_addr && t.any_port && !t.has_id) {
+    pd_api_error(c->resp, 400, "bad target: explain needs IP:PORT or a node id (an IP alone names no entry)");
+    return;
+  }
+  uint32_t id = PD_BOOK_NO_ID;
+  if (t.has_addr) id = pd_book_find(c->book, &t.addr);
+  if (id == PD_BOOK_NO_ID && t.has_id) id = pd_node_find_peer(c->node, NULL, t.id);
+  pd_book_info_t e;
+  bool in_book = id != PD_BOOK_NO_ID && pd_book_info(c->book, id, &e) == 0;
+  if (!in_book && !t.has_addr) {
+    char hex[PD_NODE_ID_HEXLEN + 1];
+    hex_encode(t.id, PD_NODE_ID_LEN, hex);
+    json_t *o = json_object();
+    if (o) {
+      set(o, "error", jstr("no book entry has that node id"));
+      set(o, "id", jstr(hex));
+    }
+    reply_error_obj(c->resp, 404, o);
+    return;
+  }
+  pd_netaddr_t a = in_book ? e.addr : t.addr;
+  const uint8_t *nid = in_book && e.has_node_id ? e.node_id : (t.has_id ? t.id : NULL);
+  json_t *o = json_object();
+  json_t *reasons = json_array();
+  json_t *refs = json_array();
+  if (!o || !reasons || !refs) {
+    json_decref(o);
+    json_decref(reasons);
+    json_decref(refs);
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  char buf[PD_ADDR_STRLEN];
+  if (pd_netaddr_format(&a, buf, sizeof buf) < 0) snprintf(buf, sizeof buf, "?");
+  set(o, "addr", jstr(buf));
+  if (nid) {
+    char hex[PD_NODE_ID_HEXLEN + 1];
+    hex_encode(nid, PD_NODE_ID_LEN, hex);
+    set(o, "id", jstr(hex));
+  } else {
+    set(o, "id", json_null());
+  }
+  set(o, "in_book", json_boolean(in_book));
+  uint8_t group[PD_GROUP_MAX];
+  size_t glen = pd_netaddr_group(&a, pd_book_allow_private(c->book), group);
+  char ghex[2 * PD_GROUP_MAX + 1];
+  hex_encode(group, glen, ghex);
+  set(o, "group", jstr(ghex));
+  bool terrible = false;
+  double chance = 0;
+  if (in_book) {
+    if (pd_netaddr_format_ip(&e.source, buf, sizeof buf) < 0) snprintf(buf, sizeof buf, "?");
+    set(o, "source", jstr(buf));
+    set(o, "table", jstr(table_name(e.in_tried)));
+    set(o, "bucket", jint(e.bucket));
+    set(o, "position", jint(e.position));
+    if (!e.in_tried) {
+      uint16_t slots[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
+      int nr = pd_book_new_refs(c->book, id, slots);
+      for (int i = 0; i < nr; i++) {
+        json_t *r = json_object();
+        if (!r) continue;
+        set(r, "bucket", jint(slots[i] / PD_BOOK_BUCKET_SIZE));
+        set(r, "position", jint(slots[i] % PD_BOOK_BUCKET_SIZE));
+        json_array_append_new(refs, r);
+      }
+    }
+    set(o, "refs", refs);
+    refs = NULL;
+    set(o, "attempts", jint(e.attempts));
+    set(o, "last_try", jint(e.last_try));
+    set(o, "last_success", jint(e.last_success));
+    set(o, "time", jint(e.time));
+    set(o, "service_only", json_boolean(e.service_only));
+    terrible = pd_book_is_terrible(c->book, id, c->now);
+    chance = pd_book_chance(c->book, id, c->now);
+    set(o, "terrible", json_boolean(terrible));
+    set(o, "chance", json_real(chance));
+  } else {
+    set(o, "table", json_null());
+  }
+  json_decref(refs);
+  pd_ban_t ban;
+  bool banned = pd_banlist_is_banned(pd_book_bans_const(c->book), &a, c->now, &ban);
+  set(o, "banned", json_boolean(banned));
+  set(o, "ban", banned ? ban_json(&ban) : json_null());
+  pd_peer_view_t v;
+  pd_node_peer_view(c->node, &a, c->now, &v);
+  set(o, "score", json_real(pd_node_score(c->node, &v, c->now)));
+  set(o, "reputation", reputation_json(&v));
+  set(o, "private", json_boolean(v.private_peer));
+  bool prot = pd_node_is_protected(c->node, &a, nid);
+  set(o, "protected", json_boolean(prot));
+  pd_node_dial_state_t ds;
+  bool have_net = pd_node_net_dial_state(c->node, &a, nid, c->now, &ds);
+  if (have_net) {
+    json_t *cn = json_object();
+    if (cn) {
+      set(cn, "connected", json_boolean(ds.connected));
+      set(cn, "direction", ds.direction ? jstr(ds.direction) : json_null());
+      set(cn, "in_flight", json_boolean(ds.in_flight));
+      set(cn, "backoff_until", ds.backoff_until > c->now ? jint(ds.backoff_until) : json_null());
+      set(cn, "failures", jint(ds.failures));
+      set(cn, "group_taken", json_boolean(ds.group_taken));
+      set(cn, "outbound", jint(ds.outbound));
+      set(cn, "max_outbound", jint(ds.max_outbound));
+    }
+    set(o, "connection", cn);
+  } else {
+    set(o, "connection", json_null());
+  }
+  /* Why peerd's own dialer would (not) pick it now, in the order it checks. */
+  bool blocked = false;
+  if (!in_book) {
+    add_reason(reasons, "not in the book: the selection never picks it");
+    blocked = true;
+  }
+  if (banned) {
+    char sub[PD_ADDR_STRLEN];
+    if (pd_subnet_format(&ban.subnet, sub, sizeof sub) < 0) snprintf(sub, sizeof sub, "?");
+    if (ban.until) add_reason(reasons, "banned (%s) until %" PRId64, sub, ban.until);
+    else add_reason(reasons, "banned (%s) permanently", sub);
+    blocked = true;
+  }
+  if (in_book && e.service_only) {
+    add_reason(reasons, "a service endpoint the node gave: GET /v1/dial hands it out, peerd never dials it");
+    blocked = true;
+  }
+  if (!have_net) {
+    add_reason(reasons, "no overlay network here (--p2p off): peerd dials nothing");
+    blocked = true;
+  } else {
+    if (ds.self) {
+      add_reason(reasons, "this is one of peerd's own addresses");
+      blocked = true;
+    }
+    if (ds.connected) {
+      add_reason(reasons, "already connected (%s)", ds.direction ? ds.direction : "?");
+      blocked = true;
+    }
+    if (ds.in_flight) {
+      add_reason(reasons, "a dial to it is in flight");
+      blocked = true;
+    }
+    if (ds.backoff_until > c->now) {
+      add_reason(reasons, "in backoff until %" PRId64 " (%u failed dials in a row)", ds.backoff_until,
+                 ds.failures);
+      blocked = true;
+    }
+    if (ds.group_taken && !ds.connected) {
+      add_reason(reasons, "an outbound peer or dial is in its network group already (one per group)");
+      blocked = true;
+    }
+    if (ds.dialling_off) {
+      add_reason(reasons, "dialling is off (--max-outbound 0)");
+      blocked = true;
+    } else if (ds.slots_full && !ds.connected) {
+      add_reason(reasons, "no free outbound slot now (%u of %u in use)", ds.outbound, ds.max_outbound);
+      blocked = true;
+    }
+  }
+  if (terrible) add_reason(reasons, "terrible (addrman IsTerrible): never shared through PEX, first to lose its slot");
+  if (in_book && !blocked) {
+    add_reason(reasons, "eligible: the selection picks it at random with weight %.3g", chance);
+  }
+  set(o, "selectable", json_boolean(!blocked));
+  set(o, "reasons", reasons);
+  /* whether GET /v1/dial may hand the node an endpoint for it */
+  pd_node_endpoint_t ep;
+  bool hand = in_book && !banned && pd_node_dial_endpoint(c->node, id, NULL, &ep);
+  set(o, "handed_to_node", json_boolean(hand));
+  reply_json(c->resp, 200, o);
+}
+
+/* GET /v1/policy: the policy status (as in /v1/status). */
+static void h_policy_get(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  reply_json(c->resp, 200, policy_status_json(c));
+}
+
+/* POST /v1/policy/check {"dir": "PATH"}: the driver reads the directory. */
+static void h_policy_check(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  static const char *const fields[] = {"dir", NULL};
+  json_t *root = body_object(c, fields);
+  if (!root) return;
+  const char *dir;
+  if (field_string(c, root, "dir", true, &dir)) {
+    pd_api_pending_t *p = calloc(1, sizeof *p);
+    if (!p || !*dir || !(p->dir = strdup(dir))) {
+      free(p);
+      pd_api_error(c->resp, *dir ? 500 : 400, *dir ? "out of memory" : "field \"dir\" is empty");
+    } else {
+      c->resp->status = 200;
+      c->resp->action = PD_API_ACTION_CHECK;
+      c->resp->pending = p;
+    }
+  }
+  json_decref(root);
+}
+
+const char *pd_api_pending_dir(const pd_api_response_t *resp) {
+  return (resp && resp->pending) ? resp->pending->dir : NULL;
+}
+
+void pd_api_policy_checked(pd_node_t *n, pd_api_response_t *resp, const pd_policy_file_t *files,
+                           size_t nfiles, const char *read_error, int64_t now) {
+  if (!resp || !resp->pending || resp->pending->check) return;
+  pd_api_pending_t *p = resp->pending;
+  json_t *o = json_object();
+  if (!o) return;
+  set(o, "dir", jstr(p->dir));
+  if (read_error) {
+    set(o, "ok", json_false());
+    set(o, "error", jstr(read_error));
+    set(o, "files", json_array());
+    p->check = o;
+    p->check_unreadable = true;
+    return;
+  }
+  pd_node_check_t *r = calloc(1, sizeof *r);
+  if (!r) {
+    json_decref(o);
+    return;
+  }
+  pd_node_policy_check(n, files, nfiles, now, r);
+  json_t *arr = json_array();
+  for (size_t i = 0; arr && i < r->nfiles; i++) {
+    const pd_node_check_file_t *f = &r->files[i];
+    json_t *j = json_object();
+    if (!j) continue;
+    set(j, "file", jstr(f->name));
+    set(j, "ok", json_boolean(f->ok));
+    if (f->ok) {
+      json_t *hooks = json_array();
+      for (int h = 0; hooks && h < PD_HOOK_COUNT; h++) {
+        const char *hn = pd_policy_hook_name(h);
+        if (f->has_hook[h] && hn) json_array_append_new(hooks, jstr(hn));
+      }
+      set(j, "hooks", hooks ? hooks : json_array());
+      set(j, "error", json_null());
+    } else {
+      set(j, "error", jstr(f->error));
+    }
+    json_array_append_new(arr, j);
+  }
+  set(o, "ok", json_boolean(r->ok));
+  set(o, "error", r->ok || r->error[0] == '\0' ? (r->ok ? json_null() : jstr("a file failed to load"))
+                                              : jstr(r->error));
+  set(o, "files", arr ? arr : json_array());
+  set(o, "hash", r->ok ? jstr(r->hash) : json_null());
+  set(o, "memory_bytes", r->ok ? jint((int64_t)r->memory_bytes) : json_null());
+  free(r);
+  p->check = o;
+}
+
+/* GET /v1/book with filters: the whole table is walked, entries matching
+ * every filter counted, the page [offset, offset + limit) listed. */
+
+static bool parse_book_filter(ctx_t *c, book_filter_t *f) {
+  memset(f, 0, sizeof *f);
+  f->banned = -1;
+  const char *v;
+  if ((v = query_get(c, "group")) != NULL) {
+    pd_netaddr_t a;
+    size_t n = strlen(v);
+    if (pd_netaddr_parse_ip(v, &a, NULL) == 0) {
+      f->glen = pd_netaddr_group(&a, pd_book_allow_private(c->book), f->group);
+    } else if (n > 0 && n % 2 == 0 && n <= 2 * PD_GROUP_MAX) {
+      for (size_t i = 0; i < n; i += 2) {
+        int hi = hexval(v[i]), lo = hexval(v[i + 1]);
+        if (hi < 0 || lo < 0) goto bad_group;
+        f->group[i / 2] = (uint8_t)(hi * 16 + lo);
+      }
+      f->glen = n / 2;
+    } else {
+      goto bad_group;
+    }
+    f->has_group = true;
+  }
+  if ((v = query_get(c, "banned")) != NULL) {
+    if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0) f->banned = 1;
+    else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0) f->banned = 0;
+    else {
+      pd_api_error(c->resp, 400, "banned must be true or false");
+      return false;
+    }
+  }
+  if ((v = query_get(c, "source")) != NULL) {
+    if (pd_netaddr_parse_ip(v, &f->source, NULL) < 0) {
+      pd_api_error(c->resp, 400, "source must be an IP address");
+      return false;
+    }
+    f->has_source = true;
+  }
+  if ((v = query_get(c, "min_score")) != NULL) {
+    json_t *num = json_loads(v, JSON_DECODE_ANY, NULL);
+    bool ok = num && json_is_number(num) && isfinite(json_number_value(num));
+    if (ok) f->min_score = json_number_value(num);
+    json_decref(num);
+    if (!ok) {
+      pd_api_error(c->resp, 400, "min_score must be a number");
+      return false;
+    }
+    f->has_min_score = true;
+  }
+  return true;
+bad_group:
+  pd_api_error(c->resp, 400, "group must be an IP address or the group's hex bytes (as GET /v1/book/ADDR shows them)");
+  return false;
+}
+
+static bool book_filter_any(const book_filter_t *f) {
+  return f->has_group || f->banned >= 0 || f->has_source || f->has_min_score;
+}
+
+static bool book_filter_match(ctx_t *c, const book_filter_t *f, const pd_book_info_t *e,
+                              double *score) {
+  if (f->has_group) {
+    uint8_t g[PD_GROUP_MAX];
+    size_t gl = pd_netaddr_group(&e->addr, pd_book_allow_private(c->book), g);
+    if (gl != f->glen || memcmp(g, f->group, gl) != 0) return false;
+  }
+  if (f->has_source && !pd_netaddr_same_ip(&e->source, &f->source)) return false;
+  if (f->banned >= 0 &&
+      pd_banlist_is_banned(pd_book_bans_const(c->book), &e->addr, c->now, NULL) != (f->banned == 1))
+    return false;
+  if (f->has_min_score) {
+    pd_peer_view_t v;
+    pd_node_peer_view(c->node, &e->addr, c->now, &v);
+    *score = pd_node_score(c->node, &v, c->now);
+    if (!(*score >= f->min_score)) return false;
+  }
+  return true;
+}
+
+static json_t *book_row(ctx_t *c, const pd_book_info_t *e) {
+  json_t *j = entry_json(e);
+  if (!j) return NULL;
+  set(j, "time", jint(e->time));
+  set(j, "last_try", jint(e->last_try));
+  set(j, "last_success", jint(e->last_success));
+  set(j, "attempts", jint(e->attempts));
+  set(j, "refs", jint(e->refcount));
+  return j;
+}
+
+static void book_list_filtered(ctx_t *c, enum pd_table t, const book_filter_t *f, size_t limit,
+                               size_t offset) {
+  json_t *o = json_object();
+  json_t *entries = json_array();
+  uint32_t *ids = malloc(LIST_LIMIT_MAX * sizeof *ids);
+  if (!o || !entries || !ids) {
+    json_decref(o);
+    json_decref(entries);
+    free(ids);
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  size_t matched = 0, at = 0, total = 0;
+  for (;;) {
+    size_t got = pd_book_list(c->book, t, at, LIST_LIMIT_MAX, ids, &total);
+    for (size_t i = 0; i < got; i++) {
+      pd_book_info_t e;
+      double score = 0;
+      if (pd_book_info(c->book, ids[i], &e) < 0 || !book_filter_match(c, f, &e, &score)) continue;
+      if (matched >= offset && matched - offset < limit) {
+        json_t *j = book_row(c, &e);
+        if (j) {
+          if (f->has_min_score) set(j, "score", json_real(score));
+          json_array_append_new(entries, j);
+        }
+      }
+      matched++;
+    }
+    at += got;
+    if (got == 0 || at >= total) break;
+  }
+  free(ids);
+  set(o, "table", jstr(t == PD_TABLE_NEW ? "new" : t == PD_TABLE_TRIED ? "tried" : "all"));
+  set(o, "total", jint((int64_t)matched));
+  set(o, "offset", jint((int64_t)offset));
+  set(o, "limit", jint((int64_t)limit));
+  set(o, "entries", entries);
   reply_json(c->resp, 200, o);
 }
 
@@ -1790,6 +2530,59 @@ out:
   json_decref(root);
 }
 
+/* GET /v1/events/stream?kinds=a,b&since=SEQ: server-sent events. The
+ * checks are here; the driver keeps the connection (PD_API_ACTION_STREAM). */
+static void h_events_stream(ctx_t *c) {
+  static const char *const params[] = {"kinds", "since", NULL};
+  if (!query_allow(c, params)) return;
+  uint32_t kinds = PD_EVENT_ALL_KINDS;
+  const char *ks = query_get(c, "kinds");
+  const char *bad = NULL;
+  size_t bad_len = 0;
+  if (ks && pd_event_kinds_parse(ks, &kinds, &bad, &bad_len) < 0) {
+    errorf(c->resp, 400, "unknown event kind in kinds: %.*s", (int)(bad_len > 64 ? 64 : bad_len),
+           bad);
+    return;
+  }
+  uint64_t since = 0;
+  bool has_since = false;
+  const char *lei = c->req->last_event_id;
+  if (lei && *lei) {
+    char *end = NULL;
+    unsigned long long v = strtoull(lei, &end, 10);
+    if (*lei < '0' || *lei > '9' || !end || *end != '\0') {
+      pd_api_error(c->resp, 400, "Last-Event-ID must be an event's id (a decimal sequence number)");
+      return;
+    }
+    since = (uint64_t)v;
+    has_since = true;
+  } else if (query_get(c, "since")) {
+    if (!query_uint(c, "since", 0, 0, UINT64_MAX - 1, &since)) return;
+    has_since = true;
+  }
+  pd_api_pending_t *p = calloc(1, sizeof *p);
+  if (!p) {
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  p->kinds = kinds;
+  p->has_since = has_since;
+  p->since = since;
+  c->resp->status = 200;
+  c->resp->content_type = "text/event-stream";
+  c->resp->pending = p;
+  c->resp->action = PD_API_ACTION_STREAM;
+}
+
+bool pd_api_stream_params(const pd_api_response_t *resp, uint32_t *kinds, bool *has_since,
+                          uint64_t *since) {
+  if (!resp || resp->action != PD_API_ACTION_STREAM || !resp->pending) return false;
+  if (kinds) *kinds = resp->pending->kinds;
+  if (has_since) *has_since = resp->pending->has_since;
+  if (since) *since = resp->pending->since;
+  return true;
+}
+
 typedef struct route {
   const char *path;
   bool prefix; /* path is a prefix followed by a non-empty remainder */
@@ -1815,11 +2608,34 @@ static const route_t routes[] = {
     {"/v1/self", false, "GET", h_self_get},
     {"/v1/self", false, "PUT", h_self_put},
     {"/v1/policy/reload", false, "POST", h_policy_reload},
+    {"/v1/policy", false, "GET", h_policy_get},
+    {"/v1/policy/check", false, "POST", h_policy_check},
     {"/v1/policy/shadow", false, "GET", h_policy_shadow},
     {"/v1/policy/promote", false, "POST", h_policy_promote},
+    {"/v1/peers", false, "POST", h_peers_connect},
+    {"/v1/peers/", true, "DELETE", h_peers_disconnect},
+    {"/v1/protected", false, "GET", h_protected_list},
+    {"/v1/protected", false, "POST", h_protected_post},
+    {"/v1/protected/", true, "DELETE", h_protected_delete},
+    {"/v1/explain/", true, "GET", h_explain},
     {"/metrics", false, "GET", h_metrics},
+    {"/v1/events/stream", false, "GET", h_events_stream},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* A route as the request-latency metric names it: its path, or for a
+ * prefix route the path with what follows as a placeholder. Static. */
+static const char *route_label(const route_t *r) {
+  static const char *const prefixed[][2] = {
+      {"/v1/book/", "/v1/book/{addr}"},
+      {"/v1/bans/", "/v1/bans/{target}"},
+  };
+  if (!r->prefix) return r->path;
+  for (size_t i = 0; i < sizeof prefixed / sizeof prefixed[0]; i++) {
+    if (strcmp(r->path, prefixed[i][0]) == 0) return prefixed[i][1];
+  }
+  return r->path;
+}
 
 static bool route_matches(const route_t *r, const char *path, const char **rest) {
   if (r->prefix) {
@@ -1871,6 +2687,7 @@ static void dispatch(ctx_t *c) {
   }
   if (hit) {
     json_decref(allow);
+    c->resp->route = route_label(hit);
     if (qmark && !parse_query(c, qmark + 1, strlen(qmark + 1))) goto out;
     hit->fn(c);
   } else if (path_known) {
@@ -2052,6 +2869,18 @@ void pd_api_complete(pd_node_t *n, int64_t now, pd_api_response_t *resp) {
       set(o, "shadow", so ? so : json_null());
     }
     reply_json(resp, ok ? 200 : 422, o);
+  } else if (resp->action == PD_API_ACTION_CHECK) {
+    json_t *o = resp->pending ? resp->pending->check : NULL;
+    if (resp->pending) resp->pending->check = NULL;
+    if (!o) {
+      pd_api_error(resp, 500, "the policy directory was not checked");
+    } else {
+      /* 200 whatever the policies say (the report is the answer); 422 when
+       * the directory itself could not be read */
+      reply_json(resp, resp->pending->check_unreadable ? 422 : 200, o);
+    }
+  } else if (resp->action == PD_API_ACTION_STREAM) {
+    /* 200, text/event-stream, no body: the driver streams from here on */
   } else {
     pd_api_error(resp, 500, "unknown action");
   }

@@ -36,6 +36,7 @@ typedef struct pd_api_request {
   const char *content_type;  /* a body must be application/json */
   const char *authorization; /* "Bearer TOKEN" when token is set */
   const char *token;         /* the driver's bearer token; NULL: none required */
+  const char *last_event_id; /* Last-Event-ID (GET /v1/events/stream); NULL when absent */
 } pd_api_request_t;
 
 enum pd_api_action {
@@ -49,7 +50,17 @@ enum pd_api_action {
                                 pd_node_policy_load (or record a read failure
                                 with pd_node_policy_load_failed), then call
                                 pd_api_complete */
-  PD_API_ACTION_PROMOTE = 4, /* POST /v1/policy/promote: the shadow set is
+  PD_API_ACTION_CHECK = 5,   /* POST /v1/policy/check: read the policy files of
+                                pd_api_pending_dir (as for a reload), hand them
+                                to pd_api_policy_checked, then call
+                                pd_api_complete */
+  PD_API_ACTION_STREAM = 4,  /* GET /v1/events/stream: the request is valid;
+                                read pd_api_stream_params, then either call
+                                pd_api_complete (counted as 200: keep the
+                                connection open and write server-sent events,
+                                status and content_type as given, no body) or
+                                answer something else (e.g. 503) yourself */
+  PD_API_ACTION_PROMOTE = 6, /* POST /v1/policy/promote: the shadow set is
                                 live already (pd_node_shadow_promote); the
                                 live policy directory is now the shadow's
                                 (pd_node_config(n)->policy_dir) and there is
@@ -68,6 +79,10 @@ typedef struct pd_api_response {
   size_t body_len;
   enum pd_api_action action;
   pd_api_pending_t *pending; /* owned; freed by pd_api_response_free */
+  /* The route that served the request, as a pattern ("/v1/book/{addr}"):
+   * a static string for the request-latency metric's label; NULL when no
+   * route did (404, 405, refused by the access rules, malformed). */
+  const char *route;
 } pd_api_response_t;
 
 /* Handle one request at now. Always fills resp (status >= 200). */
@@ -85,6 +100,21 @@ const char *pd_api_pending_name(const pd_api_response_t *resp, size_t i, uint16_
  * error != NULL (the resolver's message). Call once per name. */
 void pd_api_resolved(pd_api_response_t *resp, size_t i, const pd_netaddr_t *addrs, size_t n,
                      const char *error);
+
+/* PD_API_ACTION_CHECK: the directory to read (as the client gave it), and
+ * the files read from it (read_error != NULL: the directory could not be
+ * read; files ignored). Loads them into a scratch policy host (the set in
+ * force is not touched) and keeps the report for pd_api_complete. */
+const char *pd_api_pending_dir(const pd_api_response_t *resp);
+void pd_api_policy_checked(pd_node_t *n, pd_api_response_t *resp, const pd_policy_file_t *files,
+                           size_t nfiles, const char *read_error, int64_t now);
+/* PD_API_ACTION_STREAM: the kinds asked for (a mask of enum pd_event_kind
+ * bits: ?kinds=a,b, every kind without it) and where to replay from:
+ * *has_since true when the client gave Last-Event-ID (it wins) or ?since=SEQ,
+ * then events with seq > *since still held are sent first. false when resp
+ * is not a stream. */
+bool pd_api_stream_params(const pd_api_response_t *resp, uint32_t *kinds, bool *has_since,
+                          uint64_t *since);
 
 /* The access rules alone (Host, Origin, token, Content-Type): 0, or the
  * refusal's status (403, 401, 415) and *why. pd_api_handle applies them. */

@@ -4,7 +4,8 @@
  * ("is this address banned now?"), expiry, listing. Single-address bans sit
  * in a hash set (O(1) lookup); subnet bans in a short array scanned in order.
  * Does not own: the decision to ban (reputation policy) nor persistence
- * (bookstore writes the list with the book).
+ * (statestore.c writes the list as bans.json; bookstore.c reads the bans
+ * of books written before bans.json existed).
  * Sans-I/O: every call that depends on time takes `now` (Unix seconds).
  * A ban with until == 0 never expires.
  */

@@ -16,6 +16,12 @@
  *   {"subnet":"10.0.0.0/8","created":T,"until":T,"reason":"..."}
  *   ]}
  *
+ * - bans: the ban list. The daemon keeps its bans in their own file
+ *   (bans.json, statestore.c) and writes books with PD_BOOKSTORE_NO_BANS
+ *   ("bans":[], so the document stays version 1 for every reader); the
+ *   decoder still loads the bans a book holds (books written before
+ *   bans.json existed: the daemon then saves them to bans.json), and the
+ *   lab, which has no files, keeps writing them here.
  * - new_buckets, tried_buckets: the book's geometry (addrbook.h). Written
  *   only when it is not the default 1024 / 256, so a default book encodes
  *   to exactly the bytes it did before geometries existed; a document
@@ -278,6 +284,11 @@ static bool is_default_geometry(const pd_book_geometry_t *g) {
 }
 
 int pd_bookstore_encode(const pd_book_t *b, int64_t now, char **out, size_t *len) {
+  return pd_bookstore_encode_ex(b, now, 0, out, len);
+}
+
+int pd_bookstore_encode_ex(const pd_book_t *b, int64_t now, unsigned flags, char **out,
+                           size_t *len) {
   size_t total = pd_book_size(b);
   uint32_t *ids = NULL;
   if (total > 0) {
@@ -362,7 +373,7 @@ int pd_bookstore_encode(const pd_book_t *b, int64_t now, char **out, size_t *len
   }
   sb_puts(&s, "],\n\"bans\":[");
 
-  const pd_banlist_t *bl = pd_book_bans_const(b);
+  const pd_banlist_t *bl = (flags & PD_BOOKSTORE_NO_BANS) ? NULL : pd_book_bans_const(b);
   first = true;
   for (size_t i = 0; bl != NULL; i++) {
     const pd_ban_t *ban = pd_banlist_get(bl, i);

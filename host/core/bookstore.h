@@ -6,6 +6,9 @@
  * every entry one by one (a bad entry is skipped and counted, the rest
  * kept), re-placing the entries when the book is given another geometry
  * than the document's (see bookstore.c).
+ * Bans: written here unless PD_BOOKSTORE_NO_BANS (the daemon keeps them in
+ * bans.json, statestore.h); always read, so a book written before bans.json
+ * existed hands its bans over.
  * Does not own: files. The driver reads and writes the bytes (atomically,
  * see fsio.h) and decides what to do with a document that will not decode.
  * Deterministic: the same book encodes to the same bytes.
@@ -39,6 +42,13 @@ typedef struct pd_bookstore_report {
 /* Encode. *out is malloc'd (caller frees), NUL-terminated, *len excludes
  * the NUL. `now` is written as "saved_at". 0 or PD_ENOMEM. */
 int pd_bookstore_encode(const pd_book_t *b, int64_t now, char **out, size_t *len);
+
+/* Flags of pd_bookstore_encode_ex. */
+#define PD_BOOKSTORE_NO_BANS 1u /* write "bans":[] (the bans live elsewhere) */
+
+/* The same with flags (pd_bookstore_encode is flags 0). */
+int pd_bookstore_encode_ex(const pd_book_t *b, int64_t now, unsigned flags, char **out,
+                           size_t *len);
 
 /* Decode a whole document into a new book created with the document's key,
  * the given rng and flags (PD_BOOK_ALLOW_PRIVATE). Returns 0 on success

@@ -930,6 +930,46 @@ uint32_t pd_dialer_failures(const pd_dialer_t *d, const pd_netaddr_t *addr) {
   return r ? r->failures : 0;
 }
 
+void pd_dialer_explain(const pd_dialer_t *d, const pd_dial_target_t *t, int64_t now,
+                       pd_dialer_explain_t *out) {
+  memset(out, 0, sizeof *out);
+  if (!d || !t) return;
+  out->self = is_self(d, t);
+  uint8_t g[PD_GROUP_MAX];
+  uint8_t glen = group_of(d, &t->addr, g);
+  for (size_t i = 0; i < d->nflights; i++) {
+    const flight_t *f = &d->flights[i];
+    if (pd_netaddr_equal(&f->t.addr, &t->addr) || (t->has_id && f->t.has_id && id_eq(f->t.id, t->id)))
+      out->in_flight = true;
+    else if (f->reason != PD_DIAL_REASON_FEELER && group_eq(g, glen, f->group, f->glen))
+      out->group_taken = true;
+  }
+  for (size_t i = 0; i < d->nconns; i++) {
+    const conn_t *c = &d->conns[i];
+    bool same = (t->has_id && c->has_id && id_eq(c->id, t->id)) ||
+                (c->dir != PD_CONN_INBOUND && pd_netaddr_equal(&c->addr, &t->addr)) ||
+                (c->dir == PD_CONN_INBOUND && pd_netaddr_same_ip(&c->addr, &t->addr) &&
+                 c->addr.port == t->addr.port);
+    if (same) {
+      out->connected = true;
+      out->dir = c->dir;
+    } else if (c->dir == PD_CONN_OUTBOUND && group_eq(g, glen, c->group, c->glen)) {
+      out->group_taken = true;
+    }
+  }
+  const bo_rec_t *r = bo_find_const(d, &t->addr);
+  if (r) {
+    out->backoff_until = r->next_at;
+    out->failures = r->failures;
+  }
+  uint32_t dials = 0;
+  out->outbound = outbound_counted(d, NULL, &dials, NULL);
+  out->max_outbound = d->cfg.max_outbound;
+  out->dialling_off = d->cfg.max_outbound == 0;
+  out->slots_full = dials >= d->cfg.dial_concurrency || out->outbound >= d->cfg.max_outbound;
+  (void)now;
+}
+
 void pd_dialer_counters(const pd_dialer_t *d, pd_dialer_counters_t *out) {
   if (!d || !out) return;
   *out = d->c;

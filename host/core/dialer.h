@@ -280,6 +280,23 @@ int64_t pd_dialer_backoff_until(const pd_dialer_t *d, const pd_netaddr_t *addr);
 /* Consecutive failures recorded for addr. */
 uint32_t pd_dialer_failures(const pd_dialer_t *d, const pd_netaddr_t *addr);
 
+/* Why the selection's pick t would or would not be dialled now (as the
+ * tick filters picks), for the operator's explain. */
+typedef struct pd_dialer_explain {
+  bool self;                 /* our own address or node id */
+  bool in_flight;            /* a dial to it (or its id) is in flight */
+  bool connected;            /* connected to it (by address outbound, or by id any direction) */
+  enum pd_conn_dir dir;      /* when connected */
+  bool group_taken;          /* an outbound peer or dial shares its network group */
+  int64_t backoff_until;     /* > now: backing off */
+  uint32_t failures;
+  bool dialling_off;         /* max_outbound 0 */
+  bool slots_full;           /* no free dial slot or outbound slot now */
+  uint32_t outbound, max_outbound; /* counted outbound (connected + dialling) and the limit */
+} pd_dialer_explain_t;
+void pd_dialer_explain(const pd_dialer_t *d, const pd_dial_target_t *t, int64_t now,
+                       pd_dialer_explain_t *out);
+
 /* Counters and gauges. */
 void pd_dialer_counters(const pd_dialer_t *d, pd_dialer_counters_t *out);
 

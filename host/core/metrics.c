@@ -17,7 +17,20 @@ static const char *const event_names[PD_METRICS_EV_COUNT] = {
     "attempt", "connected", "good", "failed", "misbehaved", "disconnected",
 };
 
+static const char *const ban_cause_names[PD_METRICS_BAN_COUNT] = {
+    "api", "reputation", "wire", "pex", "record",
+};
+
 void pd_metrics_init(pd_metrics_t *m) { memset(m, 0, sizeof(*m)); }
+
+void pd_metrics_count_ban(pd_metrics_t *m, enum pd_metrics_ban_cause cause) {
+  if ((int)cause >= 0 && cause < PD_METRICS_BAN_COUNT) m->bans_added[cause]++;
+}
+
+const char *pd_metrics_ban_cause_name(enum pd_metrics_ban_cause cause) {
+  if ((int)cause < 0 || cause >= PD_METRICS_BAN_COUNT) return NULL;
+  return ban_cause_names[cause];
+}
 
 void pd_metrics_count_request(pd_metrics_t *m, int status) {
   if (status >= PD_METRICS_CODE_MIN && status <= PD_METRICS_CODE_MAX) {
@@ -238,6 +251,13 @@ int pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, const
   family(&b, "peerd_bans", "gauge", "Active bans (addresses and subnets).");
   put(&b, "peerd_bans %zu\n", g->bans);
 
+  family(&b, "peerd_bans_total", "counter",
+         "Bans added or renewed, by cause: api (POST /v1/bans), reputation (an event the node "
+         "reported), wire, pex, record (an overlay peer's misbehaviour).");
+  for (int c = 0; c < PD_METRICS_BAN_COUNT; c++) {
+    put(&b, "peerd_bans_total{cause=\"%s\"} %" PRIu64 "\n", ban_cause_names[c], m->bans_added[c]);
+  }
+
   family(&b, "peerd_policy_failures_total", "counter",
          "Policy hook calls that failed and fell back to the built-in default, by hook and "
          "reason.");
@@ -347,6 +367,44 @@ int pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, const
     family(&b, "process_start_time_seconds", "gauge",
            "Start time of the process since unix epoch in seconds.");
     put(&b, "process_start_time_seconds %.3f\n", net->process_start_time);
+  }
+  if (net && net->nkinds) {
+    family(&b, "peerd_audit_events_total", "counter",
+           "Audit events (GET /v1/events/stream and the log), by kind.");
+    for (size_t k = 0; k < net->nkinds; k++) {
+      if (!net->kind_names[k]) continue;
+      put(&b, "peerd_audit_events_total{kind=\"");
+      put_label_value(&b, net->kind_names[k]);
+      put(&b, "\"} %" PRIu64 "\n", net->kind_counts[k]);
+    }
+    family(&b, "peerd_event_streams", "gauge", "Event streams (GET /v1/events/stream) open.");
+    put(&b, "peerd_event_streams %" PRIu64 "\n", net->event_streams);
+    family(&b, "peerd_event_streams_dropped_total", "counter",
+           "Event streams closed because the client did not keep up.");
+    put(&b, "peerd_event_streams_dropped_total %" PRIu64 "\n", net->event_streams_dropped);
+  }
+  if (net && net->api_nbounds) {
+    family(&b, "peerd_api_request_seconds", "histogram",
+           "API request latency, from a whole request to its response being written, by route.");
+    for (size_t r = 0; r < net->api_nroutes; r++) {
+      const char *route = net->api_routes[r] ? net->api_routes[r] : "other";
+      for (size_t i = 0; i <= net->api_nbounds; i++) {
+        put(&b, "peerd_api_request_seconds_bucket{route=\"");
+        put_label_value(&b, route);
+        if (i < net->api_nbounds) {
+          put(&b, "\",le=\"%g\"} %" PRIu64 "\n", net->api_bounds[i],
+              net->api_buckets[r * net->api_nbounds + i]);
+        } else {
+          put(&b, "\",le=\"+Inf\"} %" PRIu64 "\n", net->api_count[r]);
+        }
+      }
+      put(&b, "peerd_api_request_seconds_sum{route=\"");
+      put_label_value(&b, route);
+      put(&b, "\"} %.6f\n", net->api_sum[r]);
+      put(&b, "peerd_api_request_seconds_count{route=\"");
+      put_label_value(&b, route);
+      put(&b, "\"} %" PRIu64 "\n", net->api_count[r]);
+    }
   }
 
   if (b.failed) {

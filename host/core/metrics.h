@@ -2,7 +2,7 @@
  *
  * Owns: the counters the node keeps (API responses by status code, book
  * saves by result, load errors, entries skipped at load, events by type,
- * last successful save time, policy reloads by result) and the rendering of every family
+ * last successful save time, policy reloads by result, bans added by cause) and the rendering of every family
  * (including the network families whose values the driver passes in
  * pd_metrics_net_t: connections, dials, frames, wire rejections, and the
  * policies-under-load families of pd_metrics_policy_load_t: tripped hooks,
@@ -39,6 +39,16 @@ enum pd_metrics_event {
   PD_METRICS_EV_COUNT
 };
 
+/* Who added a ban (label cause="..." of peerd_bans_total). */
+enum pd_metrics_ban_cause {
+  PD_METRICS_BAN_API = 0,    /* POST /v1/bans */
+  PD_METRICS_BAN_REPUTATION, /* the verdict on an event the node reported (POST /v1/events) */
+  PD_METRICS_BAN_WIRE,       /* an overlay peer broke the protocol (handshake, frames, pings) */
+  PD_METRICS_BAN_PEX,        /* an overlay peer flooded GETADDR or ADDR */
+  PD_METRICS_BAN_RECORD,     /* an overlay peer passed on an invalid node record */
+  PD_METRICS_BAN_COUNT
+};
+
 typedef struct pd_metrics {
   uint64_t api_requests[PD_METRICS_CODE_MAX - PD_METRICS_CODE_MIN + 1];
   uint64_t api_requests_other; /* codes outside 100..599 (code="other") */
@@ -50,6 +60,7 @@ typedef struct pd_metrics {
   uint64_t events[PD_METRICS_EV_COUNT];
   uint64_t policy_reloads_ok;
   uint64_t policy_reloads_error;
+  uint64_t bans_added[PD_METRICS_BAN_COUNT]; /* bans added or renewed, by cause */
 } pd_metrics_t;
 
 /* Peer-to-peer network counters, gathered by the driver from the connection
@@ -81,6 +92,22 @@ typedef struct pd_metrics_net {
   bool has_process;
   double process_cpu_seconds, process_start_time;
   uint64_t process_rss_bytes, process_open_fds, process_max_fds;
+  /* Audit events the driver handed on (peerd_audit_events_total{kind}) and
+   * its event streams (peerd_event_streams, peerd_event_streams_dropped_total);
+   * nkinds 0 leaves the three families out. */
+  size_t nkinds;
+  const char *const *kind_names;
+  const uint64_t *kind_counts;
+  uint64_t event_streams, event_streams_dropped;
+  /* API request latency, a histogram by route (peerd_api_request_seconds);
+   * api_nbounds 0 leaves it out. api_buckets is row-major
+   * [route][bound], cumulative (le = api_bounds[b]); +Inf is api_count. */
+  size_t api_nroutes, api_nbounds;
+  const char *const *api_routes;
+  const double *api_bounds;
+  const uint64_t *api_buckets;
+  const uint64_t *api_count;
+  const double *api_sum;
 } pd_metrics_net_t;
 
 /* Policies under load, read from the policy hosts at render time. Every
@@ -143,6 +170,10 @@ void pd_metrics_count_load_skipped(pd_metrics_t *m, size_t n);
 void pd_metrics_count_event(pd_metrics_t *m, enum pd_metrics_event ev);
 /* Count one policy load (ok != 0: it succeeded). */
 void pd_metrics_count_policy_reload(pd_metrics_t *m, int ok);
+/* Count one ban added (or renewed) for this cause; out-of-range ignored. */
+void pd_metrics_count_ban(pd_metrics_t *m, enum pd_metrics_ban_cause cause);
+/* The label value of a cause ("api", ...), or NULL when out of range. */
+const char *pd_metrics_ban_cause_name(enum pd_metrics_ban_cause cause);
 /* The label value of an event ("attempt", ...), or NULL when out of range. */
 const char *pd_metrics_event_name(enum pd_metrics_event ev);
 

@@ -26,6 +26,7 @@ typedef struct conn {
   pd_peer_t *peer;          /* NULL while DIALING */
   bool registered;          /* pd_dialer_on_connected done */
   bool dial_reported;       /* outbound: the dial outcome already went to the dialer */
+  bool announced;           /* a "connected" audit event went out for it */
   bool has_id;
   uint8_t id[PD_NODE_ID_LEN];
   int64_t since_ms, ready_ms;
@@ -99,6 +100,11 @@ struct pd_netmgr {
   size_t ncache;
 
   pd_netmgr_counters_t c; /* closed connections' frames/bytes + manager counters */
+
+  /* Bootstrap episode, for the audit events: rounds since the outbound
+   * minimum was last met (0: not bootstrapping) and when the first began. */
+  uint32_t boot_rounds;
+  int64_t boot_since_ms;
 };
 
 static const char *const k_rej_extra[] = {
@@ -300,6 +306,96 @@ static pd_netaddr_t ip_only(const pd_netaddr_t *a) {
   return x;
 }
 
+/* --- audit events (events.h, through the node's sink) --------------------------------------- */
+
+static bool audit_on(const pd_netmgr_t *m) { return pd_event_sink_on(pd_node_events(m->node)); }
+
+/* The fields every connection event starts with. */
+static void audit_conn(pd_event_t *ev, const conn_t *c, const pd_netaddr_t *addr) {
+  pd_event_addr(ev, "addr", addr);
+  if (c->has_id) pd_event_id(ev, "node_id", c->id);
+  pd_event_str(ev, "direction", pd_dialer_dir_name(c->dir));
+  pd_event_int(ev, "conn", (int64_t)c->cid);
+}
+
+/* c finished its handshake: dial_ok (outbound, feeler), then connected
+ * (a peer in use: not a feeler, and registered with the dialer). */
+static void audit_ready(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
+  if (!audit_on(m)) return;
+  const pd_peer_remote_t *r = c->peer ? pd_peer_remote(c->peer) : NULL;
+  pd_event_t ev;
+  if (c->dir != PD_CONN_INBOUND) {
+    pd_event_init(&ev, PD_EV_DIAL_OK, now_ms);
+    audit_conn(&ev, c, &c->target.addr);
+    pd_event_str(&ev, "dial_reason", pd_dialer_reason_name(c->reason));
+    pd_node_emit(m->node, &ev);
+  }
+  if (c->dir == PD_CONN_FEELER || !c->registered) return;
+  c->announced = true;
+  pd_event_init(&ev, PD_EV_CONNECTED, now_ms);
+  audit_conn(&ev, c, c->dir == PD_CONN_INBOUND ? &c->addr : &c->target.addr);
+  if (r && r->has_listen) pd_event_addr(&ev, "listen", &r->listen);
+  if (r && r->agent[0]) pd_event_str(&ev, "agent", r->agent);
+  pd_node_emit(m->node, &ev);
+}
+
+/* An outbound or feeler dial ended before its handshake completed. */
+static void audit_dial_failed(pd_netmgr_t *m, const conn_t *c, enum pd_dial_outcome o,
+                              const char *detail, int64_t now_ms) {
+  if (!audit_on(m)) return;
+  pd_event_t ev;
+  pd_event_init(&ev, PD_EV_DIAL_FAILED, now_ms);
+  audit_conn(&ev, c, &c->target.addr);
+  pd_event_str(&ev, "reason", pd_dialer_outcome_name(o));
+  if (detail && strcmp(detail, pd_dialer_outcome_name(o)) != 0) pd_event_str(&ev, "detail", detail);
+  pd_event_str(&ev, "dial_reason", pd_dialer_reason_name(c->reason));
+  pd_node_emit(m->node, &ev);
+}
+
+/* A connection that was announced (or an inbound one that never got that
+ * far: ready false) ended. */
+static void audit_disconnected(pd_netmgr_t *m, const conn_t *c, const char *reason,
+                               bool misbehaved, bool remote, uint16_t remote_code,
+                               int64_t now_ms) {
+  if (!audit_on(m)) return;
+  pd_event_t ev;
+  pd_event_init(&ev, PD_EV_DISCONNECTED, now_ms);
+  ev.warn = misbehaved;
+  audit_conn(&ev, c, c->dir == PD_CONN_INBOUND ? &c->addr : &c->target.addr);
+  pd_event_str(&ev, "reason", reason ? reason : "closed");
+  if (remote) pd_event_str(&ev, "remote_reason", pd_wire_bye_name(remote_code));
+  pd_event_bool(&ev, "remote", remote || (reason && strcmp(reason, "closed") == 0));
+  pd_event_bool(&ev, "misbehaved", misbehaved);
+  pd_event_bool(&ev, "ready", c->announced);
+  if (c->ready_ms) pd_event_int(&ev, "duration_ms", now_ms - c->ready_ms);
+  pd_node_emit(m->node, &ev);
+}
+
+/* Bootstrap rounds and their end (the outbound minimum met again). */
+static void audit_bootstrap(pd_netmgr_t *m, bool round, int64_t now_ms) {
+  if (round) {
+    if (m->boot_rounds == 0) m->boot_since_ms = now_ms;
+    m->boot_rounds++;
+  }
+  if (!round && m->boot_rounds == 0) return;
+  pd_dialer_counters_t dc;
+  pd_dialer_counters(m->dialer, &dc);
+  uint32_t out = dc.connected[PD_CONN_OUTBOUND];
+  bool done = !round && out >= m->cfg.dialer.min_outbound;
+  if (!round && !done) return;
+  if (audit_on(m)) {
+    pd_event_t ev;
+    pd_event_init(&ev, round ? PD_EV_BOOTSTRAP_STARTED : PD_EV_BOOTSTRAP_FINISHED, now_ms);
+    pd_event_int(&ev, round ? "round" : "rounds", m->boot_rounds);
+    if (round) pd_event_int(&ev, "seeds", (int64_t)m->cfg.dialer.nseeds);
+    pd_event_int(&ev, "outbound", out);
+    pd_event_int(&ev, "min_outbound", m->cfg.dialer.min_outbound);
+    if (!round) pd_event_int(&ev, "duration_ms", now_ms - m->boot_since_ms);
+    pd_node_emit(m->node, &ev);
+  }
+  if (done) m->boot_rounds = 0;
+}
+
 /* --- forward declarations ------------------------------------------------------------------ */
 static void drain_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms);
 static void close_conn(pd_netmgr_t *m, conn_t *c, uint16_t code, const char *text, int64_t now_ms);
@@ -320,12 +416,21 @@ static void close_banned(pd_netmgr_t *m, int64_t now_ms) {
   }
 }
 
+/* Who a ban for this misbehaviour is counted against (peerd_bans_total). */
+static enum pd_metrics_ban_cause ban_cause(const char *reason) {
+  int ri = reject_index(reason);
+  if (ri >= PD_NETMGR_REJ_RECORD && ri <= PD_NETMGR_REJ_RECORD_LAST) return PD_METRICS_BAN_RECORD;
+  if (ri == PD_NETMGR_REJ_GETADDR_FLOOD || ri == PD_NETMGR_REJ_ADDR_FLOOD) return PD_METRICS_BAN_PEX;
+  return PD_METRICS_BAN_WIRE;
+}
+
 /* Report misbehaviour of the peer at addr; returns true if it led to a ban. */
 static bool report_misbehaviour(pd_netmgr_t *m, const pd_netaddr_t *addr, const char *reason,
                                 int64_t now_ms) {
   pd_node_event_result_t r;
   m->c.misbehaviour_reports++;
-  if (pd_node_event(m->node, addr, PD_METRICS_EV_MISBEHAVED, reason, secs(now_ms), &r) == 0 &&
+  if (pd_node_event_ex(m->node, addr, PD_METRICS_EV_MISBEHAVED, reason, false, "wire",
+                       ban_cause(reason), secs(now_ms), &r) == 0 &&
       r.banned) {
     m->c.bans++;
     return true;
@@ -371,6 +476,8 @@ static void conn_end(pd_netmgr_t *m, conn_t *c, const char *reason, bool misbeha
   if (ri >= 0 && strcmp(reason, "duplicate") != 0) m->c.rejected[ri]++;
 
   pd_netaddr_t baddr = book_addr(c);
+  if (c->announced || (c->dir == PD_CONN_INBOUND && c->peer))
+    audit_disconnected(m, c, reason, misbehaved, remote, remote_code, now_ms);
   if (c->dir == PD_CONN_INBOUND) {
     if (c->registered) pd_dialer_on_disconnected(m->dialer, c->dir, &c->addr, now);
     else if (m->pending_in > 0) m->pending_in--;
@@ -380,6 +487,7 @@ static void conn_end(pd_netmgr_t *m, conn_t *c, const char *reason, bool misbeha
     pd_node_event(m->node, &c->target.addr, PD_METRICS_EV_DISCONNECTED, NULL, now, &r);
   } else if (!c->dial_reported) {
     enum pd_dial_outcome o = outcome_of(reason, remote, remote_code);
+    audit_dial_failed(m, c, o, remote ? pd_wire_bye_name(remote_code) : reason, now_ms);
     pd_dialer_on_dial_result(m->dialer, &c->target.addr, o, now);
     if (o != PD_DIAL_SELF && o != PD_DIAL_DUPLICATE) {
       pd_node_event_result_t r;
@@ -907,6 +1015,10 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
 
   if (c->dir == PD_CONN_INBOUND) {
     enum pd_inbound_verdict v = pd_dialer_accept_inbound(m->dialer, &c->addr, c->id, now);
+    if ((v == PD_INBOUND_FULL || v == PD_INBOUND_PER_IP) &&
+        (pd_node_is_protected(m->node, &c->addr, c->id) ||
+         (r->has_listen && pd_node_is_protected(m->node, &r->listen, NULL))))
+      v = PD_INBOUND_ALLOW; /* a protected peer is never refused by limits */
     if (v != PD_INBOUND_ALLOW) {
       c->want_close = true;
       c->close_code = v == PD_INBOUND_SELF        ? PD_WIRE_BYE_SELF
@@ -919,6 +1031,7 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
       c->registered = true;
     else
       m->pending_in++; /* conn_end will undo */
+    audit_ready(m, c, now_ms);
     /* Its record (verified in the handshake): kept, its node placed in the
      * new table (never tried) and relayed when news. Else, as before
      * records, its announced listen address. */
@@ -964,6 +1077,7 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
   else
     pd_dialer_on_dial_result(m->dialer, &c->target.addr, PD_DIAL_OK, now);
   c->dial_reported = true;
+  audit_ready(m, c, now_ms);
   m->dialer_due_ms = now_ms; /* outbound count changed: feelers, bootstrap state */
   pd_book_add(pd_node_book(m->node), &c->target.addr, c->id, now, &c->target.addr, 0, now, NULL);
   pd_node_event_result_t er;
@@ -1256,9 +1370,11 @@ static void run_dialer(pd_netmgr_t *m, int64_t now_ms) {
       a.resolve.host = ep->host;
       a.resolve.port = ep->port;
       q_push(m, &a, NULL, 0);
+    } else if (da->kind == PD_DIAL_ACT_BOOTSTRAP) {
+      audit_bootstrap(m, true, now_ms); /* counted by the dialer; an audit event */
     }
-    /* BOOTSTRAP is informational (counted by the dialer). */
   }
+  audit_bootstrap(m, false, now_ms); /* the minimum met again: finished */
   /* Next run: at the tick cadence while the dialer has work, else when it
    * next will (a feeler, a bootstrap round, a dial timeout); any event that
    * can give it work (a connection, a close, a dial result) pulls
@@ -1450,11 +1566,16 @@ pd_netmgr_refuse_t pd_netmgr_on_inbound(pd_netmgr_t *m, const pd_netaddr_t *remo
     v = PD_NETMGR_REFUSE_FULL;
   } else {
     enum pd_inbound_verdict dv = pd_dialer_accept_inbound(m->dialer, remote, NULL, secs(now_ms));
-    if (dv == PD_INBOUND_PER_IP) v = PD_NETMGR_REFUSE_PER_IP;
+    bool prot = (dv == PD_INBOUND_FULL || dv == PD_INBOUND_PER_IP) &&
+                pd_node_is_protected(m->node, remote, NULL);
+    if (prot) v = PD_NETMGR_ACCEPT; /* protected: past the limits (the handshake decides) */
+    else if (dv == PD_INBOUND_PER_IP) v = PD_NETMGR_REFUSE_PER_IP;
     /* When full, an unconditional peer can only be recognised after the
      * handshake: with unconditional ids configured, let it try (bounded by
      * max_pending_inbound); the verdict with the proven ID decides. */
-    else if (dv == PD_INBOUND_FULL && m->cfg.dialer.nunconditional == 0) v = PD_NETMGR_REFUSE_FULL;
+    else if (dv == PD_INBOUND_FULL && m->cfg.dialer.nunconditional == 0 &&
+             !pd_node_protects_ids(m->node))
+      v = PD_NETMGR_REFUSE_FULL;
     else if (dv != PD_INBOUND_ALLOW && dv != PD_INBOUND_FULL) v = PD_NETMGR_REFUSE_FULL;
   }
   if (v == PD_NETMGR_ACCEPT) {
@@ -1497,6 +1618,7 @@ int pd_netmgr_on_dial_failed(pd_netmgr_t *m, uint64_t conn_id, enum pd_dial_outc
   if (!c || c->dir == PD_CONN_INBOUND) return PD_ENOENT;
   if ((unsigned)outcome >= PD_DIAL_OUTCOME_COUNT || outcome == PD_DIAL_OK) outcome = PD_DIAL_ERROR;
   int64_t now = secs(now_ms);
+  audit_dial_failed(m, c, outcome, NULL, now_ms);
   pd_dialer_on_dial_result(m->dialer, &c->target.addr, outcome, now);
   pd_node_event_result_t r;
   pd_node_event(m->node, &c->target.addr, PD_METRICS_EV_FAILED, pd_dialer_outcome_name(outcome),
@@ -1654,8 +1776,136 @@ size_t pd_netmgr_peers(pd_netmgr_t *m, int64_t now_ms, pd_netmgr_peer_info_t *ou
     pd_peer_view_t v;
     pd_node_peer_view(m->node, &ba, secs(now_ms), &v);
     p->score = pd_node_score(m->node, &v, secs(now_ms));
+    p->is_protected = pd_node_is_protected(m->node, &c->addr, c->has_id ? c->id : NULL) ||
+                      pd_node_is_protected(m->node, &ba, NULL);
   }
   return m->nconns;
+}
+
+/* --- operator control ------------------------------------------------------------------------ */
+
+static bool conn_matches(const conn_t *c, const pd_netaddr_t *addr, bool any_port,
+                         const uint8_t *id) {
+  if (id && c->has_id && memcmp(c->id, id, PD_NODE_ID_LEN) == 0) return true;
+  if (!addr) return false;
+  if (any_port) return pd_netaddr_same_ip(&c->addr, addr);
+  if (pd_netaddr_equal(&c->addr, addr)) return true;
+  if (c->dir != PD_CONN_INBOUND) return pd_netaddr_equal(&c->target.addr, addr);
+  pd_netaddr_t ba = book_addr(c);
+  return pd_netaddr_equal(&ba, addr);
+}
+
+size_t pd_netmgr_disconnect(pd_netmgr_t *m, const pd_netaddr_t *addr, bool any_port,
+                            const uint8_t *id, int64_t now_ms, pd_node_closed_t *out, size_t cap) {
+  if (!m || (!addr && !id)) return 0;
+  release_cur(m);
+  size_t n = m->nconns, closed = 0;
+  uint64_t few[64];
+  uint64_t *ids = n <= 64 ? few : malloc(n * sizeof *ids);
+  if (!ids) return 0;
+  if (n) memcpy(ids, m->cids, n * sizeof *ids);
+  for (size_t i = 0; i < n; i++) {
+    conn_t *c = conn_get(m, ids[i]);
+    if (!c || !conn_matches(c, addr, any_port, id)) continue;
+    if (c->peer && pd_peer_state(c->peer) == PD_PEER_CLOSED) continue;
+    if (out && closed < cap) {
+      pd_node_closed_t *o = &out[closed];
+      memset(o, 0, sizeof *o);
+      if (c->has_id) pd_node_id_format(c->id, o->id, sizeof o->id);
+      pd_netaddr_format(&c->addr, o->addr, sizeof o->addr);
+      o->direction = pd_dialer_dir_name(c->dir);
+    }
+    closed++;
+    close_conn(m, c, PD_WIRE_BYE_NORMAL, "operator", now_ms);
+  }
+  if (ids != few) free(ids);
+  return closed;
+}
+
+int pd_netmgr_connect(pd_netmgr_t *m, const pd_dial_target_t *t, int64_t now_ms,
+                      uint64_t *conn_id, const char **why) {
+  const char *dummy;
+  if (!why) why = &dummy;
+  *why = NULL;
+  if (!m || !t) return PD_EINVAL;
+  release_cur(m);
+  pd_dialer_explain_t x;
+  pd_dialer_explain(m->dialer, t, secs(now_ms), &x);
+  if (m->shutting_down || x.dialling_off) {
+    *why = m->shutting_down ? "shutting down" : "dialling is off (--max-outbound 0)";
+    return PD_EFULL;
+  }
+  if (x.self || (m->cfg.has_listen && pd_netaddr_equal(&t->addr, &m->cfg.listen))) {
+    *why = "that is this peerd";
+    return PD_EINVAL;
+  }
+  for (size_t i = 0; i < m->nconns; i++) {
+    const conn_t *c = m->conns[i];
+    if (conn_matches(c, &t->addr, false, t->has_id ? t->id : NULL)) {
+      *why = c->state == PD_NETMGR_DIALING ? "a dial to it is in flight" : "already connected";
+      return PD_EEXIST;
+    }
+  }
+  if (x.in_flight) {
+    *why = "a dial to it is in flight";
+    return PD_EEXIST;
+  }
+  conn_t *c = conn_add(m, PD_CONN_OUTBOUND, &t->addr, now_ms);
+  if (!c) {
+    *why = "out of memory";
+    return PD_ENOMEM;
+  }
+  c->state = PD_NETMGR_DIALING;
+  c->target = *t;
+  c->reason = PD_DIAL_REASON_SELECT;
+  if (t->has_id) {
+    c->has_id = true;
+    memcpy(c->id, t->id, PD_NODE_ID_LEN);
+  }
+  pd_netmgr_action_t a;
+  memset(&a, 0, sizeof a);
+  a.type = PD_NETMGR_A_DIAL;
+  a.conn_id = c->cid;
+  a.dial.target = *t;
+  a.dial.reason = PD_DIAL_REASON_SELECT;
+  if (q_push(m, &a, NULL, 0) < 0) {
+    conn_remove(m, c);
+    *why = "out of memory";
+    return PD_ENOMEM;
+  }
+  if (conn_id) *conn_id = c->cid;
+  return 0;
+}
+
+void pd_netmgr_dial_state(pd_netmgr_t *m, const pd_dial_target_t *t, int64_t now_ms,
+                          pd_node_dial_state_t *out) {
+  memset(out, 0, sizeof *out);
+  if (!m || !t) return;
+  pd_dialer_explain_t x;
+  pd_dialer_explain(m->dialer, t, secs(now_ms), &x);
+  out->self = x.self || (m->cfg.has_listen && pd_netaddr_equal(&t->addr, &m->cfg.listen));
+  out->in_flight = x.in_flight;
+  out->group_taken = x.group_taken;
+  out->backoff_until = x.backoff_until;
+  out->failures = x.failures;
+  out->dialling_off = x.dialling_off;
+  out->slots_full = x.slots_full;
+  out->outbound = x.outbound;
+  out->max_outbound = x.max_outbound;
+  out->connected = x.connected;
+  out->direction = x.connected ? pd_dialer_dir_name(x.dir) : NULL;
+  /* an inbound peer is known by its announced listen address, which the dialer does not see */
+  for (size_t i = 0; i < m->nconns && !out->connected; i++) {
+    const conn_t *c = m->conns[i];
+    if (c->state == PD_NETMGR_DIALING) {
+      if (pd_netaddr_equal(&c->target.addr, &t->addr)) out->in_flight = true;
+      continue;
+    }
+    if (conn_matches(c, &t->addr, false, t->has_id ? t->id : NULL)) {
+      out->connected = true;
+      out->direction = pd_dialer_dir_name(c->dir);
+    }
+  }
 }
 
 size_t pd_netmgr_conn_count(const pd_netmgr_t *m) { return m ? m->nconns : 0; }

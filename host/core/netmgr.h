@@ -41,10 +41,13 @@
  *
  * Limits: at accept, banned IPs, the per-IP limit and a full inbound table
  * are refused at once (a full table is let through to the handshake only
- * when unconditional ids are configured), and at most max_pending_inbound
- * connections may be in the handshake; after the handshake the dialer's
- * verdict with the proven ID decides (GOODBYE too_many_peers / self /
- * duplicate otherwise).
+ * when unconditional or protected ids are configured, or for a protected
+ * address), and
+ * at most max_pending_inbound connections may be in the handshake; after
+ * the handshake the dialer's verdict with the proven ID decides (GOODBYE
+ * too_many_peers / self / duplicate otherwise). A protected peer
+ * (pd_node_protect: by id or address) is never refused by the inbound or
+ * per-IP limit; bans, self and duplicates still apply.
  *
  * The listen address must be a valid IP (not 0.0.0.0 / ::): an unspecified
  * one is not announced (HELLO has_listen = 0), so peers cannot learn our
@@ -232,6 +235,25 @@ int pd_netmgr_create(pd_netmgr_t **out, const pd_netmgr_config_t *cfg, pd_node_t
  * request too. Then poll. */
 void pd_netmgr_enforce_bans(pd_netmgr_t *m, int64_t now_ms);
 
+/* --- operator control (the API through the driver; then poll) ---------- */
+/* Close (GOODBYE "normal", text "operator") every connection to node id
+ * (may be NULL) or at addr (may be NULL; any_port: any connection from or
+ * to that IP; else the socket address, the address dialled or the listen
+ * address an inbound peer announced). Up to cap closed ones are described
+ * in out. Returns how many were closed. */
+size_t pd_netmgr_disconnect(pd_netmgr_t *m, const pd_netaddr_t *addr, bool any_port,
+                            const uint8_t *id, int64_t now_ms, pd_node_closed_t *out, size_t cap);
+/* Dial addr now (OUTBOUND; id: the node id the handshake must prove, or
+ * NULL), past the outbound limit. The caller checked acceptability and
+ * bans. 0 (*conn_id set when not NULL), PD_EEXIST (connected or a dial in
+ * flight to it), PD_EINVAL (ourselves), PD_EFULL (dialling off: max_outbound
+ * 0, or shutting down), PD_ENOMEM; *why says which. */
+int pd_netmgr_connect(pd_netmgr_t *m, const pd_dial_target_t *t, int64_t now_ms,
+                      uint64_t *conn_id, const char **why);
+/* The dialer's view of t for explain (pd_dialer_explain). */
+void pd_netmgr_dial_state(pd_netmgr_t *m, const pd_dial_target_t *t, int64_t now_ms,
+                          pd_node_dial_state_t *out);
+
 /* Frees everything (no actions; call pd_netmgr_shutdown first for GOODBYEs). */
 void pd_netmgr_destroy(pd_netmgr_t *m);
 
@@ -307,6 +329,7 @@ typedef struct pd_netmgr_peer_info {
   int64_t latency_ms;                 /* -1 unknown */
   double score;                       /* pd_node_score of the peer's book address */
   char agent[PD_WIRE_AGENT_MAX + 1];
+  bool is_protected;                  /* pd_node_is_protected (its id or address) */
 } pd_netmgr_peer_info_t;
 
 /* Connections in conn id order (oldest first): writes up to cap, returns

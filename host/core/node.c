@@ -27,6 +27,10 @@ struct pd_node {
   void *net_ud;
   struct pd_self *self; /* borrowed */
   pd_rectable_t *records; /* other nodes' records; created at the first */
+  pd_book_hooks_t policy_hooks; /* the policy host's evict hooks, behind the node's */
+  pd_node_protect_t protected_[PD_NODE_MAX_PROTECTED]; /* POST /v1/protected */
+  size_t nprotected;
+  pd_event_sink_t events; /* the driver's audit sink; fn NULL = none */
   pd_shadow_t *shadow;    /* --shadow-policies; NULL: never enabled */
   const char *shadow_dir; /* borrowed; NULL: none (never, or promoted) */
 };
@@ -34,15 +38,22 @@ struct pd_node {
 /* A shadow set is loaded: every decision is also asked of it. */
 static bool shadowing(const pd_node_t *n) { return n->shadow && pd_shadow_loaded(n->shadow); }
 
-/* The book's eviction decisions: evict.lua (or the built-in rule), and the
- * shadow's answer to the same question. */
+/* A protected entry keeps its place: the node's evict hooks answer before
+ * the policy's (and the built-in rule) are asked. */
+static bool entry_protected(const pd_node_t *n, const pd_book_t *b, uint32_t id) {
+  pd_book_info_t e;
+  if (n->nprotected == 0 || pd_book_info(b, id, &e) != 0) return false;
+  return pd_node_is_protected(n, &e.addr, e.has_node_id ? e.node_id : NULL);
+}
+
 static int node_evict_new(void *ud, const pd_book_t *b, uint32_t incumbent,
                           const pd_book_info_t *candidate, int64_t now) {
   pd_node_t *n = ud;
+  if (entry_protected(n, b, incumbent)) return PD_BOOK_KEEP;
   pd_rng_t before = *n->rng;
-  int v = PD_BOOK_HOOK_DEFAULT;
-  if (pd_policy_evict_new(n->policy, b, incumbent, candidate, n->rng, now, &v) != 0)
-    v = PD_BOOK_HOOK_DEFAULT;
+  int v = n->policy_hooks.evict_new
+              ? n->policy_hooks.evict_new(n->policy_hooks.ud, b, incumbent, candidate, now)
+              : PD_BOOK_HOOK_DEFAULT;
   if (shadowing(n)) pd_shadow_evict_new(n->shadow, b, incumbent, candidate, &before, now, v);
   return v;
 }
@@ -50,17 +61,36 @@ static int node_evict_new(void *ud, const pd_book_t *b, uint32_t incumbent,
 static int node_evict_tried(void *ud, const pd_book_t *b, uint32_t incumbent, uint32_t candidate,
                             int64_t now) {
   pd_node_t *n = ud;
+  if (entry_protected(n, b, incumbent)) return PD_BOOK_KEEP;
   pd_rng_t before = *n->rng;
-  int v = PD_BOOK_HOOK_DEFAULT;
-  if (pd_policy_evict_tried(n->policy, b, incumbent, candidate, n->rng, now, &v) != 0)
-    v = PD_BOOK_HOOK_DEFAULT;
+  int v = n->policy_hooks.evict_tried
+              ? n->policy_hooks.evict_tried(n->policy_hooks.ud, b, incumbent, candidate, now)
+              : PD_BOOK_HOOK_DEFAULT;
   if (shadowing(n)) pd_shadow_evict_tried(n->shadow, b, incumbent, candidate, &before, now, v);
   return v;
 }
 
 static void install_hooks(pd_node_t *n) {
+  pd_policy_book_hooks(n->policy, n->rng, &n->policy_hooks);
   pd_book_hooks_t h = {.evict_new = node_evict_new, .evict_tried = node_evict_tried, .ud = n};
   pd_book_set_hooks(n->book, &h);
+  pd_book_set_events(n->book, &n->events);
+}
+
+void pd_node_set_events(pd_node_t *n, const pd_event_sink_t *sink) {
+  if (!n) return;
+  if (sink) {
+    n->events = *sink;
+  } else {
+    memset(&n->events, 0, sizeof n->events);
+  }
+  pd_book_set_events(n->book, &n->events);
+}
+
+const pd_event_sink_t *pd_node_events(const pd_node_t *n) { return &n->events; }
+
+void pd_node_emit(pd_node_t *n, const pd_event_t *e) {
+  if (n) pd_event_emit(&n->events, e);
 }
 
 /* Copy s (may be NULL) into a fixed buffer, truncating on a UTF-8 boundary. */
@@ -211,7 +241,147 @@ bool pd_node_net_counters(pd_node_t *n, pd_metrics_net_t *out) {
   return true;
 }
 
+bool pd_node_net_control(const pd_node_t *n) {
+  return n->net.disconnect && n->net.connect && n->net.dial_state;
+}
+
+size_t pd_node_net_disconnect(pd_node_t *n, const pd_netaddr_t *addr, bool any_port,
+                              const uint8_t *id, int64_t now, pd_node_closed_t *out, size_t cap) {
+  if (!n->net.disconnect) return 0;
+  return n->net.disconnect(n->net_ud, addr, any_port, id, now, out, cap);
+}
+
+int pd_node_net_connect(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *id, int64_t now,
+                        const char **why) {
+  if (!n->net.connect) {
+    if (why) *why = "no network";
+    return PD_EINVAL;
+  }
+  return n->net.connect(n->net_ud, addr, id, now, why);
+}
+
+bool pd_node_net_dial_state(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *id,
+                            int64_t now, pd_node_dial_state_t *out) {
+  memset(out, 0, sizeof *out);
+  if (!n->net.dial_state) return false;
+  n->net.dial_state(n->net_ud, addr, id, now, out);
+  return true;
+}
+
+/* ---- protected peers ---- */
+
+static bool protect_same(const pd_node_protect_t *a, const pd_node_protect_t *b) {
+  if (a->has_id != b->has_id || a->has_addr != b->has_addr) return false;
+  if (a->has_id && memcmp(a->id, b->id, PD_NODE_ID_LEN) != 0) return false;
+  if (a->has_addr && (a->any_port != b->any_port || !pd_netaddr_same_ip(&a->addr, &b->addr) ||
+                      (!a->any_port && a->addr.port != b->addr.port)))
+    return false;
+  return true;
+}
+
+int pd_node_protect(pd_node_t *n, const pd_node_protect_t *p, int64_t now) {
+  if (!p || (!p->has_id && !p->has_addr)) return PD_EINVAL;
+  for (size_t i = 0; i < n->nprotected; i++)
+    if (protect_same(&n->protected_[i], p)) return 1;
+  if (n->nprotected == PD_NODE_MAX_PROTECTED) return PD_EFULL;
+  pd_node_protect_t *e = &n->protected_[n->nprotected++];
+  *e = *p;
+  if (e->any_port) e->addr.port = 0;
+  e->since = now;
+  return 0;
+}
+
+int pd_node_unprotect(pd_node_t *n, const pd_node_protect_t *p) {
+  for (size_t i = 0; p && i < n->nprotected; i++) {
+    if (!protect_same(&n->protected_[i], p)) continue;
+    memmove(&n->protected_[i], &n->protected_[i + 1],
+            (n->nprotected - i - 1) * sizeof n->protected_[0]);
+    n->nprotected--;
+    return 0;
+  }
+  return PD_ENOENT;
+}
+
+bool pd_node_is_protected(const pd_node_t *n, const pd_netaddr_t *a, const uint8_t *id) {
+  for (size_t i = 0; i < n->nprotected; i++) {
+    const pd_node_protect_t *e = &n->protected_[i];
+    if (e->has_id && id && memcmp(e->id, id, PD_NODE_ID_LEN) == 0) return true;
+    if (e->has_addr && a && pd_netaddr_same_ip(&e->addr, a) &&
+        (e->any_port || e->addr.port == a->port))
+      return true;
+  }
+  return false;
+}
+
+bool pd_node_protects_ids(const pd_node_t *n) {
+  for (size_t i = 0; i < n->nprotected; i++)
+    if (n->protected_[i].has_id) return true;
+  return false;
+}
+
+size_t pd_node_protected(const pd_node_t *n, pd_node_protect_t *out, size_t cap) {
+  for (size_t i = 0; out && i < n->nprotected && i < cap; i++) out[i] = n->protected_[i];
+  return n->nprotected;
+}
+
+/* ---- policy check ---- */
+
+void pd_node_policy_check(pd_node_t *n, const pd_policy_file_t *files, size_t nfiles, int64_t now,
+                          pd_node_check_t *out) {
+  memset(out, 0, sizeof *out);
+  out->ok = true;
+  size_t cap = sizeof out->files / sizeof out->files[0];
+  for (size_t i = 0; i < nfiles && i < cap; i++) {
+    pd_node_check_file_t *f = &out->files[out->nfiles++];
+    pd_node_copy_text(f->name, sizeof f->name, files[i].name);
+    pd_policy_t *scratch = NULL;
+    int rc = pd_policy_create(&scratch, &n->cfg.policy_limits, n->cfg.policy_clock,
+                              n->cfg.policy_clock_ud);
+    if (rc == 0) rc = pd_policy_load(scratch, &files[i], 1, now, f->error, sizeof f->error);
+    else pd_node_copy_text(f->error, sizeof f->error, pd_strerror(rc));
+    f->ok = rc == 0;
+    if (f->ok) {
+      for (int h = 0; h < PD_HOOK_COUNT; h++) f->has_hook[h] = pd_policy_has_hook(scratch, h);
+    } else {
+      out->ok = false;
+    }
+    pd_policy_destroy(scratch);
+  }
+  if (!out->ok) return;
+  pd_policy_t *scratch = NULL;
+  int rc = pd_policy_create(&scratch, &n->cfg.policy_limits, n->cfg.policy_clock,
+                            n->cfg.policy_clock_ud);
+  if (rc == 0) rc = pd_policy_load(scratch, files, nfiles, now, out->error, sizeof out->error);
+  else pd_node_copy_text(out->error, sizeof out->error, pd_strerror(rc));
+  if (rc == 0) {
+    pd_policy_status_t ps;
+    pd_policy_status(scratch, &ps);
+    memcpy(out->hash, ps.hash, sizeof out->hash);
+    out->memory_bytes = ps.memory_bytes;
+  } else {
+    out->ok = false;
+  }
+  pd_policy_destroy(scratch);
+}
+
+/* "unban" by "expiry" for every ban that pd_banlist_expire will drop now. */
+static void emit_expiries(pd_node_t *n, int64_t now) {
+  const pd_banlist_t *bl = pd_book_bans_const(n->book);
+  const pd_ban_t *b;
+  for (size_t i = 0; (b = pd_banlist_get(bl, i)) != NULL; i++) {
+    if (b->until == 0 || b->until > now) continue;
+    pd_event_t ev;
+    pd_event_init(&ev, PD_EV_UNBAN, now * 1000);
+    pd_event_subnet(&ev, "subnet", &b->subnet);
+    pd_event_str(&ev, "by", "expiry");
+    pd_event_str(&ev, "reason", b->reason);
+    pd_event_time(&ev, "until", b->until);
+    pd_event_emit(&n->events, &ev);
+  }
+}
+
 bool pd_node_tick(pd_node_t *n, int64_t now) {
+  if (pd_event_sink_on(&n->events)) emit_expiries(n, now);
   pd_banlist_expire(pd_book_bans(n->book), now);
   pd_book_resolve_collisions(n->book, now);
   if (n->cfg.save_interval <= 0) return false; /* periodic saves disabled */
@@ -243,26 +413,60 @@ pd_reputation_t *pd_node_reputation(pd_node_t *n) { return n->rep; }
 
 int pd_node_policy_load(pd_node_t *n, const pd_policy_file_t *files, size_t nfiles, int64_t now,
                         char *err, size_t cap) {
+  return pd_node_policy_load_by(n, files, nfiles, NULL, now, err, cap);
+}
+
+int pd_node_policy_load_by(pd_node_t *n, const pd_policy_file_t *files, size_t nfiles,
+                           const char *trigger, int64_t now, char *err, size_t cap) {
   char buf[512] = "";
   int rc = pd_policy_load(n->policy, files, nfiles, now, buf, sizeof buf);
   if (err && cap) pd_node_copy_text(err, cap, buf);
   if (rc == 0) {
     n->status.last_policy_load_rc = 0;
     pd_metrics_count_policy_reload(&n->metrics, 1);
+    if (pd_event_sink_on(&n->events)) {
+      pd_policy_status_t ps;
+      pd_policy_status(n->policy, &ps);
+      pd_event_t ev;
+      pd_event_init(&ev, PD_EV_POLICY_LOADED, now * 1000);
+      pd_event_int(&ev, "generation", (int64_t)ps.generation);
+      pd_event_str(&ev, "hash", ps.hash);
+      char fl[600] = "";
+      size_t off = 0;
+      for (size_t i = 0; i < ps.nfiles && i < 8; i++) {
+        int w = snprintf(fl + off, sizeof fl - off, "%s%.63s", i ? "," : "", ps.files[i]);
+        if (w > 0 && (size_t)w < sizeof fl - off) off += (size_t)w;
+      }
+      pd_event_str(&ev, "files", fl);
+      pd_event_str(&ev, "trigger", trigger);
+      pd_event_emit(&n->events, &ev);
+    }
     return 0;
   }
-  pd_node_policy_load_failed(n, buf[0] ? buf : pd_strerror(rc), now);
+  pd_node_policy_load_failed_by(n, buf[0] ? buf : pd_strerror(rc), trigger, now);
   n->status.last_policy_load_rc = rc < 0 ? rc : PD_EINVAL;
   return n->status.last_policy_load_rc;
 }
 
 void pd_node_policy_load_failed(pd_node_t *n, const char *error, int64_t now) {
+  pd_node_policy_load_failed_by(n, error, NULL, now);
+}
+
+void pd_node_policy_load_failed_by(pd_node_t *n, const char *error, const char *trigger,
+                                   int64_t now) {
   pd_policy_note_error(n->policy, error ? error : "policy load failed", now);
   n->status.last_policy_load_rc = PD_EINVAL;
   n->status.policy_error_at = now;
   pd_node_copy_text(n->status.policy_error, sizeof n->status.policy_error,
                     error ? error : "policy load failed");
   pd_metrics_count_policy_reload(&n->metrics, 0);
+  if (pd_event_sink_on(&n->events)) {
+    pd_event_t ev;
+    pd_event_init(&ev, PD_EV_POLICY_FAILED, now * 1000);
+    pd_event_str(&ev, "error", n->status.policy_error);
+    pd_event_str(&ev, "trigger", trigger);
+    pd_event_emit(&n->events, &ev);
+  }
 }
 
 /* ---- policies under load ---------------------------------------------- */
@@ -414,11 +618,17 @@ size_t pd_node_dial(pd_node_t *n, size_t k, int64_t now, uint32_t *out, bool *by
 
 int pd_node_event(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
                   const char *reason, int64_t now, pd_node_event_result_t *out) {
-  return pd_node_event_dir(n, a, ev, reason, false, now, out);
+  return pd_node_event_ex(n, a, ev, reason, false, "overlay", PD_METRICS_BAN_REPUTATION, now, out);
 }
 
 int pd_node_event_dir(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
                       const char *reason, bool inbound, int64_t now, pd_node_event_result_t *out) {
+  return pd_node_event_ex(n, a, ev, reason, inbound, "node", PD_METRICS_BAN_REPUTATION, now, out);
+}
+
+int pd_node_event_ex(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
+                     const char *reason, bool inbound, const char *trigger,
+                     enum pd_metrics_ban_cause cause, int64_t now, pd_node_event_result_t *out) {
   memset(out, 0, sizeof *out);
   const char *ev_name = pd_metrics_event_name(ev);
   if (!ev_name) return PD_EINVAL;
@@ -497,8 +707,22 @@ int pd_node_event_dir(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event
     pd_node_copy_text(out->ban_reason, sizeof out->ban_reason, ban_reason);
     rc = pd_banlist_add(pd_book_bans(n->book), &out->ban_subnet, now, until, out->ban_reason);
     if (rc < 0) return rc;
+    pd_metrics_count_ban(&n->metrics, cause);
     out->banned = true;
     out->ban_until = until;
+    if (pd_event_sink_on(&n->events)) {
+      pd_event_t e;
+      pd_event_init(&e, PD_EV_BAN, now * 1000);
+      pd_event_subnet(&e, "subnet", &out->ban_subnet);
+      pd_event_addr(&e, "addr", a);
+      pd_event_str(&e, "by", out->by_policy ? "policy" : "reputation");
+      pd_event_str(&e, "trigger", trigger);
+      pd_event_str(&e, "event", ev_name);
+      pd_event_str(&e, "reason", out->ban_reason);
+      pd_event_time(&e, "until", until);
+      pd_event_int(&e, "misbehaviours", out->misbehaviours);
+      pd_event_emit(&n->events, &e);
+    }
   }
   return 0;
 }

@@ -31,6 +31,7 @@
 
 #include "addrbook.h"
 #include "bookstore.h"
+#include "events.h"
 #include "metrics.h"
 #include "policy.h"
 #include "record.h"
@@ -94,7 +95,30 @@ typedef struct pd_node_peer_info {
   uint64_t bytes_in, bytes_out;
   int64_t latency_ms;             /* last PING round trip; -1 unknown */
   double score;                   /* the score policy's (or built-in) score */
+  bool is_protected;              /* pd_node_is_protected (GET /v1/peers "protected") */
 } pd_node_peer_info_t;
+
+/* What the connection manager knows about one address (explain): filled by
+ * the driver's dial_state view. */
+typedef struct pd_node_dial_state {
+  bool connected;          /* a connection to/from this address (or node id) is open */
+  const char *direction;   /* static "inbound" | "outbound" | "feeler" when connected */
+  bool in_flight;          /* a dial to it is in flight */
+  bool self;               /* one of our own addresses or our node id */
+  bool group_taken;        /* an outbound peer (or dial) is in its network group */
+  int64_t backoff_until;   /* Unix s; 0 = no backoff record */
+  uint32_t failures;       /* consecutive failed dials recorded */
+  bool dialling_off;       /* --max-outbound 0 */
+  bool slots_full;         /* outbound slots (or dial concurrency) all in use */
+  uint32_t outbound, max_outbound;
+} pd_node_dial_state_t;
+
+/* A connection closed by pd_node_net_disconnect. */
+typedef struct pd_node_closed {
+  char id[PD_NODE_ID_HEXLEN + 1]; /* "" when not known */
+  char addr[64];
+  const char *direction;          /* static */
+} pd_node_closed_t;
 
 typedef struct pd_node_net_ops {
   /* Write up to cap connected peers to out; return how many there are in
@@ -102,6 +126,18 @@ typedef struct pd_node_net_ops {
   size_t (*peers)(void *ud, int64_t now, pd_node_peer_info_t *out, size_t cap);
   /* Fill the network counters; arrays stay valid until the next call. */
   void (*counters)(void *ud, pd_metrics_net_t *out);
+  /* Operator control (optional; NULL: the API answers 503). Close every
+   * connection matching addr (any_port: by IP only) or node id (either may
+   * be NULL); up to cap of them described in out; returns how many closed. */
+  size_t (*disconnect)(void *ud, const pd_netaddr_t *addr, bool any_port, const uint8_t *id,
+                       int64_t now, pd_node_closed_t *out, size_t cap);
+  /* Dial addr now (id: the node id it must prove, or NULL). 0, or < 0 with
+   * *why (PD_EEXIST: already connected or in flight; PD_EINVAL: ourselves). */
+  int (*connect)(void *ud, const pd_netaddr_t *addr, const uint8_t *id, int64_t now,
+                 const char **why);
+  /* The manager's view of addr (id may be NULL) for explain. */
+  void (*dial_state)(void *ud, const pd_netaddr_t *addr, const uint8_t *id, int64_t now,
+                     pd_node_dial_state_t *out);
 } pd_node_net_ops_t;
 
 typedef struct pd_node pd_node_t;
@@ -238,6 +274,38 @@ int pd_node_event(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
 int pd_node_event_dir(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
                       const char *reason, bool inbound, int64_t now, pd_node_event_result_t *out);
 
+/* The same with what set the event off, for the audit trail (a ban's
+ * "trigger"): "node" (the node reported it: POST /v1/events, what
+ * pd_node_event_dir says), "overlay" (peerd's own connections: what
+ * pd_node_event says) or "wire" (a protocol violation peerd's overlay saw). */
+/* It also names who reported it for the ban it may lead to (counted in
+ * peerd_bans_total{cause}): pd_node_event and pd_node_event_dir report
+ * PD_METRICS_BAN_REPUTATION (the node's POST /v1/events); the network
+ * manager reports an overlay peer's misbehaviour as wire, pex or record. */
+int pd_node_event_ex(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
+                     const char *reason, bool inbound, const char *trigger,
+                     enum pd_metrics_ban_cause cause, int64_t now, pd_node_event_result_t *out);
+
+/* ---- audit events (events.h) ---------------------------------------------
+ * The driver installs one sink (fn NULL: none; copied); the node hands it
+ * to its book (evictions, tried collisions, also after pd_node_set_book)
+ * and emits itself: "ban" (a reputation verdict: by "policy" when
+ * reputation.lua decided, else "reputation"; trigger "node" | "overlay" |
+ * "wire"), "unban" by "expiry" (pd_node_tick), "policy_loaded" and
+ * "policy_failed". The network manager and the API emit through
+ * pd_node_emit. Without a sink nothing is built. */
+void pd_node_set_events(pd_node_t *n, const pd_event_sink_t *sink);
+/* The installed sink (never NULL; its fn may be NULL). */
+const pd_event_sink_t *pd_node_events(const pd_node_t *n);
+void pd_node_emit(pd_node_t *n, const pd_event_t *e);
+/* Policy loads that say what started them ("start", "api", "SIGHUP",
+ * "file change"; NULL: none) in their events; otherwise as
+ * pd_node_policy_load and pd_node_policy_load_failed. */
+int pd_node_policy_load_by(pd_node_t *n, const pd_policy_file_t *files, size_t nfiles,
+                           const char *trigger, int64_t now, char *err, size_t cap);
+void pd_node_policy_load_failed_by(pd_node_t *n, const char *error, const char *trigger,
+                                   int64_t now);
+
 /* ---- records of other nodes ---- */
 
 /* The records table (NULL until the first record is learnt). */
@@ -310,6 +378,67 @@ size_t pd_node_peers(pd_node_t *n, int64_t now, pd_node_peer_info_t *out, size_t
 /* Network counters through the installed view: false (out untouched)
  * without one. */
 bool pd_node_net_counters(pd_node_t *n, pd_metrics_net_t *out);
+
+/* Operator control through the installed view. pd_node_net_control: the
+ * view has disconnect, connect and dial_state (the daemon with its overlay
+ * on); without, the wrappers do nothing (0 closed, PD_EINVAL, false). */
+bool pd_node_net_control(const pd_node_t *n);
+size_t pd_node_net_disconnect(pd_node_t *n, const pd_netaddr_t *addr, bool any_port,
+                              const uint8_t *id, int64_t now, pd_node_closed_t *out, size_t cap);
+int pd_node_net_connect(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *id, int64_t now,
+                        const char **why);
+bool pd_node_net_dial_state(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *id,
+                            int64_t now, pd_node_dial_state_t *out);
+
+/* ---- protected peers (POST /v1/protected) --------------------------------
+ * A protected peer (by node id, by address, or by IP with any port) is never
+ * refused or disconnected by the connection limits (a full inbound table,
+ * the per-IP limit) and its book entry never loses its new-table slot or
+ * its tried place to another address (the node's evict hooks keep it before
+ * evict.lua or the built-in rule is asked). Bans still apply. Runtime only:
+ * the set is not saved. */
+#define PD_NODE_MAX_PROTECTED 256
+typedef struct pd_node_protect {
+  bool has_id;
+  uint8_t id[PD_NODE_ID_LEN];
+  bool has_addr;
+  pd_netaddr_t addr; /* any_port: the port is ignored (0) */
+  bool any_port;
+  int64_t since;     /* Unix s it was protected */
+} pd_node_protect_t;
+/* 0 added, 1 already there (since kept), PD_EFULL at PD_NODE_MAX_PROTECTED,
+ * PD_EINVAL without an id or address. */
+int pd_node_protect(pd_node_t *n, const pd_node_protect_t *p, int64_t now);
+/* 0 or PD_ENOENT (no entry with exactly that id / address). */
+int pd_node_unprotect(pd_node_t *n, const pd_node_protect_t *p);
+/* Is a peer at a (may be NULL) with node id (may be NULL) protected? */
+bool pd_node_is_protected(const pd_node_t *n, const pd_netaddr_t *a, const uint8_t *id);
+/* Is any peer protected by node id? (An inbound connection from one can
+ * only be recognised after the handshake.) */
+bool pd_node_protects_ids(const pd_node_t *n);
+/* The protected set, oldest first: writes up to cap, returns the count. */
+size_t pd_node_protected(const pd_node_t *n, pd_node_protect_t *out, size_t cap);
+
+/* ---- POST /v1/policy/check -------------------------------------------------
+ * Load policy files into a scratch policy host with the node's limits,
+ * never touching the set in force: each file alone (per-file errors), then
+ * the whole set when every file loads. */
+typedef struct pd_node_check_file {
+  char name[32];
+  bool ok;
+  char error[512];                /* "select.lua:3: ..." when !ok */
+  bool has_hook[PD_HOOK_COUNT];   /* hooks the file defines when ok */
+} pd_node_check_file_t;
+typedef struct pd_node_check {
+  size_t nfiles;
+  pd_node_check_file_t files[8];
+  bool ok;              /* every file and the set loaded */
+  char error[512];      /* the set's error when the files loaded alone but not together */
+  char hash[65];        /* the set's hash when ok */
+  size_t memory_bytes;  /* the set's Lua state when ok */
+} pd_node_check_t;
+void pd_node_policy_check(pd_node_t *n, const pd_policy_file_t *files, size_t nfiles, int64_t now,
+                          pd_node_check_t *out);
 
 /* Periodic housekeeping at now: expire bans, resolve tried collisions.
  * Returns true when a periodic save is due (the driver then saves). */

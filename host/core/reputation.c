@@ -239,6 +239,37 @@ int pd_reputation_remove(pd_reputation_t *r, const pd_netaddr_t *a) {
   return 0;
 }
 
+const pd_rep_record_t *pd_reputation_next(const pd_reputation_t *r, const pd_rep_record_t *prev) {
+  if (!r) return NULL;
+  uint32_t k;
+  if (!prev) {
+    k = r->head;
+  } else {
+    /* a record is the first member of its rec_t */
+    uintptr_t at = (uintptr_t)(const void *)prev, base = (uintptr_t)(const void *)r->recs;
+    if (at < base || (at - base) % sizeof(rec_t) != 0 || (at - base) / sizeof(rec_t) >= r->nrecs)
+      return NULL;
+    k = r->recs[(at - base) / sizeof(rec_t)].next;
+  }
+  return k == NIL ? NULL : &r->recs[k].r;
+}
+
+int pd_reputation_restore(pd_reputation_t *r, const pd_rep_record_t *rec) {
+  if (!r || !rec) return PD_EINVAL;
+  pd_rep_record_t *out;
+  int rc = pd_reputation_touch(r, &rec->ip, rec->first_seen, &out);
+  if (rc < 0) return rc;
+  double v = isnan(rec->reputation) ? 0 : rec->reputation;
+  if (v > PD_REP_LIMIT) v = PD_REP_LIMIT;
+  if (v < -PD_REP_LIMIT) v = -PD_REP_LIMIT;
+  out->reputation = v;
+  out->misbehaviours = rec->misbehaviours > 0 ? rec->misbehaviours : 0;
+  out->first_seen = rec->first_seen;
+  out->last_event_at = rec->last_event_at;
+  out->latency_ms = (isnan(rec->latency_ms) || rec->latency_ms < 0) ? -1 : rec->latency_ms;
+  return 0;
+}
+
 void pd_reputation_default(double current, const char *event, int64_t default_ban_secs,
                            pd_rep_default_t *out) {
   out->reputation = current;

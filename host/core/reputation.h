@@ -9,9 +9,12 @@
  * most `max_records` records (default PD_REP_DEFAULT_MAX); a new IP beyond
  * that evicts the least recently touched record. Also owns the built-in C
  * default rule for events (used when reputation.lua is absent or fails).
+ * Walking the records in touch order and putting saved records back are
+ * here too (pd_reputation_next, pd_reputation_restore): statestore.c turns
+ * them into reputation.json and back.
  * Does not own: bans (addrbook's ban list; the node applies a verdict),
- * deciding with Lua (policy.c), the clock (`now` comes in), persistence
- * (records live in memory only and start empty at each start).
+ * deciding with Lua (policy.c), the clock (`now` comes in), the saved
+ * document (statestore.c) and its file (the driver).
  */
 #ifndef PD_REPUTATION_H
 #define PD_REPUTATION_H
@@ -73,6 +76,20 @@ int pd_reputation_set_latency(pd_reputation_t *r, const pd_netaddr_t *a, double 
 
 /* Forget a's IP. 0 or PD_ENOENT. */
 int pd_reputation_remove(pd_reputation_t *r, const pd_netaddr_t *a);
+
+/* The records in touch order, most recently touched first: prev NULL gives
+ * the first, a record the one touched before it, NULL after the last.
+ * Valid while the table is not changed. */
+const pd_rep_record_t *pd_reputation_next(const pd_reputation_t *r, const pd_rep_record_t *prev);
+
+/* Put a saved record back: the record of rec->ip (port ignored) gets rec's
+ * values exactly (reputation clamped to PD_REP_LIMIT, NaN read as 0;
+ * misbehaviours below 0 read as 0; latency NaN or < 0 read as unknown) and
+ * becomes the most recently touched one, evicting the least recently
+ * touched record when the table is full. Restoring a list from its least
+ * to its most recent record rebuilds the touch order. 0, PD_EINVAL or
+ * PD_ENOMEM. */
+int pd_reputation_restore(pd_reputation_t *r, const pd_rep_record_t *rec);
 
 /* The built-in rule: the new reputation after `event` ("attempt",
  * "connected", "good", "failed", "misbehaved", "disconnected") given the

@@ -1,19 +1,34 @@
 /* apiserver — the control API's HTTP server.
  *
- * Owns: the API listener (--api) and its connections: accept (refused
+ * Owns: the API listeners (--api HOST:PORT over TCP, --api unix:PATH on a
+ * unix socket created mode 0660, refused when a live socket is there, a
+ * stale one replaced; its clients are trusted as loopback ones) and their
+ * connections: accept (refused
  * beyond PD_DAEMON_MAX_CONNS), per-connection HTTP parsing via http.h,
  * requests served one at a time in order (pipelining), idle and
  * slow-request timeouts, responses written with uv_write, lingering after
  * an error reply; the actions a response asks for: host names resolved
  * with uv_getaddrinfo before the response is completed, a policy reload,
- * a save whose completion the connection waits for (dmn_complete_waiters).
+ * a save whose completion the connection waits for (dmn_complete_waiters);
+ * event streams (GET /v1/events/stream: a connection turned into a
+ * server-sent-events stream that stays open, gets the events of the kinds
+ * it asked for pushed (dmn_api_stream_push), replay from the ring, a
+ * keep-alive comment every DMN_STREAM_KEEPALIVE_MS; a bounded queue per
+ * stream: a client that falls DMN_STREAM_QUEUE bytes behind is dropped with
+ * a final comment line, so a slow reader never blocks or bloats the daemon;
+ * at most DMN_MAX_STREAMS at once); each request's latency (apistats.c).
  * Does not own: what a request means (api.c), HTTP framing (http.c), the
  * save itself (persist.c), reloading (reload.c).
  */
+#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -27,7 +42,11 @@
 #define LINGER_MAX_DISCARD (2 * PD_API_MAX_BODY + 65536) /* bytes drained then */
 
 typedef struct conn {
-  uv_tcp_t tcp; /* first: handle->data is the conn too */
+  union {         /* first: handle->data is the conn too */
+    uv_tcp_t tcp; /* a TCP client; every stream call goes through &c->tcp */
+    uv_pipe_t pipe; /* a unix-socket client (unix_client) */
+  };
+  bool unix_client;
   uv_timer_t timer;
   uv_shutdown_t shutdown_req;
   pd_daemon_t *d;
@@ -47,6 +66,18 @@ typedef struct conn {
   pd_api_response_t resp; /* held while a save is performed */
   struct resolve_job *rjob; /* host names being resolved for this conn */
   char peer[64];
+  /* the request being served: when it was complete (uv_hrtime, 0: none)
+   * and its route label, for the latency histogram */
+  uint64_t req_t0;
+  const char *req_route;
+  /* an event stream (GET /v1/events/stream) */
+  bool streaming;
+  bool stream_writing;  /* a write of sq's earlier bytes is in flight */
+  bool stream_dropping; /* over its queue: the final comment, then close */
+  uint32_t stream_kinds;
+  char *sq;             /* bytes waiting for the next write */
+  size_t sq_len, sq_cap;
+  size_t sq_inflight;   /* bytes of the write in flight */
 } conn_t;
 
 /* DNS for one POST /v1/book: one uv_getaddrinfo per host name, all in
@@ -86,6 +117,7 @@ static void conn_on_close(uv_handle_t *h) {
   pd_http_destroy(c->http);
   if (c->have_resp) pd_api_response_free(&c->resp);
   if (c->rjob) c->rjob->c = NULL; /* the job finishes on its own */
+  free(c->sq);
   free(c);
 }
 
@@ -101,6 +133,7 @@ static void conn_close(conn_t *c) {
   if (c->next) c->next->prev = c->prev;
   c->prev = c->next = NULL;
   d->nconns--;
+  if (c->streaming) d->nstreams--;
   uv_close((uv_handle_t *)&c->tcp, conn_on_close);
   uv_close((uv_handle_t *)&c->timer, conn_on_close);
 }
@@ -190,6 +223,10 @@ static void send_response(conn_t *c, pd_api_response_t *resp, bool keep_alive) {
     pd_api_response_free(resp);
     conn_close(c);
     return;
+  }
+  if (c->req_t0) {
+    dmn_api_observe(c->d, c->req_route, (double)(uv_hrtime() - c->req_t0) / 1e9);
+    c->req_t0 = 0;
   }
   size_t blen = c->head_only ? 0 : resp->body_len;
   int hl = pd_http_format_head(head, 512, resp->status, resp->content_type, resp->body_len,
@@ -308,6 +345,200 @@ static void start_resolve(conn_t *c, pd_api_response_t *resp, bool keep_alive) {
   if (--job->outstanding == 0) resolve_finish(job);
 }
 
+/* ------------------------------------------------------ event streams */
+
+static void stream_flush(conn_t *c);
+
+static void on_stream_write(uv_write_t *req, int status) {
+  write_req_t *w = (write_req_t *)req;
+  conn_t *c = w->c;
+  free(w->body);
+  free(w);
+  if (!c || c->closing) return;
+  c->stream_writing = false;
+  c->sq_inflight = 0;
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  if (c->stream_dropping && c->sq_len == 0) {
+    conn_close(c); /* the final comment is out */
+    return;
+  }
+  stream_flush(c);
+}
+
+/* Write what is queued, one write at a time: the bytes move to the write. */
+static void stream_flush(conn_t *c) {
+  if (c->closing || c->stream_writing || c->sq_len == 0) return;
+  write_req_t *w = calloc(1, sizeof *w);
+  if (!w) return; /* the bytes wait for the next push or keep-alive */
+  w->c = c;
+  w->body = c->sq;
+  uv_buf_t b = uv_buf_init(c->sq, (unsigned)c->sq_len);
+  c->sq_inflight = c->sq_len;
+  c->sq = NULL;
+  c->sq_len = c->sq_cap = 0;
+  c->stream_writing = true;
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_stream_write) != 0) {
+    free(w->body);
+    free(w);
+    c->stream_writing = false;
+    c->sq_inflight = 0;
+    conn_close(c);
+  }
+}
+
+static bool sq_append(conn_t *c, const char *data, size_t len) {
+  if (c->sq_len + len > c->sq_cap) {
+    size_t cap = c->sq_cap ? c->sq_cap : 4096;
+    while (cap < c->sq_len + len) cap *= 2;
+    char *p = realloc(c->sq, cap);
+    if (!p) return false;
+    c->sq = p;
+    c->sq_cap = cap;
+  }
+  memcpy(c->sq + c->sq_len, data, len);
+  c->sq_len += len;
+  return true;
+}
+
+static void stream_on_drop_timeout(uv_timer_t *t) { conn_close(t->data); }
+
+/* A client DMN_STREAM_QUEUE bytes behind is dropped: what waits is
+ * discarded, a last comment line says why, and the connection closes once
+ * that is written (or after DMN_STREAM_DROP_LINGER_MS if it never is). */
+static void stream_drop(conn_t *c) {
+  pd_daemon_t *d = c->d;
+  c->stream_dropping = true;
+  c->sq_len = 0;
+  d->streams_dropped++;
+  static const char bye[] = ": dropped: the client did not keep up with the events\n\n";
+  (void)sq_append(c, bye, sizeof bye - 1);
+  char q[24];
+  dmn_fmt_u64(q, sizeof q, DMN_STREAM_QUEUE);
+  LOG(d, PD_LOG_WARN, "event stream dropped: the client did not keep up", "peer", c->peer,
+      "queue_bytes", q);
+  uv_timer_stop(&c->timer);
+  uv_timer_start(&c->timer, stream_on_drop_timeout, DMN_STREAM_DROP_LINGER_MS, 0);
+  stream_flush(c);
+}
+
+/* Queue bytes for a stream (false: it was dropped instead). */
+static bool stream_queue(conn_t *c, const char *data, size_t len) {
+  if (c->closing || c->stream_dropping) return false;
+  if (c->sq_len + c->sq_inflight + len > DMN_STREAM_QUEUE || !sq_append(c, data, len)) {
+    stream_drop(c);
+    return false;
+  }
+  return true;
+}
+
+static void stream_on_keepalive(uv_timer_t *t) {
+  conn_t *c = t->data;
+  /* only when the line is quiet: nothing queued or being written */
+  if (c->streaming && !c->stream_dropping && c->sq_len == 0 && !c->stream_writing) {
+    static const char ka[] = ": keep-alive\n\n";
+    if (stream_queue(c, ka, sizeof ka - 1)) stream_flush(c);
+  }
+}
+
+void dmn_api_stream_push(pd_daemon_t *d, const pd_event_rec_t *rec) {
+  if (!rec) return;
+  for (conn_t *c = d->conns, *next; c; c = next) {
+    next = c->next; /* conn_close unlinks c, never frees it here */
+    if (!c->streaming || c->closing || !(c->stream_kinds & (1u << rec->kind))) continue;
+    if (stream_queue(c, rec->frame, rec->len)) stream_flush(c);
+  }
+}
+
+/* Turn c into an event stream: the head, the replay, then live events. */
+static void stream_start(conn_t *c, pd_api_response_t *resp) {
+  pd_daemon_t *d = c->d;
+  uint32_t kinds = PD_EVENT_ALL_KINDS;
+  bool has_since = false;
+  uint64_t since = 0;
+  pd_api_stream_params(resp, &kinds, &has_since, &since);
+  if (d->nstreams >= DMN_MAX_STREAMS || d->stopping) {
+    pd_api_response_free(resp);
+    memset(resp, 0, sizeof *resp);
+    char msg[80];
+    snprintf(msg, sizeof msg, "too many event streams (at most %d)", DMN_MAX_STREAMS);
+    pd_api_error(resp, 503, msg);
+    pd_metrics_count_request(pd_node_metrics(d->node), resp->status);
+    send_response(c, resp, false);
+    return;
+  }
+  pd_api_complete(d->node, dmn_wall_now(), resp); /* counted: 200 */
+  if (c->head_only) {
+    send_response(c, resp, false);
+    return;
+  }
+  pd_api_response_free(resp);
+  if (c->req_t0) {
+    dmn_api_observe(d, c->req_route, (double)(uv_hrtime() - c->req_t0) / 1e9);
+    c->req_t0 = 0;
+  }
+  c->streaming = true;
+  c->busy = true; /* no further request on this connection */
+  c->stream_kinds = kinds;
+  d->nstreams++;
+  /* A small kernel send buffer: a slow client's backlog then sits in our
+   * queue, where it is bounded and seen, not in megabytes of socket buffer. */
+  int sndbuf = DMN_STREAM_SNDBUF;
+  (void)uv_send_buffer_size((uv_handle_t *)&c->tcp, &sndbuf);
+  char head[256];
+  int hl = pd_http_format_stream_head(head, sizeof head, "text/event-stream");
+  if (hl < 0 || !sq_append(c, head, (size_t)hl)) {
+    conn_close(c);
+    return;
+  }
+  stream_flush(c); /* the head is on its way before anything can be dropped */
+  if (has_since && d->events) {
+    size_t n = pd_event_ring_count(d->events);
+    size_t i = pd_event_ring_after(d->events, since);
+    /* replay at most half a queue (the newest events): a new stream is
+     * never dropped for its replay */
+    size_t bytes = 0, from = n;
+    while (from > i) {
+      const pd_event_rec_t *r = pd_event_ring_get(d->events, from - 1);
+      if (!(kinds & (1u << r->kind))) {
+        from--;
+        continue;
+      }
+      if (bytes + r->len > DMN_STREAM_QUEUE / 2) break;
+      bytes += r->len;
+      from--;
+    }
+    /* say what cannot be replayed: events the ring no longer holds, or
+     * older ones left out to keep the replay bounded */
+    const pd_event_rec_t *oldest = n ? pd_event_ring_get(d->events, 0) : NULL;
+    uint64_t last = pd_event_ring_last_seq(d->events);
+    uint64_t gap_to = 0;
+    if (from > i) gap_to = from < n ? pd_event_ring_get(d->events, from)->seq - 1 : last;
+    else if (oldest && oldest->seq > since + 1) gap_to = oldest->seq - 1;
+    else if (!oldest && last > since) gap_to = last;
+    if (gap_to > since) {
+      char note[96];
+      int nl = snprintf(note, sizeof note, ": events %llu to %llu are not replayed\n\n",
+                        (unsigned long long)(since + 1), (unsigned long long)gap_to);
+      if (nl > 0) (void)stream_queue(c, note, (size_t)nl);
+    }
+    for (i = from; i < n && !c->stream_dropping; i++) {
+      const pd_event_rec_t *r = pd_event_ring_get(d->events, i);
+      if (kinds & (1u << r->kind)) (void)stream_queue(c, r->frame, r->len);
+    }
+  }
+  uv_timer_stop(&c->timer);
+  if (!c->stream_dropping)
+    uv_timer_start(&c->timer, stream_on_keepalive, DMN_STREAM_KEEPALIVE_MS, DMN_STREAM_KEEPALIVE_MS);
+  conn_read_start(c); /* to see the client go (EOF); what it sends is ignored */
+  char k[16];
+  dmn_fmt_u64(k, sizeof k, d->nstreams);
+  LOG(d, PD_LOG_DEBUG, "event stream opened", "peer", c->peer, "streams", k);
+  stream_flush(c);
+}
+
 /* Serve buffered requests one at a time, in order. */
 static void conn_process(conn_t *c) {
   pd_daemon_t *d = c->d;
@@ -336,20 +567,30 @@ static void conn_process(conn_t *c) {
         .origin = hr->has_origin ? hr->origin : NULL,
         .content_type = hr->has_content_type ? hr->content_type : NULL,
         .authorization = hr->has_authorization ? hr->authorization : NULL,
-        .token = d->api_token[0] ? d->api_token : NULL,
+        /* a unix-socket client is trusted as a loopback one: only a token
+         * file's token is asked of it, never the cookie's */
+        .token = d->api_token[0] && !(c->unix_client && !d->cfg.api_token_file) ? d->api_token
+                                                                              : NULL,
+        .last_event_id = hr->has_last_event_id ? hr->last_event_id : NULL,
     };
     bool head = strcmp(hr->method, "HEAD") == 0;
     if (head) req.method = "GET";
     c->head_only = head;
     pd_api_response_t resp;
     memset(&resp, 0, sizeof resp);
+    c->req_t0 = uv_hrtime();
     pd_api_handle(d->node, &req, dmn_wall_now(), &resp);
+    c->req_route = resp.route;
     if (resp.action == PD_API_ACTION_RELOAD) {
       dmn_reload_policies(d, "api");
       pd_api_complete(d->node, dmn_wall_now(), &resp);
     }
     if (resp.action == PD_API_ACTION_PROMOTE) {
       dmn_policies_promoted(d);
+      pd_api_complete(d->node, dmn_wall_now(), &resp);
+    }
+    if (resp.action == PD_API_ACTION_CHECK) {
+      dmn_check_policies(d, &resp);
       pd_api_complete(d->node, dmn_wall_now(), &resp);
     }
     dmn_drain_policy_failures(d);
@@ -367,6 +608,10 @@ static void conn_process(conn_t *c) {
       conn_read_stop(c);
       uv_timer_stop(&c->timer);
       start_resolve(c, &resp, keep);
+      return;
+    }
+    if (resp.action == PD_API_ACTION_STREAM) {
+      stream_start(c, &resp);
       return;
     }
     if (resp.action == PD_API_ACTION_SAVE) {
@@ -392,6 +637,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == 0) return;
+  if (c->streaming) return; /* an event stream: what the client sends is ignored */
   if (c->linger) {
     c->discarded += (size_t)nread;
     if (c->discarded > LINGER_MAX_DISCARD) conn_close(c);
@@ -414,14 +660,27 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   conn_process(c);
 }
 
+static void refuse_on_close(uv_handle_t *h) { free(h); }
+
+/* A unix-socket client we cannot take: accept and close at once. */
+static bool refuse_unix(pd_daemon_t *d, uv_stream_t *server) {
+  uv_pipe_t *p = malloc(sizeof *p);
+  if (!p) return false;
+  uv_pipe_init(&d->loop, p, 0);
+  uv_accept(server, (uv_stream_t *)p);
+  uv_close((uv_handle_t *)p, refuse_on_close);
+  return true;
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   pd_daemon_t *d = server->data;
   if (status < 0) {
     LOG(d, PD_LOG_WARN, "api accept failed", "error", uv_strerror(status));
     return;
   }
+  bool is_unix = server->type == UV_NAMED_PIPE;
   if (d->nconns >= PD_DAEMON_MAX_CONNS || d->stopping) {
-    if (!dmn_refuse(d, server)) return;
+    if (!(is_unix ? refuse_unix(d, server) : dmn_refuse(d, server))) return;
     d->refused++;
     char n[32];
     dmn_fmt_u64(n, sizeof n, d->refused);
@@ -435,7 +694,12 @@ static void on_connection(uv_stream_t *server, int status) {
     free(c);
     return;
   }
-  uv_tcp_init(&d->loop, &c->tcp);
+  if (is_unix) {
+    uv_pipe_init(&d->loop, &c->pipe, 0);
+    c->unix_client = true;
+  } else {
+    uv_tcp_init(&d->loop, &c->tcp);
+  }
   uv_timer_init(&d->loop, &c->timer);
   c->tcp.data = c;
   c->timer.data = c;
@@ -448,12 +712,16 @@ static void on_connection(uv_stream_t *server, int status) {
     conn_close(c);
     return;
   }
-  struct sockaddr_storage ss;
-  int sl = sizeof ss;
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
-    dmn_fmt_sockaddr(&ss, c->peer, sizeof c->peer);
+  if (is_unix) {
+    snprintf(c->peer, sizeof c->peer, "unix");
+  } else {
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+      dmn_fmt_sockaddr(&ss, c->peer, sizeof c->peer);
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
   }
-  uv_tcp_nodelay(&c->tcp, 1);
   conn_arm_timer(c, PD_DAEMON_IDLE_TIMEOUT_MS);
   conn_read_start(c);
 }
@@ -519,6 +787,7 @@ static int api_token(pd_daemon_t *d, const struct sockaddr_storage *bound) {
     return 0;
   }
   pd_netaddr_t a;
+  if (!bound) return 0; /* a unix socket only: its mode is the access control */
   if (pd_netaddr_from_sockaddr(bound, &a) == 0 && pd_netaddr_is_local(&a) && pd_netaddr_is_valid(&a))
     return 0; /* loopback: open, as before */
   uint8_t raw[32];
@@ -539,7 +808,67 @@ static int api_token(pd_daemon_t *d, const struct sockaddr_storage *bound) {
   return 0;
 }
 
+/* --api unix:PATH: a socket file already there is replaced only when
+ * nothing answers on it (a daemon that died); a live one, or anything that
+ * is not a socket, is an error. Created mode 0660 (the umask is narrowed
+ * around the bind, so it is never wider), removed when the listener
+ * closes (libuv unlinks a bound pipe on close). */
+static int start_unix_api(pd_daemon_t *d, const char *path) {
+  struct stat st;
+  if (lstat(path, &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      LOG(d, PD_LOG_ERROR, "cannot listen: the unix socket path exists and is not a socket", "path",
+          path);
+      return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    bool live = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    int err = errno;
+    if (fd >= 0) close(fd);
+    if (live || (fd >= 0 && err != ECONNREFUSED && err != ENOENT)) {
+      LOG(d, PD_LOG_ERROR, "cannot listen: the unix socket is in use (another peerd?)", "path",
+          path, "error", live ? "it answers" : strerror(err));
+      return -1;
+    }
+    LOG(d, PD_LOG_WARN, "removing a stale unix socket", "path", path);
+    unlink(path);
+  }
+  uv_pipe_init(&d->loop, &d->userver, 0);
+  d->userver.data = d;
+  d->userver_open = true;
+  mode_t old = umask(0117);
+  int rc = uv_pipe_bind(&d->userver, path);
+  umask(old);
+  if (rc == 0 && chmod(path, 0660) != 0) rc = -errno;
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&d->userver, 511, on_connection);
+  if (rc < 0) {
+    LOG(d, PD_LOG_ERROR, "cannot listen", "addr", path, "error", uv_strerror(rc));
+    return -1;
+  }
+  LOG(d, PD_LOG_INFO, "api listening", "addr", path, "transport", "unix", "mode", "0660");
+  return 0;
+}
+
+void dmn_stop_api_listeners(pd_daemon_t *d) {
+  if (d->server_open) {
+    uv_close((uv_handle_t *)&d->server, dmn_on_handle_closed);
+    d->server_open = false;
+  }
+  if (d->userver_open) {
+    uv_close((uv_handle_t *)&d->userver, dmn_on_handle_closed);
+    d->userver_open = false;
+  }
+}
+
 int dmn_start_api(pd_daemon_t *d) {
+  if (d->cfg.api_unix) {
+    if (start_unix_api(d, d->cfg.api_unix) < 0) return -1;
+    if (!d->cfg.api_tcp_set) return api_token(d, NULL); /* unix only: no TCP listener */
+  }
   struct sockaddr_storage ss;
   const char *why = NULL;
   int rc = pd_daemon_parse_listen(d->cfg.api, &ss, sizeof ss, &why);

@@ -1,7 +1,8 @@
 /* config — the daemon's configuration values.
  *
  * Owns: the embedded defaults (pd_daemon_config_defaults), the parsing of
- * HOST:PORT for --api and --listen (pd_daemon_parse_listen), the network
+ * HOST:PORT for --api and --listen (pd_daemon_parse_listen), of --api's
+ * HOST:PORT or unix:PATH (pd_daemon_config_api), the network
  * magic derived from --network (pd_daemon_network_magic).
  * Does not own: the command line (main.c), what the values do (the other
  * files of the driver), policy files (reload.c).
@@ -135,3 +136,27 @@ int pd_daemon_parse_listen(const char *s, void *ss, unsigned cap, const char **w
   return 0;
 }
 
+
+int pd_daemon_config_api(pd_daemon_config_t *cfg, const char *value, const char **why) {
+  const char *dummy;
+  if (!why) why = &dummy;
+  if (!value) {
+    *why = "empty address";
+    return PD_EINVAL;
+  }
+  if (strncmp(value, "unix:", 5) == 0) {
+    size_t n = strlen(value + 5);
+    if (n == 0 || n > 107) { /* sun_path holds 108 bytes with the NUL */
+      *why = n ? "unix socket path longer than 107 bytes" : "unix: needs a path";
+      return PD_EINVAL;
+    }
+    cfg->api_unix = value + 5;
+    return 0;
+  }
+  struct sockaddr_storage ss;
+  int rc = pd_daemon_parse_listen(value, &ss, sizeof ss, why);
+  if (rc < 0) return rc;
+  cfg->api = value;
+  cfg->api_tcp_set = true;
+  return 0;
+}

@@ -69,10 +69,7 @@ static void begin_stop(pd_daemon_t *d, const char *signame) {
   uv_timer_stop(&d->tick);
   uv_timer_stop(&d->policy_debounce);
   dmn_stop_shadow_watch(d);
-  if (d->server_open) {
-    uv_close((uv_handle_t *)&d->server, dmn_on_handle_closed);
-    d->server_open = false;
-  }
+  dmn_stop_api_listeners(d); /* TCP and unix (the socket file goes with it) */
   if (d->p2p_open) {
     uv_close((uv_handle_t *)&d->p2p_server, dmn_on_handle_closed);
     d->p2p_open = false;
@@ -168,6 +165,7 @@ int pd_daemon_run(const pd_daemon_config_t *cfg) {
   }
   pd_daemon_network_magic(cfg->network, d->magic);
   if (exit_code == 0 && dmn_load_book(d, now) < 0) exit_code = 1;
+  if (exit_code == 0 && dmn_start_events(d) < 0) exit_code = 1;
   if (exit_code == 0 && dmn_load_identity(d) < 0) exit_code = 1;
   if (exit_code == 0 && dmn_start_policies(d) < 0) exit_code = 1;
   if (exit_code == 0 && dmn_start_api(d) < 0) exit_code = 1;
@@ -205,6 +203,7 @@ int pd_daemon_run(const pd_daemon_config_t *cfg) {
     if (exit_code == 0) exit_code = 1;
   }
   if (exit_code == 0) LOG(d, PD_LOG_INFO, "peerd stopped");
+  dmn_stop_events(d);
   if (d->net) pd_netmgr_destroy(d->net);
   if (d->node) pd_node_set_self(d->node, NULL);
   pd_self_destroy(d->self);

@@ -43,6 +43,8 @@
 #define PD_DAEMON_LOCK_FILE "lock"           /* flock held while a peerd runs; holds its pid */
 #define PD_DAEMON_COOKIE_FILE "api_cookie"   /* bearer token, 0600, when the API is not on loopback */
 #define PD_DAEMON_ANCHORS_FILE "anchors.json" /* outbound peers at the last shutdown */
+#define PD_DAEMON_BANS_FILE "bans.json"             /* the ban list (statestore.h) */
+#define PD_DAEMON_REPUTATION_FILE "reputation.json" /* reputation records (statestore.h) */
 #define PD_DAEMON_DEFAULT_LISTEN "0.0.0.0:7411"
 #define PD_DAEMON_DEFAULT_MAX_OUTBOUND 8
 #define PD_DAEMON_DEFAULT_MAX_INBOUND 40
@@ -52,6 +54,8 @@
 #define PD_DAEMON_MAX_WRITE_QUEUE (1024u * 1024) /* bytes queued to one peer before it is dropped */
 #define PD_DAEMON_MAX_PEER_CONNS 4096            /* peer sockets open at once (all directions) */
 #define PD_DAEMON_MAX_BOOK_FILE (256u * 1024 * 1024) /* bytes read at most */
+#define PD_DAEMON_MAX_BANS_FILE (128u * 1024 * 1024)      /* bytes read at most */
+#define PD_DAEMON_MAX_REPUTATION_FILE (16u * 1024 * 1024) /* bytes read at most */
 #define PD_DAEMON_MAX_POLICY_FILE (1024u * 1024)     /* bytes per policy file */
 #define PD_DAEMON_POLICY_DEBOUNCE_MS 150 /* quiet time after a change before reloading */
 #define PD_DAEMON_DEFAULT_POLICY_INSTRUCTIONS 1000000
@@ -70,6 +74,8 @@ enum pd_log_level { PD_LOG_DEBUG = 0, PD_LOG_INFO = 1, PD_LOG_WARN = 2, PD_LOG_E
 typedef struct pd_daemon_config {
   const char *data_dir;   /* --data-dir */
   const char *api;        /* --api HOST:PORT (port 0: any free port) */
+  const char *api_unix;   /* --api unix:PATH: also (or, without a HOST:PORT --api, instead) a unix socket */
+  bool api_tcp_set;       /* a HOST:PORT --api was given (pd_daemon_config_api) */
   bool allow_private;     /* --allow-private */
   int64_t save_interval;  /* seconds (--save-interval minutes * 60); 0 = no periodic saves */
   int64_t ban_time;       /* seconds (--ban-time) */
@@ -124,6 +130,12 @@ void pd_daemon_config_defaults(pd_daemon_config_t *cfg);
  * "localhost" (127.0.0.1); port 0..65535. Fills a struct sockaddr_storage
  * (cap bytes). 0 or PD_EINVAL with *why. */
 int pd_daemon_parse_listen(const char *s, void *ss, unsigned cap, const char **why);
+
+/* One --api value: "HOST:PORT" (checked as pd_daemon_parse_listen) sets
+ * cfg->api, "unix:PATH" (1..107 bytes) cfg->api_unix. With a unix socket
+ * and no HOST:PORT given, the API listens on the unix socket only. 0 or
+ * PD_EINVAL with *why. */
+int pd_daemon_config_api(pd_daemon_config_t *cfg, const char *value, const char **why);
 
 /* The network magic of a network id: the default F5706431 for "peerd",
  * otherwise 0xF5 followed by the first 3 bytes of SHA-256(name). */

@@ -19,6 +19,10 @@
  *   persist.c   the data directory: book load and saves, node key, anchors
  *   reload.c    the policy directory: reading, (re)loading, watching
  *   procstat.c  the process_* metrics from /proc
+ *   audit.c     the audit events: the core's sink, the ring of recent
+ *               events, their log lines and counters, the fan-out to the
+ *               event streams (apiserver.c writes them)
+ *   apistats.c  the API's request latency histogram
  *   selfrec.c   this node's record from the flags (--service, --attr,
  *               --external, the bound listen address), handed to the node
  * Does not own: the public API (daemon.h: main.c and the tests use it);
@@ -47,6 +51,17 @@
 #define READ_BUF_SIZE (64 * 1024)
 #define PATH_CAP 4096
 
+/* Audit events and GET /v1/events/stream (audit.c, apiserver.c). */
+#define DMN_EVENT_RING 256                  /* recent events kept for replay */
+#define DMN_MAX_STREAMS 16                  /* event streams open at once (503 beyond) */
+#define DMN_STREAM_QUEUE (128u * 1024)      /* bytes queued to one stream before it is dropped */
+#define DMN_STREAM_KEEPALIVE_MS 15000       /* a comment line when nothing else was sent */
+#define DMN_STREAM_DROP_LINGER_MS 5000      /* a dropped stream's last bytes get this long */
+#define DMN_STREAM_SNDBUF (32 * 1024)       /* SO_SNDBUF of a stream's socket (Linux doubles it) */
+/* API request latency (apistats.c): routes tracked, histogram buckets. */
+#define DMN_API_ROUTES 40
+#define DMN_API_BUCKETS 12
+
 typedef struct pd_daemon pd_daemon_t;
 
 struct pd_daemon {
@@ -58,6 +73,8 @@ struct pd_daemon {
   int64_t below_next_warn; /* when the next "below the minimum" warning may go out */
   bool below_warned;       /* a warning went out for this shortfall */
   uv_tcp_t server;
+  uv_pipe_t userver;   /* --api unix:PATH (apiserver.c) */
+  bool userver_open;
   uv_timer_t tick;
   uv_signal_t sigterm;
   uv_signal_t sigint;
@@ -99,6 +116,19 @@ struct pd_daemon {
   size_t npconns;
   struct pconn *pbuckets[1024]; /* by conn id (PCONN_BUCKETS) */
   struct presolve *presolves;   /* DNS requests in flight (network.c) */
+  /* audit events (audit.c) */
+  pd_event_ring_t *events;
+  uint64_t event_counts[PD_EV_KIND_COUNT];
+  const char *event_names[PD_EV_KIND_COUNT];
+  size_t nstreams;          /* event streams open (apiserver.c) */
+  uint64_t streams_dropped; /* ... dropped for not keeping up */
+  /* API request latency (apistats.c): per route label (a static string
+   * from api.c, compared by pointer; NULL = "other") */
+  size_t api_nroutes;
+  const char *api_routes[DMN_API_ROUTES];
+  uint64_t api_buckets[DMN_API_ROUTES * DMN_API_BUCKETS]; /* cumulative, by le */
+  uint64_t api_count[DMN_API_ROUTES];
+  double api_sum[DMN_API_ROUTES];
   uint64_t slow_readers;        /* peers dropped for not reading */
   pd_netmgr_counters_t net_counters; /* last read, for /metrics */
   const char *dial_names[PD_DIAL_OUTCOME_COUNT];
@@ -128,6 +158,7 @@ void dmn_fmt_sockaddr(const struct sockaddr_storage *ss, char *buf, size_t cap);
 
 /* apiserver.c: the control API */
 int dmn_start_api(pd_daemon_t *d);
+void dmn_stop_api_listeners(pd_daemon_t *d); /* close the TCP and unix listeners */
 void dmn_api_close_all(pd_daemon_t *d); /* close every API connection */
 /* Answer every API connection that waited for save `id` (or an earlier one). */
 void dmn_complete_waiters(pd_daemon_t *d, uint64_t id);
@@ -148,6 +179,26 @@ void dmn_net_flush(pd_daemon_t *d); /* perform its actions, re-arm its timer */
 void dmn_net_tick(pd_daemon_t *d);  /* its tick, then a flush */
 void dmn_watch_outbound(pd_daemon_t *d, int64_t now); /* below-minimum warnings (1 s tick) */
 void dmn_install_net_views(pd_daemon_t *d); /* the API's view of network and process */
+
+/* audit.c: audit events */
+int dmn_start_events(pd_daemon_t *d);  /* the ring; the node's sink */
+void dmn_stop_events(pd_daemon_t *d);  /* after the node is gone */
+/* An event of the driver's own (below_minimum, ...): the same path as the
+ * core's (ring, log, counters, streams). */
+void dmn_event(pd_daemon_t *d, const pd_event_t *e);
+void dmn_events_metrics(pd_daemon_t *d, pd_metrics_net_t *out);
+
+/* apiserver.c: the event streams */
+/* Hand a kept event to every stream that asked for its kind. */
+void dmn_api_stream_push(pd_daemon_t *d, const pd_event_rec_t *rec);
+
+/* apistats.c: API request latency */
+void dmn_api_observe(pd_daemon_t *d, const char *route, double seconds);
+void dmn_api_stats_metrics(pd_daemon_t *d, pd_metrics_net_t *out);
+
+/* log.c: a line from key/value pairs (kv[2i] = kv[2i+1]) */
+void dmn_log_kv(const pd_daemon_t *d, int level, const char *msg, const char *const *kv,
+                size_t npairs);
 
 /* procstat.c: the process_* metrics */
 void dmn_process_stats(pd_daemon_t *d, pd_metrics_net_t *out);
@@ -173,5 +224,7 @@ void dmn_drain_policy_failures(pd_daemon_t *d);
 void dmn_policies_promoted(pd_daemon_t *d);
 /* Stopping: close the shadow directory's watcher and timer. */
 void dmn_stop_shadow_watch(pd_daemon_t *d);
+struct pd_api_response;
+void dmn_check_policies(pd_daemon_t *d, struct pd_api_response *resp); /* POST /v1/policy/check */
 
 #endif

@@ -138,6 +138,7 @@ static void header_done(pd_http_t *h) {
   keep_header(h, "origin", &h->req.has_origin, h->req.origin);
   keep_header(h, "content-type", &h->req.has_content_type, h->req.content_type);
   keep_header(h, "authorization", &h->req.has_authorization, h->req.authorization);
+  keep_header(h, "last-event-id", &h->req.has_last_event_id, h->req.last_event_id);
   if (!h->name_long && !h->value_long && h->name_len == 6 &&
       strncasecmp(h->name, "expect", 6) == 0) {
     /* trim trailing blanks (http_parser strips leading ones) */
@@ -413,6 +414,15 @@ int pd_http_format_head(char *buf, size_t cap, int status, const char *content_t
     n = snprintf(buf, cap, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: %s\r\n\r\n",
                  status, pd_http_reason(status), body_len, keep_alive ? "keep-alive" : "close");
   }
+  if (n < 0 || (size_t)n >= cap) return PD_ETOOBIG;
+  return n;
+}
+
+int pd_http_format_stream_head(char *buf, size_t cap, const char *content_type) {
+  int n = snprintf(buf, cap,
+                   "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nCache-Control: no-store\r\n"
+                   "Connection: close\r\nX-Accel-Buffering: no\r\n\r\n",
+                   content_type ? content_type : "text/event-stream");
   if (n < 0 || (size_t)n >= cap) return PD_ETOOBIG;
   return n;
 }

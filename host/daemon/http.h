@@ -8,7 +8,8 @@
  * Pipelined requests are handed out one at a time: bytes after a complete
  * request stay buffered until the caller asks for the next one. Chunked
  * request bodies are decoded. Also owns the response head text
- * (status line, Content-Type, Content-Length, Connection).
+ * (status line, Content-Type, Content-Length, Connection), and that of a
+ * streamed response (server-sent events: no length, ends at close).
  * Does not own: sockets, timers or what a request means (api.c, apiserver.c).
  * No clock, no I/O, no logging.
  *
@@ -44,6 +45,9 @@ typedef struct pd_http_request {
   char origin[PD_HTTP_HDR_MAX + 1];
   char content_type[PD_HTTP_HDR_MAX + 1];
   char authorization[PD_HTTP_HDR_MAX + 1];
+  /* Last-Event-ID (an event stream's reconnect point), kept the same way. */
+  bool has_last_event_id;
+  char last_event_id[PD_HTTP_HDR_MAX + 1];
 } pd_http_request_t;
 
 typedef struct pd_http pd_http_t;
@@ -89,5 +93,11 @@ const char *pd_http_reason(int status);
  * length, or PD_ETOOBIG when cap is too small. */
 int pd_http_format_head(char *buf, size_t cap, int status, const char *content_type,
                         size_t body_len, bool keep_alive);
+
+/* The head of a 200 response whose body is a stream that ends when the
+ * connection closes (server-sent events): Content-Type, Cache-Control:
+ * no-store, Connection: close, X-Accel-Buffering: no (proxies must not
+ * buffer it), no Content-Length. Length or PD_ETOOBIG. */
+int pd_http_format_stream_head(char *buf, size_t cap, const char *content_type);
 
 #endif

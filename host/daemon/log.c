@@ -1,6 +1,7 @@
 /* log — the driver's logfmt log on stderr.
  *
- * Owns: pd_log and pd_log_level_parse (daemon.h): one line per event,
+ * Owns: pd_log and pd_log_level_parse (daemon.h), and dmn_log_kv (a line
+ * from an array of key/value pairs: the audit events, audit.c): one line per event,
  * ts=... level=... msg=... key=value, values quoted and escaped when they
  * need it, or (--log-format json) one JSON object per line; timestamps UTC
  * with milliseconds; numbers and socket addresses as log text (dmn_fmt_*).
@@ -73,16 +74,15 @@ static void timestamp(char *buf, size_t cap) {
 }
 
 /* One JSON object per line (jansson encodes: every value a string). */
-static void log_json(int level, const char *ts, const char *msg, va_list ap) {
+static void log_json(int level, const char *ts, const char *msg, const char *const *kv,
+                     size_t npairs) {
   json_t *o = json_object();
   if (!o) return;
   json_object_set_new(o, "ts", json_string(ts));
   json_object_set_new(o, "level", json_string(level_names[level]));
   json_object_set_new(o, "msg", json_string(msg));
-  for (;;) {
-    const char *k = va_arg(ap, const char *);
-    if (!k) break;
-    const char *v = va_arg(ap, const char *);
+  for (size_t i = 0; i < npairs; i++) {
+    const char *k = kv[2 * i], *v = kv[2 * i + 1];
     json_t *jv = json_string(v ? v : "");
     if (!jv) jv = json_string("?"); /* not UTF-8 */
     json_object_set_new(o, k, jv);
@@ -96,26 +96,22 @@ static void log_json(int level, const char *ts, const char *msg, va_list ap) {
   free(line);
 }
 
-void pd_log(int opts, int level, const char *msg, ...) {
+/* One line: msg and npairs key/value pairs (kv[2i], kv[2i+1]). */
+static void log_line(int opts, int level, const char *msg, const char *const *kv, size_t npairs) {
   int min_level = opts & 0xff;
   if (level < min_level) return;
   if (level < 0 || level > 3) level = PD_LOG_ERROR;
   char ts[40];
   timestamp(ts, sizeof ts);
-  va_list ap;
-  va_start(ap, msg);
   if (opts & PD_LOG_JSON) {
-    log_json(level, ts, msg ? msg : "", ap);
-    va_end(ap);
+    log_json(level, ts, msg ? msg : "", kv, npairs);
     return;
   }
   char line[2048];
   size_t off = (size_t)snprintf(line, sizeof line, "ts=%s level=%s msg=", ts, level_names[level]);
   log_value(line, sizeof line, &off, msg ? msg : "");
-  for (;;) {
-    const char *k = va_arg(ap, const char *);
-    if (!k) break;
-    const char *v = va_arg(ap, const char *);
+  for (size_t i = 0; i < npairs; i++) {
+    const char *k = kv[2 * i], *v = kv[2 * i + 1];
     if (off + 2 < sizeof line) {
       int n = snprintf(line + off, sizeof line - off, " %s=", k);
       if (n > 0) off += (size_t)n;
@@ -123,12 +119,38 @@ void pd_log(int opts, int level, const char *msg, ...) {
     }
     log_value(line, sizeof line, &off, v ? v : "");
   }
-  va_end(ap);
   if (off + 1 >= sizeof line) off = sizeof line - 2;
   line[off++] = '\n';
   line[off] = '\0';
   fputs(line, stderr);
   fflush(stderr);
+}
+
+#define LOG_MAX_PAIRS 32
+
+void pd_log(int opts, int level, const char *msg, ...) {
+  if (level < (opts & 0xff)) return;
+  const char *kv[2 * LOG_MAX_PAIRS];
+  size_t n = 0;
+  va_list ap;
+  va_start(ap, msg);
+  for (;;) {
+    const char *k = va_arg(ap, const char *);
+    if (!k) break;
+    const char *v = va_arg(ap, const char *);
+    if (n < LOG_MAX_PAIRS) {
+      kv[2 * n] = k;
+      kv[2 * n + 1] = v;
+      n++;
+    }
+  }
+  va_end(ap);
+  log_line(opts, level, msg, kv, n);
+}
+
+void dmn_log_kv(const pd_daemon_t *d, int level, const char *msg, const char *const *kv,
+                size_t npairs) {
+  log_line(d->cfg.log_level | (d->cfg.log_json ? PD_LOG_JSON : 0), level, msg, kv, npairs);
 }
 
 void dmn_fmt_i64(char *buf, size_t cap, int64_t v) { snprintf(buf, cap, "%lld", (long long)v); }

@@ -170,6 +170,7 @@ static size_t net_peers_view(void *ud, int64_t now, pd_node_peer_info_t *out, si
     o->bytes_out = p->bytes_out;
     o->latency_ms = p->latency_ms;
     o->score = p->score;
+    o->is_protected = p->is_protected;
   }
   free(tmp);
   return total;
@@ -201,10 +202,67 @@ static void net_counters_view(void *ud, pd_metrics_net_t *out) {
   out->seed_crawls = k->seed_crawls;
   out->below_min = d->below_warned;
   dmn_process_stats(d, out);
+  dmn_events_metrics(d, out);
+  dmn_api_stats_metrics(d, out);
+}
+
+/* Operator control (DELETE/POST /v1/peers, explain): the manager's actions
+ * are flushed after the API request (apiserver.c ticks the network). */
+static size_t net_disconnect(void *ud, const pd_netaddr_t *addr, bool any_port, const uint8_t *id,
+                             int64_t now, pd_node_closed_t *out, size_t cap) {
+  pd_daemon_t *d = ud;
+  (void)now;
+  if (!d->net || d->stopping) return 0;
+  size_t n = pd_netmgr_disconnect(d->net, addr, any_port, id, dmn_wall_now_ms(), out, cap);
+  for (size_t i = 0; out && i < n && i < cap; i++)
+    LOG(d, PD_LOG_INFO, "peer disconnected on request", "addr", out[i].addr, "peer_id",
+        out[i].id[0] ? out[i].id : "unknown", "direction", out[i].direction, "by", "api");
+  return n;
+}
+
+static int net_connect(void *ud, const pd_netaddr_t *addr, const uint8_t *id, int64_t now,
+                       const char **why) {
+  pd_daemon_t *d = ud;
+  (void)now;
+  if (!d->net || d->stopping) {
+    if (why) *why = "shutting down";
+    return PD_EFULL;
+  }
+  pd_dial_target_t t;
+  memset(&t, 0, sizeof t);
+  t.addr = *addr;
+  if (id) {
+    t.has_id = true;
+    memcpy(t.id, id, PD_NODE_ID_LEN);
+  }
+  char a[64];
+  pd_netaddr_format(addr, a, sizeof a);
+  int rc = pd_netmgr_connect(d->net, &t, dmn_wall_now_ms(), NULL, why);
+  if (rc == 0) LOG(d, PD_LOG_INFO, "dialling on request", "addr", a, "by", "api");
+  return rc;
+}
+
+static void net_dial_state(void *ud, const pd_netaddr_t *addr, const uint8_t *id, int64_t now,
+                           pd_node_dial_state_t *out) {
+  pd_daemon_t *d = ud;
+  (void)now;
+  pd_dial_target_t t;
+  memset(&t, 0, sizeof t);
+  t.addr = *addr;
+  if (id) {
+    t.has_id = true;
+    memcpy(t.id, id, PD_NODE_ID_LEN);
+  }
+  pd_netmgr_dial_state(d->net, &t, dmn_wall_now_ms(), out);
 }
 
 void dmn_install_net_views(pd_daemon_t *d) {
   pd_node_net_ops_t ops = {.peers = net_peers_view, .counters = net_counters_view};
+  if (d->net) {
+    ops.disconnect = net_disconnect;
+    ops.connect = net_connect;
+    ops.dial_state = net_dial_state;
+  }
   pd_node_set_net(d->node, &ops, d);
 }
 
@@ -303,23 +361,25 @@ void dmn_stop_net(pd_daemon_t *d) {
   for (presolve_t *r = d->presolves; r; r = r->next) uv_cancel((uv_req_t *)&r->req);
 }
 
-/* The log says when outbound peers stay under --min-outbound: a warning
- * once the shortfall has lasted --below-min-warn seconds (again every 10
- * minutes while it lasts), and a line when the minimum is back. */
+/* The audit events (and so the log) say when outbound peers stay under
+ * --min-outbound: below_minimum (a warning) once the shortfall has lasted
+ * --below-min-warn seconds, again every 10 minutes while it lasts, and
+ * minimum_recovered when the minimum is back. The decision is the
+ * driver's: its thresholds are the daemon's flags and the wall clock it
+ * ticks by; the core's deadlines (and so the lab's runs) are untouched. */
 void dmn_watch_outbound(pd_daemon_t *d, int64_t now) {
   if (!d->net || d->stopping || d->cfg.min_outbound == 0 || d->cfg.max_outbound == 0) return;
   pd_netmgr_counters(d->net, &d->net_counters);
   uint32_t out = d->net_counters.dialer.connected[PD_CONN_OUTBOUND];
   uint32_t in = d->net_counters.dialer.connected[PD_CONN_INBOUND];
-  char so[16], sm[16], si[16], sf[24], sb[24];
-  dmn_fmt_u64(so, sizeof so, out);
-  dmn_fmt_u64(sm, sizeof sm, d->cfg.min_outbound);
-  dmn_fmt_u64(si, sizeof si, in);
+  pd_event_t ev;
   if (out >= d->cfg.min_outbound) {
     if (d->below_warned) {
-      dmn_fmt_i64(sf, sizeof sf, now - d->below_since);
-      LOG(d, PD_LOG_INFO, "outbound peers back at the minimum", "outbound", so, "min_outbound", sm,
-          "was_below_s", sf);
+      pd_event_init(&ev, PD_EV_MINIMUM_RECOVERED, now * 1000);
+      pd_event_int(&ev, "outbound", out);
+      pd_event_int(&ev, "min_outbound", d->cfg.min_outbound);
+      pd_event_int(&ev, "was_below_s", now - d->below_since);
+      dmn_event(d, &ev);
     }
     d->below_since = 0;
     d->below_warned = false;
@@ -328,10 +388,13 @@ void dmn_watch_outbound(pd_daemon_t *d, int64_t now) {
   }
   if (d->below_since == 0) d->below_since = now;
   if (now - d->below_since < d->cfg.below_min_warn || now < d->below_next_warn) return;
-  dmn_fmt_i64(sf, sizeof sf, now - d->below_since);
-  dmn_fmt_u64(sb, sizeof sb, pd_book_size(pd_node_book(d->node)));
-  LOG(d, PD_LOG_WARN, "below the minimum of outbound peers", "outbound", so, "min_outbound", sm,
-      "for_s", sf, "inbound", si, "book", sb);
+  pd_event_init(&ev, PD_EV_BELOW_MINIMUM, now * 1000);
+  pd_event_int(&ev, "outbound", out);
+  pd_event_int(&ev, "min_outbound", d->cfg.min_outbound);
+  pd_event_int(&ev, "for_s", now - d->below_since);
+  pd_event_int(&ev, "inbound", in);
+  pd_event_int(&ev, "book", (int64_t)pd_book_size(pd_node_book(d->node)));
+  dmn_event(d, &ev);
   d->below_warned = true;
   d->below_next_warn = now + 600;
 }

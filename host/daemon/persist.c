@@ -1,14 +1,18 @@
-/* persist — the data directory: the book, the node key, the anchors.
+/* persist — the data directory: the book, bans, reputation, the node key,
+ * the anchors.
  *
  * Owns: loading addrbook.json at start (or a new book with a key from
  * randombytes; a bad file moved aside, never overwritten) and creating the
- * node with its configuration; saving the book (dmn_start_save: encoded on
- * the loop, written on libuv's thread pool, periodic and for POST /v1/save;
- * dmn_save_now: synchronously at shutdown) and logging the outcome; the
+ * node with its configuration; then loading bans.json and reputation.json
+ * into it (a bad one moved aside the same way, the start going on without
+ * it); saving the three (dmn_start_save: encoded on the loop, written on
+ * libuv's thread pool, periodic and for POST /v1/save; dmn_save_now:
+ * synchronously at shutdown) and logging the outcome; the
  * node key file (created at first start, never overwritten, a damaged one
  * stops the start); anchors.json (read for the network's start, written at
  * its stop).
- * Does not own: the JSON of the book (bookstore.c), atomic writes
+ * Does not own: the JSON of the book (bookstore.c), of bans and reputation
+ * (statestore.c), atomic writes
  * (fsio.c), when to save (the node's tick, daemon.c; the API, api.c), the
  * API connections waiting for a save (apiserver.c answers them), the
  * shutdown sequence (daemon.c).
@@ -22,16 +26,29 @@
 #include <sodium.h>
 
 #include "bookstore.h"
+#include "statestore.h"
 #include "daemon_int.h"
 #include "err.h"
 #include "fsio.h"
 
+/* One file of a save: encoded on the loop, written on the thread pool. */
+typedef struct save_file {
+  const char *name;
+  char *buf;
+  size_t len;
+  size_t items; /* entries, bans or records written */
+  int rc;       /* the write's result */
+} save_file_t;
+
+/* Written in this order: the bans before the book, so a book that still
+ * held bans (written before bans.json existed) is replaced only once they
+ * are in bans.json. */
+enum { F_BANS, F_REPUTATION, F_BOOK, F_COUNT };
+
 typedef struct save_job {
   uv_work_t work;
   pd_daemon_t *d;
-  char *buf;
-  size_t len;
-  size_t entries;
+  save_file_t f[F_COUNT];
   uint64_t id;
   const char *why; /* static: "periodic", "api" */
   int rc;
@@ -39,32 +56,89 @@ typedef struct save_job {
 
 /* -------------------------------------------------------------- saves */
 
-static void save_work(uv_work_t *w) {
-  save_job_t *job = w->data;
-  job->rc = pd_fs_write_atomic(job->d->cfg.data_dir, PD_DAEMON_BOOK_FILE, job->buf, job->len,
-                               0600);
+static void free_files(save_file_t *f) {
+  for (int i = 0; i < F_COUNT; i++) {
+    free(f[i].buf);
+    f[i].buf = NULL;
+  }
 }
 
-static void log_save(pd_daemon_t *d, int rc, size_t len, size_t entries, const char *why) {
-  char b[32], e[32];
-  dmn_fmt_u64(b, sizeof b, len);
-  dmn_fmt_u64(e, sizeof e, entries);
+/* Encode the book (without its bans), the bans and the reputation records. */
+static int encode_files(pd_daemon_t *d, int64_t now, save_file_t *f) {
+  memset(f, 0, F_COUNT * sizeof *f);
+  f[F_BANS].name = PD_DAEMON_BANS_FILE;
+  f[F_REPUTATION].name = PD_DAEMON_REPUTATION_FILE;
+  f[F_BOOK].name = PD_DAEMON_BOOK_FILE;
+  pd_book_t *b = pd_node_book(d->node);
+  int rc = pd_statestore_encode_bans(pd_book_bans_const(b), now, 0, &f[F_BANS].buf,
+                                     &f[F_BANS].len, &f[F_BANS].items);
+  if (rc == 0)
+    rc = pd_statestore_encode_reputation(pd_node_reputation(d->node), now, 0,
+                                         &f[F_REPUTATION].buf, &f[F_REPUTATION].len,
+                                         &f[F_REPUTATION].items);
   if (rc == 0) {
-    LOG(d, PD_LOG_INFO, "book saved", "reason", why, "bytes", b, "entries", e);
-  } else {
-    LOG(d, PD_LOG_ERROR, "book save failed", "reason", why, "error", pd_strerror(rc));
+    f[F_BOOK].items = pd_book_size(b);
+    rc = pd_bookstore_encode_ex(b, now, PD_BOOKSTORE_NO_BANS, &f[F_BOOK].buf, &f[F_BOOK].len);
   }
+  if (rc < 0) free_files(f);
+  return rc;
+}
+
+/* Each file on its own: one that fails does not stop the others. */
+static void write_files(const char *dir, save_file_t *f) {
+  for (int i = 0; i < F_COUNT; i++)
+    f[i].rc = pd_fs_write_atomic(dir, f[i].name, f[i].buf, f[i].len, 0600);
+}
+
+/* Log the outcome; returns the save's result (the first failure) and its
+ * text in err. */
+static int log_save(pd_daemon_t *d, const save_file_t *f, const char *why, char *err,
+                    size_t cap) {
+  int rc = 0;
+  err[0] = '\0';
+  for (int i = 0; i < F_BOOK; i++) { /* the state files */
+    if (f[i].rc == 0) continue;
+    LOG(d, PD_LOG_ERROR, "state file save failed", "file", f[i].name, "reason", why, "error",
+        pd_strerror(f[i].rc));
+    if (rc == 0) {
+      rc = f[i].rc;
+      snprintf(err, cap, "%s: %s", f[i].name, pd_strerror(f[i].rc));
+    }
+  }
+  const save_file_t *book = &f[F_BOOK];
+  if (book->rc == 0) {
+    char b[32], e[32], bn[32], rn[32];
+    dmn_fmt_u64(b, sizeof b, book->len);
+    dmn_fmt_u64(e, sizeof e, book->items);
+    dmn_fmt_u64(bn, sizeof bn, f[F_BANS].items);
+    dmn_fmt_u64(rn, sizeof rn, f[F_REPUTATION].items);
+    LOG(d, PD_LOG_INFO, "book saved", "reason", why, "bytes", b, "entries", e, "bans", bn,
+        "reputation_records", rn);
+  } else {
+    LOG(d, PD_LOG_ERROR, "book save failed", "reason", why, "error", pd_strerror(book->rc));
+    rc = book->rc;
+    snprintf(err, cap, "%s", pd_strerror(book->rc));
+  }
+  return rc;
+}
+
+static void save_work(uv_work_t *w) {
+  save_job_t *job = w->data;
+  write_files(job->d->cfg.data_dir, job->f);
 }
 
 static void save_after(uv_work_t *w, int status) {
   save_job_t *job = w->data;
   pd_daemon_t *d = job->d;
-  int rc = status == UV_ECANCELED ? PD_EIO : job->rc;
-  pd_node_note_save(d->node, rc, rc < 0 ? pd_strerror(rc) : NULL, job->len, job->entries,
+  if (status == UV_ECANCELED) {
+    for (int i = 0; i < F_COUNT; i++) job->f[i].rc = PD_EIO;
+  }
+  char err[PD_NODE_ERR_MAX];
+  int rc = log_save(d, job->f, job->why, err, sizeof err);
+  pd_node_note_save(d->node, rc, rc < 0 ? err : NULL, job->f[F_BOOK].len, job->f[F_BOOK].items,
                     dmn_wall_now());
-  log_save(d, rc, job->len, job->entries, job->why);
   uint64_t id = job->id;
-  free(job->buf);
+  free_files(job->f);
   free(job);
   d->saving = false;
   if (d->stopping) {
@@ -80,13 +154,10 @@ void dmn_start_save(pd_daemon_t *d, const char *why) {
   if (d->saving || d->stopping) return;
   int64_t now = dmn_wall_now();
   save_job_t *job = calloc(1, sizeof *job);
-  int rc = job ? 0 : PD_ENOMEM;
+  int rc = job ? encode_files(d, now, job->f) : PD_ENOMEM;
   if (job) {
-    pd_book_t *b = pd_node_book(d->node);
     job->d = d;
     job->why = why;
-    job->entries = pd_book_size(b);
-    rc = pd_bookstore_encode(b, now, &job->buf, &job->len);
   }
   d->save_started++;
   if (rc == 0) {
@@ -101,8 +172,8 @@ void dmn_start_save(pd_daemon_t *d, const char *why) {
   }
   /* could not even start: record the failure and answer the waiters */
   pd_node_note_save(d->node, rc, pd_strerror(rc), 0, 0, now);
-  log_save(d, rc, 0, 0, why);
-  if (job) free(job->buf);
+  LOG(d, PD_LOG_ERROR, "book save failed", "reason", why, "error", pd_strerror(rc));
+  if (job) free_files(job->f);
   free(job);
   dmn_complete_waiters(d, d->save_started);
 }
@@ -110,15 +181,18 @@ void dmn_start_save(pd_daemon_t *d, const char *why) {
 /* Synchronous save (shutdown). */
 int dmn_save_now(pd_daemon_t *d, const char *why) {
   int64_t now = dmn_wall_now();
-  pd_book_t *b = pd_node_book(d->node);
-  size_t entries = pd_book_size(b);
-  char *buf = NULL;
-  size_t len = 0;
-  int rc = pd_bookstore_encode(b, now, &buf, &len);
-  if (rc == 0) rc = pd_fs_write_atomic(d->cfg.data_dir, PD_DAEMON_BOOK_FILE, buf, len, 0600);
-  free(buf);
-  pd_node_note_save(d->node, rc, rc < 0 ? pd_strerror(rc) : NULL, len, entries, now);
-  log_save(d, rc, len, entries, why);
+  save_file_t f[F_COUNT];
+  int rc = encode_files(d, now, f);
+  if (rc < 0) {
+    pd_node_note_save(d->node, rc, pd_strerror(rc), 0, 0, now);
+    LOG(d, PD_LOG_ERROR, "book save failed", "reason", why, "error", pd_strerror(rc));
+    return rc;
+  }
+  write_files(d->cfg.data_dir, f);
+  char err[PD_NODE_ERR_MAX];
+  rc = log_save(d, f, why, err, sizeof err);
+  pd_node_note_save(d->node, rc, rc < 0 ? err : NULL, f[F_BOOK].len, f[F_BOOK].items, now);
+  free_files(f);
   return rc;
 }
 
@@ -138,7 +212,10 @@ static int new_book(pd_daemon_t *d, pd_book_t **out) {
   return rc;
 }
 
-/* Load addrbook.json or start empty; a bad file is moved aside. */
+static int load_state(pd_daemon_t *d, int64_t now, size_t book_bans);
+
+/* Load addrbook.json or start empty; a bad file is moved aside. Then the
+ * state files (load_state). */
 int dmn_load_book(pd_daemon_t *d, int64_t now) {
   char path[PATH_CAP];
   int pl = snprintf(path, sizeof path, "%s/%s", d->cfg.data_dir, PD_DAEMON_BOOK_FILE);
@@ -196,8 +273,6 @@ int dmn_load_book(pd_daemon_t *d, int64_t now) {
           path, "reason", err, "error", pd_strerror(mrc));
       return -1;
     }
-    LOG(d, PD_LOG_ERROR, "book load failed; starting with an empty book", "path", path, "reason",
-        err, "moved_to", moved);
   }
   if (!book) {
     rc = new_book(d, &book);
@@ -213,9 +288,7 @@ int dmn_load_book(pd_daemon_t *d, int64_t now) {
     return -1;
   }
   pd_node_status(d->node)->settings_json = d->cfg.settings_json;
-  if (load_rc < 0) {
-    pd_node_note_load(d->node, load_rc, err, moved, NULL);
-  } else if (loaded) {
+  if (loaded) {
     pd_node_note_load(d->node, 0, NULL, NULL, &report);
     char e[32], s[32], bl[32], bs[32];
     dmn_fmt_u64(e, sizeof e, report.entries_loaded);
@@ -227,6 +300,118 @@ int dmn_load_book(pd_daemon_t *d, int64_t now) {
       LOG(d, PD_LOG_WARN, "book entries skipped at load", "entries_skipped", s, "bans_skipped", bs,
           "first_reason", report.first_skip);
     }
+  }
+  int src = load_state(d, now, loaded ? report.bans_loaded : 0);
+  if (load_rc < 0) {
+    /* said after the state files: what the bad book did not take with it */
+    pd_node_note_load(d->node, load_rc, err, moved, NULL);
+    char bn[32], rn[32];
+    dmn_fmt_u64(bn, sizeof bn, pd_banlist_count(pd_book_bans_const(pd_node_book(d->node))));
+    dmn_fmt_u64(rn, sizeof rn, pd_reputation_count(pd_node_reputation(d->node)));
+    LOG(d, PD_LOG_ERROR, "book load failed; starting with an empty book", "path", path, "reason",
+        err, "moved_to", moved, "bans_kept", bn, "reputation_records_kept", rn);
+  }
+  return src < 0 ? -1 : 0;
+}
+
+/* ------------------------------------------------------- state files */
+
+/* A state file's decoder, into the node. */
+typedef int (*state_decode_fn)(pd_daemon_t *d, const char *buf, size_t len, int64_t now,
+                               pd_statestore_report_t *r, char *err, size_t cap);
+
+static int decode_bans(pd_daemon_t *d, const char *buf, size_t len, int64_t now,
+                       pd_statestore_report_t *r, char *err, size_t cap) {
+  return pd_statestore_decode_bans(buf, len, now, pd_book_bans(pd_node_book(d->node)), r, err,
+                                   cap);
+}
+
+static int decode_reputation(pd_daemon_t *d, const char *buf, size_t len, int64_t now,
+                             pd_statestore_report_t *r, char *err, size_t cap) {
+  (void)now;
+  return pd_statestore_decode_reputation(buf, len, pd_node_reputation(d->node), r, err, cap);
+}
+
+/* DIR/name into the node. Missing: nothing (*found false). Unreadable or
+ * not decoding: moved aside (never overwritten by the next save) and the
+ * start goes on without it, saying what was kept; a file that cannot be
+ * moved aside, or no memory, stops the start (-1). */
+static int load_state_file(pd_daemon_t *d, int64_t now, const char *name, size_t max,
+                           state_decode_fn decode, const char *kept_what, size_t kept,
+                           bool *found, pd_statestore_report_t *report) {
+  char path[PATH_CAP];
+  *found = false;
+  memset(report, 0, sizeof *report);
+  int pl = snprintf(path, sizeof path, "%s/%s", d->cfg.data_dir, name);
+  if (pl < 0 || (size_t)pl >= sizeof path) {
+    LOG(d, PD_LOG_ERROR, "data directory path too long", "dir", d->cfg.data_dir);
+    return -1;
+  }
+  char *buf = NULL;
+  size_t len = 0;
+  char err[256] = "";
+  int rc = pd_fs_read_all(path, max, &buf, &len);
+  if (rc == -ENOENT) return 0;
+  if (rc < 0) {
+    snprintf(err, sizeof err, "cannot read %s: %s", name, pd_strerror(rc));
+  } else {
+    rc = decode(d, buf, len, now, report, err, sizeof err);
+    if (rc < 0 && !err[0]) snprintf(err, sizeof err, "%s", pd_strerror(rc));
+  }
+  free(buf);
+  if (rc == PD_ENOMEM) {
+    LOG(d, PD_LOG_ERROR, "cannot load a state file; refusing to start", "path", path, "error",
+        err);
+    return -1;
+  }
+  if (rc < 0) {
+    char moved[PATH_CAP] = "", k[32];
+    int mrc = pd_fs_move_aside(d->cfg.data_dir, name, now, moved, sizeof moved);
+    if (mrc < 0) {
+      LOG(d, PD_LOG_ERROR, "state file unusable and cannot be moved aside; refusing to start",
+          "path", path, "reason", err, "error", pd_strerror(mrc));
+      return -1;
+    }
+    dmn_fmt_u64(k, sizeof k, kept);
+    LOG(d, PD_LOG_ERROR, "state file load failed; moved aside, going on without it", "path", path,
+        "reason", err, "moved_to", moved, kept_what, k);
+    return 0;
+  }
+  *found = true;
+  if (report->skipped) {
+    char sk[32];
+    dmn_fmt_u64(sk, sizeof sk, report->skipped);
+    LOG(d, PD_LOG_WARN, "state file items skipped at load", "path", path, "skipped", sk,
+        "first_reason", report->first_skip);
+  }
+  return 0;
+}
+
+static int load_state(pd_daemon_t *d, int64_t now, size_t book_bans) {
+  pd_statestore_report_t r;
+  bool found;
+  char n[32], x[32];
+  /* The book's bans (a book written before bans.json existed) are in the
+   * list already; bans.json's win for the same subnet. */
+  if (load_state_file(d, now, PD_DAEMON_BANS_FILE, PD_DAEMON_MAX_BANS_FILE, decode_bans,
+                      "bans_kept", book_bans, &found, &r) < 0)
+    return -1;
+  if (found) {
+    dmn_fmt_u64(n, sizeof n, r.loaded);
+    dmn_fmt_u64(x, sizeof x, r.expired);
+    LOG(d, PD_LOG_INFO, "bans loaded", "file", PD_DAEMON_BANS_FILE, "bans", n, "expired", x);
+  }
+  if (book_bans > 0) {
+    dmn_fmt_u64(n, sizeof n, book_bans);
+    LOG(d, PD_LOG_INFO, "bans read from addrbook.json (written before bans.json); saved to "
+        "bans.json from now on", "bans", n);
+  }
+  if (load_state_file(d, now, PD_DAEMON_REPUTATION_FILE, PD_DAEMON_MAX_REPUTATION_FILE,
+                      decode_reputation, "reputation_records_kept", 0, &found, &r) < 0)
+    return -1;
+  if (found) {
+    dmn_fmt_u64(n, sizeof n, pd_reputation_count(pd_node_reputation(d->node)));
+    LOG(d, PD_LOG_INFO, "reputation loaded", "file", PD_DAEMON_REPUTATION_FILE, "records", n);
   }
   return 0;
 }

@@ -6,9 +6,10 @@
  * PD_DAEMON_POLICY_DEBOUNCE_MS; on SIGHUP, from daemon.c; on POST
  * /v1/policy/reload, from apiserver.c), the old set staying in force when
  * a new one does not load; the log lines about loads, policy failures and
- * tripped hooks. The shadow set (--shadow-policies): its directory read,
- * loaded and watched the same way (a change there reloads the shadow only;
- * SIGHUP and the API reload both), and a promotion's new directories.
+ * tripped hooks; reading a directory for POST /v1/policy/check
+ * (dmn_check_policies). The shadow set (--shadow-policies): its directory
+ * read, loaded and watched the same way (a change there reloads the shadow
+ * only; SIGHUP and the API reload both), and a promotion's new directories.
  * Does not own: running policies, their sandbox and budgets (policy.c
  * through the node), the monotonic clock of their deadlines (handed to the
  * node at its creation, persist.c), closing the watcher (daemon.c).
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "api.h"
 #include "daemon_int.h"
 #include "err.h"
 #include "fsio.h"
@@ -135,32 +137,33 @@ static int reload_live(pd_daemon_t *d, const char *why) {
   char err[600] = "";
   int64_t now = dmn_wall_now();
   int n = pd_daemon_read_policies(d->cfg.policy_dir, files, err, sizeof err);
+  /* the outcome is an audit event (policy_loaded / policy_failed), which
+   * is also its log line (audit.c) */
   if (n < 0) {
-    pd_node_policy_load_failed(d->node, err, now);
-    LOG(d, PD_LOG_WARN, "policy load failed", "dir", d->cfg.policy_dir, "reason", why, "error",
-        err);
+    pd_node_policy_load_failed_by(d->node, err, why, now);
     return n;
   }
-  int rc = pd_node_policy_load(d->node, files, (size_t)n, now, err, sizeof err);
+  int rc = pd_node_policy_load_by(d->node, files, (size_t)n, why, now, err, sizeof err);
   for (int i = 0; i < n; i++) free((char *)files[i].text);
-  if (rc < 0) {
-    LOG(d, PD_LOG_WARN, "policy load failed", "dir", d->cfg.policy_dir, "reason", why, "error",
-        err);
-    return rc;
+  return rc < 0 ? rc : 0;
+}
+
+/* POST /v1/policy/check: read the directory the request names and have
+ * the core load it into a scratch policy host (the set in force stays). */
+void dmn_check_policies(pd_daemon_t *d, pd_api_response_t *resp) {
+  pd_policy_file_t files[5];
+  char err[600] = "";
+  const char *dir = pd_api_pending_dir(resp);
+  int64_t now = dmn_wall_now();
+  int n = dir ? pd_daemon_read_policies(dir, files, err, sizeof err) : PD_EINVAL;
+  if (n < 0) {
+    pd_api_policy_checked(d->node, resp, NULL, 0, err[0] ? err : "no directory", now);
+    LOG(d, PD_LOG_INFO, "policy check: cannot read", "dir", dir ? dir : "", "error", err);
+    return;
   }
-  pd_policy_status_t ps;
-  pd_policy_status(pd_node_policy(d->node), &ps);
-  char gen[32], nf[32], fl[600] = "";
-  dmn_fmt_u64(gen, sizeof gen, ps.generation);
-  dmn_fmt_u64(nf, sizeof nf, ps.nfiles);
-  size_t off = 0;
-  for (size_t i = 0; i < ps.nfiles && i < 8; i++) {
-    int w = snprintf(fl + off, sizeof fl - off, "%s%.63s", i ? "," : "", ps.files[i]);
-    if (w > 0 && (size_t)w < sizeof fl - off) off += (size_t)w;
-  }
-  LOG(d, PD_LOG_INFO, "policy loaded", "dir", d->cfg.policy_dir, "reason", why, "generation", gen,
-      "hash", ps.hash, "files", fl);
-  return 0;
+  pd_api_policy_checked(d->node, resp, files, (size_t)n, NULL, now);
+  for (int i = 0; i < n; i++) free((char *)files[i].text);
+  LOG(d, PD_LOG_INFO, "policy check", "dir", dir, "by", "api");
 }
 
 static void on_policy_debounce(uv_timer_t *t) {

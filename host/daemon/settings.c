@@ -73,7 +73,7 @@ typedef struct def {
 
 static const def_t defs[S_COUNT] = {
     [S_DATA_DIR] = {"data_dir", "data-dir", NULL, PD_SK_STR, PD_DAEMON_DEFAULT_DATA_DIR, 0, 0, NULL},
-    [S_API] = {"api", "api", NULL, PD_SK_STR, PD_DAEMON_DEFAULT_API, 0, 0, NULL},
+    [S_API] = {"api", "api", NULL, PD_SK_LIST, PD_DAEMON_DEFAULT_API, 0, 0, NULL},
     [S_API_TOKEN_FILE] = {"api_token_file", "api-token-file", NULL, PD_SK_STR, NULL, 0, 0, NULL},
     [S_ALLOW_PRIVATE] = {"allow_private", "allow-private", NULL, PD_SK_BOOL, "false", 0, 0, NULL},
     [S_SAVE_INTERVAL] = {"save_interval", "save-interval", NULL, PD_SK_INT,
@@ -279,16 +279,20 @@ static int parse_one(pd_settings_t *s, size_t i, const char *v, pd_setting_sourc
       else cfg->node_key = v;
     }
     return 0;
-  case S_API:
+  case S_API: { /* HOST:PORT and/or unix:PATH */
+    pd_daemon_config_t scratch;
+    pd_daemon_config_defaults(&scratch);
+    if (pd_daemon_config_api(cfg ? cfg : &scratch, v, &why) < 0) {
+      return fail(err, cap, "bad %s '%s': %s", nm, v, why ? why : "invalid");
+    }
+    return 0;
+  }
   case S_LISTEN: {
     struct sockaddr_storage ss;
     if (pd_daemon_parse_listen(v, &ss, sizeof ss, &why) < 0) {
       return fail(err, cap, "bad %s '%s': %s", nm, v, why ? why : "invalid");
     }
-    if (cfg) {
-      if (i == S_API) cfg->api = v;
-      else cfg->listen = v;
-    }
+    if (cfg) cfg->listen = v;
     return 0;
   }
   case S_ALLOW_PRIVATE:
@@ -474,6 +478,15 @@ static int check_element(const pd_settings_t *s, size_t i, const char *v, pd_set
     if (sl->n >= max) return fail(err, cap, "at most %zu %s", max, nm);
     return 0;
   }
+  if (i == S_API) { /* one HOST:PORT and one unix:PATH at most */
+    bool unix_sock = strncmp(v, "unix:", 5) == 0;
+    for (size_t k = 0; k < sl->n; k++) {
+      if ((strncmp(sl->vals[k], "unix:", 5) == 0) == unix_sock) {
+        return fail(err, cap, "%s given twice for %s", nm, unix_sock ? "a unix socket" : "HOST:PORT");
+      }
+    }
+    return 0;
+  }
   if (i == S_PRIVATE_PEER) {
     size_t tot = sl->n;
     if (tot >= MAX_PRIVATE) return fail(err, cap, "too many %s (max %d)", nm, MAX_PRIVATE);
@@ -604,6 +617,7 @@ static json_t *value_json(const pd_settings_t *s, size_t i) {
   if (d->kind == PD_SK_LIST) {
     json_t *a = json_array();
     for (size_t k = 0; a && k < sl->n; k++) json_array_append_new(a, json_string(sl->vals[k]));
+    if (a && sl->n == 0 && d->deflt) json_array_append_new(a, json_string(d->deflt));
     return a;
   }
   if (d->kind == PD_SK_MAP) {
@@ -659,7 +673,11 @@ void pd_settings_print(const pd_settings_t *s, FILE *f) {
     const slot_t *sl = &s->slot[i];
     const def_t *d = &defs[i];
     fprintf(f, "%s = ", d->key);
-    if (d->kind == PD_SK_LIST || d->kind == PD_SK_MAP) {
+    if (d->kind == PD_SK_LIST && sl->n == 0 && d->deflt) {
+      fputs("{ ", f);
+      print_lua_string(f, d->deflt);
+      fputs(" }", f);
+    } else if (d->kind == PD_SK_LIST || d->kind == PD_SK_MAP) {
       fputs("{", f);
       for (size_t k = 0; k < sl->n; k++) {
         fputs(k ? ", " : " ", f);

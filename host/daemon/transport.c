@@ -357,9 +357,9 @@ void dmn_p2p_close(pd_daemon_t *d, const pd_netmgr_action_t *a) {
   if (c) {
     char addr[80];
     pd_netaddr_format(&c->addr, addr, sizeof addr);
-    /* every close with its reason is an audit line; misbehaviour warns */
-    LOG(d, a->close.misbehaved ? PD_LOG_WARN : PD_LOG_INFO, "peer closed", "peer", addr,
-        "reason", reason, "misbehaved", a->close.misbehaved ? "true" : "false");
+    /* the audit line is the core's disconnected / dial_failed event (audit.c) */
+    LOG(d, PD_LOG_DEBUG, "peer closed", "peer", addr, "reason", reason, "misbehaved",
+        a->close.misbehaved ? "true" : "false");
     pconn_drain(c);
   }
 }

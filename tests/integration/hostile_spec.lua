@@ -143,6 +143,7 @@ describe("peerd against hostile peers", function()
       return
     end
     local before = rejected(node, "addr_flood")
+    local pex_bans = H.metric(node, 'peerd_bans_total{cause="pex"}')
     local out, rc = H.run_cmd(H.sh_quote(client) .. " " .. node.p2p ..
       " --from 127.20.0.9 --flood-addrs 8 --wait-ms 5000")
     assert.are.equal(0, rc, out)
@@ -157,6 +158,7 @@ describe("peerd against hostile peers", function()
       if b.subnet == "127.20.0.9" then found = b.reason:find("addr_flood", 1, true) ~= nil end
     end
     assert.is_true(found, H.cjson.encode(bans))
+    assert.are.equal(pex_bans + 1, H.metric(node, 'peerd_bans_total{cause="pex"}'))
     -- the flood did not land in the book: at most the bucket's few tokens did
     local _, _, st = H.get(node, "/v1/status")
     assert.is_true(st.book.new <= 10, H.cjson.encode(st.book))

@@ -106,9 +106,10 @@ describe("operator", function()
     end, 30), H.log_of(a))
     assert.are.equal(0, H.metric(a, "peerd_outbound_below_minimum"))
     H.cleanup(b)
-    -- b gone: the close is an audit line with its reason
+    -- b gone: the close is an audit line (the disconnected event) with its reason
     assert.is_true(H.wait_until(function()
-      return H.log_of(a):find('msg="peer closed" peer=127.96.0.1:47411', 1, true) ~= nil
+      return H.log_of(a):find('msg="peer disconnected" addr=127.96.0.1:47411 node_id=%x+ ' ..
+        'direction=outbound conn=%d+ reason=') ~= nil
     end, 10), H.log_of(a))
     H.cleanup(a)
   end)

@@ -540,6 +540,8 @@ static void events_update_the_book(void **state) {
   assert_true(sample(m, "peerd_book_entries{table=\"tried\"}") == 1);
   assert_true(sample(m, "peerd_book_entries{table=\"new\"}") == 1);
   assert_true(sample(m, "peerd_bans") == 1);
+  assert_true(sample(m, "peerd_bans_total{cause=\"reputation\"}") == 1);
+  assert_true(sample(m, "peerd_bans_total{cause=\"api\"}") == 0);
   free(m);
 }
 
@@ -682,6 +684,11 @@ static void bans_crud_and_expiry(void **state) {
   j = expect(f, "POST", "/v1/bans", "{\"target\":\"2a01:4f8::/32\",\"duration\":7200}", 200);
   assert_true(json_is_true(json_object_get(j, "replaced")));
   json_decref(j);
+  /* four bans added or renewed through the API, none by reputation */
+  char *m = metrics_text(f);
+  assert_true(sample(m, "peerd_bans_total{cause=\"api\"}") == 4);
+  assert_true(sample(m, "peerd_bans_total{cause=\"reputation\"}") == 0);
+  free(m);
 
   j = expect(f, "GET", "/v1/bans", NULL, 200);
   json_t *bans = json_object_get(j, "bans");
@@ -857,6 +864,7 @@ static void metrics_render_and_promtool(void **state) {
       "peerd_bans",                      "peerd_book_tried_collisions",
       "peerd_uptime_seconds",            "peerd_build_info",
       "peerd_events_total",              "peerd_book_memory_bytes",
+      "peerd_bans_total",
   };
   for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
     char line[160];
@@ -1405,7 +1413,7 @@ static void peers_and_network_metrics(void **state) {
   assert_int_equal(json_array_size(json_object_get(j, "peers")), 0);
   json_decref(j);
   expect_error(f, "GET", "/v1/peers?x=1", NULL, 400, "x");
-  json_decref(expect(f, "POST", "/v1/peers", "{}", 405));
+  json_decref(expect(f, "PUT", "/v1/peers", "{}", 405));
   char *m = metrics_text(f);
   const char *families[] = {"peerd_connections", "peerd_dials_total", "peerd_frames_total",
                             "peerd_wire_rejected_total"};
@@ -1922,6 +1930,203 @@ static void shadow_compares_and_promotes(void **state) {
   teardown((void **)&g);
 }
 
+/* ---- audit events and the event stream --------------------------------------- */
+
+typedef struct ev_log {
+  json_t *events;
+} ev_log_t;
+
+static void ev_record(void *ud, const pd_event_t *e) {
+  ev_log_t *l = ud;
+  json_array_append_new(l->events, pd_event_json(e, json_array_size(l->events) + 1, e->now_ms));
+}
+
+static json_t *last_event(ev_log_t *l, const char *kind) {
+  for (size_t i = json_array_size(l->events); i > 0; i--) {
+    json_t *e = json_array_get(l->events, i - 1);
+    if (strcmp(jget_str(e, "kind"), kind) == 0) return e;
+  }
+  fail_msg("no %s event", kind);
+  return NULL;
+}
+
+/* A stream request: access rules, then parameters; the driver keeps it. */
+static void stream_request(fx_t *f, const char *target, const char *last_id, pd_api_response_t *rs) {
+  pd_api_request_t rq = {.method = "GET", .target = target, .last_event_id = last_id};
+  pd_api_handle(f->node, &rq, f->now, rs);
+}
+
+static void event_stream_requests(void **state) {
+  fx_t *f = *state;
+  pd_api_response_t rs;
+  uint32_t kinds = 0;
+  bool has_since = true;
+  uint64_t since = 99;
+  stream_request(f, "/v1/events/stream", NULL, &rs);
+  assert_int_equal(rs.status, 200);
+  assert_int_equal(rs.action, PD_API_ACTION_STREAM);
+  assert_string_equal(rs.content_type, "text/event-stream");
+  assert_string_equal(rs.route, "/v1/events/stream");
+  assert_true(pd_api_stream_params(&rs, &kinds, &has_since, &since));
+  assert_int_equal(kinds, PD_EVENT_ALL_KINDS);
+  assert_false(has_since);
+  uint64_t before = pd_metrics_requests(pd_node_metrics(f->node), 200);
+  pd_api_complete(f->node, f->now, &rs); /* the driver keeps the stream: counted as 200 */
+  assert_int_equal(rs.status, 200);
+  assert_int_equal(pd_metrics_requests(pd_node_metrics(f->node), 200), before + 1);
+  assert_false(pd_api_stream_params(&rs, NULL, NULL, NULL));
+  pd_api_response_free(&rs);
+
+  stream_request(f, "/v1/events/stream?kinds=ban,unban&since=5", NULL, &rs);
+  assert_true(pd_api_stream_params(&rs, &kinds, &has_since, &since));
+  assert_int_equal(kinds, (1u << PD_EV_BAN) | (1u << PD_EV_UNBAN));
+  assert_true(has_since);
+  assert_int_equal(since, 5);
+  pd_api_response_free(&rs);
+  /* Last-Event-ID (a reconnect) wins over ?since */
+  stream_request(f, "/v1/events/stream?since=5", "17", &rs);
+  assert_true(pd_api_stream_params(&rs, NULL, &has_since, &since));
+  assert_int_equal(since, 17);
+  pd_api_response_free(&rs);
+
+  expect_error(f, "GET", "/v1/events/stream?kinds=ban,nope", NULL, 400, "unknown event kind in kinds: nope");
+  expect_error(f, "GET", "/v1/events/stream?since=x", NULL, 400, "since");
+  expect_error(f, "GET", "/v1/events/stream?limit=1", NULL, 400, "limit");
+  json_decref(expect(f, "POST", "/v1/events/stream", "{}", 405));
+  pd_api_request_t rq = {.method = "GET", .target = "/v1/events/stream", .last_event_id = "12a"};
+  pd_api_handle(f->node, &rq, f->now, &rs);
+  assert_int_equal(rs.status, 400);
+  assert_int_equal(rs.action, PD_API_ACTION_NONE);
+  pd_api_response_free(&rs);
+  /* the access rules apply as to any GET */
+  pd_api_request_t deny = {.method = "GET", .target = "/v1/events/stream", .host = "evil.example"};
+  pd_api_handle(f->node, &deny, f->now, &rs);
+  assert_int_equal(rs.status, 403);
+  assert_int_equal(rs.action, PD_API_ACTION_NONE);
+  assert_null(rs.route);
+  pd_api_response_free(&rs);
+  pd_api_request_t tok = {.method = "GET", .target = "/v1/events/stream", .token = "0123456789abcdef"};
+  pd_api_handle(f->node, &tok, f->now, &rs);
+  assert_int_equal(rs.status, 401);
+  pd_api_response_free(&rs);
+
+  /* route labels: patterns, not raw paths */
+  pd_api_request_t b = {.method = "GET", .target = "/v1/book/1.2.3.4:5"};
+  pd_api_handle(f->node, &b, f->now, &rs);
+  assert_string_equal(rs.route, "/v1/book/{addr}");
+  pd_api_response_free(&rs);
+  pd_api_request_t nf = {.method = "GET", .target = "/nothing"};
+  pd_api_handle(f->node, &nf, f->now, &rs);
+  assert_int_equal(rs.status, 404);
+  assert_null(rs.route);
+  pd_api_response_free(&rs);
+}
+
+static void audit_events_from_api_and_node(void **state) {
+  fx_t *f = *state;
+  ev_log_t l = {json_array()};
+  pd_event_sink_t sink = {ev_record, &l};
+  pd_node_set_events(f->node, &sink);
+  json_decref(expect(f, "POST", "/v1/bans", "{\"target\":\"10.1.0.0/16\",\"reason\":\"scan\",\"duration\":60}", 200));
+  json_t *e = last_event(&l, "ban");
+  assert_string_equal(jget_str(e, "subnet"), "10.1.0.0/16");
+  assert_string_equal(jget_str(e, "by"), "api");
+  assert_string_equal(jget_str(e, "reason"), "scan");
+  assert_int_equal(jget_int(e, "until"), f->now + 60);
+  assert_int_equal(jget_int(e, "ts"), f->now * 1000);
+  json_decref(expect(f, "DELETE", "/v1/bans?target=10.1.0.0/16", NULL, 200));
+  e = last_event(&l, "unban");
+  assert_string_equal(jget_str(e, "by"), "api");
+  assert_string_equal(jget_str(e, "reason"), "scan");
+  size_t n = json_array_size(l.events);
+  json_decref(expect(f, "DELETE", "/v1/bans?target=10.1.0.0/16", NULL, 404)); /* nothing lifted */
+  assert_int_equal(json_array_size(l.events), n);
+  /* a ban that runs out is lifted by expiry, at the tick that drops it */
+  json_decref(expect(f, "POST", "/v1/bans", "{\"target\":\"10.2.0.0/16\",\"duration\":10}", 200));
+  pd_node_tick(f->node, f->now + 5);
+  assert_int_equal(json_array_size(l.events), n + 1);
+  pd_node_tick(f->node, f->now + 10);
+  e = last_event(&l, "unban");
+  assert_string_equal(jget_str(e, "subnet"), "10.2.0.0/16");
+  assert_string_equal(jget_str(e, "by"), "expiry");
+  pd_node_tick(f->node, f->now + 11);
+  assert_int_equal(json_array_size(l.events), n + 2);
+  /* the node reports misbehaviour: the built-in reputation rule bans */
+  json_decref(expect(f, "POST", "/v1/events", "{\"addr\":\"8.8.8.8:26656\",\"event\":\"misbehaved\",\"reason\":\"spam\"}", 200));
+  e = last_event(&l, "ban");
+  assert_string_equal(jget_str(e, "subnet"), "8.8.8.8");
+  assert_string_equal(jget_str(e, "by"), "reputation");
+  assert_string_equal(jget_str(e, "trigger"), "node");
+  assert_string_equal(jget_str(e, "event"), "misbehaved");
+  assert_string_equal(jget_str(e, "reason"), "spam");
+  /* policy loads and failures */
+  pd_policy_file_t ok = {"score.lua", "return { score = function(p) return 1 end }", 42};
+  ok.len = strlen(ok.text);
+  char err[256];
+  assert_int_equal(pd_node_policy_load_by(f->node, &ok, 1, "api", f->now, err, sizeof err), 0);
+  e = last_event(&l, "policy_loaded");
+  assert_int_equal(jget_int(e, "generation"), 1);
+  assert_string_equal(jget_str(e, "files"), "score.lua");
+  assert_string_equal(jget_str(e, "trigger"), "api");
+  pd_policy_file_t bad = {"score.lua", "return {", 8};
+  assert_true(pd_node_policy_load_by(f->node, &bad, 1, "SIGHUP", f->now, err, sizeof err) < 0);
+  e = last_event(&l, "policy_failed");
+  assert_non_null(strstr(jget_str(e, "error"), "score.lua"));
+  assert_string_equal(jget_str(e, "trigger"), "SIGHUP");
+  /* no sink: nothing is emitted */
+  pd_node_set_events(f->node, NULL);
+  n = json_array_size(l.events);
+  json_decref(expect(f, "POST", "/v1/bans", "{\"target\":\"10.3.0.0/16\"}", 200));
+  assert_int_equal(json_array_size(l.events), n);
+  json_decref(l.events);
+}
+
+/* The driver's families: audit events by kind, streams, the latency histogram. */
+static const char *const fk_kinds[] = {"connected", "ban"};
+static const uint64_t fk_counts[] = {3, 1};
+static const char *const fk_routes[] = {"/v1/status", NULL};
+static const double fk_bounds[] = {0.001, 0.1};
+static const uint64_t fk_buckets[] = {2, 3, 0, 1};
+static const uint64_t fk_count[] = {3, 1};
+static const double fk_sum[] = {0.05, 0.09};
+
+static void fake_audit_counters(void *ud, pd_metrics_net_t *out) {
+  (void)ud;
+  out->nkinds = 2;
+  out->kind_names = fk_kinds;
+  out->kind_counts = fk_counts;
+  out->event_streams = 2;
+  out->event_streams_dropped = 1;
+  out->api_nroutes = 2;
+  out->api_nbounds = 2;
+  out->api_routes = fk_routes;
+  out->api_bounds = fk_bounds;
+  out->api_buckets = fk_buckets;
+  out->api_count = fk_count;
+  out->api_sum = fk_sum;
+}
+
+static void audit_and_latency_metrics(void **state) {
+  fx_t *f = *state;
+  pd_node_net_ops_t ops = {.counters = fake_audit_counters};
+  pd_node_set_net(f->node, &ops, NULL);
+  char *m = metrics_text(f);
+  pd_node_set_net(f->node, NULL, NULL);
+  assert_true(sample(m, "peerd_audit_events_total{kind=\"connected\"}") == 3);
+  assert_true(sample(m, "peerd_audit_events_total{kind=\"ban\"}") == 1);
+  assert_true(sample(m, "peerd_event_streams") == 2);
+  assert_true(sample(m, "peerd_event_streams_dropped_total") == 1);
+  assert_non_null(strstr(m, "# TYPE peerd_api_request_seconds histogram\n"));
+  assert_true(sample(m, "peerd_api_request_seconds_bucket{route=\"/v1/status\",le=\"0.001\"}") == 2);
+  assert_true(sample(m, "peerd_api_request_seconds_bucket{route=\"/v1/status\",le=\"+Inf\"}") == 3);
+  assert_true(sample(m, "peerd_api_request_seconds_count{route=\"other\"}") == 1);
+  assert_true(sample(m, "peerd_api_request_seconds_sum{route=\"other\"}") == 0.09);
+  int rc = promtool_check(m);
+  free(m);
+  if (rc < 0) skip();
+  assert_int_equal(rc, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(health_and_routing, setup, teardown),
@@ -1948,6 +2153,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(policy_metrics_families, setup, teardown),
       cmocka_unit_test_setup_teardown(peers_and_network_metrics, setup, teardown),
       cmocka_unit_test_setup_teardown(shadow_compares_and_promotes, setup, teardown),
+      cmocka_unit_test_setup_teardown(event_stream_requests, setup, teardown),
+      cmocka_unit_test_setup_teardown(audit_events_from_api_and_node, setup, teardown),
+      cmocka_unit_test_setup_teardown(audit_and_latency_metrics, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,8 @@
 #include "addrbook.h"
 #include "banlist.h"
 #include "err.h"
+#include <jansson.h>
+
 #include "identity.h"
 #include "netmgr.h"
 #include "node.h"
@@ -806,6 +808,12 @@ static void test_misbehaving_banned(void **state) {
   assert_int_equal(c.rejected[PD_WIRE_R_BAD_MAGIC], 1);
   assert_int_equal(c.misbehaviour_reports, 1);
   assert_int_equal(c.bans, 1);
+  /* counted as a wire ban (peerd_bans_total{cause="wire"}) */
+  const pd_metrics_t *mt = pd_node_metrics(w->h[x].node);
+  assert_int_equal(mt->bans_added[PD_METRICS_BAN_WIRE], 1);
+  assert_int_equal(mt->bans_added[PD_METRICS_BAN_REPUTATION] + mt->bans_added[PD_METRICS_BAN_API] +
+                       mt->bans_added[PD_METRICS_BAN_PEX] + mt->bans_added[PD_METRICS_BAN_RECORD],
+                   0);
   assert_true(pd_banlist_is_banned(pd_book_bans(pd_node_book(w->h[x].node)), &bad, w->now / 1000,
                                    NULL));
   uint64_t cid2 = 0;
@@ -820,6 +828,109 @@ static void test_misbehaving_banned(void **state) {
   assert_false(w->h[r].raw_closed);
   assert_string_equal(pd_netmgr_reject_name(PD_NETMGR_REJ_DUPLICATE), "duplicate");
   assert_null(pd_netmgr_reject_name(PD_NETMGR_REJ_COUNT));
+  world_free(w);
+}
+
+/* ---- audit events ------------------------------------------------------------------- */
+
+typedef struct ev_rec {
+  char kind[24][32];
+  char line[24][400];
+  int n;
+} ev_rec_t;
+
+static void ev_record(void *ud, const pd_event_t *e) {
+  ev_rec_t *r = ud;
+  if (r->n >= 24) return;
+  json_t *o = pd_event_json(e, (uint64_t)r->n + 1, e->now_ms);
+  char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  snprintf(r->kind[r->n], sizeof r->kind[r->n], "%s", pd_event_kind_name(e->kind));
+  snprintf(r->line[r->n], sizeof r->line[r->n], "%s", s ? s : "");
+  r->n++;
+  free(s);
+  json_decref(o);
+}
+
+/* The n-th event of a kind (its JSON), or NULL. */
+static const char *ev_find(const ev_rec_t *r, const char *kind, int nth) {
+  for (int i = 0; i < r->n; i++)
+    if (strcmp(r->kind[i], kind) == 0 && nth-- == 0) return r->line[i];
+  return NULL;
+}
+
+/* The connection events of a pair: b dials a (its persistent peer), which
+ * is down first (dial_failed, a bootstrap round), then up (dial_ok and
+ * connected on b, connected inbound on a, bootstrap finished); a ban on b
+ * closes it (disconnected "banned" on b; on a, the goodbye). */
+static void test_audit_events(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.no_feelers = true;
+  int a = add_mgr(w, 21, &o);
+  o.persistent_host = a;
+  o.min_out = 1;
+  o.max_out = 1;
+  int b = add_mgr(w, 22, &o);
+  ev_rec_t ra, rb;
+  memset(&ra, 0, sizeof ra);
+  memset(&rb, 0, sizeof rb);
+  pd_event_sink_t sa = {ev_record, &ra}, sb = {ev_record, &rb};
+  pd_node_set_events(w->h[a].node, &sa);
+  pd_node_set_events(w->h[b].node, &sb);
+  w->h[a].up = false;
+  run(w, 1000);
+  const char *e = ev_find(&rb, "dial_failed", 0);
+  assert_non_null(e);
+  assert_non_null(strstr(e, "\"addr\":\"127.1.0.1:7411\",\"direction\":\"outbound\""));
+  assert_non_null(strstr(e, "\"reason\":\"refused\",\"dial_reason\":\"persistent\""));
+  e = ev_find(&rb, "bootstrap_started", 0);
+  assert_non_null(e);
+  assert_non_null(strstr(e, "\"round\":1,\"seeds\":0,\"outbound\":0,\"min_outbound\":1"));
+  assert_null(ev_find(&rb, "connected", 0));
+  w->h[a].up = true;
+  run(w, 5000);
+  char want[160], hex_a[PD_NODE_ID_HEXLEN + 1], hex_b[PD_NODE_ID_HEXLEN + 1];
+  pd_node_id_format(w->h[a].ident.id, hex_a, sizeof hex_a);
+  pd_node_id_format(w->h[b].ident.id, hex_b, sizeof hex_b);
+  snprintf(want, sizeof want, "\"addr\":\"127.1.0.1:7411\",\"node_id\":\"%s\",\"direction\":\"outbound\"",
+           hex_a);
+  e = ev_find(&rb, "dial_ok", 0);
+  assert_non_null(e);
+  assert_non_null(strstr(e, want));
+  e = ev_find(&rb, "connected", 0);
+  assert_non_null(e);
+  assert_non_null(strstr(e, want));
+  assert_non_null(strstr(e, "\"listen\":\"127.1.0.1:7411\""));
+  e = ev_find(&ra, "connected", 0);
+  assert_non_null(e);
+  snprintf(want, sizeof want, "\"node_id\":\"%s\",\"direction\":\"inbound\"", hex_b);
+  assert_non_null(strstr(e, want));
+  e = ev_find(&rb, "bootstrap_finished", 0);
+  assert_non_null(e);
+  assert_non_null(strstr(e, "\"rounds\":1,\"outbound\":1,\"min_outbound\":1"));
+  assert_null(ev_find(&rb, "disconnected", 0));
+  /* b bans a: b closes it; a hears the goodbye */
+  pd_subnet_t sn;
+  pd_subnet_from_addr(&w->h[a].listen, &sn);
+  assert_true(pd_banlist_add(pd_book_bans(pd_node_book(w->h[b].node)), &sn, w->now / 1000, 0,
+                             "test") >= 0);
+  pd_netmgr_enforce_bans(w->h[b].m, w->now);
+  pump(w);
+  run(w, 200);
+  e = ev_find(&rb, "disconnected", 0);
+  assert_non_null(e);
+  assert_non_null(strstr(e, "\"reason\":\"banned\",\"remote\":false,\"misbehaved\":false,\"ready\":true"));
+  e = ev_find(&ra, "disconnected", 0);
+  assert_non_null(e);
+  assert_non_null(strstr(e, "\"direction\":\"inbound\""));
+  assert_non_null(strstr(e, "\"reason\":\"goodbye\",\"remote_reason\":\"banned\",\"remote\":true"));
+  /* without a sink nothing is emitted, and nothing else changes */
+  pd_node_set_events(w->h[b].node, NULL);
+  int before = rb.n;
+  run(w, 2000);
+  assert_int_equal(rb.n, before);
   world_free(w);
 }
 
@@ -1515,6 +1626,8 @@ static void test_records_over_overlay(void **state) {
   assert_string_equal(pd_netmgr_reject_name(sig), "record_signature");
   assert_int_equal(c.rejected[sig], 1);
   assert_int_equal(c.misbehaviour_reports, misb_before + 1);
+  /* the ban it led to is counted as a record ban */
+  assert_int_equal(pd_node_metrics(ha->node)->bans_added[PD_METRICS_BAN_RECORD], 1);
   world_free(w);
 }
 
@@ -1566,6 +1679,7 @@ int main(void) {
       cmocka_unit_test(test_seed_fresh_samples),
       cmocka_unit_test(test_hungry_asks_and_backs_off),
       cmocka_unit_test(test_misbehaving_banned),
+      cmocka_unit_test(test_audit_events),
       cmocka_unit_test(test_duplicate),
       cmocka_unit_test(test_self_dial),
       cmocka_unit_test(test_timeouts),

@@ -181,6 +181,64 @@ static void bad_arguments(void **state) {
   pd_reputation_destroy(NULL);
 }
 
+/* pd_reputation_next walks in touch order; pd_reputation_restore puts a
+ * saved record back exactly, as the most recent, evicting at the bound. */
+static void walk_and_restore(void **state) {
+  (void)state;
+  pd_reputation_t *r = NULL;
+  assert_int_equal(pd_reputation_create(&r, 3, 9), 0);
+  assert_null(pd_reputation_next(r, NULL));
+  assert_null(pd_reputation_next(NULL, NULL));
+  for (uint32_t i = 0; i < 3; i++) {
+    pd_netaddr_t a = nth(i);
+    assert_int_equal(pd_reputation_update(r, &a, (double)i, false, 100 + i), 0);
+  }
+  pd_netaddr_t a0 = nth(0);
+  assert_int_equal(pd_reputation_update(r, &a0, 5, true, 200), 0); /* 0 is now the most recent */
+  static const int64_t order[3] = {200, 102, 101};
+  int k = 0;
+  for (const pd_rep_record_t *p = pd_reputation_next(r, NULL); p; p = pd_reputation_next(r, p))
+    assert_int_equal(p->last_event_at, order[k++]);
+  assert_int_equal(k, 3);
+  pd_rep_record_t outside;
+  memset(&outside, 0, sizeof outside);
+  assert_null(pd_reputation_next(r, &outside)); /* not one of the table's records */
+
+  /* restore: exact values, clamped where out of range, most recent */
+  pd_rep_record_t rec;
+  memset(&rec, 0, sizeof rec);
+  rec.ip = addr("[2001:db8::9]:7");
+  rec.reputation = -2e6;
+  rec.misbehaviours = 4;
+  rec.first_seen = 10;
+  rec.last_event_at = 20;
+  rec.latency_ms = 12.25;
+  assert_int_equal(pd_reputation_restore(r, &rec), 0);
+  assert_int_equal(pd_reputation_count(r), 3); /* the least recent (1) was evicted */
+  pd_netaddr_t a1 = nth(1);
+  assert_null(pd_reputation_get(r, &a1));
+  const pd_rep_record_t *g = pd_reputation_next(r, NULL);
+  assert_int_equal(g->ip.port, 0);
+  assert_true(g->reputation == -PD_REP_LIMIT);
+  assert_int_equal(g->misbehaviours, 4);
+  assert_int_equal(g->first_seen, 10);
+  assert_int_equal(g->last_event_at, 20);
+  assert_true(g->latency_ms == 12.25);
+  /* restoring an IP already there replaces its values */
+  rec.reputation = NAN;
+  rec.misbehaviours = -3;
+  rec.latency_ms = -5;
+  assert_int_equal(pd_reputation_restore(r, &rec), 0);
+  g = pd_reputation_get(r, &rec.ip);
+  assert_true(g->reputation == 0);
+  assert_int_equal(g->misbehaviours, 0);
+  assert_true(g->latency_ms < 0);
+  assert_int_equal(pd_reputation_count(r), 3);
+  assert_int_equal(pd_reputation_restore(NULL, &rec), PD_EINVAL);
+  assert_int_equal(pd_reputation_restore(r, NULL), PD_EINVAL);
+  pd_reputation_destroy(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(keyed_by_ip_not_port),
@@ -188,6 +246,7 @@ int main(void) {
       cmocka_unit_test(remove_keeps_index_consistent),
       cmocka_unit_test(default_rule),
       cmocka_unit_test(bad_arguments),
+      cmocka_unit_test(walk_and_restore),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
