@@ -66,6 +66,8 @@ static const char usage_text[] =
     "  --policies DIR          policy directory, watched and hot-reloaded (default:\n"
     "                          ../share/peerd/policies beside the binary, else the install\n"
     "                          prefix's, else the copy built into the binary)\n"
+    "  --shadow-policies DIR   a second policy set that sees every decision and is only\n"
+    "                          compared (GET /v1/policy/shadow) (default: none)\n"
     "  --policy-instructions N instruction budget per policy call (default: " STR(
         PD_DAEMON_DEFAULT_POLICY_INSTRUCTIONS) ")\n"
     "  --policy-timeout-ms N   wall-clock deadline per policy call (default: " STR(

@@ -15,6 +15,7 @@
 #include "err.h"
 #include "rectable.h"
 #include "self.h"
+#include "shadow.h"
 
 #ifndef PEERD_VERSION
 #define PEERD_VERSION "unknown"
@@ -405,10 +406,57 @@ static void h_health(ctx_t *c) {
   reply_json(c->resp, 200, o);
 }
 
+/* One hook's health (status.policy.hooks.NAME; docs/api.md). */
+static json_t *hook_health_json(const pd_policy_t *p, int h) {
+  pd_policy_hook_health_t hh;
+  pd_policy_hook_health(p, h, &hh);
+  json_t *o = json_object();
+  json_t *sk = json_object();
+  if (!o || !sk) {
+    json_decref(o);
+    json_decref(sk);
+    return NULL;
+  }
+  set(o, "provided", json_boolean(hh.state != PD_HOOK_STATE_ABSENT));
+  set(o, "state", jstr(pd_policy_hook_state_name(hh.state)));
+  set(o, "calls", jint((int64_t)hh.calls));
+  set(o, "failures", jint((int64_t)hh.failures));
+  set(o, "consecutive_failures", jint((int64_t)hh.consecutive));
+  for (int w = 0; w < PD_POLICY_SKIP_COUNT; w++)
+    set(sk, pd_policy_skip_name(w), jint((int64_t)hh.skipped[w]));
+  set(o, "skipped", sk);
+  set(o, "tripped_at", jtime_or_null(hh.tripped_at));
+  if (hh.last_error_at) {
+    json_t *le = json_object();
+    if (le) {
+      set(le, "at", jint(hh.last_error_at));
+      set(le, "error", jstr(hh.last_error));
+      set(le, "kind", jstr(pd_policy_reason_name(hh.last_error_reason)));
+    }
+    set(o, "last_error", le);
+  } else {
+    set(o, "last_error", json_null());
+  }
+  return o;
+}
+
+/* The most recent error of a policy host: {at, error, hook, kind} or null. */
+static json_t *last_error_json(const pd_policy_status_t *ps) {
+  if (!ps->last_error_at) return json_null();
+  json_t *le = json_object();
+  if (!le) return NULL;
+  set(le, "at", jint(ps->last_error_at));
+  set(le, "error", jstr(ps->last_error));
+  set(le, "hook", ps->last_error_hook >= 0 ? jstr(pd_policy_hook_name(ps->last_error_hook))
+                                           : json_null());
+  set(le, "kind", jstr(ps->last_error_reason >= 0 ? pd_policy_reason_name(ps->last_error_reason)
+                                                  : "load"));
+  return le;
+}
+
 static json_t *policy_status_json(ctx_t *c) {
   pd_policy_status_t ps;
   pd_policy_status(pd_node_policy(c->node), &ps);
-  const pd_node_status_t *st = pd_node_status(c->node);
   const pd_node_config_t *cfg = pd_node_config(c->node);
   json_t *o = json_object();
   json_t *files = json_array();
@@ -435,23 +483,17 @@ static json_t *policy_status_json(ctx_t *c) {
   set(o, "files", files);
   for (int h = 0; h < PD_HOOK_COUNT; h++) {
     const char *name = pd_policy_hook_name(h);
-    set(hooks, name ? name : "?", json_boolean(ps.has_hook[h]));
+    set(hooks, name ? name : "?", hook_health_json(pd_node_policy(c->node), h));
   }
   set(o, "hooks", hooks);
-  if (st->policy_error_at) {
-    json_t *le = json_object();
-    if (le) {
-      set(le, "at", jint(st->policy_error_at));
-      set(le, "error", jstr(st->policy_error));
-    }
-    set(o, "last_error", le);
-  } else {
-    set(o, "last_error", json_null());
-  }
+  set(o, "last_error", last_error_json(&ps));
   set(o, "memory_bytes", jint((int64_t)ps.memory_bytes));
   set(limits, "instructions", jint((int64_t)cfg->policy_limits.call_instructions));
   set(limits, "timeout_ms", jint((int64_t)cfg->policy_limits.call_deadline_ms));
   set(limits, "memory_bytes", jint((int64_t)cfg->policy_limits.memory_bytes));
+  set(limits, "request_instructions", jint((int64_t)cfg->policy_limits.request_instructions));
+  set(limits, "request_timeout_ms", jint((int64_t)cfg->policy_limits.request_deadline_ms));
+  set(limits, "trip_after", jint(PD_POLICY_TRIP_AFTER));
   set(o, "limits", limits);
   uint64_t total = 0;
   for (int h = 0; h < PD_HOOK_COUNT; h++) {
@@ -460,6 +502,21 @@ static json_t *policy_status_json(ctx_t *c) {
     }
   }
   set(o, "failures", jint((int64_t)total));
+  pd_shadow_t *sh = pd_node_shadow(c->node);
+  if (sh && pd_node_shadow_dir(c->node)) {
+    pd_policy_status_t ss;
+    pd_policy_status(pd_shadow_policy(sh), &ss);
+    json_t *so = json_object();
+    if (so) {
+      set(so, "dir", jstr(pd_node_shadow_dir(c->node)));
+      set(so, "generation", jint((int64_t)ss.generation));
+      set(so, "hash", pd_shadow_loaded(sh) ? jstr(ss.hash) : json_null());
+      set(so, "loaded_at", pd_shadow_loaded(sh) ? jtime_or_null(ss.loaded_at) : json_null());
+    }
+    set(o, "shadow", so);
+  } else {
+    set(o, "shadow", json_null());
+  }
   return o;
 }
 
@@ -1425,6 +1482,41 @@ static void h_metrics(ctx_t *c) {
   g.policy_failures = failures;
   g.policy_memory = ps.memory_bytes;
   g.policy_generation = ps.generation;
+  /* policies under load */
+  enum { NB = PD_POLICY_LATENCY_BUCKETS + 1 };
+  uint64_t tripped[PD_HOOK_COUNT], consec[PD_HOOK_COUNT];
+  uint64_t skipped[PD_HOOK_COUNT * PD_POLICY_SKIP_COUNT], buckets[PD_HOOK_COUNT * NB];
+  uint64_t shadow_calls[PD_HOOK_COUNT * PD_SHADOW_RESULT_COUNT];
+  double sums[PD_HOOK_COUNT];
+  const char *skn[PD_POLICY_SKIP_COUNT], *srn[PD_SHADOW_RESULT_COUNT];
+  pd_shadow_t *sh = pd_node_shadow(c->node);
+  for (int w = 0; w < PD_POLICY_SKIP_COUNT; w++) skn[w] = pd_policy_skip_name(w);
+  for (int r = 0; r < PD_SHADOW_RESULT_COUNT; r++) srn[r] = pd_shadow_result_name(r);
+  for (int h = 0; h < PD_HOOK_COUNT; h++) {
+    pd_policy_hook_health_t hh;
+    pd_policy_hook_health(pol, h, &hh);
+    tripped[h] = hh.state == PD_HOOK_STATE_TRIPPED;
+    consec[h] = hh.consecutive;
+    for (int w = 0; w < PD_POLICY_SKIP_COUNT; w++) skipped[h * PD_POLICY_SKIP_COUNT + w] = hh.skipped[w];
+    pd_policy_latency(pol, h, &buckets[h * NB], &sums[h]);
+    for (int r = 0; r < PD_SHADOW_RESULT_COUNT; r++)
+      shadow_calls[h * PD_SHADOW_RESULT_COUNT + r] = pd_shadow_count(sh, h, r, true);
+  }
+  pd_metrics_policy_load_t pl = {
+      .tripped = tripped,
+      .consecutive = consec,
+      .nskip = PD_POLICY_SKIP_COUNT,
+      .skip_names = skn,
+      .skipped = skipped,
+      .nbuckets = PD_POLICY_LATENCY_BUCKETS,
+      .bounds = pd_policy_latency_bounds(),
+      .buckets = buckets,
+      .sum = sums,
+      .nresults = PD_SHADOW_RESULT_COUNT,
+      .result_names = srn,
+      .shadow_calls = sh ? shadow_calls : NULL,
+  };
+  g.policy_load = &pl;
   pd_metrics_net_t net;
   if (pd_node_net_counters(c->node, &net)) g.net = &net;
   char *text = NULL;
@@ -1434,6 +1526,123 @@ static void h_metrics(ctx_t *c) {
     return;
   }
   set_body(c->resp, 200, PD_METRICS_CONTENT_TYPE, text, len);
+}
+
+/* GET /v1/policy/shadow: the shadow set and how its answers compare. */
+static void h_policy_shadow(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  pd_shadow_t *sh = pd_node_shadow(c->node);
+  const char *dir = pd_node_shadow_dir(c->node);
+  if (!sh || !dir) {
+    pd_api_error(c->resp, 404, "no shadow policy set (start peerd with --shadow-policies DIR)");
+    return;
+  }
+  pd_policy_t *sp = pd_shadow_policy(sh);
+  pd_policy_status_t ss;
+  pd_policy_status(sp, &ss);
+  bool loaded = pd_shadow_loaded(sh);
+  json_t *o = json_object();
+  json_t *files = json_array();
+  json_t *hooks = json_object();
+  if (!o || !files || !hooks) {
+    json_decref(o);
+    json_decref(files);
+    json_decref(hooks);
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  set(o, "dir", jstr(dir));
+  set(o, "loaded", json_boolean(loaded));
+  set(o, "generation", jint((int64_t)ss.generation));
+  set(o, "hash", loaded ? jstr(ss.hash) : json_null());
+  set(o, "loaded_at", loaded ? jtime_or_null(ss.loaded_at) : json_null());
+  for (size_t i = 0; loaded && i < ss.nfiles && i < sizeof(ss.files) / sizeof(ss.files[0]); i++) {
+    ss.files[i][sizeof(ss.files[i]) - 1] = '\0';
+    json_array_append_new(files, jstr(ss.files[i]));
+  }
+  set(o, "files", files);
+  set(o, "since", jtime_or_null(pd_shadow_since(sh)));
+  const char *lerr = NULL;
+  int64_t lat = 0;
+  if (pd_shadow_last_load(sh, &lerr, &lat) < 0 && lerr) {
+    json_t *le = json_object();
+    if (le) {
+      set(le, "at", jint(lat));
+      set(le, "error", jstr(lerr));
+    }
+    set(o, "load_error", le);
+  } else {
+    set(o, "load_error", json_null());
+  }
+  set(o, "last_error", last_error_json(&ss));
+  set(o, "memory_bytes", jint((int64_t)ss.memory_bytes));
+  for (int h = 0; h < PD_HOOK_COUNT; h++) {
+    json_t *ho = json_object();
+    json_t *list = json_array();
+    if (!ho || !list) {
+      json_decref(ho);
+      json_decref(list);
+      continue;
+    }
+    uint64_t a = pd_shadow_count(sh, h, PD_SHADOW_AGREE, false);
+    uint64_t d = pd_shadow_count(sh, h, PD_SHADOW_DISAGREE, false);
+    uint64_t e = pd_shadow_count(sh, h, PD_SHADOW_ERROR, false);
+    set(ho, "calls", jint((int64_t)(a + d + e)));
+    set(ho, "agreements", jint((int64_t)a));
+    set(ho, "disagreements", jint((int64_t)d));
+    set(ho, "errors", jint((int64_t)e));
+    pd_shadow_diff_t diffs[PD_SHADOW_KEEP];
+    size_t nd = pd_shadow_diffs(sh, h, diffs, PD_SHADOW_KEEP);
+    for (size_t i = 0; i < nd; i++) {
+      json_t *x = json_object();
+      if (!x) continue;
+      set(x, "at", jint(diffs[i].at));
+      set(x, "input", jstr(diffs[i].input));
+      set(x, "live", jstr(diffs[i].live));
+      set(x, "shadow", jstr(diffs[i].shadow));
+      json_array_append_new(list, x);
+    }
+    set(ho, "last_disagreements", list);
+    set(ho, "policy", hook_health_json(sp, h));
+    set(hooks, pd_policy_hook_name(h), ho);
+  }
+  set(o, "hooks", hooks);
+  reply_json(c->resp, 200, o);
+}
+
+/* POST /v1/policy/promote: the shadow set becomes the live one. */
+static void h_policy_promote(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  pd_shadow_t *sh = pd_node_shadow(c->node);
+  const char *dir = pd_node_shadow_dir(c->node);
+  if (!sh || !dir) {
+    pd_api_error(c->resp, 409,
+                 "no shadow policy set to promote (start peerd with --shadow-policies DIR)");
+    return;
+  }
+  if (!pd_shadow_loaded(sh)) {
+    const char *lerr = NULL;
+    pd_shadow_last_load(sh, &lerr, NULL);
+    errorf(c->resp, 409, "the shadow policy set has not loaded: %.400s",
+           lerr ? lerr : "no set loaded yet");
+    return;
+  }
+  int rc = pd_node_shadow_promote(c->node, c->now);
+  if (rc < 0) {
+    errorf(c->resp, 500, "promote failed: %s", pd_strerror(rc));
+    return;
+  }
+  pd_policy_status_t ps;
+  pd_policy_status(pd_node_policy(c->node), &ps);
+  json_t *o = json_object();
+  if (o) {
+    set(o, "promoted", json_true());
+    set(o, "dir", jstr_or_null(pd_node_config(c->node)->policy_dir));
+    set(o, "generation", jint((int64_t)ps.generation));
+    set(o, "hash", jstr(ps.hash));
+  }
+  reply_json(c->resp, 200, o);
+  if (c->resp->status == 200) c->resp->action = PD_API_ACTION_PROMOTE;
 }
 
 /* GET /v1/peers: the connected peers, through the driver's network view. */
@@ -2405,6 +2614,8 @@ static const route_t routes[] = {
     {"/v1/policy/reload", false, "POST", h_policy_reload},
     {"/v1/policy", false, "GET", h_policy_get},
     {"/v1/policy/check", false, "POST", h_policy_check},
+    {"/v1/policy/shadow", false, "GET", h_policy_shadow},
+    {"/v1/policy/promote", false, "POST", h_policy_promote},
     {"/v1/peers", false, "POST", h_peers_connect},
     {"/v1/peers/", true, "DELETE", h_peers_disconnect},
     {"/v1/protected", false, "GET", h_protected_list},
@@ -2599,7 +2810,10 @@ void pd_api_handle(pd_node_t *n, const pd_api_request_t *req, int64_t now,
     c.now = now;
     c.resp = resp;
     c.rest = "";
+    /* One request budget for every policy call this request makes. */
+    pd_node_budget_begin(n);
     dispatch(&c);
+    pd_node_budget_end(n);
     for (size_t i = 0; i < c.nq; i++) {
       free(c.q[i].key);
       free(c.q[i].val);
@@ -2628,7 +2842,11 @@ void pd_api_complete(pd_node_t *n, int64_t now, pd_api_response_t *resp) {
     }
     reply_json(resp, ok ? 200 : 500, o);
   } else if (resp->action == PD_API_ACTION_RESOLVE) {
+    pd_node_budget_begin(n);
     complete_resolve(n, now, resp);
+    pd_node_budget_end(n);
+  } else if (resp->action == PD_API_ACTION_PROMOTE) {
+    /* the answer was made with the promotion */
   } else if (resp->action == PD_API_ACTION_RELOAD) {
     const pd_node_status_t *st = pd_node_status(n);
     pd_policy_status_t ps;
@@ -2640,6 +2858,19 @@ void pd_api_complete(pd_node_t *n, int64_t now, pd_api_response_t *resp) {
       set(o, "generation", jint((int64_t)ps.generation));
       set(o, "hash", ps.generation ? jstr(ps.hash) : json_null());
       set(o, "error", ok ? json_null() : jstr(st->policy_error));
+      pd_shadow_t *sh = pd_node_shadow(n);
+      json_t *so = sh && pd_node_shadow_dir(n) ? json_object() : NULL;
+      if (so) {
+        /* the driver reloads the shadow's directory with the live one */
+        pd_policy_status_t ss;
+        pd_policy_status(pd_shadow_policy(sh), &ss);
+        const char *serr = NULL;
+        bool sok = pd_shadow_last_load(sh, &serr, NULL) == 0;
+        set(so, "reloaded", json_boolean(sok));
+        set(so, "generation", jint((int64_t)ss.generation));
+        set(so, "error", sok || !serr ? json_null() : jstr(serr));
+      }
+      set(o, "shadow", so ? so : json_null());
     }
     reply_json(resp, ok ? 200 : 422, o);
   } else if (resp->action == PD_API_ACTION_CHECK) {

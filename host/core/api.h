@@ -60,6 +60,13 @@ enum pd_api_action {
                                 connection open and write server-sent events,
                                 status and content_type as given, no body) or
                                 answer something else (e.g. 503) yourself */
+  PD_API_ACTION_PROMOTE = 6, /* POST /v1/policy/promote: the shadow set is
+                                live already (pd_node_shadow_promote); the
+                                live policy directory is now the shadow's
+                                (pd_node_config(n)->policy_dir) and there is
+                                no shadow directory: point the watchers
+                                there, then call pd_api_complete (the body
+                                is final) */
 };
 
 /* State a response keeps while the driver performs its action (opaque). */

@@ -127,6 +127,71 @@ static void put_label_value(buf_t *b, const char *s) {
   }
 }
 
+/* `name{hook="H"` for hook h, the caller closes the label set. */
+static void hook_series(buf_t *b, const pd_metrics_gauges_t *g, const char *name, size_t h) {
+  put(b, "%s{hook=\"", name);
+  put_label_value(b, g->policy_hook_names[h] ? g->policy_hook_names[h] : "?");
+  put(b, "\"");
+}
+
+/* The families of policies under load: breakers, skipped calls, call
+ * latency, shadow comparisons. */
+static void render_policy_load(buf_t *b, const pd_metrics_gauges_t *g) {
+  const pd_metrics_policy_load_t *l = g->policy_load;
+  bool ok = l && g->policy_hook_names;
+  family(b, "peerd_policy_hook_tripped", "gauge",
+         "1 while a policy hook's circuit breaker is open (it failed too many times in a row; "
+         "the built-in default decides until the next reload), by hook.");
+  for (size_t h = 0; ok && l->tripped && h < g->policy_hooks; h++) {
+    hook_series(b, g, "peerd_policy_hook_tripped", h);
+    put(b, "} %" PRIu64 "\n", l->tripped[h]);
+  }
+  family(b, "peerd_policy_hook_consecutive_failures", "gauge",
+         "Failures in a row of a policy hook now (0: its last call did not fail), by hook.");
+  for (size_t h = 0; ok && l->consecutive && h < g->policy_hooks; h++) {
+    hook_series(b, g, "peerd_policy_hook_consecutive_failures", h);
+    put(b, "} %" PRIu64 "\n", l->consecutive[h]);
+  }
+  family(b, "peerd_policy_skipped_total", "counter",
+         "Policy hook calls not run (the built-in default decided), by hook and reason: "
+         "tripped breaker or spent request budget.");
+  for (size_t h = 0; ok && l->skipped && l->skip_names && h < g->policy_hooks; h++) {
+    for (size_t r = 0; r < l->nskip; r++) {
+      hook_series(b, g, "peerd_policy_skipped_total", h);
+      put(b, ",reason=\"");
+      put_label_value(b, l->skip_names[r] ? l->skip_names[r] : "?");
+      put(b, "\"} %" PRIu64 "\n", l->skipped[h * l->nskip + r]);
+    }
+  }
+  family(b, "peerd_policy_call_seconds", "histogram",
+         "Wall-clock time of the policy hook calls that ran, by hook.");
+  for (size_t h = 0; ok && l->buckets && l->bounds && l->sum && h < g->policy_hooks; h++) {
+    const uint64_t *bk = &l->buckets[h * (l->nbuckets + 1)];
+    for (size_t i = 0; i <= l->nbuckets; i++) {
+      hook_series(b, g, "peerd_policy_call_seconds_bucket", h);
+      if (i < l->nbuckets)
+        put(b, ",le=\"%.9g\"} %" PRIu64 "\n", l->bounds[i], bk[i]);
+      else
+        put(b, ",le=\"+Inf\"} %" PRIu64 "\n", bk[i]);
+    }
+    hook_series(b, g, "peerd_policy_call_seconds_sum", h);
+    put(b, "} %.9f\n", l->sum[h]);
+    hook_series(b, g, "peerd_policy_call_seconds_count", h);
+    put(b, "} %" PRIu64 "\n", bk[l->nbuckets]);
+  }
+  family(b, "peerd_policy_shadow_calls_total", "counter",
+         "Decisions the shadow policy set was asked about, by hook and result: agree, disagree "
+         "(with the live set), error (the shadow's call failed).");
+  for (size_t h = 0; ok && l->shadow_calls && l->result_names && h < g->policy_hooks; h++) {
+    for (size_t r = 0; r < l->nresults; r++) {
+      hook_series(b, g, "peerd_policy_shadow_calls_total", h);
+      put(b, ",result=\"");
+      put_label_value(b, l->result_names[r] ? l->result_names[r] : "?");
+      put(b, "\"} %" PRIu64 "\n", l->shadow_calls[h * l->nresults + r]);
+    }
+  }
+}
+
 int pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, const char *version,
                       char **out, size_t *len) {
   buf_t b = {.p = malloc(4096), .len = 0, .cap = 4096, .failed = 0};
@@ -218,6 +283,8 @@ int pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, const
   family(&b, "peerd_policy_generation", "gauge",
          "Generation of the policy set in force (increments on every successful load).");
   put(&b, "peerd_policy_generation %" PRIu64 "\n", g->policy_generation);
+
+  render_policy_load(&b, g);
 
   const pd_metrics_net_t *net = g->net;
   family(&b, "peerd_connections", "gauge", "Peer connections open now, by direction.");

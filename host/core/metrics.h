@@ -4,8 +4,10 @@
  * saves by result, load errors, entries skipped at load, events by type,
  * last successful save time, policy reloads by result, bans added by cause) and the rendering of every family
  * (including the network families whose values the driver passes in
- * pd_metrics_net_t: connections, dials, frames, wire rejections), counters and
- * point-in-time gauges alike, as Prometheus text exposition format 0.0.4
+ * pd_metrics_net_t: connections, dials, frames, wire rejections, and the
+ * policies-under-load families of pd_metrics_policy_load_t: tripped hooks,
+ * skipped calls, the call latency histogram, shadow comparisons), counters,
+ * point-in-time gauges and histograms alike, as Prometheus text exposition format 0.0.4
  * (# HELP and # TYPE for each family; counters end in _total).
  * Does not own: where the gauge values come from (the caller reads the book
  * and the clock and passes a pd_metrics_gauges_t) nor HTTP (api.c serves
@@ -108,6 +110,24 @@ typedef struct pd_metrics_net {
   const double *api_sum;
 } pd_metrics_net_t;
 
+/* Policies under load, read from the policy hosts at render time. Every
+ * array is per hook (the gauges' policy_hooks of them, in the order of
+ * policy_hook_names); NULL arrays leave their family without samples. */
+typedef struct pd_metrics_policy_load {
+  const uint64_t *tripped;     /* [hook] 0/1: peerd_policy_hook_tripped */
+  const uint64_t *consecutive; /* [hook]: peerd_policy_hook_consecutive_failures */
+  size_t nskip;                /* peerd_policy_skipped_total{hook,reason} */
+  const char *const *skip_names;
+  const uint64_t *skipped;     /* [hook][nskip] */
+  size_t nbuckets;             /* peerd_policy_call_seconds{hook} (histogram) */
+  const double *bounds;        /* [nbuckets] upper bounds, seconds */
+  const uint64_t *buckets;     /* [hook][nbuckets + 1] cumulative, the last +Inf */
+  const double *sum;           /* [hook] seconds */
+  size_t nresults;             /* peerd_policy_shadow_calls_total{hook,result} */
+  const char *const *result_names;
+  const uint64_t *shadow_calls; /* [hook][nresults]; NULL: no shadow set configured */
+} pd_metrics_policy_load_t;
+
 /* Values read at render time. */
 typedef struct pd_metrics_gauges {
   int64_t uptime;         /* seconds */
@@ -129,6 +149,7 @@ typedef struct pd_metrics_gauges {
   const uint64_t *policy_failures;
   size_t policy_memory;       /* bytes the policy state holds */
   uint64_t policy_generation; /* policy set in force (0 = none loaded) */
+  const pd_metrics_policy_load_t *policy_load; /* NULL: those families without samples */
   /* Network (NULL: the four network families are rendered with no samples
    * except peerd_connections, which reads 0 for both directions). */
   const pd_metrics_net_t *net;

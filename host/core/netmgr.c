@@ -1124,15 +1124,22 @@ static void drain_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
         if (c->close_code == PD_WIRE_BYE_SEED_DONE && !a.close.remote && !a.close.misbehaved &&
             strcmp(a.close.reason, "seed_done") == 0)
           m->c.seed_crawls++;
+        /* each received message's policy calls share one budget */
+        pd_node_budget_begin(m->node);
         conn_end(m, c, reason, a.close.misbehaved, a.close.remote, a.close.remote_code, true,
                  now_ms);
+        pd_node_budget_end(m->node);
         return; /* c is gone */
       }
       case PD_PEER_A_HANDSHAKE_DONE:
+        pd_node_budget_begin(m->node);
         on_ready(m, c, a.hs.remote, now_ms);
+        pd_node_budget_end(m->node);
         break;
       case PD_PEER_A_ADDRS_RECEIVED:
+        pd_node_budget_begin(m->node);
         on_addrs(m, c, &a, now_ms);
+        pd_node_budget_end(m->node);
         break;
       case PD_PEER_A_GETADDR_RECEIVED:
         c->want_answer = true;
@@ -1147,10 +1154,12 @@ static void drain_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
         int ri = reject_index(a.misbehaved.reason);
         if (ri >= 0) m->c.rejected[ri]++;
         pd_netaddr_t ba = book_addr(c);
+        pd_node_budget_begin(m->node);
         if (report_misbehaviour(m, &ba, a.misbehaved.reason, now_ms)) {
           c->want_close = true;
           c->close_code = PD_WIRE_BYE_BANNED;
         }
+        pd_node_budget_end(m->node);
         break;
       }
       }
@@ -1158,7 +1167,11 @@ static void drain_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
     /* Deferred work (calls into the peer once its queue is drained). */
     if (c->want_answer) {
       c->want_answer = false;
-      if (pd_peer_state(c->peer) == PD_PEER_READY) answer_getaddr(m, c, now_ms);
+      if (pd_peer_state(c->peer) == PD_PEER_READY) {
+        pd_node_budget_begin(m->node); /* the GETADDR's answer */
+        answer_getaddr(m, c, now_ms);
+        pd_node_budget_end(m->node);
+      }
       continue;
     }
     if (c->want_close) {

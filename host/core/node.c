@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "rectable.h"
+#include "shadow.h"
 
 #include "err.h"
 
@@ -30,7 +31,12 @@ struct pd_node {
   pd_node_protect_t protected_[PD_NODE_MAX_PROTECTED]; /* POST /v1/protected */
   size_t nprotected;
   pd_event_sink_t events; /* the driver's audit sink; fn NULL = none */
+  pd_shadow_t *shadow;    /* --shadow-policies; NULL: never enabled */
+  const char *shadow_dir; /* borrowed; NULL: none (never, or promoted) */
 };
+
+/* A shadow set is loaded: every decision is also asked of it. */
+static bool shadowing(const pd_node_t *n) { return n->shadow && pd_shadow_loaded(n->shadow); }
 
 /* A protected entry keeps its place: the node's evict hooks answer before
  * the policy's (and the built-in rule) are asked. */
@@ -44,16 +50,24 @@ static int node_evict_new(void *ud, const pd_book_t *b, uint32_t incumbent,
                           const pd_book_info_t *candidate, int64_t now) {
   pd_node_t *n = ud;
   if (entry_protected(n, b, incumbent)) return PD_BOOK_KEEP;
-  if (!n->policy_hooks.evict_new) return PD_BOOK_HOOK_DEFAULT;
-  return n->policy_hooks.evict_new(n->policy_hooks.ud, b, incumbent, candidate, now);
+  pd_rng_t before = *n->rng;
+  int v = n->policy_hooks.evict_new
+              ? n->policy_hooks.evict_new(n->policy_hooks.ud, b, incumbent, candidate, now)
+              : PD_BOOK_HOOK_DEFAULT;
+  if (shadowing(n)) pd_shadow_evict_new(n->shadow, b, incumbent, candidate, &before, now, v);
+  return v;
 }
 
 static int node_evict_tried(void *ud, const pd_book_t *b, uint32_t incumbent, uint32_t candidate,
                             int64_t now) {
   pd_node_t *n = ud;
   if (entry_protected(n, b, incumbent)) return PD_BOOK_KEEP;
-  if (!n->policy_hooks.evict_tried) return PD_BOOK_HOOK_DEFAULT;
-  return n->policy_hooks.evict_tried(n->policy_hooks.ud, b, incumbent, candidate, now);
+  pd_rng_t before = *n->rng;
+  int v = n->policy_hooks.evict_tried
+              ? n->policy_hooks.evict_tried(n->policy_hooks.ud, b, incumbent, candidate, now)
+              : PD_BOOK_HOOK_DEFAULT;
+  if (shadowing(n)) pd_shadow_evict_tried(n->shadow, b, incumbent, candidate, &before, now, v);
+  return v;
 }
 
 static void install_hooks(pd_node_t *n) {
@@ -110,6 +124,8 @@ int pd_node_create(pd_node_t **out, const pd_node_config_t *cfg, pd_book_t *book
   if (!lim.memory_bytes) lim.memory_bytes = def.memory_bytes;
   if (!lim.load_instructions) lim.load_instructions = def.load_instructions;
   if (!lim.load_deadline_ms) lim.load_deadline_ms = def.load_deadline_ms;
+  if (!lim.request_instructions) lim.request_instructions = 10 * lim.call_instructions;
+  if (!lim.request_deadline_ms) lim.request_deadline_ms = 5 * lim.call_deadline_ms;
   n->cfg.policy_limits = lim;
   int rc = 0;
   if (cfg->nprivate_subnets) {
@@ -144,6 +160,7 @@ void pd_node_destroy(pd_node_t *n) {
   if (!n) return;
   pd_book_destroy(n->book);
   pd_policy_destroy(n->policy);
+  pd_shadow_destroy(n->shadow);
   pd_reputation_destroy(n->rep);
   pd_rectable_destroy(n->records);
   free(n->private_subnets);
@@ -437,6 +454,7 @@ void pd_node_policy_load_failed(pd_node_t *n, const char *error, int64_t now) {
 
 void pd_node_policy_load_failed_by(pd_node_t *n, const char *error, const char *trigger,
                                    int64_t now) {
+  pd_policy_note_error(n->policy, error ? error : "policy load failed", now);
   n->status.last_policy_load_rc = PD_EINVAL;
   n->status.policy_error_at = now;
   pd_node_copy_text(n->status.policy_error, sizeof n->status.policy_error,
@@ -449,6 +467,60 @@ void pd_node_policy_load_failed_by(pd_node_t *n, const char *error, const char *
     pd_event_str(&ev, "trigger", trigger);
     pd_event_emit(&n->events, &ev);
   }
+}
+
+/* ---- policies under load ---------------------------------------------- */
+
+void pd_node_budget_begin(pd_node_t *n) {
+  if (!n) return;
+  pd_policy_budget_begin(n->policy, 0, 0);
+  if (n->shadow) pd_policy_budget_begin(pd_shadow_policy(n->shadow), 0, 0);
+}
+
+void pd_node_budget_end(pd_node_t *n) {
+  if (!n) return;
+  pd_policy_budget_end(n->policy);
+  if (n->shadow) pd_policy_budget_end(pd_shadow_policy(n->shadow));
+}
+
+int pd_node_shadow_enable(pd_node_t *n, const char *dir) {
+  if (!n) return PD_EINVAL;
+  if (!n->shadow) {
+    int rc = pd_shadow_create(&n->shadow, &n->cfg.policy_limits, n->cfg.policy_clock,
+                              n->cfg.policy_clock_ud);
+    if (rc < 0) return rc;
+    pd_policy_set_records(pd_shadow_policy(n->shadow), n->records);
+  }
+  n->shadow_dir = dir;
+  return 0;
+}
+
+pd_shadow_t *pd_node_shadow(pd_node_t *n) { return n ? n->shadow : NULL; }
+const char *pd_node_shadow_dir(const pd_node_t *n) { return n ? n->shadow_dir : NULL; }
+
+int pd_node_shadow_load(pd_node_t *n, const pd_policy_file_t *files, size_t nfiles, int64_t now,
+                        char *err, size_t cap) {
+  if (!n || !n->shadow) return PD_ENOENT;
+  return pd_shadow_load(n->shadow, files, nfiles, now, err, cap);
+}
+
+void pd_node_shadow_load_failed(pd_node_t *n, const char *error, int64_t now) {
+  if (n && n->shadow) pd_shadow_load_failed(n->shadow, error, now);
+}
+
+int pd_node_shadow_promote(pd_node_t *n, int64_t now) {
+  if (!n || !shadowing(n)) return PD_ENOENT;
+  int rc = pd_policy_adopt(n->policy, pd_shadow_policy(n->shadow), now);
+  if (rc < 0) return rc;
+  pd_shadow_clear(n->shadow, now);
+  if (n->shadow_dir) {
+    n->cfg.policy_dir = n->shadow_dir;
+    n->cfg.policy_builtin = false; /* the promoted set came from a directory */
+  }
+  n->shadow_dir = NULL;
+  n->status.last_policy_load_rc = 0;
+  pd_metrics_count_policy_reload(&n->metrics, 1);
+  return 0;
 }
 
 bool pd_node_is_private(const pd_node_t *n, const pd_netaddr_t *a, const uint8_t *id) {
@@ -517,14 +589,20 @@ double pd_node_default_score(const pd_peer_view_t *v, int64_t now) {
 
 double pd_node_score(pd_node_t *n, const pd_peer_view_t *v, int64_t now) {
   double s;
-  if (pd_policy_score(n->policy, v, n->rng, now, &s) == 0 && isfinite(s)) return s;
-  return pd_node_default_score(v, now);
+  pd_rng_t before = *n->rng;
+  bool pol = pd_policy_score(n->policy, v, n->rng, now, &s) == 0 && isfinite(s);
+  if (!pol) s = pd_node_default_score(v, now);
+  if (shadowing(n))
+    pd_shadow_score(n->shadow, v, &before, now, s, !pol, pol ? pd_node_default_score(v, now) : s);
+  return s;
 }
 
 size_t pd_node_dial(pd_node_t *n, size_t k, int64_t now, uint32_t *out, bool *by_policy) {
   size_t got = 0;
   if (by_policy) *by_policy = false;
   if (k == 0) return 0;
+  pd_rng_t before = *n->rng;
+  bool pol = false;
   if (pd_policy_select(n->policy, n->book, n->rng, k, now, out, &got) == 0) {
     size_t w = 0;
     pd_book_info_t e;
@@ -532,9 +610,13 @@ size_t pd_node_dial(pd_node_t *n, size_t k, int64_t now, uint32_t *out, bool *by
       if (pd_book_info(n->book, out[i], &e) == 0) out[w++] = out[i];
     }
     if (by_policy) *by_policy = true;
-    return w;
+    got = w;
+    pol = true;
+  } else {
+    got = pd_book_select(n->book, k, now, out);
   }
-  return pd_book_select(n->book, k, now, out);
+  if (shadowing(n)) pd_shadow_select(n->shadow, n->book, n->rng, &before, k, now, out, got, !pol);
+  return got;
 }
 
 int pd_node_event(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event ev,
@@ -584,7 +666,21 @@ int pd_node_event_ex(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event 
   pd_node_peer_view(n, a, now, &v);
   pd_rep_verdict_t verdict;
   memset(&verdict, 0, sizeof verdict);
+  pd_rng_t rng0 = *n->rng;
   int prc = pd_policy_reputation(n->policy, &v, ev_name, reason, n->rng, now, &verdict);
+  if (shadowing(n)) {
+    /* both sides as verdicts: what the live side used, and the C default */
+    pd_rep_default_t d;
+    pd_reputation_default(v.reputation, ev_name, n->cfg.default_ban_secs, &d);
+    pd_rep_verdict_t def, used;
+    memset(&def, 0, sizeof def);
+    def.reputation = d.reputation;
+    def.ban_secs = d.ban_secs;
+    bool pol = prc == 0 && isfinite(verdict.reputation);
+    used = pol ? verdict : def;
+    used.reason[sizeof used.reason - 1] = '\0';
+    pd_shadow_reputation(n->shadow, &v, ev_name, reason, &rng0, now, &used, !pol, &def);
+  }
   double newrep;
   int64_t ban_secs;
   const char *ban_reason;
@@ -652,7 +748,10 @@ bool pd_node_pex_accept(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *a
   pex_addr_view(n, addr, addr_id, now, &va);
   pd_node_peer_view(n, from, now, &vf);
   bool ok = true;
-  if (pd_policy_pex_accept(n->policy, &va, &vf, n->rng, now, &ok) != 0) ok = true;
+  pd_rng_t before = *n->rng;
+  bool pol = pd_policy_pex_accept(n->policy, &va, &vf, n->rng, now, &ok) == 0;
+  if (!pol) ok = true;
+  if (shadowing(n)) pd_shadow_pex(n->shadow, PD_HOOK_PEX_ACCEPT, &va, &vf, &before, now, ok, !pol);
   return ok;
 }
 
@@ -666,6 +765,9 @@ typedef struct {
   pd_peer_view_t vf;   /* `from` as of the last address */
   uint32_t from_id;    /* its book entry then, or PD_BOOK_NO_ID */
   bool prev_is_from;   /* the last address offered was `from` itself */
+  /* for the shadow: the last call's inputs and the RNG before it */
+  pd_peer_view_t va;
+  pd_rng_t before;
 } accept_batch_t;
 
 static void from_view(accept_batch_t *b) {
@@ -696,12 +798,20 @@ static bool accept_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t
   b->prev_is_from = pd_netaddr_equal(&a, b->from);
   pex_addr_view(b->n, &a, id, b->now, addr);
   *other = b->vf;
+  if (shadowing(b->n)) {
+    b->va = *addr;
+    b->before = *b->n->rng;
+  }
   return true;
 }
 
 static void accept_done(void *ud, size_t i, int rc, bool decision) {
   accept_batch_t *b = ud;
-  b->result(b->ud, i, rc == 0 ? decision : true);
+  bool ok = rc == 0 ? decision : true;
+  /* the shadow sees the book as the live call did: before the result changes it */
+  if (shadowing(b->n))
+    pd_shadow_pex(b->n->shadow, PD_HOOK_PEX_ACCEPT, &b->va, &b->vf, &b->before, b->now, ok, rc != 0);
+  b->result(b->ud, i, ok);
 }
 
 void pd_node_pex_accept_batch(pd_node_t *n, const pd_netaddr_t *from, size_t count,
@@ -729,6 +839,8 @@ typedef struct {
   int64_t now;
   uint32_t *out;
   size_t w;
+  pd_peer_view_t va; /* for the shadow: the last call's address and the RNG before it */
+  pd_rng_t before;
 } share_batch_t;
 
 static bool share_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other) {
@@ -745,12 +857,19 @@ static bool share_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t 
   if (pd_banlist_is_banned(pd_book_bans_const(n->book), &e.addr, b->now, NULL)) return false;
   if (pd_node_is_private(n, &e.addr, e.has_node_id ? e.node_id : NULL)) return false;
   pd_node_peer_view(n, &e.addr, b->now, addr);
+  if (shadowing(n)) {
+    b->va = *addr;
+    b->before = *n->rng;
+  }
   return true;
 }
 
 static void share_done(void *ud, size_t i, int rc, bool decision) {
   share_batch_t *b = ud;
-  if (rc != 0 || decision) b->out[b->w++] = b->out[i];
+  bool ok = rc != 0 || decision;
+  if (shadowing(b->n))
+    pd_shadow_pex(b->n->shadow, PD_HOOK_PEX_SHARE, &b->va, b->vt, &b->before, b->now, ok, rc != 0);
+  if (ok) b->out[b->w++] = b->out[i];
 }
 
 size_t pd_node_pex_sample(pd_node_t *n, const pd_netaddr_t *to, size_t max, bool pct_cap,
@@ -763,7 +882,13 @@ size_t pd_node_pex_sample(pd_node_t *n, const pd_netaddr_t *to, size_t max, bool
   pd_node_peer_view(n, to, now, &vt);
   /* One `to` table for the whole answer; decisions in sample order, so w
    * never passes the index being decided. */
-  share_batch_t b = {n, to, &vt, now, out, 0};
+  share_batch_t b;
+  memset(&b, 0, sizeof b);
+  b.n = n;
+  b.to = to;
+  b.vt = &vt;
+  b.now = now;
+  b.out = out;
   (void)pd_policy_pex_batch(n->policy, PD_HOOK_PEX_SHARE, &vt, got, share_next, share_done, &b,
                             n->rng, now);
   return b.w;
@@ -785,6 +910,7 @@ static int ensure_records(pd_node_t *n) {
   size_t cap = (size_t)PD_BOOK_BUCKET_SIZE * (g.new_buckets + g.tried_buckets);
   int rc = pd_rectable_create(&n->records, cap, key);
   if (rc == 0) pd_policy_set_records(n->policy, n->records);
+  if (rc == 0 && n->shadow) pd_policy_set_records(pd_shadow_policy(n->shadow), n->records);
   return rc;
 }
 

@@ -14,9 +14,13 @@
  * draws entropy or touches a file or socket: the driver hands it time,
  * seeds, policy texts and bytes, and performs the actions it asks for
  * (e.g. "save the book now", "reload the policies").
+ * With a shadow set (--shadow-policies) it also asks the shadow (shadow.c)
+ * every decision it asks the live set, on the same inputs, and hands it
+ * what the live side used; it opens the request budget of both sets
+ * around one API request or received message (pd_node_budget_begin).
  * Does not own: HTTP (api.c), files and sockets (daemon.c, fsio.c), the
- * Lua states and their limits (policy.c), the records' storage
- * (reputation.c).
+ * Lua states and their limits (policy.c), the comparison (shadow.c), the
+ * records' storage (reputation.c).
  */
 #ifndef PD_NODE_H
 #define PD_NODE_H
@@ -185,6 +189,37 @@ int pd_node_policy_load(pd_node_t *n, const pd_policy_file_t *files, size_t nfil
 /* A reload that failed before reaching the policy host (the driver could
  * not read the directory): counted and recorded like a failed load. */
 void pd_node_policy_load_failed(pd_node_t *n, const char *error, int64_t now);
+
+/* ---- policies under load (docs/policies.md) ---- */
+
+/* Open / close the request budget (pd_policy_budget_begin/end with the
+ * configured request limits) of the live set and of the shadow around all
+ * the policy calls of one API request or one received message. Nested
+ * pairs are one budget. */
+void pd_node_budget_begin(pd_node_t *n);
+void pd_node_budget_end(pd_node_t *n);
+
+/* Shadow policies (--shadow-policies DIR): make the shadow's host (the live
+ * one's limits and clock), empty until pd_node_shadow_load. dir is
+ * borrowed (shown in status; the driver reads it). 0 or < 0. */
+struct pd_shadow;
+int pd_node_shadow_enable(pd_node_t *n, const char *dir);
+/* The shadow (NULL: never enabled) and its directory (NULL: none, e.g. after
+ * a promotion). */
+struct pd_shadow *pd_node_shadow(pd_node_t *n);
+const char *pd_node_shadow_dir(const pd_node_t *n);
+/* Load the shadow's set (pd_shadow_load); a failure keeps the set it has
+ * and is its last_error. PD_ENOENT without a shadow. */
+int pd_node_shadow_load(pd_node_t *n, const pd_policy_file_t *files, size_t nfiles, int64_t now,
+                        char *err, size_t cap);
+/* The driver could not read the shadow's directory. */
+void pd_node_shadow_load_failed(pd_node_t *n, const char *error, int64_t now);
+/* POST /v1/policy/promote: the live host takes the shadow's set as a new
+ * generation (pd_policy_adopt; counted as a successful reload), the live
+ * policy directory becomes the shadow's, and the shadow is cleared (no
+ * directory, nothing loaded; its totals stay). PD_ENOENT: no shadow set
+ * loaded (nothing changes). */
+int pd_node_shadow_promote(pd_node_t *n, int64_t now);
 
 /* What policies see about an address: its book entry (if any), its
  * reputation record (if any; reputation 0, latency unknown otherwise), ban

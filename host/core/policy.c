@@ -54,7 +54,14 @@ static const struct {
 static const char *const hook_names[PD_HOOK_COUNT] = {
     "select", "score", "evict_new", "evict_tried", "reputation", "pex_accept", "pex_share"};
 static const char *const reason_names[PD_POLICY_REASON_COUNT] = {
-    "error", "instructions", "timeout", "memory", "bad_return"};
+    "error", "instructions", "timeout", "memory", "bad_return", "request_budget"};
+static const char *const state_names[PD_HOOK_STATE_COUNT] = {"absent", "ok", "failing",
+                                                             "tripped"};
+static const char *const skip_names[PD_POLICY_SKIP_COUNT] = {"tripped", "request_budget"};
+/* Upper bounds of the latency buckets, seconds: 5 us .. 100 ms. */
+static const double latency_bounds[PD_POLICY_LATENCY_BUCKETS] = {
+    0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+    0.001,    0.0025,  0.005,    0.01,    0.025,  0.05,    0.1};
 
 const char *pd_policy_hook_name(int hook) {
   return hook >= 0 && hook < PD_HOOK_COUNT ? hook_names[hook] : "unknown";
@@ -62,6 +69,13 @@ const char *pd_policy_hook_name(int hook) {
 const char *pd_policy_reason_name(int reason) {
   return reason >= 0 && reason < PD_POLICY_REASON_COUNT ? reason_names[reason] : "unknown";
 }
+const char *pd_policy_hook_state_name(int state) {
+  return state >= 0 && state < PD_HOOK_STATE_COUNT ? state_names[state] : "unknown";
+}
+const char *pd_policy_skip_name(int why) {
+  return why >= 0 && why < PD_POLICY_SKIP_COUNT ? skip_names[why] : "unknown";
+}
+const double *pd_policy_latency_bounds(void) { return latency_bounds; }
 
 void pd_policy_limits_default(pd_policy_limits_t *l) {
   l->call_instructions = 1000000;
@@ -69,6 +83,8 @@ void pd_policy_limits_default(pd_policy_limits_t *l) {
   l->memory_bytes = (size_t)64 << 20;
   l->load_instructions = 10000000;
   l->load_deadline_ms = 500;
+  l->request_instructions = 10 * l->call_instructions;
+  l->request_deadline_ms = 5 * l->call_deadline_ms;
 }
 
 /* ---- per-generation state --------------------------------------------------------- */
@@ -144,6 +160,7 @@ typedef struct pstate {
   void *clock_ud;
   uint64_t deadline; /* clock value */
   int tripped; /* 0 or PD_POLICY_INSTRUCTIONS / PD_POLICY_TIMEOUT / PD_POLICY_MEMORY */
+  bool req_instr, req_time; /* the budget / deadline is what is left of the request's */
   /* hooks */
   int ref[PD_HOOK_COUNT];
   int kref[PK_COUNT]; /* peer_keys as registry refs (LUA_NOREF until loaded) */
@@ -160,6 +177,25 @@ typedef struct pstate {
 struct kind {
   bool pending, reported;
   char *msg; /* while pending (heap, < MSG_MAX): 40 kinds x 256 B were 10 KiB a host in the lab */
+};
+
+/* One hook's health: the circuit breaker and what status shows. */
+struct health {
+  uint64_t calls, failures;
+  uint32_t consecutive;
+  bool tripped, trip_pending;
+  int64_t tripped_at;
+  uint64_t skipped[PD_POLICY_SKIP_COUNT];
+  int64_t last_error_at;
+  int last_reason;
+  char *last_error; /* heap (MSG_MAX), made at the first failure: hosts of the lab rarely fail */
+};
+
+/* Latency histogram of one hook: counts per bucket (not cumulative), the
+ * last one +Inf; made at the first timed call (never in the lab). */
+struct latency {
+  uint64_t n[PD_POLICY_LATENCY_BUCKETS + 1];
+  uint64_t sum_ns;
 };
 
 struct pd_policy {
@@ -179,6 +215,14 @@ struct pd_policy {
   pd_rng_t fallback_rng;
   pd_rng_t *book_rng; /* for pd_policy_book_hooks */
   bool in_batch;      /* a pex batch is running (pd_policy_pex_batch) */
+  int last_error_hook, last_error_reason; /* -1: a load */
+  struct health health[PD_HOOK_COUNT];
+  struct latency *lat; /* [PD_HOOK_COUNT] or NULL */
+  /* the request budget (pd_policy_budget_begin) */
+  int req_depth;
+  uint64_t req_left, req_used;
+  bool req_has_deadline;
+  uint64_t req_deadline; /* clock value */
   const struct pd_rectable *records; /* other nodes' records (pd_policy_set_records) */
 };
 
@@ -309,13 +353,20 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
   /* tripped: raise now and on every instruction from here on, so that a
    * policy's own pcall cannot swallow it */
   lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+  bool req = (ps->tripped == PD_POLICY_INSTRUCTIONS && ps->req_instr) ||
+             (ps->tripped == PD_POLICY_TIMEOUT && ps->req_time);
   const char *what = ps->tripped == PD_POLICY_INSTRUCTIONS ? "instruction budget"
                      : ps->tripped == PD_POLICY_TIMEOUT    ? "deadline"
                                                            : "memory cap";
+  if (req) what = ps->tripped == PD_POLICY_INSTRUCTIONS ? "request instruction budget"
+                                                         : "request deadline";
   const char *when = ps->loading ? " while loading" : "";
-  char lim[48];
+  char lim[64];
   if (ps->tripped == PD_POLICY_INSTRUCTIONS)
-    snprintf(lim, sizeof(lim), "%llu instructions", (unsigned long long)ps->budget);
+    snprintf(lim, sizeof(lim), "%llu instructions%s", (unsigned long long)ps->budget,
+             req ? " left" : "");
+  else if (req)
+    snprintf(lim, sizeof(lim), "what was left of it");
   else if (ps->tripped == PD_POLICY_TIMEOUT)
     snprintf(lim, sizeof(lim), "%llu ms", (unsigned long long)ps->deadline_ms);
   else
@@ -328,14 +379,16 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
   lua_error(L);
 }
 
-static void arm(pstate_t *ps, uint64_t budget, uint64_t deadline_ms) {
+/* t0: the clock's value now (ignored without a clock). */
+static void arm(pstate_t *ps, uint64_t budget, uint64_t deadline_ms, uint64_t t0) {
   ps->used_instr = 0;
+  ps->req_instr = ps->req_time = false;
   ps->budget = budget ? budget : 1;
   ps->step = ps->budget < STEP_MAX ? (int)ps->budget : STEP_MAX;
   ps->deadline_ms = deadline_ms;
   ps->tripped = 0;
   ps->mem_refused = false;
-  if (ps->clock) ps->deadline = ps->clock(ps->clock_ud) + deadline_ms * 1000000ull;
+  if (ps->clock) ps->deadline = t0 + deadline_ms * 1000000ull;
   lua_sethook(ps->L, count_hook, LUA_MASKCOUNT, ps->step);
 }
 
@@ -781,8 +834,19 @@ static int hash_set(const pd_policy_file_t *const *files, size_t n, char out[65]
 static int load_fail(pd_policy_t *p, int64_t now, char *err, size_t cap, const char *msg) {
   copy_str(p->last_error, sizeof(p->last_error), msg);
   p->last_error_at = now ? now : 1;
+  p->last_error_hook = p->last_error_reason = -1;
   if (err && cap) copy_str(err, cap, msg);
   return PD_EINVAL;
+}
+
+/* A new set is in force: every breaker closes, every run starts again. */
+static void breakers_reset(pd_policy_t *p) {
+  for (int h = 0; h < PD_HOOK_COUNT; h++) {
+    struct health *hh = &p->health[h];
+    hh->consecutive = 0;
+    hh->tripped = hh->trip_pending = false;
+    hh->tripped_at = 0;
+  }
 }
 
 int pd_policy_load(pd_policy_t *p, const pd_policy_file_t *files, size_t n, int64_t now,
@@ -856,7 +920,8 @@ int pd_policy_load(pd_policy_t *p, const pd_policy_file_t *files, size_t n, int6
   lua_pushcfunction(L, msgh);
   lua_pushcfunction(L, load_body);
   lua_pushlightuserdata(L, &c);
-  arm(ps, p->lim.load_instructions, p->lim.load_deadline_ms);
+  arm(ps, p->lim.load_instructions, p->lim.load_deadline_ms,
+      ps->clock ? ps->clock(ps->clock_ud) : 0);
   int st = lua_pcall(L, 1, 0, 1);
   lua_sethook(L, NULL, 0, 0);
   ps->busy = ps->loading = false;
@@ -894,7 +959,35 @@ int pd_policy_load(pd_policy_t *p, const pd_policy_file_t *files, size_t n, int6
   for (size_t i = 0; i < n; i++) copy_str(p->files[i], sizeof(p->files[i]), c.files[i]->name);
   for (int h = 0; h < PD_HOOK_COUNT; h++)
     for (int r = 0; r < PD_POLICY_REASON_COUNT; r++) p->kind[h][r].reported = false;
+  breakers_reset(p);
   if (err && cap) err[0] = 0;
+  return 0;
+}
+
+int pd_policy_adopt(pd_policy_t *dst, pd_policy_t *src, int64_t now) {
+  if (!dst || !src || dst == src) return PD_EINVAL;
+  if (!src->cur) return PD_ENOENT;
+  if ((dst->cur && dst->cur->busy) || src->cur->busy || dst->in_batch || src->in_batch)
+    return PD_EINVAL;
+  pstate_t *ps = src->cur;
+  src->cur = NULL;
+  ps->records = &dst->records;
+  ps->clock = dst->clock;
+  ps->clock_ud = dst->clock_ud;
+  pstate_close(dst->cur);
+  dst->cur = ps;
+  dst->generation++;
+  dst->loaded_at = now;
+  memcpy(dst->hash, src->hash, sizeof(dst->hash));
+  dst->nfiles = src->nfiles;
+  memcpy(dst->files, src->files, sizeof(dst->files));
+  for (int h = 0; h < PD_HOOK_COUNT; h++)
+    for (int r = 0; r < PD_POLICY_REASON_COUNT; r++) dst->kind[h][r].reported = false;
+  breakers_reset(dst);
+  src->hash[0] = 0;
+  src->nfiles = 0;
+  memset(src->files, 0, sizeof(src->files));
+  breakers_reset(src);
   return 0;
 }
 
@@ -916,9 +1009,12 @@ int pd_policy_create(pd_policy_t **out, const pd_policy_limits_t *limits,
     if (!p->lim.memory_bytes) p->lim.memory_bytes = d.memory_bytes;
     if (!p->lim.load_instructions) p->lim.load_instructions = d.load_instructions;
     if (!p->lim.load_deadline_ms) p->lim.load_deadline_ms = d.load_deadline_ms;
+    if (!p->lim.request_instructions) p->lim.request_instructions = 10 * p->lim.call_instructions;
+    if (!p->lim.request_deadline_ms) p->lim.request_deadline_ms = 5 * p->lim.call_deadline_ms;
   } else {
     p->lim = d;
   }
+  p->last_error_hook = p->last_error_reason = -1;
   p->clock = clock;
   p->clock_ud = clock_ud;
   pd_rng_seed(&p->fallback_rng, 0);
@@ -931,6 +1027,8 @@ void pd_policy_destroy(pd_policy_t *p) {
   pstate_close(p->cur);
   for (int h = 0; h < PD_HOOK_COUNT; h++)
     for (int r = 0; r < PD_POLICY_REASON_COUNT; r++) free(p->kind[h][r].msg);
+  for (int h = 0; h < PD_HOOK_COUNT; h++) free(p->health[h].last_error);
+  free(p->lat);
   free(p);
 }
 
@@ -945,6 +1043,8 @@ void pd_policy_status(const pd_policy_t *p, pd_policy_status_t *out) {
   for (int h = 0; h < PD_HOOK_COUNT; h++) out->has_hook[h] = pd_policy_has_hook(p, h);
   out->last_error_at = p->last_error_at;
   memcpy(out->last_error, p->last_error, sizeof(out->last_error));
+  out->last_error_hook = p->last_error_hook;
+  out->last_error_reason = p->last_error_reason;
   out->memory_bytes = p->cur ? p->cur->used : 0;
 }
 
@@ -975,6 +1075,127 @@ bool pd_policy_next_unreported(pd_policy_t *p, int *hook, int *reason, char *msg
     }
   }
   return false;
+}
+
+void pd_policy_note_error(pd_policy_t *p, const char *msg, int64_t now) {
+  if (!p) return;
+  copy_str(p->last_error, sizeof(p->last_error), msg ? msg : "policy error");
+  p->last_error_at = now ? now : 1;
+  p->last_error_hook = p->last_error_reason = -1;
+}
+
+/* ---- under load: request budget, breakers, latency ------------------------------------- */
+
+void pd_policy_budget_begin(pd_policy_t *p, uint64_t instructions, uint64_t deadline_ms) {
+  if (!p) return;
+  if (p->req_depth++ > 0) return; /* nested: the outermost budget governs */
+  p->req_left = instructions ? instructions : p->lim.request_instructions;
+  p->req_used = 0;
+  if (!deadline_ms) deadline_ms = p->lim.request_deadline_ms;
+  p->req_has_deadline = p->clock != NULL;
+  if (p->clock) p->req_deadline = p->clock(p->clock_ud) + deadline_ms * 1000000ull;
+}
+
+void pd_policy_budget_end(pd_policy_t *p) {
+  if (!p || p->req_depth == 0) return;
+  if (--p->req_depth == 0) p->req_left = p->req_used = 0;
+}
+
+uint64_t pd_policy_budget_used(const pd_policy_t *p) {
+  return p && p->req_depth ? p->req_used : 0;
+}
+
+void pd_policy_hook_health(const pd_policy_t *p, int hook, pd_policy_hook_health_t *out) {
+  memset(out, 0, sizeof(*out));
+  if (!p || hook < 0 || hook >= PD_HOOK_COUNT) return;
+  const struct health *hh = &p->health[hook];
+  if (!pd_policy_has_hook(p, hook))
+    out->state = PD_HOOK_STATE_ABSENT;
+  else if (hh->tripped)
+    out->state = PD_HOOK_STATE_TRIPPED;
+  else if (hh->consecutive > 0)
+    out->state = PD_HOOK_STATE_FAILING;
+  else
+    out->state = PD_HOOK_STATE_OK;
+  out->calls = hh->calls;
+  out->failures = hh->failures;
+  out->consecutive = hh->consecutive;
+  memcpy(out->skipped, hh->skipped, sizeof(out->skipped));
+  out->tripped_at = hh->tripped ? hh->tripped_at : 0;
+  out->last_error_at = hh->last_error_at;
+  out->last_error_reason = hh->last_reason;
+  if (hh->last_error) copy_str(out->last_error, sizeof(out->last_error), hh->last_error);
+}
+
+uint64_t pd_policy_skipped(const pd_policy_t *p, int hook, int why) {
+  if (!p || hook < 0 || hook >= PD_HOOK_COUNT || why < 0 || why >= PD_POLICY_SKIP_COUNT) return 0;
+  return p->health[hook].skipped[why];
+}
+
+bool pd_policy_next_tripped(pd_policy_t *p, int *hook, char *msg, size_t cap) {
+  if (!p) return false;
+  for (int h = 0; h < PD_HOOK_COUNT; h++) {
+    struct health *hh = &p->health[h];
+    if (!hh->trip_pending) continue;
+    hh->trip_pending = false;
+    if (hook) *hook = h;
+    if (msg && cap) copy_str(msg, cap, hh->last_error ? hh->last_error : "");
+    return true;
+  }
+  return false;
+}
+
+void pd_policy_latency(const pd_policy_t *p, int hook,
+                       uint64_t buckets[PD_POLICY_LATENCY_BUCKETS + 1], double *sum) {
+  memset(buckets, 0, (PD_POLICY_LATENCY_BUCKETS + 1) * sizeof(buckets[0]));
+  if (sum) *sum = 0;
+  if (!p || !p->lat || hook < 0 || hook >= PD_HOOK_COUNT) return;
+  const struct latency *l = &p->lat[hook];
+  uint64_t acc = 0;
+  for (int i = 0; i <= PD_POLICY_LATENCY_BUCKETS; i++) {
+    acc += l->n[i];
+    buckets[i] = acc;
+  }
+  if (sum) *sum = (double)l->sum_ns / 1e9;
+}
+
+/* latency_bounds in nanoseconds (no floating point per call) */
+static const uint64_t latency_bounds_ns[PD_POLICY_LATENCY_BUCKETS] = {
+    5000,    10000,   25000,    50000,    100000,   250000,   500000,
+    1000000, 2500000, 5000000, 10000000, 25000000, 50000000, 100000000};
+
+static void observe(pd_policy_t *p, int hook, uint64_t ns) {
+  if (!p->lat && !(p->lat = calloc(PD_HOOK_COUNT, sizeof(*p->lat)))) return;
+  struct latency *l = &p->lat[hook];
+  int i = 0;
+  while (i < PD_POLICY_LATENCY_BUCKETS && ns > latency_bounds_ns[i]) i++;
+  l->n[i]++;
+  l->sum_ns += ns;
+}
+
+/* A call ran: feed the breaker. reason < 0: it did not fail. */
+static void breaker_note(pd_policy_t *p, int hook, int reason, const char *msg, int64_t now) {
+  struct health *hh = &p->health[hook];
+  hh->calls++;
+  if (reason < 0) {
+    hh->consecutive = 0;
+    return;
+  }
+  hh->failures++;
+  hh->last_error_at = now ? now : 1;
+  hh->last_reason = reason;
+  if (hh->last_error || (hh->last_error = malloc(MSG_MAX)))
+    copy_str(hh->last_error, MSG_MAX, msg);
+  copy_str(p->last_error, sizeof(p->last_error), msg);
+  p->last_error_at = now ? now : 1;
+  p->last_error_hook = hook;
+  p->last_error_reason = reason;
+  /* Running out of what the request had left is not the hook's own failure. */
+  if (reason == PD_POLICY_REQUEST_BUDGET) return;
+  if (++hh->consecutive >= PD_POLICY_TRIP_AFTER && !hh->tripped) {
+    hh->tripped = hh->trip_pending = true;
+    hh->tripped_at = now ? now : 1;
+  }
 }
 
 static void record_failure(pd_policy_t *p, int hook, int reason, const char *msg) {
@@ -1738,6 +1959,25 @@ static int run_call(pd_policy_t *p, call_t *c, pd_rng_t *rng, int64_t now, pd_bo
                     const pd_book_t *cbook) {
   pstate_t *ps = p ? p->cur : NULL;
   if (!ps || ps->ref[c->hook] == LUA_NOREF || ps->busy) return PD_ENOENT;
+  struct health *hh = &p->health[c->hook];
+  if (hh->tripped) {
+    hh->skipped[PD_POLICY_SKIP_TRIPPED]++;
+    return PD_EINVAL;
+  }
+  uint64_t t0 = p->clock ? p->clock(p->clock_ud) : 0;
+  uint64_t budget = p->lim.call_instructions;
+  bool req_instr = false, req_time = false;
+  if (p->req_depth > 0) {
+    if (p->req_left == 0 || (p->req_has_deadline && t0 >= p->req_deadline)) {
+      p->req_left = 0;
+      hh->skipped[PD_POLICY_SKIP_BUDGET]++;
+      return PD_ERANGE;
+    }
+    if (p->req_left < budget) {
+      budget = p->req_left;
+      req_instr = true;
+    }
+  }
   lua_State *L = ps->L;
   ps->busy = true;
   ps->call_id++;
@@ -1751,9 +1991,20 @@ static int run_call(pd_policy_t *p, call_t *c, pd_rng_t *rng, int64_t now, pd_bo
   lua_pushcfunction(L, msgh);
   lua_pushcfunction(L, call_body);
   lua_pushlightuserdata(L, c);
-  arm(ps, p->lim.call_instructions, p->lim.call_deadline_ms);
+  arm(ps, budget, p->lim.call_deadline_ms, t0);
+  ps->req_instr = req_instr;
+  if (p->req_depth > 0 && p->req_has_deadline && p->req_deadline < ps->deadline) {
+    ps->deadline = p->req_deadline;
+    ps->req_time = req_time = true;
+  }
   int st = lua_pcall(L, 1, 0, 1);
   lua_sethook(L, NULL, 0, 0);
+  if (p->clock) observe(p, c->hook, p->clock(p->clock_ud) - t0);
+  if (p->req_depth > 0) {
+    uint64_t used = ps->used_instr < p->req_left ? ps->used_instr : p->req_left;
+    p->req_left -= used;
+    p->req_used += used;
+  }
   ps->busy = false;
   ps->call_id++; /* books handed out in this call are dead now */
   ps->book = NULL;
@@ -1764,13 +2015,17 @@ static int run_call(pd_policy_t *p, call_t *c, pd_rng_t *rng, int64_t now, pd_bo
   const char *where = ps->where[c->hook];
   if (ps->tripped || st == LUA_ERRMEM || (st == LUA_ERRERR && ps->mem_refused)) {
     reason = ps->tripped ? ps->tripped : PD_POLICY_MEMORY;
+    if ((reason == PD_POLICY_INSTRUCTIONS && req_instr) || (reason == PD_POLICY_TIMEOUT && req_time))
+      reason = PD_POLICY_REQUEST_BUDGET;
     if (st != LUA_OK && lua_type(L, -1) == LUA_TSTRING && strstr(lua_tostring(L, -1), "exceeded"))
       take_message(L, msg, sizeof(msg)); /* the hook's, with file:line */
     else if (reason == PD_POLICY_MEMORY)
       snprintf(msg, sizeof(msg), "%s: memory cap exceeded (%zu bytes)", where, ps->cap);
     else
       snprintf(msg, sizeof(msg), "%s: %s exceeded", where,
-               reason == PD_POLICY_INSTRUCTIONS ? "instruction budget" : "deadline");
+               reason == PD_POLICY_INSTRUCTIONS ? "instruction budget"
+               : reason == PD_POLICY_TIMEOUT    ? "deadline"
+                                                : "request budget");
   } else if (st != LUA_OK) {
     reason = PD_POLICY_ERROR;
     take_message(L, msg, sizeof(msg));
@@ -1782,6 +2037,7 @@ static int run_call(pd_policy_t *p, call_t *c, pd_rng_t *rng, int64_t now, pd_bo
   }
   lua_settop(L, 0);
   if (ps->used > ps->cap / 2) lua_gc(L, LUA_GCCOLLECT);
+  breaker_note(p, c->hook, reason, reason >= 0 ? msg : NULL, now);
   if (reason >= 0) {
     record_failure(p, c->hook, reason, msg);
     switch (reason) {
@@ -1789,6 +2045,7 @@ static int run_call(pd_policy_t *p, call_t *c, pd_rng_t *rng, int64_t now, pd_bo
       return PD_ENOMEM;
     case PD_POLICY_INSTRUCTIONS:
     case PD_POLICY_TIMEOUT:
+    case PD_POLICY_REQUEST_BUDGET:
       return PD_ERANGE;
     default:
       return PD_EINVAL;

@@ -28,7 +28,15 @@
  * A hook that is absent (file missing, or no such field in the module's
  * table) is "not provided": the call returns PD_ENOENT and the caller uses
  * its C default without counting a failure; a hook field that is present
- * but not a function is a load error. `nil` from evict_new, evict_tried and
+ * but not a function is a load error.
+ *
+ * Under load (docs/policies.md, "Policies under load"): a caller may open a
+ * request budget (pd_policy_budget_begin/end) around all the calls one API
+ * request or one received message makes; once it is spent, the remaining
+ * calls are not run (the caller applies its C default). Each hook has a
+ * circuit breaker: PD_POLICY_TRIP_AFTER failures in a row switch it to the C
+ * default until the next successful load. With a clock, each call that runs
+ * is timed into a latency histogram per hook. `nil` from evict_new, evict_tried and
  * on_event means "use the default" too. In evict hooks the book is read-only:
  * book:random() raises there (it would draw from the book's RNG mid-add).
  */
@@ -60,12 +68,13 @@ enum pd_policy_reason {
   PD_POLICY_TIMEOUT,      /* passed its wall-clock deadline */
   PD_POLICY_MEMORY,       /* the state hit its memory cap */
   PD_POLICY_BAD_RETURN,   /* returned a value of the wrong type/shape */
+  PD_POLICY_REQUEST_BUDGET, /* ran out of what was left of its request's budget */
   PD_POLICY_REASON_COUNT
 };
 
 /* "select", "score", "evict_new", "evict_tried", "reputation", "pex_accept",
- * "pex_share"; and "error", "instructions", "timeout", "memory", "bad_return"
- * (the label values of peerd_policy_failures_total). */
+ * "pex_share"; and "error", "instructions", "timeout", "memory", "bad_return",
+ * "request_budget" (the label values of peerd_policy_failures_total). */
 const char *pd_policy_hook_name(int hook);
 const char *pd_policy_reason_name(int reason);
 
@@ -78,6 +87,11 @@ typedef struct pd_policy_limits {
   size_t memory_bytes;        /* per state (generation); default 64 MiB */
   uint64_t load_instructions; /* running the files of a set; default 10,000,000 */
   uint64_t load_deadline_ms;  /* loading a set; default 500 */
+  /* Per request budget (pd_policy_budget_begin): every call of one API
+   * request or received message together. 0 = 10 x call_instructions and
+   * 5 x call_deadline_ms (10,000,000 and 250 ms by default). */
+  uint64_t request_instructions;
+  uint64_t request_deadline_ms;
 } pd_policy_limits_t;
 
 void pd_policy_limits_default(pd_policy_limits_t *l);
@@ -125,8 +139,12 @@ typedef struct pd_policy_status {
   size_t nfiles;
   char files[8][64]; /* names of the files in force */
   bool has_hook[PD_HOOK_COUNT];
-  int64_t last_error_at;   /* `now` of the last failed load, 0 = none */
+  /* The most recent error of any kind: a failed load, a failed read of
+   * the directory (pd_policy_note_error) or a failed hook call. */
+  int64_t last_error_at;   /* its `now`, 0 = none */
   char last_error[512];    /* "select.lua:3: message" */
+  int last_error_hook;     /* the hook of a failed call; -1: a load */
+  int last_error_reason;   /* its enum pd_policy_reason; -1: a load */
   size_t memory_bytes;     /* bytes the current state holds */
 } pd_policy_status_t;
 
@@ -158,6 +176,10 @@ int pd_policy_load(pd_policy_t *p, const pd_policy_file_t *files, size_t n, int6
 void pd_policy_status(const pd_policy_t *p, pd_policy_status_t *out);
 bool pd_policy_has_hook(const pd_policy_t *p, int hook);
 
+/* Record an error that happened outside the host (the driver could not read
+ * the policy directory) as the most recent error. */
+void pd_policy_note_error(pd_policy_t *p, const char *msg, int64_t now);
+
 /* Failures of (hook, reason) since creation. */
 uint64_t pd_policy_failures(const pd_policy_t *p, int hook, int reason);
 /* The driver logs each kind once: returns true with the first message of a
@@ -165,10 +187,88 @@ uint64_t pd_policy_failures(const pd_policy_t *p, int hook, int reason);
  * Call until it returns false. Kinds are reported again after a reload. */
 bool pd_policy_next_unreported(pd_policy_t *p, int *hook, int *reason, char *msg, size_t cap);
 
+/* ---- under load ------------------------------------------------------------
+ * Request budget. begin opens a budget of `instructions` VM instructions
+ * and `deadline_ms` wall-clock milliseconds (measured with the host's clock;
+ * none without one) shared by every hook call until the matching end; 0
+ * takes the limits' request_instructions / request_deadline_ms. Each call
+ * runs under the smaller of its own budget and what is left; a call that
+ * runs out of what is left fails with PD_POLICY_REQUEST_BUDGET (not counted
+ * by the breaker); once nothing is left the remaining calls return PD_ERANGE
+ * without running Lua (counted as skipped). Instructions are counted at the
+ * count hook's granularity (1,000). Nested begin/end pairs are one budget
+ * (the outermost). */
+void pd_policy_budget_begin(pd_policy_t *p, uint64_t instructions, uint64_t deadline_ms);
+void pd_policy_budget_end(pd_policy_t *p);
+/* Instructions counted against the open budget so far (0: none open). */
+uint64_t pd_policy_budget_used(const pd_policy_t *p);
+
+/* Circuit breaker: a hook whose calls fail PD_POLICY_TRIP_AFTER times in a
+ * row (error, instructions, timeout, memory, bad_return) is tripped: its
+ * calls return PD_EINVAL without running Lua (counted as skipped) until
+ * the next successful load (pd_policy_load, pd_policy_adopt). A call that
+ * decides or chooses the default resets the run. */
+#define PD_POLICY_TRIP_AFTER 8
+
+enum pd_policy_hook_state {
+  PD_HOOK_STATE_ABSENT = 0, /* no such hook in the set: the C default */
+  PD_HOOK_STATE_OK,         /* the last call did not fail */
+  PD_HOOK_STATE_FAILING,    /* the last call(s) failed; not tripped yet */
+  PD_HOOK_STATE_TRIPPED,    /* switched to the C default until the next load */
+  PD_HOOK_STATE_COUNT
+};
+/* "absent", "ok", "failing", "tripped". */
+const char *pd_policy_hook_state_name(int state);
+
+enum pd_policy_skip {
+  PD_POLICY_SKIP_TRIPPED = 0, /* the hook's breaker is open */
+  PD_POLICY_SKIP_BUDGET,      /* the request's budget is spent */
+  PD_POLICY_SKIP_COUNT
+};
+/* "tripped", "request_budget" (label values of peerd_policy_skipped_total). */
+const char *pd_policy_skip_name(int why);
+
+typedef struct pd_policy_hook_health {
+  int state;             /* enum pd_policy_hook_state */
+  uint64_t calls;        /* calls that ran Lua, since creation */
+  uint64_t failures;     /* of those, failed (every reason), since creation */
+  uint32_t consecutive;  /* failures in a row, now */
+  uint64_t skipped[PD_POLICY_SKIP_COUNT]; /* calls not run, since creation */
+  int64_t tripped_at;    /* `now` of the trip; 0 = not tripped */
+  int64_t last_error_at; /* 0 = none since creation */
+  int last_error_reason; /* enum pd_policy_reason */
+  char last_error[256];  /* "pex.lua:3: instruction budget exceeded ..." */
+} pd_policy_hook_health_t;
+
+void pd_policy_hook_health(const pd_policy_t *p, int hook, pd_policy_hook_health_t *out);
+uint64_t pd_policy_skipped(const pd_policy_t *p, int hook, int why);
+/* The driver logs each trip once: returns true with the hook and its last
+ * error for a trip not reported yet. Call until it returns false. */
+bool pd_policy_next_tripped(pd_policy_t *p, int *hook, char *msg, size_t cap);
+
+/* Latency of the calls that ran, per hook (only with a clock: the lab's host
+ * has none and times nothing). Bucket upper bounds in seconds: */
+#define PD_POLICY_LATENCY_BUCKETS 14
+/* The bounds (seconds, increasing; +Inf is implied after the last). */
+const double *pd_policy_latency_bounds(void);
+/* buckets[i] for i < PD_POLICY_LATENCY_BUCKETS: calls that took <= bound i
+ * (cumulative); buckets[PD_POLICY_LATENCY_BUCKETS]: every call (+Inf).
+ * *sum in seconds. */
+void pd_policy_latency(const pd_policy_t *p, int hook,
+                       uint64_t buckets[PD_POLICY_LATENCY_BUCKETS + 1], double *sum);
+
+/* Promote: dst takes src's set in force as a new generation (as a
+ * successful load would: generation + 1, loaded_at = now, breakers reset);
+ * src is left with none (every decision its C default). PD_ENOENT when src
+ * has no set loaded (nothing changes). Counters stay with their host. */
+int pd_policy_adopt(pd_policy_t *dst, pd_policy_t *src, int64_t now);
+
 /* Hook calls. Return 0 when the policy decided (outputs filled and
  * validated), PD_ENOENT when the hook is not provided or chose the default
- * (not a failure), or another negative code after a counted failure. In
- * every non-zero case the caller applies its C default. `rng` feeds
+ * (not a failure), or another negative code after a counted failure (or a
+ * call not run: PD_EINVAL when the hook is tripped, PD_ERANGE when the
+ * request budget is spent). In every non-zero case the caller applies its C
+ * default. `rng` feeds
  * peerd.random during the call; `now` is what peerd.now() returns. */
 int pd_policy_select(pd_policy_t *p, pd_book_t *b, pd_rng_t *rng, size_t n, int64_t now,
                      uint32_t *out, size_t *nout);

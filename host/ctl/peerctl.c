@@ -777,8 +777,11 @@ static void print_policy(json_t *p) {
   json_t *v;
   bool any = false;
   json_object_foreach(json_object_get(p, "hooks"), k, v) {
-    if (json_is_true(v)) {
+    /* {"provided":true,"state":"ok|failing|tripped",...} (a bare true from older peerds) */
+    if (json_is_true(v) || json_is_true(json_object_get(v, "provided"))) {
+      const char *st = json_string_value(json_object_get(v, "state"));
       printf("%s%s", any ? ", " : "", k);
+      if (st && strcmp(st, "ok") != 0) printf(" (%s)", st);
       any = true;
     }
   }

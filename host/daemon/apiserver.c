@@ -585,6 +585,10 @@ static void conn_process(conn_t *c) {
       dmn_reload_policies(d, "api");
       pd_api_complete(d->node, dmn_wall_now(), &resp);
     }
+    if (resp.action == PD_API_ACTION_PROMOTE) {
+      dmn_policies_promoted(d);
+      pd_api_complete(d->node, dmn_wall_now(), &resp);
+    }
     if (resp.action == PD_API_ACTION_CHECK) {
       dmn_check_policies(d, &resp);
       pd_api_complete(d->node, dmn_wall_now(), &resp);

@@ -69,6 +69,7 @@ static void begin_stop(pd_daemon_t *d, const char *signame) {
   d->stopping = true;
   uv_timer_stop(&d->tick);
   uv_timer_stop(&d->policy_debounce);
+  dmn_stop_shadow_watch(d);
   dmn_stop_api_listeners(d); /* TCP and unix (the socket file goes with it) */
   if (d->p2p_open) {
     uv_close((uv_handle_t *)&d->p2p_server, dmn_on_handle_closed);

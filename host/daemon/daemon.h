@@ -84,6 +84,7 @@ typedef struct pd_daemon_config {
   int log_level;          /* enum pd_log_level */
   bool log_json;          /* --log-format json: one JSON object per line */
   const char *policy_dir; /* --policies; NULL: chosen at start (pd_daemon_pick_policy_dir) */
+  const char *shadow_policy_dir; /* --shadow-policies (NULL: none) */
   uint64_t policy_instructions; /* --policy-instructions, per hook call */
   uint64_t policy_timeout_ms;   /* --policy-timeout-ms, per hook call */
   uint64_t policy_memory_mb;    /* --policy-memory-mb, per policy state */

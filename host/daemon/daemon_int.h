@@ -90,6 +90,9 @@ struct pd_daemon {
   uv_fs_event_t policy_watch;
   uv_timer_t policy_debounce;
   bool policy_watching;
+  uv_fs_event_t shadow_watch;   /* --shadow-policies (reload.c) */
+  uv_timer_t shadow_debounce;
+  bool shadow_watching, shadow_timer_open;
   bool server_open;
   pd_daemon_config_t cfg;
   pd_rng_t rng;
@@ -231,6 +234,11 @@ int dmn_start_policies(pd_daemon_t *d);
 void dmn_start_policy_watch(pd_daemon_t *d);
 int dmn_reload_policies(pd_daemon_t *d, const char *why);
 void dmn_drain_policy_failures(pd_daemon_t *d);
+/* POST /v1/policy/promote happened (PD_API_ACTION_PROMOTE): watch and
+ * reload the new live directory, stop watching the shadow's. */
+void dmn_policies_promoted(pd_daemon_t *d);
+/* Stopping: close the shadow directory's watcher and timer. */
+void dmn_stop_shadow_watch(pd_daemon_t *d);
 struct pd_api_response;
 void dmn_check_policies(pd_daemon_t *d, struct pd_api_response *resp); /* POST /v1/policy/check */
 

@@ -5,8 +5,11 @@
  * (dmn_reload_policies: on a change seen by the libuv fs watcher, debounced
  * PD_DAEMON_POLICY_DEBOUNCE_MS; on SIGHUP, from daemon.c; on POST
  * /v1/policy/reload, from apiserver.c), the old set staying in force when
- * a new one does not load; the log lines about loads and policy failures;
- * reading a directory for POST /v1/policy/check (dmn_check_policies).
+ * a new one does not load; the log lines about loads, policy failures and
+ * tripped hooks; reading a directory for POST /v1/policy/check
+ * (dmn_check_policies). The shadow set (--shadow-policies): its directory
+ * read, loaded and watched the same way (a change there reloads the shadow
+ * only; SIGHUP and the API reload both), and a promotion's new directories.
  * With the built-in copy (paths.c) a reload loads that copy again and
  * nothing is watched.
  * Does not own: running policies, their sandbox and budgets (policy.c
@@ -23,6 +26,7 @@
 #include "daemon_int.h"
 #include "err.h"
 #include "fsio.h"
+#include "shadow.h"
 
 const char *const pd_daemon_policy_files[5] = {
     "select.lua", "score.lua", "evict.lua", "reputation.lua", "pex.lua",
@@ -65,7 +69,8 @@ fail:
   return PD_EINVAL;
 }
 
-/* Log each policy failure kind not reported yet (once per kind and load). */
+/* Log each policy failure kind not reported yet (once per kind and load),
+ * and each hook whose breaker tripped; the same for the shadow set. */
 void dmn_drain_policy_failures(pd_daemon_t *d) {
   int hook = 0, reason = 0;
   char msg[512];
@@ -74,11 +79,62 @@ void dmn_drain_policy_failures(pd_daemon_t *d) {
     LOG(d, PD_LOG_WARN, "policy failure", "hook", h ? h : "?", "reason", r ? r : "?", "error",
         msg);
   }
+  char n[16];
+  snprintf(n, sizeof n, "%d", PD_POLICY_TRIP_AFTER);
+  while (pd_policy_next_tripped(pd_node_policy(d->node), &hook, msg, sizeof msg))
+    LOG(d, PD_LOG_WARN, "policy hook tripped: the built-in default decides until the next reload",
+        "hook", pd_policy_hook_name(hook), "failures_in_a_row", n, "error", msg);
+  pd_policy_t *sp = pd_shadow_policy(pd_node_shadow(d->node));
+  if (!sp) return;
+  while (pd_policy_next_unreported(sp, &hook, &reason, msg, sizeof msg))
+    LOG(d, PD_LOG_WARN, "shadow policy failure", "hook", pd_policy_hook_name(hook), "reason",
+        pd_policy_reason_name(reason), "error", msg);
+  while (pd_policy_next_tripped(sp, &hook, msg, sizeof msg))
+    LOG(d, PD_LOG_WARN, "shadow policy hook tripped until the next reload", "hook",
+        pd_policy_hook_name(hook), "failures_in_a_row", n, "error", msg);
 }
 
+/* Read the shadow's directory afresh and load it (the old shadow set stays
+ * on failure). Returns 0 when the new set is in force. */
+static int reload_shadow(pd_daemon_t *d, const char *why) {
+  const char *dir = d->cfg.shadow_policy_dir;
+  if (!dir) return 0;
+  pd_policy_file_t files[5];
+  char err[600] = "";
+  int64_t now = dmn_wall_now();
+  int n = pd_daemon_read_policies(dir, files, err, sizeof err);
+  if (n < 0) {
+    pd_node_shadow_load_failed(d->node, err, now);
+    LOG(d, PD_LOG_WARN, "shadow policy load failed", "dir", dir, "reason", why, "error", err);
+    return n;
+  }
+  int rc = pd_node_shadow_load(d->node, files, (size_t)n, now, err, sizeof err);
+  for (int i = 0; i < n; i++) free((char *)files[i].text);
+  if (rc < 0) {
+    LOG(d, PD_LOG_WARN, "shadow policy load failed", "dir", dir, "reason", why, "error", err);
+    return rc;
+  }
+  pd_policy_status_t ps;
+  pd_policy_status(pd_shadow_policy(pd_node_shadow(d->node)), &ps);
+  char gen[32];
+  dmn_fmt_u64(gen, sizeof gen, ps.generation);
+  LOG(d, PD_LOG_INFO, "shadow policy loaded", "dir", dir, "reason", why, "generation", gen,
+      "hash", ps.hash);
+  return 0;
+}
+
+static int reload_live(pd_daemon_t *d, const char *why);
+
 /* Read the directory afresh and load the set; the old set stays on failure.
- * Returns 0 when the new set is in force. */
+ * The shadow's directory too, when there is one. Returns 0 when the new
+ * live set is in force. */
 int dmn_reload_policies(pd_daemon_t *d, const char *why) {
+  int rc = reload_live(d, why);
+  (void)reload_shadow(d, why);
+  return rc;
+}
+
+static int reload_live(pd_daemon_t *d, const char *why) {
   pd_policy_file_t files[5];
   char err[600] = "";
   int64_t now = dmn_wall_now();
@@ -116,7 +172,26 @@ void dmn_check_policies(pd_daemon_t *d, pd_api_response_t *resp) {
 static void on_policy_debounce(uv_timer_t *t) {
   pd_daemon_t *d = t->data;
   if (d->stopping) return;
-  dmn_reload_policies(d, "file change");
+  reload_live(d, "file change");
+}
+
+static void on_shadow_debounce(uv_timer_t *t) {
+  pd_daemon_t *d = t->data;
+  if (d->stopping) return;
+  reload_shadow(d, "file change");
+}
+
+static void on_shadow_change(uv_fs_event_t *h, const char *filename, int events, int status) {
+  (void)filename;
+  (void)events;
+  pd_daemon_t *d = h->data;
+  if (d->stopping || !d->cfg.shadow_policy_dir) return;
+  if (status < 0) {
+    LOG(d, PD_LOG_WARN, "shadow policy directory watch error", "dir", d->cfg.shadow_policy_dir,
+        "error", uv_strerror(status));
+    return;
+  }
+  uv_timer_start(&d->shadow_debounce, on_shadow_debounce, PD_DAEMON_POLICY_DEBOUNCE_MS, 0);
 }
 
 static void on_policy_change(uv_fs_event_t *h, const char *filename, int events, int status) {
@@ -146,10 +221,25 @@ int dmn_start_policies(pd_daemon_t *d) {
         errno ? strerror(errno) : "not a directory");
     return -1;
   }
-  if (dmn_reload_policies(d, "start") < 0) {
+  if (reload_live(d, "start") < 0) {
     LOG(d, PD_LOG_WARN, "running with the built-in C defaults until a policy set loads", "dir",
         d->cfg.policy_dir);
   }
+  const char *sdir = d->cfg.shadow_policy_dir;
+  if (!sdir) return 0;
+  errno = 0;
+  if (stat(sdir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    LOG(d, PD_LOG_ERROR, "shadow policy directory missing", "dir", sdir, "error",
+        errno ? strerror(errno) : "not a directory");
+    return -1;
+  }
+  int rc = pd_node_shadow_enable(d->node, sdir);
+  if (rc < 0) {
+    LOG(d, PD_LOG_ERROR, "cannot make the shadow policy host", "error", pd_strerror(rc));
+    return -1;
+  }
+  if (reload_shadow(d, "start") < 0)
+    LOG(d, PD_LOG_WARN, "no shadow comparisons until the shadow set loads", "dir", sdir);
   return 0;
 }
 
@@ -169,4 +259,64 @@ void dmn_start_policy_watch(pd_daemon_t *d) {
           "dir", d->cfg.policy_dir, "error", uv_strerror(wrc));
     }
   }
+  if (!d->cfg.shadow_policy_dir) return;
+  uv_timer_init(&d->loop, &d->shadow_debounce);
+  d->shadow_debounce.data = d;
+  d->shadow_timer_open = true;
+  if (uv_fs_event_init(&d->loop, &d->shadow_watch) == 0) {
+    d->shadow_watch.data = d;
+    int wrc = uv_fs_event_start(&d->shadow_watch, on_shadow_change, d->cfg.shadow_policy_dir, 0);
+    if (wrc == 0) {
+      d->shadow_watching = true;
+    } else {
+      uv_close((uv_handle_t *)&d->shadow_watch, dmn_on_handle_closed);
+      LOG(d, PD_LOG_WARN, "cannot watch the shadow policy directory; reload with SIGHUP or the API",
+          "dir", d->cfg.shadow_policy_dir, "error", uv_strerror(wrc));
+    }
+  }
+}
+
+void dmn_stop_shadow_watch(pd_daemon_t *d) {
+  if (d->shadow_timer_open) {
+    uv_timer_stop(&d->shadow_debounce);
+    uv_close((uv_handle_t *)&d->shadow_debounce, dmn_on_handle_closed);
+    d->shadow_timer_open = false;
+  }
+  if (d->shadow_watching) {
+    uv_close((uv_handle_t *)&d->shadow_watch, dmn_on_handle_closed);
+    d->shadow_watching = false;
+  }
+}
+
+void dmn_policies_promoted(pd_daemon_t *d) {
+  const char *old = d->cfg.policy_dir;
+  const char *dir = pd_node_config(d->node)->policy_dir;
+  d->cfg.policy_dir = dir;
+  d->cfg.shadow_policy_dir = NULL;
+  dmn_stop_shadow_watch(d);
+  if (d->policy_builtin) {
+    /* the built-in copy was live: from now on a directory is, watched */
+    d->policy_builtin = false;
+    if (uv_fs_event_init(&d->loop, &d->policy_watch) == 0) {
+      d->policy_watch.data = d;
+      d->policy_watching = true;
+    }
+  } else if (d->policy_watching) {
+    uv_fs_event_stop(&d->policy_watch);
+  }
+  if (d->policy_watching) {
+    int wrc = uv_fs_event_start(&d->policy_watch, on_policy_change, dir, 0);
+    if (wrc != 0) {
+      uv_close((uv_handle_t *)&d->policy_watch, dmn_on_handle_closed);
+      d->policy_watching = false;
+      LOG(d, PD_LOG_WARN, "cannot watch the policy directory; reload with SIGHUP or the API",
+          "dir", dir, "error", uv_strerror(wrc));
+    }
+  }
+  pd_policy_status_t ps;
+  pd_policy_status(pd_node_policy(d->node), &ps);
+  char gen[32];
+  dmn_fmt_u64(gen, sizeof gen, ps.generation);
+  LOG(d, PD_LOG_INFO, "shadow policy set promoted: it is the live set now", "dir", dir,
+      "previous_dir", old ? old : "", "generation", gen, "hash", ps.hash);
 }

@@ -36,6 +36,7 @@ enum sid {
   S_LOG_LEVEL,
   S_LOG_FORMAT,
   S_POLICIES,
+  S_SHADOW_POLICIES,
   S_POLICY_INSTRUCTIONS,
   S_POLICY_TIMEOUT,
   S_POLICY_MEMORY,
@@ -84,6 +85,7 @@ static const def_t defs[S_COUNT] = {
     [S_LOG_FORMAT] = {"log_format", "log-format", NULL, PD_SK_STR, "logfmt", 0, 0, NULL},
     /* no fixed default: chosen at start (paths.c) */
     [S_POLICIES] = {"policies", "policies", NULL, PD_SK_STR, NULL, 0, 0, NULL},
+    [S_SHADOW_POLICIES] = {"shadow_policies", "shadow-policies", NULL, PD_SK_STR, NULL, 0, 0, NULL},
     [S_POLICY_INSTRUCTIONS] = {"policy_instructions", "policy-instructions", NULL, PD_SK_INT,
                                STR(PD_DAEMON_DEFAULT_POLICY_INSTRUCTIONS), 1000, UINT64_MAX / 2,
                                "a number"},
@@ -263,12 +265,17 @@ static int parse_one(pd_settings_t *s, size_t i, const char *v, pd_setting_sourc
   switch ((enum sid)i) {
   case S_DATA_DIR:
   case S_POLICIES:
+  case S_SHADOW_POLICIES:
   case S_API_TOKEN_FILE:
   case S_NODE_KEY:
-    if (!*v) return fail(err, cap, "%s needs a %s", nm, i == S_DATA_DIR || i == S_POLICIES ? "directory" : "file");
+    if (!*v)
+      return fail(err, cap, "%s needs a %s", nm,
+                  i == S_DATA_DIR || i == S_POLICIES || i == S_SHADOW_POLICIES ? "directory"
+                                                                                : "file");
     if (cfg) {
       if (i == S_DATA_DIR) cfg->data_dir = v;
       else if (i == S_POLICIES) cfg->policy_dir = v;
+      else if (i == S_SHADOW_POLICIES) cfg->shadow_policy_dir = v;
       else if (i == S_API_TOKEN_FILE) cfg->api_token_file = v;
       else cfg->node_key = v;
     }

@@ -152,13 +152,13 @@ describe("peerd policies", function()
     assert.are.equal(node.pdir, st.dir)
     local gen0, hash0 = st.generation, st.hash
     assert.are.same({}, st.files)
-    assert.is_false(st.hooks.select)
+    assert.is_false(st.hooks.select.provided)
 
     -- (1) file change
     write_file(node.pdir .. "/select.lua", ONLY_TRIED)
     local ok = wait_until(function()
       st = status_of(node).policy
-      return st.generation > gen0 and st.hooks.select
+      return st.generation > gen0 and st.hooks.select.provided
     end, 10)
     assert.is_true(ok, log_of(node))
     assert.are_not.equal(hash0, st.hash)

@@ -21,6 +21,7 @@
 #include "record.h"
 #include "self.h"
 #include "rectable.h"
+#include "shadow.h"
 #include <sodium.h>
 
 #define T0 1700000000
@@ -1256,7 +1257,8 @@ static void policy_reload_action_and_status(void **state) {
   assert_int_equal(jget_int(pol, "generation"), 0);
   assert_true(json_is_null(json_object_get(pol, "hash")));
   assert_true(json_is_null(json_object_get(pol, "last_error")));
-  assert_true(json_is_false(json_object_get(json_object_get(pol, "hooks"), "select")));
+  assert_true(json_is_false(
+      json_object_get(json_object_get(json_object_get(pol, "hooks"), "select"), "provided")));
   json_decref(j);
 
   const char *body = "";
@@ -1305,8 +1307,11 @@ static void policy_reload_action_and_status(void **state) {
   assert_int_equal(json_array_size(json_object_get(pol, "files")), 1);
   assert_string_equal(json_string_value(json_array_get(json_object_get(pol, "files"), 0)),
                       "select.lua");
-  assert_true(json_is_true(json_object_get(json_object_get(pol, "hooks"), "select")));
-  assert_true(json_is_false(json_object_get(json_object_get(pol, "hooks"), "score")));
+  json_t *hooks = json_object_get(pol, "hooks");
+  assert_true(json_is_true(json_object_get(json_object_get(hooks, "select"), "provided")));
+  assert_string_equal(jget_str(json_object_get(hooks, "select"), "state"), "ok");
+  assert_true(json_is_false(json_object_get(json_object_get(hooks, "score"), "provided")));
+  assert_string_equal(jget_str(json_object_get(hooks, "score"), "state"), "absent");
   json_t *le = json_object_get(pol, "last_error");
   assert_int_equal(jget_int(le, "at"), f->now);
   assert_non_null(strstr(jget_str(le, "error"), "select.lua:"));
@@ -1350,7 +1355,7 @@ static void policy_metrics_families(void **state) {
       series++;
     }
   }
-  assert_int_equal(series, 35);
+  assert_int_equal(series, 42);
   int rc = promtool_check(m);
   free(m);
   if (rc < 0) skip();
@@ -1753,6 +1758,178 @@ static void access_rules(void **state) {
 }
 
 
+/* ---- shadow policies ---------------------------------------------------- */
+
+/* select on peerd.random and book:random: the same code as shadow must pick
+ * the same ids from the same stream. */
+static const char SELECT_RANDOM[] =
+    "return { select = function(book, n)\n"
+    "  local out, seen = {}, {}\n"
+    "  for _ = 1, 4 * n do\n"
+    "    local t = peerd.random() < 0.5 and 'new' or 'tried'\n"
+    "    local id = book:random(t) or book:random('new')\n"
+    "    if id and not seen[id] then seen[id] = true; out[#out + 1] = id end\n"
+    "    if #out == n then break end\n"
+    "  end\n"
+    "  return out\nend }";
+static const char PEX_REFUSE_1_2[] =
+    "return { accept = function(addr, from) return addr.addr:sub(1, 4) ~= '1.2.' end }";
+
+static char *dumps(json_t *j) {
+  char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+  assert_non_null(s);
+  json_decref(j);
+  return s;
+}
+
+/* A shadow set sees every decision on the same inputs and is only compared:
+ * the live decisions (and the live RNG) are what they are without it; a
+ * different pex.lua disagrees exactly where it differs, the same select.lua
+ * agrees every time, a failing hook counts as errors; promote swaps. */
+static void shadow_compares_and_promotes(void **state) {
+  fx_t *f = *state;
+  fx_t g_; /* the same node without a shadow */
+  fx_t *g = &g_;
+  memset(g, 0, sizeof *g);
+  assert_int_equal(setup((void **)&g), 0);
+  expect_error(f, "GET", "/v1/policy/shadow", NULL, 404, "--shadow-policies");
+  expect_error(f, "POST", "/v1/policy/promote", "", 409, "no shadow policy set");
+  assert_int_equal(pd_node_shadow_enable(f->node, "/etc/peerd/shadow"), 0);
+  json_t *j = expect(f, "GET", "/v1/policy/shadow", NULL, 200);
+  assert_true(json_is_false(json_object_get(j, "loaded")));
+  json_decref(j);
+  expect_error(f, "POST", "/v1/policy/promote", "", 409, "has not loaded");
+  must_load(f, "select.lua", SELECT_RANDOM);
+  must_load(g, "select.lua", SELECT_RANDOM);
+  pd_policy_file_t sh[3] = {{"select.lua", SELECT_RANDOM, strlen(SELECT_RANDOM)},
+                            {"pex.lua", PEX_REFUSE_1_2, strlen(PEX_REFUSE_1_2)},
+                            {"score.lua", "return { score = function(p) error('no score') end }",
+                             0}};
+  sh[2].len = strlen(sh[2].text);
+  char err[512] = "";
+  assert_int_equal(pd_node_shadow_load(f->node, sh, 3, f->now, err, sizeof err), 0);
+
+  /* 30 gossiped addresses from one source, 10 of them in 1.2.0.0/16 */
+  char body[2048] = "{\"source\":\"5.6.7.8\",\"addrs\":[";
+  for (int i = 0; i < 30; i++) {
+    char a[48];
+    if (i % 3 == 0)
+      snprintf(a, sizeof a, "%s\"1.2.%d.1:26656\"", i ? "," : "", i);
+    else
+      snprintf(a, sizeof a, "%s\"%d.%d.1.1:26656\"", i ? "," : "", 20 + i, 100 + i);
+    strcat(body, a);
+  }
+  strcat(body, "]}");
+  char *rf = dumps(expect(f, "POST", "/v1/book", body, 200));
+  char *rg = dumps(expect(g, "POST", "/v1/book", body, 200));
+  assert_string_equal(rf, rg); /* the live answers only */
+  free(rf);
+  free(rg);
+  for (int i = 1; i <= 4; i++) {
+    char a[48];
+    if (i == 3) continue; /* a 1.2/16 one */
+    snprintf(a, sizeof a, "%d.%d.1.1:26656", 20 + i, 100 + i);
+    json_decref(event(f, a, "good", 200));
+    json_decref(event(g, a, "good", 200));
+  }
+  for (int k = 0; k < 5; k++) {
+    char *df = dumps(expect(f, "GET", "/v1/dial?n=4", NULL, 200));
+    char *dg = dumps(expect(g, "GET", "/v1/dial?n=4", NULL, 200));
+    assert_string_equal(df, dg); /* the shadow never moves the live RNG */
+    free(df);
+    free(dg);
+  }
+
+  j = expect(f, "GET", "/v1/policy/shadow", NULL, 200);
+  assert_string_equal(jget_str(j, "dir"), "/etc/peerd/shadow");
+  assert_true(json_is_true(json_object_get(j, "loaded")));
+  assert_int_equal(jget_int(j, "generation"), 1);
+  assert_int_equal(jget_int(j, "since"), f->now);
+  assert_int_equal(json_array_size(json_object_get(j, "files")), 3);
+  json_t *hooks = json_object_get(j, "hooks");
+  json_t *pa = json_object_get(hooks, "pex_accept");
+  assert_int_equal(jget_int(pa, "calls"), 30);
+  assert_int_equal(jget_int(pa, "agreements"), 20);
+  assert_int_equal(jget_int(pa, "disagreements"), 10);
+  assert_int_equal(jget_int(pa, "errors"), 0);
+  json_t *last = json_object_get(pa, "last_disagreements");
+  assert_int_equal(json_array_size(last), PD_SHADOW_KEEP);
+  json_t *d0 = json_array_get(last, 0); /* newest first: the last 1.2/16 address */
+  assert_string_equal(jget_str(d0, "input"), "addr=1.2.27.1:26656 from=5.6.7.8");
+  assert_string_equal(jget_str(d0, "live"), "true (default)");
+  assert_string_equal(jget_str(d0, "shadow"), "false");
+  assert_int_equal(jget_int(d0, "at"), f->now);
+  json_t *sel = json_object_get(hooks, "select");
+  assert_int_equal(jget_int(sel, "calls"), 5);
+  assert_int_equal(jget_int(sel, "agreements"), 5);
+  assert_int_equal(json_array_size(json_object_get(sel, "last_disagreements")), 0);
+  json_t *sc = json_object_get(hooks, "score");
+  json_int_t scalls = jget_int(sc, "calls");
+  assert_true(scalls >= 10);
+  assert_int_equal(jget_int(sc, "errors"), scalls);
+  assert_int_equal(jget_int(sc, "agreements"), 0);
+  assert_string_equal(jget_str(json_object_get(sc, "policy"), "state"), "tripped");
+  json_t *rep = json_object_get(hooks, "reputation");
+  assert_int_equal(jget_int(rep, "calls"), 3); /* both C defaults: agree */
+  assert_int_equal(jget_int(rep, "agreements"), 3);
+  json_t *sle = json_object_get(j, "last_error");
+  assert_string_equal(jget_str(sle, "hook"), "score");
+  assert_non_null(strstr(jget_str(sle, "error"), "no score"));
+  json_decref(j);
+
+  char *m = metrics_text(f);
+  assert_true(sample(m, "peerd_policy_shadow_calls_total{hook=\"pex_accept\",result=\"agree\"}") == 20);
+  assert_true(sample(m, "peerd_policy_shadow_calls_total{hook=\"pex_accept\",result=\"disagree\"}") == 10);
+  assert_true(sample(m, "peerd_policy_shadow_calls_total{hook=\"select\",result=\"agree\"}") == 5);
+  assert_true(sample(m, "peerd_policy_shadow_calls_total{hook=\"score\",result=\"error\"}") == (double)scalls);
+  assert_true(sample(m, "peerd_policy_hook_tripped{hook=\"score\"}") == 0); /* the live one's */
+  int prc = promtool_check(m);
+  free(m);
+  if (prc >= 0) assert_int_equal(prc, 0);
+  j = expect(f, "GET", "/v1/status", NULL, 200);
+  json_t *ss = json_object_get(json_object_get(j, "policy"), "shadow");
+  assert_string_equal(jget_str(ss, "dir"), "/etc/peerd/shadow");
+  assert_int_equal(jget_int(ss, "generation"), 1);
+  json_decref(j);
+
+  /* promote: the shadow set is live; its directory is the live one */
+  f->now += 10;
+  pd_api_request_t rq = {.method = "POST", .target = "/v1/policy/promote", .body = NULL,
+                         .body_len = 0};
+  pd_api_response_t rs;
+  pd_api_handle(f->node, &rq, f->now, &rs);
+  assert_int_equal(rs.status, 200);
+  assert_int_equal(rs.action, PD_API_ACTION_PROMOTE);
+  pd_api_complete(f->node, f->now, &rs);
+  assert_int_equal(rs.action, PD_API_ACTION_NONE);
+  j = json_loadb(rs.body, rs.body_len, 0, NULL);
+  assert_true(json_is_true(json_object_get(j, "promoted")));
+  assert_string_equal(jget_str(j, "dir"), "/etc/peerd/shadow");
+  assert_int_equal(jget_int(j, "generation"), 2);
+  json_decref(j);
+  pd_api_response_free(&rs);
+  assert_string_equal(pd_node_config(f->node)->policy_dir, "/etc/peerd/shadow");
+  expect_error(f, "GET", "/v1/policy/shadow", NULL, 404, "no shadow policy set");
+  expect_error(f, "POST", "/v1/policy/promote", "", 409, "no shadow policy set");
+  j = expect(f, "GET", "/v1/status", NULL, 200);
+  json_t *pol = json_object_get(j, "policy");
+  assert_true(json_is_null(json_object_get(pol, "shadow")));
+  assert_int_equal(jget_int(pol, "loaded_at"), f->now);
+  assert_int_equal(json_array_size(json_object_get(pol, "files")), 3);
+  assert_true(json_is_true(
+      json_object_get(json_object_get(json_object_get(pol, "hooks"), "pex_accept"), "provided")));
+  json_decref(j);
+  j = expect(f, "POST", "/v1/book", "{\"source\":\"5.6.7.8\",\"addrs\":[\"1.2.99.1:26656\"]}", 200);
+  assert_string_equal(jget_str(json_array_get(json_object_get(j, "rejected"), 0), "error"),
+                      "refused by pex policy");
+  json_decref(j);
+  m = metrics_text(f);
+  assert_true(sample(m, "peerd_policy_shadow_calls_total{hook=\"pex_accept\",result=\"disagree\"}") == 10);
+  assert_true(sample(m, "peerd_policy_reloads_total{result=\"ok\"}") == 2);
+  free(m);
+  teardown((void **)&g);
+}
+
 /* ---- audit events and the event stream --------------------------------------- */
 
 typedef struct ev_log {
@@ -1975,6 +2152,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(policy_reload_action_and_status, setup, teardown),
       cmocka_unit_test_setup_teardown(policy_metrics_families, setup, teardown),
       cmocka_unit_test_setup_teardown(peers_and_network_metrics, setup, teardown),
+      cmocka_unit_test_setup_teardown(shadow_compares_and_promotes, setup, teardown),
       cmocka_unit_test_setup_teardown(event_stream_requests, setup, teardown),
       cmocka_unit_test_setup_teardown(audit_events_from_api_and_node, setup, teardown),
       cmocka_unit_test_setup_teardown(audit_and_latency_metrics, setup, teardown),

@@ -1348,6 +1348,343 @@ static void record_views(void **state) {
   pd_policy_destroy(p);
 }
 
+
+/* ---- under load: request budgets, breakers, last_error, latency, adopt ------------ */
+
+static int score_once(pd_policy_t *p, int attempts) {
+  pd_peer_view_t v;
+  view(&v, "8.8.4.4:26656");
+  v.attempts = attempts;
+  double sc = 0;
+  return pd_policy_score(p, &v, NULL, NOW, &sc);
+}
+
+/* A request budget is shared by every call until its end: the call that
+ * runs out of what is left fails (request_budget, not counted by the
+ * breaker), the rest are not run; the next request starts afresh. */
+static void request_budget_exhaustion(void **state) {
+  (void)state;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  src_t s[] = {{"score.lua", "return { score = function(p)\n"
+                             "  local x = 0\n"
+                             "  for i = 1, 3000 do x = x + i end\n"
+                             "  return x\nend }"}};
+  assert_int_equal(load(p, s, 1, NULL, 0), 0);
+  assert_int_equal(pd_policy_budget_used(p), 0);
+  pd_policy_budget_begin(p, 50500, 0);
+  pd_policy_budget_begin(p, 1, 0); /* nested: the outer budget governs */
+  assert_int_equal(score_once(p, 0), 0);
+  uint64_t one = pd_policy_budget_used(p); /* what a call costs, counted per 1,000 */
+  assert_true(one >= 6000 && one <= 12000 && one % 1000 == 0);
+  int ran = 1, cut = 0, skipped = 0;
+  for (int i = 1; i < 40; i++) {
+    int rc = score_once(p, 0);
+    if (rc == 0) {
+      assert_int_equal(cut + skipped, 0); /* nothing runs once the budget is gone */
+      ran++;
+    } else if (rc == PD_ERANGE && cut == 0 && skipped == 0) {
+      cut++;
+    } else {
+      assert_int_equal(rc, PD_ERANGE);
+      skipped++;
+    }
+  }
+  pd_policy_budget_end(p);
+  assert_int_equal(ran, 50500 / one);
+  assert_int_equal(cut, 1); /* 50,500 is no multiple of 1,000 */
+  assert_int_equal(ran + cut + skipped, 40);
+  assert_int_equal(pd_policy_budget_used(p), 50500);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_SCORE, PD_POLICY_REQUEST_BUDGET), (uint64_t)cut);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_SCORE, PD_POLICY_INSTRUCTIONS), 0);
+  assert_int_equal(pd_policy_skipped(p, PD_HOOK_SCORE, PD_POLICY_SKIP_BUDGET), (uint64_t)skipped);
+  pd_policy_hook_health_t hh;
+  pd_policy_hook_health(p, PD_HOOK_SCORE, &hh);
+  assert_int_equal(hh.state, PD_HOOK_STATE_OK); /* not the hook's own failure */
+  assert_int_equal(hh.consecutive, 0);
+  assert_int_equal(hh.calls, (uint64_t)(ran + cut));
+  assert_int_equal(hh.last_error_reason, PD_POLICY_REQUEST_BUDGET);
+  assert_non_null(strstr(hh.last_error, "request instruction budget exceeded"));
+  int h, r;
+  char msg[256];
+  assert_true(pd_policy_next_unreported(p, &h, &r, msg, sizeof(msg)));
+  assert_int_equal(r, PD_POLICY_REQUEST_BUDGET);
+  assert_non_null(strstr(msg, "score.lua:3: request instruction budget exceeded"));
+  /* the request is over */
+  pd_policy_budget_end(p);
+  assert_int_equal(pd_policy_budget_used(p), 0);
+  assert_int_equal(score_once(p, 0), 0);
+  /* a new request: a full budget again */
+  pd_policy_budget_begin(p, 50500, 0);
+  assert_int_equal(score_once(p, 0), 0);
+  assert_int_equal(pd_policy_budget_used(p), one);
+  pd_policy_budget_end(p);
+  pd_policy_destroy(p);
+}
+
+/* The issue's case in the core: a hook that loops on every call, 1,000
+ * calls in one request (one POST /v1/book): 8 failures trip the breaker,
+ * the other 992 calls get the C default without running Lua; a reload
+ * closes the breaker. */
+static void breaker_trips_and_reload_resets(void **state) {
+  (void)state;
+  pd_policy_limits_t l;
+  pd_policy_limits_default(&l);
+  l.call_instructions = 100000; /* a tenth of the default: cheaper under valgrind */
+  l.request_instructions = 0;   /* 10 x call_instructions */
+  pd_policy_t *p = mk(&l, NULL, NULL);
+  src_t s[] = {{"pex.lua", "return { accept = function(addr, from)\n  while true do end\nend }"},
+               {"score.lua", "return { score = function(p) return 1 end }"}};
+  assert_int_equal(load(p, s, 2, NULL, 0), 0);
+  pd_peer_view_t a, f;
+  view(&a, "8.8.8.8:26656");
+  view(&f, "9.9.9.9:26656");
+  pd_policy_budget_begin(p, 0, 0);
+  int failed = 0, skipped = 0;
+  for (int i = 0; i < 1000; i++) {
+    bool acc = false;
+    int rc = pd_policy_pex_accept(p, &a, &f, NULL, NOW + i, &acc);
+    assert_int_equal(rc == PD_ERANGE || rc == PD_EINVAL, 1);
+    if (i < PD_POLICY_TRIP_AFTER) {
+      assert_int_equal(rc, PD_ERANGE); /* ran out of its own budget */
+      failed++;
+    } else {
+      assert_int_equal(rc, PD_EINVAL); /* tripped: not run */
+      skipped++;
+    }
+    if (i == PD_POLICY_TRIP_AFTER - 2) {
+      pd_policy_hook_health_t hh;
+      pd_policy_hook_health(p, PD_HOOK_PEX_ACCEPT, &hh);
+      assert_int_equal(hh.state, PD_HOOK_STATE_FAILING);
+      assert_int_equal(hh.consecutive, PD_POLICY_TRIP_AFTER - 1);
+    }
+  }
+  /* 8 calls of 100,000 instructions: within the request's 1,000,000 */
+  assert_int_equal(pd_policy_budget_used(p), (uint64_t)PD_POLICY_TRIP_AFTER * 100000);
+  pd_policy_budget_end(p);
+  assert_int_equal(failed, PD_POLICY_TRIP_AFTER);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_PEX_ACCEPT, PD_POLICY_INSTRUCTIONS), 8);
+  assert_int_equal(pd_policy_skipped(p, PD_HOOK_PEX_ACCEPT, PD_POLICY_SKIP_TRIPPED), 992);
+  assert_int_equal(pd_policy_skipped(p, PD_HOOK_PEX_ACCEPT, PD_POLICY_SKIP_BUDGET), 0);
+  pd_policy_hook_health_t hh;
+  pd_policy_hook_health(p, PD_HOOK_PEX_ACCEPT, &hh);
+  assert_int_equal(hh.state, PD_HOOK_STATE_TRIPPED);
+  assert_int_equal(hh.consecutive, PD_POLICY_TRIP_AFTER);
+  assert_int_equal(hh.calls, 8);
+  assert_int_equal(hh.failures, 8);
+  assert_int_equal(hh.tripped_at, NOW + PD_POLICY_TRIP_AFTER - 1);
+  assert_int_equal(hh.last_error_reason, PD_POLICY_INSTRUCTIONS);
+  assert_non_null(strstr(hh.last_error, "pex.lua:2: instruction budget exceeded"));
+  /* the trip is reported once */
+  int h = -1;
+  char msg[256];
+  assert_true(pd_policy_next_tripped(p, &h, msg, sizeof(msg)));
+  assert_int_equal(h, PD_HOOK_PEX_ACCEPT);
+  assert_non_null(strstr(msg, "pex.lua:2:"));
+  assert_false(pd_policy_next_tripped(p, &h, msg, sizeof(msg)));
+  /* other hooks are not affected */
+  assert_int_equal(score_once(p, 0), 0);
+  pd_policy_hook_health(p, PD_HOOK_SCORE, &hh);
+  assert_int_equal(hh.state, PD_HOOK_STATE_OK);
+  pd_policy_hook_health(p, PD_HOOK_SELECT, &hh);
+  assert_int_equal(hh.state, PD_HOOK_STATE_ABSENT);
+  /* a failed reload keeps the set, and the breaker */
+  src_t broken[] = {{"pex.lua", "syntax error"}};
+  assert_int_equal(load(p, broken, 1, NULL, 0), PD_EINVAL);
+  pd_policy_hook_health(p, PD_HOOK_PEX_ACCEPT, &hh);
+  assert_int_equal(hh.state, PD_HOOK_STATE_TRIPPED);
+  /* a successful one closes it: the hook runs (and fails) again */
+  assert_int_equal(load(p, s, 2, NULL, 0), 0);
+  pd_policy_hook_health(p, PD_HOOK_PEX_ACCEPT, &hh);
+  assert_int_equal(hh.state, PD_HOOK_STATE_OK);
+  assert_int_equal(hh.consecutive, 0);
+  assert_int_equal(hh.tripped_at, 0);
+  assert_int_equal(hh.calls, 8); /* counts since creation */
+  bool acc;
+  assert_int_equal(pd_policy_pex_accept(p, &a, &f, NULL, NOW, &acc), PD_ERANGE);
+  pd_policy_hook_health(p, PD_HOOK_PEX_ACCEPT, &hh);
+  assert_int_equal(hh.state, PD_HOOK_STATE_FAILING);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_PEX_ACCEPT, PD_POLICY_INSTRUCTIONS), 9);
+  pd_policy_destroy(p);
+}
+
+/* A hook that fails on some calls only never trips: a call that decides
+ * (or chooses the default) ends the run; so does nil from a hook. */
+static void breaker_needs_a_run(void **state) {
+  (void)state;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  src_t s[] = {{"score.lua", "return { score = function(p)\n"
+                             "  if p.attempts % 4 ~= 0 then error('odd ' .. p.attempts) end\n"
+                             "  return 0\nend }"},
+               {"reputation.lua", "return { on_event = function(p, e)\n"
+                                  "  if e == 'good' then return nil end\n"
+                                  "  return 'bad'\nend }"}};
+  assert_int_equal(load(p, s, 2, NULL, 0), 0);
+  for (int i = 1; i <= 100; i++) {
+    int rc = score_once(p, i);
+    assert_int_equal(rc, i % 4 ? PD_EINVAL : 0);
+  }
+  pd_policy_hook_health_t hh;
+  pd_policy_hook_health(p, PD_HOOK_SCORE, &hh);
+  assert_int_equal(hh.state, PD_HOOK_STATE_OK);
+  assert_int_equal(hh.calls, 100);
+  assert_int_equal(hh.failures, 75);
+  assert_int_equal(pd_policy_skipped(p, PD_HOOK_SCORE, PD_POLICY_SKIP_TRIPPED), 0);
+  /* reputation: 7 bad returns, a nil (the default: not a failure), 7 more */
+  pd_peer_view_t v;
+  view(&v, "8.8.4.4:26656");
+  pd_rep_verdict_t out;
+  for (int i = 0; i < 15; i++) {
+    int rc = pd_policy_reputation(p, &v, i == 7 ? "good" : "failed", NULL, NULL, NOW, &out);
+    assert_int_equal(rc, i == 7 ? PD_ENOENT : PD_EINVAL);
+  }
+  pd_policy_hook_health(p, PD_HOOK_REPUTATION, &hh);
+  assert_int_equal(hh.state, PD_HOOK_STATE_FAILING);
+  assert_int_equal(hh.consecutive, 7);
+  assert_int_equal(pd_policy_reputation(p, &v, "failed", NULL, NULL, NOW, &out), PD_EINVAL);
+  pd_policy_hook_health(p, PD_HOOK_REPUTATION, &hh);
+  assert_int_equal(hh.state, PD_HOOK_STATE_TRIPPED);
+  assert_int_equal(pd_policy_reputation(p, &v, "good", NULL, NULL, NOW, &out), PD_EINVAL);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_REPUTATION, PD_POLICY_BAD_RETURN), 15);
+  pd_policy_destroy(p);
+}
+
+/* last_error is the most recent error of any kind: a failed load, a failed
+ * call, a read failure the driver notes; with its time and hook. */
+static void last_error_is_most_recent(void **state) {
+  (void)state;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  pd_policy_status_t st;
+  pd_policy_status(p, &st);
+  assert_int_equal(st.last_error_at, 0);
+  src_t good[] = {{"score.lua", "return { score = function(p)\n"
+                                "  if p.attempts == 1 then error('first') end\n"
+                                "  if p.attempts == 2 then return 'x' end\n"
+                                "  return 0\nend }"}};
+  src_t bad[] = {{"select.lua", "return {"}};
+  pd_policy_file_t f = {"select.lua", bad[0].text, strlen(bad[0].text)};
+  assert_int_equal(pd_policy_load(p, &f, 1, NOW + 1, NULL, 0), PD_EINVAL);
+  pd_policy_status(p, &st);
+  assert_int_equal(st.last_error_at, NOW + 1);
+  assert_int_equal(st.last_error_hook, -1);
+  assert_int_equal(st.last_error_reason, -1);
+  assert_non_null(strstr(st.last_error, "select.lua:"));
+  f = (pd_policy_file_t){"score.lua", good[0].text, strlen(good[0].text)};
+  assert_int_equal(pd_policy_load(p, &f, 1, NOW + 2, NULL, 0), 0);
+  pd_policy_status(p, &st);
+  assert_int_equal(st.last_error_at, NOW + 1); /* a success clears nothing */
+  pd_peer_view_t v;
+  view(&v, "8.8.4.4:26656");
+  double sc;
+  v.attempts = 1;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW + 3, &sc), PD_EINVAL);
+  pd_policy_status(p, &st);
+  assert_int_equal(st.last_error_at, NOW + 3);
+  assert_int_equal(st.last_error_hook, PD_HOOK_SCORE);
+  assert_int_equal(st.last_error_reason, PD_POLICY_ERROR);
+  assert_non_null(strstr(st.last_error, "score.lua:2: first"));
+  /* a later failure of a kind already reported is still the last error */
+  v.attempts = 2;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW + 4, &sc), PD_EINVAL);
+  v.attempts = 1;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW + 5, &sc), PD_EINVAL);
+  pd_policy_status(p, &st);
+  assert_int_equal(st.last_error_at, NOW + 5);
+  assert_non_null(strstr(st.last_error, "first"));
+  v.attempts = 2;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW + 6, &sc), PD_EINVAL);
+  pd_policy_status(p, &st);
+  assert_int_equal(st.last_error_reason, PD_POLICY_BAD_RETURN);
+  assert_non_null(strstr(st.last_error, "score returned string"));
+  /* a success does not clear it; a directory the driver cannot read does replace it */
+  v.attempts = 0;
+  assert_int_equal(pd_policy_score(p, &v, NULL, NOW + 7, &sc), 0);
+  pd_policy_status(p, &st);
+  assert_int_equal(st.last_error_at, NOW + 6);
+  pd_policy_note_error(p, "policy directory /x: No such file or directory", NOW + 8);
+  pd_policy_status(p, &st);
+  assert_int_equal(st.last_error_at, NOW + 8);
+  assert_int_equal(st.last_error_hook, -1);
+  assert_string_equal(st.last_error, "policy directory /x: No such file or directory");
+  /* the hook's own last error stays */
+  pd_policy_hook_health_t hh;
+  pd_policy_hook_health(p, PD_HOOK_SCORE, &hh);
+  assert_int_equal(hh.last_error_at, NOW + 6);
+  assert_int_equal(hh.last_error_reason, PD_POLICY_BAD_RETURN);
+  pd_policy_destroy(p);
+}
+
+static uint64_t step_clock(void *ud) {
+  uint64_t *t = ud;
+  *t += 30000; /* every read: 30 us later */
+  return *t;
+}
+
+/* With a clock each call that runs is timed (one read before, one after);
+ * without one nothing is. */
+static void latency_histogram(void **state) {
+  (void)state;
+  uint64_t t = 0;
+  pd_policy_t *p = mk(NULL, step_clock, &t);
+  src_t s[] = {{"score.lua", "return { score = function(p) return 1 end }"}};
+  assert_int_equal(load(p, s, 1, NULL, 0), 0);
+  for (int i = 0; i < 5; i++) assert_int_equal(score_once(p, 0), 0);
+  uint64_t b[PD_POLICY_LATENCY_BUCKETS + 1];
+  double sum = 0;
+  pd_policy_latency(p, PD_HOOK_SCORE, b, &sum);
+  const double *bounds = pd_policy_latency_bounds();
+  for (int i = 0; i <= PD_POLICY_LATENCY_BUCKETS; i++) {
+    bool above = i == PD_POLICY_LATENCY_BUCKETS || bounds[i] >= 0.00003;
+    assert_int_equal(b[i], above ? 5 : 0); /* cumulative: 30 us each */
+  }
+  assert_true(fabs(sum - 5 * 0.00003) < 1e-12);
+  pd_policy_latency(p, PD_HOOK_SELECT, b, &sum);
+  assert_int_equal(b[PD_POLICY_LATENCY_BUCKETS], 0);
+  pd_policy_destroy(p);
+  p = mk(NULL, NULL, NULL);
+  assert_int_equal(load(p, s, 1, NULL, 0), 0);
+  assert_int_equal(score_once(p, 0), 0);
+  pd_policy_latency(p, PD_HOOK_SCORE, b, &sum);
+  assert_int_equal(b[PD_POLICY_LATENCY_BUCKETS], 0);
+  pd_policy_destroy(p);
+}
+
+/* Promote: dst takes src's set as a new generation; src is left empty. */
+static void adopt_moves_the_set(void **state) {
+  (void)state;
+  pd_policy_t *live = mk(NULL, NULL, NULL), *shadow = mk(NULL, NULL, NULL);
+  src_t a[] = {{"score.lua", "return { score = function(p) error('live') end }"}};
+  src_t b[] = {{"score.lua", "return { score = function(p) return 42 end }"}, CANARY};
+  assert_int_equal(pd_policy_adopt(live, shadow, NOW), PD_ENOENT);
+  assert_int_equal(load(live, a, 1, NULL, 0), 0);
+  assert_int_equal(load(shadow, b, 2, NULL, 0), 0);
+  for (int i = 0; i < PD_POLICY_TRIP_AFTER; i++) score_once(live, 0);
+  pd_policy_hook_health_t hh;
+  pd_policy_hook_health(live, PD_HOOK_SCORE, &hh);
+  assert_int_equal(hh.state, PD_HOOK_STATE_TRIPPED);
+  pd_policy_status_t sl, ss;
+  pd_policy_status(shadow, &ss);
+  assert_int_equal(pd_policy_adopt(live, shadow, NOW + 10), 0);
+  pd_policy_status(live, &sl);
+  assert_int_equal(sl.generation, 2);
+  assert_int_equal(sl.loaded_at, NOW + 10);
+  assert_string_equal(sl.hash, ss.hash);
+  assert_int_equal(sl.nfiles, 2);
+  pd_policy_hook_health(live, PD_HOOK_SCORE, &hh);
+  assert_int_equal(hh.state, PD_HOOK_STATE_OK);
+  pd_peer_view_t v;
+  view(&v, "8.8.4.4:26656");
+  double sc = 0;
+  assert_int_equal(pd_policy_score(live, &v, NULL, NOW, &sc), 0);
+  assert_true(sc == 42);
+  healthy(live, DEFAULT_CAP);
+  assert_false(pd_policy_has_hook(shadow, PD_HOOK_SCORE));
+  assert_int_equal(pd_policy_score(shadow, &v, NULL, NOW, &sc), PD_ENOENT);
+  assert_int_equal(pd_policy_adopt(live, shadow, NOW), PD_ENOENT);
+  pd_policy_destroy(shadow);
+  assert_int_equal(pd_policy_score(live, &v, NULL, NOW, &sc), 0); /* the state outlives its donor */
+  pd_policy_destroy(live);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(names_and_defaults),
@@ -1379,6 +1716,12 @@ int main(void) {
       cmocka_unit_test(book_hooks_adapter),
       cmocka_unit_test(pex_batch_matches_single),
       cmocka_unit_test(pex_batch_shares_from),
+      cmocka_unit_test(request_budget_exhaustion),
+      cmocka_unit_test(breaker_trips_and_reload_resets),
+      cmocka_unit_test(breaker_needs_a_run),
+      cmocka_unit_test(last_error_is_most_recent),
+      cmocka_unit_test(latency_histogram),
+      cmocka_unit_test(adopt_moves_the_set),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
