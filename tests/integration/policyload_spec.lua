@@ -241,4 +241,29 @@ describe("policies under load", function()
       return status_of(node).policy.generation == live_gen + 3
     end, 10), log_of(node))
   end)
+
+  it("promoted over the built-in copy, makes the shadow's directory the live, watched one", function()
+    local dir = tmpdir()
+    local shadow = dir .. "/shadow"
+    copy_policies(shadow)
+    -- no --policies: the build tree's peerd runs the copy built into it
+    -- (or an installed directory, if this machine has one)
+    local node = start({ "--p2p", "off", "--shadow-policies", shadow })
+    local before = status_of(node).policy
+    local code, text = post(node, "/v1/policy/promote", "")
+    assert.are.equal(200, code, text)
+    local pol = status_of(node).policy
+    assert.are.equal("dir", pol.source)
+    assert.are.equal(shadow, pol.dir)
+    assert.are.equal(before.generation + 1, pol.generation)
+    -- SIGHUP reloads the promoted directory (a change there shows in the hash)
+    write_file(shadow .. "/pex.lua", "return { accept = function() return false end }\n")
+    node.proc.handle:kill("sighup")
+    assert.is_true(wait_until(function()
+      local p = status_of(node).policy
+      return p.generation >= pol.generation + 1 and p.hash ~= pol.hash
+    end, 10), log_of(node))
+    cleanup(node)
+    H.rmdir(dir)
+  end)
 end)
