@@ -11,7 +11,7 @@ static const char *const kind_names[PD_EV_KIND_COUNT] = {
     "connected",         "disconnected",       "dial_ok",       "dial_failed",
     "ban",               "unban",              "evict",         "tried_collision",
     "collision_resolved", "policy_loaded",     "policy_failed", "bootstrap_started",
-    "bootstrap_finished", "below_minimum",     "minimum_recovered",
+    "bootstrap_finished", "below_minimum",     "minimum_recovered", "policy_tripped",
 };
 _Static_assert(sizeof kind_names / sizeof kind_names[0] == PD_EV_KIND_COUNT, "a name per kind");
 _Static_assert(PD_EV_KIND_COUNT <= 31, "kinds fit a 32-bit mask");
@@ -30,7 +30,7 @@ int pd_event_kind_parse(const char *s, size_t n) {
 
 bool pd_event_kind_warns(enum pd_event_kind k) {
   return k == PD_EV_DIAL_FAILED || k == PD_EV_BAN || k == PD_EV_POLICY_FAILED ||
-         k == PD_EV_BELOW_MINIMUM;
+         k == PD_EV_BELOW_MINIMUM || k == PD_EV_POLICY_TRIPPED;
 }
 
 int pd_event_kinds_parse(const char *list, uint32_t *mask, const char **bad, size_t *bad_len) {

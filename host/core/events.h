@@ -44,6 +44,7 @@ enum pd_event_kind {
   PD_EV_BOOTSTRAP_FINISHED, /* the minimum is reached again after bootstrapping */
   PD_EV_BELOW_MINIMUM,      /* outbound peers under the minimum for a while */
   PD_EV_MINIMUM_RECOVERED,  /* ... and back at it */
+  PD_EV_POLICY_TRIPPED,     /* a policy hook failed too often in a row: the C default decides */
   PD_EV_KIND_COUNT
 };
 

@@ -33,6 +33,7 @@ static const char *const messages[PD_EV_KIND_COUNT] = {
     [PD_EV_BOOTSTRAP_FINISHED] = "bootstrap finished",
     [PD_EV_BELOW_MINIMUM] = "below the minimum of outbound peers",
     [PD_EV_MINIMUM_RECOVERED] = "outbound peers back at the minimum",
+    [PD_EV_POLICY_TRIPPED] = "policy hook tripped: the built-in default decides until the next reload",
 };
 
 /* The log line: the message, the event's fields in order, then its kind

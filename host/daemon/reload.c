@@ -69,6 +69,16 @@ fail:
   return PD_EINVAL;
 }
 
+static void emit_tripped(pd_daemon_t *d, int hook, const char *set, const char *error) {
+  pd_event_t ev;
+  pd_event_init(&ev, PD_EV_POLICY_TRIPPED, dmn_wall_now() * 1000);
+  pd_event_str(&ev, "hook", pd_policy_hook_name(hook));
+  pd_event_int(&ev, "failures_in_a_row", PD_POLICY_TRIP_AFTER);
+  pd_event_str(&ev, "set", set);
+  pd_event_str(&ev, "error", error);
+  pd_node_emit(d->node, &ev);
+}
+
 /* Log each policy failure kind not reported yet (once per kind and load),
  * and each hook whose breaker tripped; the same for the shadow set. */
 void dmn_drain_policy_failures(pd_daemon_t *d) {
@@ -79,19 +89,16 @@ void dmn_drain_policy_failures(pd_daemon_t *d) {
     LOG(d, PD_LOG_WARN, "policy failure", "hook", h ? h : "?", "reason", r ? r : "?", "error",
         msg);
   }
-  char n[16];
-  snprintf(n, sizeof n, "%d", PD_POLICY_TRIP_AFTER);
+  /* a tripped hook is an audit event (policy_tripped), which is also its
+   * log line (audit.c) */
   while (pd_policy_next_tripped(pd_node_policy(d->node), &hook, msg, sizeof msg))
-    LOG(d, PD_LOG_WARN, "policy hook tripped: the built-in default decides until the next reload",
-        "hook", pd_policy_hook_name(hook), "failures_in_a_row", n, "error", msg);
+    emit_tripped(d, hook, "live", msg);
   pd_policy_t *sp = pd_shadow_policy(pd_node_shadow(d->node));
   if (!sp) return;
   while (pd_policy_next_unreported(sp, &hook, &reason, msg, sizeof msg))
     LOG(d, PD_LOG_WARN, "shadow policy failure", "hook", pd_policy_hook_name(hook), "reason",
         pd_policy_reason_name(reason), "error", msg);
-  while (pd_policy_next_tripped(sp, &hook, msg, sizeof msg))
-    LOG(d, PD_LOG_WARN, "shadow policy hook tripped until the next reload", "hook",
-        pd_policy_hook_name(hook), "failures_in_a_row", n, "error", msg);
+  while (pd_policy_next_tripped(sp, &hook, msg, sizeof msg)) emit_tripped(d, hook, "shadow", msg);
 }
 
 /* Read the shadow's directory afresh and load it (the old shadow set stays

@@ -120,7 +120,8 @@ describe("policies under load", function()
     assert.are.equal(8, metric(node, 'peerd_policy_call_seconds_count{hook="pex_accept"}'))
     assert.are.equal(8, metric(node, 'peerd_policy_call_seconds_bucket{hook="pex_accept",le="+Inf"}'))
     promtool_ok(node)
-    assert.matches('level=warn msg="policy hook tripped[^"]*" hook=pex_accept failures_in_a_row=8', log_of(node))
+    assert.matches('level=warn msg="policy hook tripped[^"]*" hook=pex_accept failures_in_a_row=8 set=live ' ..
+      'error=.- event=policy_tripped', log_of(node))
 
     -- a reload closes the breaker: the hook runs (and fails) again
     local code, text, r = post(node, "/v1/policy/reload", "")
