@@ -942,6 +942,19 @@ static json_t *reputation_json(const pd_peer_view_t *v) {
   return r;
 }
 
+/* The new-table slots an entry holds: [{bucket, position}, ...] into refs. */
+static void new_refs_json(pd_book_t *book, uint32_t id, json_t *refs) {
+  uint16_t slots[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
+  int nr = pd_book_new_refs(book, id, slots);
+  for (int i = 0; i < nr; i++) {
+    json_t *r = json_object();
+    if (!r) continue;
+    set(r, "bucket", jint(slots[i] / PD_BOOK_BUCKET_SIZE));
+    set(r, "position", jint(slots[i] % PD_BOOK_BUCKET_SIZE));
+    json_array_append_new(refs, r);
+  }
+}
+
 static void h_book_get(ctx_t *c) {
   if (!query_allow(c, no_params)) return;
   pd_netaddr_t a;
@@ -979,17 +992,7 @@ static void h_book_get(ctx_t *c) {
   }
   set(o, "bucket", jint(e.bucket));
   set(o, "position", jint(e.position));
-  if (!e.in_tried) {
-    uint16_t slots[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
-    int nr = pd_book_new_refs(c->book, id, slots);
-    for (int i = 0; i < nr; i++) {
-      json_t *r = json_object();
-      if (!r) continue;
-      set(r, "bucket", jint(slots[i] / PD_BOOK_BUCKET_SIZE));
-      set(r, "position", jint(slots[i] % PD_BOOK_BUCKET_SIZE));
-      json_array_append_new(refs, r);
-    }
-  }
+  if (!e.in_tried) new_refs_json(c->book, id, refs);
   set(o, "refs", refs);
   set(o, "attempts", jint(e.attempts));
   set(o, "last_try", jint(e.last_try));
@@ -2038,17 +2041,7 @@ static void h_explain(ctx_t *c) {
     set(o, "table", jstr(table_name(e.in_tried)));
     set(o, "bucket", jint(e.bucket));
     set(o, "position", jint(e.position));
-    if (!e.in_tried) {
-      uint16_t slots[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
-      int nr = pd_book_new_refs(c->book, id, slots);
-      for (int i = 0; i < nr; i++) {
-        json_t *r = json_object();
-        if (!r) continue;
-        set(r, "bucket", jint(slots[i] / PD_BOOK_BUCKET_SIZE));
-        set(r, "position", jint(slots[i] % PD_BOOK_BUCKET_SIZE));
-        json_array_append_new(refs, r);
-      }
-    }
+    if (!e.in_tried) new_refs_json(c->book, id, refs);
     set(o, "refs", refs);
     refs = NULL;
     set(o, "attempts", jint(e.attempts));
