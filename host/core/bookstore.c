@@ -677,8 +677,8 @@ static void load_collisions(pd_book_t *b, const json_t *coll, pd_bookstore_repor
   }
 }
 
-static const char *parse_ban(const json_t *o, pd_subnet_t *s, int64_t *created, int64_t *until,
-                             const char **reason) {
+const char *pd_bookstore_parse_ban(const struct json_t *o, pd_subnet_t *s, int64_t *created,
+                                   int64_t *until, const char **reason) {
   if (!json_is_object(o)) return "not an object";
   const json_t *v = json_object_get(o, "subnet");
   const char *why = NULL;
@@ -704,7 +704,7 @@ static void load_bans(pd_book_t *b, const json_t *bans, pd_bookstore_report_t *r
     pd_subnet_t s;
     int64_t created = 0, until = 0;
     const char *reason = "";
-    const char *why = parse_ban(json_array_get(bans, i), &s, &created, &until, &reason);
+    const char *why = pd_bookstore_parse_ban(json_array_get(bans, i), &s, &created, &until, &reason);
     if (why == NULL) {
       int rc = pd_banlist_add(bl, &s, created, until, reason);
       if (rc == 0) {

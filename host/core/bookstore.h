@@ -70,4 +70,11 @@ int pd_bookstore_decode_ex(const char *buf, size_t len, pd_rng_t *rng, unsigned 
                            const pd_book_geometry_t *geometry, pd_book_t **out,
                            pd_bookstore_report_t *report, char *err, size_t cap);
 
+/* One ban object of the JSON form ({"subnet", "created", "until", "reason"}),
+ * as addrbook.json and bans.json (statestore.c) hold them: NULL, or why it
+ * is refused. *reason points into o. */
+struct json_t;
+const char *pd_bookstore_parse_ban(const struct json_t *o, pd_subnet_t *s, int64_t *created,
+                                   int64_t *until, const char **reason);
+
 #endif

@@ -54,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bookstore.h"
 #include "err.h"
 
 /* Largest time accepted from a file (as bookstore.c). */
@@ -277,26 +278,6 @@ int pd_statestore_encode_bans(const pd_banlist_t *bl, int64_t now, size_t max, c
   return finish(&b, out, len);
 }
 
-static const char *parse_ban(const json_t *o, pd_subnet_t *s, int64_t *created, int64_t *until,
-                             const char **reason) {
-  if (!json_is_object(o)) return "not an object";
-  const json_t *v = json_object_get(o, "subnet");
-  const char *why = NULL;
-  if (!json_is_string(v)) return "subnet is not a string";
-  if (pd_subnet_parse(json_string_value(v), s, &why) != 0) return why ? why : "bad subnet";
-  if (!get_time(json_object_get(o, "created"), created)) return "created is not an integer in range";
-  if (!get_time(json_object_get(o, "until"), until)) return "until is not an integer in range";
-  v = json_object_get(o, "reason");
-  if (!v || json_is_null(v)) {
-    *reason = "";
-  } else if (json_is_string(v)) {
-    *reason = json_string_value(v);
-  } else {
-    return "reason is not a string";
-  }
-  return NULL;
-}
-
 int pd_statestore_decode_bans(const char *buf, size_t len, int64_t now, pd_banlist_t *bl,
                               pd_statestore_report_t *report, char *err, size_t cap) {
   pd_statestore_report_t dummy;
@@ -313,7 +294,7 @@ int pd_statestore_decode_bans(const char *buf, size_t len, int64_t now, pd_banli
     pd_subnet_t s;
     int64_t created = 0, until = 0;
     const char *reason = "";
-    const char *why = parse_ban(json_array_get(bans, i), &s, &created, &until, &reason);
+    const char *why = pd_bookstore_parse_ban(json_array_get(bans, i), &s, &created, &until, &reason);
     if (why) {
       note_skip(r, "ban %zu: %s", i, why);
       continue;
