@@ -3,7 +3,8 @@
  *
  * Owns: removing at start the temp files of its atomic writes that a crash
  * left behind; loading addrbook.json at start (or a new book with a key from
- * randombytes; a bad file moved aside, never overwritten) and creating the
+ * randombytes; a bad file moved aside, never overwritten, a damaged one's
+ * entries that still parse salvaged) and creating the
  * node with its configuration; then loading bans.json and reputation.json
  * into it (a bad one moved aside the same way, the start going on without
  * it); saving the three (dmn_start_save: encoded on the loop, written on
@@ -291,6 +292,18 @@ int dmn_load_book(pd_daemon_t *d, int64_t now) {
       load_rc = rc;
       if (!err[0]) snprintf(err, sizeof err, "%s", pd_strerror(rc));
       book = NULL;
+      /* damaged (cut short, garbage): keep every entry that still parses;
+       * the file is set aside all the same */
+      if (rc == PD_ECORRUPT) {
+        char serr[256] = "";
+        int src = pd_bookstore_salvage(buf, len, &d->rng, flags, &book, &report, serr, sizeof serr);
+        if (src < 0) {
+          book = NULL;
+          memset(&report, 0, sizeof report);
+          LOG(d, PD_LOG_WARN, "nothing salvaged from the damaged book", "path", path, "reason",
+              serr[0] ? serr : pd_strerror(src));
+        }
+      }
     }
   }
   free(buf);
@@ -332,15 +345,26 @@ int dmn_load_book(pd_daemon_t *d, int64_t now) {
           "first_reason", report.first_skip);
     }
   }
-  int src = load_state(d, now, loaded ? report.bans_loaded : 0);
+  int src = load_state(d, now, loaded || report.salvage ? report.bans_loaded : 0);
   if (load_rc < 0) {
     /* said after the state files: what the bad book did not take with it */
-    pd_node_note_load(d->node, load_rc, err, moved, NULL);
+    pd_node_note_load(d->node, load_rc, err, moved, report.salvage ? &report : NULL);
     char bn[32], rn[32];
     dmn_fmt_u64(bn, sizeof bn, pd_banlist_count(pd_book_bans_const(pd_node_book(d->node))));
     dmn_fmt_u64(rn, sizeof rn, pd_reputation_count(pd_node_reputation(d->node)));
-    LOG(d, PD_LOG_ERROR, "book load failed; starting with an empty book", "path", path, "reason",
-        err, "moved_to", moved, "bans_kept", bn, "reputation_records_kept", rn);
+    if (report.salvage) {
+      char sv[32], lo[32];
+      dmn_fmt_u64(sv, sizeof sv, report.salvaged);
+      dmn_fmt_u64(lo, sizeof lo, report.lost);
+      LOG(d, PD_LOG_ERROR, "book damaged; kept the entries that still parse", "path", path,
+          "reason", err, "moved_to", moved, "salvaged", sv, "lost", lo, "end_found",
+          report.salvage_end_found ? "true" : "false", "first_lost",
+          report.first_skip[0] ? report.first_skip : "none", "bans_kept", bn,
+          "reputation_records_kept", rn);
+    } else {
+      LOG(d, PD_LOG_ERROR, "book load failed; starting with an empty book", "path", path,
+          "reason", err, "moved_to", moved, "bans_kept", bn, "reputation_records_kept", rn);
+    }
   }
   return src < 0 ? -1 : 0;
 }

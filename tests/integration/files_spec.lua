@@ -87,4 +87,58 @@ describe("data directory files", function()
     H.cleanup(node)
     assert.are.equal("644", mode_of(lent))
   end)
+  it("salvages every entry of a cut addrbook.json and sets the file aside untouched", function()
+    local data = dir .. "/data"
+    local node = H.start({ "--p2p", "off" }, dir)
+    local addrs = {}
+    for i = 1, 30 do addrs[#addrs + 1] = string.format("8.%d.%d.1:26656", i, i * 7 % 250) end
+    local code, text = H.post(node, "/v1/book", { addrs = addrs, source = "9.9.9.9" })
+    assert.are.equal(200, code, text)
+    code, text = H.post(node, "/v1/save", {})
+    assert.are.equal(200, code, text)
+    H.cleanup(node)
+    local book = H.read_file(data .. "/addrbook.json")
+    -- cut in the middle of the 21st entry row
+    local rows, cut, kept = 0, nil, {}
+    local at = 1
+    for line in book:gmatch("([^\n]*)\n") do
+      if line:match('^"[%d%[]') then
+        rows = rows + 1
+        if rows == 21 then cut = at + 10 end
+        if rows <= 20 then kept[#kept + 1] = line:match('^"(%S+)') end
+      end
+      at = at + #line + 1
+    end
+    assert.are.equal(30, rows, book)
+    local damaged = book:sub(1, cut - 1)
+    H.write_file(data .. "/addrbook.json", damaged)
+
+    node = H.start({ "--p2p", "off" }, dir)
+    local st = H.status_of(node)
+    assert.is_false(st.load.ok)
+    assert.are.equal(20, st.load.salvaged)
+    assert.are.equal(1, st.load.lost)
+    assert.are.equal(20, st.load.entries_loaded)
+    assert.matches("addrbook%.json%.corrupt%-%d+", st.load.moved_to)
+    assert.are.equal(damaged, H.read_file(st.load.moved_to)) -- set aside untouched
+    local log = H.log_of(node)
+    assert.truthy(log:find('msg="book damaged; kept the entries that still parse"', 1, true), log)
+    assert.truthy(log:find("salvaged=20 lost=1 end_found=false", 1, true), log)
+    local _, _, doc = H.get(node, "/v1/book?limit=1000")
+    assert.are.equal(20, doc.total)
+    local got = {}
+    for _, e in ipairs(doc.entries) do got[#got + 1] = e.addr end
+    table.sort(got)
+    table.sort(kept)
+    assert.are.same(kept, got) -- every complete row before the cut
+    -- the next save writes the salvaged book, which loads cleanly
+    H.cleanup(node)
+    node = H.start({ "--p2p", "off" }, dir)
+    st = H.status_of(node)
+    assert.is_true(st.load.ok)
+    assert.are.equal(H.cjson.null, st.load.salvaged)
+    assert.are.equal(H.cjson.null, st.load.lost)
+    assert.are.equal(20, st.load.entries_loaded)
+    H.cleanup(node)
+  end)
 end)
