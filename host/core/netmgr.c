@@ -118,7 +118,9 @@ static const char *const k_rej_extra[] = {
 _Static_assert(sizeof k_rej_extra / sizeof k_rej_extra[0] == PD_NETMGR_REJ_COUNT - PD_WIRE_R_COUNT,
                "a name per rejection");
 
-static const char *const k_refuse[] = {"accept", "inbound_full", "per_ip_limit", "banned", "error"};
+static const char *const k_refuse[] = {"accept", "inbound_full", "per_ip_limit", "banned", "error",
+                                       "pending_group"};
+_Static_assert(sizeof k_refuse / sizeof k_refuse[0] == PD_NETMGR_REFUSE_COUNT, "a name per verdict");
 
 const char *pd_netmgr_reject_name(unsigned i) {
   if (i < PD_WIRE_R_COUNT) return pd_wire_reason_name((pd_wire_reason_t)i);
@@ -151,6 +153,8 @@ void pd_netmgr_config_default(pd_netmgr_config_t *cfg) {
   memcpy(cfg->magic, magic, sizeof magic);
   pd_dialer_config_default(&cfg->dialer);
   pd_peer_config_default(&cfg->peer);
+  cfg->max_pending_inbound_per_ip = PD_NETMGR_PENDING_PER_IP;
+  cfg->max_pending_inbound_per_group = PD_NETMGR_PENDING_PER_GROUP;
 }
 
 /* --- queue --------------------------------------------------------------------------------- */
@@ -1553,6 +1557,22 @@ static int start_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
   return 0;
 }
 
+/* Inbound connections still in the handshake from remote's IP and from its
+ * network group (their dialer slot is not taken yet). */
+static void pending_from(const pd_netmgr_t *m, const pd_netaddr_t *remote, size_t *same_ip,
+                         size_t *same_group) {
+  uint8_t g[PD_GROUP_MAX], og[PD_GROUP_MAX];
+  size_t glen = pd_netaddr_group(remote, m->cfg.dialer.allow_private, g);
+  *same_ip = *same_group = 0;
+  for (size_t i = 0; i < m->nconns; i++) {
+    const conn_t *c = m->conns[i];
+    if (c->dir != PD_CONN_INBOUND || c->registered) continue;
+    if (pd_netaddr_same_ip(&c->addr, remote)) (*same_ip)++;
+    size_t olen = pd_netaddr_group(&c->addr, m->cfg.dialer.allow_private, og);
+    if (olen == glen && memcmp(og, g, glen) == 0) (*same_group)++;
+  }
+}
+
 pd_netmgr_refuse_t pd_netmgr_on_inbound(pd_netmgr_t *m, const pd_netaddr_t *remote, int64_t now_ms,
                                         uint64_t *conn_id) {
   if (!m || !remote || !conn_id) return PD_NETMGR_REFUSE_ERROR;
@@ -1577,6 +1597,17 @@ pd_netmgr_refuse_t pd_netmgr_on_inbound(pd_netmgr_t *m, const pd_netaddr_t *remo
              !pd_node_protects_ids(m->node))
       v = PD_NETMGR_REFUSE_FULL;
     else if (dv != PD_INBOUND_ALLOW && dv != PD_INBOUND_FULL) v = PD_NETMGR_REFUSE_FULL;
+    if (v == PD_NETMGR_ACCEPT &&
+        (m->cfg.max_pending_inbound_per_ip || m->cfg.max_pending_inbound_per_group) &&
+        !pd_node_is_protected(m->node, remote, NULL)) {
+      size_t same_ip, same_group;
+      pending_from(m, remote, &same_ip, &same_group);
+      if (m->cfg.max_pending_inbound_per_ip && same_ip >= m->cfg.max_pending_inbound_per_ip)
+        v = PD_NETMGR_REFUSE_PER_IP;
+      else if (m->cfg.max_pending_inbound_per_group &&
+               same_group >= m->cfg.max_pending_inbound_per_group)
+        v = PD_NETMGR_REFUSE_PENDING_GROUP;
+    }
   }
   if (v == PD_NETMGR_ACCEPT) {
     conn_t *c = conn_add(m, PD_CONN_INBOUND, remote, now_ms);

@@ -43,7 +43,10 @@
  * are refused at once (a full table is let through to the handshake only
  * when unconditional or protected ids are configured, or for a protected
  * address), and
- * at most max_pending_inbound connections may be in the handshake; after
+ * at most max_pending_inbound connections may be in the handshake, of
+ * them at most max_pending_inbound_per_ip from one IP and
+ * max_pending_inbound_per_group from one network group (refused
+ * "per_ip_limit" / "pending_group"; a protected address is exempt); after
  * the handshake the dialer's verdict with the proven ID decides (GOODBYE
  * too_many_peers / self / duplicate otherwise). A protected peer
  * (pd_node_protect: by id or address) is never refused by the inbound or
@@ -131,6 +134,8 @@
 #define PD_NETMGR_SEED_RECRAWL_MS (3600 * 1000)         /* seed mode: least time between crawls */
 #define PD_NETMGR_BOOK_WANT 1000                        /* below: ask a peer for addresses every 30 s */
 #define PD_NETMGR_TICK_MS 1000                          /* dialer cadence */
+#define PD_NETMGR_PENDING_PER_IP 2                      /* inbound handshakes at once from one IP */
+#define PD_NETMGR_PENDING_PER_GROUP 4                   /* ... from one network group (/16, /32) */
 #define PD_NETMGR_GETADDR_CACHE_MAX 4                   /* networks cached: IPv4/IPv6 x routable or not */
 
 /* Draws a 32-byte HELLO challenge (the daemon: randombytes_buf). */
@@ -166,6 +171,12 @@ typedef struct pd_netmgr_config {
                                        < 0 = each relay at once */
   int64_t tick_interval_ms;         /* dialer cadence; 0 = PD_NETMGR_TICK_MS */
   size_t max_pending_inbound;       /* inbound connections still in handshake; 0 = max_inbound */
+  /* Of those, at most this many from one IP / one network group (so silent
+   * connects from one host or /16 cannot take every handshake slot).
+   * pd_netmgr_config_default sets PD_NETMGR_PENDING_PER_IP / _PER_GROUP;
+   * 0 = no such limit. Protected addresses are exempt. */
+  size_t max_pending_inbound_per_ip;
+  size_t max_pending_inbound_per_group;
   /* Anchors (from anchors.json) dialled first; copied. */
   const pd_dial_target_t *anchors;
   size_t nanchors;
@@ -269,6 +280,7 @@ typedef enum pd_netmgr_refuse {
   PD_NETMGR_REFUSE_PER_IP,       /* "per_ip_limit" */
   PD_NETMGR_REFUSE_BANNED,       /* "banned" */
   PD_NETMGR_REFUSE_ERROR,        /* "error": bad argument, no memory */
+  PD_NETMGR_REFUSE_PENDING_GROUP, /* "pending_group": its group has too many in handshake */
   PD_NETMGR_REFUSE_COUNT
 } pd_netmgr_refuse_t;
 

@@ -307,7 +307,10 @@ int dmn_start_net(pd_daemon_t *d) {
   nc.dialer.nunconditional = d->cfg.nunconditional_ids;
   nc.dialer.private_ids = d->cfg.private_ids;
   nc.dialer.nprivate = d->cfg.nprivate_ids;
-  if (d->cfg.allow_private) nc.dialer.max_inbound_per_ip = 0; /* loopback test networks */
+  if (d->cfg.allow_private) { /* loopback test networks */
+    nc.dialer.max_inbound_per_ip = 0;
+    nc.max_pending_inbound_per_ip = nc.max_pending_inbound_per_group = 0;
+  }
   /* --max-outbound 0: dialling off. The dialer never dials or resolves
    * (not at start, not anchors or seeds, not after a close: dialer.h). */
   if (d->cfg.max_outbound == 0) nc.dialer.min_outbound = 0;

@@ -1033,6 +1033,49 @@ static void test_timeouts(void **state) {
   world_free(w);
 }
 
+/* Issue 14: silent TCP connects (never a HELLO) from one IP, then from one
+ * /16, take at most PD_NETMGR_PENDING_PER_IP / _PER_GROUP handshake slots;
+ * an honest peer from another group still gets in. */
+static void test_pending_per_ip_and_group(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.min_out = o.max_out = 0;
+  int x = add_mgr(w, 61, &o);
+  int accepted = 0, per_ip = 0, per_group = 0;
+  for (int k = 0; k < 40; k++) { /* 40 silent connects from 127.66.6.6 */
+    pd_netaddr_t a = ip4(127, 66, 6, 6, (uint16_t)(40000 + k));
+    uint64_t cid = 0;
+    pd_netmgr_refuse_t v = pd_netmgr_on_inbound(w->h[x].m, &a, w->now, &cid);
+    if (v == PD_NETMGR_ACCEPT) accepted++;
+    else if (v == PD_NETMGR_REFUSE_PER_IP) per_ip++;
+  }
+  assert_int_equal(accepted, PD_NETMGR_PENDING_PER_IP);
+  assert_int_equal(per_ip, 40 - PD_NETMGR_PENDING_PER_IP);
+  for (int k = 0; k < 10; k++) { /* then one each from 10 more IPs of 127.66/16 */
+    pd_netaddr_t a = ip4(127, 66, 7, (uint8_t)(k + 1), 40000);
+    uint64_t cid = 0;
+    pd_netmgr_refuse_t v = pd_netmgr_on_inbound(w->h[x].m, &a, w->now, &cid);
+    if (v == PD_NETMGR_ACCEPT) accepted++;
+    else if (v == PD_NETMGR_REFUSE_PENDING_GROUP) per_group++;
+  }
+  assert_int_equal(accepted, PD_NETMGR_PENDING_PER_GROUP);
+  assert_int_equal(per_group, 10 - (PD_NETMGR_PENDING_PER_GROUP - PD_NETMGR_PENDING_PER_IP));
+  assert_string_equal(pd_netmgr_refuse_name(PD_NETMGR_REFUSE_PENDING_GROUP), "pending_group");
+  pump(w);
+  /* An honest peer from another group completes its handshake. */
+  int r = add_raw(w, 62, x, ip4(127, 77, 0, 1, 40000), false);
+  assert_false(w->h[r].raw_closed);
+  assert_true(w->h[r].raw_ready);
+  /* Once a pending handshake is over (here: timed out), its IP may try again. */
+  run(w, 70000);
+  pd_netaddr_t again = ip4(127, 66, 6, 6, 41000);
+  uint64_t cid = 0;
+  assert_int_equal(pd_netmgr_on_inbound(w->h[x].m, &again, w->now, &cid), PD_NETMGR_ACCEPT);
+  world_free(w);
+}
+
 /* The last feeler host `from` dialled to `to`, or NULL. */
 static const feeler_rec_t *feeler_to(const world_t *w, int from, const pd_netaddr_t *to) {
   for (int k = w->nfl; k-- > 0;)
@@ -1691,6 +1734,7 @@ int main(void) {
       cmocka_unit_test(test_dialling_off),
       cmocka_unit_test(test_records_over_overlay),
       cmocka_unit_test(test_ban_disconnects),
+      cmocka_unit_test(test_pending_per_ip_and_group),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
