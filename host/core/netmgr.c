@@ -9,6 +9,8 @@
 #include "addrbook.h"
 #include "banlist.h"
 #include "err.h"
+#include "inevict.h"
+#include "policy.h"
 #include "record.h"
 #include "rectable.h"
 #include "self.h"
@@ -31,6 +33,9 @@ typedef struct conn {
   uint8_t id[PD_NODE_ID_LEN];
   int64_t since_ms, ready_ms;
   int64_t crawl_deadline_ms; /* seed mode; 0 = none */
+  int64_t min_latency_ms;    /* smallest ping round trip seen; -1 = none yet */
+  int64_t useful_ms;         /* inbound: an address it gave last led to an outbound handshake */
+  const char *close_label;   /* our close's reason label instead of the GOODBYE code's */
   /* deferred work after draining the peer */
   bool want_answer;          /* GETADDR_RECEIVED */
   bool want_close;
@@ -79,6 +84,8 @@ struct pd_netmgr {
   int64_t next_hungry_ms, hungry_every_ms;
   size_t hungry_book; /* book size at the last ask */
   size_t max_pending_in;
+  bool has_evict_key;      /* drawn from rng at the first eviction */
+  uint8_t evict_key[PD_INEVICT_KEY_LEN];
 
   conn_t **conns; /* sorted by id (ids only grow, so appends keep order) */
   size_t nconns, conns_cap;
@@ -266,6 +273,7 @@ static conn_t *conn_add(pd_netmgr_t *m, enum pd_conn_dir dir, const pd_netaddr_t
   c->dir = dir;
   c->addr = *addr;
   c->since_ms = now_ms;
+  c->min_latency_ms = -1;
   m->cids[m->nconns] = c->cid;
   m->due[m->nconns] = DUE_ALWAYS;
   m->conns[m->nconns++] = c;
@@ -979,6 +987,113 @@ static const uint8_t *dialler_of(const pd_netmgr_t *m, const conn_t *c) {
   return c->dir == PD_CONN_INBOUND ? c->id : m->self->id;
 }
 
+/* --- inbound eviction ------------------------------------------------------------------------ */
+
+/* An outbound handshake with addr completed: the inbound peers at the IP
+ * that told us about it (its book entry's source) were useful just now. */
+static void credit_source(pd_netmgr_t *m, const pd_netaddr_t *addr, int64_t now_ms) {
+  pd_book_t *b = pd_node_book(m->node);
+  uint32_t id = pd_book_find(b, addr);
+  pd_book_info_t e;
+  if (id == PD_BOOK_NO_ID || pd_book_info(b, id, &e) != 0) return;
+  for (size_t i = 0; i < m->nconns; i++) {
+    conn_t *o = m->conns[i];
+    if (o->dir == PD_CONN_INBOUND && o->state == PD_NETMGR_READY &&
+        pd_netaddr_same_ip(&o->addr, &e.source))
+      o->useful_ms = now_ms;
+  }
+}
+
+/* May inbound peer o be evicted at all? Authenticated, registered, neither
+ * unconditional nor protected by the node (id, address or announced listen
+ * address), not closing. */
+static bool evictable(pd_netmgr_t *m, const conn_t *o) {
+  if (o->dir != PD_CONN_INBOUND || o->state != PD_NETMGR_READY || !o->registered || !o->has_id)
+    return false;
+  if (!o->peer || pd_peer_state(o->peer) == PD_PEER_CLOSED || o->want_close) return false;
+  if (pd_dialer_is_unconditional(m->dialer, o->id)) return false;
+  if (pd_node_is_protected(m->node, &o->addr, o->id)) return false;
+  const pd_peer_remote_t *r = pd_peer_remote(o->peer);
+  if (r && r->has_listen && pd_node_is_protected(m->node, &r->listen, NULL)) return false;
+  return true;
+}
+
+/* The inbound slots are full and newcomer c (authenticated) wants one:
+ * pick a victim (evict_inbound in evict.lua, else pd_inevict_select) and
+ * close it (GOODBYE too_many_peers, reason "evicted"). True when one was
+ * closed. Without a newcomer (c NULL, at accept) only says whether the
+ * C rule would evict someone or a policy hook may decide. */
+static bool evict_inbound(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
+  pd_policy_t *pol = pd_node_policy(m->node);
+  if (!m->has_evict_key) {
+    pd_rng_fill(m->rng, m->evict_key, sizeof m->evict_key);
+    m->has_evict_key = true;
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < m->nconns; i++)
+    if (m->conns[i] != c && evictable(m, m->conns[i])) n++;
+  if (n == 0) return false;
+  pd_inevict_cand_t *cand = calloc(n, sizeof *cand);
+  bool *prot = calloc(n, sizeof *prot);
+  conn_t **who = calloc(n, sizeof *who);
+  pd_policy_inbound_t *pv = NULL;
+  bool done = false;
+  if (!cand || !prot || !who) goto out;
+  size_t k = 0;
+  for (size_t i = 0; i < m->nconns && k < n; i++) {
+    conn_t *o = m->conns[i];
+    if (o == c || !evictable(m, o)) continue;
+    who[k] = o;
+    cand[k].conn_id = o->cid;
+    cand[k].group_len = pd_netaddr_group(&o->addr, m->cfg.dialer.allow_private, cand[k].group);
+    cand[k].connected_ms = o->ready_ms;
+    cand[k].latency_ms = o->min_latency_ms;
+    cand[k].useful_ms = o->useful_ms;
+    k++;
+  }
+  long victim = pd_inevict_select(cand, n, m->evict_key, prot);
+  bool hook = pol && pd_policy_has_hook(pol, PD_HOOK_EVICT_INBOUND);
+  if (!c) {
+    done = victim >= 0 || hook;
+    goto out;
+  }
+  if (hook && (pv = calloc(n, sizeof *pv)) != NULL) {
+    int64_t now = secs(now_ms);
+    for (size_t i = 0; i < n; i++) {
+      pd_node_peer_view(m->node, &who[i]->addr, now, &pv[i].view);
+      pv[i].view.has_node_id = true;
+      memcpy(pv[i].view.node_id, who[i]->id, PD_NODE_ID_LEN);
+      if (who[i]->min_latency_ms >= 0) pv[i].view.latency_ms = (double)who[i]->min_latency_ms;
+      pv[i].conn_id = who[i]->cid;
+      pv[i].connected = secs(who[i]->ready_ms);
+      pv[i].useful = who[i]->useful_ms ? secs(who[i]->useful_ms) : 0;
+      pv[i].protected_by_default = prot[i];
+    }
+    pd_peer_view_t nv;
+    pd_node_peer_view(m->node, &c->addr, now, &nv);
+    nv.has_node_id = true;
+    memcpy(nv.node_id, c->id, PD_NODE_ID_LEN);
+    long pick = -1;
+    if (pd_policy_evict_inbound(pol, pv, n, &nv, pd_node_rng(m->node), now, &pick) == 0) {
+      victim = pick;
+      m->c.evictions_by_policy++;
+    }
+  }
+  if (victim >= 0) {
+    conn_t *o = who[victim];
+    m->c.inbound_evictions++;
+    o->close_label = "evicted";
+    close_conn(m, o, PD_WIRE_BYE_TOO_MANY, "evicted", now_ms); /* o may be gone */
+    done = true;
+  }
+out:
+  free(cand);
+  free(prot);
+  free(who);
+  free(pv);
+  return done;
+}
+
 static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64_t now_ms) {
   int64_t now = secs(now_ms);
   c->state = PD_NETMGR_READY;
@@ -1023,6 +1138,8 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
         (pd_node_is_protected(m->node, &c->addr, c->id) ||
          (r->has_listen && pd_node_is_protected(m->node, &r->listen, NULL))))
       v = PD_INBOUND_ALLOW; /* a protected peer is never refused by limits */
+    if (v == PD_INBOUND_FULL && evict_inbound(m, c, now_ms))
+      v = pd_dialer_accept_inbound(m->dialer, &c->addr, c->id, now);
     if (v != PD_INBOUND_ALLOW) {
       c->want_close = true;
       c->close_code = v == PD_INBOUND_SELF        ? PD_WIRE_BYE_SELF
@@ -1076,6 +1193,7 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
   }
 
   /* Outbound / feeler: the dial worked; the address moves to tried. */
+  credit_source(m, &c->target.addr, now_ms);
   if (pd_dialer_on_connected(m->dialer, c->dir, &c->target.addr, c->id, now) == 0)
     c->registered = true;
   else
@@ -1125,6 +1243,7 @@ static void drain_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
       case PD_PEER_A_CLOSE: {
         const char *reason = a.close.reason;
         if (a.close.remote) reason = "goodbye";
+        else if (c->close_label && !a.close.misbehaved) reason = c->close_label;
         if (c->close_code == PD_WIRE_BYE_SEED_DONE && !a.close.remote && !a.close.misbehaved &&
             strcmp(a.close.reason, "seed_done") == 0)
           m->c.seed_crawls++;
@@ -1152,6 +1271,8 @@ static void drain_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
         pd_netaddr_t ba = book_addr(c);
         pd_reputation_set_latency(pd_node_reputation(m->node), &ba, (double)a.latency.ms,
                                   secs(now_ms));
+        if (c->min_latency_ms < 0 || (int64_t)a.latency.ms < c->min_latency_ms)
+          c->min_latency_ms = (int64_t)a.latency.ms;
         break;
       }
       case PD_PEER_A_MISBEHAVED: {
@@ -1594,8 +1715,8 @@ pd_netmgr_refuse_t pd_netmgr_on_inbound(pd_netmgr_t *m, const pd_netaddr_t *remo
      * handshake: with unconditional ids configured, let it try (bounded by
      * max_pending_inbound); the verdict with the proven ID decides. */
     else if (dv == PD_INBOUND_FULL && m->cfg.dialer.nunconditional == 0 &&
-             !pd_node_protects_ids(m->node))
-      v = PD_NETMGR_REFUSE_FULL;
+             !pd_node_protects_ids(m->node) && !evict_inbound(m, NULL, now_ms))
+      v = PD_NETMGR_REFUSE_FULL; /* nobody could be evicted for it either */
     else if (dv != PD_INBOUND_ALLOW && dv != PD_INBOUND_FULL) v = PD_NETMGR_REFUSE_FULL;
     if (v == PD_NETMGR_ACCEPT &&
         (m->cfg.max_pending_inbound_per_ip || m->cfg.max_pending_inbound_per_group) &&

@@ -394,6 +394,8 @@ typedef struct pd_netmgr_counters {
   uint64_t feelers_done;                /* feelers that completed their handshake */
   uint64_t misbehaviour_reports;        /* node events "misbehaved" sent */
   uint64_t bans;                        /* of those, ending in a ban */
+  uint64_t inbound_evictions;           /* inbound peers closed "evicted" for a newcomer */
+  uint64_t evictions_by_policy;         /* evict_inbound decided (a victim or nobody) */
 } pd_netmgr_counters_t;
 
 /* Counters summed over live and closed connections. */

@@ -200,6 +200,7 @@ static void net_counters_view(void *ud, pd_metrics_net_t *out) {
   out->addrs_refused = k->addrs_refused;
   out->bootstraps = k->dialer.bootstraps;
   out->seed_crawls = k->seed_crawls;
+  out->inbound_evictions = k->inbound_evictions;
   out->below_min = d->below_warned;
   dmn_process_stats(d, out);
   dmn_events_metrics(d, out);

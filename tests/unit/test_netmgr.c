@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "identity.h"
+#include "inevict.h"
 #include "netmgr.h"
 #include "node.h"
 #include "peer.h"
@@ -1076,6 +1077,120 @@ static void test_pending_per_ip_and_group(void **state) {
   world_free(w);
 }
 
+/* Issue 14: inbound slots full, a newcomer (after its handshake) evicts an
+ * inbound peer: the C rule takes the youngest unprotected peer of the group
+ * with the most connections; evict_inbound in evict.lua may choose another;
+ * a protected peer is never a candidate. */
+static void test_inbound_eviction(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.min_out = o.max_out = 0;
+  o.max_in = 16;
+  int x = add_mgr(w, 71, &o);
+  ev_rec_t rx;
+  memset(&rx, 0, sizeof rx);
+  pd_event_sink_t sx = {ev_record, &rx};
+  pd_node_set_events(w->h[x].node, &sx);
+  int raw[16];
+  for (int k = 0; k < 16; k++) { /* 10 groups of one, then 6 peers in 127.90/16 */
+    pd_netaddr_t from = k < 10 ? ip4(127, 50 + k, 0, 1, 40000) : ip4(127, 90, k, 1, 40000);
+    raw[k] = add_raw(w, (uint64_t)(200 + k), x, from, false);
+    assert_true(w->h[raw[k]].raw_ready);
+    run(w, 1000); /* distinct uptimes */
+  }
+  pd_netmgr_counters_t c;
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.dialer.connected[PD_CONN_INBOUND], 16);
+  /* A newcomer from a new group: one 127.90 peer makes room. */
+  int n1 = add_raw(w, 300, x, ip4(127, 200, 0, 1, 40000), false);
+  pump(w);
+  assert_true(w->h[n1].raw_ready);
+  assert_false(w->h[n1].raw_closed);
+  int gone = -1, ngone = 0;
+  for (int k = 0; k < 16; k++)
+    if (w->h[raw[k]].raw_closed) {
+      gone = k;
+      ngone++;
+    }
+  assert_int_equal(ngone, 1);
+  assert_true(gone >= 10); /* from the crowded group */
+  assert_true(w->h[raw[gone]].raw_remote);
+  assert_int_equal(w->h[raw[gone]].raw_bye, PD_WIRE_BYE_TOO_MANY);
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.inbound_evictions, 1);
+  assert_int_equal(c.evictions_by_policy, 0);
+  assert_int_equal(c.dialer.connected[PD_CONN_INBOUND], 16);
+  const char *e = ev_find(&rx, "disconnected", 0);
+  assert_non_null(e);
+  assert_non_null(strstr(e, "\"reason\":\"evicted\""));
+  /* The policy picks the first candidate (the oldest): raw 0 is protected
+   * by id, so raw 1 goes. */
+  pd_node_protect_t pr;
+  memset(&pr, 0, sizeof pr);
+  pr.has_id = true;
+  memcpy(pr.id, w->h[raw[0]].ident.id, PD_NODE_ID_LEN);
+  assert_int_equal(pd_node_protect(w->h[x].node, &pr, w->now / 1000), 0);
+  static const char pol[] = "return { evict_inbound = function(c, n) return c[1].conn end }";
+  pd_policy_file_t f = {"evict.lua", pol, sizeof pol - 1};
+  char err[256];
+  assert_int_equal(pd_node_policy_load(w->h[x].node, &f, 1, w->now / 1000, err, sizeof err), 0);
+  int n2 = add_raw(w, 301, x, ip4(127, 201, 0, 1, 40000), false);
+  pump(w);
+  assert_true(w->h[n2].raw_ready);
+  assert_false(w->h[n2].raw_closed);
+  assert_false(w->h[raw[0]].raw_closed);
+  assert_true(w->h[raw[1]].raw_closed);
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.inbound_evictions, 2);
+  assert_int_equal(c.evictions_by_policy, 1);
+  /* A policy that evicts nobody: the newcomer is refused after its handshake. */
+  static const char pol2[] = "return { evict_inbound = function() return false end }";
+  pd_policy_file_t f2 = {"evict.lua", pol2, sizeof pol2 - 1};
+  assert_int_equal(pd_node_policy_load(w->h[x].node, &f2, 1, w->now / 1000, err, sizeof err), 0);
+  int n3 = add_raw(w, 302, x, ip4(127, 202, 0, 1, 40000), false);
+  pump(w);
+  assert_true(w->h[n3].raw_closed);
+  assert_int_equal(w->h[n3].raw_bye, PD_WIRE_BYE_TOO_MANY);
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.inbound_evictions, 2);
+  world_free(w);
+}
+
+/* The C rule alone (inevict.h): 20 candidates, protection by keyed group,
+ * latency, usefulness and uptime, then the crowded group's newest. */
+static void test_inevict_rule(void **state) {
+  (void)state;
+  pd_inevict_cand_t c[20];
+  memset(c, 0, sizeof c);
+  for (int i = 0; i < 20; i++) {
+    pd_netaddr_t a = i < 14 ? ip4(10, i + 1, 0, 1, 1) : ip4(10, 99, i, 1, 1);
+    c[i].conn_id = (uint64_t)(i + 1);
+    c[i].group_len = pd_netaddr_group(&a, true, c[i].group);
+    c[i].connected_ms = 1000 * i; /* i = 19 is the newest */
+    c[i].latency_ms = -1;
+  }
+  c[19].latency_ms = 5; /* fastest: protected */
+  c[18].useful_ms = 77; /* useful: protected */
+  uint8_t key[PD_INEVICT_KEY_LEN] = {1, 2, 3};
+  bool prot[20];
+  long v = pd_inevict_select(c, 20, key, prot);
+  assert_true(v >= 14 && v < 18); /* the 10.99 group's newest unprotected */
+  assert_true(prot[19] && prot[18]);
+  assert_false(prot[v]);
+  for (int i = (int)v + 1; i < 20; i++) /* none newer in its group is left */
+    if (i >= 14) assert_true(prot[i]);
+  int np = 0;
+  for (int i = 0; i < 20; i++) np += prot[i];
+  /* 4 by group + 1 latency + 1 useful + half of the 14 left */
+  assert_int_equal(np, 4 + 1 + 1 + 7);
+  assert_int_equal(pd_inevict_select(c, 20, key, NULL), v); /* deterministic */
+  /* 12 candidates: group + latency (all measured) protect them all. */
+  for (int i = 0; i < 12; i++) c[i].latency_ms = 10 + i;
+  assert_int_equal(pd_inevict_select(c, 12, key, prot), -1);
+}
+
 /* The last feeler host `from` dialled to `to`, or NULL. */
 static const feeler_rec_t *feeler_to(const world_t *w, int from, const pd_netaddr_t *to) {
   for (int k = w->nfl; k-- > 0;)
@@ -1735,6 +1850,8 @@ int main(void) {
       cmocka_unit_test(test_records_over_overlay),
       cmocka_unit_test(test_ban_disconnects),
       cmocka_unit_test(test_pending_per_ip_and_group),
+      cmocka_unit_test(test_inbound_eviction),
+      cmocka_unit_test(test_inevict_rule),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
