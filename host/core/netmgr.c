@@ -1021,9 +1021,11 @@ static bool evictable(pd_netmgr_t *m, const conn_t *o) {
 /* The inbound slots are full and newcomer c (authenticated) wants one:
  * pick a victim (evict_inbound in evict.lua, else pd_inevict_select) and
  * close it (GOODBYE too_many_peers, reason "evicted"). True when one was
- * closed. Without a newcomer (c NULL, at accept) only says whether the
- * C rule would evict someone or a policy hook may decide. */
-static bool evict_inbound(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
+ * closed. At accept (c NULL, the newcomer is only an address `from`,
+ * no node id yet) nothing is closed: true when someone would be evicted
+ * (the hook, asked with that newcomer, or else the C rule), so the
+ * newcomer may go on to its handshake, where the choice is made again. */
+static bool evict_inbound(pd_netmgr_t *m, conn_t *c, const pd_netaddr_t *from, int64_t now_ms) {
   pd_policy_t *pol = pd_node_policy(m->node);
   if (!m->has_evict_key) {
     pd_rng_fill(m->rng, m->evict_key, sizeof m->evict_key);
@@ -1053,10 +1055,6 @@ static bool evict_inbound(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
   }
   long victim = pd_inevict_select(cand, n, m->evict_key, prot);
   bool hook = pol && pd_policy_has_hook(pol, PD_HOOK_EVICT_INBOUND);
-  if (!c) {
-    done = victim >= 0 || hook;
-    goto out;
-  }
   if (hook && (pv = calloc(n, sizeof *pv)) != NULL) {
     int64_t now = secs(now_ms);
     for (size_t i = 0; i < n; i++) {
@@ -1070,16 +1068,20 @@ static bool evict_inbound(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
       pv[i].protected_by_default = prot[i];
     }
     pd_peer_view_t nv;
-    pd_node_peer_view(m->node, &c->addr, now, &nv);
-    nv.has_node_id = true;
-    memcpy(nv.node_id, c->id, PD_NODE_ID_LEN);
+    pd_node_peer_view(m->node, c ? &c->addr : from, now, &nv);
+    if (c) {
+      nv.has_node_id = true;
+      memcpy(nv.node_id, c->id, PD_NODE_ID_LEN);
+    }
     long pick = -1;
     if (pd_policy_evict_inbound(pol, pv, n, &nv, pd_node_rng(m->node), now, &pick) == 0) {
       victim = pick;
-      m->c.evictions_by_policy++;
+      if (c) m->c.evictions_by_policy++;
     }
   }
-  if (victim >= 0) {
+  if (!c) {
+    done = victim >= 0;
+  } else if (victim >= 0) {
     conn_t *o = who[victim];
     m->c.inbound_evictions++;
     o->close_label = "evicted";
@@ -1138,7 +1140,7 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
         (pd_node_is_protected(m->node, &c->addr, c->id) ||
          (r->has_listen && pd_node_is_protected(m->node, &r->listen, NULL))))
       v = PD_INBOUND_ALLOW; /* a protected peer is never refused by limits */
-    if (v == PD_INBOUND_FULL && evict_inbound(m, c, now_ms))
+    if (v == PD_INBOUND_FULL && evict_inbound(m, c, NULL, now_ms))
       v = pd_dialer_accept_inbound(m->dialer, &c->addr, c->id, now);
     if (v != PD_INBOUND_ALLOW) {
       c->want_close = true;
@@ -1715,7 +1717,7 @@ pd_netmgr_refuse_t pd_netmgr_on_inbound(pd_netmgr_t *m, const pd_netaddr_t *remo
      * handshake: with unconditional ids configured, let it try (bounded by
      * max_pending_inbound); the verdict with the proven ID decides. */
     else if (dv == PD_INBOUND_FULL && m->cfg.dialer.nunconditional == 0 &&
-             !pd_node_protects_ids(m->node) && !evict_inbound(m, NULL, now_ms))
+             !pd_node_protects_ids(m->node) && !evict_inbound(m, NULL, remote, now_ms))
       v = PD_NETMGR_REFUSE_FULL; /* nobody could be evicted for it either */
     else if (dv != PD_INBOUND_ALLOW && dv != PD_INBOUND_FULL) v = PD_NETMGR_REFUSE_FULL;
     if (v == PD_NETMGR_ACCEPT &&

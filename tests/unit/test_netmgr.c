@@ -1152,7 +1152,13 @@ static void test_inbound_eviction(void **state) {
   int n3 = add_raw(w, 302, x, ip4(127, 202, 0, 1, 40000), false);
   pump(w);
   assert_true(w->h[n3].raw_closed);
-  assert_int_equal(w->h[n3].raw_bye, PD_WIRE_BYE_TOO_MANY);
+  assert_int_equal(w->h[n3].raw_bye, PD_WIRE_BYE_TOO_MANY); /* after its handshake: ids are
+                                                               protected, so it got that far */
+  /* Without protected ids, the hook is asked at accept too: refused there. */
+  assert_int_equal(pd_node_unprotect(w->h[x].node, &pr), 0);
+  int n4 = add_raw(w, 303, x, ip4(127, 203, 0, 1, 40000), false);
+  assert_true(w->h[n4].raw_closed);
+  assert_string_equal(w->h[n4].raw_reason, "inbound_full");
   pd_netmgr_counters(w->h[x].m, &c);
   assert_int_equal(c.inbound_evictions, 2);
   world_free(w);
