@@ -91,6 +91,8 @@ static const char usage_text[] =
     "                          feelers or redials; inbound only)\n"
     "                          (default: " STR(PD_DAEMON_DEFAULT_MAX_OUTBOUND) ")\n"
     "  --max-inbound N         inbound connections (default: " STR(PD_DAEMON_DEFAULT_MAX_INBOUND) ")\n"
+    "  --ipv6-prefix N         an IPv6 peer's /N counts as one IP for the per-IP limits\n"
+    "                          and misbehaviour bans (16..128, default: 64)\n"
     "  --below-min-warn SECONDS  warn in the log once outbound peers stay below\n"
     "                          --min-outbound this long (default: 60)\n"
     "  --min-outbound N        below this many outbound peers, bootstrap from the seeds\n"

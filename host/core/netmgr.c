@@ -1690,7 +1690,7 @@ static void pending_from(const pd_netmgr_t *m, const pd_netaddr_t *remote, size_
   for (size_t i = 0; i < m->nconns; i++) {
     const conn_t *c = m->conns[i];
     if (c->dir != PD_CONN_INBOUND || c->registered) continue;
-    if (pd_netaddr_same_ip(&c->addr, remote)) (*same_ip)++;
+    if (pd_netaddr_same_host(&c->addr, remote, m->cfg.dialer.ipv6_prefix)) (*same_ip)++;
     size_t olen = pd_netaddr_group(&c->addr, m->cfg.dialer.allow_private, og);
     if (olen == glen && memcmp(og, g, glen) == 0) (*same_group)++;
   }

@@ -308,6 +308,8 @@ int dmn_start_net(pd_daemon_t *d) {
   nc.dialer.nunconditional = d->cfg.nunconditional_ids;
   nc.dialer.private_ids = d->cfg.private_ids;
   nc.dialer.nprivate = d->cfg.nprivate_ids;
+  nc.dialer.ipv6_prefix = d->cfg.ipv6_prefix;
+  pd_node_set_ipv6_prefix(d->node, d->cfg.ipv6_prefix);
   if (d->cfg.allow_private) { /* loopback test networks */
     nc.dialer.max_inbound_per_ip = 0;
     nc.max_pending_inbound_per_ip = nc.max_pending_inbound_per_group = 0;

@@ -1197,6 +1197,57 @@ static void test_inevict_rule(void **state) {
   assert_int_equal(pd_inevict_select(c, 12, key, prot), -1);
 }
 
+/* Issue 14: an IPv6 host is its /64 -- for the pending per-IP limit and
+ * for misbehaviour bans; network groups stay /32. */
+static void test_ipv6_host_prefix(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.min_out = o.max_out = 0;
+  int x = add_mgr(w, 81, &o);
+  const char *silent[] = {"2001:db8:1:2::a", "2001:db8:1:2::b", "2001:db8:1:2:ffff::c",
+                          "2001:db8:1:3::a"};
+  pd_netmgr_refuse_t want[] = {PD_NETMGR_ACCEPT, PD_NETMGR_ACCEPT, PD_NETMGR_REFUSE_PER_IP,
+                               PD_NETMGR_ACCEPT}; /* the third is in the first two's /64 */
+  for (int k = 0; k < 4; k++) {
+    pd_netaddr_t a;
+    assert_int_equal(pd_netaddr_parse_ip(silent[k], &a, NULL), 0);
+    a.port = 40000;
+    uint64_t cid = 0;
+    assert_int_equal(pd_netmgr_on_inbound(w->h[x].m, &a, w->now, &cid), want[k]);
+  }
+  pd_netaddr_t bad, same64, other64, v4a, v4b;
+  assert_int_equal(pd_netaddr_parse_ip("2001:db8:9:9::1", &bad, NULL), 0);
+  assert_int_equal(pd_netaddr_parse_ip("2001:db8:9:9:abcd::7", &same64, NULL), 0);
+  assert_int_equal(pd_netaddr_parse_ip("2001:db8:9:8::1", &other64, NULL), 0);
+  pd_node_event_result_t r;
+  int64_t now = w->now / 1000;
+  assert_int_equal(pd_node_event(w->h[x].node, &bad, PD_METRICS_EV_MISBEHAVED, "test", now, &r), 0);
+  assert_true(r.banned);
+  assert_int_equal(r.ban_subnet.prefix, 64);
+  const pd_banlist_t *bl = pd_book_bans(pd_node_book(w->h[x].node));
+  assert_true(pd_banlist_is_banned(bl, &same64, now, NULL));
+  assert_false(pd_banlist_is_banned(bl, &other64, now, NULL));
+  /* --ipv6-prefix 128: only the address; IPv4 is always the address */
+  pd_node_set_ipv6_prefix(w->h[x].node, 128);
+  assert_int_equal(pd_node_event(w->h[x].node, &other64, PD_METRICS_EV_MISBEHAVED, "t", now, &r), 0);
+  assert_int_equal(r.ban_subnet.prefix, 128);
+  v4a = ip4(10, 1, 2, 3, 0);
+  v4b = ip4(10, 1, 2, 4, 0);
+  assert_int_equal(pd_node_event(w->h[x].node, &v4a, PD_METRICS_EV_MISBEHAVED, "t", now, &r), 0);
+  assert_true(pd_banlist_is_banned(bl, &v4a, now, NULL));
+  assert_false(pd_banlist_is_banned(bl, &v4b, now, NULL));
+  assert_true(pd_netaddr_same_host(&bad, &same64, 0));
+  assert_false(pd_netaddr_same_host(&bad, &same64, 128));
+  assert_false(pd_netaddr_same_host(&v4a, &v4b, 0));
+  /* groups stay /32 */
+  uint8_t g1[PD_GROUP_MAX], g2[PD_GROUP_MAX];
+  size_t l1 = pd_netaddr_group(&bad, true, g1), l2 = pd_netaddr_group(&other64, true, g2);
+  assert_true(l1 == l2 && memcmp(g1, g2, l1) == 0);
+  world_free(w);
+}
+
 /* The last feeler host `from` dialled to `to`, or NULL. */
 static const feeler_rec_t *feeler_to(const world_t *w, int from, const pd_netaddr_t *to) {
   for (int k = w->nfl; k-- > 0;)
@@ -1858,6 +1909,7 @@ int main(void) {
       cmocka_unit_test(test_pending_per_ip_and_group),
       cmocka_unit_test(test_inbound_eviction),
       cmocka_unit_test(test_inevict_rule),
+      cmocka_unit_test(test_ipv6_host_prefix),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
