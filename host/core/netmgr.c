@@ -987,6 +987,24 @@ static const uint8_t *dialler_of(const pd_netmgr_t *m, const conn_t *c) {
   return c->dir == PD_CONN_INBOUND ? c->id : m->self->id;
 }
 
+/* Does the address inbound peer c announces (its record's discovery
+ * endpoint, or HELLO's listen address) count? Only when it names the IP c
+ * connects from, or the book has it tried under node id `id` (a dial of
+ * ours reached that node there). Otherwise it is neither added nor relayed
+ * (counted in listen_ignored): a peer cannot plant someone else's address. */
+static bool listen_counts(pd_netmgr_t *m, const conn_t *c, const pd_netaddr_t *at,
+                          const uint8_t *id) {
+  if (pd_netaddr_same_ip(at, &c->addr)) return true;
+  pd_book_t *b = pd_node_book(m->node);
+  uint32_t eid = pd_book_find(b, at);
+  pd_book_info_t e;
+  if (eid != PD_BOOK_NO_ID && pd_book_info(b, eid, &e) == 0 && e.in_tried && e.has_node_id &&
+      memcmp(e.node_id, id, PD_NODE_ID_LEN) == 0)
+    return true;
+  m->c.listen_ignored++;
+  return false;
+}
+
 /* --- inbound eviction ------------------------------------------------------------------------ */
 
 /* An outbound handshake with addr completed: the inbound peers at the IP
@@ -1162,6 +1180,7 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
     if (r->record_len && pd_record_parse_trusted(r->record, r->record_len, &rec) == PD_RECORD_OK) {
       pd_netaddr_t from = ip_only(&c->addr);
       const pd_netaddr_t *at = placed_by(&rec);
+      if (at && !listen_counts(m, c, at, rec.id)) at = NULL;
       if (at && !m->cfg.seed_mode && pd_node_pex_accept(m->node, at, rec.id, &from, now) &&
           learn_record(m, r->record, r->record_len, &rec, &from, now, now_ms) &&
           !pd_node_is_private(m->node, at, rec.id)) {
@@ -1175,7 +1194,7 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
       } else if (at && m->cfg.seed_mode && pd_node_pex_accept(m->node, at, rec.id, &from, now)) {
         learn_record(m, r->record, r->record_len, &rec, &from, now, now_ms);
       }
-    } else if (r->has_listen) {
+    } else if (r->has_listen && listen_counts(m, c, &r->listen, r->id)) {
       pd_wire_addr_entry_t e;
       memset(&e, 0, sizeof e);
       e.addr = r->listen;

@@ -66,8 +66,11 @@
  * Rules worth knowing:
  * - Only connections this peerd made (OUTBOUND and FEELER) move an address
  *   to tried (node event "good" when the handshake completes). An inbound
- *   peer never touches tried; its announced listen address (HELLO) is
- *   offered to the book's new table like a received ADDR entry.
+ *   peer never touches tried; its announced listen address (HELLO, or its
+ *   record's discovery endpoint) is offered to the book's new table like a
+ *   received ADDR entry -- only when it names the IP the peer connects
+ *   from, or the book has it tried under the peer's node id; otherwise it
+ *   is neither added nor relayed (listen_ignored).
  * - Duplicates: a second READY connection to a node ID already connected
  *   is closed (GOODBYE "duplicate"). When the two have opposite directions
  *   both sides keep the one dialled by the smaller node ID, so a
@@ -395,6 +398,7 @@ typedef struct pd_netmgr_counters {
   uint64_t misbehaviour_reports;        /* node events "misbehaved" sent */
   uint64_t bans;                        /* of those, ending in a ban */
   uint64_t inbound_evictions;           /* inbound peers closed "evicted" for a newcomer */
+  uint64_t listen_ignored;              /* inbound peers' announced addresses not at their IP */
   uint64_t evictions_by_policy;         /* evict_inbound decided (a victim or nobody) */
 } pd_netmgr_counters_t;
 

@@ -97,6 +97,8 @@ typedef struct world {
   int bh_closed;
   feeler_rec_t fl[MAXF];
   int nfl;
+  bool has_raw_listen; /* the next add_raw announces this listen address */
+  pd_netaddr_t raw_listen;
 } world_t;
 
 static void mix(world_t *w, const void *p, size_t len) {
@@ -430,6 +432,8 @@ static int add_raw(world_t *w, uint64_t seed, int to, pd_netaddr_t from, bool as
   h->kind = RAW;
   h->up = true;
   h->listen = from;
+  if (w->has_raw_listen) h->listen = w->raw_listen;
+  w->has_raw_listen = false;
   pd_rng_seed(&h->mrng, seed * 131 + 5);
   make_identity(&h->ident, seed);
   uint64_t cid = 0;
@@ -1248,6 +1252,33 @@ static void test_ipv6_host_prefix(void **state) {
   world_free(w);
 }
 
+/* Issue 14: an inbound peer's announced listen address is added (and
+ * relayed) only when it names the IP the peer connects from. */
+static void test_inbound_listen_must_match(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.min_out = o.max_out = 0;
+  int x = add_mgr(w, 91, &o);
+  pd_book_t *book = pd_node_book(w->h[x].node);
+  pd_netaddr_t planted = ip4(127, 99, 0, 1, PORT), own = ip4(127, 67, 0, 1, PORT);
+  w->has_raw_listen = true;
+  w->raw_listen = planted; /* someone else's address */
+  int a = add_raw(w, 92, x, ip4(127, 66, 0, 1, 40000), false);
+  assert_true(w->h[a].raw_ready);
+  w->has_raw_listen = true;
+  w->raw_listen = own; /* its own IP, the listening port */
+  int b = add_raw(w, 93, x, ip4(127, 67, 0, 1, 40001), false);
+  assert_true(w->h[b].raw_ready);
+  assert_int_equal(pd_book_find(book, &planted), PD_BOOK_NO_ID);
+  assert_true(pd_book_find(book, &own) != PD_BOOK_NO_ID);
+  pd_netmgr_counters_t c;
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.listen_ignored, 1);
+  world_free(w);
+}
+
 /* The last feeler host `from` dialled to `to`, or NULL. */
 static const feeler_rec_t *feeler_to(const world_t *w, int from, const pd_netaddr_t *to) {
   for (int k = w->nfl; k-- > 0;)
@@ -1910,6 +1941,7 @@ int main(void) {
       cmocka_unit_test(test_inbound_eviction),
       cmocka_unit_test(test_inevict_rule),
       cmocka_unit_test(test_ipv6_host_prefix),
+      cmocka_unit_test(test_inbound_listen_must_match),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
