@@ -91,6 +91,8 @@ static const char usage_text[] =
     "                          feelers or redials; inbound only)\n"
     "                          (default: " STR(PD_DAEMON_DEFAULT_MAX_OUTBOUND) ")\n"
     "  --max-inbound N         inbound connections (default: " STR(PD_DAEMON_DEFAULT_MAX_INBOUND) ")\n"
+    "  --ipv6-prefix N         an IPv6 peer's /N counts as one IP for the per-IP limits\n"
+    "                          and misbehaviour bans (16..128, default: 64)\n"
     "  --below-min-warn SECONDS  warn in the log once outbound peers stay below\n"
     "                          --min-outbound this long (default: 60)\n"
     "  --min-outbound N        below this many outbound peers, bootstrap from the seeds\n"
@@ -518,6 +520,26 @@ static int cmd_policy_check(int argc, char **argv) {
     }
     count_call(&cs, PD_HOOK_EVICT_TRIED,
                pd_policy_evict_tried(p, b, ids[i], ids[(i + 3) % nids], &rng, now, &verdict_i));
+  }
+  /* evict_inbound: up to 20 inbound candidates from the book's entries */
+  if (nids > 0) {
+    pd_policy_inbound_t cands[20];
+    size_t nc = nids < 20 ? nids : 20;
+    for (size_t i = 0; i < nc; i++) {
+      memset(&cands[i], 0, sizeof cands[i]);
+      view_of(b, ids[i], now, (double)((int)(i % 21) - 10), 0, &cands[i].view);
+      cands[i].conn_id = 100 + i;
+      cands[i].connected = now - 60 * (int64_t)(nc - i);
+      cands[i].useful = i % 5 == 0 ? now - 30 : 0;
+      cands[i].protected_by_default = i % 3 == 0;
+    }
+    for (size_t k = 1; k <= nc; k++) {
+      pd_peer_view_t nv;
+      view_of(b, ids[(k + 7) % nids], now, 0, 0, &nv);
+      long victim = -1;
+      count_call(&cs, PD_HOOK_EVICT_INBOUND,
+                 pd_policy_evict_inbound(p, cands, k, &nv, &rng, now, &victim));
+    }
   }
   /* every event type at least once with the same peer */
   for (int e = 0; e < 6; e++) {

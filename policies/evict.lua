@@ -30,7 +30,20 @@
 --   "keep" drops the candidate's claim (it stays in the new table);
 --   "replace" moves the candidate in and the incumbent back to the new table.
 --
--- Returning nil from either hook means "use peerd's built-in rule" (the same
+-- evict_inbound(candidates, newcomer) -> conn id | false | nil
+--   The inbound slots are full and `newcomer` (a peer view; its handshake
+--   proved its node id) wants one. `candidates` are the inbound peers that
+--   may be evicted (protected and unconditional peers are never listed),
+--   each { conn = id, peer = view, connected = s, useful = s | 0,
+--   protected = bool }. `protected` is what peerd's rule (after Bitcoin
+--   Core's SelectNodeToEvict) shields: 4 by a keyed hash of their network
+--   group, 8 with the lowest measured ping, 4 that most recently gave us an
+--   address we then connected to, half of the rest by uptime.
+--   Default: of the others, the network group with the most peers (ties: the
+--   one with the newest peer) loses its newest peer. false: evict nobody
+--   (the newcomer is refused).
+--
+-- Returning nil from any hook means "use peerd's built-in rule" (the same
 -- rules as here, in C).
 
 -- luacheck: read globals peerd
@@ -64,4 +77,28 @@ local function evict_tried(_book, incumbent, candidate)
   return "wait"
 end
 
-return { evict_new = evict_new, evict_tried = evict_tried }
+local function evict_inbound(candidates, _newcomer)
+  local count, newest = {}, {}
+  for _, c in ipairs(candidates) do
+    if not c.protected then
+      local g = c.peer.group
+      count[g] = (count[g] or 0) + 1
+      local n = newest[g]
+      if not n or c.connected > n.connected or (c.connected == n.connected and c.conn > n.conn) then
+        newest[g] = c
+      end
+    end
+  end
+  local best
+  for g, n in pairs(count) do
+    local b = best and newest[best]
+    local c = newest[g]
+    if not best or n > count[best] or (n == count[best] and (c.connected > b.connected or
+        (c.connected == b.connected and c.conn > b.conn))) then
+      best = g
+    end
+  end
+  return best and newest[best].conn or false
+end
+
+return { evict_new = evict_new, evict_tried = evict_tried, evict_inbound = evict_inbound }

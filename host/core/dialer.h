@@ -128,6 +128,7 @@ typedef struct pd_dialer_config {
                                   * 0: dialling off, the dialer never dials or resolves */
   uint32_t max_inbound;          /* inbound connections (unconditional not counted) */
   uint32_t max_inbound_per_ip;   /* inbound connections from one IP (0: no per-IP limit) */
+  uint8_t ipv6_prefix;           /* an IPv6 "IP" for that limit is its /ipv6_prefix (0 = 64) */
   uint32_t dial_concurrency;     /* dials in flight at once (the feeler has its own slot) */
   uint32_t min_outbound;         /* below this, bootstrap (and no feelers) */
   int64_t backoff_base;          /* s, delay after the first failure */

@@ -352,6 +352,9 @@ int pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, const
   put(&b, "peerd_bootstraps_total %" PRIu64 "\n", net ? net->bootstraps : 0);
   family(&b, "peerd_seed_crawls_total", "counter", "Seed mode: crawls completed (seed_done).");
   put(&b, "peerd_seed_crawls_total %" PRIu64 "\n", net ? net->seed_crawls : 0);
+  family(&b, "peerd_inbound_evictions_total", "counter",
+         "Inbound peers evicted (closed \"evicted\") to make room for a newcomer.");
+  put(&b, "peerd_inbound_evictions_total %" PRIu64 "\n", net ? net->inbound_evictions : 0);
   family(&b, "peerd_outbound_below_minimum", "gauge",
          "1 while outbound peers have stayed below --min-outbound for --below-min-warn seconds.");
   put(&b, "peerd_outbound_below_minimum %d\n", net && net->below_min ? 1 : 0);

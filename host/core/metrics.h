@@ -86,6 +86,7 @@ typedef struct pd_metrics_net {
   uint64_t addrs_received, addrs_added, addrs_refused; /* peerd_pex_addresses_total{result} */
   uint64_t bootstraps;        /* peerd_bootstraps_total */
   uint64_t seed_crawls;       /* peerd_seed_crawls_total */
+  uint64_t inbound_evictions; /* peerd_inbound_evictions_total */
   bool below_min;             /* peerd_outbound_below_minimum (gauge 0/1) */
   /* The process (process_* families, Prometheus's standard names); the
    * driver reads them from the OS; has_process false leaves them out. */

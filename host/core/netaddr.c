@@ -259,6 +259,31 @@ bool pd_netaddr_equal(const pd_netaddr_t *a, const pd_netaddr_t *b) {
 
 bool pd_netaddr_same_ip(const pd_netaddr_t *a, const pd_netaddr_t *b) { return memcmp(a->ip, b->ip, 16) == 0; }
 
+static unsigned host_bits(const pd_netaddr_t *a, unsigned v6_prefix) {
+  if (pd_netaddr_is_ipv4(a)) return 128;
+  if (v6_prefix == 0) return PD_NETADDR_V6_HOST_PREFIX;
+  return v6_prefix < 16 ? 16 : v6_prefix > 128 ? 128 : v6_prefix;
+}
+
+void pd_subnet_host(const pd_netaddr_t *a, unsigned v6_prefix, pd_subnet_t *out) {
+  unsigned bits = host_bits(a, v6_prefix);
+  memset(out, 0, sizeof *out);
+  out->prefix = (uint8_t)bits;
+  for (unsigned i = 0; i < 16; i++) {
+    unsigned have = bits > i * 8 ? bits - i * 8 : 0;
+    uint8_t mask = have >= 8 ? 0xff : (uint8_t)(0xff << (8 - have));
+    out->ip[i] = a->ip[i] & mask;
+  }
+}
+
+bool pd_netaddr_same_host(const pd_netaddr_t *a, const pd_netaddr_t *b, unsigned v6_prefix) {
+  if (pd_netaddr_is_ipv4(a) != pd_netaddr_is_ipv4(b)) return false;
+  pd_subnet_t x, y;
+  pd_subnet_host(a, v6_prefix, &x);
+  pd_subnet_host(b, v6_prefix, &y);
+  return memcmp(x.ip, y.ip, 16) == 0;
+}
+
 static int hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;

@@ -112,6 +112,14 @@ int pd_node_id_parse(const char *hex, size_t len, uint8_t id[PD_NODE_ID_LEN]);
 /* Exact equality of IP and port. */
 bool pd_netaddr_equal(const pd_netaddr_t *a, const pd_netaddr_t *b);
 bool pd_netaddr_same_ip(const pd_netaddr_t *a, const pd_netaddr_t *b);
+/* Per-host limits and bans (issue 14): an IPv6 host is its /v6_prefix
+ * (one /64 is one site's allocation), so rotating addresses inside it does
+ * not make new hosts; IPv4 (and IPv4-mapped) is the address. v6_prefix 0
+ * = PD_NETADDR_V6_HOST_PREFIX; values are clamped to 16..128. */
+#define PD_NETADDR_V6_HOST_PREFIX 64
+bool pd_netaddr_same_host(const pd_netaddr_t *a, const pd_netaddr_t *b, unsigned v6_prefix);
+/* The subnet that is a's host in that sense (/128 form for IPv4). */
+void pd_subnet_host(const pd_netaddr_t *a, unsigned v6_prefix, pd_subnet_t *out);
 
 /* Bitcoin Core predicates (net_address.cpp / netaddress.cpp). */
 bool pd_netaddr_is_ipv4(const pd_netaddr_t *a); /* ::ffff:0:0/96 */

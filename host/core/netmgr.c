@@ -9,6 +9,8 @@
 #include "addrbook.h"
 #include "banlist.h"
 #include "err.h"
+#include "inevict.h"
+#include "policy.h"
 #include "record.h"
 #include "rectable.h"
 #include "self.h"
@@ -31,6 +33,9 @@ typedef struct conn {
   uint8_t id[PD_NODE_ID_LEN];
   int64_t since_ms, ready_ms;
   int64_t crawl_deadline_ms; /* seed mode; 0 = none */
+  int64_t min_latency_ms;    /* smallest ping round trip seen; -1 = none yet */
+  int64_t useful_ms;         /* inbound: an address it gave last led to an outbound handshake */
+  const char *close_label;   /* our close's reason label instead of the GOODBYE code's */
   /* deferred work after draining the peer */
   bool want_answer;          /* GETADDR_RECEIVED */
   bool want_close;
@@ -79,6 +84,8 @@ struct pd_netmgr {
   int64_t next_hungry_ms, hungry_every_ms;
   size_t hungry_book; /* book size at the last ask */
   size_t max_pending_in;
+  bool has_evict_key;      /* drawn from rng at the first eviction */
+  uint8_t evict_key[PD_INEVICT_KEY_LEN];
 
   conn_t **conns; /* sorted by id (ids only grow, so appends keep order) */
   size_t nconns, conns_cap;
@@ -118,7 +125,9 @@ static const char *const k_rej_extra[] = {
 _Static_assert(sizeof k_rej_extra / sizeof k_rej_extra[0] == PD_NETMGR_REJ_COUNT - PD_WIRE_R_COUNT,
                "a name per rejection");
 
-static const char *const k_refuse[] = {"accept", "inbound_full", "per_ip_limit", "banned", "error"};
+static const char *const k_refuse[] = {"accept", "inbound_full", "per_ip_limit", "banned", "error",
+                                       "pending_group"};
+_Static_assert(sizeof k_refuse / sizeof k_refuse[0] == PD_NETMGR_REFUSE_COUNT, "a name per verdict");
 
 const char *pd_netmgr_reject_name(unsigned i) {
   if (i < PD_WIRE_R_COUNT) return pd_wire_reason_name((pd_wire_reason_t)i);
@@ -151,6 +160,8 @@ void pd_netmgr_config_default(pd_netmgr_config_t *cfg) {
   memcpy(cfg->magic, magic, sizeof magic);
   pd_dialer_config_default(&cfg->dialer);
   pd_peer_config_default(&cfg->peer);
+  cfg->max_pending_inbound_per_ip = PD_NETMGR_PENDING_PER_IP;
+  cfg->max_pending_inbound_per_group = PD_NETMGR_PENDING_PER_GROUP;
 }
 
 /* --- queue --------------------------------------------------------------------------------- */
@@ -262,6 +273,7 @@ static conn_t *conn_add(pd_netmgr_t *m, enum pd_conn_dir dir, const pd_netaddr_t
   c->dir = dir;
   c->addr = *addr;
   c->since_ms = now_ms;
+  c->min_latency_ms = -1;
   m->cids[m->nconns] = c->cid;
   m->due[m->nconns] = DUE_ALWAYS;
   m->conns[m->nconns++] = c;
@@ -975,6 +987,133 @@ static const uint8_t *dialler_of(const pd_netmgr_t *m, const conn_t *c) {
   return c->dir == PD_CONN_INBOUND ? c->id : m->self->id;
 }
 
+/* Does the address inbound peer c announces (its record's discovery
+ * endpoint, or HELLO's listen address) count? Only when it names the IP c
+ * connects from, or the book has it tried under node id `id` (a dial of
+ * ours reached that node there). Otherwise it is neither added nor relayed
+ * (counted in listen_ignored): a peer cannot plant someone else's address. */
+static bool listen_counts(pd_netmgr_t *m, const conn_t *c, const pd_netaddr_t *at,
+                          const uint8_t *id) {
+  if (pd_netaddr_same_ip(at, &c->addr)) return true;
+  pd_book_t *b = pd_node_book(m->node);
+  uint32_t eid = pd_book_find(b, at);
+  pd_book_info_t e;
+  if (eid != PD_BOOK_NO_ID && pd_book_info(b, eid, &e) == 0 && e.in_tried && e.has_node_id &&
+      memcmp(e.node_id, id, PD_NODE_ID_LEN) == 0)
+    return true;
+  m->c.listen_ignored++;
+  return false;
+}
+
+/* --- inbound eviction ------------------------------------------------------------------------ */
+
+/* An outbound handshake with addr completed: the inbound peers at the IP
+ * that told us about it (its book entry's source) were useful just now. */
+static void credit_source(pd_netmgr_t *m, const pd_netaddr_t *addr, int64_t now_ms) {
+  pd_book_t *b = pd_node_book(m->node);
+  uint32_t id = pd_book_find(b, addr);
+  pd_book_info_t e;
+  if (id == PD_BOOK_NO_ID || pd_book_info(b, id, &e) != 0) return;
+  for (size_t i = 0; i < m->nconns; i++) {
+    conn_t *o = m->conns[i];
+    if (o->dir == PD_CONN_INBOUND && o->state == PD_NETMGR_READY &&
+        pd_netaddr_same_ip(&o->addr, &e.source))
+      o->useful_ms = now_ms;
+  }
+}
+
+/* May inbound peer o be evicted at all? Authenticated, registered, neither
+ * unconditional nor protected by the node (id, address or announced listen
+ * address), not closing. */
+static bool evictable(pd_netmgr_t *m, const conn_t *o) {
+  if (o->dir != PD_CONN_INBOUND || o->state != PD_NETMGR_READY || !o->registered || !o->has_id)
+    return false;
+  if (!o->peer || pd_peer_state(o->peer) == PD_PEER_CLOSED || o->want_close) return false;
+  if (pd_dialer_is_unconditional(m->dialer, o->id)) return false;
+  if (pd_node_is_protected(m->node, &o->addr, o->id)) return false;
+  const pd_peer_remote_t *r = pd_peer_remote(o->peer);
+  if (r && r->has_listen && pd_node_is_protected(m->node, &r->listen, NULL)) return false;
+  return true;
+}
+
+/* The inbound slots are full and newcomer c (authenticated) wants one:
+ * pick a victim (evict_inbound in evict.lua, else pd_inevict_select) and
+ * close it (GOODBYE too_many_peers, reason "evicted"). True when one was
+ * closed. At accept (c NULL, the newcomer is only an address `from`,
+ * no node id yet) nothing is closed: true when someone would be evicted
+ * (the hook, asked with that newcomer, or else the C rule), so the
+ * newcomer may go on to its handshake, where the choice is made again. */
+static bool evict_inbound(pd_netmgr_t *m, conn_t *c, const pd_netaddr_t *from, int64_t now_ms) {
+  pd_policy_t *pol = pd_node_policy(m->node);
+  if (!m->has_evict_key) {
+    pd_rng_fill(m->rng, m->evict_key, sizeof m->evict_key);
+    m->has_evict_key = true;
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < m->nconns; i++)
+    if (m->conns[i] != c && evictable(m, m->conns[i])) n++;
+  if (n == 0) return false;
+  pd_inevict_cand_t *cand = calloc(n, sizeof *cand);
+  bool *prot = calloc(n, sizeof *prot);
+  conn_t **who = calloc(n, sizeof *who);
+  pd_policy_inbound_t *pv = NULL;
+  bool done = false;
+  if (!cand || !prot || !who) goto out;
+  size_t k = 0;
+  for (size_t i = 0; i < m->nconns && k < n; i++) {
+    conn_t *o = m->conns[i];
+    if (o == c || !evictable(m, o)) continue;
+    who[k] = o;
+    cand[k].conn_id = o->cid;
+    cand[k].group_len = pd_netaddr_group(&o->addr, m->cfg.dialer.allow_private, cand[k].group);
+    cand[k].connected_ms = o->ready_ms;
+    cand[k].latency_ms = o->min_latency_ms;
+    cand[k].useful_ms = o->useful_ms;
+    k++;
+  }
+  long victim = pd_inevict_select(cand, n, m->evict_key, prot);
+  bool hook = pol && pd_policy_has_hook(pol, PD_HOOK_EVICT_INBOUND);
+  if (hook && (pv = calloc(n, sizeof *pv)) != NULL) {
+    int64_t now = secs(now_ms);
+    for (size_t i = 0; i < n; i++) {
+      pd_node_peer_view(m->node, &who[i]->addr, now, &pv[i].view);
+      pv[i].view.has_node_id = true;
+      memcpy(pv[i].view.node_id, who[i]->id, PD_NODE_ID_LEN);
+      if (who[i]->min_latency_ms >= 0) pv[i].view.latency_ms = (double)who[i]->min_latency_ms;
+      pv[i].conn_id = who[i]->cid;
+      pv[i].connected = secs(who[i]->ready_ms);
+      pv[i].useful = who[i]->useful_ms ? secs(who[i]->useful_ms) : 0;
+      pv[i].protected_by_default = prot[i];
+    }
+    pd_peer_view_t nv;
+    pd_node_peer_view(m->node, c ? &c->addr : from, now, &nv);
+    if (c) {
+      nv.has_node_id = true;
+      memcpy(nv.node_id, c->id, PD_NODE_ID_LEN);
+    }
+    long pick = -1;
+    if (pd_policy_evict_inbound(pol, pv, n, &nv, pd_node_rng(m->node), now, &pick) == 0) {
+      victim = pick;
+      if (c) m->c.evictions_by_policy++;
+    }
+  }
+  if (!c) {
+    done = victim >= 0;
+  } else if (victim >= 0) {
+    conn_t *o = who[victim];
+    m->c.inbound_evictions++;
+    o->close_label = "evicted";
+    close_conn(m, o, PD_WIRE_BYE_TOO_MANY, "evicted", now_ms); /* o may be gone */
+    done = true;
+  }
+out:
+  free(cand);
+  free(prot);
+  free(who);
+  free(pv);
+  return done;
+}
+
 static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64_t now_ms) {
   int64_t now = secs(now_ms);
   c->state = PD_NETMGR_READY;
@@ -1019,6 +1158,8 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
         (pd_node_is_protected(m->node, &c->addr, c->id) ||
          (r->has_listen && pd_node_is_protected(m->node, &r->listen, NULL))))
       v = PD_INBOUND_ALLOW; /* a protected peer is never refused by limits */
+    if (v == PD_INBOUND_FULL && evict_inbound(m, c, NULL, now_ms))
+      v = pd_dialer_accept_inbound(m->dialer, &c->addr, c->id, now);
     if (v != PD_INBOUND_ALLOW) {
       c->want_close = true;
       c->close_code = v == PD_INBOUND_SELF        ? PD_WIRE_BYE_SELF
@@ -1039,6 +1180,7 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
     if (r->record_len && pd_record_parse_trusted(r->record, r->record_len, &rec) == PD_RECORD_OK) {
       pd_netaddr_t from = ip_only(&c->addr);
       const pd_netaddr_t *at = placed_by(&rec);
+      if (at && !listen_counts(m, c, at, rec.id)) at = NULL;
       if (at && !m->cfg.seed_mode && pd_node_pex_accept(m->node, at, rec.id, &from, now) &&
           learn_record(m, r->record, r->record_len, &rec, &from, now, now_ms) &&
           !pd_node_is_private(m->node, at, rec.id)) {
@@ -1052,7 +1194,7 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
       } else if (at && m->cfg.seed_mode && pd_node_pex_accept(m->node, at, rec.id, &from, now)) {
         learn_record(m, r->record, r->record_len, &rec, &from, now, now_ms);
       }
-    } else if (r->has_listen) {
+    } else if (r->has_listen && listen_counts(m, c, &r->listen, r->id)) {
       pd_wire_addr_entry_t e;
       memset(&e, 0, sizeof e);
       e.addr = r->listen;
@@ -1072,6 +1214,7 @@ static void on_ready(pd_netmgr_t *m, conn_t *c, const pd_peer_remote_t *r, int64
   }
 
   /* Outbound / feeler: the dial worked; the address moves to tried. */
+  credit_source(m, &c->target.addr, now_ms);
   if (pd_dialer_on_connected(m->dialer, c->dir, &c->target.addr, c->id, now) == 0)
     c->registered = true;
   else
@@ -1121,6 +1264,7 @@ static void drain_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
       case PD_PEER_A_CLOSE: {
         const char *reason = a.close.reason;
         if (a.close.remote) reason = "goodbye";
+        else if (c->close_label && !a.close.misbehaved) reason = c->close_label;
         if (c->close_code == PD_WIRE_BYE_SEED_DONE && !a.close.remote && !a.close.misbehaved &&
             strcmp(a.close.reason, "seed_done") == 0)
           m->c.seed_crawls++;
@@ -1148,6 +1292,8 @@ static void drain_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
         pd_netaddr_t ba = book_addr(c);
         pd_reputation_set_latency(pd_node_reputation(m->node), &ba, (double)a.latency.ms,
                                   secs(now_ms));
+        if (c->min_latency_ms < 0 || (int64_t)a.latency.ms < c->min_latency_ms)
+          c->min_latency_ms = (int64_t)a.latency.ms;
         break;
       }
       case PD_PEER_A_MISBEHAVED: {
@@ -1553,6 +1699,22 @@ static int start_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
   return 0;
 }
 
+/* Inbound connections still in the handshake from remote's IP and from its
+ * network group (their dialer slot is not taken yet). */
+static void pending_from(const pd_netmgr_t *m, const pd_netaddr_t *remote, size_t *same_ip,
+                         size_t *same_group) {
+  uint8_t g[PD_GROUP_MAX], og[PD_GROUP_MAX];
+  size_t glen = pd_netaddr_group(remote, m->cfg.dialer.allow_private, g);
+  *same_ip = *same_group = 0;
+  for (size_t i = 0; i < m->nconns; i++) {
+    const conn_t *c = m->conns[i];
+    if (c->dir != PD_CONN_INBOUND || c->registered) continue;
+    if (pd_netaddr_same_host(&c->addr, remote, m->cfg.dialer.ipv6_prefix)) (*same_ip)++;
+    size_t olen = pd_netaddr_group(&c->addr, m->cfg.dialer.allow_private, og);
+    if (olen == glen && memcmp(og, g, glen) == 0) (*same_group)++;
+  }
+}
+
 pd_netmgr_refuse_t pd_netmgr_on_inbound(pd_netmgr_t *m, const pd_netaddr_t *remote, int64_t now_ms,
                                         uint64_t *conn_id) {
   if (!m || !remote || !conn_id) return PD_NETMGR_REFUSE_ERROR;
@@ -1574,9 +1736,20 @@ pd_netmgr_refuse_t pd_netmgr_on_inbound(pd_netmgr_t *m, const pd_netaddr_t *remo
      * handshake: with unconditional ids configured, let it try (bounded by
      * max_pending_inbound); the verdict with the proven ID decides. */
     else if (dv == PD_INBOUND_FULL && m->cfg.dialer.nunconditional == 0 &&
-             !pd_node_protects_ids(m->node))
-      v = PD_NETMGR_REFUSE_FULL;
+             !pd_node_protects_ids(m->node) && !evict_inbound(m, NULL, remote, now_ms))
+      v = PD_NETMGR_REFUSE_FULL; /* nobody could be evicted for it either */
     else if (dv != PD_INBOUND_ALLOW && dv != PD_INBOUND_FULL) v = PD_NETMGR_REFUSE_FULL;
+    if (v == PD_NETMGR_ACCEPT &&
+        (m->cfg.max_pending_inbound_per_ip || m->cfg.max_pending_inbound_per_group) &&
+        !pd_node_is_protected(m->node, remote, NULL)) {
+      size_t same_ip, same_group;
+      pending_from(m, remote, &same_ip, &same_group);
+      if (m->cfg.max_pending_inbound_per_ip && same_ip >= m->cfg.max_pending_inbound_per_ip)
+        v = PD_NETMGR_REFUSE_PER_IP;
+      else if (m->cfg.max_pending_inbound_per_group &&
+               same_group >= m->cfg.max_pending_inbound_per_group)
+        v = PD_NETMGR_REFUSE_PENDING_GROUP;
+    }
   }
   if (v == PD_NETMGR_ACCEPT) {
     conn_t *c = conn_add(m, PD_CONN_INBOUND, remote, now_ms);

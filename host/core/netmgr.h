@@ -43,7 +43,10 @@
  * are refused at once (a full table is let through to the handshake only
  * when unconditional or protected ids are configured, or for a protected
  * address), and
- * at most max_pending_inbound connections may be in the handshake; after
+ * at most max_pending_inbound connections may be in the handshake, of
+ * them at most max_pending_inbound_per_ip from one IP and
+ * max_pending_inbound_per_group from one network group (refused
+ * "per_ip_limit" / "pending_group"; a protected address is exempt); after
  * the handshake the dialer's verdict with the proven ID decides (GOODBYE
  * too_many_peers / self / duplicate otherwise). A protected peer
  * (pd_node_protect: by id or address) is never refused by the inbound or
@@ -63,8 +66,11 @@
  * Rules worth knowing:
  * - Only connections this peerd made (OUTBOUND and FEELER) move an address
  *   to tried (node event "good" when the handshake completes). An inbound
- *   peer never touches tried; its announced listen address (HELLO) is
- *   offered to the book's new table like a received ADDR entry.
+ *   peer never touches tried; its announced listen address (HELLO, or its
+ *   record's discovery endpoint) is offered to the book's new table like a
+ *   received ADDR entry -- only when it names the IP the peer connects
+ *   from, or the book has it tried under the peer's node id; otherwise it
+ *   is neither added nor relayed (listen_ignored).
  * - Duplicates: a second READY connection to a node ID already connected
  *   is closed (GOODBYE "duplicate"). When the two have opposite directions
  *   both sides keep the one dialled by the smaller node ID, so a
@@ -131,6 +137,8 @@
 #define PD_NETMGR_SEED_RECRAWL_MS (3600 * 1000)         /* seed mode: least time between crawls */
 #define PD_NETMGR_BOOK_WANT 1000                        /* below: ask a peer for addresses every 30 s */
 #define PD_NETMGR_TICK_MS 1000                          /* dialer cadence */
+#define PD_NETMGR_PENDING_PER_IP 2                      /* inbound handshakes at once from one IP */
+#define PD_NETMGR_PENDING_PER_GROUP 4                   /* ... from one network group (/16, /32) */
 #define PD_NETMGR_GETADDR_CACHE_MAX 4                   /* networks cached: IPv4/IPv6 x routable or not */
 
 /* Draws a 32-byte HELLO challenge (the daemon: randombytes_buf). */
@@ -166,6 +174,12 @@ typedef struct pd_netmgr_config {
                                        < 0 = each relay at once */
   int64_t tick_interval_ms;         /* dialer cadence; 0 = PD_NETMGR_TICK_MS */
   size_t max_pending_inbound;       /* inbound connections still in handshake; 0 = max_inbound */
+  /* Of those, at most this many from one IP / one network group (so silent
+   * connects from one host or /16 cannot take every handshake slot).
+   * pd_netmgr_config_default sets PD_NETMGR_PENDING_PER_IP / _PER_GROUP;
+   * 0 = no such limit. Protected addresses are exempt. */
+  size_t max_pending_inbound_per_ip;
+  size_t max_pending_inbound_per_group;
   /* Anchors (from anchors.json) dialled first; copied. */
   const pd_dial_target_t *anchors;
   size_t nanchors;
@@ -269,6 +283,7 @@ typedef enum pd_netmgr_refuse {
   PD_NETMGR_REFUSE_PER_IP,       /* "per_ip_limit" */
   PD_NETMGR_REFUSE_BANNED,       /* "banned" */
   PD_NETMGR_REFUSE_ERROR,        /* "error": bad argument, no memory */
+  PD_NETMGR_REFUSE_PENDING_GROUP, /* "pending_group": its group has too many in handshake */
   PD_NETMGR_REFUSE_COUNT
 } pd_netmgr_refuse_t;
 
@@ -382,6 +397,9 @@ typedef struct pd_netmgr_counters {
   uint64_t feelers_done;                /* feelers that completed their handshake */
   uint64_t misbehaviour_reports;        /* node events "misbehaved" sent */
   uint64_t bans;                        /* of those, ending in a ban */
+  uint64_t inbound_evictions;           /* inbound peers closed "evicted" for a newcomer */
+  uint64_t listen_ignored;              /* inbound peers' announced addresses not at their IP */
+  uint64_t evictions_by_policy;         /* evict_inbound decided (a victim or nobody) */
 } pd_netmgr_counters_t;
 
 /* Counters summed over live and closed connections. */

@@ -15,6 +15,7 @@
 
 struct pd_node {
   pd_node_config_t cfg;
+  unsigned ipv6_prefix; /* misbehaviour bans of IPv6 peers: this /N (0 = 64) */
   pd_book_t *book;
   pd_rng_t *rng;
   pd_node_status_t status;
@@ -300,6 +301,10 @@ int pd_node_unprotect(pd_node_t *n, const pd_node_protect_t *p) {
     return 0;
   }
   return PD_ENOENT;
+}
+
+void pd_node_set_ipv6_prefix(pd_node_t *n, unsigned bits) {
+  if (n) n->ipv6_prefix = bits;
 }
 
 bool pd_node_is_protected(const pd_node_t *n, const pd_netaddr_t *a, const uint8_t *id) {
@@ -704,7 +709,7 @@ int pd_node_event_ex(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event 
   out->misbehaviours = r ? r->misbehaviours : 0;
 
   if (ban_secs != 0) {
-    pd_subnet_from_addr(a, &out->ban_subnet);
+    pd_subnet_host(a, n->ipv6_prefix, &out->ban_subnet);
     int64_t until = 0; /* permanent */
     if (ban_secs > 0) until = ban_secs > INT64_MAX - now ? 0 : now + ban_secs;
     pd_node_copy_text(out->ban_reason, sizeof out->ban_reason, ban_reason);

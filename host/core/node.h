@@ -252,7 +252,7 @@ typedef struct pd_node_event_result {
   int misbehaviours;      /* its misbehaviour count after the event */
   bool by_policy;         /* reputation.lua decided (else the C default) */
   bool banned;            /* a ban was applied */
-  pd_subnet_t ban_subnet; /* the IP, /32 or /128 */
+  pd_subnet_t ban_subnet; /* the IP (IPv6: its /ipv6_prefix, pd_node_set_ipv6_prefix) */
   int64_t ban_until;      /* 0 = permanent */
   char ban_reason[PD_BAN_REASON_MAX];
 } pd_node_event_result_t;
@@ -413,6 +413,9 @@ typedef struct pd_node_protect {
 int pd_node_protect(pd_node_t *n, const pd_node_protect_t *p, int64_t now);
 /* 0 or PD_ENOENT (no entry with exactly that id / address). */
 int pd_node_unprotect(pd_node_t *n, const pd_node_protect_t *p);
+/* Misbehaviour bans of an IPv6 peer cover its /bits (0: 64, the default;
+ * clamped to 16..128); IPv4 ones the address. --ipv6-prefix. */
+void pd_node_set_ipv6_prefix(pd_node_t *n, unsigned bits);
 /* Is a peer at a (may be NULL) with node id (may be NULL) protected? */
 bool pd_node_is_protected(const pd_node_t *n, const pd_netaddr_t *a, const uint8_t *id);
 /* Is any peer protected by node id? (An inbound connection from one can

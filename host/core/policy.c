@@ -48,11 +48,12 @@ static const struct {
     [PD_HOOK_SELECT] = {4, "select"},       [PD_HOOK_SCORE] = {3, "score"},
     [PD_HOOK_EVICT_NEW] = {0, "evict_new"}, [PD_HOOK_EVICT_TRIED] = {0, "evict_tried"},
     [PD_HOOK_REPUTATION] = {2, "on_event"}, [PD_HOOK_PEX_ACCEPT] = {1, "accept"},
-    [PD_HOOK_PEX_SHARE] = {1, "share"},
+    [PD_HOOK_PEX_SHARE] = {1, "share"},     [PD_HOOK_EVICT_INBOUND] = {0, "evict_inbound"},
 };
 
 static const char *const hook_names[PD_HOOK_COUNT] = {
-    "select", "score", "evict_new", "evict_tried", "reputation", "pex_accept", "pex_share"};
+    "select", "score", "evict_new", "evict_tried", "reputation", "pex_accept", "pex_share",
+    "evict_inbound"};
 static const char *const reason_names[PD_POLICY_REASON_COUNT] = {
     "error", "instructions", "timeout", "memory", "bad_return", "request_budget"};
 static const char *const state_names[PD_HOOK_STATE_COUNT] = {"absent", "ok", "failing",
@@ -1726,6 +1727,8 @@ typedef struct call {
   uint32_t incumbent, candidate;
   const pd_book_info_t *cand_info;
   const pd_peer_view_t *v1, *v2;
+  const pd_policy_inbound_t *cands; /* evict_inbound: n of them */
+  long victim;
   const char *event, *reason;
   /* outputs */
   uint32_t *out;
@@ -1876,6 +1879,29 @@ static void validate(lua_State *L, pstate_t *ps, call_t *c) {
     *c->rep = v;
     return;
   }
+  case PD_HOOK_EVICT_INBOUND: {
+    if (t == LUA_TNIL) {
+      c->result = PD_ENOENT;
+      return;
+    }
+    if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+      c->victim = -1;
+      return;
+    }
+    lua_Integer v;
+    if (is_int(L, -1, &v)) {
+      for (size_t i = 0; i < c->n; i++) {
+        if ((lua_Integer)c->cands[i].conn_id == v) {
+          c->victim = (long)i;
+          return;
+        }
+      }
+      bad(c, "returned conn %lld, not one of the candidates", (long long)v);
+      return;
+    }
+    bad(c, "returned %s, expected a candidate's conn id, false or nil", luaL_typename(L, -1));
+    return;
+  }
   case PD_HOOK_PEX_ACCEPT:
   case PD_HOOK_PEX_SHARE:
     if (t != LUA_TBOOLEAN) {
@@ -1931,6 +1957,26 @@ static int call_body(lua_State *L) {
     else
       lua_pushnil(L);
     nargs = 3;
+    break;
+  case PD_HOOK_EVICT_INBOUND:
+    lua_createtable(L, (int)c->n, 0);
+    for (size_t i = 0; i < c->n; i++) {
+      const pd_policy_inbound_t *x = &c->cands[i];
+      lua_createtable(L, 0, 5);
+      lua_pushinteger(L, (lua_Integer)x->conn_id);
+      lua_setfield(L, -2, "conn");
+      push_peer(L, &x->view);
+      lua_setfield(L, -2, "peer");
+      lua_pushinteger(L, (lua_Integer)x->connected);
+      lua_setfield(L, -2, "connected");
+      lua_pushinteger(L, (lua_Integer)x->useful);
+      lua_setfield(L, -2, "useful");
+      lua_pushboolean(L, x->protected_by_default);
+      lua_setfield(L, -2, "protected");
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    push_peer(L, c->v1);
+    nargs = 2;
     break;
   case PD_HOOK_PEX_ACCEPT:
   case PD_HOOK_PEX_SHARE:
@@ -2120,6 +2166,21 @@ int pd_policy_reputation(pd_policy_t *p, const pd_peer_view_t *peer, const char 
   c.rep = &v;
   int rc = run_call(p, &c, rng, now, NULL, NULL);
   if (rc == 0) *out = v;
+  return rc;
+}
+
+int pd_policy_evict_inbound(pd_policy_t *p, const pd_policy_inbound_t *cands, size_t n,
+                            const pd_peer_view_t *newcomer, pd_rng_t *rng, int64_t now,
+                            long *victim) {
+  if (!p || (!cands && n) || !newcomer || !victim || n > 100000) return PD_EINVAL;
+  call_t c;
+  memset(&c, 0, sizeof(c));
+  c.hook = PD_HOOK_EVICT_INBOUND;
+  c.cands = cands;
+  c.n = n;
+  c.v1 = newcomer;
+  int rc = run_call(p, &c, rng, now, NULL, NULL);
+  if (rc == 0) *victim = c.victim;
   return rc;
 }
 

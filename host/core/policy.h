@@ -22,6 +22,7 @@
  *   score.lua       score(peer)                          -> number
  *   evict.lua       evict_new(book, incumbent, candidate) -> "keep"|"replace"|nil
  *                   evict_tried(book, incumbent, candidate) -> "keep"|"replace"|"wait"|nil
+ *                   evict_inbound(candidates, newcomer)  -> conn id | false | nil
  *   reputation.lua  on_event(peer, event, reason)        -> {reputation=, ban=, reason=} | nil
  *   pex.lua         accept(addr, from)                   -> boolean
  *                   share(addr, to)                      -> boolean
@@ -36,8 +37,8 @@
  * calls are not run (the caller applies its C default). Each hook has a
  * circuit breaker: PD_POLICY_TRIP_AFTER failures in a row switch it to the C
  * default until the next successful load. With a clock, each call that runs
- * is timed into a latency histogram per hook. `nil` from evict_new, evict_tried and
- * on_event means "use the default" too. In evict hooks the book is read-only:
+ * is timed into a latency histogram per hook. `nil` from evict_new, evict_tried,
+ * evict_inbound and on_event means "use the default" too. In evict hooks the book is read-only:
  * book:random() raises there (it would draw from the book's RNG mid-add).
  */
 #ifndef PD_POLICY_H
@@ -59,6 +60,7 @@ enum pd_policy_hook {
   PD_HOOK_REPUTATION,
   PD_HOOK_PEX_ACCEPT,
   PD_HOOK_PEX_SHARE,
+  PD_HOOK_EVICT_INBOUND,
   PD_HOOK_COUNT
 };
 
@@ -286,6 +288,23 @@ int pd_policy_pex_accept(pd_policy_t *p, const pd_peer_view_t *addr, const pd_pe
                          pd_rng_t *rng, int64_t now, bool *accept);
 int pd_policy_pex_share(pd_policy_t *p, const pd_peer_view_t *addr, const pd_peer_view_t *to,
                         pd_rng_t *rng, int64_t now, bool *share);
+
+/* An inbound peer that may be evicted (evict_inbound's candidates). */
+typedef struct pd_policy_inbound {
+  pd_peer_view_t view;  /* its address, node id, latency, ... */
+  uint64_t conn_id;
+  int64_t connected;    /* Unix s it became ready */
+  int64_t useful;       /* Unix s an address it gave last led to an outbound handshake; 0 never */
+  bool protected_by_default; /* the C rule (inevict.h) protects it */
+} pd_policy_inbound_t;
+
+/* evict_inbound(candidates, newcomer): *victim = the index in cands of the
+ * conn id returned, or -1 for `false` (evict nobody: the newcomer is
+ * refused). nil: PD_ENOENT (the C default). Another value, or an id not
+ * among the candidates, is a bad return. */
+int pd_policy_evict_inbound(pd_policy_t *p, const pd_policy_inbound_t *cands, size_t n,
+                            const pd_peer_view_t *newcomer, pd_rng_t *rng, int64_t now,
+                            long *victim);
 
 /* Pex decisions in batches: the addresses of one ADDR message (accept) or
  * of one GETADDR answer (share), all against the same peer. Each address is

@@ -34,6 +34,7 @@ void pd_daemon_config_defaults(pd_daemon_config_t *cfg) {
   cfg->network = PD_WIRE_NETWORK_DEFAULT;
   cfg->p2p = true;
   cfg->below_min_warn = 60;
+  cfg->ipv6_prefix = 64;
   cfg->handshake_timeout_ms = PD_DAEMON_DEFAULT_HANDSHAKE_TIMEOUT_MS;
 }
 

@@ -110,6 +110,7 @@ typedef struct pd_daemon_config {
   bool p2p;                       /* --p2p on|off: off = no overlay (no listener, no dials) */
   const char *api_token_file;     /* --api-token-file FILE: bearer token the API requires */
   int64_t below_min_warn;         /* --below-min-warn SECONDS: warn when under --min-outbound this long */
+  uint8_t ipv6_prefix;            /* --ipv6-prefix N: an IPv6 host for per-IP limits and bans */
   const char *node_key;           /* --node-key FILE (NULL: DATA_DIR/node_key) */
   /* The node's record (borrowed arrays). */
   const pd_self_service_t *services; /* --service NAME=[HOST:]PORT */

@@ -200,6 +200,7 @@ static void net_counters_view(void *ud, pd_metrics_net_t *out) {
   out->addrs_refused = k->addrs_refused;
   out->bootstraps = k->dialer.bootstraps;
   out->seed_crawls = k->seed_crawls;
+  out->inbound_evictions = k->inbound_evictions;
   out->below_min = d->below_warned;
   dmn_process_stats(d, out);
   dmn_events_metrics(d, out);
@@ -307,7 +308,12 @@ int dmn_start_net(pd_daemon_t *d) {
   nc.dialer.nunconditional = d->cfg.nunconditional_ids;
   nc.dialer.private_ids = d->cfg.private_ids;
   nc.dialer.nprivate = d->cfg.nprivate_ids;
-  if (d->cfg.allow_private) nc.dialer.max_inbound_per_ip = 0; /* loopback test networks */
+  nc.dialer.ipv6_prefix = d->cfg.ipv6_prefix;
+  pd_node_set_ipv6_prefix(d->node, d->cfg.ipv6_prefix);
+  if (d->cfg.allow_private) { /* loopback test networks */
+    nc.dialer.max_inbound_per_ip = 0;
+    nc.max_pending_inbound_per_ip = nc.max_pending_inbound_per_group = 0;
+  }
   /* --max-outbound 0: dialling off. The dialer never dials or resolves
    * (not at start, not anchors or seeds, not after a close: dialer.h). */
   if (d->cfg.max_outbound == 0) nc.dialer.min_outbound = 0;

@@ -58,6 +58,7 @@ enum sid {
   S_ATTRS,
   S_EXTERNAL,
   S_NODE_KEY,
+  S_IPV6_PREFIX,
   S_COUNT
 };
 
@@ -118,6 +119,7 @@ static const def_t defs[S_COUNT] = {
     [S_ATTRS] = {"attrs", "attr", "attr", PD_SK_MAP, NULL, 0, 0, NULL},
     [S_EXTERNAL] = {"external", "external", NULL, PD_SK_STR, NULL, 0, 0, NULL},
     [S_NODE_KEY] = {"node_key", "node-key", NULL, PD_SK_STR, NULL, 0, 0, NULL},
+    [S_IPV6_PREFIX] = {"ipv6_prefix", "ipv6-prefix", NULL, PD_SK_INT, "64", 16, 128, "prefix bits"},
 };
 
 typedef struct slot {
@@ -346,6 +348,9 @@ static int parse_one(pd_settings_t *s, size_t i, const char *v, pd_setting_sourc
     return 0;
   case S_BELOW_MIN_WARN:
     if (cfg) cfg->below_min_warn = (int64_t)u;
+    return 0;
+  case S_IPV6_PREFIX:
+    if (cfg) cfg->ipv6_prefix = (uint8_t)u;
     return 0;
   case S_HANDSHAKE_TIMEOUT:
     if (cfg) cfg->handshake_timeout_ms = (int64_t)u;

@@ -139,6 +139,7 @@ describe("peerd.testing", function()
     assert.are.equal("function", type(set.score.score))
     assert.are.equal("function", type(set.evict.evict_new))
     assert.are.equal("function", type(set.evict.evict_tried))
+    assert.are.equal("function", type(set.evict.evict_inbound))
     assert.are.equal("function", type(set.reputation.on_event))
     assert.are.equal("function", type(set.pex.accept))
     assert.are.equal("function", type(set.pex.share))
@@ -398,6 +399,22 @@ describe("evict.lua", function()
     for i, c in ipairs(cases) do
       assert.are.equal(c[3], ev.evict_tried(nil, entry(c[1]), entry(c[2])), "case " .. i)
     end
+  end)
+
+  it("evict_inbound takes the crowded group's newest unprotected peer", function()
+    local function cand(conn, group, connected, protected)
+      return { conn = conn, peer = { group = group }, connected = connected, useful = 0,
+               protected = protected or false }
+    end
+    local n = { addr = "9.9.9.9:1" }
+    assert.are.equal(4, ev.evict_inbound({ cand(1, "a", 10), cand(2, "b", 11), cand(3, "b", 12),
+      cand(4, "b", 13), cand(5, "b", 14, true) }, n))
+    -- a tie of two groups: the one whose newest is newest
+    assert.are.equal(4, ev.evict_inbound({ cand(1, "a", 10), cand(2, "b", 11), cand(3, "a", 12),
+      cand(4, "b", 13) }, n))
+    -- everyone protected (or nobody): evict nobody
+    assert.are.equal(false, ev.evict_inbound({ cand(1, "a", 10, true) }, n))
+    assert.are.equal(false, ev.evict_inbound({}, n))
   end)
 end)
 

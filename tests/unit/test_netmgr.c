@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "identity.h"
+#include "inevict.h"
 #include "netmgr.h"
 #include "node.h"
 #include "peer.h"
@@ -96,6 +97,8 @@ typedef struct world {
   int bh_closed;
   feeler_rec_t fl[MAXF];
   int nfl;
+  bool has_raw_listen; /* the next add_raw announces this listen address */
+  pd_netaddr_t raw_listen;
 } world_t;
 
 static void mix(world_t *w, const void *p, size_t len) {
@@ -429,6 +432,8 @@ static int add_raw(world_t *w, uint64_t seed, int to, pd_netaddr_t from, bool as
   h->kind = RAW;
   h->up = true;
   h->listen = from;
+  if (w->has_raw_listen) h->listen = w->raw_listen;
+  w->has_raw_listen = false;
   pd_rng_seed(&h->mrng, seed * 131 + 5);
   make_identity(&h->ident, seed);
   uint64_t cid = 0;
@@ -1030,6 +1035,247 @@ static void test_timeouts(void **state) {
   assert_true(inf.attempts >= 1);
   assert_true(pd_netmgr_conn_count(w->h[x].m) <= 1); /* at most a fresh re-dial */
   assert_int_equal(pd_netmgr_on_bytes(w->h[x].m, slow, (const uint8_t *)"x", 1, w->now), PD_ENOENT);
+  world_free(w);
+}
+
+/* Issue 14: silent TCP connects (never a HELLO) from one IP, then from one
+ * /16, take at most PD_NETMGR_PENDING_PER_IP / _PER_GROUP handshake slots;
+ * an honest peer from another group still gets in. */
+static void test_pending_per_ip_and_group(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.min_out = o.max_out = 0;
+  int x = add_mgr(w, 61, &o);
+  int accepted = 0, per_ip = 0, per_group = 0;
+  for (int k = 0; k < 40; k++) { /* 40 silent connects from 127.66.6.6 */
+    pd_netaddr_t a = ip4(127, 66, 6, 6, (uint16_t)(40000 + k));
+    uint64_t cid = 0;
+    pd_netmgr_refuse_t v = pd_netmgr_on_inbound(w->h[x].m, &a, w->now, &cid);
+    if (v == PD_NETMGR_ACCEPT) accepted++;
+    else if (v == PD_NETMGR_REFUSE_PER_IP) per_ip++;
+  }
+  assert_int_equal(accepted, PD_NETMGR_PENDING_PER_IP);
+  assert_int_equal(per_ip, 40 - PD_NETMGR_PENDING_PER_IP);
+  for (int k = 0; k < 10; k++) { /* then one each from 10 more IPs of 127.66/16 */
+    pd_netaddr_t a = ip4(127, 66, 7, (uint8_t)(k + 1), 40000);
+    uint64_t cid = 0;
+    pd_netmgr_refuse_t v = pd_netmgr_on_inbound(w->h[x].m, &a, w->now, &cid);
+    if (v == PD_NETMGR_ACCEPT) accepted++;
+    else if (v == PD_NETMGR_REFUSE_PENDING_GROUP) per_group++;
+  }
+  assert_int_equal(accepted, PD_NETMGR_PENDING_PER_GROUP);
+  assert_int_equal(per_group, 10 - (PD_NETMGR_PENDING_PER_GROUP - PD_NETMGR_PENDING_PER_IP));
+  assert_string_equal(pd_netmgr_refuse_name(PD_NETMGR_REFUSE_PENDING_GROUP), "pending_group");
+  pump(w);
+  /* An honest peer from another group completes its handshake. */
+  int r = add_raw(w, 62, x, ip4(127, 77, 0, 1, 40000), false);
+  assert_false(w->h[r].raw_closed);
+  assert_true(w->h[r].raw_ready);
+  /* Once a pending handshake is over (here: timed out), its IP may try again. */
+  run(w, 70000);
+  pd_netaddr_t again = ip4(127, 66, 6, 6, 41000);
+  uint64_t cid = 0;
+  assert_int_equal(pd_netmgr_on_inbound(w->h[x].m, &again, w->now, &cid), PD_NETMGR_ACCEPT);
+  world_free(w);
+}
+
+/* Issue 14: inbound slots full, a newcomer (after its handshake) evicts an
+ * inbound peer: the C rule takes the youngest unprotected peer of the group
+ * with the most connections; evict_inbound in evict.lua may choose another;
+ * a protected peer is never a candidate. */
+static void test_inbound_eviction(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.min_out = o.max_out = 0;
+  o.max_in = 16;
+  int x = add_mgr(w, 71, &o);
+  ev_rec_t rx;
+  memset(&rx, 0, sizeof rx);
+  pd_event_sink_t sx = {ev_record, &rx};
+  pd_node_set_events(w->h[x].node, &sx);
+  int raw[16];
+  for (int k = 0; k < 16; k++) { /* 10 groups of one, then 6 peers in 127.90/16 */
+    pd_netaddr_t from = k < 10 ? ip4(127, 50 + k, 0, 1, 40000) : ip4(127, 90, k, 1, 40000);
+    raw[k] = add_raw(w, (uint64_t)(200 + k), x, from, false);
+    assert_true(w->h[raw[k]].raw_ready);
+    run(w, 1000); /* distinct uptimes */
+  }
+  pd_netmgr_counters_t c;
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.dialer.connected[PD_CONN_INBOUND], 16);
+  /* A newcomer from a new group: one 127.90 peer makes room. */
+  int n1 = add_raw(w, 300, x, ip4(127, 200, 0, 1, 40000), false);
+  pump(w);
+  assert_true(w->h[n1].raw_ready);
+  assert_false(w->h[n1].raw_closed);
+  int gone = -1, ngone = 0;
+  for (int k = 0; k < 16; k++)
+    if (w->h[raw[k]].raw_closed) {
+      gone = k;
+      ngone++;
+    }
+  assert_int_equal(ngone, 1);
+  assert_true(gone >= 10); /* from the crowded group */
+  assert_true(w->h[raw[gone]].raw_remote);
+  assert_int_equal(w->h[raw[gone]].raw_bye, PD_WIRE_BYE_TOO_MANY);
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.inbound_evictions, 1);
+  assert_int_equal(c.evictions_by_policy, 0);
+  assert_int_equal(c.dialer.connected[PD_CONN_INBOUND], 16);
+  const char *e = ev_find(&rx, "disconnected", 0);
+  assert_non_null(e);
+  assert_non_null(strstr(e, "\"reason\":\"evicted\""));
+  /* The policy picks the first candidate (the oldest): raw 0 is protected
+   * by id, so raw 1 goes. */
+  pd_node_protect_t pr;
+  memset(&pr, 0, sizeof pr);
+  pr.has_id = true;
+  memcpy(pr.id, w->h[raw[0]].ident.id, PD_NODE_ID_LEN);
+  assert_int_equal(pd_node_protect(w->h[x].node, &pr, w->now / 1000), 0);
+  static const char pol[] = "return { evict_inbound = function(c, n) return c[1].conn end }";
+  pd_policy_file_t f = {"evict.lua", pol, sizeof pol - 1};
+  char err[256];
+  assert_int_equal(pd_node_policy_load(w->h[x].node, &f, 1, w->now / 1000, err, sizeof err), 0);
+  int n2 = add_raw(w, 301, x, ip4(127, 201, 0, 1, 40000), false);
+  pump(w);
+  assert_true(w->h[n2].raw_ready);
+  assert_false(w->h[n2].raw_closed);
+  assert_false(w->h[raw[0]].raw_closed);
+  assert_true(w->h[raw[1]].raw_closed);
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.inbound_evictions, 2);
+  assert_int_equal(c.evictions_by_policy, 1);
+  /* A policy that evicts nobody: the newcomer is refused after its handshake. */
+  static const char pol2[] = "return { evict_inbound = function() return false end }";
+  pd_policy_file_t f2 = {"evict.lua", pol2, sizeof pol2 - 1};
+  assert_int_equal(pd_node_policy_load(w->h[x].node, &f2, 1, w->now / 1000, err, sizeof err), 0);
+  int n3 = add_raw(w, 302, x, ip4(127, 202, 0, 1, 40000), false);
+  pump(w);
+  assert_true(w->h[n3].raw_closed);
+  assert_int_equal(w->h[n3].raw_bye, PD_WIRE_BYE_TOO_MANY); /* after its handshake: ids are
+                                                               protected, so it got that far */
+  /* Without protected ids, the hook is asked at accept too: refused there. */
+  assert_int_equal(pd_node_unprotect(w->h[x].node, &pr), 0);
+  int n4 = add_raw(w, 303, x, ip4(127, 203, 0, 1, 40000), false);
+  assert_true(w->h[n4].raw_closed);
+  assert_string_equal(w->h[n4].raw_reason, "inbound_full");
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.inbound_evictions, 2);
+  world_free(w);
+}
+
+/* The C rule alone (inevict.h): 20 candidates, protection by keyed group,
+ * latency, usefulness and uptime, then the crowded group's newest. */
+static void test_inevict_rule(void **state) {
+  (void)state;
+  pd_inevict_cand_t c[20];
+  memset(c, 0, sizeof c);
+  for (int i = 0; i < 20; i++) {
+    pd_netaddr_t a = i < 14 ? ip4(10, i + 1, 0, 1, 1) : ip4(10, 99, i, 1, 1);
+    c[i].conn_id = (uint64_t)(i + 1);
+    c[i].group_len = pd_netaddr_group(&a, true, c[i].group);
+    c[i].connected_ms = 1000 * i; /* i = 19 is the newest */
+    c[i].latency_ms = -1;
+  }
+  c[19].latency_ms = 5; /* fastest: protected */
+  c[18].useful_ms = 77; /* useful: protected */
+  uint8_t key[PD_INEVICT_KEY_LEN] = {1, 2, 3};
+  bool prot[20];
+  long v = pd_inevict_select(c, 20, key, prot);
+  assert_true(v >= 14 && v < 18); /* the 10.99 group's newest unprotected */
+  assert_true(prot[19] && prot[18]);
+  assert_false(prot[v]);
+  for (int i = (int)v + 1; i < 20; i++) /* none newer in its group is left */
+    if (i >= 14) assert_true(prot[i]);
+  int np = 0;
+  for (int i = 0; i < 20; i++) np += prot[i];
+  /* 4 by group + 1 latency + 1 useful + half of the 14 left */
+  assert_int_equal(np, 4 + 1 + 1 + 7);
+  assert_int_equal(pd_inevict_select(c, 20, key, NULL), v); /* deterministic */
+  /* 12 candidates: group + latency (all measured) protect them all. */
+  for (int i = 0; i < 12; i++) c[i].latency_ms = 10 + i;
+  assert_int_equal(pd_inevict_select(c, 12, key, prot), -1);
+}
+
+/* Issue 14: an IPv6 host is its /64 -- for the pending per-IP limit and
+ * for misbehaviour bans; network groups stay /32. */
+static void test_ipv6_host_prefix(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.min_out = o.max_out = 0;
+  int x = add_mgr(w, 81, &o);
+  const char *silent[] = {"2001:db8:1:2::a", "2001:db8:1:2::b", "2001:db8:1:2:ffff::c",
+                          "2001:db8:1:3::a"};
+  pd_netmgr_refuse_t want[] = {PD_NETMGR_ACCEPT, PD_NETMGR_ACCEPT, PD_NETMGR_REFUSE_PER_IP,
+                               PD_NETMGR_ACCEPT}; /* the third is in the first two's /64 */
+  for (int k = 0; k < 4; k++) {
+    pd_netaddr_t a;
+    assert_int_equal(pd_netaddr_parse_ip(silent[k], &a, NULL), 0);
+    a.port = 40000;
+    uint64_t cid = 0;
+    assert_int_equal(pd_netmgr_on_inbound(w->h[x].m, &a, w->now, &cid), want[k]);
+  }
+  pd_netaddr_t bad, same64, other64, v4a, v4b;
+  assert_int_equal(pd_netaddr_parse_ip("2001:db8:9:9::1", &bad, NULL), 0);
+  assert_int_equal(pd_netaddr_parse_ip("2001:db8:9:9:abcd::7", &same64, NULL), 0);
+  assert_int_equal(pd_netaddr_parse_ip("2001:db8:9:8::1", &other64, NULL), 0);
+  pd_node_event_result_t r;
+  int64_t now = w->now / 1000;
+  assert_int_equal(pd_node_event(w->h[x].node, &bad, PD_METRICS_EV_MISBEHAVED, "test", now, &r), 0);
+  assert_true(r.banned);
+  assert_int_equal(r.ban_subnet.prefix, 64);
+  const pd_banlist_t *bl = pd_book_bans(pd_node_book(w->h[x].node));
+  assert_true(pd_banlist_is_banned(bl, &same64, now, NULL));
+  assert_false(pd_banlist_is_banned(bl, &other64, now, NULL));
+  /* --ipv6-prefix 128: only the address; IPv4 is always the address */
+  pd_node_set_ipv6_prefix(w->h[x].node, 128);
+  assert_int_equal(pd_node_event(w->h[x].node, &other64, PD_METRICS_EV_MISBEHAVED, "t", now, &r), 0);
+  assert_int_equal(r.ban_subnet.prefix, 128);
+  v4a = ip4(10, 1, 2, 3, 0);
+  v4b = ip4(10, 1, 2, 4, 0);
+  assert_int_equal(pd_node_event(w->h[x].node, &v4a, PD_METRICS_EV_MISBEHAVED, "t", now, &r), 0);
+  assert_true(pd_banlist_is_banned(bl, &v4a, now, NULL));
+  assert_false(pd_banlist_is_banned(bl, &v4b, now, NULL));
+  assert_true(pd_netaddr_same_host(&bad, &same64, 0));
+  assert_false(pd_netaddr_same_host(&bad, &same64, 128));
+  assert_false(pd_netaddr_same_host(&v4a, &v4b, 0));
+  /* groups stay /32 */
+  uint8_t g1[PD_GROUP_MAX], g2[PD_GROUP_MAX];
+  size_t l1 = pd_netaddr_group(&bad, true, g1), l2 = pd_netaddr_group(&other64, true, g2);
+  assert_true(l1 == l2 && memcmp(g1, g2, l1) == 0);
+  world_free(w);
+}
+
+/* Issue 14: an inbound peer's announced listen address is added (and
+ * relayed) only when it names the IP the peer connects from. */
+static void test_inbound_listen_must_match(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.min_out = o.max_out = 0;
+  int x = add_mgr(w, 91, &o);
+  pd_book_t *book = pd_node_book(w->h[x].node);
+  pd_netaddr_t planted = ip4(127, 99, 0, 1, PORT), own = ip4(127, 67, 0, 1, PORT);
+  w->has_raw_listen = true;
+  w->raw_listen = planted; /* someone else's address */
+  int a = add_raw(w, 92, x, ip4(127, 66, 0, 1, 40000), false);
+  assert_true(w->h[a].raw_ready);
+  w->has_raw_listen = true;
+  w->raw_listen = own; /* its own IP, the listening port */
+  int b = add_raw(w, 93, x, ip4(127, 67, 0, 1, 40001), false);
+  assert_true(w->h[b].raw_ready);
+  assert_int_equal(pd_book_find(book, &planted), PD_BOOK_NO_ID);
+  assert_true(pd_book_find(book, &own) != PD_BOOK_NO_ID);
+  pd_netmgr_counters_t c;
+  pd_netmgr_counters(w->h[x].m, &c);
+  assert_int_equal(c.listen_ignored, 1);
   world_free(w);
 }
 
@@ -1691,6 +1937,11 @@ int main(void) {
       cmocka_unit_test(test_dialling_off),
       cmocka_unit_test(test_records_over_overlay),
       cmocka_unit_test(test_ban_disconnects),
+      cmocka_unit_test(test_pending_per_ip_and_group),
+      cmocka_unit_test(test_inbound_eviction),
+      cmocka_unit_test(test_inevict_rule),
+      cmocka_unit_test(test_ipv6_host_prefix),
+      cmocka_unit_test(test_inbound_listen_must_match),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -486,8 +486,9 @@ static void bad_returns_every_hook(void **state) {
     snprintf(sco, sizeof(sco), "return { score = function(p) return %s end }", bv);
     snprintf(ev, sizeof(ev),
              "return { evict_new = function(b, i, c) return %s end,\n"
-             "  evict_tried = function(b, i, c) return %s end }",
-             bv, bv);
+             "  evict_tried = function(b, i, c) return %s end,\n"
+             "  evict_inbound = function(c, n) return %s end }",
+             bv, bv, bv);
     snprintf(rep, sizeof(rep), "return { on_event = function(p, e, r) return %s end }", bv);
     snprintf(pex, sizeof(pex),
              "return { accept = function(a, f) return %s end, share = function(a, t) return %s end }",
@@ -532,10 +533,20 @@ static void bad_returns_every_hook(void **state) {
     assert_int_equal(rc, is_bool ? 0 : PD_EINVAL);
     rc = pd_policy_pex_share(p, &v, &w, &r, NOW, &flag);
     assert_int_equal(rc, is_bool ? 0 : PD_EINVAL);
+    pd_policy_inbound_t ib;
+    memset(&ib, 0, sizeof ib);
+    ib.view = w;
+    ib.conn_id = 7;
+    long victim = 99;
+    rc = pd_policy_evict_inbound(p, &ib, 1, &v, &r, NOW, &victim);
+    assert_int_equal(rc, is_nil ? PD_ENOENT : PD_EINVAL);
+    assert_int_equal(victim, 99);
     for (int h = 0; h < PD_HOOK_COUNT; h++) {
       uint64_t want = 1;
       if (h == PD_HOOK_SELECT && is_empty_table) want = 0;
-      if ((h == PD_HOOK_EVICT_NEW || h == PD_HOOK_EVICT_TRIED || h == PD_HOOK_REPUTATION) && is_nil)
+      if ((h == PD_HOOK_EVICT_NEW || h == PD_HOOK_EVICT_TRIED || h == PD_HOOK_REPUTATION ||
+           h == PD_HOOK_EVICT_INBOUND) &&
+          is_nil)
         want = 0;
       if ((h == PD_HOOK_PEX_ACCEPT || h == PD_HOOK_PEX_SHARE) && is_bool) want = 0;
       if (pd_policy_failures(p, h, PD_POLICY_BAD_RETURN) != want)
@@ -546,6 +557,58 @@ static void bad_returns_every_hook(void **state) {
     pd_policy_destroy(p);
   }
   pd_book_destroy(b);
+}
+
+/* evict_inbound(candidates, newcomer): sees each candidate's conn id, peer
+ * view, connected/useful times and the C rule's protection; returns a conn
+ * id (its index comes back), false (nobody) or nil (the default). */
+static void evict_inbound_hook(void **state) {
+  (void)state;
+  src_t s[] = {{"evict.lua",
+                "return { evict_inbound = function(c, n)\n"
+                "  if n.addr == '9.9.9.9:1' then return false end\n"
+                "  if n.addr == '7.7.7.7:1' then return 12345 end\n"
+                "  if n.addr == '6.6.6.6:1' then return nil end\n"
+                "  local best\n"
+                "  for _, x in ipairs(c) do\n"
+                "    assert(math.type(x.conn) == 'integer' and x.peer.addr and x.connected > 0)\n"
+                "    if not x.protected and x.useful == 0 and (not best or x.connected < best.connected)\n"
+                "    then best = x end\n"
+                "  end\n"
+                "  return best and best.conn\n"
+                "end }"}};
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  char err[512];
+  if (load(p, s, 1, err, sizeof(err)) != 0) fail_msg("%s", err);
+  pd_rng_t r;
+  pd_rng_seed(&r, 3);
+  pd_policy_inbound_t c[4];
+  memset(c, 0, sizeof c);
+  const char *addrs[] = {"1.1.1.1:1", "2.2.2.2:1", "3.3.3.3:1", "4.4.4.4:1"};
+  for (int i = 0; i < 4; i++) {
+    view(&c[i].view, addrs[i]);
+    c[i].conn_id = (uint64_t)(100 + i);
+    c[i].connected = NOW - 1000 + i;
+  }
+  c[0].protected_by_default = true; /* oldest, but protected */
+  c[1].useful = NOW - 5;            /* useful */
+  pd_peer_view_t n;
+  view(&n, "8.8.8.8:1");
+  long victim = 99;
+  assert_int_equal(pd_policy_evict_inbound(p, c, 4, &n, &r, NOW, &victim), 0);
+  assert_int_equal(victim, 2); /* the oldest neither protected nor useful */
+  view(&n, "9.9.9.9:1");
+  assert_int_equal(pd_policy_evict_inbound(p, c, 4, &n, &r, NOW, &victim), 0);
+  assert_int_equal(victim, -1); /* false: nobody */
+  view(&n, "6.6.6.6:1");
+  victim = 99;
+  assert_int_equal(pd_policy_evict_inbound(p, c, 4, &n, &r, NOW, &victim), PD_ENOENT);
+  assert_int_equal(victim, 99);
+  view(&n, "7.7.7.7:1"); /* an id not among the candidates */
+  assert_int_equal(pd_policy_evict_inbound(p, c, 4, &n, &r, NOW, &victim), PD_EINVAL);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_EVICT_INBOUND, PD_POLICY_BAD_RETURN), 1);
+  assert_string_equal(pd_policy_hook_name(PD_HOOK_EVICT_INBOUND), "evict_inbound");
+  pd_policy_destroy(p);
 }
 
 static void select_validation(void **state) {
@@ -1712,6 +1775,7 @@ int main(void) {
       cmocka_unit_test(counting_and_reporting),
       cmocka_unit_test(peers_events_and_pex),
       cmocka_unit_test(peer_views),
+      cmocka_unit_test(evict_inbound_hook),
       cmocka_unit_test(record_views),
       cmocka_unit_test(book_hooks_adapter),
       cmocka_unit_test(pex_batch_matches_single),
