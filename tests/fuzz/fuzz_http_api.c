@@ -15,6 +15,7 @@
  * error has a 4xx/5xx status. The node is made afresh for each input.
  * docs/fuzzing.md. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +84,9 @@ static void serve(pd_node_t *n, const pd_http_request_t *r, const char *token, i
   default: pd_api_complete(n, now, &rs); break;
   }
   if (rs.action != PD_API_ACTION_NONE) abort();
+  if (getenv("PEERD_FUZZ_DEBUG")) /* what a seed reaches: PEERD_FUZZ_DEBUG=1 fuzz_http_api FILE */
+    fprintf(stderr, "%s %s -> %d %.*s\n", r->method, r->target, rs.status,
+            (int)(rs.body_len > 120 ? 120 : rs.body_len), rs.body ? rs.body : "");
   if (rs.body) check_response(&rs);
   char head[512];
   if (pd_http_format_head(head, sizeof head, rs.status, rs.content_type, rs.body_len, r->keep_alive) < 0)
@@ -139,6 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (rc < 0) {
       int st = pd_http_error_status(h);
       if (st < 400 || st > 599 || !pd_http_error_message(h)) abort();
+      if (getenv("PEERD_FUZZ_DEBUG")) fprintf(stderr, "HTTP error %d %s\n", st, pd_http_error_message(h));
       break;
     }
   }

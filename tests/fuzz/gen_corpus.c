@@ -256,13 +256,13 @@ static void http(void) {
   SEED("self-put-chunked", 0,
        strcat(b, "PUT /v1/self HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  "Transfer-Encoding: chunked\r\n\r\n"
-                 "1b\r\n{\"services\":{\"p2p\":26700},\r\n"
+                 "1a\r\n{\"services\":{\"p2p\":26700},\r\n"
                  "12\r\n\"attrs\":{\"a\":\"b\"}}\r\n0\r\n\r\n"));
   SEED("dial-pex-metrics", 8, R("GET", "/v1/dial?n=2", "", NULL);
        R("GET", "/v1/pex?peer=7.7.7.7:26656&n=10", "", NULL); R("GET", "/metrics", "", NULL));
   SEED("save-reload-check", 0, R("POST", "/v1/save", "", NULL); R("POST", "/v1/policy/reload", "", NULL);
        R("POST", "/v1/policy/check", "", "{\"dir\":\"/tmp/p\"}"); R("POST", "/v1/policy/promote", "", NULL));
-  SEED("stream", 0, R("GET", "/v1/events/stream?kinds=book,ban&since=3", "Last-Event-ID: 2\r\n", NULL));
+  SEED("stream", 0, R("GET", "/v1/events/stream?kinds=ban,unban,evict&since=3", "Last-Event-ID: 2\r\n", NULL));
   SEED("peers-protected", 0, R("POST", "/v1/protected", "", "{\"target\":\"127.0.0.3\"}");
        R("GET", "/v1/protected", "", NULL); R("GET", "/v1/explain/1.2.3.4:26656", "", NULL);
        R("GET", "/v1/policy", "Origin: http://localhost\r\n", NULL);
