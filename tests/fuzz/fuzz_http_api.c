@@ -112,10 +112,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   pd_node_t *node = NULL;
   if (pd_node_create(&node, &cfg, book, &rng, now) != 0) abort();
 
-  pd_identity_t id;
-  uint8_t seed[32];
-  memset(seed, 3, sizeof seed);
-  if (pd_identity_from_seed(&id, seed) != 0) abort();
+  static pd_identity_t id; /* a constant: derived once, only read afterwards */
+  static bool have_id;
+  if (!have_id) {
+    uint8_t seed[32];
+    memset(seed, 3, sizeof seed);
+    if (pd_identity_from_seed(&id, seed) != 0) abort();
+    have_id = true;
+  }
   pd_self_config_t sc = {.network = "peerd", .identity = &id, .has_listen = true};
   if (pd_netaddr_parse("127.9.0.1:7411", 0, &sc.listen, NULL, NULL, NULL) != 0) abort();
   pd_self_t *self = NULL;

@@ -10,7 +10,8 @@
  * exactly pd_wire_encoded_size bytes, and that frame decodes again.
  * The sealed (encrypted) transport of issue 14 is not built yet; its target
  * (fuzz_wire_sealed) comes with it.
- * Nothing outlives one input. docs/fuzzing.md. */
+ * Nothing outlives one input but scratch buffers that every input
+ * overwrites before reading. docs/fuzzing.md. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,10 +42,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   data++;
   size--;
 
-  pd_wire_msg_t *msg = malloc(sizeof *msg);
-  pd_wire_msg_t *again = malloc(sizeof *again);
-  uint8_t *frame = malloc(PD_WIRE_MAX_FRAME);
-  if (!msg || !again || !frame) abort();
+  /* scratch space, overwritten before every read (a fresh 256 KiB + 2 x
+   * 50 KiB from ASan's allocator per input cost 30x in executions/s) */
+  static pd_wire_msg_t msg_buf, again_buf;
+  static uint8_t frame[PD_WIRE_MAX_FRAME];
+  pd_wire_msg_t *msg = &msg_buf, *again = &again_buf;
 
   (void)pd_wire_parse_payload(type, data, size, msg);
 
@@ -71,8 +73,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   (void)pd_wire_decoder_mid_frame(&d);
   pd_wire_decoder_free(&d);
-  free(frame);
-  free(again);
-  free(msg);
   return 0;
 }
