@@ -26,9 +26,13 @@ regs=$(find "$regress" -type f ! -name 'README*' 2>/dev/null | sort || true)
 if [ -n "$regs" ]; then
   echo "== $name: replaying $(echo "$regs" | wc -l) regression input(s)"
   # shellcheck disable=SC2086 # one argument per file (names have no blanks)
-  "$bin" $common $regs
+  if ! "$bin" $common $regs; then
+    echo "== $name: a regression input in $regress fails again" >&2
+    exit 1
+  fi
 fi
 
+# shellcheck disable=SC2086 # $common: several flags
 set -- -max_total_time="$secs" -max_len="$maxlen" -print_final_stats=1 $common
 if [ -f "$dict" ]; then set -- "$@" -dict="$dict"; fi
 echo "== $name: fuzzing for ${secs}s from $(ls "$work/corpus" | wc -l) seed(s)"
