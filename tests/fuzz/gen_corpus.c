@@ -1,9 +1,12 @@
 /* gen_corpus — writes the seed corpora of tests/fuzz/corpus/<target>/ with
  * the real encoders (wire frames, signed node records, an encoded book) and
  * a few hand-written texts (addresses, HTTP requests, config files).
- *   build/fuzz_gen_corpus tests/fuzz/corpus
+ *   cmake --build build-fuzz --target fuzz_gen_corpus
+ *   rm -rf tests/fuzz/corpus && mkdir tests/fuzz/corpus
+ *   build-fuzz/fuzz_gen_corpus tests/fuzz/corpus
  * Deterministic (fixed seeds and keys): rerunning it rewrites the same
- * files. Built with the fuzz targets (cmake/fuzz.cmake), never run by ctest.
+ * files. Defined beside the fuzz targets (cmake/fuzz.cmake; not built by default), never
+ * run by ctest.
  * Each seed starts with the byte its target reads first (docs/fuzzing.md). */
 #include <errno.h>
 #include <stdio.h>
