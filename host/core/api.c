@@ -573,6 +573,9 @@ static void h_status(ctx_t *c) {
   set(load, "entries_loaded", jint((int64_t)st->load_report.entries_loaded));
   set(load, "entries_skipped", jint((int64_t)st->load_report.entries_skipped));
   set(load, "first_skip", jstr_or_null(st->load_report.first_skip));
+  set(load, "salvaged",
+      st->load_report.salvage ? jint((int64_t)st->load_report.salvaged) : json_null());
+  set(load, "lost", st->load_report.salvage ? jint((int64_t)st->load_report.lost) : json_null());
   set(o, "load", load);
   set(o, "policy", policy_status_json(c));
   json_t *rep = json_object();

@@ -68,6 +68,14 @@
  * pd_book_restore places it (a tried entry whose tried slot is taken, or a
  * duplicate address, is skipped).
  *
+ * Salvage (pd_bookstore_salvage): for a document that will not parse as a
+ * whole, the same layout read line by line: line 1 (closed with "}") gives
+ * the key and geometry, the columns line the columns, and every other line
+ * that parses on its own as a JSON string (trailing comma dropped) is an
+ * entry row, checked and restored exactly as above; the collisions line and
+ * whole ban lines load as usual; structural lines are skipped and any
+ * other line is counted as lost. docs/persistence.md has the details.
+ *
  * Decoding into another geometry (pd_bookstore_decode_ex with a geometry
  * that differs from the document's): the saved slots mean nothing in the
  * other tables, so every entry is re-placed by the placement rules, in file
@@ -607,45 +615,52 @@ static int replace_entry(pd_book_t *b, pd_book_info_t *e, pd_bookstore_report_t 
   return rc;
 }
 
+/* One entry row (entry number i, for the reason) into the book: loaded,
+ * lost (re-placement without a free slot) or skipped and counted; *fatal
+ * set on PD_ENOMEM. */
+static void load_row(pd_book_t *b, const json_t *row, size_t i, const int *col, size_t ncols,
+                     bool replace, pd_bookstore_report_t *r, int *fatal) {
+  char line[ROW_MAX];
+  const char *tok[MAX_COLUMNS];
+  const char *why = NULL;
+  size_t nt = split_row(row, line, tok, &why);
+  if (nt != 0 && nt != ncols) why = "wrong number of values";
+  if (why == NULL) {
+    pd_book_info_t e;
+    uint16_t slots[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
+    size_t nslots = 0;
+    why = parse_entry(tok, col, &e, slots, &nslots);
+    if (why == NULL) {
+      uint32_t id = PD_BOOK_NO_ID;
+      int rc = replace ? replace_entry(b, &e, r, &why)
+                       : pd_book_restore(b, &e, slots, nslots, &id, &why);
+      if (rc == 0) {
+        r->entries_loaded++;
+        return;
+      }
+      if (replace && rc == PD_EFULL) {
+        r->entries_lost++;
+        return;
+      }
+      if (rc == PD_ENOMEM) {
+        *fatal = rc;
+        return;
+      }
+      if (why == NULL) why = pd_strerror(rc);
+    }
+  }
+  r->entries_skipped++;
+  if (nt > (size_t)col[C_ADDR])
+    note_skip(r, "entry %zu (%.60s): %s", i, tok[col[C_ADDR]], why);
+  else
+    note_skip(r, "entry %zu: %s", i, why);
+}
+
 static void load_entries(pd_book_t *b, const json_t *entries, const int *col, size_t ncols,
                          bool replace, pd_bookstore_report_t *r, int *fatal) {
   size_t n = json_array_size(entries);
-  char line[ROW_MAX];
-  const char *tok[MAX_COLUMNS];
-  for (size_t i = 0; i < n; i++) {
-    const char *why = NULL;
-    size_t nt = split_row(json_array_get(entries, i), line, tok, &why);
-    if (nt != 0 && nt != ncols) why = "wrong number of values";
-    if (why == NULL) {
-      pd_book_info_t e;
-      uint16_t slots[PD_BOOK_NEW_BUCKETS_PER_ADDRESS];
-      size_t nslots = 0;
-      why = parse_entry(tok, col, &e, slots, &nslots);
-      if (why == NULL) {
-        uint32_t id = PD_BOOK_NO_ID;
-        int rc = replace ? replace_entry(b, &e, r, &why)
-                         : pd_book_restore(b, &e, slots, nslots, &id, &why);
-        if (rc == 0) {
-          r->entries_loaded++;
-          continue;
-        }
-        if (replace && rc == PD_EFULL) {
-          r->entries_lost++;
-          continue;
-        }
-        if (rc == PD_ENOMEM) {
-          *fatal = rc;
-          return;
-        }
-        if (why == NULL) why = pd_strerror(rc);
-      }
-    }
-    r->entries_skipped++;
-    if (nt > (size_t)col[C_ADDR])
-      note_skip(r, "entry %zu (%.60s): %s", i, tok[col[C_ADDR]], why);
-    else
-      note_skip(r, "entry %zu: %s", i, why);
-  }
+  for (size_t i = 0; i < n && *fatal == 0; i++)
+    load_row(b, json_array_get(entries, i), i, col, ncols, replace, r, fatal);
 }
 
 static void load_collisions(pd_book_t *b, const json_t *coll, pd_bookstore_report_t *r) {
@@ -760,6 +775,33 @@ static int read_geometry(const json_t *root, pd_book_geometry_t *g, char *err, s
   return 0;
 }
 
+/* The top-level fields before the columns: format, version, saved_at, key,
+ * last_good. 0, or PD_ECORRUPT / PD_EFORMAT with err set. */
+static int read_header(const json_t *root, uint8_t *key, int64_t *last_good, char *err,
+                       size_t cap) {
+  int rc = 0;
+  const json_t *v;
+  if (!json_is_object(root)) return fail(err, cap, PD_ECORRUPT, "top level is not an object");
+  if ((v = need(root, "format", JSON_STRING, err, cap, &rc)) == NULL) return rc;
+  if (strcmp(json_string_value(v), PD_BOOKSTORE_FORMAT) != 0)
+    return fail(err, cap, PD_EFORMAT, "format \"%.40s\" is not \"%s\"", json_string_value(v),
+                PD_BOOKSTORE_FORMAT);
+  if ((v = need(root, "version", JSON_INTEGER, err, cap, &rc)) == NULL) return rc;
+  if (json_integer_value(v) != PD_BOOKSTORE_VERSION)
+    return fail(err, cap, PD_EFORMAT,
+                "version %" JSON_INTEGER_FORMAT " is not supported (want %d)",
+                json_integer_value(v), PD_BOOKSTORE_VERSION);
+  if (need(root, "saved_at", JSON_INTEGER, err, cap, &rc) == NULL) return rc;
+  const json_t *jkey = need(root, "key", JSON_STRING, err, cap, &rc);
+  if (jkey == NULL) return rc;
+  if (!hex_decode(json_string_value(jkey), json_string_length(jkey), key, PD_BOOK_KEY_LEN))
+    return fail(err, cap, PD_ECORRUPT, "key is not %d hex characters", 2 * PD_BOOK_KEY_LEN);
+  const json_t *jlast = need(root, "last_good", JSON_INTEGER, err, cap, &rc);
+  if (jlast == NULL) return rc;
+  if (!get_time(jlast, last_good)) return fail(err, cap, PD_ECORRUPT, "last_good is out of range");
+  return 0;
+}
+
 int pd_bookstore_decode(const char *buf, size_t len, pd_rng_t *rng, unsigned flags,
                         pd_book_t **out, pd_bookstore_report_t *report, char *err, size_t cap) {
   return pd_bookstore_decode_ex(buf, len, rng, flags, NULL, out, report, err, cap);
@@ -786,38 +828,9 @@ int pd_bookstore_decode_ex(const char *buf, size_t len, pd_rng_t *rng, unsigned 
 
   int rc = 0;
   pd_book_t *b = NULL;
-  const json_t *v;
-  if (!json_is_object(root)) {
-    rc = fail(err, cap, PD_ECORRUPT, "top level is not an object");
-    goto done;
-  }
-  if ((v = need(root, "format", JSON_STRING, err, cap, &rc)) == NULL) goto done;
-  if (strcmp(json_string_value(v), PD_BOOKSTORE_FORMAT) != 0) {
-    rc = fail(err, cap, PD_EFORMAT, "format \"%.40s\" is not \"%s\"", json_string_value(v),
-              PD_BOOKSTORE_FORMAT);
-    goto done;
-  }
-  if ((v = need(root, "version", JSON_INTEGER, err, cap, &rc)) == NULL) goto done;
-  if (json_integer_value(v) != PD_BOOKSTORE_VERSION) {
-    rc = fail(err, cap, PD_EFORMAT, "version %" JSON_INTEGER_FORMAT " is not supported (want %d)",
-              json_integer_value(v), PD_BOOKSTORE_VERSION);
-    goto done;
-  }
-  if (need(root, "saved_at", JSON_INTEGER, err, cap, &rc) == NULL) goto done;
-  const json_t *jkey = need(root, "key", JSON_STRING, err, cap, &rc);
-  if (jkey == NULL) goto done;
   uint8_t key[PD_BOOK_KEY_LEN];
-  if (!hex_decode(json_string_value(jkey), json_string_length(jkey), key, sizeof key)) {
-    rc = fail(err, cap, PD_ECORRUPT, "key is not %d hex characters", 2 * PD_BOOK_KEY_LEN);
-    goto done;
-  }
-  const json_t *jlast = need(root, "last_good", JSON_INTEGER, err, cap, &rc);
-  if (jlast == NULL) goto done;
   int64_t last_good = 0;
-  if (!get_time(jlast, &last_good)) {
-    rc = fail(err, cap, PD_ECORRUPT, "last_good is out of range");
-    goto done;
-  }
+  if ((rc = read_header(root, key, &last_good, err, cap)) != 0) goto done;
   const json_t *cols = need(root, "columns", JSON_ARRAY, err, cap, &rc);
   if (cols == NULL) goto done;
   const json_t *entries = need(root, "entries", JSON_ARRAY, err, cap, &rc);
@@ -858,4 +871,164 @@ done:
   if (b != NULL) pd_book_destroy(b);
   json_decref(root);
   return rc;
+}
+
+/* ---- salvage --------------------------------------------------------- */
+
+static bool line_is(const char *p, size_t n, const char *s) {
+  return strlen(s) == n && memcmp(p, s, n) == 0;
+}
+
+static bool line_starts(const char *p, size_t n, const char *s) {
+  size_t sl = strlen(s);
+  return n >= sl && memcmp(p, s, sl) == 0;
+}
+
+/* One line of the document as a JSON text of its own: without its trailing
+ * comma, wrapped in {} when wrap (a `"name":value` member). NULL when it
+ * does not parse (*oom when memory ran out). */
+static json_t *parse_line(const char *p, size_t n, bool wrap, bool *oom) {
+  if (n > 0 && p[n - 1] == ',') n--;
+  if (!wrap) return json_loadb(p, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+  char *t = malloc(n + 2);
+  if (t == NULL) {
+    *oom = true;
+    return NULL;
+  }
+  t[0] = '{';
+  memcpy(t + 1, p, n);
+  t[n + 1] = '}';
+  json_t *v = json_loadb(t, n + 2, JSON_REJECT_DUPLICATES, NULL);
+  free(t);
+  return v;
+}
+
+/* The lines between the rows, and the names of the lines that hold data:
+ * the last line of a cut document that is the start of one of these is no
+ * lost entry. */
+static const char *const structure[] = {"\"entries\":[", "],",           "\"bans\":[",
+                                        "\"bans\":[]}",  "]}",           "\"columns\":",
+                                        "\"collisions\":"};
+
+static bool cut_structure(const char *p, size_t n) {
+  for (size_t i = 0; i < sizeof structure / sizeof *structure; i++) {
+    if (n < strlen(structure[i]) && memcmp(p, structure[i], n) == 0) return true;
+  }
+  return false;
+}
+
+/* A line that gave nothing (line numbers from 1). */
+static void lost_line(pd_bookstore_report_t *r, size_t lineno, const char *why) {
+  r->entries_skipped++;
+  note_skip(r, "line %zu: %s", lineno, why);
+}
+
+int pd_bookstore_salvage(const char *buf, size_t len, pd_rng_t *rng, unsigned flags,
+                         pd_book_t **out, pd_bookstore_report_t *report, char *err, size_t cap) {
+  pd_bookstore_report_t dummy;
+  pd_bookstore_report_t *r = report ? report : &dummy;
+  memset(r, 0, sizeof *r);
+  pd_book_geometry_default(&r->file_geometry);
+  if (err != NULL && cap > 0) err[0] = '\0';
+  if (buf == NULL || len == 0) return fail(err, cap, PD_ECORRUPT, "empty document");
+
+  /* Line 1: format, version, saved_at, key, last_good [, geometry]. */
+  const char *end = buf + len;
+  const char *nl = memchr(buf, '\n', len);
+  bool oom = false;
+  /* complete only with its newline: a cut "last_good":17 would parse */
+  json_t *hdr = nl && buf[0] == '{' ? parse_line(buf + 1, (size_t)(nl - buf) - 1, true, &oom)
+                                     : NULL;
+  if (hdr == NULL)
+    return fail(err, cap, oom ? PD_ENOMEM : PD_ECORRUPT,
+                "first line (format, key) unreadable: nothing can be salvaged");
+  uint8_t key[PD_BOOK_KEY_LEN];
+  int64_t last_good = 0;
+  pd_book_geometry_t geo;
+  int rc = read_header(hdr, key, &last_good, err, cap);
+  if (rc == 0) rc = read_geometry(hdr, &geo, err, cap);
+  json_decref(hdr);
+  if (rc != 0) return rc;
+  r->file_geometry = geo;
+  pd_book_t *b = NULL;
+  rc = pd_book_create_ex(&b, key, rng, flags, &geo);
+  if (rc != 0) return fail(err, cap, rc, "cannot create the book: %s", pd_strerror(rc));
+  pd_book_set_last_good(b, last_good);
+
+  json_t *bans = json_array();
+  json_t *coll = NULL;
+  int col[C_COUNT];
+  size_t ncols = 0, row = 0, lineno = 1;
+  bool have_cols = false;
+  int fatal = bans == NULL ? PD_ENOMEM : 0;
+  for (const char *p = nl ? nl + 1 : end; p < end && fatal == 0;) {
+    nl = memchr(p, '\n', (size_t)(end - p));
+    size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    const char *line = p;
+    p = nl ? nl + 1 : end;
+    lineno++;
+    if (n == 0 || line_is(line, n, "\"entries\":[") || line_is(line, n, "],") ||
+        line_is(line, n, "\"bans\":[") || line_is(line, n, "\"bans\":[]}"))
+      continue;
+    if (line_is(line, n, "]}")) {
+      r->salvage_end_found = true;
+      continue;
+    }
+    if (nl == NULL && cut_structure(line, n)) continue; /* the cut's last line */
+    json_t *v = NULL;
+    if (line_starts(line, n, "\"columns\":") && !have_cols) {
+      v = parse_line(line, n, true, &oom);
+      char cerr[96] = "";
+      if (v != NULL && map_columns(json_object_get(v, "columns"), col, &ncols, cerr,
+                                   sizeof cerr) == 0 &&
+          json_is_array(json_object_get(v, "columns"))) {
+        have_cols = true;
+      } else {
+        note_skip(r, "line %zu: columns unreadable%s%s", lineno, cerr[0] ? ": " : "", cerr);
+      }
+    } else if (line_starts(line, n, "\"collisions\":")) {
+      v = parse_line(line, n, true, &oom);
+      json_t *a = v ? json_object_get(v, "collisions") : NULL;
+      if (json_is_array(a) && coll == NULL) {
+        coll = json_incref(a);
+      } else {
+        r->collisions_skipped++;
+        note_skip(r, "line %zu: collisions unreadable", lineno);
+      }
+    } else if (line[0] == '{') {
+      v = parse_line(line, n, false, &oom);
+      if (json_is_object(v)) {
+        if (json_array_append(bans, v) != 0) fatal = PD_ENOMEM;
+      } else {
+        r->bans_skipped++;
+        note_skip(r, "line %zu: not a complete ban", lineno);
+      }
+    } else if (line[0] == '"') {
+      v = parse_line(line, n, false, &oom);
+      if (!json_is_string(v))
+        lost_line(r, lineno, "not a complete entry row");
+      else if (!have_cols)
+        lost_line(r, lineno, "entry row before any readable columns");
+      else
+        load_row(b, v, row++, col, ncols, false, r, &fatal);
+    } else {
+      lost_line(r, lineno, "unreadable");
+    }
+    json_decref(v);
+    if (oom) fatal = PD_ENOMEM;
+  }
+  if (fatal == 0 && coll != NULL) load_collisions(b, coll, r);
+  if (fatal == 0) load_bans(b, bans, r, &fatal);
+  json_decref(coll);
+  json_decref(bans);
+  if (fatal != 0) {
+    pd_book_destroy(b);
+    return fail(err, cap, fatal, "%s while salvaging", pd_strerror(fatal));
+  }
+  r->entries_loaded = pd_book_size(b);
+  r->salvage = true;
+  r->salvaged = r->entries_loaded;
+  r->lost = r->entries_skipped;
+  *out = b;
+  return 0;
 }

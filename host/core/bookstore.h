@@ -5,7 +5,8 @@
  * version, and decoding such a document back into a fresh book, validating
  * every entry one by one (a bad entry is skipped and counted, the rest
  * kept), re-placing the entries when the book is given another geometry
- * than the document's (see bookstore.c).
+ * than the document's (see bookstore.c); salvaging, line by line, the
+ * entries of a document too damaged to parse as a whole.
  * Bans: written here unless PD_BOOKSTORE_NO_BANS (the daemon keeps them in
  * bans.json, statestore.h); always read, so a book written before bans.json
  * existed hands its bans over.
@@ -16,6 +17,7 @@
 #ifndef PD_BOOKSTORE_H
 #define PD_BOOKSTORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +38,12 @@ typedef struct pd_bookstore_report {
   size_t entries_replaced; /* re-placed into another geometry (all loaded ones then) */
   size_t tried_demoted;    /* of those: tried entries put back in new (slot taken) */
   size_t entries_lost;     /* valid entries that found no free slot there (dropped) */
+  /* Salvage (pd_bookstore_salvage; 0 / false otherwise). */
+  bool salvage;           /* this report is a salvage's */
+  size_t salvaged;        /* entries kept from a damaged document (= entries_loaded) */
+  size_t lost;            /* its lines that gave no entry: cut, unreadable or invalid rows */
+  bool salvage_end_found; /* its last line ("]}") was there: nothing was cut off the end
+                           * (when false, entries after the cut are gone and not counted) */
   char first_skip[160]; /* why the first skipped item was skipped ("" if none) */
 } pd_bookstore_report_t;
 
@@ -69,6 +77,20 @@ int pd_bookstore_decode(const char *buf, size_t len, pd_rng_t *rng, unsigned fla
 int pd_bookstore_decode_ex(const char *buf, size_t len, pd_rng_t *rng, unsigned flags,
                            const pd_book_geometry_t *geometry, pd_book_t **out,
                            pd_bookstore_report_t *report, char *err, size_t cap);
+
+/* Salvage a document pd_bookstore_decode refused as PD_ECORRUPT (cut short,
+ * garbage in it): the text is read line by line, as the encoder writes it
+ * (one entry per line, see bookstore.c). The first line must still give
+ * the format, version and key (else PD_ECORRUPT / PD_EFORMAT: nothing to
+ * salvage); then every line that is a complete entry row (a JSON string,
+ * once its trailing comma is dropped) goes through the same checks as in
+ * pd_bookstore_decode, in the document's own geometry, and so do the
+ * collisions line and complete ban lines. Any other line (cut, garbage) is
+ * counted in entries_skipped with its line number as the first reason;
+ * report->salvaged and report->lost give the totals. 0 with the new book
+ * (possibly empty), else an error with err set and *out untouched. */
+int pd_bookstore_salvage(const char *buf, size_t len, pd_rng_t *rng, unsigned flags,
+                         pd_book_t **out, pd_bookstore_report_t *report, char *err, size_t cap);
 
 /* One ban object of the JSON form ({"subnet", "created", "until", "reason"}),
  * as addrbook.json and bans.json (statestore.c) hold them: NULL, or why it

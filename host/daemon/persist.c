@@ -1,8 +1,10 @@
 /* persist — the data directory: the book, bans, reputation, the node key,
  * the anchors.
  *
- * Owns: loading addrbook.json at start (or a new book with a key from
- * randombytes; a bad file moved aside, never overwritten) and creating the
+ * Owns: removing at start the temp files of its atomic writes that a crash
+ * left behind; loading addrbook.json at start (or a new book with a key from
+ * randombytes; a bad file moved aside, never overwritten, a damaged one's
+ * entries that still parse salvaged) and creating the
  * node with its configuration; then loading bans.json and reputation.json
  * into it (a bad one moved aside the same way, the start going on without
  * it); saving the three (dmn_start_save: encoded on the loop, written on
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 #include <sodium.h>
@@ -214,8 +217,34 @@ static int new_book(pd_daemon_t *d, pd_book_t **out) {
 
 static int load_state(pd_daemon_t *d, int64_t now, size_t book_bans);
 
-/* Load addrbook.json or start empty; a bad file is moved aside. Then the
- * state files (load_state). */
+/* Every file of the data directory peerd writes with pd_fs_write_atomic:
+ * the temps of these names a crash left behind are removed at start. */
+static const char *const atomic_files[] = {
+    PD_DAEMON_BOOK_FILE,    PD_DAEMON_BANS_FILE, PD_DAEMON_REPUTATION_FILE,
+    PD_DAEMON_ANCHORS_FILE, PD_DAEMON_COOKIE_FILE, PD_DAEMON_KEY_FILE,
+};
+
+/* Remove the stale temps (the lock is held: no write of ours is under
+ * way). A failure is logged, never fatal. */
+static void remove_stale_temps(pd_daemon_t *d) {
+  size_t removed = 0;
+  uint64_t bytes = 0;
+  int rc = pd_fs_remove_stale_temps(d->cfg.data_dir, atomic_files,
+                                    sizeof atomic_files / sizeof *atomic_files, &removed, &bytes);
+  char n[32], b[32];
+  dmn_fmt_u64(n, sizeof n, removed);
+  dmn_fmt_u64(b, sizeof b, bytes);
+  if (rc < 0) {
+    LOG(d, PD_LOG_WARN, "cannot remove every stale temp file", "dir", d->cfg.data_dir, "removed",
+        n, "bytes", b, "error", pd_strerror(rc));
+  } else if (removed > 0) {
+    LOG(d, PD_LOG_INFO, "stale temp files removed", "dir", d->cfg.data_dir, "removed", n,
+        "bytes", b);
+  }
+}
+
+/* Remove the stale temp files, then load addrbook.json or start empty; a
+ * bad file is moved aside. Then the state files (load_state). */
 int dmn_load_book(pd_daemon_t *d, int64_t now) {
   char path[PATH_CAP];
   int pl = snprintf(path, sizeof path, "%s/%s", d->cfg.data_dir, PD_DAEMON_BOOK_FILE);
@@ -223,6 +252,7 @@ int dmn_load_book(pd_daemon_t *d, int64_t now) {
     LOG(d, PD_LOG_ERROR, "data directory path too long", "dir", d->cfg.data_dir);
     return -1;
   }
+  remove_stale_temps(d);
   pd_node_config_t ncfg = {
       .allow_private = d->cfg.allow_private,
       .save_interval = d->cfg.save_interval,
@@ -262,6 +292,18 @@ int dmn_load_book(pd_daemon_t *d, int64_t now) {
       load_rc = rc;
       if (!err[0]) snprintf(err, sizeof err, "%s", pd_strerror(rc));
       book = NULL;
+      /* damaged (cut short, garbage): keep every entry that still parses;
+       * the file is set aside all the same */
+      if (rc == PD_ECORRUPT) {
+        char serr[256] = "";
+        int src = pd_bookstore_salvage(buf, len, &d->rng, flags, &book, &report, serr, sizeof serr);
+        if (src < 0) {
+          book = NULL;
+          memset(&report, 0, sizeof report);
+          LOG(d, PD_LOG_WARN, "nothing salvaged from the damaged book", "path", path, "reason",
+              serr[0] ? serr : pd_strerror(src));
+        }
+      }
     }
   }
   free(buf);
@@ -303,15 +345,26 @@ int dmn_load_book(pd_daemon_t *d, int64_t now) {
           "first_reason", report.first_skip);
     }
   }
-  int src = load_state(d, now, loaded ? report.bans_loaded : 0);
+  int src = load_state(d, now, loaded || report.salvage ? report.bans_loaded : 0);
   if (load_rc < 0) {
     /* said after the state files: what the bad book did not take with it */
-    pd_node_note_load(d->node, load_rc, err, moved, NULL);
+    pd_node_note_load(d->node, load_rc, err, moved, report.salvage ? &report : NULL);
     char bn[32], rn[32];
     dmn_fmt_u64(bn, sizeof bn, pd_banlist_count(pd_book_bans_const(pd_node_book(d->node))));
     dmn_fmt_u64(rn, sizeof rn, pd_reputation_count(pd_node_reputation(d->node)));
-    LOG(d, PD_LOG_ERROR, "book load failed; starting with an empty book", "path", path, "reason",
-        err, "moved_to", moved, "bans_kept", bn, "reputation_records_kept", rn);
+    if (report.salvage) {
+      char sv[32], lo[32];
+      dmn_fmt_u64(sv, sizeof sv, report.salvaged);
+      dmn_fmt_u64(lo, sizeof lo, report.lost);
+      LOG(d, PD_LOG_ERROR, "book damaged; kept the entries that still parse", "path", path,
+          "reason", err, "moved_to", moved, "salvaged", sv, "lost", lo, "end_found",
+          report.salvage_end_found ? "true" : "false", "first_lost",
+          report.first_skip[0] ? report.first_skip : "none", "bans_kept", bn,
+          "reputation_records_kept", rn);
+    } else {
+      LOG(d, PD_LOG_ERROR, "book load failed; starting with an empty book", "path", path,
+          "reason", err, "moved_to", moved, "bans_kept", bn, "reputation_records_kept", rn);
+    }
   }
   return src < 0 ? -1 : 0;
 }
@@ -420,9 +473,38 @@ static int load_state(pd_daemon_t *d, int64_t now, size_t book_bans) {
 
 /* ----------------------------------------------------------- identity */
 
+/* A secret key open to group or others (any of the mode's 077 bits, as ssh
+ * checks): our own DIR/node_key stops the start with the chmod that fixes
+ * it (peerd creates it 0600, so someone loosened it; we do not guess it
+ * was harmless, as ssh and Bitcoin Core do not); a key lent with
+ * --node-key belongs to the node, so it is only warned about, never
+ * chmod'ed. 0, or -1 to stop. */
+static int check_key_mode(pd_daemon_t *d, const char *path, bool lent) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    int rc = -errno;
+    LOG(d, PD_LOG_ERROR, "cannot stat the node key; refusing to start", "path", path, "error",
+        pd_strerror(rc));
+    return -1;
+  }
+  if ((st.st_mode & 077) == 0) return 0;
+  char mode[8], fix[PATH_CAP + 16];
+  snprintf(mode, sizeof mode, "%04o", (unsigned)(st.st_mode & 07777));
+  snprintf(fix, sizeof fix, "chmod 600 %s", path);
+  if (lent) {
+    LOG(d, PD_LOG_WARN, "--node-key file is readable by group or others; using it (it is the "
+        "node's file: left as it is)", "path", path, "mode", mode, "fix", fix);
+    return 0;
+  }
+  LOG(d, PD_LOG_ERROR, "node key file is readable by group or others; refusing to start", "path",
+      path, "mode", mode, "fix", fix);
+  return -1;
+}
+
 /* DIR/node_key: load it, or create it (randombytes seed, mode 0600) when it
  * does not exist. A file that exists but does not decode is an error: the
- * node's identity is never silently replaced. */
+ * node's identity is never silently replaced; so is one open to group or
+ * others (check_key_mode). */
 int dmn_load_identity(pd_daemon_t *d) {
   char path[PATH_CAP];
   /* --node-key FILE: the node lends its own key (peerd's format or
@@ -471,6 +553,7 @@ int dmn_load_identity(pd_daemon_t *d) {
           "path", path, "error", pd_strerror(rc), "reason", why ? why : "?");
       return -1;
     }
+    if (check_key_mode(d, path, lent) < 0) return -1;
   }
   pd_node_status_t *st = pd_node_status(d->node);
   pd_node_id_format(d->ident.id, st->node_id, sizeof st->node_id);

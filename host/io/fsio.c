@@ -8,10 +8,16 @@
  *
  * Move aside never overwrites: renameat2(RENAME_NOREPLACE), falling back to
  * link()+unlink() on file systems without it; a taken name gets -1, -2, ...
+ *
+ * Stale temps: readdir, a name is compared with ".NAME.tmp-" for each NAME
+ * and then six [A-Za-z0-9]; fstatat without following links must say a
+ * regular file; unlinkat removes it.
  */
 #include "fsio.h"
 
 #include <errno.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -117,6 +123,63 @@ int pd_fs_write_atomic(const char *dir, const char *name, const void *buf, size_
   }
   /* The new file is in place; a failure here means it may not be durable. */
   return fsync_dir(dir);
+}
+
+/* mkstemp's template is XXXXXX: six letters or digits replace it. */
+#define TEMP_SUFFIX_LEN 6
+
+/* Is ent exactly "." name ".tmp-" and six letters or digits? */
+static int is_temp_of(const char *ent, const char *name) {
+  if (ent[0] != '.') return 0;
+  size_t nl = strlen(name);
+  if (strncmp(ent + 1, name, nl) != 0) return 0;
+  const char *p = ent + 1 + nl;
+  if (strncmp(p, ".tmp-", 5) != 0) return 0;
+  p += 5;
+  for (int i = 0; i < TEMP_SUFFIX_LEN; i++) {
+    if (!isalnum((unsigned char)p[i])) return 0;
+  }
+  return p[TEMP_SUFFIX_LEN] == '\0';
+}
+
+int pd_fs_remove_stale_temps(const char *dir, const char *const *names, size_t n,
+                             size_t *removed, uint64_t *bytes) {
+  if (removed != NULL) *removed = 0;
+  if (bytes != NULL) *bytes = 0;
+  if (dir == NULL || dir[0] == '\0' || (names == NULL && n > 0)) return -EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    if (!valid_name(names[i])) return -EINVAL;
+  }
+  DIR *dp = opendir(dir);
+  if (dp == NULL) return -errno;
+  int dfd = dirfd(dp);
+  int rc = 0;
+  struct dirent *de;
+  for (;;) {
+    errno = 0;
+    de = readdir(dp);
+    if (de == NULL) {
+      if (errno != 0 && rc == 0) rc = -errno;
+      break;
+    }
+    size_t k = 0;
+    while (k < n && !is_temp_of(de->d_name, names[k])) k++;
+    if (k == n) continue;
+    struct stat st;
+    if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno != ENOENT && rc == 0) rc = -errno;
+      continue;
+    }
+    if (!S_ISREG(st.st_mode)) continue;
+    if (unlinkat(dfd, de->d_name, 0) != 0) {
+      if (errno != ENOENT && rc == 0) rc = -errno;
+      continue;
+    }
+    if (removed != NULL) (*removed)++;
+    if (bytes != NULL) *bytes += (uint64_t)st.st_size;
+  }
+  closedir(dp);
+  return rc;
 }
 
 int pd_fs_read_all(const char *path, size_t max, char **out, size_t *len) {

@@ -3,7 +3,8 @@
  * Owns: atomic replacement of a file (write temp, fsync, rename, fsync the
  * directory), reading a whole file with a size cap, moving a damaged file
  * aside as NAME.corrupt-<unix time>, creating the data directory, and the
- * data directory's lock (one peerd per directory).
+ * data directory's lock (one peerd per directory), removing the temp files
+ * an interrupted atomic write left behind.
  * Does not own: what is in the files (bookstore) or when to write (daemon).
  * Blocking calls: the daemon runs them on libuv's thread pool or at start-up.
  * Errors are returned as -errno (or PD_ETOOBIG), never printed.
@@ -22,6 +23,17 @@ int pd_fs_ensure_dir(const char *dir, unsigned mode);
  * is untouched and the temp file removed. */
 int pd_fs_write_atomic(const char *dir, const char *name, const void *buf, size_t len,
                        unsigned mode);
+
+/* Remove the temp files pd_fs_write_atomic leaves when the process dies
+ * between mkstemp and rename: in dir, every regular file named exactly
+ * .NAME.tmp-XXXXXX (XXXXXX six letters or digits, mkstemp's) for a NAME of
+ * names[0..n). Nothing else is touched: other names, directories and
+ * symlinks (even with a matching name) stay. Only for a directory no other
+ * process writes (hold its lock). *removed and *bytes (either may be NULL)
+ * get the count and total size removed. 0, or the first -errno (opening
+ * the directory, or an unlink that failed: the others are still tried). */
+int pd_fs_remove_stale_temps(const char *dir, const char *const *names, size_t n,
+                             size_t *removed, uint64_t *bytes);
 
 /* Read all of path into a malloc'd, NUL-terminated buffer. -ENOENT when
  * missing, PD_ETOOBIG when over max bytes. */

@@ -400,11 +400,24 @@ describe("peerd daemon", function()
       check_moved_aside(dir, garbage)
     end)
 
-    it("moves a truncated book aside and starts empty", function()
+    it("moves a truncated book aside and keeps the rows before the cut", function()
       local good = real_book(dir)
       local cut = good:sub(1, #good // 2)
       write_file(dir .. "/data/addrbook.json", cut)
-      check_moved_aside(dir, cut)
+      -- the complete rows before the cut (files_spec.lua covers salvage in detail)
+      local rows = 0
+      for line in cut:gmatch("([^\n]*)\n") do
+        if line:match('^"33%.') then rows = rows + 1 end
+      end
+      local node = start(nil, dir)
+      local st = status_of(node)
+      stop(node)
+      assert.is_false(st.load.ok)
+      assert.matches("addrbook%.json%.corrupt%-%d+", st.load.moved_to)
+      assert.are.equal(rows, st.load.salvaged)
+      assert.are.equal(rows, st.book.new + st.book.tried)
+      assert.are.equal(cut, read_file(st.load.moved_to))
+      assert.matches('level=error msg="book damaged; kept the entries that still parse"', log_of(node))
     end)
 
     it("moves a book of another version aside and starts empty", function()

@@ -1,6 +1,8 @@
 /* Unit tests for bookstore: byte-exact round trips, determinism across
  * identical runs, damaged documents (every truncation, random byte flips)
- * that must fail cleanly, and per-entry skipping with counts and reasons. */
+ * that must fail cleanly, and per-entry skipping with counts and reasons;
+ * salvage of a damaged document (every cut keeps every complete row before
+ * it; garbage lines are skipped and counted). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -979,6 +981,175 @@ static void geometry_errors(void **state) {
   free(doc);
 }
 
+/* The entry rows of an encoded document: each row's address and the offset
+ * just past its closing quote (the row is complete in a copy of at least
+ * that many bytes). Returns the count (at most cap). */
+typedef struct row_at {
+  char addr[64];
+  size_t start, end;
+} row_at_t;
+
+static size_t rows_of(const char *doc, size_t len, row_at_t *rows, size_t cap) {
+  size_t n = 0;
+  for (size_t at = 0; at < len;) {
+    const char *nl = memchr(doc + at, '\n', len - at);
+    size_t ll = nl ? (size_t)(nl - (doc + at)) : len - at;
+    const char *l = doc + at;
+    if (ll > 2 && l[0] == '"' && strncmp(l, "\"columns\"", 9) != 0 &&
+        strncmp(l, "\"entries\"", 9) != 0 && strncmp(l, "\"collisions\"", 12) != 0 &&
+        strncmp(l, "\"bans\"", 6) != 0) {
+      assert_true(n < cap);
+      size_t q = l[ll - 1] == ',' ? ll - 1 : ll; /* past the closing quote */
+      rows[n].start = at;
+      rows[n].end = at + q;
+      size_t al = strcspn(l + 1, " ");
+      assert_true(al < sizeof rows[n].addr);
+      memcpy(rows[n].addr, l + 1, al);
+      rows[n].addr[al] = '\0';
+      n++;
+    }
+    at += ll + 1;
+  }
+  return n;
+}
+
+static int salvage(const char *doc, size_t len, pd_book_t **out, pd_bookstore_report_t *rep) {
+  pd_rng_t r;
+  pd_rng_seed(&r, 5);
+  char err[256] = "";
+  int rc = pd_bookstore_salvage(doc, len, &r, 0, out, rep, err, sizeof err);
+  if (rc != 0) assert_true(err[0] != '\0');
+  return rc;
+}
+
+static void salvage_every_cut(void **state) {
+  (void)state;
+  pd_rng_t r1;
+  /* a small geometry: the header carries it, and 2,000 book creations stay cheap */
+  pd_book_t *a = build_book_geo(21, &r1, 16, &SMALL);
+  size_t len = 0;
+  char *doc = encode(a, &len);
+  row_at_t rows[64];
+  size_t nrows = rows_of(doc, len, rows, 64);
+  assert_int_equal(nrows, pd_book_size(a));
+  const char *nl = memchr(doc, '\n', len);
+  size_t first_line = (size_t)(nl - doc) + 1;
+
+  /* the whole document: the same book as decode gives */
+  pd_book_t *b = NULL;
+  pd_bookstore_report_t rep;
+  assert_int_equal(salvage(doc, len, &b, &rep), 0);
+  assert_same_entries(a, b);
+  assert_int_equal(rep.salvaged, nrows);
+  assert_int_equal(rep.lost, 0);
+  assert_true(rep.salvage_end_found);
+  pd_book_destroy(b);
+
+  /* every cut */
+  for (size_t k = 0; k < len; k++) {
+    char *copy = malloc(k + 1);
+    assert_non_null(copy);
+    memcpy(copy, doc, k); /* exactly k bytes: ASan catches any over-read */
+    b = NULL;
+    int rc = salvage(copy, k, &b, &rep);
+    if (k < first_line) {
+      assert_int_equal(rc, PD_ECORRUPT);
+      assert_null(b);
+      free(copy);
+      continue;
+    }
+    assert_int_equal(rc, 0);
+    size_t want = 0;
+    bool mid_row = false;
+    for (size_t i = 0; i < nrows; i++) {
+      if (rows[i].end <= k) {
+        want++;
+        pd_netaddr_t addr;
+        assert_int_equal(pd_netaddr_parse(rows[i].addr, 0, &addr, NULL, NULL, NULL), 0);
+        assert_int_not_equal(pd_book_find(b, &addr), PD_BOOK_NO_ID);
+      } else if (k > rows[i].start && k < rows[i].end) {
+        mid_row = k > rows[i].start + 1; /* the cut is inside this row (a lone " is nothing) */
+      }
+    }
+    if (rep.salvaged != want)
+      print_error("cut at %zu: salvaged %zu, want %zu\n", k, rep.salvaged, want);
+    assert_int_equal(rep.salvaged, want);
+    assert_int_equal(pd_book_size(b), want);
+    if (rep.lost != (mid_row ? 1u : 0u))
+      print_error("cut at %zu: lost %zu (%s), mid_row %d: %.*s|\n", k, rep.lost, rep.first_skip,
+                  (int)mid_row, 30, doc + (k > 20 ? k - 20 : 0));
+    assert_int_equal(rep.lost, mid_row ? 1 : 0);
+    if (mid_row) assert_non_null(strstr(rep.first_skip, "not a complete entry row"));
+    assert_int_equal(rep.salvage_end_found, k >= len - 1);
+    assert_int_equal(pd_book_check(b), 0);
+    assert_memory_equal(pd_book_key(a), pd_book_key(b), PD_BOOK_KEY_LEN);
+    pd_book_destroy(b);
+    free(copy);
+  }
+  free(doc);
+  pd_book_destroy(a);
+}
+
+static void salvage_skips_garbage(void **state) {
+  (void)state;
+  pd_rng_t r1;
+  pd_book_t *a = build_book(22, &r1, 40);
+  size_t len = 0;
+  char *doc = encode(a, &len);
+  /* after the 10th row: four lines of damage */
+  size_t at = 0;
+  int seen = 0;
+  for (size_t i = 0; i < len && seen < 4 + 10; i++) {
+    if (doc[i] == '\n') {
+      seen++;
+      at = i + 1;
+    }
+  }
+  static const char junk[] = "garbage here\n"
+                             "\"1.2.3.4:26656 - 5.6.7.8 17\n"
+                             "\"1.2.3.4:26656 - 5.6.7.8 1700000000 0 0\",\n"
+                             "\x00\x00\x00\x00\n";
+  size_t jl = sizeof junk - 1;
+  char *bad = malloc(len + jl + 1);
+  assert_non_null(bad);
+  memcpy(bad, doc, at);
+  memcpy(bad + at, junk, jl);
+  memcpy(bad + at + jl, doc + at, len - at);
+  size_t bl = len + jl;
+  bad[bl] = '\0';
+  /* the whole document does not decode any more */
+  pd_rng_t r;
+  pd_rng_seed(&r, 5);
+  pd_book_t *b = NULL;
+  assert_int_equal(pd_bookstore_decode(bad, bl, &r, 0, &b, NULL, NULL, 0), PD_ECORRUPT);
+  pd_bookstore_report_t rep;
+  assert_int_equal(salvage(bad, bl, &b, &rep), 0);
+  assert_same_entries(a, b);
+  assert_int_equal(rep.salvaged, pd_book_size(a));
+  assert_int_equal(rep.lost, 4);
+  assert_int_equal(rep.entries_skipped, 4);
+  assert_true(rep.salvage_end_found);
+  assert_int_equal(rep.bans_loaded, 3); /* the expired fourth is not written */
+  assert_int_equal(rep.bans_skipped, 0);
+  if (strstr(rep.first_skip, "line 15: unreadable") == NULL) print_error("%s\n", rep.first_skip);
+  assert_non_null(strstr(rep.first_skip, "line 15: unreadable"));
+  pd_book_destroy(b);
+
+  /* the first line destroyed: nothing to salvage; another format: refused */
+  bad[3] = '#';
+  b = NULL;
+  assert_int_equal(salvage(bad, bl, &b, &rep), PD_ECORRUPT);
+  assert_null(b);
+  memcpy(bad, doc, at);
+  memcpy(bad + 11, "peerd-xddrbook", 14);
+  assert_int_equal(salvage(bad, bl, &b, &rep), PD_EFORMAT);
+  assert_null(b);
+  assert_int_equal(salvage(bad, 0, &b, &rep), PD_ECORRUPT);
+  free(bad);
+  free(doc);
+  pd_book_destroy(a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(round_trip_is_byte_exact),
@@ -993,6 +1164,8 @@ int main(void) {
       cmocka_unit_test(small_geometry_round_trip),
       cmocka_unit_test(default_to_small_and_back),
       cmocka_unit_test(geometry_errors),
+      cmocka_unit_test(salvage_every_cut),
+      cmocka_unit_test(salvage_skips_garbage),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* Unit tests for fsio: atomic replace, failures that keep the old file,
- * read cap, move-aside naming without overwriting, mode bits. Each test
+ * read cap, move-aside naming without overwriting, mode bits, removal of
+ * stale temp files (only the exact names, never links or directories). Each test
  * works in its own fresh directory under $TMPDIR (or /tmp). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -299,6 +300,91 @@ static void lock_is_exclusive(void **state) {
   assert_int_equal(pd_fs_lock("/nonexistent-dir-xyz", "lock", 1, &fd, &other), -ENOENT);
 }
 
+static void put(const fixture_t *f, const char *name, const char *text) {
+  char p[1024];
+  path_of(f, name, p, sizeof p);
+  FILE *fp = fopen(p, "w");
+  assert_non_null(fp);
+  fputs(text, fp);
+  assert_int_equal(fclose(fp), 0);
+}
+
+static int present(const fixture_t *f, const char *name) {
+  char p[1024];
+  struct stat st;
+  path_of(f, name, p, sizeof p);
+  return lstat(p, &st) == 0;
+}
+
+static void stale_temps_only_exact_names(void **state) {
+  fixture_t *f = *state;
+  static const char *const names[] = {"addrbook.json", "node_key"};
+  /* what a crash between mkstemp and rename leaves: removed */
+  static const char *const stale[] = {".addrbook.json.tmp-Ab12Z9", ".node_key.tmp-000000",
+                                      ".addrbook.json.tmp-zzzzzz"};
+  /* everything else stays */
+  static const char *const keep[] = {
+      "addrbook.json",            /* the file itself */
+      ".addrbook.json.tmp-Ab12Z",  /* five characters */
+      ".addrbook.json.tmp-Ab12Z9x", /* seven */
+      ".addrbook.json.tmp-Ab-2Z9", /* not a letter or digit */
+      "addrbook.json.tmp-Ab12Z9", /* no leading dot */
+      ".addrbook.json.tmp.Ab12Z9",
+      ".bans.json.tmp-Ab12Z9",     /* a name not in the list */
+      ".addrbook.json.corrupt-1700000000",
+      "addrbook.json.corrupt-1700000000",
+      ".node_key.tmp-",
+      ".x.addrbook.json.tmp-Ab12Z9",
+  };
+  size_t total = 0;
+  for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) {
+    put(f, stale[i], "0123456789"); /* 10 bytes each */
+    total += 10;
+  }
+  for (size_t i = 0; i < sizeof keep / sizeof *keep; i++) put(f, keep[i], "keep");
+  /* a directory and a symlink with matching names, and the link's target */
+  char p[1024], t[1024];
+  path_of(f, ".addrbook.json.tmp-DIR000", p, sizeof p);
+  assert_int_equal(mkdir(p, 0700), 0);
+  path_of(f, "target", t, sizeof t);
+  put(f, "target", "target");
+  path_of(f, ".node_key.tmp-LINK00", p, sizeof p);
+  assert_int_equal(symlink(t, p), 0);
+
+  size_t removed = 99;
+  uint64_t bytes = 99;
+  assert_int_equal(pd_fs_remove_stale_temps(f->dir, names, 2, &removed, &bytes), 0);
+  assert_int_equal(removed, sizeof stale / sizeof *stale);
+  assert_int_equal(bytes, total);
+  for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) assert_false(present(f, stale[i]));
+  for (size_t i = 0; i < sizeof keep / sizeof *keep; i++) assert_true(present(f, keep[i]));
+  assert_true(present(f, ".addrbook.json.tmp-DIR000"));
+  assert_true(present(f, ".node_key.tmp-LINK00"));
+  assert_true(present(f, "target"));
+
+  /* a second pass finds nothing */
+  assert_int_equal(pd_fs_remove_stale_temps(f->dir, names, 2, &removed, &bytes), 0);
+  assert_int_equal(removed, 0);
+  assert_int_equal(bytes, 0);
+
+  /* the temp a real atomic write would leave has the matched shape */
+  char tmpl[1024];
+  snprintf(tmpl, sizeof tmpl, "%s/.node_key.tmp-XXXXXX", f->dir);
+  int fd = mkstemp(tmpl);
+  assert_true(fd >= 0);
+  close(fd);
+  assert_int_equal(pd_fs_remove_stale_temps(f->dir, names, 2, &removed, NULL), 0);
+  assert_int_equal(removed, 1);
+  assert_int_equal(access(tmpl, F_OK), -1);
+
+  /* bad arguments, missing directory */
+  static const char *const bad[] = {"a/b"};
+  assert_int_equal(pd_fs_remove_stale_temps(f->dir, bad, 1, NULL, NULL), -EINVAL);
+  assert_int_equal(pd_fs_remove_stale_temps(NULL, names, 2, NULL, NULL), -EINVAL);
+  path_of(f, "nope", p, sizeof p);
+  assert_int_equal(pd_fs_remove_stale_temps(p, names, 2, NULL, NULL), -ENOENT);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(round_trip_and_replace, setup, teardown),
@@ -311,6 +397,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(move_aside_naming_and_no_overwrite, setup, teardown),
       cmocka_unit_test_setup_teardown(ensure_dir, setup, teardown),
       cmocka_unit_test_setup_teardown(lock_is_exclusive, setup, teardown),
+      cmocka_unit_test_setup_teardown(stale_temps_only_exact_names, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
