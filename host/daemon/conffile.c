@@ -256,7 +256,12 @@ int pd_conffile_load_text(pd_settings_t *s, const char *name, const char *text, 
   int rc = 0;
   /* text only: a precompiled chunk is refused */
   if (luaL_loadbufferx(L, text, len, chunkname, "t") != LUA_OK) {
-    snprintf(err, cap, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "cannot load");
+    const char *m = lua_tostring(L, -1);
+    if (!m) m = "cannot load";
+    /* a syntax error names FILE:LINE; a binary chunk or out of memory does
+     * not (found by tests/fuzz/fuzz_conffile) */
+    if (strncmp(m, name, strlen(name)) == 0) snprintf(err, cap, "%s", m);
+    else snprintf(err, cap, "%s: %s", name, m);
     rc = PD_EINVAL;
   } else {
     lua_pushcfunction(L, run_chunk);

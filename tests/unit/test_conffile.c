@@ -122,6 +122,8 @@ static void test_every_kind(void **state) {
 static void test_errors_name_file_and_line(void **state) {
   (void)state;
   refused("max_inbound = \"40\"\n", "t.conf:1: max_inbound must be an integer, got string");
+  /* a precompiled chunk names the file too (found by tests/fuzz/fuzz_conffile) */
+  refused("\x1bLua", "t.conf: attempt to load a binary chunk (mode is 't')");
   refused("\n\nmax_inbund = 40\n",
           "t.conf:3: unknown setting 'max_inbund' (settings are the long flags with _ for -; "
           "docs/config.md lists them)");
