@@ -1735,6 +1735,15 @@ static bool parse_target(const char *s, target_t *t, const char **why) {
   return true;
 }
 
+/* The TARGET at the end of the path (DELETE /v1/peers/T, /v1/protected/T,
+ * GET /v1/explain/T), or a 400 answered. */
+static bool path_target(ctx_t *c, target_t *t) {
+  const char *why = NULL;
+  if (parse_target(c->rest, t, &why)) return true;
+  errorf(c->resp, 400, "bad target: %s", why);
+  return false;
+}
+
 /* The target written back canonically. */
 static void target_format(const target_t *t, char *buf, size_t cap) {
   char hex[PD_NODE_ID_HEXLEN + 1] = "", a[PD_ADDR_STRLEN] = "";
@@ -1814,11 +1823,7 @@ out:
 static void h_peers_disconnect(ctx_t *c) {
   if (!query_allow(c, no_params)) return;
   target_t t;
-  const char *why = NULL;
-  if (!parse_target(c->rest, &t, &why)) {
-    errorf(c->resp, 400, "bad target: %s", why);
-    return;
-  }
+  if (!path_target(c, &t)) return;
   if (!need_net(c)) return;
   pd_node_closed_t closed[64];
   size_t n = pd_node_net_disconnect(c->node, t.has_addr ? &t.addr : NULL, t.any_port,
@@ -1946,11 +1951,7 @@ out:
 static void h_protected_delete(ctx_t *c) {
   if (!query_allow(c, no_params)) return;
   target_t t;
-  const char *why = NULL;
-  if (!parse_target(c->rest, &t, &why)) {
-    errorf(c->resp, 400, "bad target: %s", why);
-    return;
-  }
+  if (!path_target(c, &t)) return;
   pd_node_protect_t p;
   protect_from_target(&t, &p);
   char tb[PD_NODE_ID_HEXLEN + 2 + PD_ADDR_STRLEN];
@@ -1983,11 +1984,7 @@ static void add_reason(json_t *arr, const char *fmt, ...) {
 static void h_explain(ctx_t *c) {
   if (!query_allow(c, no_params)) return;
   target_t t;
-  const char *why = NULL;
-  if (!parse_target(c->rest, &t, &why)) {
-    errorf(c->resp, 400, "bad target: %s", why);
-    return;
-  }
+  if (!path_target(c, &t)) return;
   if (t.has_addr && t.any_port && !t.has_id) {
     pd_api_error(c->resp, 400, "bad target: explain needs IP:PORT or a node id (an IP alone names no entry)");
     return;
