@@ -29,7 +29,6 @@
 #include "settings.h"
 #include "sim.h"
 
-#define MAX_PRIVATE 64
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -75,7 +74,7 @@ static const char usage_text[] =
     "  --policy-memory-mb N    memory cap of a policy set's Lua state (default: " STR(
         PD_DAEMON_DEFAULT_POLICY_MEMORY_MB) ")\n"
     "  --private-peer X        never share X through PEX: an IP, a subnet (1.2.3.0/24)\n"
-    "                          or a 40-hex node id; repeatable, up to " STR(MAX_PRIVATE) " (default: none)\n"
+    "                          or a 40-hex node id; repeatable, up to " STR(PD_SETTINGS_MAX_PRIVATE) " (default: none)\n"
     "\n"
     "Peer-to-peer network:\n"
     "  --listen HOST:PORT      peer listen address; port 0 picks a free port\n"

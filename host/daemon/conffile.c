@@ -92,7 +92,7 @@ static void apply(lua_State *L, load_t *ld, size_t i, const char *v) {
 }
 
 /* The text of a scalar at idx for setting i (kinds other than LIST/MAP). */
-static const char *scalar_text(lua_State *L, load_t *ld, size_t i, int idx, char *buf, size_t cap) {
+static const char *scalar_text(lua_State *L, size_t i, int idx, char *buf, size_t cap) {
   const char *key = pd_settings_key(i);
   switch (pd_settings_kind(i)) {
   case PD_SK_BOOL:
@@ -114,7 +114,6 @@ static const char *scalar_text(lua_State *L, load_t *ld, size_t i, int idx, char
     return NULL;
   default:
     if (lua_type(L, idx) != LUA_TSTRING) conf_error(L, "%s must be a string, got %s", key, lua_kind(L, idx));
-    (void)ld;
     return lua_tostring(L, idx);
   }
 }
@@ -204,7 +203,7 @@ static int on_assign(lua_State *L) {
       lua_pop(L, 1);
     }
   } else {
-    apply(L, ld, i, scalar_text(L, ld, i, 3, buf, sizeof buf));
+    apply(L, ld, i, scalar_text(L, i, 3, buf, sizeof buf));
   }
   if (i < sizeof ld->line_of / sizeof ld->line_of[0]) ld->line_of[i] = current_line(L);
   /* remember the value, so that later lines may read it */

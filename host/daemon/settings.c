@@ -21,7 +21,7 @@
 #include "record.h"
 #include "wire.h"
 
-#define MAX_PRIVATE 64
+#define MAX_PRIVATE PD_SETTINGS_MAX_PRIVATE
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -494,8 +494,7 @@ static int check_element(const pd_settings_t *s, size_t i, const char *v, pd_set
     return 0;
   }
   if (i == S_PRIVATE_PEER) {
-    size_t tot = sl->n;
-    if (tot >= MAX_PRIVATE) return fail(err, cap, "too many %s (max %d)", nm, MAX_PRIVATE);
+    if (sl->n >= MAX_PRIVATE) return fail(err, cap, "too many %s (max %d)", nm, MAX_PRIVATE);
     return 0;
   }
   if (sl->n >= PD_DIALER_MAX_LIST) {
@@ -507,8 +506,7 @@ static int check_element(const pd_settings_t *s, size_t i, const char *v, pd_set
 void pd_settings_touch(pd_settings_t *s, size_t i, pd_setting_source_t src) {
   if (!s || i >= S_COUNT) return;
   slot_t *sl = &s->slot[i];
-  if (src == PD_SET_FLAG && sl->src == PD_SET_FILE) slot_clear(sl);
-  if ((defs[i].kind != PD_SK_LIST && defs[i].kind != PD_SK_MAP)) slot_clear(sl);
+  if (src == PD_SET_FLAG && sl->src == PD_SET_FILE) slot_clear(sl); /* the flag replaces the file */
   sl->src = src;
 }
 

@@ -35,6 +35,8 @@ typedef enum pd_setting_kind {
   PD_SK_MAP,   /* NAME=VALUE, repeatable; in a file: { name = value, ... } */
 } pd_setting_kind_t;
 
+#define PD_SETTINGS_MAX_PRIVATE 64 /* --private-peer entries (IPs, subnets, ids) */
+
 typedef struct pd_settings pd_settings_t;
 
 /* How many settings there are; index i in 0..count-1. */
@@ -60,7 +62,8 @@ void pd_settings_free(pd_settings_t *s);
  * err naming the flag (--max-inbound) or the key (max_inbound). */
 int pd_settings_apply(pd_settings_t *s, size_t i, const char *value, pd_setting_source_t src,
                       char *err, size_t cap);
-/* Mark setting i as given by the file with no elements (an empty list). */
+/* Mark list or map setting i as given by src before its elements (so an
+ * empty list from the file is the file's). */
 void pd_settings_touch(pd_settings_t *s, size_t i, pd_setting_source_t src);
 
 /* Cross-checks and the finished config. 0, or PD_EINVAL with err. */
