@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "addrbook.h"
 #include "banlist.h"
 #include "err.h"
@@ -557,7 +559,7 @@ static const pd_rec_t *kept_same(pd_netmgr_t *m, const pd_wire_addr_entry_t *e) 
  * would pass RECORDS_BUDGET bytes (the entries still go, without). NULL:
  * out of memory (send them without records). The records point into the
  * table: use the copy before anything is learnt. */
-#define RECORDS_BUDGET (PD_WIRE_MAX_PAYLOAD - 48 * PD_WIRE_MAX_ADDRS)
+#define RECORDS_BUDGET (PD_WIRE_MAX_MSG_PAYLOAD - 48 * PD_WIRE_MAX_ADDRS)
 static pd_wire_addr_entry_t *with_records(pd_netmgr_t *m, const pd_wire_addr_entry_t *e, size_t n) {
   pd_rectable_t *t = pd_node_records(m->node);
   pd_self_t *me = pd_node_self(m->node);
@@ -1678,9 +1680,12 @@ static int start_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
   prm.dir = c->dir == PD_CONN_INBOUND ? PD_PEER_INBOUND : PD_PEER_OUTBOUND;
   prm.expect_id = (c->dir != PD_CONN_INBOUND && c->target.has_id) ? c->target.id : NULL;
   prm.listen = m->cfg.has_listen ? &m->cfg.listen : NULL;
+  uint8_t eseed[PD_WIRE_KEYX_LEN];
   if (m->cfg.challenge_fn) {
     m->cfg.challenge_fn(m->cfg.challenge_ud, chal);
     prm.challenge = chal;
+    m->cfg.challenge_fn(m->cfg.challenge_ud, eseed); /* the ephemeral key: secret */
+    prm.eph_seed = eseed;
   }
   prm.auth = m->cfg.auth;
   pd_self_t *me = m->cfg.no_records ? NULL : pd_node_self(m->node);
@@ -1690,6 +1695,7 @@ static int start_peer(pd_netmgr_t *m, conn_t *c, int64_t now_ms) {
   if (c->dir == PD_CONN_FEELER) pc.getaddr_on_connect_outbound = false; /* test only */
   prm.cfg = &pc;
   int rc = pd_peer_new(&c->peer, &prm, m->rng, now_ms);
+  sodium_memzero(eseed, sizeof eseed);
   if (rc < 0) {
     c->peer = NULL;
     return rc;
@@ -1817,7 +1823,10 @@ int pd_netmgr_on_closed(pd_netmgr_t *m, uint64_t conn_id, int64_t now_ms) {
   release_cur(m);
   conn_t *c = conn_get(m, conn_id);
   if (!c) return PD_ENOENT;
-  conn_end(m, c, "closed", false, false, 0, false, now_ms);
+  /* The stream ended inside a frame: a cut frame (a sealed one cannot be
+   * completed by anyone else), counted as "truncated"; not misbehaviour. */
+  bool cut = c->peer && pd_peer_state(c->peer) != PD_PEER_CLOSED && pd_peer_mid_frame(c->peer);
+  conn_end(m, c, cut ? "truncated" : "closed", false, false, 0, false, now_ms);
   return 0;
 }
 
@@ -1966,6 +1975,17 @@ static bool conn_matches(const conn_t *c, const pd_netaddr_t *addr, bool any_por
   if (c->dir != PD_CONN_INBOUND) return pd_netaddr_equal(&c->target.addr, addr);
   pd_netaddr_t ba = book_addr(c);
   return pd_netaddr_equal(&ba, addr);
+}
+
+int pd_netmgr_send_addrs(pd_netmgr_t *m, uint64_t conn_id, const pd_wire_addr_entry_t *entries,
+                         size_t count, int64_t now_ms) {
+  if (!m) return PD_EINVAL;
+  release_cur(m);
+  conn_t *c = conn_get(m, conn_id);
+  if (!c || !c->peer) return PD_ENOENT;
+  int rc = pd_peer_send_addrs(c->peer, entries, count, now_ms);
+  drain_peer(m, c, now_ms);
+  return rc;
 }
 
 size_t pd_netmgr_disconnect(pd_netmgr_t *m, const pd_netaddr_t *addr, bool any_port,

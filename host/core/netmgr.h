@@ -141,7 +141,8 @@
 #define PD_NETMGR_PENDING_PER_GROUP 4                   /* ... from one network group (/16, /32) */
 #define PD_NETMGR_GETADDR_CACHE_MAX 4                   /* networks cached: IPv4/IPv6 x routable or not */
 
-/* Draws a 32-byte HELLO challenge (the daemon: randombytes_buf). */
+/* Draws 32 fresh secret random bytes (the daemon: randombytes_buf): the HELLO
+ * challenge, and the seed of the ephemeral key of each connection. */
 typedef void (*pd_netmgr_challenge_fn)(void *ud, uint8_t out[PD_WIRE_CHALLENGE_LEN]);
 
 typedef struct pd_netmgr_config {
@@ -248,6 +249,13 @@ int pd_netmgr_create(pd_netmgr_t **out, const pd_netmgr_config_t *cfg, pd_node_t
  * since the last check. Every tick does it; a driver calls it after an API
  * request too. Then poll. */
 void pd_netmgr_enforce_bans(pd_netmgr_t *m, int64_t now_ms);
+
+/* Send an ADDR of the caller's choosing on a READY connection, sealed like
+ * any frame of that session (the lab's attackers flood with it). Returns
+ * 0, PD_ENOENT (no such connection), PD_EINVAL (not READY, bad entries) or
+ * PD_ENOMEM. */
+int pd_netmgr_send_addrs(pd_netmgr_t *m, uint64_t conn_id, const pd_wire_addr_entry_t *entries,
+                         size_t count, int64_t now_ms);
 
 /* --- operator control (the API through the driver; then poll) ---------- */
 /* Close (GOODBYE "normal", text "operator") every connection to node id

@@ -6,8 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "err.h"
 #include "record.h"
+#include "seal.h"
 
 #ifdef PEERD_VERSION
 #define DEFAULT_AGENT "peerd/" PEERD_VERSION
@@ -24,6 +27,8 @@
 #define OUT_KEEP 0
 #define ADDR_KEEP 16
 #define SMALL_FRAME (PD_WIRE_HEADER_LEN + PD_WIRE_HELLO_MAX) /* any frame but ADDR */
+/* An opened SEALED frame this small is decrypted on the stack. */
+#define SMALL_OPEN (SMALL_FRAME + PD_WIRE_HEADER_LEN)
 
 typedef struct {
   pd_peer_action_t a;
@@ -45,9 +50,20 @@ struct pd_peer {
   pd_rng_t rng; /* ping nonces, which addresses survive the rate limit */
   pd_peer_state_t state;
 
+  /* v3 session (docs/protocol.md §5): our ephemeral key pair until the
+   * peer's KEYX arrives (then the secret is wiped), our HELLO frame until it
+   * can go sealed, the hashes the transcript binds, the cipher state. */
+  bool keyed; /* their KEYX arrived: every frame from here on is SEALED */
+  uint8_t eph_pk[PD_WIRE_KEYX_LEN], eph_sk[PD_WIRE_KEYX_LEN];
+  uint8_t their_eph[PD_WIRE_KEYX_LEN];
+  uint8_t my_hello_hash[PD_SEAL_HASH_LEN], their_hello_hash[PD_SEAL_HASH_LEN];
+  uint8_t transcript[PD_SEAL_HASH_LEN];
+  uint8_t *my_hello; /* heap, freed once sent */
+  size_t my_hello_len;
+  pd_seal_t seal;
+
   /* handshake */
   bool got_hello, got_ack;
-  uint8_t their_challenge[PD_WIRE_CHALLENGE_LEN];
   pd_peer_remote_t remote;
   pd_wire_decoder_t dec;
 
@@ -172,19 +188,30 @@ static int commit(pd_peer_t *p, size_t len, uint8_t type) {
   return push(p, &a, off);
 }
 
-/* Append a small frame encoded on the stack, at its exact size. */
-static int append_small(pd_peer_t *p, const uint8_t *frame, size_t n, uint8_t type) {
-  int rc = reserve_out(p, n);
-  if (rc) return rc;
-  memcpy(p->out + p->out_len, frame, n);
+/* The frame of n bytes just encoded at out + out_len + (keyed ? header : 0)
+ * goes out: sealed in place when the session is keyed (§5.3). */
+static int commit_frame(pd_peer_t *p, size_t n, uint8_t type) {
+  if (p->keyed) {
+    n = pd_seal_frame(&p->seal, p->magic, p->out + p->out_len, n);
+    if (n == 0) return PD_EINVAL;
+  }
   return commit(p, n, type);
 }
 
-static int send_hello(pd_peer_t *p, const pd_wire_hello_t *h) {
+/* Append a frame encoded on the stack, at its exact size (sealed when keyed). */
+static int append_small(pd_peer_t *p, const uint8_t *frame, size_t n, uint8_t type) {
+  size_t pre = p->keyed ? PD_WIRE_HEADER_LEN : 0;
+  int rc = reserve_out(p, n + (p->keyed ? PD_WIRE_SEAL_OVERHEAD : 0));
+  if (rc) return rc;
+  memcpy(p->out + p->out_len + pre, frame, n);
+  return commit_frame(p, n, type);
+}
+
+static int send_keyx(pd_peer_t *p) {
   uint8_t f[SMALL_FRAME];
   size_t n = 0;
-  int rc = pd_wire_encode_hello(p->magic, h, f, sizeof f, &n);
-  return rc ? rc : append_small(p, f, n, PD_WIRE_HELLO);
+  int rc = pd_wire_encode_keyx(p->magic, p->eph_pk, f, sizeof f, &n);
+  return rc ? rc : append_small(p, f, n, PD_WIRE_KEYX);
 }
 
 static int send_ack(pd_peer_t *p, const uint8_t sig[PD_WIRE_SIG_LEN]) {
@@ -327,6 +354,31 @@ int pd_peer_new(pd_peer_t **out, const pd_peer_params_t *prm, pd_rng_t *rng, int
   memcpy(p->network, h->network, sizeof p->network);
   memcpy(p->my_challenge, h->challenge, PD_WIRE_CHALLENGE_LEN);
 
+  /* v3: our HELLO waits, encoded, for the session keys; its hash goes into
+   * the transcript. The ephemeral key goes out first, in KEYX. */
+  uint8_t eseed[PD_WIRE_KEYX_LEN];
+  if (prm->eph_seed)
+    memcpy(eseed, prm->eph_seed, sizeof eseed);
+  else
+    pd_rng_fill(rng, eseed, sizeof eseed);
+  bool null_cipher = prm->auth && prm->auth->null_cipher;
+  int krc = pd_seal_keypair(eseed, p->eph_pk, p->eph_sk, null_cipher);
+  sodium_memzero(eseed, sizeof eseed);
+  uint8_t hf[SMALL_FRAME];
+  size_t hn = 0;
+  if (krc || pd_wire_encode_hello(p->magic, h, hf, sizeof hf, &hn) != 0) {
+    pd_peer_free(p);
+    return PD_EINVAL;
+  }
+  p->my_hello = malloc(hn);
+  if (!p->my_hello) {
+    pd_peer_free(p);
+    return PD_ENOMEM;
+  }
+  memcpy(p->my_hello, hf, hn);
+  p->my_hello_len = hn;
+  pd_seal_hash(hf, hn, p->my_hello_hash);
+
   pd_wire_decoder_init(&p->dec, p->magic);
   p->state = PD_PEER_HANDSHAKE;
   p->st.dir = p->dir;
@@ -337,7 +389,7 @@ int pd_peer_new(pd_peer_t **out, const pd_peer_params_t *prm, pd_rng_t *rng, int
   p->tokens = p->cfg.addr_initial;
   p->tokens_ms = now_ms;
 
-  int rc = send_hello(p, &hello);
+  int rc = send_keyx(p);
   if (rc) {
     pd_peer_free(p);
     return rc == PD_ENOMEM ? PD_ENOMEM : PD_EINVAL;
@@ -356,6 +408,9 @@ void pd_peer_free(pd_peer_t *p) {
   free(p->q);
   free(p->bye_text);
   free((void *)p->remote.record);
+  free(p->my_hello);
+  pd_seal_wipe(&p->seal);
+  sodium_memzero(p->eph_sk, sizeof p->eph_sk);
   free(p);
 }
 
@@ -458,7 +513,6 @@ static int become_ready(pd_peer_t *p, int64_t now_ms) {
 
 static int on_hello(pd_peer_t *p, const pd_wire_hello_t *h) {
   p->got_hello = true;
-  memcpy(p->their_challenge, h->challenge, PD_WIRE_CHALLENGE_LEN);
   pd_peer_remote_t *r = &p->remote;
   memcpy(r->id, h->node_id, PD_NODE_ID_LEN);
   memcpy(r->pubkey, h->pubkey, PD_WIRE_PUBKEY_LEN);
@@ -477,7 +531,7 @@ static int on_hello(pd_peer_t *p, const pd_wire_hello_t *h) {
     /* Say why: a v1 peer learns that v2 carries signed node records. */
     char text[PD_WIRE_TEXT_MAX + 1];
     snprintf(text, sizeof text,
-             "incompatible_version: this peer speaks %u..%u (v2: signed node records), you %u..%u",
+             "incompatible_version: this peer speaks %u..%u (v3: encrypted sessions), you %u..%u",
              (unsigned)p->cfg.min_version, (unsigned)p->cfg.max_version, (unsigned)h->min_version,
              (unsigned)h->max_version);
     return close_with_text(p, PD_WIRE_BYE_VERSION, "incompatible_version", text, false);
@@ -507,9 +561,15 @@ static int on_hello(pd_peer_t *p, const pd_wire_hello_t *h) {
     r->record_len = h->record_len;
   }
 
-  /* We sign; they verify with their own challenge first. */
-  uint8_t msg[PD_WIRE_AUTH_MSG_LEN], sig[PD_WIRE_SIG_LEN];
-  pd_wire_auth_message(msg, p->magic, h->challenge, p->my_challenge, p->self->id, h->node_id);
+  /* We sign the transcript (both KEYX keys, both HELLOs as sent: versions,
+   * addresses, records, the network), under our role (§5.2). */
+  bool dialler = p->dir == PD_PEER_OUTBOUND;
+  pd_seal_transcript(p->transcript, p->magic, dialler ? p->eph_pk : p->their_eph,
+                     dialler ? p->their_eph : p->eph_pk,
+                     dialler ? p->my_hello_hash : p->their_hello_hash,
+                     dialler ? p->their_hello_hash : p->my_hello_hash);
+  uint8_t msg[PD_SEAL_AUTH_MSG_LEN], sig[PD_WIRE_SIG_LEN];
+  pd_seal_auth_message(msg, dialler ? PD_SEAL_DIALLER : PD_SEAL_LISTENER, p->transcript);
   int src = p->auth ? p->auth->sign(p->auth->ud, p->self, msg, sizeof msg, sig)
                     : pd_identity_sign(p->self, msg, sizeof msg, sig);
   if (src != 0)
@@ -518,9 +578,9 @@ static int on_hello(pd_peer_t *p, const pd_wire_hello_t *h) {
 }
 
 static int on_ack(pd_peer_t *p, const uint8_t sig[PD_WIRE_SIG_LEN], int64_t now_ms) {
-  uint8_t msg[PD_WIRE_AUTH_MSG_LEN];
-  pd_wire_auth_message(msg, p->magic, p->my_challenge, p->their_challenge, p->remote.id,
-                       p->self->id);
+  uint8_t msg[PD_SEAL_AUTH_MSG_LEN];
+  pd_seal_auth_message(msg, p->dir == PD_PEER_OUTBOUND ? PD_SEAL_LISTENER : PD_SEAL_DIALLER,
+                       p->transcript);
   int vrc = p->auth ? p->auth->verify(p->auth->ud, p->remote.pubkey, msg, sizeof msg, sig)
                     : pd_identity_verify(p->remote.pubkey, msg, sizeof msg, sig);
   if (vrc != 0)
@@ -680,6 +740,73 @@ static int handle(pd_peer_t *p, pd_wire_msg_t *m, int64_t now_ms) {
   return close_with(p, PD_WIRE_BYE_PROTOCOL, "unexpected_message", true);
 }
 
+/* The peer's KEYX: derive the session, then our HELLO goes out sealed. */
+static int on_keyx(pd_peer_t *p, const uint8_t pk[PD_WIRE_KEYX_LEN]) {
+  p->st.frames_in[PD_WIRE_KEYX]++;
+  memcpy(p->their_eph, pk, PD_WIRE_KEYX_LEN);
+  int role = p->dir == PD_PEER_OUTBOUND ? PD_SEAL_DIALLER : PD_SEAL_LISTENER;
+  int rc = pd_seal_init(&p->seal, role, p->eph_pk, p->eph_sk, pk,
+                        p->auth && p->auth->null_cipher);
+  sodium_memzero(p->eph_sk, sizeof p->eph_sk);
+  if (rc) return close_with(p, PD_WIRE_BYE_AUTH, "auth_failed", true); /* a low-order key */
+  p->keyed = true;
+  rc = append_small(p, p->my_hello, p->my_hello_len, PD_WIRE_HELLO);
+  free(p->my_hello);
+  p->my_hello = NULL;
+  p->my_hello_len = 0;
+  return rc;
+}
+
+/* Before the key exchange: KEYX, or a GOODBYE (a peer that refuses us at
+ * once), or the plain HELLO of an older version, which learns why. */
+static int handle_plain(pd_peer_t *p, pd_wire_msg_t *m, int64_t now_ms) {
+  if (m->type == PD_WIRE_KEYX) {
+    p->last_recv_ms = now_ms;
+    return on_keyx(p, m->keyx.pk);
+  }
+  if (m->type == PD_WIRE_GOODBYE) return handle(p, m, now_ms);
+  if (m->type == PD_WIRE_HELLO) {
+    p->st.frames_in[PD_WIRE_HELLO]++;
+    char text[PD_WIRE_TEXT_MAX + 1];
+    snprintf(text, sizeof text,
+             "incompatible_version: this peer speaks %u..%u (v3: encrypted sessions), you %u..%u",
+             (unsigned)p->cfg.min_version, (unsigned)p->cfg.max_version,
+             (unsigned)m->hello.min_version, (unsigned)m->hello.max_version);
+    return close_with_text(p, PD_WIRE_BYE_VERSION, "incompatible_version", text, false);
+  }
+  if (m->type == PD_WIRE_SEALED) return close_with(p, PD_WIRE_BYE_PROTOCOL, "not_sealed", true);
+  return close_with(p, PD_WIRE_BYE_PROTOCOL, "unexpected_message", true);
+}
+
+/* After it: only SEALED frames, each holding exactly one inner frame. A
+ * frame that does not open closes the connection as "bad_mac" without
+ * blaming the peer (an on-path attacker can cause it). */
+static int handle_sealed(pd_peer_t *p, pd_wire_msg_t *m, int64_t now_ms) {
+  if (m->type != PD_WIRE_SEALED) return close_with(p, PD_WIRE_BYE_PROTOCOL, "not_sealed", true);
+  const uint8_t *hdr = m->sealed.hdr, *data = m->sealed.data;
+  size_t n = m->sealed.len - PD_WIRE_TAG_LEN;
+  uint8_t small[SMALL_OPEN];
+  uint8_t *pt = n <= sizeof small ? small : malloc(n);
+  if (!pt) return PD_ENOMEM;
+  int rc = 0;
+  if (pd_seal_open(&p->seal, hdr, data, m->sealed.len, pt) != 0) {
+    rc = close_with(p, PD_WIRE_BYE_PROTOCOL, "bad_mac", false);
+  } else {
+    pd_wire_reason_t why = pd_wire_decode_frame(p->magic, pt, n, m);
+    if (why)
+      rc = close_with(p, PD_WIRE_BYE_PROTOCOL, pd_wire_reason_name(why), true);
+    else if (m->type == PD_WIRE_SEALED || m->type == PD_WIRE_KEYX)
+      rc = close_with(p, PD_WIRE_BYE_PROTOCOL,
+                      m->type == PD_WIRE_SEALED ? "not_sealed" : "unexpected_message", true);
+    else {
+      if (m->type == PD_WIRE_HELLO && !p->got_hello) pd_seal_hash(pt, n, p->their_hello_hash);
+      rc = handle(p, m, now_ms); /* copies what it keeps out of pt */
+    }
+  }
+  if (pt != small) free(pt);
+  return rc;
+}
+
 int pd_peer_on_bytes(pd_peer_t *p, const uint8_t *buf, size_t len, int64_t now_ms) {
   begin_call(p);
   if (p->state == PD_PEER_CLOSED || len == 0) return 0;
@@ -693,7 +820,7 @@ int pd_peer_on_bytes(pd_peer_t *p, const uint8_t *buf, size_t len, int64_t now_m
     off += used;
     if (r == PD_WIRE_NEED_MORE) break;
     if (r == PD_WIRE_MESSAGE) {
-      rc = handle(p, m, now_ms);
+      rc = p->keyed ? handle_sealed(p, m, now_ms) : handle_plain(p, m, now_ms);
       if (rc) break;
       continue;
     }
@@ -750,17 +877,30 @@ int pd_peer_send_addrs(pd_peer_t *p, const pd_wire_addr_entry_t *entries, size_t
   begin_call(p);
   if (p->state != PD_PEER_READY) return PD_EINVAL;
   if (count > PD_WIRE_MAX_ADDRS) return PD_ETOOBIG;
-  size_t need = PD_WIRE_HEADER_LEN + 2 + count * PD_WIRE_ADDR_ENTRY_MAX;
+  size_t need = PD_WIRE_SEAL_OVERHEAD + PD_WIRE_HEADER_LEN + 2 + count * PD_WIRE_ADDR_ENTRY_MAX;
   for (size_t i = 0; i < count; i++)
     if (entries[i].record_len) need += 2 + (size_t)entries[i].record_len;
   int rc = reserve_out(p, need);
   if (rc) return rc;
   size_t n = 0;
-  rc = pd_wire_encode_addr(p->magic, entries, count, p->out + p->out_len,
-                           p->out_cap - p->out_len, &n);
+  rc = pd_wire_encode_addr(p->magic, entries, count, p->out + p->out_len + PD_WIRE_HEADER_LEN,
+                           need - PD_WIRE_SEAL_OVERHEAD, &n);
   if (rc) return rc;
-  return commit(p, n, PD_WIRE_ADDR);
+  return commit_frame(p, n, PD_WIRE_ADDR);
 }
+
+int pd_peer_send_frame(pd_peer_t *p, const uint8_t *frame, size_t len) {
+  begin_call(p);
+  if (p->state == PD_PEER_CLOSED || len < PD_WIRE_HEADER_LEN ||
+      len > PD_WIRE_MAX_PAYLOAD - PD_WIRE_TAG_LEN)
+    return PD_EINVAL;
+  int rc = reserve_out(p, len + PD_WIRE_SEAL_OVERHEAD);
+  if (rc) return rc;
+  memcpy(p->out + p->out_len + (p->keyed ? PD_WIRE_HEADER_LEN : 0), frame, len);
+  return commit_frame(p, len, frame[4] < PD_WIRE_TYPE_COUNT ? frame[4] : 0);
+}
+
+bool pd_peer_mid_frame(const pd_peer_t *p) { return pd_wire_decoder_mid_frame(&p->dec); }
 
 int pd_peer_request_addrs(pd_peer_t *p, int64_t now_ms) {
   begin_call(p);

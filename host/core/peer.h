@@ -1,9 +1,11 @@
 /* peer — one connection's protocol state machine (sans-I/O).
  *
  * Owns: the order of messages on one connection (docs/protocol.md §5, §9):
- * sending our HELLO, checking the peer's HELLO (network, version, node ID
+ * the v3 key exchange (our KEYX, the session keys from theirs, every later
+ * frame sealed and opened through seal.h), sending our HELLO, checking the
+ * peer's HELLO (network, version, node ID
  * against its key, self-connection, the dialled ID), signing and verifying
- * HELLO_ACK, the handshake timeout; PING/PONG (keep-alive, latency, dead
+ * HELLO_ACK over the transcript, the handshake timeout; PING/PONG (keep-alive, latency, dead
  * peer timeout); the PEX exchange on this connection (GETADDR on connect and
  * periodically, the per-peer GETADDR limit, Bitcoin's addr token bucket,
  * flood detection); GOODBYE; per-connection counters.
@@ -12,7 +14,8 @@
  * connections and their limits, duplicate detection, bans, which addresses
  * to share or keep (node, addrbook, pex policy), the frame codec (wire).
  *
- * Usage: pd_peer_new() queues our HELLO. The driver then loops:
+ * Usage: pd_peer_new() queues our KEYX (our HELLO follows, sealed, once the
+ * peer's KEYX arrives). The driver then loops:
  *   feed: pd_peer_on_bytes() for bytes read, pd_peer_on_tick() when the
  *         timer armed for pd_peer_next_deadline() fires (or any time);
  *   drain: while (pd_peer_poll(p, &a)) perform a.
@@ -98,6 +101,10 @@ typedef struct pd_peer_auth {
   int (*verify)(void *ud, const uint8_t pk[PD_WIRE_PUBKEY_LEN], const uint8_t *msg, size_t len,
                 const uint8_t sig[PD_WIRE_SIG_LEN]);
   void *ud;
+  /* The lab's transport needs no secrecy: KEYX and SEALED frames are sent
+   * and parsed exactly as on the wire, but without X25519 and the cipher
+   * (seal.h's null session). Both ends must agree. */
+  bool null_cipher;
 } pd_peer_auth_t;
 
 typedef struct pd_peer_params {
@@ -112,6 +119,10 @@ typedef struct pd_peer_params {
    * no-replay property (docs/protocol.md §5), so the daemon draws it with
    * randombytes_buf; NULL draws it from rng (tests, the lab). */
   const uint8_t *challenge;
+  /* 32 bytes of secret randomness for our ephemeral X25519 key (KEYX), new
+   * for every connection: the daemon draws them with randombytes_buf; NULL
+   * draws them from rng (tests, the lab). */
+  const uint8_t *eph_seed;
   const pd_peer_config_t *cfg; /* NULL = defaults; copied */
   const pd_peer_auth_t *auth;  /* NULL = ed25519; borrowed, must outlive the peer */
   /* v2: our signed node record for the HELLO (bytes copied into it; NULL:
@@ -174,7 +185,9 @@ typedef struct pd_peer_action {
     } send;
     struct {
       /* One of: a wire rejection name (pd_wire_reason_name: "bad_magic",
-       * ...), a record rejection name for its HELLO's record
+       * ..., "bad_mac" for a SEALED frame that does not open -- not
+       * reported as misbehaviour: an on-path attacker can cause it --,
+       * "not_sealed"), a record rejection name for its HELLO's record
        * (pd_record_reason_name: "record_signature", ...), "unexpected_message", "wrong_network",
        * "incompatible_version", "auth_failed", "self_connection",
        * "id_mismatch", "handshake_timeout", "ping_timeout", "goodbye" (the
@@ -249,6 +262,13 @@ pd_peer_dir_t pd_peer_dir(const pd_peer_t *p);
 const pd_peer_stats_t *pd_peer_stats(const pd_peer_t *p);
 /* The remote's HELLO facts; NULL until READY. */
 const pd_peer_remote_t *pd_peer_remote(const pd_peer_t *p);
+/* True while part of a frame has arrived (EOF now cuts a frame: the driver
+ * reports "truncated"). */
+bool pd_peer_mid_frame(const pd_peer_t *p);
+/* Test tools only (the MITM and hostile clients): queue one encoded frame
+ * as it is, sealed when the session is keyed, as if the state machine had
+ * sent it. Returns 0, PD_EINVAL (CLOSED, or not a whole frame) or PD_ENOMEM. */
+int pd_peer_send_frame(pd_peer_t *p, const uint8_t *frame, size_t len);
 /* Bytes this peer holds on the heap now (struct, buffers, decoder). */
 size_t pd_peer_footprint(const pd_peer_t *p);
 /* Current addr token bucket level (after refilling to now_ms). */

@@ -21,6 +21,8 @@ static const char *const reason_names[PD_WIRE_R_COUNT] = {
     [PD_WIRE_R_BAD_TEXT] = "bad_text",
     [PD_WIRE_R_BAD_FIELD] = "bad_field",
     [PD_WIRE_R_NO_MEMORY] = "no_memory",
+    [PD_WIRE_R_BAD_MAC] = "bad_mac",
+    [PD_WIRE_R_NOT_SEALED] = "not_sealed",
 };
 
 const char *pd_wire_reason_name(pd_wire_reason_t r) {
@@ -37,6 +39,8 @@ static const char *const type_names[PD_WIRE_TYPE_COUNT] = {
     [PD_WIRE_GETADDR] = "getaddr",
     [PD_WIRE_ADDR] = "addr",
     [PD_WIRE_GOODBYE] = "goodbye",
+    [PD_WIRE_KEYX] = "keyx",
+    [PD_WIRE_SEALED] = "sealed",
 };
 
 const char *pd_wire_type_name(unsigned type) {
@@ -77,6 +81,8 @@ static const struct {
     [PD_WIRE_GETADDR] = {0, 0},
     [PD_WIRE_ADDR] = {2, PD_WIRE_ADDR_MAX_PAYLOAD},
     [PD_WIRE_GOODBYE] = {3, 3 + PD_WIRE_TEXT_MAX},
+    [PD_WIRE_KEYX] = {PD_WIRE_KEYX_LEN, PD_WIRE_KEYX_LEN},
+    [PD_WIRE_SEALED] = {PD_WIRE_SEALED_MIN, PD_WIRE_MAX_PAYLOAD},
 };
 
 static bool type_known(unsigned type) {
@@ -268,6 +274,16 @@ pd_wire_reason_t pd_wire_parse_payload(unsigned type, const uint8_t *p, size_t l
   case PD_WIRE_GETADDR: break;
   case PD_WIRE_ADDR: r = parse_addr(&c, out); break;
   case PD_WIRE_GOODBYE: r = parse_bye(&c, out); break;
+  case PD_WIRE_KEYX:
+    memcpy(out->keyx.pk, p, PD_WIRE_KEYX_LEN);
+    c.off = PD_WIRE_KEYX_LEN;
+    break;
+  case PD_WIRE_SEALED: /* opaque here: the session cipher opens it (seal.h) */
+    out->sealed.hdr = NULL;
+    out->sealed.data = p;
+    out->sealed.len = len;
+    c.off = len;
+    break;
   default: return PD_WIRE_R_UNKNOWN_TYPE;
   }
   if (r) return r;
@@ -422,8 +438,25 @@ int pd_wire_encode_addr(const uint8_t magic[PD_WIRE_MAGIC_LEN], const pd_wire_ad
       put(&w, e->record, e->record_len);
     }
   }
-  if (w.off - PD_WIRE_HEADER_LEN > PD_WIRE_MAX_PAYLOAD) return PD_ETOOBIG; /* too many records */
+  if (w.off - PD_WIRE_HEADER_LEN > PD_WIRE_MAX_MSG_PAYLOAD) return PD_ETOOBIG; /* too many records */
   return finish(&w, len);
+}
+
+int pd_wire_encode_keyx(const uint8_t magic[PD_WIRE_MAGIC_LEN], const uint8_t pk[PD_WIRE_KEYX_LEN],
+                        uint8_t *buf, size_t cap, size_t *len) {
+  writer_t w = {buf, cap, 0};
+  begin(&w, magic, PD_WIRE_KEYX);
+  put(&w, pk, PD_WIRE_KEYX_LEN);
+  return finish(&w, len);
+}
+
+void pd_wire_write_header(const uint8_t magic[PD_WIRE_MAGIC_LEN], uint8_t type, uint32_t payload_len,
+                          uint8_t hdr[PD_WIRE_HEADER_LEN]) {
+  writer_t w = {hdr, PD_WIRE_HEADER_LEN, 0};
+  put(&w, magic, PD_WIRE_MAGIC_LEN);
+  put8(&w, type);
+  put8(&w, 0);
+  put32(&w, payload_len);
 }
 
 int pd_wire_encode_goodbye(const uint8_t magic[PD_WIRE_MAGIC_LEN], uint16_t code, const char *text,
@@ -450,7 +483,8 @@ int pd_wire_encode(const uint8_t magic[PD_WIRE_MAGIC_LEN], const pd_wire_msg_t *
     return pd_wire_encode_addr(magic, msg->addr.entries, msg->addr.count, buf, cap, len);
   case PD_WIRE_GOODBYE: /* text is NUL-terminated within its array or rejected */
     return pd_wire_encode_goodbye(magic, msg->bye.code, msg->bye.text, buf, cap, len);
-  default: return PD_EINVAL;
+  case PD_WIRE_KEYX: return pd_wire_encode_keyx(magic, msg->keyx.pk, buf, cap, len);
+  default: return PD_EINVAL; /* SEALED frames are made by the session cipher */
   }
 }
 
@@ -493,6 +527,19 @@ static pd_wire_reason_t check_header(const uint8_t magic[PD_WIRE_MAGIC_LEN], con
   return PD_WIRE_R_NONE;
 }
 
+pd_wire_reason_t pd_wire_decode_frame(const uint8_t magic[PD_WIRE_MAGIC_LEN], const uint8_t *buf,
+                                      size_t len, pd_wire_msg_t *out) {
+  if (len < PD_WIRE_HEADER_LEN) return PD_WIRE_R_TRUNCATED;
+  size_t need = 0;
+  pd_wire_reason_t r = check_header(magic, buf, &need);
+  if (r) return r;
+  if (need != len - PD_WIRE_HEADER_LEN)
+    return need > len - PD_WIRE_HEADER_LEN ? PD_WIRE_R_TRUNCATED : PD_WIRE_R_BAD_LENGTH;
+  r = pd_wire_parse_payload(buf[4], buf + PD_WIRE_HEADER_LEN, need, out);
+  if (!r && out->type == PD_WIRE_SEALED) out->sealed.hdr = buf;
+  return r;
+}
+
 static int fail(pd_wire_decoder_t *d, pd_wire_reason_t r, size_t used, size_t *consumed) {
   d->err = r;
   d->bytes += used;
@@ -504,6 +551,7 @@ static int deliver(pd_wire_decoder_t *d, const uint8_t *payload, size_t used, si
                    pd_wire_msg_t *msg) {
   pd_wire_reason_t r = pd_wire_parse_payload(d->hdr[4], payload, d->need, msg);
   if (r) return fail(d, r, used, consumed);
+  if (msg->type == PD_WIRE_SEALED) msg->sealed.hdr = d->hdr; /* valid until the next feed */
   d->hdr_have = 0;
   d->have = 0;
   d->need = 0;
@@ -584,25 +632,6 @@ int pd_wire_negotiate_version(uint16_t a_min, uint16_t a_max, uint16_t b_min, ui
   if (v < floor) return PD_ERANGE;
   *out = v;
   return 0;
-}
-
-void pd_wire_auth_message(uint8_t out[PD_WIRE_AUTH_MSG_LEN], const uint8_t magic[PD_WIRE_MAGIC_LEN],
-                          const uint8_t verifier_challenge[PD_WIRE_CHALLENGE_LEN],
-                          const uint8_t signer_challenge[PD_WIRE_CHALLENGE_LEN],
-                          const uint8_t signer_id[PD_NODE_ID_LEN],
-                          const uint8_t verifier_id[PD_NODE_ID_LEN]) {
-  size_t o = 0;
-  memcpy(out + o, PD_WIRE_AUTH_CONTEXT, 13);
-  o += 13;
-  memcpy(out + o, magic, PD_WIRE_MAGIC_LEN);
-  o += PD_WIRE_MAGIC_LEN;
-  memcpy(out + o, verifier_challenge, PD_WIRE_CHALLENGE_LEN);
-  o += PD_WIRE_CHALLENGE_LEN;
-  memcpy(out + o, signer_challenge, PD_WIRE_CHALLENGE_LEN);
-  o += PD_WIRE_CHALLENGE_LEN;
-  memcpy(out + o, signer_id, PD_NODE_ID_LEN);
-  o += PD_NODE_ID_LEN;
-  memcpy(out + o, verifier_id, PD_NODE_ID_LEN);
 }
 
 static int hexval(char c) {

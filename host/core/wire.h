@@ -4,10 +4,10 @@
  * payload layout of every message, every size limit, strict validation with
  * a named rejection reason per failure, the incremental decoder that is fed
  * arbitrary chunks of a TCP stream, encoders into a caller buffer, protocol
- * version negotiation arithmetic, and the exact byte string a HELLO_ACK
- * signature covers (pd_wire_auth_message).
- * Does not own: sockets, time, randomness, crypto (signing, verifying, node
- * ID derivation live in the handshake module), the order of messages on a
+ * version negotiation arithmetic, the KEYX and SEALED frame types (v3).
+ * Does not own: sockets, time, randomness, crypto (sealing and opening
+ * SEALED frames, the key schedule and the transcript are seal.h's; signing,
+ * verifying and node ID derivation are identity.h's), the order of messages on a
  * connection (the peer state machine), what to do with a rejected peer.
  *
  * No allocation happens per frame: a frame wholly inside the chunk handed to
@@ -27,9 +27,10 @@
 #include "netaddr.h"
 
 /* --- protocol constants (docs/protocol.md) ------------------------------ */
-#define PD_WIRE_VERSION 2     /* highest protocol version this code speaks */
-#define PD_WIRE_MIN_VERSION 2 /* lowest: v2 carries signed node records (§10); a v1 peer
-                                 gets GOODBYE incompatible_version */
+#define PD_WIRE_VERSION 3     /* highest protocol version this code speaks */
+#define PD_WIRE_MIN_VERSION 3 /* lowest: v3 encrypts and authenticates every frame after
+                                 the key exchange (§5); an older peer gets GOODBYE
+                                 incompatible_version */
 
 #define PD_WIRE_MAGIC_LEN 4
 /* Default network magic: F5 70 64 31 ("\xF5" "pd1"). */
@@ -49,7 +50,7 @@
 #define PD_WIRE_MAX_ADDRS 1000 /* entries per ADDR */
 #define PD_WIRE_RECORD_MAX 512 /* a node record's bytes (== PD_RECORD_MAX, docs §10) */
 
-/* Per-message payload bounds (v1). HELLO may carry trailing extension bytes
+/* Per-message payload bounds. HELLO may carry trailing extension bytes
  * up to PD_WIRE_HELLO_MAX, ignored by v1; no other message may. */
 #define PD_WIRE_HELLO_MIN 100
 #define PD_WIRE_HELLO_MAX 1024
@@ -57,14 +58,17 @@
 #define PD_WIRE_ADDR_ENTRY_MAX 47 /* ... + node id 20 (without a record) */
 /* v2: an entry may carry its node's record (u16 length + bytes), so an ADDR
  * is bounded by the frame limit, not by its count. */
-#define PD_WIRE_ADDR_MAX_PAYLOAD PD_WIRE_MAX_PAYLOAD
-#define PD_WIRE_MAX_MSG_PAYLOAD PD_WIRE_MAX_PAYLOAD /* largest valid payload */
+/* v3: every message after KEYX travels sealed inside a SEALED frame, whose
+ * payload is the message's whole frame plus a 16-byte tag (§5.3), so an
+ * inner frame's payload is bounded by the frame limit less that overhead. */
+#define PD_WIRE_KEYX_LEN 32 /* KEYX payload: an ephemeral X25519 public key */
+#define PD_WIRE_TAG_LEN 16  /* the AEAD tag at the end of a SEALED payload */
+#define PD_WIRE_SEALED_MIN (PD_WIRE_HEADER_LEN + PD_WIRE_TAG_LEN) /* an empty inner payload */
+#define PD_WIRE_SEAL_OVERHEAD (PD_WIRE_HEADER_LEN + PD_WIRE_TAG_LEN) /* outer header + tag */
+#define PD_WIRE_MAX_MSG_PAYLOAD (PD_WIRE_MAX_PAYLOAD - PD_WIRE_SEAL_OVERHEAD) /* largest inner payload */
+#define PD_WIRE_ADDR_MAX_PAYLOAD PD_WIRE_MAX_MSG_PAYLOAD
 
-/* HELLO_ACK signs this many bytes (pd_wire_auth_message). */
-#define PD_WIRE_AUTH_CONTEXT "peerd-auth-v1" /* 13 bytes, no NUL */
-#define PD_WIRE_AUTH_MSG_LEN (13 + PD_WIRE_MAGIC_LEN + 2 * PD_WIRE_CHALLENGE_LEN + 2 * PD_NODE_ID_LEN)
-
-/* Message types (byte 4 of the header). 0 and 8..255 are unknown in v1. */
+/* Message types (byte 4 of the header). 0 and 10..255 are unknown. */
 enum pd_wire_type {
   PD_WIRE_HELLO = 1,
   PD_WIRE_HELLO_ACK = 2,
@@ -73,8 +77,10 @@ enum pd_wire_type {
   PD_WIRE_GETADDR = 5,
   PD_WIRE_ADDR = 6,
   PD_WIRE_GOODBYE = 7,
+  PD_WIRE_KEYX = 8,   /* v3: the first frame each way, plain: an ephemeral key (§5.1) */
+  PD_WIRE_SEALED = 9, /* v3: every later frame: one inner frame, encrypted (§5.3) */
 };
-#define PD_WIRE_TYPE_COUNT 8 /* types are < this; for per-type counters */
+#define PD_WIRE_TYPE_COUNT 10 /* types are < this; for per-type counters */
 
 /* Why a frame was rejected. The names (pd_wire_reason_name) are metric label
  * values: peerd_wire_rejected_total{reason="..."}. */
@@ -92,6 +98,11 @@ typedef enum pd_wire_reason {
   PD_WIRE_R_BAD_TEXT,           /* "bad_text": string empty/long/non-printable */
   PD_WIRE_R_BAD_FIELD,          /* "bad_field": reserved bits set, flag not 0/1, negative time */
   PD_WIRE_R_NO_MEMORY,          /* "no_memory": our allocation failed (not the peer's fault) */
+  PD_WIRE_R_BAD_MAC,            /* "bad_mac": a SEALED frame failed to open (tampered, replayed,
+                                   reordered, dropped before it, or cut); set by the session
+                                   cipher (seal.h), never by the codec */
+  PD_WIRE_R_NOT_SEALED,         /* "not_sealed": a plain frame after the key exchange, or a
+                                   SEALED one before it or inside another */
   PD_WIRE_R_COUNT
 } pd_wire_reason_t;
 
@@ -152,6 +163,13 @@ typedef struct pd_wire_msg {
   union {
     pd_wire_hello_t hello;                      /* HELLO */
     struct { uint8_t sig[PD_WIRE_SIG_LEN]; } ack; /* HELLO_ACK */
+    struct { uint8_t pk[PD_WIRE_KEYX_LEN]; } keyx; /* KEYX */
+    struct {
+      const uint8_t *hdr;  /* the frame's 10-byte header (the AEAD's associated data) */
+      const uint8_t *data; /* ciphertext then tag; both point into the input or the
+                              decoder's buffer, valid until the next feed */
+      size_t len;          /* payload length, >= PD_WIRE_SEALED_MIN */
+    } sealed; /* SEALED */
     uint64_t nonce;                              /* PING, PONG */
     struct {
       uint16_t count;
@@ -187,6 +205,12 @@ int pd_wire_encode_getaddr(const uint8_t magic[PD_WIRE_MAGIC_LEN], uint8_t *buf,
                            size_t *len);
 int pd_wire_encode_addr(const uint8_t magic[PD_WIRE_MAGIC_LEN], const pd_wire_addr_entry_t *entries,
                         size_t count, uint8_t *buf, size_t cap, size_t *len);
+int pd_wire_encode_keyx(const uint8_t magic[PD_WIRE_MAGIC_LEN], const uint8_t pk[PD_WIRE_KEYX_LEN],
+                        uint8_t *buf, size_t cap, size_t *len);
+/* The 10-byte header of a frame of this type and payload length (no checks:
+ * the session cipher writes SEALED headers with it). */
+void pd_wire_write_header(const uint8_t magic[PD_WIRE_MAGIC_LEN], uint8_t type, uint32_t payload_len,
+                          uint8_t hdr[PD_WIRE_HEADER_LEN]);
 /* text may be NULL (empty); it must be printable ASCII, <= PD_WIRE_TEXT_MAX. */
 int pd_wire_encode_goodbye(const uint8_t magic[PD_WIRE_MAGIC_LEN], uint16_t code, const char *text,
                            uint8_t *buf, size_t cap, size_t *len);
@@ -201,6 +225,13 @@ size_t pd_wire_encoded_size(const pd_wire_msg_t *msg);
  * PD_WIRE_R_NONE and fills *out, or the rejection reason. */
 pd_wire_reason_t pd_wire_parse_payload(unsigned type, const uint8_t *p, size_t len,
                                        pd_wire_msg_t *out);
+
+/* Decode exactly one whole frame buf[0..len) (an opened SEALED payload):
+ * the header checks of the decoder, then the payload's; a frame that does
+ * not end exactly at len is "bad_length". SEALED payload pointers point
+ * into buf. Returns PD_WIRE_R_NONE and *out, or the reason. */
+pd_wire_reason_t pd_wire_decode_frame(const uint8_t magic[PD_WIRE_MAGIC_LEN], const uint8_t *buf,
+                                      size_t len, pd_wire_msg_t *out);
 
 enum { PD_WIRE_NEED_MORE = 0, PD_WIRE_MESSAGE = 1 };
 
@@ -240,17 +271,6 @@ bool pd_wire_decoder_mid_frame(const pd_wire_decoder_t *d);
  * must be >= max(a_min, b_min). Returns 0 and *out, or PD_ERANGE. */
 int pd_wire_negotiate_version(uint16_t a_min, uint16_t a_max, uint16_t b_min, uint16_t b_max,
                               uint16_t *out);
-
-/* The exact bytes a HELLO_ACK signature covers (ed25519, no prehash):
- *   "peerd-auth-v1" || magic || verifier_challenge || signer_challenge
- *   || signer_id || verifier_id                       (121 bytes)
- * verifier_challenge is the nonce from the HELLO of the side that will
- * verify; signer_* are the signing side's own HELLO values. */
-void pd_wire_auth_message(uint8_t out[PD_WIRE_AUTH_MSG_LEN], const uint8_t magic[PD_WIRE_MAGIC_LEN],
-                          const uint8_t verifier_challenge[PD_WIRE_CHALLENGE_LEN],
-                          const uint8_t signer_challenge[PD_WIRE_CHALLENGE_LEN],
-                          const uint8_t signer_id[PD_NODE_ID_LEN],
-                          const uint8_t verifier_id[PD_NODE_ID_LEN]);
 
 /* Magic as 8 hex characters ("f5706431"), for config and logs. */
 int pd_wire_magic_parse(const char *hex, uint8_t magic[PD_WIRE_MAGIC_LEN]);

@@ -57,7 +57,6 @@ void lab_flood_fire(sim_t *s, const pd_sim_event_t *e) {
   size_t cnt = h->flood_size ? h->flood_size : 10;
   if (cnt > PD_WIRE_MAX_ADDRS) cnt = PD_WIRE_MAX_ADDRS;
   pd_wire_addr_entry_t *ent = calloc(cnt, sizeof *ent);
-  static const uint8_t magic[PD_WIRE_MAGIC_LEN] = PD_WIRE_MAGIC_DEFAULT_INIT;
   for (size_t k = 0; ent && k < np; k++) {
     if (pi[k].state != PD_NETMGR_READY) continue;
     int side = 0;
@@ -73,18 +72,12 @@ void lab_flood_fire(sim_t *s, const pd_sim_event_t *e) {
       ent[i].timestamp = lab_now_s(s);
       ent[i].has_id = false;
     }
-    size_t cap = PD_WIRE_HEADER_LEN + 2 + cnt * PD_WIRE_ADDR_ENTRY_MAX, len = 0;
-    uint8_t *buf = malloc(cap);
-    if (!buf) break;
-    if (pd_wire_encode_addr(magic, ent, cnt, buf, cap, &len) != 0) {
-      free(buf);
-      continue;
-    }
-    int64_t arr = lab_arrival_in_order(l, o, s->now + l->lat);
-    if (lab_push_link_ev(s, arr, EV_BYTES, li, (uint32_t)o, len, buf) != 0) free(buf);
+    /* sealed in the attacker's own session, sent as its core sends */
+    (void)pd_netmgr_send_addrs(h->m, pi[k].conn_id, ent, cnt, lab_now_ms(s));
   }
   free(ent);
   free(pi);
+  lab_drain(s, e->a);
 }
 
 /* ---- attacker share ---- */

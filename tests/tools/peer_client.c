@@ -142,9 +142,7 @@ int main(int argc, char **argv) {
   printf("handshake ok\n");
   if (flood > 0) {
     pd_wire_addr_entry_t *e = calloc(PD_WIRE_MAX_ADDRS, sizeof *e);
-    size_t cap = PD_WIRE_HEADER_LEN + PD_WIRE_ADDR_MAX_PAYLOAD;
-    uint8_t *frame = malloc(cap);
-    if (!e || !frame) return 2;
+    if (!e) return 2;
     long sent = 0;
     for (long k = 0; k < flood; k++) {
       for (size_t i = 0; i < PD_WIRE_MAX_ADDRS; i++) {
@@ -154,14 +152,13 @@ int main(int argc, char **argv) {
         e[i].addr.port = 26656;
         e[i].timestamp = now_ms() / 1000;
       }
-      size_t n = 0;
-      if (pd_wire_encode_addr(magic, e, PD_WIRE_MAX_ADDRS, frame, cap, &n) != 0) return 2;
-      if (write_all(fd, frame, n) != 0) break;
+      /* sealed in this session, as the state machine sends every frame */
+      if (pd_peer_send_addrs(p, e, PD_WIRE_MAX_ADDRS, now_ms()) != 0) return 2;
+      if (drain(p, fd) < 0) break;
       sent += PD_WIRE_MAX_ADDRS;
     }
     printf("sent %ld addrs\n", sent);
     free(e);
-    free(frame);
   }
   deadline = now_ms() + wait_ms;
   while (!closed && now_ms() < deadline) {

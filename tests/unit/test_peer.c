@@ -17,6 +17,7 @@
 #include "identity.h"
 #include "peer.h"
 #include "record.h"
+#include "seal.h"
 #include "wire.h"
 
 static const uint8_t MAGIC[4] = PD_WIRE_MAGIC_DEFAULT_INIT;
@@ -46,6 +47,16 @@ typedef struct side {
   const char *misb_reason;
   size_t answer_n; /* answer GETADDR with this many addresses (0 = do not) */
   int after_close; /* actions seen after CLOSE: must stay 0 */
+  /* The other end when it is a real peer (pair_make): inject() sends
+   * through it, sealed under its session. */
+  struct side *partner;
+  /* Otherwise a scripted remote (v3): its ephemeral key, its session with
+   * this side (rseal0: as keyed, to read this side's output from the
+   * start), the hash of the HELLO it sent. */
+  bool rkeyed;
+  uint8_t rpk[32], rsk[32];
+  pd_seal_t rseal, rseal0;
+  uint8_t r_hello_hash[32];
 } side_t;
 
 static side_t *side_new(void) {
@@ -225,6 +236,8 @@ static void peer_make(side_t *s, const pd_identity_t *id, pd_peer_dir_t dir, con
 static void pair_make(world_t *w, side_t *a, side_t *b, pd_rng_t *rng, int64_t now) {
   peer_make(a, &w->ia, PD_PEER_OUTBOUND, w->ib.id, &w->la, &w->cfg, NULL, rng, now);
   peer_make(b, &w->ib, PD_PEER_INBOUND, NULL, &w->lb, &w->cfg, NULL, rng, now);
+  a->partner = b;
+  b->partner = a;
 }
 
 /* Complete a handshake between fresh sides (B answers GETADDR with 50). */
@@ -236,10 +249,58 @@ static void pair_ready(world_t *w, side_t *a, side_t *b, pd_rng_t *rng, int64_t 
   assert_int_equal(pd_peer_state(b->p), PD_PEER_READY);
 }
 
-/* Raw frames from the test into a side. */
-static void inject(side_t *s, const uint8_t *buf, size_t len, int64_t now) {
+/* Raw bytes from the test into a side, as they are. */
+static void inject_raw(side_t *s, const uint8_t *buf, size_t len, int64_t now) {
   assert_int_equal(pd_peer_on_bytes(s->p, buf, len, now), 0);
   drain(s, now);
+}
+
+/* The scripted remote answers this side's KEYX (the first frame it sent)
+ * with its own and keys its session: the remote is the other role. */
+static void remote_key(side_t *s, int64_t now) {
+  if (s->rkeyed) return;
+  assert_true(s->out_len >= PD_WIRE_HEADER_LEN + 32);
+  assert_int_equal(s->out[4], PD_WIRE_KEYX);
+  uint8_t seed[32];
+  memset(seed, 0x5a, sizeof seed);
+  assert_int_equal(pd_seal_keypair(seed, s->rpk, s->rsk, false), 0);
+  uint8_t f[64];
+  size_t n = 0;
+  assert_int_equal(pd_wire_encode_keyx(MAGIC, s->rpk, f, sizeof f, &n), 0);
+  int role = pd_peer_dir(s->p) == PD_PEER_OUTBOUND ? PD_SEAL_LISTENER : PD_SEAL_DIALLER;
+  assert_int_equal(pd_seal_init(&s->rseal, role, s->rpk, s->rsk, s->out + PD_WIRE_HEADER_LEN, false), 0);
+  s->rseal0 = s->rseal;
+  s->rkeyed = true;
+  inject_raw(s, f, n, now);
+}
+
+/* One whole frame from the test into a side, sealed as v3 wants it: through
+ * the partner's session when there is one, else the scripted remote's
+ * (which first sends its KEYX). Anything that is not one whole valid frame
+ * (garbage, a KEYX, a cut frame) goes in raw. */
+static void inject(side_t *s, const uint8_t *buf, size_t len, int64_t now) {
+  static pd_wire_msg_t m;
+  if (pd_wire_decode_frame(MAGIC, buf, len, &m) != PD_WIRE_R_NONE || m.type == PD_WIRE_KEYX) {
+    inject_raw(s, buf, len, now);
+    return;
+  }
+  if (s->partner) {
+    assert_int_equal(pd_peer_send_frame(s->partner->p, buf, len), 0);
+    drain(s->partner, now);
+    size_t from = s->partner->delivered;
+    s->partner->delivered = s->partner->out_len;
+    inject_raw(s, s->partner->out + from, s->partner->out_len - from, now);
+    return;
+  }
+  remote_key(s, now);
+  if (m.type == PD_WIRE_HELLO) pd_seal_hash(buf, len, s->r_hello_hash);
+  uint8_t *sf = malloc(len + PD_WIRE_SEAL_OVERHEAD);
+  assert_non_null(sf);
+  memcpy(sf + PD_WIRE_HEADER_LEN, buf, len);
+  size_t n = pd_seal_frame(&s->rseal, MAGIC, sf, len);
+  assert_true(n > 0);
+  inject_raw(s, sf, n, now);
+  free(sf);
 }
 
 static size_t frame_ping(uint8_t type, uint64_t nonce, uint8_t *buf) {
@@ -251,17 +312,54 @@ static size_t frame_ping(uint8_t type, uint64_t nonce, uint8_t *buf) {
   return n;
 }
 
-/* Decode the first frame of a side's output. */
-static void first_frame(const side_t *s, size_t skip, pd_wire_msg_t *m) {
+/* Decode frame number `skip` (0 = the first, its KEYX) of a side's output,
+ * opening SEALED frames with the scripted remote's keys. When out_frame is
+ * given, the inner frame's bytes are copied there (at most 2 KiB). */
+static void nth_frame(const side_t *s, size_t skip, pd_wire_msg_t *m, uint8_t *out_frame,
+                      size_t *out_len) {
   pd_wire_decoder_t d;
   pd_wire_decoder_init(&d, MAGIC);
+  pd_seal_t rx = s->rseal0;
   size_t used = 0, off = 0;
+  static uint8_t pt[PD_WIRE_MAX_FRAME];
   for (size_t i = 0; i <= skip; i++) {
     assert_int_equal(pd_wire_decoder_feed(&d, s->out + off, s->out_len - off, &used, m),
                      PD_WIRE_MESSAGE);
     off += used;
+    if (m->type == PD_WIRE_SEALED) {
+      assert_true(s->rkeyed);
+      size_t n = m->sealed.len - PD_WIRE_TAG_LEN;
+      assert_int_equal(pd_seal_open(&rx, m->sealed.hdr, m->sealed.data, m->sealed.len, pt), 0);
+      assert_int_equal(pd_wire_decode_frame(MAGIC, pt, n, m), PD_WIRE_R_NONE);
+      if (out_frame && i == skip) {
+        assert_true(n <= 2048);
+        memcpy(out_frame, pt, n);
+        *out_len = n;
+      }
+    }
   }
   pd_wire_decoder_free(&d);
+}
+
+static void first_frame(const side_t *s, size_t skip, pd_wire_msg_t *m) {
+  nth_frame(s, skip, m, NULL, NULL);
+}
+
+/* The scripted remote signs the handshake transcript as `signer` would:
+ * both KEYX keys, this side's HELLO (its frame 1) and the remote's. */
+static void remote_sign(const side_t *s, const pd_identity_t *signer, uint8_t sig[64]) {
+  static pd_wire_msg_t m;
+  uint8_t hf[2048], hh[32], t[32], msg[PD_SEAL_AUTH_MSG_LEN];
+  size_t hn = 0;
+  nth_frame(s, 1, &m, hf, &hn);
+  assert_int_equal(m.type, PD_WIRE_HELLO);
+  pd_seal_hash(hf, hn, hh);
+  const uint8_t *side_eph = s->out + PD_WIRE_HEADER_LEN;
+  bool side_dials = pd_peer_dir(s->p) == PD_PEER_OUTBOUND;
+  pd_seal_transcript(t, MAGIC, side_dials ? side_eph : s->rpk, side_dials ? s->rpk : side_eph,
+                     side_dials ? hh : s->r_hello_hash, side_dials ? s->r_hello_hash : hh);
+  pd_seal_auth_message(msg, side_dials ? PD_SEAL_LISTENER : PD_SEAL_DIALLER, t);
+  assert_int_equal(pd_identity_sign(signer, msg, sizeof msg, sig), 0);
 }
 
 /* --- the happy path ------------------------------------------------------------- */
@@ -299,7 +397,7 @@ static void run_session(uint64_t seed, size_t maxchunk, bool b_dials, transcript
     assert_memory_equal(s->remote.pubkey, other->pk, 32);
     assert_true(s->remote.has_listen);
     assert_true(pd_netaddr_equal(&s->remote.listen, k ? la : lb));
-    assert_int_equal(s->remote.version, 2);
+    assert_int_equal(s->remote.version, 3);
     assert_int_equal(s->remote.timestamp, T0 / 1000);
     assert_string_equal(s->remote.agent, "peerd-test/1");
     assert_non_null(pd_peer_remote(s->p));
@@ -427,7 +525,8 @@ static void self_connection(void **state) {
   peer_make(a, &w.ia, PD_PEER_OUTBOUND, NULL, &w.la, &w.cfg, NULL, &rng, now);
   pd_wire_msg_t *m = malloc(sizeof *m);
   assert_non_null(m);
-  first_frame(a, 0, m);
+  remote_key(a, now); /* its HELLO follows our KEYX, sealed */
+  first_frame(a, 1, m);
   assert_int_equal(m->type, PD_WIRE_HELLO);
   pd_wire_hello_t h = m->hello;
   memcpy(h.node_id, w.ic.id, 20);
@@ -467,44 +566,37 @@ static void replayed_ack_and_forged_identity(void **state) {
   pd_rng_t rng;
   pd_rng_seed(&rng, 13);
   int64_t now = T0;
-  /* Session 1: record what B sent A (its HELLO and HELLO_ACK). */
+  /* Session 1: record every byte B sent A. */
   side_t *a = side_new(), *b = side_new();
   pair_ready(&w, a, b, &rng, &now);
-  pd_wire_msg_t *m = malloc(sizeof *m);
-  assert_non_null(m);
-  first_frame(b, 0, m);
-  assert_int_equal(m->type, PD_WIRE_HELLO);
-  pd_wire_hello_t b_hello = m->hello;
-  first_frame(b, 1, m);
-  assert_int_equal(m->type, PD_WIRE_HELLO_ACK);
-  uint8_t old_sig[64];
-  memcpy(old_sig, m->ack.sig, 64);
+  uint8_t *rec = malloc(b->out_len);
+  assert_non_null(rec);
+  memcpy(rec, b->out, b->out_len);
+  size_t rec_len = b->out_len;
   side_free(a);
   side_free(b);
 
-  /* Session 2: a fresh A (new challenge) gets session 1's bytes replayed. */
-  uint8_t f[PD_WIRE_HEADER_LEN + PD_WIRE_HELLO_MAX];
-  size_t n;
+  /* Session 2: a fresh A (new ephemeral key) gets session 1 replayed. B's
+   * old KEYX is taken (it is public), but B's sealed HELLO was sealed for
+   * another session and does not open. */
   a = side_new();
   peer_make(a, &w.ia, PD_PEER_OUTBOUND, w.ib.id, &w.la, &w.cfg, NULL, &rng, now);
-  assert_int_equal(pd_wire_encode_hello(MAGIC, &b_hello, f, sizeof f, &n), 0);
-  inject(a, f, n, now);
-  assert_int_equal(a->closed, 0); /* the HELLO itself is fine: it is public */
-  assert_int_equal(pd_wire_encode_ack(MAGIC, old_sig, f, sizeof f, &n), 0);
-  inject(a, f, n, now);
+  inject_raw(a, rec, rec_len, now);
   assert_int_equal(a->closed, 1);
-  assert_string_equal(a->reason, "auth_failed");
-  assert_true(a->close_misbehaved);
+  assert_string_equal(a->reason, "bad_mac");
+  assert_false(a->close_misbehaved); /* an on-path attacker can cause it */
   assert_int_equal(a->hs_done, 0);
   assert_null(pd_peer_remote(a->p));
+  free(rec);
   side_free(a);
 
   /* Claiming B's ID with another key: the ID does not match the key. */
+  uint8_t f[PD_WIRE_HEADER_LEN + PD_WIRE_HELLO_MAX], ch[32], sig[64];
+  size_t n;
+  memset(ch, 9, 32);
   a = side_new();
   peer_make(a, &w.ia, PD_PEER_OUTBOUND, w.ib.id, &w.la, &w.cfg, NULL, &rng, now);
-  uint8_t ch[32];
-  memset(ch, 9, 32);
-  n = craft_hello(&w.ib, w.ic.pk, ch, "peerd", 2, 2, f);
+  n = craft_hello(&w.ib, w.ic.pk, ch, "peerd", 3, 3, f);
   inject(a, f, n, now);
   assert_int_equal(a->closed, 1);
   assert_string_equal(a->reason, "auth_failed");
@@ -512,16 +604,28 @@ static void replayed_ack_and_forged_identity(void **state) {
   side_free(a);
 
   /* Claiming B's ID with B's public key but no secret key: a signature made
-   * with C's key does not verify. */
+   * with C's key over the right transcript does not verify. */
   a = side_new();
   peer_make(a, &w.ia, PD_PEER_OUTBOUND, w.ib.id, &w.la, &w.cfg, NULL, &rng, now);
-  first_frame(a, 0, m);
-  n = craft_hello(&w.ib, w.ib.pk, ch, "peerd", 2, 2, f);
+  n = craft_hello(&w.ib, w.ib.pk, ch, "peerd", 3, 3, f);
   inject(a, f, n, now);
   assert_int_equal(a->closed, 0);
-  uint8_t msg[PD_WIRE_AUTH_MSG_LEN], sig[64];
-  pd_wire_auth_message(msg, MAGIC, m->hello.challenge, ch, w.ib.id, w.ia.id);
-  assert_int_equal(pd_identity_sign(&w.ic, msg, sizeof msg, sig), 0);
+  remote_sign(a, &w.ic, sig);
+  assert_int_equal(pd_wire_encode_ack(MAGIC, sig, f, sizeof f, &n), 0);
+  inject(a, f, n, now);
+  assert_string_equal(a->reason, "auth_failed");
+  side_free(a);
+
+  /* A downgrade: B's signature over a HELLO other than the one A received
+   * (here one that offers versions 3..4 where A got 3..3) fails: the
+   * versions, addresses and record are all inside the signed transcript. */
+  a = side_new();
+  peer_make(a, &w.ia, PD_PEER_OUTBOUND, w.ib.id, &w.la, &w.cfg, NULL, &rng, now);
+  n = craft_hello(&w.ib, w.ib.pk, ch, "peerd", 3, 3, f);
+  inject(a, f, n, now);
+  n = craft_hello(&w.ib, w.ib.pk, ch, "peerd", 3, 4, f);
+  pd_seal_hash(f, n, a->r_hello_hash); /* what B believes it sent */
+  remote_sign(a, &w.ib, sig);
   assert_int_equal(pd_wire_encode_ack(MAGIC, sig, f, sizeof f, &n), 0);
   inject(a, f, n, now);
   assert_string_equal(a->reason, "auth_failed");
@@ -530,17 +634,14 @@ static void replayed_ack_and_forged_identity(void **state) {
   /* Control: the same construction signed with B's key is accepted. */
   a = side_new();
   peer_make(a, &w.ia, PD_PEER_OUTBOUND, w.ib.id, &w.la, &w.cfg, NULL, &rng, now);
-  first_frame(a, 0, m);
-  n = craft_hello(&w.ib, w.ib.pk, ch, "peerd", 2, 2, f);
+  n = craft_hello(&w.ib, w.ib.pk, ch, "peerd", 3, 3, f);
   inject(a, f, n, now);
-  pd_wire_auth_message(msg, MAGIC, m->hello.challenge, ch, w.ib.id, w.ia.id);
-  assert_int_equal(pd_identity_sign(&w.ib, msg, sizeof msg, sig), 0);
+  remote_sign(a, &w.ib, sig);
   assert_int_equal(pd_wire_encode_ack(MAGIC, sig, f, sizeof f, &n), 0);
   inject(a, f, n, now);
   assert_int_equal(a->closed, 0);
   assert_int_equal(a->hs_done, 1);
   side_free(a);
-  free(m);
 }
 
 static void network_and_version(void **state) {
@@ -554,31 +655,39 @@ static void network_and_version(void **state) {
   memset(ch, 3, 32);
   side_t *a = side_new();
   peer_make(a, &w.ia, PD_PEER_INBOUND, NULL, NULL, &w.cfg, NULL, &rng, now);
-  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "testnet", 2, 2, f), now);
+  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "testnet", 3, 3, f), now);
   assert_string_equal(a->reason, "wrong_network");
   assert_false(a->close_misbehaved);
   side_free(a);
 
   a = side_new();
   peer_make(a, &w.ia, PD_PEER_INBOUND, NULL, NULL, &w.cfg, NULL, &rng, now);
-  /* A v1 peer (no records): incompatible_version, said in its GOODBYE. */
-  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "peerd", 1, 1, f), now);
+  /* A v2 peer (plain HELLO first, no key exchange): incompatible_version,
+   * said in a plain GOODBYE it can read. */
+  inject_raw(a, f, craft_hello(&w.ib, w.ib.pk, ch, "peerd", 2, 2, f), now);
   assert_string_equal(a->reason, "incompatible_version");
   assert_false(a->close_misbehaved);
   {
     static pd_wire_msg_t bye;
-    first_frame(a, 1, &bye); /* our HELLO, then the GOODBYE */
+    first_frame(a, 1, &bye); /* our KEYX, then the GOODBYE */
     assert_int_equal(bye.type, PD_WIRE_GOODBYE);
     assert_int_equal(bye.bye.code, PD_WIRE_BYE_VERSION);
-    assert_non_null(strstr(bye.bye.text, "signed node records"));
-    assert_non_null(strstr(bye.bye.text, "you 1..1"));
+    assert_non_null(strstr(bye.bye.text, "encrypted sessions"));
+    assert_non_null(strstr(bye.bye.text, "you 2..2"));
   }
   side_free(a);
 
-  /* A newer peer (2..5) and us (2..2) agree on 2. */
+  /* A v3 session whose HELLO offers only 1..2: refused the same way. */
   a = side_new();
   peer_make(a, &w.ia, PD_PEER_INBOUND, NULL, NULL, &w.cfg, NULL, &rng, now);
-  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "peerd", 2, 5, f), now);
+  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "peerd", 1, 2, f), now);
+  assert_string_equal(a->reason, "incompatible_version");
+  side_free(a);
+
+  /* A newer peer (3..5) and us (3..3) agree on 3. */
+  a = side_new();
+  peer_make(a, &w.ia, PD_PEER_INBOUND, NULL, NULL, &w.cfg, NULL, &rng, now);
+  inject(a, f, craft_hello(&w.ib, w.ib.pk, ch, "peerd", 3, 5, f), now);
   assert_int_equal(a->closed, 0);
   assert_int_equal(pd_peer_stats(a->p)->frames_out[PD_WIRE_HELLO_ACK], 1);
   side_free(a);
@@ -600,11 +709,26 @@ static void network_and_version(void **state) {
   uint8_t given[32];
   memset(given, 0x42, 32);
   prm.challenge = given;
+  side_t *g = side_new();
+  assert_int_equal(pd_peer_new(&g->p, &prm, &rng, now), 0);
+  drain(g, now);
+  assert_int_equal(g->out_len, PD_WIRE_HEADER_LEN + 32); /* KEYX only, until theirs */
+  remote_key(g, now);
+  static pd_wire_msg_t hm;
+  first_frame(g, 1, &hm);
+  assert_int_equal(hm.type, PD_WIRE_HELLO);
+  assert_memory_equal(hm.hello.challenge, given, 32);
+  side_free(g);
+  /* The ephemeral key from the given seed: the daemon's randomness. */
+  uint8_t eseed[32], epk[32], esk[32];
+  memset(eseed, 0x17, 32);
+  prm.eph_seed = eseed;
   assert_int_equal(pd_peer_new(&p, &prm, &rng, now), 0);
   pd_peer_action_t act;
   assert_true(pd_peer_poll(p, &act));
   assert_int_equal(act.type, PD_PEER_A_SEND);
-  assert_memory_equal(act.send.data + PD_WIRE_HEADER_LEN + 56, given, 32); /* §4.1 offset 56 */
+  assert_int_equal(pd_seal_keypair(eseed, epk, esk, false), 0);
+  assert_memory_equal(act.send.data + PD_WIRE_HEADER_LEN, epk, 32);
   assert_false(pd_peer_poll(p, &act));
   pd_peer_free(p);
 }
@@ -690,7 +814,7 @@ static void garbage_and_oversized(void **state) {
   a = side_new();
   pair_ready(&w, a, b, &rng, &now);
   uint8_t hf[PD_WIRE_HEADER_LEN + PD_WIRE_HELLO_MAX], ch[32] = {1};
-  inject(b, hf, craft_hello(&w.ia, w.ia.pk, ch, "peerd", 2, 2, hf), now);
+  inject(b, hf, craft_hello(&w.ia, w.ia.pk, ch, "peerd", 3, 3, hf), now);
   assert_string_equal(b->reason, "unexpected_message");
   assert_true(b->close_misbehaved);
   free(m);
@@ -709,10 +833,10 @@ static void handshake_timeout_slowloris(void **state) {
   int64_t now = T0;
   pair_make(&w, a, b, &rng, now);
   assert_int_equal(pd_peer_next_deadline(a->p), T0 + 10000);
-  /* B trickles its HELLO to A one byte a second. */
+  /* B trickles its KEYX to A one byte a second. */
   for (int s = 0; s < 10; s++) {
     now = T0 + s * 1000;
-    inject(a, b->out + s, 1, now);
+    inject_raw(a, b->out + s, 1, now);
     assert_int_equal(pd_peer_on_tick(a->p, now), 0);
     drain(a, now);
     assert_int_equal(a->closed, 0);
@@ -1115,7 +1239,8 @@ static void pluggable_auth(void **state) {
   pd_rng_seed(&rng, 21);
   for (int variant = 0; variant < 3; variant++) {
     test_auth_t ta = {.key = 0x5a}, tb = {.key = variant == 1 ? 0x33 : 0x5a};
-    pd_peer_auth_t aa = {toy_sign, toy_verify, &ta}, ab = {toy_sign, toy_verify, &tb};
+    /* the lab's setting: its signatures and the null cipher */
+    pd_peer_auth_t aa = {toy_sign, toy_verify, &ta, true}, ab = {toy_sign, toy_verify, &tb, true};
     int64_t now = T0;
     side_t *a = side_new(), *b = side_new();
     auth_peer(a, &w.ia, PD_PEER_OUTBOUND, &w.la, variant == 2 ? NULL : &aa, &rng, now);
@@ -1129,9 +1254,19 @@ static void pluggable_auth(void **state) {
       assert_int_equal(ta.verifies, 1);
       assert_int_equal(tb.signs, 1);
       assert_int_equal(tb.verifies, 1);
+      /* the same frames as on the wire: KEYX, then SEALED with a zero tag
+       * around the inner frame in clear */
+      assert_int_equal(a->out[4], PD_WIRE_KEYX);
+      const uint8_t *sf = a->out + PD_WIRE_HEADER_LEN + 32;
+      assert_int_equal(sf[4], PD_WIRE_SEALED);
+      assert_int_equal(sf[PD_WIRE_HEADER_LEN + 4], PD_WIRE_HELLO);
+      assert_int_equal(pd_peer_stats(a->p)->frames_out[PD_WIRE_KEYX], 1);
     } else {
-      bool failed = (a->closed && strcmp(a->reason, "auth_failed") == 0) ||
-                    (b->closed && strcmp(b->reason, "auth_failed") == 0);
+      /* other keys: auth_failed; one side without the null cipher: its
+       * sealed frames do not open on the other (bad_mac) */
+      const char *want = variant == 1 ? "auth_failed" : "bad_mac";
+      bool failed = (a->closed && strcmp(a->reason, want) == 0) ||
+                    (b->closed && strcmp(b->reason, want) == 0);
       assert_true(failed);
       assert_true(pd_peer_state(a->p) != PD_PEER_READY || pd_peer_state(b->p) != PD_PEER_READY);
     }
@@ -1163,14 +1298,25 @@ static void trim_releases_buffers(void **state) {
   pd_peer_action_t x;
   assert_true(pd_peer_poll(a->p, &x));
   assert_int_equal(x.type, PD_PEER_A_SEND);
-  uint8_t first[16];
-  memcpy(first, x.send.data, sizeof first);
+  /* The bytes of a polled SEND are the driver's to write: keep them for B
+   * (sealed frames must arrive in order). */
+  uint8_t *kept = malloc(2 * x.send.len);
+  assert_non_null(kept);
+  memcpy(kept, x.send.data, x.send.len);
+  size_t kept_len = x.send.len;
   pd_peer_trim(a->p); /* nothing queued any more, but the frame is not sent yet */
   assert_int_equal(pd_peer_footprint(a->p), idle);
-  /* The same frame again, through the harness (drain copies, then trim). */
+  /* The same frame again, through the harness (drain copies, then trim);
+   * the same header, another ciphertext (the next nonce). */
   assert_int_equal(pd_peer_send_addrs(a->p, e, 300, now), 0);
   assert_true(pd_peer_poll(a->p, &x));
-  assert_memory_equal(x.send.data, first, sizeof first);
+  assert_int_equal(x.send.len, kept_len);
+  assert_memory_equal(x.send.data, kept, PD_WIRE_HEADER_LEN);
+  assert_memory_not_equal(x.send.data + PD_WIRE_HEADER_LEN, kept + PD_WIRE_HEADER_LEN, 16);
+  memcpy(kept + kept_len, x.send.data, x.send.len);
+  kept_len += x.send.len;
+  inject_raw(b, kept, kept_len, now);
+  free(kept);
   pd_peer_trim(a->p);
   assert_int_equal(pd_peer_footprint(a->p), idle);
   assert_int_equal(pd_peer_send_addrs(a->p, e, 300, now), 0);
@@ -1304,7 +1450,7 @@ static void records_in_handshake(void **state) {
     peer_make(a, &w.ia, PD_PEER_INBOUND, NULL, NULL, &w.cfg, NULL, &rng, now);
     pd_wire_hello_t h;
     memset(&h, 0, sizeof h);
-    h.max_version = h.min_version = 2;
+    h.max_version = h.min_version = 3;
     memcpy(h.node_id, w.ib.id, 20);
     memcpy(h.pubkey, w.ib.pk, 32);
     memset(h.challenge, (int)(40 + i), 32);

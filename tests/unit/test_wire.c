@@ -443,12 +443,16 @@ static void every_rejection_reason(void **state) {
     pd_wire_decoder_free(&d);
   }
 
-  /* unknown_type: 0, 8, 255 */
+  /* unknown_type: 0, 10, 255 (8 and 9 are v3's KEYX and SEALED) */
   memset(f, 0, sizeof f);
   hdr(f, 0, 0);
   expect_reject(f, 10, PD_WIRE_R_UNKNOWN_TYPE);
-  hdr(f, 8, 0);
+  hdr(f, 10, 0);
   expect_reject(f, 10, PD_WIRE_R_UNKNOWN_TYPE);
+  hdr(f, PD_WIRE_KEYX, 0);
+  expect_reject(f, 10, PD_WIRE_R_BAD_LENGTH);
+  hdr(f, PD_WIRE_SEALED, PD_WIRE_SEALED_MIN - 1);
+  expect_reject(f, 10, PD_WIRE_R_BAD_LENGTH);
   hdr(f, 255, 8);
   expect_reject(f, 18, PD_WIRE_R_UNKNOWN_TYPE);
 
@@ -729,19 +733,44 @@ static void handshake_helpers(void **state) {
   assert_int_equal(pd_wire_negotiate_version(0, 4, 1, 2, &v), PD_ERANGE);
   assert_int_equal(pd_wire_negotiate_version(2, 1, 1, 2, &v), PD_ERANGE);
 
-  uint8_t msg[PD_WIRE_AUTH_MSG_LEN], vc[32], sc[32], sid[20], vid[20];
-  memset(vc, 0x11, 32);
-  memset(sc, 0x22, 32);
-  memset(sid, 0x33, 20);
-  memset(vid, 0x44, 20);
-  pd_wire_auth_message(msg, MAGIC, vc, sc, sid, vid);
-  assert_int_equal(PD_WIRE_AUTH_MSG_LEN, 121);
-  assert_memory_equal(msg, "peerd-auth-v1", 13);
-  assert_memory_equal(msg + 13, MAGIC, 4);
-  assert_memory_equal(msg + 17, vc, 32);
-  assert_memory_equal(msg + 49, sc, 32);
-  assert_memory_equal(msg + 81, sid, 20);
-  assert_memory_equal(msg + 101, vid, 20);
+  /* v3 frames: KEYX is exactly 32 bytes; SEALED is opaque, 26..256 KiB; a
+   * whole frame decodes only when it ends exactly where the buffer does. */
+  uint8_t pk[32], kf[64], big[PD_WIRE_HEADER_LEN + PD_WIRE_SEALED_MIN];
+  size_t fl = 0;
+  for (int i = 0; i < 32; i++) pk[i] = (uint8_t)i;
+  assert_int_equal(pd_wire_encode_keyx(MAGIC, pk, kf, sizeof kf, &fl), 0);
+  assert_int_equal(fl, PD_WIRE_HEADER_LEN + 32);
+  assert_int_equal(kf[4], PD_WIRE_KEYX);
+  pd_wire_msg_t *km = calloc(1, sizeof *km);
+  assert_non_null(km);
+  assert_int_equal(pd_wire_decode_frame(MAGIC, kf, fl, km), PD_WIRE_R_NONE);
+  assert_int_equal(km->type, PD_WIRE_KEYX);
+  assert_memory_equal(km->keyx.pk, pk, 32);
+  assert_int_equal(pd_wire_decode_frame(MAGIC, kf, fl - 1, km), PD_WIRE_R_TRUNCATED);
+  kf[9] = 31; /* KEYX of 31 bytes */
+  assert_int_equal(pd_wire_decode_frame(MAGIC, kf, fl - 1, km), PD_WIRE_R_BAD_LENGTH);
+  kf[9] = 32;
+  kf[fl] = 0;
+  assert_int_equal(pd_wire_decode_frame(MAGIC, kf, fl + 1, km), PD_WIRE_R_BAD_LENGTH);
+  assert_int_equal(pd_wire_decode_frame(MAGIC, kf, 5, km), PD_WIRE_R_TRUNCATED);
+  pd_wire_write_header(MAGIC, PD_WIRE_SEALED, PD_WIRE_SEALED_MIN, big);
+  memset(big + PD_WIRE_HEADER_LEN, 0xab, PD_WIRE_SEALED_MIN);
+  assert_int_equal(pd_wire_decode_frame(MAGIC, big, sizeof big, km), PD_WIRE_R_NONE);
+  assert_int_equal(km->type, PD_WIRE_SEALED);
+  assert_ptr_equal(km->sealed.hdr, big);
+  assert_ptr_equal(km->sealed.data, big + PD_WIRE_HEADER_LEN);
+  assert_int_equal(km->sealed.len, PD_WIRE_SEALED_MIN);
+  pd_wire_write_header(MAGIC, PD_WIRE_SEALED, PD_WIRE_SEALED_MIN - 1, big);
+  assert_int_equal(pd_wire_decode_frame(MAGIC, big, sizeof big - 1, km), PD_WIRE_R_BAD_LENGTH);
+  pd_wire_write_header(MAGIC, PD_WIRE_SEALED, PD_WIRE_MAX_PAYLOAD + 1, big);
+  assert_int_equal(pd_wire_decode_frame(MAGIC, big, sizeof big, km), PD_WIRE_R_OVERSIZED);
+  assert_string_equal(pd_wire_type_name(PD_WIRE_KEYX), "keyx");
+  assert_string_equal(pd_wire_type_name(PD_WIRE_SEALED), "sealed");
+  assert_string_equal(pd_wire_reason_name(PD_WIRE_R_BAD_MAC), "bad_mac");
+  assert_string_equal(pd_wire_reason_name(PD_WIRE_R_NOT_SEALED), "not_sealed");
+  /* an inner ADDR leaves room for the seal around it */
+  assert_int_equal(PD_WIRE_ADDR_MAX_PAYLOAD + PD_WIRE_SEAL_OVERHEAD, PD_WIRE_MAX_PAYLOAD);
+  free(km);
 
   uint8_t mg[4];
   char hex[9];
