@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """seal_vectors.py -- recompute protocol v3's test vectors without peerd's code.
 
-docs/protocol.md §5.8 lists the bytes of a v3 handshake between two fixed
+docs/protocol.md §5.7 lists the bytes of a v3 handshake between two fixed
 nodes; tests/unit/test_seal.c checks that peerd produces exactly those bytes
 (its V_* constants). This script derives every one of them again from the same
 fixed inputs with Python's hashlib (BLAKE2b, SHA-256) and the `cryptography`
@@ -59,7 +59,7 @@ def hello(node_id, pk, challenge, ip4, port):
 
 
 def seal(key, counter, inner):
-    """SEALED (§5.4): header with length = inner + 16 is the AD; nonce = 4
+    """SEALED (§5.3): header with length = inner + 16 is the AD; nonce = 4
     zero bytes || counter u64 LE; payload = ciphertext || tag."""
     hdr = MAGIC + bytes([9, 0]) + struct.pack(">I", len(inner) + 16)
     nonce = bytes(4) + struct.pack("<Q", counter)
@@ -67,7 +67,7 @@ def seal(key, counter, inner):
 
 
 def rekey(key, epoch):
-    """crypto_kdf_derive_from_key(32, epoch, "peerdrk3", key) (§5.5)."""
+    """crypto_kdf_derive_from_key(32, epoch, "peerdrk3", key) (§5.4)."""
     return b2b(b"", 32, key=key, salt=struct.pack("<Q", epoch) + bytes(8),
                person=b"peerdrk3" + bytes(8))
 

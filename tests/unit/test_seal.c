@@ -1,5 +1,5 @@
 /* Unit tests for seal (the v3 session cipher, docs/protocol.md §5) and the
- * protocol's test vectors (§5.8).
+ * protocol's test vectors (§5.7).
  *
  * The seal.c part: ephemeral key pairs, mirrored per-direction keys (checked
  * against crypto_kx's formula computed with libsodium's primitives),
@@ -10,7 +10,7 @@
  * The vector part: two real state machines (pd_peer) with fixed inputs run
  * the handshake step by step; every frame they send, and every value the
  * handshake derives, is compared byte for byte with the constants V_* below,
- * which docs/protocol.md §5.8 quotes. tests/tools/seal_vectors.py recomputes
+ * which docs/protocol.md §5.7 quotes. tests/tools/seal_vectors.py recomputes
  * every constant from the same inputs with Python's hashlib and
  * `cryptography` (no peerd code) and checks that this file and the doc
  * carry exactly those bytes. */
@@ -34,7 +34,7 @@
 
 static const uint8_t MAGIC[4] = PD_WIRE_MAGIC_DEFAULT_INIT;
 
-/* --- test vectors (docs/protocol.md §5.8) ------------------------------------
+/* --- test vectors (docs/protocol.md §5.7) ------------------------------------
  * Inputs: node key seeds 00..1f (dialler) and 20..3f (listener); ephemeral
  * seeds 40..5f and 60..7f; challenges 80..9f and a0..bf; network "peerd",
  * magic f5706431, versions 3..3, timestamp 1700000000, listen 192.0.2.1:7411
