@@ -609,6 +609,8 @@ typedef struct {
   uint8_t out[4096];
   size_t len, read;
   int done, closed;
+  const char *reason; /* of the CLOSE */
+  bool misbehaved;
 } vside_t;
 
 static void vdrain(vside_t *s) {
@@ -621,8 +623,9 @@ static void vdrain(vside_t *s) {
     } else if (a.type == PD_PEER_A_HANDSHAKE_DONE) {
       s->done++;
     } else if (a.type == PD_PEER_A_CLOSE) {
-      print_message("closed: %s\n", a.close.reason);
       s->closed++;
+      s->reason = a.close.reason;
+      s->misbehaved = a.close.misbehaved;
     }
   }
 }
@@ -857,6 +860,167 @@ static void peer_low_order_keyx(void **state) {
   pd_identity_wipe(&id);
 }
 
+/* docs/protocol.md §5.5, what a state machine accepts when, at the level of
+ * frames: a listener (the vector one) and a scripted dialler holding the
+ * vector session (pair_init's keys are the vector's). */
+typedef struct {
+  vside_t *l;
+  pair_t s;
+  pd_identity_t id;
+} lst_t;
+
+static void lst_new(lst_t *t, bool keyed) {
+  uint8_t seed[32];
+  seq(seed, 32, 0x20);
+  assert_int_equal(pd_identity_from_seed(&t->id, seed), 0);
+  pair_init(&t->s, false);
+  t->l = calloc(1, sizeof *t->l);
+  assert_non_null(t->l);
+  vpeer(t->l, &t->id, PD_PEER_INBOUND, 0x60, 0xa0, NULL, 1700000000000);
+  size_t n;
+  vnext(t->l, &n); /* its KEYX */
+  if (keyed) {
+    uint8_t f[64];
+    assert_int_equal(pd_wire_encode_keyx(MAGIC, t->s.dpk, f, sizeof f, &n), 0);
+    vfeed(t->l, f, n, 1700000000000);
+    const uint8_t *h = vnext(t->l, &n); /* its sealed HELLO */
+    uint8_t pt[1100];
+    assert_int_equal(open_frame(&t->s.d, h, n, pt), 0);
+    assert_int_equal(pt[4], PD_WIRE_HELLO);
+  }
+  assert_int_equal(t->l->closed, 0);
+}
+
+static void lst_free(lst_t *t) {
+  pd_peer_free(t->l->p);
+  free(t->l);
+  pd_identity_wipe(&t->id);
+}
+
+/* Feed an inner frame sealed by the scripted dialler. */
+static void lst_sealed(lst_t *t, const uint8_t *inner, size_t n) {
+  uint8_t f[PD_WIRE_HEADER_LEN + 512];
+  assert_true(n <= 512 - PD_WIRE_TAG_LEN);
+  memcpy(f + PD_WIRE_HEADER_LEN, inner, n);
+  size_t sn = pd_seal_frame(&t->s.d, MAGIC, f, n);
+  assert_true(sn > 0);
+  vfeed(t->l, f, sn, 1700000000000);
+}
+
+static void lst_expect(lst_t *t, const char *reason, bool misbehaved) {
+  assert_int_equal(t->l->closed, 1);
+  assert_string_equal(t->l->reason, reason);
+  assert_int_equal(t->l->misbehaved, misbehaved);
+  assert_int_equal(pd_peer_state(t->l->p), PD_PEER_CLOSED);
+}
+
+/* The GOODBYE the listener sent last: plain (keyed = false) or sealed. */
+static void lst_goodbye(lst_t *t, bool keyed, uint16_t code, const char *text_has) {
+  size_t n;
+  const uint8_t *f = vnext(t->l, &n);
+  uint8_t pt[512];
+  pd_wire_msg_t m;
+  if (keyed) {
+    assert_int_equal(f[4], PD_WIRE_SEALED);
+    assert_int_equal(open_frame(&t->s.d, f, n, pt), 0);
+    assert_int_equal(pd_wire_decode_frame(MAGIC, pt, n - PD_WIRE_SEAL_OVERHEAD, &m), PD_WIRE_R_NONE);
+  } else {
+    assert_int_equal(pd_wire_decode_frame(MAGIC, f, n, &m), PD_WIRE_R_NONE);
+  }
+  assert_int_equal(m.type, PD_WIRE_GOODBYE);
+  assert_int_equal(m.bye.code, code);
+  assert_non_null(strstr(m.bye.text, text_has));
+  assert_int_equal(t->l->read, t->l->len); /* and nothing after it */
+}
+
+static void accepted_when(void **state) {
+  (void)state;
+  uint8_t f[1100], g[1100];
+  size_t n = 0;
+  lst_t t;
+  /* Before the peer's KEYX. A SEALED frame: not_sealed. */
+  lst_new(&t, false);
+  pair_t other;
+  pair_init(&other, false);
+  n = seal_ping(&other.d, 1, f);
+  vfeed(t.l, f, n, 1700000000000);
+  lst_expect(&t, "not_sealed", true);
+  lst_goodbye(&t, false, PD_WIRE_BYE_PROTOCOL, "not_sealed");
+  lst_free(&t);
+  /* A plain PING: unexpected_message. */
+  lst_new(&t, false);
+  assert_int_equal(pd_wire_encode_ping(MAGIC, 1, f, sizeof f, &n), 0);
+  vfeed(t.l, f, n, 1700000000000);
+  lst_expect(&t, "unexpected_message", true);
+  lst_goodbye(&t, false, PD_WIRE_BYE_PROTOCOL, "unexpected_message");
+  lst_free(&t);
+  /* A v2 peer's plain HELLO: incompatible_version, saying why, no blame. */
+  lst_new(&t, false);
+  pd_wire_msg_t m;
+  assert_int_equal(sodium_hex2bin(g, sizeof g, V_D_HELLO, strlen(V_D_HELLO), NULL, &n, NULL), 0);
+  assert_int_equal(pd_wire_decode_frame(MAGIC, g, n, &m), PD_WIRE_R_NONE);
+  m.hello.min_version = m.hello.max_version = 2;
+  assert_int_equal(pd_wire_encode_hello(MAGIC, &m.hello, f, sizeof f, &n), 0);
+  vfeed(t.l, f, n, 1700000000000);
+  lst_expect(&t, "incompatible_version", false);
+  lst_goodbye(&t, false, PD_WIRE_BYE_VERSION, "this peer speaks 3..3 (v3: encrypted sessions), you 2..2");
+  lst_free(&t);
+  /* A plain GOODBYE is understood. */
+  lst_new(&t, false);
+  assert_int_equal(pd_wire_encode_goodbye(MAGIC, PD_WIRE_BYE_TOO_MANY, "full", f, sizeof f, &n), 0);
+  vfeed(t.l, f, n, 1700000000000);
+  lst_expect(&t, "goodbye", false);
+  lst_free(&t);
+
+  /* After it: any plain frame is not_sealed (a PING, a second KEYX, a
+   * GOODBYE); the answer is sealed. */
+  for (int k = 0; k < 3; k++) {
+    lst_new(&t, true);
+    if (k == 0) assert_int_equal(pd_wire_encode_ping(MAGIC, 1, f, sizeof f, &n), 0);
+    if (k == 1) assert_int_equal(pd_wire_encode_keyx(MAGIC, t.s.dpk, f, sizeof f, &n), 0);
+    if (k == 2) assert_int_equal(pd_wire_encode_goodbye(MAGIC, 0, NULL, f, sizeof f, &n), 0);
+    vfeed(t.l, f, n, 1700000000000);
+    lst_expect(&t, "not_sealed", true);
+    lst_goodbye(&t, true, PD_WIRE_BYE_PROTOCOL, "not_sealed");
+    lst_free(&t);
+  }
+  /* A sealed frame that does not open: bad_mac, not misbehaviour, GOODBYE
+   * sealed. */
+  lst_new(&t, true);
+  assert_int_equal(sodium_hex2bin(g, sizeof g, V_D_HELLO, strlen(V_D_HELLO), NULL, &n, NULL), 0);
+  memcpy(f + PD_WIRE_HEADER_LEN, g, n);
+  size_t sn = pd_seal_frame(&t.s.d, MAGIC, f, n);
+  f[sn - 1] ^= 0x20;
+  vfeed(t.l, f, sn, 1700000000000);
+  lst_expect(&t, "bad_mac", false);
+  lst_goodbye(&t, true, PD_WIRE_BYE_PROTOCOL, "bad_mac");
+  lst_free(&t);
+  /* Inside: a SEALED frame is not_sealed, a KEYX unexpected_message, a
+   * PING before HELLO unexpected_message, a malformed frame its reason. */
+  lst_new(&t, true);
+  n = seal_ping(&other.d, 2, g);
+  lst_sealed(&t, g, n);
+  lst_expect(&t, "not_sealed", true);
+  lst_goodbye(&t, true, PD_WIRE_BYE_PROTOCOL, "not_sealed");
+  lst_free(&t);
+  lst_new(&t, true);
+  assert_int_equal(pd_wire_encode_keyx(MAGIC, t.s.dpk, g, sizeof g, &n), 0);
+  lst_sealed(&t, g, n);
+  lst_expect(&t, "unexpected_message", true);
+  lst_free(&t);
+  lst_new(&t, true);
+  assert_int_equal(pd_wire_encode_ping(MAGIC, 5, g, sizeof g, &n), 0);
+  lst_sealed(&t, g, n);
+  lst_expect(&t, "unexpected_message", true);
+  lst_free(&t);
+  lst_new(&t, true);
+  assert_int_equal(pd_wire_encode_ping(MAGIC, 5, g, sizeof g, &n), 0);
+  g[n++] = 0; /* a byte after the frame inside the seal */
+  lst_sealed(&t, g, n);
+  lst_expect(&t, "bad_length", true);
+  lst_free(&t);
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
@@ -872,6 +1036,7 @@ int main(void) {
       cmocka_unit_test(transcript_and_auth_layout),
       cmocka_unit_test(vectors),
       cmocka_unit_test(peer_low_order_keyx),
+      cmocka_unit_test(accepted_when),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
