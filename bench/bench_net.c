@@ -17,9 +17,12 @@
  * own half of each handshake runs on the same machine, so on 2 cores the two
  * processes share them). With --pid, the VmRSS of that process before the
  * first connect ("idle") and after holding all N for --hold-ms (default
- * 1000), and (held - idle) / N per connection. Then closes all and exits.
- * The last line is machine-readable for bench_net.sh:
- *   result conns=N secs=S hs_per_s=R rss_idle_kb=I rss_held_kb=H
+ * 1000), and (held - idle) / N per connection; and the CPU time peerd's
+ * main thread (its event loop) spent from the first connect to the timer
+ * tick (100 ms) after the N-th handshake, per handshake: unlike the rate,
+ * it hardly depends on what else runs on the machine. Then closes all and
+ * exits. The last line is machine-readable for bench_net.sh:
+ *   result conns=N secs=S hs_per_s=R rss_idle_kb=I rss_held_kb=H peerd_cpu_us_per_hs=C
  * The target must allow N inbound peers (e.g. peerd --max-inbound 1100).
  * Exit status 1 when fewer than N handshakes complete within 120 s.
  */
@@ -58,6 +61,7 @@ struct bench {
   long pid;
   long rss0;  /* target's VmRSS before we connected, kB */
   long rss1;  /* and after holding all N for hold_ms, kB */
+  long long cpu0, cpu1; /* target's main-thread CPU ns before / once all N are up */
   uint64_t t0, t_all;
   uint64_t hold_ms;
   pd_rng_t rng;
@@ -82,6 +86,20 @@ static long rss_kb(long pid) {
   }
   fclose(f);
   return kb;
+}
+
+/* CPU time of the process's main thread in ns (/proc/PID/schedstat, first
+ * field: time spent on a CPU), -1 when unreadable. peerd runs its event
+ * loop, and so every handshake, on the main thread. */
+static long long cpu_ns(long pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%ld/schedstat", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  long long ns = -1;
+  if (fscanf(f, "%lld", &ns) != 1) ns = -1;
+  fclose(f);
+  return ns;
 }
 
 static void start_more(bench_t *b);
@@ -229,6 +247,12 @@ static void on_timer(uv_timer_t *t) {
     double secs = (double)(b->t_all - b->t0) / 1e9;
     printf("handshakes: %d in %.3f s = %.0f handshakes/s (parallel %d)\n", b->ready, secs,
            b->ready / secs, b->parallel);
+    if (b->pid > 0) {
+      b->cpu1 = cpu_ns(b->pid);
+      if (b->cpu0 >= 0 && b->cpu1 >= 0)
+        printf("peerd main thread CPU: %.3f s, %.1f us per handshake\n",
+               (double)(b->cpu1 - b->cpu0) / 1e9, (double)(b->cpu1 - b->cpu0) / 1e3 / b->ready);
+    }
     fflush(stdout);
   }
   bool held = b->done && elapsed * 1000 > (double)(b->t_all - b->t0) / 1e6 + (double)b->hold_ms;
@@ -282,7 +306,10 @@ int main(int argc, char **argv) {
   uv_timer_init(b->loop, &b->timer);
   b->timer.data = b;
   uv_timer_start(&b->timer, on_timer, 100, 100);
-  if (b->pid > 0) b->rss0 = rss_kb(b->pid);
+  if (b->pid > 0) {
+    b->rss0 = rss_kb(b->pid);
+    b->cpu0 = cpu_ns(b->pid);
+  }
   b->t0 = uv_hrtime();
   start_more(b);
   uv_run(b->loop, UV_RUN_DEFAULT);
@@ -290,8 +317,12 @@ int main(int argc, char **argv) {
   if (!ok) printf("only %d of %d handshakes completed (%d failed)\n", b->ready, b->n, b->failed);
   if (ok) {
     double secs = (double)(b->t_all - b->t0) / 1e9;
-    printf("result conns=%d secs=%.4f hs_per_s=%.1f rss_idle_kb=%ld rss_held_kb=%ld\n", b->n, secs,
-           b->n / secs, b->rss0, b->rss1);
+    double cpu_us = b->pid > 0 && b->cpu0 >= 0 && b->cpu1 >= 0
+                        ? (double)(b->cpu1 - b->cpu0) / 1e3 / b->n
+                        : 0.0;
+    printf("result conns=%d secs=%.4f hs_per_s=%.1f rss_idle_kb=%ld rss_held_kb=%ld "
+           "peerd_cpu_us_per_hs=%.1f\n",
+           b->n, secs, b->n / secs, b->rss0, b->rss1, cpu_us);
   }
   for (int i = 0; i < b->n; i++) {
     pd_peer_free(b->conns[i].peer);

@@ -4,9 +4,10 @@
 # CONNS (default 1000) inbound peers, run bench_net against it (handshakes/s,
 # and the daemon's RSS idle and while it holds CONNS authenticated peers),
 # stop it. Prints each run's lines, then the median and min–max over the
-# runs of handshakes/s and of RSS per connection = (RSS holding CONNS -
-# RSS idle) / CONNS. Run it inside a network namespace with only lo up if
-# you like (unshare -n); it gives peerd loopback addresses only.
+# runs of handshakes/s, of RSS per connection = (RSS holding CONNS - RSS
+# idle) / CONNS, and of peerd's CPU time per handshake (an even RUNS gives
+# the lower middle). It gives peerd loopback addresses only; run it inside
+# a network namespace with only lo up if you like (unshare -n).
 set -eu
 build=${1:-build}
 conns=${2:-1000}
@@ -48,4 +49,5 @@ echo "  handshakes/s          $(stat hs_per_s)"
 echo "  RSS idle, kB          $(stat rss_idle_kb)"
 echo "  RSS holding, kB       $(stat rss_held_kb)"
 echo "  RSS per connection kB $(perconn)"
+echo "  peerd CPU us/handshake $(stat peerd_cpu_us_per_hs)"
 [ "$n" = "$runs" ]
