@@ -7,11 +7,24 @@
  * from its own loopback source address 127.20.x.y (so per-IP inbound limits
  * do not apply) and with its own ed25519 identity, and runs the real peer
  * state machine (host/core/peer.c) over each: the full signed handshake, then
- * PING/PONG and GETADDR as peerd asks. Prints handshakes/s; with --pid,
- * the VmRSS of that process once all N are up (and per connection). Keeps
- * them open --hold-ms (default 1000), then closes all and exits. The target
- * must allow N inbound peers (e.g. peerd --max-inbound 1100). Exit status 1
- * when fewer than N handshakes complete within 120 s.
+ * PING/PONG and GETADDR as peerd asks. With protocol v3 each handshake is
+ * KEYX both ways (ephemeral X25519, the seed from randombytes_buf as the
+ * daemon draws it), sealed HELLOs and HELLO_ACKs (ChaCha20-Poly1305) and an
+ * Ed25519 signature each way over the transcript.
+ *
+ * Prints handshakes/s: N divided by the time from the first connect to the
+ * N-th HANDSHAKE_DONE on this side (TCP connects included; this program's
+ * own half of each handshake runs on the same machine, so on 2 cores the two
+ * processes share them). With --pid, the VmRSS of that process before the
+ * first connect ("idle") and after holding all N for --hold-ms (default
+ * 1000), and (held - idle) / N per connection; and the CPU time peerd's
+ * main thread (its event loop) spent from the first connect to the timer
+ * tick (100 ms) after the N-th handshake, per handshake: unlike the rate,
+ * it hardly depends on what else runs on the machine. Then closes all and
+ * exits. The last line is machine-readable for bench_net.sh:
+ *   result conns=N secs=S hs_per_s=R rss_idle_kb=I rss_held_kb=H peerd_cpu_us_per_hs=C
+ * The target must allow N inbound peers (e.g. peerd --max-inbound 1100).
+ * Exit status 1 when fewer than N handshakes complete within 120 s.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +59,9 @@ struct bench {
   conn_t *conns;
   int n, parallel, started, connecting, ready, failed;
   long pid;
-  long rss0; /* target's VmRSS before we connected, kB */
+  long rss0;  /* target's VmRSS before we connected, kB */
+  long rss1;  /* and after holding all N for hold_ms, kB */
+  long long cpu0, cpu1; /* target's main-thread CPU ns before / once all N are up */
   uint64_t t0, t_all;
   uint64_t hold_ms;
   pd_rng_t rng;
@@ -71,6 +86,20 @@ static long rss_kb(long pid) {
   }
   fclose(f);
   return kb;
+}
+
+/* CPU time of the process's main thread in ns (/proc/PID/schedstat, first
+ * field: time spent on a CPU), -1 when unreadable. peerd runs its event
+ * loop, and so every handshake, on the main thread. */
+static long long cpu_ns(long pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%ld/schedstat", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  long long ns = -1;
+  if (fscanf(f, "%lld", &ns) != 1) ns = -1;
+  fclose(f);
+  return ns;
 }
 
 static void start_more(bench_t *b);
@@ -155,8 +184,9 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   static const uint8_t magic[PD_WIRE_MAGIC_LEN] = PD_WIRE_MAGIC_DEFAULT_INIT;
-  uint8_t challenge[32];
+  uint8_t challenge[32], eph_seed[32];
   randombytes_buf(challenge, sizeof challenge);
+  randombytes_buf(eph_seed, sizeof eph_seed);
   pd_peer_params_t prm = {
       .self = &c->id,
       .magic = magic,
@@ -164,6 +194,7 @@ static void on_connect(uv_connect_t *req, int status) {
       .agent = "bench_net",
       .dir = PD_PEER_OUTBOUND,
       .challenge = challenge,
+      .eph_seed = eph_seed,
   };
   if (pd_peer_new(&c->peer, &prm, &c->b->rng, now_ms()) != 0) {
     conn_dead(c);
@@ -217,15 +248,24 @@ static void on_timer(uv_timer_t *t) {
     printf("handshakes: %d in %.3f s = %.0f handshakes/s (parallel %d)\n", b->ready, secs,
            b->ready / secs, b->parallel);
     if (b->pid > 0) {
-      long kb = rss_kb(b->pid);
-      printf("peerd pid %ld RSS: %ld kB idle, %ld kB holding %d peers = %.2f kB per connection\n",
-             b->pid, b->rss0, kb, b->ready, b->ready ? (double)(kb - b->rss0) / b->ready : 0.0);
+      b->cpu1 = cpu_ns(b->pid);
+      if (b->cpu0 >= 0 && b->cpu1 >= 0)
+        printf("peerd main thread CPU: %.3f s, %.1f us per handshake\n",
+               (double)(b->cpu1 - b->cpu0) / 1e9, (double)(b->cpu1 - b->cpu0) / 1e3 / b->ready);
     }
     fflush(stdout);
   }
-  if ((b->done && elapsed * 1000 > (double)(b->t_all - b->t0) / 1e6 + (double)b->hold_ms) ||
-      elapsed > 120 || (b->started == b->n && b->connecting == 0 && b->ready + b->failed == b->n &&
-                        b->failed > 0)) {
+  bool held = b->done && elapsed * 1000 > (double)(b->t_all - b->t0) / 1e6 + (double)b->hold_ms;
+  if (held && b->pid > 0 && !b->rss1) {
+    b->rss1 = rss_kb(b->pid);
+    printf("peerd pid %ld RSS: %ld kB idle, %ld kB holding %d peers for %llu ms = %.2f kB per "
+           "connection\n",
+           b->pid, b->rss0, b->rss1, b->ready, (unsigned long long)b->hold_ms,
+           b->ready ? (double)(b->rss1 - b->rss0) / b->ready : 0.0);
+  }
+  if (held || elapsed > 120 ||
+      (b->started == b->n && b->connecting == 0 && b->ready + b->failed == b->n &&
+       b->failed > 0)) {
     for (int i = 0; i < b->started; i++) {
       conn_t *c = &b->conns[i];
       if (!uv_is_closing((uv_handle_t *)&c->tcp)) uv_close((uv_handle_t *)&c->tcp, on_closed);
@@ -266,12 +306,24 @@ int main(int argc, char **argv) {
   uv_timer_init(b->loop, &b->timer);
   b->timer.data = b;
   uv_timer_start(&b->timer, on_timer, 100, 100);
-  if (b->pid > 0) b->rss0 = rss_kb(b->pid);
+  if (b->pid > 0) {
+    b->rss0 = rss_kb(b->pid);
+    b->cpu0 = cpu_ns(b->pid);
+  }
   b->t0 = uv_hrtime();
   start_more(b);
   uv_run(b->loop, UV_RUN_DEFAULT);
   int ok = b->ready == b->n;
   if (!ok) printf("only %d of %d handshakes completed (%d failed)\n", b->ready, b->n, b->failed);
+  if (ok) {
+    double secs = (double)(b->t_all - b->t0) / 1e9;
+    double cpu_us = b->pid > 0 && b->cpu0 >= 0 && b->cpu1 >= 0
+                        ? (double)(b->cpu1 - b->cpu0) / 1e3 / b->n
+                        : 0.0;
+    printf("result conns=%d secs=%.4f hs_per_s=%.1f rss_idle_kb=%ld rss_held_kb=%ld "
+           "peerd_cpu_us_per_hs=%.1f\n",
+           b->n, secs, b->n / secs, b->rss0, b->rss1, cpu_us);
+  }
   for (int i = 0; i < b->n; i++) {
     pd_peer_free(b->conns[i].peer);
     pd_identity_wipe(&b->conns[i].id);
