@@ -1,4 +1,4 @@
-/* mitm — a man in the middle for protocol v3 tests (docs/testing.md, "The MITM tool").
+/* mitm — a man in the middle for protocol v3 tests (docs/protocol.md §6).
  *
  *   mitm --target HOST:PORT [--listen HOST:PORT] [--from IP] [--dir c2s|s2c]
  *        [--magic HEX] [--timeout-ms MS] [ATTACK]
