@@ -73,8 +73,15 @@ local function peer_ids(node)
   return ids, doc.peers
 end
 
+-- D dials the MITM now. D's own dialer may have beaten us to it (an old
+-- MITM's port in its book that the kernel handed to this one): a 409
+-- ("already connected", "in flight") is then the same connection, through
+-- the MITM all the same.
 local function dial(node, addr)
   local code, text = H.post(node, "/v1/peers", { addr = addr })
+  if code == 409 and (text:find("already connected", 1, true) or text:find("in flight", 1, true)) then
+    return
+  end
   assert.are.equal(200, code, text)
 end
 
