@@ -115,6 +115,7 @@ if(PEERD_FUZZ AND PEERD_TESTS AND PEERD_HAVE_LIBFUZZER)
   pd_fuzz_target(bookstore 65536 DEPS bookstore)
   pd_fuzz_target(http_api 16384 DEPS http api self)
   pd_fuzz_target(peer 70000 DEPS peer record)
+  pd_fuzz_target(sealed 70000 DEPS peer seal)
   pd_fuzz_target(conffile 8192 DEPS conffile)
 
   # Writes the seed corpora (run by hand: tests/fuzz/gen_corpus.c says how).

@@ -6,7 +6,13 @@
  * seeds (the same bytes every time). Then the input's bytes arrive at A as
  * if B sent them: byte 0 picks the chunk size (1..16 or all at once) and
  * how far the clock moves between chunks (0..15 s, so keep-alives, the
- * GETADDR period and the dead-peer timeout fire); the rest is the stream.
+ * GETADDR period and the dead-peer timeout fire); the rest is the stream,
+ * plain frames as B means them. Since protocol v3 A accepts only SEALED
+ * frames after the key exchange, so every whole frame the stream holds
+ * (cut by its header's length) goes through B's session first
+ * (pd_peer_send_frame seals it, real cipher); what follows the last whole
+ * frame (a cut frame, a length over the limit) is appended as it is.
+ * fuzz_sealed fuzzes the sealed layer itself (tampering, raw bytes).
  * A's actions are performed as a driver would: GETADDR is answered with 20
  * addresses, SEND bytes are dropped, and every fourth chunk A asks for
  * addresses itself. After the stream, the clock runs 10 minutes on.
@@ -168,19 +174,47 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     pass(&a, &a_done, &b, now);
   }
   if (pd_peer_state(a.p) != PD_PEER_READY || pd_peer_state(b.p) != PD_PEER_READY) abort();
-  pd_peer_free(b.p);
-  free(b.out);
   free(a.out);
   a.out = NULL;
   a.len = a.cap = 0;
   a.keep = false;
+
+  /* B seals the stream's whole frames; the rest follows raw */
+  b.len = 0;
+  size_t in = 0;
+  while (size - in >= PD_WIRE_HEADER_LEN) {
+    const uint8_t *h = data + in;
+    size_t plen = (size_t)h[6] << 24 | (size_t)h[7] << 16 | (size_t)h[8] << 8 | h[9];
+    if (plen > PD_WIRE_MAX_PAYLOAD - PD_WIRE_SEAL_OVERHEAD || PD_WIRE_HEADER_LEN + plen > size - in)
+      break;
+    if (pd_peer_send_frame(b.p, h, PD_WIRE_HEADER_LEN + plen) != 0) abort();
+    drain(&b, now);
+    in += PD_WIRE_HEADER_LEN + plen;
+  }
+  if (in < size) {
+    side_t *s = &b;
+    size_t rest = size - in;
+    if (s->len + rest > s->cap) {
+      size_t ncap = s->cap ? s->cap : 4096;
+      while (ncap < s->len + rest) ncap *= 2;
+      uint8_t *nb = realloc(s->out, ncap);
+      if (!nb) abort();
+      s->out = nb;
+      s->cap = ncap;
+    }
+    memcpy(s->out + s->len, data + in, rest);
+    s->len += rest;
+  }
+  pd_peer_free(b.p);
+  const uint8_t *stream = b.out;
+  size = b.len;
 
   size_t off = 0;
   unsigned n_chunks = 0;
   while (off < size) {
     size_t n = chunk ? chunk : size - off;
     if (n > size - off) n = size - off;
-    if (pd_peer_on_bytes(a.p, data + off, n, now) != 0) abort();
+    if (pd_peer_on_bytes(a.p, stream + off, n, now) != 0) abort();
     off += n;
     drain(&a, now);
     if (++n_chunks % 4 == 0 && pd_peer_state(a.p) == PD_PEER_READY) {
@@ -202,5 +236,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   (void)pd_peer_stats(a.p);
   (void)pd_peer_footprint(a.p);
   pd_peer_free(a.p);
+  free(b.out);
   return 0;
 }

@@ -160,6 +160,112 @@ static void frames(void) {
   put("peer", "stream-ready-step15s", 15 << 4, true, all + hs, all_len - hs);
 }
 
+/* --- sealed: fuzz_sealed's chunks (docs/fuzzing.md) ------------------------ */
+/* Append one chunk [u16 length][prefix][body] to out. */
+static void chunk(uint8_t *out, size_t *len, const uint8_t *prefix, size_t plen, const uint8_t *body,
+                  size_t blen) {
+  size_t n = plen + blen;
+  out[(*len)++] = (uint8_t)(n >> 8);
+  out[(*len)++] = (uint8_t)n;
+  if (plen) memcpy(out + *len, prefix, plen);
+  *len += plen;
+  memcpy(out + *len, body, blen);
+  *len += blen;
+}
+
+/* A frame as mode 0/2 wants it: [type][payload], no header. */
+static void typed(uint8_t *out, size_t *len, const uint8_t *tamper, const uint8_t *frame, size_t n) {
+  uint8_t pre[5];
+  size_t pl = 0;
+  if (tamper) {
+    memcpy(pre, tamper, 4);
+    pl = 4;
+  }
+  pre[pl++] = frame[4];
+  chunk(out, len, pre, pl, frame + PD_WIRE_HEADER_LEN, n - PD_WIRE_HEADER_LEN);
+}
+
+static void sealed(void) {
+  static uint8_t f[6][4096], typed_all[16384], whole_all[16384], buf[16384];
+  size_t fl[6], tl = 0, wl = 0, len = 0;
+  pd_wire_addr_entry_t e[12];
+  memset(e, 0, sizeof e);
+  for (unsigned i = 0; i < 12; i++) {
+    e[i].addr = v4((uint8_t)(20 + i), 1, 2, (uint8_t)(3 + i), (uint16_t)(26656 + i));
+    e[i].timestamp = 1700000000 - i;
+  }
+  e[1].has_id = true;
+  memset(e[1].id, 0x42, PD_NODE_ID_LEN);
+  must(pd_wire_encode_ping(MAGIC, 0x0102030405060708ull, f[0], 4096, &fl[0]) == 0, "ping");
+  must(pd_wire_encode_pong(MAGIC, 0x0102030405060708ull, f[1], 4096, &fl[1]) == 0, "pong");
+  must(pd_wire_encode_getaddr(MAGIC, f[2], 4096, &fl[2]) == 0, "getaddr");
+  must(pd_wire_encode_addr(MAGIC, e, 12, f[3], 4096, &fl[3]) == 0, "addr");
+  must(pd_wire_encode_goodbye(MAGIC, PD_WIRE_BYE_NORMAL, "bye", f[4], 4096, &fl[4]) == 0, "goodbye");
+  uint8_t key[PD_WIRE_KEYX_LEN];
+  memset(key, 0x77, sizeof key);
+  must(pd_wire_encode_keyx(MAGIC, key, f[5], 4096, &fl[5]) == 0, "keyx");
+  static const char *names[5] = {"ping", "pong", "getaddr", "addr", "goodbye"};
+  for (int i = 0; i < 5; i++) {
+    char nm[64];
+    len = 0;
+    typed(buf, &len, NULL, f[i], fl[i]);
+    snprintf(nm, sizeof nm, "typed-%s", names[i]);
+    put("sealed", nm, 0, true, buf, len);
+    len = 0;
+    chunk(buf, &len, NULL, 0, f[i], fl[i]);
+    snprintf(nm, sizeof nm, "whole-%s", names[i]);
+    put("sealed", nm, 1, true, buf, len);
+    if (i < 4) { /* a stream of everything but GOODBYE, then GOODBYE */
+      typed(typed_all, &tl, NULL, f[i], fl[i]);
+      chunk(whole_all, &wl, NULL, 0, f[i], fl[i]);
+    }
+  }
+  typed(typed_all, &tl, NULL, f[4], fl[4]);
+  chunk(whole_all, &wl, NULL, 0, f[4], fl[4]);
+  put("sealed", "typed-stream", 0, true, typed_all, tl);
+  put("sealed", "typed-stream-pieces3-step5s", 2 << 2 | 5 << 4, true, typed_all, tl);
+  put("sealed", "whole-stream-pieces1", 1 | 1 << 2, true, whole_all, wl);
+  put("sealed", "whole-stream-step15s", 1 | 15 << 4, true, whole_all, wl);
+  /* refused inside: a KEYX (unexpected) and a SEALED frame in a SEALED one (not_sealed) */
+  len = 0;
+  chunk(buf, &len, NULL, 0, f[5], fl[5]);
+  put("sealed", "whole-keyx", 1, true, buf, len);
+  uint8_t inner[PD_WIRE_HEADER_LEN + PD_WIRE_SEALED_MIN];
+  memset(inner, 0, sizeof inner);
+  pd_wire_write_header(MAGIC, PD_WIRE_SEALED, PD_WIRE_SEALED_MIN, inner);
+  len = 0;
+  chunk(buf, &len, NULL, 0, inner, sizeof inner);
+  put("sealed", "whole-sealed-in-sealed", 1, true, buf, len);
+  /* mode 2: each tamper on a PING, then a GETADDR after it */
+  static const struct {
+    const char *name;
+    uint8_t op, pos_hi, pos_lo, val;
+  } t[] = {{"tamper-flip-payload", 1, 0, 20, 0x01}, {"tamper-flip-tag", 1, 0, 40, 0x80},
+           {"tamper-flip-length", 1, 0, 9, 0x01},   {"tamper-flip-flags", 1, 0, 5, 0x01},
+           {"tamper-cut", 2, 0, 30, 0},             {"tamper-replay", 3, 0, 0, 0},
+           {"tamper-drop", 4, 0, 0, 0},             {"tamper-swap", 5, 0, 0, 0}};
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    uint8_t op[4] = {t[i].op, t[i].pos_hi, t[i].pos_lo, t[i].val}, none[4] = {0, 0, 0, 0};
+    len = 0;
+    typed(buf, &len, op, f[0], fl[0]);
+    typed(buf, &len, none, f[2], fl[2]);
+    put("sealed", t[i].name, 2, true, buf, len);
+  }
+  /* mode 3: raw bytes after the handshake: a plain PING (not_sealed), a
+   * SEALED frame no key made (bad_mac), a header over the limit */
+  put("sealed", "raw-plain-ping", 3, true, f[0], fl[0]);
+  uint8_t forged[PD_WIRE_HEADER_LEN + PD_WIRE_SEALED_MIN + 8];
+  memset(forged, 0x11, sizeof forged);
+  pd_wire_write_header(MAGIC, PD_WIRE_SEALED, PD_WIRE_SEALED_MIN + 8, forged);
+  put("sealed", "raw-forged-sealed", 3, true, forged, sizeof forged);
+  uint8_t big[PD_WIRE_HEADER_LEN];
+  pd_wire_write_header(MAGIC, PD_WIRE_SEALED, PD_WIRE_MAX_PAYLOAD + 1, big);
+  put("sealed", "raw-oversized", 3, true, big, sizeof big);
+  /* fuzz_wire: the v3 frames too (KEYX, and a SEALED frame's outer layer) */
+  put("wire", "frame-keyx", PD_WIRE_KEYX, true, f[5], fl[5]);
+  put("wire", "frame-sealed", PD_WIRE_SEALED, true, forged, sizeof forged);
+}
+
 /* --- record ------------------------------------------------------------------ */
 static void records(void) {
   uint8_t rec[PD_RECORD_MAX];
@@ -297,6 +403,7 @@ int main(int argc, char **argv) {
   }
   root = argv[1];
   frames();
+  sealed();
   records();
   addresses();
   book();
