@@ -8,7 +8,8 @@
  * Does not own: drawing the seed (the driver calls randombytes_buf), reading
  * or writing the file (the driver, with fsio, mode 0600), sodium_init()
  * (the driver calls it once at start; Ed25519 and SHA-256 do not depend on
- * it), what is signed (pd_wire_auth_message, the peer state machine).
+ * it), what is signed (seal.h's transcript and auth message, the peer state
+ * machine).
  *
  * The key file content is text:
  *     peerd-node-key v1\n

@@ -748,7 +748,8 @@ static int on_keyx(pd_peer_t *p, const uint8_t pk[PD_WIRE_KEYX_LEN]) {
   int rc = pd_seal_init(&p->seal, role, p->eph_pk, p->eph_sk, pk,
                         p->auth && p->auth->null_cipher);
   sodium_memzero(p->eph_sk, sizeof p->eph_sk);
-  if (rc) return close_with(p, PD_WIRE_BYE_AUTH, "auth_failed", true); /* a low-order key */
+  if (rc) /* a low-order key: unauthenticated, maybe substituted on the path */
+    return close_with(p, PD_WIRE_BYE_AUTH, "auth_failed", false);
   p->keyed = true;
   rc = append_small(p, p->my_hello, p->my_hello_len, PD_WIRE_HELLO);
   free(p->my_hello);
@@ -782,7 +783,10 @@ static int handle_plain(pd_peer_t *p, pd_wire_msg_t *m, int64_t now_ms) {
  * frame that does not open closes the connection as "bad_mac" without
  * blaming the peer (an on-path attacker can cause it). */
 static int handle_sealed(pd_peer_t *p, pd_wire_msg_t *m, int64_t now_ms) {
-  if (m->type != PD_WIRE_SEALED) return close_with(p, PD_WIRE_BYE_PROTOCOL, "not_sealed", true);
+  /* Only what opened under the session key is the peer's own doing: a
+   * plain frame here, like a bad outer header, may be an on-path attacker's
+   * (not misbehaviour, as bad_mac). */
+  if (m->type != PD_WIRE_SEALED) return close_with(p, PD_WIRE_BYE_PROTOCOL, "not_sealed", false);
   const uint8_t *hdr = m->sealed.hdr, *data = m->sealed.data;
   size_t n = m->sealed.len - PD_WIRE_TAG_LEN;
   uint8_t small[SMALL_OPEN];
@@ -829,7 +833,9 @@ int pd_peer_on_bytes(pd_peer_t *p, const uint8_t *buf, size_t len, int64_t now_m
       rc = PD_ENOMEM;
       break;
     }
-    rc = close_with(p, PD_WIRE_BYE_PROTOCOL, pd_wire_reason_name(why), true);
+    /* once keyed, a frame whose header does not parse is unauthenticated
+     * bytes: anyone on the path may have sent them */
+    rc = close_with(p, PD_WIRE_BYE_PROTOCOL, pd_wire_reason_name(why), !p->keyed);
     break;
   }
   p->st.bytes_in += off;

@@ -115,8 +115,9 @@ typedef struct pd_peer_params {
   pd_peer_dir_t dir;
   const uint8_t *expect_id;  /* PD_NODE_ID_LEN bytes (`ID@host:port` dials) or NULL */
   const pd_netaddr_t *listen; /* our announced listen address or NULL (must be valid, port != 0) */
-  /* Our 32-byte HELLO challenge. It must be unpredictable for the
-   * no-replay property (docs/protocol.md §5), so the daemon draws it with
+  /* Our 32-byte HELLO challenge. In v3 the ephemeral keys make each
+   * session fresh (the transcript binds them); the challenge stays in HELLO
+   * for self-connection detection. The daemon draws it with
    * randombytes_buf; NULL draws it from rng (tests, the lab). */
   const uint8_t *challenge;
   /* 32 bytes of secret randomness for our ephemeral X25519 key (KEYX), new

@@ -290,7 +290,10 @@ describe("peerd identity, listener and anchors", function()
     local c2 = H.start({ "--allow-private", "--listen", "127.23.0.1:0", "--max-outbound", "8" },
       c.dir)
     c.proc, c.port, c.log = c2.proc, c2.port, c2.log
-    assert.truthy(H.log_of(c2):find('msg="anchors loaded"', 1, true))
+    -- the log line may reach the file just after the API answers
+    assert.is_true(H.wait_until(function()
+      return H.log_of(c2):find('msg="anchors loaded"', 1, true) ~= nil
+    end, 10), H.log_of(c2))
     assert.is_true(H.wait_until(function() return connected_out(c2) end, 20), H.log_of(c2))
   end)
 end)

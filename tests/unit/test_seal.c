@@ -844,6 +844,8 @@ static void peer_low_order_keyx(void **state) {
   size_t before = s->len;
   vfeed(s, f, n, 1700000000000);
   assert_int_equal(s->closed, 1);
+  assert_string_equal(s->reason, "auth_failed");
+  assert_false(s->misbehaved); /* unauthenticated: maybe put there on the path */
   assert_int_equal(pd_peer_state(s->p), PD_PEER_CLOSED);
   /* What went out after KEYX is a plain GOODBYE auth_failed, no HELLO. */
   assert_true(s->len > before);
@@ -973,17 +975,28 @@ static void accepted_when(void **state) {
   lst_free(&t);
 
   /* After it: any plain frame is not_sealed (a PING, a second KEYX, a
-   * GOODBYE); the answer is sealed. */
+   * GOODBYE), not blamed on the peer (unauthenticated bytes: anyone on the
+   * path can inject them); the answer is sealed. */
   for (int k = 0; k < 3; k++) {
     lst_new(&t, true);
     if (k == 0) assert_int_equal(pd_wire_encode_ping(MAGIC, 1, f, sizeof f, &n), 0);
     if (k == 1) assert_int_equal(pd_wire_encode_keyx(MAGIC, t.s.dpk, f, sizeof f, &n), 0);
     if (k == 2) assert_int_equal(pd_wire_encode_goodbye(MAGIC, 0, NULL, f, sizeof f, &n), 0);
     vfeed(t.l, f, n, 1700000000000);
-    lst_expect(&t, "not_sealed", true);
+    lst_expect(&t, "not_sealed", false);
     lst_goodbye(&t, true, PD_WIRE_BYE_PROTOCOL, "not_sealed");
     lst_free(&t);
   }
+  /* After it, a frame whose outer header does not parse (bad flags): its
+   * reason, not blamed either. */
+  lst_new(&t, true);
+  assert_int_equal(pd_wire_encode_ping(MAGIC, 1, g, sizeof g, &n), 0);
+  memcpy(f + PD_WIRE_HEADER_LEN, g, n);
+  size_t fn = pd_seal_frame(&t.s.d, MAGIC, f, n);
+  f[5] = 0x01;
+  vfeed(t.l, f, fn, 1700000000000);
+  lst_expect(&t, "bad_flags", false);
+  lst_free(&t);
   /* A sealed frame that does not open: bad_mac, not misbehaviour, GOODBYE
    * sealed. */
   lst_new(&t, true);
