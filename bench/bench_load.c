@@ -31,8 +31,11 @@
  * in peer.c.
  *
  * Phases: fill (until all N are admitted, at most --fill-timeout-s, default
- * 300), hold (--hold-s seconds, default 60, every connection kept alive),
- * close (all closed; the daemon's fds and RSS 2 s later). With --pid it
+ * 300), hold (--hold-s seconds, default 150, every connection kept alive:
+ * with both ends at the default 60 s PING interval, a link's first
+ * keep-alive PING after the one at connect is due 120 s later),
+ * close (all closed at once, until the daemon's fd count is back to its idle
+ * count, at most 30 s). With --pid it
  * reads the daemon's VmRSS (/proc/PID/status), CPU (utime+stime of
  * /proc/PID/stat) and open fds (/proc/PID/fd) at each phase boundary.
  * Exit status: 0 when all N were admitted and none closed during the hold,
@@ -99,6 +102,7 @@ struct bench {
   enum phase phase;
   uint64_t t0, t_fill, t_hold_end, t_close;
   proc_sample_t s_idle, s_fill, s_hold, s_close;
+  double cpu_tenth[11]; /* daemon CPU when the k-th tenth was admitted */
   uint64_t ka_in0[PD_WIRE_TYPE_COUNT], ka_out0[PD_WIRE_TYPE_COUNT];
   uint64_t ka_in1[PD_WIRE_TYPE_COUNT], ka_out1[PD_WIRE_TYPE_COUNT];
   char fail_reason[8][48];
@@ -227,6 +231,8 @@ static void admitted(conn_t *c) {
   c->t_admit = uv_hrtime();
   unpend(c);
   b->admitted++;
+  if (b->pid > 0 && b->n >= 10 && b->admitted % (b->n / 10) == 0 && b->admitted / (b->n / 10) <= 10)
+    b->cpu_tenth[b->admitted / (b->n / 10)] = cpu_s(b->pid);
   start_more(b, c->group);
 }
 
@@ -436,6 +442,14 @@ static void report_fill(bench_t *b) {
            b->admitted ? (double)(b->s_fill.rss_kb - b->s_idle.rss_kb) / b->admitted : 0.0);
     printf("daemon CPU fill: %.2f s user+sys (%.0f us per handshake, %.0f%% of one core)\n", cpu,
            b->admitted ? cpu * 1e6 / b->admitted : 0.0, secs > 0 ? 100 * cpu / secs : 0.0);
+    if (b->n >= 10 && b->admitted == b->n) {
+      /* CPU, unlike wall time, does not depend on what else the machine runs */
+      printf("fill: daemon CPU us per handshake by tenth of the connections:");
+      b->cpu_tenth[0] = b->s_idle.cpu_s;
+      for (int k = 1; k <= 10; k++)
+        printf(" %.0f", (b->cpu_tenth[k] - b->cpu_tenth[k - 1]) * 1e6 / (b->n / 10));
+      printf("\n");
+    }
     printf("daemon fds: %ld idle, %ld holding %d\n", b->s_idle.fds, b->s_fill.fds, b->admitted);
   }
   fflush(stdout);
@@ -522,11 +536,17 @@ static void on_timer(uv_timer_t *t) {
       b->t_close = hr;
     }
   } else if (b->phase == PH_CLOSE) {
-    if ((double)(hr - b->t_close) / 1e9 >= 2 || b->interrupted) {
+    /* until the daemon is back to its idle fd count (it has processed every
+     * close), at most 30 s */
+    double secs = (double)(hr - b->t_close) / 1e9;
+    long fds = b->pid > 0 ? count_fds(b->pid) : -1;
+    if (fds <= b->s_idle.fds || secs >= 30 || b->interrupted) {
       sample(b, &b->s_close);
       if (b->pid > 0)
-        printf("daemon 2 s after closing all: RSS %ld kB, fds %ld\n", b->s_close.rss_kb,
-               b->s_close.fds);
+        printf("close: daemon %s in %.1f s (fds %ld, idle %ld), CPU %.2f s user+sys, RSS %ld kB\n",
+               fds <= b->s_idle.fds ? "released every connection" : "still holds connections",
+               secs, b->s_close.fds, b->s_idle.fds, b->s_close.cpu_s - b->s_hold.cpu_s,
+               b->s_close.rss_kb);
       finish(b);
     }
   }
@@ -560,7 +580,7 @@ int main(int argc, char **argv) {
   b->base = 64;
   b->pend_ip_max = 2;
   b->pend_group_max = 4;
-  b->hold_s = 60;
+  b->hold_s = 150;
   b->fill_timeout_s = 300;
   for (int i = 2; i < argc; i += 2) {
     if (i + 1 >= argc) return usage();
