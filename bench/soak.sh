@@ -28,12 +28,17 @@
 #      claiming another node's endpoint (one kind per connection, in turn);
 #      then 1 s.
 # Every --sample-s (default 60; 5 when --duration < 600) each node's VmRSS
-# (/proc/PID/status), open fds (/proc/PID/fd) and peer connections (its
-# /metrics: peerd_connections in+out) are sampled. At the end the hostile
+# (/proc/PID/status), open fds (/proc/PID/fd) and, from its /metrics, peer
+# connections (peerd_connections in+out), the memory it accounts for (book,
+# records, policy: peerd_*_memory_bytes), book entries, records and bans are
+# sampled. At the end the hostile
 # workers stop, and after a settle of 5 s (2 s in short runs) a last sample
 # is taken; then a table and the growth of the stable nodes from their first
 # sample at or after --warmup-s (default duration/5, at most 300) to the
-# last, and the verdict. Everything stays on loopback; every loop is bounded;
+# last (and over the second half of that window), and the verdict: "flat"
+# when the median stable node's RSS grew by at most 256 KiB over the second
+# half and no stable node gained more than 4 fds beyond its peer connections.
+# Everything stays on loopback; every loop is bounded;
 # all processes are stopped on exit and on Ctrl-C.
 # Exit status: 0 when the soak ran (whatever the verdict), 1 when the network
 # did not start or a node died without being killed by the churn, 2 on bad
@@ -215,16 +220,26 @@ crashes=0
 churn_i=0
 
 sample_all() { # T-offset
-  local t=$1 k p rss fds conns
+  # one line per live node: t node pid rss_kB fds conns stable book_B records_B
+  # policy_B book_entries records bans (the last six from its /metrics)
+  local t=$1 k p rss fds m
   for k in $(seq 1 "$nodes"); do
     p=${pid[$k]}
     alive "$p" || continue
     rss=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$p/status" 2>/dev/null || true)
     fds=$(ls "/proc/$p/fd" 2>/dev/null | wc -l)
-    conns=$(curl -s -m 2 "http://$(ip_of "$k"):$api/metrics" 2>/dev/null |
-      awk '/^peerd_connections\{direction="(inbound|outbound)"\}/ {s += $2} END {print s + 0}')
+    m=$(curl -s -m 2 "http://$(ip_of "$k"):$api/metrics" 2>/dev/null | awk '
+      /^peerd_connections\{direction="(inbound|outbound)"\}/ {c += $2}
+      /^peerd_book_memory_bytes / {bm = $2}
+      /^peerd_records_memory_bytes / {rm = $2}
+      /^peerd_policy_memory_bytes / {pm = $2}
+      /^peerd_book_entries\{/ {be += $2}
+      /^peerd_records / {r = $2}
+      /^peerd_bans / {b = $2}
+      END {printf "%d %d %d %d %d %d %d", c, bm, rm, pm, be, r, b}')
     [ -n "$rss" ] || continue
-    echo "$t $k $p $rss $fds $conns $([ "$k" -le "$stable" ] && echo 1 || echo 0)" >>"$samples"
+    set -- $m
+    echo "$t $k $p $rss $fds $1 $([ "$k" -le "$stable" ] && echo 1 || echo 0) $2 $3 $4 $5 $6 $7" >>"$samples"
   done
 }
 
@@ -315,44 +330,52 @@ done | awk '
     printf "stable nodes (sum over %d): outbound connections %d, bans %d, inbound evictions %d, rejected:%s\n", n, o, b, e, s
   }'
 echo
-echo "per sample: nodes alive, RSS kB median/max over all nodes, fds median/max, peer connections median, stable nodes RSS median"
+echo "per sample: nodes alive; RSS kB median/max over all nodes; fds median/max; peer connections median;"
+echo "stable nodes' medians: RSS kB, memory peerd accounts for (book + records + policy, kB), book entries, records, bans"
 awk '
   { t = $1; if (!(t in seen)) { seen[t] = 1; ts[++nt] = t }
     k = t SUBSEP (++cnt[t]); rss[k] = $4; fds[k] = $5; con[k] = $6
-    if ($7 == 1) { sk = t SUBSEP (++scnt[t]); srss[sk] = $4 } }
+    if ($7 == 1) { sk = t SUBSEP (++scnt[t]); srss[sk] = $4; acc[sk] = int(($8 + $9 + $10) / 1024)
+      ent[sk] = $11; rec[sk] = $12; ban[sk] = $13 } }
   function med(a, t, n,   i, j, v, x) {
     for (i = 1; i <= n; i++) v[i] = a[t, i]
     for (i = 2; i <= n; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
     return n ? v[int((n + 1) / 2)] : 0 }
   function mx(a, t, n,   i, m) { m = 0; for (i = 1; i <= n; i++) if (a[t, i] > m) m = a[t, i]; return m }
   END {
-    printf "%8s %5s %10s %10s %6s %6s %6s %12s\n", "t(s)", "nodes", "RSSmed", "RSSmax", "fdmed", "fdmax", "conns", "stableRSSmed"
-    for (i = 1; i <= nt; i++) { t = ts[i]; n = cnt[t]
-      printf "%8d %5d %10d %10d %6d %6d %6d %12d\n", t, n, med(rss, t, n), mx(rss, t, n), med(fds, t, n), mx(fds, t, n), med(con, t, n), med(srss, t, scnt[t]) }
+    printf "%7s %5s %8s %8s %5s %5s %5s | %8s %7s %7s %7s %5s\n", "t(s)", "nodes", "RSSmed", "RSSmax", "fdmed", "fdmax", "conns", "RSS", "acctd", "entries", "records", "bans"
+    for (i = 1; i <= nt; i++) { t = ts[i]; n = cnt[t]; m = scnt[t]
+      printf "%7d %5d %8d %8d %5d %5d %5d | %8d %7d %7d %7d %5d\n", t, n, med(rss, t, n), mx(rss, t, n), med(fds, t, n), mx(fds, t, n), med(con, t, n), med(srss, t, m), med(acc, t, m), med(ent, t, m), med(rec, t, m), med(ban, t, m) }
   }' "$samples"
 echo
 # Growth of each stable node from its first sample at or after the warm-up to
-# its last (same pid only), then the median over those nodes.
+# its last (same pid only), over the whole window and over its second half;
+# then the median over those nodes.
 awk -v warm="$warmup" '
   $7 == 1 && $1 >= warm { k = $2
-    if (!(k in t1)) { t1[k] = $1; p1[k] = $3; r1[k] = $4; f1[k] = $5; o1[k] = $5 - $6 }
-    if ($3 == p1[k]) { t2[k] = $1; r2[k] = $4; f2[k] = $5; o2[k] = $5 - $6 } }
+    if (!(k in t1)) { t1[k] = $1; p1[k] = $3 }
+    if ($3 == p1[k]) { n = ++ns[k]; st[k, n] = $1; sr[k, n] = $4; sf[k, n] = $5; so[k, n] = $5 - $6
+      sa[k, n] = ($8 + $9 + $10) / 1024 } }
   function sort(v, n,   i, j, x) { for (i = 2; i <= n; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x } }
   END {
     n = 0
-    for (k in t1) { if (t2[k] <= t1[k]) continue; n++
-      dr[n] = r2[k] - r1[k]; df[n] = f2[k] - f1[k]; dov[n] = o2[k] - o1[k]; base[n] = r1[k]
-      span = t2[k] - t1[k]; if (span > maxspan) maxspan = span; if (!minspan || span < minspan) minspan = span }
-    if (n == 0) { print "growth: no stable node has two samples after the warm-up (run longer)"; print "verdict: unknown"; exit }
-    sort(dr, n); sort(df, n); sort(dov, n); sort(base, n)
+    for (k in t1) { last = ns[k]; if (last < 3) continue; n++
+      mid = 1; for (i = 1; i <= last; i++) if (st[k, i] <= (st[k, 1] + st[k, last]) / 2) mid = i
+      dr[n] = sr[k, last] - sr[k, 1]; dh[n] = sr[k, last] - sr[k, mid]; base[n] = sr[k, 1]
+      df[n] = sf[k, last] - sf[k, 1]; dov[n] = so[k, last] - so[k, 1]; da[n] = sa[k, last] - sa[k, 1]
+      span = st[k, last] - st[k, 1]; half = st[k, last] - st[k, mid] }
+    if (n == 0) { print "growth: no stable node has three samples after the warm-up (run longer)"; print "verdict: unknown"; exit }
+    sort(dr, n); sort(dh, n); sort(df, n); sort(dov, n); sort(base, n); sort(da, n)
     m = int((n + 1) / 2)
-    printf "growth of the %d stable nodes over %d-%d s after the warm-up (%d s):\n", n, minspan, maxspan, warm
-    printf "  RSS: median %+d KiB (%+.0f KiB/hour), min %+d, max %+d KiB; median RSS at the start of the window %d KiB\n",
-      dr[m], dr[m] * 3600 / maxspan, dr[1], dr[n], base[m]
-    printf "  fds: median %+d, min %+d, max %+d; fds not explained by peer connections (fds - connections): max %+d\n",
+    printf "growth of the %d stable nodes from their first sample after the warm-up (%d s) to the last, %d s later:\n", n, warm, span
+    printf "  RSS: median %+d KiB (%+.0f KiB/hour), min %+d, max %+d KiB; median RSS at the start %d KiB\n",
+      dr[m], dr[m] * 3600 / span, dr[1], dr[n], base[m]
+    printf "  RSS over the second half (the last %d s): median %+d KiB (%+.0f KiB/hour)\n", half, dh[m], half ? dh[m] * 3600 / half : 0
+    printf "  memory peerd accounts for (book + records + policy): median %+d KiB\n", da[m]
+    printf "  fds: median %+d, min %+d, max %+d; fds beyond peer connections (fds - connections): max %+d\n",
       df[m], df[1], df[n], dov[n]
-    flat = (dr[m] <= 0.10 * base[m]) && (dov[n] <= 4)
-    printf "verdict: %s (rule: flat when the median stable node grew by at most 10%% of its RSS at the start of the window and no stable node has more than 4 more fds than peer connections than it had then)\n",
+    flat = (dh[m] <= 256) && (dov[n] <= 4)
+    printf "verdict: %s (rule: flat when the median stable node grew by at most 256 KiB of RSS over the second half of the window and no stable node gained more than 4 fds beyond its peer connections over the window)\n",
       flat ? "flat" : "growing"
   }' "$samples"
 [ "$crashes" = 0 ] || exit 1
