@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # bench_load.sh — 10,000 concurrent authenticated overlay connections against
 # one peerd on loopback (bench/bench_load.c drives them through host/core/peer.c).
 #
@@ -55,10 +55,10 @@ echo "bench_load.sh: ulimit -n $(ulimit -n) (need $need per process)"
 dir=$(mktemp -d /tmp/peerd-bench-load.XXXXXX)
 pid=
 bpid=
-tpid=
+
 cleanup() {
-  for p in $bpid $tpid $pid; do kill "$p" 2>/dev/null || true; done
-  for p in $bpid $tpid $pid; do wait "$p" 2>/dev/null || true; done
+  for p in $bpid $pid; do kill "$p" 2>/dev/null || true; done
+  for p in $bpid $pid; do wait "$p" 2>/dev/null || true; done
   rm -rf "$dir"
 }
 trap cleanup EXIT

@@ -92,7 +92,6 @@ api=$((port + 1))
 
 dir=$(mktemp -d /tmp/peerd-soak.XXXXXX)
 workers=
-stopping=0
 declare -a pid
 
 alive() { # PID: running (not gone, not a zombie)
@@ -102,7 +101,6 @@ alive() { # PID: running (not gone, not a zombie)
 }
 
 cleanup() {
-  stopping=1
   for w in $workers; do kill -TERM "$w" 2>/dev/null || true; done
   for k in $(seq 1 "$nodes"); do
     [ -n "${pid[$k]:-}" ] && kill -TERM "${pid[$k]}" 2>/dev/null || true
