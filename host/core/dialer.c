@@ -797,7 +797,8 @@ enum pd_inbound_verdict pd_dialer_accept_inbound(pd_dialer_t *d, const pd_netadd
       const conn_t *c = &d->conns[i];
       if (c->dir != PD_CONN_INBOUND || c->uncond) continue;
       total++;
-      if (pd_netaddr_same_host(&c->addr, addr, d->cfg.ipv6_prefix)) same_ip++;
+      if (d->cfg.max_inbound_per_ip && pd_netaddr_same_host(&c->addr, addr, d->cfg.ipv6_prefix))
+        same_ip++;
     }
     if (total >= d->cfg.max_inbound) {
       v = PD_INBOUND_FULL;

@@ -55,7 +55,12 @@
 #define PD_DAEMON_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 #define PD_DAEMON_CONNECT_TIMEOUT_MS 5000        /* TCP connect of an outbound dial */
 #define PD_DAEMON_MAX_WRITE_QUEUE (1024u * 1024) /* bytes queued to one peer before it is dropped */
-#define PD_DAEMON_MAX_PEER_CONNS 4096            /* peer sockets open at once (all directions) */
+/* Peer sockets open at once (all directions): max_inbound + max_outbound +
+ * PD_DAEMON_PEER_CONN_SLACK (feelers, manual and persistent dials, newcomers
+ * waiting for an eviction), at most the open-file limit less
+ * PD_DAEMON_FD_RESERVE (API, files, DNS). Set when the network starts. */
+#define PD_DAEMON_PEER_CONN_SLACK 256
+#define PD_DAEMON_FD_RESERVE 64
 #define PD_DAEMON_MAX_BOOK_FILE (256u * 1024 * 1024) /* bytes read at most */
 #define PD_DAEMON_MAX_BANS_FILE (128u * 1024 * 1024)      /* bytes read at most */
 #define PD_DAEMON_MAX_REPUTATION_FILE (16u * 1024 * 1024) /* bytes read at most */

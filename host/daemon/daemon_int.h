@@ -122,6 +122,8 @@ struct pd_daemon {
   bool flushing;        /* inside dmn_net_flush */
   struct pconn *pconns; /* every peer socket (transport.c) */
   size_t npconns;
+  size_t max_pconns;       /* the cap on npconns (network.c: dmn_peer_conn_cap) */
+  uint64_t pconns_refused; /* sockets refused at the cap */
   struct pconn *pbuckets[1024]; /* by conn id (PCONN_BUCKETS) */
   struct presolve *presolves;   /* DNS requests in flight (network.c) */
   /* audit events (audit.c) */

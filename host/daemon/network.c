@@ -10,6 +10,7 @@
  * anchors.json (persist.c).
  */
 #include <netdb.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -335,13 +336,30 @@ int dmn_start_net(pd_daemon_t *d) {
   uv_timer_init(&d->loop, &d->net_timer);
   d->net_timer.data = d;
   d->net_timer_open = true;
-  char so[16], si[16], mo[16], ns[16];
+  /* The socket cap follows the configured limits and the open-file limit. */
+  uint64_t want = (uint64_t)d->cfg.max_inbound + d->cfg.max_outbound + PD_DAEMON_PEER_CONN_SLACK;
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    uint64_t room = rl.rlim_cur > 2 * PD_DAEMON_FD_RESERVE ? rl.rlim_cur - PD_DAEMON_FD_RESERVE
+                                                           : PD_DAEMON_FD_RESERVE;
+    if (want > room) {
+      char w[24], r[24];
+      dmn_fmt_u64(w, sizeof w, want);
+      dmn_fmt_u64(r, sizeof r, (uint64_t)rl.rlim_cur);
+      LOG(d, PD_LOG_WARN, "open-file limit below the connection limits: peer sockets capped",
+          "wanted", w, "nofile", r);
+      want = room;
+    }
+  }
+  d->max_pconns = (size_t)want;
+  char so[16], si[16], mo[16], ns[16], cap[24];
+  dmn_fmt_u64(cap, sizeof cap, d->max_pconns);
   dmn_fmt_u64(so, sizeof so, d->cfg.max_outbound);
   dmn_fmt_u64(si, sizeof si, d->cfg.max_inbound);
   dmn_fmt_u64(mo, sizeof mo, d->cfg.min_outbound);
   dmn_fmt_u64(ns, sizeof ns, d->cfg.nseeds);
   LOG(d, PD_LOG_INFO, "network started", "max_outbound", so, "max_inbound", si, "min_outbound",
-      mo, "seeds", ns, "seed_mode", d->cfg.seed_mode ? "true" : "false");
+      mo, "seeds", ns, "seed_mode", d->cfg.seed_mode ? "true" : "false", "peer_socket_cap", cap);
   pd_netmgr_on_tick(d->net, dmn_wall_now_ms());
   dmn_net_flush(d);
   return 0;

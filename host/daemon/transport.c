@@ -306,7 +306,7 @@ static void pon_connect_timeout(uv_timer_t *t) {
 
 /* DIAL: connect with a timeout. A dial that cannot even start fails at once. */
 void dmn_p2p_dial(pd_daemon_t *d, uint64_t id, const pd_netaddr_t *addr) {
-  pconn_t *c = d->npconns < PD_DAEMON_MAX_PEER_CONNS ? pconn_new(d) : NULL;
+  pconn_t *c = d->npconns < d->max_pconns ? pconn_new(d) : NULL;
   struct sockaddr_storage ss;
   int rc = PD_ENOMEM;
   if (c) {
@@ -378,7 +378,14 @@ static void on_p2p_connection(uv_stream_t *server, int status) {
     LOG(d, PD_LOG_WARN, "p2p accept failed", "error", uv_strerror(status));
     return;
   }
-  if (!d->net || d->stopping || d->npconns >= PD_DAEMON_MAX_PEER_CONNS) {
+  if (!d->net || d->stopping || d->npconns >= d->max_pconns) {
+    if (d->net && !d->stopping && (d->pconns_refused++ % 1000) == 0) {
+      char n[24], cap[24];
+      dmn_fmt_u64(n, sizeof n, d->pconns_refused);
+      dmn_fmt_u64(cap, sizeof cap, d->max_pconns);
+      LOG(d, PD_LOG_WARN, "peer socket cap reached: connection refused", "cap", cap,
+          "refused_total", n);
+    }
     dmn_refuse(d, server);
     return;
   }
