@@ -117,17 +117,32 @@ static int atk_group(uint32_t k) {
   return 223 * 256 + (int)(k % 256);
 }
 
-static int pool_add(sim_t *s, const pd_netaddr_t *a) {
+/* Append an attacker address; `host` is the pool answering for it (NO_IDX:
+ * an attacker host's own address, or a phantom). Returns its index or a
+ * negative code. */
+long lab_apool_add(sim_t *s, const pd_netaddr_t *a, uint32_t host) {
   if (s->napool == s->apcap) {
     size_t nc = s->apcap ? s->apcap * 2 : 256;
     pd_netaddr_t *np = realloc(s->apool, nc * sizeof *np);
     if (!np) return PD_ENOMEM;
     s->apool = np;
+    uint32_t *nh = realloc(s->apool_host, nc * sizeof *nh);
+    if (!nh) return PD_ENOMEM;
+    s->apool_host = nh;
     s->apcap = nc;
   }
-  s->apool[s->napool++] = *a;
-  return 0;
+  s->apool[s->napool] = *a;
+  s->apool_host[s->napool] = host;
+  return (long)s->napool++;
 }
+
+static int pool_add(sim_t *s, const pd_netaddr_t *a) {
+  long rc = lab_apool_add(s, a, NO_IDX);
+  return rc < 0 ? (int)rc : 0;
+}
+
+/* The k-th fresh attacker /16 (A*256+B). */
+int lab_atk_group_next(sim_t *s) { return atk_group(s->atk_groups++); }
 
 /* A policy set: the files of base_dir (may be NULL) but pex.lua, which is
  * generated: accept nothing (the book stays the attackers' addresses) and

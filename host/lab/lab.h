@@ -12,7 +12,7 @@
  * Files: queue.c (event queue, scheduling), links.c (address map, links,
  * each host's transport and timer), hosts.c (creating, starting, stopping
  * hosts; policy sets; the lab's handshake signature), attackers.c,
- * measure.c (connectivity, diameter, stats), scenario.c (Lua state and the
+ * pool.c (attacker pools: many addresses, one actor), measure.c (connectivity, diameter, stats), scenario.c (Lua state and the
  * `sim` table), scenario_host.c (host handle methods), output.c (results,
  * series, plots, summary), sim.c (pd_sim_run, the run loop, pd_sim_main).
  */
@@ -47,6 +47,7 @@
 #define SIM_HOST_MT "peerd.sim.host"
 #define SIM_MAX_SEEDS 64
 #define SIM_ERR_MAX 1024
+#define LAB_AMAP_POOL 0x80000000u
 
 enum {
   EV_TIMER = 1,  /* a: host, b: gen */
@@ -59,6 +60,7 @@ enum {
   EV_LUA,        /* a: registry ref, x: period ms (0 = once) */
   EV_WATCH,      /* a: watcher index */
   EV_FLOOD,      /* a: attacker host, b: gen: send ADDR floods on its connections */
+  EV_POOL,       /* a: pool host, b: connection slot (NO_IDX: the pool's tick), x: conn id */
   EV_KINDS
 };
 
@@ -116,6 +118,10 @@ typedef struct sim_host {
   pd_endpoint_t *persist; /* hold_inbound: connections kept open to the targets */
   size_t npersist;
   size_t pool_lo, pool_hi; /* its team's addresses: s->apool[pool_lo..pool_hi) */
+  /* An attacker pool (sim.pool, pool.c): one actor answering for many
+   * addresses. Such a host is never `up` (no node, no manager): its
+   * connections are pool.c's. */
+  struct sim_pool *pool;
 } sim_host_t;
 
 typedef struct sim_name {
@@ -157,9 +163,11 @@ typedef struct sim {
   size_t nhosts, hcap;
   sim_link_t *links;
   uint32_t nlinks, lcap, free_link;
-  /* address -> host (open addressing) */
+  /* address -> host (open addressing). A value is a host index, or
+   * LAB_AMAP_POOL | i for the pool address s->apool[i] (its host:
+   * s->apool_host[i]). */
   uint32_t *amap;
-  size_t amask;
+  size_t amask, amap_n;
   uint32_t *group_fill; /* hosts per /16 (65,536 counters) */
   uint32_t eph;
   sim_name_t *names;
@@ -173,7 +181,9 @@ typedef struct sim {
   json_t *results;
   /* attackers: every attacker address (attacker hosts and phantoms) */
   pd_netaddr_t *apool;
+  uint32_t *apool_host; /* per apool entry: the pool host answering it, or NO_IDX */
   size_t napool, apcap;
+  size_t npools;
   uint32_t atk_groups; /* attacker /16 groups handed out */
   pd_rng_t atk_rng;
   pd_rng_t diam_rng; /* sim.diameter's sources (apart: sampling perturbs nothing else) */
@@ -214,8 +224,18 @@ int lab_push_link_ev(sim_t *s, int64_t t, uint32_t kind, uint32_t li, uint32_t b
                      void *p);
 /* The host listening on a, or NO_IDX. */
 uint32_t lab_addr_lookup(const sim_t *s, const pd_netaddr_t *a);
+/* The same; for a pool address *paddr is its index in s->apool, else NO_IDX. */
+uint32_t lab_addr_lookup_ex(const sim_t *s, const pd_netaddr_t *a, uint32_t *paddr);
 /* Map host idx's listen address to it. 0, PD_EEXIST or PD_ENOMEM. */
 int lab_addr_insert(sim_t *s, uint32_t idx);
+/* Map pool address s->apool[p] to its pool (s->apool_host[p]). */
+int lab_addr_insert_pool(sim_t *s, uint32_t p);
+/* Links, for drivers of a connection other than a host's netmgr (pool.c). */
+uint32_t lab_link_new(sim_t *s);
+int64_t lab_draw_latency(sim_t *s);
+bool lab_lost(sim_t *s);
+void lab_link_send(sim_t *s, uint32_t hi, uint32_t li, int side, const uint8_t *data, size_t len);
+void lab_link_close(sim_t *s, uint32_t hi, uint32_t li, int side);
 int64_t lab_arrival_in_order(sim_link_t *l, int side, int64_t arr);
 uint32_t lab_link_find(sim_t *s, uint32_t hi, uint64_t cid, int *side);
 bool lab_reachable(const sim_t *s, uint32_t a, uint32_t b);
@@ -245,6 +265,21 @@ void lab_attacker_prefill(sim_t *s, uint32_t hi);
 void lab_flood_fire(sim_t *s, const pd_sim_event_t *e);
 void lab_attacker_share(sim_t *s, uint32_t hi, atk_share_t *r);
 int lab_make_attackers(lua_State *L, sim_t *s, lua_Integer n, int spec);
+long lab_apool_add(sim_t *s, const pd_netaddr_t *a, uint32_t host);
+int lab_atk_group_next(sim_t *s);
+
+/* ---- pool.c ---- */
+int lab_make_pool(lua_State *L, sim_t *s, int spec);
+void lab_pool_free(sim_host_t *h);
+bool lab_pool_answers(const sim_t *s, uint32_t hi, uint32_t paddr);
+/* The address a pool connection speaks from (its link's pool side). */
+const pd_netaddr_t *lab_pool_conn_addr(const sim_t *s, uint32_t hi, uint64_t cid);
+void lab_pool_accept(sim_t *s, uint32_t hi, uint32_t li, uint32_t paddr);
+void lab_pool_connected(sim_t *s, uint32_t hi, uint32_t li);
+void lab_pool_dial_failed(sim_t *s, uint32_t hi, uint32_t li);
+void lab_pool_bytes(sim_t *s, uint32_t hi, uint32_t li, int side, const uint8_t *p, size_t n);
+void lab_pool_fin(sim_t *s, uint32_t hi, uint32_t li, int side);
+void lab_pool_fire(sim_t *s, const pd_sim_event_t *e);
 
 /* ---- measure.c ---- */
 uint32_t lab_host_outbound(const sim_host_t *h);

@@ -41,44 +41,67 @@ static uint64_t addr_hash(const pd_netaddr_t *a) {
   return h ^ (h >> 29);
 }
 
-uint32_t lab_addr_lookup(const sim_t *s, const pd_netaddr_t *a) {
+static const pd_netaddr_t *amap_addr(const sim_t *s, uint32_t v) {
+  return (v & LAB_AMAP_POOL) ? &s->apool[v & ~LAB_AMAP_POOL] : &s->hosts[v]->listen;
+}
+
+uint32_t lab_addr_lookup_ex(const sim_t *s, const pd_netaddr_t *a, uint32_t *paddr) {
+  if (paddr) *paddr = NO_IDX;
   if (!s->amap) return NO_IDX;
   for (size_t i = addr_hash(a) & s->amask;; i = (i + 1) & s->amask) {
     uint32_t v = s->amap[i];
     if (v == NO_IDX) return NO_IDX;
-    if (pd_netaddr_equal(&s->hosts[v]->listen, a)) return v;
+    if (pd_netaddr_equal(amap_addr(s, v), a)) {
+      if (!(v & LAB_AMAP_POOL)) return v;
+      if (paddr) *paddr = v & ~LAB_AMAP_POOL;
+      return s->apool_host[v & ~LAB_AMAP_POOL];
+    }
   }
 }
 
-static int addr_insert_raw(uint32_t *map, size_t mask, sim_host_t *const *hosts, uint32_t idx) {
-  for (size_t i = addr_hash(&hosts[idx]->listen) & mask;; i = (i + 1) & mask) {
+uint32_t lab_addr_lookup(const sim_t *s, const pd_netaddr_t *a) {
+  return lab_addr_lookup_ex(s, a, NULL);
+}
+
+static int addr_insert_raw(const sim_t *s, uint32_t *map, size_t mask, uint32_t v) {
+  const pd_netaddr_t *a = amap_addr(s, v);
+  for (size_t i = addr_hash(a) & mask;; i = (i + 1) & mask) {
     if (map[i] == NO_IDX) {
-      map[i] = idx;
+      map[i] = v;
       return 0;
     }
-    if (pd_netaddr_equal(&hosts[map[i]]->listen, &hosts[idx]->listen)) return PD_EEXIST;
+    if (pd_netaddr_equal(amap_addr(s, map[i]), a)) return PD_EEXIST;
   }
 }
 
-int lab_addr_insert(sim_t *s, uint32_t idx) {
+static int amap_insert(sim_t *s, uint32_t v) {
   size_t size = s->amap ? s->amask + 1 : 0;
-  if ((s->nhosts + 1) * 2 > size) {
+  if ((s->amap_n + 1) * 2 > size) {
     size_t ns = size ? size * 2 : 1024;
     uint32_t *nm = malloc(ns * sizeof *nm);
     if (!nm) return PD_ENOMEM;
     memset(nm, 0xff, ns * sizeof *nm);
     for (size_t i = 0; i < size; i++)
-      if (s->amap[i] != NO_IDX) addr_insert_raw(nm, ns - 1, s->hosts, s->amap[i]);
+      if (s->amap[i] != NO_IDX) addr_insert_raw(s, nm, ns - 1, s->amap[i]);
     free(s->amap);
     s->amap = nm;
     s->amask = ns - 1;
   }
-  return addr_insert_raw(s->amap, s->amask, s->hosts, idx);
+  int rc = addr_insert_raw(s, s->amap, s->amask, v);
+  if (rc == 0) s->amap_n++;
+  return rc;
+}
+
+int lab_addr_insert(sim_t *s, uint32_t idx) { return amap_insert(s, idx); }
+
+int lab_addr_insert_pool(sim_t *s, uint32_t p) {
+  if (p >= LAB_AMAP_POOL) return PD_ENOMEM;
+  return amap_insert(s, LAB_AMAP_POOL | p);
 }
 
 /* ---- links ---- */
 
-static uint32_t link_new(sim_t *s) {
+uint32_t lab_link_new(sim_t *s) {
   uint32_t li;
   if (s->free_link != NO_IDX) {
     li = s->free_link;
@@ -154,7 +177,7 @@ bool lab_reachable(const sim_t *s, uint32_t a, uint32_t b) {
   return pa == 0 || pb == 0 || pa == pb;
 }
 
-static int64_t draw_latency(sim_t *s) {
+int64_t lab_draw_latency(sim_t *s) {
   double v = s->lat_ms;
   if (s->lat_kind == LAT_UNIFORM) {
     v += (pd_rng_unit(&s->net_rng) * 2.0 - 1.0) * s->jitter_ms;
@@ -168,7 +191,7 @@ static int64_t draw_latency(sim_t *s) {
   return (int64_t)llround(v);
 }
 
-static bool lost(sim_t *s) { return s->loss > 0 && pd_rng_unit(&s->net_rng) < s->loss; }
+bool lab_lost(sim_t *s) { return s->loss > 0 && pd_rng_unit(&s->net_rng) < s->loss; }
 
 /* ---- a host's transport: actions out, its timer ---- */
 
@@ -197,12 +220,46 @@ static void rearm(sim_t *s, uint32_t hi) {
   }
 }
 
+/* Host hi (on `side` of link li) sends len bytes: they arrive after the
+ * link's latency plus hi's bandwidth delay, in order. */
+void lab_link_send(sim_t *s, uint32_t hi, uint32_t li, int side, const uint8_t *data, size_t len) {
+  sim_host_t *h = s->hosts[hi];
+  sim_link_t *l = &s->links[li];
+  int o = 1 - side;
+  double depart = (double)s->now;
+  if (h->bw > 0) {
+    double start = h->tx_free_at > depart ? h->tx_free_at : depart;
+    h->tx_free_at = start + (double)len * 1000.0 / h->bw;
+    depart = h->tx_free_at;
+  }
+  if (!l->up || !l->open[o] || !lab_reachable(s, l->h[0], l->h[1]) || lab_lost(s)) return;
+  int64_t arr = lab_arrival_in_order(l, o, (int64_t)ceil(depart) + l->lat);
+  uint8_t *copy = malloc(len ? len : 1);
+  if (!copy) return;
+  memcpy(copy, data, len);
+  if (lab_push_link_ev(s, arr, EV_BYTES, li, (uint32_t)o, len, copy) != 0) free(copy);
+}
+
+/* Host hi closes its side of link li: the other side sees the close after
+ * the bytes in flight. */
+void lab_link_close(sim_t *s, uint32_t hi, uint32_t li, int side) {
+  sim_link_t *l = &s->links[li];
+  int o = 1 - side;
+  l->open[side] = false;
+  host_del_link(s->hosts[hi], li);
+  if (l->up && l->open[o]) {
+    int64_t arr = lab_arrival_in_order(l, o, s->now + l->lat);
+    lab_push_link_ev(s, arr, EV_FIN, li, (uint32_t)o, 0, NULL);
+  }
+  link_maybe_free(s, li);
+}
+
 static void handle_action(sim_t *s, uint32_t hi, const pd_netmgr_action_t *a) {
   sim_host_t *h = s->hosts[hi];
   if (h->black_hole) return; /* a black hole's core is cut off: it never acts */
   switch (a->type) {
   case PD_NETMGR_A_DIAL: {
-    uint32_t li = link_new(s);
+    uint32_t li = lab_link_new(s);
     if (li == NO_IDX) {
       pd_netmgr_on_dial_failed(h->m, a->conn_id, PD_DIAL_ERROR, lab_now_ms(s));
       return;
@@ -211,49 +268,29 @@ static void handle_action(sim_t *s, uint32_t hi, const pd_netmgr_action_t *a) {
     l->h[0] = hi;
     l->cid[0] = a->conn_id;
     l->open[0] = true;
-    l->lat = draw_latency(s);
+    l->lat = lab_draw_latency(s);
     host_add_link(h, li);
-    uint32_t j = lab_addr_lookup(s, &a->dial.target.addr);
-    if (j == NO_IDX || !lab_reachable(s, hi, j) || lost(s))
+    uint32_t paddr = NO_IDX;
+    uint32_t j = lab_addr_lookup_ex(s, &a->dial.target.addr, &paddr);
+    if (j == NO_IDX || !lab_reachable(s, hi, j) ||
+        (paddr != NO_IDX && !lab_pool_answers(s, j, paddr)) || lab_lost(s))
       lab_push_link_ev(s, s->now + s->connect_timeout_ms, EV_DIAL_FAIL, li, PD_DIAL_TIMEOUT, 0,
                        NULL);
-    else
-      lab_push_link_ev(s, s->now + l->lat, EV_CONNECT, li, j, 0, NULL);
+    else /* x: the pool address dialled, + 1 (0: a host's own) */
+      lab_push_link_ev(s, s->now + l->lat, EV_CONNECT, li, j,
+                       paddr == NO_IDX ? 0 : (uint64_t)paddr + 1, NULL);
     return;
   }
   case PD_NETMGR_A_SEND: {
     int side = 0;
     uint32_t li = lab_link_find(s, hi, a->conn_id, &side);
-    if (li == NO_IDX) return;
-    sim_link_t *l = &s->links[li];
-    int o = 1 - side;
-    double depart = (double)s->now;
-    if (h->bw > 0) {
-      double start = h->tx_free_at > depart ? h->tx_free_at : depart;
-      h->tx_free_at = start + (double)a->send.len * 1000.0 / h->bw;
-      depart = h->tx_free_at;
-    }
-    if (!l->up || !l->open[o] || !lab_reachable(s, l->h[0], l->h[1]) || lost(s)) return;
-    int64_t arr = lab_arrival_in_order(l, o, (int64_t)ceil(depart) + l->lat);
-    uint8_t *copy = malloc(a->send.len ? a->send.len : 1);
-    if (!copy) return;
-    memcpy(copy, a->send.data, a->send.len);
-    if (lab_push_link_ev(s, arr, EV_BYTES, li, (uint32_t)o, a->send.len, copy) != 0) free(copy);
+    if (li != NO_IDX) lab_link_send(s, hi, li, side, a->send.data, a->send.len);
     return;
   }
   case PD_NETMGR_A_CLOSE: {
     int side = 0;
     uint32_t li = lab_link_find(s, hi, a->conn_id, &side);
-    if (li == NO_IDX) return;
-    sim_link_t *l = &s->links[li];
-    int o = 1 - side;
-    l->open[side] = false;
-    host_del_link(h, li);
-    if (l->up && l->open[o]) {
-      int64_t arr = lab_arrival_in_order(l, o, s->now + l->lat);
-      lab_push_link_ev(s, arr, EV_FIN, li, (uint32_t)o, 0, NULL);
-    }
-    link_maybe_free(s, li);
+    if (li != NO_IDX) lab_link_close(s, hi, li, side);
     return;
   }
   case PD_NETMGR_A_RESOLVE: {
@@ -324,6 +361,10 @@ void lab_link_fire(sim_t *s, const pd_sim_event_t *e) {
     if (!l->open[0]) break;
     sim_host_t *d = s->hosts[l->h[0]];
     sim_host_t *t = s->hosts[j];
+    if (t->pool) {
+      lab_pool_accept(s, j, e->a, e->x ? (uint32_t)(e->x - 1) : NO_IDX);
+      break;
+    }
     if (!t->up) {
       lab_push_link_ev(s, s->now + l->lat, EV_DIAL_FAIL, e->a, PD_DIAL_REFUSED, 0, NULL);
       break;
@@ -338,7 +379,7 @@ void lab_link_fire(sim_t *s, const pd_sim_event_t *e) {
       lab_push_link_ev(s, s->now + l->lat, EV_CONNECTED, e->a, 0, 0, NULL);
       break;
     }
-    pd_netaddr_t remote = d->listen;
+    pd_netaddr_t remote = d->pool ? *lab_pool_conn_addr(s, l->h[0], l->cid[0]) : d->listen;
     remote.port = (uint16_t)(32768 + (s->eph++ % 28000));
     uint64_t cid = 0;
     if (pd_netmgr_on_inbound(t->m, &remote, lab_now_ms(s), &cid) != PD_NETMGR_ACCEPT) {
@@ -360,6 +401,10 @@ void lab_link_fire(sim_t *s, const pd_sim_event_t *e) {
     sim_link_t *l = &s->links[e->a];
     l->pending--;
     if (!l->open[0]) break;
+    if (s->hosts[l->h[0]]->pool) {
+      lab_pool_connected(s, l->h[0], e->a);
+      break;
+    }
     pd_netmgr_on_connected(s->hosts[l->h[0]]->m, l->cid[0], lab_now_ms(s));
     after(s, l->h[0]);
     break;
@@ -371,6 +416,10 @@ void lab_link_fire(sim_t *s, const pd_sim_event_t *e) {
     uint32_t hi = l->h[0];
     l->open[0] = false;
     host_del_link(s->hosts[hi], e->a);
+    if (s->hosts[hi]->pool) {
+      lab_pool_dial_failed(s, hi, e->a);
+      break;
+    }
     pd_netmgr_on_dial_failed(s->hosts[hi]->m, l->cid[0], (enum pd_dial_outcome)e->b, lab_now_ms(s));
     after(s, hi);
     break;
@@ -379,7 +428,9 @@ void lab_link_fire(sim_t *s, const pd_sim_event_t *e) {
     sim_link_t *l = &s->links[e->a];
     l->pending--;
     int side = (int)e->b;
-    if (l->open[side] && !s->hosts[l->h[side]]->black_hole) {
+    if (l->open[side] && s->hosts[l->h[side]]->pool) {
+      lab_pool_bytes(s, l->h[side], e->a, side, e->p, (size_t)e->x);
+    } else if (l->open[side] && !s->hosts[l->h[side]]->black_hole) {
       uint32_t hi = l->h[side];
       pd_netmgr_on_bytes(s->hosts[hi]->m, l->cid[side], e->p, (size_t)e->x, lab_now_ms(s));
       after(s, hi);
@@ -395,7 +446,9 @@ void lab_link_fire(sim_t *s, const pd_sim_event_t *e) {
       uint32_t hi = l->h[side];
       l->open[side] = false;
       host_del_link(s->hosts[hi], e->a);
-      if (!s->hosts[hi]->black_hole) {
+      if (s->hosts[hi]->pool) {
+        lab_pool_fin(s, hi, e->a, side);
+      } else if (!s->hosts[hi]->black_hole) {
         pd_netmgr_on_closed(s->hosts[hi]->m, l->cid[side], lab_now_ms(s));
         after(s, hi);
       }

@@ -27,7 +27,7 @@
 
 /* The event kinds' names, in the order of the EV_ enum (lab.h). */
 static const char *const ev_kind_name[EV_KINDS] = {
-    "-", "timer", "connect", "connected", "dial_fail", "bytes", "fin", "resolved", "lua", "watch", "flood"};
+    "-", "timer", "connect", "connected", "dial_fail", "bytes", "fin", "resolved", "lua", "watch", "flood", "pool"};
 
 static const char *base_name(const char *p) {
   const char *b = strrchr(p, '/');

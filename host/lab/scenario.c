@@ -181,6 +181,13 @@ static int l_attackers(lua_State *L) {
   return lab_make_attackers(L, s, n, 2);
 }
 
+static int l_pool(lua_State *L) {
+  sim_t *s = lab_getsim(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  return lab_make_pool(L, s, 1);
+}
+
 static int l_auth(lua_State *L) {
   sim_t *s = lab_getsim(L);
   const char *k = luaL_checkstring(L, 1);
@@ -545,7 +552,7 @@ static const luaL_Reg sim_funcs[] = {
     {"diameter", lab_l_diameter},
     {"result", l_result},     {"record", l_record},     {"time_to", l_time_to},
     {"assert", l_assert},     {"param", l_param},       {"attacker", l_attacker},
-    {"attackers", l_attackers}, {"auth", l_auth}, {NULL, NULL}};
+    {"attackers", l_attackers}, {"auth", l_auth}, {"pool", l_pool}, {NULL, NULL}};
 
 static void open_lib(lua_State *L, const char *name, lua_CFunction f) {
   luaL_requiref(L, name, f, 1);

@@ -87,6 +87,9 @@ static void dispatch(sim_t *s, const pd_sim_event_t *e) {
   case EV_FLOOD:
     lab_flood_fire(s, e);
     return;
+  case EV_POOL:
+    lab_pool_fire(s, e);
+    return;
   default:
     return;
   }
@@ -148,6 +151,7 @@ static void sim_free(sim_t *s) {
     free(h->policy_dir);
     free(h->targets);
     free(h->persist);
+    lab_pool_free(h);
   }
   for (size_t i = 0; i < s->hcap; i++) free(s->hosts[i]);
   free(s->hosts);
@@ -157,6 +161,7 @@ static void sim_free(sim_t *s) {
   pd_sim_queue_free(&s->q);
   free(s->links);
   free(s->apool);
+  free(s->apool_host);
   free(s->amap);
   free(s->group_fill);
   for (size_t i = 0; i < s->nnames; i++) {

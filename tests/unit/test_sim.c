@@ -262,6 +262,101 @@ static void attackers_behave(void **state) {
   assert_non_null(strstr(err, "targets"));
 }
 
+/* An attacker pool: one actor answering for many addresses -- holds the
+ * victim's inbound slots from its own addresses, floods them into its book,
+ * answers the victim's dials to them (the real handshake per address), and
+ * dials to addresses outside its live share time out; stop and start. */
+static void pool_answers_for_its_addresses(void **state) {
+  (void)state;
+  const char *text =
+      "local pol = sim.param('policies', 'x')\n"
+      "local live = sim.param('live', 1.0)\n"
+      "local s = sim.host{seed_mode = true}\n"
+      "local hs = sim.hosts(6, {seeds = {s}, policies = pol})\n"
+      "local v = sim.host{seeds = {s}, policies = pol, max_inbound = 4}\n"
+      "local p = sim.pool{addresses = 5000, groups = 50, ports = 2, targets = {v},\n"
+      "  hold_inbound = 4, flood = {rate = 0.1, size = 10}, live = live, getaddr = 500}\n"
+      "sim.assert(p:size() == 5000, 'size')\n"
+      "sim.assert(p:addr(1) == '223.0.0.1:26656', 'first address ' .. p:addr(1))\n"
+      "sim.assert(p:addr(51) == '223.0.0.1:26657', 'second port ' .. p:addr(51))\n"
+      "sim.assert(p:addr(101) == '223.0.0.2:26656', 'next ip ' .. p:addr(101))\n"
+      "sim.assert(p:addr(2) == '223.1.0.1:26656', 'next group ' .. p:addr(2))\n"
+      "sim.run(600)\n"
+      "local c = p:counters()\n"
+      "sim.assert(c.held == 4, 'holds all four inbound slots: ' .. c.held)\n"
+      "local sh = v:attacker_share()\n"
+      "sim.assert(sh.attackers - sh.outbound_attackers == 4, 'inbound all attacker')\n"
+      "sim.assert(v:book_size() > 100, 'flood reached the book: ' .. v:book_size())\n"
+      "sim.assert(c.floods > 0 and c.addrs_sent >= 10 * c.floods, 'floods sent')\n"
+      "sim.assert(c.handshakes >= 4, 'handshakes')\n"
+      "v:restart{anchors = false}\n"
+      "sim.run(1200)\n"
+      "c = p:counters()\n"
+      "sh = v:attacker_share()\n"
+      "sim.result('accepted', c.accepted)\n"
+      "sim.result('getaddr_answered', c.getaddr_answered)\n"
+      "sim.result('outbound_attackers', sh.outbound_attackers)\n"
+      "sim.result('held', c.held)\n"
+      "for _, h in ipairs(hs) do sim.assert(not h:is_attacker(), 'honest') end\n"
+      "p:stop()\n"
+      "sim.assert(not p:is_up() and p:counters().connections == 0, 'stopped: no connections')\n"
+      "sim.run(1300)\n"
+      "sh = v:attacker_share()\n"
+      "sim.assert(sh.attackers == 0, 'victim saw the pool go: ' .. sh.attackers)\n"
+      "p:start()\n"
+      "sim.run(1400)\n"
+      "sim.assert(p:counters().dials > c.dials, 'dials again after start')\n";
+  char err[1024];
+  char *doc = NULL, *again = NULL;
+  size_t len = 0, len2 = 0;
+  int rc = run_text(text, 3, &doc, &len, err, sizeof err);
+  if (rc != 0) fail_msg("run: %s", err);
+  json_error_t je;
+  json_t *root = json_loadb(doc, len, 0, &je);
+  assert_non_null(root);
+  json_t *res = json_object_get(root, "results");
+  /* the restarted victim dialled pool addresses, and they answered */
+  assert_true(json_integer_value(json_object_get(res, "accepted")) > 0);
+  assert_true(json_integer_value(json_object_get(res, "outbound_attackers")) > 0);
+  json_decref(root);
+  /* deterministic: same seed, same bytes */
+  rc = run_text(text, 3, &again, &len2, err, sizeof err);
+  if (rc != 0) fail_msg("run: %s", err);
+  if (len != len2 || memcmp(doc, again, len) != 0) fail_msg("differ:\n%s\n%s", doc, again);
+  free(again);
+  free(doc);
+  doc = NULL;
+  /* live = 0: nobody's dial to a pool address is answered; its own dials
+   * (the holds) still go out */
+  char *pol = policies_dir();
+  char p1[4200];
+  snprintf(p1, sizeof p1, "policies=%s", pol);
+  free(pol);
+  const char *params[] = {p1, "live=0"};
+  pd_sim_options_t o = {.scenario = "t.lua", .scenario_text = text, .seed = 3, .params = params,
+                        .nparams = 2};
+  rc = pd_sim_run(&o, &doc, &len, NULL, err, sizeof err);
+  if (rc != 0) fail_msg("run live=0: %s", err);
+  root = json_loadb(doc, len, 0, &je);
+  assert_non_null(root);
+  res = json_object_get(root, "results");
+  assert_int_equal(json_integer_value(json_object_get(res, "accepted")), 0);
+  assert_int_equal(json_integer_value(json_object_get(res, "outbound_attackers")), 0);
+  json_decref(root);
+  free(doc);
+  /* bad specs are errors in the scenario */
+  rc = run_text("sim.pool{addresses = 0}\n", 1, NULL, NULL, err, sizeof err);
+  assert_int_equal(rc, PD_EINVAL);
+  assert_non_null(strstr(err, "addresses"));
+  rc = run_text("sim.pool{addresses = 10, hold_inbound = 1}\n", 1, NULL, NULL, err, sizeof err);
+  assert_int_equal(rc, PD_EINVAL);
+  assert_non_null(strstr(err, "targets"));
+  rc = run_text("local h = sim.host{}\nsim.pool{addresses = 3, targets = {h}, hold_inbound = 4}\n",
+                1, NULL, NULL, err, sizeof err);
+  assert_int_equal(rc, PD_EINVAL);
+  assert_non_null(strstr(err, "exceeds"));
+}
+
 /* A black hole: dialling it connects (TCP) but the handshake times out. */
 static void black_hole_times_out(void **state) {
   (void)state;
@@ -403,6 +498,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(assertion_fails_with_line),
       cmocka_unit_test(restart_and_partition),
       cmocka_unit_test(attackers_behave),
+      cmocka_unit_test(pool_answers_for_its_addresses),
       cmocka_unit_test(black_hole_times_out),
       cmocka_unit_test(graph_sample_known_graphs),
       cmocka_unit_test(diameter_sample_run),
