@@ -1423,6 +1423,20 @@ int pd_sweep_main(int argc, char **argv) {
   p.base = dup_str(base_name(p.scenario));
   status = 1;
   if (!p.base) goto done;
+  {
+    /* a directory holds one sweep: its trials would mix with another's */
+    plan_t old;
+    char err[PATH_MAX + 128];
+    if (plan_load(out, &old, err, sizeof err) == 0) {
+      bool same = plan_same(&p, &old);
+      plan_free(&old);
+      if (!same) {
+        fprintf(stderr, "peerd sim: %s holds another sweep (its plan.json differs): use another --out\n",
+                out);
+        goto done;
+      }
+    }
+  }
   int rc = pd_fs_ensure_dir(out, 0755);
   if (rc == 0) rc = plan_write(&p, out);
   if (rc != 0) {
