@@ -74,7 +74,7 @@ int pd_sweep_wilson(uint64_t k, uint64_t n, double z, double *lo, double *hi) {
   return 0;
 }
 
-/* t(0.975, df) for df 1..30 (R: qt(0.975, df)). */
+/* t(0.975, df) for df 1..30 (as R's qt(0.975, df); test_sweep checks them against mpmath). */
 static const double t975_table[30] = {
     12.706204736174698, 4.302652729749464, 3.182446305284263, 2.7764451051977934,
     2.5705818356363146, 2.446911851144969,  2.3646242515927844, 2.3060041352041662,
