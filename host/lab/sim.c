@@ -27,6 +27,7 @@
 
 #include "err.h"
 #include "fsio.h"
+#include "sweep.h"
 
 static double wall_seconds(void) {
   struct timespec ts;
@@ -295,10 +296,15 @@ int pd_sim_run(const pd_sim_options_t *o, char **results_json, size_t *len, pd_s
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: peerd sim SCENARIO.lua [--seed N] [--out DIR] [--set NAME=VALUE]...\n");
+  fprintf(f, "usage: peerd sim SCENARIO.lua [--seed N] [--out DIR] [--set NAME=VALUE]...\n"
+             "       peerd sim SCENARIO.lua --sweep NAME=V1,V2,... [--trials N] [--jobs J] --out DIR ...\n"
+             "       peerd sim merge [--out DIR] DIR...   (sweeps: docs/scenarios.md)\n");
 }
 
 int pd_sim_main(int argc, char **argv) {
+  /* sweeps and their merge: sweep.c */
+  if (argc >= 2 && strcmp(argv[1], "merge") == 0) return pd_sweep_merge_main(argc - 1, argv + 1);
+  if (pd_sweep_wanted(argc, argv)) return pd_sweep_main(argc, argv);
   pd_sim_options_t o;
   memset(&o, 0, sizeof o);
   o.seed = 1;
