@@ -157,6 +157,7 @@ static void sim_free(sim_t *s) {
   pd_sim_queue_free(&s->q);
   free(s->links);
   free(s->apool);
+  free(s->aset);
   free(s->amap);
   free(s->group_fill);
   for (size_t i = 0; i < s->nnames; i++) {
