@@ -119,6 +119,7 @@ struct pd_book {
   uint32_t coll[PD_BOOK_TRIED_COLLISION_SIZE];
   uint32_t ncoll;
   int64_t last_good;
+  pd_book_counters_t cnt; /* pd_book_counters: one increment per decision */
 
   /* Geometry and the derived counts. */
   uint32_t new_buckets, tried_buckets;
@@ -575,14 +576,16 @@ static void swap_random(pd_book_t *b, uint32_t p1, uint32_t p2) {
   b->vrandom[p2] = id1;
 }
 
-static void coll_erase(pd_book_t *b, uint32_t id) {
+/* Drop id from the pending collisions; true when it was there. */
+static bool coll_erase(pd_book_t *b, uint32_t id) {
   for (uint32_t i = 0; i < b->ncoll; i++) {
     if (b->coll[i] == id) {
       memmove(&b->coll[i], &b->coll[i + 1], (b->ncoll - i - 1) * sizeof(uint32_t));
       b->ncoll--;
-      return;
+      return true;
     }
   }
+  return false;
 }
 
 static bool coll_has(const pd_book_t *b, uint32_t id) {
@@ -707,7 +710,7 @@ static void delete_entry(pd_book_t *b, uint32_t id) {
   b->nrandom--;
   index_del(b, id);
   node_free(b, e->node);
-  coll_erase(b, id);
+  if (coll_erase(b, id)) b->cnt.tbe_dropped++; /* a pending candidate left the book */
   memset(e, 0, sizeof(*e));
   e->rpos = b->free_head;
   b->free_head = id;
@@ -898,6 +901,7 @@ static void unref_new(pd_book_t *b, uint32_t id, uint32_t slot) {
   e->refcount--;
   if (e->refcount == 0) {
     emit_evict(b, id, false, slot, "deleted");
+    b->cnt.new_evicted++;
     delete_entry(b, id);
   } else if (e->slot == slot) {
     e->flags |= F_STALE;
@@ -978,6 +982,7 @@ static void make_tried(pd_book_t *b, uint32_t id, uint32_t ts) {
   if (old != NO_ID) {
     entry_t *eo = &b->e[old];
     emit_evict(b, old, true, ts, "moved_to_new");
+    b->cnt.tried_demoted++;
     eo->flags &= (uint8_t)~F_TRIED;
     b->n_tried--;
     eo->refcount = 0;
@@ -1213,8 +1218,10 @@ static int add_impl(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_
      * was (same free id, same tables); skip the round trip. */
     uint32_t occ = new_get(b, us);
     if (occ != NO_ID) {
-      if (!slot_contest(b, occ, NO_ID, 0, addr, &src, node_id, addr_time - time_penalty, now))
+      if (!slot_contest(b, occ, NO_ID, 0, addr, &src, node_id, addr_time - time_penalty, now)) {
+        b->cnt.new_kept++;
         return 0;
+      }
       won = true; /* decided once: the hook is not asked again below */
     } else if ((rc = tab_reserve(b, false, us / PD_BOOK_BUCKET_SIZE)) != 0) {
       return rc;
@@ -1237,12 +1244,14 @@ static int add_impl(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_
     if (!insert)
       insert = won || slot_contest(b, cur, id, e->refcount, addr, &src, node_id, addr_time, now);
     if (insert) {
+      if (cur != NO_ID) b->cnt.new_replaced++;
       /* the decision's by/reason (slot_contest) go with an eviction */
       ev_saved_t sv = ev_begin(b, b->ev_by, b->ev_reason, addr, now);
       add_ref(b, id, us); /* ClearNew(us), then the reference */
       ev_end(b, &sv);
-    } else if (e->refcount == 0) {
-      delete_entry(b, id);
+    } else {
+      b->cnt.new_kept++;
+      if (e->refcount == 0) delete_entry(b, id);
     }
   }
   return insert ? 1 : 0;
@@ -1280,9 +1289,13 @@ static int good_id(pd_book_t *b, uint32_t id, bool test_before_evict, int64_t no
   if (e->refcount == 0) return 0; /* cannot happen */
   if (!move) {
     bool had = coll_has(b, id);
-    if (coll_insert(b, id) == 0 && !had)
+    if (!had && coll_insert(b, id) == 0) {
+      b->cnt.collisions++;
       emit_collision(b, PD_EV_TRIED_COLLISION, id, tried_get(b, ts), ts, "testing", NULL, NULL,
                      now);
+    } else if (!had) {
+      b->cnt.collisions_full++;
+    }
     return 0;
   }
   pd_netaddr_t a;
@@ -1396,6 +1409,13 @@ int pd_book_info(const pd_book_t *b, uint32_t id, pd_book_info_t *out) {
   if (e->flags & F_STALE) slot = scan_new_ref(b, id);
   out->bucket = (int)(slot / PD_BOOK_BUCKET_SIZE);
   out->position = (int)(slot % PD_BOOK_BUCKET_SIZE);
+  return 0;
+}
+
+int pd_book_entry_addr(const pd_book_t *b, uint32_t id, pd_netaddr_t *addr, bool *in_tried) {
+  if (!b || !addr || !live(b, id)) return PD_ENOENT;
+  entry_addr(&b->e[id], addr);
+  if (in_tried) *in_tried = (b->e[id].flags & F_TRIED) != 0;
   return 0;
 }
 
@@ -1569,6 +1589,15 @@ size_t pd_book_getaddr(pd_book_t *b, size_t max_addrs, size_t max_pct, bool filt
 
 size_t pd_book_collision_count(const pd_book_t *b) { return b ? b->ncoll : 0; }
 
+void pd_book_counters(const pd_book_t *b, pd_book_counters_t *out) {
+  if (!out) return;
+  if (b) {
+    *out = b->cnt;
+  } else {
+    memset(out, 0, sizeof *out);
+  }
+}
+
 size_t pd_book_collisions(const pd_book_t *b, uint32_t *out, size_t cap) {
   if (!b || !out) return 0;
   size_t n = b->ncoll < cap ? b->ncoll : cap;
@@ -1618,14 +1647,17 @@ void pd_book_resolve_collisions(pd_book_t *b, int64_t now) {
       /* how it ends, for the audit events: kept, or moved (replacing) */
       const char *by = "default", *why = NULL;
       bool moved = false;
+      uint64_t *kept = NULL, *replaced = NULL; /* the counters of its outcome */
       if (id_old != NO_ID && verdict == PD_BOOK_REPLACE) {
         by = "policy";
         why = "evict_tried";
         moved = true;
+        replaced = &b->cnt.tbe_replaced_policy;
       } else if (id_old != NO_ID && verdict == PD_BOOK_KEEP) {
         erase = true;
         by = "policy";
         why = "evict_tried";
+        kept = &b->cnt.tbe_kept_policy;
       } else if (id_old != NO_ID && verdict == PD_BOOK_WAIT) {
         /* evict.lua keeps testing */
       } else if (id_old != NO_ID) {
@@ -1633,29 +1665,36 @@ void pd_book_resolve_collisions(pd_book_t *b, int64_t now) {
         if (now - (int64_t)eo->last_success < PD_BOOK_REPLACEMENT) {
           erase = true; /* the old one connected recently: keep it */
           why = "incumbent_connected_recently";
+          kept = &b->cnt.tbe_kept_connected;
         } else if (now - (int64_t)eo->last_try < PD_BOOK_REPLACEMENT) {
           /* tried and failed recently; give it 60 s to succeed */
           if (now - (int64_t)eo->last_try > 60) {
             moved = true;
             why = "incumbent_failed_test";
+            replaced = &b->cnt.tbe_replaced_failed;
           }
         } else if (now - (int64_t)en->last_success > PD_BOOK_TEST_WINDOW) {
           /* could not test it in time: evict anyway */
           moved = true;
           why = "test_window_passed";
+          replaced = &b->cnt.tbe_replaced_timeout;
         }
       } else {
         moved = true; /* no longer a collision */
         why = "slot_free";
+        replaced = &b->cnt.tbe_slot_free;
       }
       if (moved) {
         ev_saved_t sv = ev_begin(b, by, why, &a, now);
         erase = resolve_good(b, id_new, now);
         ev_end(b, &sv);
-        if (erase)
+        if (erase) {
+          (*replaced)++;
           emit_collision(b, PD_EV_COLLISION_RESOLVED, id_new, id_old, ts,
                          id_old != NO_ID ? "replaced" : "moved_to_tried", by, why, now);
+        }
       } else if (erase) {
+        (*kept)++;
         emit_collision(b, PD_EV_COLLISION_RESOLVED, id_new, id_old, ts, "kept", by, why, now);
       }
     }

@@ -170,6 +170,10 @@ int pd_book_remove(pd_book_t *b, const pd_netaddr_t *addr);
 uint32_t pd_book_find(const pd_book_t *b, const pd_netaddr_t *addr);
 /* Copy an entry out. 0 or PD_ENOENT. */
 int pd_book_info(const pd_book_t *b, uint32_t id, pd_book_info_t *out);
+/* Only its address and table (tried or new), for walks over every id below
+ * pd_book_id_bound: no slot lookup, unlike pd_book_info. in_tried may be
+ * NULL. 0 or PD_ENOENT. */
+int pd_book_entry_addr(const pd_book_t *b, uint32_t id, pd_netaddr_t *addr, bool *in_tried);
 /* IsTerrible at now. false for unknown ids. */
 bool pd_book_is_terrible(const pd_book_t *b, uint32_t id, int64_t now);
 /* GetChance at now (0..1]. */
@@ -196,6 +200,34 @@ size_t pd_book_getaddr(pd_book_t *b, size_t max_addrs, size_t max_pct, bool filt
 
 /* Tried collisions (test-before-evict). */
 size_t pd_book_collision_count(const pd_book_t *b);
+
+/* What the book decided, counted since it was created (not saved with it:
+ * a book restored by bookstore starts from zero, and restoring its pending
+ * collisions counts nothing). One increment where the decision is taken;
+ * each ending is counted once, so at any time
+ *   collisions + (restored) = kept + replaced + slot_free + dropped + pending.
+ * Test-before-evict (pd_book_good with test_before_evict, then
+ * pd_book_resolve_collisions): */
+typedef struct pd_book_counters {
+  uint64_t collisions;           /* Good() found the tried slot taken: a collision recorded */
+  uint64_t collisions_full;      /* ... while 10 were pending: not recorded (stays in new) */
+  uint64_t tbe_kept_connected;   /* resolved, incumbent kept: it connected in the last 4 h */
+  uint64_t tbe_kept_policy;      /* resolved, incumbent kept by evict_tried */
+  uint64_t tbe_replaced_failed;  /* resolved, candidate took the slot: the incumbent's test failed */
+  uint64_t tbe_replaced_timeout; /* ...: the 40 min test window passed without a test */
+  uint64_t tbe_replaced_policy;  /* ...: evict_tried said so */
+  uint64_t tbe_slot_free;        /* resolved: the slot had become free, the candidate moved */
+  uint64_t tbe_dropped;          /* a pending candidate left the book before a verdict */
+  /* The new table (AddSingle's slot contests, evict_new or the built-in rule): */
+  uint64_t new_replaced;         /* an occupied slot went to the candidate */
+  uint64_t new_kept;             /* the incumbent kept its slot, the candidate lost */
+  uint64_t new_evicted;          /* entries that left the book: their last new slot was taken
+                                    (by a candidate or by a demoted tried entry) */
+  /* The tried table: */
+  uint64_t tried_demoted;        /* tried entries pushed back to new by another's move */
+} pd_book_counters_t;
+/* Copy the counters out (zeros for a NULL book). */
+void pd_book_counters(const pd_book_t *b, pd_book_counters_t *out);
 /* ResolveCollisions_ at now. A collision whose move to tried cannot get
  * memory (see pd_book_good's PD_ENOMEM) stays pending for a later call. */
 void pd_book_resolve_collisions(pd_book_t *b, int64_t now);

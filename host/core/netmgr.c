@@ -501,6 +501,7 @@ static void conn_end(pd_netmgr_t *m, conn_t *c, const char *reason, bool misbeha
     pd_node_event(m->node, &c->target.addr, PD_METRICS_EV_DISCONNECTED, NULL, now, &r);
   } else if (!c->dial_reported) {
     enum pd_dial_outcome o = outcome_of(reason, remote, remote_code);
+    if (c->dir == PD_CONN_FEELER) m->c.feelers_failed++;
     audit_dial_failed(m, c, o, remote ? pd_wire_bye_name(remote_code) : reason, now_ms);
     pd_dialer_on_dial_result(m->dialer, &c->target.addr, o, now);
     if (o != PD_DIAL_SELF && o != PD_DIAL_DUPLICATE) {
@@ -1494,6 +1495,7 @@ static void run_dialer(pd_netmgr_t *m, int64_t now_ms) {
       conn_t *c = conn_add(m, da->kind == PD_DIAL_ACT_FEELER ? PD_CONN_FEELER : PD_CONN_OUTBOUND,
                            &da->target.addr, now_ms);
       if (!c) {
+        if (da->kind == PD_DIAL_ACT_FEELER) m->c.feelers_failed++;
         pd_dialer_on_dial_result(m->dialer, &da->target.addr, PD_DIAL_ERROR, secs(now_ms));
         continue;
       }
@@ -1797,6 +1799,7 @@ int pd_netmgr_on_dial_failed(pd_netmgr_t *m, uint64_t conn_id, enum pd_dial_outc
   if (!c || c->dir == PD_CONN_INBOUND) return PD_ENOENT;
   if ((unsigned)outcome >= PD_DIAL_OUTCOME_COUNT || outcome == PD_DIAL_OK) outcome = PD_DIAL_ERROR;
   int64_t now = secs(now_ms);
+  if (c->dir == PD_CONN_FEELER) m->c.feelers_failed++;
   audit_dial_failed(m, c, outcome, NULL, now_ms);
   pd_dialer_on_dial_result(m->dialer, &c->target.addr, outcome, now);
   pd_node_event_result_t r;

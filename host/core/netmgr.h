@@ -403,6 +403,7 @@ typedef struct pd_netmgr_counters {
   uint64_t getaddr_cache_builds;        /* cache entries (re)built */
   uint64_t seed_crawls;                 /* seed mode: connections closed "seed_done" */
   uint64_t feelers_done;                /* feelers that completed their handshake */
+  uint64_t feelers_failed;              /* feelers that ended before it (dial failed, timeout, ...) */
   uint64_t misbehaviour_reports;        /* node events "misbehaved" sent */
   uint64_t bans;                        /* of those, ending in a ban */
   uint64_t inbound_evictions;           /* inbound peers closed "evicted" for a newcomer */

@@ -6,7 +6,9 @@
  * prefilled with that pool, the generated attacker-only pex.lua
  * (getaddr_attacker_only), held inbound connections (hold_inbound, as
  * persistent dials), black holes and ADDR floods injected on their
- * connections (EV_FLOOD); the attacker share of a host's peers.
+ * connections (EV_FLOOD); which addresses are an attacker's (a hash set
+ * over s->apool, lab_addr_is_attacker); the attacker share of a host's
+ * peers (outbound, inbound, eclipsed, isolated).
  * Does not own: the hosts themselves (hosts.c: an attacker is a host with
  * these settings), links (links.c), the measurements that sum attacker
  * shares (measure.c).
@@ -80,30 +82,92 @@ void lab_flood_fire(sim_t *s, const pd_sim_event_t *e) {
   lab_drain(s, e->a);
 }
 
+/* ---- attacker addresses ---- */
+
+static uint64_t aset_hash(const pd_netaddr_t *a) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a over ip and port */
+  for (int i = 0; i < 16; i++) h = (h ^ a->ip[i]) * 1099511628211ull;
+  h = (h ^ (a->port & 0xff)) * 1099511628211ull;
+  h = (h ^ (a->port >> 8)) * 1099511628211ull;
+  return h ^ (h >> 29);
+}
+
+/* Put apool index i in the table (a duplicate address is kept once). */
+static void aset_put(uint32_t *t, size_t mask, const pd_netaddr_t *pool, uint32_t i) {
+  for (size_t k = aset_hash(&pool[i]) & mask;; k = (k + 1) & mask) {
+    if (t[k] == NO_IDX) {
+      t[k] = i;
+      return;
+    }
+    if (pd_netaddr_equal(&pool[t[k]], &pool[i])) return;
+  }
+}
+
+int lab_aset_sync(sim_t *s) {
+  if (s->aset_n >= s->napool) return 0;
+  size_t size = s->aset ? s->aset_mask + 1 : 0;
+  if (s->napool * 2 > size) { /* load factor <= 1/2: rebuild bigger */
+    size_t ns = size ? size : 1024;
+    while (s->napool * 2 > ns) ns *= 2;
+    uint32_t *t = malloc(ns * sizeof *t);
+    if (!t) return PD_ENOMEM;
+    memset(t, 0xff, ns * sizeof *t);
+    free(s->aset);
+    s->aset = t;
+    s->aset_mask = ns - 1;
+    s->aset_n = 0;
+  }
+  for (; s->aset_n < s->napool; s->aset_n++)
+    aset_put(s->aset, s->aset_mask, s->apool, (uint32_t)s->aset_n);
+  return 0;
+}
+
+bool lab_addr_is_attacker(const sim_t *s, const pd_netaddr_t *a) {
+  uint32_t j = lab_addr_lookup(s, a);
+  if (j != NO_IDX) return s->hosts[j]->attacker;
+  if (s->aset)
+    for (size_t k = aset_hash(a) & s->aset_mask;; k = (k + 1) & s->aset_mask) {
+      uint32_t v = s->aset[k];
+      if (v == NO_IDX) break;
+      if (pd_netaddr_equal(&s->apool[v], a)) return true;
+    }
+  for (size_t i = s->aset_n; i < s->napool; i++) /* appended since the last sync */
+    if (pd_netaddr_equal(&s->apool[i], a)) return true;
+  return false;
+}
+
 /* ---- attacker share ---- */
 
-/* Outbound: the dialer's outbound peers (as anchors). Inbound: the dialer's
- * inbound count, of which those whose link comes from an attacker host. */
+/* Outbound: the dialer's outbound peers (as anchors), an attacker's when
+ * its address is (lab_addr_is_attacker). Inbound: the dialer's inbound
+ * count, of which those whose link comes from an attacker host. Eclipsed:
+ * outbound peers, all attackers' (0 outbound is not eclipsed). Isolated:
+ * not one honest peer either way; a host with no peer at all, or down, is
+ * isolated too. */
 void lab_attacker_share(sim_t *s, uint32_t hi, atk_share_t *r) {
   memset(r, 0, sizeof *r);
+  r->isolated = true;
   sim_host_t *h = s->hosts[hi];
   if (!h->up) return;
+  (void)lab_aset_sync(s); /* on failure lookups stay right, only slower */
   pd_dial_target_t out[64];
   size_t n = pd_netmgr_anchors(h->m, out, 64);
   if (n > 64) n = 64;
   r->out = (uint32_t)n;
-  for (size_t k = 0; k < n; k++) {
-    uint32_t j = lab_addr_lookup(s, &out[k].addr);
-    if (j != NO_IDX && s->hosts[j]->attacker) r->out_atk++;
-  }
+  for (size_t k = 0; k < n; k++)
+    if (lab_addr_is_attacker(s, &out[k].addr)) r->out_atk++;
   uint32_t in = lab_host_inbound(h), in_atk = 0;
   for (uint32_t i = 0; i < h->nlinks; i++) {
     const sim_link_t *l = &s->links[h->links[i]];
     if (l->h[1] == hi && l->up && l->open[0] && l->open[1] && s->hosts[l->h[0]]->attacker) in_atk++;
   }
   if (in_atk > in) in_atk = in;
+  r->in = in;
+  r->in_atk = in_atk;
   r->all = r->out + in;
   r->all_atk = r->out_atk + in_atk;
+  r->eclipsed = r->out > 0 && r->out_atk == r->out;
+  r->isolated = r->all_atk == r->all;
 }
 
 /* ---- sim.attacker / sim.attackers ---- */

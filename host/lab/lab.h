@@ -184,6 +184,10 @@ typedef struct sim {
   uint32_t *apool_host; /* per apool entry: the pool host answering it, or NO_IDX */
   size_t napool, apcap;
   size_t npools;
+  /* lab_addr_is_attacker's hash set: indices into apool (NO_IDX: empty),
+   * covering apool[0..aset_n); lab_aset_sync adds what was appended since */
+  uint32_t *aset;
+  size_t aset_mask, aset_n;
   uint32_t atk_groups; /* attacker /16 groups handed out */
   pd_rng_t atk_rng;
   pd_rng_t diam_rng; /* sim.diameter's sources (apart: sampling perturbs nothing else) */
@@ -208,7 +212,10 @@ typedef struct sim {
 
 typedef struct atk_share {
   uint32_t out, out_atk; /* outbound peers; of them attacker hosts */
+  uint32_t in, in_atk;   /* inbound peers; of them from attacker hosts */
   uint32_t all, all_atk; /* outbound + inbound; of them attacker hosts */
+  bool eclipsed;         /* out > 0 and every outbound peer an attacker */
+  bool isolated;         /* no honest peer at all, either way (also: no peer at all, or down) */
 } atk_share_t;
 
 /* The virtual clock as the core sees it: Unix ms and s. */
@@ -264,6 +271,12 @@ int lab_host_new(lua_State *L, sim_t *s, int spec, int force_group, bool defer);
 void lab_attacker_prefill(sim_t *s, uint32_t hi);
 void lab_flood_fire(sim_t *s, const pd_sim_event_t *e);
 void lab_attacker_share(sim_t *s, uint32_t hi, atk_share_t *r);
+/* Bring the attacker address set up to date with s->apool (append-only);
+ * lab_addr_is_attacker stays right without it, only slower. 0 or PD_ENOMEM. */
+int lab_aset_sync(sim_t *s);
+/* a is an attacker's: the host listening there is an attacker, or a is in
+ * s->apool (phantoms included). O(1) after lab_aset_sync. */
+bool lab_addr_is_attacker(const sim_t *s, const pd_netaddr_t *a);
 int lab_make_attackers(lua_State *L, sim_t *s, lua_Integer n, int spec);
 long lab_apool_add(sim_t *s, const pd_netaddr_t *a, uint32_t host);
 int lab_atk_group_next(sim_t *s);

@@ -6,7 +6,8 @@
  * honest nodes' outbound graph (union-find: sim.connectivity); diameter and
  * mean path samples by breadth-first search (pd_sim_graph_sample, public
  * for tests; sim.diameter, its sources drawn from a stream of their own);
- * the network summary sim.stats.
+ * the network summary sim.stats (attacker shares, eclipsed and isolated
+ * nodes summed from attackers.c's per-host share).
  * Does not own: the attacker share of one host (attackers.c; summed here),
  * the other Lua functions (scenario.c), output files (output.c).
  */
@@ -317,10 +318,10 @@ int lab_l_diameter(lua_State *L) {
 int lab_l_stats(lua_State *L) {
   sim_t *s = lab_getsim(L);
   uint8_t *mask = host_mask(L, s, 1);
-  size_t up = 0, cnt = 0, atmin = 0, attackers = 0, eclipsed = 0;
+  size_t up = 0, cnt = 0, atmin = 0, attackers = 0, eclipsed = 0, isolated = 0;
   uint64_t out_sum = 0, in_sum = 0, book_sum = 0;
   uint32_t out_min = UINT32_MAX, out_max = 0;
-  double share_out = 0, share_all = 0;
+  double share_out = 0, share_in = 0, share_all = 0;
   size_t rec_sum = 0;
   for (size_t i = 0; i < s->nhosts; i++) {
     sim_host_t *h = s->hosts[i];
@@ -329,13 +330,13 @@ int lab_l_stats(lua_State *L) {
     if (h->attacker) attackers++;
     if (!lab_is_node(h)) continue;
     cnt++;
-    if (s->napool) {
-      atk_share_t as;
-      lab_attacker_share(s, (uint32_t)i, &as);
-      if (as.out) share_out += (double)as.out_atk / (double)as.out;
-      if (as.all) share_all += (double)as.all_atk / (double)as.all;
-      if (as.out && as.out_atk == as.out) eclipsed++;
-    }
+    atk_share_t as; /* isolated counts without attackers too (no peer at all) */
+    lab_attacker_share(s, (uint32_t)i, &as);
+    if (as.out) share_out += (double)as.out_atk / (double)as.out;
+    if (as.in) share_in += (double)as.in_atk / (double)as.in;
+    if (as.all) share_all += (double)as.all_atk / (double)as.all;
+    if (as.eclipsed) eclipsed++;
+    if (as.isolated) isolated++;
     uint32_t o = lab_host_outbound(h);
     out_sum += o;
     in_sum += lab_host_inbound(h);
@@ -372,10 +373,14 @@ int lab_l_stats(lua_State *L) {
   lua_setfield(L, -2, "attackers");
   lua_pushnumber(L, cnt ? share_out / (double)cnt : 0.0);
   lua_setfield(L, -2, "attacker_share_outbound");
+  lua_pushnumber(L, cnt ? share_in / (double)cnt : 0.0);
+  lua_setfield(L, -2, "attacker_share_inbound");
   lua_pushnumber(L, cnt ? share_all / (double)cnt : 0.0);
   lua_setfield(L, -2, "attacker_share_all");
   lua_pushinteger(L, (lua_Integer)eclipsed);
   lua_setfield(L, -2, "eclipsed");
+  lua_pushinteger(L, (lua_Integer)isolated);
+  lua_setfield(L, -2, "isolated");
   free(mask);
   return 1;
 }

@@ -163,6 +163,7 @@ static void sim_free(sim_t *s) {
   free(s->links);
   free(s->apool);
   free(s->apool_host);
+  free(s->aset);
   free(s->amap);
   free(s->group_fill);
   for (size_t i = 0; i < s->nnames; i++) {

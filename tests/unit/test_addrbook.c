@@ -1,6 +1,8 @@
 /* Unit tests for addrbook: Bitcoin Core's own addrman vectors and flows
  * (src/test/addrman_tests.cpp), determinism, a randomized consistency
- * stress test, the default selection, restore and bookkeeping. */
+ * stress test, the default selection, restore and bookkeeping, and the
+ * decision counters (pd_book_counters) against scripted outcomes and
+ * against the book's audit events. */
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1171,6 +1173,309 @@ static void eviction_hooks(void **state) {
   }
 }
 
+/* ---- counters (pd_book_counters) ---------------------------------------------------- */
+
+static bool counters_zero(const pd_book_counters_t *c) {
+  pd_book_counters_t z;
+  memset(&z, 0, sizeof z);
+  return memcmp(c, &z, sizeof z) == 0;
+}
+
+static uint64_t tbe_ended(const pd_book_counters_t *c) {
+  return c->tbe_kept_connected + c->tbe_kept_policy + c->tbe_replaced_failed +
+         c->tbe_replaced_timeout + c->tbe_replaced_policy + c->tbe_slot_free + c->tbe_dropped;
+}
+
+/* Test-before-evict, one outcome at a time (the collisions of
+ * bitcoin_noevict / bitcoin_evictionworks: 36 vs 19, 59 vs 10). */
+static void counters_test_before_evict(void **state) {
+  (void)state;
+  pd_book_counters_t c;
+  memset(&c, 0xaa, sizeof c);
+  pd_book_counters(NULL, &c);
+  assert_true(counters_zero(&c));
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 10, 0);
+  char s[32];
+  for (int i = 1; i < 59; i++) {
+    if (i == 36) continue;
+    snprintf(s, sizeof(s), "250.1.1.%d", i);
+    assert_int_equal(add(b, s, 0, "252.2.2.2"), 1);
+    assert_int_equal(good(b, s, 0, NOW), 1);
+  }
+  pd_book_counters(b, &c);
+  assert_true(counters_zero(&c)); /* no contest, no collision yet */
+  /* 36 collides with 19, which connected just now: kept */
+  assert_int_equal(add(b, "250.1.1.36", 0, "252.2.2.2"), 1);
+  assert_int_equal(good(b, "250.1.1.36", 0, NOW), 0);
+  assert_int_equal(good(b, "250.1.1.36", 0, NOW), 0); /* still pending: not counted again */
+  pd_book_counters(b, &c);
+  assert_int_equal(c.collisions, 1);
+  pd_book_resolve_collisions(b, NOW);
+  pd_book_counters(b, &c);
+  assert_int_equal(c.tbe_kept_connected, 1);
+  assert_int_equal(c.tried_demoted, 0);
+  /* 59 collides with 10, whose test failed 61 s ago: replaced */
+  assert_int_equal(add(b, "250.1.1.59", 0, "252.2.2.2"), 1);
+  assert_int_equal(good(b, "250.1.1.59", 0, NOW), 0);
+  assert_int_equal(good(b, "250.1.1.10", 0, 1), 0); /* last success long ago */
+  pd_netaddr_t a10 = A("250.1.1.10", 0);
+  assert_int_equal(pd_book_attempt(b, &a10, false, NOW - 61), 0);
+  pd_book_resolve_collisions(b, NOW);
+  pd_book_counters(b, &c);
+  assert_int_equal(c.collisions, 2);
+  assert_int_equal(c.tbe_replaced_failed, 1);
+  assert_int_equal(c.tried_demoted, 1);
+  /* 10 (now in new) collides with 59, nobody tests 59 for 4 h: replaced */
+  const int64_t later = NOW + 4 * 3600;
+  assert_int_equal(good(b, "250.1.1.10", 0, NOW), 0);
+  pd_book_resolve_collisions(b, later);
+  pd_book_counters(b, &c);
+  assert_int_equal(c.collisions, 3);
+  assert_int_equal(c.tbe_replaced_timeout, 1);
+  assert_int_equal(c.tried_demoted, 2);
+  /* 59 collides with 10 again and leaves the book while pending: dropped */
+  assert_int_equal(good(b, "250.1.1.59", 0, later), 0);
+  pd_netaddr_t a59 = A("250.1.1.59", 0), a19 = A("250.1.1.19", 0);
+  assert_int_equal(pd_book_remove(b, &a59), 0);
+  pd_book_counters(b, &c);
+  assert_int_equal(c.collisions, 4);
+  assert_int_equal(c.tbe_dropped, 1);
+  assert_int_equal(pd_book_collision_count(b), 0);
+  /* 36 collides with 19 again; 19 goes: the slot is free */
+  assert_int_equal(good(b, "250.1.1.36", 0, later), 0);
+  assert_int_equal(pd_book_remove(b, &a19), 0);
+  pd_book_resolve_collisions(b, later);
+  pd_book_counters(b, &c);
+  assert_int_equal(c.collisions, 5);
+  assert_int_equal(c.tbe_slot_free, 1);
+  assert_int_equal(c.tried_demoted, 2);
+  /* evict_tried decides: keep, then replace, then wait */
+  hook_log_t h = {.verdict = PD_BOOK_KEEP};
+  pd_book_hooks_t hooks = {.evict_tried = hook_tried, .ud = &h};
+  pd_book_set_hooks(b, &hooks);
+  assert_int_equal(add(b, "250.1.1.59", 0, "252.2.2.2"), 1);
+  assert_int_equal(good(b, "250.1.1.59", 0, later), 0);
+  pd_book_resolve_collisions(b, later);
+  h.verdict = PD_BOOK_REPLACE;
+  assert_int_equal(good(b, "250.1.1.59", 0, later), 0);
+  pd_book_resolve_collisions(b, later);
+  h.verdict = PD_BOOK_WAIT;
+  assert_int_equal(good(b, "250.1.1.10", 0, later), 0);
+  pd_book_resolve_collisions(b, later);
+  assert_int_equal(h.calls, 3);
+  pd_book_counters(b, &c);
+  assert_int_equal(c.collisions, 8);
+  assert_int_equal(c.tbe_kept_policy, 1);
+  assert_int_equal(c.tbe_replaced_policy, 1);
+  assert_int_equal(c.tried_demoted, 3);
+  assert_int_equal(pd_book_collision_count(b), 1);
+  /* every recorded collision ended once, or is pending */
+  assert_int_equal(c.collisions, tbe_ended(&c) + pd_book_collision_count(b));
+  assert_int_equal(c.tbe_kept_connected, 1);
+  assert_int_equal(c.tbe_replaced_failed + c.tbe_replaced_timeout, 2);
+  assert_int_equal(c.collisions_full, 0);
+  assert_int_equal(c.new_replaced + c.new_kept + c.new_evicted, 0);
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
+/* More than 10 pending: the rest are counted as collisions_full. A small
+ * tried table puts one group in one bucket, so collisions come quickly. */
+static void counters_collisions_full(void **state) {
+  (void)state;
+  const pd_book_geometry_t g = {16, 4};
+  fixture_t f;
+  pd_book_t *b = det_book_geo(&f, 3, 0, &g);
+  uint64_t moved = 0, refused = 0;
+  char s[32], src[32];
+  for (int i = 0; i < 240; i++) {
+    snprintf(s, sizeof(s), "250.1.%d.%d", i / 200, i % 200 + 1);
+    snprintf(src, sizeof(src), "252.%d.2.2", i);
+    if (add_t(b, s, 0, src, NOW, NOW) != 1) continue;
+    int rc = good(b, s, 0, NOW);
+    assert_true(rc == 0 || rc == 1);
+    if (rc == 1) moved++;
+    else refused++;
+  }
+  pd_book_counters_t c;
+  pd_book_counters(b, &c);
+  assert_int_equal(pd_book_count_tried(b), moved);
+  assert_true(moved <= PD_BOOK_BUCKET_SIZE);
+  assert_int_equal(c.collisions + c.collisions_full, refused);
+  assert_int_equal(c.collisions, PD_BOOK_TRIED_COLLISION_SIZE + c.tbe_dropped);
+  assert_int_equal(pd_book_collision_count(b), PD_BOOK_TRIED_COLLISION_SIZE);
+  assert_true(c.collisions_full > 100);
+  assert_int_equal(c.collisions, tbe_ended(&c) + pd_book_collision_count(b));
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
+/* New-table contests, checked against what pd_book_add returns and how the
+ * book's size moves (one source, one group: one new bucket of 64 slots). */
+static void counters_new_table(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 4, 0);
+  char s[32];
+  uint64_t kept = 0, replaced = 0;
+  pd_book_counters_t c;
+  for (int i = 1; i <= 200; i++) {
+    snprintf(s, sizeof(s), "250.1.1.%d", i);
+    size_t before = pd_book_size(b);
+    /* the first 24 with Bitcoin's old default time (terrible), then fresh */
+    int rc = i <= 24 ? add(b, s, 0, "252.2.2.2") : add_t(b, s, 0, "252.2.2.2", NOW, NOW);
+    if (rc == 0) kept++;
+    else if (pd_book_size(b) == before) replaced++; /* one in, one out */
+    if (i == 24) { /* bitcoin_new_collisions: 23 replaces a terrible entry */
+      pd_book_counters(b, &c);
+      assert_int_equal(c.new_replaced, 1);
+      assert_int_equal(c.new_evicted, 1);
+      assert_int_equal(c.new_kept, 0);
+      assert_int_equal(pd_book_size(b), 23);
+    }
+  }
+  pd_book_counters(b, &c);
+  assert_true(kept > 50);
+  assert_true(replaced > 10);
+  assert_int_equal(c.new_kept, kept);
+  assert_int_equal(c.new_replaced, replaced);
+  assert_int_equal(c.new_evicted, replaced); /* each incumbent had one reference */
+  assert_int_equal(c.collisions + c.tried_demoted, 0);
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
+/* The counters agree with the audit events the book emits, over random
+ * operations with random hook verdicts. */
+typedef struct ev_tally {
+  uint64_t collisions, kept_conn, kept_pol, rep_failed, rep_timeout, rep_pol, slot_free;
+  uint64_t deleted, moved_to_new, other;
+} ev_tally_t;
+
+static const char *ev_str(const pd_event_t *e, const char *key) {
+  for (size_t i = 0; i < e->nfields; i++)
+    if (strcmp(e->f[i].key, key) == 0 && e->f[i].type == PD_EVF_STR) return e->f[i].s;
+  return "";
+}
+
+static void tally_event(void *ud, const pd_event_t *e) {
+  ev_tally_t *t = ud;
+  const char *out = ev_str(e, "outcome"), *by = ev_str(e, "by"), *why = ev_str(e, "reason");
+  bool pol = strcmp(by, "policy") == 0;
+  if (e->kind == PD_EV_TRIED_COLLISION) t->collisions++;
+  else if (e->kind == PD_EV_EVICT && strcmp(out, "deleted") == 0) t->deleted++;
+  else if (e->kind == PD_EV_EVICT && strcmp(out, "moved_to_new") == 0) t->moved_to_new++;
+  else if (e->kind != PD_EV_COLLISION_RESOLVED) t->other++;
+  else if (strcmp(out, "kept") == 0) *(pol ? &t->kept_pol : &t->kept_conn) += 1;
+  else if (strcmp(out, "moved_to_tried") == 0) t->slot_free++;
+  else if (pol) t->rep_pol++;
+  else if (strcmp(why, "incumbent_failed_test") == 0) t->rep_failed++;
+  else if (strcmp(why, "test_window_passed") == 0) t->rep_timeout++;
+  else t->other++;
+}
+
+typedef struct rand_hook {
+  pd_rng_t r;
+} rand_hook_t;
+
+static int rand_new(void *ud, const pd_book_t *b, uint32_t incumbent, const pd_book_info_t *cand,
+                    int64_t now) {
+  (void)b;
+  (void)incumbent;
+  (void)cand;
+  (void)now;
+  static const int v[] = {PD_BOOK_KEEP, PD_BOOK_REPLACE, PD_BOOK_HOOK_DEFAULT, PD_BOOK_HOOK_DEFAULT};
+  return v[pd_rng_range(&((rand_hook_t *)ud)->r, 4)];
+}
+
+static int rand_tried(void *ud, const pd_book_t *b, uint32_t incumbent, uint32_t candidate,
+                      int64_t now) {
+  (void)b;
+  (void)incumbent;
+  (void)candidate;
+  (void)now;
+  static const int v[] = {PD_BOOK_KEEP, PD_BOOK_REPLACE, PD_BOOK_WAIT, PD_BOOK_HOOK_DEFAULT,
+                          PD_BOOK_HOOK_DEFAULT, PD_BOOK_HOOK_DEFAULT};
+  return v[pd_rng_range(&((rand_hook_t *)ud)->r, 6)];
+}
+
+static void counters_match_events(void **state) {
+  (void)state;
+  for (int hooked = 0; hooked < 2; hooked++) {
+    fixture_t f;
+    const pd_book_geometry_t g = {16, 4}; /* small tables: many contests and collisions */
+    pd_book_t *b = det_book_geo(&f, 31 + (uint64_t)hooked, 0, &g);
+    ev_tally_t t;
+    memset(&t, 0, sizeof t);
+    pd_event_sink_t sink = {.fn = tally_event, .ud = &t};
+    pd_book_set_events(b, &sink);
+    rand_hook_t rh;
+    pd_rng_seed(&rh.r, 77);
+    pd_book_hooks_t hooks = {.evict_new = rand_new, .evict_tried = rand_tried, .ud = &rh};
+    if (hooked) pd_book_set_hooks(b, &hooks);
+    pd_rng_t r;
+    pd_rng_seed(&r, 4242);
+    int64_t now = NOW;
+    for (int i = 0; i < 20000; i++) { /* 480 addresses in 8 groups, many Good()s */
+      char buf[40];
+      snprintf(buf, sizeof(buf), "250.%d.0.%d", (int)pd_rng_range(&r, 8),
+               1 + (int)pd_rng_range(&r, 60));
+      pd_netaddr_t a = A(buf, 0);
+      snprintf(buf, sizeof(buf), "251.%d.0.1", (int)pd_rng_range(&r, 32));
+      pd_netaddr_t src = A(buf, 0);
+      now += (int64_t)pd_rng_range(&r, 300);
+      unsigned op = (unsigned)pd_rng_range(&r, 100);
+      if (op < 40)
+        (void)pd_book_add(b, &a, NULL, now - (int64_t)pd_rng_range(&r, 40 * 86400), &src, 0, now,
+                          NULL);
+      else if (op < 73)
+        (void)pd_book_good(b, &a, op < 70, now);
+      else if (op < 83)
+        (void)pd_book_attempt(b, &a, pd_rng_range(&r, 2) == 0, now);
+      else if (op < 93)
+        pd_book_resolve_collisions(b, now + (int64_t)pd_rng_range(&r, 2 * 3600));
+      else if (op < 95)
+        (void)pd_book_remove(b, &a);
+      else
+        (void)pd_book_connected(b, &a, now);
+    }
+    assert_ok(b);
+    pd_book_counters_t c;
+    pd_book_counters(b, &c);
+    if (getenv("PD_PRINT_DIGEST"))
+      printf("counters (hooks %d): coll %llu full %llu kept %llu/%llu replaced %llu/%llu/%llu "
+             "free %llu dropped %llu new rep %llu kept %llu evicted %llu demoted %llu\n",
+             hooked, (unsigned long long)c.collisions, (unsigned long long)c.collisions_full,
+             (unsigned long long)c.tbe_kept_connected, (unsigned long long)c.tbe_kept_policy,
+             (unsigned long long)c.tbe_replaced_failed, (unsigned long long)c.tbe_replaced_timeout,
+             (unsigned long long)c.tbe_replaced_policy, (unsigned long long)c.tbe_slot_free,
+             (unsigned long long)c.tbe_dropped, (unsigned long long)c.new_replaced,
+             (unsigned long long)c.new_kept, (unsigned long long)c.new_evicted,
+             (unsigned long long)c.tried_demoted);
+    assert_int_equal(t.other, 0);
+    assert_int_equal(c.collisions, t.collisions);
+    assert_int_equal(c.tbe_kept_connected, t.kept_conn);
+    assert_int_equal(c.tbe_kept_policy, t.kept_pol);
+    assert_int_equal(c.tbe_replaced_failed, t.rep_failed);
+    assert_int_equal(c.tbe_replaced_timeout, t.rep_timeout);
+    assert_int_equal(c.tbe_replaced_policy, t.rep_pol);
+    assert_int_equal(c.tbe_slot_free, t.slot_free);
+    assert_int_equal(c.new_evicted, t.deleted);
+    assert_int_equal(c.tried_demoted, t.moved_to_new);
+    assert_int_equal(c.collisions, tbe_ended(&c) + pd_book_collision_count(b));
+    /* the run reached the paths it checks */
+    assert_true(c.collisions > 20);
+    assert_true(c.tbe_kept_connected > 0 && c.tbe_dropped > 0);
+    assert_true(c.tbe_replaced_failed + c.tbe_replaced_timeout > 0);
+    assert_true(c.new_replaced > 0 && c.new_kept > 0 && c.new_evicted > 0);
+    if (hooked) assert_true(c.tbe_kept_policy > 0 && c.tbe_replaced_policy > 0);
+    else assert_int_equal(c.tbe_kept_policy + c.tbe_replaced_policy, 0);
+    pd_book_set_events(b, NULL);
+    pd_book_destroy(b);
+  }
+}
+
 /* ---- geometry ------------------------------------------------------------------------ */
 
 static void geometry_validation(void **state) {
@@ -1844,6 +2149,10 @@ int main(void) {
       cmocka_unit_test(restore_roundtrip),
       cmocka_unit_test(listing_paging),
       cmocka_unit_test(eviction_hooks),
+      cmocka_unit_test(counters_test_before_evict),
+      cmocka_unit_test(counters_collisions_full),
+      cmocka_unit_test(counters_new_table),
+      cmocka_unit_test(counters_match_events),
       cmocka_unit_test(geometry_validation),
       cmocka_unit_test(geometry_placement_and_spread),
       cmocka_unit_test(geometry_small_capacity),

@@ -3,7 +3,8 @@
  * the virtual clock: bootstrap converges, restart keeps the book,
  * partitions cut hosts off, assertions fail with file:line, and the same
  * seed gives byte-identical results (a different seed does not); the
- * diameter sample on known graphs and on a partitioned run.
+ * diameter sample on known graphs and on a partitioned run; attackers, and
+ * what a scenario reads of them (h:book(), attacker_share's isolated).
  *
  * With arguments (`test_sim SCENARIO.lua [--seed N] ...`) the binary runs a
  * scenario like `peerd sim` does (handy before the CLI dispatch exists). */
@@ -355,6 +356,102 @@ static void pool_answers_for_its_addresses(void **state) {
                 1, NULL, NULL, err, sizeof err);
   assert_int_equal(rc, PD_EINVAL);
   assert_non_null(strstr(err, "exceeds"));
+/* h:book(): a victim flooded by attackers, one honest seed it dials and
+ * one honest host that dials it. Its tables add up to its book, attacker
+ * entries fill new and then tried, the only honest entries are the two
+ * honest hosts, tried collisions (64 outbound peers into a 4-bucket tried
+ * table: 6 to 11 collisions over seeds 1..8) each end once or are pending,
+ * feelers are accounted for, and the honest tried entries count as up
+ * until their hosts stop. */
+static void book_introspection(void **state) {
+  (void)state;
+  const char *text =
+      "local hs = sim.host{}\n"
+      "local v = sim.host{seeds = {hs}, book = {new_buckets = 16, tried_buckets = 4},\n"
+      "  max_inbound = 4, min_outbound = 64, max_outbound = 64}\n"
+      "local b = v:book()\n"
+      "sim.assert(b.new_capacity == 1024 and b.tried_capacity == 256, 'capacities')\n"
+      "sim.assert(b.new + b.tried == v:book_size() and b.collisions == 0, 'fresh book')\n"
+      "sim.assert(b.tbe.recorded == 0 and b.feelers.tried == 0 and b.heilman_bound == 1, 'none')\n"
+      "local hh = sim.host{seeds = {v}}\n"
+      "sim.attackers(72, {targets = {v}, hold_inbound = 2, getaddr_attacker_only = true,\n"
+      "  flood_addrs = {rate = 1, size = 10, groups = 2, per_group = 8}})\n"
+      "sim.run(5)\n"
+      "b = v:book()\n"
+      "sim.assert(b.new + b.tried == v:book_size(), 'tables add up')\n"
+      "sim.assert(b.new_attacker > 20 and b.new_attacker >= b.new - 2, 'flood in new')\n"
+      "sim.assert(b.new_attacker_share == b.new_attacker / b.new, 'new share')\n"
+      "sim.run(300)\n"
+      "b = v:book()\n"
+      "sim.assert(b.new + b.tried == v:book_size(), 'tables add up later')\n"
+      "local honest = (b.new - b.new_attacker) + (b.tried - b.tried_attacker)\n"
+      "sim.assert(honest == 2, 'the honest entries are hs and hh: ' .. honest)\n"
+      "sim.assert(b.tried_attacker > 0 and b.tried_honest >= 1, 'both in tried')\n"
+      "sim.assert(b.tried_attacker_share == b.tried_attacker / b.tried, 'tried share')\n"
+      "sim.assert(b.tried_honest == b.tried - b.tried_attacker, 'honest tried')\n"
+      "sim.assert(b.tried_honest_up == b.tried_honest, 'honest hosts up')\n"
+      "sim.assert(math.abs(b.heilman_bound - (1 - b.tried_honest_up / 256) ^ 8) < 1e-12, 'bound')\n"
+      "local t = b.tbe\n"
+      "sim.assert(t.recorded > 0, 'tried collisions')\n"
+      "sim.assert(t.recorded == t.kept + t.replaced + t.slot_free + t.dropped + b.collisions,\n"
+      "  'each collision ended once or is pending')\n"
+      "sim.assert(t.kept == t.kept_answered + t.kept_policy, 'kept')\n"
+      "sim.assert(t.replaced == t.replaced_failed + t.replaced_timeout + t.replaced_policy, 'repl')\n"
+      "sim.assert(b.collisions <= 10 and b.collisions_attacker <= b.collisions, 'pending')\n"
+      "sim.assert(b.evictions.kept > 0, 'new-table contests')\n"
+      "local fe = b.feelers\n"
+      "sim.assert(fe.tried > 0 and fe.tried >= fe.ok + fe.failed and\n"
+      "  fe.tried - fe.ok - fe.failed <= 1, 'feelers: ended or one in flight')\n"
+      "sim.assert(not v:attacker_share().isolated, 'honest peers')\n"
+      "hs:stop()\n"
+      "hh:stop()\n"
+      "sim.run(330)\n"
+      "local b2 = v:book()\n"
+      "sim.assert(b2.tried_honest >= 1 and b2.tried_honest_up == 0, 'honest hosts down')\n"
+      "sim.assert(b2.heilman_bound == 1, 'vacuous bound')\n"
+      "local sh = v:attacker_share()\n"
+      "sim.assert(sh.isolated and sh.eclipsed == (sh.outbound_peers > 0), 'only attackers left')\n"
+      "sim.result('tried_attacker', b.tried_attacker)\n"
+      "sim.result('tbe_recorded', t.recorded)\n";
+  char err[1024];
+  int rc = run_text(text, 5, NULL, NULL, err, sizeof err);
+  if (rc != 0) fail_msg("run: %s", err);
+}
+
+/* Isolated vs eclipsed: a victim that never dials, its inbound slots all
+ * held by attackers, is isolated (no honest peer) but not eclipsed (no
+ * outbound peer); a host with no peer at all is isolated; sim.stats counts
+ * them and averages the inbound attacker share; a stopped host is
+ * isolated and its book reads empty. */
+static void isolated_not_eclipsed(void **state) {
+  (void)state;
+  const char *text =
+      "local v = sim.host{max_outbound = 0, max_inbound = 4}\n"
+      "local lone = sim.host{}\n"
+      "local a = sim.host{}\n"
+      "local b = sim.host{seeds = {a}}\n"
+      "sim.attackers(4, {targets = {v}, hold_inbound = 4})\n"
+      "sim.run(30)\n"
+      "local sh = v:attacker_share()\n"
+      "sim.assert(sh.outbound_peers == 0 and sh.inbound_peers == 4 and\n"
+      "  sh.inbound_attackers == 4, 'inbound held')\n"
+      "sim.assert(sh.inbound == 1 and sh.outbound == 0 and sh.all == 1, 'shares')\n"
+      "sim.assert(sh.isolated and not sh.eclipsed, 'isolated, not eclipsed')\n"
+      "local sl = lone:attacker_share()\n"
+      "sim.assert(sl.isolated and not sl.eclipsed and sl.peers == 0, 'no peers: isolated')\n"
+      "sim.assert(not a:attacker_share().isolated and not b:attacker_share().isolated, 'a, b')\n"
+      "local st = sim.stats()\n"
+      "sim.assert(st.nodes == 4 and st.isolated == 2 and st.eclipsed == 0, 'stats')\n"
+      "sim.assert(st.attacker_share_inbound == 0.25, 'mean inbound share')\n"
+      "local sv = sim.stats({v})\n"
+      "sim.assert(sv.isolated == 1 and sv.attacker_share_inbound == 1, 'stats of v')\n"
+      "v:stop()\n"
+      "sim.assert(v:attacker_share().isolated, 'a stopped host is isolated')\n"
+      "local bk = v:book()\n"
+      "sim.assert(bk.new == 0 and bk.tried == 0 and bk.tried_capacity == 16384, 'stopped')\n";
+  char err[1024];
+  int rc = run_text(text, 6, NULL, NULL, err, sizeof err);
+  if (rc != 0) fail_msg("run: %s", err);
 }
 
 /* A black hole: dialling it connects (TCP) but the handshake times out. */
@@ -499,6 +596,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(restart_and_partition),
       cmocka_unit_test(attackers_behave),
       cmocka_unit_test(pool_answers_for_its_addresses),
+      cmocka_unit_test(book_introspection),
+      cmocka_unit_test(isolated_not_eclipsed),
       cmocka_unit_test(black_hole_times_out),
       cmocka_unit_test(graph_sample_known_graphs),
       cmocka_unit_test(diameter_sample_run),
