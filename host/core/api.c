@@ -1025,7 +1025,7 @@ static json_t *attrs_json(const pd_record_t *r) {
  * discovery endpoint. The selection is asked for more than K, since some
  * picks have nothing to hand out. */
 static void h_dial(ctx_t *c) {
-  static const char *const params[] = {"n", "service", NULL};
+  static const char *const params[] = {"n", "service", "outbound", NULL};
   if (!query_allow(c, params)) return;
   uint64_t n;
   if (!query_uint(c, "n", DIAL_DEFAULT, 1, PD_API_MAX_DIAL, &n)) return;
