@@ -1611,10 +1611,12 @@ static int b_random(lua_State *L) {
   (void)check_book(L, &ps);
   enum pd_table t = check_table(L, 2);
   /* book:random(tbl, "bucket"): bitcoind 0.9.3's draw, no chance weighting */
-  static const char *const modes[] = {"select", "bucket", NULL};
-  int mode = luaL_checkoption(L, 3, "select", modes);
+  const char *mode = luaL_optstring(L, 3, "select");
+  bool bucket = strcmp(mode, "bucket") == 0;
+  if (!bucket && strcmp(mode, "select") != 0)
+    return luaL_argerror(L, 3, lua_pushfstring(L, "invalid option '%s' (\"select\" or \"bucket\")", mode));
   if (!ps->book) return luaL_error(L, "book:random() is not available in this hook (read-only book)");
-  uint32_t id = mode == 1 ? pd_book_random_bucket(ps->book, t) : pd_book_random(ps->book, t, ps->now);
+  uint32_t id = bucket ? pd_book_random_bucket(ps->book, t) : pd_book_random(ps->book, t, ps->now);
   if (id == PD_BOOK_NO_ID)
     lua_pushnil(L);
   else
