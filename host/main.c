@@ -488,7 +488,9 @@ static int cmd_policy_check(int argc, char **argv) {
   for (int round = 0; round < 5; round++) {
     uint32_t ids[8];
     size_t got = 0;
-    rc = pd_policy_select(p, b, &rng, 8, now, ids, &got);
+    /* ctx as peerd's dialer gives it: 0, 2, 4, 6, 8 of 8 outbound */
+    pd_policy_select_ctx_t sctx = {.outbound = 2 * round, .max_outbound = 8};
+    rc = pd_policy_select_ctx(p, b, &rng, 8, &sctx, now, ids, &got);
     count_call(&cs, PD_HOOK_SELECT, rc);
     if (rc == 0) picked += got;
   }

@@ -1488,6 +1488,38 @@ uint32_t pd_book_random(pd_book_t *b, enum pd_table table, int64_t now) {
   return select_table(b, tried, now, 1.0);
 }
 
+/* bitcoind 0.9.3's draw, without its acceptance test: a uniformly random
+ * non-empty bucket, then a uniformly random occupied slot in it. Up to 64
+ * bucket draws (rejection: exactly uniform over the non-empty buckets),
+ * then one counting pass over the buckets, so the work is bounded by the
+ * table's bucket count whatever its fill. */
+uint32_t pd_book_random_bucket(pd_book_t *b, enum pd_table table) {
+  if (!b || (table != PD_TABLE_NEW && table != PD_TABLE_TRIED)) return NO_ID;
+  bool tried = table == PD_TABLE_TRIED;
+  if ((tried ? b->n_tried : b->n_new) == 0) return NO_ID;
+  uint32_t *const *arr = tab_arr(b, tried);
+  const uint64_t *occ = tab_occ(b, tried);
+  uint32_t nbuckets = tried ? b->tried_buckets : b->new_buckets;
+  uint32_t bucket = nbuckets;
+  for (int i = 0; i < 64 && bucket == nbuckets; i++) {
+    uint32_t k = (uint32_t)pd_rng_range(b->rng, nbuckets);
+    if (occ[k]) bucket = k;
+  }
+  if (bucket == nbuckets) {
+    uint32_t nonempty = 0;
+    for (uint32_t k = 0; k < nbuckets; k++) nonempty += occ[k] != 0;
+    if (nonempty == 0) return NO_ID;
+    uint32_t want = (uint32_t)pd_rng_range(b->rng, nonempty);
+    for (uint32_t k = 0; k < nbuckets; k++) {
+      if (occ[k] && want-- == 0) {
+        bucket = k;
+        break;
+      }
+    }
+  }
+  return arr[bucket][pd_rng_range(b->rng, popc(occ[bucket]))];
+}
+
 #define SELECT_BATCH 16
 
 size_t pd_book_select(pd_book_t *b, size_t n, int64_t now, uint32_t *out) {

@@ -184,6 +184,12 @@ double pd_book_chance(const pd_book_t *b, uint32_t id, int64_t now);
  * table 50/50 as Bitcoin Core. Returns the id or PD_BOOK_NO_ID when that
  * table is empty. */
 uint32_t pd_book_random(pd_book_t *b, enum pd_table table, int64_t now);
+/* bitcoind 0.9.3's draw for one table (PD_TABLE_NEW or PD_TABLE_TRIED): a
+ * uniformly random non-empty bucket, then a uniformly random occupied slot
+ * in it, with no GetChance acceptance (policies apply their own). Work
+ * bounded by the table's bucket count. PD_BOOK_NO_ID when the table is
+ * empty. */
+uint32_t pd_book_random_bucket(pd_book_t *b, enum pd_table table);
 
 /* The default selection until policies decide: up to n distinct entries,
  * each drawn from tried with probability 0.85 (new otherwise; the other

@@ -1025,7 +1025,7 @@ static json_t *attrs_json(const pd_record_t *r) {
  * discovery endpoint. The selection is asked for more than K, since some
  * picks have nothing to hand out. */
 static void h_dial(ctx_t *c) {
-  static const char *const params[] = {"n", "service", NULL};
+  static const char *const params[] = {"n", "service", "outbound", NULL};
   if (!query_allow(c, params)) return;
   uint64_t n;
   if (!query_uint(c, "n", DIAL_DEFAULT, 1, PD_API_MAX_DIAL, &n)) return;
@@ -1033,6 +1033,13 @@ static void h_dial(ctx_t *c) {
   if (service && !pd_record_name_ok(service)) {
     pd_api_error(c->resp, 400, "service must be 1..16 of [a-z0-9._-], starting with a letter or digit");
     return;
+  }
+  /* outbound=K: the node's own outbound connections, for select.lua's ctx */
+  pd_policy_select_ctx_t sctx = {.outbound = -1, .max_outbound = -1};
+  if (query_get(c, "outbound")) {
+    uint64_t ob;
+    if (!query_uint(c, "outbound", 0, 0, 100000, &ob)) return;
+    sctx.outbound = (int32_t)ob;
   }
   size_t ask = (size_t)n * 3 + 8;
   if (ask > PD_API_MAX_DIAL * 3 + 8) ask = PD_API_MAX_DIAL * 3 + 8;
@@ -1049,7 +1056,7 @@ static void h_dial(ctx_t *c) {
     return;
   }
   bool by_policy = false;
-  size_t got = pd_node_dial(c->node, ask, c->now, ids, &by_policy);
+  size_t got = pd_node_dial_ctx(c->node, ask, &sctx, c->now, ids, &by_policy);
   size_t w = 0;
   for (size_t i = 0; i < got && w < n; i++) {
     pd_book_info_t e;

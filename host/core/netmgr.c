@@ -1394,7 +1394,12 @@ static size_t candidates(void *ud, size_t n, int64_t now, unsigned flags, pd_dia
   }
   if (w < n) {
     uint32_t ids[PD_DIALER_MAX_CANDIDATES];
-    size_t got = pd_node_dial(m->node, n - w, now, ids, NULL);
+    /* select.lua's ctx: our outbound connections now (feelers are not) */
+    pd_dialer_counters_t dc;
+    pd_dialer_counters(m->dialer, &dc);
+    pd_policy_select_ctx_t ctx = {.outbound = (int32_t)dc.connected[PD_CONN_OUTBOUND],
+                                  .max_outbound = (int32_t)m->cfg.dialer.max_outbound};
+    size_t got = pd_node_dial_ctx(m->node, n - w, &ctx, now, ids, NULL);
     for (size_t i = 0; i < got && w < n; i++)
       if (!(m->cfg.seed_mode && crawled_recently(m, ids[i], now)) &&
           target_from_id(m, ids[i], now, &out[w]))

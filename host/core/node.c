@@ -603,12 +603,17 @@ double pd_node_score(pd_node_t *n, const pd_peer_view_t *v, int64_t now) {
 }
 
 size_t pd_node_dial(pd_node_t *n, size_t k, int64_t now, uint32_t *out, bool *by_policy) {
+  return pd_node_dial_ctx(n, k, NULL, now, out, by_policy);
+}
+
+size_t pd_node_dial_ctx(pd_node_t *n, size_t k, const pd_policy_select_ctx_t *ctx, int64_t now,
+                        uint32_t *out, bool *by_policy) {
   size_t got = 0;
   if (by_policy) *by_policy = false;
   if (k == 0) return 0;
   pd_rng_t before = *n->rng;
   bool pol = false;
-  if (pd_policy_select(n->policy, n->book, n->rng, k, now, out, &got) == 0) {
+  if (pd_policy_select_ctx(n->policy, n->book, n->rng, k, ctx, now, out, &got) == 0) {
     size_t w = 0;
     pd_book_info_t e;
     for (size_t i = 0; i < got && i < k; i++) {
@@ -620,7 +625,8 @@ size_t pd_node_dial(pd_node_t *n, size_t k, int64_t now, uint32_t *out, bool *by
   } else {
     got = pd_book_select(n->book, k, now, out);
   }
-  if (shadowing(n)) pd_shadow_select(n->shadow, n->book, n->rng, &before, k, now, out, got, !pol);
+  if (shadowing(n))
+    pd_shadow_select(n->shadow, n->book, n->rng, &before, k, ctx, now, out, got, !pol);
   return got;
 }
 

@@ -241,6 +241,10 @@ double pd_node_score(pd_node_t *n, const pd_peer_view_t *v, int64_t now);
  * dropped), or pd_book_select when the hook is absent or fails. out holds
  * k ids. Returns the count; *by_policy (may be NULL) tells which decided. */
 size_t pd_node_dial(pd_node_t *n, size_t k, int64_t now, uint32_t *out, bool *by_policy);
+/* The same, telling select.lua about the caller's connections (its third
+ * argument, ctx; NULL: an empty table). */
+size_t pd_node_dial_ctx(pd_node_t *n, size_t k, const pd_policy_select_ctx_t *ctx, int64_t now,
+                        uint32_t *out, bool *by_policy);
 
 /* What POST /v1/events did. */
 typedef struct pd_node_event_result {

@@ -1610,8 +1610,13 @@ static int b_random(lua_State *L) {
   pstate_t *ps;
   (void)check_book(L, &ps);
   enum pd_table t = check_table(L, 2);
+  /* book:random(tbl, "bucket"): bitcoind 0.9.3's draw, no chance weighting */
+  const char *mode = luaL_optstring(L, 3, "select");
+  bool bucket = strcmp(mode, "bucket") == 0;
+  if (!bucket && strcmp(mode, "select") != 0)
+    return luaL_argerror(L, 3, lua_pushfstring(L, "invalid option '%s' (\"select\" or \"bucket\")", mode));
   if (!ps->book) return luaL_error(L, "book:random() is not available in this hook (read-only book)");
-  uint32_t id = pd_book_random(ps->book, t, ps->now);
+  uint32_t id = bucket ? pd_book_random_bucket(ps->book, t) : pd_book_random(ps->book, t, ps->now);
   if (id == PD_BOOK_NO_ID)
     lua_pushnil(L);
   else
@@ -1728,6 +1733,7 @@ typedef struct call {
   const pd_book_info_t *cand_info;
   const pd_peer_view_t *v1, *v2;
   const pd_policy_inbound_t *cands; /* evict_inbound: n of them */
+  const pd_policy_select_ctx_t *sctx; /* select: its ctx argument (NULL: empty) */
   long victim;
   const char *event, *reason;
   /* outputs */
@@ -1925,7 +1931,16 @@ static int call_body(lua_State *L) {
   case PD_HOOK_SELECT:
     push_book(L, ps);
     lua_pushinteger(L, (lua_Integer)c->n);
-    nargs = 2;
+    lua_createtable(L, 0, 2); /* ctx: what the caller knows of its connections */
+    if (c->sctx && c->sctx->outbound >= 0) {
+      lua_pushinteger(L, c->sctx->outbound);
+      lua_setfield(L, -2, "outbound");
+    }
+    if (c->sctx && c->sctx->max_outbound >= 0) {
+      lua_pushinteger(L, c->sctx->max_outbound);
+      lua_setfield(L, -2, "max_outbound");
+    }
+    nargs = 3;
     break;
   case PD_HOOK_SCORE:
     push_peer(L, c->v1);
@@ -2102,6 +2117,12 @@ static int run_call(pd_policy_t *p, call_t *c, pd_rng_t *rng, int64_t now, pd_bo
 
 int pd_policy_select(pd_policy_t *p, pd_book_t *b, pd_rng_t *rng, size_t n, int64_t now,
                      uint32_t *out, size_t *nout) {
+  return pd_policy_select_ctx(p, b, rng, n, NULL, now, out, nout);
+}
+
+int pd_policy_select_ctx(pd_policy_t *p, pd_book_t *b, pd_rng_t *rng, size_t n,
+                         const pd_policy_select_ctx_t *ctx, int64_t now, uint32_t *out,
+                         size_t *nout) {
   if (nout) *nout = 0;
   if (!p || !b || !out || !nout) return PD_EINVAL;
   call_t c;
@@ -2109,6 +2130,7 @@ int pd_policy_select(pd_policy_t *p, pd_book_t *b, pd_rng_t *rng, size_t n, int6
   c.hook = PD_HOOK_SELECT;
   c.n = n;
   c.out = out;
+  c.sctx = ctx;
   int rc = run_call(p, &c, rng, now, b, b);
   if (rc == 0) *nout = c.nout;
   return rc;

@@ -18,7 +18,7 @@
  *
  * Modules and the hooks they provide (a module is a file NAME.lua returning
  * a table; the hook is a function field of that table):
- *   select.lua      select(book, n)                      -> array of entry ids
+ *   select.lua      select(book, n, ctx)                 -> array of entry ids
  *   score.lua       score(peer)                          -> number
  *   evict.lua       evict_new(book, incumbent, candidate) -> "keep"|"replace"|nil
  *                   evict_tried(book, incumbent, candidate) -> "keep"|"replace"|"wait"|nil
@@ -274,6 +274,17 @@ int pd_policy_adopt(pd_policy_t *dst, pd_policy_t *src, int64_t now);
  * peerd.random during the call; `now` is what peerd.now() returns. */
 int pd_policy_select(pd_policy_t *p, pd_book_t *b, pd_rng_t *rng, size_t n, int64_t now,
                      uint32_t *out, size_t *nout);
+/* What select's third argument, the `ctx` table, says about the caller's
+ * connections: ctx.outbound and ctx.max_outbound (a field below 0 is left
+ * out of the table: unknown). pd_policy_select passes an empty ctx table. */
+typedef struct pd_policy_select_ctx {
+  int32_t outbound;     /* outbound connections now (peerd's dialer: feelers excluded) */
+  int32_t max_outbound; /* the dialer's limit */
+} pd_policy_select_ctx_t;
+/* pd_policy_select with a ctx (NULL: an empty table). */
+int pd_policy_select_ctx(pd_policy_t *p, pd_book_t *b, pd_rng_t *rng, size_t n,
+                         const pd_policy_select_ctx_t *ctx, int64_t now, uint32_t *out,
+                         size_t *nout);
 int pd_policy_score(pd_policy_t *p, const pd_peer_view_t *peer, pd_rng_t *rng, int64_t now,
                     double *score);
 int pd_policy_evict_new(pd_policy_t *p, const pd_book_t *b, uint32_t incumbent,

@@ -200,8 +200,8 @@ static void ids_text(const pd_book_t *b, const uint32_t *ids, size_t n, bool d, 
 }
 
 void pd_shadow_select(pd_shadow_t *s, pd_book_t *b, pd_rng_t *book_rng, const pd_rng_t *before,
-                      size_t n, int64_t now, const uint32_t *live, size_t nlive,
-                      bool live_default) {
+                      size_t n, const pd_policy_select_ctx_t *ctx, int64_t now,
+                      const uint32_t *live, size_t nlive, bool live_default) {
   if (!pd_shadow_loaded(s) || !b || !book_rng || !before || n == 0) return;
   uint32_t *mine = malloc(n * sizeof(*mine));
   uint32_t *a = malloc((nlive + n) * sizeof(*a));
@@ -214,7 +214,7 @@ void pd_shadow_select(pd_shadow_t *s, pd_book_t *b, pd_rng_t *book_rng, const pd
   pd_rng_t after = *book_rng;
   *book_rng = *before; /* the stream the live call drew from */
   size_t got = 0;
-  int rc = pd_policy_select(s->p, b, book_rng, n, now, mine, &got);
+  int rc = pd_policy_select_ctx(s->p, b, book_rng, n, ctx, now, mine, &got);
   bool sdef = rc == PD_ENOENT;
   if (sdef && live_default) {
     /* both the C default on the same stream: the same picks */

@@ -86,10 +86,11 @@ size_t pd_shadow_diffs(const pd_shadow_t *s, int hook, pd_shadow_diff_t *out, si
 
 /* select: book_rng is the RNG the book draws from (book:random and the C
  * default pd_book_select); it is rewound to *before for the shadow and
- * left where the live call left it. Agree: the same set of ids. */
+ * left where the live call left it. ctx: the live call's (may be NULL).
+ * Agree: the same set of ids. */
 void pd_shadow_select(pd_shadow_t *s, pd_book_t *b, pd_rng_t *book_rng, const pd_rng_t *before,
-                      size_t n, int64_t now, const uint32_t *live, size_t nlive,
-                      bool live_default);
+                      size_t n, const pd_policy_select_ctx_t *ctx, int64_t now,
+                      const uint32_t *live, size_t nlive, bool live_default);
 /* score: agree within 1e-9 relative. def: the C default score of v. */
 void pd_shadow_score(pd_shadow_t *s, const pd_peer_view_t *v, const pd_rng_t *before, int64_t now,
                      double live, bool live_default, double def);

@@ -403,10 +403,15 @@ function Host:book(spec)
   end
   method("count", function(t) check_table(t, "count"); return #ids[t] end)
   method("size", function() return #ids.new + #ids.tried end)
-  method("random", function(t)
+  method("random", function(t, mode)
     check_table(t, "random")
+    if mode ~= nil and mode ~= "select" and mode ~= "bucket" then
+      error("book:random: mode must be \"select\" or \"bucket\", got " .. tostring(mode), 3)
+    end
     local list = ids[t]
     if #list == 0 then return nil end
+    -- "bucket" (bitcoind 0.9.3's draw, no chance test): here a uniform entry
+    if mode == "bucket" then return list[rng.int(#list)] end
     -- Select_-like: a uniform candidate, accepted with its chance times a
     -- factor that grows by 1.2 on every refusal (so the loop ends).
     local factor = 1.0

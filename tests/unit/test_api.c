@@ -1031,6 +1031,27 @@ static void dial_through_select_policy(void **state) {
     assert_int_equal(json_array_size(peers), 1);
     assert_string_equal(jget_str(json_array_get(peers, 0), "addr"), "4.4.4.4:4");
     assert_string_equal(jget_str(j, "selected_by"), "policy");
+    json_decref(j);
+  }
+  /* ?outbound=K is the ctx.outbound select sees (absent: no field) */
+  must_load(f, "select.lua",
+            "return { select = function(book, n, ctx)\n"
+            "  if ctx.outbound == nil then return {} end\n"
+            "  if ctx.outbound ~= 5 or ctx.max_outbound ~= nil then error('ctx') end\n"
+            "  return { book:random('tried') }\n"
+            "end }\n");
+  json_t *j0 = expect(f, "GET", "/v1/dial?n=5", NULL, 200);
+  assert_int_equal(json_array_size(json_object_get(j0, "peers")), 0);
+  assert_string_equal(jget_str(j0, "selected_by"), "policy");
+  json_decref(j0);
+  expect_error(f, "GET", "/v1/dial?n=5&outbound=x", NULL, 400,
+               "outbound must be an integer from 0 to 100000");
+  for (int round = 0; round < 5; round++) {
+    json_t *j = expect(f, "GET", "/v1/dial?n=5&outbound=5", NULL, 200);
+    json_t *peers = json_object_get(j, "peers");
+    assert_int_equal(json_array_size(peers), 1);
+    assert_string_equal(jget_str(json_array_get(peers, 0), "addr"), "4.4.4.4:4");
+    assert_string_equal(jget_str(j, "selected_by"), "policy");
     assert_true(json_is_number(json_object_get(json_array_get(peers, 0), "score")));
     json_decref(j);
   }

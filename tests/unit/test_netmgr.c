@@ -1916,6 +1916,54 @@ static void test_ban_disconnects(void **state) {
   world_free(w);
 }
 
+/* select.lua's ctx from peerd's dialer: ctx.outbound is the outbound
+ * connections at the call, ctx.max_outbound the limit. A's policy dials
+ * B only at outbound 0, C at 1 and D at 2, so A reaches its three outbound
+ * peers only when the count arrives right at every call (B, C and D never
+ * dial: they cannot race A). */
+static void test_select_ctx_outbound(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  hostopts_t o;
+  opts_default(&o);
+  o.min_out = 0;
+  o.max_out = 0;
+  int peers[3];
+  for (int i = 0; i < 3; i++) peers[i] = add_mgr(w, 90 + (uint64_t)i, &o);
+  opts_default(&o);
+  o.no_feelers = true;
+  o.no_hungry = true;
+  int a = add_mgr(w, 95, &o);
+  host_t *ha = &w->h[a];
+  for (int i = 0; i < 3; i++) {
+    pd_netaddr_t e = w->h[peers[i]].listen;
+    assert_int_equal(pd_book_add(pd_node_book(ha->node), &e, NULL, w->now / 1000, &e, 0,
+                                 w->now / 1000, NULL), 1);
+  }
+  static const char pol[] =
+      "local want = { [0] = '127.1.0.1:7411', '127.2.0.1:7411', '127.3.0.1:7411' }\n"
+      "return { select = function(book, n, ctx)\n"
+      "  if ctx.max_outbound ~= 3 then error('max_outbound ' .. tostring(ctx.max_outbound)) end\n"
+      "  for id = 0, 63 do\n"
+      "    local e = book:entry(id)\n"
+      "    if e and e.addr == want[ctx.outbound] then return { id } end\n"
+      "  end\n"
+      "  return {}\n"
+      "end }";
+  pd_policy_file_t f = {"select.lua", pol, sizeof pol - 1};
+  char err[256];
+  assert_int_equal(pd_node_policy_load(ha->node, &f, 1, w->now / 1000, err, sizeof err), 0);
+  run(w, 30000);
+  assert_int_equal(count_ready(ha, w->now, PD_CONN_OUTBOUND), 3);
+  pd_netmgr_peer_info_t info[4];
+  size_t np = pd_netmgr_peers(ha->m, w->now, info, 4);
+  assert_int_equal(np, 3);
+  pd_policy_status_t st;
+  pd_policy_status(pd_node_policy(ha->node), &st);
+  assert_int_equal(st.last_error_at, 0); /* no call failed: the C default never stood in */
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_relay_trickle),
@@ -1942,6 +1990,7 @@ int main(void) {
       cmocka_unit_test(test_inevict_rule),
       cmocka_unit_test(test_ipv6_host_prefix),
       cmocka_unit_test(test_inbound_listen_must_match),
+      cmocka_unit_test(test_select_ctx_outbound),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

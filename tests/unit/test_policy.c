@@ -1748,6 +1748,103 @@ static void adopt_moves_the_set(void **state) {
   pd_policy_destroy(live);
 }
 
+/* select's third argument: the ctx table (outbound, max_outbound), fields
+ * left out when unknown, an empty table from pd_policy_select. */
+static void select_ctx_reaches_the_hook(void **state) {
+  (void)state;
+  pd_book_t *b = small_book(20, 5);
+  src_t s[] = {{"select.lua",
+                "return { select = function(book, n, ctx)\n"
+                "  local k = 0\n"
+                "  for _ in pairs(ctx) do k = k + 1 end\n"
+                "  error(string.format('ctx fields=%d outbound=%s max_outbound=%s', k,\n"
+                "    tostring(ctx.outbound), tostring(ctx.max_outbound)), 0)\n"
+                "end }"},
+               CANARY};
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  assert_int_equal(load(p, s, 2, NULL, 0), 0);
+  uint32_t out[4];
+  size_t nout = 9;
+  pd_policy_status_t st;
+  pd_policy_select_ctx_t ctx = {.outbound = 3, .max_outbound = 8};
+  assert_int_equal(pd_policy_select_ctx(p, b, NULL, 4, &ctx, NOW, out, &nout), PD_EINVAL);
+  pd_policy_status(p, &st);
+  assert_string_equal(st.last_error, "select.lua:4: ctx fields=2 outbound=3 max_outbound=8");
+  ctx = (pd_policy_select_ctx_t){.outbound = 0, .max_outbound = -1};
+  assert_int_equal(pd_policy_select_ctx(p, b, NULL, 4, &ctx, NOW, out, &nout), PD_EINVAL);
+  pd_policy_status(p, &st);
+  assert_string_equal(st.last_error, "select.lua:4: ctx fields=1 outbound=0 max_outbound=nil");
+  assert_int_equal(pd_policy_select(p, b, NULL, 4, NOW, out, &nout), PD_EINVAL);
+  pd_policy_status(p, &st);
+  assert_string_equal(st.last_error, "select.lua:4: ctx fields=0 outbound=nil max_outbound=nil");
+  /* a two-argument select (every shipped policy) is unaffected */
+  src_t s2[] = {{"select.lua", "return { select = function(book, n) return { book:random('new') } end }"},
+                CANARY};
+  assert_int_equal(load(p, s2, 2, NULL, 0), 0);
+  ctx = (pd_policy_select_ctx_t){.outbound = 7, .max_outbound = 8};
+  assert_int_equal(pd_policy_select_ctx(p, b, NULL, 4, &ctx, NOW, out, &nout), 0);
+  assert_int_equal(nout, 1);
+  healthy(p, DEFAULT_CAP);
+  pd_policy_destroy(p);
+  pd_book_destroy(b);
+}
+
+/* book:random(tbl, "bucket"): bitcoind 0.9.3's draw (a uniformly random
+ * non-empty bucket, a uniformly random entry in it), no chance weighting;
+ * a bad mode is an error naming it. */
+static void book_random_bucket(void **state) {
+  (void)state;
+  pd_book_t *b = small_book(30, 10);
+  src_t s[] = {{"select.lua", "return { select = function(book, n)\n"
+                              "  local out = {}\n"
+                              "  for i = 1, n do out[i] = book:random(i % 2 == 0 and 'tried' or 'new', 'bucket') end\n"
+                              "  return out\nend }"},
+               CANARY};
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  assert_int_equal(load(p, s, 2, NULL, 0), 0);
+  /* every entry drawn, each from its own table; the picks of one call are
+   * distinct by contract, so draw two at a time */
+  uint32_t bound = pd_book_id_bound(b);
+  uint32_t *seen = calloc(bound, sizeof *seen);
+  assert_non_null(seen);
+  size_t distinct = 0;
+  for (int i = 0; i < 2000; i++) {
+    uint32_t out[2];
+    size_t nout = 0;
+    assert_int_equal(pd_policy_select(p, b, NULL, 2, NOW, out, &nout), 0);
+    assert_int_equal(nout, 2);
+    pd_book_info_t e;
+    assert_int_equal(pd_book_info(b, out[0], &e), 0);
+    assert_false(e.in_tried);
+    assert_int_equal(pd_book_info(b, out[1], &e), 0);
+    assert_true(e.in_tried);
+    for (int k = 0; k < 2; k++) distinct += seen[out[k]]++ == 0;
+  }
+  assert_int_equal(distinct, 40);
+  free(seen);
+  src_t bad_mode[] = {{"select.lua", "return { select = function(book, n)\n"
+                                     "  return { book:random('new', 'uniform') }\nend }"},
+                      CANARY};
+  assert_int_equal(load(p, bad_mode, 2, NULL, 0), 0);
+  uint32_t out[2];
+  size_t nout = 0;
+  assert_int_equal(pd_policy_select(p, b, NULL, 1, NOW, out, &nout), PD_EINVAL);
+  pd_policy_status_t st;
+  pd_policy_status(p, &st);
+  assert_non_null(strstr(st.last_error, "invalid option 'uniform'"));
+  pd_policy_destroy(p);
+  /* the C function: empty table, the ANY table, and a sparse one (one entry
+   * in 1,024 buckets: past the 64 rejection draws, the counting pass) */
+  assert_int_equal(pd_book_random_bucket(b, PD_TABLE_ANY), PD_BOOK_NO_ID);
+  pd_book_destroy(b);
+  b = small_book(1, 0);
+  assert_int_equal(pd_book_random_bucket(b, PD_TABLE_TRIED), PD_BOOK_NO_ID);
+  uint32_t only = pd_book_random_bucket(b, PD_TABLE_NEW);
+  assert_true(only != PD_BOOK_NO_ID);
+  for (int i = 0; i < 200; i++) assert_int_equal(pd_book_random_bucket(b, PD_TABLE_NEW), only);
+  pd_book_destroy(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(names_and_defaults),
@@ -1786,6 +1883,8 @@ int main(void) {
       cmocka_unit_test(last_error_is_most_recent),
       cmocka_unit_test(latency_histogram),
       cmocka_unit_test(adopt_moves_the_set),
+      cmocka_unit_test(select_ctx_reaches_the_hook),
+      cmocka_unit_test(book_random_bucket),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
