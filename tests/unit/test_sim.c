@@ -356,6 +356,8 @@ static void pool_answers_for_its_addresses(void **state) {
                 1, NULL, NULL, err, sizeof err);
   assert_int_equal(rc, PD_EINVAL);
   assert_non_null(strstr(err, "exceeds"));
+}
+
 /* h:book(): a victim flooded by attackers, one honest seed it dials and
  * one honest host that dials it. Its tables add up to its book, attacker
  * entries fill new and then tried, the only honest entries are the two
