@@ -14,7 +14,8 @@
  * hosts; policy sets; the lab's handshake signature), attackers.c,
  * pool.c (attacker pools: many addresses, one actor), measure.c (connectivity, diameter, stats), scenario.c (Lua state and the
  * `sim` table), scenario_host.c (host handle methods), output.c (results,
- * series, plots, summary), sim.c (pd_sim_run, the run loop, pd_sim_main).
+ * series, plots, summary), sim.c (pd_sim_run, the run loop, pd_sim_main),
+ * sweep.c (sweeps: many trials in worker processes, merged statistics).
  */
 #ifndef PD_LAB_H
 #define LAB_SERVICE_PORT 26656 /* every host's node listens here (its record's p2p) */
