@@ -196,6 +196,20 @@ sim.result("outbound", out)
     assert.are.equal(1, r.max_components)
   end)
 
+  it("runs heilman.lua small: a pool attacks a mature victim, shares and the bound reported", function()
+    local r = run_scenario("heilman.lua",
+      "--set honest=12 --set seeds=1 --set warmup=300 --set restart_after=300 --set after=120"
+        .. " --set addresses=500",
+      {"before_new_attacker", "before_tried_attacker", "heilman_bound", "outbound_attacker_share",
+       "inbound_attacker_share", "eclipsed", "isolated", "time_to_eclipse", "pool_held"})
+    assert.is_true(r.before_new_attacker > 0, "the flood reached the victim's new table")
+    assert.is_true(r.heilman_bound > 0 and r.heilman_bound <= 1)
+    assert.is_true(r.inbound_attacker_share > 0, "the pool holds inbound slots")
+    assert.is_true(r.outbound_attacker_share >= 0 and r.outbound_attacker_share <= 1)
+    if r.eclipsed then assert.are.equal(1, r.outbound_attacker_share) end
+    assert.is_true(r.time_to_eclipse == -1 or r.time_to_eclipse >= 0)
+  end)
+
   it("runs eclipse.lua small and reports eclipse shares for both policies", function()
     local r, dir = run_scenario("eclipse.lua",
       "--set honest=6 --set trials=1 --set sizes=10 --set attack=600 --set after=60",
