@@ -285,20 +285,29 @@ char *lab_resolve_path(sim_t *s, const char *p) {
  * handle pushed (sim.host, sim.hosts, attackers). force_group >= 0: the
  * host's /16 (A*256+B) whatever spec says; defer: create it stopped (the
  * caller starts it). */
-int lab_host_new(lua_State *L, sim_t *s, int spec, int force_group, bool defer) {
-  if (s->nhosts >= NO_IDX - 1) return luaL_error(L, "too many hosts");
+sim_host_t *lab_host_slot(lua_State *L, sim_t *s) {
+  if (s->nhosts >= NO_IDX - 1 || s->nhosts + 1 >= LAB_AMAP_POOL) {
+    luaL_error(L, "too many hosts");
+    return NULL;
+  }
   if (s->nhosts == s->hcap) {
     size_t nc = s->hcap ? s->hcap * 2 : 64;
     sim_host_t **nh = realloc(s->hosts, nc * sizeof *nh);
-    if (!nh) return luaL_error(L, "out of memory");
+    if (!nh) {
+      luaL_error(L, "out of memory");
+      return NULL;
+    }
     for (size_t i = s->hcap; i < nc; i++) nh[i] = NULL;
     s->hosts = nh;
     s->hcap = nc;
   }
-  uint32_t hi = (uint32_t)s->nhosts;
+  size_t hi = s->nhosts;
   if (!s->hosts[hi]) s->hosts[hi] = calloc(1, sizeof **s->hosts);
   sim_host_t *h = s->hosts[hi];
-  if (!h) return luaL_error(L, "out of memory");
+  if (!h) {
+    luaL_error(L, "out of memory");
+    return NULL;
+  }
   /* A slot left by a host whose creation failed is reused. */
   free(h->seeds);
   free(h->policy_dir);
@@ -307,6 +316,12 @@ int lab_host_new(lua_State *L, sim_t *s, int spec, int force_group, bool defer) 
   memset(h, 0, sizeof *h);
   h->timer_at = INT64_MAX;
   h->atk_pset = -1;
+  return h;
+}
+
+int lab_host_new(lua_State *L, sim_t *s, int spec, int force_group, bool defer) {
+  sim_host_t *h = lab_host_slot(L, s);
+  uint32_t hi = (uint32_t)s->nhosts;
   pd_book_geometry_default(&h->geom);
   pd_rng_t hr;
   pd_rng_seed(&hr, s->seed ^ (0x9E3779B97F4A7C15ull * ((uint64_t)hi + 1)));

@@ -267,6 +267,9 @@ bool lab_public_octet(int a);
 /* A path of the scenario (relative to its directory), malloc'd. */
 char *lab_resolve_path(sim_t *s, const char *p);
 int lab_host_new(lua_State *L, sim_t *s, int spec, int force_group, bool defer);
+/* The cleared slot s->hosts[s->nhosts] (not yet counted in nhosts); raises
+ * a Lua error when there is no room. */
+sim_host_t *lab_host_slot(lua_State *L, sim_t *s);
 
 /* ---- attackers.c ---- */
 void lab_attacker_prefill(sim_t *s, uint32_t hi);

@@ -633,37 +633,13 @@ int lab_make_pool(lua_State *L, sim_t *s, int spec) {
   read_groups(L, s, spec, (size_t)naddr, &groups, &ng);
 
   /* the pool's host slot: an attacker, never `up` */
-  if (s->nhosts >= NO_IDX - 1 || s->nhosts + 1 >= LAB_AMAP_POOL) {
-    free(groups);
-    return luaL_error(L, "too many hosts");
-  }
-  if (s->nhosts == s->hcap) {
-    size_t ncap = s->hcap ? s->hcap * 2 : 64;
-    sim_host_t **nh = realloc(s->hosts, ncap * sizeof *nh);
-    if (!nh) {
-      free(groups);
-      return luaL_error(L, "out of memory");
-    }
-    for (size_t i = s->hcap; i < ncap; i++) nh[i] = NULL;
-    s->hosts = nh;
-    s->hcap = ncap;
-  }
-  uint32_t hi = (uint32_t)s->nhosts;
-  if (!s->hosts[hi]) s->hosts[hi] = calloc(1, sizeof **s->hosts);
   sim_pool_t *P = calloc(1, sizeof *P);
-  if (!s->hosts[hi] || !P) {
-    free(P);
+  if (!P) {
     free(groups);
     return luaL_error(L, "out of memory");
   }
-  sim_host_t *h = s->hosts[hi];
-  free(h->seeds);
-  free(h->policy_dir);
-  free(h->targets);
-  free(h->persist);
-  memset(h, 0, sizeof *h);
-  h->timer_at = INT64_MAX;
-  h->atk_pset = -1;
+  sim_host_t *h = lab_host_slot(L, s); /* raises (leaking P, groups) at the limit or out of memory */
+  uint32_t hi = (uint32_t)s->nhosts;
   h->attacker = true;
   P->host = hi;
   P->free_c = NO_IDX;
