@@ -15,7 +15,8 @@
  * pool.c (attacker pools: many addresses, one actor), measure.c (connectivity, diameter, stats), scenario.c (Lua state and the
  * `sim` table), scenario_host.c (host handle methods), output.c (results,
  * series, plots, summary), sim.c (pd_sim_run, the run loop, pd_sim_main),
- * sweep.c (sweeps: many trials in worker processes, merged statistics).
+ * sweep.c (sweeps: the plan, merged statistics, the command lines),
+ * trials.c (the trials' worker processes, sim.branch()'s forks).
  */
 #ifndef PD_LAB_H
 #define LAB_SERVICE_PORT 26656 /* every host's node listens here (its record's p2p) */
@@ -206,6 +207,10 @@ typedef struct sim {
   char err[SIM_ERR_MAX];
   char script_dir[PATH_MAX];
   const pd_sim_options_t *o;
+  const char *const *params; /* o->params, or the branch's after sim.branch() */
+  size_t nparams;
+  bool branched;         /* sim.branch() ran */
+  uint32_t swept_read;   /* bit i: o->swept[i] read by sim.param before sim.branch() */
   FILE *log;
   struct timespec wall0;
   double wall_s;

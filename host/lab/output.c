@@ -39,8 +39,8 @@ char *lab_results_doc(sim_t *s, size_t *len) {
   json_object_set_new(root, "scenario", json_string(base_name(s->o->scenario ? s->o->scenario : "-")));
   json_object_set_new(root, "seed", json_integer((json_int_t)s->seed));
   json_t *params = json_object();
-  for (size_t i = 0; i < s->o->nparams; i++) {
-    const char *p = s->o->params[i], *eq = strchr(p, '=');
+  for (size_t i = 0; i < s->nparams; i++) {
+    const char *p = s->params[i], *eq = strchr(p, '=');
     if (!eq) continue;
     char k[128];
     snprintf(k, sizeof k, "%.*s", (int)(eq - p) < 127 ? (int)(eq - p) : 127, p);

@@ -16,6 +16,8 @@
  */
 #include "lab.h"
 
+#include "err.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,6 +255,23 @@ static int l_run(lua_State *L) {
   return 0;
 }
 
+/* sim.branch(): the end of what every point of a sweep's trial shares. */
+static int l_branch(lua_State *L) {
+  sim_t *s = lab_getsim(L);
+  if (s->in_callback) return luaL_error(L, "sim.branch cannot be called from a scheduled callback");
+  if (s->branched) return luaL_error(L, "sim.branch() runs once per scenario");
+  s->branched = true;
+  if (!s->o->branch) return 0;
+  const char *const *params = s->params;
+  size_t n = s->nparams;
+  if (s->log) fflush(s->log);
+  int rc = s->o->branch(s->o->branch_ctx, s->now, s->swept_read, &params, &n);
+  if (rc < 0) return luaL_error(L, "sim.branch(): %s", pd_strerror(rc));
+  s->params = params;
+  s->nparams = n;
+  return 0;
+}
+
 static int l_now(lua_State *L) {
   lua_pushnumber(L, (double)lab_getsim(L)->now / 1000.0);
   return 1;
@@ -483,10 +502,13 @@ static int l_param(lua_State *L) {
   size_t nl = 0;
   const char *name = luaL_checklstring(L, 1, &nl);
   const char *val = NULL;
-  for (size_t i = 0; i < s->o->nparams; i++) {
-    const char *p = s->o->params[i];
+  for (size_t i = 0; i < s->nparams; i++) {
+    const char *p = s->params[i];
     if (strncmp(p, name, nl) == 0 && p[nl] == '=') val = p + nl + 1;
   }
+  if (!s->branched)
+    for (size_t i = 0; i < s->o->nswept && i < 32; i++)
+      if (strcmp(s->o->swept[i], name) == 0) s->swept_read |= 1u << i;
   if (!val) {
     lua_settop(L, 2);
     return 1;
@@ -552,7 +574,7 @@ static const luaL_Reg sim_funcs[] = {
     {"diameter", lab_l_diameter},
     {"result", l_result},     {"record", l_record},     {"time_to", l_time_to},
     {"assert", l_assert},     {"param", l_param},       {"attacker", l_attacker},
-    {"attackers", l_attackers}, {"auth", l_auth}, {"pool", l_pool}, {NULL, NULL}};
+    {"attackers", l_attackers}, {"auth", l_auth}, {"pool", l_pool}, {"branch", l_branch}, {NULL, NULL}};
 
 static void open_lib(lua_State *L, const char *name, lua_CFunction f) {
   luaL_requiref(L, name, f, 1);

@@ -193,6 +193,8 @@ int pd_sim_run(const pd_sim_options_t *o, char **results_json, size_t *len, pd_s
   sim_t *s = calloc(1, sizeof *s);
   if (!s) return PD_ENOMEM;
   s->o = o;
+  s->params = o->params;
+  s->nparams = o->nparams;
   s->log = o->log;
   s->seed = o->seed;
   s->free_link = NO_IDX;

@@ -97,6 +97,19 @@ typedef struct pd_sim_options {
   const char *const *params; /* "NAME=VALUE" pairs for sim.param (--set) */
   size_t nparams;
   FILE *log;                 /* progress and summary; NULL: quiet */
+  /* Sweeps (sweep.c, trials.c). swept: the names of the swept parameters
+   * (at most 32 count). branch: what sim.branch() does. swept_read has bit
+   * i set when sim.param read swept[i] before the branch (what runs before
+   * sim.branch() is shared only by points that agree on those). It returns
+   * 0 in each process that carries the run on, with *params / *nparams
+   * replacing the run's (for sim.param and results.json), or a negative
+   * code (sim.branch() raises an error); a process that only waits for the
+   * branches never returns from it. NULL: sim.branch() changes nothing. */
+  const char *const *swept;
+  size_t nswept;
+  int (*branch)(void *ctx, int64_t virtual_ms, uint32_t swept_read, const char *const **params,
+                size_t *nparams);
+  void *branch_ctx;
 } pd_sim_options_t;
 
 typedef struct pd_sim_report {

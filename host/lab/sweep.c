@@ -7,22 +7,19 @@
  * product of the --sweep lists in the order given, the last varying
  * fastest; N trials per point; DIR/plan.json); the trial seeds (trial t of
  * every point runs with pd_sweep_trial_seed(--seed, t): common random
- * numbers across points); the worker processes (one fork per trial, at most
- * J at once; each child runs pd_sim_run quietly into DIR/trials/pP-tT/
- * (results.json, log.txt) and _exits; the parent polls them without ever
- * blocking, kills a trial past --trial-timeout, and writes a failed
- * results.json for a trial that died without one); progress on stderr (at
- * most once a second); the aggregation of each trial's results.json (from
- * one directory or several: merge) into DIR/sweep.json and DIR/sweep.csv —
+ * numbers across points); the aggregation of each trial's results.json
+ * (from one directory or several: merge) into DIR/sweep.json and DIR/sweep.csv —
  * byte-identical for the same plan and trial results whatever J or the
  * machines, nothing wall-clock-dependent in them; the statistics (Wilson
  * score intervals for booleans, mean/sd/min/max and Student-t intervals for
  * numbers); plots per metric against the first swept parameter via gnuplot
  * (DIR/sweep.gp, DIR/sweep-METRIC.png; not part of the determinism check).
- * Does not own: running a scenario (pd_sim_run, sim.c), the results
+ * Does not own: the worker processes that run the trials, branching
+ * (trials.c), running a scenario (pd_sim_run, sim.c), the results
  * document of a trial (output.c), atomic file writes (fsio).
  */
 #include "sweep.h"
+#include "sweep_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,7 +46,7 @@
 #include "fsio.h"
 #include "sim.h"
 
-#define MAX_AXES 16
+#define MAX_AXES SWEEP_MAX_AXES
 #define MAX_VALUES 10000
 #define MAX_TOTAL 10000000ull /* trials in one sweep */
 #define MAX_PLOTS 64
@@ -181,23 +178,6 @@ static void sb_num(sb_t *s, double v) { sb_printf(s, "%.10g", v); }
 
 /* ---- the plan ------------------------------------------------------------ */
 
-typedef struct axis {
-  char *name;
-  char **v;
-  size_t nv;
-} axis_t;
-
-typedef struct plan {
-  const char *scenario; /* path as given (sweep runs only) */
-  char *base;           /* its base name: what the outputs name */
-  uint64_t seed;
-  uint64_t trials; /* per point */
-  axis_t axes[MAX_AXES];
-  size_t naxes;
-  char **set; /* --set "NAME=VALUE", in order */
-  size_t nset;
-  uint64_t points, total;
-} plan_t;
 
 static void plan_free(plan_t *p) {
   free(p->base);
@@ -225,7 +205,7 @@ static bool plan_count(plan_t *p) {
 }
 
 /* The value index of axis a at point pt (the last axis varies fastest). */
-static size_t point_index(const plan_t *p, uint64_t pt, size_t a) {
+size_t sweep_point_index(const plan_t *p, uint64_t pt, size_t a) {
   for (size_t i = p->naxes; i-- > a + 1;) pt /= p->axes[i].nv;
   return (size_t)(pt % p->axes[a].nv);
 }
@@ -351,6 +331,8 @@ static char *dump_doc(json_t *o, size_t flags, size_t *len) {
 
 #define DOC_FLAGS (JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10))
 
+char *sweep_dump_doc(json_t *o, size_t *len) { return dump_doc(o, DOC_FLAGS, len); }
+
 static int plan_write(const plan_t *p, const char *dir) {
   json_t *o = plan_json(p);
   size_t len = 0;
@@ -371,7 +353,7 @@ static bool plan_same(const plan_t *a, const plan_t *b) {
   return same;
 }
 
-static void trial_dir(char *buf, size_t cap, const char *dir, const plan_t *p, uint64_t g) {
+void sweep_trial_dir(char *buf, size_t cap, const char *dir, const plan_t *p, uint64_t g) {
   snprintf(buf, cap, "%s/trials/p%" PRIu64 "-t%" PRIu64, dir, g / p->trials, g % p->trials);
 }
 
@@ -379,12 +361,12 @@ static void trial_dir(char *buf, size_t cap, const char *dir, const plan_t *p, u
  * (the names differ: checked when parsing). *n gets the count; the strings
  * of the point are malloc'd (free the first naxes after nset, then the
  * array). NULL on ENOMEM. */
-static char **trial_params(const plan_t *p, uint64_t pt, size_t *n) {
+char **sweep_trial_params(const plan_t *p, uint64_t pt, size_t *n) {
   char **v = calloc(p->nset + p->naxes + 1, sizeof *v);
   if (!v) return NULL;
   for (size_t i = 0; i < p->nset; i++) v[i] = p->set[i];
   for (size_t a = 0; a < p->naxes; a++) {
-    const char *val = p->axes[a].v[point_index(p, pt, a)];
+    const char *val = p->axes[a].v[sweep_point_index(p, pt, a)];
     size_t l = strlen(p->axes[a].name) + strlen(val) + 2;
     char *s = malloc(l);
     if (!s) {
@@ -478,7 +460,7 @@ static int trial_load(const plan_t *p, char *const *dirs, size_t ndirs, uint64_t
   size_t len = 0;
   for (size_t d = 0; d < ndirs && !buf; d++) {
     char path[PATH_MAX];
-    trial_dir(path, sizeof path - 16, dirs[d], p, g);
+    sweep_trial_dir(path, sizeof path - 16, dirs[d], p, g);
     strcat(path, "/results.json");
     int rc = pd_fs_read_all(path, RESULTS_MAX, &buf, &len);
     if (rc == PD_ENOMEM) return rc;
@@ -616,10 +598,10 @@ static int cell_compute(const agg_t *a, uint64_t pt, const metric_t *m, cell_t *
 
 static json_t *jreal(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
-static json_t *point_params(const plan_t *p, uint64_t pt) {
+json_t *sweep_point_params(const plan_t *p, uint64_t pt) {
   json_t *o = json_object();
   for (size_t a = 0; a < p->naxes; a++)
-    json_object_set_new(o, p->axes[a].name, json_string(p->axes[a].v[point_index(p, pt, a)]));
+    json_object_set_new(o, p->axes[a].name, json_string(p->axes[a].v[sweep_point_index(p, pt, a)]));
   return o;
 }
 
@@ -675,7 +657,7 @@ static char *sweep_json(const agg_t *a, size_t *len) {
       }
     }
     json_object_set_new(po, "point", json_integer((json_int_t)pt));
-    json_object_set_new(po, "params", point_params(p, pt));
+    json_object_set_new(po, "params", sweep_point_params(p, pt));
     json_object_set_new(po, "trials", json_integer((json_int_t)p->trials));
     json_object_set_new(po, "ok", json_integer((json_int_t)ok));
     json_object_set_new(po, "failed", json_integer((json_int_t)failed));
@@ -740,7 +722,7 @@ static char *sweep_csv(const agg_t *a, size_t *len) {
       sb_printf(&s, "%" PRIu64, pt);
       for (size_t k = 0; k < p->naxes; k++) {
         sb_printf(&s, ",");
-        sb_csv(&s, p->axes[k].v[point_index(p, pt, k)]);
+        sb_csv(&s, p->axes[k].v[sweep_point_index(p, pt, k)]);
       }
       sb_printf(&s, ",");
       sb_csv(&s, a->m[i].name);
@@ -787,20 +769,20 @@ static char *sweep_csv(const agg_t *a, size_t *len) {
   return s.b;
 }
 
-/* Run `gnuplot sweep.gp` in dir; its wait is bounded (GNUPLOT_WAIT_S, then
- * SIGKILL). true when it exited 0. */
-static double mono_s(void) {
+double sweep_mono_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void nap_ms(long ms) {
+void sweep_nap_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
   }
 }
 
+/* Run `gnuplot sweep.gp` in dir; its wait is bounded (GNUPLOT_WAIT_S, then
+ * SIGKILL). true when it exited 0. */
 static bool run_gnuplot(const char *dir) {
   fflush(stdout);
   fflush(stderr);
@@ -817,19 +799,19 @@ static bool run_gnuplot(const char *dir) {
     execlp("gnuplot", "gnuplot", "sweep.gp", (char *)NULL);
     _exit(127);
   }
-  double t0 = mono_s();
+  double t0 = sweep_mono_s();
   int st = 0;
   for (;;) {
     pid_t r = waitpid(pid, &st, WNOHANG);
     if (r == pid) break;
     if (r < 0 && errno != EINTR) return false;
-    if (mono_s() - t0 > GNUPLOT_WAIT_S) {
+    if (sweep_mono_s() - t0 > GNUPLOT_WAIT_S) {
       kill(pid, SIGKILL);
       while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
       }
       return false;
     }
-    nap_ms(10);
+    sweep_nap_ms(10);
   }
   return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
@@ -935,7 +917,7 @@ static size_t sweep_plots(const agg_t *a, const char *dir) {
           sb_printf(&s, "%s", k > 1 ? ", " : "");
           gp_label(&s, p->axes[k].name);
           sb_printf(&s, "=");
-          gp_label(&s, p->axes[k].v[point_index(p, pt, k)]);
+          gp_label(&s, p->axes[k].v[sweep_point_index(p, pt, k)]);
         }
         sb_printf(&s, "\"");
       }
@@ -959,7 +941,7 @@ static void sweep_table(const agg_t *a, FILE *f) {
   for (uint64_t pt = 0; pt < p->points; pt++) {
     fprintf(f, "point %" PRIu64 ":", pt);
     for (size_t k = 0; k < p->naxes; k++)
-      fprintf(f, " %s=%s", p->axes[k].name, p->axes[k].v[point_index(p, pt, k)]);
+      fprintf(f, " %s=%s", p->axes[k].name, p->axes[k].v[sweep_point_index(p, pt, k)]);
     uint64_t ok = 0;
     for (uint64_t t = 0; t < p->trials; t++) ok += a->t[pt * p->trials + t].state == T_OK;
     fprintf(f, "  (%" PRIu64 "/%" PRIu64 " trials ok)\n", ok, p->trials);
@@ -1007,219 +989,21 @@ static int aggregate(const plan_t *p, char *const *dirs, size_t ndirs, const cha
   return rc;
 }
 
-/* ---- running trials ------------------------------------------------------ */
-
-typedef struct slot {
-  pid_t pid;
-  uint64_t g;
-  double t0;
-} slot_t;
-
-/* The child: run trial g into tdir and _exit (0 ok, 1 the scenario failed,
- * 3 no results document). Never returns. */
-static void child_run(const plan_t *p, uint64_t g, const char *tdir, pid_t parent) {
-#ifdef __linux__
-  (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-#endif
-  if (getppid() != parent) _exit(3);
-  char path[PATH_MAX + 16];
-  snprintf(path, sizeof path, "%s/log.txt", tdir);
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  int nul = open("/dev/null", O_RDONLY);
-  if (nul >= 0) dup2(nul, 0);
-  if (fd >= 0) {
-    dup2(fd, 1);
-    dup2(fd, 2);
-  }
-  size_t np = 0;
-  char **params = trial_params(p, g / p->trials, &np);
-  if (!params) _exit(3);
-  pd_sim_options_t o;
-  memset(&o, 0, sizeof o);
-  o.scenario = p->scenario;
-  o.seed = pd_sweep_trial_seed(p->seed, g % p->trials);
-  o.params = (const char *const *)params;
-  o.nparams = np;
-  o.log = stdout;
-  char *doc = NULL;
-  size_t len = 0;
-  char err[1024];
-  int rc = pd_sim_run(&o, &doc, &len, NULL, err, sizeof err);
-  int code = rc == 0 ? 0 : 1;
-  if (!doc || pd_fs_write_atomic(tdir, "results.json", doc, len, 0644) != 0) code = 3;
-  if (rc != 0) printf("peerd sim: %s\n", err[0] ? err : pd_strerror(rc));
-  fflush(stdout);
-  _exit(code);
-}
-
-/* A results.json for a trial that died without writing one. */
-static int write_standin(const plan_t *p, uint64_t g, const char *tdir, const char *why) {
-  json_t *o = json_object();
-  json_object_set_new(o, "scenario", json_string(p->base));
-  json_object_set_new(o, "seed", json_integer((json_int_t)pd_sweep_trial_seed(p->seed, g % p->trials)));
-  json_object_set_new(o, "params", point_params(p, g / p->trials));
-  json_object_set_new(o, "status", json_string("failed"));
-  json_object_set_new(o, "error", json_string(why));
-  size_t len = 0;
-  char *s = dump_doc(o, DOC_FLAGS, &len);
-  json_decref(o);
-  if (!s) return PD_ENOMEM;
-  int rc = pd_fs_write_atomic(tdir, "results.json", s, len, 0644);
-  free(s);
-  return rc;
-}
-
-/* After the child of trial g ended with wait status st (timed_out: killed
- * by us): a failed results.json when it left none. */
-static void trial_reaped(const plan_t *p, uint64_t g, const char *dir, int st, bool timed_out,
-                         double timeout_s, bool *failed) {
-  char tdir[PATH_MAX], path[PATH_MAX + 16];
-  trial_dir(tdir, sizeof tdir, dir, p, g);
-  snprintf(path, sizeof path, "%s/results.json", tdir);
-  char why[256] = "";
-  if (timed_out)
-    snprintf(why, sizeof why, "killed after --trial-timeout %g s", timeout_s);
-  else if (WIFSIGNALED(st))
-    snprintf(why, sizeof why, "trial killed by signal %d", WTERMSIG(st));
-  else if (!WIFEXITED(st) || WEXITSTATUS(st) > 1 || access(path, F_OK) != 0)
-    snprintf(why, sizeof why, "trial exited with status %d without results (see its log.txt)",
-             WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-  *failed = why[0] || WEXITSTATUS(st) != 0;
-  if (why[0]) {
-    (void)unlink(path);
-    if (write_standin(p, g, tdir, why) != 0)
-      fprintf(stderr, "peerd sim: cannot write %s\n", path);
-  }
-  if (!*failed) return;
-  json_t *o = why[0] ? NULL : json_load_file(path, 0, NULL);
-  const char *e = why[0] ? why : json_string_value(json_object_get(o, "error"));
-  fprintf(stderr, "sweep: trial %" PRIu64 " (point %" PRIu64 ", trial %" PRIu64 ") failed: %s; see %s/\n",
-          g, g / p->trials, g % p->trials, e ? e : "?", tdir);
-  json_decref(o);
-}
-
-static int mkdirs(const char *dir, const plan_t *p, uint64_t g) {
-  char path[PATH_MAX];
-  int rc = pd_fs_ensure_dir(dir, 0755);
-  snprintf(path, sizeof path, "%s/trials", dir);
-  if (rc == 0) rc = pd_fs_ensure_dir(path, 0755);
-  trial_dir(path, sizeof path, dir, p, g);
-  if (rc == 0) rc = pd_fs_ensure_dir(path, 0755);
-  return rc;
-}
-
-static void fmt_dur(char *b, size_t cap, double s) {
-  if (s < 120) snprintf(b, cap, "%.1fs", s);
-  else if (s < 7200) snprintf(b, cap, "%.0fm%02.0fs", floor(s / 60), fmod(s, 60));
-  else snprintf(b, cap, "%.0fh%02.0fm", floor(s / 3600), floor(fmod(s, 3600) / 60));
-}
-
-/* Run trials first..first+count-1 of the plan, at most jobs at once.
- * *nfailed gets the trials that failed. 0, or a negative code when a trial
- * could not be started at all. */
-static int run_trials(const plan_t *p, const char *dir, uint64_t first, uint64_t count, unsigned jobs,
-                      double timeout_s, bool progress, uint64_t *nfailed) {
-  slot_t *slot = calloc(jobs, sizeof *slot);
-  uint64_t *left = calloc(p->points, sizeof *left); /* trials of a point not finished */
-  if (!slot || !left) {
-    free(slot);
-    free(left);
-    return PD_ENOMEM;
-  }
-  for (uint64_t g = first; g < first + count; g++) left[g / p->trials]++;
-  uint64_t pts = 0;
-  for (uint64_t i = 0; i < p->points; i++) pts += left[i] != 0;
-  uint64_t next = first, done = 0, failed = 0, pts_done = 0;
-  unsigned running = 0;
-  double t0 = mono_s(), last = t0;
-  int rc = 0;
-  pid_t self = getpid();
-  while (done < count) {
-    /* start what fits */
-    while (rc == 0 && running < jobs && next < first + count) {
-      char tdir[PATH_MAX], path[PATH_MAX + 16];
-      trial_dir(tdir, sizeof tdir, dir, p, next);
-      snprintf(path, sizeof path, "%s/results.json", tdir);
-      int mrc = mkdirs(dir, p, next);
-      if (mrc != 0) {
-        fprintf(stderr, "peerd sim: cannot create %s: %s\n", tdir, pd_strerror(mrc));
-        rc = mrc;
-        break;
-      }
-      (void)unlink(path); /* a stale result must not pass for this run's */
-      fflush(stdout);
-      fflush(stderr);
-      pid_t pid = fork();
-      if (pid == 0) child_run(p, next, tdir, self);
-      if (pid < 0) {
-        if (running) break; /* try again when a worker is done */
-        fprintf(stderr, "peerd sim: cannot start a trial: %s\n", strerror(errno));
-        rc = -errno;
-        break;
-      }
-      unsigned k = 0;
-      while (slot[k].pid) k++;
-      slot[k] = (slot_t){pid, next, mono_s()};
-      running++;
-      next++;
-    }
-    if (rc != 0 && running == 0) break;
-    /* reap what ended (never blocking: a trial past its timeout is killed) */
-    bool reaped = false;
-    for (unsigned k = 0; k < jobs; k++) {
-      if (!slot[k].pid) continue;
-      int st = 0;
-      bool timed_out = false;
-      pid_t r = waitpid(slot[k].pid, &st, WNOHANG);
-      if (r == 0 && timeout_s > 0 && mono_s() - slot[k].t0 > timeout_s) {
-        kill(slot[k].pid, SIGKILL);
-        do r = waitpid(slot[k].pid, &st, 0); /* bounded: SIGKILL cannot be caught */
-        while (r < 0 && errno == EINTR);
-        timed_out = true;
-      }
-      if (r == 0 || (r < 0 && errno == EINTR)) continue;
-      if (r < 0) st = 0x7f00; /* lost: as if it exited 127 */
-      bool f = false;
-      trial_reaped(p, slot[k].g, dir, st, timed_out, timeout_s, &f);
-      failed += f;
-      done++;
-      if (--left[slot[k].g / p->trials] == 0) pts_done++;
-      slot[k].pid = 0;
-      running--;
-      reaped = true;
-    }
-    double now = mono_s();
-    if (progress && (done == count || (reaped && now - last >= 1.0) || now - last >= 10.0)) {
-      char el[32], eta[32] = "?";
-      fmt_dur(el, sizeof el, now - t0);
-      if (done) fmt_dur(eta, sizeof eta, (now - t0) / (double)done * (double)(count - done));
-      fprintf(stderr,
-              "sweep: %" PRIu64 "/%" PRIu64 " trials, %" PRIu64 "/%" PRIu64
-              " points done, %" PRIu64 " failed, %u running, elapsed %s, ETA %s\n",
-              done, count, pts_done, pts, failed, running, el, done == count ? "0s" : eta);
-      last = now;
-    }
-    if (!reaped && done < count) nap_ms(20);
-  }
-  free(slot);
-  free(left);
-  *nfailed = failed;
-  return rc;
-}
-
 /* ---- the command lines --------------------------------------------------- */
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: peerd sim SCENARIO.lua --sweep NAME=V1,V2,... [--sweep ...] [--trials N] [--jobs J]\n"
           "                 --out DIR [--seed S] [--set NAME=VALUE]... [--trial-timeout SECONDS]\n"
+          "                 [--no-branch]  (every trial from t = 0, not from a shared sim.branch())\n"
           "       peerd sim SCENARIO.lua [--sweep ...] --trials N --trial K --out DIR [...]\n"
           "                 (trial K of 0..points*N-1: point K / N, trial K %% N)\n"
           "       peerd sim merge [--out DIR] DIR...\n");
 }
 
 bool pd_sweep_wanted(int argc, char **argv) {
-  static const char *const flags[] = {"--sweep", "--trials", "--jobs", "--trial", "--trial-timeout"};
+  static const char *const flags[] = {"--sweep", "--trials", "--jobs", "--trial", "--trial-timeout",
+                                      "--no-branch"};
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--set") == 0 || strcmp(argv[i], "--out") == 0 || strcmp(argv[i], "--seed") == 0) {
       i++; /* their values are not flags */
@@ -1319,7 +1103,7 @@ int pd_sweep_main(int argc, char **argv) {
   p.set = calloc((size_t)argc + 1, sizeof *p.set);
   const char *out = NULL;
   uint64_t jobs = 1, trial = 0, timeout = 0;
-  bool have_trial = false, have_jobs = false;
+  bool have_trial = false, have_jobs = false, no_branch = false;
   int status = 2;
   if (!p.set) goto done;
   for (int i = 1; i < argc; i++) {
@@ -1370,6 +1154,8 @@ int pd_sweep_main(int argc, char **argv) {
       }
       if (!(p.set[p.nset] = dup_str(v))) goto done;
       p.nset++;
+    } else if (strcmp(a, "--no-branch") == 0) {
+      no_branch = true;
     } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
       usage(stdout);
       status = 0;
@@ -1445,10 +1231,10 @@ int pd_sweep_main(int argc, char **argv) {
   }
   uint64_t failed = 0;
   if (have_trial) {
-    rc = run_trials(&p, out, trial, 1, 1, (double)timeout, false, &failed);
+    rc = sweep_run_trials(&p, out, trial, 1, 1, (double)timeout, false, false, &failed);
     if (rc == 0) {
       char tdir[PATH_MAX];
-      trial_dir(tdir, sizeof tdir, out, &p, trial);
+      sweep_trial_dir(tdir, sizeof tdir, out, &p, trial);
       fprintf(stderr, "sweep: trial %" PRIu64 " (point %" PRIu64 ", trial %" PRIu64 ", seed %" PRIu64
                       ") %s: %s/results.json\n",
               trial, trial / p.trials, trial % p.trials, pd_sweep_trial_seed(p.seed, trial % p.trials),
@@ -1460,7 +1246,7 @@ int pd_sweep_main(int argc, char **argv) {
   fprintf(stderr, "sweep: %s, %" PRIu64 " point(s) x %" PRIu64 " trial(s) = %" PRIu64
                   " trials, %" PRIu64 " at once, into %s\n",
           p.base, p.points, p.trials, p.total, jobs, out);
-  rc = run_trials(&p, out, 0, p.total, (unsigned)jobs, (double)timeout, true, &failed);
+  rc = sweep_run_trials(&p, out, 0, p.total, (unsigned)jobs, (double)timeout, true, !no_branch, &failed);
   if (rc != 0) goto done;
   uint64_t bad = 0;
   char *dirs[1] = {(char *)out};

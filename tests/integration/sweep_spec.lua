@@ -142,6 +142,73 @@ describe("peerd sim --sweep", function()
     assert.is_truthy(xo:find("holds another sweep", 1, true), xo)
   end)
 
+  -- sim.branch(): a trial number's points share the run up to the branch
+  -- (hosts is read before it, so only points with the same hosts share)
+  local BRANCHY = [[
+-- luacheck: ignore
+local seeds = sim.hosts(1, {seed_mode = true})
+local hs = sim.hosts(sim.param("hosts", 4), {seeds = seeds})
+sim.run(20)
+print("shared part ran")
+sim.branch()
+local k = sim.param("k", 0)
+print("branch k=" .. k)
+if k == 3 and sim.param("hang", false) then while true do end end
+sim.assert(k ~= 2 or sim.seed ~= 6717404888216029, "branch fails on purpose")
+for i = 1, k do hs[i]:stop() end
+sim.run(40)
+sim.result("outbound_mean", sim.stats().outbound_mean)
+sim.result("coin", math.random() < 0.5)
+]]
+
+  it("runs the part before sim.branch() once per trial number: the same bytes as --no-branch", function()
+    local dir = H.tmpdir()
+    finally(function() H.rmdir(dir) end)
+    local scen = dir .. "/branchy.lua"
+    H.write_file(scen, BRANCHY)
+    local common = H.sh_quote(scen) .. " --sweep hosts=3,4 --sweep k=0,1,2 --trials 2 --seed 1 "
+    local ob, rb = sim(common .. "--jobs 2 --out " .. H.sh_quote(dir .. "/b"))
+    assert.are.equal(1, rb, ob) -- k = 2 fails on purpose in trial 1
+    -- 2 trial numbers x 2 values of hosts: 4 shared runs, each branching 3 ways
+    assert.is_truthy(ob:find("12 of 12 trials branched from 4 shared runs at sim.branch()", 1, true), ob)
+    assert.is_truthy(ob:find("branch fails on purpose", 1, true), ob)
+    local on, rn = sim(common .. "--jobs 1 --no-branch --out " .. H.sh_quote(dir .. "/n"))
+    assert.are.equal(1, rn, on)
+    assert.is_falsy(on:find("branched from", 1, true), on)
+    assert.are.equal(H.read_file(dir .. "/n/sweep.json"), H.read_file(dir .. "/b/sweep.json"))
+    local s = H.cjson.decode(H.read_file(dir .. "/b/sweep.json"))
+    assert.are.equal(10, s.trials_ok) -- k = 2 in trial 1, at both values of hosts
+    assert.are.equal(2, s.trials_failed)
+    for pt = 0, 5 do
+      for t = 0, 1 do
+        local rel = "/trials/p" .. pt .. "-t" .. t
+        assert.are.equal(H.read_file(dir .. "/n" .. rel .. "/results.json"),
+          H.read_file(dir .. "/b" .. rel .. "/results.json"), rel)
+        -- a branch's log starts with the shared part's, then its own
+        local log = H.read_file(dir .. "/b" .. rel .. "/log.txt")
+        local _, shared = log:gsub("shared part ran", "")
+        assert.are.equal(1, shared, log)
+        assert.is_truthy(log:find("branch k=" .. (pt % 3), 1, true), log)
+      end
+    end
+    -- the first shared run says why the other value of hosts runs apart
+    assert.is_truthy(H.read_file(dir .. "/b/trials/p0-t0/log.txt"):find(
+      "swept parameter(s) hosts read before it: 3 of 6 points share this run", 1, true))
+    assert.is_nil(H.read_file(dir .. "/b/trials/t0-shared.log"))
+    -- plain `peerd sim` ignores sim.branch(): the same results as the trial
+    local po, prc = sim(H.sh_quote(scen) .. " --seed 6717404888216029 --set hosts=4 --set k=1 --out "
+      .. H.sh_quote(dir .. "/plain"))
+    assert.are.equal(0, prc, po)
+    assert.are.equal(H.read_file(dir .. "/plain/results.json"), H.read_file(dir .. "/b/trials/p4-t1/results.json"))
+    -- a branch past --trial-timeout is killed alone; its siblings finish
+    local oh, rh = sim(H.sh_quote(scen) .. " --sweep k=0,3 --trials 1 --set hang=true --trial-timeout 1 --jobs 2 --out "
+      .. H.sh_quote(dir .. "/h"))
+    assert.are.equal(1, rh, oh)
+    local sh = H.cjson.decode(H.read_file(dir .. "/h/sweep.json"))
+    assert.are.equal(1, sh.trials_ok)
+    assert.is_truthy(sh.points[2].failures[1].error:find("killed after --trial-timeout 1 s", 1, true), oh)
+  end)
+
   it("kills a trial past --trial-timeout and records it failed", function()
     local dir, scen = setup()
     finally(function() H.rmdir(dir) end)
