@@ -27,6 +27,9 @@
 --   peerd sim examples/scenarios/heilman.lua --set addresses=5000
 --   peerd sim examples/scenarios/heilman.lua --sweep addresses=250,1000,4000 \
 --       --trials 20 --jobs 2 --out /tmp/heilman
+-- In a sweep the warm-up (step 1) runs once per trial and the attack's
+-- points branch from it at sim.branch(): sweep the attack's parameters
+-- (step 2 and 3); a sweep over honest, policies, ... runs a warm-up per value.
 
 local HONEST = sim.param("honest", 200)
 local SEEDS = sim.param("seeds", 2)
@@ -35,17 +38,7 @@ local LIVENESS = sim.param("liveness", 0.9)
 local CHURN_EVERY = sim.param("churn_every", 30)
 local POLICIES = sim.param("policies", "../../policies")
 local ATTACK = sim.param("attack", WARMUP)
-local ADDRESSES = sim.param("addresses", 1000)
-local GROUPS = sim.param("groups", 0)          -- 0: one per 16 addresses
-local PORTS = sim.param("ports", 1)
 local INBOUND = sim.param("inbound", 8)
-local HOLD = sim.param("hold", 8)
-local FLOOD_RATE = sim.param("flood_rate", 0.05)
-local FLOOD_SIZE = sim.param("flood_size", 10)
-local GETADDR_N = sim.param("getaddr", 1000)
-local RESTART_AFTER = sim.param("restart_after", 1800)
-local AFTER = sim.param("after", 600)
-local ANCHORS = sim.param("anchors", false)
 
 sim.link{latency_ms = 60, jitter_ms = 40, dist = "uniform"}
 local base = "../../policies"
@@ -72,6 +65,22 @@ end
 sim.every(CHURN_EVERY, churn)
 
 sim.run(ATTACK)
+
+-- Everything above is the same whatever the attacker: a sweep over the
+-- parameters below runs it once per trial and branches here (the attack's
+-- parameters are read only after the branch; docs/scenarios.md, Branching).
+sim.branch()
+local ADDRESSES = sim.param("addresses", 1000)
+local GROUPS = sim.param("groups", 0)          -- 0: one per 16 addresses
+local PORTS = sim.param("ports", 1)
+local HOLD = sim.param("hold", 8)
+local FLOOD_RATE = sim.param("flood_rate", 0.05)
+local FLOOD_SIZE = sim.param("flood_size", 10)
+local GETADDR_N = sim.param("getaddr", 1000)
+local RESTART_AFTER = sim.param("restart_after", 1800)
+local AFTER = sim.param("after", 600)
+local ANCHORS = sim.param("anchors", false)
+
 local pool = sim.pool{
   addresses = ADDRESSES, groups = GROUPS > 0 and GROUPS or nil, ports = PORTS,
   targets = {victim}, hold_inbound = math.min(HOLD, ADDRESSES),
