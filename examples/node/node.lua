@@ -15,7 +15,7 @@
 -- peerd is only asked and told, over its HTTP API (a minimal HTTP/1.1 client on
 -- luv TCP, one request at a time, in order, `Connection: close`, 5 s timeout):
 --   GET  /v1/status (or /v1/self)  once at start: our node_id (unless --id)
---   GET  /v1/dial?n=K              every 2 s while we have fewer than N outbound
+--   GET  /v1/dial?n=K&outbound=O   every 2 s while we have fewer than N outbound (O: how many we have)
 --   POST /v1/events                outbound: attempt, connected, good (the remote's
 --                                  `node` line arrived), failed (connect error,
 --                                  timeout or a bad greeting), disconnected (a good
@@ -482,7 +482,8 @@ local function dial_round()
       retry_count = retry_count - 1
     end
   end
-  dial_pending = api("GET", "/v1/dial?n=" .. math.min(DIAL_N_MAX, short * 2 + 2), nil, function(status, doc, text)
+  local path = "/v1/dial?n=" .. math.min(DIAL_N_MAX, short * 2 + 2) .. "&outbound=" .. outbound_count()
+  dial_pending = api("GET", path, nil, function(status, doc, text)
     dial_pending = false
     if stopping or not status then return end
     if status ~= 200 or type(doc) ~= "table" or type(doc.peers) ~= "table" then

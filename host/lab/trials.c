@@ -526,16 +526,8 @@ static int start_group(runner_t *r, unsigned k, pid_t self) {
   pid_t pid = fork();
   if (pid == 0) {
     close(r->rp[0]);
-    wctx_t c;
-    memset(&c, 0, sizeof c);
-    c.p = r->p;
-    c.dir = r->dir;
-    c.g = gr->g;
-    c.ng = gr->ng;
-    c.js_r = r->js[0];
-    c.js_w = r->js[1];
-    c.rec_w = r->rp[1];
-    c.timeout_s = r->timeout_s;
+    wctx_t c = {.p = r->p, .dir = r->dir, .g = gr->g, .ng = gr->ng, .js_r = r->js[0], .js_w = r->js[1],
+                .rec_w = r->rp[1], .timeout_s = r->timeout_s};
     group_run(&c, self);
   }
   if (pid < 0) return -errno;
@@ -553,16 +545,8 @@ static int pipe_nb(int fd[2], bool nb_write) {
 
 int sweep_run_trials(const plan_t *p, const char *dir, uint64_t first, uint64_t count, unsigned jobs,
                      double timeout_s, bool progress, bool branch, uint64_t *nfailed) {
-  runner_t r;
-  memset(&r, 0, sizeof r);
-  r.p = p;
-  r.dir = dir;
-  r.first = first;
-  r.count = count;
-  r.jobs = jobs;
-  r.timeout_s = timeout_s;
-  r.branch = branch && p->points > 1;
-  r.js[0] = r.js[1] = r.rp[0] = r.rp[1] = -1;
+  runner_t r = {.p = p, .dir = dir, .first = first, .count = count, .jobs = jobs, .timeout_s = timeout_s,
+                .branch = branch && p->points > 1, .js = {-1, -1}, .rp = {-1, -1}};
   r.slot = calloc(jobs, sizeof *r.slot);
   r.left = calloc(p->points, sizeof *r.left);
   r.started = calloc(count ? count : 1, 1);

@@ -6,8 +6,10 @@
 -- Within 60 s every node holds >= 2 peers that are other nodes (by node_id,
 -- from its status lines), and its events reached its peerd (good events in
 -- /metrics, the other nodes' service endpoints in tried); GET /v1/dial names
--- service endpoints only. Also: examples/sidecar.sh still runs against a
--- --p2p off peerd.
+-- service endpoints only. The peerds run the shipped policies with one
+-- change: select.lua answers nothing to a GET /v1/dial without outbound=,
+-- so the nodes only find peers if they say how many they hold. Also:
+-- examples/sidecar.sh still runs against a --p2p off peerd.
 package.path = "tests/integration/?.lua;" .. package.path
 local H = require("harness")
 local uv = H.uv
@@ -103,12 +105,25 @@ describe("sidecar walk-through (docs/sidecar.md)", function()
     for k = 1, N do ips[k] = "127.8" .. k .. ".0.1" end
     local port = free_port(ips)
     local service = "p2p=" .. port
+    local pol = H.tmpdir()
+    finally(function() H.rmdir(pol) end)
+    for _, f in ipairs({ "evict.lua", "pex.lua", "reputation.lua", "score.lua", "select.lua" }) do
+      local text = assert(H.read_file(SRC .. "/policies/" .. f))
+      if f == "select.lua" then
+        local last = "return { select = select_peers }"
+        local at = assert(text:find(last, 1, true), "policies/select.lua ends otherwise")
+        text = text:sub(1, at - 1) .. "return { select = function(book, n, ctx)\n"
+          .. "  if ctx == nil or ctx.outbound == nil then return {} end\n"
+          .. "  return select_peers(book, n, ctx)\nend }\n"
+      end
+      H.write_file(pol .. "/" .. f, text)
+    end
     local t0 = uv.hrtime()
     peerds[1] = H.start({ "--allow-private", "--seed-mode", "--max-outbound", "8", "--listen", ips[1] .. ":0",
-      "--service", service }, nil, { log_level = "info", timeout = 20 })
+      "--service", service, "--policies", pol }, nil, { log_level = "info", timeout = 20 })
     for k = 2, N do
       peerds[k] = H.start({ "--allow-private", "--listen", ips[k] .. ":0", "--seeds", peerds[1].p2p,
-        "--service", service }, nil, { log_level = "info", timeout = 20 })
+        "--service", service, "--policies", pol }, nil, { log_level = "info", timeout = 20 })
     end
     local id_at, endpoint_of = {}, {}
     for k = 1, N do
@@ -180,6 +195,9 @@ describe("sidecar walk-through (docs/sidecar.md)", function()
       end
       -- GET /v1/dial names service endpoints (what the node dials), never peerd's own endpoints
       local code, text, doc = H.get(peerds[k], "/v1/dial?n=8")
+      assert.are.equal(200, code, text)
+      assert.are.equal(0, #doc.peers, text) -- the test's select.lua wants outbound=
+      code, text, doc = H.get(peerds[k], "/v1/dial?n=8&outbound=" .. st.outbound)
       assert.are.equal(200, code, text)
       assert.is_true(#doc.peers >= 1, text)
       for _, p in ipairs(doc.peers) do
