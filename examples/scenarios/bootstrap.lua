@@ -7,7 +7,9 @@
 -- the virtual time until 95% of the hosts have their minimum number of
 -- outbound peers, and asserts that it happens within the run. At the end it
 -- reports the connectivity and a diameter sample (BFS from DIAM_SAMPLES
--- random hosts, default 16).
+-- random hosts, default 16). SEED_MAX_INBOUND (default 0: the daemon's 40)
+-- sets the seeds' inbound limit, which is also their limit of inbound
+-- handshakes at once: what bounds a 1,000-host start (docs/scenarios.md).
 --
 --   peerd sim examples/scenarios/bootstrap.lua --seed 1 --out /tmp/boot
 --   peerd sim examples/scenarios/bootstrap.lua --set hosts=1000 --set seeds=5
@@ -17,11 +19,13 @@ local NSEEDS = sim.param("seeds", 2)
 local DURATION = sim.param("duration", 600)          -- virtual seconds
 local POLICIES = sim.param("policies", "../../policies")
 local DIAM_SAMPLES = sim.param("diam_samples", 16)
+local SEED_MAX_INBOUND = sim.param("seed_max_inbound", 0)  -- 0: the default
 local TARGET = 0.95
 
 sim.link{latency_ms = 60, jitter_ms = 40, dist = "uniform"}
 
-local seeds = sim.hosts(NSEEDS, {seed_mode = true, policies = POLICIES})
+local seeds = sim.hosts(NSEEDS, {seed_mode = true, policies = POLICIES,
+                                 max_inbound = SEED_MAX_INBOUND > 0 and SEED_MAX_INBOUND or nil})
 local nodes = sim.hosts(N, {seeds = seeds, policies = POLICIES})
 
 sim.time_to("t_95pct_min_outbound", function()

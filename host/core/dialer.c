@@ -365,6 +365,7 @@ void pd_dialer_config_default(pd_dialer_config_t *cfg) {
   cfg->giveup_pause = 3600;
   cfg->persistent_backoff_cap = 60;
   cfg->bootstrap_interval = 10;
+  cfg->bootstrap_retry = 1;
   cfg->bootstrap_interval_cap = 300;
   cfg->feeler_interval = 120;
   cfg->inflight_timeout = 60;
@@ -379,7 +380,8 @@ static const char *check_config(const pd_dialer_config_t *c) {
   if (!(c->backoff_jitter >= 0.0 && c->backoff_jitter <= 0.9)) return "backoff_jitter outside [0, 0.9]";
   if (c->backoff_base < 0 || c->backoff_cap < 0 || c->giveup_pause < 0 ||
       c->persistent_backoff_cap < 0 || c->bootstrap_interval < 0 || c->bootstrap_interval_cap < 0 ||
-      c->feeler_interval < 0 || c->inflight_timeout < 0 || c->stable_secs < 0)
+      c->bootstrap_retry < 0 || c->feeler_interval < 0 || c->inflight_timeout < 0 ||
+      c->stable_secs < 0)
     return "negative time";
   if (c->backoff_cap < c->backoff_base) return "backoff_cap below backoff_base";
   if (c->npersistent > PD_DIALER_MAX_LIST || c->nseeds > PD_DIALER_MAX_LIST ||
@@ -518,6 +520,12 @@ int pd_dialer_on_dial_result(pd_dialer_t *d, const pd_netaddr_t *addr, enum pd_d
                              int64_t now) {
   if (!d || !addr || (unsigned)outcome >= PD_DIAL_OUTCOME_COUNT) return PD_EINVAL;
   flight_t *f = flight_find(d, addr);
+  /* A seed answered: the round's other queued seeds are not dialled (those
+   * already in flight finish), as Bitcoin Core asks three DNS seeds at once
+   * and the rest only if still short: a bootstrap costs the seeds one to
+   * dial_concurrency handshakes, not one per configured seed. Still short
+   * later, the next round asks them again. */
+  if (f && f->reason == PD_DIAL_REASON_SEED && outcome == PD_DIAL_OK) d->nseedq = 0;
   if (f) *f = d->flights[--d->nflights];
   apply_outcome(d, addr, outcome, now);
   return f ? 0 : PD_ENOENT;
@@ -584,11 +592,19 @@ static void bootstrap(pd_dialer_t *d, int64_t now, pd_dial_action_t *out, size_t
   push_action(out, n, PD_DIAL_ACT_BOOTSTRAP, PD_DIAL_REASON_SEED, NULL, 0);
   d->c.bootstraps++;
   d->next_bootstrap_at =
-      add_sat(now, grow(d, d->cfg.bootstrap_interval, d->bootstrap_rounds + 1,
+      add_sat(now, grow(d, d->cfg.bootstrap_retry, d->bootstrap_rounds + 1,
                         d->cfg.bootstrap_interval_cap));
   if (d->bootstrap_rounds < 63) d->bootstrap_rounds++;
-  for (size_t i = 0; i < d->nseeds; i++) {
-    seed_t *s = &d->seeds[i];
+  /* Seeds in a random order each round (from a random start, then the
+   * queued ones shuffled), as Bitcoin Core shuffles its DNS seeds and
+   * CometBFT dials seeds in a random permutation: nodes that start together
+   * spread over the seeds instead of all taking the first ones' handshake
+   * slots, and with more IP seeds than the queue holds every seed can be
+   * among those dialled. */
+  size_t first = d->nseedq;
+  size_t start = d->nseeds > 1 ? (size_t)pd_rng_range(d->rng, d->nseeds) : 0;
+  for (size_t k = 0; k < d->nseeds; k++) {
+    seed_t *s = &d->seeds[(start + k) % d->nseeds];
     if (s->ep.is_ip) {
       pd_dial_target_t t;
       seed_target(&s->ep, &s->ep.addr, &t);
@@ -596,6 +612,12 @@ static void bootstrap(pd_dialer_t *d, int64_t now, pd_dial_action_t *out, size_t
     } else {
       s->want_resolve = true;
     }
+  }
+  for (size_t i = d->nseedq; i > first + 1; i--) {
+    size_t j = first + (size_t)pd_rng_range(d->rng, i - first);
+    pd_dial_target_t tmp = d->seedq[i - 1];
+    d->seedq[i - 1] = d->seedq[j];
+    d->seedq[j] = tmp;
   }
 }
 
@@ -692,7 +714,11 @@ size_t pd_dialer_tick(pd_dialer_t *d, int64_t now, pd_dialer_candidate_fn candid
 
   /* 5. Bootstrap when below the minimum: at once if nothing is being tried,
    *    else once the shortfall has lasted bootstrap_interval; rate limited
-   *    by a backoff that resets when the minimum is reached. */
+   *    by a backoff (bootstrap_retry doubling to bootstrap_interval_cap,
+   *    jittered) that resets when the minimum is reached. A node that has
+   *    nothing to dial -- its seeds refused it (their handshake slots full)
+   *    or answered before they knew anyone -- asks again a second later,
+   *    not after 10 s; each seed also keeps its own per-address backoff. */
   uint32_t dials, connected_out;
   bool feeler_busy;
   outbound_counted(d, &feeler_busy, &dials, &connected_out);

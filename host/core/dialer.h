@@ -138,8 +138,11 @@ typedef struct pd_dialer_config {
   uint32_t retry_limit;          /* consecutive failures before the long pause (0: never) */
   int64_t giveup_pause;          /* s, the long pause once retry_limit is reached */
   int64_t persistent_backoff_cap;/* s, cap for persistent peers (never give up) */
-  int64_t bootstrap_interval;    /* s, first delay between bootstraps; doubles up to _cap */
-  int64_t bootstrap_interval_cap;
+  int64_t bootstrap_interval;    /* s, a shortfall with dials in flight waits this long
+                                  * before a bootstrap round (none in flight: at once) */
+  int64_t bootstrap_interval_cap;/* s, longest gap between bootstrap rounds */
+  int64_t bootstrap_retry;       /* s, first gap between rounds; doubles up to _cap (0: no
+                                  * gap, a round whenever stuck) */
   int64_t feeler_interval;       /* s, mean gap between feelers (jittered); 0: no feelers */
   int64_t inflight_timeout;      /* s, a dial not reported by then is a timeout (0: never) */
   int64_t stable_secs;           /* s, an outbound connection shorter than this is a flap */
@@ -192,7 +195,8 @@ typedef struct pd_dialer pd_dialer_t;
 
 /* Defaults: 8 out, 40 in, 3 per IP, 3 concurrent, min 4 out, backoff 1 s
  * x2 capped at 600 s, jitter 0.2, retry limit 10 then 3600 s, persistent
- * cap 60 s, bootstrap every 10 s doubling to 300 s, feeler every 120 s,
+ * cap 60 s, bootstrap rounds 1 s apart doubling to 300 s (a shortfall with
+ * dials in flight waits 10 s first), feeler every 120 s,
  * in-flight timeout 60 s, stable after 60 s, 4096 backoff records. */
 void pd_dialer_config_default(pd_dialer_config_t *cfg);
 

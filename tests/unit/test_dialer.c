@@ -588,6 +588,7 @@ static void bootstrap_below_minimum_rate_limited(void **state) {
   cfg.nseeds = 2;
   cfg.bootstrap_interval = 10;
   cfg.bootstrap_interval_cap = 300;
+  cfg.bootstrap_retry = 10; /* rounds 10 s apart, doubling (the default is 1 s) */
   pd_rng_t rng;
   pd_dialer_t *d = mk(&cfg, &rng, 13);
   pd_dial_action_t act[16];
@@ -669,6 +670,139 @@ static void bootstrap_waits_for_dials_in_flight(void **state) {
   n = pd_dialer_tick(d, 10, fake_candidates, &sel, act, 8);
   assert_int_equal(n, 1);
   assert_int_equal(act[0].kind, PD_DIAL_ACT_BOOTSTRAP);
+  pd_dialer_destroy(d);
+}
+
+/* A node with nothing to dial (every seed refused it) asks its seeds again
+ * about a second later by default, then ever more rarely: round gaps 1, 2,
+ * 4, ... s (jittered), never above the cap, far more often than the old
+ * fixed 10 s start only in the first minute. */
+static void bootstrap_retry_starts_at_a_second(void **state) {
+  (void)state;
+  pd_endpoint_t seeds[3];
+  const char *txt[3] = {"8.8.4.4:7411", "9.9.9.9:7411", "1.1.1.1:7411"};
+  for (int i = 0; i < 3; i++) assert_int_equal(pd_endpoint_parse(txt[i], 0, &seeds[i], NULL), 0);
+  pd_dialer_config_t cfg;
+  quiet_cfg(&cfg);
+  cfg.min_outbound = 1;
+  cfg.seeds = seeds;
+  cfg.nseeds = 3;
+  assert_int_equal(cfg.bootstrap_retry, 1);
+  assert_int_equal(cfg.bootstrap_interval, 10);
+  pd_rng_t rng;
+  pd_dialer_t *d = mk(&cfg, &rng, 21);
+  pd_dial_action_t act[16];
+  int64_t rounds[16];
+  size_t nr = 0;
+  for (int64_t t = 0; t < 200 && nr < 16; t++) {
+    size_t n = pd_dialer_tick(d, t, NULL, NULL, act, 16);
+    if (count_kind(act, n, PD_DIAL_ACT_BOOTSTRAP)) rounds[nr++] = t;
+    for (size_t i = 0; i < n; i++)
+      if (act[i].kind == PD_DIAL_ACT_DIAL) pd_dialer_on_dial_result(d, &act[i].target.addr, PD_DIAL_REFUSED, t);
+  }
+  assert_true(nr >= 6);
+  assert_int_equal(rounds[0], 0);
+  assert_true(rounds[1] >= 1 && rounds[1] <= 2); /* was 8..12 with the 10 s start */
+  for (size_t i = 2; i < nr; i++) {
+    int64_t gap = rounds[i] - rounds[i - 1], prev = rounds[i - 1] - rounds[i - 2];
+    assert_true(gap <= 300);
+    if (prev < 100) assert_true(gap >= prev); /* doubling (jitter never undoes it) */
+  }
+  assert_true(rounds[nr - 1] - rounds[nr - 2] >= 16); /* and it does grow */
+  pd_dialer_destroy(d);
+}
+
+/* Each round queues the seeds in a random order: nodes started together do
+ * not all dial the first configured seeds (whose handshake slots then
+ * refuse most of them) and leave the others idle. */
+static void seeds_shuffled_per_round(void **state) {
+  (void)state;
+  pd_endpoint_t seeds[4];
+  const char *txt[4] = {"8.8.4.4:7411", "9.9.9.9:7411", "1.1.1.1:7411", "4.4.2.2:7411"};
+  for (int i = 0; i < 4; i++) assert_int_equal(pd_endpoint_parse(txt[i], 0, &seeds[i], NULL), 0);
+  pd_dialer_config_t cfg;
+  quiet_cfg(&cfg);
+  cfg.min_outbound = 1;
+  cfg.dial_concurrency = 1;
+  cfg.seeds = seeds;
+  cfg.nseeds = 4;
+  int first[4] = {0, 0, 0, 0};
+  for (uint64_t k = 0; k < 40; k++) {
+    pd_rng_t rng;
+    pd_dialer_t *d = mk(&cfg, &rng, 100 + k);
+    pd_dial_action_t act[8];
+    size_t n = pd_dialer_tick(d, 0, NULL, NULL, act, 8);
+    assert_int_equal(count_kind(act, n, PD_DIAL_ACT_DIAL), 1);
+    int seen[4] = {0, 0, 0, 0};
+    /* the round dials each seed once, one at a time */
+    for (int step = 0; step < 4; step++) {
+      size_t j = 0;
+      while (j < n && act[j].kind != PD_DIAL_ACT_DIAL) j++;
+      assert_true(j < n);
+      int which = -1;
+      for (int i = 0; i < 4; i++)
+        if (pd_netaddr_equal(&act[j].target.addr, &seeds[i].addr)) which = i;
+      assert_true(which >= 0);
+      if (step == 0) first[which]++;
+      seen[which]++;
+      pd_dialer_on_dial_result(d, &act[j].target.addr, PD_DIAL_REFUSED, 0);
+      n = pd_dialer_tick(d, 0, NULL, NULL, act, 8);
+    }
+    for (int i = 0; i < 4; i++) assert_int_equal(seen[i], 1);
+    pd_dialer_destroy(d);
+  }
+  for (int i = 0; i < 4; i++) assert_true(first[i] >= 4); /* 10 expected each */
+}
+
+/* One seed's handshake done: the round's other queued seeds are not
+ * dialled (a bootstrap costs the seeds a handshake or a few, not one per
+ * configured seed); those in flight finish; the next round asks again. */
+static void seed_answer_ends_the_round(void **state) {
+  (void)state;
+  pd_endpoint_t seeds[5];
+  const char *txt[5] = {"8.8.4.4:7411", "9.9.9.9:7411", "1.1.1.1:7411", "4.4.2.2:7411",
+                        "5.5.5.5:7411"};
+  for (int i = 0; i < 5; i++) assert_int_equal(pd_endpoint_parse(txt[i], 0, &seeds[i], NULL), 0);
+  pd_dialer_config_t cfg;
+  quiet_cfg(&cfg);
+  cfg.min_outbound = 2;
+  cfg.dial_concurrency = 2;
+  cfg.seeds = seeds;
+  cfg.nseeds = 5;
+  pd_rng_t rng;
+  pd_dialer_t *d = mk(&cfg, &rng, 22);
+  pd_dial_action_t act[8];
+  size_t n = pd_dialer_tick(d, 0, NULL, NULL, act, 8);
+  assert_int_equal(count_kind(act, n, PD_DIAL_ACT_DIAL), 2);
+  pd_netaddr_t a = act[1].target.addr, b = act[2].target.addr;
+  /* The first refuses: the next queued seed takes its slot. */
+  pd_dialer_on_dial_result(d, &a, PD_DIAL_REFUSED, 0);
+  n = pd_dialer_tick(d, 0, NULL, NULL, act, 8);
+  assert_int_equal(count_kind(act, n, PD_DIAL_ACT_DIAL), 1);
+  pd_netaddr_t c = act[0].target.addr;
+  /* The second answers: the two seeds still queued are dropped. */
+  assert_int_equal(pd_dialer_on_connected(d, PD_CONN_OUTBOUND, &b, NULL, 0), 0);
+  assert_int_equal(pd_dialer_on_dial_result(d, &c, PD_DIAL_REFUSED, 0), 0);
+  for (int64_t t = 0; t < 1; t++) {
+    n = pd_dialer_tick(d, t, NULL, NULL, act, 8);
+    assert_int_equal(count_kind(act, n, PD_DIAL_ACT_DIAL), 0);
+  }
+  pd_dialer_counters_t cn;
+  pd_dialer_counters(d, &cn);
+  assert_int_equal(cn.dials_started[PD_DIAL_REASON_SEED], 3);
+  /* Still below the minimum with nothing in flight: a later round asks the
+   * seeds again (the one that answered is connected, so not redialled). */
+  size_t seed_dials = 0;
+  for (int64_t t = 1; t < 20 && seed_dials == 0; t++) {
+    n = pd_dialer_tick(d, t, NULL, NULL, act, 8);
+    for (size_t i = 0; i < n; i++) {
+      if (act[i].kind != PD_DIAL_ACT_DIAL) continue;
+      assert_int_equal(act[i].reason, PD_DIAL_REASON_SEED);
+      assert_false(pd_netaddr_equal(&act[i].target.addr, &b));
+      seed_dials++;
+    }
+  }
+  assert_true(seed_dials > 0);
   pd_dialer_destroy(d);
 }
 
@@ -1068,6 +1202,9 @@ int main(void) {
       cmocka_unit_test(persistent_hostname_resolved),
       cmocka_unit_test(bootstrap_below_minimum_rate_limited),
       cmocka_unit_test(bootstrap_waits_for_dials_in_flight),
+      cmocka_unit_test(bootstrap_retry_starts_at_a_second),
+      cmocka_unit_test(seeds_shuffled_per_round),
+      cmocka_unit_test(seed_answer_ends_the_round),
       cmocka_unit_test(anchors_dialed_first),
       cmocka_unit_test(feeler_cadence),
       cmocka_unit_test(one_feeler_at_a_time),
