@@ -10,7 +10,8 @@
 --      the tried tables fill with peers that are sometimes away. The victim
 --      is one of them from t = 0 (POLICIES: its policy directory).
 --   2. At ATTACK s the attacker arrives: a pool of ADDRESSES addresses over
---      GROUPS /16s (PORTS per IP) that holds HOLD of the victim's inbound
+--      GROUPS /16s (PORTS per IP; with IPS set, IPS x PORTS addresses: Marcus
+--      et al.'s few IPs with many ports each) that holds HOLD of the victim's inbound
 --      slots (it races for each slot that frees; the victim's max_inbound is
 --      INBOUND), floods FLOOD_SIZE of its addresses every 1/FLOOD_RATE s on
 --      each held connection, and answers every GETADDR with GETADDR_N of its
@@ -70,9 +71,10 @@ sim.run(ATTACK)
 -- parameters below runs it once per trial and branches here (the attack's
 -- parameters are read only after the branch; docs/scenarios.md, Branching).
 sim.branch()
-local ADDRESSES = sim.param("addresses", 1000)
-local GROUPS = sim.param("groups", 0)          -- 0: one per 16 addresses
 local PORTS = sim.param("ports", 1)
+local IPS = sim.param("ips", 0)                -- > 0: addresses = IPS x PORTS
+local ADDRESSES = IPS > 0 and IPS * PORTS or sim.param("addresses", 1000)
+local GROUPS = sim.param("groups", 0)          -- 0: one per 16 addresses
 local HOLD = sim.param("hold", 8)
 local FLOOD_RATE = sim.param("flood_rate", 0.05)
 local FLOOD_SIZE = sim.param("flood_size", 10)
