@@ -193,6 +193,16 @@ typedef size_t (*pd_dialer_candidate_fn)(void *ud, size_t n, int64_t now, unsign
 
 typedef struct pd_dialer pd_dialer_t;
 
+/* The inbound limit of a node in seed mode when none is configured (the
+ * daemon's --max-inbound and the lab's max_inbound unset): a seed's
+ * connections last one exchange (KEYX, HELLO, GETADDR/ADDR, goodbye: ~4
+ * one-way latencies), so its slots bound how many nodes it can bootstrap
+ * per second: 40 slots serve ~170 nodes/s at 60 ms, and a thousand nodes
+ * starting together wait for retry rounds (docs/scenarios.md, "Bootstrap at
+ * 1,000 hosts"). The pending-handshake limits per IP and per group still
+ * apply. */
+#define PD_DIALER_SEED_MAX_INBOUND 256
+
 /* Defaults: 8 out, 40 in, 3 per IP, 3 concurrent, min 4 out, backoff 1 s
  * x2 capped at 600 s, jitter 0.2, retry limit 10 then 3600 s, persistent
  * cap 60 s, bootstrap rounds 1 s apart doubling to 300 s (a shortfall with

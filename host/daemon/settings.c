@@ -564,6 +564,7 @@ int pd_settings_finish(pd_settings_t *s, char *err, size_t cap) {
     }
   }
   pd_daemon_config_t *c = &s->cfg;
+  if (c->seed_mode && s->slot[S_MAX_INBOUND].n == 0) c->max_inbound = PD_DIALER_SEED_MAX_INBOUND;
   if (c->max_outbound == 0) c->min_outbound = 0; /* listen only */
   if (c->min_outbound > c->max_outbound) {
     return fail(err, cap, "min_outbound (%u) is above max_outbound (%u)", (unsigned)c->min_outbound,
@@ -615,6 +616,12 @@ static json_t *scalar_json(size_t i, const char *v) {
   return json_string(v);
 }
 
+/* A scalar's default: max_inbound has its own in seed mode. */
+static const char *deflt_of(const pd_settings_t *s, size_t i) {
+  if (i == S_MAX_INBOUND && s->cfg.seed_mode) return STR(PD_DIALER_SEED_MAX_INBOUND);
+  return defs[i].deflt;
+}
+
 static json_t *value_json(const pd_settings_t *s, size_t i) {
   const slot_t *sl = &s->slot[i];
   const def_t *d = &defs[i];
@@ -637,7 +644,7 @@ static json_t *value_json(const pd_settings_t *s, size_t i) {
     }
     return o;
   }
-  return scalar_json(i, sl->n ? sl->vals[0] : d->deflt);
+  return scalar_json(i, sl->n ? sl->vals[0] : deflt_of(s, i));
 }
 
 char *pd_settings_json(const pd_settings_t *s) {
@@ -697,7 +704,7 @@ void pd_settings_print(const pd_settings_t *s, FILE *f) {
       }
       fputs(sl->n ? " }" : "}", f);
     } else {
-      const char *v = sl->n ? sl->vals[0] : d->deflt;
+      const char *v = sl->n ? sl->vals[0] : deflt_of(s, i);
       if (!v) fputs("nil", f);
       else if (d->kind == PD_SK_BOOL || (d->kind == PD_SK_INT && all_digits(v))) fputs(v, f);
       else print_lua_string(f, v);

@@ -170,6 +170,7 @@ int lab_host_start(sim_t *s, uint32_t hi, char *err, size_t cap) {
   if (h->max_out) cfg.dialer.max_outbound = h->max_out;
   if (h->dial_off) cfg.dialer.max_outbound = 0; /* never dials: no seeds, anchors, feelers */
   if (h->max_in) cfg.dialer.max_inbound = h->max_in;
+  else if (h->seed_mode) cfg.dialer.max_inbound = PD_DIALER_SEED_MAX_INBOUND; /* as the daemon's */
   if (cfg.dialer.min_outbound > cfg.dialer.max_outbound)
     cfg.dialer.min_outbound = cfg.dialer.max_outbound;
   cfg.dialer.seeds = h->seeds;

@@ -230,6 +230,39 @@ static void test_flag_overrides_file(void **state) {
   pd_settings_free(s);
 }
 
+/* Seed mode has its own max_inbound default (PD_DIALER_SEED_MAX_INBOUND),
+ * shown as the default it is; a configured value still wins. */
+static void test_seed_mode_inbound_default(void **state) {
+  (void)state;
+  char err[600];
+  int rc;
+  pd_settings_t *s = load("seed_mode = true\n", &rc, err, sizeof err);
+  assert_int_equal(rc, 0);
+  assert_int_equal(pd_settings_config(s)->max_inbound, 256);
+  json_t *root = settings_of(s);
+  assert_int_equal(json_integer_value(value_of(root, "max_inbound")), 256);
+  assert_string_equal(source_of(root, "max_inbound"), "default");
+  json_decref(root);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  assert_non_null(f);
+  pd_settings_print(s, f);
+  fclose(f);
+  assert_non_null(strstr(buf, "max_inbound = 256  -- default\n"));
+  free(buf);
+  pd_settings_free(s);
+
+  s = load("seed_mode = true\nmax_inbound = 40\n", &rc, err, sizeof err);
+  assert_int_equal(rc, 0);
+  assert_int_equal(pd_settings_config(s)->max_inbound, 40);
+  pd_settings_free(s);
+  s = load("seed_mode = false\n", &rc, err, sizeof err);
+  assert_int_equal(rc, 0);
+  assert_int_equal(pd_settings_config(s)->max_inbound, 40);
+  pd_settings_free(s);
+}
+
 static void test_real_file(void **state) {
   (void)state;
   char path[] = "/tmp/test_conffile-XXXXXX";
@@ -261,6 +294,7 @@ int main(void) {
       cmocka_unit_test(test_errors_name_file_and_line),
       cmocka_unit_test(test_sandbox_limits),
       cmocka_unit_test(test_flag_overrides_file),
+      cmocka_unit_test(test_seed_mode_inbound_default),
       cmocka_unit_test(test_real_file),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
