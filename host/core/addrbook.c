@@ -33,8 +33,8 @@
  *  - vrandom: ids in random-access order with each entry's position in it
  *    (Bitcoin Core's vRandom / SwapRandom) for GetAddr.
  *  - per entry, two cached slots: `slot` (tried: its tried slot; new: one
- *    new-table slot that refers to it, lazily refreshed when that reference
- *    goes, see F_STALE) and `home` (its new slot for its own source, set at
+ *    new-table slot that refers to it, refreshed by one scan when that
+ *    reference goes, see F_STALE) and `home` (its new slot for its own source, set at
  *    creation), so Good() and tried evictions skip most SHA256d work.
  *  - tried collisions: a sorted array of at most 10 ids (Bitcoin's
  *    std::set<int> ordering). Ids are reused here, so a deleted entry is
@@ -61,7 +61,8 @@
 #define T_LIMIT ((int64_t)1 << 40) /* time inputs are clamped to +-2^40 s */
 
 /* F_STALE: a new entry's cached `slot` was cleared while other references
- * remain; it is refreshed lazily (next add_ref) or found by a scan. */
+ * remain; `slot` then holds the lowest slot left (found by one scan when the
+ * cached one went) until the next add_ref takes the cache over. */
 enum { F_LIVE = 1, F_TRIED = 2, F_HOME = 4, F_STALE = 8 };
 
 #define ATTEMPTS_MAX 127
@@ -904,6 +905,13 @@ static void unref_new(pd_book_t *b, uint32_t id, uint32_t slot) {
     b->cnt.new_evicted++;
     delete_entry(b, id);
   } else if (e->slot == slot) {
+    /* the cached reference went: cache the lowest one left now (one scan
+     * here, instead of one per lookup of a stale entry: pd_book_info runs
+     * for policies' book:info, the peer views and slot contests, and an
+     * attacker's flood leaves many multi-reference entries stale); the next
+     * add_ref still takes the cache over, as before */
+    uint32_t left = scan_new_ref(b, id);
+    if (left != NO_ID) e->slot = (uint16_t)left;
     e->flags |= F_STALE;
   }
 }
@@ -1405,8 +1413,7 @@ int pd_book_info(const pd_book_t *b, uint32_t id, pd_book_info_t *out) {
   out->service_only = e->svc;
   out->refcount = e->refcount;
   out->in_tried = (e->flags & F_TRIED) != 0;
-  uint32_t slot = e->slot;
-  if (e->flags & F_STALE) slot = scan_new_ref(b, id);
+  uint32_t slot = e->slot; /* a stale entry's: its lowest reference (unref_new) */
   out->bucket = (int)(slot / PD_BOOK_BUCKET_SIZE);
   out->position = (int)(slot % PD_BOOK_BUCKET_SIZE);
   return 0;
@@ -1930,8 +1937,7 @@ int pd_book_check(const pd_book_t *b) {
       if (e->slot >= b->tried_slots || tried_get(b, e->slot) != id) goto out;
     } else {
       if (e->refcount < 1 || e->refcount > PD_BOOK_NEW_BUCKETS_PER_ADDRESS) goto out;
-      if (!(e->flags & F_STALE) && (e->slot >= b->new_slots || new_get(b, e->slot) != id))
-        goto out;
+      if (e->slot >= b->new_slots || new_get(b, e->slot) != id) goto out;
     }
   }
   if (n_live != b->nrandom || n_tried != b->n_tried) goto out;
