@@ -60,6 +60,18 @@ static const char *source_of(json_t *root, const char *key) {
   return json_string_value(json_object_get(e, "source"));
 }
 
+/* pd_settings_print's text (malloc'd; *len its length when len is given). */
+static char *printed(const pd_settings_t *s, size_t *len) {
+  char *buf = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&buf, &n);
+  assert_non_null(f);
+  pd_settings_print(s, f);
+  fclose(f);
+  if (len) *len = n;
+  return buf;
+}
+
 static json_t *value_of(json_t *root, const char *key) {
   return json_object_get(json_object_get(json_object_get(root, "settings"), key), "value");
 }
@@ -200,12 +212,8 @@ static void test_flag_overrides_file(void **state) {
   json_decref(root);
 
   /* the text form reads back as the same settings */
-  char *buf = NULL;
   size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  assert_non_null(f);
-  pd_settings_print(s, f);
-  fclose(f);
+  char *buf = printed(s, &len);
   assert_non_null(strstr(buf, "max_inbound = 12  -- flag\n"));
   assert_non_null(strstr(buf, "services = { [\"rpc\"] = 26657 }  -- flag\n"));
   assert_non_null(strstr(buf, "api_token_file = nil  -- default\n"));
@@ -243,12 +251,7 @@ static void test_seed_mode_inbound_default(void **state) {
   assert_int_equal(json_integer_value(value_of(root, "max_inbound")), 256);
   assert_string_equal(source_of(root, "max_inbound"), "default");
   json_decref(root);
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  assert_non_null(f);
-  pd_settings_print(s, f);
-  fclose(f);
+  char *buf = printed(s, NULL);
   assert_non_null(strstr(buf, "max_inbound = 256  -- default\n"));
   free(buf);
   pd_settings_free(s);
