@@ -562,7 +562,7 @@ int sweep_run_trials(const plan_t *p, const char *dir, uint64_t first, uint64_t 
   unsigned running = 0;
   double t0 = sweep_mono_s(), last = t0;
   pid_t self = getpid();
-  while (r.done < count) {
+  while (r.done < count || running > 0) { /* every process reaped, not only every trial done */
     /* start what fits: a free slot and a token */
     while (rc == 0 && running < jobs) {
       unsigned k = 0;
@@ -615,7 +615,7 @@ int sweep_run_trials(const plan_t *p, const char *dir, uint64_t first, uint64_t 
       if (running == 0) reset_tokens(&r);
     }
     double now = sweep_mono_s();
-    if (progress && (r.done == count || (reaped && now - last >= 1.0) || now - last >= 10.0)) {
+    if (progress && ((reaped && (r.done == count || now - last >= 1.0)) || now - last >= 10.0)) {
       char el[32], eta[32] = "?";
       fmt_dur(el, sizeof el, now - t0);
       if (r.done) fmt_dur(eta, sizeof eta, (now - t0) / (double)r.done * (double)(count - r.done));
@@ -625,7 +625,7 @@ int sweep_run_trials(const plan_t *p, const char *dir, uint64_t first, uint64_t 
               r.done, count, r.pts_done, pts, r.failed, running, el, r.done == count ? "0s" : eta);
       last = now;
     }
-    if (!reaped && r.done < count) sweep_nap_ms(20);
+    if (!reaped && (r.done < count || running > 0)) sweep_nap_ms(20);
   }
   if (progress && r.shared_runs)
     fprintf(stderr, "sweep: %" PRIu64 " of %" PRIu64 " trials branched from %" PRIu64 " shared runs at sim.branch()\n",
