@@ -67,7 +67,8 @@ bool pd_dht_admit_default(const pd_dht_admit_info_t *info);
 
 typedef struct pd_dht_table pd_dht_table_t;
 
-/* A table for node `self`; k 0 = 16, repl 0 = 10. NULL on allocation failure. */
+/* A table for node `self`; k 0 = 16, repl 0 = 10. NULL on allocation failure
+ * (or k or repl above 256). */
 pd_dht_table_t *pd_dht_table_new(const uint8_t self[PD_DHTT_ID_LEN], unsigned k, unsigned repl);
 void pd_dht_table_free(pd_dht_table_t *t);
 
@@ -81,7 +82,8 @@ enum pd_dht_seen {
 
 /* Node `id` answered us from `ep` with a verified record (rec, len; seq).
  * Refreshes it, adds it, or caches it (returns enum pd_dht_seen, or
- * PD_EINVAL / PD_ENOMEM). A node already in the bucket with a newer record
+ * PD_EINVAL for a NULL argument or len outside 1..512, PD_ENOMEM; the table
+ * is unchanged on error). A node already in the bucket with a newer record
  * seq gets the new bytes; a known node answering from another endpoint is
  * updated to it only with a higher seq. When the bucket is full and its
  * least recently seen node has no ping out, that node is marked pinging and
@@ -132,8 +134,11 @@ const uint8_t *pd_dht_table_self(const pd_dht_table_t *t);
 /* Same /24 (IPv4) or /48 (IPv6)? */
 bool pd_dht_same_subnet(const pd_netaddr_t *a, const pd_netaddr_t *b);
 
-/* Check every invariant (sizes, order, bucket = log2 distance, subnet
- * counts, no id twice): 0 or PD_EINVAL. For tests. */
+/* Check every invariant (sizes and counters, bucket = log2 distance, a
+ * record per entry, no ping out for a cache entry, no id twice in the
+ * table): 0 or PD_EINVAL. For tests. Subnet limits are not invariants (the
+ * admit hook may allow more), nor is seen_ms order (now_ms is the
+ * caller's). */
 int pd_dht_table_check(const pd_dht_table_t *t);
 
 #endif
