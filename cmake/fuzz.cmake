@@ -117,11 +117,13 @@ if(PEERD_FUZZ AND PEERD_TESTS AND PEERD_HAVE_LIBFUZZER)
   pd_fuzz_target(peer 70000 DEPS peer record)
   pd_fuzz_target(sealed 70000 DEPS peer seal)
   pd_fuzz_target(conffile 8192 DEPS conffile)
+  pd_fuzz_target(dhtwire 1400 DEPS dhtwire)
 
   # Writes the seed corpora (run by hand: tests/fuzz/gen_corpus.c says how).
-  if(TARGET pd_fuzz_bookstore AND TARGET pd_fuzz_record AND TARGET pd_fuzz_wire)
+  if(TARGET pd_fuzz_bookstore AND TARGET pd_fuzz_record AND TARGET pd_fuzz_wire AND TARGET pd_fuzz_dhtwire)
     add_executable(fuzz_gen_corpus EXCLUDE_FROM_ALL tests/fuzz/gen_corpus.c)
-    target_link_libraries(fuzz_gen_corpus PRIVATE pd_fuzz_bookstore pd_fuzz_record pd_fuzz_wire)
+    target_link_libraries(fuzz_gen_corpus PRIVATE pd_fuzz_bookstore pd_fuzz_record pd_fuzz_wire
+                          pd_fuzz_dhtwire)
     target_link_options(fuzz_gen_corpus PRIVATE ${PD_FUZZ_SAN})
   endif()
 endif()

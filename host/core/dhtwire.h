@@ -64,7 +64,7 @@ typedef enum pd_dhtwire_reason {
   PD_DHTW_R_COUNT
 } pd_dhtwire_reason_t;
 
-const char *pd_dhtwire_reason_name(pd_dhtwire_reason_t r);
+const char *pd_dhtwire_reason_name(pd_dhtwire_reason_t r); /* "invalid" from PD_DHTW_R_COUNT on */
 
 /* A decoded packet; pointers into the decoded buffer. */
 typedef struct pd_dht_packet {
@@ -81,9 +81,9 @@ typedef struct pd_dht_packet {
   const uint8_t *id_signature;    /* 64 */
   const uint8_t *record;          /* NULL when record_len == 0 */
   size_t record_len;
-  size_t ad_len;                  /* MESSAGE: 38; HANDSHAKE: bytes before the ciphertext */
+  size_t ad_len;                  /* MESSAGE: 38; HANDSHAKE: bytes before the ciphertext; WHOAREYOU: 0 */
   /* MESSAGE and HANDSHAKE */
-  const uint8_t *ciphertext;      /* message + 16-byte tag */
+  const uint8_t *ciphertext;      /* message + 16-byte tag (WHOAREYOU: NULL, length 0) */
   size_t ciphertext_len;          /* >= 9 + 16 */
 } pd_dht_packet_t;
 
@@ -99,7 +99,8 @@ void pd_dht_whoareyou_encode(uint8_t out[PD_DHT_WHOAREYOU_LEN], const uint8_t no
                              const uint8_t id_nonce[PD_DHT_ID_NONCE_LEN],
                              const uint8_t pubkey[PD_DHT_PK_LEN], uint64_t record_seq);
 /* A HANDSHAKE's bytes up to the ciphertext (the associated data) into out
- * (cap bytes). 0 and *len, or PD_ETOOBIG / PD_EINVAL (record_len > 512). */
+ * (cap bytes). 0 and *len, or PD_ETOOBIG / PD_EINVAL (record_len not 0 or
+ * 130..512, the sizes the decoder accepts; record NULL with a length). */
 int pd_dht_handshake_head_encode(uint8_t *out, size_t cap, size_t *len,
                                  const uint8_t nonce[PD_DHT_NONCE_LEN],
                                  const uint8_t src_id[PD_DHT_ID_LEN],

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "bookstore.h"
+#include "dhtwire.h"
 #include "record.h"
 #include "wire.h"
 
@@ -396,6 +397,48 @@ static void conf(void) {
     put("conffile", c[i].name, 0, false, c[i].s, strlen(c[i].s));
 }
 
+/* --- dhtwire: DHT datagrams and messages (docs/protocol.md §11.8's fields) -- */
+static void dht(void) {
+  uint8_t pkt[PD_DHT_MAX_PACKET], rec[PD_DHT_RECORD_MAX], k[PD_DHT_SIG_LEN];
+  uint8_t src[PD_DHT_ID_LEN], nonce[PD_DHT_NONCE_LEN] = {[11] = 1};
+  for (size_t i = 0; i < sizeof rec; i++) rec[i] = (uint8_t)i;
+  for (size_t i = 0; i < sizeof k; i++) k[i] = (uint8_t)(0x40 + i);
+  for (size_t i = 0; i < sizeof src; i++) src[i] = (uint8_t)(0xa0 + i);
+  pd_dht_msg_t m[4];
+  memset(m, 0, sizeof m);
+  m[0].type = PD_DHT_PING, m[0].request_id = 0x0102030405060708ull, m[0].record_seq = 5;
+  m[1].type = PD_DHT_PONG, m[1].request_id = 0x0102030405060708ull, m[1].record_seq = 7;
+  m[1].observed = v4(203, 0, 113, 9, 26656);
+  m[2].type = PD_DHT_FINDNODE, m[2].request_id = 0x1112131415161718ull, m[2].ndist = 3;
+  m[2].dist[0] = 160, m[2].dist[1] = 159, m[2].dist[2] = 158;
+  m[3].type = PD_DHT_NODES, m[3].request_id = 0x1112131415161718ull, m[3].total = 2, m[3].nrec = 2;
+  m[3].rec[0].bytes = rec, m[3].rec[0].len = 130, m[3].rec[1].bytes = rec, m[3].rec[1].len = 300;
+  static const char *const names[4] = {"ping", "pong", "findnode", "nodes"};
+  for (int i = 0; i < 4; i++) {
+    size_t n = 0, mn = 0;
+    /* the message alone, then sealed by the null cipher in a MESSAGE and a
+     * HANDSHAKE (the NODES one carrying a record) */
+    must(pd_dht_msg_encode(&m[i], pkt, sizeof pkt, &n) == 0, "dht msg");
+    char name[64];
+    snprintf(name, sizeof name, "msg-%s", names[i]);
+    put("dhtwire", name, 0, false, pkt, n);
+    pd_dht_header_encode(pkt, PD_DHT_MESSAGE, nonce, src);
+    must(pd_dht_msg_encode(&m[i], pkt + 38, sizeof pkt - 38, &mn) == 0, "dht msg");
+    memset(pkt + 38 + mn, 0, PD_DHT_TAG_LEN);
+    snprintf(name, sizeof name, "message-%s", names[i]);
+    put("dhtwire", name, 0, false, pkt, 38 + mn + PD_DHT_TAG_LEN);
+    size_t rl = i == 3 ? 130 : 0;
+    must(pd_dht_handshake_head_encode(pkt, sizeof pkt, &n, nonce, src, k, k + 32, k, rec, rl) == 0,
+         "dht handshake");
+    must(pd_dht_msg_encode(&m[i], pkt + n, sizeof pkt - n, &mn) == 0, "dht msg");
+    memset(pkt + n + mn, 0, PD_DHT_TAG_LEN);
+    snprintf(name, sizeof name, "handshake-%s", names[i]);
+    put("dhtwire", name, 0, false, pkt, n + mn + PD_DHT_TAG_LEN);
+  }
+  pd_dht_whoareyou_encode(pkt, nonce, src, k, k + 16, 7);
+  put("dhtwire", "whoareyou", 0, false, pkt, PD_DHT_WHOAREYOU_LEN);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
@@ -409,5 +452,6 @@ int main(int argc, char **argv) {
   book();
   http();
   conf();
+  dht();
   return 0;
 }
