@@ -143,6 +143,8 @@ describe("peerd.testing", function()
     assert.are.equal("function", type(set.reputation.on_event))
     assert.are.equal("function", type(set.pex.accept))
     assert.are.equal("function", type(set.pex.share))
+    assert.are.equal("function", type(set.dht.admit))
+    assert.are.equal("function", type(set.dht.feed))
   end)
 
   it("enforces the instruction budget in host:call, even through pcall", function()
@@ -484,6 +486,31 @@ describe("pex.lua", function()
     assert.is_false(pex.accept(P({ addr = "1.2.3.4:26656" }), P({ addr = "8.8.8.8:26656", banned = true })))
     assert.is_false(pex.accept(P({ addr = "10.0.0.1:26656" }), to))
     assert.is_true(pex.accept(P({ addr = "10.0.0.1:26656" }), P({ addr = "10.0.0.2:26656" })))
+  end)
+end)
+
+-- ---------------------------------------------------------------------------
+describe("dht.lua", function()
+  local dht = policy("policies/dht.lua")
+  local function node(ip, routable, in_bucket, in_table)
+    return { id = string.rep("ab", 20), ip = ip, port = 7411, addr = ip .. ":7411", seq = 1,
+      routable = routable, subnet_in_bucket = in_bucket, subnet_in_table = in_table }
+  end
+  local bucket = { index = 160, size = 3, k = 16 }
+
+  it("admits at most 2 per /24 (/48) in a bucket and 10 in the table, unroutable exempt", function()
+    assert.is_true(dht.admit(node("1.2.3.4", true, 0, 0), bucket))
+    assert.is_true(dht.admit(node("1.2.3.4", true, 1, 9), bucket))
+    assert.is_false(dht.admit(node("1.2.3.4", true, 2, 2), bucket)) -- the 3rd in the bucket
+    assert.is_false(dht.admit(node("1.2.3.4", true, 0, 10), bucket)) -- the 11th in the table
+    assert.is_false(dht.admit(node("2001:db8::1", true, 2, 5), bucket))
+    assert.is_true(dht.admit(node("127.0.0.1", false, 16, 160), bucket))
+  end)
+
+  it("feeds every verified record to the book", function()
+    local P = testing.peer
+    assert.is_true(dht.feed(P({ addr = "1.2.3.4:7411", node_id = "aa" }), P({ addr = "5.6.7.8:7411" })))
+    assert.is_true(dht.feed(P({ addr = "10.0.0.1:7411" }), P({ addr = "5.6.7.8:7411", banned = true })))
   end)
 end)
 
