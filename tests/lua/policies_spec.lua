@@ -507,6 +507,28 @@ describe("dht.lua", function()
     assert.is_true(dht.admit(node("127.0.0.1", false, 16, 160), bucket))
   end)
 
+  it("examples: dht-no-ip-limits admits all; dht-distinct-16 one routable node per /16", function()
+    local free = policy("examples/policies/dht-no-ip-limits/dht.lua")
+    assert.is_true(free.admit(node("1.2.3.4", true, 2, 10), bucket))
+    assert.is_true(free.admit(node("1.2.3.4", true, 16, 160), bucket))
+    local host = testing.host({ now = NOW, seed = 1 })
+    local d16 = policy("examples/policies/dht-distinct-16/dht.lua", host)
+    local function n(ip, id, routable)
+      local t = node(ip, routable ~= false, 0, 0)
+      t.id = id
+      return t
+    end
+    assert.is_false(d16.admit(n("10.0.0.1", "aa", false), bucket))
+    assert.is_true(d16.admit(n("1.2.3.4", "aa"), bucket))
+    assert.is_true(d16.admit(n("1.2.3.4", "aa"), bucket))  -- the claim's own node again
+    assert.is_false(d16.admit(n("1.2.200.9", "bb"), bucket)) -- same /16, another node
+    assert.is_true(d16.admit(n("1.3.0.1", "bb"), bucket))
+    assert.is_true(d16.admit(n("2a01:4f8::1", "cc"), bucket))
+    assert.is_false(d16.admit(n("2a01:4f8:1::2", "dd"), bucket)) -- same /32
+    host:advance(3601)                                           -- "aa" not seen for an hour
+    assert.is_true(d16.admit(n("1.2.200.9", "bb"), bucket))
+  end)
+
   it("feeds every verified record to the book", function()
     local P = testing.peer
     assert.is_true(dht.feed(P({ addr = "1.2.3.4:7411", node_id = "aa" }), P({ addr = "5.6.7.8:7411" })))
