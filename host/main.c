@@ -432,7 +432,7 @@ static int cmd_policy_check(int argc, char **argv) {
   }
   if (argc != 2) return usage_error("policy-check needs exactly one DIR%s", NULL);
   const char *dir = argv[1];
-  pd_policy_file_t files[5];
+  pd_policy_file_t files[PD_DAEMON_POLICY_FILES];
   char err[600] = "";
   int nf = pd_daemon_read_policies(dir, files, err, sizeof err);
   if (nf < 0) {
@@ -448,10 +448,10 @@ static int cmd_policy_check(int argc, char **argv) {
       size_t l = strlen(de->d_name);
       if (l < 4 || strcmp(de->d_name + l - 4, ".lua") != 0) continue;
       bool known = false;
-      for (int i = 0; i < 5; i++) known |= strcmp(de->d_name, pd_daemon_policy_files[i]) == 0;
+      for (int i = 0; i < PD_DAEMON_POLICY_FILES; i++) known |= strcmp(de->d_name, pd_daemon_policy_files[i]) == 0;
       if (!known) {
         printf("warning: %s/%s: not a policy file peerd reads (select, score, evict, reputation, "
-               "pex)\n", dir, de->d_name);
+               "pex, dht)\n", dir, de->d_name);
       }
     }
     closedir(dh);
@@ -513,6 +513,21 @@ static int cmd_policy_check(int argc, char **argv) {
     bool yes = false;
     count_call(&cs, PD_HOOK_PEX_ACCEPT, pd_policy_pex_accept(p, &v, &w, &rng, now, &yes));
     count_call(&cs, PD_HOOK_PEX_SHARE, pd_policy_pex_share(p, &v, &w, &rng, now, &yes));
+    /* dht: the entry as a routing-table candidate, its subnet counts cycling
+     * through the default limits (2 per bucket, 10 per table) */
+    pd_policy_dht_node_t dn;
+    memset(&dn, 0, sizeof dn);
+    dn.addr = v.addr;
+    memcpy(dn.node_id, v.node_id, PD_NODE_ID_LEN);
+    dn.seq = 1 + i;
+    dn.routable = v.routable;
+    dn.bucket = 160 - (unsigned)(i % 8);
+    dn.k = 16;
+    dn.bucket_size = (unsigned)(i % 17);
+    dn.subnet_in_bucket = (unsigned)(i % 4);
+    dn.subnet_in_table = (unsigned)(i % 12);
+    count_call(&cs, PD_HOOK_DHT_ADMIT, pd_policy_dht_admit(p, &dn, &rng, now, &yes));
+    count_call(&cs, PD_HOOK_DHT_FEED, pd_policy_dht_feed(p, &v, &w, &rng, now, &yes));
     int verdict_i = 0;
     pd_book_info_t cand;
     if (pd_book_info(b, ids[(i + 7) % nids], &cand) == 0) {

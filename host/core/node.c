@@ -766,6 +766,41 @@ bool pd_node_pex_accept(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *a
   return ok;
 }
 
+/* ---- dht.lua ---- */
+
+bool pd_node_dht_admit_default(const pd_policy_dht_node_t *v) {
+  return !v->routable || (v->subnet_in_bucket < PD_NODE_DHT_SUBNET_BUCKET &&
+                          v->subnet_in_table < PD_NODE_DHT_SUBNET_TABLE);
+}
+
+bool pd_node_dht_admit(pd_node_t *n, const pd_policy_dht_node_t *v, int64_t now) {
+  if (!n || !v) return false;
+  bool def = pd_node_dht_admit_default(v), ok = def;
+  pd_rng_t before = *n->rng;
+  bool pol = pd_policy_dht_admit(n->policy, v, n->rng, now, &ok) == 0;
+  if (!pol) ok = def;
+  if (shadowing(n)) pd_shadow_dht_admit(n->shadow, v, &before, now, ok, !pol, def);
+  return ok;
+}
+
+bool pd_node_dht_feed(pd_node_t *n, const pd_record_t *rec, const pd_netaddr_t *from,
+                      int64_t now) {
+  if (!n || !rec || !from) return false;
+  bool service_only = false;
+  const pd_netaddr_t *at = pd_record_placed(rec, &service_only);
+  if (!at) return false; /* nowhere to place it */
+  pd_peer_view_t va, vf;
+  pex_addr_view(n, at, rec->id, now, &va);
+  va.service_only = va.service_only || service_only;
+  pd_node_peer_view(n, from, now, &vf);
+  bool ok = true;
+  pd_rng_t before = *n->rng;
+  bool pol = pd_policy_dht_feed(n->policy, &va, &vf, n->rng, now, &ok) == 0;
+  if (!pol) ok = true;
+  if (shadowing(n)) pd_shadow_dht_feed(n->shadow, &va, &vf, &before, now, ok, !pol);
+  return ok;
+}
+
 typedef struct {
   pd_node_t *n;
   const pd_netaddr_t *from;

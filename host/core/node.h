@@ -357,6 +357,26 @@ bool pd_node_is_private(const pd_node_t *n, const pd_netaddr_t *a, const uint8_t
  * pex.lua's accept, or the built-in answer: yes. */
 bool pd_node_pex_accept(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *addr_id,
                         const pd_netaddr_t *from, int64_t now);
+/* DHT (docs/protocol.md §11.6): may the node v describes enter the routing
+ * table? dht.lua's admit, or (hook absent, failing or tripped) the C default
+ * pd_node_dht_admit_default. Only decides; the table is the caller's. */
+bool pd_node_dht_admit(pd_node_t *n, const pd_policy_dht_node_t *v, int64_t now);
+/* The C default: an unroutable node always (lab and test networks); a
+ * routable one while its /24 (IPv4) or /48 (IPv6) has fewer than
+ * PD_NODE_DHT_SUBNET_BUCKET nodes in the bucket and fewer than
+ * PD_NODE_DHT_SUBNET_TABLE in the table (geth's limits, after Marcus et al.
+ * 2018). */
+#define PD_NODE_DHT_SUBNET_BUCKET 2
+#define PD_NODE_DHT_SUBNET_TABLE 10
+bool pd_node_dht_admit_default(const pd_policy_dht_node_t *v);
+/* DHT: should rec, a verified record a lookup got from the DHT node at
+ * `from` (its endpoint; the view is by IP as for pex), feed the book? dht.lua's
+ * feed(node, from), node the view of rec's placed endpoint (pd_record_placed)
+ * with its node id; or the built-in answer: yes. false when rec has no
+ * endpoint to place. Only decides; adding to the book (with `from`'s group as
+ * the source group) is the caller's. */
+bool pd_node_dht_feed(pd_node_t *n, const pd_record_t *rec, const pd_netaddr_t *from,
+                      int64_t now);
 /* PEX, one ADDR message from `from`: its count addresses decided in order
  * exactly as count calls of pd_node_pex_accept would decide them, with one
  * `from` table for the message (pd_policy_pex_batch). entry(ud, i, &addr,

@@ -33,13 +33,14 @@
 #include "record.h"
 #include "rectable.h"
 
-#define MODULE_COUNT 5
+#define MODULE_COUNT 6
 #define STEP_MAX 1000             /* hook granularity, instructions */
 #define MOVE_MAX ((lua_Unsigned)1 << 20) /* table.move element limit */
 #define MSG_MAX 256
 
-static const char *const module_names[MODULE_COUNT] = {"evict", "pex", "reputation", "score",
-                                                       "select"};
+/* Indices are hook_defs' module numbers; dht came last (kept there). */
+static const char *const module_names[MODULE_COUNT] = {"evict", "pex", "reputation",
+                                                       "score", "select", "dht"};
 
 static const struct {
   int module;        /* index into module_names */
@@ -49,11 +50,12 @@ static const struct {
     [PD_HOOK_EVICT_NEW] = {0, "evict_new"}, [PD_HOOK_EVICT_TRIED] = {0, "evict_tried"},
     [PD_HOOK_REPUTATION] = {2, "on_event"}, [PD_HOOK_PEX_ACCEPT] = {1, "accept"},
     [PD_HOOK_PEX_SHARE] = {1, "share"},     [PD_HOOK_EVICT_INBOUND] = {0, "evict_inbound"},
+    [PD_HOOK_DHT_ADMIT] = {5, "admit"},     [PD_HOOK_DHT_FEED] = {5, "feed"},
 };
 
 static const char *const hook_names[PD_HOOK_COUNT] = {
     "select", "score", "evict_new", "evict_tried", "reputation", "pex_accept", "pex_share",
-    "evict_inbound"};
+    "evict_inbound", "dht_admit", "dht_feed"};
 static const char *const reason_names[PD_POLICY_REASON_COUNT] = {
     "error", "instructions", "timeout", "memory", "bad_return", "request_budget"};
 static const char *const state_names[PD_HOOK_STATE_COUNT] = {"absent", "ok", "failing",
@@ -711,7 +713,7 @@ static void require_module(lua_State *L, const char *name) {
   if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
     luaL_error(L,
                "module '%s' not found (require gives only the other policies of the set: "
-               "select, score, evict, reputation, pex)",
+               "select, score, evict, reputation, pex, dht)",
                name);
   }
   lua_remove(L, -2);
@@ -856,7 +858,7 @@ int pd_policy_load(pd_policy_t *p, const pd_policy_file_t *files, size_t n, int6
   char msg[512];
   load_ctx_t c;
   memset(&c, 0, sizeof(c));
-  if (n > MODULE_COUNT) return load_fail(p, now, err, cap, "too many policy files (at most 5)");
+  if (n > MODULE_COUNT) return load_fail(p, now, err, cap, "too many policy files (at most 6)");
   for (size_t i = 0; i < n; i++) {
     const char *name = files[i].name ? files[i].name : "";
     size_t l = strlen(name);
@@ -870,7 +872,7 @@ int pd_policy_load(pd_policy_t *p, const pd_policy_file_t *files, size_t n, int6
     if (m < 0) {
       snprintf(msg, sizeof(msg),
                "%.64s: unknown policy file (expected select.lua, score.lua, evict.lua, "
-               "reputation.lua or pex.lua)",
+               "reputation.lua, pex.lua or dht.lua)",
                name);
       return load_fail(p, now, err, cap, msg);
     }
@@ -1734,6 +1736,7 @@ typedef struct call {
   const pd_peer_view_t *v1, *v2;
   const pd_policy_inbound_t *cands; /* evict_inbound: n of them */
   const pd_policy_select_ctx_t *sctx; /* select: its ctx argument (NULL: empty) */
+  const pd_policy_dht_node_t *dnode;  /* dht admit: the candidate and its bucket */
   long victim;
   const char *event, *reason;
   /* outputs */
@@ -1910,6 +1913,8 @@ static void validate(lua_State *L, pstate_t *ps, call_t *c) {
   }
   case PD_HOOK_PEX_ACCEPT:
   case PD_HOOK_PEX_SHARE:
+  case PD_HOOK_DHT_ADMIT:
+  case PD_HOOK_DHT_FEED:
     if (t != LUA_TBOOLEAN) {
       bad(c, "returned %s, expected a boolean", luaL_typename(L, -1));
       return;
@@ -1919,6 +1924,26 @@ static void validate(lua_State *L, pstate_t *ps, call_t *c) {
   default:
     return;
   }
+}
+
+/* admit's `node`: a plain table (every field is cheap, and admit is called
+ * once per node that answers, not per gossiped address). */
+static void push_dht_node(lua_State *L, const pd_policy_dht_node_t *v) {
+  char ip[PD_ADDR_STRLEN];
+  lua_createtable(L, 0, 8);
+  push_hex(L, v->node_id, PD_NODE_ID_LEN);
+  lua_setfield(L, -2, "id");
+  if (pd_netaddr_format_ip(&v->addr, ip, sizeof(ip)) < 0) ip[0] = 0;
+  lua_pushstring(L, ip);
+  lua_setfield(L, -2, "ip");
+  set_int(L, "port", v->addr.port);
+  push_addr(L, &v->addr);
+  lua_setfield(L, -2, "addr");
+  /* sequences are u64; one above 2^63 - 1 reads as the largest integer */
+  set_int(L, "seq", v->seq > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v->seq);
+  set_bool(L, "routable", v->routable);
+  set_int(L, "subnet_in_bucket", v->subnet_in_bucket);
+  set_int(L, "subnet_in_table", v->subnet_in_table);
 }
 
 static int call_body(lua_State *L) {
@@ -2006,6 +2031,19 @@ static int call_body(lua_State *L) {
         ps->other_set = true;
       }
     }
+    nargs = 2;
+    break;
+  case PD_HOOK_DHT_ADMIT:
+    push_dht_node(L, c->dnode);
+    lua_createtable(L, 0, 3);
+    set_int(L, "index", c->dnode->bucket);
+    set_int(L, "size", c->dnode->bucket_size);
+    set_int(L, "k", c->dnode->k);
+    nargs = 2;
+    break;
+  case PD_HOOK_DHT_FEED:
+    push_peer(L, c->v1);
+    push_peer(L, c->v2);
     nargs = 2;
     break;
   default:
@@ -2228,6 +2266,23 @@ int pd_policy_pex_accept(pd_policy_t *p, const pd_peer_view_t *addr, const pd_pe
 int pd_policy_pex_share(pd_policy_t *p, const pd_peer_view_t *addr, const pd_peer_view_t *to,
                         pd_rng_t *rng, int64_t now, bool *share) {
   return pex_call(p, PD_HOOK_PEX_SHARE, addr, to, rng, now, share);
+}
+
+int pd_policy_dht_admit(pd_policy_t *p, const pd_policy_dht_node_t *node, pd_rng_t *rng,
+                        int64_t now, bool *admit) {
+  if (!p || !node || !admit) return PD_EINVAL;
+  call_t c;
+  memset(&c, 0, sizeof(c));
+  c.hook = PD_HOOK_DHT_ADMIT;
+  c.dnode = node;
+  int rc = run_call(p, &c, rng, now, NULL, NULL);
+  if (rc == 0) *admit = c.flag;
+  return rc;
+}
+
+int pd_policy_dht_feed(pd_policy_t *p, const pd_peer_view_t *node, const pd_peer_view_t *from,
+                       pd_rng_t *rng, int64_t now, bool *feed) {
+  return pex_call(p, PD_HOOK_DHT_FEED, node, from, rng, now, feed);
 }
 
 /* ---- pex batches ------------------------------------------------------------------------- */

@@ -26,6 +26,8 @@
  *   reputation.lua  on_event(peer, event, reason)        -> {reputation=, ban=, reason=} | nil
  *   pex.lua         accept(addr, from)                   -> boolean
  *                   share(addr, to)                      -> boolean
+ *   dht.lua         admit(node, bucket)                  -> boolean
+ *                   feed(node, from)                     -> boolean
  * A hook that is absent (file missing, or no such field in the module's
  * table) is "not provided": the call returns PD_ENOENT and the caller uses
  * its C default without counting a failure; a hook field that is present
@@ -61,6 +63,8 @@ enum pd_policy_hook {
   PD_HOOK_PEX_ACCEPT,
   PD_HOOK_PEX_SHARE,
   PD_HOOK_EVICT_INBOUND,
+  PD_HOOK_DHT_ADMIT, /* dht.lua admit: a node enters the DHT routing table */
+  PD_HOOK_DHT_FEED,  /* dht.lua feed: a DHT lookup's record feeds the book */
   PD_HOOK_COUNT
 };
 
@@ -75,8 +79,9 @@ enum pd_policy_reason {
 };
 
 /* "select", "score", "evict_new", "evict_tried", "reputation", "pex_accept",
- * "pex_share"; and "error", "instructions", "timeout", "memory", "bad_return",
- * "request_budget" (the label values of peerd_policy_failures_total). */
+ * "pex_share", "evict_inbound", "dht_admit", "dht_feed"; and "error",
+ * "instructions", "timeout", "memory", "bad_return", "request_budget" (the
+ * label values of peerd_policy_failures_total). */
 const char *pd_policy_hook_name(int hook);
 const char *pd_policy_reason_name(int reason);
 
@@ -99,7 +104,7 @@ typedef struct pd_policy_limits {
 void pd_policy_limits_default(pd_policy_limits_t *l);
 
 typedef struct pd_policy_file {
-  const char *name; /* "select.lua": one of the five module names + ".lua" */
+  const char *name; /* "select.lua": one of the six module names + ".lua" */
   const char *text;
   size_t len;
 } pd_policy_file_t;
@@ -347,6 +352,30 @@ int pd_policy_pex_accept_batch(pd_policy_t *p, const pd_peer_view_t *addrs, size
 int pd_policy_pex_share_batch(pd_policy_t *p, const pd_peer_view_t *addrs, size_t n,
                               const pd_peer_view_t *to, pd_rng_t *rng, int64_t now,
                               bool *share_out);
+
+/* What dht.lua's admit sees about a candidate for the DHT routing table
+ * (docs/protocol.md §11.6, docs/policies.md "dht.lua"). */
+typedef struct pd_policy_dht_node {
+  pd_netaddr_t addr;              /* its discovery endpoint */
+  uint8_t node_id[PD_NODE_ID_LEN];
+  uint64_t seq;                   /* its record's sequence */
+  bool routable;
+  unsigned bucket, bucket_size, k; /* bucket index 1..160, nodes in it now, capacity */
+  unsigned subnet_in_bucket, subnet_in_table; /* nodes of its /24 (/48) there now */
+} pd_policy_dht_node_t;
+
+/* admit(node, bucket): node = {id = "<40 hex>", ip = "1.2.3.4", port = n,
+ * addr = "1.2.3.4:7411", seq = n, routable = bool, subnet_in_bucket = n,
+ * subnet_in_table = n}, bucket = {index = n, size = n, k = n}; returns a
+ * boolean (anything else is a bad return). The caller's C default:
+ * !routable || (subnet_in_bucket < 2 && subnet_in_table < 10). */
+int pd_policy_dht_admit(pd_policy_t *p, const pd_policy_dht_node_t *node, pd_rng_t *rng,
+                        int64_t now, bool *admit);
+/* feed(node, from): node = the peer view of a record a DHT lookup found (its
+ * placed endpoint and node id), from = the peer view of the DHT node that
+ * answered with it; returns a boolean. The caller's C default: true. */
+int pd_policy_dht_feed(pd_policy_t *p, const pd_peer_view_t *node, const pd_peer_view_t *from,
+                       pd_rng_t *rng, int64_t now, bool *feed);
 
 /* Hooks for pd_book_set_hooks that route the book's eviction decisions to
  * evict.lua (falling back to the built-in rule). rng and now_ptr are read at

@@ -403,3 +403,49 @@ void pd_shadow_pex(pd_shadow_t *s, int hook, const pd_peer_view_t *addr,
   fmt(d->live, sizeof(d->live), "%s%s", live ? "true" : "false", dflt(live_default));
   fmt(d->shadow, sizeof(d->shadow), "%s%s", mine ? "true" : "false", dflt(sdef));
 }
+
+/* ---- dht ------------------------------------------------------------------------------------- */
+
+/* A boolean hook's comparison: shadow answered rc / mine (its default def). */
+static void bool_compare(pd_shadow_t *s, int hook, int rc, bool mine, bool def, bool live,
+                         bool live_default, int64_t now, const char *input) {
+  if (failed(s, hook, rc)) return;
+  bool sdef = rc == PD_ENOENT;
+  if (sdef) mine = def;
+  if (mine == live) {
+    count(s, hook, PD_SHADOW_AGREE);
+    return;
+  }
+  pd_shadow_diff_t *d = disagree(s, hook, now);
+  if (!d) return;
+  fmt(d->input, sizeof(d->input), "%s", input);
+  fmt(d->live, sizeof(d->live), "%s%s", live ? "true" : "false", dflt(live_default));
+  fmt(d->shadow, sizeof(d->shadow), "%s%s", mine ? "true" : "false", dflt(sdef));
+}
+
+void pd_shadow_dht_admit(pd_shadow_t *s, const pd_policy_dht_node_t *node, const pd_rng_t *before,
+                         int64_t now, bool live, bool live_default, bool def) {
+  if (!pd_shadow_loaded(s) || !node || !before) return;
+  pd_rng_t r = *before;
+  bool mine = def;
+  int rc = pd_policy_dht_admit(s->p, node, &r, now, &mine);
+  char a[PD_ADDR_STRLEN], id[2 * PD_NODE_ID_LEN + 1], in[160];
+  addr_text(&node->addr, a, sizeof(a));
+  if (pd_node_id_format(node->node_id, id, sizeof(id)) < 0) fmt(id, sizeof(id), "?");
+  fmt(in, sizeof(in), "node=%s id=%.16s bucket=%u size=%u subnet_in_bucket=%u subnet_in_table=%u",
+      a, id, node->bucket, node->bucket_size, node->subnet_in_bucket, node->subnet_in_table);
+  bool_compare(s, PD_HOOK_DHT_ADMIT, rc, mine, def, live, live_default, now, in);
+}
+
+void pd_shadow_dht_feed(pd_shadow_t *s, const pd_peer_view_t *node, const pd_peer_view_t *from,
+                        const pd_rng_t *before, int64_t now, bool live, bool live_default) {
+  if (!pd_shadow_loaded(s) || !node || !from || !before) return;
+  pd_rng_t r = *before;
+  bool mine = true;
+  int rc = pd_policy_dht_feed(s->p, node, from, &r, now, &mine);
+  char a[PD_ADDR_STRLEN], o[PD_ADDR_STRLEN], in[160];
+  addr_text(&node->addr, a, sizeof(a));
+  addr_text(&from->addr, o, sizeof(o));
+  fmt(in, sizeof(in), "node=%s from=%s", a, o);
+  bool_compare(s, PD_HOOK_DHT_FEED, rc, mine, true, live, live_default, now, in);
+}

@@ -115,5 +115,11 @@ void pd_shadow_reputation(pd_shadow_t *s, const pd_peer_view_t *v, const char *e
 void pd_shadow_pex(pd_shadow_t *s, int hook, const pd_peer_view_t *addr,
                    const pd_peer_view_t *other, const pd_rng_t *before, int64_t now, bool live,
                    bool live_default);
+/* dht admit / feed: the same boolean. def: admit's C default for node (the
+ * shadow uses it when its hook is absent); feed's C default is true. */
+void pd_shadow_dht_admit(pd_shadow_t *s, const pd_policy_dht_node_t *node, const pd_rng_t *before,
+                         int64_t now, bool live, bool live_default, bool def);
+void pd_shadow_dht_feed(pd_shadow_t *s, const pd_peer_view_t *node, const pd_peer_view_t *from,
+                        const pd_rng_t *before, int64_t now, bool live, bool live_default);
 
 #endif

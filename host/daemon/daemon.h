@@ -72,7 +72,8 @@
 
 /* The policy files read from the directory, in this order; a missing one
  * means the built-in C default for its hooks. */
-extern const char *const pd_daemon_policy_files[5];
+#define PD_DAEMON_POLICY_FILES 6
+extern const char *const pd_daemon_policy_files[PD_DAEMON_POLICY_FILES];
 
 enum pd_log_level { PD_LOG_DEBUG = 0, PD_LOG_INFO = 1, PD_LOG_WARN = 2, PD_LOG_ERROR = 3 };
 
@@ -161,7 +162,7 @@ void pd_log(int opts, int level, const char *msg, ...);
 /* Read the policy files of dir (those that exist) into files[] (texts
  * malloc'd: free each files[i].text) and return how many, or < 0 with a
  * message in err: the directory is missing or a file cannot be read. */
-int pd_daemon_read_policies(const char *dir, pd_policy_file_t files[5], char *err, size_t cap);
+int pd_daemon_read_policies(const char *dir, pd_policy_file_t files[PD_DAEMON_POLICY_FILES], char *err, size_t cap);
 
 /* Where the policies come from (paths.c), in the order they are tried. */
 enum pd_policy_origin {
@@ -191,7 +192,7 @@ int pd_daemon_pick_policy_dir(const char *flag, const char *exe, const char *pre
 /* The built-in copy of the policies/ .lua files, as pd_daemon_read_policies returns a
  * directory (texts malloc'd: free each files[i].text): how many, or
  * PD_ENOMEM with a message in err. */
-int pd_daemon_builtin_policies(pd_policy_file_t files[5], char *err, size_t cap);
+int pd_daemon_builtin_policies(pd_policy_file_t files[PD_DAEMON_POLICY_FILES], char *err, size_t cap);
 
 /* systemd's notify protocol without libsystemd (notify.c): send state
  * ("READY=1", "RELOADING=1\nMONOTONIC_USEC=...", "STOPPING=1") as one

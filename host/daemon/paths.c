@@ -123,9 +123,9 @@ int pd_daemon_pick_policy_dir(const char *flag, const char *exe, const char *pre
   return PD_POLICY_FROM_BUILTIN;
 }
 
-int pd_daemon_builtin_policies(pd_policy_file_t files[5], char *err, size_t cap) {
+int pd_daemon_builtin_policies(pd_policy_file_t files[PD_DAEMON_POLICY_FILES], char *err, size_t cap) {
   int n = 0;
-  for (size_t i = 0; i < 5; i++) {
+  for (size_t i = 0; i < PD_DAEMON_POLICY_FILES; i++) {
     for (size_t k = 0; k < pd_builtin_policy_count; k++) {
       if (strcmp(pd_builtin_policy_names[k], pd_daemon_policy_files[i]) != 0) continue;
       size_t len = pd_builtin_policy_lens[k];

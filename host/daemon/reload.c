@@ -28,11 +28,11 @@
 #include "fsio.h"
 #include "shadow.h"
 
-const char *const pd_daemon_policy_files[5] = {
-    "select.lua", "score.lua", "evict.lua", "reputation.lua", "pex.lua",
+const char *const pd_daemon_policy_files[PD_DAEMON_POLICY_FILES] = {
+    "select.lua", "score.lua", "evict.lua", "reputation.lua", "pex.lua", "dht.lua",
 };
 
-int pd_daemon_read_policies(const char *dir, pd_policy_file_t files[5], char *err, size_t cap) {
+int pd_daemon_read_policies(const char *dir, pd_policy_file_t files[PD_DAEMON_POLICY_FILES], char *err, size_t cap) {
   struct stat st;
   if (stat(dir, &st) != 0) {
     snprintf(err, cap, "policy directory %s: %s", dir, strerror(errno));
@@ -43,7 +43,7 @@ int pd_daemon_read_policies(const char *dir, pd_policy_file_t files[5], char *er
     return PD_EINVAL;
   }
   int n = 0;
-  for (size_t i = 0; i < 5; i++) {
+  for (size_t i = 0; i < PD_DAEMON_POLICY_FILES; i++) {
     char path[PATH_CAP];
     int pl = snprintf(path, sizeof path, "%s/%s", dir, pd_daemon_policy_files[i]);
     if (pl < 0 || (size_t)pl >= sizeof path) {
@@ -106,7 +106,7 @@ void dmn_drain_policy_failures(pd_daemon_t *d) {
 static int reload_shadow(pd_daemon_t *d, const char *why) {
   const char *dir = d->cfg.shadow_policy_dir;
   if (!dir) return 0;
-  pd_policy_file_t files[5];
+  pd_policy_file_t files[PD_DAEMON_POLICY_FILES];
   char err[600] = "";
   int64_t now = dmn_wall_now();
   int n = pd_daemon_read_policies(dir, files, err, sizeof err);
@@ -142,7 +142,7 @@ int dmn_reload_policies(pd_daemon_t *d, const char *why) {
 }
 
 static int reload_live(pd_daemon_t *d, const char *why) {
-  pd_policy_file_t files[5];
+  pd_policy_file_t files[PD_DAEMON_POLICY_FILES];
   char err[600] = "";
   int64_t now = dmn_wall_now();
   int n = d->policy_builtin ? pd_daemon_builtin_policies(files, err, sizeof err)
@@ -161,7 +161,7 @@ static int reload_live(pd_daemon_t *d, const char *why) {
 /* POST /v1/policy/check: read the directory the request names and have
  * the core load it into a scratch policy host (the set in force stays). */
 void dmn_check_policies(pd_daemon_t *d, pd_api_response_t *resp) {
-  pd_policy_file_t files[5];
+  pd_policy_file_t files[PD_DAEMON_POLICY_FILES];
   char err[600] = "";
   const char *dir = pd_api_pending_dir(resp);
   int64_t now = dmn_wall_now();

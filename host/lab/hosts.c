@@ -32,8 +32,8 @@
 
 /* ---- policies ---- */
 
-static const char *const policy_names[5] = {"select.lua", "score.lua", "evict.lua",
-                                            "reputation.lua", "pex.lua"};
+static const char *const policy_names[SIM_POLICY_FILES] = {
+    "select.lua", "score.lua", "evict.lua", "reputation.lua", "pex.lua", "dht.lua"};
 
 int lab_policyset_get(sim_t *s, const char *dir, sim_policyset_t **out, char *err, size_t cap) {
   for (size_t i = 0; i < s->npsets; i++)
@@ -53,7 +53,7 @@ int lab_policyset_get(sim_t *s, const char *dir, sim_policyset_t **out, char *er
   memset(p, 0, sizeof *p);
   p->dir = strdup(dir);
   if (!p->dir) return PD_ENOMEM;
-  for (size_t i = 0; i < 5; i++) {
+  for (size_t i = 0; i < SIM_POLICY_FILES; i++) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", dir, policy_names[i]);
     char *buf = NULL;

@@ -132,9 +132,10 @@ typedef struct sim_name {
   size_t n;
 } sim_name_t;
 
+#define SIM_POLICY_FILES 6 /* select, score, evict, reputation, pex, dht */
 typedef struct sim_policyset {
   char *dir;
-  pd_policy_file_t files[5];
+  pd_policy_file_t files[SIM_POLICY_FILES];
   size_t n;
 } sim_policyset_t;
 

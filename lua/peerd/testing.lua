@@ -27,7 +27,7 @@
 
 local M = {}
 
-M.MODULES = { "select", "score", "evict", "reputation", "pex" }
+M.MODULES = { "select", "score", "evict", "reputation", "pex", "dht" }
 local IS_MODULE = {}
 for _, m in ipairs(M.MODULES) do IS_MODULE[m] = true end
 
@@ -238,7 +238,7 @@ end
 
 function Set:require(name)
   if type(name) ~= "string" or not IS_MODULE[name] then
-    error("require: '" .. tostring(name) .. "' is not a policy module (select, score, evict, reputation, pex)", 2)
+    error("require: '" .. tostring(name) .. "' is not a policy module (select, score, evict, reputation, pex, dht)", 2)
   end
   if self.modules[name] then return self.modules[name] end
   if self.loading[name] then error("require: loop loading '" .. name .. "'", 2) end
@@ -265,7 +265,7 @@ end
 function Host:load(path)
   local dir, name = split_path(path)
   if not name or not IS_MODULE[name] then
-    error("load: '" .. tostring(path) .. "' is not one of select/score/evict/reputation/pex.lua", 2)
+    error("load: '" .. tostring(path) .. "' is not one of select/score/evict/reputation/pex/dht.lua", 2)
   end
   local set = new_set(self, dir)
   local text, err = read_text(path)

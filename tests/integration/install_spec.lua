@@ -22,7 +22,7 @@ local get, status_of, run_cmd, exists, read_file = H.get, H.status_of, H.run_cmd
 local BUILD = os.getenv("PEERD_BUILD_DIR") or "build"
 local SOURCE = os.getenv("PEERD_SOURCE_DIR") or "."
 local SINK = os.getenv("PEERD_NOTIFY_SINK") or (BUILD .. "/notify_sink")
-local POLICY_FILES = { "evict.lua", "pex.lua", "reputation.lua", "score.lua", "select.lua" }
+local POLICY_FILES = { "dht.lua", "evict.lua", "pex.lua", "reputation.lua", "score.lua", "select.lua" }
 
 local function realpath(p)
   local out = run_cmd("realpath " .. sh_quote(p))

@@ -107,7 +107,7 @@ describe("sidecar walk-through (docs/sidecar.md)", function()
     local service = "p2p=" .. port
     local pol = H.tmpdir()
     finally(function() H.rmdir(pol) end)
-    for _, f in ipairs({ "evict.lua", "pex.lua", "reputation.lua", "score.lua", "select.lua" }) do
+    for _, f in ipairs({ "dht.lua", "evict.lua", "pex.lua", "reputation.lua", "score.lua", "select.lua" }) do
       local text = assert(H.read_file(SRC .. "/policies/" .. f))
       if f == "select.lua" then
         local last = "return { select = select_peers }"

@@ -143,6 +143,8 @@ describe("peerd.testing", function()
     assert.are.equal("function", type(set.reputation.on_event))
     assert.are.equal("function", type(set.pex.accept))
     assert.are.equal("function", type(set.pex.share))
+    assert.are.equal("function", type(set.dht.admit))
+    assert.are.equal("function", type(set.dht.feed))
   end)
 
   it("enforces the instruction budget in host:call, even through pcall", function()
@@ -484,6 +486,53 @@ describe("pex.lua", function()
     assert.is_false(pex.accept(P({ addr = "1.2.3.4:26656" }), P({ addr = "8.8.8.8:26656", banned = true })))
     assert.is_false(pex.accept(P({ addr = "10.0.0.1:26656" }), to))
     assert.is_true(pex.accept(P({ addr = "10.0.0.1:26656" }), P({ addr = "10.0.0.2:26656" })))
+  end)
+end)
+
+-- ---------------------------------------------------------------------------
+describe("dht.lua", function()
+  local dht = policy("policies/dht.lua")
+  local function node(ip, routable, in_bucket, in_table)
+    return { id = string.rep("ab", 20), ip = ip, port = 7411, addr = ip .. ":7411", seq = 1,
+      routable = routable, subnet_in_bucket = in_bucket, subnet_in_table = in_table }
+  end
+  local bucket = { index = 160, size = 3, k = 16 }
+
+  it("admits at most 2 per /24 (/48) in a bucket and 10 in the table, unroutable exempt", function()
+    assert.is_true(dht.admit(node("1.2.3.4", true, 0, 0), bucket))
+    assert.is_true(dht.admit(node("1.2.3.4", true, 1, 9), bucket))
+    assert.is_false(dht.admit(node("1.2.3.4", true, 2, 2), bucket)) -- the 3rd in the bucket
+    assert.is_false(dht.admit(node("1.2.3.4", true, 0, 10), bucket)) -- the 11th in the table
+    assert.is_false(dht.admit(node("2001:db8::1", true, 2, 5), bucket))
+    assert.is_true(dht.admit(node("127.0.0.1", false, 16, 160), bucket))
+  end)
+
+  it("examples: dht-no-ip-limits admits all; dht-distinct-16 one routable node per /16", function()
+    local free = policy("examples/policies/dht-no-ip-limits/dht.lua")
+    assert.is_true(free.admit(node("1.2.3.4", true, 2, 10), bucket))
+    assert.is_true(free.admit(node("1.2.3.4", true, 16, 160), bucket))
+    local host = testing.host({ now = NOW, seed = 1 })
+    local d16 = policy("examples/policies/dht-distinct-16/dht.lua", host)
+    local function n(ip, id, routable)
+      local t = node(ip, routable ~= false, 0, 0)
+      t.id = id
+      return t
+    end
+    assert.is_false(d16.admit(n("10.0.0.1", "aa", false), bucket))
+    assert.is_true(d16.admit(n("1.2.3.4", "aa"), bucket))
+    assert.is_true(d16.admit(n("1.2.3.4", "aa"), bucket))  -- the claim's own node again
+    assert.is_false(d16.admit(n("1.2.200.9", "bb"), bucket)) -- same /16, another node
+    assert.is_true(d16.admit(n("1.3.0.1", "bb"), bucket))
+    assert.is_true(d16.admit(n("2a01:4f8::1", "cc"), bucket))
+    assert.is_false(d16.admit(n("2a01:4f8:1::2", "dd"), bucket)) -- same /32
+    host:advance(3601)                                           -- "aa" not seen for an hour
+    assert.is_true(d16.admit(n("1.2.200.9", "bb"), bucket))
+  end)
+
+  it("feeds every verified record to the book", function()
+    local P = testing.peer
+    assert.is_true(dht.feed(P({ addr = "1.2.3.4:7411", node_id = "aa" }), P({ addr = "5.6.7.8:7411" })))
+    assert.is_true(dht.feed(P({ addr = "10.0.0.1:7411" }), P({ addr = "5.6.7.8:7411", banned = true })))
   end)
 end)
 

@@ -207,10 +207,10 @@ static void builtin_matches_the_source_tree(void **state) {
   (void)state;
   const char *src = getenv("PEERD_SOURCE_DIR");
   assert_non_null(src);
-  pd_policy_file_t files[5];
+  pd_policy_file_t files[PD_DAEMON_POLICY_FILES];
   char err[128] = "";
   int n = pd_daemon_builtin_policies(files, err, sizeof err);
-  assert_int_equal(n, 5); /* policies/ has all five */
+  assert_int_equal(n, PD_DAEMON_POLICY_FILES); /* policies/ has all six */
   for (int i = 0; i < n; i++) {
     /* in the order the daemon reads a directory */
     assert_string_equal(files[i].name, pd_daemon_policy_files[i]);

@@ -481,7 +481,7 @@ static void bad_returns_every_hook(void **state) {
                                            "function() end", "coroutine.create(pairs)"};
   for (size_t i = 0; i < sizeof(bad_values) / sizeof(bad_values[0]); i++) {
     const char *bv = bad_values[i];
-    char sel[256], sco[256], ev[512], rep[256], pex[256];
+    char sel[256], sco[256], ev[512], rep[256], pex[256], dht[256];
     snprintf(sel, sizeof(sel), "return { select = function(b, n) return %s end }", bv);
     snprintf(sco, sizeof(sco), "return { score = function(p) return %s end }", bv);
     snprintf(ev, sizeof(ev),
@@ -493,11 +493,14 @@ static void bad_returns_every_hook(void **state) {
     snprintf(pex, sizeof(pex),
              "return { accept = function(a, f) return %s end, share = function(a, t) return %s end }",
              bv, bv);
+    snprintf(dht, sizeof(dht),
+             "return { admit = function(n, b) return %s end, feed = function(n, f) return %s end }",
+             bv, bv);
     src_t s[] = {{"select.lua", sel}, {"score.lua", sco}, {"evict.lua", ev},
-                 {"reputation.lua", rep}, {"pex.lua", pex}};
+                 {"reputation.lua", rep}, {"pex.lua", pex}, {"dht.lua", dht}};
     pd_policy_t *p = mk(NULL, NULL, NULL);
     char err[512];
-    if (load(p, s, 5, err, sizeof(err)) != 0) fail_msg("%s: %s", bv, err);
+    if (load(p, s, 6, err, sizeof(err)) != 0) fail_msg("%s: %s", bv, err);
     pd_rng_t r;
     pd_rng_seed(&r, 3);
     pd_peer_view_t v, w;
@@ -541,6 +544,13 @@ static void bad_returns_every_hook(void **state) {
     rc = pd_policy_evict_inbound(p, &ib, 1, &v, &r, NOW, &victim);
     assert_int_equal(rc, is_nil ? PD_ENOENT : PD_EINVAL);
     assert_int_equal(victim, 99);
+    pd_policy_dht_node_t dn;
+    memset(&dn, 0, sizeof dn);
+    dn.addr = v.addr;
+    rc = pd_policy_dht_admit(p, &dn, &r, NOW, &flag);
+    assert_int_equal(rc, is_bool ? 0 : PD_EINVAL);
+    rc = pd_policy_dht_feed(p, &v, &w, &r, NOW, &flag);
+    assert_int_equal(rc, is_bool ? 0 : PD_EINVAL);
     for (int h = 0; h < PD_HOOK_COUNT; h++) {
       uint64_t want = 1;
       if (h == PD_HOOK_SELECT && is_empty_table) want = 0;
@@ -548,7 +558,10 @@ static void bad_returns_every_hook(void **state) {
            h == PD_HOOK_EVICT_INBOUND) &&
           is_nil)
         want = 0;
-      if ((h == PD_HOOK_PEX_ACCEPT || h == PD_HOOK_PEX_SHARE) && is_bool) want = 0;
+      if ((h == PD_HOOK_PEX_ACCEPT || h == PD_HOOK_PEX_SHARE || h == PD_HOOK_DHT_ADMIT ||
+           h == PD_HOOK_DHT_FEED) &&
+          is_bool)
+        want = 0;
       if (pd_policy_failures(p, h, PD_POLICY_BAD_RETURN) != want)
         fail_msg("%s: hook %s: %llu bad returns", bv, pd_policy_hook_name(h),
                  (unsigned long long)pd_policy_failures(p, h, PD_POLICY_BAD_RETURN));
