@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "err.h"
+#include "dht.h"
 #include "rectable.h"
 #include "self.h"
 #include "shadow.h"
@@ -614,6 +615,13 @@ struct pd_api_pending {
   uint32_t kinds;
   bool has_since;
   uint64_t since;
+  /* GET /v1/dht/lookup, GET /v1/nodes/ID: the lookup the driver waits for */
+  uint64_t lookup_id;
+  bool nodes;                        /* /v1/nodes/ID: one record, not the k closest */
+  uint8_t target[PD_NODE_ID_LEN];
+  uint8_t local[PD_RECORD_MAX];      /* /v1/nodes/ID: the best record known here */
+  size_t local_len;
+  const char *local_source;
 };
 
 static void pending_free(pd_api_pending_t *p) {
@@ -1532,6 +1540,45 @@ static void h_metrics(ctx_t *c) {
   g.policy_load = &pl;
   pd_metrics_net_t net;
   if (pd_node_net_counters(c->node, &net)) g.net = &net;
+  pd_metrics_dht_t dm;
+  const char *dht_reasons[PD_DHT_R_COUNT];
+  pd_dht_t *dht = pd_node_dht(c->node);
+  if (dht) {
+    const pd_dht_stats_t *ds = pd_dht_stats(dht);
+    memset(&dm, 0, sizeof dm);
+    dm.table_nodes = pd_dht_table_size(pd_dht_table(dht));
+    dm.table_replacements = pd_dht_table_cached(pd_dht_table(dht));
+    dm.sessions = pd_dht_sessions(dht);
+    dm.requests_out = pd_dht_requests_out(dht);
+    dm.lookups_running = pd_dht_lookups_running(dht);
+    for (int k = 0; k < 3; k++) {
+      dm.packets_in[k] = ds->packets_in[k];
+      dm.packets_out[k] = ds->packets_out[k];
+    }
+    for (int k = 0; k < 4; k++) {
+      dm.msgs_in[k] = ds->msgs_in[k + 1];
+      dm.msgs_out[k] = ds->msgs_out[k + 1];
+    }
+    dm.bytes_in = ds->bytes_in;
+    dm.bytes_out = ds->bytes_out;
+    for (int r = 0; r < PD_DHT_R_COUNT; r++) dht_reasons[r] = pd_dht_reason_name(r);
+    dm.nreasons = PD_DHT_R_COUNT;
+    dm.reason_names = dht_reasons;
+    dm.rejected = ds->rejected;
+    dm.handshakes_ok = ds->handshakes_ok;
+    dm.handshakes_failed = ds->handshakes_failed;
+    dm.requests = ds->requests;
+    dm.timeouts = ds->timeouts;
+    dm.lookups_started = ds->lookups_started;
+    dm.lookups_done = ds->lookups_done;
+    dm.lookups_found = ds->lookups_found;
+    dm.lookup_hops_sum = ds->lookup_hops_sum;
+    dm.records_found = ds->records_found;
+    dm.table_added = ds->table_added;
+    dm.table_removed = ds->table_removed;
+    dm.table_refused = ds->table_refused;
+    g.dht = &dm;
+  }
   char *text = NULL;
   size_t len = 0;
   if (pd_metrics_render(pd_node_metrics(c->node), &g, PEERD_VERSION, &text, &len) < 0) {
@@ -2587,6 +2634,295 @@ bool pd_api_stream_params(const pd_api_response_t *resp, uint32_t *kinds, bool *
   return true;
 }
 
+/* ---- /v1/dht, /v1/dht/lookup, /v1/nodes/ID: the DHT ----------------------- */
+
+static json_t *b64_json(const uint8_t *bytes, size_t len) {
+  char b64[sodium_base64_ENCODED_LEN(PD_RECORD_MAX, sodium_base64_VARIANT_ORIGINAL)];
+  if (len > PD_RECORD_MAX) return json_null();
+  sodium_bin2base64(b64, sizeof b64, bytes, len, sodium_base64_VARIANT_ORIGINAL);
+  return jstr(b64);
+}
+
+static json_t *id_json(const uint8_t id[PD_NODE_ID_LEN]) {
+  char hex[2 * PD_NODE_ID_LEN + 1];
+  hex_encode(id, PD_NODE_ID_LEN, hex);
+  return jstr(hex);
+}
+
+/* A node record as the DHT endpoints show it (bytes verified before). */
+static json_t *dht_record_json(const uint8_t *bytes, size_t len) {
+  pd_record_t r;
+  json_t *o = json_object();
+  if (!o || pd_record_parse_trusted(bytes, len, &r) != PD_RECORD_OK) return o;
+  set(o, "node_id", id_json(r.id));
+  set(o, "seq", json_integer((json_int_t)r.seq));
+  set(o, "discovery", r.has_discovery ? addr_json(&r.discovery) : json_null());
+  json_t *svc = json_object();
+  for (unsigned i = 0; svc && i < r.nservices; i++) set(svc, r.services[i].name, addr_json(&r.services[i].addr));
+  set(o, "services", svc);
+  set(o, "attrs", attrs_json(&r));
+  set(o, "record", b64_json(bytes, len));
+  return o;
+}
+
+static pd_dht_t *need_dht(ctx_t *c) {
+  pd_dht_t *d = pd_node_dht(c->node);
+  if (!d) pd_api_error(c->resp, 503, "the DHT is off (peerd runs it unless --no-dht)");
+  return d;
+}
+
+/* GET /v1/dht: the routing table and the engine's counters. */
+static void h_dht(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  pd_dht_t *d = need_dht(c);
+  if (!d) return;
+  const pd_dht_table_t *t = pd_dht_table(d);
+  const pd_dht_stats_t *st = pd_dht_stats(d);
+  json_t *o = json_object(), *buckets = json_array(), *tab = json_object();
+  if (!o || !buckets || !tab) {
+    json_decref(o);
+    json_decref(buckets);
+    json_decref(tab);
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  set(o, "node_id", id_json(pd_dht_table_self(t)));
+  for (unsigned i = 1; i <= PD_DHTT_BUCKETS; i++) {
+    size_t n = 0, r = 0;
+    const pd_dht_entry_t *e = pd_dht_table_bucket(t, i, &n);
+    pd_dht_table_replacements(t, i, &r);
+    if (!n && !r) continue;
+    json_t *b = json_object(), *nodes = json_array();
+    if (!b || !nodes) {
+      json_decref(b);
+      json_decref(nodes);
+      continue;
+    }
+    set(b, "distance", jint(i));
+    set(b, "size", jint((int64_t)n));
+    set(b, "replacements", jint((int64_t)r));
+    for (size_t k = 0; k < n; k++) {
+      json_t *x = json_object();
+      if (!x) continue;
+      set(x, "node_id", id_json(e[k].id));
+      set(x, "endpoint", addr_json(&e[k].ep));
+      set(x, "seq", json_integer((json_int_t)e[k].seq));
+      set(x, "seen_ms", jint(e[k].seen_ms));
+      set(x, "fails", jint(e[k].fails));
+      json_array_append_new(nodes, x);
+    }
+    set(b, "nodes", nodes);
+    json_array_append_new(buckets, b);
+  }
+  set(tab, "nodes", jint((int64_t)pd_dht_table_size(t)));
+  set(tab, "replacements", jint((int64_t)pd_dht_table_cached(t)));
+  set(tab, "k", jint(pd_dht_table_k(t)));
+  set(tab, "buckets", buckets);
+  set(o, "table", tab);
+  set(o, "sessions", jint((int64_t)pd_dht_sessions(d)));
+  set(o, "requests_pending", jint((int64_t)pd_dht_requests_out(d)));
+  json_t *lk = json_object();
+  if (lk) {
+    set(lk, "running", jint((int64_t)pd_dht_lookups_running(d)));
+    set(lk, "started", jint((int64_t)st->lookups_started));
+    set(lk, "done", jint((int64_t)st->lookups_done));
+    set(lk, "found", jint((int64_t)st->lookups_found));
+    set(lk, "mean_hops", st->lookups_done ? json_real((double)st->lookup_hops_sum / (double)st->lookups_done)
+                                          : json_null());
+  }
+  set(o, "lookups", lk);
+  static const char *const kinds[3] = {"message", "whoareyou", "handshake"};
+  static const char *const types[5] = {NULL, "ping", "pong", "findnode", "nodes"};
+  json_t *pk = json_object(), *pin = json_object(), *pout = json_object();
+  for (int k = 0; pin && pout && k < 3; k++) {
+    set(pin, kinds[k], jint((int64_t)st->packets_in[k]));
+    set(pout, kinds[k], jint((int64_t)st->packets_out[k]));
+  }
+  if (pk) {
+    set(pk, "in", pin);
+    set(pk, "out", pout);
+  } else {
+    json_decref(pin);
+    json_decref(pout);
+  }
+  set(o, "packets", pk);
+  json_t *ms = json_object(), *min = json_object(), *mout = json_object();
+  for (int k = 1; min && mout && k < 5; k++) {
+    set(min, types[k], jint((int64_t)st->msgs_in[k]));
+    set(mout, types[k], jint((int64_t)st->msgs_out[k]));
+  }
+  if (ms) {
+    set(ms, "in", min);
+    set(ms, "out", mout);
+  } else {
+    json_decref(min);
+    json_decref(mout);
+  }
+  set(o, "messages", ms);
+  json_t *rj = json_object();
+  for (int r = 1; rj && r < PD_DHT_R_COUNT; r++)
+    if (st->rejected[r]) set(rj, pd_dht_reason_name(r), jint((int64_t)st->rejected[r]));
+  set(o, "rejected", rj);
+  set(o, "handshakes", json_pack("{sI sI}", "ok", (json_int_t)st->handshakes_ok, "failed",
+                                 (json_int_t)st->handshakes_failed));
+  set(o, "records_found", jint((int64_t)st->records_found));
+  set(o, "observed", st->has_observed ? addr_json(&st->observed) : json_null());
+  reply_json(c->resp, 200, o);
+}
+
+static bool start_lookup(ctx_t *c, pd_dht_t *d, pd_api_pending_t *p) {
+  uint64_t id = 0;
+  if (pd_dht_passive(d)) {
+    pending_free(p);
+    pd_api_error(c->resp, 503, "this peerd's DHT only answers: its dialer is off (--max-outbound 0)");
+    return false;
+  }
+  int rc = pd_dht_lookup_start(d, p->target, c->now * 1000, &id);
+  if (rc != 0) {
+    pending_free(p);
+    pd_api_error(c->resp, 503, "too many DHT lookups running; try again");
+    return false;
+  }
+  p->lookup_id = id;
+  c->resp->status = 200;
+  c->resp->pending = p;
+  c->resp->action = PD_API_ACTION_LOOKUP;
+  return true;
+}
+
+/* GET /v1/dht/lookup?target=ID: an iterative lookup now; the driver answers
+ * when it ends (pd_api_complete). */
+static void h_dht_lookup(ctx_t *c) {
+  static const char *const params[] = {"target", NULL};
+  if (!query_allow(c, params)) return;
+  const char *ts = query_get(c, "target");
+  uint8_t target[PD_NODE_ID_LEN];
+  if (!ts || strlen(ts) != PD_NODE_ID_HEXLEN || pd_node_id_parse(ts, strlen(ts), target) < 0) {
+    pd_api_error(c->resp, 400, "target must be a node id: 40 hex characters");
+    return;
+  }
+  pd_dht_t *d = need_dht(c);
+  if (!d) return;
+  pd_api_pending_t *p = calloc(1, sizeof *p);
+  if (!p) {
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  memcpy(p->target, target, sizeof target);
+  start_lookup(c, d, p);
+}
+
+/* GET /v1/nodes/ID: where is node ID now? Its record with the highest
+ * sequence among the records table, the DHT's table and a DHT lookup. */
+static void h_nodes_get(ctx_t *c) {
+  if (!query_allow(c, no_params)) return;
+  uint8_t id[PD_NODE_ID_LEN];
+  if (strlen(c->rest) != PD_NODE_ID_HEXLEN || pd_node_id_parse(c->rest, strlen(c->rest), id) < 0) {
+    pd_api_error(c->resp, 400, "a node id is 40 hex characters");
+    return;
+  }
+  pd_api_pending_t *p = calloc(1, sizeof *p);
+  if (!p) {
+    pd_api_error(c->resp, 500, "out of memory");
+    return;
+  }
+  memcpy(p->target, id, sizeof id);
+  p->nodes = true;
+  uint64_t best = 0;
+  const pd_rec_t *r = pd_node_records(c->node) ? pd_rectable_find(pd_node_records(c->node), id) : NULL;
+  if (r) {
+    memcpy(p->local, r->bytes, r->len);
+    p->local_len = r->len;
+    p->local_source = "records";
+    best = r->seq;
+  }
+  pd_dht_t *d = pd_node_dht(c->node);
+  const pd_dht_entry_t *e = d ? pd_dht_table_find(pd_dht_table(d), id) : NULL;
+  if (e && (!p->local_len || e->seq > best) && e->rec_len <= sizeof p->local) {
+    memcpy(p->local, e->rec, e->rec_len);
+    p->local_len = e->rec_len;
+    p->local_source = "dht_table";
+  }
+  if (d && !pd_dht_passive(d)) {
+    start_lookup(c, d, p);
+    return;
+  }
+  c->resp->pending = p;
+  c->resp->action = PD_API_ACTION_LOOKUP;
+  c->resp->status = 200;
+}
+
+/* The answer of a LOOKUP action: the lookup's outcome (the driver saw it end,
+ * or there is no DHT), the lookup released. */
+static void complete_lookup(pd_node_t *n, pd_api_response_t *resp) {
+  pd_api_pending_t *p = resp->pending;
+  pd_dht_t *d = pd_node_dht(n);
+  pd_dht_lookup_info_t info;
+  bool have = d && p->lookup_id && pd_dht_lookup_get(d, p->lookup_id, &info) && info.done;
+  json_t *o = json_object();
+  if (!o) {
+    if (have) pd_dht_lookup_release(d, p->lookup_id);
+    pd_api_error(resp, 500, "out of memory");
+    return;
+  }
+  if (p->nodes) {
+    const uint8_t *bytes = p->local_len ? p->local : NULL;
+    size_t len = p->local_len;
+    const char *source = p->local_source;
+    if (have && info.found && info.target_rec &&
+        (!bytes || pd_record_peek_seq(info.target_rec->rec, info.target_rec->rec_len) >
+                       pd_record_peek_seq(bytes, len))) {
+      bytes = info.target_rec->rec;
+      len = info.target_rec->rec_len;
+      source = "dht_lookup";
+    }
+    if (!bytes) {
+      json_decref(o);
+      if (have) pd_dht_lookup_release(d, p->lookup_id);
+      pd_api_error(resp, 404, d ? "node not found: no record here and the DHT lookup found none"
+                                : "node not found: no record here (the DHT is off)");
+      return;
+    }
+    json_decref(o);
+    o = dht_record_json(bytes, len);
+    if (o) {
+      set(o, "source", jstr(source));
+      set(o, "lookup", have ? json_pack("{sb sI sI sI}", "found", info.found, "hops", (json_int_t)info.hops,
+                                         "queries", (json_int_t)info.queries, "time_ms",
+                                         (json_int_t)(info.ended_ms - info.started_ms))
+                            : json_null());
+    }
+    if (have) pd_dht_lookup_release(d, p->lookup_id);
+    reply_json(resp, 200, o);
+    return;
+  }
+  if (!have) {
+    json_decref(o);
+    pd_api_error(resp, 500, "the DHT lookup did not finish");
+    return;
+  }
+  set(o, "target", id_json(info.target));
+  set(o, "found", json_boolean(info.found));
+  set(o, "hops", jint(info.hops));
+  set(o, "queries", jint(info.queries));
+  set(o, "answered", jint(info.answered));
+  set(o, "failed", jint(info.failed));
+  set(o, "time_ms", jint(info.ended_ms - info.started_ms));
+  json_t *res = json_array();
+  for (size_t i = 0; res && i < info.nresults; i++) {
+    const pd_dht_result_t *r = &info.results[i];
+    json_t *x = dht_record_json(r->rec, r->rec_len);
+    if (!x) continue;
+    set(x, "endpoint", addr_json(&r->ep));
+    set(x, "hop", jint(r->hop));
+    set(x, "distance", jint(pd_dht_logdist(info.target, r->id)));
+    json_array_append_new(res, x);
+  }
+  set(o, "results", res);
+  pd_dht_lookup_release(d, p->lookup_id);
+  reply_json(resp, 200, o);
+}
+
 typedef struct route {
   const char *path;
   bool prefix; /* path is a prefix followed by a non-empty remainder */
@@ -2624,6 +2960,9 @@ static const route_t routes[] = {
     {"/v1/explain/", true, "GET", h_explain},
     {"/metrics", false, "GET", h_metrics},
     {"/v1/events/stream", false, "GET", h_events_stream},
+    {"/v1/dht", false, "GET", h_dht},
+    {"/v1/dht/lookup", false, "GET", h_dht_lookup},
+    {"/v1/nodes/", true, "GET", h_nodes_get},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -2633,6 +2972,7 @@ static const char *route_label(const route_t *r) {
   static const char *const prefixed[][2] = {
       {"/v1/book/", "/v1/book/{addr}"},
       {"/v1/bans/", "/v1/bans/{target}"},
+      {"/v1/nodes/", "/v1/nodes/{id}"},
   };
   if (!r->prefix) return r->path;
   for (size_t i = 0; i < sizeof prefixed / sizeof prefixed[0]; i++) {
@@ -2845,6 +3185,8 @@ void pd_api_complete(pd_node_t *n, int64_t now, pd_api_response_t *resp) {
     pd_node_budget_begin(n);
     complete_resolve(n, now, resp);
     pd_node_budget_end(n);
+  } else if (resp->action == PD_API_ACTION_LOOKUP) {
+    if (resp->pending) complete_lookup(n, resp);
   } else if (resp->action == PD_API_ACTION_PROMOTE) {
     /* the answer was made with the promotion */
   } else if (resp->action == PD_API_ACTION_RELOAD) {
@@ -2901,4 +3243,9 @@ void pd_api_response_free(pd_api_response_t *resp) {
   resp->body_len = 0;
   pending_free(resp->pending);
   resp->pending = NULL;
+}
+
+uint64_t pd_api_pending_lookup(const pd_api_response_t *resp) {
+  if (!resp || resp->action != PD_API_ACTION_LOOKUP || !resp->pending) return 0;
+  return resp->pending->lookup_id;
 }

@@ -67,6 +67,11 @@ enum pd_api_action {
                                 no shadow directory: point the watchers
                                 there, then call pd_api_complete (the body
                                 is final) */
+  PD_API_ACTION_LOOKUP = 7,  /* GET /v1/dht/lookup, GET /v1/nodes/ID: a DHT
+                                lookup was started (pd_api_pending_lookup
+                                names it; 0: none, there is no DHT); call
+                                pd_api_complete once the DHT reports it done
+                                (PD_DHT_A_LOOKUP_DONE), or at once for 0 */
 };
 
 /* State a response keeps while the driver performs its action (opaque). */
@@ -115,6 +120,9 @@ void pd_api_policy_checked(pd_node_t *n, pd_api_response_t *resp, const pd_polic
  * is not a stream. */
 bool pd_api_stream_params(const pd_api_response_t *resp, uint32_t *kinds, bool *has_since,
                           uint64_t *since);
+
+/* PD_API_ACTION_LOOKUP: the DHT lookup the response waits for (0: none). */
+uint64_t pd_api_pending_lookup(const pd_api_response_t *resp);
 
 /* The access rules alone (Host, Origin, token, Content-Type): 0, or the
  * refusal's status (403, 401, 415) and *why. pd_api_handle applies them. */

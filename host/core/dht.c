@@ -121,6 +121,30 @@ static bool verify_record(pd_dht_t *d, const uint8_t *bytes, size_t len, pd_reco
   return true;
 }
 
+bool pd_dht_passive(const pd_dht_t *d) { return d->cfg.passive; }
+
+bool pd_dht_record_endpoint(const pd_record_t *r, pd_netaddr_t *ep) {
+  if (!r->has_discovery) return false;
+  *ep = r->discovery;
+  const char *v = pd_record_attr(r, PD_DHT_PORT_ATTR);
+  if (v) {
+    unsigned long port = 0;
+    for (const char *q = v; *q; q++) {
+      if (*q < '0' || *q > '9' || port > 65535) return false;
+      port = port * 10 + (unsigned long)(*q - '0');
+    }
+    if (port == 0 || port > 65535) return false;
+    ep->port = (uint16_t)port;
+  }
+  return true;
+}
+
+/* Does r name `at` as its DHT endpoint? */
+static bool record_at(const pd_record_t *r, const pd_netaddr_t *at) {
+  pd_netaddr_t ep;
+  return pd_dht_record_endpoint(r, &ep) && ep_eq(&ep, at);
+}
+
 /* ---- the action queue ---- */
 
 static out_t *push_out(pd_dht_t *d) {
@@ -185,6 +209,7 @@ pd_dht_t *pd_dht_new(const pd_dht_config_t *cfg, pd_rng_t *rng, int64_t now_ms) 
     return NULL;
   }
   d->next_lookup_id = 1;
+  if (d->cfg.passive) d->cfg.revalidate_ms = d->cfg.lookup_fast_ms = d->cfg.lookup_slow_ms = -1;
   d->next_reval = d->cfg.revalidate_ms > 0 ? now_ms + d->cfg.revalidate_ms : INT64_MAX;
   d->next_loop = d->cfg.lookup_fast_ms > 0 ? now_ms : INT64_MAX;
   d->next_expire = now_ms + 60000;
@@ -519,6 +544,7 @@ static int lookup_new(pd_dht_t *d, const uint8_t target[PD_DHT_ID_LEN], bool use
 
 int pd_dht_lookup_start(pd_dht_t *d, const uint8_t target[PD_DHT_ID_LEN], int64_t now_ms,
                         uint64_t *id) {
+  if (d->cfg.passive) return PD_EINVAL;
   return lookup_new(d, target, true, now_ms, id);
 }
 
@@ -577,7 +603,7 @@ static void req_done(pd_dht_t *d, req_t *r, bool ok, int64_t now) {
 
 int pd_dht_add_node(pd_dht_t *d, const uint8_t id[PD_DHT_ID_LEN], const pd_netaddr_t *ep,
                     const uint8_t *rec, size_t rec_len, int64_t now_ms) {
-  if (memcmp(id, d->cfg.self->id, PD_DHT_ID_LEN) == 0) return PD_EINVAL;
+  if (d->cfg.passive || memcmp(id, d->cfg.self->id, PD_DHT_ID_LEN) == 0) return PD_EINVAL;
   if (rec && (rec_len < PD_DHT_RECORD_MIN || rec_len > PD_DHT_RECORD_MAX)) return PD_EINVAL;
   const pd_dht_entry_t *e = pd_dht_table_find(d->table, id);
   if (e && ep_eq(&e->ep, ep)) return PD_EEXIST;
@@ -718,10 +744,12 @@ static void on_nodes(pd_dht_t *d, const pd_dht_msg_t *m, const uint8_t src[PD_DH
     r->nrec++;
     if (memcmp(rec.id, d->cfg.self->id, PD_DHT_ID_LEN) == 0) continue;
     found(d, m->rec[i].bytes, m->rec[i].len, &rec, from, now);
-    if (ld == 0 && rec.has_discovery && ep_eq(&rec.discovery, from))
+    pd_netaddr_t rep;
+    bool has_ep = pd_dht_record_endpoint(&rec, &rep);
+    if (ld == 0 && has_ep && ep_eq(&rep, from))
       table_insert(d, &rec, m->rec[i].bytes, m->rec[i].len, from, now);
-    if (l && rec.has_discovery)
-      lookup_add(l, d->cfg.self->id, rec.id, &rec.discovery, m->rec[i].bytes, m->rec[i].len, hop);
+    if (l && has_ep)
+      lookup_add(l, d->cfg.self->id, rec.id, &rep, m->rec[i].bytes, m->rec[i].len, hop);
   }
   if (r->got >= r->total || r->nrec >= PD_DHT_MAX_NODES) req_done(d, r, true, now);
 }
@@ -742,7 +770,7 @@ static void on_pong(pd_dht_t *d, const pd_dht_msg_t *m, const uint8_t src[PD_DHT
     pd_record_t rec;
     if (r->rec && pd_record_peek_seq(r->rec, r->rec_len) >= m->record_seq &&
         verify_record(d, r->rec, r->rec_len, &rec) &&
-        memcmp(rec.id, src, PD_DHT_ID_LEN) == 0 && rec.has_discovery && ep_eq(&rec.discovery, from))
+        memcmp(rec.id, src, PD_DHT_ID_LEN) == 0 && record_at(&rec, from))
       table_insert(d, &rec, r->rec, r->rec_len, from, now);
     else
       fetch = true;
@@ -901,7 +929,7 @@ static int on_handshake(pd_dht_t *d, const pd_dht_packet_t *p, const pd_netaddr_
   d->st.handshakes_ok++;
   if (has_rec) {
     found(d, p->record, p->record_len, &rec, from, now);
-    if (rec.has_discovery && ep_eq(&rec.discovery, from))
+    if (record_at(&rec, from))
       table_insert(d, &rec, p->record, p->record_len, from, now);
   }
   uint8_t src[PD_DHT_ID_LEN];

@@ -67,10 +67,20 @@ enum pd_dht_reason {
 };
 const char *pd_dht_reason_name(int reason);
 
+/* Where a record's node takes DHT packets: its discovery endpoint, with the
+ * port of its "dht" attribute when it has one (a peerd whose --dht-listen
+ * port differs from its overlay port says so there). false: no discovery
+ * endpoint (no peerd runs there) or a bad attribute. */
+#define PD_DHT_PORT_ATTR "dht"
+bool pd_dht_record_endpoint(const pd_record_t *r, pd_netaddr_t *ep);
+
 typedef struct pd_dht_config {
   const pd_identity_t *self;     /* borrowed */
   const pd_record_auth_t *auth;  /* NULL: ed25519 */
   bool null_cipher;              /* the lab */
+  bool passive;                  /* answer only: no bootstrap, loop, revalidation or
+                                    lookups (pd_dht_add_node / lookup_start: PD_EINVAL);
+                                    a daemon whose dialer is off (--max-outbound 0) */
   const char *network;           /* records of other networks are refused */
   unsigned k, alpha;             /* 0: 16, 3 */
   int64_t request_timeout_ms;    /* 0: 1000 */
@@ -186,5 +196,6 @@ const pd_dht_table_t *pd_dht_table(const pd_dht_t *d);
 size_t pd_dht_sessions(const pd_dht_t *d);
 size_t pd_dht_requests_out(const pd_dht_t *d);
 size_t pd_dht_lookups_running(const pd_dht_t *d);
+bool pd_dht_passive(const pd_dht_t *d);
 
 #endif

@@ -191,6 +191,63 @@ static void render_policy_load(buf_t *b, const pd_metrics_gauges_t *g) {
     }
   }
 }
+/* The DHT's families (docs/metrics.md, "DHT"). */
+static void render_dht(buf_t *b, const pd_metrics_dht_t *d) {
+  static const char *const kinds[3] = {"message", "whoareyou", "handshake"};
+  static const char *const types[4] = {"ping", "pong", "findnode", "nodes"};
+  family(b, "peerd_dht_table_nodes", "gauge", "Nodes in the DHT routing table's buckets.");
+  put(b, "peerd_dht_table_nodes %" PRIu64 "\n", d->table_nodes);
+  family(b, "peerd_dht_table_replacements", "gauge", "Nodes in the buckets' replacement caches.");
+  put(b, "peerd_dht_table_replacements %" PRIu64 "\n", d->table_replacements);
+  family(b, "peerd_dht_sessions", "gauge", "DHT sessions (node id, endpoint) with keys.");
+  put(b, "peerd_dht_sessions %" PRIu64 "\n", d->sessions);
+  family(b, "peerd_dht_requests_pending", "gauge", "DHT requests sent and not yet answered.");
+  put(b, "peerd_dht_requests_pending %" PRIu64 "\n", d->requests_out);
+  family(b, "peerd_dht_lookups_running", "gauge", "DHT lookups in progress.");
+  put(b, "peerd_dht_lookups_running %" PRIu64 "\n", d->lookups_running);
+  family(b, "peerd_dht_packets_total", "counter", "DHT datagrams received (in) and sent (out), by kind.");
+  for (int dir = 0; dir < 2; dir++)
+    for (int k = 0; k < 3; k++)
+      put(b, "peerd_dht_packets_total{direction=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
+          dir ? "out" : "in", kinds[k], dir ? d->packets_out[k] : d->packets_in[k]);
+  family(b, "peerd_dht_bytes_total", "counter", "DHT datagram bytes received (in) and sent (out).");
+  put(b, "peerd_dht_bytes_total{direction=\"in\"} %" PRIu64 "\n", d->bytes_in);
+  put(b, "peerd_dht_bytes_total{direction=\"out\"} %" PRIu64 "\n", d->bytes_out);
+  family(b, "peerd_dht_messages_total", "counter", "DHT messages opened (in) and sealed (out), by type.");
+  for (int dir = 0; dir < 2; dir++)
+    for (int t = 0; t < 4; t++)
+      put(b, "peerd_dht_messages_total{direction=\"%s\",type=\"%s\"} %" PRIu64 "\n",
+          dir ? "out" : "in", types[t], dir ? d->msgs_out[t] : d->msgs_in[t]);
+  family(b, "peerd_dht_rejected_total", "counter", "DHT packets, messages and records refused, by reason.");
+  for (size_t i = 1; d->reason_names && d->rejected && i < d->nreasons; i++) {
+    put(b, "peerd_dht_rejected_total{reason=\"");
+    put_label_value(b, d->reason_names[i]);
+    put(b, "\"} %" PRIu64 "\n", d->rejected[i]);
+  }
+  family(b, "peerd_dht_handshakes_total", "counter", "DHT handshakes, by result.");
+  put(b, "peerd_dht_handshakes_total{result=\"ok\"} %" PRIu64 "\n", d->handshakes_ok);
+  put(b, "peerd_dht_handshakes_total{result=\"failed\"} %" PRIu64 "\n", d->handshakes_failed);
+  family(b, "peerd_dht_requests_total", "counter", "DHT requests sent (PING, FINDNODE).");
+  put(b, "peerd_dht_requests_total %" PRIu64 "\n", d->requests);
+  family(b, "peerd_dht_request_timeouts_total", "counter", "DHT requests that got no answer in time.");
+  put(b, "peerd_dht_request_timeouts_total %" PRIu64 "\n", d->timeouts);
+  family(b, "peerd_dht_lookups_total", "counter",
+         "DHT lookups started, finished, and finished having found their target's record.");
+  put(b, "peerd_dht_lookups_total{result=\"started\"} %" PRIu64 "\n", d->lookups_started);
+  put(b, "peerd_dht_lookups_total{result=\"done\"} %" PRIu64 "\n", d->lookups_done);
+  put(b, "peerd_dht_lookups_total{result=\"found\"} %" PRIu64 "\n", d->lookups_found);
+  family(b, "peerd_dht_lookup_hops_total", "counter",
+         "Hops of finished DHT lookups, summed (divide by lookups done for the mean).");
+  put(b, "peerd_dht_lookup_hops_total %" PRIu64 "\n", d->lookup_hops_sum);
+  family(b, "peerd_dht_records_found_total", "counter", "Verified node records the DHT learnt.");
+  put(b, "peerd_dht_records_found_total %" PRIu64 "\n", d->records_found);
+  family(b, "peerd_dht_table_changes_total", "counter",
+         "Routing table changes: nodes added, removed (failed pings), refused (dht.lua admit).");
+  put(b, "peerd_dht_table_changes_total{change=\"added\"} %" PRIu64 "\n", d->table_added);
+  put(b, "peerd_dht_table_changes_total{change=\"removed\"} %" PRIu64 "\n", d->table_removed);
+  put(b, "peerd_dht_table_changes_total{change=\"refused\"} %" PRIu64 "\n", d->table_refused);
+}
+
 
 int pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, const char *version,
                       char **out, size_t *len) {
@@ -355,6 +412,7 @@ int pd_metrics_render(const pd_metrics_t *m, const pd_metrics_gauges_t *g, const
   family(&b, "peerd_inbound_evictions_total", "counter",
          "Inbound peers evicted (closed \"evicted\") to make room for a newcomer.");
   put(&b, "peerd_inbound_evictions_total %" PRIu64 "\n", net ? net->inbound_evictions : 0);
+  if (g->dht) render_dht(&b, g->dht);
   family(&b, "peerd_outbound_below_minimum", "gauge",
          "1 while outbound peers have stayed below --min-outbound for --below-min-warn seconds.");
   put(&b, "peerd_outbound_below_minimum %d\n", net && net->below_min ? 1 : 0);

@@ -154,7 +154,25 @@ typedef struct pd_metrics_gauges {
   /* Network (NULL: the four network families are rendered with no samples
    * except peerd_connections, which reads 0 for both directions). */
   const pd_metrics_net_t *net;
+  const struct pd_metrics_dht *dht; /* NULL: no DHT, its families are left out */
 } pd_metrics_gauges_t;
+
+/* The DHT's figures (the driver's engine, dht.h), plain numbers so the
+ * metrics module does not depend on the DHT. Label names are borrowed. */
+typedef struct pd_metrics_dht {
+  uint64_t table_nodes, table_replacements, sessions, requests_out, lookups_running;
+  uint64_t packets_in[3], packets_out[3];    /* peerd_dht_packets_total{direction,kind} */
+  uint64_t bytes_in, bytes_out;              /* peerd_dht_bytes_total{direction} */
+  uint64_t msgs_in[4], msgs_out[4];          /* peerd_dht_messages_total{direction,type} */
+  size_t nreasons;                           /* peerd_dht_rejected_total{reason} */
+  const char *const *reason_names;           /* [0] ("none") is skipped */
+  const uint64_t *rejected;
+  uint64_t handshakes_ok, handshakes_failed; /* peerd_dht_handshakes_total{result} */
+  uint64_t requests, timeouts;               /* peerd_dht_requests_total, _timeouts_total */
+  uint64_t lookups_started, lookups_done, lookups_found, lookup_hops_sum;
+  uint64_t records_found;                    /* peerd_dht_records_found_total */
+  uint64_t table_added, table_removed, table_refused; /* peerd_dht_table_changes_total{change} */
+} pd_metrics_dht_t;
 
 void pd_metrics_init(pd_metrics_t *m);
 

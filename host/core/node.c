@@ -28,6 +28,7 @@ struct pd_node {
   void *net_ud;
   struct pd_self *self; /* borrowed */
   pd_rectable_t *records; /* other nodes' records; created at the first */
+  struct pd_dht *dht;     /* the DHT engine, when the driver runs one (borrowed) */
   pd_book_hooks_t policy_hooks; /* the policy host's evict hooks, behind the node's */
   pd_node_protect_t protected_[PD_NODE_MAX_PROTECTED]; /* POST /v1/protected */
   size_t nprotected;
@@ -943,6 +944,11 @@ size_t pd_node_pex_sample(pd_node_t *n, const pd_netaddr_t *to, size_t max, bool
 /* ---- records of other nodes ------------------------------------------------ */
 
 pd_rectable_t *pd_node_records(pd_node_t *n) { return n ? n->records : NULL; }
+
+void pd_node_set_dht(pd_node_t *n, struct pd_dht *dht) {
+  if (n) n->dht = dht;
+}
+struct pd_dht *pd_node_dht(const pd_node_t *n) { return n ? n->dht : NULL; }
 
 static int ensure_records(pd_node_t *n) {
   if (n->records) return 0;

@@ -317,6 +317,12 @@ void pd_node_policy_load_failed_by(pd_node_t *n, const char *error, const char *
 /* The records table (NULL until the first record is learnt). */
 struct pd_rectable *pd_node_records(pd_node_t *n);
 
+/* The DHT engine the driver runs (dht.h), for the API: GET /v1/dht,
+ * /v1/dht/lookup, /v1/nodes/ID. Borrowed; NULL: no DHT (the default). */
+struct pd_dht;
+void pd_node_set_dht(pd_node_t *n, struct pd_dht *dht);
+struct pd_dht *pd_node_dht(const pd_node_t *n);
+
 /* Learn a verified record (bytes as signed, rec decoded from them) heard
  * from `source` (an IP) with the announcement time addr_time: keep it
  * (newer replaces older; stale and conflicting ones are refused) and put

@@ -61,6 +61,7 @@ typedef struct conn {
   bool head_only;     /* HEAD request: no body */
   size_t discarded;
   uint64_t save_wait; /* id of the save this conn waits for, 0 = none */
+  uint64_t lookup_wait; /* id of the DHT lookup this conn waits for, 0 = none */
   bool have_resp;
   bool resp_keep_alive;
   pd_api_response_t resp; /* held while a save is performed */
@@ -614,6 +615,18 @@ static void conn_process(conn_t *c) {
       stream_start(c, &resp);
       return;
     }
+    if (resp.action == PD_API_ACTION_LOOKUP && pd_api_pending_lookup(&resp) && d->dht) {
+      c->busy = true;
+      c->resp = resp;
+      c->have_resp = true;
+      c->resp_keep_alive = keep;
+      c->lookup_wait = pd_api_pending_lookup(&resp);
+      conn_read_stop(c);
+      uv_timer_stop(&c->timer);
+      dmn_dht_flush(d); /* the lookup's first requests */
+      return;
+    }
+    if (resp.action == PD_API_ACTION_LOOKUP) pd_api_complete(d->node, dmn_wall_now(), &resp);
     if (resp.action == PD_API_ACTION_SAVE) {
       c->busy = true;
       c->resp = resp;
@@ -744,6 +757,22 @@ void dmn_complete_waiters(pd_daemon_t *d, uint64_t id) {
     }
     c = next;
   }
+}
+
+/* The DHT finished lookup `id`: answer the connection that waits for it,
+ * or forget the lookup when that connection has gone. */
+void dmn_complete_lookup(pd_daemon_t *d, uint64_t id) {
+  for (conn_t *c = d->conns; c; c = c->next) {
+    if (c->lookup_wait != id || !c->have_resp || c->closing) continue;
+    c->lookup_wait = 0;
+    c->have_resp = false;
+    pd_api_complete(d->node, dmn_wall_now(), &c->resp);
+    pd_api_response_t r = c->resp;
+    memset(&c->resp, 0, sizeof c->resp);
+    send_response(c, &r, c->resp_keep_alive);
+    return;
+  }
+  if (d->dht) pd_dht_lookup_release(d->dht, id);
 }
 
 bool dmn_anyone_waiting(pd_daemon_t *d, uint64_t after) {

@@ -28,6 +28,7 @@ void pd_daemon_config_defaults(pd_daemon_config_t *cfg) {
   cfg->policy_timeout_ms = PD_DAEMON_DEFAULT_POLICY_TIMEOUT_MS;
   cfg->policy_memory_mb = PD_DAEMON_DEFAULT_POLICY_MEMORY_MB;
   cfg->listen = PD_DAEMON_DEFAULT_LISTEN;
+  cfg->dht = true;
   cfg->max_outbound = PD_DAEMON_DEFAULT_MAX_OUTBOUND;
   cfg->max_inbound = PD_DAEMON_DEFAULT_MAX_INBOUND;
   cfg->min_outbound = PD_DAEMON_DEFAULT_MIN_OUTBOUND;
@@ -159,5 +160,37 @@ int pd_daemon_config_api(pd_daemon_config_t *cfg, const char *value, const char 
   if (rc < 0) return rc;
   cfg->api = value;
   cfg->api_tcp_set = true;
+  return 0;
+}
+
+int pd_bootnode_parse(const char *s, pd_bootnode_t *out, const char **why) {
+  memset(out, 0, sizeof *out);
+  if (strchr(s, '@')) {
+    pd_endpoint_t ep;
+    if (pd_endpoint_parse(s, PD_PARSE_ALLOW_ID, &ep, why) < 0) return PD_EINVAL;
+    if (!ep.has_id || !ep.is_ip) {
+      if (why) *why = "expected ID@IP:PORT (40 hex, an IP literal, a port)";
+      return PD_EINVAL;
+    }
+    memcpy(out->id, ep.id, sizeof out->id);
+    out->ep = ep.addr;
+    return 0;
+  }
+  size_t len = 0;
+  if (strlen(s) > 2 * PD_RECORD_MAX ||
+      sodium_base642bin(out->rec, sizeof out->rec, s, strlen(s), NULL, &len, NULL,
+                        sodium_base64_VARIANT_ORIGINAL) != 0) {
+    if (why) *why = "expected ID@IP:PORT or a node record in base64";
+    return PD_EINVAL;
+  }
+  pd_record_t r;
+  if (pd_record_decode(out->rec, len, NULL, NULL, &r, why) != PD_RECORD_OK) return PD_EINVAL;
+  if (!r.has_discovery) {
+    if (why) *why = "the record has no discovery endpoint (no peerd runs there)";
+    return PD_EINVAL;
+  }
+  memcpy(out->id, r.id, sizeof out->id);
+  out->ep = r.discovery;
+  out->rec_len = len;
   return 0;
 }

@@ -57,8 +57,12 @@ bool dmn_refuse(pd_daemon_t *d, uv_stream_t *server) {
 static void on_tick(uv_timer_t *t) {
   pd_daemon_t *d = t->data;
   if (d->stopping) return;
-  if (pd_node_tick(d->node, dmn_wall_now()) && !d->saving) dmn_start_save(d, "periodic");
+  if (pd_node_tick(d->node, dmn_wall_now()) && !d->saving) {
+    dmn_start_save(d, "periodic");
+    dmn_dht_save(d); /* the routing table with the book */
+  }
   dmn_net_tick(d);
+  dmn_dht_tick(d);
   dmn_watch_outbound(d, dmn_wall_now());
   dmn_drain_policy_failures(d);
 }
@@ -76,6 +80,7 @@ static void begin_stop(pd_daemon_t *d, const char *signame) {
     d->p2p_open = false;
   }
   dmn_stop_net(d);
+  dmn_stop_dht(d);
   dmn_api_close_all(d);
   if (!d->saving) dmn_finish_stop(d);
   /* else save_after() (persist.c) calls dmn_finish_stop() */
@@ -182,6 +187,7 @@ int pd_daemon_run(const pd_daemon_config_t *cfg) {
   if (exit_code == 0 && cfg->p2p && dmn_start_p2p(d) < 0) exit_code = 1;
   if (exit_code == 0 && dmn_start_self(d) < 0) exit_code = 1;
   if (exit_code == 0 && cfg->p2p && dmn_start_net(d) < 0) exit_code = 1;
+  if (exit_code == 0 && dmn_start_dht(d) < 0) exit_code = 1;
   if (exit_code == 0 && !cfg->p2p) {
     dmn_install_net_views(d); /* no network, but the process metrics */
     LOG(d, PD_LOG_INFO, "overlay off (--p2p off): no listener, no dials");
@@ -216,6 +222,8 @@ int pd_daemon_run(const pd_daemon_config_t *cfg) {
   if (exit_code == 0) LOG(d, PD_LOG_INFO, "peerd stopped");
   dmn_stop_events(d);
   if (d->net) pd_netmgr_destroy(d->net);
+  if (d->node) pd_node_set_dht(d->node, NULL);
+  dmn_free_dht(d);
   if (d->node) pd_node_set_self(d->node, NULL);
   pd_self_destroy(d->self);
   pd_node_destroy(d->node);

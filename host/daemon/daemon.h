@@ -32,6 +32,18 @@
 #include "policy.h"
 #include "self.h"
 
+/* A DHT bootnode (--bootnodes): ID@IP:PORT, or a node record in base64 (as
+ * GET /v1/self's "record"); the record's discovery endpoint is where it is
+ * contacted. */
+typedef struct pd_bootnode {
+  uint8_t id[PD_NODE_ID_LEN];
+  pd_netaddr_t ep;
+  uint8_t rec[PD_RECORD_MAX];
+  size_t rec_len; /* 0: given as ID@IP:PORT */
+} pd_bootnode_t;
+/* 0 and *out, or PD_EINVAL and *why. */
+int pd_bootnode_parse(const char *s, pd_bootnode_t *out, const char **why);
+
 #define PD_DAEMON_DEFAULT_DATA_DIR "./peerd-data" /* without --data-dir or $STATE_DIRECTORY */
 #define PD_DAEMON_STATE_DIR_ENV "STATE_DIRECTORY"  /* systemd's StateDirectory= */
 #define PD_DAEMON_NOTIFY_ENV "NOTIFY_SOCKET"       /* systemd's Type=notify socket */
@@ -46,6 +58,10 @@
 #define PD_DAEMON_LOCK_FILE "lock"           /* flock held while a peerd runs; holds its pid */
 #define PD_DAEMON_COOKIE_FILE "api_cookie"   /* bearer token, 0600, when the API is not on loopback */
 #define PD_DAEMON_ANCHORS_FILE "anchors.json" /* outbound peers at the last shutdown */
+#define PD_DAEMON_DHT_FILE "dht.json"          /* the DHT routing table's records */
+/* The DHT looks up random targets fast (every 2 s) while the book holds
+ * fewer addresses than this, slowly (every 60 s) after. */
+#define PD_DAEMON_DHT_BOOK_TARGET 1000
 #define PD_DAEMON_BANS_FILE "bans.json"             /* the ban list (statestore.h) */
 #define PD_DAEMON_REPUTATION_FILE "reputation.json" /* reputation records (statestore.h) */
 #define PD_DAEMON_DEFAULT_LISTEN "0.0.0.0:7411"
@@ -117,6 +133,11 @@ typedef struct pd_daemon_config {
   const char *api_token_file;     /* --api-token-file FILE: bearer token the API requires */
   int64_t below_min_warn;         /* --below-min-warn SECONDS: warn when under --min-outbound this long */
   uint8_t ipv6_prefix;            /* --ipv6-prefix N: an IPv6 host for per-IP limits and bans */
+  /* The DHT (docs/dht.md). */
+  bool dht;                       /* --dht on|off (on) */
+  const char *dht_listen;         /* --dht-listen HOST:PORT (NULL: the overlay's --listen, UDP) */
+  const struct pd_bootnode *bootnodes; /* --bootnodes (borrowed) */
+  size_t nbootnodes;
   const char *node_key;           /* --node-key FILE (NULL: DATA_DIR/node_key) */
   /* The node's record (borrowed arrays). */
   const pd_self_service_t *services; /* --service NAME=[HOST:]PORT */

@@ -27,6 +27,7 @@
  *               --external, the bound listen address), handed to the node
  *   paths.c     the data directory and the policy source chosen at start
  *   notify.c    systemd's readiness notifications (READY, RELOADING, STOPPING)
+ *   dhtnet.c    the DHT: its UDP socket, engine, timer, bootstrap, dht.json
  * Does not own: the public API (daemon.h: main.c and the tests use it);
  * the structures private to one file (API connections in apiserver.c, peer
  * sockets in transport.c, seed DNS requests in network.c, save jobs in
@@ -43,6 +44,7 @@
 #include <uv.h>
 
 #include "daemon.h"
+#include "dht.h"
 #include "dialer.h"
 #include "identity.h"
 #include "netmgr.h"
@@ -144,6 +146,19 @@ struct pd_daemon {
   const char *dial_names[PD_DIAL_OUTCOME_COUNT];
   const char *type_names[PD_WIRE_TYPE_COUNT];
   const char *reason_names[PD_NETMGR_REJ_COUNT];
+  /* the DHT (dhtnet.c) */
+  uv_udp_t dht_sock;
+  bool dht_open;
+  uv_timer_t dht_timer;
+  bool dht_timer_open;
+  pd_dht_t *dht;
+  pd_netaddr_t dht_bound;
+  uint64_t dht_self_changes; /* pd_self_changes when the record was last handed over */
+  bool dht_has_record;
+  int64_t dht_next_boot;     /* bootnodes again not before (ms) */
+  size_t dht_rec_cursor;     /* the next held record offered to a small table */
+  uint64_t dht_send_errors, dht_truncated;
+  uint8_t dht_buf[2048];     /* one datagram in (larger than any packet: the excess is refused) */
   char readbuf[READ_BUF_SIZE];
 };
 
@@ -189,6 +204,16 @@ void dmn_net_flush(pd_daemon_t *d); /* perform its actions, re-arm its timer */
 void dmn_net_tick(pd_daemon_t *d);  /* its tick, then a flush */
 void dmn_watch_outbound(pd_daemon_t *d, int64_t now); /* below-minimum warnings (1 s tick) */
 void dmn_install_net_views(pd_daemon_t *d); /* the API's view of network and process */
+
+/* dhtnet.c: the DHT */
+int dmn_start_dht(pd_daemon_t *d);  /* after the overlay and the record; 0 also when off */
+void dmn_stop_dht(pd_daemon_t *d);  /* saves dht.json, closes the socket and timer */
+void dmn_free_dht(pd_daemon_t *d);  /* the engine, after the loop ended */
+void dmn_dht_flush(pd_daemon_t *d); /* perform its actions, re-arm its timer */
+void dmn_dht_tick(pd_daemon_t *d);
+void dmn_dht_save(pd_daemon_t *d);  /* dht.json (with the book's saves) */
+/* apiserver.c: a DHT lookup ended (answer its connection, or release it) */
+void dmn_complete_lookup(pd_daemon_t *d, uint64_t id);
 
 /* audit.c: audit events */
 int dmn_start_events(pd_daemon_t *d);  /* the ring; the node's sink */

@@ -59,6 +59,9 @@ enum sid {
   S_EXTERNAL,
   S_NODE_KEY,
   S_IPV6_PREFIX,
+  S_DHT,
+  S_DHT_LISTEN,
+  S_BOOTNODES,
   S_COUNT
 };
 
@@ -120,6 +123,9 @@ static const def_t defs[S_COUNT] = {
     [S_EXTERNAL] = {"external", "external", NULL, PD_SK_STR, NULL, 0, 0, NULL},
     [S_NODE_KEY] = {"node_key", "node-key", NULL, PD_SK_STR, NULL, 0, 0, NULL},
     [S_IPV6_PREFIX] = {"ipv6_prefix", "ipv6-prefix", NULL, PD_SK_INT, "64", 16, 128, "prefix bits"},
+    [S_DHT] = {"dht", "dht", NULL, PD_SK_ONOFF, "on", 0, 0, NULL},
+    [S_DHT_LISTEN] = {"dht_listen", "dht-listen", NULL, PD_SK_STR, NULL, 0, 0, NULL},
+    [S_BOOTNODES] = {"bootnodes", "bootnodes", NULL, PD_SK_LIST, NULL, 0, 0, NULL},
 };
 
 typedef struct slot {
@@ -145,6 +151,8 @@ struct pd_settings {
   size_t nservices;
   pd_record_attr_t attrs[PD_RECORD_MAX_ATTRS];
   size_t nattrs;
+  pd_bootnode_t *boot;
+  size_t nboot;
 };
 
 size_t pd_settings_count(void) { return S_COUNT; }
@@ -172,6 +180,9 @@ static void slot_clear(slot_t *sl) {
 static void free_built(pd_settings_t *s) {
   free(s->seeds);
   free(s->persistent);
+  free(s->boot);
+  s->boot = NULL;
+  s->nboot = 0;
   free(s->uncond);
   free(s->priv);
   s->seeds = s->persistent = NULL;
@@ -367,6 +378,32 @@ static int parse_one(pd_settings_t *s, size_t i, const char *v, pd_setting_sourc
     }
     if (cfg) cfg->p2p = strcmp(v, "on") == 0;
     return 0;
+  case S_DHT:
+    if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+      return fail(err, cap, "%s must be on or off, got '%s'", nm, v);
+    }
+    if (cfg) cfg->dht = strcmp(v, "on") == 0;
+    return 0;
+  case S_DHT_LISTEN: {
+    struct sockaddr_storage ss;
+    if (pd_daemon_parse_listen(v, &ss, sizeof ss, &why) < 0) {
+      return fail(err, cap, "bad %s '%s': %s", nm, v, why ? why : "invalid");
+    }
+    if (cfg) cfg->dht_listen = v;
+    return 0;
+  }
+  case S_BOOTNODES: {
+    pd_bootnode_t b;
+    if (pd_bootnode_parse(v, &b, &why) < 0) {
+      return fail(err, cap, "bad %s entry '%.60s': %s", nm, v, why ? why : "invalid");
+    }
+    if (!s) return 0;
+    pd_bootnode_t *grown = realloc(s->boot, (s->nboot + 1) * sizeof *grown);
+    if (!grown) return fail(err, cap, "out of memory");
+    s->boot = grown;
+    grown[s->nboot++] = b;
+    return 0;
+  }
   case S_EXTERNAL: {
     pd_netaddr_t ip;
     if (pd_netaddr_parse_ip(v, &ip, &why) < 0 || !pd_netaddr_is_valid(&ip)) {
@@ -572,6 +609,8 @@ int pd_settings_finish(pd_settings_t *s, char *err, size_t cap) {
   }
   c->seeds = s->seeds;
   c->nseeds = s->nseeds;
+  c->bootnodes = s->boot;
+  c->nbootnodes = s->nboot;
   c->persistent = s->persistent;
   c->npersistent = s->npersistent;
   c->unconditional_ids = (const uint8_t(*)[PD_NODE_ID_LEN])s->uncond;

@@ -162,7 +162,7 @@ local function start(extra, dir, opts)
   for _, a in ipairs(extra or {}) do args[#args + 1] = a end
   node.dials = flag_value(args, "--max-outbound") ~= "0"
   if node.dials then
-    for _, flag in ipairs({ "--seeds", "--persistent-peers" }) do
+    for _, flag in ipairs({ "--seeds", "--persistent-peers", "--bootnodes" }) do
       local list = {}
       for e in (flag_value(args, flag) or ""):gmatch("[^,]+") do list[#list + 1] = e end
       assert_loopback(node, flag, list)
