@@ -9,7 +9,9 @@
  * default whenever the policy has no hook for it or the call fails: whom to
  * dial (pd_node_dial), a peer's score, what an event does to a peer's
  * reputation and whether it becomes a ban (pd_node_event), which addresses
- * to accept from and share with a peer (PEX). The control API (api.c) and,
+ * to accept from and share with a peer (PEX), which nodes enter the DHT
+ * routing table and which DHT lookup results feed the book (dht.lua; the
+ * table and the feeding are the DHT's). The control API (api.c) and,
  * later, the peer protocol call into it with `now`; it never reads a clock,
  * draws entropy or touches a file or socket: the driver hands it time,
  * seeds, policy texts and bytes, and performs the actions it asks for
