@@ -221,6 +221,23 @@ int pd_dht_table_seen(pd_dht_table_t *t, const uint8_t id[PD_DHTT_ID_LEN], const
   bucket_t *b = &t->b[bi];
   int at = b->e ? find_in(b->e, b->n, id) : -1;
   if (at >= 0) {
+    pd_dht_entry_t *e = &b->e[at];
+    if (seq > e->seq && (e->ep.port != ep->port || memcmp(e->ep.ip, ep->ip, 16) != 0)) {
+      /* A node that moves is a candidate again at its new endpoint: the
+       * subnet limits apply there too (else moving in would bypass them). */
+      pd_dht_entry_t c = *e;
+      c.ep = *ep;
+      pd_dht_admit_info_t info;
+      admit_info(t, bi, &c, e, &info);
+      if (!admit_call(admit, ctx, &info)) {
+        free(e->rec);
+        take_out(b->e, b->n, (uint32_t)at);
+        b->n--;
+        t->size--;
+        trim(b);
+        return PD_DHTT_REFUSED;
+      }
+    }
     return refresh(b, (uint32_t)at, ep, rec, len, seq, now_ms);
   }
 

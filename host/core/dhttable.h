@@ -85,7 +85,9 @@ enum pd_dht_seen {
  * PD_EINVAL for a NULL argument or len outside 1..512, PD_ENOMEM; the table
  * is unchanged on error). A node already in the bucket with a newer record
  * seq gets the new bytes; a known node answering from another endpoint is
- * updated to it only with a higher seq. When the bucket is full and its
+ * updated to it only with a higher seq, and only when admit agrees at the
+ * new endpoint (counted without the node itself); otherwise it leaves the
+ * table (PD_DHTT_REFUSED): moving cannot bypass the subnet limits. When the bucket is full and its
  * least recently seen node has no ping out, that node is marked pinging and
  * its id copied to ping_id (may be NULL) with *ping_set = true: the caller
  * pings it and reports with pd_dht_table_ping_result. */
