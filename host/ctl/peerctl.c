@@ -65,6 +65,9 @@ static const char usage_text[] =
     "                             --follow); LIST: kinds, comma-separated\n"
     "  metrics                    the Prometheus text\n"
     "  save                       save the book now\n"
+    "  dht                        the DHT: routing table, sessions, lookups\n"
+    "  lookup ID                  a DHT lookup now: the closest nodes to ID\n"
+    "  node ID                    where node ID is now: its freshest record (a DHT lookup)\n"
     "\n"
     "Exit status: 0 ok, 1 peerd answered an error, 2 usage error, 3 peerd unreachable.\n";
 
@@ -1063,6 +1066,127 @@ static int cmd_save(ctl_t *c, int argc, char **argv) {
   return EXIT_OK;
 }
 
+/* ---- the DHT ---------------------------------------------------------------- */
+
+static bool is_node_id(const char *s) {
+  if (!s || strlen(s) != 40) return false;
+  for (; *s; s++)
+    if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f') || (*s >= 'A' && *s <= 'F'))) return false;
+  return true;
+}
+
+static int cmd_dht(ctl_t *c, int argc, char **argv) {
+  if (operands(argc, argv, 0, "dht") < 0) return EXIT_USAGE;
+  json_t *j;
+  int rc = request(c, "GET", "/v1/dht", NULL, &j);
+  if (rc || !j) return rc;
+  json_t *tab = json_object_get(j, "table"), *lk = json_object_get(j, "lookups");
+  json_t *mh = json_object_get(lk, "mean_hops");
+  char hops[32];
+  if (json_is_number(mh)) snprintf(hops, sizeof hops, "%.2f", json_number_value(mh));
+  else snprintf(hops, sizeof hops, "-");
+  printf("node %s  observed %s\n", s_of(j, "node_id"),
+         json_is_string(json_object_get(j, "observed")) ? s_of(j, "observed") : "-");
+  printf("table %" PRId64 " nodes (%" PRId64 " replacements), %" PRId64 " sessions; lookups %" PRId64
+         " done, %" PRId64 " found, mean hops %s; %" PRId64 " records found\n",
+         i_of(tab, "nodes"), i_of(tab, "replacements"), i_of(j, "sessions"), i_of(lk, "done"),
+         i_of(lk, "found"), hops, i_of(j, "records_found"));
+  static const char *const h[] = {"DIST", "ID", "ENDPOINT", "SEQ", "FAILS"};
+  pd_ctl_table_t *t = pd_ctl_table_new(5, h);
+  size_t i, k;
+  json_t *b, *n;
+  json_array_foreach(json_object_get(tab, "buckets"), i, b) {
+    json_array_foreach(json_object_get(b, "nodes"), k, n) {
+      char dist[8], id[16], seq[24], fails[8];
+      snprintf(dist, sizeof dist, "%" PRId64, i_of(b, "distance"));
+      pd_ctl_short_id(s_of(n, "node_id"), id, sizeof id);
+      num_text(json_object_get(n, "seq"), seq, sizeof seq);
+      snprintf(fails, sizeof fails, "%" PRId64, i_of(n, "fails"));
+      const char *row[] = {dist, id, s_of(n, "endpoint"), seq, fails};
+      pd_ctl_table_add(t, row);
+    }
+  }
+  json_decref(j);
+  return print_table(t, "the routing table is empty");
+}
+
+/* A lookup takes up to 64 requests of 1 s (3 at a time): wait long enough. */
+static void lookup_timeout(ctl_t *c) {
+  if (c->timeout_ms < 30000) c->timeout_ms = 30000;
+}
+
+static int cmd_lookup(ctl_t *c, int argc, char **argv) {
+  int first = operands(argc, argv, 1, "lookup ID");
+  if (first < 0) return EXIT_USAGE;
+  if (!is_node_id(argv[first])) return usage("lookup: ID is a node id, 40 hex characters");
+  char path[128];
+  snprintf(path, sizeof path, "/v1/dht/lookup?target=%s", argv[first]);
+  lookup_timeout(c);
+  json_t *j;
+  int rc = request(c, "GET", path, NULL, &j);
+  if (rc || !j) return rc;
+  printf("%s: %s in %" PRId64 " hops, %" PRId64 " queries (%" PRId64 " answered, %" PRId64
+         " failed), %" PRId64 " ms\n",
+         s_of(j, "target"), json_is_true(json_object_get(j, "found")) ? "found" : "not found",
+         i_of(j, "hops"), i_of(j, "queries"), i_of(j, "answered"), i_of(j, "failed"), i_of(j, "time_ms"));
+  static const char *const h[] = {"DIST", "ID", "DISCOVERY", "HOP", "SERVICES"};
+  pd_ctl_table_t *t = pd_ctl_table_new(5, h);
+  size_t i;
+  json_t *r;
+  json_array_foreach(json_object_get(j, "results"), i, r) {
+    char dist[8], id[16], hop[8], svc[256] = "";
+    snprintf(dist, sizeof dist, "%" PRId64, i_of(r, "distance"));
+    pd_ctl_short_id(s_of(r, "node_id"), id, sizeof id);
+    snprintf(hop, sizeof hop, "%" PRId64, i_of(r, "hop"));
+    const char *name;
+    json_t *v;
+    size_t used = 0;
+    json_object_foreach(json_object_get(r, "services"), name, v) {
+      int w = snprintf(svc + used, sizeof svc - used, "%s%s=%s", used ? "," : "", name,
+                       json_string_value(v) ? json_string_value(v) : "?");
+      if (w < 0 || (size_t)w >= sizeof svc - used) break;
+      used += (size_t)w;
+    }
+    const char *row[] = {dist, id, json_is_string(json_object_get(r, "discovery")) ? s_of(r, "discovery") : "-",
+                         hop, used ? svc : "-"};
+    pd_ctl_table_add(t, row);
+  }
+  json_decref(j);
+  return print_table(t, "no node answered");
+}
+
+static int cmd_node(ctl_t *c, int argc, char **argv) {
+  int first = operands(argc, argv, 1, "node ID");
+  if (first < 0) return EXIT_USAGE;
+  if (!is_node_id(argv[first])) return usage("node: ID is a node id, 40 hex characters");
+  char path[128];
+  snprintf(path, sizeof path, "/v1/nodes/%s", argv[first]);
+  lookup_timeout(c);
+  json_t *j;
+  int rc = request(c, "GET", path, NULL, &j);
+  if (rc || !j) return rc;
+  printf("node       %s\nseq        ", s_of(j, "node_id"));
+  char seq[24];
+  num_text(json_object_get(j, "seq"), seq, sizeof seq);
+  printf("%s\ndiscovery  %s\n", seq,
+         json_is_string(json_object_get(j, "discovery")) ? s_of(j, "discovery") : "-");
+  const char *name;
+  json_t *v;
+  json_object_foreach(json_object_get(j, "services"), name, v)
+    printf("service    %s %s\n", name, json_string_value(v) ? json_string_value(v) : "?");
+  json_object_foreach(json_object_get(j, "attrs"), name, v)
+    printf("attr       %s=%s\n", name, json_string_value(v) ? json_string_value(v) : "");
+  json_t *lk = json_object_get(j, "lookup");
+  printf("source     %s", s_of(j, "source"));
+  if (json_is_object(lk))
+    printf(" (lookup: %s, %" PRId64 " hops, %" PRId64 " queries, %" PRId64 " ms)",
+           json_is_true(json_object_get(lk, "found")) ? "found" : "not found", i_of(lk, "hops"),
+           i_of(lk, "queries"), i_of(lk, "time_ms"));
+  printf("\n");
+  json_decref(j);
+  return EXIT_OK;
+}
+
 /* ---- main ----------------------------------------------------------------- */
 
 typedef struct command {
@@ -1076,7 +1200,8 @@ static const command_t commands[] = {
     {"ban", cmd_ban},         {"unban", cmd_unban},         {"disconnect", cmd_disconnect},
     {"connect", cmd_connect}, {"protect", cmd_protect},     {"unprotect", cmd_unprotect},
     {"policy", cmd_policy},   {"events", cmd_events},       {"metrics", cmd_metrics},
-    {"save", cmd_save},
+    {"save", cmd_save},       {"dht", cmd_dht},             {"lookup", cmd_lookup},
+    {"node", cmd_node},
 };
 
 enum { G_API = 2000, G_DATA_DIR, G_TOKEN_FILE, G_JSON, G_TIMEOUT, G_HELP, G_VERSION };

@@ -82,6 +82,28 @@ describe("the DHT", function()
     assert.is_true(H.metric(nodes[3], 'peerd_dht_lookups_total{result="found"}') >= 1)
   end)
 
+  it("peerctl dht, lookup and node print what the API says", function()
+    local CTL = os.getenv("PEERD_CTL") or "build/peerctl"
+    local function ctl(node, ...)
+      local args = { H.sh_quote(CTL), "--api", "127.0.0.1:" .. node.port }
+      for _, a in ipairs({ ... }) do args[#args + 1] = H.sh_quote(a) end
+      return H.run_cmd(table.concat(args, " "))
+    end
+    local out, rc = ctl(nodes[4], "dht")
+    assert.are.equal(0, rc, out)
+    assert.is_truthy(out:find("node " .. nodes[4].node_id, 1, true), out)
+    assert.is_truthy(out:find("DIST", 1, true), out)
+    out, rc = ctl(nodes[4], "lookup", nodes[19].node_id)
+    assert.are.equal(0, rc, out)
+    assert.is_truthy(out:find(nodes[19].node_id .. ": found", 1, true), out)
+    assert.is_truthy(out:find(nodes[19].p2p, 1, true), out)
+    out, rc = ctl(nodes[4], "node", nodes[19].node_id)
+    assert.are.equal(0, rc, out)
+    assert.is_truthy(out:find("discovery  " .. nodes[19].p2p, 1, true), out)
+    out, rc = ctl(nodes[4], "lookup", "nothex")
+    assert.are.equal(2, rc, out)
+  end)
+
   it("GET /v1/nodes/ID finds a node the asker has no overlay peer to hear of", function()
     -- The asker feeds nothing from the DHT into its book (dht.lua feed
     -- says no) and takes no inbound peers: its book stays empty, it dials
@@ -161,7 +183,9 @@ return M
     local again = H.start({ "--listen", host(12) .. ":0", "--allow-private", "--max-outbound", "1", "--min-outbound", "1" },
       n.dir)
     nodes[12] = again
-    assert.is_truthy(H.log_of(again):find('msg="DHT table loaded', 1, true))
+    assert.is_true(H.wait_until(function()
+      return H.log_of(again):find('msg="DHT table loaded', 1, true) ~= nil
+    end, 5), H.log_of(again))
     assert.is_true(H.wait_until(function() return dht(again).table.nodes >= 4 end, 20))
     -- a corrupt file is moved aside, the daemon starts without it
     H.stop(again)
@@ -169,6 +193,8 @@ return M
     local third = H.start({ "--listen", host(12) .. ":0", "--allow-private", "--max-outbound", "1", "--min-outbound", "1" },
       n.dir)
     nodes[12] = third
-    assert.is_truthy(H.log_of(third):find("DHT table file malformed", 1, true), H.log_of(third))
+    assert.is_true(H.wait_until(function()
+      return H.log_of(third):find("DHT table file malformed", 1, true) ~= nil
+    end, 5), H.log_of(third))
   end)
 end)

@@ -369,14 +369,16 @@ static void test_lookups_converge(void **state) {
   memset(&c, 0, sizeof c);
   c.lookup_fast_ms = 2000;
   c.lookup_slow_ms = 10000;
-  net_init(&w, MAXN, &c);
+  /* under valgrind (~30x slower) half the nodes and half the warm-up */
+  bool thin = getenv("PEERD_UNDER_VALGRIND") != NULL;
+  net_init(&w, thin ? MAXN / 2 : MAXN, &c);
   /* every node knows node 0 only */
   for (size_t i = 1; i < w.n; i++) {
     assert_int_equal(pd_dht_add_node(w.d[i], w.id[0].id, &w.ep[0], w.rec[0], w.rec_len[0], w.now), 0);
     drain(&w, i);
     w.now += 3;
   }
-  run(&w, w.now + 60000);
+  run(&w, w.now + (thin ? 30000 : 60000));
   size_t total = 0;
   for (size_t i = 0; i < w.n; i++) {
     assert_int_equal(pd_dht_table_check(pd_dht_table(w.d[i])), 0);
@@ -385,7 +387,8 @@ static void test_lookups_converge(void **state) {
   assert_true(total > w.n * 8); /* tables are not stuck at the bootnode */
   /* node 5 looks up node 40: found, and the results are the true closest */
   for (unsigned trial = 0; trial < 4; trial++) {
-    size_t asker = 5 + trial * 13, target = (40 + trial * 7) % w.n;
+    size_t asker = (5 + trial * 13) % w.n, target = (40 + trial * 7) % w.n;
+    if (asker == target) target = (target + 1) % w.n;
     uint64_t id = 0;
     assert_int_equal(pd_dht_lookup_start(w.d[asker], w.id[target].id, w.now, &id), 0);
     drain(&w, asker);
