@@ -11,6 +11,7 @@
 /* Records verified lately, by BLAKE2b-256 of their bytes: the same record
  * arrives from many responders, and an ed25519 check costs ~50 us. */
 #define VERIFIED_SLOTS 256
+#define REQ_BLOCK 16
 
 enum purpose { RQ_CONTACT = 1, RQ_REVALIDATE, RQ_EVICT, RQ_FETCH, RQ_LOOKUP };
 enum cand_state { C_NEW = 0, C_ASKED, C_ANSWERED, C_FAILED };
@@ -67,18 +68,22 @@ struct pd_dht {
   uint8_t my_rec[PD_DHT_RECORD_MAX];
   size_t my_rec_len;
   uint64_t my_seq;
-  req_t req[PD_DHT_MAX_REQUESTS];
-  size_t nreq;
-  challenge_t ch[PD_DHT_MAX_CHALLENGES];
-  size_t nch;
+  /* requests out, in blocks allocated as needed (addresses stay put) */
+  req_t *rblk[PD_DHT_MAX_REQUESTS / REQ_BLOCK];
+  size_t nblk, nreq;
+  challenge_t *ch; /* grown as needed, at most PD_DHT_MAX_CHALLENGES */
+  size_t nch, chcap;
   lookup_t *lk[PD_DHT_MAX_LOOKUPS];
   uint64_t next_lookup_id, loop_lookup;
   int64_t next_reval, next_loop, next_expire;
   out_t *outq;
   size_t nout, outcap, outhead;
   pd_dht_stats_t st;
-  uint8_t verified[VERIFIED_SLOTS][32];
+  uint8_t (*verified)[32]; /* VERIFIED_SLOTS digests; allocated for ed25519 only */
 };
+
+static size_t req_cap(const pd_dht_t *d) { return d->nblk * REQ_BLOCK; }
+static req_t *req_at(const pd_dht_t *d, size_t i) { return &d->rblk[i / REQ_BLOCK][i % REQ_BLOCK]; }
 
 static const char *const reason_names[PD_DHT_R_COUNT] = {
     "none",          "dht_magic",  "dht_version",   "dht_kind",       "dht_malformed",
@@ -110,6 +115,10 @@ static void secret(pd_dht_t *d, uint8_t *buf, size_t len) {
 /* Decode and verify a record from outside (§10: signature, id, network),
  * skipping the signature for bytes verified lately. */
 static bool verify_record(pd_dht_t *d, const uint8_t *bytes, size_t len, pd_record_t *rec) {
+  /* a cheaper scheme (the lab's) needs no cache */
+  if (!d->verified && !d->cfg.auth) d->verified = calloc(VERIFIED_SLOTS, sizeof *d->verified);
+  if (!d->verified)
+    return pd_record_decode(bytes, len, d->cfg.network, d->cfg.auth, rec, NULL) == PD_RECORD_OK;
   uint8_t h[32];
   crypto_generichash(h, sizeof h, bytes, len, NULL, 0);
   uint8_t *slot = d->verified[(h[0] | (unsigned)h[1] << 8) % VERIFIED_SLOTS];
@@ -224,8 +233,11 @@ static void req_free(pd_dht_t *d, req_t *r) {
 
 void pd_dht_free(pd_dht_t *d) {
   if (!d) return;
-  for (size_t i = 0; i < PD_DHT_MAX_REQUESTS; i++)
-    if (d->req[i].used) free(d->req[i].rec);
+  for (size_t i = 0; i < req_cap(d); i++)
+    if (req_at(d, i)->used) free(req_at(d, i)->rec);
+  for (size_t b = 0; b < d->nblk; b++) free(d->rblk[b]);
+  free(d->ch);
+  free(d->verified);
   for (size_t i = 0; i < PD_DHT_MAX_LOOKUPS; i++) free(d->lk[i]);
   pd_dht_table_free(d->table);
   pd_dht_sessions_free(d->sessions);
@@ -288,8 +300,13 @@ static void send_req(pd_dht_t *d, req_t *r, int64_t now) {
 static req_t *new_req(pd_dht_t *d, const uint8_t id[PD_DHT_ID_LEN], const pd_netaddr_t *ep,
                       uint8_t purpose, int64_t now) {
   if (d->nreq >= PD_DHT_MAX_REQUESTS) return NULL;
-  for (size_t i = 0; i < PD_DHT_MAX_REQUESTS; i++) {
-    req_t *r = &d->req[i];
+  if (d->nreq == req_cap(d)) { /* every slot taken: one more block */
+    req_t *blk = calloc(REQ_BLOCK, sizeof *blk);
+    if (!blk) return NULL;
+    d->rblk[d->nblk++] = blk;
+  }
+  for (size_t i = 0; i < req_cap(d); i++) {
+    req_t *r = req_at(d, i);
     if (r->used) continue;
     memset(r, 0, sizeof *r);
     r->used = true;
@@ -570,8 +587,8 @@ void pd_dht_lookup_release(pd_dht_t *d, uint64_t id) {
 static req_t *find_req(pd_dht_t *d, uint64_t rid, const uint8_t id[PD_DHT_ID_LEN],
                        const pd_netaddr_t *ep) {
   if (rid == 0) return NULL;
-  for (size_t i = 0; i < PD_DHT_MAX_REQUESTS; i++) {
-    req_t *r = &d->req[i];
+  for (size_t i = 0; i < req_cap(d); i++) {
+    req_t *r = req_at(d, i);
     if (r->used && r->rid == rid && memcmp(r->id, id, PD_DHT_ID_LEN) == 0 && ep_eq(&r->ep, ep))
       return r;
   }
@@ -607,9 +624,9 @@ int pd_dht_add_node(pd_dht_t *d, const uint8_t id[PD_DHT_ID_LEN], const pd_netad
   if (rec && (rec_len < PD_DHT_RECORD_MIN || rec_len > PD_DHT_RECORD_MAX)) return PD_EINVAL;
   const pd_dht_entry_t *e = pd_dht_table_find(d->table, id);
   if (e && ep_eq(&e->ep, ep)) return PD_EEXIST;
-  for (size_t i = 0; i < PD_DHT_MAX_REQUESTS; i++)
-    if (d->req[i].used && d->req[i].purpose == RQ_CONTACT &&
-        memcmp(d->req[i].id, id, PD_DHT_ID_LEN) == 0 && ep_eq(&d->req[i].ep, ep))
+  for (size_t i = 0; i < req_cap(d); i++)
+    if (req_at(d, i)->used && req_at(d, i)->purpose == RQ_CONTACT &&
+        memcmp(req_at(d, i)->id, id, PD_DHT_ID_LEN) == 0 && ep_eq(&req_at(d, i)->ep, ep))
       return PD_EEXIST;
   req_t *r = NULL;
   int rc = send_ping(d, id, ep, RQ_CONTACT, now_ms, &r);
@@ -625,8 +642,8 @@ int pd_dht_add_node(pd_dht_t *d, const uint8_t id[PD_DHT_ID_LEN], const pd_netad
 }
 
 void pd_dht_on_tick(pd_dht_t *d, int64_t now) {
-  for (size_t i = 0; i < PD_DHT_MAX_REQUESTS && d->nreq; i++) {
-    req_t *r = &d->req[i];
+  for (size_t i = 0; i < req_cap(d) && d->nreq; i++) {
+    req_t *r = req_at(d, i);
     if (!r->used || r->deadline > now) continue;
     /* A NODES answer cut short still counts as an answer. */
     req_done(d, r, r->any, now);
@@ -668,10 +685,11 @@ int64_t pd_dht_next_deadline_ms(const pd_dht_t *d) {
   int64_t t = d->next_reval;
   if (d->next_loop < t) t = d->next_loop;
   if (d->next_expire < t) t = d->next_expire;
-  for (size_t i = 0, seen = 0; i < PD_DHT_MAX_REQUESTS && seen < d->nreq; i++) {
-    if (!d->req[i].used) continue;
+  for (size_t i = 0, seen = 0; i < req_cap(d) && seen < d->nreq; i++) {
+    const req_t *r = req_at(d, i);
+    if (!r->used) continue;
     seen++;
-    if (d->req[i].deadline < t) t = d->req[i].deadline;
+    if (r->deadline < t) t = r->deadline;
   }
   for (size_t i = 0; i < d->nch; i++)
     if (d->ch[i].sent_ms + PD_DHT_CHALLENGE_TTL_MS < t) t = d->ch[i].sent_ms + PD_DHT_CHALLENGE_TTL_MS;
@@ -695,6 +713,13 @@ static int send_whoareyou(pd_dht_t *d, const pd_dht_packet_t *p, const pd_netadd
   challenge_t *c = find_challenge(d, p->src_id, from);
   if (!c) {
     if (d->nch == PD_DHT_MAX_CHALLENGES) return reject(d, PD_DHT_R_THROTTLED);
+    if (d->nch == d->chcap) {
+      size_t cap = d->chcap ? d->chcap * 2 : 8;
+      challenge_t *g = realloc(d->ch, cap * sizeof *g);
+      if (!g) return reject(d, PD_DHT_R_THROTTLED);
+      d->ch = g;
+      d->chcap = cap;
+    }
     c = &d->ch[d->nch++];
   }
   memcpy(c->id, p->src_id, PD_DHT_ID_LEN);
@@ -867,8 +892,8 @@ static int on_message(pd_dht_t *d, const uint8_t *plain, size_t len,
 static int on_whoareyou(pd_dht_t *d, const pd_dht_packet_t *p, const uint8_t *raw,
                         const pd_netaddr_t *from, int64_t now) {
   req_t *r = NULL;
-  for (size_t i = 0; i < PD_DHT_MAX_REQUESTS; i++) {
-    req_t *q = &d->req[i];
+  for (size_t i = 0; i < req_cap(d); i++) {
+    req_t *q = req_at(d, i);
     if (q->used && !q->handshaken && memcmp(q->nonce, p->nonce, PD_DHT_NONCE_LEN) == 0 &&
         memcmp(q->id, p->src_id, PD_DHT_ID_LEN) == 0 && ep_eq(&q->ep, from)) {
       r = q;
