@@ -243,6 +243,11 @@ int dmn_load_book(pd_daemon_t *d, int64_t now); /* creates d->node */
 int dmn_load_identity(pd_daemon_t *d);
 void dmn_start_save(pd_daemon_t *d, const char *why); /* on the thread pool */
 int dmn_save_now(pd_daemon_t *d, const char *why);    /* synchronous (shutdown) */
+/* {"format": FORMAT, "version": 1, KEY: list} written atomically as DATA_DIR/name
+ * (anchors.json, dht.json). 0 or < 0. */
+struct json_t;
+int dmn_save_list(pd_daemon_t *d, const char *name, const char *format, const char *key,
+                  struct json_t *list);
 size_t dmn_load_anchors(pd_daemon_t *d, pd_dial_target_t *out, size_t cap);
 void dmn_save_anchors(pd_daemon_t *d);
 

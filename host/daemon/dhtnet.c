@@ -221,8 +221,8 @@ static void load_table(pd_daemon_t *d, int64_t now_ms) {
 void dmn_dht_save(pd_daemon_t *d) {
   if (!d->dht) return;
   const pd_dht_table_t *t = pd_dht_table(d->dht);
-  json_t *doc = json_object(), *arr = json_array();
-  int rc = doc && arr ? 0 : PD_ENOMEM;
+  json_t *arr = json_array();
+  int rc = arr ? 0 : PD_ENOMEM;
   size_t n = 0;
   for (unsigned b = 1; rc == 0 && b <= PD_DHTT_BUCKETS; b++) {
     size_t bn = 0;
@@ -239,22 +239,8 @@ void dmn_dht_save(pd_daemon_t *d) {
       n++;
     }
   }
-  char *text = NULL;
-  if (rc == 0) {
-    json_object_set_new(doc, "format", json_string("peerd-dht"));
-    json_object_set_new(doc, "version", json_integer(1));
-    json_object_set(doc, "nodes", arr);
-    text = json_dumps(doc, JSON_COMPACT);
-    if (!text) rc = PD_ENOMEM;
-  }
-  if (rc == 0) {
-    size_t tl = strlen(text);
-    text[tl] = '\n';
-    rc = pd_fs_write_atomic(d->cfg.data_dir, PD_DAEMON_DHT_FILE, text, tl + 1, 0600);
-  }
-  free(text);
+  if (rc == 0) rc = dmn_save_list(d, PD_DAEMON_DHT_FILE, "peerd-dht", "nodes", arr);
   json_decref(arr);
-  json_decref(doc);
   char nn[16];
   dmn_fmt_u64(nn, sizeof nn, n);
   if (rc == 0)

@@ -612,13 +612,31 @@ size_t dmn_load_anchors(pd_daemon_t *d, pd_dial_target_t *out, size_t cap) {
   return n;
 }
 
+/* A small document of ours, {"format": FORMAT, "version": 1, KEY: list},
+ * written atomically (one line) as DATA_DIR/name. 0 or < 0. */
+int dmn_save_list(pd_daemon_t *d, const char *name, const char *format, const char *key,
+                  json_t *list) {
+  json_t *doc = json_object();
+  if (!doc) return PD_ENOMEM;
+  json_object_set_new(doc, "format", json_string(format));
+  json_object_set_new(doc, "version", json_integer(1));
+  json_object_set(doc, key, list);
+  char *text = json_dumps(doc, JSON_COMPACT);
+  json_decref(doc);
+  if (!text) return PD_ENOMEM;
+  size_t tl = strlen(text);
+  text[tl] = '\n'; /* json_dumps' NUL becomes the final newline */
+  int rc = pd_fs_write_atomic(d->cfg.data_dir, name, text, tl + 1, 0600);
+  free(text);
+  return rc;
+}
+
 void dmn_save_anchors(pd_daemon_t *d) {
   pd_dial_target_t list[PD_DIALER_MAX_ANCHORS];
   size_t n = pd_netmgr_anchors(d->net, list, PD_DIALER_MAX_ANCHORS);
   if (n > PD_DIALER_MAX_ANCHORS) n = PD_DIALER_MAX_ANCHORS;
-  json_t *doc = json_object();
   json_t *arr = json_array();
-  int rc = (doc && arr) ? 0 : PD_ENOMEM;
+  int rc = arr ? 0 : PD_ENOMEM;
   for (size_t i = 0; rc == 0 && i < n; i++) {
     char a[80], id[PD_NODE_ID_HEXLEN + 1];
     json_t *e = json_object();
@@ -634,22 +652,8 @@ void dmn_save_anchors(pd_daemon_t *d) {
     }
     json_array_append_new(arr, e);
   }
-  char *text = NULL;
-  if (rc == 0) {
-    json_object_set_new(doc, "format", json_string("peerd-anchors"));
-    json_object_set_new(doc, "version", json_integer(1));
-    json_object_set(doc, "anchors", arr);
-    text = json_dumps(doc, JSON_COMPACT);
-    if (!text) rc = PD_ENOMEM;
-  }
-  if (rc == 0) {
-    size_t tl = strlen(text);
-    text[tl] = '\n'; /* json_dumps' NUL becomes the final newline */
-    rc = pd_fs_write_atomic(d->cfg.data_dir, PD_DAEMON_ANCHORS_FILE, text, tl + 1, 0600);
-  }
-  free(text);
+  if (rc == 0) rc = dmn_save_list(d, PD_DAEMON_ANCHORS_FILE, "peerd-anchors", "anchors", arr);
   json_decref(arr);
-  json_decref(doc);
   char nn[16];
   dmn_fmt_u64(nn, sizeof nn, n);
   if (rc == 0) {
