@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- The DHT end to end, on real loopback UDP (docs/dht.md): 30 peerd
 -- processes on 127.K.0.1 that know one bootnode find each other's records
 -- by lookups; GET /v1/nodes/ID finds a node the asker has no overlay peer
@@ -118,8 +119,8 @@ function M.admit(node, bucket) return node.subnet_in_bucket < 2 or not node.rout
 function M.feed(node, from) return false end
 return M
 ]])
-    local asker = H.start({ "--listen", host(40) .. ":0", "--allow-private", "--max-outbound", "1", "--min-outbound", "1",
-      "--max-inbound", "0", "--policies", pol,
+    local asker = H.start({ "--listen", host(40) .. ":0", "--allow-private", "--max-outbound", "1",
+      "--min-outbound", "1", "--max-inbound", "0", "--policies", pol,
       "--bootnodes", nodes[1].node_id .. "@" .. nodes[1].p2p })
     finally(function() H.cleanup(asker); H.rmdir(pol) end)
     local target = nodes[23]
@@ -180,8 +181,8 @@ return M
     assert.are.equal("peerd-dht", doc.format)
     assert.is_true(#doc.nodes >= 8)
     -- restart without --bootnodes: the saved table is the only way in
-    local again = H.start({ "--listen", host(12) .. ":0", "--allow-private", "--max-outbound", "1", "--min-outbound", "1" },
-      n.dir)
+    local again = H.start({ "--listen", host(12) .. ":0", "--allow-private", "--max-outbound", "1",
+      "--min-outbound", "1" }, n.dir)
     nodes[12] = again
     assert.is_true(H.wait_until(function()
       return H.log_of(again):find('msg="DHT table loaded', 1, true) ~= nil
@@ -190,8 +191,8 @@ return M
     -- a corrupt file is moved aside, the daemon starts without it
     H.stop(again)
     H.write_file(again.data .. "/dht.json", "{not json")
-    local third = H.start({ "--listen", host(12) .. ":0", "--allow-private", "--max-outbound", "1", "--min-outbound", "1" },
-      n.dir)
+    local third = H.start({ "--listen", host(12) .. ":0", "--allow-private", "--max-outbound", "1",
+      "--min-outbound", "1" }, n.dir)
     nodes[12] = third
     assert.is_true(H.wait_until(function()
       return H.log_of(third):find("DHT table file malformed", 1, true) ~= nil

@@ -129,10 +129,16 @@ def from_test(path):
 
 
 def from_doc(path):
-    """The doc's vector blocks: an indented line starting with a V_* name,
-    then indented lines of hex (spaces allowed) up to a blank line."""
-    out, name = {}, None
+    """The doc's vector blocks of §5 (the DHT's, §11, are another test's):
+    an indented line starting with a V_* name, then indented lines of hex
+    (spaces allowed) up to a blank line."""
+    out, name, in5 = {}, None, False
     for line in open(path, encoding="utf-8"):
+        if line.startswith("## "):
+            in5 = line.startswith("## 5.")
+        if not in5:
+            name = None
+            continue
         m = re.match(r"^    (V_[A-Z0-9_]+)\b", line)
         if m:
             name = m.group(1)
