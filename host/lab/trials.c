@@ -212,7 +212,10 @@ static int on_branch(void *vctx, int64_t vms, uint32_t swept_read, const char *c
   }
   c->ng = keep;
   char shared[PATH_MAX], log0[PATH_MAX + 16];
-  snprintf(shared, sizeof shared, "%s/trials/t%" PRIu64 "-shared.log", c->dir, c->g[0] % p->trials);
+  /* named by the group's first trial: two groups of one trial number (split
+   * by a parameter read before the branch) may branch at the same time, and
+   * one's clean-up must not remove the other's shared log */
+  snprintf(shared, sizeof shared, "%s/trials/g%" PRIu64 "-shared.log", c->dir, c->g[0]);
   snprintf(log0, sizeof log0, "%s/log.txt", c->tdir);
   fflush(stdout);
   fflush(stderr);
