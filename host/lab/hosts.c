@@ -4,10 +4,12 @@
  * Owns: a host's creation from a sim.host spec (identity, book key and RNGs
  * derived from the run's seed and its index; its address: given, in a
  * chosen /16 group, or in an automatic one; its settings: outbound and
- * inbound limits, bandwidth, ping interval, book geometry, policies, seeds);
+ * inbound limits, bandwidth, ping interval, book geometry, policies, seeds,
+ * the DHT's switch and bootnodes, overlay off);
  * start (a pd_node + pd_netmgr over a fresh book or the one saved at the last
  * stop, anchors kept across restarts) and stop (anchors, counters of the
- * incarnation, the book saved to memory through the real bookstore); policy
+ * incarnation, the book saved to memory through the real bookstore; the
+ * DHT engine started and stopped with it: labdht.c); policy
  * sets read once per directory and shared by hosts; the lab's handshake
  * signature (a keyed hash; sim.auth("ed25519") runs the real one).
  * Does not own: the Lua functions that call these (scenario.c,
@@ -218,6 +220,11 @@ int lab_host_start(sim_t *s, uint32_t hi, char *err, size_t cap) {
   h->saved = NULL;
   h->saved_len = 0;
   if (h->attacker && h->starts == 1) lab_attacker_prefill(s, hi);
+  rc = lab_dht_start(s, hi, err, cap);
+  if (rc < 0) {
+    lab_host_stop(s, hi);
+    return rc;
+  }
   if (h->flood_period > 0)
     lab_push_ev(s, s->now + h->flood_period, EV_FLOOD, hi, h->gen, 0, (uint64_t)h->flood_period,
                 NULL);
@@ -229,6 +236,7 @@ void lab_host_stop(sim_t *s, uint32_t hi) {
   if (!h->up) return;
   h->nanchors = pd_netmgr_anchors(h->m, h->anchors, PD_DIALER_MAX_ANCHORS);
   if (h->nanchors > PD_DIALER_MAX_ANCHORS) h->nanchors = PD_DIALER_MAX_ANCHORS;
+  lab_dht_stop(s, hi);
   pd_netmgr_shutdown(h->m, lab_now_ms(s));
   lab_drain(s, hi);
   /* Whatever the manager did not close (dials in progress) dies with it. */
@@ -314,8 +322,11 @@ sim_host_t *lab_host_slot(lua_State *L, sim_t *s) {
   free(h->policy_dir);
   free(h->targets);
   free(h->persist);
+  free(h->bootnodes);
+  free(h->waits);
   memset(h, 0, sizeof *h);
   h->timer_at = INT64_MAX;
+  h->dht_timer_at = INT64_MAX;
   h->atk_pset = -1;
   return h;
 }
@@ -331,6 +342,8 @@ int lab_host_new(lua_State *L, sim_t *s, int spec, int force_group, bool defer) 
   pd_rng_fill(&hr, h->key, sizeof h->key);
   pd_rng_seed(&h->brng, pd_rng_u64(&hr));
   pd_rng_seed(&h->mrng, pd_rng_u64(&hr));
+  pd_rng_seed(&h->drng, pd_rng_u64(&hr)); /* drawn last: the other streams are as before */
+  h->dht_on = s->dht_default;
   if (pd_identity_from_seed(&h->ident, idseed) != 0) return luaL_error(L, "identity failed");
 
   /* address */
@@ -399,6 +412,25 @@ int lab_host_new(lua_State *L, sim_t *s, int spec, int force_group, bool defer) 
                           PD_BOOK_TRIED_BUCKETS);
     }
     lua_pop(L, 1);
+    h->dht_on = lab_field_bool(L, spec, "dht", s->dht_default);
+    h->overlay_off = !lab_field_bool(L, spec, "overlay", true);
+    if (h->overlay_off) h->dial_off = true; /* DHT only: its overlay neither dials nor accepts */
+    lua_getfield(L, spec, "bootnodes");
+    if (!lua_isnil(L, -1)) {
+      luaL_checktype(L, -1, LUA_TTABLE);
+      size_t n = (size_t)lua_rawlen(L, -1);
+      if (n > SIM_MAX_SEEDS) return luaL_error(L, "sim.host: at most %d bootnodes", SIM_MAX_SEEDS);
+      h->bootnodes = calloc(n ? n : 1, sizeof *h->bootnodes);
+      if (!h->bootnodes) return luaL_error(L, "out of memory");
+      for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i + 1);
+        if (!luaL_testudata(L, -1, SIM_HOST_MT))
+          return luaL_error(L, "sim.host: bootnodes must be an array of hosts");
+        h->bootnodes[h->nbootnodes++] = lab_checkhost(L, -1);
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
     const char *pol = lab_field_str(L, spec, "policies");
     if (pol) h->policy_dir = lab_resolve_path(s, pol);
     lua_getfield(L, spec, "seeds");
@@ -430,6 +462,10 @@ int lab_host_new(lua_State *L, sim_t *s, int spec, int force_group, bool defer) 
   if (lab_addr_insert(s, hi) != 0) {
     free(h->seeds);
     free(h->policy_dir);
+    free(h->bootnodes);
+    h->seeds = NULL;
+    h->policy_dir = NULL;
+    h->bootnodes = NULL;
     return luaL_error(L, "sim.host: address already taken");
   }
   s->nhosts++;

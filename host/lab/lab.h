@@ -16,7 +16,9 @@
  * `sim` table), scenario_host.c (host handle methods), output.c (results,
  * series, plots, summary), sim.c (pd_sim_run, the run loop, pd_sim_main),
  * sweep.c (sweeps: the plan, merged statistics, the command lines),
- * trials.c (the trials' worker processes, sim.branch()'s forks).
+ * trials.c (the trials' worker processes, sim.branch()'s forks), labdht.c
+ * (each host's DHT engine, its datagrams and timer), scenario_dht.c (the
+ * DHT's Lua API: h:dht(), h:dht_lookup(), h:dht_table(), sim.dht_stats()).
  */
 #ifndef PD_LAB_H
 #define LAB_SERVICE_PORT 26656 /* every host's node listens here (its record's p2p) */
@@ -36,6 +38,7 @@
 #include <sodium.h>
 
 #include "addrbook.h"
+#include "dht.h"
 #include "dialer.h"
 #include "identity.h"
 #include "netaddr.h"
@@ -63,6 +66,8 @@ enum {
   EV_WATCH,      /* a: watcher index */
   EV_FLOOD,      /* a: attacker host, b: gen: send ADDR floods on its connections */
   EV_POOL,       /* a: pool host, b: connection slot (NO_IDX: the pool's tick), x: conn id */
+  EV_DHT_PKT,    /* a: host the datagram is for, c: host that sent it, x: len, p: bytes */
+  EV_DHT_TIMER,  /* a: host, b: gen: its DHT engine's wake-up */
   EV_KINDS
 };
 
@@ -124,7 +129,33 @@ typedef struct sim_host {
    * addresses. Such a host is never `up` (no node, no manager): its
    * connections are pool.c's. */
   struct sim_pool *pool;
+  /* The DHT (labdht.c): an engine per up host with dht_on (not black
+   * holes, not pools), its endpoint the host's listen address. */
+  bool dht_on;       /* spec dht (default: sim.dht()'s setting, off) */
+  bool overlay_off;  /* spec overlay = false: no overlay connections (DHT only) */
+  pd_dht_t *dht;     /* NULL: off, stopped */
+  pd_rng_t drng;     /* the engine's draws (ephemeral keys, challenges, targets) */
+  int64_t dht_timer_at;
+  uint64_t dht_self_changes;
+  bool dht_has_record;
+  int64_t dht_next_boot; /* virtual ms: bootnodes offered again */
+  size_t dht_rec_cursor;
+  uint32_t *bootnodes; /* host indices (spec bootnodes) */
+  size_t nbootnodes;
+  struct sim_dht_wait *waits; /* h:dht_lookup()s running, with their callbacks */
+  size_t nwaits, waitcap;
+  struct sim_dht_ctx {
+    struct sim *s;
+    uint32_t hi;
+  } dht_ctx; /* what the engine's hooks get */
 } sim_host_t;
+
+typedef struct sim_dht_wait {
+  uint64_t id;  /* the engine's lookup id */
+  int ref;      /* the callback (LUA_NOREF: none) */
+} sim_dht_wait_t;
+
+#define LAB_DHT_HOPS_MAX 64 /* the hops histogram's last bin (a lookup asks at most 64 nodes) */
 
 typedef struct sim_name {
   char *name;
@@ -215,6 +246,12 @@ typedef struct sim {
   FILE *log;
   struct timespec wall0;
   double wall_s;
+  /* the DHT (labdht.c, scenario_dht.c) */
+  bool dht_default;           /* sim.dht(on): hosts created from then on run it */
+  pd_record_auth_t rec_auth;  /* s->auth as the engine's record/handshake signatures */
+  uint64_t dht_sent, dht_dropped, dht_delivered; /* datagrams (summary) */
+  uint64_t dht_user_done, dht_user_found;        /* h:dht_lookup()s ended, found */
+  uint64_t dht_hops[LAB_DHT_HOPS_MAX + 1];       /* ... by hops (histogram) */
 } sim_t;
 
 typedef struct atk_share {
@@ -335,6 +372,21 @@ size_t lab_write_plots(sim_t *s, const char *dir);
 size_t lab_rss_bytes(void);
 size_t lab_peak_rss_bytes(void);
 void lab_summary(sim_t *s, const pd_sim_report_t *r);
+
+/* ---- labdht.c ---- */
+/* Start host hi's engine (its node and manager are up); 0, or < 0 and err. */
+int lab_dht_start(sim_t *s, uint32_t hi, char *err, size_t cap);
+/* Free its engine (the host is stopping); pending lookups never call back. */
+void lab_dht_stop(sim_t *s, uint32_t hi);
+/* Perform its engine's actions, then arm its timer. */
+void lab_dht_after(sim_t *s, uint32_t hi);
+void lab_dht_fire(sim_t *s, const pd_sim_event_t *e); /* EV_DHT_PKT, EV_DHT_TIMER */
+
+/* ---- scenario_dht.c ---- */
+void lab_open_dht_api(lua_State *L, sim_t *s); /* the host methods and sim.* functions */
+/* A lookup of host hi ended (called from labdht.c while draining): its
+ * callback, if any, is scheduled with the result at the current time. */
+void lab_dht_lookup_ended(sim_t *s, uint32_t hi, uint64_t id);
 
 /* ---- sim.c ---- */
 bool lab_run_until(sim_t *s, int64_t until);

@@ -365,7 +365,7 @@ void lab_link_fire(sim_t *s, const pd_sim_event_t *e) {
       lab_pool_accept(s, j, e->a, e->x ? (uint32_t)(e->x - 1) : NO_IDX);
       break;
     }
-    if (!t->up) {
+    if (!t->up || t->overlay_off) { /* overlay = false: no overlay listener */
       lab_push_link_ev(s, s->now + l->lat, EV_DIAL_FAIL, e->a, PD_DIAL_REFUSED, 0, NULL);
       break;
     }

@@ -27,7 +27,8 @@
 
 /* The event kinds' names, in the order of the EV_ enum (lab.h). */
 static const char *const ev_kind_name[EV_KINDS] = {
-    "-", "timer", "connect", "connected", "dial_fail", "bytes", "fin", "resolved", "lua", "watch", "flood", "pool"};
+    "-", "timer", "connect", "connected", "dial_fail", "bytes", "fin", "resolved", "lua", "watch", "flood", "pool",
+    "dht_packet", "dht_timer"};
 
 static const char *base_name(const char *p) {
   const char *b = strrchr(p, '/');
@@ -271,6 +272,9 @@ void lab_summary(sim_t *s, const pd_sim_report_t *r) {
     /* Each one costs a pex.lua call and a book lookup: the address intake. */
     fprintf(f, "%-22s %" PRIu64 " (new reference in the book %" PRIu64 ", refused %" PRIu64 ")\n",
             "addresses received", ad[0], ad[1], ad[2]);
+    if (s->dht_sent)
+      fprintf(f, "%-22s %" PRIu64 " sent (delivered %" PRIu64 ", dropped %" PRIu64 ")\n",
+              "DHT datagrams", s->dht_sent, s->dht_delivered, s->dht_dropped);
   }
   if (json_object_size(s->results)) {
     fprintf(f, "-- results --\n");

@@ -617,6 +617,7 @@ int lab_setup_state(lua_State *L) {
   lua_createtable(L, 0, 24);
   lua_pushlightuserdata(L, s);
   luaL_setfuncs(L, sim_funcs, 1);
+  lab_open_dht_api(L, s); /* sim.dht, sim.dht_stats, h:dht*() (scenario_dht.c) */
   lua_pushinteger(L, (lua_Integer)s->seed);
   lua_setfield(L, -2, "seed");
   lua_pushstring(L, s->script_dir);

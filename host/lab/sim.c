@@ -91,6 +91,10 @@ static void dispatch(sim_t *s, const pd_sim_event_t *e) {
   case EV_POOL:
     lab_pool_fire(s, e);
     return;
+  case EV_DHT_PKT:
+  case EV_DHT_TIMER:
+    lab_dht_fire(s, e);
+    return;
   default:
     return;
   }
@@ -139,9 +143,11 @@ bool lab_run_until(sim_t *s, int64_t until) {
 
 static void sim_free(sim_t *s) {
   if (s->L) lua_close(s->L);
+  s->L = NULL; /* lab_dht_stop: the callbacks' references went with the state */
   for (size_t i = 0; i < s->nhosts; i++) {
     sim_host_t *h = s->hosts[i];
     if (h->up) {
+      lab_dht_stop(s, (uint32_t)i);
       pd_netmgr_destroy(h->m);
       pd_node_destroy(h->node);
     }
@@ -152,13 +158,15 @@ static void sim_free(sim_t *s) {
     free(h->policy_dir);
     free(h->targets);
     free(h->persist);
+    free(h->bootnodes);
+    free(h->waits);
     lab_pool_free(h);
   }
   for (size_t i = 0; i < s->hcap; i++) free(s->hosts[i]);
   free(s->hosts);
   pd_sim_event_t e;
   while (pd_sim_queue_pop(&s->q, &e))
-    if (e.kind == EV_BYTES) free(e.p);
+    if (e.kind == EV_BYTES || e.kind == EV_DHT_PKT) free(e.p);
   pd_sim_queue_free(&s->q);
   free(s->links);
   free(s->apool);
@@ -212,6 +220,7 @@ int pd_sim_run(const pd_sim_options_t *o, char **results_json, size_t *len, pd_s
   s->auth.verify = lab_verify;
   s->auth.ud = s;
   s->auth.null_cipher = true; /* the transport is simulated: KEYX and SEALED frames without X25519 and the cipher */
+  s->rec_auth = (pd_record_auth_t){.sign = lab_sign, .verify = lab_verify, .ud = s}; /* the DHT's */
   s->lat_kind = LAT_FIXED;
   s->lat_ms = 50;
   s->connect_timeout_ms = 5000;

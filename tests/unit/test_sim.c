@@ -4,7 +4,9 @@
  * partitions cut hosts off, assertions fail with file:line, and the same
  * seed gives byte-identical results (a different seed does not); the
  * diameter sample on known graphs and on a partitioned run; attackers, and
- * what a scenario reads of them (h:book(), attacker_share's isolated).
+ * what a scenario reads of them (h:book(), attacker_share's isolated); the
+ * DHT in the lab (tables fill, lookups find, dht = false is silent, sybils
+ * on 2 IPs against the default dht.lua and one without IP limits).
  *
  * With arguments (`test_sim SCENARIO.lua [--seed N] ...`) the binary runs a
  * scenario like `peerd sim` does (handy before the CLI dispatch exists). */
@@ -584,6 +586,121 @@ static void diameter_sample_run(void **state) {
   free(doc2);
 }
 
+/* The DHT (labdht.c, scenario_dht.c): 50 hosts bootstrapping from one
+ * bootnode fill their tables; a lookup by host and by hex id finds the
+ * target (the callback runs with the result); a dht = false host neither
+ * answers (nobody's table holds it, a host whose only bootnode it is learns
+ * nothing) nor sends; a max_outbound = 0 host answers only; same seed, same
+ * bytes. */
+static const char *DHT =
+    "sim.dht(true)\n"
+    "sim.link{latency_ms = 40, jitter_ms = 20}\n"
+    "local pol = sim.param('policies', 'x')\n"
+    "local boot = sim.host{policies = pol}\n"
+    "local hs = sim.hosts(49, {bootnodes = {boot}, policies = pol})\n"
+    "local off = sim.host{dht = false, bootnodes = {boot}, policies = pol}\n"
+    "local lonely = sim.host{bootnodes = {off}, policies = pol}\n"
+    "local quiet = sim.host{max_outbound = 0, policies = pol}\n"
+    "sim.assert(off:dht() == nil, 'dht = false: no engine')\n"
+    "sim.run(40)\n"
+    "local all = {boot}\n"
+    "for _, h in ipairs(hs) do all[#all + 1] = h end\n"
+    "local offaddr = off:addr()\n"
+    "for _, h in ipairs(all) do\n"
+    "  local n = h:dht().nodes\n"
+    "  sim.assert(n >= 8, h:addr() .. ' table ' .. n)\n"
+    "  for _, e in ipairs(h:dht_table()) do\n"
+    "    sim.assert(e.addr ~= offaddr, 'the dht = false host is in a table')\n"
+    "    sim.assert(#e.id == 40 and not e.attacker and e.bucket >= 1, 'entry')\n"
+    "  end\n"
+    "end\n"
+    "local ld = lonely:dht()\n"
+    "sim.assert(ld.nodes == 0 and ld.packets_in == 0 and ld.packets_out > 0, 'no answer from off')\n"
+    "sim.assert(quiet:dht().passive and quiet:dht().packets_out == 0, 'answer-only sends nothing')\n"
+    "local ok, msg = quiet:dht_lookup(boot)\n"
+    "sim.assert(ok == nil and msg:find('answer%-only'), 'answer-only cannot look up')\n"
+    "sim.assert(off:dht_lookup(boot) == nil, 'off cannot look up')\n"
+    "local got, got2\n"
+    "local id = hs[1]:dht_lookup(hs[40], function(r) got = r end)\n"
+    "sim.assert(math.type(id) == 'integer', 'lookup id')\n"
+    "hs[2]:dht_lookup(hs[41]:id(), function(r) got2 = r end)\n"
+    "sim.assert(got == nil, 'the callback waits for the lookup')\n"
+    "sim.run(50)\n"
+    "sim.assert(got and got.found and got.closest == hs[40]:id(), 'lookup by host')\n"
+    "sim.assert(got.target == hs[40]:id() and got.results >= 1 and got.queries >= 1, 'fields')\n"
+    "sim.assert(got2 and got2.found and got2.closest == hs[41]:id(), 'lookup by id')\n"
+    "local st = sim.dht_stats()\n"
+    "sim.assert(st.hosts == 52 and st.lookups_done == 2 and st.success_rate == 1, 'stats')\n"
+    "sim.assert(st.table_min == 0 and st.table_max >= 8, 'lonely and quiet count')\n"
+    "local s2 = sim.dht_stats(hs)\n"
+    "sim.assert(s2.hosts == 49 and s2.table_min >= 8, 'stats over hosts')\n"
+    "sim.result('dht', st)\n"
+    "sim.result('table', hs[3]:dht_table())\n";
+
+static void dht_fills_and_finds(void **state) {
+  (void)state;
+  char *a = NULL, *b = NULL;
+  size_t la = 0, lb = 0;
+  char err[1024];
+  int rc = run_text(DHT, 11, &a, &la, err, sizeof err);
+  if (rc != 0) fail_msg("run: %s", err);
+  rc = run_text(DHT, 11, &b, &lb, err, sizeof err);
+  if (rc != 0) fail_msg("run 2: %s", err);
+  assert_int_equal(la, lb);
+  assert_memory_equal(a, b, la);
+  assert_non_null(strstr(a, "\"p99_hops\""));
+  free(a);
+  free(b);
+}
+
+/* Marcus et al.'s attack, small: 60 DHT-only sybils (overlay = false) on 2
+ * IPs, counted as the attacker's. The default dht.lua keeps at most 10 per
+ * /24 in the victim's table; examples/policies/dht-no-ip-limits lets them
+ * take most of it. */
+static const char *SYBILS =
+    "sim.dht(true)\n"
+    "sim.link{latency_ms = 40, jitter_ms = 20}\n"
+    "local pol = sim.param('policies', 'x')\n"
+    "local boot = sim.host{policies = pol}\n"
+    "sim.hosts(10, {bootnodes = {boot}, policies = pol})\n"
+    "local va = sim.host{bootnodes = {boot}, policies = pol}\n"
+    "local vb = sim.host{bootnodes = {boot},\n"
+    "                    policies = pol .. '/../examples/policies/dht-no-ip-limits'}\n"
+    "local syb = {}\n"
+    "for i = 1, 60 do\n"
+    "  syb[i] = sim.attacker{ip = (i % 2 == 0) and '66.1.1.1' or '77.2.2.2', port = 30000 + i,\n"
+    "                        overlay = false, bootnodes = {va, vb}}\n"
+    "end\n"
+    "sim.run(40)\n"
+    "local function count(v)\n"
+    "  local per, a = {}, 0\n"
+    "  for _, e in ipairs(v:dht_table()) do\n"
+    "    if e.attacker then\n"
+    "      a = a + 1\n"
+    "      local net = e.addr:match('^(%d+%.%d+%.%d+)%.')\n"
+    "      per[net] = (per[net] or 0) + 1\n"
+    "    end\n"
+    "  end\n"
+    "  sim.assert(a == v:dht().attackers, 'h:dht().attackers')\n"
+    "  return a, per['66.1.1'] or 0, per['77.2.2'] or 0\n"
+    "end\n"
+    "local a, p1, p2 = count(va)\n"
+    "sim.assert(a >= 2 and p1 <= 10 and p2 <= 10, 'default: ' .. a .. ' ' .. p1 .. ' ' .. p2)\n"
+    "local b = count(vb)\n"
+    "sim.assert(b > 20, 'no IP limits: ' .. b)\n"
+    "sim.assert(syb[1]:dht().nodes > 0 and syb[1]:outbound() == 0 and syb[1]:inbound() == 0,\n"
+    "           'sybils: DHT only')\n"
+    "sim.assert(sim.dht_stats().hosts == 13, 'sybils are not counted')\n"
+    "sim.result('default', a)\n"
+    "sim.result('no_limits', b)\n";
+
+static void dht_sybils_limited(void **state) {
+  (void)state;
+  char err[1024];
+  int rc = run_text(SYBILS, 3, NULL, NULL, err, sizeof err);
+  if (rc != 0) fail_msg("run: %s", err);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1) {
     argv[0] = (char *)"sim";
@@ -603,6 +720,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(black_hole_times_out),
       cmocka_unit_test(graph_sample_known_graphs),
       cmocka_unit_test(diameter_sample_run),
+      cmocka_unit_test(dht_fills_and_finds),
+      cmocka_unit_test(dht_sybils_limited),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
