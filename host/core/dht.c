@@ -220,7 +220,7 @@ pd_dht_t *pd_dht_new(const pd_dht_config_t *cfg, pd_rng_t *rng, int64_t now_ms) 
   d->next_lookup_id = 1;
   if (d->cfg.passive) d->cfg.revalidate_ms = d->cfg.lookup_fast_ms = d->cfg.lookup_slow_ms = -1;
   d->next_reval = d->cfg.revalidate_ms > 0 ? now_ms + d->cfg.revalidate_ms : INT64_MAX;
-  d->next_loop = d->cfg.lookup_fast_ms > 0 ? now_ms : INT64_MAX;
+  d->next_loop = d->cfg.lookup_fast_ms > 0 || d->cfg.lookup_slow_ms > 0 ? now_ms : INT64_MAX;
   d->next_expire = now_ms + 60000;
   return d;
 }
@@ -657,6 +657,7 @@ void pd_dht_on_tick(pd_dht_t *d, int64_t now) {
   if (now >= d->next_loop) {
     bool fast = d->cfg.want_more && d->cfg.want_more(d->cfg.want_ctx);
     int64_t gap = fast ? d->cfg.lookup_fast_ms : d->cfg.lookup_slow_ms;
+    if (gap <= 0) gap = fast ? d->cfg.lookup_slow_ms : d->cfg.lookup_fast_ms; /* the one that is on */
     d->next_loop = gap > 0 ? now + gap : INT64_MAX;
     if (d->loop_lookup == 0 && pd_dht_table_size(d->table) > 0) {
       uint8_t target[PD_DHT_ID_LEN];
@@ -667,8 +668,8 @@ void pd_dht_on_tick(pd_dht_t *d, int64_t now) {
         pd_rng_fill(d->rng, target, sizeof target);
       uint64_t id = 0;
       if (lookup_new(d, target, false, now, &id) == 0 && lookup_by_id(d, id)) d->loop_lookup = id;
-    } else if (pd_dht_table_size(d->table) == 0 && d->cfg.lookup_fast_ms > 0) {
-      d->next_loop = now + d->cfg.lookup_fast_ms; /* nothing to ask yet: look again soon */
+    } else if (pd_dht_table_size(d->table) == 0 && gap > 0) {
+      d->next_loop = now + (gap < 2000 ? gap : 2000); /* nothing to ask yet: look again soon */
     }
   }
   if (now >= d->next_expire) {

@@ -414,6 +414,14 @@ int lab_host_new(lua_State *L, sim_t *s, int spec, int force_group, bool defer) 
     lua_pop(L, 1);
     h->dht_on = lab_field_bool(L, spec, "dht", s->dht_default);
     h->overlay_off = !lab_field_bool(L, spec, "overlay", true);
+    double fast = lab_field_num(L, spec, "dht_fast", 0), slow = lab_field_num(L, spec, "dht_slow", 0);
+    double sess = lab_field_num(L, spec, "dht_sessions", 0);
+    if (fast > 86400 || slow > 86400 || sess < 0 || sess > 65536)
+      return luaL_error(L, "sim.host: dht_fast and dht_slow are seconds (<= 86400, < 0: never), "
+                           "dht_sessions 0..65536");
+    h->dht_fast_ms = fast < 0 ? -1 : (int64_t)(fast * 1000);
+    h->dht_slow_ms = slow < 0 ? -1 : (int64_t)(slow * 1000);
+    h->dht_sessions = (uint32_t)sess;
     if (h->overlay_off) h->dial_off = true; /* DHT only: its overlay neither dials nor accepts */
     lua_getfield(L, spec, "bootnodes");
     if (!lua_isnil(L, -1)) {

@@ -133,6 +133,11 @@ typedef struct sim_host {
    * holes, not pools), its endpoint the host's listen address. */
   bool dht_on;       /* spec dht (default: sim.dht()'s setting, off) */
   bool overlay_off;  /* spec overlay = false: no overlay connections (DHT only) */
+  /* spec dht_fast, dht_slow (s; random-lookup intervals while the book is
+   * short / after; 0: the daemon's 2 and 60 s; < 0 never) and dht_sessions
+   * (0: the daemon's 1,024): knobs for large runs */
+  int64_t dht_fast_ms, dht_slow_ms;
+  uint32_t dht_sessions;
   pd_dht_t *dht;     /* NULL: off, stopped */
   pd_rng_t drng;     /* the engine's draws (ephemeral keys, challenges, targets) */
   int64_t dht_timer_at;

@@ -125,6 +125,9 @@ int lab_dht_start(sim_t *s, uint32_t hi, char *err, size_t cap) {
   c.found_ctx = &h->dht_ctx;
   c.want_more = want_more;
   c.want_ctx = &h->dht_ctx;
+  c.lookup_fast_ms = h->dht_fast_ms;
+  c.lookup_slow_ms = h->dht_slow_ms;
+  c.max_sessions = h->dht_sessions;
   /* A host that never dials (max_outbound = 0) answers only, as the
    * daemon with --max-outbound 0; a DHT-only host (overlay = false) asks. */
   c.passive = h->dial_off && !h->overlay_off;
