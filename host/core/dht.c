@@ -438,6 +438,15 @@ static void lookup_add(lookup_t *l, const uint8_t *self_id, const uint8_t id[PD_
   c->state = C_NEW;
 }
 
+/* Does the lookup hold a candidate with exactly these record bytes? (The
+ * node id sits at bytes [33, 53) of a record, docs/protocol.md §10.1.) */
+static bool lookup_holds(const lookup_t *l, const uint8_t *rec, size_t len) {
+  for (size_t i = 0; i < l->n; i++)
+    if (l->c[i].r.rec_len == len && memcmp(l->c[i].r.id, rec + 33, PD_DHT_ID_LEN) == 0)
+      return memcmp(l->c[i].r.rec, rec, len) == 0;
+  return false;
+}
+
 static void lookup_finish(pd_dht_t *d, lookup_t *l, int64_t now) {
   l->info.done = true;
   l->info.ended_ms = now;
@@ -754,6 +763,13 @@ static void on_nodes(pd_dht_t *d, const pd_dht_msg_t *m, const uint8_t src[PD_DH
       if (memcmp(l->c[i].r.id, src, PD_DHT_ID_LEN) == 0) hop = (uint8_t)(l->c[i].r.hop + 1);
   }
   for (size_t i = 0; i < m->nrec && r->nrec < PD_DHT_MAX_NODES; i++) {
+    /* a record this lookup holds already, byte for byte, was verified,
+     * found and added when it first came: the lookup's other responders
+     * return the same ones */
+    if (l && lookup_holds(l, m->rec[i].bytes, m->rec[i].len)) {
+      r->nrec++;
+      continue;
+    }
     pd_record_t rec;
     if (!verify_record(d, m->rec[i].bytes, m->rec[i].len, &rec)) {
       reject(d, PD_DHT_R_RECORD);

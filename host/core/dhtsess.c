@@ -261,12 +261,76 @@ int pd_dht_handshake_accept(const pd_dht_crypto_t *c, const uint8_t challenge[PD
 struct pd_dht_sessions {
   pd_dht_session_t *v;
   size_t n, max;
+  /* (id, endpoint) -> position + 1 in v, linear probing (0: empty); at
+   * least twice max slots, so a probe ends soon */
+  uint32_t *idx;
+  size_t mask;
 };
+
+static bool ep_eq(const pd_netaddr_t *a, const pd_netaddr_t *b) {
+  return a->port == b->port && memcmp(a->ip, b->ip, 16) == 0;
+}
+
+/* Node ids are hashes already: their first bytes with the port spread well
+ * enough for a table nobody outside chooses the size of. */
+static size_t slot_of(const pd_dht_sessions_t *t, const uint8_t id[PD_DHT_ID_LEN],
+                      const pd_netaddr_t *ep) {
+  uint64_t h = 0;
+  memcpy(&h, id, sizeof h);
+  h ^= (uint64_t)ep->port * 0x9E3779B97F4A7C15ull;
+  h ^= (uint64_t)ep->ip[15] << 17 ^ (uint64_t)ep->ip[14] << 29;
+  h *= 0xBF58476D1CE4E5B9ull;
+  return (size_t)(h >> 20) & t->mask;
+}
+
+static long idx_find(const pd_dht_sessions_t *t, const uint8_t id[PD_DHT_ID_LEN],
+                     const pd_netaddr_t *ep) {
+  for (size_t i = slot_of(t, id, ep);; i = (i + 1) & t->mask) {
+    uint32_t v = t->idx[i];
+    if (!v) return -1;
+    const pd_dht_session_t *s = &t->v[v - 1];
+    if (memcmp(s->id, id, PD_DHT_ID_LEN) == 0 && ep_eq(&s->ep, ep)) return (long)i;
+  }
+}
+
+static void idx_put(pd_dht_sessions_t *t, size_t pos) {
+  size_t i = slot_of(t, t->v[pos].id, &t->v[pos].ep);
+  while (t->idx[i]) i = (i + 1) & t->mask;
+  t->idx[i] = (uint32_t)pos + 1;
+}
+
+/* Remove slot i, shifting later entries of its run back (no tombstones). */
+static void idx_del(pd_dht_sessions_t *t, size_t i) {
+  t->idx[i] = 0;
+  for (size_t j = (i + 1) & t->mask; t->idx[j]; j = (j + 1) & t->mask) {
+    uint32_t v = t->idx[j];
+    size_t home = slot_of(t, t->v[v - 1].id, &t->v[v - 1].ep);
+    /* move v to i when its home is not cyclically in (i, j] */
+    bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (stays) continue;
+    t->idx[i] = v;
+    t->idx[j] = 0;
+    i = j;
+  }
+}
+
+static void idx_rebuild(pd_dht_sessions_t *t) {
+  memset(t->idx, 0, (t->mask + 1) * sizeof *t->idx);
+  for (size_t k = 0; k < t->n; k++) idx_put(t, k);
+}
 
 pd_dht_sessions_t *pd_dht_sessions_new(size_t max) {
   pd_dht_sessions_t *t = calloc(1, sizeof *t);
   if (!t) return NULL;
   t->max = max ? max : PD_DHT_MAX_SESSIONS;
+  size_t slots = 16;
+  while (slots < 2 * t->max) slots *= 2;
+  t->idx = calloc(slots, sizeof *t->idx);
+  if (!t->idx) {
+    free(t);
+    return NULL;
+  }
+  t->mask = slots - 1;
   return t;
 }
 
@@ -274,18 +338,14 @@ void pd_dht_sessions_free(pd_dht_sessions_t *t) {
   if (!t) return;
   if (t->v) sodium_memzero(t->v, t->n * sizeof *t->v);
   free(t->v);
+  free(t->idx);
   free(t);
-}
-
-static bool ep_eq(const pd_netaddr_t *a, const pd_netaddr_t *b) {
-  return a->port == b->port && memcmp(a->ip, b->ip, 16) == 0;
 }
 
 pd_dht_session_t *pd_dht_sessions_find(pd_dht_sessions_t *t, const uint8_t id[PD_DHT_ID_LEN],
                                        const pd_netaddr_t *ep) {
-  for (size_t i = 0; i < t->n; i++)
-    if (memcmp(t->v[i].id, id, PD_DHT_ID_LEN) == 0 && ep_eq(&t->v[i].ep, ep)) return &t->v[i];
-  return NULL;
+  long i = idx_find(t, id, ep);
+  return i < 0 ? NULL : &t->v[t->idx[i] - 1];
 }
 
 pd_dht_session_t *pd_dht_sessions_put(pd_dht_sessions_t *t, const pd_dht_session_t *s,
@@ -300,7 +360,9 @@ pd_dht_session_t *pd_dht_sessions_put(pd_dht_sessions_t *t, const pd_dht_session
     size_t lru = 0;
     for (size_t i = 1; i < t->n; i++)
       if (t->v[i].used_ms < t->v[lru].used_ms) lru = i;
+    idx_del(t, (size_t)idx_find(t, t->v[lru].id, &t->v[lru].ep));
     t->v[lru] = *s;
+    idx_put(t, lru);
     if (evicted) *evicted = 1;
     return &t->v[lru];
   }
@@ -310,6 +372,7 @@ pd_dht_session_t *pd_dht_sessions_put(pd_dht_sessions_t *t, const pd_dht_session
     t->v = v;
   }
   t->v[t->n] = *s;
+  idx_put(t, t->n);
   return &t->v[t->n++];
 }
 
@@ -323,8 +386,11 @@ size_t pd_dht_sessions_expire(pd_dht_sessions_t *t, int64_t now_ms) {
     if (w != i) t->v[w] = t->v[i];
     w++;
   }
-  if (dropped) sodium_memzero(t->v + w, dropped * sizeof *t->v);
-  t->n = w;
+  if (dropped) {
+    sodium_memzero(t->v + w, dropped * sizeof *t->v);
+    t->n = w;
+    idx_rebuild(t);
+  }
   return dropped;
 }
 

@@ -802,6 +802,16 @@ bool pd_node_dht_feed(pd_node_t *n, const pd_record_t *rec, const pd_netaddr_t *
   return ok;
 }
 
+bool pd_node_dht_found(pd_node_t *n, const uint8_t *bytes, size_t len, const pd_record_t *rec,
+                       const pd_netaddr_t *from, int64_t now) {
+  const pd_rec_t *known = n->records ? pd_rectable_find(n->records, rec->id) : NULL;
+  if (known && known->seq >= rec->seq) return false;
+  if (!pd_node_dht_feed(n, rec, from, now)) return false;
+  pd_netaddr_t src = *from;
+  src.port = 0;
+  return pd_node_learn_record(n, bytes, len, rec, &src, now, now, NULL) >= 0;
+}
+
 typedef struct {
   pd_node_t *n;
   const pd_netaddr_t *from;

@@ -385,6 +385,15 @@ bool pd_node_dht_admit_default(const pd_policy_dht_node_t *v);
  * the source group) is the caller's. */
 bool pd_node_dht_feed(pd_node_t *n, const pd_record_t *rec, const pd_netaddr_t *from,
                       int64_t now);
+
+/* A verified record the DHT found, answered by the node at `from`: nothing
+ * when the records table already holds this node at this sequence or a
+ * higher one (decided before: no policy call, no book work); else
+ * pd_node_dht_feed, and when it says yes pd_node_learn_record with from's
+ * IP as the source (so the book places it by the answering node's group).
+ * Both drivers' DHT hosts call this. true when the record was learnt. */
+bool pd_node_dht_found(pd_node_t *n, const uint8_t *bytes, size_t len, const pd_record_t *rec,
+                       const pd_netaddr_t *from, int64_t now);
 /* PEX, one ADDR message from `from`: its count addresses decided in order
  * exactly as count calls of pd_node_pex_accept would decide them, with one
  * `from` table for the message (pd_policy_pex_batch). entry(ud, i, &addr,

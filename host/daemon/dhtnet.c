@@ -55,11 +55,7 @@ static bool admit_hook(void *ctx, const pd_dht_admit_info_t *in) {
 static void found_hook(void *ctx, const uint8_t *bytes, size_t len, const pd_record_t *rec,
                        const pd_netaddr_t *from, int64_t now_ms) {
   pd_daemon_t *d = ctx;
-  int64_t now = now_ms / 1000;
-  if (!pd_node_dht_feed(d->node, rec, from, now)) return;
-  pd_netaddr_t src = *from;
-  src.port = 0;
-  (void)pd_node_learn_record(d->node, bytes, len, rec, &src, now, now, NULL);
+  (void)pd_node_dht_found(d->node, bytes, len, rec, from, now_ms / 1000);
 }
 
 static bool want_more(void *ctx) {

@@ -59,11 +59,7 @@ static void found_hook(void *ctx, const uint8_t *bytes, size_t len, const pd_rec
                        const pd_netaddr_t *from, int64_t now_ms) {
   sim_t *s = ((hook_ctx_t *)ctx)->s;
   sim_host_t *h = s->hosts[((hook_ctx_t *)ctx)->hi];
-  int64_t now = now_ms / 1000;
-  if (!pd_node_dht_feed(h->node, rec, from, now)) return;
-  pd_netaddr_t src = *from;
-  src.port = 0;
-  (void)pd_node_learn_record(h->node, bytes, len, rec, &src, now, now, NULL);
+  (void)pd_node_dht_found(h->node, bytes, len, rec, from, now_ms / 1000);
 }
 
 static bool want_more(void *ctx) {

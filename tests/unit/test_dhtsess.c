@@ -232,12 +232,70 @@ static void test_session_table(void **state) {
   pd_dht_sessions_free(t);
 }
 
+/* The table's index against a plain scan over a seeded run of puts (LRU
+ * evictions included), finds and expiries: every find agrees. */
+static void test_session_index(void **state) {
+  (void)state;
+  pd_dht_sessions_t *t = pd_dht_sessions_new(8);
+  assert_non_null(t);
+  pd_dht_session_t model[8];
+  size_t nm = 0;
+  uint64_t x = 88172645463325252ull;
+  for (int op = 0; op < 5000; op++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    pd_dht_session_t s;
+    memset(&s, 0, sizeof s);
+    s.id[0] = (uint8_t)(x % 5);
+    s.id[1] = (uint8_t)(x >> 8 % 3);
+    addr(&s.ep, (uint8_t)(x >> 16) % 4, (uint16_t)(7000 + (x >> 24) % 2));
+    s.used_ms = NOW + op;
+    if ((x >> 32) % 10 < 6) {
+      int ev = 0;
+      assert_non_null(pd_dht_sessions_put(t, &s, &ev));
+      size_t k = 0;
+      while (k < nm && !(memcmp(model[k].id, s.id, 20) == 0 && model[k].ep.port == s.ep.port &&
+                         memcmp(model[k].ep.ip, s.ep.ip, 16) == 0))
+        k++;
+      if (k < nm) {
+        model[k] = s;
+      } else if (nm < 8) {
+        model[nm++] = s;
+      } else {
+        size_t lru = 0;
+        for (size_t i = 1; i < nm; i++)
+          if (model[i].used_ms < model[lru].used_ms) lru = i;
+        model[lru] = s;
+        assert_int_equal(ev, 1);
+      }
+    } else if ((x >> 32) % 10 < 9) {
+      pd_dht_session_t *f = pd_dht_sessions_find(t, s.id, &s.ep);
+      bool in = false;
+      for (size_t k = 0; k < nm; k++)
+        if (memcmp(model[k].id, s.id, 20) == 0 && model[k].ep.port == s.ep.port &&
+            memcmp(model[k].ep.ip, s.ep.ip, 16) == 0)
+          in = true;
+      assert_true(in == (f != NULL));
+      if (f) assert_memory_equal(f->id, s.id, 20);
+    } else {
+      int64_t cut = NOW + op - 20; /* drop the ones unused for 20 ops */
+      pd_dht_sessions_expire(t, cut + PD_DHT_SESSION_IDLE_MS);
+      size_t w = 0;
+      for (size_t k = 0; k < nm; k++)
+        if (cut + PD_DHT_SESSION_IDLE_MS - model[k].used_ms < PD_DHT_SESSION_IDLE_MS) model[w++] = model[k];
+      nm = w;
+    }
+    assert_int_equal(pd_dht_sessions_count(t), nm);
+  }
+  pd_dht_sessions_free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_handshake_keys),
       cmocka_unit_test(test_replay_window),
       cmocka_unit_test(test_null_cipher),
       cmocka_unit_test(test_session_table),
+      cmocka_unit_test(test_session_index),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
