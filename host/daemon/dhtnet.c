@@ -6,7 +6,8 @@
  * for them), the glue to the node (dht.lua's admit through
  * pd_node_dht_admit, found records through pd_node_dht_feed into the book,
  * "want more" while the book is under PD_DAEMON_DHT_BOOK_TARGET), the
- * bootstrap (--bootnodes, dht.json, records the node already holds), this
+ * bootstrap (--bootnodes, dht.json, peerds in the book with their node
+ * ids, records the node already holds), this
  * node's record handed to the engine when it changes, dht.json (the routing
  * table, saved with the book, read at start; corrupt: moved aside).
  * Does not own: the protocol or any decision (dht.c, dht.lua), HTTP
@@ -117,6 +118,16 @@ static void bootstrap(pd_daemon_t *d, int64_t now_ms) {
       const pd_bootnode_t *b = &d->cfg.bootnodes[i];
       (void)pd_dht_add_node(d->dht, b->id, &b->ep, b->rec_len ? b->rec : NULL, b->rec_len, now_ms);
     }
+  }
+  /* the saved book: peerds it holds with their node ids (a tried one was
+   * connected to), drawn at random; a record fetched after the first PONG */
+  pd_book_t *book = pd_node_book(d->node);
+  for (int k = 0; k < 4; k++) {
+    uint32_t id = pd_book_random_bucket(book, k % 2 ? PD_TABLE_NEW : PD_TABLE_TRIED);
+    pd_book_info_t e;
+    if (id == PD_BOOK_NO_ID || pd_book_info(book, id, &e) != 0 || !e.has_node_id || e.service_only)
+      continue;
+    (void)pd_dht_add_node(d->dht, e.node_id, &e.addr, NULL, 0, now_ms);
   }
   pd_rectable_t *rt = pd_node_records(d->node);
   size_t n = rt ? pd_rectable_count(rt) : 0;
