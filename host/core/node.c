@@ -9,8 +9,10 @@
 #include <sodium.h>
 
 #include "rectable.h"
+#include "self.h"
 #include "shadow.h"
 
+#include "dht.h"
 #include "err.h"
 
 struct pd_node {
@@ -29,6 +31,8 @@ struct pd_node {
   struct pd_self *self; /* borrowed */
   pd_rectable_t *records; /* other nodes' records; created at the first */
   struct pd_dht *dht;     /* the DHT engine, when the driver runs one (borrowed) */
+  uint64_t dht_self_changes; /* pd_self_changes when our record was last handed to it */
+  bool dht_has_record;
   pd_book_hooks_t policy_hooks; /* the policy host's evict hooks, behind the node's */
   pd_node_protect_t protected_[PD_NODE_MAX_PROTECTED]; /* POST /v1/protected */
   size_t nprotected;
@@ -770,8 +774,52 @@ bool pd_node_pex_accept(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *a
 /* ---- dht.lua ---- */
 
 bool pd_node_dht_admit_default(const pd_policy_dht_node_t *v) {
-  return !v->routable || (v->subnet_in_bucket < PD_NODE_DHT_SUBNET_BUCKET &&
-                          v->subnet_in_table < PD_NODE_DHT_SUBNET_TABLE);
+  /* the table's own rule (dhttable.c), one definition */
+  pd_dht_admit_info_t in = {.routable = v->routable, .subnet_in_bucket = v->subnet_in_bucket,
+                            .subnet_in_table = v->subnet_in_table};
+  return pd_dht_admit_default(&in);
+}
+
+bool pd_node_dht_admit_entry(pd_node_t *n, const pd_dht_admit_info_t *in, int64_t now) {
+  pd_policy_dht_node_t v;
+  memset(&v, 0, sizeof v);
+  v.addr = in->node->ep;
+  memcpy(v.node_id, in->node->id, PD_NODE_ID_LEN);
+  v.seq = in->node->seq;
+  v.routable = in->routable;
+  v.bucket = in->bucket;
+  v.bucket_size = in->bucket_size;
+  v.k = in->k;
+  v.subnet_in_bucket = in->subnet_in_bucket;
+  v.subnet_in_table = in->subnet_in_table;
+  return pd_node_dht_admit(n, &v, now);
+}
+
+bool pd_node_dht_wants_more(const pd_node_t *n) {
+  return pd_book_count_new(n->book) + pd_book_count_tried(n->book) < PD_NODE_DHT_BOOK_TARGET;
+}
+
+void pd_node_dht_sync_record(pd_node_t *n) {
+  if (!n->dht || !n->self) return;
+  uint64_t ch = pd_self_changes(n->self);
+  if (n->dht_has_record && ch == n->dht_self_changes) return;
+  size_t len = 0;
+  const uint8_t *bytes = pd_self_bytes(n->self, &len);
+  if (bytes && pd_dht_set_record(n->dht, bytes, len) == 0) {
+    n->dht_self_changes = ch;
+    n->dht_has_record = true;
+  }
+}
+
+void pd_node_dht_offer_records(pd_node_t *n, size_t *cursor, size_t max, int64_t now_ms) {
+  size_t held = n->records ? pd_rectable_count(n->records) : 0;
+  for (size_t k = 0; n->dht && k < max && held; k++) {
+    const pd_rec_t *r = pd_rectable_at(n->records, (*cursor)++ % held);
+    pd_record_t rec;
+    pd_netaddr_t ep;
+    if (!r || pd_rec_decode(r, &rec) != 0 || !pd_dht_record_endpoint(&rec, &ep)) continue;
+    (void)pd_dht_add_node(n->dht, rec.id, &ep, r->bytes, r->len, now_ms);
+  }
 }
 
 bool pd_node_dht_admit(pd_node_t *n, const pd_policy_dht_node_t *v, int64_t now) {
@@ -956,7 +1004,9 @@ size_t pd_node_pex_sample(pd_node_t *n, const pd_netaddr_t *to, size_t max, bool
 pd_rectable_t *pd_node_records(pd_node_t *n) { return n ? n->records : NULL; }
 
 void pd_node_set_dht(pd_node_t *n, struct pd_dht *dht) {
-  if (n) n->dht = dht;
+  if (!n) return;
+  n->dht = dht;
+  n->dht_has_record = false;
 }
 struct pd_dht *pd_node_dht(const pd_node_t *n) { return n ? n->dht : NULL; }
 

@@ -394,6 +394,22 @@ bool pd_node_dht_feed(pd_node_t *n, const pd_record_t *rec, const pd_netaddr_t *
  * Both drivers' DHT hosts call this. true when the record was learnt. */
 bool pd_node_dht_found(pd_node_t *n, const uint8_t *bytes, size_t len, const pd_record_t *rec,
                        const pd_netaddr_t *from, int64_t now);
+
+/* The rest of the glue both drivers' DHT hosts share (with the engine set
+ * by pd_node_set_dht):
+ * - admit: the table's candidate as dht.lua's admit sees it, through
+ *   pd_node_dht_admit (the engine's admit hook);
+ * - wants_more: the book holds fewer than PD_NODE_DHT_BOOK_TARGET
+ *   addresses (the engine's want_more: fast random lookups);
+ * - sync_record: hand this node's record to the engine when it changed;
+ * - offer_records: up to max records held (PEX handshakes, the book's) to
+ *   contact, round-robin from *cursor (the driver's: it outlives the node). */
+#define PD_NODE_DHT_BOOK_TARGET 1000
+struct pd_dht_admit_info;
+bool pd_node_dht_admit_entry(pd_node_t *n, const struct pd_dht_admit_info *in, int64_t now);
+bool pd_node_dht_wants_more(const pd_node_t *n);
+void pd_node_dht_sync_record(pd_node_t *n);
+void pd_node_dht_offer_records(pd_node_t *n, size_t *cursor, size_t max, int64_t now_ms);
 /* PEX, one ADDR message from `from`: its count addresses decided in order
  * exactly as count calls of pd_node_pex_accept would decide them, with one
  * `from` table for the message (pd_policy_pex_batch). entry(ud, i, &addr,

@@ -59,9 +59,6 @@ int pd_bootnode_parse(const char *s, pd_bootnode_t *out, const char **why);
 #define PD_DAEMON_COOKIE_FILE "api_cookie"   /* bearer token, 0600, when the API is not on loopback */
 #define PD_DAEMON_ANCHORS_FILE "anchors.json" /* outbound peers at the last shutdown */
 #define PD_DAEMON_DHT_FILE "dht.json"          /* the DHT routing table's records */
-/* The DHT looks up random targets fast (every 2 s) while the book holds
- * fewer addresses than this, slowly (every 60 s) after. */
-#define PD_DAEMON_DHT_BOOK_TARGET 1000
 #define PD_DAEMON_BANS_FILE "bans.json"             /* the ban list (statestore.h) */
 #define PD_DAEMON_REPUTATION_FILE "reputation.json" /* reputation records (statestore.h) */
 #define PD_DAEMON_DEFAULT_LISTEN "0.0.0.0:7411"

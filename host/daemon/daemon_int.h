@@ -153,8 +153,6 @@ struct pd_daemon {
   bool dht_timer_open;
   pd_dht_t *dht;
   pd_netaddr_t dht_bound;
-  uint64_t dht_self_changes; /* pd_self_changes when the record was last handed over */
-  bool dht_has_record;
   int64_t dht_next_boot;     /* bootnodes again not before (ms) */
   size_t dht_rec_cursor;     /* the next held record offered to a small table */
   uint64_t dht_send_errors, dht_truncated;

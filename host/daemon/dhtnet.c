@@ -5,7 +5,7 @@
  * actions (datagrams out, finished lookups to the API connections waiting
  * for them), the glue to the node (dht.lua's admit through
  * pd_node_dht_admit, found records through pd_node_dht_feed into the book,
- * "want more" while the book is under PD_DAEMON_DHT_BOOK_TARGET), the
+ * "want more" while the book is under PD_NODE_DHT_BOOK_TARGET), the
  * bootstrap (--bootnodes, dht.json, peerds in the book with their node
  * ids, records the node already holds), this
  * node's record handed to the engine when it changes, dht.json (the routing
@@ -24,7 +24,6 @@
 #include "daemon_int.h"
 #include "err.h"
 #include "fsio.h"
-#include "rectable.h"
 
 #define DHT_MAX_FILE (4u * 1024 * 1024)
 #define DHT_LOAD_MAX 128 /* nodes of dht.json contacted at start */
@@ -39,18 +38,7 @@ static void draw_secret(void *ctx, uint8_t *buf, size_t len) {
 
 static bool admit_hook(void *ctx, const pd_dht_admit_info_t *in) {
   pd_daemon_t *d = ctx;
-  pd_policy_dht_node_t v;
-  memset(&v, 0, sizeof v);
-  v.addr = in->node->ep;
-  memcpy(v.node_id, in->node->id, PD_NODE_ID_LEN);
-  v.seq = in->node->seq;
-  v.routable = in->routable;
-  v.bucket = in->bucket;
-  v.bucket_size = in->bucket_size;
-  v.k = in->k;
-  v.subnet_in_bucket = in->subnet_in_bucket;
-  v.subnet_in_table = in->subnet_in_table;
-  return pd_node_dht_admit(d->node, &v, dmn_wall_now());
+  return pd_node_dht_admit_entry(d->node, in, dmn_wall_now());
 }
 
 static void found_hook(void *ctx, const uint8_t *bytes, size_t len, const pd_record_t *rec,
@@ -61,21 +49,7 @@ static void found_hook(void *ctx, const uint8_t *bytes, size_t len, const pd_rec
 
 static bool want_more(void *ctx) {
   pd_daemon_t *d = ctx;
-  pd_book_t *b = pd_node_book(d->node);
-  return pd_book_count_new(b) + pd_book_count_tried(b) < PD_DAEMON_DHT_BOOK_TARGET;
-}
-
-/* This node's record to the engine, when it changed. */
-static void hand_record(pd_daemon_t *d) {
-  if (!d->self || !d->dht) return;
-  uint64_t ch = pd_self_changes(d->self);
-  if (ch == d->dht_self_changes && d->dht_has_record) return;
-  size_t len = 0;
-  const uint8_t *bytes = pd_self_bytes(d->self, &len);
-  if (bytes && pd_dht_set_record(d->dht, bytes, len) == 0) {
-    d->dht_self_changes = ch;
-    d->dht_has_record = true;
-  }
+  return pd_node_dht_wants_more(d->node);
 }
 
 void dmn_dht_flush(pd_daemon_t *d) {
@@ -129,27 +103,27 @@ static void bootstrap(pd_daemon_t *d, int64_t now_ms) {
       continue;
     (void)pd_dht_add_node(d->dht, e.node_id, &e.addr, NULL, 0, now_ms);
   }
-  pd_rectable_t *rt = pd_node_records(d->node);
-  size_t n = rt ? pd_rectable_count(rt) : 0;
-  for (size_t k = 0; k < DHT_RECORDS_PER_TICK && n; k++) {
-    const pd_rec_t *r = pd_rectable_at(rt, d->dht_rec_cursor++ % n);
-    pd_record_t rec;
-    pd_netaddr_t ep;
-    if (!r || pd_rec_decode(r, &rec) != 0 || !pd_dht_record_endpoint(&rec, &ep)) continue;
-    (void)pd_dht_add_node(d->dht, rec.id, &ep, r->bytes, r->len, now_ms);
-  }
+  pd_node_dht_offer_records(d->node, &d->dht_rec_cursor, DHT_RECORDS_PER_TICK, now_ms);
 }
 
+/* The 1 s tick: our record if it changed, the bootstrap, the engine. */
 void dmn_dht_tick(pd_daemon_t *d) {
   if (!d->dht || d->stopping) return;
   int64_t now = dmn_wall_now_ms();
-  hand_record(d);
+  pd_node_dht_sync_record(d->node);
   bootstrap(d, now);
   pd_dht_on_tick(d->dht, now);
   dmn_dht_flush(d);
 }
 
-static void on_dht_timer(uv_timer_t *t) { dmn_dht_tick(t->data); }
+/* The engine's own deadlines (timeouts, revalidation, lookups): only its
+ * work, not the bootstrap's once-a-second offers. */
+static void on_dht_timer(uv_timer_t *t) {
+  pd_daemon_t *d = t->data;
+  if (!d->dht || d->stopping) return;
+  pd_dht_on_tick(d->dht, dmn_wall_now_ms());
+  dmn_dht_flush(d);
+}
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
@@ -167,8 +141,7 @@ static void on_recv(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const struc
     d->dht_truncated++; /* longer than any packet: refused as malformed below */
   }
   pd_dht_on_packet(d->dht, &from, (const uint8_t *)buf->base, (size_t)nread, dmn_wall_now_ms());
-  dmn_dht_flush(d);
-  dmn_net_flush(d); /* found records may have been learnt: nothing to send, but cheap */
+  dmn_dht_flush(d); /* records it learnt are the dialer's at its next tick */
 }
 
 /* dht.json: {"format":"peerd-dht","version":1,"nodes":[{"record":B64},...]} */
@@ -320,7 +293,7 @@ int dmn_start_dht(pd_daemon_t *d) {
     LOG(d, PD_LOG_ERROR, "DHT: cannot create the engine");
     return -1;
   }
-  hand_record(d);
+  pd_node_dht_sync_record(d->node);
   rc = uv_udp_recv_start(&d->dht_sock, on_alloc, on_recv);
   if (rc != 0) {
     LOG(d, PD_LOG_ERROR, "DHT: cannot receive", "error", uv_strerror(rc));

@@ -141,8 +141,6 @@ typedef struct sim_host {
   pd_dht_t *dht;     /* NULL: off, stopped */
   pd_rng_t drng;     /* the engine's draws (ephemeral keys, challenges, targets) */
   int64_t dht_timer_at;
-  uint64_t dht_self_changes;
-  bool dht_has_record;
   int64_t dht_next_boot; /* virtual ms: bootnodes offered again */
   size_t dht_rec_cursor;
   uint32_t *bootnodes; /* host indices (spec bootnodes) */

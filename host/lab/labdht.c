@@ -27,10 +27,8 @@
 #include <lauxlib.h>
 
 #include "err.h"
-#include "rectable.h"
 #include "self.h"
 
-#define LAB_DHT_BOOK_TARGET 1000  /* the daemon's PD_DAEMON_DHT_BOOK_TARGET */
 #define LAB_DHT_RECORDS_PER_TICK 8 /* held records offered per wake-up (dhtnet.c's) */
 #define LAB_DHT_BOOT_EVERY_MS 30000
 
@@ -40,19 +38,7 @@ typedef struct sim_dht_ctx hook_ctx_t;
  * is allocated apart: the pointer stays valid). */
 static bool admit_hook(void *ctx, const pd_dht_admit_info_t *in) {
   sim_t *s = ((hook_ctx_t *)ctx)->s;
-  sim_host_t *h = s->hosts[((hook_ctx_t *)ctx)->hi];
-  pd_policy_dht_node_t v;
-  memset(&v, 0, sizeof v);
-  v.addr = in->node->ep;
-  memcpy(v.node_id, in->node->id, PD_NODE_ID_LEN);
-  v.seq = in->node->seq;
-  v.routable = in->routable;
-  v.bucket = in->bucket;
-  v.bucket_size = in->bucket_size;
-  v.k = in->k;
-  v.subnet_in_bucket = in->subnet_in_bucket;
-  v.subnet_in_table = in->subnet_in_table;
-  return pd_node_dht_admit(h->node, &v, lab_now_s(s));
+  return pd_node_dht_admit_entry(s->hosts[((hook_ctx_t *)ctx)->hi]->node, in, lab_now_s(s));
 }
 
 static void found_hook(void *ctx, const uint8_t *bytes, size_t len, const pd_record_t *rec,
@@ -64,21 +50,7 @@ static void found_hook(void *ctx, const uint8_t *bytes, size_t len, const pd_rec
 
 static bool want_more(void *ctx) {
   sim_t *s = ((hook_ctx_t *)ctx)->s;
-  pd_book_t *b = pd_node_book(s->hosts[((hook_ctx_t *)ctx)->hi]->node);
-  return pd_book_count_new(b) + pd_book_count_tried(b) < LAB_DHT_BOOK_TARGET;
-}
-
-static void hand_record(sim_host_t *h) {
-  pd_self_t *me = pd_node_self(h->node);
-  if (!me || !h->dht) return;
-  uint64_t ch = pd_self_changes(me);
-  if (ch == h->dht_self_changes && h->dht_has_record) return;
-  size_t len = 0;
-  const uint8_t *bytes = pd_self_bytes(me, &len);
-  if (bytes && pd_dht_set_record(h->dht, bytes, len) == 0) {
-    h->dht_self_changes = ch;
-    h->dht_has_record = true;
-  }
+  return pd_node_dht_wants_more(s->hosts[((hook_ctx_t *)ctx)->hi]->node);
 }
 
 /* While the table is small: the bootnodes again (at most every 30 s), and
@@ -94,15 +66,7 @@ static void bootstrap(sim_t *s, sim_host_t *h) {
       (void)pd_dht_add_node(h->dht, b->ident.id, &b->listen, NULL, 0, now);
     }
   }
-  pd_rectable_t *rt = pd_node_records(h->node);
-  size_t n = rt ? pd_rectable_count(rt) : 0;
-  for (size_t k = 0; k < LAB_DHT_RECORDS_PER_TICK && n; k++) {
-    const pd_rec_t *r = pd_rectable_at(rt, h->dht_rec_cursor++ % n);
-    pd_record_t rec;
-    pd_netaddr_t ep;
-    if (!r || pd_rec_decode(r, &rec) != 0 || !pd_dht_record_endpoint(&rec, &ep)) continue;
-    (void)pd_dht_add_node(h->dht, rec.id, &ep, r->bytes, r->len, now);
-  }
+  pd_node_dht_offer_records(h->node, &h->dht_rec_cursor, LAB_DHT_RECORDS_PER_TICK, now);
 }
 
 int lab_dht_start(sim_t *s, uint32_t hi, char *err, size_t cap) {
@@ -132,11 +96,10 @@ int lab_dht_start(sim_t *s, uint32_t hi, char *err, size_t cap) {
     snprintf(err, cap, "host %u: DHT: cannot create the engine", hi);
     return PD_ENOMEM;
   }
-  h->dht_has_record = false;
   h->dht_next_boot = s->now;
   h->dht_timer_at = INT64_MAX;
   pd_node_set_dht(h->node, h->dht);
-  hand_record(h);
+  pd_node_dht_sync_record(h->node);
   lab_push_ev(s, s->now, EV_DHT_TIMER, hi, h->gen, 0, 0, NULL);
   h->dht_timer_at = s->now;
   return 0;
@@ -214,7 +177,7 @@ void lab_dht_fire(sim_t *s, const pd_sim_event_t *e) {
   /* EV_DHT_TIMER */
   if (!h->up || !h->dht || h->gen != e->b || h->dht_timer_at != e->t) return;
   h->dht_timer_at = INT64_MAX;
-  hand_record(h);
+  pd_node_dht_sync_record(h->node);
   bootstrap(s, h);
   pd_dht_on_tick(h->dht, lab_now_ms(s));
   lab_dht_after(s, e->a);
