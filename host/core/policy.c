@@ -118,6 +118,12 @@ enum {
   PK_ATTRS,
   PK_PEERD,
   PK_RECORD_SEQ,
+  /* book entries only (push_entry) */
+  PK_ID,
+  PK_SOURCE,
+  PK_REFS,
+  PK_TERRIBLE,
+  PK_CHANCE,
   PK_COUNT
 };
 static const char *const peer_keys[PK_COUNT] = {
@@ -142,6 +148,11 @@ static const char *const peer_keys[PK_COUNT] = {
     [PK_ATTRS] = "attrs",
     [PK_PEERD] = "peerd",
     [PK_RECORD_SEQ] = "record_seq",
+    [PK_ID] = "id",
+    [PK_SOURCE] = "source",
+    [PK_REFS] = "refs",
+    [PK_TERRIBLE] = "terrible",
+    [PK_CHANCE] = "chance",
 };
 
 typedef struct pstate {
@@ -169,6 +180,7 @@ typedef struct pstate {
   int kref[PK_COUNT]; /* peer_keys as registry refs (LUA_NOREF until loaded) */
   const char *kstr[PK_COUNT]; /* their interned text: a field name is one of them iff the pointer is */
   int view_mt;                /* the metatable of peer views (LUA_NOREF until loaded) */
+  int entry_mt;               /* the metatable of book entries (LUA_NOREF until loaded) */
   /* pex batches: a registry slot holding the batch's `from`/`to` table
    * (false outside a batch), and whether it holds the current one */
   int other_ref;
@@ -241,6 +253,7 @@ static pstate_t *getps(lua_State *L) {
 
 static void count_hook(lua_State *L, lua_Debug *ar);
 static void view_metatable(lua_State *L);
+static void entry_metatable(lua_State *L);
 
 /* The cap was hit during a call or load: that call is over. Lua would
  * otherwise run an emergency full GC for every refused allocation of a
@@ -797,6 +810,8 @@ static int load_body(lua_State *L) {
   }
   view_metatable(L);
   ps->view_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+  entry_metatable(L);
+  ps->entry_mt = luaL_ref(L, LUA_REGISTRYINDEX);
   /* reserved now, so that storing a batch's table later never allocates */
   lua_pushboolean(L, 0);
   ps->other_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -907,6 +922,7 @@ int pd_policy_load(pd_policy_t *p, const pd_policy_file_t *files, size_t n, int6
   for (int h = 0; h < PD_HOOK_COUNT; h++) ps->ref[h] = LUA_NOREF;
   for (int k = 0; k < PK_COUNT; k++) ps->kref[k] = LUA_NOREF;
   ps->view_mt = LUA_NOREF;
+  ps->entry_mt = LUA_NOREF;
   ps->other_ref = LUA_NOREF;
   ps->L = lua_newstate(capped_alloc, ps);
   if (!ps->L) {
@@ -1239,10 +1255,6 @@ static void set_bool(lua_State *L, const char *k, bool v) {
   lua_pushboolean(L, v);
   lua_setfield(L, -2, k);
 }
-static void set_num(lua_State *L, const char *k, double v) {
-  lua_pushnumber(L, v);
-  lua_setfield(L, -2, k);
-}
 
 /* IsTerrible / GetChance for an address not in the book (evict_new's
  * candidate), as Bitcoin Core computes them. */
@@ -1259,56 +1271,6 @@ static double info_chance(const pd_book_info_t *e, int64_t now) {
   if (now - e->last_try < 60 * 10) c *= 0.01;
   for (int i = 0; i < e->attempts && i < 8; i++) c *= 0.66; /* pow(0.66, min(n, 8)) */
   return c;
-}
-
-static void push_entry(lua_State *L, pstate_t *ps, const pd_book_t *b, const pd_book_info_t *e,
-                       bool in_book) {
-  lua_createtable(L, 0, 16);
-  if (in_book) set_int(L, "id", e->id);
-  push_addr(L, &e->addr);
-  lua_setfield(L, -2, "addr");
-  if (e->has_node_id) {
-    push_hex(L, e->node_id, PD_NODE_ID_LEN);
-    lua_setfield(L, -2, "node_id");
-  }
-  push_addr(L, &e->source);
-  lua_setfield(L, -2, "source");
-  uint8_t g[PD_GROUP_MAX];
-  size_t gl = pd_netaddr_group(&e->addr, pd_book_allow_private(b), g);
-  push_hex(L, g, gl);
-  lua_setfield(L, -2, "group");
-  set_bool(L, "tried", e->in_tried);
-  set_int(L, "attempts", e->attempts);
-  set_int(L, "last_try", e->last_try);
-  set_int(L, "last_success", e->last_success);
-  set_int(L, "time", e->time);
-  set_int(L, "refs", e->refcount);
-  set_bool(L, "terrible",
-           in_book ? pd_book_is_terrible(b, e->id, ps->now) : info_terrible(e, ps->now));
-  set_bool(L, "banned", pd_banlist_is_banned(pd_book_bans_const(b), &e->addr, ps->now, NULL));
-  set_num(L, "chance", in_book ? pd_book_chance(b, e->id, ps->now) : info_chance(e, ps->now));
-  set_bool(L, "service_only", e->service_only);
-  /* the node's record, when we keep one: services, attrs, peerd */
-  pd_record_t r;
-  const pd_rec_t *rec = e->has_node_id && ps->records && *ps->records
-                            ? pd_rectable_find(*ps->records, e->node_id)
-                            : NULL;
-  bool has = rec && pd_rec_decode(rec, &r) == 0;
-  set_bool(L, "peerd", has && r.has_discovery);
-  if (!has) return;
-  lua_createtable(L, 0, r.nservices);
-  for (unsigned i = 0; i < r.nservices; i++) {
-    push_addr(L, &r.services[i].addr);
-    lua_setfield(L, -2, r.services[i].name);
-  }
-  lua_setfield(L, -2, "services");
-  lua_createtable(L, 0, r.nattrs);
-  for (unsigned i = 0; i < r.nattrs; i++) {
-    lua_pushstring(L, r.attrs[i].value);
-    lua_setfield(L, -2, r.attrs[i].key);
-  }
-  lua_setfield(L, -2, "attrs");
-  set_int(L, "record_seq", (int64_t)r.seq);
 }
 
 /* t[peer_keys[k]] = v. t has no metatable, so a raw set is what
@@ -1386,19 +1348,19 @@ static void push_peer_table(lua_State *L, const pd_peer_view_t *v) {
  * tostring() gives the address. Not a table: type() says "userdata" and
  * rawget/next do not apply (docs/policies.md). */
 
-/* The record of v's node, decoded, when the table holds one. */
-static bool view_record(lua_State *L, const pd_peer_view_t *v, pd_record_t *out) {
+/* The record of the node with this id, decoded, when the table holds one. */
+static bool id_record(lua_State *L, bool has_id, const uint8_t *id, pd_record_t *out) {
   const pstate_t *ps = getps(L);
-  if (!v->has_node_id || !ps->records || !*ps->records) return false;
-  const pd_rec_t *r = pd_rectable_find(*ps->records, v->node_id);
+  if (!has_id || !ps->records || !*ps->records) return false;
+  const pd_rec_t *r = pd_rectable_find(*ps->records, id);
   return r && pd_rec_decode(r, out) == 0;
 }
 
-/* services / attrs / peerd / record_seq of v (nil without a record, but
- * peerd: false). */
-static void push_record_field(lua_State *L, const pd_peer_view_t *v, int k) {
+/* services / attrs / peerd / record_seq of the node with this id (nil
+ * without a record, but peerd: false). */
+static void push_record_field_id(lua_State *L, bool has_id, const uint8_t *id, int k) {
   pd_record_t r;
-  bool has = view_record(L, v, &r);
+  bool has = id_record(L, has_id, id, &r);
   if (k == PK_PEERD) {
     lua_pushboolean(L, has && r.has_discovery);
     return;
@@ -1426,6 +1388,10 @@ static void push_record_field(lua_State *L, const pd_peer_view_t *v, int k) {
     lua_pushstring(L, r.attrs[i].value);
     lua_setfield(L, -2, r.attrs[i].key);
   }
+}
+
+static void push_record_field(lua_State *L, const pd_peer_view_t *v, int k) {
+  push_record_field_id(L, v->has_node_id, v->node_id, k);
 }
 
 /* Field k of v, or nil (an absent node_id or latency, an unknown name). */
@@ -1473,21 +1439,27 @@ static void push_view_field(lua_State *L, const pd_peer_view_t *v, int k) {
   }
 }
 
+/* The field number of the key at idx, PK_COUNT for none. Short strings
+ * are interned: a name equals a field's iff it is the same string object,
+ * so no strcmp. */
+static int field_key(lua_State *L, int idx) {
+  int k = PK_COUNT;
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    const char *key = lua_tostring(L, idx);
+    const pstate_t *ps = getps(L);
+    for (k = 0; k < PK_COUNT && ps->kstr[k] != key; k++) {
+    }
+  }
+  return k;
+}
+
 static int view_index(lua_State *L) {
   const pd_peer_view_t *v = lua_touserdata(L, 1);
   if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) { /* written fields first */
     lua_pushvalue(L, 2);
     if (lua_rawget(L, -2) != LUA_TNIL) return 1;
   }
-  int k = PK_COUNT;
-  if (lua_type(L, 2) == LUA_TSTRING) {
-    /* Short strings are interned: a name equals a field's iff it is the
-     * same string object, so no strcmp. */
-    const char *key = lua_tostring(L, 2);
-    const pstate_t *ps = getps(L);
-    for (k = 0; k < PK_COUNT && ps->kstr[k] != key; k++) {
-    }
-  }
+  int k = field_key(L, 2);
   /* The strings are made once per view and kept in its user values 2..4:
    * a batch's from/to view is read once per address. */
   int uv = k == PK_ADDR ? 2 : k == PK_GROUP ? 3 : k == PK_NODE_ID && v->has_node_id ? 4 : 0;
@@ -1561,6 +1533,142 @@ static void push_peer(lua_State *L, const pd_peer_view_t *v) {
   pd_peer_view_t *u = lua_newuserdatauv(L, sizeof *u, 4);
   *u = *v;
   lua_rawgeti(L, LUA_REGISTRYINDEX, ps->view_mt);
+  lua_setmetatable(L, -2);
+}
+
+/* ---- book entries --------------------------------------------------------------------------
+ * book:entry(id) and evict_new/evict_tried's incumbent and candidate: a full
+ * userdata holding a snapshot of the entry, its fields made when read, as
+ * peer views (above) are. evict_new runs for every contested new-table slot,
+ * and an attacker's flood contests thousands a second: the eager table of
+ * nineteen fields and four strings, twice a call, was a third of a
+ * 100,000-address Heilman run. terrible, banned and chance are computed
+ * in C when the entry is made (they need the book); the record fields are
+ * looked up when read, as a view's. */
+typedef struct {
+  pd_book_info_t e;
+  bool in_book; /* e.id is an id (evict_new's candidate may not be in the book) */
+  bool allow_private;
+  bool terrible, banned;
+  double chance;
+} entry_view_t;
+
+static void push_entry_field(lua_State *L, const entry_view_t *x, int k) {
+  const pd_book_info_t *e = &x->e;
+  switch (k) {
+  case PK_ID:
+    if (x->in_book)
+      lua_pushinteger(L, (lua_Integer)e->id);
+    else
+      lua_pushnil(L);
+    return;
+  case PK_ADDR: push_addr(L, &e->addr); return;
+  case PK_NODE_ID:
+    if (e->has_node_id)
+      push_hex(L, e->node_id, PD_NODE_ID_LEN);
+    else
+      lua_pushnil(L);
+    return;
+  case PK_SOURCE: push_addr(L, &e->source); return;
+  case PK_GROUP: {
+    uint8_t g[PD_GROUP_MAX];
+    size_t gl = pd_netaddr_group(&e->addr, x->allow_private, g);
+    push_hex(L, g, gl);
+    return;
+  }
+  case PK_TRIED: lua_pushboolean(L, e->in_tried); return;
+  case PK_ATTEMPTS: lua_pushinteger(L, e->attempts); return;
+  case PK_LAST_TRY: lua_pushinteger(L, (lua_Integer)e->last_try); return;
+  case PK_LAST_SUCCESS: lua_pushinteger(L, (lua_Integer)e->last_success); return;
+  case PK_TIME: lua_pushinteger(L, (lua_Integer)e->time); return;
+  case PK_REFS: lua_pushinteger(L, e->refcount); return;
+  case PK_TERRIBLE: lua_pushboolean(L, x->terrible); return;
+  case PK_BANNED: lua_pushboolean(L, x->banned); return;
+  case PK_CHANCE: lua_pushnumber(L, x->chance); return;
+  case PK_SERVICE_ONLY: lua_pushboolean(L, e->service_only); return;
+  case PK_SERVICES:
+  case PK_ATTRS:
+  case PK_PEERD:
+  case PK_RECORD_SEQ: push_record_field_id(L, e->has_node_id, e->node_id, k); return;
+  default: lua_pushnil(L); return;
+  }
+}
+
+/* Every field an entry has, in the order the eager table set them. */
+static const int entry_fields[] = {PK_ID,       PK_ADDR,         PK_NODE_ID,  PK_SOURCE,
+                                   PK_GROUP,    PK_TRIED,        PK_ATTEMPTS, PK_LAST_TRY,
+                                   PK_LAST_SUCCESS, PK_TIME,     PK_REFS,     PK_TERRIBLE,
+                                   PK_BANNED,   PK_CHANCE,       PK_SERVICE_ONLY, PK_PEERD,
+                                   PK_SERVICES, PK_ATTRS,        PK_RECORD_SEQ};
+
+/* All fields of an entry, in a fresh table (pairs). */
+static void push_entry_table(lua_State *L, const entry_view_t *x) {
+  const pstate_t *ps = getps(L);
+  lua_createtable(L, 0, 20);
+  int t = lua_gettop(L);
+  for (size_t i = 0; i < sizeof entry_fields / sizeof entry_fields[0]; i++) {
+    pkey(L, ps, entry_fields[i]);
+    push_entry_field(L, x, entry_fields[i]);
+    if (lua_isnil(L, -1)) lua_pop(L, 2); /* an absent field is not listed */
+    else lua_rawset(L, t);
+  }
+}
+
+static int entry_index(lua_State *L) {
+  const entry_view_t *x = lua_touserdata(L, 1);
+  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) { /* written fields first */
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+  }
+  push_entry_field(L, x, field_key(L, 2));
+  return 1;
+}
+
+static int entry_pairs(lua_State *L) {
+  const entry_view_t *x = lua_touserdata(L, 1);
+  lua_pushcfunction(L, view_next);
+  push_entry_table(L, x);
+  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE)
+    merge_into_below(L); /* the writes on top */
+  else
+    lua_pop(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+static int entry_tostring(lua_State *L) {
+  const entry_view_t *x = lua_touserdata(L, 1);
+  push_addr(L, &x->e.addr);
+  return 1;
+}
+
+/* Leaves the metatable on the stack. */
+static void entry_metatable(lua_State *L) {
+  static const luaL_Reg mt[] = {{"__index", entry_index},
+                                {"__newindex", view_newindex},
+                                {"__pairs", entry_pairs},
+                                {"__tostring", entry_tostring},
+                                {NULL, NULL}};
+  lua_createtable(L, 0, 6);
+  luaL_setfuncs(L, mt, 0);
+  lua_pushliteral(L, "peerd.entry");
+  lua_setfield(L, -2, "__name");
+  lua_pushliteral(L, "peerd.entry");
+  lua_setfield(L, -2, "__metatable");
+}
+
+/* e as the policy sees it; in_book: e->id is its id in b. */
+static void push_entry(lua_State *L, pstate_t *ps, const pd_book_t *b, const pd_book_info_t *e,
+                       bool in_book) {
+  /* user value 1: the written fields */
+  entry_view_t *x = lua_newuserdatauv(L, sizeof *x, 1);
+  x->e = *e;
+  x->in_book = in_book;
+  x->allow_private = pd_book_allow_private(b);
+  x->terrible = in_book ? pd_book_is_terrible(b, e->id, ps->now) : info_terrible(e, ps->now);
+  x->banned = pd_banlist_is_banned(pd_book_bans_const(b), &e->addr, ps->now, NULL);
+  x->chance = in_book ? pd_book_chance(b, e->id, ps->now) : info_chance(e, ps->now);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ps->entry_mt);
   lua_setmetatable(L, -2);
 }
 

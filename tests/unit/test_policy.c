@@ -1090,6 +1090,95 @@ static void peer_views(void **state) {
   pd_policy_destroy(p);
 }
 
+/* Book entries (book:entry, evict_new/evict_tried's arguments) are lazy
+ * snapshots as peer views are: every field reads as it did from the eager
+ * table, pairs() lists them all, writes shadow them, tostring() is the
+ * address, the candidate not yet in the book has no id, and an entry kept
+ * past its call still reads what it was. */
+static void entry_views(void **state) {
+  (void)state;
+  pd_book_t *b = small_book(3, 1);
+  uint32_t ids[8];
+  size_t total = 0;
+  assert_int_equal(pd_book_list(b, PD_TABLE_ANY, 0, 8, ids, &total), 4);
+  pd_book_info_t inc;
+  assert_int_equal(pd_book_info(b, ids[0], &inc), 0);
+  pd_book_info_t cand;
+  memset(&cand, 0, sizeof(cand));
+  cand.id = PD_BOOK_NO_ID;
+  assert_int_equal(pd_netaddr_parse("99.1.2.3:26656", 0, &cand.addr, NULL, NULL, NULL), 0);
+  assert_int_equal(pd_netaddr_parse_ip("7.7.7.7", &cand.source, NULL), 0);
+  cand.time = NOW - 5;
+  char src[2048];
+  snprintf(src, sizeof src,
+           "local kept, kept_addr, kept_tried\n"
+           "return { evict_new = function(book, inc, cand)\n"
+           "  if kept then\n"
+           "    assert(kept.addr == kept_addr and kept.tried == kept_tried and kept.mine == 1)\n"
+           "    return 'keep'\n"
+           "  end\n"
+           "  assert(type(inc) == 'userdata' and tostring(inc) == inc.addr)\n"
+           "  assert(inc.id == %u and inc.addr == '%s')\n"
+           "  assert(inc.source == '5.6.7.8' and inc.group == book:group(inc.id))\n"
+           "  assert(inc.tried == book:tried(inc.id) and inc.terrible == book:terrible(inc.id))\n"
+           "  assert(inc.chance == book:chance(inc.id) and inc.banned == false)\n"
+           "  assert(inc.refs == %d and inc.attempts == 0 and inc.time == %lld)\n"
+           "  assert(inc.node_id == nil and inc.peerd == false and inc.services == nil)\n"
+           "  assert(inc.service_only == false and inc.nosuch == nil and inc[1] == nil)\n"
+           "  local n, seen = 0, {}\n"
+           "  for k, v in pairs(inc) do n = n + 1; seen[k] = v end\n"
+           "  assert(n == 15, n) -- 19 fields but node_id, services, attrs and record_seq\n"
+           "  for k, v in pairs(seen) do assert(inc[k] == v, k) end\n"
+           "  assert(cand.id == nil and cand.addr == '99.1.2.3:26656' and cand.refs == 0)\n"
+           "  assert(cand.source == '7.7.7.7' and cand.time == %lld and cand.tried == false)\n"
+           "  n = 0\n"
+           "  for k in pairs(cand) do n = n + 1; assert(k ~= 'id') end\n"
+           "  assert(n == 14, n) -- and no id\n"
+           "  cand.refs = 'x'; cand.extra = true\n"
+           "  assert(cand.refs == 'x' and cand.extra == true and cand.time == %lld)\n"
+           "  seen = {}\n"
+           "  for k, v in pairs(cand) do seen[k] = v end\n"
+           "  assert(seen.refs == 'x' and seen.extra == true)\n"
+           "  kept, kept_addr, kept_tried = inc, inc.addr, inc.tried\n"
+           "  inc.mine = 1\n"
+           "  return 'replace'\n"
+           "end }",
+           inc.id, "", (int)inc.refcount, (long long)inc.time, (long long)cand.time,
+           (long long)cand.time);
+  /* the incumbent's address, formatted as the policy sees it */
+  char addr[PD_ADDR_STRLEN];
+  assert_true(pd_netaddr_format(&inc.addr, addr, sizeof addr) > 0);
+  char full[2200];
+  char *at = strstr(src, "inc.addr == ''");
+  assert_non_null(at);
+  snprintf(full, sizeof full, "%.*sinc.addr == '%s'%s", (int)(at - src), src, addr,
+           at + strlen("inc.addr == ''"));
+  src_t s[] = {{"evict.lua", full}};
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  char err[512];
+  if (load(p, s, 1, err, sizeof(err)) != 0) fail_msg("%s", err);
+  int vd = 0;
+  int rc = pd_policy_evict_new(p, b, ids[0], &cand, NULL, NOW, &vd);
+  if (rc != 0) {
+    char msg[256];
+    pd_policy_next_unreported(p, NULL, NULL, msg, sizeof(msg));
+    fail_msg("evict_new: %d %s", rc, msg);
+  }
+  assert_int_equal(vd, PD_BOOK_REPLACE);
+  /* the book changes; the kept entry does not */
+  pd_netaddr_t a = inc.addr;
+  assert_int_equal(pd_book_attempt(b, &a, true, NOW), 0);
+  rc = pd_policy_evict_new(p, b, ids[1], &cand, NULL, NOW, &vd);
+  if (rc != 0) {
+    char msg[256];
+    pd_policy_next_unreported(p, NULL, NULL, msg, sizeof(msg));
+    fail_msg("evict_new (kept): %d %s", rc, msg);
+  }
+  assert_int_equal(vd, PD_BOOK_KEEP);
+  pd_policy_destroy(p);
+  pd_book_destroy(b);
+}
+
 /* Batches of pex calls decide exactly as single calls do (same decisions,
  * same peerd.random draws, same failure accounting), one failing address
  * falling back alone. */
@@ -1382,9 +1471,17 @@ static void record_views(void **state) {
                 "    local n = 0; for k in pairs(p) do if k == 'services' or k == 'attrs' then n = n + 1 end end\n"
                 "    assert(n == 2)\n"
                 "  end\n"
-                "  return s\nend }"}};
+                "  return s\nend }"},
+               {"evict.lua", /* a book entry reads the same fields */
+                "return { evict_new = function(book, inc, cand)\n"
+                "  assert(inc.peerd == false and inc.attrs == nil and inc.record_seq == nil)\n"
+                "  assert(cand.peerd == true and cand.attrs.chain == 'test-chain-1')\n"
+                "  assert(cand.services.p2p == '192.0.2.1:26656' and cand.record_seq == 1)\n"
+                "  local n = 0; for k in pairs(cand) do if k == 'services' or k == 'attrs' then n = n + 1 end end\n"
+                "  assert(n == 2)\n"
+                "  return 'keep'\nend }"}};
   char err[512];
-  if (load(p, s, 1, err, sizeof(err)) != 0) fail_msg("%s", err);
+  if (load(p, s, 2, err, sizeof(err)) != 0) fail_msg("%s", err);
   /* the record of docs/protocol.md's test vector: chain=test-chain-1 */
   uint8_t seed[32];
   for (int i = 0; i < 32; i++) seed[i] = (uint8_t)i;
@@ -1419,6 +1516,24 @@ static void record_views(void **state) {
     fail_msg("%s", msg);
   }
   assert_true(sc == 21);
+  pd_book_t *b = small_book(1, 0);
+  uint32_t inc;
+  size_t total = 0;
+  assert_int_equal(pd_book_list(b, PD_TABLE_ANY, 0, 1, &inc, &total), 1);
+  pd_book_info_t cand;
+  memset(&cand, 0, sizeof(cand));
+  cand.id = PD_BOOK_NO_ID;
+  cand.addr = v.addr;
+  cand.has_node_id = true;
+  memcpy(cand.node_id, id.id, PD_NODE_ID_LEN);
+  int vd = 0;
+  if (pd_policy_evict_new(p, b, inc, &cand, NULL, NOW, &vd) != 0) {
+    char msg[256];
+    pd_policy_next_unreported(p, NULL, NULL, msg, sizeof(msg));
+    fail_msg("%s", msg);
+  }
+  assert_int_equal(vd, PD_BOOK_KEEP);
+  pd_book_destroy(b);
   pd_policy_set_records(p, NULL);
   pd_rectable_destroy(t);
   pd_policy_destroy(p);
@@ -1885,6 +2000,7 @@ int main(void) {
       cmocka_unit_test(counting_and_reporting),
       cmocka_unit_test(peers_events_and_pex),
       cmocka_unit_test(peer_views),
+      cmocka_unit_test(entry_views),
       cmocka_unit_test(evict_inbound_hook),
       cmocka_unit_test(record_views),
       cmocka_unit_test(book_hooks_adapter),
