@@ -1394,6 +1394,18 @@ uint32_t pd_book_find(const pd_book_t *b, const pd_netaddr_t *addr) {
   return find_id(b, addr);
 }
 
+void pd_book_prefetch(const pd_book_t *b, const pd_netaddr_t *addr, int pass) {
+  if (!b || !addr || b->index_count == 0) return;
+  uint64_t h = addr_hash(b, addr->ip, addr->port);
+  uint32_t i = (uint32_t)h & (b->index_cap - 1);
+  if (pass == 0) {
+    __builtin_prefetch(&b->index[i]);
+    return;
+  }
+  uint32_t v = b->index[i], t = idx_tag(h);
+  if (v != NO_ID && (v & ~IDX_ID_MASK) == t) __builtin_prefetch(&b->e[v & IDX_ID_MASK]);
+}
+
 int pd_book_info(const pd_book_t *b, uint32_t id, pd_book_info_t *out) {
   if (!b || !out || !live(b, id)) return PD_ENOENT;
   const entry_t *e = &b->e[id];

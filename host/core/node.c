@@ -867,6 +867,7 @@ typedef struct {
   pd_node_pex_entry_fn entry;
   pd_node_pex_result_fn result;
   void *ud;
+  size_t count;        /* addresses in the batch */
   pd_peer_view_t vf;   /* `from` as of the last address */
   uint32_t from_id;    /* its book entry then, or PD_BOOK_NO_ID */
   bool prev_is_from;   /* the last address offered was `from` itself */
@@ -880,10 +881,25 @@ static void from_view(accept_batch_t *b) {
   b->from_id = b->vf.known ? pd_book_find(pd_node_book(b->n), b->from) : PD_BOOK_NO_ID;
 }
 
+/* The book lines of the next PEX_PREFETCH addresses start loading (a hint:
+ * pd_book_prefetch), so that their lookups' cache misses overlap. */
+#define PEX_PREFETCH 32
+static void accept_prefetch(accept_batch_t *b, size_t i) {
+  pd_netaddr_t a[PEX_PREFETCH];
+  size_t k = 0;
+  for (size_t j = i; j < b->count && k < PEX_PREFETCH; j++) {
+    const uint8_t *id = NULL;
+    if (b->entry(b->ud, j, &a[k], &id)) k++;
+  }
+  for (int pass = 0; pass < 2; pass++)
+    for (size_t j = 0; j < k; j++) pd_book_prefetch(b->n->book, &a[j], pass);
+}
+
 static bool accept_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other) {
   accept_batch_t *b = ud;
   pd_netaddr_t a;
   const uint8_t *id = NULL;
+  if (i % PEX_PREFETCH == 0) accept_prefetch(b, i);
   if (!b->entry(b->ud, i, &a, &id)) return false;
   /* `from` as the single call sees it: the previous result may have changed
    * the book, and only the book part of its view can change within a
@@ -931,6 +947,7 @@ void pd_node_pex_accept_batch(pd_node_t *n, const pd_netaddr_t *from, size_t cou
   b.entry = entry;
   b.result = result;
   b.ud = ud;
+  b.count = count;
   from_view(&b);
   pd_peer_view_t vf = b.vf;
   (void)pd_policy_pex_batch(n->policy, PD_HOOK_PEX_ACCEPT, &vf, count, accept_next, accept_done,

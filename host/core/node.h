@@ -413,9 +413,10 @@ void pd_node_dht_offer_records(pd_node_t *n, size_t *cursor, size_t max, int64_t
 /* PEX, one ADDR message from `from`: its count addresses decided in order
  * exactly as count calls of pd_node_pex_accept would decide them, with one
  * `from` table for the message (pd_policy_pex_batch). entry(ud, i, &addr,
- * &id) gives address i (id: its node id or NULL) just before its decision;
- * false skips it. result(ud, i, accept) gets the decision and may change the
- * book before the next address is looked at. */
+ * &id) gives address i (id: its node id or NULL) just before its decision,
+ * and may be asked for it earlier too (a read ahead, to prefetch): it must
+ * have no side effects; false skips it. result(ud, i, accept) gets the
+ * decision and may change the book before the next address is looked at. */
 typedef bool (*pd_node_pex_entry_fn)(void *ud, size_t i, pd_netaddr_t *addr, const uint8_t **id);
 typedef void (*pd_node_pex_result_fn)(void *ud, size_t i, bool accept);
 void pd_node_pex_accept_batch(pd_node_t *n, const pd_netaddr_t *from, size_t count,

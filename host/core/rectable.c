@@ -356,6 +356,20 @@ const pd_rec_t *pd_rectable_find(const pd_rectable_t *t, const uint8_t id[PD_NOD
   return f >= 0 ? t->recs[t->by_id.slot[f]] : NULL;
 }
 
+void pd_rectable_prefetch(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN], int pass) {
+  if (!t || !id || !t->count) return;
+  uint64_t h = hash(t, id, PD_NODE_ID_LEN);
+  size_t i = (size_t)h & t->by_id.mask;
+  if (pass == 0) {
+    __builtin_prefetch(&t->by_id.slot[i]);
+    __builtin_prefetch(&t->by_id.tag[i]);
+    return;
+  }
+  uint32_t v = t->by_id.slot[i];
+  if (v != EMPTY && v != TOMB && t->by_id.tag[i] == (uint32_t)(h >> 32))
+    __builtin_prefetch(t->recs[v]);
+}
+
 const pd_rec_t *pd_rectable_find_service(const pd_rectable_t *t, const pd_netaddr_t *addr) {
   if (!t || !addr || !t->count) return NULL;
   long f = svc_lookup(t, addr);

@@ -58,6 +58,12 @@ void pd_rectable_destroy(pd_rectable_t *t);
 int pd_rectable_put(pd_rectable_t *t, const uint8_t *bytes, size_t len, const pd_record_t *rec,
                     int64_t now);
 const pd_rec_t *pd_rectable_find(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN]);
+/* A hint, no effect on the table: start loading what pd_rectable_find(t,
+ * id) will read. Pass 0 loads the index lines the id hashes to; pass 1
+ * (after pass 0 over the same ids) follows them to the record when it is
+ * there. For batches (an ADDR's entries): pass 0, then pass 1, over a few
+ * dozen ahead of the ones looked up, so their cache misses overlap. */
+void pd_rectable_prefetch(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN], int pass);
 /* The record naming addr (IP and port) as one of its service endpoints
  * (the latest put wins when several do). */
 const pd_rec_t *pd_rectable_find_service(const pd_rectable_t *t, const pd_netaddr_t *addr);
