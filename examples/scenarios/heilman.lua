@@ -125,6 +125,19 @@ sim.result("ever_eclipsed", eclipsed_at >= 0)
 local c = pool:counters()
 sim.result("pool_held", c.held)
 sim.result("pool_handshakes", c.handshakes)
+-- What the run cost: the pool's GETADDR answers (each GETADDR_N addresses)
+-- go mostly to the seeds, which crawl every address they learn (once an
+-- hour each); every address received is a pex.lua call and a book lookup.
+sim.result("pool_getaddr_answered", c.getaddr_answered)
+sim.result("pool_addrs_sent", c.addrs_sent)
+local crawls, received = 0, 0
+for _, h in ipairs(seeds) do
+  local k = h:counters()
+  crawls = crawls + k.seed_crawls
+  received = received + k.addrs_received
+end
+sim.result("seed_crawls", crawls)
+sim.result("seed_addrs_received", received)
 sim.result("addresses", ADDRESSES)
 sim.result("honest", HONEST)
 sim.result("anchors", ANCHORS)

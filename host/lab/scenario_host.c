@@ -132,6 +132,7 @@ static int h_peers(lua_State *L) {
 static int h_counters(lua_State *L) {
   sim_host_t *h = lab_getsim(L)->hosts[lab_checkhost(L, 1)];
   uint64_t frames = h->prev_frames_out, bytes = h->prev_bytes_out, hs = 0, dials_ok = 0, dials = 0;
+  uint64_t addrs = 0, crawls = 0;
   if (h->up) {
     pd_netmgr_counters_t c;
     pd_netmgr_counters(h->m, &c);
@@ -140,8 +141,10 @@ static int h_counters(lua_State *L) {
     hs = c.handshakes;
     dials_ok = c.dialer.dials[PD_DIAL_OK];
     for (size_t i = 0; i < PD_DIAL_OUTCOME_COUNT; i++) dials += c.dialer.dials[i];
+    addrs = c.addrs_received;
+    crawls = c.seed_crawls;
   }
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 8);
   lua_pushinteger(L, (lua_Integer)frames);
   lua_setfield(L, -2, "messages_sent");
   lua_pushinteger(L, (lua_Integer)bytes);
@@ -154,6 +157,10 @@ static int h_counters(lua_State *L) {
   lua_setfield(L, -2, "dials_ok");
   lua_pushinteger(L, (lua_Integer)h->starts);
   lua_setfield(L, -2, "starts");
+  lua_pushinteger(L, (lua_Integer)addrs);
+  lua_setfield(L, -2, "addrs_received");
+  lua_pushinteger(L, (lua_Integer)crawls);
+  lua_setfield(L, -2, "seed_crawls");
   return 1;
 }
 

@@ -206,7 +206,10 @@ static void restart_and_partition(void **state) {
       "sim.run(400)\n"
       "sim.assert(b:book_size() > 1, 'healed host learnt addresses')\n"
       "sim.assert(b:outbound() > 0, 'healed host has peers')\n"
-      "sim.assert(a[1]:counters().starts == 2, 'two starts')\n";
+      "sim.assert(a[1]:counters().starts == 2, 'two starts')\n"
+      "local sc, ac = s:counters(), a[2]:counters()\n"
+      "sim.assert(sc.seed_crawls > 0 and ac.seed_crawls == 0, 'the seed crawled')\n"
+      "sim.assert(ac.addrs_received >= a[2]:book_size() - 1, 'addresses came in ADDRs')\n";
   char err[1024];
   int rc = run_text(text, 3, NULL, NULL, err, sizeof err);
   if (rc != 0) fail_msg("run: %s", err);
