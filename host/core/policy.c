@@ -1453,12 +1453,17 @@ static int field_key(lua_State *L, int idx) {
   return k;
 }
 
+/* __index of a view or entry (userdata at 1, key at 2): true with the
+ * written field on top when the policy wrote one (user value 1). */
+static bool written_field(lua_State *L) {
+  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) return false;
+  lua_pushvalue(L, 2);
+  return lua_rawget(L, -2) != LUA_TNIL;
+}
+
 static int view_index(lua_State *L) {
   const pd_peer_view_t *v = lua_touserdata(L, 1);
-  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) { /* written fields first */
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
-  }
+  if (written_field(L)) return 1;
   int k = field_key(L, 2);
   /* The strings are made once per view and kept in its user values 2..4:
    * a batch's from/to view is read once per address. */
@@ -1494,10 +1499,9 @@ static int view_next(lua_State *L) {
   return 1;
 }
 
-static int view_pairs(lua_State *L) {
-  const pd_peer_view_t *v = lua_touserdata(L, 1);
-  lua_pushcfunction(L, view_next);
-  push_peer_table(L, v);
+/* __pairs of a view or entry, its table of every field on top (above
+ * view_next): the writes go on top of it, and next() walks it. */
+static int pairs_of_table(lua_State *L) {
   if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE)
     merge_into_below(L); /* the writes on top */
   else
@@ -1506,25 +1510,37 @@ static int view_pairs(lua_State *L) {
   return 3;
 }
 
+static int view_pairs(lua_State *L) {
+  lua_pushcfunction(L, view_next);
+  push_peer_table(L, lua_touserdata(L, 1));
+  return pairs_of_table(L);
+}
+
 static int view_tostring(lua_State *L) {
   const pd_peer_view_t *v = lua_touserdata(L, 1);
   push_view_field(L, v, PK_ADDR);
   return 1;
 }
 
-/* Leaves the metatable on the stack. */
-static void view_metatable(lua_State *L) {
-  static const luaL_Reg mt[] = {{"__index", view_index},
-                                {"__newindex", view_newindex},
-                                {"__pairs", view_pairs},
-                                {"__tostring", view_tostring},
-                                {NULL, NULL}};
+/* A view-like metatable (writes shadow fields, as view_newindex keeps
+ * them), named `name`; left on the stack. */
+static void lazy_metatable(lua_State *L, const char *name, lua_CFunction index,
+                           lua_CFunction pairs, lua_CFunction tostr) {
+  const luaL_Reg mt[] = {{"__index", index},
+                         {"__newindex", view_newindex},
+                         {"__pairs", pairs},
+                         {"__tostring", tostr},
+                         {NULL, NULL}};
   lua_createtable(L, 0, 6);
   luaL_setfuncs(L, mt, 0);
-  lua_pushliteral(L, "peerd.view");
+  lua_pushstring(L, name);
   lua_setfield(L, -2, "__name");
-  lua_pushliteral(L, "peerd.view");
+  lua_pushstring(L, name);
   lua_setfield(L, -2, "__metatable");
+}
+
+static void view_metatable(lua_State *L) {
+  lazy_metatable(L, "peerd.view", view_index, view_pairs, view_tostring);
 }
 
 static void push_peer(lua_State *L, const pd_peer_view_t *v) {
@@ -1615,25 +1631,15 @@ static void push_entry_table(lua_State *L, const entry_view_t *x) {
 }
 
 static int entry_index(lua_State *L) {
-  const entry_view_t *x = lua_touserdata(L, 1);
-  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) { /* written fields first */
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
-  }
-  push_entry_field(L, x, field_key(L, 2));
+  if (written_field(L)) return 1;
+  push_entry_field(L, lua_touserdata(L, 1), field_key(L, 2));
   return 1;
 }
 
 static int entry_pairs(lua_State *L) {
-  const entry_view_t *x = lua_touserdata(L, 1);
   lua_pushcfunction(L, view_next);
-  push_entry_table(L, x);
-  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE)
-    merge_into_below(L); /* the writes on top */
-  else
-    lua_pop(L, 1);
-  lua_pushnil(L);
-  return 3;
+  push_entry_table(L, lua_touserdata(L, 1));
+  return pairs_of_table(L);
 }
 
 static int entry_tostring(lua_State *L) {
@@ -1642,19 +1648,8 @@ static int entry_tostring(lua_State *L) {
   return 1;
 }
 
-/* Leaves the metatable on the stack. */
 static void entry_metatable(lua_State *L) {
-  static const luaL_Reg mt[] = {{"__index", entry_index},
-                                {"__newindex", view_newindex},
-                                {"__pairs", entry_pairs},
-                                {"__tostring", entry_tostring},
-                                {NULL, NULL}};
-  lua_createtable(L, 0, 6);
-  luaL_setfuncs(L, mt, 0);
-  lua_pushliteral(L, "peerd.entry");
-  lua_setfield(L, -2, "__name");
-  lua_pushliteral(L, "peerd.entry");
-  lua_setfield(L, -2, "__metatable");
+  lazy_metatable(L, "peerd.entry", entry_index, entry_pairs, entry_tostring);
 }
 
 /* e as the policy sees it; in_book: e->id is its id in b. */
