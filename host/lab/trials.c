@@ -35,6 +35,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #ifdef __linux__
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #endif
 
@@ -51,6 +52,34 @@ typedef struct rec {
   uint32_t kind;
   uint32_t arg; /* REC_DONE: failed; REC_BRANCHED: the swept parameters read before */
 } rec_t;
+
+/* A branch copies the group's memory page by page as it writes to it (fork's
+ * copy-on-write): at 1,000 hosts nearly all of it, ~150,000 faults, and on a
+ * virtual machine each fault costs microseconds of system time. Breaking the
+ * sharing in bulk first, one madvise(MADV_POPULATE_WRITE) per writable
+ * private anonymous mapping, copies the same pages without the faults. Only
+ * a hint: on a kernel without it (< 5.14) or on failure the branch faults
+ * as before; nothing else changes. */
+static void unshare_memory(void) {
+#if defined(__linux__) && defined(MADV_POPULATE_WRITE)
+  FILE *f = fopen("/proc/self/maps", "r");
+  if (!f) return;
+  char line[512];
+  while (fgets(line, sizeof line, f)) {
+    unsigned long lo = 0, hi = 0, inode = 1;
+    char perms[8] = {0}, dev[16] = {0};
+    unsigned long long off = 0;
+    int path = 0;
+    if (sscanf(line, "%lx-%lx %7s %llx %15s %lu %n", &lo, &hi, perms, &off, dev, &inode, &path) < 6)
+      continue;
+    /* anonymous (no inode), writable, private; not the stack or [vvar]-like specials */
+    if (inode != 0 || strcmp(perms, "rw-p") != 0) continue;
+    if (path > 0 && line[path] == '[' && strncmp(line + path, "[heap]", 6) != 0) continue;
+    (void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+  }
+  fclose(f);
+#endif
+}
 
 static void send_rec(int fd, uint64_t g, uint32_t kind, uint32_t arg) {
   rec_t r = {g, kind, arg};
@@ -240,6 +269,7 @@ static int on_branch(void *vctx, int64_t vms, uint32_t swept_read, const char *c
         (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 #endif
         if (getppid() != c->self) _exit(3);
+        unshare_memory();
         c->cur = c->g[next];
         sweep_trial_dir(c->tdir, sizeof c->tdir, c->dir, p, c->cur);
         open_log(c->tdir, shared[0] ? shared : NULL);
