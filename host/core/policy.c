@@ -155,9 +155,21 @@ static const char *const peer_keys[PK_COUNT] = {
     [PK_CHANCE] = "chance",
 };
 
+/* Lua's small blocks (views, strings, closures: every call makes a view or
+ * two) in classes of 16 bytes, the freed ones kept for the next allocation
+ * of their class, last freed first, up to SMALL_KEEP bytes a state. A
+ * minor collection frees a call's garbage in bursts of hundreds, which
+ * glibc's per-size cache (7 chunks) sends to its slow bins; here the next
+ * view reuses the block the collector just touched. */
+#define SMALL_MAX 256
+#define SMALL_CLASSES (SMALL_MAX / 16)
+#define SMALL_KEEP (32 * 1024)
+
 typedef struct pstate {
   lua_State *L;
   size_t used, cap; /* allocator counter and cap */
+  void *small[SMALL_CLASSES]; /* freed blocks of 16 (k + 1) bytes, linked through their first word */
+  size_t small_kept;          /* bytes in them */
   bool mem_refused; /* the allocator said no during this call/load */
   /* the call (or load) in progress */
   bool busy, loading;
@@ -268,11 +280,20 @@ static void refused(pstate_t *ps) {
   }
 }
 
+static size_t small_size(size_t n) { return (n + 15) & ~(size_t)15; }
+
 static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   pstate_t *ps = ud;
   if (ptr == NULL) osize = 0; /* osize is then a type tag */
   if (nsize == 0) {
-    free(ptr);
+    if (ptr && osize <= SMALL_MAX && ps->small_kept + small_size(osize) <= SMALL_KEEP) {
+      size_t k = small_size(osize) / 16 - 1;
+      *(void **)ptr = ps->small[k];
+      ps->small[k] = ptr;
+      ps->small_kept += small_size(osize);
+    } else {
+      free(ptr);
+    }
     ps->used -= osize;
     return NULL;
   }
@@ -280,13 +301,36 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     refused(ps);
     return NULL;
   }
-  void *q = realloc(ptr, nsize);
+  void *q;
+  if (nsize <= SMALL_MAX) {
+    /* every small block holds its whole class, so any can go back to a list */
+    size_t k = small_size(nsize) / 16 - 1;
+    if (ptr == NULL && ps->small[k]) {
+      q = ps->small[k];
+      ps->small[k] = *(void **)q;
+      ps->small_kept -= small_size(nsize);
+    } else {
+      q = realloc(ptr, small_size(nsize));
+    }
+  } else {
+    q = realloc(ptr, nsize);
+  }
   if (q == NULL) {
     refused(ps);
     return NULL;
   }
   ps->used = ps->used - osize + nsize;
   return q;
+}
+
+static void small_release(pstate_t *ps) {
+  for (size_t k = 0; k < SMALL_CLASSES; k++)
+    while (ps->small[k]) {
+      void *b = ps->small[k];
+      ps->small[k] = *(void **)b;
+      free(b);
+    }
+  ps->small_kept = 0;
 }
 
 static int on_panic(lua_State *L) {
@@ -821,6 +865,7 @@ static int load_body(lua_State *L) {
 static void pstate_close(pstate_t *ps) {
   if (!ps) return;
   if (ps->L) lua_close(ps->L);
+  small_release(ps);
   free(ps);
 }
 
