@@ -111,6 +111,7 @@ typedef struct sim_host {
   int64_t timer_at;
   int64_t last_tick_s;
   uint32_t *links;
+  uint64_t *link_cid; /* beside links[i]: this host's conn id on it when added (lab_link_find) */
   uint32_t nlinks, linkcap;
   uint64_t starts;
   /* counters of previous incarnations */

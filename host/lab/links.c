@@ -129,14 +129,20 @@ static void link_maybe_free(sim_t *s, uint32_t li) {
   s->free_link = li;
 }
 
-static int host_add_link(sim_host_t *h, uint32_t li) {
+/* Adds li to h's links; cid: h's conn id on it (a link's side is named
+ * before it is added). */
+static int host_add_link(sim_host_t *h, uint32_t li, uint64_t cid) {
   if (h->nlinks == h->linkcap) {
     uint32_t nc = h->linkcap ? h->linkcap * 2 : 16;
     uint32_t *nl = realloc(h->links, nc * sizeof *nl);
     if (!nl) return PD_ENOMEM;
     h->links = nl;
+    uint64_t *nk = realloc(h->link_cid, nc * sizeof *nk);
+    if (!nk) return PD_ENOMEM;
+    h->link_cid = nk;
     h->linkcap = nc;
   }
+  h->link_cid[h->nlinks] = cid;
   h->links[h->nlinks++] = li;
   return 0;
 }
@@ -144,7 +150,9 @@ static int host_add_link(sim_host_t *h, uint32_t li) {
 static void host_del_link(sim_host_t *h, uint32_t li) {
   for (uint32_t i = 0; i < h->nlinks; i++)
     if (h->links[i] == li) {
-      h->links[i] = h->links[--h->nlinks];
+      h->nlinks--;
+      h->links[i] = h->links[h->nlinks];
+      h->link_cid[i] = h->link_cid[h->nlinks];
       return;
     }
 }
@@ -159,16 +167,24 @@ int64_t lab_arrival_in_order(sim_link_t *l, int side, int64_t arr) {
 }
 
 /* The link of host hi with conn id cid, and which side hi is. */
+static bool link_side(const sim_link_t *l, uint32_t hi, uint64_t cid, int *side) {
+  for (int k = 0; k < 2; k++)
+    if (l->h[k] == hi && l->open[k] && l->cid[k] == cid) {
+      *side = k;
+      return true;
+    }
+  return false;
+}
+
 uint32_t lab_link_find(sim_t *s, uint32_t hi, uint64_t cid, int *side) {
   sim_host_t *h = s->hosts[hi];
-  for (uint32_t i = 0; i < h->nlinks; i++) {
-    sim_link_t *l = &s->links[h->links[i]];
-    for (int k = 0; k < 2; k++)
-      if (l->h[k] == hi && l->open[k] && l->cid[k] == cid) {
-        *side = k;
-        return h->links[i];
-      }
-  }
+  /* the conn ids beside the list first: one link read instead of one per
+   * link (a host's links are scattered over the lab's array) */
+  for (uint32_t i = 0; i < h->nlinks; i++)
+    if (h->link_cid[i] == cid && link_side(&s->links[h->links[i]], hi, cid, side))
+      return h->links[i];
+  for (uint32_t i = 0; i < h->nlinks; i++)
+    if (link_side(&s->links[h->links[i]], hi, cid, side)) return h->links[i];
   return NO_IDX;
 }
 
@@ -269,7 +285,7 @@ static void handle_action(sim_t *s, uint32_t hi, const pd_netmgr_action_t *a) {
     l->cid[0] = a->conn_id;
     l->open[0] = true;
     l->lat = lab_draw_latency(s);
-    host_add_link(h, li);
+    host_add_link(h, li, a->conn_id);
     uint32_t paddr = NO_IDX;
     uint32_t j = lab_addr_lookup_ex(s, &a->dial.target.addr, &paddr);
     if (j == NO_IDX || !lab_reachable(s, hi, j) ||
@@ -374,7 +390,7 @@ void lab_link_fire(sim_t *s, const pd_sim_event_t *e) {
       l->cid[1] = 0;
       l->open[1] = true;
       l->up = true;
-      host_add_link(t, e->a);
+      host_add_link(t, e->a, 0);
       l->last_arr[0] = s->now + l->lat;
       lab_push_link_ev(s, s->now + l->lat, EV_CONNECTED, e->a, 0, 0, NULL);
       break;
@@ -391,7 +407,7 @@ void lab_link_fire(sim_t *s, const pd_sim_event_t *e) {
     l->cid[1] = cid;
     l->open[1] = true;
     l->up = true;
-    host_add_link(t, e->a);
+    host_add_link(t, e->a, cid);
     l->last_arr[0] = s->now + l->lat;
     lab_push_link_ev(s, s->now + l->lat, EV_CONNECTED, e->a, 0, 0, NULL);
     after(s, j);

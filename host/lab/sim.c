@@ -155,6 +155,7 @@ static void sim_free(sim_t *s) {
     free(h->saved);
     free(h->seeds);
     free(h->links);
+    free(h->link_cid);
     free(h->policy_dir);
     free(h->targets);
     free(h->persist);
