@@ -57,25 +57,35 @@ typedef struct rec {
  * copy-on-write): at 1,000 hosts nearly all of it, ~150,000 faults, and on a
  * virtual machine each fault costs microseconds of system time. Breaking the
  * sharing in bulk first, one madvise(MADV_POPULATE_WRITE) per writable
- * private anonymous mapping, copies the same pages without the faults. Only
- * a hint: on a kernel without it (< 5.14) or on failure the branch faults
- * as before; nothing else changes. */
+ * private anonymous mapping that is mostly resident, copies the same pages
+ * without the faults. Sparse mappings are left alone: populating would
+ * allocate what was only reserved (AddressSanitizer's shadow is terabytes).
+ * Only a hint: on a kernel without it (< 5.14) or on failure the branch
+ * faults as before; nothing else changes. */
 static void unshare_memory(void) {
 #if defined(__linux__) && defined(MADV_POPULATE_WRITE)
-  FILE *f = fopen("/proc/self/maps", "r");
+  FILE *f = fopen("/proc/self/smaps", "r");
   if (!f) return;
   char line[512];
+  unsigned long lo = 0, hi = 0;
+  bool candidate = false;
   while (fgets(line, sizeof line, f)) {
-    unsigned long lo = 0, hi = 0, inode = 1;
+    unsigned long a = 0, b = 0, inode = 1;
     char perms[8] = {0}, dev[16] = {0};
-    unsigned long long off = 0;
+    unsigned long long off = 0, rss_kb = 0;
     int path = 0;
-    if (sscanf(line, "%lx-%lx %7s %llx %15s %lu %n", &lo, &hi, perms, &off, dev, &inode, &path) < 6)
-      continue;
-    /* anonymous (no inode), writable, private; not the stack or [vvar]-like specials */
-    if (inode != 0 || strcmp(perms, "rw-p") != 0) continue;
-    if (path > 0 && line[path] == '[' && strncmp(line + path, "[heap]", 6) != 0) continue;
-    (void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+    if (sscanf(line, "%lx-%lx %7s %llx %15s %lu %n", &a, &b, perms, &off, dev, &inode, &path) >= 6) {
+      /* a mapping's first line: anonymous (no inode), writable, private;
+       * the heap, not the stack or the kernel's specials */
+      lo = a;
+      hi = b;
+      candidate = inode == 0 && strcmp(perms, "rw-p") == 0 &&
+                  !(path > 0 && line[path] == '[' && strncmp(line + path, "[heap]", 6) != 0);
+    } else if (candidate && sscanf(line, "Rss: %llu kB", &rss_kb) == 1) {
+      candidate = false;
+      if (hi > lo && rss_kb * 1024 * 2 >= (unsigned long long)(hi - lo))
+        (void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+    }
   }
   fclose(f);
 #endif
