@@ -37,6 +37,10 @@ void pd_sweep_num_stats(const double *v, size_t n, pd_sweep_num_t *out);
  * any JSON reader). */
 uint64_t pd_sweep_trial_seed(uint64_t seed, uint64_t t);
 
+/* A duration as the progress line shows it: "12.3s" under two minutes,
+ * "37m05s" under two hours, "2h01m" beyond (rounded, never "36m60s"). */
+void pd_sweep_fmt_duration(char *b, size_t cap, double s);
+
 /* True when argv (argv[0] "sim") asks for a sweep (--sweep, --trials,
  * --jobs, --trial or --trial-timeout among the flags). */
 bool pd_sweep_wanted(int argc, char **argv);

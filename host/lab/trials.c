@@ -122,10 +122,21 @@ static bool same_before_branch(const plan_t *p, uint64_t g1, uint64_t g2, uint32
   return true;
 }
 
-static void fmt_dur(char *b, size_t cap, double s) {
-  if (s < 120) snprintf(b, cap, "%.1fs", s);
-  else if (s < 7200) snprintf(b, cap, "%.0fm%02.0fs", floor(s / 60), fmod(s, 60));
-  else snprintf(b, cap, "%.0fh%02.0fm", floor(s / 3600), floor(fmod(s, 3600) / 60));
+void pd_sweep_fmt_duration(char *b, size_t cap, double s) {
+  if (!b || cap == 0) return;
+  if (!(s >= 0)) s = 0;
+  if (s < 119.95) { /* what "%.1f" shows below 120.0 */
+    snprintf(b, cap, "%.1fs", s);
+    return;
+  }
+  /* rounded once, then split: 2219.96 s is 37m00s, not 36m60s */
+  long long t = llround(s);
+  if (t < 7200) {
+    snprintf(b, cap, "%lldm%02llds", t / 60, t % 60);
+  } else {
+    long long m = llround(s / 60);
+    snprintf(b, cap, "%lldh%02lldm", m / 60, m % 60);
+  }
 }
 
 /* ---- one trial's files --------------------------------------------------- */
@@ -660,8 +671,8 @@ int sweep_run_trials(const plan_t *p, const char *dir, uint64_t first, uint64_t 
     double now = sweep_mono_s();
     if (progress && ((reaped && (r.done == count || now - last >= 1.0)) || now - last >= 10.0)) {
       char el[32], eta[32] = "?";
-      fmt_dur(el, sizeof el, now - t0);
-      if (r.done) fmt_dur(eta, sizeof eta, (now - t0) / (double)r.done * (double)(count - r.done));
+      pd_sweep_fmt_duration(el, sizeof el, now - t0);
+      if (r.done) pd_sweep_fmt_duration(eta, sizeof eta, (now - t0) / (double)r.done * (double)(count - r.done));
       fprintf(stderr,
               "sweep: %" PRIu64 "/%" PRIu64 " trials, %" PRIu64 "/%" PRIu64
               " points done, %" PRIu64 " failed, %u running, elapsed %s, ETA %s\n",

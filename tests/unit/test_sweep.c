@@ -101,12 +101,28 @@ static void trial_seeds(void **state) {
   for (uint64_t t = 0; t < 1000; t++) assert_true(pd_sweep_trial_seed(99, t) < (1ull << 53));
 }
 
+static void durations(void **state) {
+  (void)state;
+  static const struct {
+    double s;
+    const char *want;
+  } ref[] = {{0, "0.0s"},        {-1, "0.0s"},        {41.14, "41.1s"},     {119.94, "119.9s"},
+             {119.96, "2m00s"},  {2219.96, "37m00s"}, {2333.42, "38m53s"}, {7199.4, "119m59s"},
+             {7199.6, "2h00m"},  {7260, "2h01m"},     {7289.9, "2h01m"},    {7290, "2h02m"}};
+  for (size_t i = 0; i < sizeof ref / sizeof *ref; i++) {
+    char b[32];
+    pd_sweep_fmt_duration(b, sizeof b, ref[i].s);
+    assert_string_equal(b, ref[i].want);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(wilson_known_values),
       cmocka_unit_test(t_quantile_known_values),
       cmocka_unit_test(number_summary),
       cmocka_unit_test(trial_seeds),
+      cmocka_unit_test(durations),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
