@@ -129,8 +129,9 @@ static void link_maybe_free(sim_t *s, uint32_t li) {
   s->free_link = li;
 }
 
-/* Adds li to h's links; cid: h's conn id on it (a link's side is named
- * before it is added). */
+/* Adds li to h's links; cid: h's conn id on it. A link's side gets its
+ * conn id before it is added and keeps it, so the pair (li, cid) names one
+ * side, a link from a host to itself included. */
 static int host_add_link(sim_host_t *h, uint32_t li, uint64_t cid) {
   if (h->nlinks == h->linkcap) {
     uint32_t nc = h->linkcap ? h->linkcap * 2 : 16;
@@ -147,9 +148,9 @@ static int host_add_link(sim_host_t *h, uint32_t li, uint64_t cid) {
   return 0;
 }
 
-static void host_del_link(sim_host_t *h, uint32_t li) {
+static void host_del_link(sim_host_t *h, uint32_t li, uint64_t cid) {
   for (uint32_t i = 0; i < h->nlinks; i++)
-    if (h->links[i] == li) {
+    if (h->links[i] == li && h->link_cid[i] == cid) {
       h->nlinks--;
       h->links[i] = h->links[h->nlinks];
       h->link_cid[i] = h->link_cid[h->nlinks];
@@ -178,13 +179,11 @@ static bool link_side(const sim_link_t *l, uint32_t hi, uint64_t cid, int *side)
 
 uint32_t lab_link_find(sim_t *s, uint32_t hi, uint64_t cid, int *side) {
   sim_host_t *h = s->hosts[hi];
-  /* the conn ids beside the list first: one link read instead of one per
+  /* by the conn ids kept beside the list: one link read instead of one per
    * link (a host's links are scattered over the lab's array) */
   for (uint32_t i = 0; i < h->nlinks; i++)
     if (h->link_cid[i] == cid && link_side(&s->links[h->links[i]], hi, cid, side))
       return h->links[i];
-  for (uint32_t i = 0; i < h->nlinks; i++)
-    if (link_side(&s->links[h->links[i]], hi, cid, side)) return h->links[i];
   return NO_IDX;
 }
 
@@ -262,7 +261,7 @@ void lab_link_close(sim_t *s, uint32_t hi, uint32_t li, int side) {
   sim_link_t *l = &s->links[li];
   int o = 1 - side;
   l->open[side] = false;
-  host_del_link(s->hosts[hi], li);
+  host_del_link(s->hosts[hi], li, l->cid[side]);
   if (l->up && l->open[o]) {
     int64_t arr = lab_arrival_in_order(l, o, s->now + l->lat);
     lab_push_link_ev(s, arr, EV_FIN, li, (uint32_t)o, 0, NULL);
@@ -431,7 +430,7 @@ void lab_link_fire(sim_t *s, const pd_sim_event_t *e) {
     if (!l->open[0]) break;
     uint32_t hi = l->h[0];
     l->open[0] = false;
-    host_del_link(s->hosts[hi], e->a);
+    host_del_link(s->hosts[hi], e->a, l->cid[0]);
     if (s->hosts[hi]->pool) {
       lab_pool_dial_failed(s, hi, e->a);
       break;
@@ -461,7 +460,7 @@ void lab_link_fire(sim_t *s, const pd_sim_event_t *e) {
     if (l->open[side]) {
       uint32_t hi = l->h[side];
       l->open[side] = false;
-      host_del_link(s->hosts[hi], e->a);
+      host_del_link(s->hosts[hi], e->a, l->cid[side]);
       if (s->hosts[hi]->pool) {
         lab_pool_fin(s, hi, e->a, side);
       } else if (!s->hosts[hi]->black_hole) {
