@@ -87,6 +87,19 @@ typedef struct entry {
 
 _Static_assert(sizeof(entry_t) == 64, "entry must be one cache line");
 
+/* GetNewBucket's second hash depends only on the source's group and the
+ * first hash's residue (< new_per_sg <= 64): the buckets of one source
+ * group, remembered. An ADDR's addresses share their source, so its up to
+ * 64 distinct second hashes are computed once, not once per address (one
+ * SHA256d of the three a new placement costs). sgn 0: empty. */
+typedef struct {
+  uint64_t known; /* bit r: bucket[r] holds residue r's bucket */
+  uint16_t bucket[64];
+  uint8_t sg[1 + PD_GROUP_MAX];
+  uint8_t sgn;
+} new_memo_t;
+_Static_assert(PD_BOOK_NEW_BUCKETS_PER_SOURCE_GROUP <= 64, "a residue must fit new_memo_t");
+
 struct pd_book {
   uint8_t key[PD_BOOK_KEY_LEN];
   uint8_t sip_key[crypto_shorthash_KEYBYTES];
@@ -121,6 +134,7 @@ struct pd_book {
   uint32_t ncoll;
   int64_t last_good;
   pd_book_counters_t cnt; /* pd_book_counters: one increment per decision */
+  new_memo_t memo;
 
   /* Geometry and the derived counts. */
   uint32_t new_buckets, tried_buckets;
@@ -225,20 +239,34 @@ static int tried_bucket(const uint8_t *key, const pd_netaddr_t *a, bool ap, uint
   return (int)(h2 % nbuckets);
 }
 
-static int new_bucket(const uint8_t *key, const pd_netaddr_t *a, const pd_netaddr_t *src, bool ap,
-                      uint32_t nbuckets, uint32_t per_source_group) {
-  uint8_t m[PD_BOOK_KEY_LEN + 2 * (1 + PD_GROUP_MAX) + 8];
-  uint8_t sg[1 + PD_GROUP_MAX];
-  size_t sgn = put_group(sg, src, ap);
+/* GetNewBucket's first hash, of (key, address group, source group): its
+ * residue mod per_source_group (< 64) picks the bucket. sg: the source's
+ * group vector (put_group). */
+static uint32_t new_residue(const uint8_t *key, const pd_netaddr_t *a, const uint8_t *sg,
+                            size_t sgn, bool ap, uint32_t per_source_group) {
+  uint8_t m[PD_BOOK_KEY_LEN + 2 * (1 + PD_GROUP_MAX)];
   memcpy(m, key, PD_BOOK_KEY_LEN);
   size_t n = PD_BOOK_KEY_LEN + put_group(m + PD_BOOK_KEY_LEN, a, ap);
   memcpy(m + n, sg, sgn);
-  uint64_t h1 = cheap_hash(m, n + sgn);
+  return (uint32_t)(cheap_hash(m, n + sgn) % per_source_group);
+}
+
+/* GetNewBucket's second hash, of (key, source group, residue). */
+static int new_bucket_of(const uint8_t *key, const uint8_t *sg, size_t sgn, uint32_t residue,
+                         uint32_t nbuckets) {
+  uint8_t m[PD_BOOK_KEY_LEN + 1 + PD_GROUP_MAX + 8];
+  memcpy(m, key, PD_BOOK_KEY_LEN);
   memcpy(m + PD_BOOK_KEY_LEN, sg, sgn);
-  n = PD_BOOK_KEY_LEN + sgn;
-  put_le64(m + n, h1 % per_source_group);
-  uint64_t h2 = cheap_hash(m, n + 8);
-  return (int)(h2 % nbuckets);
+  size_t n = PD_BOOK_KEY_LEN + sgn;
+  put_le64(m + n, residue);
+  return (int)(cheap_hash(m, n + 8) % nbuckets);
+}
+
+static int new_bucket(const uint8_t *key, const pd_netaddr_t *a, const pd_netaddr_t *src, bool ap,
+                      uint32_t nbuckets, uint32_t per_source_group) {
+  uint8_t sg[1 + PD_GROUP_MAX];
+  size_t sgn = put_group(sg, src, ap);
+  return new_bucket_of(key, sg, sgn, new_residue(key, a, sg, sgn, ap, per_source_group), nbuckets);
 }
 
 static int bucket_position(const uint8_t *key, bool is_new, int bucket, const pd_netaddr_t *a) {
@@ -335,6 +363,28 @@ static uint32_t tried_slot_of(const pd_book_t *b, const pd_netaddr_t *a) {
 
 static uint32_t new_slot_of(const pd_book_t *b, const pd_netaddr_t *a, const pd_netaddr_t *src) {
   int bk = new_bucket(b->key, a, src, b->allow_private, b->new_buckets, b->new_per_sg);
+  return (uint32_t)(bk * PD_BOOK_BUCKET_SIZE + bucket_position(b->key, true, bk, a));
+}
+
+/* new_slot_of with the second hash remembered (new_memo_t): the same slot. */
+static uint32_t new_slot_memo(pd_book_t *b, const pd_netaddr_t *a, const pd_netaddr_t *src) {
+  uint8_t sg[1 + PD_GROUP_MAX];
+  size_t sgn = put_group(sg, src, b->allow_private);
+  uint32_t r = new_residue(b->key, a, sg, sgn, b->allow_private, b->new_per_sg);
+  new_memo_t *mo = &b->memo;
+  if (mo->sgn != sgn || memcmp(mo->sg, sg, sgn) != 0) {
+    memcpy(mo->sg, sg, sgn);
+    mo->sgn = (uint8_t)sgn;
+    mo->known = 0;
+  }
+  int bk;
+  if (mo->known >> r & 1) {
+    bk = mo->bucket[r];
+  } else {
+    bk = new_bucket_of(b->key, sg, sgn, r, b->new_buckets);
+    mo->bucket[r] = (uint16_t)bk;
+    mo->known |= (uint64_t)1 << r;
+  }
   return (uint32_t)(bk * PD_BOOK_BUCKET_SIZE + bucket_position(b->key, true, bk, a));
 }
 
@@ -960,7 +1010,7 @@ static uint32_t home_slot(pd_book_t *b, uint32_t id) {
     pd_netaddr_t a, s;
     entry_addr(e, &a);
     entry_src(e, &s);
-    e->home = (uint16_t)new_slot_of(b, &a, &s);
+    e->home = (uint16_t)new_slot_memo(b, &a, &s);
     e->flags |= F_HOME;
   }
   return e->home;
@@ -1210,7 +1260,7 @@ static int add_impl(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_
     if (!done && e->refcount > 0 && pd_rng_range(b->rng, (uint64_t)1 << e->refcount) != 0)
       done = true;
     if (!done) {
-      us = new_slot_of(b, addr, &src);
+      us = new_slot_memo(b, addr, &src);
       if (new_get(b, us) == NO_ID && (rc = tab_reserve(b, false, us / PD_BOOK_BUCKET_SIZE)) != 0)
         return rc; /* the book is unchanged (the rng may have advanced) */
     }
@@ -1220,7 +1270,7 @@ static int add_impl(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_
   }
 
   if (id == NO_ID) {
-    us = new_slot_of(b, addr, &src);
+    us = new_slot_memo(b, addr, &src);
     /* A new address that would lose its slot contest: Bitcoin creates the
      * entry and deletes it again, which leaves everything observable as it
      * was (same free id, same tables); skip the round trip. */

@@ -881,8 +881,9 @@ static void from_view(accept_batch_t *b) {
   b->from_id = b->vf.known ? pd_book_find(pd_node_book(b->n), b->from) : PD_BOOK_NO_ID;
 }
 
-/* The book lines of the next PEX_PREFETCH addresses start loading (a hint:
- * pd_book_prefetch), so that their lookups' cache misses overlap. */
+/* The book's and the reputation table's lines of the next PEX_PREFETCH
+ * addresses start loading (hints: pd_book_prefetch, pd_reputation_prefetch),
+ * so that their lookups' cache misses overlap. */
 #define PEX_PREFETCH 32
 static void accept_prefetch(accept_batch_t *b, size_t i) {
   pd_netaddr_t a[PEX_PREFETCH];
@@ -892,7 +893,10 @@ static void accept_prefetch(accept_batch_t *b, size_t i) {
     if (b->entry(b->ud, j, &a[k], &id)) k++;
   }
   for (int pass = 0; pass < 2; pass++)
-    for (size_t j = 0; j < k; j++) pd_book_prefetch(b->n->book, &a[j], pass);
+    for (size_t j = 0; j < k; j++) {
+      pd_book_prefetch(b->n->book, &a[j], pass);
+      pd_reputation_prefetch(b->n->rep, &a[j], pass);
+    }
 }
 
 static bool accept_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other) {

@@ -147,6 +147,16 @@ const pd_rep_record_t *pd_reputation_get(const pd_reputation_t *r, const pd_neta
   return s == NIL ? NULL : &r->recs[s].r;
 }
 
+void pd_reputation_prefetch(const pd_reputation_t *r, const pd_netaddr_t *a, int pass) {
+  if (!r || !a || r->nrecs == 0) return;
+  uint32_t i = hash_ip(r, a->ip) & (r->nslots - 1);
+  if (pass == 0) {
+    __builtin_prefetch(&r->slots[i]);
+    return;
+  }
+  if (r->slots[i] != NIL) __builtin_prefetch(&r->recs[r->slots[i]]);
+}
+
 /* Move record k to index dst (the array stays dense after a removal). */
 static void move_rec(pd_reputation_t *r, uint32_t k, uint32_t dst) {
   if (k == dst) return;

@@ -59,6 +59,11 @@ size_t pd_reputation_memory(const pd_reputation_t *r);
 /* The record of a's IP, or NULL (does not count as a touch). */
 const pd_rep_record_t *pd_reputation_get(const pd_reputation_t *r, const pd_netaddr_t *a);
 
+/* A hint, no effect on results: start loading what pd_reputation_get(r, a)
+ * reads. Pass 0 the index slot, pass 1 (after pass 0 for a batch of
+ * addresses) the record that slot names. */
+void pd_reputation_prefetch(const pd_reputation_t *r, const pd_netaddr_t *a, int pass);
+
 /* The record of a's IP, created (first_seen = now) when absent, evicting
  * the least recently touched record when the table is full; it becomes the
  * most recently touched. The pointer is valid until the next call that

@@ -41,6 +41,16 @@ uint64_t pd_sweep_trial_seed(uint64_t seed, uint64_t t);
  * "37m05s" under two hours, "2h01m" beyond (rounded, never "36m60s"). */
 void pd_sweep_fmt_duration(char *b, size_t cap, double s);
 
+/* The order a shared run starts its branches in (longest expected first, so
+ * the sweep does not end with one long branch running alone): g[0..n) are
+ * trials of one plan with `trials` trials per point; secs[pt] and runs[pt]
+ * the wall seconds and count of the point's branches finished so far (NULL:
+ * none known). Points never timed go first, in point order (they may be the
+ * longest); then the others by mean seconds, longest first, ties in point
+ * order. Sorts g in place; only the wall time depends on it. */
+void pd_sweep_branch_order(uint64_t *g, size_t n, uint64_t trials, const double *secs,
+                           const uint32_t *runs);
+
 /* True when argv (argv[0] "sim") asks for a sweep (--sweep, --trials,
  * --jobs, --trial or --trial-timeout among the flags). */
 bool pd_sweep_wanted(int argc, char **argv);

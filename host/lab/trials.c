@@ -50,7 +50,8 @@ enum { REC_BRANCHED = 1, REC_DONE = 2 };
 typedef struct rec {
   uint64_t g;
   uint32_t kind;
-  uint32_t arg; /* REC_DONE: failed; REC_BRANCHED: the swept parameters read before */
+  uint32_t arg;  /* REC_DONE: failed; REC_BRANCHED: the swept parameters read before */
+  double secs;   /* REC_DONE of a branch: its wall seconds (0: not timed) */
 } rec_t;
 
 /* A branch copies the group's memory page by page as it writes to it (fork's
@@ -91,8 +92,8 @@ static void unshare_memory(void) {
 #endif
 }
 
-static void send_rec(int fd, uint64_t g, uint32_t kind, uint32_t arg) {
-  rec_t r = {g, kind, arg};
+static void send_rec(int fd, uint64_t g, uint32_t kind, uint32_t arg, double secs) {
+  rec_t r = {g, kind, arg, secs};
   ssize_t w;
   do w = write(fd, &r, sizeof r);
   while (w < 0 && errno == EINTR);
@@ -136,6 +137,30 @@ void pd_sweep_fmt_duration(char *b, size_t cap, double s) {
   } else {
     long long m = llround(s / 60);
     snprintf(b, cap, "%lldh%02lldm", m / 60, m % 60);
+  }
+}
+
+/* Expected seconds of point pt's branches; +inf when never timed. */
+static double branch_cost(uint64_t pt, const double *secs, const uint32_t *runs) {
+  if (!secs || !runs || runs[pt] == 0) return INFINITY;
+  return secs[pt] / runs[pt];
+}
+
+void pd_sweep_branch_order(uint64_t *g, size_t n, uint64_t trials, const double *secs,
+                           const uint32_t *runs) {
+  if (!g || trials == 0) return;
+  /* insertion sort: a group holds one trial per point, a handful */
+  for (size_t i = 1; i < n; i++) {
+    uint64_t v = g[i];
+    double cv = branch_cost(v / trials, secs, runs);
+    size_t j = i;
+    for (; j > 0; j--) {
+      uint64_t u = g[j - 1];
+      double cu = branch_cost(u / trials, secs, runs);
+      if (cu > cv || (cu == cv && u / trials <= v / trials)) break;
+      g[j] = u;
+    }
+    g[j] = v;
   }
 }
 
@@ -214,6 +239,8 @@ typedef struct wctx {
   size_t ng;
   int js_r, js_w, rec_w; /* the token pipe, the record pipe */
   double timeout_s;
+  const double *secs;   /* per point: wall seconds of its finished branches */
+  const uint32_t *runs; /* per point: how many */
   pid_t self; /* the group's process */
   /* the trial this process runs (a branch's process changes it) */
   uint64_t cur;
@@ -269,9 +296,11 @@ static int on_branch(void *vctx, int64_t vms, uint32_t swept_read, const char *c
   snprintf(log0, sizeof log0, "%s/log.txt", c->tdir);
   fflush(stdout);
   fflush(stderr);
-  send_rec(c->rec_w, c->g[0], REC_BRANCHED, swept_read);
+  send_rec(c->rec_w, c->g[0], REC_BRANCHED, swept_read, 0);
   if (c->ng < 2) return 0; /* the parent takes the others back */
   if (rename(log0, shared) != 0) shared[0] = 0;
+  /* the parent's branch timings as of this group's start (fork's copy) */
+  pd_sweep_branch_order(c->g, c->ng, p->trials, c->secs, c->runs);
   typedef struct kid {
     pid_t pid;
     double t0;
@@ -305,7 +334,7 @@ static int on_branch(void *vctx, int64_t vms, uint32_t swept_read, const char *c
       if (pid < 0) {
         if (running) break; /* again when one is done */
         any_failed |= trial_settle(p, c->g[next], c->dir, 0, false, 0, "cannot fork the trial's branch");
-        send_rec(c->rec_w, c->g[next], REC_DONE, 1);
+        send_rec(c->rec_w, c->g[next], REC_DONE, 1, 0);
         next++;
         ndone++;
         continue;
@@ -330,7 +359,7 @@ static int on_branch(void *vctx, int64_t vms, uint32_t swept_read, const char *c
       if (r < 0) st = 0x7f00; /* lost: as if it exited 127 */
       bool f = trial_settle(p, c->g[k], c->dir, st, timed_out, c->timeout_s, NULL);
       any_failed |= f;
-      send_rec(c->rec_w, c->g[k], REC_DONE, f ? 1u : 0u);
+      send_rec(c->rec_w, c->g[k], REC_DONE, f ? 1u : 0u, f ? 0 : sweep_mono_s() - kid[k].t0);
       kid[k].pid = 0;
       running--;
       ndone++;
@@ -416,6 +445,8 @@ typedef struct runner {
   uint64_t head;    /* the queue's first index that may be pending */
   group_t *slot;
   uint64_t *left; /* per point: trials not finished */
+  double *secs;   /* per point: wall seconds of its finished branches */
+  uint32_t *runs; /* per point: how many */
   uint64_t done, failed, pts_done;
   uint64_t shared_runs, branched_trials; /* runs that branched, and their branches */
 } runner_t;
@@ -526,6 +557,10 @@ static bool drain_records(runner_t *r) {
     if (rec.kind == REC_BRANCHED && i == 0) branched(r, gr, rec.arg);
     if (rec.kind == REC_DONE && !gr->done[i]) {
       gr->done[i] = true;
+      if (rec.arg == 0 && rec.secs > 0) {
+        r->secs[rec.g / r->p->trials] += rec.secs;
+        r->runs[rec.g / r->p->trials]++;
+      }
       trial_done(r, rec.g, rec.arg != 0);
     }
   }
@@ -581,7 +616,7 @@ static int start_group(runner_t *r, unsigned k, pid_t self) {
   if (pid == 0) {
     close(r->rp[0]);
     wctx_t c = {.p = r->p, .dir = r->dir, .g = gr->g, .ng = gr->ng, .js_r = r->js[0], .js_w = r->js[1],
-                .rec_w = r->rp[1], .timeout_s = r->timeout_s};
+                .rec_w = r->rp[1], .timeout_s = r->timeout_s, .secs = r->secs, .runs = r->runs};
     group_run(&c, self);
   }
   if (pid < 0) return -errno;
@@ -603,9 +638,11 @@ int sweep_run_trials(const plan_t *p, const char *dir, uint64_t first, uint64_t 
                 .branch = branch && p->points > 1, .js = {-1, -1}, .rp = {-1, -1}};
   r.slot = calloc(jobs, sizeof *r.slot);
   r.left = calloc(p->points, sizeof *r.left);
+  r.secs = calloc(p->points, sizeof *r.secs);
+  r.runs = calloc(p->points, sizeof *r.runs);
   r.started = calloc(count ? count : 1, 1);
   int rc = 0;
-  if (!r.slot || !r.left || !r.started) rc = PD_ENOMEM;
+  if (!r.slot || !r.left || !r.secs || !r.runs || !r.started) rc = PD_ENOMEM;
   if (rc == 0) rc = pipe_nb(r.js, true);
   if (rc == 0) rc = pipe_nb(r.rp, false);
   if (rc != 0) goto out;
@@ -691,6 +728,8 @@ out:
   }
   free(r.slot);
   free(r.left);
+  free(r.secs);
+  free(r.runs);
   free(r.started);
   *nfailed = r.failed;
   return rc;

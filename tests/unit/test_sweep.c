@@ -116,6 +116,29 @@ static void durations(void **state) {
   }
 }
 
+/* A shared run's branches start longest expected first: never-timed points
+ * first in point order, then by mean wall seconds; ties in point order. */
+static void branch_order(void **state) {
+  (void)state;
+  /* 4 points, 10 trials each; trial number 3 at every point: g = pt*10+3 */
+  uint64_t g[4] = {3, 13, 23, 33};
+  pd_sweep_branch_order(g, 4, 10, NULL, NULL); /* nothing known: point order */
+  for (size_t i = 0; i < 4; i++) assert_true(g[i] == 10 * i + 3);
+  double secs[4] = {20, 90, 0, 60};
+  uint32_t runs[4] = {2, 3, 0, 2}; /* means 10, 30, untimed, 30 */
+  pd_sweep_branch_order(g, 4, 10, secs, runs);
+  static const uint64_t want[4] = {23, 13, 33, 3};
+  for (size_t i = 0; i < 4; i++) assert_true(g[i] == want[i]);
+  /* the same order from any starting order */
+  uint64_t h[4] = {33, 3, 13, 23};
+  pd_sweep_branch_order(h, 4, 10, secs, runs);
+  for (size_t i = 0; i < 4; i++) assert_true(h[i] == want[i]);
+  /* a group that is a subset of the points (some read before the branch) */
+  uint64_t k[2] = {3, 33};
+  pd_sweep_branch_order(k, 2, 10, secs, runs);
+  assert_true(k[0] == 33 && k[1] == 3);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(wilson_known_values),
@@ -123,6 +146,7 @@ int main(void) {
       cmocka_unit_test(number_summary),
       cmocka_unit_test(trial_seeds),
       cmocka_unit_test(durations),
+      cmocka_unit_test(branch_order),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
