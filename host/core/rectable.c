@@ -11,10 +11,19 @@
 #define EMPTY UINT32_MAX
 #define TOMB (UINT32_MAX - 1)
 
-/* An index: slot -> record number, linear probing, tombstones. */
+/* An index slot: the record's ring array index (or EMPTY, TOMB), the high
+ * 32 bits of its id's hash (a probe reads a record only on a match), and
+ * the record itself, so that a lookup costs one cache line of index and
+ * one of record, not four (slot, tag, pointer, record). */
+typedef struct islot {
+  pd_rec_t *rec;
+  uint32_t v;
+  uint32_t tag;
+} islot_t;
+
+/* An index: slot -> record, linear probing, tombstones. */
 typedef struct index {
-  uint32_t *slot;
-  uint32_t *tag;     /* high 32 bits of the id's hash: a probe reads a record only on a match */
+  islot_t *s;
   size_t mask, used; /* used counts live + tombstones */
 } index_t;
 
@@ -71,17 +80,15 @@ int pd_rectable_create(pd_rectable_t **out, size_t cap, const uint8_t key[PD_REC
   t->cap = cap;
   /* the ring grows with use; indexes start small */
   size_t isz = 16;
-  t->by_id.slot = malloc(isz * sizeof *t->by_id.slot);
-  t->by_id.tag = calloc(isz, sizeof *t->by_id.tag);
+  t->by_id.s = malloc(isz * sizeof *t->by_id.s);
   t->svc = malloc(isz * sizeof *t->svc);
-  if (!t->by_id.slot || !t->by_id.tag || !t->svc) {
-    free(t->by_id.slot);
-    free(t->by_id.tag);
+  if (!t->by_id.s || !t->svc) {
+    free(t->by_id.s);
     free(t->svc);
     free(t);
     return PD_ENOMEM;
   }
-  memset(t->by_id.slot, 0xFF, isz * sizeof *t->by_id.slot);
+  for (size_t i = 0; i < isz; i++) t->by_id.s[i] = (islot_t){NULL, EMPTY, 0};
   for (size_t i = 0; i < isz; i++) t->svc[i].rec = EMPTY;
   t->by_id.mask = isz - 1;
   t->svc_mask = isz - 1;
@@ -93,8 +100,7 @@ void pd_rectable_destroy(pd_rectable_t *t) {
   if (!t) return;
   for (size_t i = 0; i < t->count; i++) free(t->recs[at(t, i)]);
   free(t->recs);
-  free(t->by_id.slot);
-  free(t->by_id.tag);
+  free(t->by_id.s);
   free(t->svc);
   free(t);
 }
@@ -107,9 +113,9 @@ static long id_lookup(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN]) 
   uint32_t tag = (uint32_t)(h >> 32);
   size_t i = (size_t)h & t->by_id.mask;
   for (size_t probes = 0; probes <= t->by_id.mask; probes++, i = (i + 1) & t->by_id.mask) {
-    uint32_t v = t->by_id.slot[i];
-    if (v == EMPTY) return -1;
-    if (v != TOMB && t->by_id.tag[i] == tag && memcmp(t->recs[v]->id, id, PD_NODE_ID_LEN) == 0)
+    const islot_t *e = &t->by_id.s[i];
+    if (e->v == EMPTY) return -1;
+    if (e->v != TOMB && e->tag == tag && memcmp(e->rec->id, id, PD_NODE_ID_LEN) == 0)
       return (long)i;
   }
   return -1;
@@ -124,32 +130,24 @@ static int id_insert(pd_rectable_t *t, uint32_t v) {
   }
   uint64_t h = hash(t, t->recs[v]->id, PD_NODE_ID_LEN);
   size_t i = (size_t)h & t->by_id.mask;
-  while (t->by_id.slot[i] != EMPTY && t->by_id.slot[i] != TOMB) i = (i + 1) & t->by_id.mask;
-  if (t->by_id.slot[i] == EMPTY) t->by_id.used++;
-  t->by_id.slot[i] = v;
-  t->by_id.tag[i] = (uint32_t)(h >> 32);
+  while (t->by_id.s[i].v != EMPTY && t->by_id.s[i].v != TOMB) i = (i + 1) & t->by_id.mask;
+  if (t->by_id.s[i].v == EMPTY) t->by_id.used++;
+  t->by_id.s[i] = (islot_t){t->recs[v], v, (uint32_t)(h >> 32)};
   return 0;
 }
 
 static int id_grow(pd_rectable_t *t, size_t want) {
   size_t n = pow2_at_least(want);
-  uint32_t *s = malloc(n * sizeof *s);
-  uint32_t *tg = calloc(n, sizeof *tg);
-  if (!s || !tg) {
-    free(s);
-    free(tg);
-    return PD_ENOMEM;
-  }
-  memset(s, 0xFF, n * sizeof *s);
-  uint32_t *old = t->by_id.slot;
+  islot_t *s = malloc(n * sizeof *s);
+  if (!s) return PD_ENOMEM;
+  for (size_t i = 0; i < n; i++) s[i] = (islot_t){NULL, EMPTY, 0};
+  islot_t *old = t->by_id.s;
   size_t oldn = t->by_id.mask + 1;
-  free(t->by_id.tag);
-  t->by_id.slot = s;
-  t->by_id.tag = tg;
+  t->by_id.s = s;
   t->by_id.mask = n - 1;
   t->by_id.used = 0;
   for (size_t i = 0; i < oldn; i++)
-    if (old[i] != EMPTY && old[i] != TOMB) id_insert(t, old[i]); /* cannot grow again */
+    if (old[i].v != EMPTY && old[i].v != TOMB) id_insert(t, old[i].v); /* cannot grow again */
   free(old);
   return 0;
 }
@@ -246,7 +244,7 @@ static void remove_at(pd_rectable_t *t, uint32_t v) {
   pd_record_t dec;
   if (pd_rec_decode(t->recs[v], &dec) == 0) svc_unset(t, &dec, v);
   long f = id_lookup(t, t->recs[v]->id);
-  if (f >= 0) t->by_id.slot[f] = TOMB;
+  if (f >= 0) t->by_id.s[f] = (islot_t){NULL, TOMB, 0};
   t->bytes -= t->recs[v]->len;
   free(t->recs[v]);
   size_t pos = (v + t->alloc - t->head) % t->alloc;
@@ -261,7 +259,7 @@ static void remove_at(pd_rectable_t *t, uint32_t v) {
     uint32_t from = (uint32_t)at(t, p + 1), to = (uint32_t)at(t, p);
     t->recs[to] = t->recs[from];
     long g = id_lookup(t, t->recs[to]->id);
-    if (g >= 0) t->by_id.slot[g] = to;
+    if (g >= 0) t->by_id.s[g].v = to; /* same record, new array index */
     if (pd_rec_decode(t->recs[to], &dec) == 0) {
       for (unsigned k = 0; k < dec.nservices; k++) {
         long s = svc_lookup(t, &dec.services[k].addr);
@@ -287,7 +285,7 @@ static int ensure_ring(pd_rectable_t *t) {
   t->alloc = n;
   t->head = 0;
   /* array indexes changed: rebuild both indexes */
-  memset(t->by_id.slot, 0xFF, (t->by_id.mask + 1) * sizeof *t->by_id.slot);
+  for (size_t i = 0; i <= t->by_id.mask; i++) t->by_id.s[i] = (islot_t){NULL, EMPTY, 0};
   t->by_id.used = 0;
   for (size_t i = 0; i <= t->svc_mask; i++) t->svc[i].rec = EMPTY;
   t->svc_used = t->svc_live = 0;
@@ -306,7 +304,7 @@ int pd_rectable_put(pd_rectable_t *t, const uint8_t *bytes, size_t len, const pd
   if (!t || !bytes || !rec || len == 0 || len > PD_RECORD_MAX) return PD_EINVAL;
   long f = t->count ? id_lookup(t, rec->id) : -1;
   if (f >= 0) {
-    uint32_t v = t->by_id.slot[f];
+    uint32_t v = t->by_id.s[f].v;
     pd_rec_t *old = t->recs[v];
     bool same = false;
     pd_record_reason_t why =
@@ -328,6 +326,7 @@ int pd_rectable_put(pd_rectable_t *t, const uint8_t *bytes, size_t len, const pd
     t->bytes -= old->len;
     free(old);
     t->recs[v] = r;
+    t->by_id.s[f].rec = r;
     for (unsigned k = 0; k < rec->nservices; k++) svc_set(t, &rec->services[k].addr, v);
     return PD_REC_UPDATED;
   }
@@ -353,7 +352,7 @@ int pd_rectable_put(pd_rectable_t *t, const uint8_t *bytes, size_t len, const pd
 const pd_rec_t *pd_rectable_find(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN]) {
   if (!t || !id || !t->count) return NULL;
   long f = id_lookup(t, id);
-  return f >= 0 ? t->recs[t->by_id.slot[f]] : NULL;
+  return f >= 0 ? t->by_id.s[f].rec : NULL;
 }
 
 void pd_rectable_prefetch(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN], int pass) {
@@ -361,13 +360,11 @@ void pd_rectable_prefetch(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LE
   uint64_t h = hash(t, id, PD_NODE_ID_LEN);
   size_t i = (size_t)h & t->by_id.mask;
   if (pass == 0) {
-    __builtin_prefetch(&t->by_id.slot[i]);
-    __builtin_prefetch(&t->by_id.tag[i]);
+    __builtin_prefetch(&t->by_id.s[i]);
     return;
   }
-  uint32_t v = t->by_id.slot[i];
-  if (v != EMPTY && v != TOMB && t->by_id.tag[i] == (uint32_t)(h >> 32))
-    __builtin_prefetch(t->recs[v]);
+  const islot_t *e = &t->by_id.s[i];
+  if (e->v != EMPTY && e->v != TOMB && e->tag == (uint32_t)(h >> 32)) __builtin_prefetch(e->rec);
 }
 
 const pd_rec_t *pd_rectable_find_service(const pd_rectable_t *t, const pd_netaddr_t *addr) {
@@ -380,7 +377,7 @@ int pd_rectable_remove(pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN]) {
   if (!t || !id || !t->count) return PD_ENOENT;
   long f = id_lookup(t, id);
   if (f < 0) return PD_ENOENT;
-  remove_at(t, t->by_id.slot[f]);
+  remove_at(t, t->by_id.s[f].v);
   return 0;
 }
 
@@ -394,7 +391,7 @@ const pd_rec_t *pd_rectable_at(const pd_rectable_t *t, size_t i) {
 
 size_t pd_rectable_memory(const pd_rectable_t *t) {
   if (!t) return 0;
-  size_t m = sizeof *t + (t->by_id.mask + 1) * (sizeof *t->by_id.slot + sizeof *t->by_id.tag) +
+  size_t m = sizeof *t + (t->by_id.mask + 1) * sizeof *t->by_id.s +
              (t->svc_mask + 1) * sizeof *t->svc + t->bytes + t->count * (sizeof(pd_rec_t) + 16);
   m += t->alloc * sizeof *t->recs;
   return m;
