@@ -1165,6 +1165,9 @@ static bool slot_contest(pd_book_t *b, uint32_t incumbent, uint32_t id, unsigned
                          const uint8_t *node_id, int64_t time, int64_t now) {
   const entry_t *ex = &b->e[incumbent];
   if (b->hooks.evict_new) {
+    /* the hook reads the incumbent's entry (pd_book_info): start loading it
+     * while the candidate's is made and the call is set up */
+    __builtin_prefetch(ex);
     pd_book_info_t cand;
     if (id != NO_ID) {
       pd_book_info(b, id, &cand);
@@ -1444,16 +1447,22 @@ uint32_t pd_book_find(const pd_book_t *b, const pd_netaddr_t *addr) {
   return find_id(b, addr);
 }
 
-void pd_book_prefetch(const pd_book_t *b, const pd_netaddr_t *addr, int pass) {
-  if (!b || !addr || b->index_count == 0) return;
-  uint64_t h = addr_hash(b, addr->ip, addr->port);
+void pd_book_prefetch(const pd_book_t *b, const pd_netaddr_t *addr, uint64_t *hash, int pass) {
+  if (!b || !addr || !hash || b->index_count == 0) return;
+  if (pass == 0) *hash = addr_hash(b, addr->ip, addr->port);
+  uint64_t h = *hash;
   uint32_t i = (uint32_t)h & (b->index_cap - 1);
   if (pass == 0) {
     __builtin_prefetch(&b->index[i]);
     return;
   }
   uint32_t v = b->index[i], t = idx_tag(h);
-  if (v != NO_ID && (v & ~IDX_ID_MASK) == t) __builtin_prefetch(&b->e[v & IDX_ID_MASK]);
+  if (v == NO_ID || (v & ~IDX_ID_MASK) != t) return;
+  const entry_t *e = &b->e[v & IDX_ID_MASK];
+  if (pass == 1)
+    __builtin_prefetch(e);
+  else if (e->node)
+    __builtin_prefetch(b->nodes[e->node]);
 }
 
 int pd_book_info(const pd_book_t *b, uint32_t id, pd_book_info_t *out) {

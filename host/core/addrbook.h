@@ -169,13 +169,14 @@ int pd_book_remove(pd_book_t *b, const pd_netaddr_t *addr);
 /* Look up by address: its id, or PD_BOOK_NO_ID. */
 uint32_t pd_book_find(const pd_book_t *b, const pd_netaddr_t *addr);
 /* A hint, no effect on the book: start loading what pd_book_find(b, addr)
- * will read. Pass 0 loads the index line the address hashes to; pass 1
- * (after pass 0 over the same addresses, the index line then at hand)
- * follows it to the entry when the address is there. A caller with a batch
- * of addresses (a received ADDR) runs pass 0, then pass 1, over a few dozen
- * ahead of the ones it decides on, so the cache misses overlap instead of
- * following one another. */
-void pd_book_prefetch(const pd_book_t *b, const pd_netaddr_t *addr, int pass);
+ * and pd_book_info will read. Pass 0 hashes the address into *hash and
+ * loads the index line it names; pass 1 (after pass 0 over the same
+ * addresses, the index line then at hand) follows it to the entry when the
+ * address is there; pass 2 (the entry then at hand) to its node id. A
+ * caller with a batch of addresses (a received ADDR) runs each pass over a
+ * few dozen ahead of the ones it decides on, so the cache misses overlap
+ * instead of following one another. */
+void pd_book_prefetch(const pd_book_t *b, const pd_netaddr_t *addr, uint64_t *hash, int pass);
 /* Copy an entry out. 0 or PD_ENOENT. */
 int pd_book_info(const pd_book_t *b, uint32_t id, pd_book_info_t *out);
 /* Only its address and table (tried or new), for walks over every id below

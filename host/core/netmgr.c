@@ -549,9 +549,11 @@ static const pd_netaddr_t *placed_by(const pd_record_t *r) { return pd_record_pl
 
 /* The kept record of an entry's node when it is byte for byte the one the
  * entry carries: nothing to decode or verify. */
-static const pd_rec_t *kept_same(pd_netmgr_t *m, const pd_wire_addr_entry_t *e) {
+static const pd_rec_t *kept_same(pd_netmgr_t *m, const pd_wire_addr_entry_t *e,
+                                 const uint64_t *hash) {
   if (!e->has_id || !e->record_len) return NULL;
-  const pd_rec_t *r = pd_rectable_find(pd_node_records(m->node), e->id);
+  const pd_rectable_t *t = pd_node_records(m->node);
+  const pd_rec_t *r = hash ? pd_rectable_find_hashed(t, e->id, *hash) : pd_rectable_find(t, e->id);
   return r && r->len == e->record_len && memcmp(r->bytes, e->record, r->len) == 0 ? r : NULL;
 }
 
@@ -566,14 +568,17 @@ static const pd_rec_t *kept_same(pd_netmgr_t *m, const pd_wire_addr_entry_t *e) 
  * ADDR's lookups then overlap their cache misses instead of taking them one
  * after another (in a 1,000-host lab these lookups were a fifth of the CPU). */
 #define PREFETCH_AHEAD 32
+/* hash[i]: entry i's id hashed for the table (set for those prefetched),
+ * for pd_rectable_find_hashed. */
 static void prefetch_records(pd_netmgr_t *m, const pd_wire_addr_entry_t *e, size_t n,
-                             bool carried) {
+                             bool carried, uint64_t hash[PREFETCH_AHEAD]) {
   const pd_rectable_t *t = pd_node_records(m->node);
   if (!t) return;
   if (n > PREFETCH_AHEAD) n = PREFETCH_AHEAD;
   for (int pass = 0; pass < 2; pass++)
     for (size_t i = 0; i < n; i++)
-      if (e[i].has_id && (!carried || e[i].record_len)) pd_rectable_prefetch(t, e[i].id, pass);
+      if (e[i].has_id && (!carried || e[i].record_len))
+        pd_rectable_prefetch(t, e[i].id, &hash[i], pass);
 }
 
 static pd_wire_addr_entry_t *with_records(pd_netmgr_t *m, const pd_wire_addr_entry_t *e, size_t n) {
@@ -583,8 +588,9 @@ static pd_wire_addr_entry_t *with_records(pd_netmgr_t *m, const pd_wire_addr_ent
   pd_wire_addr_entry_t *out = malloc(n * sizeof *out);
   if (!out) return NULL;
   size_t budget = RECORDS_BUDGET;
+  uint64_t hash[PREFETCH_AHEAD] = {0};
   for (size_t i = 0; i < n; i++) {
-    if (i % PREFETCH_AHEAD == 0) prefetch_records(m, e + i, n - i, false);
+    if (i % PREFETCH_AHEAD == 0) prefetch_records(m, e + i, n - i, false, hash);
     out[i] = e[i];
     out[i].record = NULL;
     out[i].record_len = 0;
@@ -596,7 +602,7 @@ static pd_wire_addr_entry_t *with_records(pd_netmgr_t *m, const pd_wire_addr_ent
       if (!at || !pd_netaddr_equal(at, &e[i].addr)) continue;
       bytes = pd_self_bytes(me, &len);
     } else {
-      const pd_rec_t *r = pd_rectable_find(t, e[i].id);
+      const pd_rec_t *r = pd_rectable_find_hashed(t, e[i].id, hash[i % PREFETCH_AHEAD]);
       if (!r || !pd_netaddr_equal(&r->placed, &e[i].addr)) continue;
       bytes = r->bytes;
       len = r->len;
@@ -622,8 +628,9 @@ static int send_addrs(pd_netmgr_t *m, conn_t *c, const pd_wire_addr_entry_t *e, 
  * keep), for our network, naming the entry's node and placing it at the
  * entry's address. PD_RECORD_OK and *rec, or why not. */
 static pd_record_reason_t check_entry_record(pd_netmgr_t *m, const pd_wire_addr_entry_t *e,
-                                             pd_record_t *rec) {
-  const pd_rec_t *same = kept_same(m, e);
+                                             const uint64_t *hash, pd_record_t *rec, bool *kept) {
+  const pd_rec_t *same = kept_same(m, e, hash);
+  *kept = same != NULL;
   if (same) /* checked when it was kept: only where it places the node is left */
     return pd_netaddr_equal(&same->placed, &e->addr) ? PD_RECORD_OK : PD_RECORD_R_BAD_ADDRESS;
   pd_record_auth_t ab;
@@ -800,6 +807,10 @@ typedef struct {
   int64_t now_ms;
   pd_wire_addr_entry_t *relay; /* this message's addresses to relay, allocated at first */
   size_t nrelay;
+  /* entry i's record was the one kept (kept_same) when checked: bit i, while
+   * the record table's changes are still `changes` */
+  const uint64_t *same;
+  uint64_t changes;
 } addrs_batch_t;
 
 /* Skipped (no decision, not added): our own listen address or node id. */
@@ -829,7 +840,11 @@ static void addrs_result(void *ud, size_t i, bool accept) {
     /* Checked before the batch (on_addrs): valid, ours to keep. The record
      * we keep already: only the book hears of the node again. */
     pd_record_t rec;
-    if (kept_same(m, e)) {
+    /* as checked, unless a record was learnt (or dropped) since */
+    bool same = b->changes == pd_rectable_changes(pd_node_records(m->node))
+                    ? (b->same[i / 64] >> (i % 64) & 1) != 0
+                    : kept_same(m, e, NULL) != NULL;
+    if (same) {
       pd_book_add(pd_node_book(m->node), &e->addr, e->id, sane_time(e->timestamp, now), b->from,
                   0, now, NULL);
       rc = 0;
@@ -864,16 +879,20 @@ static void addrs_result(void *ud, size_t i, bool accept) {
 static void on_addrs(pd_netmgr_t *m, conn_t *c, const pd_peer_action_t *a, int64_t now_ms) {
   pd_netaddr_t from = ip_only(&c->addr);
   m->c.addrs_received += a->addrs.count;
+  uint64_t same[(PD_WIRE_MAX_ADDRS + 63) / 64] = {0}, hash[PREFETCH_AHEAD] = {0};
   /* Every record is checked before anything is learnt: one bad record is a
    * protocol violation (an honest peer checks what it passes on), and the
    * connection ends with the reason, reported as misbehaviour. */
   for (size_t i = 0; i < a->addrs.count; i++) {
     const pd_wire_addr_entry_t *e = &a->addrs.entries[i];
     /* only the entries with a record are looked up below */
-    if (i % PREFETCH_AHEAD == 0) prefetch_records(m, a->addrs.entries + i, a->addrs.count - i, true);
+    if (i % PREFETCH_AHEAD == 0)
+      prefetch_records(m, a->addrs.entries + i, a->addrs.count - i, true, hash);
     if (!e->record_len) continue;
     pd_record_t rec;
-    pd_record_reason_t why = check_entry_record(m, e, &rec);
+    bool kept = false;
+    pd_record_reason_t why = check_entry_record(m, e, &hash[i % PREFETCH_AHEAD], &rec, &kept);
+    if (kept) same[i / 64] |= (uint64_t)1 << (i % 64);
     if (why != PD_RECORD_OK) {
       pd_peer_close(c->peer, PD_WIRE_BYE_PROTOCOL, pd_record_reason_name(why));
       m->c.rejected[PD_NETMGR_REJ_RECORD + (unsigned)why - 1]++;
@@ -882,7 +901,7 @@ static void on_addrs(pd_netmgr_t *m, conn_t *c, const pd_peer_action_t *a, int64
       return;
     }
   }
-  addrs_batch_t b = {m, a, &from, now_ms, NULL, 0};
+  addrs_batch_t b = {m, a, &from, now_ms, NULL, 0, same, pd_rectable_changes(pd_node_records(m->node))};
   pd_node_pex_accept_batch(m->node, &from, a->addrs.count, addrs_entry, addrs_result, &b,
                            secs(now_ms));
   if (b.nrelay) relay(m, c, b.relay, b.nrelay, now_ms);

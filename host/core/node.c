@@ -887,15 +887,16 @@ static void from_view(accept_batch_t *b) {
 #define PEX_PREFETCH 32
 static void accept_prefetch(accept_batch_t *b, size_t i) {
   pd_netaddr_t a[PEX_PREFETCH];
+  uint64_t h[PEX_PREFETCH];
   size_t k = 0;
   for (size_t j = i; j < b->count && k < PEX_PREFETCH; j++) {
     const uint8_t *id = NULL;
     if (b->entry(b->ud, j, &a[k], &id)) k++;
   }
-  for (int pass = 0; pass < 2; pass++)
+  for (int pass = 0; pass < 3; pass++)
     for (size_t j = 0; j < k; j++) {
-      pd_book_prefetch(b->n->book, &a[j], pass);
-      pd_reputation_prefetch(b->n->rep, &a[j], pass);
+      pd_book_prefetch(b->n->book, &a[j], &h[j], pass);
+      if (pass < 2) pd_reputation_prefetch(b->n->rep, &a[j], pass);
     }
 }
 

@@ -43,6 +43,7 @@ struct pd_rectable {
   svc_ent_t *svc;
   size_t svc_mask, svc_used, svc_live;
   size_t bytes; /* record bytes held */
+  uint64_t changes; /* puts that changed the table, and removals */
 };
 
 /* ring position p (0..count) <-> array index */
@@ -108,8 +109,7 @@ void pd_rectable_destroy(pd_rectable_t *t) {
 
 /* --- the id index: values are array indexes into recs ------------------------------------- */
 
-static long id_lookup(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN]) {
-  uint64_t h = hash(t, id, PD_NODE_ID_LEN);
+static long id_lookup_h(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN], uint64_t h) {
   uint32_t tag = (uint32_t)(h >> 32);
   size_t i = (size_t)h & t->by_id.mask;
   for (size_t probes = 0; probes <= t->by_id.mask; probes++, i = (i + 1) & t->by_id.mask) {
@@ -119,6 +119,10 @@ static long id_lookup(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN]) 
       return (long)i;
   }
   return -1;
+}
+
+static long id_lookup(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN]) {
+  return id_lookup_h(t, id, hash(t, id, PD_NODE_ID_LEN));
 }
 
 static int id_grow(pd_rectable_t *t, size_t want);
@@ -246,6 +250,7 @@ static void remove_at(pd_rectable_t *t, uint32_t v) {
   long f = id_lookup(t, t->recs[v]->id);
   if (f >= 0) t->by_id.s[f] = (islot_t){NULL, TOMB, 0};
   t->bytes -= t->recs[v]->len;
+  t->changes++;
   free(t->recs[v]);
   size_t pos = (v + t->alloc - t->head) % t->alloc;
   if (pos == 0) {
@@ -324,6 +329,7 @@ int pd_rectable_put(pd_rectable_t *t, const uint8_t *bytes, size_t len, const pd
     if (pd_rec_decode(old, &dec) == 0) svc_unset(t, &dec, v);
     t->bytes += len;
     t->bytes -= old->len;
+    t->changes++;
     free(old);
     t->recs[v] = r;
     t->by_id.s[f].rec = r;
@@ -344,6 +350,7 @@ int pd_rectable_put(pd_rectable_t *t, const uint8_t *bytes, size_t len, const pd
   t->recs[v] = r;
   t->count++;
   t->bytes += len;
+  t->changes++;
   id_insert(t, v);
   for (unsigned k = 0; k < rec->nservices; k++) svc_set(t, &rec->services[k].addr, v);
   return PD_REC_NEW;
@@ -355,9 +362,19 @@ const pd_rec_t *pd_rectable_find(const pd_rectable_t *t, const uint8_t id[PD_NOD
   return f >= 0 ? t->by_id.s[f].rec : NULL;
 }
 
-void pd_rectable_prefetch(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN], int pass) {
-  if (!t || !id || !t->count) return;
-  uint64_t h = hash(t, id, PD_NODE_ID_LEN);
+const pd_rec_t *pd_rectable_find_hashed(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN],
+                                        uint64_t h) {
+  if (!t || !id || !t->count) return NULL;
+  long f = id_lookup_h(t, id, h);
+  return f >= 0 ? t->by_id.s[f].rec : NULL;
+}
+
+void pd_rectable_prefetch(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN], uint64_t *hp,
+                          int pass) {
+  if (!t || !id || !hp) return;
+  if (pass == 0) *hp = hash(t, id, PD_NODE_ID_LEN);
+  if (!t->count) return;
+  uint64_t h = *hp;
   size_t i = (size_t)h & t->by_id.mask;
   if (pass == 0) {
     __builtin_prefetch(&t->by_id.s[i]);
@@ -382,6 +399,7 @@ int pd_rectable_remove(pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN]) {
 }
 
 size_t pd_rectable_count(const pd_rectable_t *t) { return t ? t->count : 0; }
+uint64_t pd_rectable_changes(const pd_rectable_t *t) { return t ? t->changes : 0; }
 size_t pd_rectable_cap(const pd_rectable_t *t) { return t ? t->cap : 0; }
 
 const pd_rec_t *pd_rectable_at(const pd_rectable_t *t, size_t i) {

@@ -58,17 +58,27 @@ void pd_rectable_destroy(pd_rectable_t *t);
 int pd_rectable_put(pd_rectable_t *t, const uint8_t *bytes, size_t len, const pd_record_t *rec,
                     int64_t now);
 const pd_rec_t *pd_rectable_find(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN]);
+/* pd_rectable_find with the id's hash in this table (pd_rectable_prefetch's
+ * *hash): the same answer, one keyed hash fewer. */
+const pd_rec_t *pd_rectable_find_hashed(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN],
+                                        uint64_t hash);
 /* A hint, no effect on the table: start loading what pd_rectable_find(t,
- * id) will read. Pass 0 loads the index lines the id hashes to; pass 1
- * (after pass 0 over the same ids) follows them to the record when it is
- * there. For batches (an ADDR's entries): pass 0, then pass 1, over a few
- * dozen ahead of the ones looked up, so their cache misses overlap. */
-void pd_rectable_prefetch(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN], int pass);
+ * id) will read. Pass 0 hashes the id into *hash and loads the index line
+ * it names; pass 1 (after pass 0 over the same ids) follows it to the
+ * record when it is there. For batches (an ADDR's entries): pass 0, then
+ * pass 1, over a few dozen ahead of the ones looked up, so their cache
+ * misses overlap. */
+void pd_rectable_prefetch(const pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN], uint64_t *hash,
+                          int pass);
 /* The record naming addr (IP and port) as one of its service endpoints
  * (the latest put wins when several do). */
 const pd_rec_t *pd_rectable_find_service(const pd_rectable_t *t, const pd_netaddr_t *addr);
 int pd_rectable_remove(pd_rectable_t *t, const uint8_t id[PD_NODE_ID_LEN]);
 
+/* How many times the table has changed (a put that added or replaced a
+ * record, a removal). While it stays the same, every pd_rectable_find
+ * answers as before and the records it returned stay valid. */
+uint64_t pd_rectable_changes(const pd_rectable_t *t);
 size_t pd_rectable_count(const pd_rectable_t *t);
 size_t pd_rectable_cap(const pd_rectable_t *t);
 /* The i-th stored record in an order stable between puts (for saving), or
