@@ -7,7 +7,9 @@
  * reputation policies stand in for files that are not there) and reports:
  *   ns per select(8) through the Lua policy vs pd_book_select (C default),
  *   ns per score call, ns per on_event call,
- *   ms per (re)load of the set, bytes held by the policy state.
+ *   ms per (re)load of the set, bytes held by the policy state, and what a
+ *   call costs in the Lua VM itself (a pcall each under a count hook, as the
+ *   host calls hooks, against no hook and against one pcall for all).
  * `--quick` runs a small book and few iterations (< 2 s) for the suite.
  * Times come from clock_gettime(CLOCK_MONOTONIC); nothing is asserted.
  */
@@ -17,6 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
 
 #include "err.h"
 #include "policy.h"
@@ -37,6 +43,78 @@ static uint64_t mono_clock(void *ud) {
 static void report(const char *what, size_t n, double ns_total) {
   double per = ns_total / (double)(n ? n : 1);
   printf("  %-40s N=%-8zu %10.1f ns/op %14.0f ops/s\n", what, n, per, per > 0 ? 1e9 / per : 0.0);
+}
+
+/* ---- what a call costs in the Lua VM itself ---------------------------------------------- */
+
+/* A ten-instruction function of (userdata, number), the shape of a pex
+ * accept, called N times in a bare state: with a pcall each under a count
+ * hook (as run_call calls a hook: the budget's hook makes the VM stop at
+ * every instruction), with a pcall each and no hook, and all N inside one
+ * pcall with the hook re-armed per call (a batched accept). */
+static void count_hook(lua_State *L, lua_Debug *ar) {
+  (void)L;
+  (void)ar;
+}
+static int lc_ref;
+static int lc_one(lua_State *L) {
+  lua_settop(L, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lc_ref);
+  lua_newuserdatauv(L, 136, 4);
+  lua_pushinteger(L, 2);
+  lua_call(L, 2, 1);
+  lua_settop(L, 0);
+  return 0;
+}
+static int lc_loop(lua_State *L) {
+  lua_Integer n = lua_tointeger(L, 1);
+  for (lua_Integer i = 0; i < n; i++) {
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, 1000);
+    lua_settop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lc_ref);
+    lua_newuserdatauv(L, 136, 4);
+    lua_pushinteger(L, 2);
+    lua_call(L, 2, 1);
+    lua_sethook(L, NULL, 0, 0);
+  }
+  lua_settop(L, 0);
+  return 0;
+}
+static int lc_msgh(lua_State *L) {
+  (void)L;
+  return 1;
+}
+static void lua_cost(size_t n) {
+  lua_State *L = luaL_newstate();
+  if (!L) return;
+  luaL_openlibs(L);
+  if (luaL_dostring(L, "return function(a, b) if b == nil then return false end "
+                       "if a == nil then return false end local x = b + 1 "
+                       "if x > 2 then return true end return false end") != LUA_OK) {
+    lua_close(L);
+    return;
+  }
+  lc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  for (int mode = 0; mode < 2; mode++) {
+    double t0 = now_ns();
+    for (size_t i = 0; i < n; i++) {
+      lua_settop(L, 0);
+      lua_pushcfunction(L, lc_msgh);
+      lua_pushcfunction(L, lc_one);
+      if (mode == 0) lua_sethook(L, count_hook, LUA_MASKCOUNT, 1000);
+      (void)lua_pcall(L, 0, 0, 1);
+      lua_sethook(L, NULL, 0, 0);
+    }
+    report(mode == 0 ? "Lua call: a pcall each, count hook" : "Lua call: a pcall each, no hook", n,
+           now_ns() - t0);
+  }
+  double t0 = now_ns();
+  lua_settop(L, 0);
+  lua_pushcfunction(L, lc_loop);
+  lua_pushinteger(L, (lua_Integer)n);
+  (void)lua_pcall(L, 1, 0, 0);
+  report("Lua call: one pcall for all, count hook", n, now_ns() - t0);
+  lua_close(L);
 }
 
 /* ---- a full book (filler as bench_addrbook) --------------------------------------- */
@@ -295,6 +373,7 @@ int main(int argc, char **argv) {
 
   pd_policy_status(p, &st);
   printf("  policy state after the calls: %zu bytes\n", st.memory_bytes);
+  lua_cost(quick ? 2000 : 2000000);
 
   /* reload */
   t0 = now_ns();

@@ -607,7 +607,8 @@ static int cmd_policy_check(int argc, char **argv) {
  * mmap (or heap top that trimming gave back) whose pages fault in again
  * every time: in a 1,000-host trial, most of the time spent in the kernel.
  * A sim process lives for one run and grows to its peak anyway, so it keeps
- * what it freed for reuse. Only the allocator's settings: no effect on any
+ * what it freed for reuse, until the lab's periodic malloc_trim (sim.c)
+ * gives the idle part back. Only the allocator's settings: no effect on any
  * result. */
 static void sim_malloc_settings(void) {
 #ifdef __GLIBC__

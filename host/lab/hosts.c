@@ -251,6 +251,11 @@ void lab_host_stop(sim_t *s, uint32_t hi) {
   s->addrs_stopped[0] += c.addrs_received;
   s->addrs_stopped[1] += c.addrs_added;
   s->addrs_stopped[2] += c.addrs_refused;
+  for (int k = 0; k < PD_HOOK_COUNT; k++) {
+    pd_policy_hook_health_t hh;
+    pd_policy_hook_health(pd_node_policy(h->node), k, &hh);
+    s->calls_stopped[k] += hh.calls;
+  }
   free(h->saved);
   h->saved = NULL;
   h->saved_len = 0;

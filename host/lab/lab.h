@@ -44,6 +44,7 @@
 #include "netaddr.h"
 #include "netmgr.h"
 #include "node.h"
+#include "policy.h"
 #include "rng.h"
 #include "wire.h"
 
@@ -195,6 +196,7 @@ typedef struct sim {
   uint64_t ev_kind[EV_KINDS]; /* events by kind (summary) */
   uint64_t frames_stopped[PD_WIRE_TYPE_COUNT]; /* frames sent by stopped incarnations */
   uint64_t addrs_stopped[3]; /* their addresses received, added, refused (summary) */
+  uint64_t calls_stopped[PD_HOOK_COUNT]; /* their policy calls that ran Lua (summary) */
   uint64_t seed;
   pd_rng_t net_rng, lua_rng;
   sim_host_t **hosts; /* each host allocated apart: the core keeps pointers into it */

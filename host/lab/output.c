@@ -5,7 +5,8 @@
  * seed), series.csv, plots of the series when gnuplot is installed
  * (plots.gp and one image per series; fork/exec of gnuplot, not part of the
  * determinism check), the summary table on the log (hosts, virtual and wall
- * time, events by kind, frames sent, addresses received, memory per host,
+ * time, events by kind, frames sent, addresses received, policy calls by
+ * hook, memory per host,
  * the results), the process's resident set.
  * Does not own: what goes into results and series (scenario.c), deciding
  * where and whether to write (pd_sim_run: sim.c), the progress lines of a
@@ -252,9 +253,10 @@ void lab_summary(sim_t *s, const pd_sim_report_t *r) {
       if (s->ev_kind[k])
         fprintf(f, " %s %.1f%%", ev_kind_name[k], 100.0 * (double)s->ev_kind[k] / (double)r->events);
     fprintf(f, "\n");
-    uint64_t fr[PD_WIRE_TYPE_COUNT], tot = 0, ad[3];
+    uint64_t fr[PD_WIRE_TYPE_COUNT], tot = 0, ad[3], calls[PD_HOOK_COUNT];
     memcpy(fr, s->frames_stopped, sizeof fr);
     memcpy(ad, s->addrs_stopped, sizeof ad);
+    memcpy(calls, s->calls_stopped, sizeof calls);
     for (size_t i = 0; i < s->nhosts; i++) {
       if (!s->hosts[i]->up) continue;
       pd_netmgr_counters_t c;
@@ -263,6 +265,11 @@ void lab_summary(sim_t *s, const pd_sim_report_t *r) {
       ad[0] += c.addrs_received;
       ad[1] += c.addrs_added;
       ad[2] += c.addrs_refused;
+      for (int k = 0; k < PD_HOOK_COUNT; k++) {
+        pd_policy_hook_health_t hh;
+        pd_policy_hook_health(pd_node_policy(s->hosts[i]->node), k, &hh);
+        calls[k] += hh.calls;
+      }
     }
     for (size_t t = 0; t < PD_WIRE_TYPE_COUNT; t++) tot += fr[t];
     fprintf(f, "%-22s %" PRIu64 ":", "frames sent", tot);
@@ -272,6 +279,12 @@ void lab_summary(sim_t *s, const pd_sim_report_t *r) {
     /* Each one costs a pex.lua call and a book lookup: the address intake. */
     fprintf(f, "%-22s %" PRIu64 " (new reference in the book %" PRIu64 ", refused %" PRIu64 ")\n",
             "addresses received", ad[0], ad[1], ad[2]);
+    /* Lua calls, by hook (each a pcall under the instruction budget's
+     * count hook): with the intake, most of a big trial's time. */
+    fprintf(f, "%-22s", "policy calls");
+    for (int k = 0; k < PD_HOOK_COUNT; k++)
+      if (calls[k]) fprintf(f, " %s %" PRIu64, pd_policy_hook_name(k), calls[k]);
+    fprintf(f, "\n");
     if (s->dht_sent)
       fprintf(f, "%-22s %" PRIu64 " sent (delivered %" PRIu64 ", dropped %" PRIu64 ")\n",
               "DHT datagrams", s->dht_sent, s->dht_delivered, s->dht_dropped);
