@@ -13,10 +13,13 @@
  * process up to sim.branch(); there it forks one process per point, each
  * carrying on with its own point's parameters and log (which starts with a
  * copy of the shared part's), while the group's process only waits for
- * them, within the same J tokens. A branch's results are byte-identical to
- * the trial run from t = 0 (`--no-branch`, `--trial K`): only the wall time
- * changes. A scenario that never calls sim.branch() runs every trial from
- * the start: the rest of the group goes back to the queue as single trials.
+ * them, within the same J tokens, starting them longest expected first (the
+ * mean wall time of each point's finished branches, as the parent knew it
+ * when the group started: pd_sweep_branch_order). A branch's results are
+ * byte-identical to the trial run from t = 0 (`--no-branch`, `--trial K`):
+ * only the wall time changes. A scenario that never calls sim.branch() runs
+ * every trial from the start: the rest of the group goes back to the queue
+ * as single trials.
  * Does not own: the plan, the aggregation and the command lines (sweep.c);
  * running a scenario (pd_sim_run, sim.c; sim.branch() in scenario.c).
  */
