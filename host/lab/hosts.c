@@ -231,6 +231,14 @@ int lab_host_start(sim_t *s, uint32_t hi, char *err, size_t cap) {
   return 0;
 }
 
+void lab_host_policy_calls(const sim_host_t *h, uint64_t calls[PD_HOOK_COUNT]) {
+  for (int k = 0; k < PD_HOOK_COUNT; k++) {
+    pd_policy_hook_health_t hh;
+    pd_policy_hook_health(pd_node_policy(h->node), k, &hh);
+    calls[k] += hh.calls;
+  }
+}
+
 void lab_host_stop(sim_t *s, uint32_t hi) {
   sim_host_t *h = s->hosts[hi];
   if (!h->up) return;
@@ -251,11 +259,7 @@ void lab_host_stop(sim_t *s, uint32_t hi) {
   s->addrs_stopped[0] += c.addrs_received;
   s->addrs_stopped[1] += c.addrs_added;
   s->addrs_stopped[2] += c.addrs_refused;
-  for (int k = 0; k < PD_HOOK_COUNT; k++) {
-    pd_policy_hook_health_t hh;
-    pd_policy_hook_health(pd_node_policy(h->node), k, &hh);
-    s->calls_stopped[k] += hh.calls;
-  }
+  lab_host_policy_calls(h, s->calls_stopped);
   free(h->saved);
   h->saved = NULL;
   h->saved_len = 0;

@@ -349,6 +349,8 @@ void lab_pool_fire(sim_t *s, const pd_sim_event_t *e);
 
 /* ---- measure.c ---- */
 uint32_t lab_host_outbound(const sim_host_t *h);
+/* Add the policy calls that ran Lua in host h's node, by hook, to calls. */
+void lab_host_policy_calls(const sim_host_t *h, uint64_t calls[PD_HOOK_COUNT]);
 uint32_t lab_host_inbound(const sim_host_t *h);
 uint32_t lab_host_min_out(const sim_host_t *h);
 bool lab_is_node(const sim_host_t *h);

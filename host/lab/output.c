@@ -265,11 +265,7 @@ void lab_summary(sim_t *s, const pd_sim_report_t *r) {
       ad[0] += c.addrs_received;
       ad[1] += c.addrs_added;
       ad[2] += c.addrs_refused;
-      for (int k = 0; k < PD_HOOK_COUNT; k++) {
-        pd_policy_hook_health_t hh;
-        pd_policy_hook_health(pd_node_policy(s->hosts[i]->node), k, &hh);
-        calls[k] += hh.calls;
-      }
+      lab_host_policy_calls(s->hosts[i], calls);
     }
     for (size_t t = 0; t < PD_WIRE_TYPE_COUNT; t++) tot += fr[t];
     fprintf(f, "%-22s %" PRIu64 ":", "frames sent", tot);
