@@ -160,16 +160,22 @@ static const char *const peer_keys[PK_COUNT] = {
  * of their class, last freed first, up to SMALL_KEEP bytes a state. A
  * minor collection frees a call's garbage in bursts of hundreds, which
  * glibc's per-size cache (7 chunks) sends to its slow bins; here the next
- * view reuses the block the collector just touched. */
+ * view reuses the block the collector just touched. A class that is freed
+ * but no longer allocated (a grown stack's old blocks, say) would fill the
+ * room for good, so a block that does not fit takes it from the class
+ * holding the most bytes when that is another, larger hoard (small_keep):
+ * the room goes to the classes in use. */
 #define SMALL_MAX 256
 #define SMALL_CLASSES (SMALL_MAX / 16)
-#define SMALL_KEEP (32 * 1024)
+#define SMALL_KEEP (64 * 1024)
 
 typedef struct pstate {
   lua_State *L;
   size_t used, cap; /* allocator counter and cap */
   void *small[SMALL_CLASSES]; /* freed blocks of 16 (k + 1) bytes, linked through their first word */
+  uint32_t small_n[SMALL_CLASSES]; /* blocks in each list */
   size_t small_kept;          /* bytes in them */
+  uint64_t small_reused, small_fresh; /* small allocations from the lists / from malloc */
   bool mem_refused; /* the allocator said no during this call/load */
   /* the call (or load) in progress */
   bool busy, loading;
@@ -282,18 +288,34 @@ static void refused(pstate_t *ps) {
 
 static size_t small_size(size_t n) { return (n + 15) & ~(size_t)15; }
 
+/* Keep the freed small block b of class k, making room as the comment on
+ * SMALL_KEEP says; false: b does not fit and the caller frees it. */
+static bool small_keep(pstate_t *ps, void *b, size_t k) {
+  size_t sz = 16 * (k + 1);
+  while (ps->small_kept + sz > SMALL_KEEP) {
+    size_t j = 0;
+    for (size_t i = 1; i < SMALL_CLASSES; i++)
+      if (16 * (i + 1) * (size_t)ps->small_n[i] > 16 * (j + 1) * (size_t)ps->small_n[j]) j = i;
+    if (j == k || 16 * (j + 1) * (size_t)ps->small_n[j] <= sz * ((size_t)ps->small_n[k] + 1))
+      return false;
+    void *old = ps->small[j];
+    ps->small[j] = *(void **)old;
+    ps->small_n[j]--;
+    ps->small_kept -= 16 * (j + 1);
+    free(old);
+  }
+  *(void **)b = ps->small[k];
+  ps->small[k] = b;
+  ps->small_n[k]++;
+  ps->small_kept += sz;
+  return true;
+}
+
 static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   pstate_t *ps = ud;
   if (ptr == NULL) osize = 0; /* osize is then a type tag */
   if (nsize == 0) {
-    if (ptr && osize <= SMALL_MAX && ps->small_kept + small_size(osize) <= SMALL_KEEP) {
-      size_t k = small_size(osize) / 16 - 1;
-      *(void **)ptr = ps->small[k];
-      ps->small[k] = ptr;
-      ps->small_kept += small_size(osize);
-    } else {
-      free(ptr);
-    }
+    if (!ptr || osize > SMALL_MAX || !small_keep(ps, ptr, small_size(osize) / 16 - 1)) free(ptr);
     ps->used -= osize;
     return NULL;
   }
@@ -308,8 +330,11 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (ptr == NULL && ps->small[k]) {
       q = ps->small[k];
       ps->small[k] = *(void **)q;
+      ps->small_n[k]--;
       ps->small_kept -= small_size(nsize);
+      ps->small_reused++;
     } else {
+      if (ptr == NULL) ps->small_fresh++;
       q = realloc(ptr, small_size(nsize));
     }
   } else {
@@ -330,6 +355,7 @@ static void small_release(pstate_t *ps) {
       ps->small[k] = *(void **)b;
       free(b);
     }
+  memset(ps->small_n, 0, sizeof ps->small_n);
   ps->small_kept = 0;
 }
 
@@ -1110,6 +1136,8 @@ void pd_policy_status(const pd_policy_t *p, pd_policy_status_t *out) {
   out->last_error_hook = p->last_error_hook;
   out->last_error_reason = p->last_error_reason;
   out->memory_bytes = p->cur ? p->cur->used : 0;
+  out->small_reused = p->cur ? p->cur->small_reused : 0;
+  out->small_fresh = p->cur ? p->cur->small_fresh : 0;
 }
 
 bool pd_policy_has_hook(const pd_policy_t *p, int hook) {

@@ -153,6 +153,10 @@ typedef struct pd_policy_status {
   int last_error_hook;     /* the hook of a failed call; -1: a load */
   int last_error_reason;   /* its enum pd_policy_reason; -1: a load */
   size_t memory_bytes;     /* bytes the current state holds */
+  /* The current state's small blocks (<= 256 bytes: views, strings,
+   * tables): allocations served from its freed blocks, and those that went
+   * to malloc. A steady run of calls reuses nearly all (policy.c). */
+  uint64_t small_reused, small_fresh;
 } pd_policy_status_t;
 
 typedef struct pd_policy pd_policy_t;
