@@ -117,6 +117,12 @@ struct pd_book {
 
   uint32_t *index;
   uint32_t index_cap, index_count; /* cap: power of two */
+  /* pd_book_find_remember's answer: id (or NO_ID) of memo_ip/memo_port,
+   * good while index_gen (bumped on every index change) is memo_gen */
+  uint64_t index_gen, memo_gen;
+  uint8_t memo_ip[16];
+  uint16_t memo_port;
+  uint32_t memo_id;
 
   uint8_t (*nodes)[PD_NODE_ID_LEN];
   uint32_t nodes_cap, nodes_hi, nodes_free; /* index 0 unused */
@@ -472,6 +478,7 @@ static void index_put(pd_book_t *b, uint32_t id) {
   uint32_t i = index_probe(b, b->e[id].ip, b->e[id].port, &found, &tag);
   b->index[i] = tag | id;
   b->index_count++;
+  b->index_gen++;
 }
 
 static int index_reserve(pd_book_t *b, uint32_t count) {
@@ -514,6 +521,7 @@ static void index_del(pd_book_t *b, uint32_t id) {
   }
   b->index[i] = NO_ID;
   b->index_count--;
+  b->index_gen++;
 }
 
 static uint32_t find_id(const pd_book_t *b, const pd_netaddr_t *a) {
@@ -522,6 +530,13 @@ static uint32_t find_id(const pd_book_t *b, const pd_netaddr_t *a) {
   uint32_t tag;
   uint32_t i = index_probe(b, a->ip, a->port, &found, &tag);
   return found ? b->index[i] & IDX_ID_MASK : NO_ID;
+}
+
+/* find_id, answered from pd_book_find_remember's memo when it holds a. */
+static uint32_t find_id_memo(const pd_book_t *b, const pd_netaddr_t *a) {
+  if (b->memo_gen == b->index_gen && b->memo_port == a->port && memcmp(b->memo_ip, a->ip, 16) == 0)
+    return b->memo_id;
+  return find_id(b, a);
 }
 
 /* ---- node id pool --------------------------------------------------------- */
@@ -1090,6 +1105,7 @@ int pd_book_create_ex(pd_book_t **out, const uint8_t key[PD_BOOK_KEY_LEN], pd_rn
   b->new_slots = geo.new_buckets * PD_BOOK_BUCKET_SIZE;
   b->tried_slots = geo.tried_buckets * PD_BOOK_BUCKET_SIZE;
   b->max_entries = b->new_slots + b->tried_slots + 1;
+  b->index_gen = 1; /* the memo (memo_gen 0) holds nothing yet */
   b->new_occ = b->tail;
   b->tried_occ = b->new_occ + geo.new_buckets;
   /* calloc: no bits set, every bucket array NULL */
@@ -1238,7 +1254,7 @@ static int add_impl(pd_book_t *b, const pd_netaddr_t *addr, const uint8_t *node_
 
   if (node_id && (rc = nodes_reserve(b)) != 0) return rc;
 
-  uint32_t id = find_id(b, addr);
+  uint32_t id = find_id_memo(b, addr);
   entry_t *e;
   bool created = false;
   bool won = false; /* a new address already won its slot contest */
@@ -1445,6 +1461,16 @@ int pd_book_remove(pd_book_t *b, const pd_netaddr_t *addr) {
 uint32_t pd_book_find(const pd_book_t *b, const pd_netaddr_t *addr) {
   if (!b || !addr) return NO_ID;
   return find_id(b, addr);
+}
+
+uint32_t pd_book_find_remember(pd_book_t *b, const pd_netaddr_t *addr) {
+  if (!b || !addr) return NO_ID;
+  uint32_t id = find_id(b, addr);
+  memcpy(b->memo_ip, addr->ip, 16);
+  b->memo_port = addr->port;
+  b->memo_id = id;
+  b->memo_gen = b->index_gen;
+  return id;
 }
 
 void pd_book_prefetch(const pd_book_t *b, const pd_netaddr_t *addr, uint64_t *hash, int pass) {

@@ -168,6 +168,10 @@ int pd_book_remove(pd_book_t *b, const pd_netaddr_t *addr);
 
 /* Look up by address: its id, or PD_BOOK_NO_ID. */
 uint32_t pd_book_find(const pd_book_t *b, const pd_netaddr_t *addr);
+/* pd_book_find, and the answer is remembered until the book's index next
+ * changes: a pd_book_add of the same address then skips its own lookup
+ * (a PEX intake looks an address up for the policy's view, then adds it). */
+uint32_t pd_book_find_remember(pd_book_t *b, const pd_netaddr_t *addr);
 /* A hint, no effect on the book: start loading what pd_book_find(b, addr)
  * and pd_book_info will read. Pass 0 hashes the address into *hash and
  * loads the index line it names; pass 1 (after pass 0 over the same

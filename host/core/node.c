@@ -563,7 +563,7 @@ void pd_node_peer_view(pd_node_t *n, const pd_netaddr_t *a, int64_t now, pd_peer
   memset(v, 0, sizeof *v);
   v->addr = *a;
   v->latency_ms = -1;
-  uint32_t id = pd_book_find(n->book, a);
+  uint32_t id = pd_book_find_remember(n->book, a);
   pd_book_info_t e;
   if (id != PD_BOOK_NO_ID && pd_book_info(n->book, id, &e) == 0) view_book_fields(v, &e);
   const pd_rep_record_t *r = pd_reputation_get(n->rep, a);

@@ -568,6 +568,34 @@ static void collision_vanishes(void **state) {
 
 /* ---- peerd-specific behaviour ------------------------------------------------------ */
 
+/* pd_book_find_remember's memo answers pd_book_add only while the index is
+ * as it was: an address looked up, removed, its id handed to another
+ * address, and added again is a new entry, not that other one. */
+static void find_memo_follows_the_index(void **state) {
+  (void)state;
+  fixture_t f;
+  pd_book_t *b = det_book(&f, 21, 0);
+  pd_netaddr_t a = A("250.1.1.1", 8333), c = A("250.9.9.9", 8333), s = A("252.2.2.2", 0);
+  assert_int_equal(pd_book_find_remember(b, &a), NO_ID); /* absent, remembered */
+  assert_int_equal(add(b, "250.1.1.1", 8333, "252.2.2.2"), 1);
+  uint32_t id = pd_book_find_remember(b, &a);
+  assert_int_not_equal(id, NO_ID);
+  assert_int_equal(pd_book_add(b, &a, NULL, TIME_INIT, &s, 0, NOW, NULL), 0); /* known */
+  assert_int_equal(pd_book_remove(b, &a), 0);
+  assert_int_equal(pd_book_add(b, &c, NULL, TIME_INIT, &s, 0, NOW, NULL), 1);
+  assert_int_equal(pd_book_find(b, &c), id); /* the freed id, reused */
+  assert_int_equal(pd_book_add(b, &a, NULL, TIME_INIT, &s, 0, NOW, NULL), 1);
+  uint32_t ida = pd_book_find(b, &a), idc = pd_book_find(b, &c);
+  assert_int_not_equal(ida, NO_ID);
+  assert_int_not_equal(ida, idc);
+  pd_book_info_t in;
+  assert_int_equal(pd_book_info(b, ida, &in), 0);
+  assert_true(pd_netaddr_equal(&in.addr, &a));
+  assert_int_equal(pd_book_size(b), 2);
+  assert_ok(b);
+  pd_book_destroy(b);
+}
+
 static void add_rules(void **state) {
   (void)state;
   fixture_t f;
@@ -2130,6 +2158,7 @@ int main(void) {
       cmocka_unit_test(tried_bucket_vectors),
       cmocka_unit_test(new_bucket_vectors),
       cmocka_unit_test(bitcoin_simple),
+      cmocka_unit_test(find_memo_follows_the_index),
       cmocka_unit_test(bitcoin_ports),
       cmocka_unit_test(bitcoin_select),
       cmocka_unit_test(bitcoin_new_collisions),
