@@ -169,6 +169,13 @@ static const char *const peer_keys[PK_COUNT] = {
 #define SMALL_CLASSES (SMALL_MAX / 16)
 #define SMALL_KEEP (64 * 1024)
 
+/* The field names' open-addressing table (pstate.khash): a view's __index
+ * finds its key in a probe or two instead of a scan of PK_COUNT names. */
+#define KHASH_SIZE 128
+static unsigned key_slot(const char *p) {
+  return (uint32_t)((uint32_t)((uintptr_t)p >> 4) * 2654435761u) >> 25; /* 7 bits */
+}
+
 typedef struct pstate {
   lua_State *L;
   size_t used, cap; /* allocator counter and cap */
@@ -197,8 +204,11 @@ typedef struct pstate {
   int ref[PD_HOOK_COUNT];
   int kref[PK_COUNT]; /* peer_keys as registry refs (LUA_NOREF until loaded) */
   const char *kstr[PK_COUNT]; /* their interned text: a field name is one of them iff the pointer is */
+  uint8_t khash[KHASH_SIZE];  /* k + 1 at key_slot(kstr[k]) or after it (linear probing); 0 empty */
+  uint64_t view_writes;       /* fields written into views and entries, ever (view_newindex) */
   int view_mt;                /* the metatable of peer views (LUA_NOREF until loaded) */
   int entry_mt;               /* the metatable of book entries (LUA_NOREF until loaded) */
+  int book_mt;                /* the metatable of books (BOOK_MT; LUA_NOREF until loaded) */
   /* pex batches: a registry slot holding the batch's `from`/`to` table
    * (false outside a batch), and whether it holds the current one */
   int other_ref;
@@ -272,6 +282,7 @@ static pstate_t *getps(lua_State *L) {
 static void count_hook(lua_State *L, lua_Debug *ar);
 static void view_metatable(lua_State *L);
 static void entry_metatable(lua_State *L);
+static void book_metatable(lua_State *L);
 
 /* The cap was hit during a call or load: that call is over. Lua would
  * otherwise run an emergency full GC for every refused allocation of a
@@ -877,11 +888,16 @@ static int load_body(lua_State *L) {
   for (int k = 0; k < PK_COUNT; k++) {
     ps->kstr[k] = lua_pushstring(L, peer_keys[k]); /* short: interned, never moves */
     ps->kref[k] = luaL_ref(L, LUA_REGISTRYINDEX);
+    unsigned h = key_slot(ps->kstr[k]);
+    while (ps->khash[h]) h = (h + 1) % KHASH_SIZE;
+    ps->khash[h] = (uint8_t)(k + 1);
   }
   view_metatable(L);
   ps->view_mt = luaL_ref(L, LUA_REGISTRYINDEX);
   entry_metatable(L);
   ps->entry_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+  book_metatable(L);
+  ps->book_mt = luaL_ref(L, LUA_REGISTRYINDEX);
   /* reserved now, so that storing a batch's table later never allocates */
   lua_pushboolean(L, 0);
   ps->other_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -994,6 +1010,7 @@ int pd_policy_load(pd_policy_t *p, const pd_policy_file_t *files, size_t n, int6
   for (int k = 0; k < PK_COUNT; k++) ps->kref[k] = LUA_NOREF;
   ps->view_mt = LUA_NOREF;
   ps->entry_mt = LUA_NOREF;
+  ps->book_mt = LUA_NOREF;
   ps->other_ref = LUA_NOREF;
   ps->L = lua_newstate(capped_alloc, ps);
   if (!ps->L) {
@@ -1515,29 +1532,28 @@ static void push_view_field(lua_State *L, const pd_peer_view_t *v, int k) {
 /* The field number of the key at idx, PK_COUNT for none. Short strings
  * are interned: a name equals a field's iff it is the same string object,
  * so no strcmp. */
-static int field_key(lua_State *L, int idx) {
-  int k = PK_COUNT;
-  if (lua_type(L, idx) == LUA_TSTRING) {
-    const char *key = lua_tostring(L, idx);
-    const pstate_t *ps = getps(L);
-    for (k = 0; k < PK_COUNT && ps->kstr[k] != key; k++) {
-    }
-  }
-  return k;
+static int field_key(lua_State *L, const pstate_t *ps, int idx) {
+  if (lua_type(L, idx) != LUA_TSTRING) return PK_COUNT;
+  const char *key = lua_tostring(L, idx);
+  for (unsigned h = key_slot(key); ps->khash[h]; h = (h + 1) % KHASH_SIZE)
+    if (ps->kstr[ps->khash[h] - 1] == key) return ps->khash[h] - 1;
+  return PK_COUNT;
 }
 
 /* __index of a view or entry (userdata at 1, key at 2): true with the
- * written field on top when the policy wrote one (user value 1). */
-static bool written_field(lua_State *L) {
-  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) return false;
+ * written field on top when the policy wrote one (user value 1). A state
+ * whose policies never wrote into a view skips the look. */
+static bool written_field(lua_State *L, const pstate_t *ps) {
+  if (ps->view_writes == 0 || lua_getiuservalue(L, 1, 1) != LUA_TTABLE) return false;
   lua_pushvalue(L, 2);
   return lua_rawget(L, -2) != LUA_TNIL;
 }
 
 static int view_index(lua_State *L) {
   const pd_peer_view_t *v = lua_touserdata(L, 1);
-  if (written_field(L)) return 1;
-  int k = field_key(L, 2);
+  const pstate_t *ps = getps(L);
+  if (written_field(L, ps)) return 1;
+  int k = field_key(L, ps, 2);
   /* The strings are made once per view and kept in its user values 2..4:
    * a batch's from/to view is read once per address. */
   int uv = k == PK_ADDR ? 2 : k == PK_GROUP ? 3 : k == PK_NODE_ID && v->has_node_id ? 4 : 0;
@@ -1551,6 +1567,7 @@ static int view_index(lua_State *L) {
 }
 
 static int view_newindex(lua_State *L) {
+  getps(L)->view_writes++;
   if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
@@ -1704,8 +1721,9 @@ static void push_entry_table(lua_State *L, const entry_view_t *x) {
 }
 
 static int entry_index(lua_State *L) {
-  if (written_field(L)) return 1;
-  push_entry_field(L, lua_touserdata(L, 1), field_key(L, 2));
+  const pstate_t *ps = getps(L);
+  if (written_field(L, ps)) return 1;
+  push_entry_field(L, lua_touserdata(L, 1), field_key(L, ps, 2));
   return 1;
 }
 
@@ -1884,9 +1902,9 @@ static int b_chance(lua_State *L) {
   return 1;
 }
 
-static void push_book(lua_State *L, pstate_t *ps) {
-  book_ud_t *u = lua_newuserdatauv(L, sizeof(*u), 0);
-  u->call_id = ps->call_id;
+/* The books' metatable, on the stack (also the registry's BOOK_MT, which
+ * luaL_checkudata reads); made once a state, when it is set up. */
+static void book_metatable(lua_State *L) {
   if (luaL_newmetatable(L, BOOK_MT)) {
     static const luaL_Reg methods[] = {
         {"count", b_count},       {"size", b_size},     {"random", b_random},
@@ -1898,6 +1916,12 @@ static void push_book(lua_State *L, pstate_t *ps) {
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
   }
+}
+
+static void push_book(lua_State *L, pstate_t *ps) {
+  book_ud_t *u = lua_newuserdatauv(L, sizeof(*u), 0);
+  u->call_id = ps->call_id;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ps->book_mt);
   lua_setmetatable(L, -2);
 }
 
