@@ -109,7 +109,29 @@ static bool c_valid(const uint8_t *ip) {
   }
   return true;
 }
+/* c_routable for an IPv4 address (ip_is_v4), by its first octets: the
+ * same ranges as the general form below (the IPv6-only ones cannot match),
+ * in a switch instead of a dozen prefix compares. Every address a PEX
+ * intake takes in is asked several times. */
+static bool v4_routable(const uint8_t *v) {
+  switch (v[0]) {
+  case 0:   /* local (and 0.0.0.0, invalid) */
+  case 10:  /* RFC 1918 */
+  case 127: /* local */
+    return false;
+  case 100: return !(v[1] >= 64 && v[1] <= 127); /* RFC 6598 */
+  case 169: return v[1] != 254;                  /* RFC 3927 */
+  case 172: return !(v[1] >= 16 && v[1] <= 31);  /* RFC 1918 */
+  case 192: return v[1] != 168 && !(v[1] == 0 && v[2] == 2); /* RFC 1918, RFC 5737 */
+  case 198: return v[1] != 18 && v[1] != 19 && !(v[1] == 51 && v[2] == 100); /* RFC 2544, 5737 */
+  case 203: return !(v[1] == 0 && v[2] == 113); /* RFC 5737 */
+  case 255: return !(v[1] == 255 && v[2] == 255 && v[3] == 255); /* broadcast: invalid */
+  default: return true;
+  }
+}
+
 static bool c_routable(const uint8_t *ip) {
+  if (ip_is_v4(ip)) return v4_routable(ip + 12);
   return c_valid(ip) && !(c_rfc1918(ip) || c_rfc2544(ip) || c_rfc3927(ip) || c_rfc4862(ip) || c_rfc6598(ip) ||
                           c_rfc5737(ip) || c_rfc4193(ip) || c_rfc4843(ip) || c_rfc7343(ip) || c_local(ip) ||
                           ip_is_internal(ip));

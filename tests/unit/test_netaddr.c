@@ -46,6 +46,45 @@ static void assert_group(const char *s, bool allow_private, const uint8_t *want,
 
 /* ---- parsing ---------------------------------------------------------- */
 
+/* IsRoutable for IPv4, from Bitcoin Core's list of ranges (netaddress.cpp),
+ * written out independently of netaddr.c's switch. */
+static bool ref_v4_routable(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
+  if ((a | b | c | d) == 0 || (a & b & c & d) == 255) return false; /* !IsValid */
+  if (a == 10 || (a == 192 && b == 168) || (a == 172 && b >= 16 && b <= 31)) return false;
+  if (a == 198 && (b == 18 || b == 19)) return false;                         /* RFC 2544 */
+  if (a == 169 && b == 254) return false;                                     /* RFC 3927 */
+  if (a == 100 && b >= 64 && b <= 127) return false;                          /* RFC 6598 */
+  if ((a == 192 && b == 0 && c == 2) || (a == 198 && b == 51 && c == 100) ||
+      (a == 203 && b == 0 && c == 113))
+    return false; /* RFC 5737 */
+  if (a == 127 || a == 0) return false; /* IsLocal */
+  return true;
+}
+
+/* Every first two octets, with third and fourth octets at the ranges' edges. */
+static void ipv4_routable_exhaustive(void **state) {
+  (void)state;
+  static const uint8_t cs[] = {0, 1, 2, 51, 100, 113, 254, 255}, ds[] = {0, 1, 254, 255};
+  size_t routable = 0;
+  for (unsigned a = 0; a < 256; a++)
+    for (unsigned b = 0; b < 256; b++)
+      for (size_t i = 0; i < sizeof cs; i++)
+        for (size_t j = 0; j < sizeof ds; j++) {
+          pd_netaddr_t x;
+          memset(&x, 0, sizeof x);
+          x.ip[10] = x.ip[11] = 0xff;
+          x.ip[12] = (uint8_t)a;
+          x.ip[13] = (uint8_t)b;
+          x.ip[14] = cs[i];
+          x.ip[15] = ds[j];
+          bool want = ref_v4_routable((uint8_t)a, (uint8_t)b, cs[i], ds[j]);
+          if (pd_netaddr_is_routable(&x) != want)
+            fail_msg("%u.%u.%u.%u: routable %d, want %d", a, b, cs[i], ds[j], !want, want);
+          routable += want;
+        }
+  assert_true(routable > 0 && routable < 256u * 256 * sizeof cs * sizeof ds);
+}
+
 static void parse_good(void **state) {
   (void)state;
   pd_netaddr_t a;
@@ -857,7 +896,7 @@ static void equality(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(parse_good),        cmocka_unit_test(parse_errors),       cmocka_unit_test(parse_overlong),
+      cmocka_unit_test(ipv4_routable_exhaustive), cmocka_unit_test(parse_good),        cmocka_unit_test(parse_errors),       cmocka_unit_test(parse_overlong),
       cmocka_unit_test(parse_hostnames),   cmocka_unit_test(parse_ip_only),      cmocka_unit_test(format_round_trip),
       cmocka_unit_test(node_ids),          cmocka_unit_test(bitcoin_properties), cmocka_unit_test(linked_ipv4),
       cmocka_unit_test(bitcoin_groups),    cmocka_unit_test(private_groups),     cmocka_unit_test(acceptable),
