@@ -448,10 +448,9 @@ static inline uint32_t idx_tag(uint64_t h) { return (uint32_t)(h >> 50) << IDX_I
 
 /* Index slot holding addr, or the empty slot where it would go; *tag gets
  * the address's tag bits. */
-static uint32_t index_probe(const pd_book_t *b, const uint8_t ip[16], uint16_t port, bool *found,
-                            uint32_t *tag) {
+static uint32_t index_probe_h(const pd_book_t *b, const uint8_t ip[16], uint16_t port, uint64_t h,
+                              bool *found, uint32_t *tag) {
   uint32_t mask = b->index_cap - 1;
-  uint64_t h = addr_hash(b, ip, port);
   uint32_t t = idx_tag(h);
   *tag = t;
   uint32_t i = (uint32_t)h & mask;
@@ -470,6 +469,11 @@ static uint32_t index_probe(const pd_book_t *b, const uint8_t ip[16], uint16_t p
     }
     i = (i + 1) & mask;
   }
+}
+
+static uint32_t index_probe(const pd_book_t *b, const uint8_t ip[16], uint16_t port, bool *found,
+                            uint32_t *tag) {
+  return index_probe_h(b, ip, port, addr_hash(b, ip, port), found, tag);
 }
 
 static void index_put(pd_book_t *b, uint32_t id) {
@@ -1463,9 +1467,16 @@ uint32_t pd_book_find(const pd_book_t *b, const pd_netaddr_t *addr) {
   return find_id(b, addr);
 }
 
-uint32_t pd_book_find_remember(pd_book_t *b, const pd_netaddr_t *addr) {
+uint32_t pd_book_find_remember(pd_book_t *b, const pd_netaddr_t *addr, const uint64_t *hash) {
   if (!b || !addr) return NO_ID;
-  uint32_t id = find_id(b, addr);
+  uint32_t id = NO_ID;
+  if (!hash) {
+    id = find_id(b, addr);
+  } else if (b->index_count) {
+    bool found;
+    uint32_t tag, i = index_probe_h(b, addr->ip, addr->port, *hash, &found, &tag);
+    if (found) id = b->index[i] & IDX_ID_MASK;
+  }
   memcpy(b->memo_ip, addr->ip, 16);
   b->memo_port = addr->port;
   b->memo_id = id;

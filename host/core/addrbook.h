@@ -170,8 +170,9 @@ int pd_book_remove(pd_book_t *b, const pd_netaddr_t *addr);
 uint32_t pd_book_find(const pd_book_t *b, const pd_netaddr_t *addr);
 /* pd_book_find, and the answer is remembered until the book's index next
  * changes: a pd_book_add of the same address then skips its own lookup
- * (a PEX intake looks an address up for the policy's view, then adds it). */
-uint32_t pd_book_find_remember(pd_book_t *b, const pd_netaddr_t *addr);
+ * (a PEX intake looks an address up for the policy's view, then adds it).
+ * hash: the address's hash from pd_book_prefetch's pass 0, or NULL. */
+uint32_t pd_book_find_remember(pd_book_t *b, const pd_netaddr_t *addr, const uint64_t *hash);
 /* A hint, no effect on the book: start loading what pd_book_find(b, addr)
  * and pd_book_info will read. Pass 0 hashes the address into *hash and
  * loads the index line it names; pass 1 (after pass 0 over the same

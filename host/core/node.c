@@ -559,11 +559,14 @@ static void view_book_fields(pd_peer_view_t *v, const pd_book_info_t *e) {
   v->service_only = e && e->service_only;
 }
 
-void pd_node_peer_view(pd_node_t *n, const pd_netaddr_t *a, int64_t now, pd_peer_view_t *v) {
+/* pd_node_peer_view with the address's book hash when the caller has it
+ * (pd_book_prefetch's pass 0), NULL otherwise. */
+static void peer_view_h(pd_node_t *n, const pd_netaddr_t *a, const uint64_t *book_hash,
+                        int64_t now, pd_peer_view_t *v) {
   memset(v, 0, sizeof *v);
   v->addr = *a;
   v->latency_ms = -1;
-  uint32_t id = pd_book_find_remember(n->book, a);
+  uint32_t id = pd_book_find_remember(n->book, a, book_hash);
   pd_book_info_t e;
   if (id != PD_BOOK_NO_ID && pd_book_info(n->book, id, &e) == 0) view_book_fields(v, &e);
   const pd_rep_record_t *r = pd_reputation_get(n->rep, a);
@@ -581,6 +584,10 @@ void pd_node_peer_view(pd_node_t *n, const pd_netaddr_t *a, int64_t now, pd_peer
   v->routable = pd_netaddr_is_routable(a) ||
                 (pd_book_allow_private(n->book) && pd_netaddr_is_valid(a));
   v->group_len = pd_netaddr_group(a, pd_book_allow_private(n->book), v->group);
+}
+
+void pd_node_peer_view(pd_node_t *n, const pd_netaddr_t *a, int64_t now, pd_peer_view_t *v) {
+  peer_view_h(n, a, NULL, now, v);
 }
 
 double pd_node_default_score(const pd_peer_view_t *v, int64_t now) {
@@ -748,14 +755,19 @@ int pd_node_event_ex(pd_node_t *n, const pd_netaddr_t *a, enum pd_metrics_event 
 
 /* The view pex.lua's accept gets of a gossiped address (with the node id
  * the message carried when the book knows none). */
-static void pex_addr_view(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *addr_id,
-                          int64_t now, pd_peer_view_t *va) {
-  pd_node_peer_view(n, addr, now, va);
+static void pex_addr_view_h(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *addr_id,
+                            const uint64_t *book_hash, int64_t now, pd_peer_view_t *va) {
+  peer_view_h(n, addr, book_hash, now, va);
   if (addr_id && !va->has_node_id) {
     va->has_node_id = true;
     memcpy(va->node_id, addr_id, PD_NODE_ID_LEN);
     va->private_peer = va->private_peer || pd_node_is_private(n, addr, addr_id);
   }
+}
+
+static void pex_addr_view(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *addr_id,
+                          int64_t now, pd_peer_view_t *va) {
+  pex_addr_view_h(n, addr, addr_id, NULL, now, va);
 }
 
 bool pd_node_pex_accept(pd_node_t *n, const pd_netaddr_t *addr, const uint8_t *addr_id,
@@ -860,6 +872,7 @@ bool pd_node_dht_found(pd_node_t *n, const uint8_t *bytes, size_t len, const pd_
   return pd_node_learn_record(n, bytes, len, rec, &src, now, now, NULL) >= 0;
 }
 
+#define PEX_PREFETCH 32
 typedef struct {
   pd_node_t *n;
   const pd_netaddr_t *from;
@@ -871,6 +884,9 @@ typedef struct {
   pd_peer_view_t vf;   /* `from` as of the last address */
   uint32_t from_id;    /* its book entry then, or PD_BOOK_NO_ID */
   bool prev_is_from;   /* the last address offered was `from` itself */
+  /* the prefetched addresses' book hashes: entry hidx[k] has hash[k] */
+  uint64_t hash[PEX_PREFETCH];
+  size_t hidx[PEX_PREFETCH], nh, hk;
   /* for the shadow: the last call's inputs and the RNG before it */
   pd_peer_view_t va;
   pd_rng_t before;
@@ -883,21 +899,28 @@ static void from_view(accept_batch_t *b) {
 
 /* The book's and the reputation table's lines of the next PEX_PREFETCH
  * addresses start loading (hints: pd_book_prefetch, pd_reputation_prefetch),
- * so that their lookups' cache misses overlap. */
-#define PEX_PREFETCH 32
+ * so that their lookups' cache misses overlap; the book hashes are kept for
+ * the views' lookups. */
 static void accept_prefetch(accept_batch_t *b, size_t i) {
   pd_netaddr_t a[PEX_PREFETCH];
-  uint64_t h[PEX_PREFETCH];
   size_t k = 0;
   for (size_t j = i; j < b->count && k < PEX_PREFETCH; j++) {
     const uint8_t *id = NULL;
-    if (b->entry(b->ud, j, &a[k], &id)) k++;
+    if (b->entry(b->ud, j, &a[k], &id)) b->hidx[k++] = j;
   }
   for (int pass = 0; pass < 3; pass++)
     for (size_t j = 0; j < k; j++) {
-      pd_book_prefetch(b->n->book, &a[j], &h[j], pass);
+      pd_book_prefetch(b->n->book, &a[j], &b->hash[j], pass);
       if (pass < 2) pd_reputation_prefetch(b->n->rep, &a[j], pass);
     }
+  b->nh = pd_book_size(b->n->book) ? k : 0; /* an empty book's prefetch hashes nothing */
+  b->hk = 0;
+}
+
+/* Entry i's book hash from the last prefetch, or NULL. */
+static const uint64_t *prefetched_hash(accept_batch_t *b, size_t i) {
+  while (b->hk < b->nh && b->hidx[b->hk] < i) b->hk++;
+  return b->hk < b->nh && b->hidx[b->hk] == i ? &b->hash[b->hk] : NULL;
 }
 
 static bool accept_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other) {
@@ -922,7 +945,7 @@ static bool accept_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t
     from_view(b);
   }
   b->prev_is_from = pd_netaddr_equal(&a, b->from);
-  pex_addr_view(b->n, &a, id, b->now, addr);
+  pex_addr_view_h(b->n, &a, id, prefetched_hash(b, i), b->now, addr);
   *other = b->vf;
   if (shadowing(b->n)) {
     b->va = *addr;

@@ -576,10 +576,16 @@ static void find_memo_follows_the_index(void **state) {
   fixture_t f;
   pd_book_t *b = det_book(&f, 21, 0);
   pd_netaddr_t a = A("250.1.1.1", 8333), c = A("250.9.9.9", 8333), s = A("252.2.2.2", 0);
-  assert_int_equal(pd_book_find_remember(b, &a), NO_ID); /* absent, remembered */
+  assert_int_equal(pd_book_find_remember(b, &a, NULL), NO_ID); /* absent, remembered */
   assert_int_equal(add(b, "250.1.1.1", 8333, "252.2.2.2"), 1);
-  uint32_t id = pd_book_find_remember(b, &a);
+  uint32_t id = pd_book_find_remember(b, &a, NULL);
   assert_int_not_equal(id, NO_ID);
+  uint64_t h = 0, hc = 0;
+  pd_book_prefetch(b, &a, &h, 0); /* the hash a batch keeps from its prefetch */
+  pd_book_prefetch(b, &c, &hc, 0);
+  assert_int_equal(pd_book_find_remember(b, &a, &h), id);
+  assert_int_equal(pd_book_find_remember(b, &c, &hc), NO_ID);
+  assert_int_equal(pd_book_find_remember(b, &a, &h), id);
   assert_int_equal(pd_book_add(b, &a, NULL, TIME_INIT, &s, 0, NOW, NULL), 0); /* known */
   assert_int_equal(pd_book_remove(b, &a), 0);
   assert_int_equal(pd_book_add(b, &c, NULL, TIME_INIT, &s, 0, NOW, NULL), 1);
