@@ -67,6 +67,10 @@ struct pd_dialer {
   size_t nflights, flights_cap;
   bo_rec_t *bo;
   size_t nbo, bo_cap; /* bo_cap grows to cfg.backoff_max */
+  /* bo's index by address (open addressing, linear probing): position + 1,
+   * 0 empty; bo_ix_mask + 1 slots, at least twice bo_cap (bo_ix_put) */
+  uint32_t *bo_ix;
+  size_t bo_ix_mask;
 
   pd_dial_target_t anchors[PD_DIALER_MAX_ANCHORS];
   size_t nanchors;
@@ -179,14 +183,72 @@ static bool persist_connected(const pd_dialer_t *d, const persist_t *p) {
 }
 
 /* --- backoff table -------------------------------------------------------------- */
+/* Up to backoff_max (4,096) records, found by address through bo_ix: a
+ * seed crawling thousands of addresses looks one up for every candidate and
+ * every outcome, which a scan of the array made O(records) each. The hash
+ * is unkeyed (the dialer draws nothing from its RNG for it): addresses
+ * chosen to collide make a probe as long as that scan, no longer. */
+
+static size_t bo_hash(const pd_netaddr_t *a) {
+  uint64_t lo, hi;
+  memcpy(&lo, a->ip, 8);
+  memcpy(&hi, a->ip + 8, 8);
+  uint64_t h = (lo * 0x9e3779b97f4a7c15ULL) ^ (hi + a->port) * 0xc2b2ae3d27d4eb4fULL;
+  h ^= h >> 29;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  return (size_t)(h ^ (h >> 32));
+}
+
+/* The index slot holding a's record, or the empty slot where it would go. */
+static size_t bo_ix_slot(const pd_dialer_t *d, const pd_netaddr_t *a) {
+  size_t i = bo_hash(a) & d->bo_ix_mask;
+  while (d->bo_ix[i] && !pd_netaddr_equal(&d->bo[d->bo_ix[i] - 1].addr, a))
+    i = (i + 1) & d->bo_ix_mask;
+  return i;
+}
+
+static void bo_ix_put(pd_dialer_t *d, size_t pos) {
+  d->bo_ix[bo_ix_slot(d, &d->bo[pos].addr)] = (uint32_t)pos + 1;
+}
+
+/* Remove the record at pos from the index (backward-shift deletion). */
+static void bo_ix_del(pd_dialer_t *d, size_t pos) {
+  size_t i = bo_ix_slot(d, &d->bo[pos].addr), j = i;
+  if (!d->bo_ix[i]) return;
+  for (;;) {
+    j = (j + 1) & d->bo_ix_mask;
+    uint32_t v = d->bo_ix[j];
+    if (!v) break;
+    size_t home = bo_hash(&d->bo[v - 1].addr) & d->bo_ix_mask;
+    /* move back unless its home lies cyclically in (i, j] */
+    if (((j - home) & d->bo_ix_mask) >= ((j - i) & d->bo_ix_mask)) {
+      d->bo_ix[i] = v;
+      i = j;
+    }
+  }
+  d->bo_ix[i] = 0;
+}
+
+/* An index for cap records (twice as many slots, a power of two), filled
+ * with the records held. PD_ENOMEM: the old one stays. */
+static int bo_ix_resize(pd_dialer_t *d, size_t cap) {
+  size_t slots = 16;
+  while (slots < 2 * cap) slots *= 2;
+  uint32_t *ix = calloc(slots, sizeof *ix);
+  if (!ix) return PD_ENOMEM;
+  free(d->bo_ix);
+  d->bo_ix = ix;
+  d->bo_ix_mask = slots - 1;
+  for (size_t i = 0; i < d->nbo; i++) bo_ix_put(d, i);
+  return 0;
+}
 
 static bo_rec_t *bo_find(pd_dialer_t *d, const pd_netaddr_t *a) {
   persist_t *p = persist_by_addr(d, a);
   if (p) return &p->bo;
-  for (size_t i = 0; i < d->nbo; i++) {
-    if (pd_netaddr_equal(&d->bo[i].addr, a)) return &d->bo[i];
-  }
-  return NULL;
+  if (d->nbo == 0) return NULL;
+  uint32_t v = d->bo_ix[bo_ix_slot(d, a)];
+  return v ? &d->bo[v - 1] : NULL;
 }
 
 static const bo_rec_t *bo_find_const(const pd_dialer_t *d, const pd_netaddr_t *a) {
@@ -205,7 +267,7 @@ static bo_rec_t *bo_get(pd_dialer_t *d, const pd_netaddr_t *a) {
     bo_rec_t *nb = realloc(d->bo, ncap * sizeof *nb);
     if (nb) {
       d->bo = nb;
-      d->bo_cap = ncap;
+      if (bo_ix_resize(d, ncap) == 0) d->bo_cap = ncap;
     }
   }
   if (d->nbo < d->bo_cap) {
@@ -217,9 +279,11 @@ static bo_rec_t *bo_get(pd_dialer_t *d, const pd_netaddr_t *a) {
     for (size_t i = 1; i < d->nbo; i++) {
       if (d->bo[i].next_at < r->next_at) r = &d->bo[i];
     }
+    bo_ix_del(d, (size_t)(r - d->bo));
   }
   memset(r, 0, sizeof *r);
   r->addr = *a;
+  bo_ix_put(d, (size_t)(r - d->bo));
   return r;
 }
 
@@ -227,7 +291,14 @@ static bo_rec_t *bo_get(pd_dialer_t *d, const pd_netaddr_t *a) {
 static void bo_maybe_drop(pd_dialer_t *d, bo_rec_t *r) {
   if (!d->bo || r < d->bo || r >= d->bo + d->nbo) return;
   if (r->failures || r->flaps) return;
-  *r = d->bo[--d->nbo];
+  size_t pos = (size_t)(r - d->bo), last = d->nbo - 1;
+  bo_ix_del(d, pos);
+  if (pos != last) {
+    bo_ix_del(d, last);
+    *r = d->bo[last];
+    bo_ix_put(d, pos);
+  }
+  d->nbo--;
 }
 
 static bool is_persistent_rec(const pd_dialer_t *d, const bo_rec_t *r) {
@@ -477,6 +548,7 @@ void pd_dialer_destroy(pd_dialer_t *d) {
   free(d->seeds);
   free(d->flights);
   free(d->bo);
+  free(d->bo_ix);
   free(d->conns);
   free(d);
 }

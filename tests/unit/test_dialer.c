@@ -311,6 +311,56 @@ static void backoff_table_bounded(void **state) {
   pd_dialer_destroy(d);
 }
 
+/* The backoff table's index by address follows every growth, swap-removal
+ * (a success drops a record) and eviction (the table full). */
+static void backoff_table_indexed(void **state) {
+  (void)state;
+  pd_dialer_config_t cfg;
+  quiet_cfg(&cfg);
+  cfg.backoff_max = 300;
+  pd_rng_t rng;
+  pd_dialer_t *d = mk(&cfg, &rng, 9);
+  enum { N = 400 };
+  uint32_t want[N] = {0};
+  for (int i = 0; i < 250; i++) {
+    pd_netaddr_t a = pub(i).addr;
+    for (int k = 0; k <= i % 3; k++) pd_dialer_on_dial_result(d, &a, PD_DIAL_REFUSED, i);
+    want[i] = (uint32_t)(i % 3) + 1;
+  }
+  for (int i = 0; i < 250; i += 3) { /* every third succeeds: its record goes */
+    pd_netaddr_t a = pub(i).addr;
+    pd_dialer_on_dial_result(d, &a, PD_DIAL_OK, 300);
+    want[i] = 0;
+  }
+  size_t held = 0;
+  for (int i = 0; i < N; i++) {
+    pd_netaddr_t a = pub(i).addr;
+    assert_int_equal(pd_dialer_failures(d, &a), want[i]);
+    held += want[i] != 0;
+  }
+  pd_dialer_counters_t c;
+  pd_dialer_counters(d, &c);
+  assert_int_equal(c.backoff_entries, held);
+  for (int i = 250; i < N; i++) { /* past backoff_max: records are evicted */
+    pd_netaddr_t a = pub(i).addr;
+    pd_dialer_on_dial_result(d, &a, PD_DIAL_REFUSED, 400 + i);
+    want[i] = 1;
+  }
+  held = 0;
+  for (int i = 0; i < N; i++) {
+    pd_netaddr_t a = pub(i).addr;
+    uint32_t f = pd_dialer_failures(d, &a);
+    assert_true(f == 0 || f == want[i]);
+    held += f != 0;
+  }
+  pd_dialer_counters(d, &c);
+  assert_int_equal(c.backoff_entries, 300);
+  assert_int_equal(held, 300);
+  pd_netaddr_t last = pub(N - 1).addr;
+  assert_int_equal(pd_dialer_failures(d, &last), 1);
+  pd_dialer_destroy(d);
+}
+
 static void outbound_group_diversity(void **state) {
   (void)state;
   pd_dialer_config_t cfg;
@@ -1194,6 +1244,7 @@ int main(void) {
       cmocka_unit_test(retry_limit_long_pause),
       cmocka_unit_test(success_resets_backoff),
       cmocka_unit_test(backoff_table_bounded),
+      cmocka_unit_test(backoff_table_indexed),
       cmocka_unit_test(outbound_group_diversity),
       cmocka_unit_test(inbound_limits),
       cmocka_unit_test(unconditional_exempt),
