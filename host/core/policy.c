@@ -1633,14 +1633,19 @@ static void view_metatable(lua_State *L) {
   lazy_metatable(L, "peerd.view", view_index, view_pairs, view_tostring);
 }
 
-static void push_peer(lua_State *L, const pd_peer_view_t *v) {
+/* nuv 4: user values 1 the written fields, 2..4 addr, group, node_id once
+ * made (kept for a view read often: a batch's from/to); 1: the written
+ * fields only, the strings made at each read (a PEX address's view, read
+ * once or twice: 48 bytes less to allocate and collect per address). */
+static void push_peer_uv(lua_State *L, const pd_peer_view_t *v, int nuv) {
   const pstate_t *ps = getps(L);
-  /* user values: 1 the written fields, 2..4 addr, group, node_id once made */
-  pd_peer_view_t *u = lua_newuserdatauv(L, sizeof *u, 4);
+  pd_peer_view_t *u = lua_newuserdatauv(L, sizeof *u, nuv);
   *u = *v;
   lua_rawgeti(L, LUA_REGISTRYINDEX, ps->view_mt);
   lua_setmetatable(L, -2);
 }
+
+static void push_peer(lua_State *L, const pd_peer_view_t *v) { push_peer_uv(L, v, 4); }
 
 /* ---- book entries --------------------------------------------------------------------------
  * book:entry(id) and evict_new/evict_tried's incumbent and candidate: a full
@@ -2220,7 +2225,7 @@ static int call_body(lua_State *L) {
     break;
   case PD_HOOK_PEX_ACCEPT:
   case PD_HOOK_PEX_SHARE:
-    push_peer(L, c->v1);
+    push_peer_uv(L, c->v1, 1);
     if (c->batch && ps->other_set) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, ps->other_ref);
     } else {

@@ -1390,6 +1390,33 @@ static void small_blocks_are_reused(void **state) {
   pd_policy_destroy(p);
 }
 
+/* A PEX address's view keeps no strings (made at each read), the batch's
+ * from view keeps them: both read the same, any number of times. */
+static void pex_view_strings_each_read(void **state) {
+  (void)state;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  char err[256];
+  src_t s[] = {{"pex.lua",
+                "return { accept = function(addr, from)\n"
+                "  local a, g = addr.addr, addr.group\n"
+                "  for _ = 1, 3 do\n"
+                "    if addr.addr ~= a or addr.group ~= g or tostring(addr) ~= a then return false end\n"
+                "    if from.addr ~= '9.9.9.9:26656' or from.group ~= '010909' then return false end\n"
+                "  end\n"
+                "  return a == '8.8.8.8:1' and g == '010808' and addr.node_id == nil\n"
+                "end }\n"}};
+  assert_int_equal(load(p, s, 1, err, sizeof(err)), 0);
+  pd_peer_view_t a[NB], from;
+  pex_views(a, &from);
+  bool out[NB];
+  for (int round = 0; round < 3; round++) {
+    assert_int_equal(pd_policy_pex_accept_batch(p, a, NB, &from, NULL, NOW, out), NB);
+    assert_true(out[0]);
+    for (size_t i = 1; i < NB; i++) assert_false(out[i]);
+  }
+  pd_policy_destroy(p);
+}
+
 static void book_hooks_adapter(void **state) {
   (void)state;
   pd_book_t *b = small_book(20, 4);
@@ -2036,6 +2063,7 @@ int main(void) {
       cmocka_unit_test(pex_batch_matches_single),
       cmocka_unit_test(pex_batch_shares_from),
       cmocka_unit_test(small_blocks_are_reused),
+      cmocka_unit_test(pex_view_strings_each_read),
       cmocka_unit_test(request_budget_exhaustion),
       cmocka_unit_test(breaker_trips_and_reload_resets),
       cmocka_unit_test(breaker_needs_a_run),
