@@ -1470,11 +1470,10 @@ uint32_t pd_book_find(const pd_book_t *b, const pd_netaddr_t *addr) {
 uint32_t pd_book_find_remember(pd_book_t *b, const pd_netaddr_t *addr, const uint64_t *hash) {
   if (!b || !addr) return NO_ID;
   uint32_t id = NO_ID;
-  if (!hash) {
-    id = find_id(b, addr);
-  } else if (b->index_count) {
+  if (b->index_count) {
     bool found;
-    uint32_t tag, i = index_probe_h(b, addr->ip, addr->port, *hash, &found, &tag);
+    uint64_t h = hash ? *hash : addr_hash(b, addr->ip, addr->port);
+    uint32_t tag, i = index_probe_h(b, addr->ip, addr->port, h, &found, &tag);
     if (found) id = b->index[i] & IDX_ID_MASK;
   }
   memcpy(b->memo_ip, addr->ip, 16);
