@@ -2151,6 +2151,22 @@ static void push_dht_node(lua_State *L, const pd_policy_dht_node_t *v) {
   set_int(L, "subnet_in_table", v->subnet_in_table);
 }
 
+/* accept(addr, from) / share(addr, to): the address's view, then the other
+ * one, kept in the batch slot for the rest of a batch. */
+static void push_pex_args(lua_State *L, pstate_t *ps, const call_t *c) {
+  push_peer_uv(L, c->v1, 1);
+  if (c->batch && ps->other_set) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ps->other_ref);
+  } else {
+    push_peer(L, c->v2);
+    if (c->batch && ps->other_ref != LUA_NOREF) {
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, LUA_REGISTRYINDEX, ps->other_ref); /* existing slot: no allocation */
+      ps->other_set = true;
+    }
+  }
+}
+
 static int call_body(lua_State *L) {
   call_t *c = lua_touserdata(L, 1);
   pstate_t *ps = getps(L);
@@ -2225,17 +2241,7 @@ static int call_body(lua_State *L) {
     break;
   case PD_HOOK_PEX_ACCEPT:
   case PD_HOOK_PEX_SHARE:
-    push_peer_uv(L, c->v1, 1);
-    if (c->batch && ps->other_set) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, ps->other_ref);
-    } else {
-      push_peer(L, c->v2);
-      if (c->batch && ps->other_ref != LUA_NOREF) {
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, LUA_REGISTRYINDEX, ps->other_ref); /* existing slot: no allocation */
-        ps->other_set = true;
-      }
-    }
+    push_pex_args(L, ps, c);
     nargs = 2;
     break;
   case PD_HOOK_DHT_ADMIT:
@@ -2259,8 +2265,18 @@ static int call_body(lua_State *L) {
   return 0;
 }
 
-static int run_call(pd_policy_t *p, call_t *c, pd_rng_t *rng, int64_t now, pd_book_t *book,
-                    const pd_book_t *cbook) {
+/* What one call keeps between its start and its end (call_enter, call_leave). */
+typedef struct {
+  pstate_t *ps;
+  uint64_t t0;
+  bool req_instr, req_time;
+} frame_t;
+
+/* A call's start: the checks that skip it (a negative code: the call does
+ * not run), then the state made busy and the budget armed. The caller runs
+ * the hook, protected, then call_leave. */
+static int call_enter(pd_policy_t *p, call_t *c, pd_rng_t *rng, int64_t now, pd_book_t *book,
+                      const pd_book_t *cbook, frame_t *f) {
   pstate_t *ps = p ? p->cur : NULL;
   if (!ps || ps->ref[c->hook] == LUA_NOREF || ps->busy) return PD_ENOENT;
   struct health *hh = &p->health[c->hook];
@@ -2282,7 +2298,6 @@ static int run_call(pd_policy_t *p, call_t *c, pd_rng_t *rng, int64_t now, pd_bo
       req_instr = true;
     }
   }
-  lua_State *L = ps->L;
   ps->busy = true;
   ps->call_id++;
   ps->rng = rng ? rng : &p->fallback_rng;
@@ -2291,17 +2306,29 @@ static int run_call(pd_policy_t *p, call_t *c, pd_rng_t *rng, int64_t now, pd_bo
   ps->cbook = cbook;
   c->result = 0;
   c->bad = false;
-  lua_settop(L, 0);
-  lua_pushcfunction(L, msgh);
-  lua_pushcfunction(L, call_body);
-  lua_pushlightuserdata(L, c);
   arm(ps, budget, p->lim.call_deadline_ms, t0);
   ps->req_instr = req_instr;
   if (p->req_depth > 0 && p->req_has_deadline && p->req_deadline < ps->deadline) {
     ps->deadline = p->req_deadline;
     ps->req_time = req_time = true;
   }
-  int st = lua_pcall(L, 1, 0, 1);
+  f->ps = ps;
+  f->t0 = t0;
+  f->req_instr = req_instr;
+  f->req_time = req_time;
+  return 0;
+}
+
+/* A call's end, after its protected run ended with status st (its error
+ * value on top when not LUA_OK): the budget disarmed, the state free again,
+ * the outcome judged, counted and fed to the breaker. The stack of the
+ * running function is emptied. What the call returns: 0 decided, PD_ENOENT
+ * default, or the failure's code. */
+static int call_leave(pd_policy_t *p, call_t *c, int st, const frame_t *f, int64_t now) {
+  pstate_t *ps = f->ps;
+  lua_State *L = ps->L;
+  uint64_t t0 = f->t0;
+  bool req_instr = f->req_instr, req_time = f->req_time;
   lua_sethook(L, NULL, 0, 0);
   if (p->clock) observe(p, c->hook, p->clock(p->clock_ud) - t0);
   if (p->req_depth > 0) {
@@ -2356,6 +2383,20 @@ static int run_call(pd_policy_t *p, call_t *c, pd_rng_t *rng, int64_t now, pd_bo
     }
   }
   return c->result;
+}
+
+static int run_call(pd_policy_t *p, call_t *c, pd_rng_t *rng, int64_t now, pd_book_t *book,
+                    const pd_book_t *cbook) {
+  frame_t f;
+  int rc = call_enter(p, c, rng, now, book, cbook, &f);
+  if (rc != 0) return rc;
+  lua_State *L = f.ps->L;
+  lua_settop(L, 0);
+  lua_pushcfunction(L, msgh);
+  lua_pushcfunction(L, call_body);
+  lua_pushlightuserdata(L, c);
+  int st = lua_pcall(L, 1, 0, 1);
+  return call_leave(p, c, st, &f, now);
 }
 
 int pd_policy_select(pd_policy_t *p, pd_book_t *b, pd_rng_t *rng, size_t n, int64_t now,
@@ -2519,33 +2560,116 @@ static void batch_clear(pd_policy_t *p) {
   ps->other_set = false;
 }
 
+/* A batch's progress, where a failed call's longjmp cannot lose it. */
+typedef struct {
+  pd_policy_t *p;
+  int hook;
+  size_t n, i; /* the next address to ask about */
+  pd_policy_pex_next_fn next;
+  pd_policy_pex_done_fn done;
+  void *ud;
+  pd_rng_t *rng;
+  int64_t now;
+  pd_peer_view_t other, addr;
+  call_t c;   /* the address's call */
+  frame_t f;  /* and its frame */
+  bool live;  /* c entered, not left: an error unwinding now is its failure */
+} batch_t;
+
+/* The addresses of a batch from b->i on, in one protected run: each one's
+ * call entered and left as run_call does, but without a pcall of its own.
+ * A call that raises unwinds the whole run; pd_policy_pex_batch then ends
+ * that call and starts another run after it. */
+static int batch_body(lua_State *L) {
+  batch_t *b = lua_touserdata(L, 1);
+  for (; b->i < b->n; b->i++) {
+    pd_peer_view_t o = b->other;
+    if (!b->next(b->ud, b->i, &b->addr, &o)) continue;
+    if (!view_same(&o, &b->other)) batch_clear(b->p);
+    b->other = o;
+    memset(&b->c, 0, sizeof(b->c));
+    b->c.hook = b->hook;
+    b->c.v1 = &b->addr;
+    b->c.v2 = &b->other;
+    b->c.batch = true;
+    int rc = call_enter(b->p, &b->c, b->rng, b->now, NULL, NULL, &b->f);
+    if (rc == 0) {
+      pstate_t *ps = b->f.ps;
+      b->live = true;
+      lua_settop(L, 0);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, ps->ref[b->hook]);
+      push_pex_args(L, ps, &b->c);
+      lua_call(L, 2, 1);
+      validate(L, ps, &b->c);
+      b->live = false;
+      rc = call_leave(b->p, &b->c, LUA_OK, &b->f, b->now);
+    }
+    if (b->done) b->done(b->ud, b->i, rc, rc == 0 && b->c.flag);
+  }
+  return 0;
+}
+
 int pd_policy_pex_batch(pd_policy_t *p, int hook, const pd_peer_view_t *other, size_t n,
                         pd_policy_pex_next_fn next, pd_policy_pex_done_fn done, void *ud,
                         pd_rng_t *rng, int64_t now) {
   if (!other || !next || (hook != PD_HOOK_PEX_ACCEPT && hook != PD_HOOK_PEX_SHARE))
     return PD_EINVAL;
-  /* No policy host: every call fails as pd_policy_pex_accept(NULL, ...) does. */
-  bool cached = p && !p->in_batch; /* a batch inside another one's callback makes plain calls */
-  if (cached) p->in_batch = true;
+  pstate_t *ps = p ? p->cur : NULL;
+  if (ps && !p->in_batch && ps->ref[hook] != LUA_NOREF && !ps->busy) {
+    /* The usual case: the calls run in as few protected runs as there
+     * are failures, plus one; each call still has its own budget, its
+     * own outcome and breaker note, and the same arguments. */
+    batch_t *b = malloc(sizeof(*b));
+    if (b) {
+      memset(b, 0, sizeof(*b));
+      b->p = p;
+      b->hook = hook;
+      b->n = n;
+      b->next = next;
+      b->done = done;
+      b->ud = ud;
+      b->rng = rng;
+      b->now = now;
+      b->other = *other;
+      p->in_batch = true;
+      batch_clear(p);
+      lua_State *L = ps->L;
+      while (b->i < n) {
+        lua_settop(L, 0);
+        lua_pushcfunction(L, msgh);
+        lua_pushcfunction(L, batch_body);
+        lua_pushlightuserdata(L, b);
+        b->live = false;
+        int st = lua_pcall(L, 1, 0, 1);
+        if (st == LUA_OK) break;
+        int rc = PD_EINVAL;
+        if (b->live) rc = call_leave(p, &b->c, st, &b->f, now);
+        lua_settop(L, 0);
+        if (done) done(ud, b->i, rc, false);
+        b->i++;
+      }
+      lua_settop(L, 0);
+      batch_clear(p);
+      p->in_batch = false;
+      free(b);
+      return 0;
+    }
+  }
+  /* No policy host (every call fails as pd_policy_pex_accept(NULL, ...)
+   * does), no such hook, or a batch inside another one's callback: plain
+   * calls. */
   pd_peer_view_t cur_other = *other, addr;
-  if (cached) batch_clear(p);
   for (size_t i = 0; i < n; i++) {
     pd_peer_view_t o = cur_other;
     if (!next(ud, i, &addr, &o)) continue;
-    if (cached && !view_same(&o, &cur_other)) batch_clear(p);
     cur_other = o;
     call_t c;
     memset(&c, 0, sizeof(c));
     c.hook = hook;
     c.v1 = &addr;
     c.v2 = &cur_other;
-    c.batch = cached;
     int rc = p ? run_call(p, &c, rng, now, NULL, NULL) : PD_EINVAL;
     if (done) done(ud, i, rc, rc == 0 && c.flag);
-  }
-  if (cached) {
-    batch_clear(p);
-    p->in_batch = false;
   }
   return 0;
 }

@@ -1417,6 +1417,107 @@ static void pex_view_strings_each_read(void **state) {
   pd_policy_destroy(p);
 }
 
+/* A batch's calls share one protected run until one fails: what the
+ * callbacks do between them must work as between plain calls. The node's
+ * done() adds to the book, whose evict hooks call the same policy state:
+ * here done() calls score() on it, which fails for some peers. A failing
+ * accept must not take the rest of the batch, or the nested calls, with it. */
+typedef struct {
+  pd_policy_t *p;
+  const pd_peer_view_t *a;
+  bool out[NB];
+  int rcs[NB];
+  double score[NB];
+  int score_rc[NB];
+  size_t calls;
+} nest_t;
+
+static bool nest_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other) {
+  (void)other;
+  *addr = ((nest_t *)ud)->a[i];
+  return true;
+}
+
+static void nest_done(void *ud, size_t i, int rc, bool decision) {
+  nest_t *c = ud;
+  c->calls++;
+  c->rcs[i] = rc;
+  c->out[i] = decision;
+  c->score_rc[i] = pd_policy_score(c->p, &c->a[i], NULL, NOW, &c->score[i]);
+}
+
+static void pex_batch_nested_calls(void **state) {
+  (void)state;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  char err[256];
+  src_t s[] = {{"pex.lua",
+                "return { accept = function(addr, from)\n"
+                "  if addr.addr == '7.7.7.7:1' or addr.addr == '4.4.4.4:1' then error('boom') end\n"
+                "  return addr.attempts % 2 == 0\n"
+                "end }\n"},
+               {"score.lua",
+                "return { score = function(peer)\n"
+                "  if peer.addr == '8.8.4.4:1' then error('score boom') end\n"
+                "  return peer.attempts + 0.5\n"
+                "end }\n"}};
+  assert_int_equal(load(p, s, 2, err, sizeof(err)), 0);
+  pd_peer_view_t a[NB], from;
+  pex_views(a, &from);
+  for (int round = 0; round < 3; round++) {
+    nest_t c;
+    memset(&c, 0, sizeof(c));
+    c.p = p;
+    c.a = a;
+    assert_int_equal(pd_policy_pex_batch(p, PD_HOOK_PEX_ACCEPT, &from, NB, nest_next, nest_done,
+                                         &c, NULL, NOW),
+                     0);
+    assert_int_equal(c.calls, NB);
+    for (size_t i = 0; i < NB; i++) {
+      bool boom = i == 2 || i == 8; /* 7.7.7.7 and 4.4.4.4 */
+      assert_int_equal(c.rcs[i], boom ? PD_EINVAL : 0);
+      assert_int_equal(c.out[i], !boom && a[i].attempts % 2 == 0);
+      if (i == 4) { /* 8.8.4.4 */
+        assert_int_equal(c.score_rc[i], PD_EINVAL);
+      } else {
+        assert_int_equal(c.score_rc[i], 0);
+        assert_true(c.score[i] == a[i].attempts + 0.5);
+      }
+    }
+  }
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_PEX_ACCEPT, PD_POLICY_ERROR), 6);
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_SCORE, PD_POLICY_ERROR), 3);
+  pd_policy_destroy(p);
+}
+
+/* Every call of a batch fails: the breaker trips after
+ * PD_POLICY_TRIP_AFTER of them and the rest are skipped, each address
+ * answered, as with plain calls. */
+static void pex_batch_trips_midway(void **state) {
+  (void)state;
+  pd_policy_t *p = mk(NULL, NULL, NULL);
+  char err[256];
+  src_t s[] = {{"pex.lua", "return { accept = function(addr, from) error('always') end }\n"}};
+  assert_int_equal(load(p, s, 1, err, sizeof(err)), 0);
+  pd_peer_view_t a[NB], from;
+  pex_views(a, &from);
+  nest_t c;
+  memset(&c, 0, sizeof(c));
+  c.p = p;
+  c.a = a;
+  assert_int_equal(pd_policy_pex_batch(p, PD_HOOK_PEX_ACCEPT, &from, NB, nest_next, nest_done, &c,
+                                       NULL, NOW),
+                   0);
+  assert_int_equal(c.calls, NB);
+  for (size_t i = 0; i < NB; i++) {
+    assert_int_equal(c.rcs[i], PD_EINVAL);
+    assert_false(c.out[i]);
+  }
+  assert_int_equal(pd_policy_failures(p, PD_HOOK_PEX_ACCEPT, PD_POLICY_ERROR), PD_POLICY_TRIP_AFTER);
+  assert_int_equal(pd_policy_skipped(p, PD_HOOK_PEX_ACCEPT, PD_POLICY_SKIP_TRIPPED),
+                   NB - PD_POLICY_TRIP_AFTER);
+  pd_policy_destroy(p);
+}
+
 static void book_hooks_adapter(void **state) {
   (void)state;
   pd_book_t *b = small_book(20, 4);
@@ -2062,6 +2163,8 @@ int main(void) {
       cmocka_unit_test(book_hooks_adapter),
       cmocka_unit_test(pex_batch_matches_single),
       cmocka_unit_test(pex_batch_shares_from),
+      cmocka_unit_test(pex_batch_nested_calls),
+      cmocka_unit_test(pex_batch_trips_midway),
       cmocka_unit_test(small_blocks_are_reused),
       cmocka_unit_test(pex_view_strings_each_read),
       cmocka_unit_test(request_budget_exhaustion),
