@@ -923,7 +923,8 @@ static const uint64_t *prefetched_hash(accept_batch_t *b, size_t i) {
   return b->hk < b->nh && b->hidx[b->hk] == i ? &b->hash[b->hk] : NULL;
 }
 
-static bool accept_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other) {
+static bool accept_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other,
+                        bool *changed) {
   accept_batch_t *b = ud;
   pd_netaddr_t a;
   const uint8_t *id = NULL;
@@ -932,9 +933,13 @@ static bool accept_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t
   /* `from` as the single call sees it: the previous result may have changed
    * the book, and only the book part of its view can change within a
    * message. Its entry (if any) is re-read by id; with none, only adding
-   * `from` itself makes one. The policy layer rebuilds the table only when
-   * the view differs. */
+   * `from` itself makes one. The policy layer holds the view the previous
+   * call used (b->vf then) and is told only when it differs: it rebuilds
+   * the table then, and copies nothing otherwise. */
   pd_book_info_t e;
+  pd_peer_view_t old;
+  bool reread = b->from_id != PD_BOOK_NO_ID || b->prev_is_from;
+  if (reread) old = b->vf;
   if (b->from_id != PD_BOOK_NO_ID) {
     if (pd_book_info(pd_node_book(b->n), b->from_id, &e) == 0 &&
         pd_netaddr_equal(&e.addr, b->from))
@@ -944,9 +949,12 @@ static bool accept_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t
   } else if (b->prev_is_from) {
     from_view(b);
   }
+  if (reread && !pd_peer_view_same(&old, &b->vf)) {
+    *other = b->vf;
+    *changed = true;
+  }
   b->prev_is_from = pd_netaddr_equal(&a, b->from);
   pex_addr_view_h(b->n, &a, id, prefetched_hash(b, i), b->now, addr);
-  *other = b->vf;
   if (shadowing(b->n)) {
     b->va = *addr;
     b->before = *b->n->rng;
@@ -993,8 +1001,10 @@ typedef struct {
   pd_rng_t before;
 } share_batch_t;
 
-static bool share_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other) {
+static bool share_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other,
+                       bool *changed) {
   (void)other; /* `to` does not change while the sample is filtered */
+  (void)changed;
   share_batch_t *b = ud;
   pd_node_t *n = b->n;
   pd_book_info_t e;

@@ -2535,7 +2535,7 @@ int pd_policy_dht_feed(pd_policy_t *p, const pd_peer_view_t *node, const pd_peer
 
 /* Every field push_peer reads, compared; a NaN makes two views differ, which
  * only costs a rebuild. */
-static bool view_same(const pd_peer_view_t *a, const pd_peer_view_t *b) {
+bool pd_peer_view_same(const pd_peer_view_t *a, const pd_peer_view_t *b) {
   size_t gl = a->group_len <= PD_GROUP_MAX ? a->group_len : PD_GROUP_MAX;
   return memcmp(a->addr.ip, b->addr.ip, 16) == 0 && a->addr.port == b->addr.port &&
          a->has_node_id == b->has_node_id &&
@@ -2583,10 +2583,9 @@ typedef struct {
 static int batch_body(lua_State *L) {
   batch_t *b = lua_touserdata(L, 1);
   for (; b->i < b->n; b->i++) {
-    pd_peer_view_t o = b->other;
-    if (!b->next(b->ud, b->i, &b->addr, &o)) continue;
-    if (!view_same(&o, &b->other)) batch_clear(b->p);
-    b->other = o;
+    bool changed = false;
+    if (!b->next(b->ud, b->i, &b->addr, &b->other, &changed)) continue;
+    if (changed) batch_clear(b->p);
     memset(&b->c, 0, sizeof(b->c));
     b->c.hook = b->hook;
     b->c.v1 = &b->addr;
@@ -2660,9 +2659,8 @@ int pd_policy_pex_batch(pd_policy_t *p, int hook, const pd_peer_view_t *other, s
    * calls. */
   pd_peer_view_t cur_other = *other, addr;
   for (size_t i = 0; i < n; i++) {
-    pd_peer_view_t o = cur_other;
-    if (!next(ud, i, &addr, &o)) continue;
-    cur_other = o;
+    bool changed = false;
+    if (!next(ud, i, &addr, &cur_other, &changed)) continue;
     call_t c;
     memset(&c, 0, sizeof(c));
     c.hook = hook;
@@ -2680,8 +2678,10 @@ typedef struct {
   int decided;
 } array_batch_t;
 
-static bool array_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other) {
+static bool array_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other,
+                       bool *changed) {
   (void)other;
+  (void)changed;
   *addr = ((array_batch_t *)ud)->addrs[i];
   return true;
 }

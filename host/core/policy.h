@@ -335,14 +335,17 @@ int pd_policy_evict_inbound(pd_policy_t *p, const pd_policy_inbound_t *cands, si
  * call of the batch (policies must treat it as read-only).
  *
  * pd_policy_pex_batch, for callers that interleave work with the calls: for
- * i = 0..n-1 in order, next(ud, i, addr, other) fills *addr (and may update
- * *other, which holds the previous call's peer view, initially *other of the
- * batch: a changed view gets a fresh table); false skips i (no call, no
- * done). Then done(ud, i, rc, decision) gets the call's return code (as
+ * i = 0..n-1 in order, next(ud, i, addr, other, changed) fills *addr; *other
+ * holds the previous call's peer view (initially *other of the batch): when
+ * that view changed, next writes the new one there and sets *changed (left
+ * false otherwise; a changed view gets a fresh table); false skips i (no
+ * call, no done). Then done(ud, i, rc, decision) gets the call's return code (as
  * pd_policy_pex_accept's) and, when rc == 0, the decision. hook is
  * PD_HOOK_PEX_ACCEPT or PD_HOOK_PEX_SHARE. Returns 0 or PD_EINVAL. */
 typedef bool (*pd_policy_pex_next_fn)(void *ud, size_t i, pd_peer_view_t *addr,
-                                      pd_peer_view_t *other);
+                                      pd_peer_view_t *other, bool *changed);
+/* Whether two peer views are the same in every field a policy can read. */
+bool pd_peer_view_same(const pd_peer_view_t *a, const pd_peer_view_t *b);
 typedef void (*pd_policy_pex_done_fn)(void *ud, size_t i, int rc, bool decision);
 int pd_policy_pex_batch(pd_policy_t *p, int hook, const pd_peer_view_t *other, size_t n,
                         pd_policy_pex_next_fn next, pd_policy_pex_done_fn done, void *ud,

@@ -1297,11 +1297,15 @@ typedef struct {
   size_t calls;
 } cb_t;
 
-static bool cb_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other) {
+static bool cb_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other,
+                    bool *changed) {
   cb_t *c = ud;
   if (i == 1) return false; /* skipped: no call, no done */
   *addr = c->a[i];
-  if (i >= c->change_at) other->reputation = 50;
+  if (i >= c->change_at && other->reputation != 50) {
+    other->reputation = 50;
+    *changed = true;
+  }
   return true;
 }
 
@@ -1432,8 +1436,10 @@ typedef struct {
   size_t calls;
 } nest_t;
 
-static bool nest_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other) {
+static bool nest_next(void *ud, size_t i, pd_peer_view_t *addr, pd_peer_view_t *other,
+                      bool *changed) {
   (void)other;
+  (void)changed;
   *addr = ((nest_t *)ud)->a[i];
   return true;
 }
