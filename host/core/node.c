@@ -1075,7 +1075,7 @@ static int ensure_records(pd_node_t *n) {
   pd_book_geometry_t g;
   pd_book_geometry(n->book, &g);
   size_t cap = (size_t)PD_BOOK_BUCKET_SIZE * (g.new_buckets + g.tried_buckets);
-  int rc = pd_rectable_create(&n->records, cap, key);
+  int rc = pd_rectable_create_shared(&n->records, cap, key, n->cfg.record_store);
   if (rc == 0) pd_policy_set_records(n->policy, n->records);
   if (rc == 0 && n->shadow) pd_policy_set_records(pd_shadow_policy(n->shadow), n->records);
   return rc;

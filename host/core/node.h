@@ -61,6 +61,10 @@ typedef struct pd_node_config {
   size_t nprivate_subnets;
   const uint8_t (*private_ids)[PD_NODE_ID_LEN];
   size_t nprivate_ids;
+  /* Where the record table keeps records' bytes (intern.h), borrowed: the
+   * lab passes one store for all its hosts, so a record they all hold is
+   * kept once. NULL: the table's own (the daemon). */
+  struct pd_intern *record_store;
 } pd_node_config_t;
 
 typedef struct pd_node_status {

@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include "err.h"
+#include "intern.h"
 
 #define EMPTY UINT32_MAX
 #define TOMB (UINT32_MAX - 1)
@@ -44,6 +45,8 @@ struct pd_rectable {
   size_t svc_mask, svc_used, svc_live;
   size_t bytes; /* record bytes held */
   uint64_t changes; /* puts that changed the table, and removals */
+  pd_intern_t *store; /* where the records' bytes are kept */
+  bool own_store;
 };
 
 /* ring position p (0..count) <-> array index */
@@ -74,10 +77,24 @@ static size_t pow2_at_least(size_t n) {
 _Static_assert(PD_RECTABLE_KEY_LEN == crypto_shorthash_KEYBYTES, "siphash key");
 
 int pd_rectable_create(pd_rectable_t **out, size_t cap, const uint8_t key[PD_RECTABLE_KEY_LEN]) {
+  return pd_rectable_create_shared(out, cap, key, NULL);
+}
+
+int pd_rectable_create_shared(pd_rectable_t **out, size_t cap,
+                              const uint8_t key[PD_RECTABLE_KEY_LEN], pd_intern_t *store) {
   if (!out || cap == 0 || cap > (1u << 24) || !key) return PD_EINVAL;
   pd_rectable_t *t = calloc(1, sizeof *t);
   if (!t) return PD_ENOMEM;
   memcpy(t->key, key, sizeof t->key);
+  t->store = store;
+  if (!store) {
+    _Static_assert(PD_INTERN_KEY_LEN <= PD_RECTABLE_KEY_LEN, "store key from the table's");
+    if (pd_intern_create(&t->store, key) < 0) {
+      free(t);
+      return PD_ENOMEM;
+    }
+    t->own_store = true;
+  }
   t->cap = cap;
   /* the ring grows with use; indexes start small */
   size_t isz = 16;
@@ -86,6 +103,7 @@ int pd_rectable_create(pd_rectable_t **out, size_t cap, const uint8_t key[PD_REC
   if (!t->by_id.s || !t->svc) {
     free(t->by_id.s);
     free(t->svc);
+    if (t->own_store) pd_intern_destroy(t->store);
     free(t);
     return PD_ENOMEM;
   }
@@ -97,12 +115,15 @@ int pd_rectable_create(pd_rectable_t **out, size_t cap, const uint8_t key[PD_REC
   return 0;
 }
 
+static void rec_free(pd_rectable_t *t, pd_rec_t *r);
+
 void pd_rectable_destroy(pd_rectable_t *t) {
   if (!t) return;
-  for (size_t i = 0; i < t->count; i++) free(t->recs[at(t, i)]);
+  for (size_t i = 0; i < t->count; i++) rec_free(t, t->recs[at(t, i)]);
   free(t->recs);
   free(t->by_id.s);
   free(t->svc);
+  if (t->own_store) pd_intern_destroy(t->store);
   free(t);
 }
 
@@ -225,9 +246,15 @@ int pd_rec_decode(const pd_rec_t *r, pd_record_t *out) {
   return pd_record_parse_trusted(r->bytes, r->len, out) == PD_RECORD_OK ? 0 : PD_ECORRUPT;
 }
 
-static pd_rec_t *rec_new(const uint8_t *bytes, size_t len, const pd_record_t *rec, int64_t now) {
-  pd_rec_t *r = malloc(sizeof *r + len);
+static pd_rec_t *rec_new(pd_rectable_t *t, const uint8_t *bytes, size_t len,
+                         const pd_record_t *rec, int64_t now) {
+  pd_rec_t *r = malloc(sizeof *r);
   if (!r) return NULL;
+  r->bytes = pd_intern_get(t->store, bytes, len);
+  if (!r->bytes) {
+    free(r);
+    return NULL;
+  }
   memcpy(r->id, rec->id, PD_NODE_ID_LEN);
   r->seq = rec->seq;
   r->updated = now;
@@ -237,8 +264,13 @@ static pd_rec_t *rec_new(const uint8_t *bytes, size_t len, const pd_record_t *re
   else
     memset(&r->placed, 0, sizeof r->placed);
   r->len = (uint16_t)len;
-  memcpy(r->bytes, bytes, len);
   return r;
+}
+
+static void rec_free(pd_rectable_t *t, pd_rec_t *r) {
+  if (!r) return;
+  pd_intern_put(t->store, r->bytes);
+  free(r);
 }
 
 /* Remove the record at array index v: the ring keeps insertion order, so
@@ -251,7 +283,7 @@ static void remove_at(pd_rectable_t *t, uint32_t v) {
   if (f >= 0) t->by_id.s[f] = (islot_t){NULL, TOMB, 0};
   t->bytes -= t->recs[v]->len;
   t->changes++;
-  free(t->recs[v]);
+  rec_free(t, t->recs[v]);
   size_t pos = (v + t->alloc - t->head) % t->alloc;
   if (pos == 0) {
     t->recs[v] = NULL;
@@ -317,12 +349,12 @@ int pd_rectable_put(pd_rectable_t *t, const uint8_t *bytes, size_t len, const pd
     if (same) return PD_REC_SAME;
     if (why == PD_RECORD_R_STALE) return PD_REC_STALE;
     if (why == PD_RECORD_R_CONFLICT) return PD_REC_CONFLICT;
-    pd_rec_t *r = rec_new(bytes, len, rec, now);
+    pd_rec_t *r = rec_new(t, bytes, len, rec, now);
     if (!r) return PD_ENOMEM;
     /* make room in the service index first, so nothing fails half-way */
     if ((t->svc_used + rec->nservices + 1) * 4 > (t->svc_mask + 1) * 3 &&
         svc_grow(t, t->svc_live + rec->nservices + 1) < 0) {
-      free(r);
+      rec_free(t, r);
       return PD_ENOMEM;
     }
     pd_record_t dec;
@@ -330,19 +362,19 @@ int pd_rectable_put(pd_rectable_t *t, const uint8_t *bytes, size_t len, const pd
     t->bytes += len;
     t->bytes -= old->len;
     t->changes++;
-    free(old);
+    rec_free(t, old);
     t->recs[v] = r;
     t->by_id.s[f].rec = r;
     for (unsigned k = 0; k < rec->nservices; k++) svc_set(t, &rec->services[k].addr, v);
     return PD_REC_UPDATED;
   }
   if (ensure_ring(t) < 0) return PD_ENOMEM;
-  pd_rec_t *r = rec_new(bytes, len, rec, now);
+  pd_rec_t *r = rec_new(t, bytes, len, rec, now);
   if (!r) return PD_ENOMEM;
   if (((t->by_id.used + 2) * 4 > (t->by_id.mask + 1) * 3 && id_grow(t, (t->count + 2) * 2) < 0) ||
       ((t->svc_used + rec->nservices + 1) * 4 > (t->svc_mask + 1) * 3 &&
        svc_grow(t, t->svc_live + rec->nservices + 1) < 0)) {
-    free(r);
+    rec_free(t, r);
     return PD_ENOMEM;
   }
   if (t->count == t->cap) remove_at(t, (uint32_t)t->head);

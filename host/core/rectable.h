@@ -1,7 +1,8 @@
 /* rectable — the verified node records this peerd holds about other nodes
  * (sans-I/O).
  *
- * Owns: one record per node id (the bytes as signed, at most PD_RECORD_MAX),
+ * Owns: one record per node id (the bytes as signed, at most PD_RECORD_MAX,
+ * kept in an intern store, intern.h, that tables may share),
  * the sequence rules on update (higher replaces, lower is stale, the same
  * sequence with other bytes is a conflict), lookup by node id and by service
  * endpoint, a bound on how many records are kept (oldest inserted goes
@@ -34,7 +35,7 @@ typedef struct pd_rec {
   int64_t updated; /* when put last changed it (Unix s) */
   pd_netaddr_t placed; /* where books place the node (pd_record_placed), port 0: nowhere */
   uint16_t len;
-  uint8_t bytes[]; /* len bytes: the signed record */
+  const uint8_t *bytes; /* len bytes: the signed record (kept in the table's intern store) */
 } pd_rec_t;
 
 enum pd_rec_put {
@@ -49,6 +50,12 @@ enum pd_rec_put {
 /* cap: records kept at most (>= 1); key: the index's SipHash key (secret:
  * derive it from something random, e.g. the book's key). */
 int pd_rectable_create(pd_rectable_t **out, size_t cap, const uint8_t key[PD_RECTABLE_KEY_LEN]);
+/* The same, with the records' bytes kept in `store` (intern.h), which
+ * tables may share: the lab's hosts share one, so a record every host holds
+ * is kept once. store must outlive the table; NULL: a store of its own. */
+struct pd_intern;
+int pd_rectable_create_shared(pd_rectable_t **out, size_t cap,
+                              const uint8_t key[PD_RECTABLE_KEY_LEN], struct pd_intern *store);
 void pd_rectable_destroy(pd_rectable_t *t);
 
 /* Keep a verified record (its bytes and the decoded form, for the id,

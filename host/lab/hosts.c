@@ -149,6 +149,7 @@ int lab_host_start(sim_t *s, uint32_t hi, char *err, size_t cap) {
   nc.save_interval = 0; /* the sim saves at stop */
   nc.default_ban_secs = 24 * 3600;
   nc.policy_dir = h->policy_dir;
+  nc.record_store = s->records;
   rc = pd_node_create(&h->node, &nc, book, &h->brng, lab_now_s(s));
   if (rc < 0) {
     pd_book_destroy(book);

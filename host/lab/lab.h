@@ -209,6 +209,7 @@ typedef struct sim {
   uint32_t *amap;
   size_t amask, amap_n;
   uint32_t *group_fill; /* hosts per /16 (65,536 counters) */
+  struct pd_intern *records; /* records' bytes, one copy for every host's record table */
   uint32_t eph;
   sim_name_t *names;
   size_t nnames;

@@ -13,6 +13,7 @@
 
 #include "err.h"
 #include "identity.h"
+#include "intern.h"
 #include "netaddr.h"
 #include "record.h"
 #include "rectable.h"
@@ -173,11 +174,66 @@ static void test_random_against_model(void **state) {
   pd_rectable_destroy(t);
 }
 
+/* Tables that share one store (the lab's hosts) keep a record every one of
+ * them holds once: the same bytes pointer, one reference per table; an
+ * update or a removal in one table leaves the others' records as they
+ * were, and the last reference frees the copy. */
+static void test_shared_store(void **state) {
+  (void)state;
+  uint8_t k[PD_INTERN_KEY_LEN] = {3};
+  pd_intern_t *store = NULL;
+  assert_int_equal(pd_intern_create(&store, k), 0);
+  uint8_t key[PD_RECTABLE_KEY_LEN] = {7};
+  pd_rectable_t *t1 = NULL, *t2 = NULL;
+  assert_int_equal(pd_rectable_create_shared(&t1, 16, key, store), 0);
+  assert_int_equal(pd_rectable_create_shared(&t2, 16, key, store), 0);
+  signed_rec_t a1, a2, b1;
+  make(&a1, 1, 10, 26656);
+  make(&a2, 1, 11, 26657);
+  make(&b1, 2, 10, 26656);
+  assert_int_equal(pd_rectable_put(t1, a1.bytes, a1.len, &a1.rec, NOW), PD_REC_NEW);
+  assert_int_equal(pd_rectable_put(t2, a1.bytes, a1.len, &a1.rec, NOW + 1), PD_REC_NEW);
+  assert_int_equal(pd_rectable_put(t2, b1.bytes, b1.len, &b1.rec, NOW), PD_REC_NEW);
+  const pd_rec_t *r1 = pd_rectable_find(t1, a1.rec.id), *r2 = pd_rectable_find(t2, a1.rec.id);
+  assert_non_null(r1);
+  assert_non_null(r2);
+  assert_ptr_equal(r1->bytes, r2->bytes);
+  assert_memory_equal(r1->bytes, a1.bytes, a1.len);
+  assert_int_equal(r1->updated, NOW);
+  assert_int_equal(r2->updated, NOW + 1);
+  assert_int_equal(pd_intern_count(store), 2);
+  assert_int_equal(pd_intern_bytes(store), a1.len + b1.len);
+  assert_int_equal(pd_intern_refs(store, r1->bytes), 2);
+  /* t1 moves to node 1's next record; t2 keeps the first */
+  assert_int_equal(pd_rectable_put(t1, a2.bytes, a2.len, &a2.rec, NOW + 2), PD_REC_UPDATED);
+  r1 = pd_rectable_find(t1, a1.rec.id);
+  r2 = pd_rectable_find(t2, a1.rec.id);
+  assert_memory_equal(r1->bytes, a2.bytes, a2.len);
+  assert_memory_equal(r2->bytes, a1.bytes, a1.len);
+  assert_int_equal(pd_intern_refs(store, r2->bytes), 1);
+  assert_int_equal(pd_intern_count(store), 3);
+  /* the same record again in t2 is the same record: nothing new kept */
+  assert_int_equal(pd_rectable_put(t2, a1.bytes, a1.len, &a1.rec, NOW + 3), PD_REC_SAME);
+  assert_int_equal(pd_intern_count(store), 3);
+  assert_int_equal(pd_rectable_remove(t2, a1.rec.id), 0);
+  assert_int_equal(pd_intern_count(store), 2);
+  pd_rectable_destroy(t1);
+  assert_int_equal(pd_intern_count(store), 1); /* b1, t2's */
+  const pd_rec_t *rb = pd_rectable_find(t2, b1.rec.id);
+  assert_non_null(rb);
+  assert_memory_equal(rb->bytes, b1.bytes, b1.len);
+  pd_rectable_destroy(t2);
+  assert_int_equal(pd_intern_count(store), 0);
+  assert_int_equal(pd_intern_bytes(store), 0);
+  pd_intern_destroy(store);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sequence_and_lookup),
       cmocka_unit_test(test_bound_drops_oldest),
       cmocka_unit_test(test_random_against_model),
+      cmocka_unit_test(test_shared_store),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
