@@ -2560,7 +2560,8 @@ static void batch_clear(pd_policy_t *p) {
   ps->other_set = false;
 }
 
-/* A batch's progress, where a failed call's longjmp cannot lose it. */
+/* A batch's progress: in pd_policy_pex_batch's frame, where a failed call's
+ * longjmp cannot lose it. */
 typedef struct {
   pd_policy_t *p;
   int hook;
@@ -2617,42 +2618,32 @@ int pd_policy_pex_batch(pd_policy_t *p, int hook, const pd_peer_view_t *other, s
   if (ps && !p->in_batch && ps->ref[hook] != LUA_NOREF && !ps->busy) {
     /* The usual case: the calls run in as few protected runs as there
      * are failures, plus one; each call still has its own budget, its
-     * own outcome and breaker note, and the same arguments. */
-    batch_t *b = malloc(sizeof(*b));
-    if (b) {
-      memset(b, 0, sizeof(*b));
-      b->p = p;
-      b->hook = hook;
-      b->n = n;
-      b->next = next;
-      b->done = done;
-      b->ud = ud;
-      b->rng = rng;
-      b->now = now;
-      b->other = *other;
-      p->in_batch = true;
-      batch_clear(p);
-      lua_State *L = ps->L;
-      while (b->i < n) {
-        lua_settop(L, 0);
-        lua_pushcfunction(L, msgh);
-        lua_pushcfunction(L, batch_body);
-        lua_pushlightuserdata(L, b);
-        b->live = false;
-        int st = lua_pcall(L, 1, 0, 1);
-        if (st == LUA_OK) break;
-        int rc = PD_EINVAL;
-        if (b->live) rc = call_leave(p, &b->c, st, &b->f, now);
-        lua_settop(L, 0);
-        if (done) done(ud, b->i, rc, false);
-        b->i++;
-      }
+     * own outcome and breaker note, and the same arguments. The batch's
+     * progress lives in this frame, which a failed call's longjmp (out of
+     * batch_body only) leaves intact. */
+    batch_t b = {.p = p, .hook = hook, .n = n, .next = next, .done = done, .ud = ud,
+                 .rng = rng, .now = now, .other = *other};
+    p->in_batch = true;
+    batch_clear(p);
+    lua_State *L = ps->L;
+    while (b.i < n) {
       lua_settop(L, 0);
-      batch_clear(p);
-      p->in_batch = false;
-      free(b);
-      return 0;
+      lua_pushcfunction(L, msgh);
+      lua_pushcfunction(L, batch_body);
+      lua_pushlightuserdata(L, &b);
+      b.live = false;
+      int st = lua_pcall(L, 1, 0, 1);
+      if (st == LUA_OK) break;
+      int rc = PD_EINVAL;
+      if (b.live) rc = call_leave(p, &b.c, st, &b.f, now);
+      lua_settop(L, 0);
+      if (done) done(ud, b.i, rc, false);
+      b.i++;
     }
+    lua_settop(L, 0);
+    batch_clear(p);
+    p->in_batch = false;
+    return 0;
   }
   /* No policy host (every call fails as pd_policy_pex_accept(NULL, ...)
    * does), no such hook, or a batch inside another one's callback: plain
